@@ -1,0 +1,51 @@
+//! Time as the ledger stores it: UTC, RFC 3339 with milliseconds and a `Z`
+//! (`2026-11-25T10:05:03.120Z`), the same text SQLite's
+//! `strftime('%Y-%m-%dT%H:%M:%fZ', 'now')` produces, so that text order is time order.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+
+/// A point in time.
+pub type Timestamp = DateTime<Utc>;
+
+/// The current time.
+pub fn now() -> Timestamp {
+    Utc::now()
+}
+
+/// Formats a time as the ledger stores it.
+pub fn format(t: Timestamp) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// Parses RFC 3339 with any offset (or SQLite's `YYYY-MM-DD HH:MM:SS`) into UTC.
+pub fn parse(text: &str) -> Option<Timestamp> {
+    let t = text.trim();
+    if let Ok(dt) = DateTime::parse_from_rfc3339(t) {
+        return Some(dt.with_timezone(&Utc));
+    }
+    chrono::NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S%.f")
+        .ok()
+        .map(|n| n.and_utc())
+}
+
+/// Adds a std duration, saturating far in the future.
+pub fn add(t: Timestamp, d: std::time::Duration) -> Timestamp {
+    chrono::Duration::from_std(d)
+        .ok()
+        .and_then(|d| t.checked_add_signed(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn format_matches_sqlite_strftime_and_round_trips() {
+        let t = parse("2026-11-25T12:05:03.12+02:00").unwrap();
+        assert_eq!(format(t), "2026-11-25T10:05:03.120Z");
+        assert_eq!(parse(&format(t)), Some(t));
+        assert_eq!(format(parse("2026-01-02 03:04:05").unwrap()), "2026-01-02T03:04:05.000Z");
+        assert_eq!(parse("yesterday"), None);
+    }
+}

@@ -1,0 +1,589 @@
+//! Configuration: the TOML file of DESIGN.md, parsed loosely into [`RawConfig`] and validated
+//! into [`Config`]. This is the only module that reads environment variables (for secrets).
+//!
+//! Every key has a default except provider URLs and secrets. Errors name the key and the value.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// A configuration or usage problem: the CLI exits 2 for these.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+impl UsageError {
+    pub fn new(msg: impl Into<String>) -> Self {
+        Self(msg.into())
+    }
+}
+
+/// A secret read from the environment. Debug and Display print `[redacted]`.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Self {
+        Self(value)
+    }
+    /// The secret's value, for building a request header. Never log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw, as written in the file.
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConfig {
+    pub ledger: RawLedger,
+    pub schedule: RawSchedule,
+    pub backoff: RawBackoff,
+    pub http: RawHttp,
+    pub providers: BTreeMap<String, RawProvider>,
+    pub events: RawEvents,
+    pub admin: Option<toml::Table>,
+    pub api: Option<toml::Table>,
+    pub log: RawLog,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLedger {
+    pub path: PathBuf,
+    pub url: Option<String>,
+}
+
+impl Default for RawLedger {
+    fn default() -> Self {
+        Self { path: PathBuf::from("/var/lib/payrecon/ledger.db"), url: None }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawSchedule {
+    pub cron: String,
+    pub batch_size: i64,
+    pub concurrency: i64,
+    pub lease: String,
+}
+
+impl Default for RawSchedule {
+    fn default() -> Self {
+        Self {
+            cron: "*/30 * * * * *".into(),
+            batch_size: 500,
+            concurrency: 16,
+            lease: "2m".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawBackoff {
+    pub initial: String,
+    pub multiplier: f64,
+    pub max: String,
+    pub jitter: f64,
+    pub max_age: String,
+    pub not_found_after: i64,
+    pub late_check: String,
+}
+
+impl Default for RawBackoff {
+    fn default() -> Self {
+        Self {
+            initial: "30s".into(),
+            multiplier: 2.0,
+            max: "1h".into(),
+            jitter: 0.2,
+            max_age: "48h".into(),
+            not_found_after: 3,
+            late_check: "7d".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawHttp {
+    pub timeout: String,
+    pub retries: i64,
+    pub retry_initial: String,
+    pub retry_max: String,
+    pub max_body: String,
+}
+
+impl Default for RawHttp {
+    fn default() -> Self {
+        Self {
+            timeout: "10s".into(),
+            retries: 3,
+            retry_initial: "500ms".into(),
+            retry_max: "10s".into(),
+            max_body: "1MiB".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProvider {
+    pub kind: String,
+    pub base_url: Option<String>,
+    pub api_key_env: Option<String>,
+    pub rate_limit: Option<RateLimitSpec>,
+}
+
+/// `"10/s"` or a list of such windows.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RateLimitSpec {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawEvents {
+    pub log: bool,
+    pub webhook: Option<toml::Table>,
+}
+
+impl Default for RawEvents {
+    fn default() -> Self {
+        Self { log: true, webhook: None }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLog {
+    pub format: String,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        Self { format: "text".into() }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validated.
+
+/// The validated configuration that the rest of the program takes.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub ledger_path: PathBuf,
+    pub schedule: ScheduleConfig,
+    pub backoff: BackoffConfig,
+    pub http: HttpConfig,
+    pub providers: Vec<ProviderConfig>,
+    pub events_log: bool,
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone)]
+pub struct ScheduleConfig {
+    /// The cron expression as written, for messages.
+    pub cron_expr: String,
+    pub cron: croner::Cron,
+    pub batch_size: u32,
+    pub concurrency: usize,
+    pub lease: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct BackoffConfig {
+    pub initial: Duration,
+    pub multiplier: f64,
+    pub max: Duration,
+    pub jitter: f64,
+    pub max_age: Duration,
+    pub not_found_after: u32,
+    pub late_check: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    pub timeout: Duration,
+    pub retries: u32,
+    pub retry_initial: Duration,
+    pub retry_max: Duration,
+    pub max_body: usize,
+}
+
+impl HttpConfig {
+    /// The longest one check can take: every attempt timing out, plus the retry delays at their
+    /// jittered worst (backon's jitter adds up to 100% of a delay).
+    pub fn worst_check_time(&self) -> Duration {
+        let mut total = self.timeout * (self.retries + 1);
+        let mut delay = self.retry_initial;
+        for _ in 0..self.retries {
+            total += delay.min(self.retry_max) * 2;
+            delay = delay.saturating_mul(2);
+        }
+        total
+    }
+}
+
+/// The provider kinds this build has an adapter for.
+pub const PROVIDER_KINDS: &[&str] = &["mopay"];
+
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    /// The table name under `[providers]`, which is the ledger's `provider` column.
+    pub name: String,
+    pub kind: String,
+    pub base_url: reqwest::Url,
+    pub api_key_env: Option<String>,
+    pub api_key: Option<Secret>,
+    /// Each window is `(count, per)`; all must be honoured together.
+    pub rate_limits: Vec<(NonZeroU32, Duration)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Where to read the config from: `--config`, then `$PAYRECON_CONFIG`, then the system path.
+pub fn default_path() -> PathBuf {
+    std::env::var_os("PAYRECON_CONFIG")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/etc/payrecon/payrecon.toml"))
+}
+
+/// How secrets are looked up; the real program reads the process environment.
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// Reads the process environment.
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+impl Config {
+    /// Reads, parses and validates the file; every error names the file and the key.
+    pub fn load(path: &Path) -> Result<Config, UsageError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            UsageError::new(format!(
+                "cannot read config file {}: {e} (pass --config FILE or set PAYRECON_CONFIG)",
+                path.display()
+            ))
+        })?;
+        Self::parse(&text, &process_env)
+            .map_err(|e| UsageError::new(format!("{}: {}", path.display(), e.0)))
+    }
+
+    /// Parses and validates config text; secrets are looked up through `env`.
+    pub fn parse(text: &str, env: EnvLookup<'_>) -> Result<Config, UsageError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            // toml's message spans several lines with a caret; keep it to one sentence.
+            let msg = e.message().trim().to_string();
+            let at = e
+                .span()
+                .map(|s| {
+                    let line = text[..s.start.min(text.len())].matches('\n').count() + 1;
+                    format!("line {line}: ")
+                })
+                .unwrap_or_default();
+            UsageError::new(format!("{at}{msg}"))
+        })?;
+        Self::from_raw(raw, env)
+    }
+
+    /// Validates a parsed config.
+    pub fn from_raw(raw: RawConfig, env: EnvLookup<'_>) -> Result<Config, UsageError> {
+        if raw.ledger.url.is_some() {
+            return Err(UsageError::new(
+                "ledger.url: PostgreSQL ledgers are not supported by this build yet; use ledger.path",
+            ));
+        }
+        for (key, table) in [("admin", &raw.admin), ("api", &raw.api)] {
+            if table.is_some() {
+                tracing::warn!("[{key}] is not implemented in this build and is ignored");
+            }
+        }
+        if raw.events.webhook.is_some() {
+            tracing::warn!("[events.webhook] is not implemented in this build and is ignored");
+        }
+        let s = &raw.schedule;
+        let cron: croner::Cron = s
+            .cron
+            .parse()
+            .map_err(|e| UsageError::new(format!("schedule.cron: {:?} is not a cron expression: {e}", s.cron)))?;
+        let schedule = ScheduleConfig {
+            cron_expr: s.cron.clone(),
+            cron,
+            batch_size: positive("schedule.batch_size", s.batch_size, 100_000)?,
+            concurrency: positive("schedule.concurrency", s.concurrency, 10_000)? as usize,
+            lease: duration("schedule.lease", &s.lease)?,
+        };
+        let b = &raw.backoff;
+        let backoff = BackoffConfig {
+            initial: duration("backoff.initial", &b.initial)?,
+            multiplier: ranged("backoff.multiplier", b.multiplier, 1.0, 100.0)?,
+            max: duration("backoff.max", &b.max)?,
+            jitter: ranged("backoff.jitter", b.jitter, 0.0, 1.0)?,
+            max_age: duration("backoff.max_age", &b.max_age)?,
+            not_found_after: positive("backoff.not_found_after", b.not_found_after, 1_000)?,
+            late_check: duration("backoff.late_check", &b.late_check)?,
+        };
+        if backoff.max < backoff.initial {
+            return Err(UsageError::new(format!(
+                "backoff.max: {} is shorter than backoff.initial {}",
+                b.max, b.initial
+            )));
+        }
+        let h = &raw.http;
+        let http = HttpConfig {
+            timeout: duration("http.timeout", &h.timeout)?,
+            retries: u32::try_from(h.retries)
+                .ok()
+                .filter(|r| *r <= 20)
+                .ok_or_else(|| UsageError::new(format!("http.retries: must be 0 to 20, got {}", h.retries)))?,
+            retry_initial: duration("http.retry_initial", &h.retry_initial)?,
+            retry_max: duration("http.retry_max", &h.retry_max)?,
+            max_body: byte_size("http.max_body", &h.max_body)?,
+        };
+        let worst = http.worst_check_time();
+        if schedule.lease <= worst {
+            return Err(UsageError::new(format!(
+                "schedule.lease: {} is shorter than the longest check ({} = http.timeout × (retries + 1) plus retry delays); raise the lease or lower http.timeout/retries",
+                s.lease,
+                humantime::format_duration(worst)
+            )));
+        }
+        let mut providers = Vec::new();
+        for (name, p) in &raw.providers {
+            providers.push(provider(name, p, env)?);
+        }
+        let log_format = match raw.log.format.as_str() {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => {
+                return Err(UsageError::new(format!(
+                    "log.format: must be \"text\" or \"json\", got {other:?}"
+                )));
+            }
+        };
+        Ok(Config {
+            ledger_path: raw.ledger.path,
+            schedule,
+            backoff,
+            http,
+            providers,
+            events_log: raw.events.log,
+            log_format,
+        })
+    }
+
+    /// The named provider's config.
+    pub fn provider(&self, name: &str) -> Option<&ProviderConfig> {
+        self.providers.iter().find(|p| p.name == name)
+    }
+}
+
+fn provider(name: &str, p: &RawProvider, env: EnvLookup<'_>) -> Result<ProviderConfig, UsageError> {
+    let key = |k: &str| format!("providers.{name}.{k}");
+    if name.is_empty() || name.len() > 64 || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+        return Err(UsageError::new(format!(
+            "providers.{name:?}: a provider name must be 1 to 64 letters, digits, '_' or '-'"
+        )));
+    }
+    if !PROVIDER_KINDS.contains(&p.kind.as_str()) {
+        return Err(UsageError::new(format!(
+            "{}: unknown kind {:?} (this build supports: {})",
+            key("kind"),
+            p.kind,
+            PROVIDER_KINDS.join(", ")
+        )));
+    }
+    let default_url = match p.kind.as_str() {
+        "mopay" => Some("https://pay.mopay.co.ls"), // [seed 000]
+        _ => None,
+    };
+    let url_text = p
+        .base_url
+        .as_deref()
+        .or(default_url)
+        .ok_or_else(|| UsageError::new(format!("{}: required for kind {:?}", key("base_url"), p.kind)))?;
+    let base_url = reqwest::Url::parse(url_text)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+        .ok_or_else(|| UsageError::new(format!("{}: {url_text:?} is not an http(s) URL", key("base_url"))))?;
+    let api_key = match &p.api_key_env {
+        None => None,
+        Some(var) => {
+            let value = env(var).filter(|v| !v.trim().is_empty()).ok_or_else(|| {
+                UsageError::new(format!(
+                    "{}: environment variable {var} is not set (export it, or remove the key to call without credentials)",
+                    key("api_key_env")
+                ))
+            })?;
+            Some(Secret::new(value.trim().to_string()))
+        }
+    };
+    let specs = match &p.rate_limit {
+        None => vec!["10/s".to_string()], // [assumed] MoPay publishes no limit.
+        Some(RateLimitSpec::One(s)) => vec![s.clone()],
+        Some(RateLimitSpec::Many(v)) => v.clone(),
+    };
+    let mut rate_limits = Vec::new();
+    for spec in &specs {
+        if spec == "off" {
+            continue;
+        }
+        rate_limits.push(rate_limit(&key("rate_limit"), spec)?);
+    }
+    Ok(ProviderConfig {
+        name: name.to_string(),
+        kind: p.kind.clone(),
+        base_url,
+        api_key_env: p.api_key_env.clone(),
+        api_key,
+        rate_limits,
+    })
+}
+
+/// Parses `"10/s"`, `"100/min"`, `"200/h"`.
+pub fn rate_limit(key: &str, spec: &str) -> Result<(NonZeroU32, Duration), UsageError> {
+    let bad = || {
+        UsageError::new(format!(
+            "{key}: {spec:?} is not a rate limit like \"10/s\", \"100/min\", \"200/h\" or \"off\""
+        ))
+    };
+    let (n, unit) = spec.split_once('/').ok_or_else(bad)?;
+    let n: NonZeroU32 = n.trim().parse().map_err(|_| bad())?;
+    let per = match unit.trim() {
+        "s" | "sec" | "second" => Duration::from_secs(1),
+        "m" | "min" | "minute" => Duration::from_secs(60),
+        "h" | "hour" => Duration::from_secs(3600),
+        _ => return Err(bad()),
+    };
+    Ok((n, per))
+}
+
+/// Parses a humantime duration (`"30s"`, `"2m"`, `"48h"`, `"7d"`), which must be positive.
+pub fn duration(key: &str, text: &str) -> Result<Duration, UsageError> {
+    match humantime::parse_duration(text) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        Ok(_) => Err(UsageError::new(format!("{key}: must be longer than zero, got {text:?}"))),
+        Err(e) => Err(UsageError::new(format!(
+            "{key}: {text:?} is not a duration like \"30s\", \"2m\" or \"48h\" ({e})"
+        ))),
+    }
+}
+
+fn positive(key: &str, value: i64, max: i64) -> Result<u32, UsageError> {
+    if value < 1 || value > max {
+        return Err(UsageError::new(format!("{key}: must be 1 to {max}, got {value}")));
+    }
+    Ok(value as u32)
+}
+
+fn ranged(key: &str, value: f64, lo: f64, hi: f64) -> Result<f64, UsageError> {
+    if !(lo..=hi).contains(&value) {
+        return Err(UsageError::new(format!("{key}: must be {lo} to {hi}, got {value}")));
+    }
+    Ok(value)
+}
+
+/// Parses `"1MiB"`, `"512KiB"`, `"65536"`.
+fn byte_size(key: &str, text: &str) -> Result<usize, UsageError> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let mult: usize = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "KB" | "k" => 1024,
+        "MiB" | "MB" | "M" => 1024 * 1024,
+        _ => 0,
+    };
+    match digits.parse::<usize>() {
+        Ok(n) if mult > 0 && n > 0 => Ok(n.saturating_mul(mult)),
+        _ => Err(UsageError::new(format!(
+            "{key}: {text:?} is not a size like \"1MiB\", \"512KiB\" or \"65536\""
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn the_shipped_example_parses() {
+        let text = include_str!("../config/payrecon.toml");
+        let env = |v: &str| (v == "MOPAY_API_KEY").then(|| "k".to_string());
+        let cfg = Config::parse(text, &env).expect("config/payrecon.toml must be valid");
+        assert_eq!(cfg.schedule.batch_size, 500);
+        assert_eq!(cfg.providers[0].name, "mopay");
+    }
+
+    #[test]
+    fn defaults_apply_to_an_empty_file() {
+        let cfg = Config::parse("", &no_env).unwrap();
+        assert_eq!(cfg.schedule.concurrency, 16);
+        assert_eq!(cfg.backoff.not_found_after, 3);
+        assert_eq!(cfg.http.max_body, 1024 * 1024);
+        assert_eq!(cfg.http.worst_check_time(), Duration::from_secs(47));
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let cases = [
+            ("[schedule]\nbatch_size = 0", "schedule.batch_size"),
+            ("[schedule]\ncron = \"every now and then\"", "schedule.cron"),
+            ("[backoff]\ninitial = \"soon\"", "backoff.initial"),
+            ("[schedule]\nlease = \"5s\"", "schedule.lease"),
+            ("[providers.x]\nkind = \"paypal\"", "providers.x.kind"),
+            ("[providers.m]\nkind = \"mopay\"\napi_key_env = \"NOPE\"", "NOPE"),
+            ("[providers.m]\nkind = \"mopay\"\nrate_limit = \"fast\"", "providers.m.rate_limit"),
+            ("[http]\nmax_body = \"lots\"", "http.max_body"),
+            ("[schedule]\nbogus = 1", "bogus"),
+        ];
+        for (text, key) in cases {
+            let err = Config::parse(text, &no_env).expect_err(text).0;
+            assert!(err.contains(key), "{text:?} gave {err:?}");
+        }
+    }
+
+    #[test]
+    fn rate_limits_parse_lists() {
+        let cfg = Config::parse(
+            "[providers.m]\nkind = \"mopay\"\nrate_limit = [\"100/min\", \"200/h\"]",
+            &no_env,
+        )
+        .unwrap();
+        let p = &cfg.providers[0];
+        assert_eq!(p.rate_limits.len(), 2);
+        assert_eq!(p.rate_limits[1].1, Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug() {
+        let env = |_: &str| Some("sk_live_very_secret".to_string());
+        let cfg = Config::parse("[providers.m]\nkind = \"mopay\"\napi_key_env = \"K\"", &env).unwrap();
+        assert!(!format!("{cfg:?}").contains("very_secret"));
+    }
+}

@@ -1,0 +1,133 @@
+//! Events: the JSON shape of DESIGN.md "Events" (pure), and the log sink that writes one
+//! structured line per event. Delivery to a webhook is the outbox's (a later issue); the ledger
+//! writes the event row in the same transaction as its transition.
+
+use serde_json::{Value, json};
+
+use crate::ledger::{Facts, Session, Status};
+
+/// A new event id: `evt_` and a ULID, so ids sort by creation time. Stable across redeliveries
+/// because it is written once, with the event row.
+pub fn new_id() -> String {
+    format!("evt_{}", ulid::Ulid::new())
+}
+
+/// The inputs of one transition's event.
+pub struct TransitionEvent<'a> {
+    pub id: &'a str,
+    pub created_at: &'a str,
+    /// The session after the update (its `checks` already counted).
+    pub session: &'a Session,
+    pub from: Status,
+    pub to: Status,
+    pub reason: Option<&'a str>,
+    pub facts: &'a Facts,
+    pub compared: &'a [&'static str],
+}
+
+/// The event JSON for a transition.
+pub fn transition_payload(e: &TransitionEvent<'_>) -> Value {
+    let s = e.session;
+    let mut data = json!({
+        "provider": s.provider,
+        "session_id": s.session_id,
+        "reference": s.reference,
+        "amount": s.amount,
+        "currency": s.currency,
+        "from": e.from.as_str(),
+        "to": e.to.as_str(),
+        "reason": e.reason,
+        "provider_status": e.facts.provider_status,
+        "transaction_id": e.facts.transaction_id,
+        "payment_method": e.facts.payment_method,
+        "provider_completed_at": e.facts.provider_completed_at,
+        "checks": s.checks,
+    });
+    if !e.compared.is_empty() {
+        data["compared"] = json!(e.compared);
+    }
+    json!({
+        "id": e.id,
+        "type": e.to.event_type(),
+        "created_at": e.created_at,
+        "data": data,
+    })
+}
+
+/// Writes one structured log line for a committed event (the log sink of DESIGN.md).
+pub fn log(payload: &Value) {
+    let d = &payload["data"];
+    let s = |v: &Value| v.as_str().unwrap_or("").to_string();
+    tracing::info!(
+        target: "payrecon::event",
+        event_id = %s(&payload["id"]),
+        event_type = %s(&payload["type"]),
+        provider = %s(&d["provider"]),
+        session_id = %s(&d["session_id"]),
+        reference = %s(&d["reference"]),
+        amount = %s(&d["amount"]),
+        from = %s(&d["from"]),
+        to = %s(&d["to"]),
+        reason = %s(&d["reason"]),
+        transaction_id = %s(&d["transaction_id"]),
+        checks = d["checks"].as_i64().unwrap_or(0),
+        "event"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payload_has_the_contract_shape() {
+        let session = Session {
+            rowid: 1,
+            provider: "mopay".into(),
+            session_id: "MOP_abc123_ORDER12345".into(),
+            reference: Some("ORDER12345".into()),
+            amount: Some("100.00".into()),
+            currency: Some("LSL".into()),
+            status: "COMPLETED".into(),
+            created_at: "2026-11-24T10:00:00.000Z".into(),
+            next_check_at: String::new(),
+            checks: 3,
+            answered_checks: 3,
+            not_found_count: 0,
+            last_checked_at: None,
+            last_error: None,
+            lease_owner: None,
+            lease_until: None,
+            provider_status: None,
+            transaction_id: None,
+            payment_method: None,
+            provider_completed_at: None,
+            resolved_at: None,
+        };
+        let facts = Facts {
+            provider_status: Some("COMPLETED".into()),
+            transaction_id: Some("TXN123".into()),
+            payment_method: Some("mpesa".into()),
+            provider_completed_at: Some("2025-12-04T14:05:00Z".into()),
+            ..Facts::default()
+        };
+        let id = new_id();
+        assert!(id.starts_with("evt_") && id.len() == 30);
+        let v = transition_payload(&TransitionEvent {
+            id: &id,
+            created_at: "2026-11-24T10:05:03.000Z",
+            session: &session,
+            from: Status::Pending,
+            to: Status::Completed,
+            reason: None,
+            facts: &facts,
+            compared: &["amount", "reference"],
+        });
+        assert_eq!(v["type"], "session.completed");
+        assert_eq!(v["data"]["amount"], "100.00");
+        assert_eq!(v["data"]["to"], "COMPLETED");
+        assert_eq!(v["data"]["reason"], Value::Null);
+        assert_eq!(v["data"]["checks"], 3);
+        assert_eq!(v["data"]["compared"][1], "reference");
+    }
+}

@@ -1,0 +1,112 @@
+//! `import FILE.csv`: bulk enqueue, all or nothing. The header names the columns
+//! (`provider,session_id,reference,amount,currency,created_at`; only the first two required, in
+//! any order). Every row is validated as `add` validates; any bad row rolls the whole import
+//! back, and the error names its line and field. Rows already in the ledger are left as they
+//! are, so a re-import is idempotent. Rows stream from the file into one transaction.
+
+use std::path::Path;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::clock;
+use crate::config::{Config, UsageError};
+use crate::ledger::{ImportOutcome, Ledger, NewSession};
+
+const COLUMNS: &[&str] = &["provider", "session_id", "reference", "amount", "currency", "created_at"];
+
+/// How many bad rows are reported before the rest are only counted.
+const MAX_REPORTED: usize = 20;
+
+/// Imports `file` into `ledger`. A bad file or bad rows give a [`UsageError`] naming them.
+pub fn run(cfg: &Config, ledger: &Ledger, file: &Path) -> anyhow::Result<ImportOutcome> {
+    let name = file.display().to_string();
+    let f = std::fs::File::open(file).map_err(|e| UsageError::new(format!("cannot read {name}: {e}")))?;
+    let size = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(std::io::BufReader::new(f));
+    let headers = reader
+        .headers()
+        .map_err(|e| UsageError::new(format!("{name}: line 1: cannot read the header: {e}")))?
+        .clone();
+    let mut index = [None; 6];
+    for (i, h) in headers.iter().enumerate() {
+        let h = h.trim_start_matches('\u{feff}');
+        let Some(col) = COLUMNS.iter().position(|c| c.eq_ignore_ascii_case(h)) else {
+            return Err(UsageError::new(format!(
+                "{name}: line 1: unknown column {h:?} (columns: {})",
+                COLUMNS.join(",")
+            ))
+            .into());
+        };
+        if index[col].replace(i).is_some() {
+            return Err(UsageError::new(format!("{name}: line 1: column {h:?} appears twice")).into());
+        }
+    }
+    for required in [0, 1] {
+        if index[required].is_none() {
+            return Err(UsageError::new(format!(
+                "{name}: line 1: the header has no {:?} column (header: provider,session_id,reference,amount,currency,created_at)",
+                COLUMNS[required]
+            ))
+            .into());
+        }
+    }
+    let bar = ProgressBar::with_draw_target(Some(size), indicatif::ProgressDrawTarget::stderr_with_hz(4));
+    bar.set_style(
+        ProgressStyle::with_template("importing {bar:40} {bytes}/{total_bytes} {per_sec} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut record = csv::StringRecord::new();
+    let rows = std::iter::from_fn(|| {
+        let line = reader.position().line();
+        match reader.read_record(&mut record) {
+            Ok(false) => None,
+            Ok(true) => {
+                let line = record.position().map_or(line, |p| p.line());
+                bar.set_position(reader.position().byte());
+                Some(row(cfg, &record, &index).map_err(|e| format!("line {line}: {e}")))
+            }
+            Err(e) => Some(Err(format!("line {line}: {e}"))),
+        }
+    });
+    let out = ledger.import(rows, MAX_REPORTED)?;
+    bar.finish_and_clear();
+    if out.failed_rows > 0 {
+        let more = out.failed_rows.saturating_sub(out.errors.len() as u64);
+        let mut msg = format!("{name}: nothing imported; {} bad row(s): {}", out.failed_rows, out.errors.join("; "));
+        if more > 0 {
+            msg.push_str(&format!("; and {more} more"));
+        }
+        return Err(UsageError::new(msg).into());
+    }
+    Ok(out)
+}
+
+fn row(cfg: &Config, r: &csv::StringRecord, index: &[Option<usize>; 6]) -> Result<NewSession, String> {
+    let get = |col: usize| index[col].and_then(|i| r.get(i)).filter(|v| !v.is_empty()).map(String::from);
+    let provider = get(0).ok_or("provider: empty")?;
+    if cfg.provider(&provider).is_none() {
+        return Err(format!("provider: {provider:?} is not configured in [providers]"));
+    }
+    let created_at = match get(5) {
+        None => None,
+        Some(t) => Some(clock::parse(&t).ok_or_else(|| format!("created_at: {t:?} is not an RFC 3339 time"))?),
+    };
+    let s = NewSession {
+        provider,
+        session_id: index[1].and_then(|i| r.get(i)).unwrap_or_default().to_string(),
+        reference: get(2),
+        amount: get(3),
+        currency: get(4),
+        created_at,
+    };
+    s.validate().map_err(|e| field_error(&e))?;
+    Ok(s)
+}
+
+/// Validation messages start with the field's name; make that `field: message`.
+pub fn field_error(e: &str) -> String {
+    match e.split_once(' ') {
+        Some((field, _)) if COLUMNS.contains(&field) => format!("{field}: {e}"),
+        _ => e.to_string(),
+    }
+}

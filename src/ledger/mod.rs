@@ -1,0 +1,676 @@
+//! The ledger: sessions, transitions and the events outbox in one SQLite file (WAL,
+//! `busy_timeout`, versioned migrations). All SQL of the program lives in this module.
+//!
+//! The ledger is synchronous rusqlite behind a `Mutex<Connection>`; async callers go through
+//! [`Ledger::call`], which runs the work on tokio's blocking pool. It knows nothing of HTTP,
+//! providers or tokio's runtime beyond that one helper.
+//!
+//! Invariant: every write transaction starts `IMMEDIATE`, so two processes on one file queue on
+//! `busy_timeout` instead of failing on a lock upgrade.
+
+mod model;
+pub mod schema;
+
+pub use model::*;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+
+use crate::clock::{self, Timestamp};
+use crate::events;
+
+/// How long a writer waits for another process's transaction before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A ledger failure. The path or the operation is named so the message stands alone.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("ledger {path}: {what}: {source}")]
+    Sqlite {
+        path: String,
+        what: &'static str,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error(
+        "ledger {path}: schema version {found} is newer than this build's {supported}; upgrade payrecon (the file was not changed)"
+    )]
+    TooNew { path: String, found: i64, supported: i64 },
+    #[error("ledger {path}: {message}")]
+    Corrupt { path: String, message: String },
+    #[error("ledger task failed: {0}")]
+    Join(String),
+}
+
+/// Which sessions a pass claims.
+#[derive(Debug, Clone, Copy)]
+pub enum ClaimMode {
+    /// Sessions whose `next_check_at` is at or before this time (the pass's start).
+    DueBy(Timestamp),
+    /// Every PENDING session with an id above this one, ignoring the schedule (`once --all`).
+    AllAfter(i64),
+}
+
+/// A handle to one ledger file; clones share one connection.
+#[derive(Clone)]
+pub struct Ledger {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+}
+
+const SESSION_COLS: &str = "id, provider, session_id, reference, amount, currency, status, created_at, \
+     next_check_at, checks, answered_checks, not_found_count, last_checked_at, last_error, \
+     lease_owner, lease_until, provider_status, transaction_id, payment_method, \
+     provider_completed_at, resolved_at";
+
+/// The due query. Served by the partial index `sessions_due` (a test asserts the plan).
+const CLAIM_DUE: &str = "UPDATE sessions SET lease_owner = ?1, lease_until = ?2, next_check_at = ?2 \
+     WHERE id IN (SELECT id FROM sessions WHERE status = 'PENDING' AND next_check_at <= ?3 \
+                  ORDER BY next_check_at LIMIT ?4) \
+     RETURNING ";
+
+const CLAIM_ALL: &str = "UPDATE sessions SET lease_owner = ?1, lease_until = ?2, next_check_at = ?2 \
+     WHERE id IN (SELECT id FROM sessions WHERE status = 'PENDING' AND id > ?3 \
+                  AND (lease_until IS NULL OR lease_until <= ?5) ORDER BY id LIMIT ?4) \
+     RETURNING ";
+
+fn session_from_row(r: &Row<'_>) -> rusqlite::Result<Session> {
+    Ok(Session {
+        rowid: r.get(0)?,
+        provider: r.get(1)?,
+        session_id: r.get(2)?,
+        reference: r.get(3)?,
+        amount: r.get(4)?,
+        currency: r.get(5)?,
+        status: r.get(6)?,
+        created_at: r.get(7)?,
+        next_check_at: r.get(8)?,
+        checks: r.get(9)?,
+        answered_checks: r.get(10)?,
+        not_found_count: r.get(11)?,
+        last_checked_at: r.get(12)?,
+        last_error: r.get(13)?,
+        lease_owner: r.get(14)?,
+        lease_until: r.get(15)?,
+        provider_status: r.get(16)?,
+        transaction_id: r.get(17)?,
+        payment_method: r.get(18)?,
+        provider_completed_at: r.get(19)?,
+        resolved_at: r.get(20)?,
+    })
+}
+
+impl Ledger {
+    /// Opens (creating if needed) and migrates the ledger at `path`.
+    pub fn open(path: &Path) -> Result<Ledger, Error> {
+        let p = path.display().to_string();
+        let err = |what| {
+            let p = p.clone();
+            move |source| Error::Sqlite { path: p, what, source }
+        };
+        let mut conn = Connection::open(path).map_err(err("opening"))?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(err("setting busy_timeout"))?;
+        // journal_mode answers with a row; WAL lets readers run beside the one writer.
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(err("enabling WAL (is this a SQLite file?)"))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(Error::Corrupt { path: p, message: format!("cannot enable WAL, journal mode is {mode}") });
+        }
+        // FULL: a committed transition survives power loss, not only a process crash.
+        conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
+            .map_err(err("setting pragmas"))?;
+        migrate(&mut conn, &p)?;
+        Ok(Ledger { inner: Arc::new(Inner { path: path.to_path_buf(), conn: Mutex::new(conn) }) })
+    }
+
+    /// The file this ledger lives in.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Runs `f` on tokio's blocking pool, so async code never blocks on SQLite.
+    pub async fn call<T, F>(&self, f: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Ledger) -> Result<T, Error> + Send + 'static,
+    {
+        let ledger = self.clone();
+        tokio::task::spawn_blocking(move || f(&ledger))
+            .await
+            .map_err(|e| Error::Join(e.to_string()))?
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A poisoned mutex means a panic while holding the connection; SQLite itself rolled back
+        // any open transaction, so the connection is still usable.
+        self.inner.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn err(&self, what: &'static str) -> impl Fn(rusqlite::Error) -> Error + '_ {
+        move |source| Error::Sqlite { path: self.inner.path.display().to_string(), what, source }
+    }
+
+    /// Adds one session, due at once; an existing `(provider, session_id)` is left untouched.
+    pub fn enqueue(&self, s: &NewSession) -> Result<Enqueued, Error> {
+        let conn = self.conn();
+        let n = insert_session(&conn, s).map_err(self.err("adding a session"))?;
+        Ok(if n == 1 { Enqueued::Added } else { Enqueued::AlreadyPresent })
+    }
+
+    /// Adds many sessions all-or-nothing: rows are validated by the caller, which passes
+    /// `Err(message)` for a bad row; any error rolls the whole import back. Returns
+    /// `(added, already_present, errors)`; `errors` holds at most `max_errors` messages.
+    pub fn import<I>(&self, rows: I, max_errors: usize) -> Result<ImportOutcome, Error>
+    where
+        I: IntoIterator<Item = Result<NewSession, String>>,
+    {
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(self.err("starting an import"))?;
+        let mut out = ImportOutcome::default();
+        {
+            let mut stmt = tx.prepare_cached(INSERT_SESSION).map_err(self.err("preparing the import"))?;
+            for row in rows {
+                match row {
+                    Ok(s) if out.errors.is_empty() => {
+                        let n = insert_with(&mut stmt, &s).map_err(self.err("importing a session"))?;
+                        if n == 1 {
+                            out.added += 1;
+                        } else {
+                            out.already_present += 1;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        out.failed_rows += 1;
+                        if out.errors.len() < max_errors {
+                            out.errors.push(e);
+                        }
+                    }
+                }
+            }
+        }
+        if out.failed_rows == 0 {
+            tx.commit().map_err(self.err("committing the import"))?;
+        } else {
+            out.added = 0;
+            out.already_present = 0;
+            // Dropping the transaction rolls it back.
+        }
+        Ok(out)
+    }
+
+    /// Claims up to `limit` sessions for `owner` until `lease_until`, in one transaction.
+    pub fn claim(
+        &self,
+        owner: &str,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+        mode: ClaimMode,
+    ) -> Result<Vec<Session>, Error> {
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(self.err("starting a claim"))?;
+        let until = clock::format(lease_until);
+        let sessions = {
+            let (sql, cursor): (String, String) = match mode {
+                ClaimMode::DueBy(t) => (format!("{CLAIM_DUE}{SESSION_COLS}"), clock::format(t)),
+                ClaimMode::AllAfter(id) => (format!("{CLAIM_ALL}{SESSION_COLS}"), id.to_string()),
+            };
+            let mut stmt = tx.prepare_cached(&sql).map_err(self.err("preparing a claim"))?;
+            let rows = match mode {
+                ClaimMode::DueBy(_) => stmt.query_map(params![owner, until, cursor, limit], session_from_row),
+                ClaimMode::AllAfter(id) => {
+                    stmt.query_map(params![owner, until, id, limit, clock::format(now)], session_from_row)
+                }
+            }
+            .map_err(self.err("claiming sessions"))?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(self.err("reading claimed sessions"))?
+        };
+        tx.commit().map_err(self.err("committing a claim"))?;
+        Ok(sessions)
+    }
+
+    /// Writes a batch of outcomes in one transaction. Each transition is a compare-and-set on
+    /// its `from` status that writes the session update, the transition row and the event row
+    /// together; a lost race writes nothing for that session. Reschedules and releases apply only
+    /// while `owner` still holds the lease. Returns the payloads of the events written.
+    pub fn record(&self, owner: &str, now: Timestamp, records: &[Record]) -> Result<Vec<serde_json::Value>, Error> {
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(self.err("starting to record outcomes"))?;
+        let now_s = clock::format(now);
+        let mut written = Vec::new();
+        for rec in records {
+            match rec {
+                Record::Transition { rowid, from, to, source, reason, facts, charged, compared } => {
+                    let c = i64::from(*charged);
+                    let updated = tx
+                        .prepare_cached(&format!(
+                            "UPDATE sessions SET status = ?1, resolved_at = ?2, checks = checks + ?3, \
+                             answered_checks = answered_checks + ?3, \
+                             last_checked_at = CASE WHEN ?3 = 1 THEN ?2 ELSE last_checked_at END, \
+                             provider_status = coalesce(?4, provider_status), \
+                             transaction_id = coalesce(?5, transaction_id), \
+                             payment_method = coalesce(?6, payment_method), \
+                             provider_completed_at = coalesce(?7, provider_completed_at), \
+                             last_error = NULL, lease_owner = NULL, lease_until = NULL \
+                             WHERE id = ?8 AND status = ?9 RETURNING {SESSION_COLS}"
+                        ))
+                        .map_err(self.err("preparing a transition"))?
+                        .query_row(
+                            params![
+                                to.as_str(),
+                                now_s,
+                                c,
+                                facts.provider_status,
+                                facts.transaction_id,
+                                facts.payment_method,
+                                facts.provider_completed_at,
+                                rowid,
+                                from.as_str()
+                            ],
+                            session_from_row,
+                        )
+                        .optional()
+                        .map_err(self.err("recording a transition"))?;
+                    let Some(session) = updated else {
+                        tracing::debug!(rowid, "transition lost the compare-and-set; already recorded");
+                        continue;
+                    };
+                    tx.prepare_cached(
+                        "INSERT INTO transitions (session, from_status, to_status, at, source, reason, \
+                         provider_status, transaction_id, payment_method, provider_amount, \
+                         provider_reference, provider_currency, provider_completed_at) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                    )
+                    .map_err(self.err("preparing a transition row"))?
+                    .execute(params![
+                        rowid,
+                        from.as_str(),
+                        to.as_str(),
+                        now_s,
+                        source.as_str(),
+                        reason,
+                        facts.provider_status,
+                        facts.transaction_id,
+                        facts.payment_method,
+                        facts.amount,
+                        facts.reference,
+                        facts.currency,
+                        facts.provider_completed_at
+                    ])
+                    .map_err(self.err("writing a transition row"))?;
+                    let id = events::new_id();
+                    let payload = events::transition_payload(&events::TransitionEvent {
+                        id: &id,
+                        created_at: &now_s,
+                        session: &session,
+                        from: *from,
+                        to: *to,
+                        reason: reason.as_deref(),
+                        facts,
+                        compared,
+                    });
+                    insert_event(&tx, &id, to.event_type(), *rowid, &payload, &now_s)
+                        .map_err(self.err("writing an event"))?;
+                    written.push(payload);
+                }
+                Record::Reschedule { rowid, next_check_at, last_error, answered, not_found, charged, facts } => {
+                    let f = facts.clone().unwrap_or_default();
+                    tx.prepare_cached(
+                        "UPDATE sessions SET next_check_at = ?1, last_error = ?2, checks = checks + ?3, \
+                         answered_checks = answered_checks + ?4, \
+                         last_checked_at = CASE WHEN ?3 = 1 THEN ?5 ELSE last_checked_at END, \
+                         not_found_count = CASE ?6 WHEN 1 THEN not_found_count + 1 WHEN 0 THEN 0 \
+                                           ELSE not_found_count END, \
+                         provider_status = coalesce(?7, provider_status), \
+                         transaction_id = coalesce(?8, transaction_id), \
+                         payment_method = coalesce(?9, payment_method), \
+                         lease_owner = NULL, lease_until = NULL \
+                         WHERE id = ?10 AND status = 'PENDING' AND lease_owner = ?11",
+                    )
+                    .map_err(self.err("preparing a reschedule"))?
+                    .execute(params![
+                        clock::format(*next_check_at),
+                        last_error,
+                        i64::from(*charged),
+                        i64::from(*answered),
+                        now_s,
+                        not_found.map(i64::from),
+                        f.provider_status,
+                        f.transaction_id,
+                        f.payment_method,
+                        rowid,
+                        owner
+                    ])
+                    .map_err(self.err("rescheduling a session"))?;
+                }
+                Record::Release { rowid, last_error } => {
+                    tx.prepare_cached(
+                        "UPDATE sessions SET next_check_at = ?1, lease_owner = NULL, lease_until = NULL, \
+                         last_error = coalesce(?2, last_error) \
+                         WHERE id = ?3 AND status = 'PENDING' AND lease_owner = ?4",
+                    )
+                    .map_err(self.err("preparing a release"))?
+                    .execute(params![now_s, last_error, rowid, owner])
+                    .map_err(self.err("releasing a session"))?;
+                }
+            }
+        }
+        tx.commit().map_err(self.err("committing outcomes"))?;
+        Ok(written)
+    }
+
+    /// Sessions matching a filter, newest first.
+    pub fn list(&self, f: &ListFilter) -> Result<Vec<Session>, Error> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(&format!(
+                "SELECT {SESSION_COLS} FROM sessions WHERE (?1 IS NULL OR status = ?1) \
+                 AND (?2 IS NULL OR provider = ?2) ORDER BY id DESC LIMIT ?3"
+            ))
+            .map_err(self.err("preparing a listing"))?;
+        let rows = stmt
+            .query_map(params![f.status.map(|s| s.as_str()), f.provider, f.limit], session_from_row)
+            .map_err(self.err("listing sessions"))?;
+        rows.collect::<Result<_, _>>().map_err(self.err("listing sessions"))
+    }
+
+    /// Every session with this id (one per provider that has it).
+    pub fn find(&self, session_id: &str) -> Result<Vec<Session>, Error> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(&format!("SELECT {SESSION_COLS} FROM sessions WHERE session_id = ?1 ORDER BY provider"))
+            .map_err(self.err("preparing a lookup"))?;
+        let rows = stmt.query_map([session_id], session_from_row).map_err(self.err("finding a session"))?;
+        rows.collect::<Result<_, _>>().map_err(self.err("finding a session"))
+    }
+
+    /// A session's transitions, oldest first.
+    pub fn transitions(&self, rowid: i64) -> Result<Vec<TransitionRow>, Error> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT from_status, to_status, at, source, reason, provider_status, transaction_id \
+                 FROM transitions WHERE session = ?1 ORDER BY id",
+            )
+            .map_err(self.err("preparing transitions"))?;
+        let rows = stmt
+            .query_map([rowid], |r| {
+                Ok(TransitionRow {
+                    from: r.get(0)?,
+                    to: r.get(1)?,
+                    at: r.get(2)?,
+                    source: r.get(3)?,
+                    reason: r.get(4)?,
+                    provider_status: r.get(5)?,
+                    transaction_id: r.get(6)?,
+                })
+            })
+            .map_err(self.err("reading transitions"))?;
+        rows.collect::<Result<_, _>>().map_err(self.err("reading transitions"))
+    }
+
+    /// A session's events, oldest first.
+    pub fn session_events(&self, rowid: i64) -> Result<Vec<Event>, Error> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT id, type, created_at, payload, attempts, next_attempt_at, delivered_at, dead_at, \
+                 last_error FROM events WHERE session = ?1 ORDER BY seq",
+            )
+            .map_err(self.err("preparing events"))?;
+        let rows = stmt
+            .query_map([rowid], |r| {
+                Ok(Event {
+                    id: r.get(0)?,
+                    kind: r.get(1)?,
+                    created_at: r.get(2)?,
+                    payload: r.get(3)?,
+                    attempts: r.get(4)?,
+                    next_attempt_at: r.get(5)?,
+                    delivered_at: r.get(6)?,
+                    dead_at: r.get(7)?,
+                    last_error: r.get(8)?,
+                })
+            })
+            .map_err(self.err("reading events"))?;
+        rows.collect::<Result<_, _>>().map_err(self.err("reading events"))
+    }
+
+    /// Counts by provider × status, sessions due now, and the outbox's state.
+    pub fn stats(&self, now: Timestamp) -> Result<Stats, Error> {
+        let conn = self.conn();
+        let e = self.err("reading stats");
+        let mut stmt = conn
+            .prepare_cached("SELECT provider, status, count(*) FROM sessions GROUP BY provider, status ORDER BY 1, 2")
+            .map_err(&e)?;
+        let sessions = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(&e)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(&e)?;
+        let due_now = conn
+            .query_row(
+                "SELECT count(*) FROM sessions WHERE status = 'PENDING' AND next_check_at <= ?1",
+                [clock::format(now)],
+                |r| r.get(0),
+            )
+            .map_err(&e)?;
+        let (events_total, events_waiting, events_dead) = conn
+            .query_row(
+                "SELECT count(*), count(*) FILTER (WHERE delivered_at IS NULL AND dead_at IS NULL), \
+                 count(*) FILTER (WHERE dead_at IS NOT NULL) FROM events",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .map_err(&e)?;
+        Ok(Stats { sessions, due_now, events_waiting, events_dead, events_total })
+    }
+
+    /// Runs read-only SQL for tests and diagnostics (`EXPLAIN QUERY PLAN`, counts).
+    #[doc(hidden)]
+    pub fn query_strings(&self, sql: &str) -> Result<Vec<String>, Error> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(sql).map_err(self.err("preparing a query"))?;
+        let n = stmt.column_count();
+        let rows = stmt
+            .query_map([], |r| {
+                let mut parts = Vec::with_capacity(n);
+                for i in 0..n {
+                    let v: rusqlite::types::Value = r.get(i)?;
+                    parts.push(match v {
+                        rusqlite::types::Value::Null => "NULL".to_string(),
+                        rusqlite::types::Value::Integer(i) => i.to_string(),
+                        rusqlite::types::Value::Real(f) => f.to_string(),
+                        rusqlite::types::Value::Text(t) => t,
+                        rusqlite::types::Value::Blob(_) => "<blob>".to_string(),
+                    });
+                }
+                Ok(parts.join("|"))
+            })
+            .map_err(self.err("running a query"))?;
+        rows.collect::<Result<_, _>>().map_err(self.err("running a query"))
+    }
+
+    /// Runs SQL that changes the ledger, for tests that inject faults (triggers) and for
+    /// applications' direct inserts in examples.
+    #[doc(hidden)]
+    pub fn execute_batch(&self, sql: &str) -> Result<(), Error> {
+        self.conn().execute_batch(sql).map_err(self.err("running SQL"))
+    }
+
+    /// The SQL of the due query, for the query-plan test.
+    #[doc(hidden)]
+    pub fn due_query_plan(&self) -> Result<Vec<String>, Error> {
+        let sql = format!(
+            "EXPLAIN QUERY PLAN SELECT id FROM sessions WHERE status = 'PENDING' AND next_check_at <= '{}' \
+             ORDER BY next_check_at LIMIT 500",
+            clock::format(clock::now())
+        );
+        self.query_strings(&sql)
+    }
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Default)]
+pub struct ImportOutcome {
+    pub added: u64,
+    pub already_present: u64,
+    pub failed_rows: u64,
+    pub errors: Vec<String>,
+}
+
+const INSERT_SESSION: &str = "INSERT INTO sessions (provider, session_id, reference, amount, currency, created_at) \
+     VALUES (?1, ?2, ?3, ?4, ?5, coalesce(?6, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))) \
+     ON CONFLICT (provider, session_id) DO NOTHING";
+
+fn insert_with(stmt: &mut rusqlite::CachedStatement<'_>, s: &NewSession) -> rusqlite::Result<usize> {
+    stmt.execute(params![
+        s.provider,
+        s.session_id,
+        s.reference,
+        s.amount,
+        s.currency,
+        s.created_at.map(clock::format)
+    ])
+}
+
+fn insert_session(conn: &Connection, s: &NewSession) -> rusqlite::Result<usize> {
+    insert_with(&mut conn.prepare_cached(INSERT_SESSION)?, s)
+}
+
+fn insert_event(
+    tx: &Connection,
+    id: &str,
+    kind: &str,
+    rowid: i64,
+    payload: &serde_json::Value,
+    now: &str,
+) -> rusqlite::Result<usize> {
+    tx.prepare_cached(
+        "INSERT INTO events (id, type, session, payload, created_at, next_attempt_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+    )?
+    .execute(params![id, kind, rowid, payload.to_string(), now])
+}
+
+fn migrate(conn: &mut Connection, path: &str) -> Result<(), Error> {
+    let err = |what| move |source| Error::Sqlite { path: path.to_string(), what, source };
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(err("reading the schema version"))?;
+    if version > schema::VERSION {
+        return Err(Error::TooNew { path: path.to_string(), found: version, supported: schema::VERSION });
+    }
+    for (i, sql) in schema::MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err("starting a migration"))?;
+        tx.execute_batch(sql).map_err(err("migrating the schema"))?;
+        tx.pragma_update(None, "user_version", i as i64 + 1)
+            .map_err(err("recording the schema version"))?;
+        tx.commit().map_err(err("committing a migration"))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp() -> (tempfile::TempDir, Ledger) {
+        let dir = tempfile::tempdir().unwrap();
+        let l = Ledger::open(&dir.path().join("l.db")).unwrap();
+        (dir, l)
+    }
+
+    #[test]
+    fn the_due_query_uses_the_partial_index() {
+        let (_d, l) = temp();
+        let plan = l.due_query_plan().unwrap().join("\n");
+        assert!(plan.contains("USING INDEX sessions_due"), "plan was: {plan}");
+        assert!(!plan.contains("SCAN sessions"), "plan was: {plan}");
+    }
+
+    #[test]
+    fn a_plain_insert_is_due_at_once() {
+        let (_d, l) = temp();
+        l.execute_batch(
+            "INSERT INTO sessions (provider, session_id, reference, amount, currency) \
+             VALUES ('mopay', 'MOP_abc123_ORDER12345', 'ORDER12345', '100.00', 'LSL')",
+        )
+        .unwrap();
+        let now = clock::now();
+        let got = l.claim("me", now, clock::add(now, Duration::from_secs(60)), 10, ClaimMode::DueBy(now)).unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].status, "PENDING");
+        assert_eq!(got[0].amount.as_deref(), Some("100.00"));
+        // Claimed: not due again until the lease ends.
+        let again = l.claim("other", now, clock::add(now, Duration::from_secs(60)), 10, ClaimMode::DueBy(now)).unwrap();
+        assert!(again.is_empty());
+    }
+
+    #[test]
+    fn constraints_refuse_bad_direct_inserts_by_name() {
+        let (_d, l) = temp();
+        let bad = [
+            ("INSERT INTO sessions (provider, session_id, amount) VALUES ('m', 'x', '-1')", "amount_is_decimal_text"),
+            ("INSERT INTO sessions (provider, session_id, amount) VALUES ('m', 'x', 'ten')", "amount_is_decimal_text"),
+            ("INSERT INTO sessions (provider, session_id) VALUES ('m', 'a' || char(10) || 'b')", "session_id_is_valid"),
+            ("INSERT INTO sessions (provider, session_id) VALUES ('m', '')", "session_id_is_valid"),
+            ("INSERT INTO sessions (provider, session_id, status) VALUES ('m', 'y', 'PAID')", "status_is_known"),
+        ];
+        for (sql, name) in bad {
+            let e = l.execute_batch(sql).unwrap_err().to_string();
+            assert!(e.contains(name), "{sql}: {e}");
+        }
+        l.execute_batch("INSERT INTO sessions (provider, session_id, amount) VALUES ('m', 'a/b %?#', '0.5')")
+            .unwrap();
+    }
+
+    #[test]
+    fn a_newer_ledger_is_refused_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.db");
+        drop(Ledger::open(&path).unwrap());
+        let c = Connection::open(&path).unwrap();
+        c.pragma_update(None, "user_version", 99).unwrap();
+        drop(c);
+        let e = Ledger::open(&path).err().unwrap().to_string();
+        assert!(e.contains("newer"), "{e}");
+        let c = Connection::open(&path).unwrap();
+        let v: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(v, 99);
+    }
+
+    #[test]
+    fn reopening_is_idempotent_and_import_is_all_or_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.db");
+        let l = Ledger::open(&path).unwrap();
+        let s = |id: &str| NewSession { provider: "m".into(), session_id: id.into(), ..Default::default() };
+        let out = l.import(vec![Ok(s("a")), Err("line 3: bad".into()), Ok(s("b"))], 10).unwrap();
+        assert_eq!(out.errors, vec!["line 3: bad".to_string()]);
+        assert!(l.find("a").unwrap().is_empty());
+        let out = l.import(vec![Ok(s("a")), Ok(s("b"))], 10).unwrap();
+        assert_eq!((out.added, out.already_present), (2, 0));
+        drop(l);
+        let l = Ledger::open(&path).unwrap();
+        let out = l.import(vec![Ok(s("a")), Ok(s("c"))], 10).unwrap();
+        assert_eq!((out.added, out.already_present), (1, 1));
+    }
+}

@@ -1,0 +1,315 @@
+//! Row and domain types the ledger reads and writes. No SQL here, and nothing about providers.
+
+use std::fmt;
+use std::str::FromStr;
+
+use rust_decimal::Decimal;
+use serde::Serialize;
+
+use crate::clock::Timestamp;
+
+/// A session's state (DESIGN.md "States").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Status {
+    Pending,
+    Completed,
+    Failed,
+    Cancelled,
+    Expired,
+    Review,
+}
+
+impl Status {
+    pub const ALL: [Status; 6] = [
+        Status::Pending,
+        Status::Completed,
+        Status::Failed,
+        Status::Cancelled,
+        Status::Expired,
+        Status::Review,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "PENDING",
+            Status::Completed => "COMPLETED",
+            Status::Failed => "FAILED",
+            Status::Cancelled => "CANCELLED",
+            Status::Expired => "EXPIRED",
+            Status::Review => "REVIEW",
+        }
+    }
+
+    /// The event type a transition into this state emits.
+    pub fn event_type(self) -> &'static str {
+        match self {
+            Status::Pending => "session.pending",
+            Status::Completed => "session.completed",
+            Status::Failed => "session.failed",
+            Status::Cancelled => "session.cancelled",
+            Status::Expired => "session.expired",
+            Status::Review => "session.review",
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Status {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Status::ALL
+            .into_iter()
+            .find(|st| st.as_str().eq_ignore_ascii_case(s))
+            .ok_or_else(|| {
+                format!("{s:?} is not a status (PENDING, COMPLETED, FAILED, CANCELLED, EXPIRED, REVIEW)")
+            })
+    }
+}
+
+/// Who caused a transition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Poll,
+    Backfill,
+    Manual,
+    Api,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Poll => "poll",
+            Source::Backfill => "backfill",
+            Source::Manual => "manual",
+            Source::Api => "api",
+        }
+    }
+}
+
+/// A session as the ledger holds it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Session {
+    #[serde(skip)]
+    pub rowid: i64,
+    pub provider: String,
+    pub session_id: String,
+    pub reference: Option<String>,
+    /// Decimal text as stored; parsed where compared.
+    pub amount: Option<String>,
+    pub currency: Option<String>,
+    pub status: String,
+    pub created_at: String,
+    pub next_check_at: String,
+    pub checks: i64,
+    pub answered_checks: i64,
+    pub not_found_count: i64,
+    pub last_checked_at: Option<String>,
+    pub last_error: Option<String>,
+    pub lease_owner: Option<String>,
+    pub lease_until: Option<String>,
+    pub provider_status: Option<String>,
+    pub transaction_id: Option<String>,
+    pub payment_method: Option<String>,
+    pub provider_completed_at: Option<String>,
+    pub resolved_at: Option<String>,
+}
+
+/// A session to enqueue, validated by [`NewSession::validate`].
+#[derive(Debug, Clone, Default)]
+pub struct NewSession {
+    pub provider: String,
+    pub session_id: String,
+    pub reference: Option<String>,
+    pub amount: Option<String>,
+    pub currency: Option<String>,
+    pub created_at: Option<Timestamp>,
+}
+
+/// The longest session id accepted, in bytes (DESIGN.md "Provider calls").
+pub const MAX_SESSION_ID_BYTES: usize = 256;
+
+/// Checks a session id: 1 to 256 bytes, no control characters. Returns why not.
+pub fn validate_session_id(id: &str) -> Result<(), String> {
+    if id.is_empty() {
+        return Err("session_id is empty".into());
+    }
+    if id.len() > MAX_SESSION_ID_BYTES {
+        return Err(format!(
+            "session_id is {} bytes long, over the limit of {MAX_SESSION_ID_BYTES}",
+            id.len()
+        ));
+    }
+    if let Some(c) = id.chars().find(|c| c.is_control()) {
+        return Err(format!("session_id contains the control character {:?}", c));
+    }
+    Ok(())
+}
+
+/// Checks an amount: non-negative decimal text in major units, such as `100.00`.
+pub fn validate_amount(text: &str) -> Result<Decimal, String> {
+    let ok_shape = !text.is_empty()
+        && text.len() <= 40
+        && text.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        && text.bytes().filter(|b| *b == b'.').count() <= 1
+        && text.as_bytes()[0].is_ascii_digit()
+        && !text.ends_with('.');
+    let parsed = ok_shape.then(|| Decimal::from_str(text).ok()).flatten();
+    parsed.ok_or_else(|| {
+        format!("amount {text:?} is not a non-negative decimal in major units such as \"100.00\"")
+    })
+}
+
+impl NewSession {
+    /// Checks every field the way the ledger's constraints will; the error names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.provider.is_empty() {
+            return Err("provider is empty".into());
+        }
+        validate_session_id(&self.session_id)?;
+        if let Some(a) = &self.amount {
+            validate_amount(a)?;
+        }
+        if let Some(c) = &self.currency
+            && (c.is_empty() || c.len() > 8 || !c.bytes().all(|b| b.is_ascii_alphabetic()))
+        {
+            return Err(format!("currency {c:?} is not a currency code such as \"LSL\""));
+        }
+        Ok(())
+    }
+}
+
+/// What a provider said, as the ledger keeps it: whitelisted, parsed facts, never the raw body.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Facts {
+    pub provider_status: Option<String>,
+    pub transaction_id: Option<String>,
+    pub payment_method: Option<String>,
+    pub provider_completed_at: Option<String>,
+    pub amount: Option<String>,
+    pub reference: Option<String>,
+    pub currency: Option<String>,
+}
+
+/// The outcome of checking one claimed session, to be written by [`crate::ledger::Ledger::record`].
+#[derive(Debug, Clone)]
+pub enum Record {
+    /// A compare-and-set from `from` to `to`, with its transition row and event.
+    Transition {
+        rowid: i64,
+        from: Status,
+        to: Status,
+        source: Source,
+        reason: Option<String>,
+        facts: Facts,
+        /// Whether this check counts in `checks`.
+        charged: bool,
+        /// Which ledger fields were compared with the provider's (for the event).
+        compared: Vec<&'static str>,
+    },
+    /// Still pending: check again at `next_check_at`.
+    Reschedule {
+        rowid: i64,
+        next_check_at: Timestamp,
+        last_error: Option<String>,
+        /// Whether the provider answered (as opposed to a transport failure).
+        answered: bool,
+        /// `Some(true)` for a 404, `Some(false)` for any other answer (resets the count).
+        not_found: Option<bool>,
+        charged: bool,
+        facts: Option<Facts>,
+    },
+    /// Give the session back unchecked (shutdown, refused credentials): due again at once.
+    Release { rowid: i64, last_error: Option<String> },
+}
+
+impl Record {
+    pub fn rowid(&self) -> i64 {
+        match self {
+            Record::Transition { rowid, .. }
+            | Record::Reschedule { rowid, .. }
+            | Record::Release { rowid, .. } => *rowid,
+        }
+    }
+}
+
+/// An event row as written to the outbox.
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub created_at: String,
+    pub payload: String,
+    pub attempts: i64,
+    pub next_attempt_at: Option<String>,
+    pub delivered_at: Option<String>,
+    pub dead_at: Option<String>,
+    pub last_error: Option<String>,
+}
+
+/// A transition row.
+#[derive(Debug, Clone, Serialize)]
+pub struct TransitionRow {
+    pub from: String,
+    pub to: String,
+    pub at: String,
+    pub source: String,
+    pub reason: Option<String>,
+    pub provider_status: Option<String>,
+    pub transaction_id: Option<String>,
+}
+
+/// What `enqueue` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enqueued {
+    Added,
+    AlreadyPresent,
+}
+
+/// Counts for `stats`.
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    /// `(provider, status, count)`.
+    pub sessions: Vec<(String, String, i64)>,
+    pub due_now: i64,
+    pub events_waiting: i64,
+    pub events_dead: i64,
+    pub events_total: i64,
+}
+
+/// Filter for `list`.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    pub status: Option<Status>,
+    pub provider: Option<String>,
+    pub limit: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_ids_are_checked() {
+        assert!(validate_session_id("MOP_abc123_ORDER12345").is_ok());
+        assert!(validate_session_id("a/b %?#c d").is_ok());
+        assert!(validate_session_id("").is_err());
+        assert!(validate_session_id("bad\nid").unwrap_err().contains("control"));
+        assert!(validate_session_id(&"x".repeat(257)).unwrap_err().contains("257"));
+        assert!(validate_session_id(&"x".repeat(256)).is_ok());
+    }
+
+    #[test]
+    fn amounts_are_decimal_text() {
+        assert_eq!(validate_amount("100.00").unwrap().to_string(), "100.00");
+        for bad in ["", "-1", "1e3", "1.2.3", ".5", "5.", "abc", "1,00", " 1"] {
+            assert!(validate_amount(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! Versioned migrations, applied in order inside one transaction each; `PRAGMA user_version`
+//! holds the version reached. A ledger newer than this build is refused without being touched.
+
+/// Migration `i` takes the schema from version `i` to `i + 1`.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: the three tables of DESIGN.md.
+    r#"
+CREATE TABLE sessions (
+    id                    INTEGER PRIMARY KEY,
+    provider              TEXT NOT NULL,
+    session_id            TEXT NOT NULL,
+    reference             TEXT,
+    -- Decimal text in major units ("100.00"), never a float.
+    amount                TEXT CONSTRAINT amount_is_decimal_text CHECK (
+                              amount IS NULL OR (typeof(amount) = 'text'
+                              AND amount GLOB '[0-9]*' AND NOT amount GLOB '*[^0-9.]*'
+                              AND NOT amount GLOB '*.*.*' AND NOT amount GLOB '*.'
+                              AND length(amount) <= 40)),
+    currency              TEXT,
+    status                TEXT NOT NULL DEFAULT 'PENDING' CONSTRAINT status_is_known CHECK (
+                              status IN ('PENDING','COMPLETED','FAILED','CANCELLED','EXPIRED','REVIEW')),
+    created_at            TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    -- Due at once for a plain INSERT. While a session is leased this is the lease's end, so the
+    -- due query needs no lease condition and an abandoned lease simply becomes due again.
+    next_check_at         TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    checks                INTEGER NOT NULL DEFAULT 0,
+    answered_checks       INTEGER NOT NULL DEFAULT 0,
+    not_found_count       INTEGER NOT NULL DEFAULT 0,
+    last_checked_at       TEXT,
+    last_error            TEXT,
+    lease_owner           TEXT,
+    lease_until           TEXT,
+    provider_status       TEXT,
+    transaction_id        TEXT,
+    payment_method        TEXT,
+    provider_completed_at TEXT,
+    resolved_at           TEXT,
+    CONSTRAINT session_id_is_valid CHECK (
+        length(CAST(session_id AS BLOB)) BETWEEN 1 AND 256
+        AND NOT session_id GLOB ('*[' || char(1) || '-' || char(31) || char(127) || ']*')),
+    UNIQUE (provider, session_id)
+);
+-- The due query: cost grows with the sessions due, not with the ledger.
+CREATE INDEX sessions_due ON sessions (next_check_at) WHERE status = 'PENDING';
+-- `once --all` walks every PENDING session by id.
+CREATE INDEX sessions_pending_by_id ON sessions (id) WHERE status = 'PENDING';
+CREATE INDEX sessions_by_session_id ON sessions (session_id);
+
+CREATE TABLE transitions (
+    id                    INTEGER PRIMARY KEY,
+    session               INTEGER NOT NULL REFERENCES sessions (id),
+    from_status           TEXT NOT NULL,
+    to_status             TEXT NOT NULL,
+    at                    TEXT NOT NULL,
+    source                TEXT NOT NULL CHECK (source IN ('poll','backfill','manual','api')),
+    reason                TEXT,
+    provider_status       TEXT,
+    transaction_id        TEXT,
+    payment_method        TEXT,
+    provider_amount       TEXT,
+    provider_reference    TEXT,
+    provider_currency     TEXT,
+    provider_completed_at TEXT
+);
+-- Belt and braces for the compare-and-set: a session leaves PENDING once.
+CREATE UNIQUE INDEX transitions_one_from_pending ON transitions (session) WHERE from_status = 'PENDING';
+CREATE INDEX transitions_by_session ON transitions (session);
+
+CREATE TABLE events (
+    seq             INTEGER PRIMARY KEY,
+    id              TEXT NOT NULL UNIQUE,
+    type            TEXT NOT NULL,
+    session         INTEGER NOT NULL REFERENCES sessions (id),
+    payload         TEXT NOT NULL,
+    created_at      TEXT NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at TEXT,
+    delivered_at    TEXT,
+    dead_at         TEXT,
+    last_error      TEXT,
+    lease_owner     TEXT,
+    lease_until     TEXT
+);
+CREATE INDEX events_due ON events (next_attempt_at) WHERE delivered_at IS NULL AND dead_at IS NULL;
+CREATE INDEX events_by_session ON events (session);
+"#,
+];
+
+/// The schema version this build writes.
+pub const VERSION: i64 = MIGRATIONS.len() as i64;

@@ -1,0 +1,30 @@
+//! payrecon reconciles hosted-checkout and mobile-money payment sessions whose outcome is
+//! unknown: it polls each provider's status endpoint, records each terminal transition once, and
+//! emits one event per transition.
+//!
+//! Layout (ARCHITECTURE.md has the map and the invariants):
+//! - [`cli`]: the command line; the only module that prints to stdout and picks exit codes.
+//! - [`config`]: the TOML config, validated; the only module that reads the environment.
+//! - [`daemon`]: `run` and `once`: signals, the schedule, the pass.
+//! - [`schedule`]: cron ticks, passes never overlapping.
+//! - [`reconcile`]: one pass — claim, check, decide, record.
+//! - [`provider`]: the provider trait, shared HTTP plumbing, one adapter file per provider.
+//! - [`ledger`]: SQLite: sessions, transitions, events; all SQL lives here.
+//! - [`events`]: the event JSON and the log sink.
+//! - [`simulator`]: a MoPay simulator over HTTP for the demo and the tests.
+//! - [`demo`]: the embedded demo.
+//! - [`import`]: CSV import.
+//! - [`clock`]: timestamps as the ledger stores them.
+
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod daemon;
+pub mod demo;
+pub mod events;
+pub mod import;
+pub mod ledger;
+pub mod provider;
+pub mod reconcile;
+pub mod schedule;
+pub mod simulator;

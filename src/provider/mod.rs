@@ -1,0 +1,351 @@
+//! Providers: one [`Adapter`] per provider kind (its endpoint, auth, wire types and status
+//! table), and [`Provider`], the plumbing every adapter shares — rate limits, timeouts, the
+//! capped body read, and the retries within one check (DESIGN.md "Provider calls").
+//!
+//! This module never touches the ledger: it turns a session id into an [`Answer`] or an
+//! [`Error`], and `reconcile` decides what that means for the session.
+//! Adding a provider kind is one new file and one line in [`adapter_for`].
+
+pub mod mopay;
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+use futures_util::future::BoxFuture;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use reqwest::StatusCode;
+use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
+use rust_decimal::Decimal;
+
+use crate::config::{Config, HttpConfig, ProviderConfig, Secret};
+
+/// What a provider's status word means for us (PROVIDERS.md mapping tables).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mapped {
+    Pending,
+    /// The provider says paid; `reconcile` still compares amount, reference and currency.
+    Paid,
+    Failed,
+    Cancelled,
+    Expired,
+    /// Not in the adapter's table: never guessed, the session stays PENDING.
+    Unrecognised,
+}
+
+/// What a provider said about one session, parsed from whitelisted fields only.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProviderFacts {
+    /// The provider's status word as sent (or the JSON text of a non-string value).
+    pub raw_status: String,
+    pub mapped: Mapped,
+    /// Amount in major units, converted from the provider's unit by the adapter.
+    pub amount: Option<Decimal>,
+    pub reference: Option<String>,
+    pub currency: Option<String>,
+    pub transaction_id: Option<String>,
+    pub payment_method: Option<String>,
+    pub completed_at: Option<String>,
+    /// Why an answer that looks final is held back (for the log and `last_error`).
+    pub warning: Option<String>,
+}
+
+impl ProviderFacts {
+    /// Facts with only a status; adapters fill in the rest.
+    pub fn new(raw_status: impl Into<String>, mapped: Mapped) -> Self {
+        Self {
+            raw_status: raw_status.into(),
+            mapped,
+            amount: None,
+            reference: None,
+            currency: None,
+            transaction_id: None,
+            payment_method: None,
+            completed_at: None,
+            warning: None,
+        }
+    }
+}
+
+/// The result of one check that reached the provider.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    Found(ProviderFacts),
+    /// 404: the provider does not know this session.
+    NotFound,
+}
+
+/// Why a check got no usable answer. Messages never carry secrets or raw bodies.
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+pub enum Error {
+    #[error("connection failed: {0}")]
+    Connect(String),
+    #[error("timed out")]
+    Timeout,
+    #[error("HTTP {0}")]
+    Status(u16),
+    #[error("HTTP 429 rate limited{}", retry_after.map(|d| format!(" (retry after {})", humantime::format_duration(d))).unwrap_or_default())]
+    RateLimited { retry_after: Option<Duration> },
+    #[error("HTTP {0}: credentials refused (check the provider's key variable)")]
+    Unauthorized(u16),
+    #[error("malformed answer: {0}")]
+    Malformed(String),
+    #[error("answer larger than http.max_body ({0} bytes)")]
+    TooLarge(usize),
+    #[error("provider reported an error ({0})")]
+    Rejected(String),
+}
+
+impl Error {
+    /// Whether another attempt within the same check may help.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Connect(_)
+            | Error::Timeout
+            | Error::Malformed(_)
+            | Error::TooLarge(_)
+            | Error::Rejected(_)
+            | Error::RateLimited { .. } => true,
+            Error::Status(code) => *code >= 500 || *code == 408,
+            Error::Unauthorized(_) => false,
+        }
+    }
+
+    /// Whether the session should not be charged a check for this failure: the provider was
+    /// unavailable to everyone (rate limit, refused credentials), not unsure about this session.
+    pub fn is_providerwide(&self) -> bool {
+        matches!(self, Error::RateLimited { .. } | Error::Unauthorized(_))
+    }
+}
+
+/// One provider kind's wire knowledge. Implementations are pure apart from building requests.
+pub trait Adapter: Send + Sync {
+    /// The status request for one session id (the id goes in as one percent-encoded segment).
+    fn status_request(&self, client: &reqwest::Client, session_id: &str) -> reqwest::RequestBuilder;
+    /// Interprets a 2xx body of the status endpoint for `session_id`.
+    fn parse(&self, session_id: &str, body: &[u8]) -> Result<ProviderFacts, Error>;
+}
+
+/// Builds the adapter for a configured provider. One line per kind.
+fn adapter_for(cfg: &ProviderConfig) -> Box<dyn Adapter> {
+    match cfg.kind.as_str() {
+        "mopay" => Box::new(mopay::Mopay::new(cfg)),
+        // Invariant: config validation accepts only kinds in config::PROVIDER_KINDS, all above.
+        other => unreachable!("provider kind {other} passed config validation without an adapter"),
+    }
+}
+
+/// A configured provider: its adapter plus the shared HTTP plumbing.
+pub struct Provider {
+    pub name: String,
+    adapter: Box<dyn Adapter>,
+    client: reqwest::Client,
+    http: HttpConfig,
+    limiters: Vec<DefaultDirectRateLimiter>,
+}
+
+/// All configured providers by name.
+pub type Providers = HashMap<String, Arc<Provider>>;
+
+/// Builds every configured provider, sharing one HTTP client (one connection pool).
+pub fn build(cfg: &Config) -> Result<Providers, reqwest::Error> {
+    let client = client(&cfg.http)?;
+    Ok(cfg
+        .providers
+        .iter()
+        .map(|p| (p.name.clone(), Arc::new(Provider::new(p, client.clone(), cfg.http.clone()))))
+        .collect())
+}
+
+/// The HTTP client: rustls, a per-request timeout, no redirects (a status endpoint that
+/// redirects is not the documented one), kept-alive connections.
+pub fn client(http: &HttpConfig) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .timeout(http.timeout)
+        .connect_timeout(http.timeout.min(Duration::from_secs(10)))
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_max_idle_per_host(256)
+        .user_agent(concat!("payrecon/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
+/// A header value for a secret, marked sensitive so no HTTP layer prints it.
+pub fn secret_header(prefix: &str, secret: &Secret) -> HeaderValue {
+    match HeaderValue::from_str(&format!("{prefix}{}", secret.expose())) {
+        Ok(mut v) => {
+            v.set_sensitive(true);
+            v
+        }
+        // A key with characters a header cannot carry is sent as nothing; the provider's 401
+        // then names the problem without the key appearing anywhere.
+        Err(_) => HeaderValue::from_static(""),
+    }
+}
+
+impl Provider {
+    pub fn new(cfg: &ProviderConfig, client: reqwest::Client, http: HttpConfig) -> Self {
+        let limiters = cfg
+            .rate_limits
+            .iter()
+            .map(|(n, per)| {
+                // Burst of one: the limit is a ceiling in any window, not an average.
+                let quota = Quota::with_period(*per / n.get())
+                    .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+                    .allow_burst(NonZeroU32::MIN);
+                RateLimiter::direct(quota)
+            })
+            .collect();
+        Self { name: cfg.name.clone(), adapter: adapter_for(cfg), client, http, limiters }
+    }
+
+    /// Asks the provider about one session, retrying transient failures within the check with
+    /// exponential backoff and jitter. A 429 waits its `Retry-After` when that fits in
+    /// `http.retry_max`; a longer one ends the check so the session is rescheduled instead.
+    pub fn check<'a>(&'a self, session_id: &'a str) -> BoxFuture<'a, Result<Answer, Error>> {
+        Box::pin(async move {
+            let policy = ExponentialBuilder::default()
+                .with_min_delay(self.http.retry_initial)
+                .with_max_delay(self.http.retry_max)
+                .with_factor(2.0)
+                .with_max_times(self.http.retries as usize)
+                .with_jitter();
+            let retry_max = self.http.retry_max;
+            (|| self.attempt(session_id))
+                .retry(policy)
+                .when(Error::is_retryable)
+                .adjust(move |e, dur| match (e, dur) {
+                    (_, None) => None,
+                    (Error::RateLimited { retry_after: Some(ra) }, Some(_)) if *ra > retry_max => None,
+                    (Error::RateLimited { retry_after: Some(ra) }, Some(_)) => Some(*ra),
+                    (_, d) => d,
+                })
+                .notify(|e, dur| {
+                    tracing::debug!(provider = %self.name, session_id, error = %e, retry_in = ?dur, "retrying check")
+                })
+                .await
+        })
+    }
+
+    async fn attempt(&self, session_id: &str) -> Result<Answer, Error> {
+        for limiter in &self.limiters {
+            limiter.until_ready().await;
+        }
+        let response = self
+            .adapter
+            .status_request(&self.client, session_id)
+            .send()
+            .await
+            .map_err(transport_error)?;
+        let status = response.status();
+        match status {
+            s if s.is_success() => {
+                let body = read_capped(response, self.http.max_body).await?;
+                self.adapter.parse(session_id, &body).map(Answer::Found)
+            }
+            StatusCode::NOT_FOUND => Ok(Answer::NotFound),
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(Error::Unauthorized(status.as_u16())),
+            StatusCode::TOO_MANY_REQUESTS => {
+                Err(Error::RateLimited { retry_after: retry_after(response.headers(), chrono::Utc::now()) })
+            }
+            s => Err(Error::Status(s.as_u16())),
+        }
+    }
+}
+
+fn transport_error(e: reqwest::Error) -> Error {
+    if e.is_timeout() {
+        return Error::Timeout;
+    }
+    // The URL is left out: the error is about the connection, and the message stays short.
+    let e = e.without_url();
+    let mut msg = e.to_string();
+    let mut src = std::error::Error::source(&e);
+    while let Some(s) = src {
+        msg = format!("{msg}: {s}");
+        src = s.source();
+    }
+    if msg.contains("operation timed out") || msg.contains("timed out") {
+        return Error::Timeout;
+    }
+    Error::Connect(msg)
+}
+
+/// Reads a body chunk by chunk and stops at `max` bytes: an oversized answer is never buffered
+/// whole.
+pub async fn read_capped(mut response: reqwest::Response, max: usize) -> Result<Vec<u8>, Error> {
+    if response.content_length().is_some_and(|n| n > max as u64) {
+        return Err(Error::TooLarge(max));
+    }
+    let mut body = Vec::with_capacity(response.content_length().unwrap_or(1024).min(max as u64) as usize);
+    while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
+        if body.len() + chunk.len() > max {
+            return Err(Error::TooLarge(max));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// `Retry-After` as seconds or an HTTP date.
+pub fn retry_after(headers: &HeaderMap, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
+    let v = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs.min(86_400)));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    Some((at.with_timezone(&chrono::Utc) - now).to_std().unwrap_or(Duration::ZERO).min(Duration::from_secs(86_400)))
+}
+
+/// Appends `session_id` to `base` as one percent-encoded path segment after `segments`.
+pub fn status_url(base: &reqwest::Url, segments: &[&str], session_id: &str) -> reqwest::Url {
+    let mut url = base.clone();
+    url.set_query(None);
+    url.set_fragment(None);
+    if let Ok(mut path) = url.path_segments_mut() {
+        path.pop_if_empty().extend(segments).push(session_id);
+    }
+    url
+}
+
+/// A short, printable rendering of an unexpected value for a log line or `last_error`.
+pub fn clip(text: &str) -> String {
+    let clean: String = text.chars().filter(|c| !c.is_control()).take(64).collect();
+    if text.chars().count() > 64 { format!("{clean}…") } else { clean }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_become_one_encoded_segment() {
+        let base = reqwest::Url::parse("http://127.0.0.1:1/prefix/").unwrap();
+        let u = status_url(&base, &["api", "v1"], "a/b %?#c");
+        assert_eq!(u.as_str(), "http://127.0.0.1:1/prefix/api/v1/a%2Fb%20%25%3F%23c");
+        let u = status_url(&reqwest::Url::parse("http://h").unwrap(), &["x"], "..");
+        assert_eq!(u.path_segments().unwrap().count(), 2, "{u}");
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-11-25T10:00:00Z").unwrap().to_utc();
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, HeaderValue::from_static("7"));
+        assert_eq!(retry_after(&h, now), Some(Duration::from_secs(7)));
+        h.insert(RETRY_AFTER, HeaderValue::from_static("Wed, 25 Nov 2026 10:00:30 GMT"));
+        assert_eq!(retry_after(&h, now), Some(Duration::from_secs(30)));
+        h.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
+        assert_eq!(retry_after(&h, now), None);
+    }
+
+    #[test]
+    fn classification() {
+        assert!(Error::Status(503).is_retryable());
+        assert!(!Error::Status(400).is_retryable());
+        assert!(!Error::Unauthorized(401).is_retryable());
+        assert!(Error::Unauthorized(403).is_providerwide());
+        assert!(!Error::Timeout.is_providerwide());
+    }
+}

@@ -1,0 +1,210 @@
+//! MoPay Lesotho, the primary provider (seed 000, PROVIDERS.md "mopay").
+//!
+//! Status: `GET {base_url}/api/external/session/v1/{sessionId}`, `Accept: application/json`
+//! `[seed 000]`; `Authorization: Bearer KEY` when a key is configured `[assumed]` (the seed's
+//! status example sends none; creation uses Bearer). Only whitelisted fields are parsed: a
+//! third-party client reports that the real answer echoes the project's API key `[3rd-party]`.
+
+use std::str::FromStr;
+
+use reqwest::header::{ACCEPT, AUTHORIZATION};
+use rust_decimal::Decimal;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::{Adapter, Error, Mapped, ProviderFacts, clip, secret_header, status_url};
+use crate::config::{ProviderConfig, Secret};
+
+/// The path before the session id `[seed 000]`.
+const STATUS_PATH: &[&str] = &["api", "external", "session", "v1"];
+
+pub struct Mopay {
+    base_url: reqwest::Url,
+    api_key: Option<Secret>,
+}
+
+impl Mopay {
+    pub fn new(cfg: &ProviderConfig) -> Self {
+        Self { base_url: cfg.base_url.clone(), api_key: cfg.api_key.clone() }
+    }
+}
+
+/// The status envelope `[seed 000]`. Unknown fields are ignored on purpose.
+#[derive(Debug, Deserialize)]
+struct MopayEnvelope {
+    success: Option<bool>,
+    session: Option<MopaySession>,
+}
+
+/// The whitelisted fields of `session` `[seed 000]`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MopaySession {
+    session_id: Option<String>,
+    amount: Option<Value>,
+    reference: Option<String>,
+    transaction_status: Option<String>,
+    status: Option<Value>,
+    selected_payment_method: Option<String>,
+    transaction_id: Option<String>,
+    completed_at: Option<String>,
+}
+
+/// Maps `session.status` (ASCII case ignored) per PROVIDERS.md's table.
+fn map_status(status: &str) -> Mapped {
+    match status.to_ascii_uppercase().as_str() {
+        "COMPLETED" => Mapped::Paid,                              // [seed 000]
+        "CREATED" | "PROCESSING" | "PENDING" => Mapped::Pending,  // [3rd-party]
+        "FAILED" => Mapped::Failed,                               // [3rd-party]; redirect status=failed [seed 000]
+        "CANCELLED" => Mapped::Cancelled,                         // [3rd-party]; redirect status=cancelled [seed 000]
+        "EXPIRED" => Mapped::Expired,                             // [3rd-party]
+        _ => Mapped::Unrecognised,
+    }
+}
+
+impl Adapter for Mopay {
+    fn status_request(&self, client: &reqwest::Client, session_id: &str) -> reqwest::RequestBuilder {
+        let mut req = client
+            .get(status_url(&self.base_url, STATUS_PATH, session_id))
+            .header(ACCEPT, "application/json");
+        if let Some(key) = &self.api_key {
+            req = req.header(AUTHORIZATION, secret_header("Bearer ", key));
+        }
+        req
+    }
+
+    fn parse(&self, session_id: &str, body: &[u8]) -> Result<ProviderFacts, Error> {
+        let env: MopayEnvelope = serde_json::from_slice(body)
+            .map_err(|e| Error::Malformed(format!("not the documented JSON ({})", json_error_kind(&e))))?;
+        // `success: false` (with `error`) is a transient failure [seed 000]. The error text is not
+        // kept: it is provider prose that could echo anything.
+        if env.success != Some(true) {
+            return Err(Error::Rejected(format!("success: {}", env.success.map_or("missing".into(), |b| b.to_string()))));
+        }
+        let s = env.session.ok_or_else(|| Error::Malformed("no \"session\" object".into()))?;
+        if let Some(id) = &s.session_id
+            && id != session_id
+        {
+            return Err(Error::Malformed(format!("answer is for another session ({})", clip(id))));
+        }
+        let raw_status = match &s.status {
+            Some(Value::String(v)) => v.clone(),
+            Some(other) => other.to_string(),
+            None => "null".to_string(),
+        };
+        let mut mapped = match &s.status {
+            Some(Value::String(v)) => map_status(v),
+            _ => Mapped::Unrecognised,
+        };
+        let mut facts = ProviderFacts::new(raw_status, mapped);
+        // COMPLETED whose transactionStatus is not `success` is held PENDING [assumed]: the seed
+        // only shows the pair COMPLETED + success, so anything else is not a confirmed payment.
+        if mapped == Mapped::Paid {
+            let ts = s.transaction_status.as_deref();
+            if !ts.is_some_and(|t| t.eq_ignore_ascii_case("success")) {
+                mapped = Mapped::Pending;
+                facts.warning = Some(format!(
+                    "status COMPLETED but transactionStatus is {}",
+                    ts.map_or("missing".to_string(), |t| format!("{:?}", clip(t)))
+                ));
+            }
+        }
+        facts.mapped = mapped;
+        facts.amount = match &s.amount {
+            None | Some(Value::Null) => None,
+            // The seed sends a decimal string; a JSON number is read from its text, not a float.
+            Some(Value::String(a)) => Some(parse_amount(a)?),
+            Some(Value::Number(n)) => Some(parse_amount(&n.to_string())?),
+            Some(_) => return Err(Error::Malformed("session.amount is not a decimal".into())),
+        };
+        facts.reference = s.reference;
+        // MoPay returns no currency [seed 000]: it is never compared.
+        facts.currency = None;
+        facts.transaction_id = s.transaction_id;
+        facts.payment_method = s.selected_payment_method;
+        facts.completed_at = s.completed_at;
+        Ok(facts)
+    }
+}
+
+/// The kind of a JSON error without its text, which could quote the body.
+pub(crate) fn json_error_kind(e: &serde_json::Error) -> &'static str {
+    match e.classify() {
+        serde_json::error::Category::Io => "read error",
+        serde_json::error::Category::Syntax => "syntax error",
+        serde_json::error::Category::Data => "unexpected field type",
+        serde_json::error::Category::Eof => "truncated",
+    }
+}
+
+fn parse_amount(text: &str) -> Result<Decimal, Error> {
+    Decimal::from_str(text.trim())
+        .map_err(|_| Error::Malformed(format!("session.amount {:?} is not a decimal", clip(text))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn adapter() -> Mopay {
+        Mopay { base_url: reqwest::Url::parse("http://127.0.0.1:1").unwrap(), api_key: None }
+    }
+
+    fn body(status: &str, tx_status: &str) -> String {
+        format!(
+            r#"{{"success":true,"session":{{"id":"x","sessionId":"MOP_1","amount":"100.00","reference":"ORDER1",
+            "transactionStatus":{tx_status},"redirectUrl":"https://a","status":{status},"selectedPaymentMethod":"mpesa",
+            "transactionId":"TXN1","createdAt":"2025-12-04T14:00:00Z","completedAt":"2025-12-04T14:05:00Z",
+            "project":{{"apiKey":"sk_echoed","ownerEmail":"o@example.com"}}}}}}"#
+        )
+    }
+
+    /// Every row of PROVIDERS.md's MoPay table, and what is not in it.
+    #[test]
+    fn every_status_maps_as_documented() {
+        let cases = [
+            ("\"COMPLETED\"", "\"success\"", Mapped::Paid),
+            ("\"completed\"", "\"SUCCESS\"", Mapped::Paid),
+            ("\"CREATED\"", "null", Mapped::Pending),
+            ("\"PROCESSING\"", "null", Mapped::Pending),
+            ("\"PENDING\"", "null", Mapped::Pending),
+            ("\"FAILED\"", "\"failed\"", Mapped::Failed),
+            ("\"CANCELLED\"", "null", Mapped::Cancelled),
+            ("\"EXPIRED\"", "null", Mapped::Expired),
+            ("\"COMPLETED\"", "\"failed\"", Mapped::Pending),
+            ("\"COMPLETED\"", "null", Mapped::Pending),
+            ("\"PAID\"", "\"success\"", Mapped::Unrecognised),
+            ("\"CANCELED\"", "null", Mapped::Unrecognised),
+            ("null", "null", Mapped::Unrecognised),
+            ("3", "null", Mapped::Unrecognised),
+        ];
+        for (status, tx, want) in cases {
+            let f = adapter().parse("MOP_1", body(status, tx).as_bytes()).unwrap();
+            assert_eq!(f.mapped, want, "status {status} transactionStatus {tx}");
+        }
+        let f = adapter().parse("MOP_1", body("\"COMPLETED\"", "\"success\"").as_bytes()).unwrap();
+        assert_eq!(f.amount, Some(Decimal::from_str("100.00").unwrap()));
+        assert_eq!(f.reference.as_deref(), Some("ORDER1"));
+        assert_eq!(f.transaction_id.as_deref(), Some("TXN1"));
+        assert_eq!(f.payment_method.as_deref(), Some("mpesa"));
+        assert_eq!(f.currency, None);
+        assert!(!format!("{f:?}").contains("sk_echoed"), "only whitelisted fields are kept");
+        let f = adapter().parse("MOP_1", body("\"COMPLETED\"", "\"failed\"").as_bytes()).unwrap();
+        assert!(f.warning.unwrap().contains("transactionStatus"));
+    }
+
+    #[test]
+    fn transient_and_malformed_answers_are_errors() {
+        let a = adapter();
+        assert!(matches!(a.parse("MOP_1", br#"{"success":false,"error":"busy"}"#), Err(Error::Rejected(_))));
+        assert!(matches!(a.parse("MOP_1", b"<html>502</html>"), Err(Error::Malformed(_))));
+        assert!(matches!(a.parse("MOP_1", br#"{"success":true,"session":{"sessi"#), Err(Error::Malformed(_))));
+        assert!(matches!(a.parse("MOP_1", br#"{"success":true}"#), Err(Error::Malformed(_))));
+        assert!(matches!(
+            a.parse("MOP_2", body("\"COMPLETED\"", "\"success\"").as_bytes()),
+            Err(Error::Malformed(m)) if m.contains("another session")
+        ));
+        let bad_amount = br#"{"success":true,"session":{"status":"COMPLETED","amount":"12,50"}}"#;
+        assert!(matches!(a.parse("MOP_1", bad_amount), Err(Error::Malformed(_))));
+    }
+}

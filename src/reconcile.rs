@@ -1,0 +1,559 @@
+//! The pass: claim due sessions with a lease, check them with the provider with at most
+//! `concurrency` calls in flight, [`decide`] what each answer means, and record the outcomes.
+//!
+//! `decide` is pure: a ledger row and a provider answer in, a [`Record`] out. It is the only place
+//! that maps provider answers onto ledger states, and the only module that sees both the ledger
+//! and the providers is this one.
+
+use std::collections::{BTreeMap, HashSet};
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use rust_decimal::Decimal;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::{self, Timestamp};
+use crate::config::{BackoffConfig, Config};
+use crate::events;
+use crate::ledger::{self, ClaimMode, Facts, Ledger, Record, Session, Source, Status};
+use crate::provider::{self, Answer, Mapped, ProviderFacts, Providers};
+
+/// What one pass does.
+#[derive(Debug, Clone)]
+pub struct PassOptions {
+    /// This process's lease owner id.
+    pub owner: String,
+    /// `--all`: every PENDING session, ignoring its schedule.
+    pub all: bool,
+    /// Recorded on transitions: `poll` for scheduled passes, `backfill` for `--all`.
+    pub source: Source,
+}
+
+/// What a pass did, for the summary line and the demo.
+#[derive(Debug, Clone, Default)]
+pub struct PassReport {
+    pub claimed: u64,
+    /// Checks that reached the provider or failed transiently (charged checks).
+    pub checked: u64,
+    pub transitions: BTreeMap<Status, u64>,
+    pub still_pending: u64,
+    pub released: u64,
+    /// Providers whose credentials were refused during the pass.
+    pub refused: Vec<String>,
+    pub ledger_errors: u64,
+    pub elapsed: Duration,
+}
+
+impl PassReport {
+    pub fn resolved(&self) -> u64 {
+        self.transitions.values().sum()
+    }
+
+    /// One line: what was checked and what it became.
+    pub fn summary(&self) -> String {
+        let secs = self.elapsed.as_secs_f64();
+        let mut parts: Vec<String> =
+            self.transitions.iter().map(|(s, n)| format!("{n} {}", s.as_str().to_lowercase())).collect();
+        parts.push(format!("{} still pending", self.still_pending));
+        if self.released > 0 {
+            parts.push(format!("{} released unchecked", self.released));
+        }
+        format!(
+            "checked {} sessions in {:.2}s ({:.0}/s): {}",
+            self.claimed,
+            secs,
+            if secs > 0.0 { self.claimed as f64 / secs } else { 0.0 },
+            parts.join(", ")
+        )
+    }
+}
+
+/// Runs one pass to completion: claims batch after batch of sessions due at the pass's start
+/// (so sessions rescheduled during the pass wait for the next one), until none are left or
+/// `shutdown` is cancelled. On shutdown, claimed sessions not yet checked are released.
+pub async fn run_pass(
+    ledger: &Ledger,
+    providers: &Providers,
+    cfg: &Config,
+    opts: &PassOptions,
+    shutdown: &CancellationToken,
+) -> Result<PassReport, ledger::Error> {
+    let started = Instant::now();
+    let pass_start = clock::now();
+    let batch = cfg.schedule.batch_size;
+    let (tx, rx) = mpsc::channel::<Session>(batch as usize);
+    let report = Arc::new(Mutex::new(PassReport::default()));
+    let refused: Arc<Mutex<HashSet<String>>> = Arc::default();
+
+    // The claimer: one IMMEDIATE transaction per batch, feeding the checkers.
+    let claimer = {
+        let ledger = ledger.clone();
+        let owner = opts.owner.clone();
+        let lease = cfg.schedule.lease;
+        let all = opts.all;
+        let shutdown = shutdown.clone();
+        let report = report.clone();
+        async move {
+            let mut cursor = 0i64;
+            loop {
+                if shutdown.is_cancelled() {
+                    return Ok(());
+                }
+                let mode = if all { ClaimMode::AllAfter(cursor) } else { ClaimMode::DueBy(pass_start) };
+                let owner = owner.clone();
+                let claimed = ledger
+                    .call(move |l| {
+                        let now = clock::now();
+                        l.claim(&owner, now, clock::add(now, lease), batch, mode)
+                    })
+                    .await?;
+                if claimed.is_empty() {
+                    return Ok(());
+                }
+                report_mut(&report).claimed += claimed.len() as u64;
+                cursor = claimed.iter().map(|s| s.rowid).max().unwrap_or(cursor);
+                for s in claimed {
+                    // A send fails only when the checkers are gone, which happens only on error.
+                    if tx.send(s).await.is_err() {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    };
+
+    // The checkers and the recorder: checks run `concurrency` at a time; finished outcomes are
+    // written in groups, each group one transaction.
+    let checks = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|s| (s, rx)) })
+        .map(|s| {
+            let refused = refused.clone();
+            async move { check_one(s, providers, cfg, opts, shutdown, &refused).await }
+        })
+        .buffer_unordered(cfg.schedule.concurrency)
+        .ready_chunks(256);
+    let recorder = async {
+        let mut checks = std::pin::pin!(checks);
+        while let Some(records) = checks.next().await {
+            {
+                let mut r = report_mut(&report);
+                for rec in &records {
+                    match rec {
+                        Record::Transition { to, charged, .. } => {
+                            *r.transitions.entry(*to).or_default() += 1;
+                            r.checked += u64::from(*charged);
+                        }
+                        Record::Reschedule { charged, .. } => {
+                            r.still_pending += 1;
+                            r.checked += u64::from(*charged);
+                        }
+                        Record::Release { .. } => r.released += 1,
+                    }
+                }
+            }
+            let owner = opts.owner.clone();
+            let n = records.len() as u64;
+            match ledger.call(move |l| l.record(&owner, clock::now(), &records)).await {
+                Ok(written) => {
+                    if cfg.events_log {
+                        written.iter().for_each(events::log);
+                    }
+                }
+                Err(e) => {
+                    // The leases run out and the sessions are checked again: nothing is lost.
+                    tracing::error!(error = %e, sessions = n, "could not record outcomes; they will be checked again");
+                    report_mut(&report).ledger_errors += n;
+                }
+            }
+        }
+    };
+    let (claimed, ()) = tokio::join!(claimer, recorder);
+    let mut r = report_mut(&report).clone();
+    r.refused = refused.lock().map(|s| s.iter().cloned().collect()).unwrap_or_default();
+    r.refused.sort();
+    r.elapsed = started.elapsed();
+    claimed.map(|()| r)
+}
+
+fn report_mut(r: &Mutex<PassReport>) -> std::sync::MutexGuard<'_, PassReport> {
+    // Only counters live behind this lock; a poisoned one still holds usable counts.
+    r.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Checks one claimed session and decides its outcome.
+async fn check_one(
+    s: Session,
+    providers: &Providers,
+    cfg: &Config,
+    opts: &PassOptions,
+    shutdown: &CancellationToken,
+    refused: &Mutex<HashSet<String>>,
+) -> Record {
+    let Some(provider) = providers.get(&s.provider) else {
+        // Not configured here: look again much later rather than every pass.
+        let msg = format!("provider {:?} is not configured in [providers]", s.provider);
+        tracing::warn!(provider = %s.provider, session_id = %s.session_id, "{msg}");
+        return Record::Reschedule {
+            rowid: s.rowid,
+            next_check_at: clock::add(clock::now(), cfg.backoff.max),
+            last_error: Some(msg),
+            answered: false,
+            not_found: None,
+            charged: false,
+            facts: None,
+        };
+    };
+    if refused.lock().map(|r| r.contains(&s.provider)).unwrap_or(false) || shutdown.is_cancelled() {
+        return Record::Release { rowid: s.rowid, last_error: None };
+    }
+    let result = tokio::select! {
+        biased;
+        () = shutdown.cancelled() => return Record::Release { rowid: s.rowid, last_error: None },
+        r = provider.check(&s.session_id) => r,
+    };
+    if let Err(e @ provider::Error::Unauthorized(_)) = &result {
+        let first = refused.lock().map(|mut r| r.insert(s.provider.clone())).unwrap_or(false);
+        if first {
+            tracing::error!(provider = %s.provider, error = %e, "credentials refused; no more calls to this provider in this pass");
+        }
+    }
+    if let Ok(Answer::Found(f)) = &result {
+        if f.mapped == Mapped::Unrecognised {
+            tracing::warn!(provider = %s.provider, session_id = %s.session_id, raw_status = %provider::clip(&f.raw_status),
+                "unrecognised provider status; session stays PENDING");
+        } else if let Some(w) = &f.warning {
+            tracing::warn!(provider = %s.provider, session_id = %s.session_id, "{w}; session stays PENDING");
+        }
+    }
+    decide(&s, &result, clock::now(), &cfg.backoff, opts.source, fastrand::f64())
+}
+
+/// Decides what a provider's answer means for a PENDING session. Pure: `jitter_sample` is a
+/// uniform number in `[0, 1)` that spreads re-checks.
+pub fn decide(
+    s: &Session,
+    result: &Result<Answer, provider::Error>,
+    now: Timestamp,
+    backoff: &BackoffConfig,
+    source: Source,
+    jitter_sample: f64,
+) -> Record {
+    let transition = |to: Status, reason: Option<String>, facts: Facts, compared: Vec<&'static str>| {
+        Record::Transition { rowid: s.rowid, from: Status::Pending, to, source, reason, facts, charged: true, compared }
+    };
+    let reschedule = |last_error: Option<String>, answered: bool, not_found: Option<bool>, facts: Option<Facts>| {
+        let checks_after = s.checks + 1;
+        let answered_ever = answered || s.answered_checks > 0;
+        Record::Reschedule {
+            rowid: s.rowid,
+            next_check_at: next_check_at(s, checks_after, answered_ever, now, backoff, jitter_sample),
+            last_error,
+            answered,
+            not_found,
+            charged: true,
+            facts,
+        }
+    };
+    // Expiry by age needs an answer from the provider at some point (DESIGN.md "States").
+    let too_old = |answered_now: bool| {
+        (answered_now || s.answered_checks > 0)
+            && clock::parse(&s.created_at).is_some_and(|c| clock::add(c, backoff.max_age) <= now)
+    };
+    let expire_by_age = |facts: Facts| {
+        transition(
+            Status::Expired,
+            Some(format!("no final status within max_age ({})", humantime::format_duration(backoff.max_age))),
+            facts,
+            vec![],
+        )
+    };
+    match result {
+        Err(e @ provider::Error::RateLimited { retry_after }) => Record::Reschedule {
+            rowid: s.rowid,
+            next_check_at: clock::add(now, retry_after.unwrap_or(backoff.initial)),
+            last_error: Some(e.to_string()),
+            answered: false,
+            not_found: None,
+            charged: false,
+            facts: None,
+        },
+        Err(e @ provider::Error::Unauthorized(_)) => Record::Release { rowid: s.rowid, last_error: Some(e.to_string()) },
+        Err(e) => {
+            if too_old(false) {
+                expire_by_age(Facts::default())
+            } else {
+                reschedule(Some(e.to_string()), false, None, None)
+            }
+        }
+        Ok(Answer::NotFound) => {
+            let count = s.not_found_count + 1;
+            if count >= i64::from(backoff.not_found_after) {
+                transition(Status::Expired, Some("not found at provider".into()), Facts::default(), vec![])
+            } else if too_old(true) {
+                expire_by_age(Facts::default())
+            } else {
+                reschedule(
+                    Some(format!("HTTP 404: not found at provider ({count} of {})", backoff.not_found_after)),
+                    true,
+                    Some(true),
+                    None,
+                )
+            }
+        }
+        Ok(Answer::Found(f)) => {
+            let facts = ledger_facts(f);
+            match f.mapped {
+                Mapped::Paid => {
+                    let (compared, mismatches) = compare(s, f);
+                    if mismatches.is_empty() {
+                        transition(Status::Completed, None, facts, compared)
+                    } else {
+                        transition(Status::Review, Some(mismatches.join("; ")), facts, compared)
+                    }
+                }
+                Mapped::Failed => transition(Status::Failed, None, facts, vec![]),
+                Mapped::Cancelled => transition(Status::Cancelled, None, facts, vec![]),
+                Mapped::Expired => transition(Status::Expired, Some("expired at provider".into()), facts, vec![]),
+                Mapped::Pending if too_old(true) => expire_by_age(facts),
+                Mapped::Pending => reschedule(f.warning.clone(), true, Some(false), Some(facts)),
+                // Never guessed: not an answer we understand, so it does not count toward expiry.
+                Mapped::Unrecognised => reschedule(
+                    Some(format!("unrecognised provider status {:?}", provider::clip(&f.raw_status))),
+                    false,
+                    Some(false),
+                    Some(facts),
+                ),
+            }
+        }
+    }
+}
+
+/// Exponential backoff with jitter, capped at `backoff.max`, and never past the moment the
+/// session reaches `max_age` once it has been answered (so expiry is on time).
+fn next_check_at(
+    s: &Session,
+    checks_after: i64,
+    answered_ever: bool,
+    now: Timestamp,
+    b: &BackoffConfig,
+    jitter_sample: f64,
+) -> Timestamp {
+    let exp = b.multiplier.powi((checks_after - 1).clamp(0, 64) as i32);
+    let base = (b.initial.as_secs_f64() * exp).min(b.max.as_secs_f64());
+    let jittered = base * (1.0 + b.jitter * (2.0 * jitter_sample - 1.0));
+    let next = clock::add(now, Duration::from_secs_f64(jittered.max(0.001)));
+    match clock::parse(&s.created_at).map(|c| clock::add(c, b.max_age)) {
+        Some(deadline) if answered_ever && deadline > now && deadline < next => deadline,
+        _ => next,
+    }
+}
+
+/// Compares the provider's amount, reference and currency with the ledger's. A field missing on
+/// either side is not compared. Returns the fields compared and one message per mismatch.
+fn compare(s: &Session, f: &ProviderFacts) -> (Vec<&'static str>, Vec<String>) {
+    let mut compared = Vec::new();
+    let mut mismatches = Vec::new();
+    if let (Some(ours), Some(theirs)) = (&s.amount, &f.amount) {
+        compared.push("amount");
+        match Decimal::from_str(ours) {
+            Ok(o) if o == *theirs => {}
+            Ok(_) => mismatches.push(format!("amount differs: ledger {ours}, provider {theirs}")),
+            Err(_) => mismatches.push(format!("ledger amount {ours:?} is not a decimal; provider says {theirs}")),
+        }
+    }
+    if let (Some(ours), Some(theirs)) = (&s.reference, &f.reference) {
+        compared.push("reference");
+        if ours != theirs {
+            mismatches.push(format!("reference differs: ledger {ours:?}, provider {:?}", provider::clip(theirs)));
+        }
+    }
+    if let (Some(ours), Some(theirs)) = (&s.currency, &f.currency) {
+        compared.push("currency");
+        if !ours.eq_ignore_ascii_case(theirs) {
+            mismatches.push(format!("currency differs: ledger {ours}, provider {}", provider::clip(theirs)));
+        }
+    }
+    (compared, mismatches)
+}
+
+fn ledger_facts(f: &ProviderFacts) -> Facts {
+    Facts {
+        provider_status: Some(provider::clip(&f.raw_status)),
+        transaction_id: f.transaction_id.as_deref().map(provider::clip),
+        payment_method: f.payment_method.as_deref().map(provider::clip),
+        provider_completed_at: f.completed_at.as_deref().map(provider::clip),
+        amount: f.amount.map(|a| a.to_string()),
+        reference: f.reference.as_deref().map(provider::clip),
+        currency: f.currency.as_deref().map(provider::clip),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::Error as PErr;
+
+    fn backoff() -> BackoffConfig {
+        BackoffConfig {
+            initial: Duration::from_secs(30),
+            multiplier: 2.0,
+            max: Duration::from_secs(3600),
+            jitter: 0.2,
+            max_age: Duration::from_secs(48 * 3600),
+            not_found_after: 3,
+            late_check: Duration::from_secs(7 * 86400),
+        }
+    }
+
+    fn session(created_ago: Duration) -> Session {
+        let created = clock::now() - chrono::Duration::from_std(created_ago).unwrap();
+        Session {
+            rowid: 7,
+            provider: "mopay".into(),
+            session_id: "MOP_1".into(),
+            reference: Some("ORDER1".into()),
+            amount: Some("100.00".into()),
+            currency: Some("LSL".into()),
+            status: "PENDING".into(),
+            created_at: clock::format(created),
+            next_check_at: String::new(),
+            checks: 0,
+            answered_checks: 0,
+            not_found_count: 0,
+            last_checked_at: None,
+            last_error: None,
+            lease_owner: None,
+            lease_until: None,
+            provider_status: None,
+            transaction_id: None,
+            payment_method: None,
+            provider_completed_at: None,
+            resolved_at: None,
+        }
+    }
+
+    fn paid(amount: &str, reference: &str, currency: Option<&str>) -> Result<Answer, PErr> {
+        let mut f = ProviderFacts::new("COMPLETED", Mapped::Paid);
+        f.amount = Some(Decimal::from_str(amount).unwrap());
+        f.reference = Some(reference.into());
+        f.currency = currency.map(String::from);
+        Ok(Answer::Found(f))
+    }
+
+    fn found(mapped: Mapped) -> Result<Answer, PErr> {
+        Ok(Answer::Found(ProviderFacts::new("X", mapped)))
+    }
+
+    /// The table-driven check: a ledger row and a provider answer give a state (or PENDING).
+    fn check(s: &Session, answer: Result<Answer, PErr>) -> (Status, Option<String>) {
+        match decide(s, &answer, clock::now(), &backoff(), Source::Poll, 0.5) {
+            Record::Transition { to, reason, .. } => (to, reason),
+            Record::Reschedule { last_error, .. } | Record::Release { last_error, .. } => (Status::Pending, last_error),
+        }
+    }
+
+    #[test]
+    fn answers_map_to_states() {
+        let s = session(Duration::from_secs(60));
+        assert_eq!(check(&s, paid("100.0", "ORDER1", Some("lsl"))).0, Status::Completed);
+        assert_eq!(check(&s, found(Mapped::Failed)).0, Status::Failed);
+        assert_eq!(check(&s, found(Mapped::Cancelled)).0, Status::Cancelled);
+        assert_eq!(check(&s, found(Mapped::Expired)), (Status::Expired, Some("expired at provider".into())));
+        assert_eq!(check(&s, found(Mapped::Pending)).0, Status::Pending);
+        let (st, err) = check(&s, found(Mapped::Unrecognised));
+        assert_eq!(st, Status::Pending);
+        assert!(err.unwrap().contains("unrecognised"));
+    }
+
+    #[test]
+    fn paid_but_different_goes_to_review_naming_the_field() {
+        let s = session(Duration::from_secs(60));
+        let (st, reason) = check(&s, paid("90.00", "ORDER1", None));
+        assert_eq!(st, Status::Review);
+        assert!(reason.unwrap().contains("amount differs: ledger 100.00, provider 90.00"));
+        let (st, reason) = check(&s, paid("100.00", "ORDER2", None));
+        assert_eq!(st, Status::Review);
+        assert!(reason.unwrap().contains("reference"));
+        let (st, reason) = check(&s, paid("100.00", "ORDER1", Some("ZAR")));
+        assert_eq!(st, Status::Review);
+        assert!(reason.unwrap().contains("currency differs: ledger LSL, provider ZAR"));
+        // Fields the ledger does not hold are not compared.
+        let mut bare = session(Duration::from_secs(60));
+        bare.amount = None;
+        bare.reference = None;
+        match decide(&bare, &paid("5", "X", Some("ZAR")), clock::now(), &backoff(), Source::Poll, 0.5) {
+            Record::Transition { to, compared, .. } => {
+                assert_eq!(to, Status::Completed);
+                assert_eq!(compared, vec!["currency"]);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn max_age_expires_only_after_an_answer() {
+        let old = session(Duration::from_secs(72 * 3600));
+        // Never answered and the provider is down: asked again, not closed.
+        assert_eq!(check(&old, Err(PErr::Status(503))).0, Status::Pending);
+        assert_eq!(check(&old, Err(PErr::Timeout)).0, Status::Pending);
+        // An unrecognised status is not an answer we understand.
+        assert_eq!(check(&old, found(Mapped::Unrecognised)).0, Status::Pending);
+        // An answer that it is still pending closes it.
+        assert_eq!(check(&old, found(Mapped::Pending)).0, Status::Expired);
+        let mut answered = old.clone();
+        answered.answered_checks = 1;
+        assert_eq!(check(&answered, Err(PErr::Status(503))).0, Status::Expired);
+        // A young session stays.
+        assert_eq!(check(&session(Duration::from_secs(60)), found(Mapped::Pending)).0, Status::Pending);
+    }
+
+    #[test]
+    fn not_found_counts_to_expiry() {
+        let mut s = session(Duration::from_secs(60));
+        assert_eq!(check(&s, Ok(Answer::NotFound)).0, Status::Pending);
+        s.not_found_count = 2;
+        assert_eq!(check(&s, Ok(Answer::NotFound)), (Status::Expired, Some("not found at provider".into())));
+    }
+
+    #[test]
+    fn providerwide_failures_are_not_charged() {
+        let s = session(Duration::from_secs(60));
+        let now = clock::now();
+        match decide(&s, &Err(PErr::RateLimited { retry_after: Some(Duration::from_secs(9)) }), now, &backoff(), Source::Poll, 0.5) {
+            Record::Reschedule { charged, next_check_at, .. } => {
+                assert!(!charged);
+                assert_eq!(next_check_at, clock::add(now, Duration::from_secs(9)));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            decide(&s, &Err(PErr::Unauthorized(401)), now, &backoff(), Source::Poll, 0.5),
+            Record::Release { .. }
+        ));
+    }
+
+    #[test]
+    fn backoff_grows_jitters_and_caps() {
+        let mut s = session(Duration::from_secs(60));
+        let now = clock::now();
+        let b = backoff();
+        let at = |s: &Session, j: f64| match decide(s, &found(Mapped::Pending), now, &b, Source::Poll, j) {
+            Record::Reschedule { next_check_at, .. } => (next_check_at - now).num_milliseconds(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(at(&s, 0.5), 30_000);
+        assert_eq!(at(&s, 0.0), 24_000);
+        s.checks = 3;
+        assert_eq!(at(&s, 0.5), 240_000);
+        s.checks = 30;
+        assert_eq!(at(&s, 0.5), 3_600_000);
+        // Never past the max_age deadline once answered.
+        let mut near = session(Duration::from_secs(48 * 3600 - 100));
+        near.checks = 30;
+        near.answered_checks = 1;
+        let ms = at(&near, 0.5);
+        assert!((99_000..=100_000).contains(&ms), "{ms}");
+    }
+}

@@ -1,0 +1,438 @@
+//! The provider simulator: an HTTP server on loopback that speaks MoPay's create-session and
+//! session-status endpoints as seed 000 documents them, where each session follows a
+//! [`Behaviour`] chosen when it is created. Used by `payrecon simulate`, the demo and the tests.
+//!
+//! It is a server, not a provider adapter: the MoPay adapter talks to it over real HTTP exactly
+//! as it talks to MoPay. State is in memory, sharded so that it is not a benchmark's bottleneck.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::{BuildHasher, RandomState};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::json;
+
+/// What a simulated session does when polled. Text form (see README "Simulator behaviours"):
+/// `[FAULT-K.]FINAL[-N][.slow-MS]`, for example `complete-2`, `5xx-2.complete`, `fail`,
+/// `pending`, `429-1.complete`, `complete.slow-300`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Behaviour {
+    /// A fault answered for the first `k` polls.
+    pub fault: Option<(Fault, u32)>,
+    /// PENDING answers after the faults and before the final answer.
+    pub pending_polls: u32,
+    pub last: Final,
+    /// Delay before every answer.
+    pub slow_ms: u64,
+}
+
+/// A transient fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// HTTP 503.
+    Status5xx,
+    /// HTTP 429 with `Retry-After: 1`.
+    RateLimit,
+    /// 200 with an HTML page.
+    Html,
+    /// 200 with JSON cut in half.
+    Truncated,
+    /// 200 with a 2 MiB body.
+    Oversized,
+    /// 200 with `{"success": false}`.
+    FalseSuccess,
+}
+
+/// The answer once faults and pending polls are over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Final {
+    Complete,
+    Fail,
+    Cancel,
+    Expire,
+    /// Never resolves.
+    Pending,
+    /// 404 for every poll.
+    NotFound,
+    /// COMPLETED for another amount.
+    AmountMismatch,
+    /// COMPLETED for another reference.
+    ReferenceMismatch,
+    /// A status word outside the mapping table.
+    Unknown,
+    /// COMPLETED with `transactionStatus: failed`.
+    Unpaid,
+}
+
+const FAULTS: &[(&str, Fault)] = &[
+    ("5xx", Fault::Status5xx),
+    ("429", Fault::RateLimit),
+    ("html", Fault::Html),
+    ("truncated", Fault::Truncated),
+    ("oversized", Fault::Oversized),
+    ("falsesuccess", Fault::FalseSuccess),
+];
+
+const FINALS: &[(&str, Final)] = &[
+    ("complete", Final::Complete),
+    ("fail", Final::Fail),
+    ("cancel", Final::Cancel),
+    ("expire", Final::Expire),
+    ("pending", Final::Pending),
+    ("notfound", Final::NotFound),
+    ("amount", Final::AmountMismatch),
+    ("reference", Final::ReferenceMismatch),
+    ("unknown", Final::Unknown),
+    ("unpaid", Final::Unpaid),
+];
+
+impl Default for Behaviour {
+    fn default() -> Self {
+        Self { fault: None, pending_polls: 0, last: Final::Complete, slow_ms: 0 }
+    }
+}
+
+impl FromStr for Behaviour {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        let bad = || format!("{text:?} is not a simulator behaviour (see README \"Simulator behaviours\")");
+        let mut b = Behaviour::default();
+        let mut seen_final = false;
+        for part in text.split('.') {
+            let (word, n) = match part.rsplit_once('-') {
+                Some((w, n)) if n.bytes().all(|c| c.is_ascii_digit()) && !n.is_empty() => {
+                    (w, Some(n.parse::<u64>().map_err(|_| bad())?))
+                }
+                _ => (part, None),
+            };
+            if word == "slow" {
+                b.slow_ms = n.ok_or_else(bad)?;
+            } else if let Some((_, f)) = FAULTS.iter().find(|(w, _)| *w == word) {
+                b.fault = Some((*f, n.unwrap_or(1).min(1000) as u32));
+            } else if let Some((_, f)) = FINALS.iter().find(|(w, _)| *w == word) {
+                b.last = *f;
+                b.pending_polls = n.unwrap_or(0).min(1000) as u32;
+                seen_final = true;
+            } else {
+                return Err(bad());
+            }
+        }
+        let _ = seen_final;
+        Ok(b)
+    }
+}
+
+impl fmt::Display for Behaviour {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some((fault, k)) = self.fault {
+            let w = FAULTS.iter().find(|(_, x)| *x == fault).map_or("?", |(w, _)| w);
+            write!(f, "{w}-{k}.")?;
+        }
+        let w = FINALS.iter().find(|(_, x)| *x == self.last).map_or("?", |(w, _)| w);
+        f.write_str(w)?;
+        if self.pending_polls > 0 {
+            write!(f, "-{}", self.pending_polls)?;
+        }
+        if self.slow_ms > 0 {
+            write!(f, ".slow-{}", self.slow_ms)?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone)]
+struct SimSession {
+    amount: String,
+    reference: String,
+    behaviour: Behaviour,
+    polls: u32,
+}
+
+const SHARDS: usize = 64;
+
+/// The simulator's state.
+pub struct Sim {
+    shards: Vec<Mutex<HashMap<String, SimSession>>>,
+    hasher: RandomState,
+    /// Status requests answered, for tests and benchmarks.
+    pub status_requests: AtomicU64,
+    /// When set, status and create calls need `Authorization: Bearer <key>`.
+    api_key: Option<String>,
+}
+
+impl Sim {
+    pub fn new(api_key: Option<String>) -> Arc<Sim> {
+        Arc::new(Sim {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            hasher: RandomState::new(),
+            status_requests: AtomicU64::new(0),
+            api_key,
+        })
+    }
+
+    fn shard(&self, id: &str) -> std::sync::MutexGuard<'_, HashMap<String, SimSession>> {
+        let i = (self.hasher.hash_one(id) as usize) % SHARDS;
+        // Only plain data lives behind the lock; a poisoned shard is still consistent.
+        self.shards[i].lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers a session under any id (tests use ids with `/`, `%`, spaces…).
+    pub fn insert(&self, session_id: &str, amount: &str, reference: &str, behaviour: Behaviour) {
+        self.shard(session_id).insert(
+            session_id.to_string(),
+            SimSession { amount: amount.into(), reference: reference.into(), behaviour, polls: 0 },
+        );
+    }
+
+    /// How many times a session was polled.
+    pub fn polls(&self, session_id: &str) -> u32 {
+        self.shard(session_id).get(session_id).map_or(0, |s| s.polls)
+    }
+
+    fn authorised(&self, headers: &HeaderMap) -> bool {
+        match &self.api_key {
+            None => true,
+            Some(key) => headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .is_some_and(|v| v == key),
+        }
+    }
+}
+
+/// A session the simulator was not told about: its behaviour comes from a `sim-BEHAVIOUR`
+/// part of the id (`MOP_sim-complete-2_ORDER1`), else it completes; its reference is the text
+/// after the last `_`, and its amount is `100.00`.
+fn implicit_session(id: &str) -> SimSession {
+    let behaviour = id
+        .split('_')
+        .find_map(|part| part.strip_prefix("sim-"))
+        .and_then(|b| b.parse().ok())
+        .unwrap_or_default();
+    let reference = id.rsplit('_').next().unwrap_or(id).to_string();
+    SimSession { amount: "100.00".into(), reference, behaviour, polls: 0 }
+}
+
+/// The router: MoPay's endpoints plus `/_sim/sessions` to register sessions under any id.
+pub fn router(sim: Arc<Sim>) -> Router {
+    Router::new()
+        .route("/api/external/payment", post(create))
+        .route("/api/external/session/v1/{session_id}", get(status))
+        .route("/_sim/sessions", post(register))
+        .with_state(sim)
+}
+
+/// Serves on an already-bound listener until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    sim: Arc<Sim>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(sim)).with_graceful_shutdown(shutdown).await
+}
+
+fn json_response(code: StatusCode, body: serde_json::Value) -> Response {
+    (code, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CreateRequest {
+    amount: Option<String>,
+    reference: Option<String>,
+    description: Option<String>,
+    #[allow(dead_code)]
+    redirect_url: Option<String>,
+}
+
+/// `POST /api/external/payment` [seed 000]. A `sim:BEHAVIOUR` word in `description` picks the
+/// behaviour.
+async fn create(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    if !sim.authorised(&headers) {
+        return json_response(StatusCode::UNAUTHORIZED, json!({"success": false, "error": "Unauthorized"}));
+    }
+    let Ok(req) = serde_json::from_slice::<CreateRequest>(&body) else {
+        return json_response(StatusCode::BAD_REQUEST, json!({"success": false, "error": "Invalid JSON"}));
+    };
+    let (Some(amount), Some(reference)) = (req.amount, req.reference) else {
+        return json_response(StatusCode::BAD_REQUEST, json!({"success": false, "error": "amount and reference are required"}));
+    };
+    // "Must contain only alphanumeric characters" [seed 000].
+    if reference.is_empty() || !reference.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return json_response(
+            StatusCode::BAD_REQUEST,
+            json!({"success": false, "error": "reference must contain only alphanumeric characters"}),
+        );
+    }
+    if crate::ledger::validate_amount(&amount).is_err() {
+        return json_response(StatusCode::BAD_REQUEST, json!({"success": false, "error": "invalid amount"}));
+    }
+    let behaviour = match req
+        .description
+        .as_deref()
+        .and_then(|d| d.split_whitespace().find_map(|w| w.strip_prefix("sim:")))
+        .map(Behaviour::from_str)
+    {
+        None => Behaviour::default(),
+        Some(Ok(b)) => b,
+        Some(Err(e)) => return json_response(StatusCode::BAD_REQUEST, json!({"success": false, "error": e})),
+    };
+    let token: String = (0..6).map(|_| fastrand::alphanumeric()).collect();
+    let session_id = format!("MOP_{token}_{reference}");
+    sim.insert(&session_id, &amount, &reference, behaviour);
+    json_response(
+        StatusCode::OK,
+        json!({
+            "success": true,
+            "sessionId": session_id,
+            "paymentUrl": format!("https://mopay.co.ls/pay/{session_id}"),
+            "reference": reference,
+            "amount": amount,
+        }),
+    )
+}
+
+#[derive(Deserialize)]
+struct RegisterRequest {
+    session_id: String,
+    amount: Option<String>,
+    reference: Option<String>,
+    behaviour: Option<String>,
+}
+
+/// `POST /_sim/sessions`: the simulator's own endpoint to register a session under any id.
+async fn register(State(sim): State<Arc<Sim>>, axum::Json(req): axum::Json<RegisterRequest>) -> Response {
+    let behaviour = match req.behaviour.as_deref().map(Behaviour::from_str).transpose() {
+        Ok(b) => b.unwrap_or_default(),
+        Err(e) => return json_response(StatusCode::BAD_REQUEST, json!({"error": e})),
+    };
+    sim.insert(
+        &req.session_id,
+        req.amount.as_deref().unwrap_or("100.00"),
+        req.reference.as_deref().unwrap_or("REF"),
+        behaviour,
+    );
+    json_response(StatusCode::CREATED, json!({"session_id": req.session_id}))
+}
+
+static OVERSIZED: LazyLock<String> = LazyLock::new(|| {
+    format!(r#"{{"success":true,"padding":"{}","session":{{"status":"PENDING"}}}}"#, "x".repeat(2 * 1024 * 1024))
+});
+
+/// `GET /api/external/session/v1/{sessionId}` [seed 000].
+async fn status(State(sim): State<Arc<Sim>>, headers: HeaderMap, Path(session_id): Path<String>) -> Response {
+    sim.status_requests.fetch_add(1, Ordering::Relaxed);
+    if !sim.authorised(&headers) {
+        return json_response(StatusCode::UNAUTHORIZED, json!({"success": false, "error": "Unauthorized"}));
+    }
+    // Count the poll and take what is needed under the shard lock; answer outside it.
+    let (s, poll) = {
+        let mut shard = sim.shard(&session_id);
+        let s = shard.entry(session_id.clone()).or_insert_with(|| implicit_session(&session_id));
+        let poll = s.polls;
+        s.polls += 1;
+        (s.clone(), poll)
+    };
+    if s.behaviour.slow_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(s.behaviour.slow_ms)).await;
+    }
+    answer(&session_id, &s, poll)
+}
+
+fn answer(session_id: &str, s: &SimSession, poll: u32) -> Response {
+    let b = &s.behaviour;
+    let faults = b.fault.map_or(0, |(_, k)| k);
+    if let Some((fault, _)) = b.fault.filter(|_| poll < faults) {
+        return match fault {
+            Fault::Status5xx => json_response(StatusCode::SERVICE_UNAVAILABLE, json!({"success": false, "error": "Service Unavailable"})),
+            Fault::RateLimit => (
+                StatusCode::TOO_MANY_REQUESTS,
+                [(header::RETRY_AFTER, "1"), (header::CONTENT_TYPE, "application/json")],
+                r#"{"success":false,"error":"Too Many Requests"}"#,
+            )
+                .into_response(),
+            Fault::Html => (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "text/html")],
+                "<html><body><h1>502 Bad Gateway</h1></body></html>",
+            )
+                .into_response(),
+            Fault::Truncated => (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                r#"{"success":true,"session":{"sessionId":"#,
+            )
+                .into_response(),
+            Fault::Oversized => {
+                (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], OVERSIZED.as_str()).into_response()
+            }
+            Fault::FalseSuccess => json_response(StatusCode::OK, json!({"success": false, "error": "Temporary error"})),
+        };
+    }
+    if b.last == Final::NotFound {
+        return json_response(StatusCode::NOT_FOUND, json!({"success": false, "error": "Session not found"}));
+    }
+    let pending = poll - faults < b.pending_polls || b.last == Final::Pending;
+    let (status, tx_status, amount, reference) = if pending {
+        (if poll == faults { "CREATED" } else { "PROCESSING" }, "pending", s.amount.clone(), s.reference.clone())
+    } else {
+        match b.last {
+            Final::Complete => ("COMPLETED", "success", s.amount.clone(), s.reference.clone()),
+            Final::Fail => ("FAILED", "failed", s.amount.clone(), s.reference.clone()),
+            Final::Cancel => ("CANCELLED", "cancelled", s.amount.clone(), s.reference.clone()),
+            Final::Expire => ("EXPIRED", "expired", s.amount.clone(), s.reference.clone()),
+            Final::AmountMismatch => ("COMPLETED", "success", "1.00".into(), s.reference.clone()),
+            Final::ReferenceMismatch => ("COMPLETED", "success", s.amount.clone(), format!("{}X", s.reference)),
+            Final::Unknown => ("ON_HOLD", "pending", s.amount.clone(), s.reference.clone()),
+            Final::Unpaid => ("COMPLETED", "failed", s.amount.clone(), s.reference.clone()),
+            Final::Pending | Final::NotFound => ("PENDING", "pending", s.amount.clone(), s.reference.clone()),
+        }
+    };
+    let done = status == "COMPLETED" && tx_status == "success";
+    json_response(
+        StatusCode::OK,
+        json!({
+            "success": true,
+            "session": {
+                "id": format!("sim-{}", session_id.len()),
+                "sessionId": session_id,
+                "amount": amount,
+                "reference": reference,
+                "transactionStatus": tx_status,
+                "redirectUrl": "https://example.com/payment-complete",
+                "status": status,
+                "selectedPaymentMethod": if done { "mpesa" } else { "none" },
+                "transactionId": if done { Some(format!("TXN{}", session_id.len() * 7919 + poll as usize)) } else { None },
+                "createdAt": "2025-12-04T14:00:00Z",
+                "completedAt": if done { Some("2025-12-04T14:05:00Z") } else { None },
+            }
+        }),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn behaviours_parse_and_print() {
+        for text in ["complete", "complete-2", "5xx-2.complete", "429-1.fail-1", "pending.slow-300", "notfound", "oversized-1.complete"] {
+            let b: Behaviour = text.parse().unwrap();
+            assert_eq!(b.to_string(), text);
+        }
+        assert!("bogus".parse::<Behaviour>().is_err());
+        assert!("slow".parse::<Behaviour>().is_err());
+        assert_eq!(implicit_session("MOP_sim-fail_ORDER1").behaviour.last, Final::Fail);
+        assert_eq!(implicit_session("MOP_abc123_ORDER12345").reference, "ORDER12345");
+    }
+}
