@@ -92,20 +92,29 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("payrecon: {e:#}");
-            if e.chain().any(|c| c.is::<UsageError>()) { ExitCode::from(2) } else { ExitCode::from(1) }
+            if e.chain().any(|c| c.is::<UsageError>()) {
+                ExitCode::from(2)
+            } else {
+                ExitCode::from(1)
+            }
         }
     }
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
 }
 
 /// Logs go to stderr; `RUST_LOG` filters (default `default_level`).
 fn init_logging(format: LogFormat, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
@@ -127,12 +136,17 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let out = runtime()?.block_on(crate::demo::run())?;
             print!("{out}");
         }
-        Command::Simulate { listen, api_key_env } => {
+        Command::Simulate {
+            listen,
+            api_key_env,
+        } => {
             init_logging(LogFormat::Text, "info");
             let key = match api_key_env {
                 None => None,
                 Some(var) => Some(config::process_env(var).ok_or_else(|| {
-                    UsageError::new(format!("--api-key-env: environment variable {var} is not set"))
+                    UsageError::new(format!(
+                        "--api-key-env: environment variable {var} is not set"
+                    ))
                 })?),
             };
             runtime()?.block_on(async {
@@ -167,22 +181,38 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 );
             }
             if report.ledger_errors > 0 {
-                anyhow::bail!("{} outcomes could not be recorded; they will be checked again", report.ledger_errors);
+                anyhow::bail!(
+                    "{} outcomes could not be recorded; they will be checked again",
+                    report.ledger_errors
+                );
             }
         }
-        Command::Add { provider, session_id, reference, amount, currency, created_at } => {
+        Command::Add {
+            provider,
+            session_id,
+            reference,
+            amount,
+            currency,
+            created_at,
+        } => {
             let cfg = load(&cli)?;
             if cfg.provider(provider).is_none() {
                 return Err(UsageError::new(format!(
                     "--provider: {provider:?} is not configured (configured: {})",
-                    cfg.providers.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
+                    cfg.providers
+                        .iter()
+                        .map(|p| p.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ))
                 .into());
             }
             let created_at = match created_at {
                 None => None,
                 Some(t) => Some(clock::parse(t).ok_or_else(|| {
-                    UsageError::new(format!("--created-at: {t:?} is not an RFC 3339 time such as 2026-11-24T10:00:00Z"))
+                    UsageError::new(format!(
+                        "--created-at: {t:?} is not an RFC 3339 time such as 2026-11-24T10:00:00Z"
+                    ))
                 })?),
             };
             let s = NewSession {
@@ -193,11 +223,18 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 currency: currency.clone(),
                 created_at,
             };
-            s.validate().map_err(|e| UsageError::new(format!("--{}", crate::import::field_error(&e).replace('_', "-"))))?;
+            s.validate().map_err(|e| {
+                UsageError::new(format!(
+                    "--{}",
+                    crate::import::field_error(&e).replace('_', "-")
+                ))
+            })?;
             let ledger = daemon::open_ledger(&cfg)?;
             match ledger.enqueue(&s)? {
                 Enqueued::Added => println!("added {provider} {session_id}, due now"),
-                Enqueued::AlreadyPresent => println!("already present: {provider} {session_id} (left unchanged)"),
+                Enqueued::AlreadyPresent => {
+                    println!("already present: {provider} {session_id} (left unchanged)")
+                }
             }
         }
         Command::Import { file } => {
@@ -217,14 +254,25 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 rows as f64 / secs.max(1e-9)
             );
         }
-        Command::List { status, provider, limit } => {
+        Command::List {
+            status,
+            provider,
+            limit,
+        } => {
             let cfg = load(&cli)?;
             let status = status
                 .as_deref()
-                .map(|s| s.parse::<Status>().map_err(|e| UsageError::new(format!("--status: {e}"))))
+                .map(|s| {
+                    s.parse::<Status>()
+                        .map_err(|e| UsageError::new(format!("--status: {e}")))
+                })
                 .transpose()?;
             let ledger = daemon::open_ledger(&cfg)?;
-            let rows = ledger.list(&ListFilter { status, provider: provider.clone(), limit: *limit })?;
+            let rows = ledger.list(&ListFilter {
+                status,
+                provider: provider.clone(),
+                limit: *limit,
+            })?;
             println!(
                 "{:<10} {:<32} {:<10} {:>12} {:>6}  {:<24}  last error",
                 "provider", "session_id", "status", "amount", "checks", "next check / resolved"
@@ -237,12 +285,19 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     s.status,
                     s.amount.as_deref().unwrap_or("-"),
                     s.checks,
-                    if s.status == "PENDING" { &s.next_check_at } else { s.resolved_at.as_deref().unwrap_or("-") },
+                    if s.status == "PENDING" {
+                        &s.next_check_at
+                    } else {
+                        s.resolved_at.as_deref().unwrap_or("-")
+                    },
                     s.last_error.as_deref().unwrap_or("")
                 );
             }
         }
-        Command::Show { session_id, provider } => {
+        Command::Show {
+            session_id,
+            provider,
+        } => {
             let cfg = load(&cli)?;
             let ledger = daemon::open_ledger(&cfg)?;
             let mut found = ledger.find(session_id)?;
@@ -250,7 +305,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 found.retain(|s| &s.provider == p);
             }
             match found.len() {
-                0 => return Err(UsageError::new(format!("no session {session_id:?} in the ledger")).into()),
+                0 => {
+                    return Err(UsageError::new(format!(
+                        "no session {session_id:?} in the ledger"
+                    ))
+                    .into());
+                }
                 1 => {}
                 _ => {
                     return Err(UsageError::new(format!(
@@ -282,7 +342,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 } else {
                     "waiting"
                 };
-                println!("  {}  {}  {}  attempts={}  {state}", e.created_at, e.id, e.kind, e.attempts);
+                println!(
+                    "  {}  {}  {}  attempts={}  {state}",
+                    e.created_at, e.id, e.kind, e.attempts
+                );
             }
         }
         Command::Stats => {
@@ -299,13 +362,20 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             for p in providers {
                 print!("{p:<12}");
                 for s in Status::ALL {
-                    let n = st.sessions.iter().find(|(pp, ss, _)| pp == p && ss == s.as_str()).map_or(0, |r| r.2);
+                    let n = st
+                        .sessions
+                        .iter()
+                        .find(|(pp, ss, _)| pp == p && ss == s.as_str())
+                        .map_or(0, |r| r.2);
                     print!(" {n:>10}");
                 }
                 println!();
             }
             println!("\ndue now: {}", st.due_now);
-            println!("events: {} total, {} waiting, {} dead", st.events_total, st.events_waiting, st.events_dead);
+            println!(
+                "events: {} total, {} waiting, {} dead",
+                st.events_total, st.events_waiting, st.events_dead
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -335,8 +405,14 @@ fn show_session(s: &Session) -> String {
     for (k, v) in fields {
         out.push_str(&format!("{k:<22} {}\n", v.unwrap_or("-")));
     }
-    out.push_str(&format!("{:<22} {} ({} answered)\n", "checks", s.checks, s.answered_checks));
-    out.push_str(&format!("{:<22} {}\n", "not_found_count", s.not_found_count));
+    out.push_str(&format!(
+        "{:<22} {} ({} answered)\n",
+        "checks", s.checks, s.answered_checks
+    ));
+    out.push_str(&format!(
+        "{:<22} {}\n",
+        "not_found_count", s.not_found_count
+    ));
     out
 }
 
@@ -344,7 +420,10 @@ fn show_session(s: &Session) -> String {
 fn describe(cfg: &Config) -> String {
     let mut out = String::new();
     let d = |d: std::time::Duration| humantime::format_duration(d).to_string();
-    out.push_str(&format!("ledger.path          {}\n", cfg.ledger_path.display()));
+    out.push_str(&format!(
+        "ledger.path          {}\n",
+        cfg.ledger_path.display()
+    ));
     out.push_str(&format!(
         "schedule             cron {:?}, batch_size {}, concurrency {}, lease {}\n",
         cfg.schedule.cron_expr,
@@ -380,13 +459,21 @@ fn describe(cfg: &Config) -> String {
             (Some(var), None) => format!("key from ${var} (NOT SET)"),
             (None, _) => "no key".to_string(),
         };
-        let limits: Vec<String> = p.rate_limits.iter().map(|(n, per)| format!("{n}/{}", d(*per))).collect();
+        let limits: Vec<String> = p
+            .rate_limits
+            .iter()
+            .map(|(n, per)| format!("{n}/{}", d(*per)))
+            .collect();
         out.push_str(&format!(
             "providers.{:<10} kind {}, {}, {key}, rate limit {}\n",
             p.name,
             p.kind,
             p.base_url,
-            if limits.is_empty() { "off".to_string() } else { limits.join(" and ") }
+            if limits.is_empty() {
+                "off".to_string()
+            } else {
+                limits.join(" and ")
+            }
         ));
     }
     out.push_str(&format!("log.format           {:?}\n", cfg.log_format));

@@ -45,7 +45,10 @@ mod tests {
         let t = parse("2026-11-25T12:05:03.12+02:00").unwrap();
         assert_eq!(format(t), "2026-11-25T10:05:03.120Z");
         assert_eq!(parse(&format(t)), Some(t));
-        assert_eq!(format(parse("2026-01-02 03:04:05").unwrap()), "2026-01-02T03:04:05.000Z");
+        assert_eq!(
+            format(parse("2026-01-02 03:04:05").unwrap()),
+            "2026-01-02T03:04:05.000Z"
+        );
         assert_eq!(parse("yesterday"), None);
     }
 }

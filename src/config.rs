@@ -68,7 +68,10 @@ pub struct RawLedger {
 
 impl Default for RawLedger {
     fn default() -> Self {
-        Self { path: PathBuf::from("/var/lib/payrecon/ledger.db"), url: None }
+        Self {
+            path: PathBuf::from("/var/lib/payrecon/ledger.db"),
+            url: None,
+        }
     }
 }
 
@@ -166,7 +169,10 @@ pub struct RawEvents {
 
 impl Default for RawEvents {
     fn default() -> Self {
-        Self { log: true, webhook: None }
+        Self {
+            log: true,
+            webhook: None,
+        }
     }
 }
 
@@ -178,7 +184,9 @@ pub struct RawLog {
 
 impl Default for RawLog {
     fn default() -> Self {
-        Self { format: "text".into() }
+        Self {
+            format: "text".into(),
+        }
     }
 }
 
@@ -323,10 +331,12 @@ impl Config {
             tracing::warn!("[events.webhook] is not implemented in this build and is ignored");
         }
         let s = &raw.schedule;
-        let cron: croner::Cron = s
-            .cron
-            .parse()
-            .map_err(|e| UsageError::new(format!("schedule.cron: {:?} is not a cron expression: {e}", s.cron)))?;
+        let cron: croner::Cron = s.cron.parse().map_err(|e| {
+            UsageError::new(format!(
+                "schedule.cron: {:?} is not a cron expression: {e}",
+                s.cron
+            ))
+        })?;
         let schedule = ScheduleConfig {
             cron_expr: s.cron.clone(),
             cron,
@@ -356,7 +366,9 @@ impl Config {
             retries: u32::try_from(h.retries)
                 .ok()
                 .filter(|r| *r <= 20)
-                .ok_or_else(|| UsageError::new(format!("http.retries: must be 0 to 20, got {}", h.retries)))?,
+                .ok_or_else(|| {
+                    UsageError::new(format!("http.retries: must be 0 to 20, got {}", h.retries))
+                })?,
             retry_initial: duration("http.retry_initial", &h.retry_initial)?,
             retry_max: duration("http.retry_max", &h.retry_max)?,
             max_body: byte_size("http.max_body", &h.max_body)?,
@@ -401,7 +413,12 @@ impl Config {
 
 fn provider(name: &str, p: &RawProvider, env: EnvLookup<'_>) -> Result<ProviderConfig, UsageError> {
     let key = |k: &str| format!("providers.{name}.{k}");
-    if name.is_empty() || name.len() > 64 || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
         return Err(UsageError::new(format!(
             "providers.{name:?}: a provider name must be 1 to 64 letters, digits, '_' or '-'"
         )));
@@ -418,15 +435,22 @@ fn provider(name: &str, p: &RawProvider, env: EnvLookup<'_>) -> Result<ProviderC
         "mopay" => Some("https://pay.mopay.co.ls"), // [seed 000]
         _ => None,
     };
-    let url_text = p
-        .base_url
-        .as_deref()
-        .or(default_url)
-        .ok_or_else(|| UsageError::new(format!("{}: required for kind {:?}", key("base_url"), p.kind)))?;
+    let url_text = p.base_url.as_deref().or(default_url).ok_or_else(|| {
+        UsageError::new(format!(
+            "{}: required for kind {:?}",
+            key("base_url"),
+            p.kind
+        ))
+    })?;
     let base_url = reqwest::Url::parse(url_text)
         .ok()
         .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
-        .ok_or_else(|| UsageError::new(format!("{}: {url_text:?} is not an http(s) URL", key("base_url"))))?;
+        .ok_or_else(|| {
+            UsageError::new(format!(
+                "{}: {url_text:?} is not an http(s) URL",
+                key("base_url")
+            ))
+        })?;
     let api_key = match &p.api_key_env {
         None => None,
         Some(var) => {
@@ -483,7 +507,9 @@ pub fn rate_limit(key: &str, spec: &str) -> Result<(NonZeroU32, Duration), Usage
 pub fn duration(key: &str, text: &str) -> Result<Duration, UsageError> {
     match humantime::parse_duration(text) {
         Ok(d) if !d.is_zero() => Ok(d),
-        Ok(_) => Err(UsageError::new(format!("{key}: must be longer than zero, got {text:?}"))),
+        Ok(_) => Err(UsageError::new(format!(
+            "{key}: must be longer than zero, got {text:?}"
+        ))),
         Err(e) => Err(UsageError::new(format!(
             "{key}: {text:?} is not a duration like \"30s\", \"2m\" or \"48h\" ({e})"
         ))),
@@ -492,14 +518,18 @@ pub fn duration(key: &str, text: &str) -> Result<Duration, UsageError> {
 
 fn positive(key: &str, value: i64, max: i64) -> Result<u32, UsageError> {
     if value < 1 || value > max {
-        return Err(UsageError::new(format!("{key}: must be 1 to {max}, got {value}")));
+        return Err(UsageError::new(format!(
+            "{key}: must be 1 to {max}, got {value}"
+        )));
     }
     Ok(value as u32)
 }
 
 fn ranged(key: &str, value: f64, lo: f64, hi: f64) -> Result<f64, UsageError> {
     if !(lo..=hi).contains(&value) {
-        return Err(UsageError::new(format!("{key}: must be {lo} to {hi}, got {value}")));
+        return Err(UsageError::new(format!(
+            "{key}: must be {lo} to {hi}, got {value}"
+        )));
     }
     Ok(value)
 }
@@ -557,8 +587,14 @@ mod tests {
             ("[backoff]\ninitial = \"soon\"", "backoff.initial"),
             ("[schedule]\nlease = \"5s\"", "schedule.lease"),
             ("[providers.x]\nkind = \"paypal\"", "providers.x.kind"),
-            ("[providers.m]\nkind = \"mopay\"\napi_key_env = \"NOPE\"", "NOPE"),
-            ("[providers.m]\nkind = \"mopay\"\nrate_limit = \"fast\"", "providers.m.rate_limit"),
+            (
+                "[providers.m]\nkind = \"mopay\"\napi_key_env = \"NOPE\"",
+                "NOPE",
+            ),
+            (
+                "[providers.m]\nkind = \"mopay\"\nrate_limit = \"fast\"",
+                "providers.m.rate_limit",
+            ),
             ("[http]\nmax_body = \"lots\"", "http.max_body"),
             ("[schedule]\nbogus = 1", "bogus"),
         ];
@@ -583,7 +619,8 @@ mod tests {
     #[test]
     fn secrets_are_redacted_in_debug() {
         let env = |_: &str| Some("sk_live_very_secret".to_string());
-        let cfg = Config::parse("[providers.m]\nkind = \"mopay\"\napi_key_env = \"K\"", &env).unwrap();
+        let cfg =
+            Config::parse("[providers.m]\nkind = \"mopay\"\napi_key_env = \"K\"", &env).unwrap();
         assert!(!format!("{cfg:?}").contains("very_secret"));
     }
 }

@@ -80,7 +80,11 @@ pub async fn run(cfg: &Config) -> anyhow::Result<()> {
     let ledger = open_ledger(cfg)?;
     let providers = provider::build(cfg).context("building the HTTP client")?;
     let token = CancellationToken::new();
-    let opts = PassOptions { owner: owner_id(), all: false, source: Source::Poll };
+    let opts = PassOptions {
+        owner: owner_id(),
+        all: false,
+        source: Source::Poll,
+    };
     tracing::info!(
         ledger = %cfg.ledger_path.display(),
         cron = %cfg.schedule.cron_expr,
@@ -91,13 +95,20 @@ pub async fn run(cfg: &Config) -> anyhow::Result<()> {
     let work = schedule::run(&cfg.schedule.cron, &token, || async {
         match reconcile::run_pass(&ledger, &providers, cfg, &opts, &token).await {
             Ok(r) if r.claimed > 0 => {
-                tracing::info!(claimed = r.claimed, resolved = r.resolved(), "{}", r.summary());
+                tracing::info!(
+                    claimed = r.claimed,
+                    resolved = r.resolved(),
+                    "{}",
+                    r.summary()
+                );
                 for p in &r.refused {
                     tracing::error!(provider = %p, "credentials refused during the pass");
                 }
             }
             Ok(_) => tracing::debug!("pass found nothing due"),
-            Err(e) => tracing::error!(error = %e, "pass failed; sessions will be retried when their leases end"),
+            Err(e) => {
+                tracing::error!(error = %e, "pass failed; sessions will be retried when their leases end")
+            }
         }
     });
     let mut work = std::pin::pin!(work);

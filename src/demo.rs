@@ -79,11 +79,17 @@ rate_limit = "200/s"
 pub async fn run() -> anyhow::Result<String> {
     let started = Instant::now();
     let dir = tempfile::tempdir().context("creating a temporary directory")?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("binding the simulator")?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("binding the simulator")?;
     let addr = listener.local_addr()?;
     let sim = Sim::new(None);
     let stop = CancellationToken::new();
-    let server = tokio::spawn(simulator::serve(listener, sim.clone(), stop.clone().cancelled_owned()));
+    let server = tokio::spawn(simulator::serve(
+        listener,
+        sim.clone(),
+        stop.clone().cancelled_owned(),
+    ));
     let base_url = format!("http://{addr}");
     let cfg = config(&base_url, &dir.path().join("ledger.db"));
     let ledger = Ledger::open(&cfg.ledger_path)?;
@@ -101,22 +107,30 @@ pub async fn run() -> anyhow::Result<String> {
                 .post(format!("{base_url}/api/external/payment"))
                 .bearer_auth("demo-key")
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(serde_json::json!({
-                    "amount": amount,
-                    "reference": reference,
-                    "redirectUrl": "https://shop.example/payment-complete",
-                    "description": format!("Order {n} sim:{behaviour}"),
-                    "customerEmail": "customer@example.com",
-                    "customerName": "Demo Customer",
-                }).to_string())
+                .body(
+                    serde_json::json!({
+                        "amount": amount,
+                        "reference": reference,
+                        "redirectUrl": "https://shop.example/payment-complete",
+                        "description": format!("Order {n} sim:{behaviour}"),
+                        "customerEmail": "customer@example.com",
+                        "customerName": "Demo Customer",
+                    })
+                    .to_string(),
+                )
                 .send()
                 .await
                 .context("creating a session at the simulator")?
                 .bytes()
                 .await
                 .context("reading the simulator's create answer")
-                .and_then(|b| serde_json::from_slice(&b).context("the simulator's create answer is not JSON"))?;
-            let session_id = resp["sessionId"].as_str().context("the simulator returned no sessionId")?.to_string();
+                .and_then(|b| {
+                    serde_json::from_slice(&b).context("the simulator's create answer is not JSON")
+                })?;
+            let session_id = resp["sessionId"]
+                .as_str()
+                .context("the simulator returned no sessionId")?
+                .to_string();
             ledger.enqueue(&NewSession {
                 provider: "mopay".into(),
                 session_id: session_id.clone(),
@@ -131,15 +145,26 @@ pub async fn run() -> anyhow::Result<String> {
 
     // Reconcile until every session is where its behaviour leads, or a deadline passes.
     let providers = provider::build(&cfg)?;
-    let opts = PassOptions { owner: crate::daemon::owner_id(), all: false, source: Source::Poll };
+    let opts = PassOptions {
+        owner: crate::daemon::owner_id(),
+        all: false,
+        source: Source::Poll,
+    };
     let token = CancellationToken::new();
     let deadline = Instant::now() + Duration::from_secs(45);
     let mut passes = 0;
     let sessions = loop {
         reconcile::run_pass(&ledger, &providers, &cfg, &opts, &token).await?;
         passes += 1;
-        let all = ledger.list(&ListFilter { limit: 10_000, ..Default::default() })?;
-        let settled = all.iter().all(|s| expected.get(&s.session_id).is_some_and(|(_, want)| want.as_str() == s.status));
+        let all = ledger.list(&ListFilter {
+            limit: 10_000,
+            ..Default::default()
+        })?;
+        let settled = all.iter().all(|s| {
+            expected
+                .get(&s.session_id)
+                .is_some_and(|(_, want)| want.as_str() == s.status)
+        });
         if settled || Instant::now() > deadline {
             break all;
         }
@@ -152,12 +177,23 @@ pub async fn run() -> anyhow::Result<String> {
     let mut out = String::new();
     let mut by_state: BTreeMap<String, (u32, i64)> = BTreeMap::new();
     let mut wrong = 0;
-    let _ = writeln!(out, "payrecon demo: {} MoPay sessions on the simulator at {base_url}\n", sessions.len());
-    let _ = writeln!(out, "{:<24} {:<10} {:<10} {:>6}  reason / last error", "behaviour", "expected", "got", "checks");
+    let _ = writeln!(
+        out,
+        "payrecon demo: {} MoPay sessions on the simulator at {base_url}\n",
+        sessions.len()
+    );
+    let _ = writeln!(
+        out,
+        "{:<24} {:<10} {:<10} {:>6}  reason / last error",
+        "behaviour", "expected", "got", "checks"
+    );
     let mut rows: Vec<_> = sessions.iter().collect();
     rows.sort_by_key(|s| s.rowid);
     for s in rows {
-        let (behaviour, want) = expected.get(&s.session_id).copied().unwrap_or(("?", Status::Pending));
+        let (behaviour, want) = expected
+            .get(&s.session_id)
+            .copied()
+            .unwrap_or(("?", Status::Pending));
         let ok = want.as_str() == s.status;
         wrong += u32::from(!ok);
         let e = by_state.entry(s.status.clone()).or_default();
@@ -166,7 +202,11 @@ pub async fn run() -> anyhow::Result<String> {
         let note = if s.status == "PENDING" {
             s.last_error.clone().unwrap_or_default()
         } else {
-            ledger.transitions(s.rowid)?.last().and_then(|t| t.reason.clone()).unwrap_or_default()
+            ledger
+                .transitions(s.rowid)?
+                .last()
+                .and_then(|t| t.reason.clone())
+                .unwrap_or_default()
         };
         let _ = writeln!(
             out,
@@ -190,14 +230,18 @@ pub async fn run() -> anyhow::Result<String> {
         "\n{} passes, {} checks, {} provider calls (retries included), {} events written, {:.1}s elapsed",
         passes,
         total_checks,
-        sim.status_requests.load(std::sync::atomic::Ordering::Relaxed),
+        sim.status_requests
+            .load(std::sync::atomic::Ordering::Relaxed),
         stats.events_total,
         started.elapsed().as_secs_f64()
     );
     if wrong > 0 {
         anyhow::bail!("{out}\n{wrong} session(s) did not reach their expected state");
     }
-    let _ = writeln!(out, "every session reached the state its behaviour leads to");
+    let _ = writeln!(
+        out,
+        "every session reached the state its behaviour leads to"
+    );
     Ok(out)
 }
 

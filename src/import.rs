@@ -12,7 +12,14 @@ use crate::clock;
 use crate::config::{Config, UsageError};
 use crate::ledger::{ImportOutcome, Ledger, NewSession};
 
-const COLUMNS: &[&str] = &["provider", "session_id", "reference", "amount", "currency", "created_at"];
+const COLUMNS: &[&str] = &[
+    "provider",
+    "session_id",
+    "reference",
+    "amount",
+    "currency",
+    "created_at",
+];
 
 /// How many bad rows are reported before the rest are only counted.
 const MAX_REPORTED: usize = 20;
@@ -20,9 +27,12 @@ const MAX_REPORTED: usize = 20;
 /// Imports `file` into `ledger`. A bad file or bad rows give a [`UsageError`] naming them.
 pub fn run(cfg: &Config, ledger: &Ledger, file: &Path) -> anyhow::Result<ImportOutcome> {
     let name = file.display().to_string();
-    let f = std::fs::File::open(file).map_err(|e| UsageError::new(format!("cannot read {name}: {e}")))?;
+    let f = std::fs::File::open(file)
+        .map_err(|e| UsageError::new(format!("cannot read {name}: {e}")))?;
     let size = f.metadata().map(|m| m.len()).unwrap_or(0);
-    let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(std::io::BufReader::new(f));
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_reader(std::io::BufReader::new(f));
     let headers = reader
         .headers()
         .map_err(|e| UsageError::new(format!("{name}: line 1: cannot read the header: {e}")))?
@@ -38,7 +48,9 @@ pub fn run(cfg: &Config, ledger: &Ledger, file: &Path) -> anyhow::Result<ImportO
             .into());
         };
         if index[col].replace(i).is_some() {
-            return Err(UsageError::new(format!("{name}: line 1: column {h:?} appears twice")).into());
+            return Err(
+                UsageError::new(format!("{name}: line 1: column {h:?} appears twice")).into(),
+            );
         }
     }
     for required in [0, 1] {
@@ -50,10 +62,13 @@ pub fn run(cfg: &Config, ledger: &Ledger, file: &Path) -> anyhow::Result<ImportO
             .into());
         }
     }
-    let bar = ProgressBar::with_draw_target(Some(size), indicatif::ProgressDrawTarget::stderr_with_hz(4));
+    let bar =
+        ProgressBar::with_draw_target(Some(size), indicatif::ProgressDrawTarget::stderr_with_hz(4));
     bar.set_style(
-        ProgressStyle::with_template("importing {bar:40} {bytes}/{total_bytes} {per_sec} eta {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "importing {bar:40} {bytes}/{total_bytes} {per_sec} eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let mut record = csv::StringRecord::new();
     let rows = std::iter::from_fn(|| {
@@ -72,7 +87,11 @@ pub fn run(cfg: &Config, ledger: &Ledger, file: &Path) -> anyhow::Result<ImportO
     bar.finish_and_clear();
     if out.failed_rows > 0 {
         let more = out.failed_rows.saturating_sub(out.errors.len() as u64);
-        let mut msg = format!("{name}: nothing imported; {} bad row(s): {}", out.failed_rows, out.errors.join("; "));
+        let mut msg = format!(
+            "{name}: nothing imported; {} bad row(s): {}",
+            out.failed_rows,
+            out.errors.join("; ")
+        );
         if more > 0 {
             msg.push_str(&format!("; and {more} more"));
         }
@@ -81,19 +100,35 @@ pub fn run(cfg: &Config, ledger: &Ledger, file: &Path) -> anyhow::Result<ImportO
     Ok(out)
 }
 
-fn row(cfg: &Config, r: &csv::StringRecord, index: &[Option<usize>; 6]) -> Result<NewSession, String> {
-    let get = |col: usize| index[col].and_then(|i| r.get(i)).filter(|v| !v.is_empty()).map(String::from);
+fn row(
+    cfg: &Config,
+    r: &csv::StringRecord,
+    index: &[Option<usize>; 6],
+) -> Result<NewSession, String> {
+    let get = |col: usize| {
+        index[col]
+            .and_then(|i| r.get(i))
+            .filter(|v| !v.is_empty())
+            .map(String::from)
+    };
     let provider = get(0).ok_or("provider: empty")?;
     if cfg.provider(&provider).is_none() {
-        return Err(format!("provider: {provider:?} is not configured in [providers]"));
+        return Err(format!(
+            "provider: {provider:?} is not configured in [providers]"
+        ));
     }
     let created_at = match get(5) {
         None => None,
-        Some(t) => Some(clock::parse(&t).ok_or_else(|| format!("created_at: {t:?} is not an RFC 3339 time"))?),
+        Some(t) => Some(
+            clock::parse(&t).ok_or_else(|| format!("created_at: {t:?} is not an RFC 3339 time"))?,
+        ),
     };
     let s = NewSession {
         provider,
-        session_id: index[1].and_then(|i| r.get(i)).unwrap_or_default().to_string(),
+        session_id: index[1]
+            .and_then(|i| r.get(i))
+            .unwrap_or_default()
+            .to_string(),
         reference: get(2),
         amount: get(3),
         currency: get(4),

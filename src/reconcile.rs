@@ -55,8 +55,11 @@ impl PassReport {
     /// One line: what was checked and what it became.
     pub fn summary(&self) -> String {
         let secs = self.elapsed.as_secs_f64();
-        let mut parts: Vec<String> =
-            self.transitions.iter().map(|(s, n)| format!("{n} {}", s.as_str().to_lowercase())).collect();
+        let mut parts: Vec<String> = self
+            .transitions
+            .iter()
+            .map(|(s, n)| format!("{n} {}", s.as_str().to_lowercase()))
+            .collect();
         parts.push(format!("{} still pending", self.still_pending));
         if self.released > 0 {
             parts.push(format!("{} released unchecked", self.released));
@@ -65,7 +68,11 @@ impl PassReport {
             "checked {} sessions in {:.2}s ({:.0}/s): {}",
             self.claimed,
             secs,
-            if secs > 0.0 { self.claimed as f64 / secs } else { 0.0 },
+            if secs > 0.0 {
+                self.claimed as f64 / secs
+            } else {
+                0.0
+            },
             parts.join(", ")
         )
     }
@@ -102,7 +109,11 @@ pub async fn run_pass(
                 if shutdown.is_cancelled() {
                     return Ok(());
                 }
-                let mode = if all { ClaimMode::AllAfter(cursor) } else { ClaimMode::DueBy(pass_start) };
+                let mode = if all {
+                    ClaimMode::AllAfter(cursor)
+                } else {
+                    ClaimMode::DueBy(pass_start)
+                };
                 let owner = owner.clone();
                 let claimed = ledger
                     .call(move |l| {
@@ -127,13 +138,14 @@ pub async fn run_pass(
 
     // The checkers and the recorder: checks run `concurrency` at a time; finished outcomes are
     // written in groups, each group one transaction.
-    let checks = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|s| (s, rx)) })
-        .map(|s| {
-            let refused = refused.clone();
-            async move { check_one(s, providers, cfg, opts, shutdown, &refused).await }
-        })
-        .buffer_unordered(cfg.schedule.concurrency)
-        .ready_chunks(256);
+    let checks =
+        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|s| (s, rx)) })
+            .map(|s| {
+                let refused = refused.clone();
+                async move { check_one(s, providers, cfg, opts, shutdown, &refused).await }
+            })
+            .buffer_unordered(cfg.schedule.concurrency)
+            .ready_chunks(256);
     let recorder = async {
         let mut checks = std::pin::pin!(checks);
         while let Some(records) = checks.next().await {
@@ -155,7 +167,10 @@ pub async fn run_pass(
             }
             let owner = opts.owner.clone();
             let n = records.len() as u64;
-            match ledger.call(move |l| l.record(&owner, clock::now(), &records)).await {
+            match ledger
+                .call(move |l| l.record(&owner, clock::now(), &records))
+                .await
+            {
                 Ok(written) => {
                     if cfg.events_log {
                         written.iter().for_each(events::log);
@@ -171,7 +186,10 @@ pub async fn run_pass(
     };
     let (claimed, ()) = tokio::join!(claimer, recorder);
     let mut r = report_mut(&report).clone();
-    r.refused = refused.lock().map(|s| s.iter().cloned().collect()).unwrap_or_default();
+    r.refused = refused
+        .lock()
+        .map(|s| s.iter().cloned().collect())
+        .unwrap_or_default();
     r.refused.sort();
     r.elapsed = started.elapsed();
     claimed.map(|()| r)
@@ -205,8 +223,16 @@ async fn check_one(
             facts: None,
         };
     };
-    if refused.lock().map(|r| r.contains(&s.provider)).unwrap_or(false) || shutdown.is_cancelled() {
-        return Record::Release { rowid: s.rowid, last_error: None };
+    if refused
+        .lock()
+        .map(|r| r.contains(&s.provider))
+        .unwrap_or(false)
+        || shutdown.is_cancelled()
+    {
+        return Record::Release {
+            rowid: s.rowid,
+            last_error: None,
+        };
     }
     let result = tokio::select! {
         biased;
@@ -214,7 +240,10 @@ async fn check_one(
         r = provider.check(&s.session_id) => r,
     };
     if let Err(e @ provider::Error::Unauthorized(_)) = &result {
-        let first = refused.lock().map(|mut r| r.insert(s.provider.clone())).unwrap_or(false);
+        let first = refused
+            .lock()
+            .map(|mut r| r.insert(s.provider.clone()))
+            .unwrap_or(false);
         if first {
             tracing::error!(provider = %s.provider, error = %e, "credentials refused; no more calls to this provider in this pass");
         }
@@ -227,7 +256,14 @@ async fn check_one(
             tracing::warn!(provider = %s.provider, session_id = %s.session_id, "{w}; session stays PENDING");
         }
     }
-    decide(&s, &result, clock::now(), &cfg.backoff, opts.source, fastrand::f64())
+    decide(
+        &s,
+        &result,
+        clock::now(),
+        &cfg.backoff,
+        opts.source,
+        fastrand::f64(),
+    )
 }
 
 /// Decides what a provider's answer means for a PENDING session. Pure: `jitter_sample` is a
@@ -240,15 +276,35 @@ pub fn decide(
     source: Source,
     jitter_sample: f64,
 ) -> Record {
-    let transition = |to: Status, reason: Option<String>, facts: Facts, compared: Vec<&'static str>| {
-        Record::Transition { rowid: s.rowid, from: Status::Pending, to, source, reason, facts, charged: true, compared }
-    };
-    let reschedule = |last_error: Option<String>, answered: bool, not_found: Option<bool>, facts: Option<Facts>| {
+    let transition =
+        |to: Status, reason: Option<String>, facts: Facts, compared: Vec<&'static str>| {
+            Record::Transition {
+                rowid: s.rowid,
+                from: Status::Pending,
+                to,
+                source,
+                reason,
+                facts,
+                charged: true,
+                compared,
+            }
+        };
+    let reschedule = |last_error: Option<String>,
+                      answered: bool,
+                      not_found: Option<bool>,
+                      facts: Option<Facts>| {
         let checks_after = s.checks + 1;
         let answered_ever = answered || s.answered_checks > 0;
         Record::Reschedule {
             rowid: s.rowid,
-            next_check_at: next_check_at(s, checks_after, answered_ever, now, backoff, jitter_sample),
+            next_check_at: next_check_at(
+                s,
+                checks_after,
+                answered_ever,
+                now,
+                backoff,
+                jitter_sample,
+            ),
             last_error,
             answered,
             not_found,
@@ -264,7 +320,10 @@ pub fn decide(
     let expire_by_age = |facts: Facts| {
         transition(
             Status::Expired,
-            Some(format!("no final status within max_age ({})", humantime::format_duration(backoff.max_age))),
+            Some(format!(
+                "no final status within max_age ({})",
+                humantime::format_duration(backoff.max_age)
+            )),
             facts,
             vec![],
         )
@@ -279,7 +338,10 @@ pub fn decide(
             charged: false,
             facts: None,
         },
-        Err(e @ provider::Error::Unauthorized(_)) => Record::Release { rowid: s.rowid, last_error: Some(e.to_string()) },
+        Err(e @ provider::Error::Unauthorized(_)) => Record::Release {
+            rowid: s.rowid,
+            last_error: Some(e.to_string()),
+        },
         Err(e) => {
             if too_old(false) {
                 expire_by_age(Facts::default())
@@ -290,12 +352,20 @@ pub fn decide(
         Ok(Answer::NotFound) => {
             let count = s.not_found_count + 1;
             if count >= i64::from(backoff.not_found_after) {
-                transition(Status::Expired, Some("not found at provider".into()), Facts::default(), vec![])
+                transition(
+                    Status::Expired,
+                    Some("not found at provider".into()),
+                    Facts::default(),
+                    vec![],
+                )
             } else if too_old(true) {
                 expire_by_age(Facts::default())
             } else {
                 reschedule(
-                    Some(format!("HTTP 404: not found at provider ({count} of {})", backoff.not_found_after)),
+                    Some(format!(
+                        "HTTP 404: not found at provider ({count} of {})",
+                        backoff.not_found_after
+                    )),
                     true,
                     Some(true),
                     None,
@@ -315,12 +385,20 @@ pub fn decide(
                 }
                 Mapped::Failed => transition(Status::Failed, None, facts, vec![]),
                 Mapped::Cancelled => transition(Status::Cancelled, None, facts, vec![]),
-                Mapped::Expired => transition(Status::Expired, Some("expired at provider".into()), facts, vec![]),
+                Mapped::Expired => transition(
+                    Status::Expired,
+                    Some("expired at provider".into()),
+                    facts,
+                    vec![],
+                ),
                 Mapped::Pending if too_old(true) => expire_by_age(facts),
                 Mapped::Pending => reschedule(f.warning.clone(), true, Some(false), Some(facts)),
                 // Never guessed: not an answer we understand, so it does not count toward expiry.
                 Mapped::Unrecognised => reschedule(
-                    Some(format!("unrecognised provider status {:?}", provider::clip(&f.raw_status))),
+                    Some(format!(
+                        "unrecognised provider status {:?}",
+                        provider::clip(&f.raw_status)
+                    )),
                     false,
                     Some(false),
                     Some(facts),
@@ -360,19 +438,27 @@ fn compare(s: &Session, f: &ProviderFacts) -> (Vec<&'static str>, Vec<String>) {
         match Decimal::from_str(ours) {
             Ok(o) if o == *theirs => {}
             Ok(_) => mismatches.push(format!("amount differs: ledger {ours}, provider {theirs}")),
-            Err(_) => mismatches.push(format!("ledger amount {ours:?} is not a decimal; provider says {theirs}")),
+            Err(_) => mismatches.push(format!(
+                "ledger amount {ours:?} is not a decimal; provider says {theirs}"
+            )),
         }
     }
     if let (Some(ours), Some(theirs)) = (&s.reference, &f.reference) {
         compared.push("reference");
         if ours != theirs {
-            mismatches.push(format!("reference differs: ledger {ours:?}, provider {:?}", provider::clip(theirs)));
+            mismatches.push(format!(
+                "reference differs: ledger {ours:?}, provider {:?}",
+                provider::clip(theirs)
+            ));
         }
     }
     if let (Some(ours), Some(theirs)) = (&s.currency, &f.currency) {
         compared.push("currency");
         if !ours.eq_ignore_ascii_case(theirs) {
-            mismatches.push(format!("currency differs: ledger {ours}, provider {}", provider::clip(theirs)));
+            mismatches.push(format!(
+                "currency differs: ledger {ours}, provider {}",
+                provider::clip(theirs)
+            ));
         }
     }
     (compared, mismatches)
@@ -450,17 +536,25 @@ mod tests {
     fn check(s: &Session, answer: Result<Answer, PErr>) -> (Status, Option<String>) {
         match decide(s, &answer, clock::now(), &backoff(), Source::Poll, 0.5) {
             Record::Transition { to, reason, .. } => (to, reason),
-            Record::Reschedule { last_error, .. } | Record::Release { last_error, .. } => (Status::Pending, last_error),
+            Record::Reschedule { last_error, .. } | Record::Release { last_error, .. } => {
+                (Status::Pending, last_error)
+            }
         }
     }
 
     #[test]
     fn answers_map_to_states() {
         let s = session(Duration::from_secs(60));
-        assert_eq!(check(&s, paid("100.0", "ORDER1", Some("lsl"))).0, Status::Completed);
+        assert_eq!(
+            check(&s, paid("100.0", "ORDER1", Some("lsl"))).0,
+            Status::Completed
+        );
         assert_eq!(check(&s, found(Mapped::Failed)).0, Status::Failed);
         assert_eq!(check(&s, found(Mapped::Cancelled)).0, Status::Cancelled);
-        assert_eq!(check(&s, found(Mapped::Expired)), (Status::Expired, Some("expired at provider".into())));
+        assert_eq!(
+            check(&s, found(Mapped::Expired)),
+            (Status::Expired, Some("expired at provider".into()))
+        );
         assert_eq!(check(&s, found(Mapped::Pending)).0, Status::Pending);
         let (st, err) = check(&s, found(Mapped::Unrecognised));
         assert_eq!(st, Status::Pending);
@@ -472,18 +566,34 @@ mod tests {
         let s = session(Duration::from_secs(60));
         let (st, reason) = check(&s, paid("90.00", "ORDER1", None));
         assert_eq!(st, Status::Review);
-        assert!(reason.unwrap().contains("amount differs: ledger 100.00, provider 90.00"));
+        assert!(
+            reason
+                .unwrap()
+                .contains("amount differs: ledger 100.00, provider 90.00")
+        );
         let (st, reason) = check(&s, paid("100.00", "ORDER2", None));
         assert_eq!(st, Status::Review);
         assert!(reason.unwrap().contains("reference"));
         let (st, reason) = check(&s, paid("100.00", "ORDER1", Some("ZAR")));
         assert_eq!(st, Status::Review);
-        assert!(reason.unwrap().contains("currency differs: ledger LSL, provider ZAR"));
+        assert!(
+            reason
+                .unwrap()
+                .contains("currency differs: ledger LSL, provider ZAR")
+        );
         // Fields the ledger does not hold are not compared.
         let mut bare = session(Duration::from_secs(60));
         bare.amount = None;
         bare.reference = None;
-        match decide(&bare, &paid("5", "X", Some("ZAR")), clock::now(), &backoff(), Source::Poll, 0.5) {
+        bare.currency = Some("zar".into());
+        match decide(
+            &bare,
+            &paid("5", "X", Some("ZAR")),
+            clock::now(),
+            &backoff(),
+            Source::Poll,
+            0.5,
+        ) {
             Record::Transition { to, compared, .. } => {
                 assert_eq!(to, Status::Completed);
                 assert_eq!(compared, vec!["currency"]);
@@ -506,7 +616,10 @@ mod tests {
         answered.answered_checks = 1;
         assert_eq!(check(&answered, Err(PErr::Status(503))).0, Status::Expired);
         // A young session stays.
-        assert_eq!(check(&session(Duration::from_secs(60)), found(Mapped::Pending)).0, Status::Pending);
+        assert_eq!(
+            check(&session(Duration::from_secs(60)), found(Mapped::Pending)).0,
+            Status::Pending
+        );
     }
 
     #[test]
@@ -514,22 +627,45 @@ mod tests {
         let mut s = session(Duration::from_secs(60));
         assert_eq!(check(&s, Ok(Answer::NotFound)).0, Status::Pending);
         s.not_found_count = 2;
-        assert_eq!(check(&s, Ok(Answer::NotFound)), (Status::Expired, Some("not found at provider".into())));
+        assert_eq!(
+            check(&s, Ok(Answer::NotFound)),
+            (Status::Expired, Some("not found at provider".into()))
+        );
     }
 
     #[test]
     fn providerwide_failures_are_not_charged() {
         let s = session(Duration::from_secs(60));
         let now = clock::now();
-        match decide(&s, &Err(PErr::RateLimited { retry_after: Some(Duration::from_secs(9)) }), now, &backoff(), Source::Poll, 0.5) {
-            Record::Reschedule { charged, next_check_at, .. } => {
+        match decide(
+            &s,
+            &Err(PErr::RateLimited {
+                retry_after: Some(Duration::from_secs(9)),
+            }),
+            now,
+            &backoff(),
+            Source::Poll,
+            0.5,
+        ) {
+            Record::Reschedule {
+                charged,
+                next_check_at,
+                ..
+            } => {
                 assert!(!charged);
                 assert_eq!(next_check_at, clock::add(now, Duration::from_secs(9)));
             }
             other => panic!("{other:?}"),
         }
         assert!(matches!(
-            decide(&s, &Err(PErr::Unauthorized(401)), now, &backoff(), Source::Poll, 0.5),
+            decide(
+                &s,
+                &Err(PErr::Unauthorized(401)),
+                now,
+                &backoff(),
+                Source::Poll,
+                0.5
+            ),
             Record::Release { .. }
         ));
     }
@@ -539,7 +675,14 @@ mod tests {
         let mut s = session(Duration::from_secs(60));
         let now = clock::now();
         let b = backoff();
-        let at = |s: &Session, j: f64| match decide(s, &found(Mapped::Pending), now, &b, Source::Poll, j) {
+        let at = |s: &Session, j: f64| match decide(
+            s,
+            &found(Mapped::Pending),
+            now,
+            &b,
+            Source::Poll,
+            j,
+        ) {
             Record::Reschedule { next_check_at, .. } => (next_check_at - now).num_milliseconds(),
             other => panic!("{other:?}"),
         };

@@ -31,7 +31,11 @@ where
         }
         let started = Utc::now();
         pass().await;
-        let skipped = cron.iter_after(started).take_while(|t| *t <= Utc::now()).take(10_000).count();
+        let skipped = cron
+            .iter_after(started)
+            .take_while(|t| *t <= Utc::now())
+            .take(10_000)
+            .count();
         if skipped > 0 {
             tracing::info!(skipped, "ticks fell during the pass and were skipped");
         }
@@ -59,7 +63,11 @@ mod tests {
             t2.cancel();
         });
         run(&cron, &token, || async {
-            assert_eq!(running.fetch_add(1, Ordering::SeqCst), 0, "two passes at once");
+            assert_eq!(
+                running.fetch_add(1, Ordering::SeqCst),
+                0,
+                "two passes at once"
+            );
             // Longer than one tick: the next tick must be skipped, not run concurrently.
             tokio::time::sleep(Duration::from_millis(1200)).await;
             running.fetch_sub(1, Ordering::SeqCst);

@@ -97,14 +97,21 @@ const FINALS: &[(&str, Final)] = &[
 
 impl Default for Behaviour {
     fn default() -> Self {
-        Self { fault: None, pending_polls: 0, last: Final::Complete, slow_ms: 0 }
+        Self {
+            fault: None,
+            pending_polls: 0,
+            last: Final::Complete,
+            slow_ms: 0,
+        }
     }
 }
 
 impl FromStr for Behaviour {
     type Err = String;
     fn from_str(text: &str) -> Result<Self, String> {
-        let bad = || format!("{text:?} is not a simulator behaviour (see README \"Simulator behaviours\")");
+        let bad = || {
+            format!("{text:?} is not a simulator behaviour (see README \"Simulator behaviours\")")
+        };
         let mut b = Behaviour::default();
         let mut seen_final = false;
         for part in text.split('.') {
@@ -134,10 +141,16 @@ impl FromStr for Behaviour {
 impl fmt::Display for Behaviour {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if let Some((fault, k)) = self.fault {
-            let w = FAULTS.iter().find(|(_, x)| *x == fault).map_or("?", |(w, _)| w);
+            let w = FAULTS
+                .iter()
+                .find(|(_, x)| *x == fault)
+                .map_or("?", |(w, _)| w);
             write!(f, "{w}-{k}.")?;
         }
-        let w = FINALS.iter().find(|(_, x)| *x == self.last).map_or("?", |(w, _)| w);
+        let w = FINALS
+            .iter()
+            .find(|(_, x)| *x == self.last)
+            .map_or("?", |(w, _)| w);
         f.write_str(w)?;
         if self.pending_polls > 0 {
             write!(f, "-{}", self.pending_polls)?;
@@ -189,13 +202,20 @@ impl Sim {
     pub fn insert(&self, session_id: &str, amount: &str, reference: &str, behaviour: Behaviour) {
         self.shard(session_id).insert(
             session_id.to_string(),
-            SimSession { amount: amount.into(), reference: reference.into(), behaviour, polls: 0 },
+            SimSession {
+                amount: amount.into(),
+                reference: reference.into(),
+                behaviour,
+                polls: 0,
+            },
         );
     }
 
     /// How many times a session was polled.
     pub fn polls(&self, session_id: &str) -> u32 {
-        self.shard(session_id).get(session_id).map_or(0, |s| s.polls)
+        self.shard(session_id)
+            .get(session_id)
+            .map_or(0, |s| s.polls)
     }
 
     fn authorised(&self, headers: &HeaderMap) -> bool {
@@ -220,7 +240,12 @@ fn implicit_session(id: &str) -> SimSession {
         .and_then(|b| b.parse().ok())
         .unwrap_or_default();
     let reference = id.rsplit('_').next().unwrap_or(id).to_string();
-    SimSession { amount: "100.00".into(), reference, behaviour, polls: 0 }
+    SimSession {
+        amount: "100.00".into(),
+        reference,
+        behaviour,
+        polls: 0,
+    }
 }
 
 /// The router: MoPay's endpoints plus `/_sim/sessions` to register sessions under any id.
@@ -238,11 +263,18 @@ pub async fn serve(
     sim: Arc<Sim>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(sim)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router(sim))
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 fn json_response(code: StatusCode, body: serde_json::Value) -> Response {
-    (code, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    (
+        code,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 #[derive(Deserialize)]
@@ -257,15 +289,28 @@ struct CreateRequest {
 
 /// `POST /api/external/payment` [seed 000]. A `sim:BEHAVIOUR` word in `description` picks the
 /// behaviour.
-async fn create(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+async fn create(
+    State(sim): State<Arc<Sim>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     if !sim.authorised(&headers) {
-        return json_response(StatusCode::UNAUTHORIZED, json!({"success": false, "error": "Unauthorized"}));
+        return json_response(
+            StatusCode::UNAUTHORIZED,
+            json!({"success": false, "error": "Unauthorized"}),
+        );
     }
     let Ok(req) = serde_json::from_slice::<CreateRequest>(&body) else {
-        return json_response(StatusCode::BAD_REQUEST, json!({"success": false, "error": "Invalid JSON"}));
+        return json_response(
+            StatusCode::BAD_REQUEST,
+            json!({"success": false, "error": "Invalid JSON"}),
+        );
     };
     let (Some(amount), Some(reference)) = (req.amount, req.reference) else {
-        return json_response(StatusCode::BAD_REQUEST, json!({"success": false, "error": "amount and reference are required"}));
+        return json_response(
+            StatusCode::BAD_REQUEST,
+            json!({"success": false, "error": "amount and reference are required"}),
+        );
     };
     // "Must contain only alphanumeric characters" [seed 000].
     if reference.is_empty() || !reference.bytes().all(|b| b.is_ascii_alphanumeric()) {
@@ -275,7 +320,10 @@ async fn create(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: axum::bod
         );
     }
     if crate::ledger::validate_amount(&amount).is_err() {
-        return json_response(StatusCode::BAD_REQUEST, json!({"success": false, "error": "invalid amount"}));
+        return json_response(
+            StatusCode::BAD_REQUEST,
+            json!({"success": false, "error": "invalid amount"}),
+        );
     }
     let behaviour = match req
         .description
@@ -285,7 +333,12 @@ async fn create(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: axum::bod
     {
         None => Behaviour::default(),
         Some(Ok(b)) => b,
-        Some(Err(e)) => return json_response(StatusCode::BAD_REQUEST, json!({"success": false, "error": e})),
+        Some(Err(e)) => {
+            return json_response(
+                StatusCode::BAD_REQUEST,
+                json!({"success": false, "error": e}),
+            );
+        }
     };
     let token: String = (0..6).map(|_| fastrand::alphanumeric()).collect();
     let session_id = format!("MOP_{token}_{reference}");
@@ -311,8 +364,16 @@ struct RegisterRequest {
 }
 
 /// `POST /_sim/sessions`: the simulator's own endpoint to register a session under any id.
-async fn register(State(sim): State<Arc<Sim>>, axum::Json(req): axum::Json<RegisterRequest>) -> Response {
-    let behaviour = match req.behaviour.as_deref().map(Behaviour::from_str).transpose() {
+async fn register(
+    State(sim): State<Arc<Sim>>,
+    axum::Json(req): axum::Json<RegisterRequest>,
+) -> Response {
+    let behaviour = match req
+        .behaviour
+        .as_deref()
+        .map(Behaviour::from_str)
+        .transpose()
+    {
         Ok(b) => b.unwrap_or_default(),
         Err(e) => return json_response(StatusCode::BAD_REQUEST, json!({"error": e})),
     };
@@ -326,19 +387,31 @@ async fn register(State(sim): State<Arc<Sim>>, axum::Json(req): axum::Json<Regis
 }
 
 static OVERSIZED: LazyLock<String> = LazyLock::new(|| {
-    format!(r#"{{"success":true,"padding":"{}","session":{{"status":"PENDING"}}}}"#, "x".repeat(2 * 1024 * 1024))
+    format!(
+        r#"{{"success":true,"padding":"{}","session":{{"status":"PENDING"}}}}"#,
+        "x".repeat(2 * 1024 * 1024)
+    )
 });
 
 /// `GET /api/external/session/v1/{sessionId}` [seed 000].
-async fn status(State(sim): State<Arc<Sim>>, headers: HeaderMap, Path(session_id): Path<String>) -> Response {
+async fn status(
+    State(sim): State<Arc<Sim>>,
+    headers: HeaderMap,
+    Path(session_id): Path<String>,
+) -> Response {
     sim.status_requests.fetch_add(1, Ordering::Relaxed);
     if !sim.authorised(&headers) {
-        return json_response(StatusCode::UNAUTHORIZED, json!({"success": false, "error": "Unauthorized"}));
+        return json_response(
+            StatusCode::UNAUTHORIZED,
+            json!({"success": false, "error": "Unauthorized"}),
+        );
     }
     // Count the poll and take what is needed under the shard lock; answer outside it.
     let (s, poll) = {
         let mut shard = sim.shard(&session_id);
-        let s = shard.entry(session_id.clone()).or_insert_with(|| implicit_session(&session_id));
+        let s = shard
+            .entry(session_id.clone())
+            .or_insert_with(|| implicit_session(&session_id));
         let poll = s.polls;
         s.polls += 1;
         (s.clone(), poll)
@@ -354,10 +427,16 @@ fn answer(session_id: &str, s: &SimSession, poll: u32) -> Response {
     let faults = b.fault.map_or(0, |(_, k)| k);
     if let Some((fault, _)) = b.fault.filter(|_| poll < faults) {
         return match fault {
-            Fault::Status5xx => json_response(StatusCode::SERVICE_UNAVAILABLE, json!({"success": false, "error": "Service Unavailable"})),
+            Fault::Status5xx => json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"success": false, "error": "Service Unavailable"}),
+            ),
             Fault::RateLimit => (
                 StatusCode::TOO_MANY_REQUESTS,
-                [(header::RETRY_AFTER, "1"), (header::CONTENT_TYPE, "application/json")],
+                [
+                    (header::RETRY_AFTER, "1"),
+                    (header::CONTENT_TYPE, "application/json"),
+                ],
                 r#"{"success":false,"error":"Too Many Requests"}"#,
             )
                 .into_response(),
@@ -373,29 +452,64 @@ fn answer(session_id: &str, s: &SimSession, poll: u32) -> Response {
                 r#"{"success":true,"session":{"sessionId":"#,
             )
                 .into_response(),
-            Fault::Oversized => {
-                (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], OVERSIZED.as_str()).into_response()
-            }
-            Fault::FalseSuccess => json_response(StatusCode::OK, json!({"success": false, "error": "Temporary error"})),
+            Fault::Oversized => (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                OVERSIZED.as_str(),
+            )
+                .into_response(),
+            Fault::FalseSuccess => json_response(
+                StatusCode::OK,
+                json!({"success": false, "error": "Temporary error"}),
+            ),
         };
     }
     if b.last == Final::NotFound {
-        return json_response(StatusCode::NOT_FOUND, json!({"success": false, "error": "Session not found"}));
+        return json_response(
+            StatusCode::NOT_FOUND,
+            json!({"success": false, "error": "Session not found"}),
+        );
     }
     let pending = poll - faults < b.pending_polls || b.last == Final::Pending;
     let (status, tx_status, amount, reference) = if pending {
-        (if poll == faults { "CREATED" } else { "PROCESSING" }, "pending", s.amount.clone(), s.reference.clone())
+        (
+            if poll == faults {
+                "CREATED"
+            } else {
+                "PROCESSING"
+            },
+            "pending",
+            s.amount.clone(),
+            s.reference.clone(),
+        )
     } else {
         match b.last {
-            Final::Complete => ("COMPLETED", "success", s.amount.clone(), s.reference.clone()),
+            Final::Complete => (
+                "COMPLETED",
+                "success",
+                s.amount.clone(),
+                s.reference.clone(),
+            ),
             Final::Fail => ("FAILED", "failed", s.amount.clone(), s.reference.clone()),
-            Final::Cancel => ("CANCELLED", "cancelled", s.amount.clone(), s.reference.clone()),
+            Final::Cancel => (
+                "CANCELLED",
+                "cancelled",
+                s.amount.clone(),
+                s.reference.clone(),
+            ),
             Final::Expire => ("EXPIRED", "expired", s.amount.clone(), s.reference.clone()),
             Final::AmountMismatch => ("COMPLETED", "success", "1.00".into(), s.reference.clone()),
-            Final::ReferenceMismatch => ("COMPLETED", "success", s.amount.clone(), format!("{}X", s.reference)),
+            Final::ReferenceMismatch => (
+                "COMPLETED",
+                "success",
+                s.amount.clone(),
+                format!("{}X", s.reference),
+            ),
             Final::Unknown => ("ON_HOLD", "pending", s.amount.clone(), s.reference.clone()),
             Final::Unpaid => ("COMPLETED", "failed", s.amount.clone(), s.reference.clone()),
-            Final::Pending | Final::NotFound => ("PENDING", "pending", s.amount.clone(), s.reference.clone()),
+            Final::Pending | Final::NotFound => {
+                ("PENDING", "pending", s.amount.clone(), s.reference.clone())
+            }
         }
     };
     let done = status == "COMPLETED" && tx_status == "success";
@@ -426,13 +540,27 @@ mod tests {
 
     #[test]
     fn behaviours_parse_and_print() {
-        for text in ["complete", "complete-2", "5xx-2.complete", "429-1.fail-1", "pending.slow-300", "notfound", "oversized-1.complete"] {
+        for text in [
+            "complete",
+            "complete-2",
+            "5xx-2.complete",
+            "429-1.fail-1",
+            "pending.slow-300",
+            "notfound",
+            "oversized-1.complete",
+        ] {
             let b: Behaviour = text.parse().unwrap();
             assert_eq!(b.to_string(), text);
         }
         assert!("bogus".parse::<Behaviour>().is_err());
         assert!("slow".parse::<Behaviour>().is_err());
-        assert_eq!(implicit_session("MOP_sim-fail_ORDER1").behaviour.last, Final::Fail);
-        assert_eq!(implicit_session("MOP_abc123_ORDER12345").reference, "ORDER12345");
+        assert_eq!(
+            implicit_session("MOP_sim-fail_ORDER1").behaviour.last,
+            Final::Fail
+        );
+        assert_eq!(
+            implicit_session("MOP_abc123_ORDER12345").reference,
+            "ORDER12345"
+        );
     }
 }

@@ -67,7 +67,9 @@ impl FromStr for Status {
             .into_iter()
             .find(|st| st.as_str().eq_ignore_ascii_case(s))
             .ok_or_else(|| {
-                format!("{s:?} is not a status (PENDING, COMPLETED, FAILED, CANCELLED, EXPIRED, REVIEW)")
+                format!(
+                    "{s:?} is not a status (PENDING, COMPLETED, FAILED, CANCELLED, EXPIRED, REVIEW)"
+                )
             })
     }
 }
@@ -145,6 +147,11 @@ pub fn validate_session_id(id: &str) -> Result<(), String> {
             id.len()
         ));
     }
+    if id == "." || id == ".." {
+        return Err(format!(
+            "session_id {id:?} cannot be sent as a URL path segment"
+        ));
+    }
     if let Some(c) = id.chars().find(|c| c.is_control()) {
         return Err(format!("session_id contains the control character {:?}", c));
     }
@@ -178,7 +185,9 @@ impl NewSession {
         if let Some(c) = &self.currency
             && (c.is_empty() || c.len() > 8 || !c.bytes().all(|b| b.is_ascii_alphabetic()))
         {
-            return Err(format!("currency {c:?} is not a currency code such as \"LSL\""));
+            return Err(format!(
+                "currency {c:?} is not a currency code such as \"LSL\""
+            ));
         }
         Ok(())
     }
@@ -225,7 +234,10 @@ pub enum Record {
         facts: Option<Facts>,
     },
     /// Give the session back unchecked (shutdown, refused credentials): due again at once.
-    Release { rowid: i64, last_error: Option<String> },
+    Release {
+        rowid: i64,
+        last_error: Option<String>,
+    },
 }
 
 impl Record {
@@ -300,8 +312,17 @@ mod tests {
         assert!(validate_session_id("MOP_abc123_ORDER12345").is_ok());
         assert!(validate_session_id("a/b %?#c d").is_ok());
         assert!(validate_session_id("").is_err());
-        assert!(validate_session_id("bad\nid").unwrap_err().contains("control"));
-        assert!(validate_session_id(&"x".repeat(257)).unwrap_err().contains("257"));
+        assert!(validate_session_id("..").is_err());
+        assert!(
+            validate_session_id("bad\nid")
+                .unwrap_err()
+                .contains("control")
+        );
+        assert!(
+            validate_session_id(&"x".repeat(257))
+                .unwrap_err()
+                .contains("257")
+        );
         assert!(validate_session_id(&"x".repeat(256)).is_ok());
     }
 

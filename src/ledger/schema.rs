@@ -36,7 +36,7 @@ CREATE TABLE sessions (
     provider_completed_at TEXT,
     resolved_at           TEXT,
     CONSTRAINT session_id_is_valid CHECK (
-        length(CAST(session_id AS BLOB)) BETWEEN 1 AND 256
+        length(CAST(session_id AS BLOB)) BETWEEN 1 AND 256 AND session_id NOT IN ('.', '..')
         AND NOT session_id GLOB ('*[' || char(1) || '-' || char(31) || char(127) || ']*')),
     UNIQUE (provider, session_id)
 );

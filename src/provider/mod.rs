@@ -123,7 +123,8 @@ impl Error {
 /// One provider kind's wire knowledge. Implementations are pure apart from building requests.
 pub trait Adapter: Send + Sync {
     /// The status request for one session id (the id goes in as one percent-encoded segment).
-    fn status_request(&self, client: &reqwest::Client, session_id: &str) -> reqwest::RequestBuilder;
+    fn status_request(&self, client: &reqwest::Client, session_id: &str)
+    -> reqwest::RequestBuilder;
     /// Interprets a 2xx body of the status endpoint for `session_id`.
     fn parse(&self, session_id: &str, body: &[u8]) -> Result<ProviderFacts, Error>;
 }
@@ -155,7 +156,12 @@ pub fn build(cfg: &Config) -> Result<Providers, reqwest::Error> {
     Ok(cfg
         .providers
         .iter()
-        .map(|p| (p.name.clone(), Arc::new(Provider::new(p, client.clone(), cfg.http.clone()))))
+        .map(|p| {
+            (
+                p.name.clone(),
+                Arc::new(Provider::new(p, client.clone(), cfg.http.clone())),
+            )
+        })
         .collect())
 }
 
@@ -197,7 +203,13 @@ impl Provider {
                 RateLimiter::direct(quota)
             })
             .collect();
-        Self { name: cfg.name.clone(), adapter: adapter_for(cfg), client, http, limiters }
+        Self {
+            name: cfg.name.clone(),
+            adapter: adapter_for(cfg),
+            client,
+            http,
+            limiters,
+        }
     }
 
     /// Asks the provider about one session, retrying transient failures within the check with
@@ -245,10 +257,12 @@ impl Provider {
                 self.adapter.parse(session_id, &body).map(Answer::Found)
             }
             StatusCode::NOT_FOUND => Ok(Answer::NotFound),
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(Error::Unauthorized(status.as_u16())),
-            StatusCode::TOO_MANY_REQUESTS => {
-                Err(Error::RateLimited { retry_after: retry_after(response.headers(), chrono::Utc::now()) })
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                Err(Error::Unauthorized(status.as_u16()))
             }
+            StatusCode::TOO_MANY_REQUESTS => Err(Error::RateLimited {
+                retry_after: retry_after(response.headers(), chrono::Utc::now()),
+            }),
             s => Err(Error::Status(s.as_u16())),
         }
     }
@@ -278,7 +292,8 @@ pub async fn read_capped(mut response: reqwest::Response, max: usize) -> Result<
     if response.content_length().is_some_and(|n| n > max as u64) {
         return Err(Error::TooLarge(max));
     }
-    let mut body = Vec::with_capacity(response.content_length().unwrap_or(1024).min(max as u64) as usize);
+    let mut body =
+        Vec::with_capacity(response.content_length().unwrap_or(1024).min(max as u64) as usize);
     while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
         if body.len() + chunk.len() > max {
             return Err(Error::TooLarge(max));
@@ -295,7 +310,12 @@ pub fn retry_after(headers: &HeaderMap, now: chrono::DateTime<chrono::Utc>) -> O
         return Some(Duration::from_secs(secs.min(86_400)));
     }
     let at = chrono::DateTime::parse_from_rfc2822(v).ok()?;
-    Some((at.with_timezone(&chrono::Utc) - now).to_std().unwrap_or(Duration::ZERO).min(Duration::from_secs(86_400)))
+    Some(
+        (at.with_timezone(&chrono::Utc) - now)
+            .to_std()
+            .unwrap_or(Duration::ZERO)
+            .min(Duration::from_secs(86_400)),
+    )
 }
 
 /// Appends `session_id` to `base` as one percent-encoded path segment after `segments`.
@@ -312,7 +332,11 @@ pub fn status_url(base: &reqwest::Url, segments: &[&str], session_id: &str) -> r
 /// A short, printable rendering of an unexpected value for a log line or `last_error`.
 pub fn clip(text: &str) -> String {
     let clean: String = text.chars().filter(|c| !c.is_control()).take(64).collect();
-    if text.chars().count() > 64 { format!("{clean}…") } else { clean }
+    if text.chars().count() > 64 {
+        format!("{clean}…")
+    } else {
+        clean
+    }
 }
 
 #[cfg(test)]
@@ -323,18 +347,26 @@ mod tests {
     fn ids_become_one_encoded_segment() {
         let base = reqwest::Url::parse("http://127.0.0.1:1/prefix/").unwrap();
         let u = status_url(&base, &["api", "v1"], "a/b %?#c");
-        assert_eq!(u.as_str(), "http://127.0.0.1:1/prefix/api/v1/a%2Fb%20%25%3F%23c");
-        let u = status_url(&reqwest::Url::parse("http://h").unwrap(), &["x"], "..");
-        assert_eq!(u.path_segments().unwrap().count(), 2, "{u}");
+        assert_eq!(
+            u.as_str(),
+            "http://127.0.0.1:1/prefix/api/v1/a%2Fb%20%25%3F%23c"
+        );
+        let u = status_url(&reqwest::Url::parse("http://h").unwrap(), &["x"], "..a");
+        assert_eq!(u.as_str(), "http://h/x/..a");
     }
 
     #[test]
     fn retry_after_reads_seconds_and_dates() {
-        let now = chrono::DateTime::parse_from_rfc3339("2026-11-25T10:00:00Z").unwrap().to_utc();
+        let now = chrono::DateTime::parse_from_rfc3339("2026-11-25T10:00:00Z")
+            .unwrap()
+            .to_utc();
         let mut h = HeaderMap::new();
         h.insert(RETRY_AFTER, HeaderValue::from_static("7"));
         assert_eq!(retry_after(&h, now), Some(Duration::from_secs(7)));
-        h.insert(RETRY_AFTER, HeaderValue::from_static("Wed, 25 Nov 2026 10:00:30 GMT"));
+        h.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("Wed, 25 Nov 2026 10:00:30 GMT"),
+        );
         assert_eq!(retry_after(&h, now), Some(Duration::from_secs(30)));
         h.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
         assert_eq!(retry_after(&h, now), None);

@@ -25,7 +25,10 @@ pub struct Mopay {
 
 impl Mopay {
     pub fn new(cfg: &ProviderConfig) -> Self {
-        Self { base_url: cfg.base_url.clone(), api_key: cfg.api_key.clone() }
+        Self {
+            base_url: cfg.base_url.clone(),
+            api_key: cfg.api_key.clone(),
+        }
     }
 }
 
@@ -53,17 +56,21 @@ struct MopaySession {
 /// Maps `session.status` (ASCII case ignored) per PROVIDERS.md's table.
 fn map_status(status: &str) -> Mapped {
     match status.to_ascii_uppercase().as_str() {
-        "COMPLETED" => Mapped::Paid,                              // [seed 000]
-        "CREATED" | "PROCESSING" | "PENDING" => Mapped::Pending,  // [3rd-party]
-        "FAILED" => Mapped::Failed,                               // [3rd-party]; redirect status=failed [seed 000]
-        "CANCELLED" => Mapped::Cancelled,                         // [3rd-party]; redirect status=cancelled [seed 000]
-        "EXPIRED" => Mapped::Expired,                             // [3rd-party]
+        "COMPLETED" => Mapped::Paid,                             // [seed 000]
+        "CREATED" | "PROCESSING" | "PENDING" => Mapped::Pending, // [3rd-party]
+        "FAILED" => Mapped::Failed, // [3rd-party]; redirect status=failed [seed 000]
+        "CANCELLED" => Mapped::Cancelled, // [3rd-party]; redirect status=cancelled [seed 000]
+        "EXPIRED" => Mapped::Expired, // [3rd-party]
         _ => Mapped::Unrecognised,
     }
 }
 
 impl Adapter for Mopay {
-    fn status_request(&self, client: &reqwest::Client, session_id: &str) -> reqwest::RequestBuilder {
+    fn status_request(
+        &self,
+        client: &reqwest::Client,
+        session_id: &str,
+    ) -> reqwest::RequestBuilder {
         let mut req = client
             .get(status_url(&self.base_url, STATUS_PATH, session_id))
             .header(ACCEPT, "application/json");
@@ -74,18 +81,27 @@ impl Adapter for Mopay {
     }
 
     fn parse(&self, session_id: &str, body: &[u8]) -> Result<ProviderFacts, Error> {
-        let env: MopayEnvelope = serde_json::from_slice(body)
-            .map_err(|e| Error::Malformed(format!("not the documented JSON ({})", json_error_kind(&e))))?;
+        let env: MopayEnvelope = serde_json::from_slice(body).map_err(|e| {
+            Error::Malformed(format!("not the documented JSON ({})", json_error_kind(&e)))
+        })?;
         // `success: false` (with `error`) is a transient failure [seed 000]. The error text is not
         // kept: it is provider prose that could echo anything.
         if env.success != Some(true) {
-            return Err(Error::Rejected(format!("success: {}", env.success.map_or("missing".into(), |b| b.to_string()))));
+            return Err(Error::Rejected(format!(
+                "success: {}",
+                env.success.map_or("missing".into(), |b| b.to_string())
+            )));
         }
-        let s = env.session.ok_or_else(|| Error::Malformed("no \"session\" object".into()))?;
+        let s = env
+            .session
+            .ok_or_else(|| Error::Malformed("no \"session\" object".into()))?;
         if let Some(id) = &s.session_id
             && id != session_id
         {
-            return Err(Error::Malformed(format!("answer is for another session ({})", clip(id))));
+            return Err(Error::Malformed(format!(
+                "answer is for another session ({})",
+                clip(id)
+            )));
         }
         let raw_status = match &s.status {
             Some(Value::String(v)) => v.clone(),
@@ -147,7 +163,10 @@ mod tests {
     use super::*;
 
     fn adapter() -> Mopay {
-        Mopay { base_url: reqwest::Url::parse("http://127.0.0.1:1").unwrap(), api_key: None }
+        Mopay {
+            base_url: reqwest::Url::parse("http://127.0.0.1:1").unwrap(),
+            api_key: None,
+        }
     }
 
     fn body(status: &str, tx_status: &str) -> String {
@@ -179,32 +198,56 @@ mod tests {
             ("3", "null", Mapped::Unrecognised),
         ];
         for (status, tx, want) in cases {
-            let f = adapter().parse("MOP_1", body(status, tx).as_bytes()).unwrap();
+            let f = adapter()
+                .parse("MOP_1", body(status, tx).as_bytes())
+                .unwrap();
             assert_eq!(f.mapped, want, "status {status} transactionStatus {tx}");
         }
-        let f = adapter().parse("MOP_1", body("\"COMPLETED\"", "\"success\"").as_bytes()).unwrap();
+        let f = adapter()
+            .parse("MOP_1", body("\"COMPLETED\"", "\"success\"").as_bytes())
+            .unwrap();
         assert_eq!(f.amount, Some(Decimal::from_str("100.00").unwrap()));
         assert_eq!(f.reference.as_deref(), Some("ORDER1"));
         assert_eq!(f.transaction_id.as_deref(), Some("TXN1"));
         assert_eq!(f.payment_method.as_deref(), Some("mpesa"));
         assert_eq!(f.currency, None);
-        assert!(!format!("{f:?}").contains("sk_echoed"), "only whitelisted fields are kept");
-        let f = adapter().parse("MOP_1", body("\"COMPLETED\"", "\"failed\"").as_bytes()).unwrap();
+        assert!(
+            !format!("{f:?}").contains("sk_echoed"),
+            "only whitelisted fields are kept"
+        );
+        let f = adapter()
+            .parse("MOP_1", body("\"COMPLETED\"", "\"failed\"").as_bytes())
+            .unwrap();
         assert!(f.warning.unwrap().contains("transactionStatus"));
     }
 
     #[test]
     fn transient_and_malformed_answers_are_errors() {
         let a = adapter();
-        assert!(matches!(a.parse("MOP_1", br#"{"success":false,"error":"busy"}"#), Err(Error::Rejected(_))));
-        assert!(matches!(a.parse("MOP_1", b"<html>502</html>"), Err(Error::Malformed(_))));
-        assert!(matches!(a.parse("MOP_1", br#"{"success":true,"session":{"sessi"#), Err(Error::Malformed(_))));
-        assert!(matches!(a.parse("MOP_1", br#"{"success":true}"#), Err(Error::Malformed(_))));
+        assert!(matches!(
+            a.parse("MOP_1", br#"{"success":false,"error":"busy"}"#),
+            Err(Error::Rejected(_))
+        ));
+        assert!(matches!(
+            a.parse("MOP_1", b"<html>502</html>"),
+            Err(Error::Malformed(_))
+        ));
+        assert!(matches!(
+            a.parse("MOP_1", br#"{"success":true,"session":{"sessi"#),
+            Err(Error::Malformed(_))
+        ));
+        assert!(matches!(
+            a.parse("MOP_1", br#"{"success":true}"#),
+            Err(Error::Malformed(_))
+        ));
         assert!(matches!(
             a.parse("MOP_2", body("\"COMPLETED\"", "\"success\"").as_bytes()),
             Err(Error::Malformed(m)) if m.contains("another session")
         ));
         let bad_amount = br#"{"success":true,"session":{"status":"COMPLETED","amount":"12,50"}}"#;
-        assert!(matches!(a.parse("MOP_1", bad_amount), Err(Error::Malformed(_))));
+        assert!(matches!(
+            a.parse("MOP_1", bad_amount),
+            Err(Error::Malformed(_))
+        ));
     }
 }

@@ -1,0 +1,6 @@
+//! Integration tests: one binary. Real SQLite files in temp dirs, the simulator over loopback
+//! HTTP, the real `payrecon` binary for the command line. No mocks of our own code.
+
+mod cli;
+mod reconcile;
+mod support;

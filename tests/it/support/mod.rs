@@ -1,0 +1,224 @@
+//! Test harness: a simulator on 127.0.0.1:0, a ledger in a temp dir, a config pointing at both,
+//! and helpers to run passes or the real binary.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use payrecon::config::Config;
+use payrecon::ledger::{Ledger, NewSession, Source};
+use payrecon::provider;
+use payrecon::reconcile::{self, PassOptions, PassReport};
+use payrecon::simulator::{self, Behaviour, Sim};
+use tokio_util::sync::CancellationToken;
+
+/// A simulator, a ledger file and a config, all torn down on drop.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub sim: Arc<Sim>,
+    pub base_url: String,
+    pub ledger_path: PathBuf,
+    pub config_path: PathBuf,
+    stop: CancellationToken,
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// The config text tests use: fast backoff, short timeouts. `extra` is appended to `[backoff]`
+/// overrides by replacing keys textually where a test needs it.
+pub fn config_text(ledger: &std::path::Path, base_url: &str) -> String {
+    format!(
+        r#"[ledger]
+path = {ledger:?}
+[schedule]
+cron = "* * * * * *"
+batch_size = 50
+concurrency = 8
+lease = "20s"
+[backoff]
+initial = "100ms"
+multiplier = 1.5
+max = "300ms"
+jitter = 0.1
+max_age = "1h"
+not_found_after = 3
+[http]
+timeout = "2s"
+retries = 3
+retry_initial = "20ms"
+retry_max = "1500ms"
+max_body = "64KiB"
+[providers.mopay]
+kind = "mopay"
+base_url = "{base_url}"
+rate_limit = "off"
+"#
+    )
+}
+
+impl Env {
+    /// Starts a simulator on an ephemeral loopback port. Call from inside a tokio runtime.
+    pub async fn start() -> Env {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let sim = Sim::new(None);
+        let stop = CancellationToken::new();
+        tokio::spawn(simulator::serve(
+            listener,
+            sim.clone(),
+            stop.clone().cancelled_owned(),
+        ));
+        let dir = tempfile::tempdir().unwrap();
+        let ledger_path = dir.path().join("ledger.db");
+        let config_path = dir.path().join("payrecon.toml");
+        let base_url = format!("http://{addr}");
+        std::fs::write(&config_path, config_text(&ledger_path, &base_url)).unwrap();
+        Env {
+            dir,
+            sim,
+            base_url,
+            ledger_path,
+            config_path,
+            stop,
+        }
+    }
+
+    pub fn config(&self) -> Config {
+        Config::load(&self.config_path).unwrap()
+    }
+
+    /// Rewrites one `key = value` line of the config file.
+    pub fn set(&self, key: &str, value: &str) {
+        let text = std::fs::read_to_string(&self.config_path).unwrap();
+        let mut found = false;
+        let out: Vec<String> = text
+            .lines()
+            .map(|l| {
+                if l.split('=').next().map(str::trim) == Some(key) {
+                    found = true;
+                    format!("{key} = {value}")
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect();
+        assert!(found, "no key {key} in the test config");
+        std::fs::write(&self.config_path, out.join("\n")).unwrap();
+    }
+
+    pub fn ledger(&self) -> Ledger {
+        Ledger::open(&self.ledger_path).unwrap()
+    }
+
+    /// Registers a session at the simulator and enqueues it (amount 100.00, reference REF…).
+    pub fn session(&self, ledger: &Ledger, id: &str, behaviour: &str) {
+        let b: Behaviour = behaviour.parse().unwrap();
+        let reference = format!("REF{}", id.len());
+        self.sim.insert(id, "100.00", &reference, b);
+        ledger
+            .enqueue(&NewSession {
+                provider: "mopay".into(),
+                session_id: id.into(),
+                reference: Some(reference),
+                amount: Some("100.00".into()),
+                currency: Some("LSL".into()),
+                created_at: None,
+            })
+            .unwrap();
+    }
+
+    /// One pass with this env's config.
+    pub async fn pass(&self, ledger: &Ledger, owner: &str) -> PassReport {
+        let cfg = self.config();
+        let providers = provider::build(&cfg).unwrap();
+        let opts = PassOptions {
+            owner: owner.into(),
+            all: false,
+            source: Source::Poll,
+        };
+        reconcile::run_pass(ledger, &providers, &cfg, &opts, &CancellationToken::new())
+            .await
+            .unwrap()
+    }
+
+    /// Runs passes until at most `pending` sessions are PENDING or the deadline passes.
+    pub async fn settle(&self, ledger: &Ledger, pending: i64, deadline: Duration) {
+        let end = Instant::now() + deadline;
+        loop {
+            self.pass(ledger, "settler").await;
+            if count(
+                ledger,
+                "SELECT count(*) FROM sessions WHERE status = 'PENDING'",
+            ) <= pending
+                || Instant::now() > end
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The real binary with this env's config.
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_payrecon"));
+        c.arg("--config")
+            .arg(&self.config_path)
+            .env_remove("RUST_LOG");
+        c
+    }
+}
+
+/// A single integer from SQL.
+pub fn count(ledger: &Ledger, sql: &str) -> i64 {
+    ledger.query_strings(sql).unwrap()[0].parse().unwrap()
+}
+
+/// One column of one row from SQL.
+pub fn one(ledger: &Ledger, sql: &str) -> String {
+    ledger
+        .query_strings(sql)
+        .unwrap()
+        .into_iter()
+        .next()
+        .unwrap_or_default()
+}
+
+/// The real binary without a config.
+pub fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_payrecon"));
+    c.env_remove("RUST_LOG").env_remove("PAYRECON_CONFIG");
+    c
+}
+
+/// Runs a command off the async runtime (the simulator keeps serving meanwhile).
+pub async fn output(mut c: Command) -> Output {
+    tokio::task::spawn_blocking(move || c.output().unwrap())
+        .await
+        .unwrap()
+}
+
+pub fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// Polls `cond` until it holds or `deadline` passes; returns whether it held.
+pub async fn wait_for(deadline: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + deadline;
+    while Instant::now() < end {
+        if cond() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    cond()
+}
