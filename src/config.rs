@@ -301,15 +301,10 @@ impl Config {
     /// Parses and validates config text; secrets are looked up through `env`.
     pub fn parse(text: &str, env: EnvLookup<'_>) -> Result<Config, UsageError> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
-            // toml's message spans several lines with a caret; keep it to one sentence.
+            // toml's message spans several lines with a caret; keep it to one sentence that
+            // names the line and, where the line holds one, the key.
             let msg = e.message().trim().to_string();
-            let at = e
-                .span()
-                .map(|s| {
-                    let line = text[..s.start.min(text.len())].matches('\n').count() + 1;
-                    format!("line {line}: ")
-                })
-                .unwrap_or_default();
+            let at = e.span().map(|s| key_at(text, s.start)).unwrap_or_default();
             UsageError::new(format!("{at}{msg}"))
         })?;
         Self::from_raw(raw, env)
@@ -485,6 +480,26 @@ fn provider(name: &str, p: &RawProvider, env: EnvLookup<'_>) -> Result<ProviderC
     })
 }
 
+/// `line N: table.key: ` for the byte offset of a parse error.
+fn key_at(text: &str, offset: usize) -> String {
+    let offset = offset.min(text.len());
+    let line_no = text[..offset].matches('\n').count() + 1;
+    let lines: Vec<&str> = text.lines().collect();
+    let line = lines.get(line_no - 1).copied().unwrap_or("");
+    let key = line.split_once('=').map(|(k, _)| k.trim()).filter(|k| !k.is_empty() && !k.starts_with('['));
+    let table = lines[..line_no.saturating_sub(1).min(lines.len())]
+        .iter()
+        .rev()
+        .map(|l| l.trim())
+        .find(|l| l.starts_with('['))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+    match (table, key) {
+        (Some(t), Some(k)) => format!("line {line_no}: {t}.{k}: "),
+        (None, Some(k)) => format!("line {line_no}: {k}: "),
+        _ => format!("line {line_no}: "),
+    }
+}
+
 /// Parses `"10/s"`, `"100/min"`, `"200/h"`.
 pub fn rate_limit(key: &str, spec: &str) -> Result<(NonZeroU32, Duration), UsageError> {
     let bad = || {
@@ -597,6 +612,7 @@ mod tests {
             ),
             ("[http]\nmax_body = \"lots\"", "http.max_body"),
             ("[schedule]\nbogus = 1", "bogus"),
+            ("[schedule]\nbatch_size = \"x\"", "line 2: schedule.batch_size: invalid type"),
         ];
         for (text, key) in cases {
             let err = Config::parse(text, &no_env).expect_err(text).0;

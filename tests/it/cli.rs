@@ -1,1 +1,255 @@
 //! The real binary: exit codes, error messages, import, the daemon's shutdown, the demo.
+
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::{Env, bin, count, one, output, text, wait_for};
+
+/// Kills the child when the test ends, also when it fails.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_errors_exit_2_naming_the_key() {
+    let env = Env::start().await;
+    let cases = [
+        ("batch_size", "0", "schedule.batch_size"),
+        ("cron", "\"every minute\"", "schedule.cron"),
+        ("initial", "\"soonish\"", "backoff.initial"),
+        ("lease", "\"1s\"", "schedule.lease"),
+        ("kind", "\"paypal\"", "providers.mopay.kind"),
+        ("base_url", "\"ftp://x\"", "providers.mopay.base_url"),
+    ];
+    for (key, value, named) in cases {
+        std::fs::write(&env.config_path, crate::support::config_text(&env.ledger_path, &env.base_url)).unwrap();
+        env.set(key, value);
+        let mut c = env.cmd();
+        c.arg("check-config");
+        let o = output(c).await;
+        let (_, err) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{key}: {err}");
+        assert!(err.contains(named), "{key}: {err}");
+        assert!(err.contains("payrecon.toml"), "the file is named: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "one sentence: {err}");
+    }
+    std::fs::write(&env.config_path, "[schedule]\nbatch_sise = 5\n").unwrap();
+    let mut c = env.cmd();
+    c.arg("check-config");
+    let o = output(c).await;
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(err.contains("line 2") && err.contains("batch_sise"), "{err}");
+    let mut c = bin();
+    c.args(["--config", "/nonexistent/payrecon.toml", "stats"]);
+    let o = output(c).await;
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).1.contains("/nonexistent/payrecon.toml"));
+    // A missing secret variable is named.
+    std::fs::write(&env.config_path, crate::support::config_text(&env.ledger_path, &env.base_url)).unwrap();
+    let with_key = std::fs::read_to_string(&env.config_path).unwrap() + "api_key_env = \"PAYRECON_TEST_UNSET_KEY\"\n";
+    std::fs::write(&env.config_path, with_key).unwrap();
+    let mut c = env.cmd();
+    c.arg("check-config").env_remove("PAYRECON_TEST_UNSET_KEY");
+    let o = output(c).await;
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).1.contains("PAYRECON_TEST_UNSET_KEY"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_is_all_or_nothing_names_the_line_and_is_idempotent() {
+    let env = Env::start().await;
+    let bad = env.dir.path().join("bad.csv");
+    std::fs::write(
+        &bad,
+        "provider,session_id,reference,amount,currency,created_at\n\
+         mopay,MOP_1_A1,A1,100.00,LSL,2026-11-01T10:00:00Z\n\
+         mopay,MOP_2_A2,A2,12.3.4,LSL,\n\
+         mopay,MOP_3_A3,A3,5.00,LSL,yesterday\n\
+         paypal,P1,,,,\n",
+    )
+    .unwrap();
+    let mut c = env.cmd();
+    c.arg("import").arg(&bad);
+    let o = output(c).await;
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("line 3: amount"), "{err}");
+    assert!(err.contains("line 4: created_at"), "{err}");
+    assert!(err.contains("line 5: provider"), "{err}");
+    assert!(err.contains("nothing imported"), "{err}");
+    assert_eq!(count(&env.ledger(), "SELECT count(*) FROM sessions"), 0);
+
+    let good = env.dir.path().join("good.csv");
+    let mut csv = String::from("session_id,provider,amount\n");
+    for i in 0..500 {
+        csv.push_str(&format!("\"id,{i}\",mopay,{i}.50\n"));
+    }
+    std::fs::write(&good, csv).unwrap();
+    for (added, present) in [(500, 0), (0, 500)] {
+        let mut c = env.cmd();
+        c.arg("import").arg(&good);
+        let o = output(c).await;
+        let (out, err) = text(&o);
+        assert_eq!(o.status.code(), Some(0), "{err}");
+        assert!(out.contains(&format!("{added} added, {present} already present")), "{out}");
+    }
+    let l = env.ledger();
+    assert_eq!(count(&l, "SELECT count(*) FROM sessions"), 500);
+    assert_eq!(one(&l, "SELECT amount FROM sessions WHERE session_id = 'id,7'"), "7.50");
+
+    let mut c = env.cmd();
+    c.arg("import").arg(env.dir.path().join("missing.csv"));
+    assert_eq!(output(c).await.status.code(), Some(2));
+    let header = env.dir.path().join("header.csv");
+    std::fs::write(&header, "provider,sessionid\nmopay,x\n").unwrap();
+    let mut c = env.cmd();
+    c.arg("import").arg(&header);
+    let o = output(c).await;
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).1.contains("line 1: unknown column \"sessionid\""), "{}", text(&o).1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn add_insert_once_show_list_stats_end_to_end() {
+    let env = Env::start().await;
+    // `add`, with the behaviour picked by the id, and bad input refused with exit 2.
+    let mut c = env.cmd();
+    c.args(["add", "--provider", "mopay", "--session-id", "MOP_sim-fail_ORDER7", "--amount", "100.00"]);
+    let o = output(c).await;
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    for (args, named) in [
+        (vec!["--session-id", "x", "--amount", "1,00"], "--amount"),
+        (vec!["--session-id", "bad\u{7}id"], "--session-id"),
+        (vec!["--session-id", "x", "--created-at", "now"], "--created-at"),
+    ] {
+        let mut c = env.cmd();
+        c.args(["add", "--provider", "mopay"]).args(&args);
+        let o = output(c).await;
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        assert!(text(&o).1.contains(named), "{args:?}: {}", text(&o).1);
+    }
+    let mut c = env.cmd();
+    c.args(["add", "--provider", "mopy", "--session-id", "x"]);
+    let o = output(c).await;
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).1.contains("\"mopy\" is not configured"));
+
+    // An application's plain INSERT, with its own SQLite connection.
+    let app = rusqlite::Connection::open(&env.ledger_path).unwrap();
+    app.execute(
+        "INSERT INTO sessions (provider, session_id, reference, amount, currency) \
+         VALUES ('mopay', 'MOP_abc123_ORDER12345', 'ORDER12345', '100.00', 'LSL')",
+        [],
+    )
+    .unwrap();
+    drop(app);
+
+    let mut c = env.cmd();
+    c.arg("once");
+    let o = output(c).await;
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(out.contains("checked 2 sessions"), "{out}");
+    assert!(out.contains("1 completed") && out.contains("1 failed"), "{out}");
+    // The event log line.
+    assert!(err.contains("session.completed") && err.contains("MOP_abc123_ORDER12345"), "{err}");
+
+    let mut c = env.cmd();
+    c.args(["show", "MOP_abc123_ORDER12345"]);
+    let o = output(c).await;
+    let (out, _) = text(&o);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(out.contains("PENDING -> COMPLETED  source=poll"), "{out}");
+    assert!(out.contains("session.completed"), "{out}");
+
+    let mut c = env.cmd();
+    c.args(["list", "--status", "failed"]);
+    let (out, _) = text(&output(c).await);
+    assert!(out.contains("MOP_sim-fail_ORDER7") && !out.contains("ORDER12345"), "{out}");
+    let mut c = env.cmd();
+    c.args(["list", "--status", "paid"]);
+    assert_eq!(output(c).await.status.code(), Some(2));
+
+    let mut c = env.cmd();
+    c.arg("stats");
+    let (out, _) = text(&output(c).await);
+    assert!(out.contains("events: 2 total, 2 waiting, 0 dead"), "{out}");
+
+    let mut c = env.cmd();
+    c.args(["show", "nope"]);
+    assert_eq!(output(c).await.status.code(), Some(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_on_one_ledger_record_one_transition_each() {
+    let env = Env::start().await;
+    let l = env.ledger();
+    let n = 300;
+    for i in 0..n {
+        env.session(&l, &format!("proc{i}"), if i % 2 == 0 { "complete.slow-10" } else { "fail" });
+    }
+    env.set("batch_size", "20");
+    let spawn = || {
+        let mut c = env.cmd();
+        c.arg("once").stdout(Stdio::null()).stderr(Stdio::null());
+        Guard(c.spawn().unwrap())
+    };
+    let (mut a, mut b) = (spawn(), spawn());
+    let both_done = wait_for(Duration::from_secs(60), || {
+        a.0.try_wait().unwrap().is_some() && b.0.try_wait().unwrap().is_some()
+    })
+    .await;
+    assert!(both_done);
+    assert_eq!(count(&l, "SELECT count(*) FROM sessions WHERE status = 'PENDING'"), 0);
+    assert_eq!(count(&l, "SELECT count(*) FROM transitions"), n);
+    assert_eq!(count(&l, "SELECT count(*) FROM events"), n);
+    for i in 0..n {
+        assert_eq!(env.sim.polls(&format!("proc{i}")), 1, "proc{i} checked twice");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_the_daemon_promptly_and_releases_leases() {
+    let env = Env::start().await;
+    let l = env.ledger();
+    env.set("timeout", "\"8s\"");
+    env.set("lease", "\"60s\"");
+    for i in 0..4 {
+        env.session(&l, &format!("slow{i}"), "complete.slow-6000");
+    }
+    let mut c = env.cmd();
+    c.arg("run").stdout(Stdio::null()).stderr(Stdio::piped());
+    let mut child = Guard(c.spawn().unwrap());
+    let sim = env.sim.clone();
+    assert!(wait_for(Duration::from_secs(10), || (0..4).all(|i| sim.polls(&format!("slow{i}")) > 0)).await);
+    let kill = std::process::Command::new("kill").args(["-TERM", &child.0.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let sent = Instant::now();
+    let exited = wait_for(Duration::from_secs(5), || child.0.try_wait().unwrap().is_some()).await;
+    assert!(exited, "still running {:?} after SIGTERM", sent.elapsed());
+    let status = child.0.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    // The in-flight checks were abandoned and their sessions given back, due at once.
+    assert_eq!(count(&l, "SELECT count(*) FROM sessions WHERE lease_owner IS NOT NULL"), 0);
+    assert_eq!(count(&l, "SELECT count(*) FROM sessions WHERE status = 'PENDING'"), 4);
+    assert_eq!(count(&l, "SELECT count(*) FROM sessions WHERE next_check_at <= strftime('%Y-%m-%dT%H:%M:%fZ','now')"), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_runs_without_config_and_every_session_settles() {
+    let mut c = bin();
+    c.arg("demo");
+    let o = output(c).await;
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}\n{err}");
+    assert!(out.contains("every session reached the state its behaviour leads to"), "{out}");
+    for state in ["COMPLETED", "FAILED", "CANCELLED", "EXPIRED", "REVIEW", "PENDING"] {
+        assert!(out.contains(state), "{state} missing from the demo");
+    }
+}
