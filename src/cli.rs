@@ -390,7 +390,10 @@ fn show_session(s: &Session) -> String {
         ("amount", s.amount.as_deref()),
         ("currency", s.currency.as_deref()),
         ("created_at", Some(&s.created_at)),
-        ("next_check_at", Some(&s.next_check_at)),
+        (
+            "next_check_at",
+            (s.status == "PENDING").then_some(s.next_check_at.as_str()),
+        ),
         ("last_checked_at", s.last_checked_at.as_deref()),
         ("last_error", s.last_error.as_deref()),
         ("lease_owner", s.lease_owner.as_deref()),

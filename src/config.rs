@@ -486,7 +486,10 @@ fn key_at(text: &str, offset: usize) -> String {
     let line_no = text[..offset].matches('\n').count() + 1;
     let lines: Vec<&str> = text.lines().collect();
     let line = lines.get(line_no - 1).copied().unwrap_or("");
-    let key = line.split_once('=').map(|(k, _)| k.trim()).filter(|k| !k.is_empty() && !k.starts_with('['));
+    let key = line
+        .split_once('=')
+        .map(|(k, _)| k.trim())
+        .filter(|k| !k.is_empty() && !k.starts_with('['));
     let table = lines[..line_no.saturating_sub(1).min(lines.len())]
         .iter()
         .rev()
@@ -612,7 +615,10 @@ mod tests {
             ),
             ("[http]\nmax_body = \"lots\"", "http.max_body"),
             ("[schedule]\nbogus = 1", "bogus"),
-            ("[schedule]\nbatch_size = \"x\"", "line 2: schedule.batch_size: invalid type"),
+            (
+                "[schedule]\nbatch_size = \"x\"",
+                "line 2: schedule.batch_size: invalid type",
+            ),
         ];
         for (text, key) in cases {
             let err = Config::parse(text, &no_env).expect_err(text).0;

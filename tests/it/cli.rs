@@ -27,7 +27,11 @@ async fn config_errors_exit_2_naming_the_key() {
         ("base_url", "\"ftp://x\"", "providers.mopay.base_url"),
     ];
     for (key, value, named) in cases {
-        std::fs::write(&env.config_path, crate::support::config_text(&env.ledger_path, &env.base_url)).unwrap();
+        std::fs::write(
+            &env.config_path,
+            crate::support::config_text(&env.ledger_path, &env.base_url),
+        )
+        .unwrap();
         env.set(key, value);
         let mut c = env.cmd();
         c.arg("check-config");
@@ -44,15 +48,23 @@ async fn config_errors_exit_2_naming_the_key() {
     let o = output(c).await;
     let (_, err) = text(&o);
     assert_eq!(o.status.code(), Some(2));
-    assert!(err.contains("line 2") && err.contains("batch_sise"), "{err}");
+    assert!(
+        err.contains("line 2") && err.contains("batch_sise"),
+        "{err}"
+    );
     let mut c = bin();
     c.args(["--config", "/nonexistent/payrecon.toml", "stats"]);
     let o = output(c).await;
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).1.contains("/nonexistent/payrecon.toml"));
     // A missing secret variable is named.
-    std::fs::write(&env.config_path, crate::support::config_text(&env.ledger_path, &env.base_url)).unwrap();
-    let with_key = std::fs::read_to_string(&env.config_path).unwrap() + "api_key_env = \"PAYRECON_TEST_UNSET_KEY\"\n";
+    std::fs::write(
+        &env.config_path,
+        crate::support::config_text(&env.ledger_path, &env.base_url),
+    )
+    .unwrap();
+    let with_key = std::fs::read_to_string(&env.config_path).unwrap()
+        + "api_key_env = \"PAYRECON_TEST_UNSET_KEY\"\n";
     std::fs::write(&env.config_path, with_key).unwrap();
     let mut c = env.cmd();
     c.arg("check-config").env_remove("PAYRECON_TEST_UNSET_KEY");
@@ -97,11 +109,17 @@ async fn import_is_all_or_nothing_names_the_line_and_is_idempotent() {
         let o = output(c).await;
         let (out, err) = text(&o);
         assert_eq!(o.status.code(), Some(0), "{err}");
-        assert!(out.contains(&format!("{added} added, {present} already present")), "{out}");
+        assert!(
+            out.contains(&format!("{added} added, {present} already present")),
+            "{out}"
+        );
     }
     let l = env.ledger();
     assert_eq!(count(&l, "SELECT count(*) FROM sessions"), 500);
-    assert_eq!(one(&l, "SELECT amount FROM sessions WHERE session_id = 'id,7'"), "7.50");
+    assert_eq!(
+        one(&l, "SELECT amount FROM sessions WHERE session_id = 'id,7'"),
+        "7.50"
+    );
 
     let mut c = env.cmd();
     c.arg("import").arg(env.dir.path().join("missing.csv"));
@@ -112,7 +130,11 @@ async fn import_is_all_or_nothing_names_the_line_and_is_idempotent() {
     c.arg("import").arg(&header);
     let o = output(c).await;
     assert_eq!(o.status.code(), Some(2));
-    assert!(text(&o).1.contains("line 1: unknown column \"sessionid\""), "{}", text(&o).1);
+    assert!(
+        text(&o).1.contains("line 1: unknown column \"sessionid\""),
+        "{}",
+        text(&o).1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -120,13 +142,24 @@ async fn add_insert_once_show_list_stats_end_to_end() {
     let env = Env::start().await;
     // `add`, with the behaviour picked by the id, and bad input refused with exit 2.
     let mut c = env.cmd();
-    c.args(["add", "--provider", "mopay", "--session-id", "MOP_sim-fail_ORDER7", "--amount", "100.00"]);
+    c.args([
+        "add",
+        "--provider",
+        "mopay",
+        "--session-id",
+        "MOP_sim-fail_ORDER7",
+        "--amount",
+        "100.00",
+    ]);
     let o = output(c).await;
     assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
     for (args, named) in [
         (vec!["--session-id", "x", "--amount", "1,00"], "--amount"),
         (vec!["--session-id", "bad\u{7}id"], "--session-id"),
-        (vec!["--session-id", "x", "--created-at", "now"], "--created-at"),
+        (
+            vec!["--session-id", "x", "--created-at", "now"],
+            "--created-at",
+        ),
     ] {
         let mut c = env.cmd();
         c.args(["add", "--provider", "mopay"]).args(&args);
@@ -156,9 +189,15 @@ async fn add_insert_once_show_list_stats_end_to_end() {
     let (out, err) = text(&o);
     assert_eq!(o.status.code(), Some(0), "{err}");
     assert!(out.contains("checked 2 sessions"), "{out}");
-    assert!(out.contains("1 completed") && out.contains("1 failed"), "{out}");
+    assert!(
+        out.contains("1 completed") && out.contains("1 failed"),
+        "{out}"
+    );
     // The event log line.
-    assert!(err.contains("session.completed") && err.contains("MOP_abc123_ORDER12345"), "{err}");
+    assert!(
+        err.contains("session.completed") && err.contains("MOP_abc123_ORDER12345"),
+        "{err}"
+    );
 
     let mut c = env.cmd();
     c.args(["show", "MOP_abc123_ORDER12345"]);
@@ -171,7 +210,10 @@ async fn add_insert_once_show_list_stats_end_to_end() {
     let mut c = env.cmd();
     c.args(["list", "--status", "failed"]);
     let (out, _) = text(&output(c).await);
-    assert!(out.contains("MOP_sim-fail_ORDER7") && !out.contains("ORDER12345"), "{out}");
+    assert!(
+        out.contains("MOP_sim-fail_ORDER7") && !out.contains("ORDER12345"),
+        "{out}"
+    );
     let mut c = env.cmd();
     c.args(["list", "--status", "paid"]);
     assert_eq!(output(c).await.status.code(), Some(2));
@@ -192,7 +234,15 @@ async fn two_processes_on_one_ledger_record_one_transition_each() {
     let l = env.ledger();
     let n = 300;
     for i in 0..n {
-        env.session(&l, &format!("proc{i}"), if i % 2 == 0 { "complete.slow-10" } else { "fail" });
+        env.session(
+            &l,
+            &format!("proc{i}"),
+            if i % 2 == 0 {
+                "complete.slow-10"
+            } else {
+                "fail"
+            },
+        );
     }
     env.set("batch_size", "20");
     let spawn = || {
@@ -206,11 +256,18 @@ async fn two_processes_on_one_ledger_record_one_transition_each() {
     })
     .await;
     assert!(both_done);
-    assert_eq!(count(&l, "SELECT count(*) FROM sessions WHERE status = 'PENDING'"), 0);
+    assert_eq!(
+        count(&l, "SELECT count(*) FROM sessions WHERE status = 'PENDING'"),
+        0
+    );
     assert_eq!(count(&l, "SELECT count(*) FROM transitions"), n);
     assert_eq!(count(&l, "SELECT count(*) FROM events"), n);
     for i in 0..n {
-        assert_eq!(env.sim.polls(&format!("proc{i}")), 1, "proc{i} checked twice");
+        assert_eq!(
+            env.sim.polls(&format!("proc{i}")),
+            1,
+            "proc{i} checked twice"
+        );
     }
 }
 
@@ -227,18 +284,43 @@ async fn sigterm_stops_the_daemon_promptly_and_releases_leases() {
     c.arg("run").stdout(Stdio::null()).stderr(Stdio::piped());
     let mut child = Guard(c.spawn().unwrap());
     let sim = env.sim.clone();
-    assert!(wait_for(Duration::from_secs(10), || (0..4).all(|i| sim.polls(&format!("slow{i}")) > 0)).await);
-    let kill = std::process::Command::new("kill").args(["-TERM", &child.0.id().to_string()]).status().unwrap();
+    assert!(
+        wait_for(Duration::from_secs(10), || (0..4)
+            .all(|i| sim.polls(&format!("slow{i}")) > 0))
+        .await
+    );
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .unwrap();
     assert!(kill.success());
     let sent = Instant::now();
-    let exited = wait_for(Duration::from_secs(5), || child.0.try_wait().unwrap().is_some()).await;
+    let exited = wait_for(Duration::from_secs(5), || {
+        child.0.try_wait().unwrap().is_some()
+    })
+    .await;
     assert!(exited, "still running {:?} after SIGTERM", sent.elapsed());
     let status = child.0.wait().unwrap();
     assert_eq!(status.code(), Some(0));
     // The in-flight checks were abandoned and their sessions given back, due at once.
-    assert_eq!(count(&l, "SELECT count(*) FROM sessions WHERE lease_owner IS NOT NULL"), 0);
-    assert_eq!(count(&l, "SELECT count(*) FROM sessions WHERE status = 'PENDING'"), 4);
-    assert_eq!(count(&l, "SELECT count(*) FROM sessions WHERE next_check_at <= strftime('%Y-%m-%dT%H:%M:%fZ','now')"), 4);
+    assert_eq!(
+        count(
+            &l,
+            "SELECT count(*) FROM sessions WHERE lease_owner IS NOT NULL"
+        ),
+        0
+    );
+    assert_eq!(
+        count(&l, "SELECT count(*) FROM sessions WHERE status = 'PENDING'"),
+        4
+    );
+    assert_eq!(
+        count(
+            &l,
+            "SELECT count(*) FROM sessions WHERE next_check_at <= strftime('%Y-%m-%dT%H:%M:%fZ','now')"
+        ),
+        4
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -248,8 +330,110 @@ async fn the_demo_runs_without_config_and_every_session_settles() {
     let o = output(c).await;
     let (out, err) = text(&o);
     assert_eq!(o.status.code(), Some(0), "{out}\n{err}");
-    assert!(out.contains("every session reached the state its behaviour leads to"), "{out}");
-    for state in ["COMPLETED", "FAILED", "CANCELLED", "EXPIRED", "REVIEW", "PENDING"] {
+    assert!(
+        out.contains("every session reached the state its behaviour leads to"),
+        "{out}"
+    );
+    for state in [
+        "COMPLETED",
+        "FAILED",
+        "CANCELLED",
+        "EXPIRED",
+        "REVIEW",
+        "PENDING",
+    ] {
         assert!(out.contains(state), "{state} missing from the demo");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bearer_key_is_sent_and_a_refusal_stops_the_provider() {
+    let env = Env::start_with_key(Some("sk_test_s3cr3t_value")).await;
+    let l = env.ledger();
+    for i in 0..5 {
+        env.session(&l, &format!("auth{i}"), "complete");
+    }
+    let text_cfg = std::fs::read_to_string(&env.config_path).unwrap();
+    std::fs::write(
+        &env.config_path,
+        text_cfg + "api_key_env = \"PAYRECON_TEST_MOPAY_KEY\"\n",
+    )
+    .unwrap();
+
+    // A wrong key: one error line, exit 1, sessions released uncharged, the key never printed.
+    let mut c = env.cmd();
+    c.arg("once")
+        .env("PAYRECON_TEST_MOPAY_KEY", "sk_test_wrong_value")
+        .env("RUST_LOG", "trace");
+    let o = output(c).await;
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}{err}");
+    assert!(err.contains("credentials refused by mopay"), "{err}");
+    assert_eq!(
+        err.matches("no more calls to this provider").count(),
+        1,
+        "{err}"
+    );
+    assert!(
+        !err.contains("sk_test_wrong_value") && !out.contains("sk_test_wrong_value"),
+        "the key leaked"
+    );
+    assert_eq!(count(&l, "SELECT sum(checks) FROM sessions"), 0);
+    assert_eq!(
+        count(
+            &l,
+            "SELECT count(*) FROM sessions WHERE lease_owner IS NOT NULL"
+        ),
+        0
+    );
+    let calls: u32 = (0..5).map(|i| env.sim.polls(&format!("auth{i}"))).sum();
+    assert!(calls < 5, "calls continued after the refusal: {calls}");
+
+    // The right key: every session completes.
+    let mut c = env.cmd();
+    c.arg("once")
+        .env("PAYRECON_TEST_MOPAY_KEY", "sk_test_s3cr3t_value");
+    let o = output(c).await;
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    assert_eq!(
+        count(
+            &l,
+            "SELECT count(*) FROM sessions WHERE status = 'COMPLETED'"
+        ),
+        5
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_carry_one_structured_line_per_event() {
+    let env = Env::start().await;
+    let l = env.ledger();
+    env.session(&l, "json1", "complete");
+    env.session(&l, "json2", "cancel");
+    let text_cfg = std::fs::read_to_string(&env.config_path).unwrap();
+    std::fs::write(&env.config_path, text_cfg + "[log]\nformat = \"json\"\n").unwrap();
+    let mut c = env.cmd();
+    c.arg("once");
+    let o = output(c).await;
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    let events: Vec<serde_json::Value> = err
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("every log line is JSON"))
+        .filter(|v| v["target"] == "payrecon::event")
+        .collect();
+    assert_eq!(events.len(), 2, "{err}");
+    let types: Vec<&str> = events
+        .iter()
+        .map(|v| v["event_type"].as_str().unwrap())
+        .collect();
+    assert!(
+        types.contains(&"session.completed") && types.contains(&"session.cancelled"),
+        "{types:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .all(|v| v["event_id"].as_str().unwrap().starts_with("evt_"))
+    );
 }

@@ -66,9 +66,14 @@ rate_limit = "off"
 impl Env {
     /// Starts a simulator on an ephemeral loopback port. Call from inside a tokio runtime.
     pub async fn start() -> Env {
+        Self::start_with_key(None).await
+    }
+
+    /// As [`Env::start`], with a simulator that demands `Authorization: Bearer <key>`.
+    pub async fn start_with_key(key: Option<&str>) -> Env {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let sim = Sim::new(None);
+        let sim = Sim::new(key.map(String::from));
         let stop = CancellationToken::new();
         tokio::spawn(simulator::serve(
             listener,
