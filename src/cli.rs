@@ -69,8 +69,45 @@ pub enum Command {
         #[arg(long)]
         provider: Option<String>,
     },
-    /// Sessions by provider × status, events waiting and dead
+    /// Sessions by provider × status, COMPLETED totals per currency, events waiting and dead
     Stats,
+    /// A person's decision on a PENDING or REVIEW session (source `manual`)
+    Resolve {
+        session_id: String,
+        /// COMPLETED, FAILED, CANCELLED or EXPIRED
+        #[arg(long)]
+        to: String,
+        /// Why; recorded on the transition and in the event
+        #[arg(long)]
+        reason: String,
+        /// Needed when two providers have the same session id
+        #[arg(long)]
+        provider: Option<String>,
+    },
+    /// One row per session for accounting
+    Export {
+        #[arg(long, value_enum)]
+        format: crate::export::Format,
+        /// Only sessions resolved at or after this time (RFC 3339)
+        #[arg(long)]
+        since: Option<String>,
+        /// Only sessions resolved before this time (RFC 3339)
+        #[arg(long)]
+        until: Option<String>,
+        /// Only these statuses (repeatable)
+        #[arg(long)]
+        status: Vec<String>,
+        #[arg(long)]
+        provider: Option<String>,
+        /// Write here (atomically) instead of stdout
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// The events outbox
+    Events {
+        #[command(subcommand)]
+        command: EventsCommand,
+    },
     /// Validate the config and report problems; exit 2 on any
     CheckConfig,
     /// Run the provider simulator
@@ -83,6 +120,27 @@ pub enum Command {
     },
     /// The embedded demo: simulator + temporary ledger + sample sessions, reconciled to the end
     Demo,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// Events, newest first
+    List {
+        /// Only dead events
+        #[arg(long)]
+        dead: bool,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Put events back in line with a fresh schedule
+    Replay {
+        /// One event (dead, delivered or waiting)
+        #[arg(long, conflicts_with = "dead", required_unless_present = "dead")]
+        id: Option<String>,
+        /// Every dead event
+        #[arg(long)]
+        dead: bool,
+    },
 }
 
 /// Parses the command line, runs the command, and returns its exit code.
@@ -172,8 +230,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Once { all } => {
             let cfg = load(&cli)?;
-            let report = runtime()?.block_on(daemon::once(&cfg, *all))?;
+            let once = runtime()?.block_on(daemon::once(&cfg, *all))?;
+            let report = once.pass;
             println!("{}", report.summary());
+            if let Some((delivered, retried, dead)) = once.deliveries {
+                println!("events: {delivered} delivered, {retried} to retry later, {dead} dead");
+            }
             if !report.refused.is_empty() {
                 anyhow::bail!(
                     "credentials refused by {}; their sessions were not checked",
@@ -371,14 +433,197 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 println!();
             }
+            println!("\ncompleted    currency      count                 sum");
+            for (currency, n, sum) in &st.completed {
+                println!(
+                    "             {:<8} {n:>10} {sum:>19}",
+                    if currency.is_empty() { "-" } else { currency }
+                );
+            }
             println!("\ndue now: {}", st.due_now);
             println!(
                 "events: {} total, {} waiting, {} dead",
                 st.events_total, st.events_waiting, st.events_dead
             );
         }
+        Command::Resolve {
+            session_id,
+            to,
+            reason,
+            provider,
+        } => {
+            let cfg = load(&cli)?;
+            let to: Status = to
+                .parse()
+                .map_err(|e| UsageError::new(format!("--to: {e}")))?;
+            if matches!(to, Status::Pending | Status::Review) {
+                return Err(UsageError::new(
+                    "--to: must be COMPLETED, FAILED, CANCELLED or EXPIRED",
+                )
+                .into());
+            }
+            if reason.trim().is_empty() {
+                return Err(UsageError::new("--reason: say why, for the audit trail").into());
+            }
+            let ledger = daemon::open_ledger(&cfg)?;
+            let s = one_session(&ledger, session_id, provider.as_deref())?;
+            let from: Status = s.status.parse().map_err(anyhow::Error::msg)?;
+            if !matches!(from, Status::Pending | Status::Review) {
+                return Err(UsageError::new(format!(
+                    "session {session_id:?} is {from}, which is final; only PENDING or REVIEW sessions can be resolved"
+                ))
+                .into());
+            }
+            let record = crate::ledger::Record::Transition {
+                rowid: s.rowid,
+                from,
+                to,
+                source: crate::ledger::Source::Manual,
+                reason: Some(reason.trim().to_string()),
+                facts: Default::default(),
+                charged: false,
+                compared: vec![],
+            };
+            let written = ledger.record("manual", clock::now(), &[record])?;
+            let Some(event) = written.first() else {
+                anyhow::bail!(
+                    "session {session_id:?} changed while resolving it; look at it again with `payrecon show`"
+                );
+            };
+            if cfg.events_log {
+                crate::events::log(event);
+            }
+            println!(
+                "{} {}: {from} -> {to} (event {})",
+                s.provider,
+                s.session_id,
+                event["id"].as_str().unwrap_or("")
+            );
+        }
+        Command::Export {
+            format,
+            since,
+            until,
+            status,
+            provider,
+            output,
+        } => {
+            let cfg = load(&cli)?;
+            let time = |flag: &str, t: &Option<String>| -> Result<_, UsageError> {
+                t.as_deref()
+                    .map(|t| {
+                        clock::parse(t).ok_or_else(|| {
+                            UsageError::new(format!("--{flag}: {t:?} is not an RFC 3339 time such as 2026-11-01T00:00:00Z"))
+                        })
+                    })
+                    .transpose()
+            };
+            let filter = crate::ledger::ExportFilter {
+                since: time("since", since)?,
+                until: time("until", until)?,
+                statuses: status
+                    .iter()
+                    .map(|s| {
+                        s.parse()
+                            .map_err(|e| UsageError::new(format!("--status: {e}")))
+                    })
+                    .collect::<Result<_, _>>()?,
+                provider: provider.clone(),
+            };
+            let ledger = daemon::open_ledger(&cfg)?;
+            let started = std::time::Instant::now();
+            let n = match output {
+                Some(path) => crate::export::write_file(&ledger, &filter, *format, path)?,
+                None => {
+                    match crate::export::write(&ledger, &filter, *format, std::io::stdout().lock())
+                    {
+                        Err(e) if is_broken_pipe(&e) => return Ok(ExitCode::SUCCESS),
+                        other => other?,
+                    }
+                }
+            };
+            let secs = started.elapsed().as_secs_f64();
+            eprintln!(
+                "exported {n} sessions in {secs:.2}s ({:.0} rows/s)",
+                n as f64 / secs.max(1e-9)
+            );
+        }
+        Command::Events { command } => {
+            let cfg = load(&cli)?;
+            let ledger = daemon::open_ledger(&cfg)?;
+            match command {
+                EventsCommand::List { dead, limit } => {
+                    let filter = if *dead {
+                        crate::ledger::EventFilter::Dead
+                    } else {
+                        crate::ledger::EventFilter::All
+                    };
+                    println!(
+                        "{:<30} {:<18} {:<32} {:<9} {:>8}  last error",
+                        "id", "type", "session_id", "state", "attempts"
+                    );
+                    for (session_id, e) in ledger.list_events(filter, *limit)? {
+                        println!(
+                            "{:<30} {:<18} {:<32} {:<9} {:>8}  {}",
+                            e.id,
+                            e.kind,
+                            session_id,
+                            e.state(),
+                            e.attempts,
+                            e.last_error.as_deref().unwrap_or("")
+                        );
+                    }
+                }
+                EventsCommand::Replay { id, dead } => {
+                    let n =
+                        ledger.replay(if *dead { None } else { id.as_deref() }, clock::now())?;
+                    if n == 0 && id.is_some() && !dead {
+                        return Err(UsageError::new(format!(
+                            "no event {:?} in the ledger",
+                            id.as_deref().unwrap_or("")
+                        ))
+                        .into());
+                    }
+                    println!(
+                        "{n} event(s) back in line; `payrecon run` or `payrecon once` delivers them"
+                    );
+                }
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            || c.downcast_ref::<csv::Error>().is_some_and(|ce| matches!(ce.kind(), csv::ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::BrokenPipe))
+    })
+}
+
+/// The one session with this id (narrowed by provider when given), or a usage error.
+fn one_session(
+    ledger: &crate::ledger::Ledger,
+    session_id: &str,
+    provider: Option<&str>,
+) -> anyhow::Result<Session> {
+    let mut found = ledger.find(session_id)?;
+    if let Some(p) = provider {
+        found.retain(|s| s.provider == p);
+    }
+    match found.len() {
+        0 => Err(UsageError::new(format!("no session {session_id:?} in the ledger")).into()),
+        1 => Ok(found.remove(0)),
+        _ => Err(UsageError::new(format!(
+            "session id {session_id:?} exists for several providers ({}); pass --provider",
+            found
+                .iter()
+                .map(|s| s.provider.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+        .into()),
+    }
 }
 
 fn show_session(s: &Session) -> String {

@@ -164,7 +164,34 @@ pub enum RateLimitSpec {
 #[serde(deny_unknown_fields, default)]
 pub struct RawEvents {
     pub log: bool,
-    pub webhook: Option<toml::Table>,
+    pub webhook: Option<RawWebhook>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebhook {
+    pub url: String,
+    pub secret_env: String,
+    #[serde(default = "default_webhook_timeout")]
+    pub timeout: String,
+    #[serde(default = "default_webhook_schedule")]
+    pub schedule: Vec<String>,
+    #[serde(default = "default_webhook_concurrency")]
+    pub concurrency: i64,
+}
+
+fn default_webhook_timeout() -> String {
+    "10s".into()
+}
+
+fn default_webhook_schedule() -> Vec<String> {
+    ["5s", "5m", "30m", "2h", "5h", "10h", "10h"]
+        .map(String::from)
+        .to_vec()
+}
+
+fn default_webhook_concurrency() -> i64 {
+    8
 }
 
 impl Default for RawEvents {
@@ -202,7 +229,58 @@ pub struct Config {
     pub http: HttpConfig,
     pub providers: Vec<ProviderConfig>,
     pub events_log: bool,
+    /// The outbound webhook, when `[events.webhook]` is configured.
+    pub webhook: Option<WebhookConfig>,
     pub log_format: LogFormat,
+}
+
+/// `[events.webhook]`, validated.
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    pub url: reqwest::Url,
+    /// The variable the secrets came from, for messages.
+    pub secret_env: String,
+    /// One or more signing keys (rotation: each signs every message).
+    pub secrets: Vec<SigningKey>,
+    pub timeout: Duration,
+    /// Delays before the 2nd, 3rd, … attempt; after the last, the event is dead.
+    pub schedule: Vec<Duration>,
+    pub concurrency: usize,
+}
+
+impl WebhookConfig {
+    /// How long a claimed event is this process's: one attempt is bounded by the timeout.
+    pub fn lease(&self) -> Duration {
+        self.timeout + Duration::from_secs(2)
+    }
+}
+
+/// A decoded `whsec_` signing key. Debug prints `[redacted]`.
+#[derive(Clone)]
+pub struct SigningKey(Vec<u8>);
+
+impl SigningKey {
+    /// Decodes `whsec_<base64>` (the prefix is optional, as in the Standard Webhooks libraries).
+    pub fn from_whsec(text: &str) -> Option<SigningKey> {
+        use base64::Engine as _;
+        let b64 = text.strip_prefix("whsec_").unwrap_or(text);
+        base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .ok()
+            .filter(|k| !k.is_empty())
+            .map(SigningKey)
+    }
+
+    /// The key bytes, for the HMAC. Never log them.
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -322,9 +400,6 @@ impl Config {
                 tracing::warn!("[{key}] is not implemented in this build and is ignored");
             }
         }
-        if raw.events.webhook.is_some() {
-            tracing::warn!("[events.webhook] is not implemented in this build and is ignored");
-        }
         let s = &raw.schedule;
         let cron: croner::Cron = s.cron.parse().map_err(|e| {
             UsageError::new(format!(
@@ -396,6 +471,12 @@ impl Config {
             http,
             providers,
             events_log: raw.events.log,
+            webhook: raw
+                .events
+                .webhook
+                .as_ref()
+                .map(|w| webhook(w, env))
+                .transpose()?,
             log_format,
         })
     }
@@ -404,6 +485,46 @@ impl Config {
     pub fn provider(&self, name: &str) -> Option<&ProviderConfig> {
         self.providers.iter().find(|p| p.name == name)
     }
+}
+
+fn webhook(w: &RawWebhook, env: EnvLookup<'_>) -> Result<WebhookConfig, UsageError> {
+    let url = reqwest::Url::parse(&w.url)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+        .ok_or_else(|| {
+            UsageError::new(format!(
+                "events.webhook.url: {:?} is not an http(s) URL",
+                w.url
+            ))
+        })?;
+    let var = &w.secret_env;
+    let value = env(var).filter(|v| !v.trim().is_empty()).ok_or_else(|| {
+        UsageError::new(format!(
+            "events.webhook.secret_env: environment variable {var} is not set (it holds one or more whsec_… secrets)"
+        ))
+    })?;
+    let mut secrets = Vec::new();
+    for (i, part) in value.split_whitespace().enumerate() {
+        // The value is never quoted back: only its position in the list.
+        secrets.push(SigningKey::from_whsec(part).ok_or_else(|| {
+            UsageError::new(format!(
+                "events.webhook.secret_env: secret number {} in {var} is not whsec_ followed by base64",
+                i + 1
+            ))
+        })?);
+    }
+    let mut schedule = Vec::new();
+    for (i, d) in w.schedule.iter().enumerate() {
+        schedule.push(duration(&format!("events.webhook.schedule[{i}]"), d)?);
+    }
+    Ok(WebhookConfig {
+        url,
+        secret_env: var.clone(),
+        secrets,
+        timeout: duration("events.webhook.timeout", &w.timeout)?,
+        schedule,
+        concurrency: positive("events.webhook.concurrency", w.concurrency, 1_000)? as usize,
+    })
 }
 
 fn provider(name: &str, p: &RawProvider, env: EnvLookup<'_>) -> Result<ProviderConfig, UsageError> {
@@ -636,6 +757,30 @@ mod tests {
         let p = &cfg.providers[0];
         assert_eq!(p.rate_limits.len(), 2);
         assert_eq!(p.rate_limits[1].1, Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn webhook_secrets_rotate_and_are_checked() {
+        let text = "[events.webhook]\nurl = \"http://127.0.0.1:1/h\"\nsecret_env = \"WH\"";
+        let two =
+            |_: &str| Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw whsec_c2Vjb25k".to_string());
+        let cfg = Config::parse(text, &two).unwrap();
+        let w = cfg.webhook.unwrap();
+        assert_eq!(w.secrets.len(), 2);
+        assert_eq!(w.schedule.len(), 7);
+        let bad =
+            |_: &str| Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw whsec_!!notbase64".to_string());
+        let e = Config::parse(text, &bad).unwrap_err().0;
+        assert!(
+            e.contains("secret number 2 in WH") && !e.contains("notbase64"),
+            "{e}"
+        );
+        assert!(
+            Config::parse(text, &no_env)
+                .unwrap_err()
+                .0
+                .contains("WH is not set")
+        );
     }
 
     #[test]

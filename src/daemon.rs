@@ -2,13 +2,17 @@
 //! and stops cleanly on SIGTERM or SIGINT: no new claims, in-flight checks abandoned with their
 //! leases released, exit within a few seconds.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::config::Config;
 use crate::ledger::{Ledger, Source};
+use crate::outbox::Outbox;
 use crate::provider;
 use crate::reconcile::{self, PassOptions, PassReport};
 use crate::schedule;
@@ -51,9 +55,27 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// One pass over the sessions due now (or every PENDING one with `all`), ended early by a
-/// signal.
-pub async fn once(cfg: &Config, all: bool) -> anyhow::Result<PassReport> {
+/// What `once` did.
+pub struct OnceReport {
+    pub pass: PassReport,
+    /// `(delivered, retried, dead)` when a webhook is configured.
+    pub deliveries: Option<(u64, u64, u64)>,
+}
+
+/// The outbox for this config, on its own ledger connection, if a webhook is configured.
+fn outbox(cfg: &Config, owner: &str) -> anyhow::Result<Option<Outbox>> {
+    let Some(w) = &cfg.webhook else {
+        return Ok(None);
+    };
+    let ledger = open_ledger(cfg)?;
+    Ok(Some(
+        Outbox::new(ledger, w.clone(), owner.to_string()).context("building the webhook client")?,
+    ))
+}
+
+/// One pass over the sessions due now (or every PENDING one with `all`), then delivery of the
+/// events due; ended early by a signal.
+pub async fn once(cfg: &Config, all: bool) -> anyhow::Result<OnceReport> {
     let ledger = open_ledger(cfg)?;
     let providers = provider::build(cfg).context("building the HTTP client")?;
     let token = CancellationToken::new();
@@ -65,30 +87,50 @@ pub async fn once(cfg: &Config, all: bool) -> anyhow::Result<PassReport> {
             token.cancel();
         })
     };
+    let owner = owner_id();
     let opts = PassOptions {
-        owner: owner_id(),
+        owner: owner.clone(),
         all,
         source: if all { Source::Backfill } else { Source::Poll },
+        wake_outbox: None,
     };
-    let report = reconcile::run_pass(&ledger, &providers, cfg, &opts, &token).await;
+    let pass = reconcile::run_pass(&ledger, &providers, cfg, &opts, &token).await?;
+    let deliveries = match outbox(cfg, &owner)? {
+        None => None,
+        Some(outbox) => {
+            outbox.deliver_due(&token).await?;
+            Some(outbox.counters.snapshot())
+        }
+    };
     watcher.abort();
-    Ok(report?)
+    Ok(OnceReport { pass, deliveries })
 }
 
-/// The daemon: a pass at every tick of `[schedule] cron` until SIGTERM or SIGINT.
+/// The daemon: a pass at every tick of `[schedule] cron` and, beside it, the outbox, until
+/// SIGTERM or SIGINT.
 pub async fn run(cfg: &Config) -> anyhow::Result<()> {
     let ledger = open_ledger(cfg)?;
     let providers = provider::build(cfg).context("building the HTTP client")?;
     let token = CancellationToken::new();
+    let owner = owner_id();
+    let wake = Arc::new(Notify::new());
+    let outbox_task = outbox(cfg, &owner)?.map(|outbox| {
+        let (wake, token) = (wake.clone(), token.clone());
+        tokio::spawn(
+            async move { outbox.run(wake, token).await }.instrument(tracing::info_span!("outbox")),
+        )
+    });
     let opts = PassOptions {
-        owner: owner_id(),
+        owner,
         all: false,
         source: Source::Poll,
+        wake_outbox: outbox_task.as_ref().map(|_| wake.clone()),
     };
     tracing::info!(
         ledger = %cfg.ledger_path.display(),
         cron = %cfg.schedule.cron_expr,
         providers = cfg.providers.len(),
+        webhook = cfg.webhook.is_some(),
         owner = %opts.owner,
         "payrecon running"
     );
@@ -120,6 +162,15 @@ pub async fn run(cfg: &Config) -> anyhow::Result<()> {
             if tokio::time::timeout(SHUTDOWN_GRACE, &mut work).await.is_err() {
                 anyhow::bail!("the pass did not stop within {}s; its leases will expire", SHUTDOWN_GRACE.as_secs());
             }
+        }
+    }
+    if let Some(task) = outbox_task {
+        token.cancel();
+        if tokio::time::timeout(SHUTDOWN_GRACE, task).await.is_err() {
+            anyhow::bail!(
+                "event delivery did not stop within {}s; its leases will expire",
+                SHUTDOWN_GRACE.as_secs()
+            );
         }
     }
     tracing::info!("payrecon stopped");

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -12,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::ledger::{Ledger, ListFilter, NewSession, Source, Status};
+use crate::outbox::Outbox;
 use crate::provider;
 use crate::reconcile::{self, PassOptions};
 use crate::simulator::{self, Sim};
@@ -40,8 +42,18 @@ pub const SCENARIOS: &[(&str, Status, u32)] = &[
     ("unknown", Status::Pending, 1),
 ];
 
-/// The demo's config: short backoff and max_age so that everything settles in seconds.
-pub fn config(base_url: &str, ledger: &std::path::Path) -> Config {
+/// The environment variable name the demo's config points `secret_env` at (never read from the
+/// real environment: the demo supplies a fresh random secret).
+const DEMO_SECRET_ENV: &str = "PAYRECON_DEMO_WEBHOOK_SECRET";
+
+/// The demo's config: short backoff and max_age so that everything settles in seconds, and a
+/// webhook to the demo's own receiver with a short retry schedule.
+pub fn config(
+    base_url: &str,
+    receiver_url: &str,
+    secret: &str,
+    ledger: &std::path::Path,
+) -> Config {
     let text = format!(
         r#"
 [ledger]
@@ -67,11 +79,96 @@ max_body = "64KiB"
 kind = "mopay"
 base_url = "{base_url}"
 rate_limit = "200/s"
+[events.webhook]
+url = "{receiver_url}"
+secret_env = "{DEMO_SECRET_ENV}"
+timeout = "2s"
+schedule = ["200ms", "400ms", "800ms"]
 "#
     );
-    // Invariant: this text is fixed apart from a loopback URL and a temp path, and the
-    // `demo_config_is_valid` test parses it.
-    Config::parse(&text, &|_| None).expect("the demo config is valid")
+    let env = |var: &str| (var == DEMO_SECRET_ENV).then(|| secret.to_string());
+    // Invariant: this text is fixed apart from loopback URLs, a temp path and a whsec_ secret
+    // made by `new_secret`, and the `demo_config_is_valid` test parses it.
+    Config::parse(&text, &env).expect("the demo config is valid")
+}
+
+/// A random `whsec_` secret.
+fn new_secret() -> String {
+    use base64::Engine as _;
+    let bytes: Vec<u8> = (0..24).map(|_| fastrand::u8(..)).collect();
+    format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    )
+}
+
+/// What the demo's webhook receiver saw.
+#[derive(Default)]
+struct Received {
+    /// Attempts per event id.
+    attempts: BTreeMap<String, u32>,
+    bad_signatures: u32,
+}
+
+/// A webhook receiver on loopback that checks each signature and answers 503 to the first
+/// attempt of every fourth event, so the demo shows retries.
+async fn receiver(
+    key: crate::config::SigningKey,
+    stop: CancellationToken,
+) -> anyhow::Result<(String, Arc<Mutex<Received>>)> {
+    use axum::http::{HeaderMap, StatusCode};
+    let seen: Arc<Mutex<Received>> = Arc::default();
+    let state = (key, seen.clone());
+    let app = axum::Router::new()
+        .route(
+            "/hooks",
+            axum::routing::post(
+                |axum::extract::State((key, seen)): axum::extract::State<(
+                    crate::config::SigningKey,
+                    Arc<Mutex<Received>>,
+                )>,
+                 headers: HeaderMap,
+                 body: axum::body::Bytes| async move {
+                    let h = |n: &str| {
+                        headers
+                            .get(n)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("")
+                            .to_string()
+                    };
+                    let (id, ts) = (
+                        h("webhook-id"),
+                        h("webhook-timestamp").parse::<i64>().unwrap_or(0),
+                    );
+                    let want =
+                        crate::outbox::sign::signature(std::slice::from_ref(&key), &id, ts, &body);
+                    let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
+                    if h("webhook-signature") != want {
+                        seen.bad_signatures += 1;
+                        return StatusCode::UNAUTHORIZED;
+                    }
+                    let n = seen.attempts.len();
+                    let attempts = seen.attempts.entry(id).or_insert(0);
+                    *attempts += 1;
+                    if *attempts == 1 && n % 4 == 3 {
+                        StatusCode::SERVICE_UNAVAILABLE
+                    } else {
+                        StatusCode::NO_CONTENT
+                    }
+                },
+            ),
+        )
+        .with_state(state);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("binding the demo receiver")?;
+    let url = format!("http://{}/hooks", listener.local_addr()?);
+    tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await
+    });
+    Ok((url, seen))
 }
 
 /// Runs the demo and returns the summary text, or an error if any session ended in a state
@@ -91,7 +188,15 @@ pub async fn run() -> anyhow::Result<String> {
         stop.clone().cancelled_owned(),
     ));
     let base_url = format!("http://{addr}");
-    let cfg = config(&base_url, &dir.path().join("ledger.db"));
+    let secret = new_secret();
+    let key = crate::config::SigningKey::from_whsec(&secret).context("the demo secret")?;
+    let (receiver_url, received) = receiver(key, stop.clone()).await?;
+    let cfg = config(
+        &base_url,
+        &receiver_url,
+        &secret,
+        &dir.path().join("ledger.db"),
+    );
     let ledger = Ledger::open(&cfg.ledger_path)?;
 
     // Create the sessions at the simulator, as a merchant's app would, and enqueue them.
@@ -145,16 +250,24 @@ pub async fn run() -> anyhow::Result<String> {
 
     // Reconcile until every session is where its behaviour leads, or a deadline passes.
     let providers = provider::build(&cfg)?;
+    let owner = crate::daemon::owner_id();
     let opts = PassOptions {
-        owner: crate::daemon::owner_id(),
+        owner: owner.clone(),
         all: false,
         source: Source::Poll,
+        wake_outbox: None,
     };
+    let webhook = cfg
+        .webhook
+        .clone()
+        .context("the demo config has a webhook")?;
+    let outbox = Outbox::new(Ledger::open(&cfg.ledger_path)?, webhook, owner)?;
     let token = CancellationToken::new();
     let deadline = Instant::now() + Duration::from_secs(45);
     let mut passes = 0;
     let sessions = loop {
         reconcile::run_pass(&ledger, &providers, &cfg, &opts, &token).await?;
+        outbox.deliver_due(&token).await?;
         passes += 1;
         let all = ledger.list(&ListFilter {
             limit: 10_000,
@@ -164,7 +277,7 @@ pub async fn run() -> anyhow::Result<String> {
             expected
                 .get(&s.session_id)
                 .is_some_and(|(_, want)| want.as_str() == s.status)
-        });
+        }) && ledger.stats(crate::clock::now())?.events_waiting == 0;
         if settled || Instant::now() > deadline {
             break all;
         }
@@ -235,6 +348,19 @@ pub async fn run() -> anyhow::Result<String> {
         stats.events_total,
         started.elapsed().as_secs_f64()
     );
+    let (delivered, retried, dead) = outbox.counters.snapshot();
+    let received = received.lock().unwrap_or_else(|p| p.into_inner());
+    let _ = writeln!(
+        out,
+        "webhook: {delivered} events delivered to {receiver_url} ({retried} attempts retried after a 503, {dead} dead); \
+         the receiver saw {} distinct ids in {} requests, {} bad signatures",
+        received.attempts.len(),
+        received.attempts.values().sum::<u32>(),
+        received.bad_signatures
+    );
+    if delivered != stats.events_total as u64 || received.bad_signatures > 0 {
+        wrong += 1;
+    }
     if wrong > 0 {
         anyhow::bail!("{out}\n{wrong} session(s) did not reach their expected state");
     }
@@ -249,7 +375,13 @@ pub async fn run() -> anyhow::Result<String> {
 mod tests {
     #[test]
     fn demo_config_is_valid() {
-        let cfg = super::config("http://127.0.0.1:9", std::path::Path::new("/tmp/x.db"));
+        let cfg = super::config(
+            "http://127.0.0.1:9",
+            "http://127.0.0.1:9/h",
+            &super::new_secret(),
+            std::path::Path::new("/tmp/x.db"),
+        );
         assert_eq!(cfg.providers.len(), 1);
+        assert_eq!(cfg.webhook.unwrap().secrets.len(), 1);
     }
 }

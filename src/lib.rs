@@ -9,6 +9,10 @@
 //! - [`schedule`]: cron ticks, passes never overlapping.
 //! - [`reconcile`]: one pass — claim, check, decide, record.
 //! - [`provider`]: the provider trait, shared HTTP plumbing, one adapter file per provider.
+//! - [`http`]: the HTTP client recipe and helpers both outbound callers share.
+//! - [`outbox`]: signed webhook delivery of events, at least once.
+//! - [`pipeline`]: claim → work → record, the loop a pass and the outbox share.
+//! - [`export`]: CSV/JSONL export.
 //! - [`ledger`]: SQLite: sessions, transitions, events; all SQL lives here.
 //! - [`events`]: the event JSON and the log sink.
 //! - [`simulator`]: a MoPay simulator over HTTP for the demo and the tests.
@@ -22,8 +26,12 @@ pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod events;
+pub mod export;
+pub mod http;
 pub mod import;
 pub mod ledger;
+pub mod outbox;
+pub mod pipeline;
 pub mod provider;
 pub mod reconcile;
 pub mod schedule;

@@ -7,18 +7,19 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
 use rust_decimal::Decimal;
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::{self, Timestamp};
 use crate::config::{BackoffConfig, Config};
 use crate::events;
 use crate::ledger::{self, ClaimMode, Facts, Ledger, Record, Session, Source, Status};
+use crate::pipeline;
 use crate::provider::{self, Answer, Mapped, ProviderFacts, Providers};
 
 /// What one pass does.
@@ -30,6 +31,8 @@ pub struct PassOptions {
     pub all: bool,
     /// Recorded on transitions: `poll` for scheduled passes, `backfill` for `--all`.
     pub source: Source,
+    /// Woken after a commit that wrote events, so the outbox sends them at once.
+    pub wake_outbox: Option<Arc<Notify>>,
 }
 
 /// What a pass did, for the summary line and the demo.
@@ -48,6 +51,22 @@ pub struct PassReport {
 }
 
 impl PassReport {
+    fn count(&mut self, records: &[Record]) {
+        for rec in records {
+            match rec {
+                Record::Transition { to, charged, .. } => {
+                    *self.transitions.entry(*to).or_default() += 1;
+                    self.checked += u64::from(*charged);
+                }
+                Record::Reschedule { charged, .. } => {
+                    self.still_pending += 1;
+                    self.checked += u64::from(*charged);
+                }
+                Record::Release { .. } => self.released += 1,
+            }
+        }
+    }
+
     pub fn resolved(&self) -> u64 {
         self.transitions.values().sum()
     }
@@ -90,101 +109,67 @@ pub async fn run_pass(
 ) -> Result<PassReport, ledger::Error> {
     let started = Instant::now();
     let pass_start = clock::now();
-    let batch = cfg.schedule.batch_size;
-    let (tx, rx) = mpsc::channel::<Session>(batch as usize);
-    let report = Arc::new(Mutex::new(PassReport::default()));
-    let refused: Arc<Mutex<HashSet<String>>> = Arc::default();
-
-    // The claimer: one IMMEDIATE transaction per batch, feeding the checkers.
-    let claimer = {
-        let ledger = ledger.clone();
-        let owner = opts.owner.clone();
-        let lease = cfg.schedule.lease;
-        let all = opts.all;
-        let shutdown = shutdown.clone();
-        let report = report.clone();
-        async move {
-            let mut cursor = 0i64;
-            loop {
-                if shutdown.is_cancelled() {
-                    return Ok(());
-                }
-                let mode = if all {
-                    ClaimMode::AllAfter(cursor)
-                } else {
-                    ClaimMode::DueBy(pass_start)
-                };
-                let owner = owner.clone();
-                let claimed = ledger
-                    .call(move |l| {
-                        let now = clock::now();
-                        l.claim(&owner, now, clock::add(now, lease), batch, mode)
-                    })
-                    .await?;
-                if claimed.is_empty() {
-                    return Ok(());
-                }
-                report_mut(&report).claimed += claimed.len() as u64;
-                cursor = claimed.iter().map(|s| s.rowid).max().unwrap_or(cursor);
-                for s in claimed {
-                    // A send fails only when the checkers are gone, which happens only on error.
-                    if tx.send(s).await.is_err() {
-                        return Ok(());
-                    }
-                }
-            }
-        }
-    };
-
-    // The checkers and the recorder: checks run `concurrency` at a time; finished outcomes are
-    // written in groups, each group one transaction.
-    let checks =
-        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|s| (s, rx)) })
-            .map(|s| {
-                let refused = refused.clone();
-                async move { check_one(s, providers, cfg, opts, shutdown, &refused).await }
+    let report = Mutex::new(PassReport::default());
+    let refused: Mutex<HashSet<String>> = Mutex::default();
+    let cursor = AtomicI64::new(0);
+    let claim = || async {
+        let mode = if opts.all {
+            ClaimMode::AllAfter(cursor.load(Ordering::Relaxed))
+        } else {
+            ClaimMode::DueBy(pass_start)
+        };
+        let (owner, lease, batch) = (
+            opts.owner.clone(),
+            cfg.schedule.lease,
+            cfg.schedule.batch_size,
+        );
+        let claimed = ledger
+            .call(move |l| {
+                let now = clock::now();
+                l.claim(&owner, now, clock::add(now, lease), batch, mode)
             })
-            .buffer_unordered(cfg.schedule.concurrency)
-            .ready_chunks(256);
-    let recorder = async {
-        let mut checks = std::pin::pin!(checks);
-        while let Some(records) = checks.next().await {
-            {
-                let mut r = report_mut(&report);
-                for rec in &records {
-                    match rec {
-                        Record::Transition { to, charged, .. } => {
-                            *r.transitions.entry(*to).or_default() += 1;
-                            r.checked += u64::from(*charged);
-                        }
-                        Record::Reschedule { charged, .. } => {
-                            r.still_pending += 1;
-                            r.checked += u64::from(*charged);
-                        }
-                        Record::Release { .. } => r.released += 1,
-                    }
+            .await?;
+        report_mut(&report).claimed += claimed.len() as u64;
+        if let Some(max) = claimed.iter().map(|s| s.rowid).max() {
+            cursor.fetch_max(max, Ordering::Relaxed);
+        }
+        Ok(claimed)
+    };
+    let work = |s: Session| check_one(s, providers, cfg, opts, shutdown, &refused);
+    let record = |records: Vec<Record>| async {
+        report_mut(&report).count(&records);
+        let owner = opts.owner.clone();
+        let n = records.len() as u64;
+        match ledger
+            .call(move |l| l.record(&owner, clock::now(), &records))
+            .await
+        {
+            Ok(written) => {
+                if cfg.events_log {
+                    written.iter().for_each(events::log);
+                }
+                if let Some(wake) = &opts.wake_outbox
+                    && !written.is_empty()
+                {
+                    wake.notify_one();
                 }
             }
-            let owner = opts.owner.clone();
-            let n = records.len() as u64;
-            match ledger
-                .call(move |l| l.record(&owner, clock::now(), &records))
-                .await
-            {
-                Ok(written) => {
-                    if cfg.events_log {
-                        written.iter().for_each(events::log);
-                    }
-                }
-                Err(e) => {
-                    // The leases run out and the sessions are checked again: nothing is lost.
-                    tracing::error!(error = %e, sessions = n, "could not record outcomes; they will be checked again");
-                    report_mut(&report).ledger_errors += n;
-                }
+            Err(e) => {
+                // The leases run out and the sessions are checked again: nothing is lost.
+                tracing::error!(error = %e, sessions = n, "could not record outcomes; they will be checked again");
+                report_mut(&report).ledger_errors += n;
             }
         }
     };
-    let (claimed, ()) = tokio::join!(claimer, recorder);
+    let claimed = pipeline::run(
+        cfg.schedule.batch_size as usize,
+        cfg.schedule.concurrency,
+        shutdown,
+        claim,
+        work,
+        record,
+    )
+    .await;
     let mut r = report_mut(&report).clone();
     r.refused = refused
         .lock()
@@ -469,7 +454,11 @@ fn ledger_facts(f: &ProviderFacts) -> Facts {
         provider_status: Some(provider::clip(&f.raw_status)),
         transaction_id: f.transaction_id.as_deref().map(provider::clip),
         payment_method: f.payment_method.as_deref().map(provider::clip),
-        provider_completed_at: f.completed_at.as_deref().map(provider::clip),
+        // Stored as UTC RFC 3339 like every ledger time, when the provider's text is a time.
+        provider_completed_at: f
+            .completed_at
+            .as_deref()
+            .map(|t| clock::parse(t).map_or_else(|| provider::clip(t), clock::format)),
         amount: f.amount.map(|a| a.to_string()),
         reference: f.reference.as_deref().map(provider::clip),
         currency: f.currency.as_deref().map(provider::clip),

@@ -557,13 +557,229 @@ impl Ledger {
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .map_err(&e)?;
+        // Summed in Rust as decimals: SQLite's sum() would go through floats.
+        let mut completed: Vec<(String, u64, rust_decimal::Decimal)> = Vec::new();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT coalesce(currency, ''), amount FROM sessions WHERE status = 'COMPLETED' ORDER BY 1",
+            )
+            .map_err(&e)?;
+        let mut rows = stmt.query([]).map_err(&e)?;
+        while let Some(r) = rows.next().map_err(&e)? {
+            let currency: String = r.get(0).map_err(&e)?;
+            let amount: Option<String> = r.get(1).map_err(&e)?;
+            let amount = amount.and_then(|a| a.parse().ok()).unwrap_or_default();
+            match completed.last_mut() {
+                Some((c, n, sum)) if *c == currency => {
+                    *n += 1;
+                    *sum += amount;
+                }
+                _ => completed.push((currency, 1, amount)),
+            }
+        }
         Ok(Stats {
             sessions,
             due_now,
             events_waiting,
             events_dead,
             events_total,
+            completed,
         })
+    }
+
+    /// Claims up to `limit` events due for delivery, leased to `owner` until `lease_until`.
+    pub fn claim_events(
+        &self,
+        owner: &str,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<OutboxEvent>, Error> {
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(self.err("starting an event claim"))?;
+        let events = {
+            let mut stmt = tx
+                .prepare_cached(
+                    "UPDATE events SET lease_owner = ?1, lease_until = ?2, next_attempt_at = ?2 \
+                     WHERE seq IN (SELECT seq FROM events WHERE delivered_at IS NULL AND dead_at IS NULL \
+                                   AND next_attempt_at <= ?3 ORDER BY next_attempt_at LIMIT ?4) \
+                     RETURNING seq, id, payload, attempts",
+                )
+                .map_err(self.err("preparing an event claim"))?;
+            let rows = stmt
+                .query_map(
+                    params![owner, clock::format(lease_until), clock::format(now), limit],
+                    |r| {
+                        Ok(OutboxEvent {
+                            seq: r.get(0)?,
+                            id: r.get(1)?,
+                            payload: r.get(2)?,
+                            attempts: r.get(3)?,
+                        })
+                    },
+                )
+                .map_err(self.err("claiming events"))?;
+            rows.collect::<Result<Vec<_>, _>>()
+                .map_err(self.err("reading claimed events"))?
+        };
+        tx.commit().map_err(self.err("committing an event claim"))?;
+        let mut events = events;
+        events.sort_by_key(|e| e.seq);
+        Ok(events)
+    }
+
+    /// Writes delivery results in one transaction. `Delivered` is written whoever holds the
+    /// lease (the receiver has the event); the others only while `owner` still holds it.
+    pub fn record_deliveries(
+        &self,
+        owner: &str,
+        now: Timestamp,
+        results: &[Delivery],
+    ) -> Result<(), Error> {
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(self.err("starting to record deliveries"))?;
+        let now_s = clock::format(now);
+        for d in results {
+            let (sql, p): (&str, Vec<Box<dyn rusqlite::ToSql>>) = match d {
+                Delivery::Delivered { seq } => (
+                    "UPDATE events SET delivered_at = ?1, attempts = attempts + 1, last_error = NULL, \
+                     lease_owner = NULL, lease_until = NULL WHERE seq = ?2 AND delivered_at IS NULL",
+                    vec![Box::new(now_s.clone()), Box::new(*seq)],
+                ),
+                Delivery::Retry {
+                    seq,
+                    next_attempt_at,
+                    error,
+                } => (
+                    "UPDATE events SET next_attempt_at = ?1, attempts = attempts + 1, last_error = ?2, \
+                     lease_owner = NULL, lease_until = NULL \
+                     WHERE seq = ?3 AND lease_owner = ?4 AND delivered_at IS NULL",
+                    vec![
+                        Box::new(clock::format(*next_attempt_at)),
+                        Box::new(error.clone()),
+                        Box::new(*seq),
+                        Box::new(owner.to_string()),
+                    ],
+                ),
+                Delivery::Dead { seq, error } => (
+                    "UPDATE events SET dead_at = ?1, attempts = attempts + 1, last_error = ?2, \
+                     lease_owner = NULL, lease_until = NULL \
+                     WHERE seq = ?3 AND lease_owner = ?4 AND delivered_at IS NULL",
+                    vec![
+                        Box::new(now_s.clone()),
+                        Box::new(error.clone()),
+                        Box::new(*seq),
+                        Box::new(owner.to_string()),
+                    ],
+                ),
+                Delivery::Release { seq } => (
+                    "UPDATE events SET next_attempt_at = ?1, lease_owner = NULL, lease_until = NULL \
+                     WHERE seq = ?2 AND lease_owner = ?3 AND delivered_at IS NULL",
+                    vec![
+                        Box::new(now_s.clone()),
+                        Box::new(*seq),
+                        Box::new(owner.to_string()),
+                    ],
+                ),
+            };
+            tx.prepare_cached(sql)
+                .map_err(self.err("preparing a delivery result"))?
+                .execute(rusqlite::params_from_iter(p.iter()))
+                .map_err(self.err("recording a delivery"))?;
+        }
+        tx.commit().map_err(self.err("committing deliveries"))?;
+        Ok(())
+    }
+
+    /// Events, newest first; `Dead` shows only dead ones.
+    pub fn list_events(
+        &self,
+        filter: EventFilter,
+        limit: u32,
+    ) -> Result<Vec<(String, Event)>, Error> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT s.session_id, e.id, e.type, e.created_at, e.payload, e.attempts, e.next_attempt_at, \
+                 e.delivered_at, e.dead_at, e.last_error FROM events e JOIN sessions s ON s.id = e.session \
+                 WHERE (?1 = 0 OR e.dead_at IS NOT NULL) ORDER BY e.seq DESC LIMIT ?2",
+            )
+            .map_err(self.err("preparing an event listing"))?;
+        let rows = stmt
+            .query_map(
+                params![i64::from(filter == EventFilter::Dead), limit],
+                |r| {
+                    Ok((
+                        r.get(0)?,
+                        Event {
+                            id: r.get(1)?,
+                            kind: r.get(2)?,
+                            created_at: r.get(3)?,
+                            payload: r.get(4)?,
+                            attempts: r.get(5)?,
+                            next_attempt_at: r.get(6)?,
+                            delivered_at: r.get(7)?,
+                            dead_at: r.get(8)?,
+                            last_error: r.get(9)?,
+                        },
+                    ))
+                },
+            )
+            .map_err(self.err("listing events"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(self.err("listing events"))
+    }
+
+    /// Puts events back in line with a fresh schedule: one by id (dead, delivered or waiting),
+    /// or every dead one. Returns how many.
+    pub fn replay(&self, id: Option<&str>, now: Timestamp) -> Result<usize, Error> {
+        let conn = self.conn();
+        conn.prepare_cached(
+            "UPDATE events SET dead_at = NULL, delivered_at = NULL, attempts = 0, last_error = NULL, \
+             next_attempt_at = ?1, lease_owner = NULL, lease_until = NULL \
+             WHERE (?2 IS NULL AND dead_at IS NOT NULL) OR id = ?2",
+        )
+        .map_err(self.err("preparing a replay"))?
+        .execute(params![clock::format(now), id])
+        .map_err(self.err("replaying events"))
+    }
+
+    /// Streams sessions for `export` in a stable order (by ledger id), calling `row` for each.
+    pub fn export(
+        &self,
+        f: &ExportFilter,
+        mut row: impl FnMut(&Session) -> Result<(), std::io::Error>,
+    ) -> Result<u64, ExportError> {
+        let conn = self.conn();
+        let statuses: Vec<&str> = f.statuses.iter().map(|s| s.as_str()).collect();
+        let status_json = serde_json::to_string(&statuses).unwrap_or_else(|_| "[]".into());
+        let mut stmt = conn
+            .prepare_cached(&format!(
+                "SELECT {SESSION_COLS} FROM sessions \
+                 WHERE (?1 IS NULL OR resolved_at >= ?1) AND (?2 IS NULL OR resolved_at < ?2) \
+                 AND (?3 = '[]' OR status IN (SELECT value FROM json_each(?3))) \
+                 AND (?4 IS NULL OR provider = ?4) ORDER BY id"
+            ))
+            .map_err(self.err("preparing the export"))?;
+        let mut rows = stmt
+            .query(params![
+                f.since.map(clock::format),
+                f.until.map(clock::format),
+                status_json,
+                f.provider
+            ])
+            .map_err(self.err("exporting"))?;
+        let mut n = 0;
+        while let Some(r) = rows.next().map_err(self.err("exporting"))? {
+            let s = session_from_row(r).map_err(self.err("exporting"))?;
+            row(&s).map_err(ExportError::Write)?;
+            n += 1;
+        }
+        Ok(n)
     }
 
     /// Runs read-only SQL for tests and diagnostics (`EXPLAIN QUERY PLAN`, counts).
@@ -600,6 +816,15 @@ impl Ledger {
             .execute_batch(sql)
             .map_err(self.err("running SQL"))
     }
+}
+
+/// An export failed reading the ledger or writing the output.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error(transparent)]
+    Ledger(#[from] Error),
+    #[error("writing the export: {0}")]
+    Write(#[source] std::io::Error),
 }
 
 /// What an import did.

@@ -265,6 +265,65 @@ pub struct Event {
     pub last_error: Option<String>,
 }
 
+/// An event claimed for delivery.
+#[derive(Debug, Clone)]
+pub struct OutboxEvent {
+    pub seq: i64,
+    pub id: String,
+    pub payload: String,
+    /// Attempts made before this one.
+    pub attempts: i64,
+}
+
+/// The result of one delivery attempt, to be written by
+/// [`crate::ledger::Ledger::record_deliveries`].
+#[derive(Debug, Clone)]
+pub enum Delivery {
+    /// A 2xx: never sent again (unless replayed).
+    Delivered { seq: i64 },
+    /// Try again at `next_attempt_at`.
+    Retry {
+        seq: i64,
+        next_attempt_at: Timestamp,
+        error: String,
+    },
+    /// Out of attempts, or 410 Gone: kept for `events replay`.
+    Dead { seq: i64, error: String },
+    /// Not attempted (shutdown): due again at once, attempt not counted.
+    Release { seq: i64 },
+}
+
+/// Which events `events list` shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventFilter {
+    All,
+    Dead,
+}
+
+/// Filter for `export`.
+#[derive(Debug, Clone, Default)]
+pub struct ExportFilter {
+    /// `resolved_at >= since`.
+    pub since: Option<Timestamp>,
+    /// `resolved_at < until`.
+    pub until: Option<Timestamp>,
+    pub statuses: Vec<Status>,
+    pub provider: Option<String>,
+}
+
+impl Event {
+    /// `delivered`, `dead` or `waiting`.
+    pub fn state(&self) -> &'static str {
+        if self.delivered_at.is_some() {
+            "delivered"
+        } else if self.dead_at.is_some() {
+            "dead"
+        } else {
+            "waiting"
+        }
+    }
+}
+
 /// A transition row.
 #[derive(Debug, Clone, Serialize)]
 pub struct TransitionRow {
@@ -293,6 +352,8 @@ pub struct Stats {
     pub events_waiting: i64,
     pub events_dead: i64,
     pub events_total: i64,
+    /// `(currency, count, sum)` of COMPLETED sessions, summed as decimals.
+    pub completed: Vec<(String, u64, Decimal)>,
 }
 
 /// Filter for `list`.

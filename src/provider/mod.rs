@@ -17,10 +17,11 @@ use backon::{ExponentialBuilder, Retryable};
 use futures_util::future::BoxFuture;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::StatusCode;
-use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
+use reqwest::header::HeaderValue;
 use rust_decimal::Decimal;
 
 use crate::config::{Config, HttpConfig, ProviderConfig, Secret};
+use crate::http;
 
 /// What a provider's status word means for us (PROVIDERS.md mapping tables).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,16 +166,9 @@ pub fn build(cfg: &Config) -> Result<Providers, reqwest::Error> {
         .collect())
 }
 
-/// The HTTP client: rustls, a per-request timeout, no redirects (a status endpoint that
-/// redirects is not the documented one), kept-alive connections.
+/// The HTTP client every provider shares.
 pub fn client(http: &HttpConfig) -> Result<reqwest::Client, reqwest::Error> {
-    reqwest::Client::builder()
-        .timeout(http.timeout)
-        .connect_timeout(http.timeout.min(Duration::from_secs(10)))
-        .redirect(reqwest::redirect::Policy::none())
-        .pool_max_idle_per_host(256)
-        .user_agent(concat!("payrecon/", env!("CARGO_PKG_VERSION")))
-        .build()
+    crate::http::client(http.timeout)
 }
 
 /// A header value for a secret, marked sensitive so no HTTP layer prints it.
@@ -249,11 +243,14 @@ impl Provider {
             .status_request(&self.client, session_id)
             .send()
             .await
-            .map_err(transport_error)?;
+            .map_err(|e| Error::from(http::transport(e)))?;
         let status = response.status();
         match status {
             s if s.is_success() => {
-                let body = read_capped(response, self.http.max_body).await?;
+                let max = self.http.max_body;
+                let body = http::read_capped(response, max)
+                    .await
+                    .map_err(|e| Error::from_body(e, max))?;
                 self.adapter.parse(session_id, &body).map(Answer::Found)
             }
             StatusCode::NOT_FOUND => Ok(Answer::NotFound),
@@ -261,61 +258,29 @@ impl Provider {
                 Err(Error::Unauthorized(status.as_u16()))
             }
             StatusCode::TOO_MANY_REQUESTS => Err(Error::RateLimited {
-                retry_after: retry_after(response.headers(), chrono::Utc::now()),
+                retry_after: http::retry_after(response.headers(), chrono::Utc::now()),
             }),
             s => Err(Error::Status(s.as_u16())),
         }
     }
 }
 
-fn transport_error(e: reqwest::Error) -> Error {
-    if e.is_timeout() {
-        return Error::Timeout;
-    }
-    // The URL is left out: the error is about the connection, and the message stays short.
-    let e = e.without_url();
-    let mut msg = e.to_string();
-    let mut src = std::error::Error::source(&e);
-    while let Some(s) = src {
-        msg = format!("{msg}: {s}");
-        src = s.source();
-    }
-    if msg.contains("operation timed out") || msg.contains("timed out") {
-        return Error::Timeout;
-    }
-    Error::Connect(msg)
-}
-
-/// Reads a body chunk by chunk and stops at `max` bytes: an oversized answer is never buffered
-/// whole.
-pub async fn read_capped(mut response: reqwest::Response, max: usize) -> Result<Vec<u8>, Error> {
-    if response.content_length().is_some_and(|n| n > max as u64) {
-        return Err(Error::TooLarge(max));
-    }
-    let mut body =
-        Vec::with_capacity(response.content_length().unwrap_or(1024).min(max as u64) as usize);
-    while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
-        if body.len() + chunk.len() > max {
-            return Err(Error::TooLarge(max));
+impl From<http::Transport> for Error {
+    fn from(t: http::Transport) -> Self {
+        match t {
+            http::Transport::Timeout => Error::Timeout,
+            http::Transport::Failed(m) => Error::Connect(m),
         }
-        body.extend_from_slice(&chunk);
     }
-    Ok(body)
 }
 
-/// `Retry-After` as seconds or an HTTP date.
-pub fn retry_after(headers: &HeaderMap, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
-    let v = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs.min(86_400)));
+impl Error {
+    fn from_body(e: http::BodyError, max: usize) -> Self {
+        match e {
+            http::BodyError::TooLarge => Error::TooLarge(max),
+            http::BodyError::Transport(t) => t.into(),
+        }
     }
-    let at = chrono::DateTime::parse_from_rfc2822(v).ok()?;
-    Some(
-        (at.with_timezone(&chrono::Utc) - now)
-            .to_std()
-            .unwrap_or(Duration::ZERO)
-            .min(Duration::from_secs(86_400)),
-    )
 }
 
 /// Appends `session_id` to `base` as one percent-encoded path segment after `segments`.
@@ -353,23 +318,6 @@ mod tests {
         );
         let u = status_url(&reqwest::Url::parse("http://h").unwrap(), &["x"], "..a");
         assert_eq!(u.as_str(), "http://h/x/..a");
-    }
-
-    #[test]
-    fn retry_after_reads_seconds_and_dates() {
-        let now = chrono::DateTime::parse_from_rfc3339("2026-11-25T10:00:00Z")
-            .unwrap()
-            .to_utc();
-        let mut h = HeaderMap::new();
-        h.insert(RETRY_AFTER, HeaderValue::from_static("7"));
-        assert_eq!(retry_after(&h, now), Some(Duration::from_secs(7)));
-        h.insert(
-            RETRY_AFTER,
-            HeaderValue::from_static("Wed, 25 Nov 2026 10:00:30 GMT"),
-        );
-        assert_eq!(retry_after(&h, now), Some(Duration::from_secs(30)));
-        h.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
-        assert_eq!(retry_after(&h, now), None);
     }
 
     #[test]

@@ -147,6 +147,7 @@ impl Env {
             owner: owner.into(),
             all: false,
             source: Source::Poll,
+            wake_outbox: None,
         };
         reconcile::run_pass(ledger, &providers, &cfg, &opts, &CancellationToken::new())
             .await
