@@ -46,7 +46,7 @@ async fn every_outcome_is_reached_over_http() {
     assert_eq!(col(&l, "s_complete", "payment_method"), "mpesa");
     assert_eq!(
         col(&l, "s_complete", "provider_completed_at"),
-        "2025-12-04T14:05:00Z"
+        "2025-12-04T14:05:00.000Z"
     );
     assert_eq!(col(&l, "s_complete2", "checks"), "3");
     assert_eq!(
