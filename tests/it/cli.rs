@@ -1,19 +1,9 @@
 //! The real binary: exit codes, error messages, import, the daemon's shutdown, the demo.
 
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::support::{Env, bin, count, one, output, text, wait_for};
-
-/// Kills the child when the test ends, also when it fails.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use crate::support::{Env, Guard, bin, count, one, output, text, wait_for};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_errors_exit_2_naming_the_key() {

@@ -2,5 +2,7 @@
 //! HTTP, the real `payrecon` binary for the command line. No mocks of our own code.
 
 mod cli;
+mod export;
+mod outbox;
 mod reconcile;
 mod support;

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod receiver;
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::Arc;
@@ -22,8 +24,15 @@ pub struct Env {
     pub base_url: String,
     pub ledger_path: PathBuf,
     pub config_path: PathBuf,
+    /// Environment variables the config refers to (secrets), given to in-process config loads
+    /// and to child processes alike.
+    pub vars: Vec<(String, String)>,
     stop: CancellationToken,
 }
+
+/// Two webhook secrets, for rotation: both sign every message.
+pub const SECRET_A: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+pub const SECRET_B: &str = "whsec_bmV4dC1zZWNyZXQtZm9yLXJvdGF0aW9u";
 
 impl Drop for Env {
     fn drop(&mut self) {
@@ -91,12 +100,39 @@ impl Env {
             base_url,
             ledger_path,
             config_path,
+            vars: Vec::new(),
             stop,
         }
     }
 
     pub fn config(&self) -> Config {
-        Config::load(&self.config_path).unwrap()
+        let text = std::fs::read_to_string(&self.config_path).unwrap();
+        let env = |name: &str| {
+            self.vars
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        };
+        Config::parse(&text, &env).unwrap()
+    }
+
+    /// Adds `[events.webhook]` pointing at `url`, signed with both test secrets.
+    pub fn webhook(&mut self, url: &str, schedule: &str, timeout: &str) {
+        let mut text = std::fs::read_to_string(&self.config_path).unwrap();
+        text.push_str(&format!(
+            "[events.webhook]\nurl = \"{url}\"\nsecret_env = \"PAYRECON_TEST_WEBHOOK_SECRET\"\ntimeout = \"{timeout}\"\nschedule = {schedule}\n"
+        ));
+        std::fs::write(&self.config_path, text).unwrap();
+        self.vars.push((
+            "PAYRECON_TEST_WEBHOOK_SECRET".into(),
+            format!("{SECRET_A} {SECRET_B}"),
+        ));
+    }
+
+    /// The outbox this env's config describes, on its own ledger connection.
+    pub fn outbox(&self, owner: &str) -> payrecon::outbox::Outbox {
+        let cfg = self.config();
+        payrecon::outbox::Outbox::new(self.ledger(), cfg.webhook.unwrap(), owner.into()).unwrap()
     }
 
     /// Rewrites one `key = value` line of the config file.
@@ -177,7 +213,18 @@ impl Env {
         c.arg("--config")
             .arg(&self.config_path)
             .env_remove("RUST_LOG");
+        c.envs(self.vars.iter().map(|(k, v)| (k, v)));
         c
+    }
+}
+
+/// Kills the child process when the test ends, also when it fails.
+pub struct Guard(pub std::process::Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 

@@ -1,0 +1,1 @@
+//! Export, stats totals and manual resolution.
