@@ -186,6 +186,16 @@ fn load(cli: &Cli) -> anyhow::Result<Config> {
     Ok(cfg)
 }
 
+/// Loads the config for a command that calls providers or signs webhooks: every secret it
+/// names must be in the environment.
+fn load_with_secrets(cli: &Cli) -> anyhow::Result<Config> {
+    let path = cli.config.clone().unwrap_or_else(config::default_path);
+    let cfg = load(cli)?;
+    cfg.require_secrets()
+        .map_err(|e| UsageError::new(format!("{}: {}", path.display(), e.0)))?;
+    Ok(cfg)
+}
+
 /// Runs one command.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
@@ -220,16 +230,16 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })?;
         }
         Command::CheckConfig => {
-            let cfg = load(&cli)?;
+            let cfg = load_with_secrets(&cli)?;
             print!("{}", describe(&cfg));
             println!("config OK");
         }
         Command::Run => {
-            let cfg = load(&cli)?;
+            let cfg = load_with_secrets(&cli)?;
             runtime()?.block_on(daemon::run(&cfg))?;
         }
         Command::Once { all } => {
-            let cfg = load(&cli)?;
+            let cfg = load_with_secrets(&cli)?;
             let once = runtime()?.block_on(daemon::once(&cfg, *all))?;
             let report = once.pass;
             println!("{}", report.summary());

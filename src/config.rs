@@ -231,6 +231,10 @@ pub struct Config {
     pub events_log: bool,
     /// The outbound webhook, when `[events.webhook]` is configured.
     pub webhook: Option<WebhookConfig>,
+    /// Secrets the config names but the environment does not hold (or holds malformed).
+    /// Commands that call providers or sign webhooks refuse to start while any are listed;
+    /// commands that only read the ledger do not need them.
+    pub secret_problems: Vec<String>,
     pub log_format: LogFormat,
 }
 
@@ -283,7 +287,7 @@ impl fmt::Debug for SigningKey {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ScheduleConfig {
     /// The cron expression as written, for messages.
     pub cron_expr: String,
@@ -291,6 +295,18 @@ pub struct ScheduleConfig {
     pub batch_size: u32,
     pub concurrency: usize,
     pub lease: Duration,
+}
+
+impl fmt::Debug for ScheduleConfig {
+    // The parsed cron is printed as its expression; croner's own Debug is pages of bitfields.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ScheduleConfig")
+            .field("cron", &self.cron_expr)
+            .field("batch_size", &self.batch_size)
+            .field("concurrency", &self.concurrency)
+            .field("lease", &self.lease)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -451,10 +467,17 @@ impl Config {
                 humantime::format_duration(worst)
             )));
         }
+        let mut secret_problems = Vec::new();
         let mut providers = Vec::new();
         for (name, p) in &raw.providers {
-            providers.push(provider(name, p, env)?);
+            providers.push(provider(name, p, env, &mut secret_problems)?);
         }
+        let webhook = raw
+            .events
+            .webhook
+            .as_ref()
+            .map(|w| webhook(w, env, &mut secret_problems))
+            .transpose()?;
         let log_format = match raw.log.format.as_str() {
             "text" => LogFormat::Text,
             "json" => LogFormat::Json,
@@ -471,14 +494,19 @@ impl Config {
             http,
             providers,
             events_log: raw.events.log,
-            webhook: raw
-                .events
-                .webhook
-                .as_ref()
-                .map(|w| webhook(w, env))
-                .transpose()?,
+            webhook,
+            secret_problems,
             log_format,
         })
+    }
+
+    /// Fails, naming every missing or malformed secret, unless all are present.
+    pub fn require_secrets(&self) -> Result<(), UsageError> {
+        if self.secret_problems.is_empty() {
+            Ok(())
+        } else {
+            Err(UsageError::new(self.secret_problems.join("; ")))
+        }
     }
 
     /// The named provider's config.
@@ -487,7 +515,13 @@ impl Config {
     }
 }
 
-fn webhook(w: &RawWebhook, env: EnvLookup<'_>) -> Result<WebhookConfig, UsageError> {
+/// Validates `[events.webhook]`; a missing or bad secret goes to `problems` (see
+/// [`Config::require_secrets`]), not into the error, so commands that never sign can still run.
+fn webhook(
+    w: &RawWebhook,
+    env: EnvLookup<'_>,
+    problems: &mut Vec<String>,
+) -> Result<WebhookConfig, UsageError> {
     let url = reqwest::Url::parse(&w.url)
         .ok()
         .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
@@ -498,20 +532,23 @@ fn webhook(w: &RawWebhook, env: EnvLookup<'_>) -> Result<WebhookConfig, UsageErr
             ))
         })?;
     let var = &w.secret_env;
-    let value = env(var).filter(|v| !v.trim().is_empty()).ok_or_else(|| {
-        UsageError::new(format!(
-            "events.webhook.secret_env: environment variable {var} is not set (it holds one or more whsec_… secrets)"
-        ))
-    })?;
     let mut secrets = Vec::new();
-    for (i, part) in value.split_whitespace().enumerate() {
-        // The value is never quoted back: only its position in the list.
-        secrets.push(SigningKey::from_whsec(part).ok_or_else(|| {
-            UsageError::new(format!(
-                "events.webhook.secret_env: secret number {} in {var} is not whsec_ followed by base64",
-                i + 1
-            ))
-        })?);
+    match env(var).filter(|v| !v.trim().is_empty()) {
+        None => problems.push(format!(
+            "events.webhook.secret_env: environment variable {var} is not set (it holds one or more whsec_… secrets)"
+        )),
+        Some(value) => {
+            for (i, part) in value.split_whitespace().enumerate() {
+                match SigningKey::from_whsec(part) {
+                    Some(k) => secrets.push(k),
+                    // The value is never quoted back: only its position in the list.
+                    None => problems.push(format!(
+                        "events.webhook.secret_env: secret number {} in {var} is not whsec_ followed by base64",
+                        i + 1
+                    )),
+                }
+            }
+        }
     }
     let mut schedule = Vec::new();
     for (i, d) in w.schedule.iter().enumerate() {
@@ -527,7 +564,13 @@ fn webhook(w: &RawWebhook, env: EnvLookup<'_>) -> Result<WebhookConfig, UsageErr
     })
 }
 
-fn provider(name: &str, p: &RawProvider, env: EnvLookup<'_>) -> Result<ProviderConfig, UsageError> {
+/// Validates one provider table; a missing secret goes to `problems`.
+fn provider(
+    name: &str,
+    p: &RawProvider,
+    env: EnvLookup<'_>,
+    problems: &mut Vec<String>,
+) -> Result<ProviderConfig, UsageError> {
     let key = |k: &str| format!("providers.{name}.{k}");
     if name.is_empty()
         || name.len() > 64
@@ -569,15 +612,16 @@ fn provider(name: &str, p: &RawProvider, env: EnvLookup<'_>) -> Result<ProviderC
         })?;
     let api_key = match &p.api_key_env {
         None => None,
-        Some(var) => {
-            let value = env(var).filter(|v| !v.trim().is_empty()).ok_or_else(|| {
-                UsageError::new(format!(
+        Some(var) => match env(var).filter(|v| !v.trim().is_empty()) {
+            Some(value) => Some(Secret::new(value.trim().to_string())),
+            None => {
+                problems.push(format!(
                     "{}: environment variable {var} is not set (export it, or remove the key to call without credentials)",
                     key("api_key_env")
-                ))
-            })?;
-            Some(Secret::new(value.trim().to_string()))
-        }
+                ));
+                None
+            }
+        },
     };
     let specs = match &p.rate_limit {
         None => vec!["10/s".to_string()], // [assumed] MoPay publishes no limit.
@@ -727,10 +771,6 @@ mod tests {
             ("[schedule]\nlease = \"5s\"", "schedule.lease"),
             ("[providers.x]\nkind = \"paypal\"", "providers.x.kind"),
             (
-                "[providers.m]\nkind = \"mopay\"\napi_key_env = \"NOPE\"",
-                "NOPE",
-            ),
-            (
                 "[providers.m]\nkind = \"mopay\"\nrate_limit = \"fast\"",
                 "providers.m.rate_limit",
             ),
@@ -770,16 +810,32 @@ mod tests {
         assert_eq!(w.schedule.len(), 7);
         let bad =
             |_: &str| Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw whsec_!!notbase64".to_string());
-        let e = Config::parse(text, &bad).unwrap_err().0;
+        let e = Config::parse(text, &bad)
+            .unwrap()
+            .require_secrets()
+            .unwrap_err()
+            .0;
         assert!(
             e.contains("secret number 2 in WH") && !e.contains("notbase64"),
             "{e}"
         );
+        // Missing secrets do not stop commands that only read the ledger; they stop the others.
+        let cfg = Config::parse(text, &no_env).unwrap();
         assert!(
-            Config::parse(text, &no_env)
+            cfg.require_secrets()
                 .unwrap_err()
                 .0
                 .contains("WH is not set")
+        );
+        let cfg = Config::parse(
+            "[providers.m]\nkind = \"mopay\"\napi_key_env = \"NOPE\"",
+            &no_env,
+        )
+        .unwrap();
+        let e = cfg.require_secrets().unwrap_err().0;
+        assert!(
+            e.contains("providers.m.api_key_env: environment variable NOPE is not set"),
+            "{e}"
         );
     }
 

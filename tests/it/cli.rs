@@ -61,6 +61,11 @@ async fn config_errors_exit_2_naming_the_key() {
     let o = output(c).await;
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).1.contains("PAYRECON_TEST_UNSET_KEY"));
+    // Commands that only read the ledger do not need the secret.
+    let mut c = env.cmd();
+    c.arg("stats").env_remove("PAYRECON_TEST_UNSET_KEY");
+    let o = output(c).await;
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
