@@ -82,27 +82,10 @@ mod tests {
     #[test]
     fn payload_has_the_contract_shape() {
         let session = Session {
-            rowid: 1,
-            provider: "mopay".into(),
-            session_id: "MOP_abc123_ORDER12345".into(),
-            reference: Some("ORDER12345".into()),
-            amount: Some("100.00".into()),
-            currency: Some("LSL".into()),
             status: "COMPLETED".into(),
-            created_at: "2026-11-24T10:00:00.000Z".into(),
-            next_check_at: String::new(),
             checks: 3,
             answered_checks: 3,
-            not_found_count: 0,
-            last_checked_at: None,
-            last_error: None,
-            lease_owner: None,
-            lease_until: None,
-            provider_status: None,
-            transaction_id: None,
-            payment_method: None,
-            provider_completed_at: None,
-            resolved_at: None,
+            ..Session::sample("2026-11-24T10:00:00.000Z".into())
         };
         let facts = Facts {
             provider_status: Some("COMPLETED".into()),
@@ -125,6 +108,7 @@ mod tests {
         });
         assert_eq!(v["type"], "session.completed");
         assert_eq!(v["data"]["amount"], "100.00");
+        assert_eq!(v["data"]["session_id"], "MOP_1");
         assert_eq!(v["data"]["to"], "COMPLETED");
         assert_eq!(v["data"]["reason"], Value::Null);
         assert_eq!(v["data"]["checks"], 3);

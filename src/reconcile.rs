@@ -484,29 +484,7 @@ mod tests {
 
     fn session(created_ago: Duration) -> Session {
         let created = clock::now() - chrono::Duration::from_std(created_ago).unwrap();
-        Session {
-            rowid: 7,
-            provider: "mopay".into(),
-            session_id: "MOP_1".into(),
-            reference: Some("ORDER1".into()),
-            amount: Some("100.00".into()),
-            currency: Some("LSL".into()),
-            status: "PENDING".into(),
-            created_at: clock::format(created),
-            next_check_at: String::new(),
-            checks: 0,
-            answered_checks: 0,
-            not_found_count: 0,
-            last_checked_at: None,
-            last_error: None,
-            lease_owner: None,
-            lease_until: None,
-            provider_status: None,
-            transaction_id: None,
-            payment_method: None,
-            provider_completed_at: None,
-            resolved_at: None,
-        }
+        Session::sample(clock::format(created))
     }
 
     fn paid(amount: &str, reference: &str, currency: Option<&str>) -> Result<Answer, PErr> {

@@ -74,6 +74,24 @@ const SESSION_COLS: &str = "id, provider, session_id, reference, amount, currenc
      lease_owner, lease_until, provider_status, transaction_id, payment_method, \
      provider_completed_at, resolved_at";
 
+const EVENT_COLS: &str = "e.id, e.type, e.created_at, e.payload, e.attempts, e.next_attempt_at, \
+     e.delivered_at, e.dead_at, e.last_error";
+
+/// Reads [`EVENT_COLS`] starting at column `at`.
+fn event_from_row(r: &Row<'_>, at: usize) -> rusqlite::Result<Event> {
+    Ok(Event {
+        id: r.get(at)?,
+        kind: r.get(at + 1)?,
+        created_at: r.get(at + 2)?,
+        payload: r.get(at + 3)?,
+        attempts: r.get(at + 4)?,
+        next_attempt_at: r.get(at + 5)?,
+        delivered_at: r.get(at + 6)?,
+        dead_at: r.get(at + 7)?,
+        last_error: r.get(at + 8)?,
+    })
+}
+
 /// The due query: sessions due by `?3`, at most `?4`. Served by the partial index
 /// `sessions_due` (a test asserts the plan), so its cost grows with the sessions due.
 macro_rules! due_select {
@@ -506,25 +524,12 @@ impl Ledger {
     pub fn session_events(&self, rowid: i64) -> Result<Vec<Event>, Error> {
         let conn = self.conn();
         let mut stmt = conn
-            .prepare_cached(
-                "SELECT id, type, created_at, payload, attempts, next_attempt_at, delivered_at, dead_at, \
-                 last_error FROM events WHERE session = ?1 ORDER BY seq",
-            )
+            .prepare_cached(&format!(
+                "SELECT {EVENT_COLS} FROM events e WHERE session = ?1 ORDER BY seq"
+            ))
             .map_err(self.err("preparing events"))?;
         let rows = stmt
-            .query_map([rowid], |r| {
-                Ok(Event {
-                    id: r.get(0)?,
-                    kind: r.get(1)?,
-                    created_at: r.get(2)?,
-                    payload: r.get(3)?,
-                    attempts: r.get(4)?,
-                    next_attempt_at: r.get(5)?,
-                    delivered_at: r.get(6)?,
-                    dead_at: r.get(7)?,
-                    last_error: r.get(8)?,
-                })
-            })
+            .query_map([rowid], |r| event_from_row(r, 0))
             .map_err(self.err("reading events"))?;
         rows.collect::<Result<_, _>>()
             .map_err(self.err("reading events"))

@@ -122,6 +122,36 @@ pub struct Session {
     pub resolved_at: Option<String>,
 }
 
+#[cfg(test)]
+impl Session {
+    /// A PENDING MoPay session for unit tests: 100.00 LSL, reference ORDER1, created `created_at`.
+    pub fn sample(created_at: String) -> Session {
+        Session {
+            rowid: 7,
+            provider: "mopay".into(),
+            session_id: "MOP_1".into(),
+            reference: Some("ORDER1".into()),
+            amount: Some("100.00".into()),
+            currency: Some("LSL".into()),
+            status: "PENDING".into(),
+            created_at,
+            next_check_at: String::new(),
+            checks: 0,
+            answered_checks: 0,
+            not_found_count: 0,
+            last_checked_at: None,
+            last_error: None,
+            lease_owner: None,
+            lease_until: None,
+            provider_status: None,
+            transaction_id: None,
+            payment_method: None,
+            provider_completed_at: None,
+            resolved_at: None,
+        }
+    }
+}
+
 /// A session to enqueue, validated by [`NewSession::validate`].
 #[derive(Debug, Clone, Default)]
 pub struct NewSession {
