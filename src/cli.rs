@@ -452,6 +452,28 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             println!("\ndue now: {}", st.due_now);
             println!(
+                "late checks waiting: {}; anomalies: {}",
+                st.late_checks_waiting, st.anomalies
+            );
+            for p in &st.providers {
+                if let (Some(at), Some(err)) = (&p.auth_refused_at, &p.auth_error) {
+                    println!(
+                        "provider {}: CREDENTIALS REFUSED at {at}: {err}",
+                        p.provider
+                    );
+                }
+                if let Some(until) = p
+                    .paused_until
+                    .as_deref()
+                    .filter(|u| clock::parse(u).is_some_and(|t| t > clock::now()))
+                {
+                    println!(
+                        "provider {}: paused after HTTP 429 until {until}",
+                        p.provider
+                    );
+                }
+            }
+            println!(
                 "events: {} total, {} waiting, {} dead",
                 st.events_total, st.events_waiting, st.events_dead
             );
@@ -493,6 +515,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 facts: Default::default(),
                 charged: false,
                 compared: vec![],
+                // A person's EXPIRED is asked once more too: a late payment is worth knowing.
+                late_check_at: (to == Status::Expired)
+                    .then(|| clock::add(clock::now(), cfg.backoff.late_check)),
             };
             let written = ledger.record("manual", clock::now(), &[record])?;
             let Some(event) = written.first() else {
@@ -637,7 +662,7 @@ fn one_session(
 }
 
 fn show_session(s: &Session) -> String {
-    let fields: [(&str, Option<&str>); 17] = [
+    let fields: [(&str, Option<&str>); 18] = [
         ("provider", Some(&s.provider)),
         ("session_id", Some(&s.session_id)),
         ("status", Some(&s.status)),
@@ -658,6 +683,7 @@ fn show_session(s: &Session) -> String {
         ("payment_method", s.payment_method.as_deref()),
         ("provider_completed_at", s.provider_completed_at.as_deref()),
         ("resolved_at", s.resolved_at.as_deref()),
+        ("late_check_at", s.late_check_at.as_deref()),
     ];
     let mut out = String::new();
     for (k, v) in fields {

@@ -4,7 +4,10 @@
 
 use serde_json::{Value, json};
 
-use crate::ledger::{Facts, Session, Status};
+use crate::ledger::{Anomaly, Facts, Session, Status};
+
+/// The event type of a provider answer that contradicts a final state.
+pub const ANOMALY: &str = "session.anomaly";
 
 /// A new event id: `evt_` and a ULID, so ids sort by creation time. Stable across redeliveries
 /// because it is written once, with the event row.
@@ -54,6 +57,32 @@ pub fn transition_payload(e: &TransitionEvent<'_>) -> Value {
     })
 }
 
+/// The event JSON for an anomaly: the recorded state and what the provider now says, both.
+pub fn anomaly_payload(id: &str, created_at: &str, s: &Session, a: &Anomaly) -> Value {
+    json!({
+        "id": id,
+        "type": ANOMALY,
+        "created_at": created_at,
+        "data": {
+            "provider": s.provider,
+            "session_id": s.session_id,
+            "reference": s.reference,
+            "amount": s.amount,
+            "currency": s.currency,
+            "status": s.status,
+            "provider_says": a.provider_says.as_str(),
+            "reason": a.reason,
+            "provider_status": a.facts.provider_status,
+            "provider_amount": a.facts.amount,
+            "provider_reference": a.facts.reference,
+            "transaction_id": a.facts.transaction_id,
+            "payment_method": a.facts.payment_method,
+            "provider_completed_at": a.facts.provider_completed_at,
+            "checks": s.checks,
+        }
+    })
+}
+
 /// Writes one structured log line for a committed event (the log sink of DESIGN.md).
 pub fn log(payload: &Value) {
     let d = &payload["data"];
@@ -68,6 +97,8 @@ pub fn log(payload: &Value) {
         amount = %s(&d["amount"]),
         from = %s(&d["from"]),
         to = %s(&d["to"]),
+        status = %s(&d["status"]),
+        provider_says = %s(&d["provider_says"]),
         reason = %s(&d["reason"]),
         transaction_id = %s(&d["transaction_id"]),
         checks = d["checks"].as_i64().unwrap_or(0),

@@ -46,6 +46,10 @@ pub struct PassReport {
     pub released: u64,
     /// Providers whose credentials were refused during the pass.
     pub refused: Vec<String>,
+    /// Late checks of EXPIRED sessions made.
+    pub late_checks: u64,
+    /// `session.anomaly` events written.
+    pub anomalies: u64,
     pub ledger_errors: u64,
     pub elapsed: Duration,
 }
@@ -63,6 +67,7 @@ impl PassReport {
                     self.checked += u64::from(*charged);
                 }
                 Record::Release { .. } => self.released += 1,
+                Record::LateCheck { .. } => self.late_checks += 1,
             }
         }
     }
@@ -83,6 +88,12 @@ impl PassReport {
         if self.released > 0 {
             parts.push(format!("{} released unchecked", self.released));
         }
+        if self.late_checks > 0 {
+            parts.push(format!(
+                "{} late checks ({} anomalies)",
+                self.late_checks, self.anomalies
+            ));
+        }
         format!(
             "checked {} sessions in {:.2}s ({:.0}/s): {}",
             self.claimed,
@@ -97,9 +108,19 @@ impl PassReport {
     }
 }
 
+/// What a pass learns about providers as a whole, reported to the ledger at its end.
+#[derive(Default)]
+struct ProviderNotes {
+    /// Providers that refused the credentials, with the error.
+    refused: BTreeMap<String, String>,
+    /// Providers that answered at least once.
+    answered: HashSet<String>,
+}
+
 /// Runs one pass to completion: claims batch after batch of sessions due at the pass's start
-/// (so sessions rescheduled during the pass wait for the next one), until none are left or
-/// `shutdown` is cancelled. On shutdown, claimed sessions not yet checked are released.
+/// (so sessions rescheduled during the pass wait for the next one), then the late checks of
+/// EXPIRED sessions that are due, until none are left or `shutdown` is cancelled. On shutdown,
+/// claimed sessions not yet checked are released.
 pub async fn run_pass(
     ledger: &Ledger,
     providers: &Providers,
@@ -109,33 +130,55 @@ pub async fn run_pass(
 ) -> Result<PassReport, ledger::Error> {
     let started = Instant::now();
     let pass_start = clock::now();
-    let report = Mutex::new(PassReport::default());
-    let refused: Mutex<HashSet<String>> = Mutex::default();
-    let cursor = AtomicI64::new(0);
-    let claim = || async {
-        let mode = if opts.all {
-            ClaimMode::AllAfter(cursor.load(Ordering::Relaxed))
-        } else {
-            ClaimMode::DueBy(pass_start)
-        };
-        let (owner, lease, batch) = (
-            opts.owner.clone(),
-            cfg.schedule.lease,
-            cfg.schedule.batch_size,
-        );
-        let claimed = ledger
-            .call(move |l| {
-                let now = clock::now();
-                l.claim(&owner, now, clock::add(now, lease), batch, mode)
-            })
-            .await?;
-        report_mut(&report).claimed += claimed.len() as u64;
-        if let Some(max) = claimed.iter().map(|s| s.rowid).max() {
-            cursor.fetch_max(max, Ordering::Relaxed);
+    // A pause a 429 set, in this process or another on the same ledger, still holds.
+    for state in ledger.call(|l| l.provider_states()).await? {
+        if let (Some(p), Some(until)) = (
+            providers.get(&state.provider),
+            state.paused_until.as_deref().and_then(clock::parse),
+        ) {
+            if let Ok(rest) = (until - pass_start).to_std() {
+                p.pause_for(rest);
+            }
         }
-        Ok(claimed)
+    }
+    let report = Mutex::new(PassReport::default());
+    let notes = Mutex::new(ProviderNotes::default());
+    let cursor = AtomicI64::new(0);
+    // Phase 0 claims PENDING sessions; phase 1 the late checks (never with --all).
+    let phase = AtomicI64::new(0);
+    let claim = || async {
+        loop {
+            let late = phase.load(Ordering::Relaxed) == 1;
+            let mode = if late {
+                ClaimMode::LateBy(pass_start)
+            } else if opts.all {
+                ClaimMode::AllAfter(cursor.load(Ordering::Relaxed))
+            } else {
+                ClaimMode::DueBy(pass_start)
+            };
+            let (owner, lease, batch) = (
+                opts.owner.clone(),
+                cfg.schedule.lease,
+                cfg.schedule.batch_size,
+            );
+            let claimed = ledger
+                .call(move |l| {
+                    let now = clock::now();
+                    l.claim(&owner, now, clock::add(now, lease), batch, mode)
+                })
+                .await?;
+            if claimed.is_empty() && !late && !opts.all {
+                phase.store(1, Ordering::Relaxed);
+                continue;
+            }
+            report_mut(&report).claimed += claimed.len() as u64;
+            if let Some(max) = claimed.iter().map(|s| s.rowid).max() {
+                cursor.fetch_max(max, Ordering::Relaxed);
+            }
+            return Ok(claimed);
+        }
     };
-    let work = |s: Session| check_one(s, providers, cfg, opts, shutdown, &refused);
+    let work = |s: Session| check_one(s, providers, cfg, opts, shutdown, &notes);
     let record = |records: Vec<Record>| async {
         report_mut(&report).count(&records);
         let owner = opts.owner.clone();
@@ -148,6 +191,10 @@ pub async fn run_pass(
                 if cfg.events_log {
                     written.iter().for_each(events::log);
                 }
+                report_mut(&report).anomalies += written
+                    .iter()
+                    .filter(|e| e["type"] == events::ANOMALY)
+                    .count() as u64;
                 if let Some(wake) = &opts.wake_outbox
                     && !written.is_empty()
                 {
@@ -170,13 +217,24 @@ pub async fn run_pass(
         record,
     )
     .await;
+    let notes = notes.into_inner().unwrap_or_else(|p| p.into_inner());
     let mut r = report_mut(&report).clone();
-    r.refused = refused
-        .lock()
-        .map(|s| s.iter().cloned().collect())
-        .unwrap_or_default();
-    r.refused.sort();
+    r.refused = notes.refused.keys().cloned().collect();
     r.elapsed = started.elapsed();
+    // What the pass learned about each provider, for `stats` (and other processes' pauses).
+    for (name, p) in providers {
+        let refused = notes.refused.get(name).map(String::as_str);
+        let paused = p.paused_remaining().map(|d| clock::add(clock::now(), d));
+        let answered = notes.answered.contains(name);
+        if refused.is_some() || paused.is_some() || answered {
+            let (name, refused) = (name.clone(), refused.map(String::from));
+            ledger
+                .call(move |l| {
+                    l.note_provider(&name, clock::now(), refused.as_deref(), paused, answered)
+                })
+                .await?;
+        }
+    }
     claimed.map(|()| r)
 }
 
@@ -185,22 +243,32 @@ fn report_mut(r: &Mutex<PassReport>) -> std::sync::MutexGuard<'_, PassReport> {
     r.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Checks one claimed session and decides its outcome.
+/// Checks one claimed session (or late check) and decides its outcome.
 async fn check_one(
     s: Session,
     providers: &Providers,
     cfg: &Config,
     opts: &PassOptions,
     shutdown: &CancellationToken,
-    refused: &Mutex<HashSet<String>>,
+    notes: &Mutex<ProviderNotes>,
 ) -> Record {
+    let late = s.status == Status::Expired.as_str();
     let Some(provider) = providers.get(&s.provider) else {
         // Not configured here: look again much later rather than every pass.
         let msg = format!("provider {:?} is not configured in [providers]", s.provider);
         tracing::warn!(provider = %s.provider, session_id = %s.session_id, "{msg}");
+        let next = clock::add(clock::now(), cfg.backoff.max);
+        if late {
+            return Record::LateCheck {
+                rowid: s.rowid,
+                next: Some(next),
+                last_error: None,
+                anomaly: None,
+            };
+        }
         return Record::Reschedule {
             rowid: s.rowid,
-            next_check_at: clock::add(clock::now(), cfg.backoff.max),
+            next_check_at: next,
             last_error: Some(msg),
             answered: false,
             not_found: None,
@@ -208,12 +276,13 @@ async fn check_one(
             facts: None,
         };
     };
-    if refused
-        .lock()
-        .map(|r| r.contains(&s.provider))
-        .unwrap_or(false)
-        || shutdown.is_cancelled()
-    {
+    let refused = || {
+        notes
+            .lock()
+            .map(|n| n.refused.contains_key(&s.provider))
+            .unwrap_or(false)
+    };
+    if refused() || shutdown.is_cancelled() {
         return Record::Release {
             rowid: s.rowid,
             last_error: None,
@@ -224,22 +293,37 @@ async fn check_one(
         () = shutdown.cancelled() => return Record::Release { rowid: s.rowid, last_error: None },
         r = provider.check(&s.session_id) => r,
     };
-    if let Err(e @ provider::Error::Unauthorized(_)) = &result {
-        let first = refused
-            .lock()
-            .map(|mut r| r.insert(s.provider.clone()))
-            .unwrap_or(false);
-        if first {
-            tracing::error!(provider = %s.provider, error = %e, "credentials refused; no more calls to this provider in this pass");
+    match &result {
+        Err(e @ provider::Error::Unauthorized(_)) => {
+            let first = notes
+                .lock()
+                .map(|mut n| {
+                    n.refused
+                        .insert(s.provider.clone(), e.to_string())
+                        .is_none()
+                })
+                .unwrap_or(false);
+            if first {
+                tracing::error!(provider = %s.provider, error = %e, "credentials refused; no more calls to this provider in this pass");
+            }
         }
+        Ok(answer) => {
+            if let Ok(mut n) = notes.lock() {
+                n.answered.insert(s.provider.clone());
+            }
+            if let Answer::Found(f) = answer {
+                if f.mapped == Mapped::Unrecognised {
+                    tracing::warn!(provider = %s.provider, session_id = %s.session_id, raw_status = %provider::clip(&f.raw_status),
+                        "unrecognised provider status; session stays {}", s.status);
+                } else if let Some(w) = &f.warning {
+                    tracing::warn!(provider = %s.provider, session_id = %s.session_id, "{w}; session stays {}", s.status);
+                }
+            }
+        }
+        Err(_) => {}
     }
-    if let Ok(Answer::Found(f)) = &result {
-        if f.mapped == Mapped::Unrecognised {
-            tracing::warn!(provider = %s.provider, session_id = %s.session_id, raw_status = %provider::clip(&f.raw_status),
-                "unrecognised provider status; session stays PENDING");
-        } else if let Some(w) = &f.warning {
-            tracing::warn!(provider = %s.provider, session_id = %s.session_id, "{w}; session stays PENDING");
-        }
+    if late {
+        return decide_late(&s, &result, clock::now(), &cfg.backoff);
     }
     decide(
         &s,
@@ -249,6 +333,91 @@ async fn check_one(
         opts.source,
         fastrand::f64(),
     )
+}
+
+/// Decides what the late check of an EXPIRED session found. Pure. A provider that now says
+/// paid, failed or cancelled contradicts the expiry: one anomaly, no state change. Anything
+/// else ends the late check quietly. Failures to get an answer retry at `backoff.max`, until
+/// twice `late_check` has passed since the expiry.
+pub fn decide_late(
+    s: &Session,
+    result: &Result<Answer, provider::Error>,
+    now: Timestamp,
+    backoff: &BackoffConfig,
+) -> Record {
+    let done = |anomaly: Option<ledger::Anomaly>| Record::LateCheck {
+        rowid: s.rowid,
+        next: None,
+        last_error: None,
+        anomaly,
+    };
+    match result {
+        Err(e) => {
+            let expired_at = s
+                .resolved_at
+                .as_deref()
+                .and_then(clock::parse)
+                .unwrap_or(now);
+            let give_up = clock::add(expired_at, backoff.late_check * 2);
+            let next = match e {
+                provider::Error::RateLimited {
+                    retry_after: Some(ra),
+                } => clock::add(now, *ra),
+                _ => clock::add(now, backoff.max),
+            };
+            if next > give_up {
+                tracing::warn!(provider = %s.provider, session_id = %s.session_id, error = %e, "late check got no answer; giving up");
+                return Record::LateCheck {
+                    rowid: s.rowid,
+                    next: None,
+                    last_error: Some(format!("late check: {e}")),
+                    anomaly: None,
+                };
+            }
+            Record::LateCheck {
+                rowid: s.rowid,
+                next: Some(next),
+                last_error: None,
+                anomaly: None,
+            }
+        }
+        Ok(Answer::NotFound) => done(None),
+        Ok(Answer::Found(f)) => {
+            let says = match f.mapped {
+                Mapped::Paid => {
+                    let (_, mismatches) = compare(s, f);
+                    let mut reason =
+                        "late payment: the provider says paid after the session expired"
+                            .to_string();
+                    if !mismatches.is_empty() {
+                        reason = format!("{reason} ({})", mismatches.join("; "));
+                    }
+                    Some((
+                        if mismatches.is_empty() {
+                            Status::Completed
+                        } else {
+                            Status::Review
+                        },
+                        reason,
+                    ))
+                }
+                Mapped::Failed => Some((
+                    Status::Failed,
+                    "the provider says failed after the session expired".to_string(),
+                )),
+                Mapped::Cancelled => Some((
+                    Status::Cancelled,
+                    "the provider says cancelled after the session expired".to_string(),
+                )),
+                Mapped::Pending | Mapped::Expired | Mapped::Unrecognised => None,
+            };
+            done(says.map(|(provider_says, reason)| ledger::Anomaly {
+                provider_says,
+                reason,
+                facts: ledger_facts(f),
+            }))
+        }
+    }
 }
 
 /// Decides what a provider's answer means for a PENDING session. Pure: `jitter_sample` is a
@@ -272,6 +441,7 @@ pub fn decide(
                 facts,
                 charged: true,
                 compared,
+                late_check_at: (to == Status::Expired).then(|| clock::add(now, backoff.late_check)),
             }
         };
     let reschedule = |last_error: Option<String>,
@@ -506,6 +676,91 @@ mod tests {
             Record::Reschedule { last_error, .. } | Record::Release { last_error, .. } => {
                 (Status::Pending, last_error)
             }
+            other @ Record::LateCheck { .. } => panic!("a PENDING session got {other:?}"),
+        }
+    }
+
+    /// What the late check of an EXPIRED session records: the anomaly's `provider_says`, if any.
+    fn late(answer: Result<Answer, PErr>) -> (Option<Status>, bool) {
+        let mut s = session(Duration::from_secs(8 * 86400));
+        s.status = "EXPIRED".into();
+        s.resolved_at = Some(clock::format(clock::now() - chrono::Duration::days(7)));
+        match decide_late(&s, &answer, clock::now(), &backoff()) {
+            Record::LateCheck { next, anomaly, .. } => {
+                (anomaly.map(|a| a.provider_says), next.is_some())
+            }
+            other => panic!("a late check gave {other:?}"),
+        }
+    }
+
+    #[test]
+    fn late_checks_flag_contradictions_and_change_nothing() {
+        assert_eq!(
+            late(paid("100.00", "ORDER1", None)),
+            (Some(Status::Completed), false)
+        );
+        assert_eq!(
+            late(paid("1.00", "ORDER1", None)),
+            (Some(Status::Review), false)
+        );
+        assert_eq!(late(found(Mapped::Failed)), (Some(Status::Failed), false));
+        assert_eq!(
+            late(found(Mapped::Cancelled)),
+            (Some(Status::Cancelled), false)
+        );
+        for quiet in [
+            found(Mapped::Pending),
+            found(Mapped::Expired),
+            found(Mapped::Unrecognised),
+            Ok(Answer::NotFound),
+        ] {
+            assert_eq!(late(quiet), (None, false));
+        }
+        // No answer: asked again later, until twice late_check has passed since the expiry.
+        assert_eq!(late(Err(PErr::Status(503))), (None, true));
+        let mut s = session(Duration::from_secs(30 * 86400));
+        s.status = "EXPIRED".into();
+        s.resolved_at = Some(clock::format(clock::now() - chrono::Duration::days(14)));
+        assert!(matches!(
+            decide_late(&s, &Err(PErr::Timeout), clock::now(), &backoff()),
+            Record::LateCheck {
+                next: None,
+                last_error: Some(_),
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn expiry_schedules_the_late_check() {
+        let s = session(Duration::from_secs(60));
+        let now = clock::now();
+        match decide(
+            &s,
+            &found(Mapped::Expired),
+            now,
+            &backoff(),
+            Source::Poll,
+            0.5,
+        ) {
+            Record::Transition { late_check_at, .. } => {
+                assert_eq!(
+                    late_check_at,
+                    Some(clock::add(now, Duration::from_secs(7 * 86400)))
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        match decide(
+            &s,
+            &found(Mapped::Failed),
+            now,
+            &backoff(),
+            Source::Poll,
+            0.5,
+        ) {
+            Record::Transition { late_check_at, .. } => assert_eq!(late_check_at, None),
+            other => panic!("{other:?}"),
         }
     }
 

@@ -56,6 +56,8 @@ pub enum ClaimMode {
     DueBy(Timestamp),
     /// Every PENDING session with an id above this one, ignoring the schedule (`once --all`).
     AllAfter(i64),
+    /// EXPIRED sessions whose late check is due by this time.
+    LateBy(Timestamp),
 }
 
 /// A handle to one ledger file; clones share one connection.
@@ -72,7 +74,7 @@ struct Inner {
 const SESSION_COLS: &str = "id, provider, session_id, reference, amount, currency, status, created_at, \
      next_check_at, checks, answered_checks, not_found_count, last_checked_at, last_error, \
      lease_owner, lease_until, provider_status, transaction_id, payment_method, \
-     provider_completed_at, resolved_at";
+     provider_completed_at, resolved_at, late_check_at";
 
 const EVENT_COLS: &str = "e.id, e.type, e.created_at, e.payload, e.attempts, e.next_attempt_at, \
      e.delivered_at, e.dead_at, e.last_error";
@@ -107,6 +109,11 @@ const CLAIM_DUE: &str = concat!(
     ") RETURNING "
 );
 
+const CLAIM_LATE: &str = "UPDATE sessions SET lease_owner = ?1, lease_until = ?2, late_check_at = ?2 \
+     WHERE id IN (SELECT id FROM sessions WHERE late_check_at IS NOT NULL AND late_check_at <= ?3 \
+                  AND status = 'EXPIRED' ORDER BY late_check_at LIMIT ?4) \
+     RETURNING ";
+
 const CLAIM_ALL: &str = "UPDATE sessions SET lease_owner = ?1, lease_until = ?2, next_check_at = ?2 \
      WHERE id IN (SELECT id FROM sessions WHERE status = 'PENDING' AND id > ?3 \
                   AND (lease_until IS NULL OR lease_until <= ?5) ORDER BY id LIMIT ?4) \
@@ -135,6 +142,7 @@ fn session_from_row(r: &Row<'_>) -> rusqlite::Result<Session> {
         payment_method: r.get(18)?,
         provider_completed_at: r.get(19)?,
         resolved_at: r.get(20)?,
+        late_check_at: r.get(21)?,
     })
 }
 
@@ -281,13 +289,14 @@ impl Ledger {
         let sessions = {
             let (sql, cursor): (String, String) = match mode {
                 ClaimMode::DueBy(t) => (format!("{CLAIM_DUE}{SESSION_COLS}"), clock::format(t)),
+                ClaimMode::LateBy(t) => (format!("{CLAIM_LATE}{SESSION_COLS}"), clock::format(t)),
                 ClaimMode::AllAfter(id) => (format!("{CLAIM_ALL}{SESSION_COLS}"), id.to_string()),
             };
             let mut stmt = tx
                 .prepare_cached(&sql)
                 .map_err(self.err("preparing a claim"))?;
             let rows = match mode {
-                ClaimMode::DueBy(_) => {
+                ClaimMode::DueBy(_) | ClaimMode::LateBy(_) => {
                     stmt.query_map(params![owner, until, cursor, limit], session_from_row)
                 }
                 ClaimMode::AllAfter(id) => stmt.query_map(
@@ -330,6 +339,7 @@ impl Ledger {
                     facts,
                     charged,
                     compared,
+                    late_check_at,
                 } => {
                     let c = i64::from(*charged);
                     let updated = tx
@@ -341,7 +351,7 @@ impl Ledger {
                              transaction_id = coalesce(?5, transaction_id), \
                              payment_method = coalesce(?6, payment_method), \
                              provider_completed_at = coalesce(?7, provider_completed_at), \
-                             last_error = NULL, lease_owner = NULL, lease_until = NULL \
+                             last_error = NULL, lease_owner = NULL, lease_until = NULL, late_check_at = ?10 \
                              WHERE id = ?8 AND status = ?9 RETURNING {SESSION_COLS}"
                         ))
                         .map_err(self.err("preparing a transition"))?
@@ -355,17 +365,48 @@ impl Ledger {
                                 facts.payment_method,
                                 facts.provider_completed_at,
                                 rowid,
-                                from.as_str()
+                                from.as_str(),
+                                late_check_at.map(clock::format)
                             ],
                             session_from_row,
                         )
                         .optional()
                         .map_err(self.err("recording a transition"))?;
                     let Some(session) = updated else {
-                        tracing::debug!(
-                            rowid,
-                            "transition lost the compare-and-set; already recorded"
-                        );
+                        // Someone recorded this session first. If the provider now says something
+                        // else than what was recorded, that contradiction is an anomaly.
+                        let current = tx
+                            .prepare_cached(&format!(
+                                "SELECT {SESSION_COLS} FROM sessions WHERE id = ?1"
+                            ))
+                            .map_err(self.err("preparing a lookup"))?
+                            .query_row([rowid], session_from_row)
+                            .optional()
+                            .map_err(self.err("reading a session"))?;
+                        match current {
+                            Some(cur)
+                                if *source != Source::Manual
+                                    && cur.status != to.as_str()
+                                    && cur.status != Status::Pending.as_str() =>
+                            {
+                                let anomaly = Anomaly {
+                                    provider_says: *to,
+                                    reason: format!(
+                                        "the provider's answer means {to} but the session was already recorded {}",
+                                        cur.status
+                                    ),
+                                    facts: facts.clone(),
+                                };
+                                written.push(
+                                    write_anomaly(&tx, &cur, &anomaly, &now_s)
+                                        .map_err(self.err("writing an anomaly"))?,
+                                );
+                            }
+                            _ => tracing::debug!(
+                                rowid,
+                                "transition lost the compare-and-set; already recorded"
+                            ),
+                        }
                         continue;
                     };
                     tx.prepare_cached(
@@ -445,14 +486,42 @@ impl Ledger {
                     .map_err(self.err("rescheduling a session"))?;
                 }
                 Record::Release { rowid, last_error } => {
+                    // Due again at once: a PENDING session's check, or an EXPIRED one's late check.
                     tx.prepare_cached(
-                        "UPDATE sessions SET next_check_at = ?1, lease_owner = NULL, lease_until = NULL, \
-                         last_error = coalesce(?2, last_error) \
-                         WHERE id = ?3 AND status = 'PENDING' AND lease_owner = ?4",
+                        "UPDATE sessions SET \
+                         next_check_at = CASE WHEN status = 'PENDING' THEN ?1 ELSE next_check_at END, \
+                         late_check_at = CASE WHEN status = 'EXPIRED' AND late_check_at IS NOT NULL THEN ?1 \
+                                         ELSE late_check_at END, \
+                         lease_owner = NULL, lease_until = NULL, \
+                         last_error = CASE WHEN status = 'PENDING' THEN coalesce(?2, last_error) ELSE last_error END \
+                         WHERE id = ?3 AND lease_owner = ?4",
                     )
                     .map_err(self.err("preparing a release"))?
                     .execute(params![now_s, last_error, rowid, owner])
                     .map_err(self.err("releasing a session"))?;
+                }
+                Record::LateCheck {
+                    rowid,
+                    next,
+                    last_error,
+                    anomaly,
+                } => {
+                    let updated = tx
+                        .prepare_cached(&format!(
+                            "UPDATE sessions SET late_check_at = ?1, last_error = coalesce(?2, last_error), \
+                             lease_owner = NULL, lease_until = NULL \
+                             WHERE id = ?3 AND lease_owner = ?4 AND status = 'EXPIRED' RETURNING {SESSION_COLS}"
+                        ))
+                        .map_err(self.err("preparing a late check"))?
+                        .query_row(params![next.map(clock::format), last_error, rowid, owner], session_from_row)
+                        .optional()
+                        .map_err(self.err("recording a late check"))?;
+                    if let (Some(session), Some(anomaly)) = (updated, anomaly) {
+                        written.push(
+                            write_anomaly(&tx, &session, anomaly, &now_s)
+                                .map_err(self.err("writing an anomaly"))?,
+                        );
+                    }
                 }
             }
         }
@@ -537,6 +606,7 @@ impl Ledger {
 
     /// Counts by provider × status, sessions due now, and the outbox's state.
     pub fn stats(&self, now: Timestamp) -> Result<Stats, Error> {
+        let providers = self.provider_states()?;
         let conn = self.conn();
         let e = self.err("reading stats");
         let mut stmt = conn
@@ -582,6 +652,15 @@ impl Ledger {
                 _ => completed.push((currency, 1, amount)),
             }
         }
+        drop(rows);
+        let (late_checks_waiting, anomalies) = conn
+            .query_row(
+                "SELECT (SELECT count(*) FROM sessions WHERE late_check_at IS NOT NULL AND status = 'EXPIRED'), \
+                        (SELECT count(*) FROM events WHERE type = 'session.anomaly')",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(&e)?;
         Ok(Stats {
             sessions,
             due_now,
@@ -589,7 +668,60 @@ impl Ledger {
             events_dead,
             events_total,
             completed,
+            providers,
+            late_checks_waiting,
+            anomalies,
         })
+    }
+
+    /// What is known about each provider that has been called.
+    pub fn provider_states(&self) -> Result<Vec<ProviderState>, Error> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT provider, auth_refused_at, auth_error, paused_until, last_answer_at \
+                 FROM provider_state ORDER BY provider",
+            )
+            .map_err(self.err("preparing provider state"))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(ProviderState {
+                    provider: r.get(0)?,
+                    auth_refused_at: r.get(1)?,
+                    auth_error: r.get(2)?,
+                    paused_until: r.get(3)?,
+                    last_answer_at: r.get(4)?,
+                })
+            })
+            .map_err(self.err("reading provider state"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(self.err("reading provider state"))
+    }
+
+    /// Records what a pass learned about a provider: refused credentials (`Some(error)`), a
+    /// pause after a 429, and whether it answered at all (which clears a refusal).
+    pub fn note_provider(
+        &self,
+        provider: &str,
+        now: Timestamp,
+        refused: Option<&str>,
+        paused_until: Option<Timestamp>,
+        answered: bool,
+    ) -> Result<(), Error> {
+        let conn = self.conn();
+        conn.prepare_cached(
+            "INSERT INTO provider_state (provider, auth_refused_at, auth_error, paused_until, last_answer_at) \
+             VALUES (?1, CASE WHEN ?3 IS NOT NULL THEN ?2 END, ?3, ?4, CASE WHEN ?5 = 1 THEN ?2 END) \
+             ON CONFLICT (provider) DO UPDATE SET \
+               auth_refused_at = CASE WHEN ?3 IS NOT NULL THEN ?2 WHEN ?5 = 1 THEN NULL ELSE auth_refused_at END, \
+               auth_error = CASE WHEN ?3 IS NOT NULL THEN ?3 WHEN ?5 = 1 THEN NULL ELSE auth_error END, \
+               paused_until = CASE WHEN ?4 IS NOT NULL THEN max(coalesce(paused_until, ''), ?4) ELSE paused_until END, \
+               last_answer_at = CASE WHEN ?5 = 1 THEN ?2 ELSE last_answer_at END",
+        )
+        .map_err(self.err("preparing provider state"))?
+        .execute(params![provider, clock::format(now), refused, paused_until.map(clock::format), i64::from(answered)])
+        .map_err(self.err("recording provider state"))?;
+        Ok(())
     }
 
     /// Claims up to `limit` events due for delivery, leased to `owner` until `lease_until`.
@@ -878,6 +1010,21 @@ fn insert_event(
     .execute(params![id, kind, rowid, payload.to_string(), now])
 }
 
+/// Writes a `session.anomaly` event (no state change) and returns its payload.
+fn write_anomaly(
+    tx: &Connection,
+    session: &Session,
+    anomaly: &Anomaly,
+    now: &str,
+) -> rusqlite::Result<serde_json::Value> {
+    let id = events::new_id();
+    let payload = events::anomaly_payload(&id, now, session, anomaly);
+    tracing::warn!(provider = %session.provider, session_id = %session.session_id, recorded = %session.status,
+        provider_says = %anomaly.provider_says, "anomaly: {}", anomaly.reason);
+    insert_event(tx, &id, events::ANOMALY, session.rowid, &payload, now)?;
+    Ok(payload)
+}
+
 fn migrate(conn: &mut Connection, path: &str) -> Result<(), Error> {
     let err = |what| {
         move |source| Error::Sqlite {
@@ -1016,6 +1163,72 @@ mod tests {
             "INSERT INTO sessions (provider, session_id, amount) VALUES ('m', 'a/b %?#', '0.5')",
         )
         .unwrap();
+    }
+
+    /// A ledger at schema version `v`, made by applying the first `v` migrations by hand.
+    fn ledger_at_version(path: &Path, v: usize) -> Connection {
+        let c = Connection::open(path).unwrap();
+        for sql in &schema::MIGRATIONS[..v] {
+            c.execute_batch(sql).unwrap();
+        }
+        c.pragma_update(None, "user_version", v as i64).unwrap();
+        c
+    }
+
+    fn schema_of(c: &Connection) -> Vec<String> {
+        let mut stmt = c
+            .prepare("SELECT type || ' ' || name || ' ' || coalesce(sql, '') FROM sqlite_master ORDER BY name")
+            .unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn version_1_upgrades_keeping_its_rows_to_the_fresh_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = dir.path().join("old.db");
+        let c = ledger_at_version(&old, 1);
+        c.execute_batch(
+            "INSERT INTO sessions (provider, session_id, amount) VALUES ('mopay', 'kept', '5.00')",
+        )
+        .unwrap();
+        drop(c);
+        let l = Ledger::open(&old).unwrap();
+        assert_eq!(l.find("kept").unwrap()[0].amount.as_deref(), Some("5.00"));
+        drop(l);
+        let fresh = dir.path().join("fresh.db");
+        drop(Ledger::open(&fresh).unwrap());
+        let (a, b) = (
+            Connection::open(&old).unwrap(),
+            Connection::open(&fresh).unwrap(),
+        );
+        assert_eq!(schema_of(&a), schema_of(&b));
+        let v: i64 = a
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, schema::VERSION);
+    }
+
+    #[test]
+    fn a_failed_upgrade_rolls_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.db");
+        let c = ledger_at_version(&path, 1);
+        // Something in the way of migration 2.
+        c.execute_batch("CREATE TABLE provider_state (x INTEGER)")
+            .unwrap();
+        let before = schema_of(&c);
+        drop(c);
+        let e = Ledger::open(&path).err().unwrap().to_string();
+        assert!(e.contains("migrating"), "{e}");
+        let c = Connection::open(&path).unwrap();
+        assert_eq!(schema_of(&c), before, "half a migration was left behind");
+        let v: i64 = c
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, 1);
     }
 
     #[test]

@@ -120,6 +120,8 @@ pub struct Session {
     pub payment_method: Option<String>,
     pub provider_completed_at: Option<String>,
     pub resolved_at: Option<String>,
+    /// When an EXPIRED session is asked once more (a late payment shows up as an anomaly).
+    pub late_check_at: Option<String>,
 }
 
 #[cfg(test)]
@@ -148,6 +150,7 @@ impl Session {
             payment_method: None,
             provider_completed_at: None,
             resolved_at: None,
+            late_check_at: None,
         }
     }
 }
@@ -250,6 +253,16 @@ pub enum Record {
         charged: bool,
         /// Which ledger fields were compared with the provider's (for the event).
         compared: Vec<&'static str>,
+        /// For EXPIRED: when to ask the provider once more.
+        late_check_at: Option<Timestamp>,
+    },
+    /// The late check of an EXPIRED session: no state change, perhaps an anomaly.
+    LateCheck {
+        rowid: i64,
+        /// `None` once the provider answered; else when to try again.
+        next: Option<Timestamp>,
+        last_error: Option<String>,
+        anomaly: Option<Anomaly>,
     },
     /// Still pending: check again at `next_check_at`.
     Reschedule {
@@ -275,9 +288,20 @@ impl Record {
         match self {
             Record::Transition { rowid, .. }
             | Record::Reschedule { rowid, .. }
-            | Record::Release { rowid, .. } => *rowid,
+            | Record::Release { rowid, .. }
+            | Record::LateCheck { rowid, .. } => *rowid,
         }
     }
+}
+
+/// A provider answer that contradicts a session's final state: recorded as a
+/// `session.anomaly` event, never as a state change.
+#[derive(Debug, Clone)]
+pub struct Anomaly {
+    /// What the provider's answer would have meant, in our states.
+    pub provider_says: Status,
+    pub reason: String,
+    pub facts: Facts,
 }
 
 /// An event row as written to the outbox.
@@ -373,6 +397,16 @@ pub enum Enqueued {
     AlreadyPresent,
 }
 
+/// What the daemon last learned about a provider as a whole.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ProviderState {
+    pub provider: String,
+    pub auth_refused_at: Option<String>,
+    pub auth_error: Option<String>,
+    pub paused_until: Option<String>,
+    pub last_answer_at: Option<String>,
+}
+
 /// Counts for `stats`.
 #[derive(Debug, Clone, Default)]
 pub struct Stats {
@@ -384,6 +418,10 @@ pub struct Stats {
     pub events_total: i64,
     /// `(currency, count, sum)` of COMPLETED sessions, summed as decimals.
     pub completed: Vec<(String, u64, Decimal)>,
+    pub providers: Vec<ProviderState>,
+    /// EXPIRED sessions still waiting for their late check.
+    pub late_checks_waiting: i64,
+    pub anomalies: i64,
 }
 
 /// Filter for `list`.

@@ -84,6 +84,22 @@ CREATE TABLE events (
 CREATE INDEX events_due ON events (next_attempt_at) WHERE delivered_at IS NULL AND dead_at IS NULL;
 CREATE INDEX events_by_session ON events (session);
 "#,
+    // 2: the late check of EXPIRED sessions, and what the daemon knows about each provider.
+    r#"
+ALTER TABLE sessions ADD COLUMN late_check_at TEXT;
+-- Late checks due: only EXPIRED sessions not yet asked again carry a time here.
+CREATE INDEX sessions_late_check ON sessions (late_check_at) WHERE late_check_at IS NOT NULL;
+
+CREATE TABLE provider_state (
+    provider        TEXT PRIMARY KEY,
+    -- Set when the provider refused the credentials (401/403); cleared by its next answer.
+    auth_refused_at TEXT,
+    auth_error      TEXT,
+    -- Set by a 429: no calls before this time.
+    paused_until    TEXT,
+    last_answer_at  TEXT
+);
+"#,
 ];
 
 /// The schema version this build writes.

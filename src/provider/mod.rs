@@ -146,7 +146,12 @@ pub struct Provider {
     client: reqwest::Client,
     http: HttpConfig,
     limiters: Vec<DefaultDirectRateLimiter>,
+    /// Set by a 429: no call to this provider before this instant, from any check.
+    paused_until: std::sync::Mutex<Option<tokio::time::Instant>>,
 }
+
+/// How long a 429 without a usable `Retry-After` pauses the provider `[assumed]`.
+pub const DEFAULT_429_PAUSE: Duration = Duration::from_secs(5);
 
 /// All configured providers by name.
 pub type Providers = HashMap<String, Arc<Provider>>;
@@ -190,8 +195,9 @@ impl Provider {
             .rate_limits
             .iter()
             .map(|(n, per)| {
-                // Burst of one: the limit is a ceiling in any window, not an average.
-                let quota = Quota::with_period(*per / n.get())
+                // Burst of one: the limit is a ceiling in any window, not an average. The 2% margin
+                // keeps it a ceiling at the provider too, where arrival times jitter by a few ms.
+                let quota = Quota::with_period(per.mul_f64(1.02) / n.get())
                     .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
                     .allow_burst(NonZeroU32::MIN);
                 RateLimiter::direct(quota)
@@ -203,12 +209,31 @@ impl Provider {
             client,
             http,
             limiters,
+            paused_until: std::sync::Mutex::new(None),
         }
     }
 
+    /// Pauses every call to this provider for `d` (a longer pause already set wins).
+    pub fn pause_for(&self, d: Duration) {
+        let until = tokio::time::Instant::now() + d;
+        // Only an Instant lives behind this lock; a poisoned one still holds a usable value.
+        let mut p = self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
+        if p.is_none_or(|cur| cur < until) {
+            *p = Some(until);
+        }
+    }
+
+    /// How long the provider is still paused, if it is.
+    pub fn paused_remaining(&self) -> Option<Duration> {
+        let p = *self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
+        p.map(|until| until.saturating_duration_since(tokio::time::Instant::now()))
+            .filter(|d| !d.is_zero())
+    }
+
     /// Asks the provider about one session, retrying transient failures within the check with
-    /// exponential backoff and jitter. A 429 waits its `Retry-After` when that fits in
-    /// `http.retry_max`; a longer one ends the check so the session is rescheduled instead.
+    /// exponential backoff and jitter. A 429 pauses the whole provider for its `Retry-After`:
+    /// checks wait out a pause that fits in `http.retry_max`, and end at once (with
+    /// [`Error::RateLimited`], so the session is rescheduled uncharged) when it is longer.
     pub fn check<'a>(&'a self, session_id: &'a str) -> BoxFuture<'a, Result<Answer, Error>> {
         Box::pin(async move {
             let policy = ExponentialBuilder::default()
@@ -224,7 +249,8 @@ impl Provider {
                 .adjust(move |e, dur| match (e, dur) {
                     (_, None) => None,
                     (Error::RateLimited { retry_after: Some(ra) }, Some(_)) if *ra > retry_max => None,
-                    (Error::RateLimited { retry_after: Some(ra) }, Some(_)) => Some(*ra),
+                    // The next attempt itself waits out the provider's pause.
+                    (Error::RateLimited { .. }, Some(_)) => Some(Duration::ZERO),
                     (_, d) => d,
                 })
                 .notify(|e, dur| {
@@ -235,6 +261,14 @@ impl Provider {
     }
 
     async fn attempt(&self, session_id: &str) -> Result<Answer, Error> {
+        if let Some(rest) = self.paused_remaining() {
+            if rest > self.http.retry_max {
+                return Err(Error::RateLimited {
+                    retry_after: Some(rest),
+                });
+            }
+            tokio::time::sleep(rest).await;
+        }
         for limiter in &self.limiters {
             limiter.until_ready().await;
         }
@@ -257,9 +291,15 @@ impl Provider {
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
                 Err(Error::Unauthorized(status.as_u16()))
             }
-            StatusCode::TOO_MANY_REQUESTS => Err(Error::RateLimited {
-                retry_after: http::retry_after(response.headers(), chrono::Utc::now()),
-            }),
+            StatusCode::TOO_MANY_REQUESTS => {
+                let pause = http::retry_after(response.headers(), chrono::Utc::now())
+                    .unwrap_or(DEFAULT_429_PAUSE);
+                tracing::warn!(provider = %self.name, pause = %humantime::format_duration(pause), "HTTP 429: pausing calls to this provider");
+                self.pause_for(pause);
+                Err(Error::RateLimited {
+                    retry_after: Some(pause),
+                })
+            }
             s => Err(Error::Status(s.as_u16())),
         }
     }
