@@ -50,6 +50,12 @@ pub enum Fault {
     Oversized,
     /// 200 with `{"success": false}`.
     FalseSuccess,
+    /// HTTP 429 with `Retry-After: 120`.
+    RateLimitLong,
+    /// HTTP 429 with `Retry-After` as an HTTP date two seconds ahead.
+    RateLimitDate,
+    /// HTTP 404, then the rest of the behaviour (an answer resets the count).
+    NotFound,
 }
 
 /// The answer once faults and pending polls are over.
@@ -71,6 +77,8 @@ pub enum Final {
     Unknown,
     /// COMPLETED with `transactionStatus: failed`.
     Unpaid,
+    /// EXPIRED once, COMPLETED on every later poll: a payment after expiry.
+    LatePayment,
 }
 
 const FAULTS: &[(&str, Fault)] = &[
@@ -80,6 +88,9 @@ const FAULTS: &[(&str, Fault)] = &[
     ("truncated", Fault::Truncated),
     ("oversized", Fault::Oversized),
     ("falsesuccess", Fault::FalseSuccess),
+    ("429long", Fault::RateLimitLong),
+    ("429date", Fault::RateLimitDate),
+    ("404", Fault::NotFound),
 ];
 
 const FINALS: &[(&str, Final)] = &[
@@ -93,6 +104,7 @@ const FINALS: &[(&str, Final)] = &[
     ("reference", Final::ReferenceMismatch),
     ("unknown", Final::Unknown),
     ("unpaid", Final::Unpaid),
+    ("latepay", Final::LatePayment),
 ];
 
 impl Default for Behaviour {
@@ -178,6 +190,8 @@ pub struct Sim {
     hasher: RandomState,
     /// Status requests answered, for tests and benchmarks.
     pub status_requests: AtomicU64,
+    /// Arrival times of status requests, kept only after [`Sim::record_arrivals`].
+    arrivals: Mutex<Option<Vec<std::time::Instant>>>,
     /// When set, status and create calls need `Authorization: Bearer <key>`.
     api_key: Option<String>,
 }
@@ -188,6 +202,7 @@ impl Sim {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             hasher: RandomState::new(),
             status_requests: AtomicU64::new(0),
+            arrivals: Mutex::new(None),
             api_key,
         })
     }
@@ -209,6 +224,31 @@ impl Sim {
                 polls: 0,
             },
         );
+    }
+
+    /// Starts keeping the arrival time of every status request (for rate-limit measurements).
+    pub fn record_arrivals(&self) {
+        *self.arrivals.lock().unwrap_or_else(|p| p.into_inner()) = Some(Vec::new());
+    }
+
+    /// The most status requests that arrived within any `window` (sliding), since
+    /// [`Sim::record_arrivals`].
+    pub fn max_in_window(&self, window: Duration) -> usize {
+        let guard = self.arrivals.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(times) = guard.as_ref() else {
+            return 0;
+        };
+        let mut times = times.clone();
+        times.sort();
+        let mut best = 0;
+        let mut start = 0;
+        for end in 0..times.len() {
+            while times[end].duration_since(times[start]) >= window {
+                start += 1;
+            }
+            best = best.max(end - start + 1);
+        }
+        best
     }
 
     /// How many times a session was polled.
@@ -400,6 +440,14 @@ async fn status(
     Path(session_id): Path<String>,
 ) -> Response {
     sim.status_requests.fetch_add(1, Ordering::Relaxed);
+    if let Some(times) = sim
+        .arrivals
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_mut()
+    {
+        times.push(std::time::Instant::now());
+    }
     if !sim.authorised(&headers) {
         return json_response(
             StatusCode::UNAUTHORIZED,
@@ -462,6 +510,26 @@ fn answer(session_id: &str, s: &SimSession, poll: u32) -> Response {
                 StatusCode::OK,
                 json!({"success": false, "error": "Temporary error"}),
             ),
+            Fault::RateLimitLong => (
+                StatusCode::TOO_MANY_REQUESTS,
+                [(header::RETRY_AFTER, "120")],
+                "Too Many Requests",
+            )
+                .into_response(),
+            Fault::RateLimitDate => {
+                let at = chrono::Utc::now() + chrono::Duration::seconds(2);
+                let date = at.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+                (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    [(header::RETRY_AFTER, date)],
+                    "Too Many Requests",
+                )
+                    .into_response()
+            }
+            Fault::NotFound => json_response(
+                StatusCode::NOT_FOUND,
+                json!({"success": false, "error": "Session not found"}),
+            ),
         };
     }
     if b.last == Final::NotFound {
@@ -507,6 +575,15 @@ fn answer(session_id: &str, s: &SimSession, poll: u32) -> Response {
             ),
             Final::Unknown => ("ON_HOLD", "pending", s.amount.clone(), s.reference.clone()),
             Final::Unpaid => ("COMPLETED", "failed", s.amount.clone(), s.reference.clone()),
+            Final::LatePayment if poll - faults == b.pending_polls => {
+                ("EXPIRED", "expired", s.amount.clone(), s.reference.clone())
+            }
+            Final::LatePayment => (
+                "COMPLETED",
+                "success",
+                s.amount.clone(),
+                s.reference.clone(),
+            ),
             Final::Pending | Final::NotFound => {
                 ("PENDING", "pending", s.amount.clone(), s.reference.clone())
             }

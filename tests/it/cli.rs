@@ -78,7 +78,12 @@ async fn import_is_all_or_nothing_names_the_line_and_is_idempotent() {
          mopay,MOP_1_A1,A1,100.00,LSL,2026-11-01T10:00:00Z\n\
          mopay,MOP_2_A2,A2,12.3.4,LSL,\n\
          mopay,MOP_3_A3,A3,5.00,LSL,yesterday\n\
-         paypal,P1,,,,\n",
+         paypal,P1,,,,\n\
+         mopay,\"bad\u{1}id\",,,,\n"
+            .to_string()
+            + "mopay,"
+            + &"x".repeat(300)
+            + ",,,,\n",
     )
     .unwrap();
     let mut c = env.cmd();
@@ -89,6 +94,14 @@ async fn import_is_all_or_nothing_names_the_line_and_is_idempotent() {
     assert!(err.contains("line 3: amount"), "{err}");
     assert!(err.contains("line 4: created_at"), "{err}");
     assert!(err.contains("line 5: provider"), "{err}");
+    assert!(
+        err.contains("line 6: session_id") && err.contains("control character"),
+        "{err}"
+    );
+    assert!(
+        err.contains("line 7: session_id") && err.contains("300 bytes"),
+        "{err}"
+    );
     assert!(err.contains("nothing imported"), "{err}");
     assert_eq!(count(&env.ledger(), "SELECT count(*) FROM sessions"), 0);
 
@@ -384,6 +397,16 @@ async fn the_bearer_key_is_sent_and_a_refusal_stops_the_provider() {
     let calls: u32 = (0..5).map(|i| env.sim.polls(&format!("auth{i}"))).sum();
     assert!(calls < 5, "calls continued after the refusal: {calls}");
 
+    // `stats` reports the refusal until the provider answers again.
+    let mut c = env.cmd();
+    c.arg("stats");
+    let (out, _) = text(&output(c).await);
+    assert!(
+        out.contains("provider mopay: CREDENTIALS REFUSED at"),
+        "{out}"
+    );
+    assert!(out.contains("HTTP 401"), "{out}");
+
     // The right key: every session completes.
     let mut c = env.cmd();
     c.arg("once")
@@ -397,6 +420,10 @@ async fn the_bearer_key_is_sent_and_a_refusal_stops_the_provider() {
         ),
         5
     );
+    let mut c = env.cmd();
+    c.arg("stats");
+    let (out, _) = text(&output(c).await);
+    assert!(!out.contains("CREDENTIALS REFUSED"), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

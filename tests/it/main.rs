@@ -5,4 +5,5 @@ mod cli;
 mod export;
 mod outbox;
 mod reconcile;
+mod rules;
 mod support;

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod hostile;
 pub mod receiver;
 
 use std::path::PathBuf;
@@ -58,6 +59,7 @@ max = "300ms"
 jitter = 0.1
 max_age = "1h"
 not_found_after = 3
+late_check = "7d"
 [http]
 timeout = "2s"
 retries = 3
@@ -151,7 +153,7 @@ impl Env {
             })
             .collect();
         assert!(found, "no key {key} in the test config");
-        std::fs::write(&self.config_path, out.join("\n")).unwrap();
+        std::fs::write(&self.config_path, out.join("\n") + "\n").unwrap();
     }
 
     pub fn ledger(&self) -> Ledger {
