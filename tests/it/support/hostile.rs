@@ -59,7 +59,7 @@ impl Hostile {
                     }
                     match mode {
                         Mode::Reset => {
-                            let _ = sock.set_linger(Some(Duration::ZERO));
+                            let _ = sock.set_zero_linger();
                         }
                         Mode::Hang => {
                             s.cancelled().await;
