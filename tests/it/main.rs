@@ -2,6 +2,7 @@
 //! HTTP, the real `payrecon` binary for the command line. No mocks of our own code.
 
 mod cli;
+mod crash;
 mod export;
 mod outbox;
 mod reconcile;
