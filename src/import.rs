@@ -145,3 +145,55 @@ pub fn field_error(e: &str) -> String {
         _ => e.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn config(ledger: &Path) -> Config {
+        let text = format!(
+            "[ledger]\npath = {ledger:?}\n[providers.mopay]\nkind = \"mopay\"\nbase_url = \"http://127.0.0.1:9\"\n"
+        );
+        Config::parse(&text, &|_| None).unwrap()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+        /// Arbitrary bytes, or CSV-shaped noise under a valid header: never a panic, and a
+        /// failed import leaves the ledger empty.
+        #[test]
+        fn arbitrary_files_never_panic_and_fail_whole(
+            raw in prop::collection::vec(any::<u8>(), 0..400),
+            rows in prop::collection::vec(("(mopay|paypal|)", "\\PC{0,12}", "[0-9.,a-z-]{0,8}", "\\PC{0,26}"), 0..12),
+            header in any::<bool>(),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let cfg = config(&dir.path().join("l.db"));
+            let ledger = Ledger::open(&cfg.ledger_path).unwrap();
+            let file = dir.path().join("in.csv");
+            let mut bytes = Vec::new();
+            if header {
+                bytes.extend_from_slice(b"provider,session_id,amount,created_at\n");
+                for (p, id, amount, created) in &rows {
+                    let mut w = csv::Writer::from_writer(Vec::new());
+                    w.write_record([p, id, amount, created]).unwrap();
+                    bytes.extend(w.into_inner().unwrap());
+                }
+            } else {
+                bytes = raw;
+            }
+            std::fs::write(&file, &bytes).unwrap();
+            let result = run(&cfg, &ledger, &file);
+            let n = ledger.query_strings("SELECT count(*) FROM sessions").unwrap()[0].clone();
+            match result {
+                Ok(out) => prop_assert_eq!(n, out.added.to_string()),
+                Err(e) => {
+                    prop_assert_eq!(n, "0");
+                    prop_assert!(e.chain().any(|c| c.is::<UsageError>()), "{e:#}");
+                }
+            }
+        }
+    }
+}

@@ -921,4 +921,54 @@ mod tests {
         let ms = at(&near, 0.5);
         assert!((99_000..=100_000).contains(&ms), "{ms}");
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn mapped() -> impl Strategy<Value = Mapped> {
+            prop::sample::select(vec![
+                Mapped::Pending,
+                Mapped::Paid,
+                Mapped::Failed,
+                Mapped::Cancelled,
+                Mapped::Expired,
+                Mapped::Unrecognised,
+            ])
+        }
+
+        proptest! {
+            /// Only a provider's own word reaches a final state; COMPLETED needs every compared
+            /// field to match; a young session is never expired by age.
+            #[test]
+            fn decisions_follow_the_provider_and_the_ledger(
+                m in mapped(),
+                cents in 0u32..100_000,
+                ledger_cents in 0u32..100_000,
+                same_ref in any::<bool>(),
+                jitter in 0.0f64..1.0,
+            ) {
+                let mut s = session(Duration::from_secs(60));
+                s.amount = Some(format!("{}.{:02}", ledger_cents / 100, ledger_cents % 100));
+                let mut f = ProviderFacts::new("X", m);
+                f.amount = Some(Decimal::new(i64::from(cents), 2));
+                f.reference = Some(if same_ref { "ORDER1".into() } else { "ORDER2".into() });
+                let rec = decide(&s, &Ok(Answer::Found(f)), clock::now(), &backoff(), Source::Poll, jitter);
+                let to = match rec {
+                    Record::Transition { to, .. } => Some(to),
+                    _ => None,
+                };
+                let matches = cents == ledger_cents && same_ref;
+                let want = match m {
+                    Mapped::Paid if matches => Some(Status::Completed),
+                    Mapped::Paid => Some(Status::Review),
+                    Mapped::Failed => Some(Status::Failed),
+                    Mapped::Cancelled => Some(Status::Cancelled),
+                    Mapped::Expired => Some(Status::Expired),
+                    Mapped::Pending | Mapped::Unrecognised => None,
+                };
+                prop_assert_eq!(to, want);
+            }
+        }
+    }
 }

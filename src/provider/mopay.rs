@@ -250,4 +250,86 @@ mod tests {
             Err(Error::Malformed(_))
         ));
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// The table of PROVIDERS.md, written again here from the document, independently of
+        /// `map_status`: what a body with this status and transactionStatus must map to.
+        fn documented(status: &str, tx: Option<&str>) -> Mapped {
+            match status.to_ascii_uppercase().as_str() {
+                "COMPLETED" if tx.is_some_and(|t| t.eq_ignore_ascii_case("success")) => {
+                    Mapped::Paid
+                }
+                "COMPLETED" | "CREATED" | "PROCESSING" | "PENDING" => Mapped::Pending,
+                "FAILED" => Mapped::Failed,
+                "CANCELLED" => Mapped::Cancelled,
+                "EXPIRED" => Mapped::Expired,
+                _ => Mapped::Unrecognised,
+            }
+        }
+
+        fn word() -> impl Strategy<Value = String> {
+            prop_oneof![
+                prop::sample::select(vec![
+                    "COMPLETED",
+                    "completed",
+                    "Completed",
+                    "CREATED",
+                    "PROCESSING",
+                    "PENDING",
+                    "FAILED",
+                    "CANCELLED",
+                    "CANCELED",
+                    "EXPIRED",
+                    "success",
+                    "SUCCESS",
+                    "failed",
+                    "PAID",
+                    "",
+                    " COMPLETED",
+                    "COMPLETED ",
+                    "COMPLETED\u{0}",
+                    "ＣＯＭＰＬＥＴＥＤ",
+                ])
+                .prop_map(String::from),
+                "\\PC{0,12}",
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+            #[test]
+            fn arbitrary_bytes_never_panic_and_never_say_paid(body in prop::collection::vec(any::<u8>(), 0..512)) {
+                if let Ok(f) = adapter().parse("MOP_1", &body) {
+                    // Only a JSON body saying success and a status can parse at all.
+                    prop_assert!(serde_json::from_slice::<serde_json::Value>(&body).is_ok());
+                    prop_assert!(f.mapped != Mapped::Paid || f.raw_status.eq_ignore_ascii_case("COMPLETED"));
+                }
+            }
+
+            #[test]
+            fn a_terminal_state_only_from_a_body_that_says_one(
+                status in word(),
+                tx in prop::option::of(word()),
+                amount in prop::option::of("[0-9]{1,6}(\\.[0-9]{1,2})?"),
+                junk in "\\PC{0,20}",
+            ) {
+                let body = serde_json::json!({
+                    "success": true,
+                    "session": {
+                        "sessionId": "MOP_1",
+                        "status": status,
+                        "transactionStatus": tx,
+                        "amount": amount,
+                        "extra": junk,
+                    }
+                });
+                let f = adapter().parse("MOP_1", body.to_string().as_bytes()).unwrap();
+                prop_assert_eq!(f.mapped, documented(&status, tx.as_deref()));
+            }
+        }
+    }
 }
