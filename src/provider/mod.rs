@@ -85,7 +85,7 @@ pub enum Error {
     Connect(String),
     #[error("timed out")]
     Timeout,
-    #[error("HTTP {0}")]
+    #[error("HTTP {0}{hint}", hint = if (300..400).contains(.0) { " (a redirect, not followed: check base_url)" } else { "" })]
     Status(u16),
     #[error("HTTP 429 rate limited{}", retry_after.map(|d| format!(" (retry after {})", humantime::format_duration(d))).unwrap_or_default())]
     RateLimited { retry_after: Option<Duration> },

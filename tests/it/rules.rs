@@ -36,7 +36,7 @@ async fn hostile_transport_failures_are_retried_then_left_pending() {
         (Mode::HalfHeaders, "connection failed", 3),
         (Mode::Hang, "timed out", 3),
         (Mode::Endless, "larger than http.max_body", 3),
-        (Mode::Redirect, "HTTP 302", 1),
+        (Mode::Redirect, "HTTP 302 (a redirect, not followed", 1),
     ];
     for (mode, error, connections) in cases {
         let hostile = Hostile::start(mode).await;
