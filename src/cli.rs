@@ -232,6 +232,15 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::CheckConfig => {
             let cfg = load_with_secrets(&cli)?;
             print!("{}", describe(&cfg));
+            if !cfg.warnings.is_empty() {
+                let path = cli.config.clone().unwrap_or_else(config::default_path);
+                return Err(UsageError::new(format!(
+                    "{}: {}",
+                    path.display(),
+                    cfg.warnings.join("; ")
+                ))
+                .into());
+            }
             println!("config OK");
         }
         Command::Run => {
@@ -738,10 +747,23 @@ fn describe(cfg: &Config) -> String {
         out.push_str("providers            none configured: add a [providers.NAME] table\n");
     }
     for p in &cfg.providers {
-        let key = match (&p.api_key_env, &p.api_key) {
-            (Some(var), Some(_)) => format!("key from ${var} (set)"),
-            (Some(var), None) => format!("key from ${var} (NOT SET)"),
-            (None, _) => "no key".to_string(),
+        let shown = |what: &str, var: &Option<String>, value: bool| match (var, value) {
+            (Some(var), true) => Some(format!("{what} from ${var} (set)")),
+            (Some(var), false) => Some(format!("{what} from ${var} (NOT SET)")),
+            (None, _) => None,
+        };
+        let keys: Vec<String> = [
+            shown("key", &p.api_key_env, p.api_key.is_some()),
+            shown("public key", &p.public_key_env, p.public_key.is_some()),
+            shown("secret key", &p.secret_key_env, p.secret_key.is_some()),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let key = if keys.is_empty() {
+            "no key".to_string()
+        } else {
+            keys.join(", ")
         };
         let limits: Vec<String> = p
             .rate_limits
@@ -749,7 +771,7 @@ fn describe(cfg: &Config) -> String {
             .map(|(n, per)| format!("{n}/{}", d(*per)))
             .collect();
         out.push_str(&format!(
-            "providers.{:<10} kind {}, {}, {key}, rate limit {}\n",
+            "providers.{:<10} kind {}, {}, {key}, rate limit {}, timeout {}{}\n",
             p.name,
             p.kind,
             p.base_url,
@@ -757,7 +779,9 @@ fn describe(cfg: &Config) -> String {
                 "off".to_string()
             } else {
                 limits.join(" and ")
-            }
+            },
+            d(p.timeout),
+            if p.long_poll { " (long poll)" } else { "" }
         ));
     }
     out.push_str(&format!("log.format           {:?}\n", cfg.log_format));

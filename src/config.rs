@@ -149,7 +149,45 @@ pub struct RawProvider {
     pub kind: String,
     pub base_url: Option<String>,
     pub api_key_env: Option<String>,
+    pub public_key_env: Option<String>,
+    pub secret_key_env: Option<String>,
     pub rate_limit: Option<RateLimitSpec>,
+    // little
+    pub long_poll: Option<bool>,
+    pub long_poll_timeout: Option<String>,
+    // mopay_ng
+    pub status_endpoint: Option<String>,
+    pub id_param: Option<String>,
+    pub status_pointer: Option<String>,
+    pub amount_pointer: Option<String>,
+    pub reference_pointer: Option<String>,
+    pub currency_pointer: Option<String>,
+    pub status_map: Option<BTreeMap<String, String>>,
+}
+
+impl RawProvider {
+    /// The kind-specific keys this table sets, for "only for kind …" errors.
+    fn extra_keys(&self) -> Vec<&'static str> {
+        let mut keys = Vec::new();
+        let mut note = |set: bool, k: &'static str| {
+            if set {
+                keys.push(k);
+            }
+        };
+        note(self.api_key_env.is_some(), "api_key_env");
+        note(self.public_key_env.is_some(), "public_key_env");
+        note(self.secret_key_env.is_some(), "secret_key_env");
+        note(self.long_poll.is_some(), "long_poll");
+        note(self.long_poll_timeout.is_some(), "long_poll_timeout");
+        note(self.status_endpoint.is_some(), "status_endpoint");
+        note(self.id_param.is_some(), "id_param");
+        note(self.status_pointer.is_some(), "status_pointer");
+        note(self.amount_pointer.is_some(), "amount_pointer");
+        note(self.reference_pointer.is_some(), "reference_pointer");
+        note(self.currency_pointer.is_some(), "currency_pointer");
+        note(self.status_map.is_some(), "status_map");
+        keys
+    }
 }
 
 /// `"10/s"` or a list of such windows.
@@ -231,6 +269,9 @@ pub struct Config {
     pub events_log: bool,
     /// The outbound webhook, when `[events.webhook]` is configured.
     pub webhook: Option<WebhookConfig>,
+    /// Settings that leave a provider unable to reach a final state (e.g. Mopay Nigeria without
+    /// a status table): `check-config` fails on them, `run` warns.
+    pub warnings: Vec<String>,
     /// Secrets the config names but the environment does not hold (or holds malformed).
     /// Commands that call providers or sign webhooks refuse to start while any are listed;
     /// commands that only read the ledger do not need them.
@@ -343,9 +384,6 @@ impl HttpConfig {
     }
 }
 
-/// The provider kinds this build has an adapter for.
-pub const PROVIDER_KINDS: &[&str] = &["mopay"];
-
 #[derive(Debug, Clone)]
 pub struct ProviderConfig {
     /// The table name under `[providers]`, which is the ledger's `provider` column.
@@ -354,8 +392,34 @@ pub struct ProviderConfig {
     pub base_url: reqwest::Url,
     pub api_key_env: Option<String>,
     pub api_key: Option<Secret>,
+    pub public_key_env: Option<String>,
+    pub public_key: Option<Secret>,
+    pub secret_key_env: Option<String>,
+    pub secret_key: Option<Secret>,
     /// Each window is `(count, per)`; all must be honoured together.
     pub rate_limits: Vec<(NonZeroU32, Duration)>,
+    /// Little: hold status calls open until the status changes.
+    pub long_poll: bool,
+    /// The timeout of this provider's status calls (`long_poll_timeout` when long polling,
+    /// else `http.timeout`).
+    pub timeout: Duration,
+    /// Mopay Nigeria's configured status lookup.
+    pub mopay_ng: MopayNgConfig,
+}
+
+/// Mopay Nigeria publishes no status endpoint: these come from the config `[assumed]`.
+#[derive(Debug, Clone, Default)]
+pub struct MopayNgConfig {
+    /// The `req=` value of the status lookup.
+    pub status_endpoint: Option<String>,
+    /// The query parameter that carries the session id (default `reference`).
+    pub id_param: String,
+    pub status_pointer: Option<String>,
+    pub amount_pointer: Option<String>,
+    pub reference_pointer: Option<String>,
+    pub currency_pointer: Option<String>,
+    /// Provider status word → ours (`PENDING`, `COMPLETED`, `FAILED`, `CANCELLED`, `EXPIRED`).
+    pub status_map: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -470,7 +534,31 @@ impl Config {
         let mut secret_problems = Vec::new();
         let mut providers = Vec::new();
         for (name, p) in &raw.providers {
-            providers.push(provider(name, p, env, &mut secret_problems)?);
+            providers.push(provider(name, p, http.timeout, env, &mut secret_problems)?);
+        }
+        let mut warnings = Vec::new();
+        for p in &providers {
+            if let Some(spec) = crate::provider::KINDS.iter().find(|k| k.kind == p.kind) {
+                warnings.extend(
+                    (spec.check)(p)
+                        .into_iter()
+                        .map(|w| format!("providers.{}: {w}", p.name)),
+                );
+            }
+            // The lease must outlast this provider's longest check too (long polls are long).
+            let worst = HttpConfig {
+                timeout: p.timeout,
+                ..http.clone()
+            }
+            .worst_check_time();
+            if schedule.lease <= worst {
+                return Err(UsageError::new(format!(
+                    "schedule.lease: {} is shorter than the longest check of provider {} ({}); raise the lease",
+                    s.lease,
+                    p.name,
+                    humantime::format_duration(worst)
+                )));
+            }
         }
         let webhook = raw
             .events
@@ -495,6 +583,7 @@ impl Config {
             providers,
             events_log: raw.events.log,
             webhook,
+            warnings,
             secret_problems,
             log_format,
         })
@@ -568,6 +657,7 @@ fn webhook(
 fn provider(
     name: &str,
     p: &RawProvider,
+    http_timeout: Duration,
     env: EnvLookup<'_>,
     problems: &mut Vec<String>,
 ) -> Result<ProviderConfig, UsageError> {
@@ -582,25 +672,39 @@ fn provider(
             "providers.{name:?}: a provider name must be 1 to 64 letters, digits, '_' or '-'"
         )));
     }
-    if !PROVIDER_KINDS.contains(&p.kind.as_str()) {
+    let Some(spec) = crate::provider::KINDS.iter().find(|k| k.kind == p.kind) else {
         return Err(UsageError::new(format!(
             "{}: unknown kind {:?} (this build supports: {})",
             key("kind"),
             p.kind,
-            PROVIDER_KINDS.join(", ")
+            crate::provider::KINDS
+                .iter()
+                .map(|k| k.kind)
+                .collect::<Vec<_>>()
+                .join(", ")
         )));
-    }
-    let default_url = match p.kind.as_str() {
-        "mopay" => Some("https://pay.mopay.co.ls"), // [seed 000]
-        _ => None,
     };
-    let url_text = p.base_url.as_deref().or(default_url).ok_or_else(|| {
-        UsageError::new(format!(
-            "{}: required for kind {:?}",
-            key("base_url"),
-            p.kind
-        ))
-    })?;
+    for k in p.extra_keys() {
+        if !spec.keys.contains(&k) {
+            return Err(UsageError::new(format!(
+                "{}: not a setting of kind {:?} (its settings: {})",
+                key(k),
+                p.kind,
+                spec.keys.join(", ")
+            )));
+        }
+    }
+    let url_text = p
+        .base_url
+        .as_deref()
+        .or(spec.default_base_url)
+        .ok_or_else(|| {
+            UsageError::new(format!(
+                "{}: required for kind {:?} (no public default)",
+                key("base_url"),
+                p.kind
+            ))
+        })?;
     let base_url = reqwest::Url::parse(url_text)
         .ok()
         .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
@@ -610,21 +714,49 @@ fn provider(
                 key("base_url")
             ))
         })?;
-    let api_key = match &p.api_key_env {
-        None => None,
-        Some(var) => match env(var).filter(|v| !v.trim().is_empty()) {
-            Some(value) => Some(Secret::new(value.trim().to_string())),
+    // Secrets: the variable names are required where the kind needs them; their values only by
+    // the commands that call providers (see `Config::require_secrets`).
+    let mut secret = |field: &str,
+                      var: &Option<String>,
+                      required: bool|
+     -> Result<Option<Secret>, UsageError> {
+        let Some(var) = var else {
+            if required {
+                return Err(UsageError::new(format!(
+                    "{}: required for kind {:?} (the name of the environment variable that holds it)",
+                    key(field),
+                    p.kind
+                )));
+            }
+            return Ok(None);
+        };
+        match env(var).filter(|v| !v.trim().is_empty()) {
+            Some(value) => Ok(Some(Secret::new(value.trim().to_string()))),
             None => {
                 problems.push(format!(
-                    "{}: environment variable {var} is not set (export it, or remove the key to call without credentials)",
-                    key("api_key_env")
+                    "{}: environment variable {var} is not set",
+                    key(field)
                 ));
-                None
+                Ok(None)
             }
-        },
+        }
+    };
+    use crate::provider::SecretNeeds;
+    let (api_key, public_key, secret_key) = match spec.secrets {
+        SecretNeeds::OptionalApiKey => (secret("api_key_env", &p.api_key_env, false)?, None, None),
+        SecretNeeds::ApiKey => (secret("api_key_env", &p.api_key_env, true)?, None, None),
+        SecretNeeds::KeyPair => (
+            None,
+            secret("public_key_env", &p.public_key_env, true)?,
+            secret("secret_key_env", &p.secret_key_env, true)?,
+        ),
     };
     let specs = match &p.rate_limit {
-        None => vec!["10/s".to_string()], // [assumed] MoPay publishes no limit.
+        None => spec
+            .default_rate_limits
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
         Some(RateLimitSpec::One(s)) => vec![s.clone()],
         Some(RateLimitSpec::Many(v)) => v.clone(),
     };
@@ -635,13 +767,63 @@ fn provider(
         }
         rate_limits.push(rate_limit(&key("rate_limit"), spec)?);
     }
+    let long_poll = p.long_poll.unwrap_or(false);
+    let long_poll_timeout = match &p.long_poll_timeout {
+        Some(t) => duration(&key("long_poll_timeout"), t)?,
+        None => Duration::from_secs(30),
+    };
+    let mut status_map = BTreeMap::new();
+    for (word, ours) in p.status_map.iter().flatten() {
+        let ours = ours.to_ascii_uppercase();
+        if !["PENDING", "COMPLETED", "FAILED", "CANCELLED", "EXPIRED"].contains(&ours.as_str()) {
+            return Err(UsageError::new(format!(
+                "{}: {word:?} maps to {ours:?}, which is not PENDING, COMPLETED, FAILED, CANCELLED or EXPIRED",
+                key("status_map")
+            )));
+        }
+        status_map.insert(word.clone(), ours);
+    }
+    for (k, v) in [
+        ("status_pointer", &p.status_pointer),
+        ("amount_pointer", &p.amount_pointer),
+        ("reference_pointer", &p.reference_pointer),
+        ("currency_pointer", &p.currency_pointer),
+    ] {
+        if let Some(v) = v
+            && !v.starts_with('/')
+        {
+            return Err(UsageError::new(format!(
+                "{}: {v:?} is not a JSON pointer (it starts with '/', like \"/DATA/status\")",
+                key(k)
+            )));
+        }
+    }
     Ok(ProviderConfig {
         name: name.to_string(),
         kind: p.kind.clone(),
         base_url,
         api_key_env: p.api_key_env.clone(),
         api_key,
+        public_key_env: p.public_key_env.clone(),
+        public_key,
+        secret_key_env: p.secret_key_env.clone(),
+        secret_key,
         rate_limits,
+        long_poll,
+        timeout: if long_poll {
+            long_poll_timeout
+        } else {
+            http_timeout
+        },
+        mopay_ng: MopayNgConfig {
+            status_endpoint: p.status_endpoint.clone(),
+            id_param: p.id_param.clone().unwrap_or_else(|| "reference".into()),
+            status_pointer: p.status_pointer.clone(),
+            amount_pointer: p.amount_pointer.clone(),
+            reference_pointer: p.reference_pointer.clone(),
+            currency_pointer: p.currency_pointer.clone(),
+            status_map,
+        },
     })
 }
 

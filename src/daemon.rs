@@ -120,6 +120,9 @@ pub async fn run(cfg: &Config) -> anyhow::Result<()> {
             async move { outbox.run(wake, token).await }.instrument(tracing::info_span!("outbox")),
         )
     });
+    for w in &cfg.warnings {
+        tracing::warn!("{w}");
+    }
     let opts = PassOptions {
         owner,
         all: false,

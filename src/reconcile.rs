@@ -497,6 +497,16 @@ pub fn decide(
             rowid: s.rowid,
             last_error: Some(e.to_string()),
         },
+        // No call was made (an incomplete provider table): look again much later, uncharged.
+        Err(e @ provider::Error::NotConfigured(_)) => Record::Reschedule {
+            rowid: s.rowid,
+            next_check_at: clock::add(now, backoff.max),
+            last_error: Some(e.to_string()),
+            answered: false,
+            not_found: None,
+            charged: false,
+            facts: None,
+        },
         Err(e) => {
             if too_old(false) {
                 expire_by_age(Facts::default())
@@ -588,10 +598,27 @@ fn next_check_at(
 fn compare(s: &Session, f: &ProviderFacts) -> (Vec<&'static str>, Vec<String>) {
     let mut compared = Vec::new();
     let mut mismatches = Vec::new();
+    if let (Some(ours), Some(problem)) = (&s.amount, &f.amount_problem) {
+        // The provider sent an amount we cannot put in major units: it is not trusted.
+        compared.push("amount");
+        mismatches.push(format!(
+            "amount cannot be compared: ledger {ours}, provider {problem}"
+        ));
+    }
     if let (Some(ours), Some(theirs)) = (&s.amount, &f.amount) {
         compared.push("amount");
-        match Decimal::from_str(ours) {
+        // M-Pesa rounds to whole units (Little) [docs]: ours is rounded the same way first.
+        let ours_cmp = Decimal::from_str(ours).map(|o| match f.round_ours_to {
+            Some(dp) => {
+                o.round_dp_with_strategy(dp, rust_decimal::RoundingStrategy::MidpointAwayFromZero)
+            }
+            None => o,
+        });
+        match ours_cmp {
             Ok(o) if o == *theirs => {}
+            Ok(o) if f.round_ours_to.is_some() => mismatches.push(format!(
+                "amount differs: ledger {ours} (rounded {o}), provider {theirs}"
+            )),
             Ok(_) => mismatches.push(format!("amount differs: ledger {ours}, provider {theirs}")),
             Err(_) => mismatches.push(format!(
                 "ledger amount {ours:?} is not a decimal; provider says {theirs}"
@@ -822,6 +849,26 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn mpesa_rounding_and_untrusted_amounts() {
+        let mut s = session(Duration::from_secs(60));
+        s.amount = Some("99.50".into());
+        s.reference = None;
+        let mut f = ProviderFacts::new("COMPLETED", Mapped::Paid);
+        f.amount = Some(Decimal::from(100));
+        f.round_ours_to = Some(0);
+        assert_eq!(check(&s, Ok(Answer::Found(f.clone()))).0, Status::Completed);
+        f.amount = Some(Decimal::from(99));
+        let (st, reason) = check(&s, Ok(Answer::Found(f)));
+        assert_eq!(st, Status::Review);
+        assert!(reason.unwrap().contains("rounded 100"));
+        let mut f = ProviderFacts::new("completed", Mapped::Paid);
+        f.amount_problem = Some("amount 5 in minor units of XYZ, whose digits are unknown".into());
+        let (st, reason) = check(&s, Ok(Answer::Found(f)));
+        assert_eq!(st, Status::Review);
+        assert!(reason.unwrap().contains("cannot be compared"));
     }
 
     #[test]

@@ -4,9 +4,13 @@
 //!
 //! This module never touches the ledger: it turns a session id into an [`Answer`] or an
 //! [`Error`], and `reconcile` decides what that means for the session.
-//! Adding a provider kind is one new file and one line in [`adapter_for`].
+//! Adding a provider kind is one new file (with its [`KindSpec`]) and one line in [`KINDS`].
 
+pub mod little;
+pub mod moflay;
 pub mod mopay;
+pub mod mopay_ng;
+pub mod vesicash;
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -51,6 +55,11 @@ pub struct ProviderFacts {
     pub completed_at: Option<String>,
     /// Why an answer that looks final is held back (for the log and `last_error`).
     pub warning: Option<String>,
+    /// Compare the ledger's amount rounded to this many decimals (M-Pesa rounds to whole units).
+    pub round_ours_to: Option<u32>,
+    /// The provider sent an amount that could not be put in major units (e.g. an unknown
+    /// currency's minor digits): it cannot be compared, so a paid answer goes to REVIEW.
+    pub amount_problem: Option<String>,
 }
 
 impl ProviderFacts {
@@ -66,6 +75,8 @@ impl ProviderFacts {
             payment_method: None,
             completed_at: None,
             warning: None,
+            round_ours_to: None,
+            amount_problem: None,
         }
     }
 }
@@ -97,6 +108,8 @@ pub enum Error {
     TooLarge(usize),
     #[error("provider reported an error ({0})")]
     Rejected(String),
+    #[error("not called: {0}")]
+    NotConfigured(String),
 }
 
 impl Error {
@@ -110,14 +123,17 @@ impl Error {
             | Error::Rejected(_)
             | Error::RateLimited { .. } => true,
             Error::Status(code) => *code >= 500 || *code == 408,
-            Error::Unauthorized(_) => false,
+            Error::Unauthorized(_) | Error::NotConfigured(_) => false,
         }
     }
 
     /// Whether the session should not be charged a check for this failure: the provider was
     /// unavailable to everyone (rate limit, refused credentials), not unsure about this session.
     pub fn is_providerwide(&self) -> bool {
-        matches!(self, Error::RateLimited { .. } | Error::Unauthorized(_))
+        matches!(
+            self,
+            Error::RateLimited { .. } | Error::Unauthorized(_) | Error::NotConfigured(_)
+        )
     }
 }
 
@@ -128,15 +144,75 @@ pub trait Adapter: Send + Sync {
     -> reqwest::RequestBuilder;
     /// Interprets a 2xx body of the status endpoint for `session_id`.
     fn parse(&self, session_id: &str, body: &[u8]) -> Result<ProviderFacts, Error>;
+    /// Interprets a 2xx body that may also say "not found" (an envelope with an error code);
+    /// most providers only have [`Adapter::parse`].
+    fn parse_answer(&self, session_id: &str, body: &[u8]) -> Result<Answer, Error> {
+        self.parse(session_id, body).map(Answer::Found)
+    }
+    /// Why this provider cannot be asked at all with its configuration (no call is made).
+    fn not_ready(&self) -> Option<String> {
+        None
+    }
+    /// Interprets a non-2xx answer from the provider's error envelope; `None` leaves it to the
+    /// shared rules (404 not found, 401/403 refused, 429 paused, 5xx transient).
+    fn classify_error(&self, _status: StatusCode, _body: &[u8]) -> Option<Result<Answer, Error>> {
+        None
+    }
+    /// Whether a status call is a long poll, whose client-side timeout is a normal pending
+    /// answer rather than an error.
+    fn long_polls(&self) -> bool {
+        false
+    }
 }
 
-/// Builds the adapter for a configured provider. One line per kind.
+/// Which secrets a kind needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretNeeds {
+    /// `api_key_env`, optional (MoPay's status call works without one `[seed 000]`).
+    OptionalApiKey,
+    /// `api_key_env`, required.
+    ApiKey,
+    /// `public_key_env` and `secret_key_env`, required.
+    KeyPair,
+}
+
+/// What the rest of the program needs to know about a provider kind.
+pub struct KindSpec {
+    /// The `kind` value in the config.
+    pub kind: &'static str,
+    pub default_base_url: Option<&'static str>,
+    /// Used when the table sets no `rate_limit`.
+    pub default_rate_limits: &'static [&'static str],
+    pub secrets: SecretNeeds,
+    /// The settings a table of this kind may set beyond `kind`, `base_url` and `rate_limit`.
+    pub keys: &'static [&'static str],
+    pub build: fn(&ProviderConfig) -> Box<dyn Adapter>,
+    /// Problems with a table that leave the provider unable to reach a final state.
+    pub check: fn(&ProviderConfig) -> Vec<String>,
+}
+
+/// Every provider kind. Adding one is its file plus one line here.
+pub const KINDS: &[&KindSpec] = &[
+    &mopay::SPEC,
+    &little::SPEC,
+    &mopay_ng::SPEC,
+    &moflay::SPEC,
+    &vesicash::SPEC,
+];
+
+/// For kinds whose tables cannot be incomplete.
+pub fn no_problems(_: &ProviderConfig) -> Vec<String> {
+    Vec::new()
+}
+
+/// Builds the adapter for a configured provider.
 fn adapter_for(cfg: &ProviderConfig) -> Box<dyn Adapter> {
-    match cfg.kind.as_str() {
-        "mopay" => Box::new(mopay::Mopay::new(cfg)),
-        // Invariant: config validation accepts only kinds in config::PROVIDER_KINDS, all above.
-        other => unreachable!("provider kind {other} passed config validation without an adapter"),
-    }
+    // Invariant: config validation accepts only kinds listed in KINDS.
+    let spec = KINDS
+        .iter()
+        .find(|k| k.kind == cfg.kind)
+        .expect("config validation checked the kind");
+    (spec.build)(cfg)
 }
 
 /// A configured provider: its adapter plus the shared HTTP plumbing.
@@ -150,6 +226,9 @@ pub struct Provider {
     paused_until: std::sync::Mutex<Option<tokio::time::Instant>>,
 }
 
+/// How much of a non-2xx answer is read for the adapter's error envelope.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
 /// How long a 429 without a usable `Retry-After` pauses the provider `[assumed]`.
 pub const DEFAULT_429_PAUSE: Duration = Duration::from_secs(5);
 
@@ -158,7 +237,13 @@ pub type Providers = HashMap<String, Arc<Provider>>;
 
 /// Builds every configured provider, sharing one HTTP client (one connection pool).
 pub fn build(cfg: &Config) -> Result<Providers, reqwest::Error> {
-    let client = client(&cfg.http)?;
+    let longest = cfg
+        .providers
+        .iter()
+        .map(|p| p.timeout)
+        .max()
+        .unwrap_or(cfg.http.timeout);
+    let client = crate::http::client(longest.max(cfg.http.timeout))?;
     Ok(cfg
         .providers
         .iter()
@@ -169,11 +254,6 @@ pub fn build(cfg: &Config) -> Result<Providers, reqwest::Error> {
             )
         })
         .collect())
-}
-
-/// The HTTP client every provider shares.
-pub fn client(http: &HttpConfig) -> Result<reqwest::Client, reqwest::Error> {
-    crate::http::client(http.timeout)
 }
 
 /// A header value for a secret, marked sensitive so no HTTP layer prints it.
@@ -207,7 +287,10 @@ impl Provider {
             name: cfg.name.clone(),
             adapter: adapter_for(cfg),
             client,
-            http,
+            http: HttpConfig {
+                timeout: cfg.timeout,
+                ..http
+            },
             limiters,
             paused_until: std::sync::Mutex::new(None),
         }
@@ -261,6 +344,9 @@ impl Provider {
     }
 
     async fn attempt(&self, session_id: &str) -> Result<Answer, Error> {
+        if let Some(why) = self.adapter.not_ready() {
+            return Err(Error::NotConfigured(why));
+        }
         if let Some(rest) = self.paused_remaining() {
             if rest > self.http.retry_max {
                 return Err(Error::RateLimited {
@@ -272,35 +358,71 @@ impl Provider {
         for limiter in &self.limiters {
             limiter.until_ready().await;
         }
-        let response = self
+        // Each provider's own timeout: `long_poll_timeout` for Little's long polls.
+        let request = self
             .adapter
             .status_request(&self.client, session_id)
-            .send()
-            .await
-            .map_err(|e| Error::from(http::transport(e)))?;
-        let status = response.status();
-        match status {
-            s if s.is_success() => {
-                let max = self.http.max_body;
-                let body = http::read_capped(response, max)
-                    .await
-                    .map_err(|e| Error::from_body(e, max))?;
-                self.adapter.parse(session_id, &body).map(Answer::Found)
+            .timeout(self.http.timeout);
+        let response = match request.send().await {
+            Ok(r) => r,
+            // A held long poll that ends on our side without a change is a pending answer.
+            Err(e) if self.adapter.long_polls() && e.is_timeout() => {
+                return Ok(Answer::Found(ProviderFacts::new(
+                    "PENDING (long poll ended)",
+                    Mapped::Pending,
+                )));
             }
+            Err(e) => return Err(Error::from(http::transport(e))),
+        };
+        let status = response.status();
+        if !status.is_success() {
+            // Error envelopes are small; read a bounded amount for the adapter's classification.
+            let retry_after = http::retry_after(response.headers(), chrono::Utc::now());
+            let body = http::read_capped(response, MAX_ERROR_BODY)
+                .await
+                .unwrap_or_default();
+            if let Some(answer) = self.adapter.classify_error(status, &body) {
+                return self.note_rate_limit(answer, retry_after);
+            }
+            return self.note_rate_limit(Self::generic(status), retry_after);
+        }
+        let max = self.http.max_body;
+        let body = http::read_capped(response, max)
+            .await
+            .map_err(|e| Error::from_body(e, max))?;
+        // A 2xx can still carry a provider's error (Mopay Nigeria's envelope, with a 429 code).
+        self.note_rate_limit(self.adapter.parse_answer(session_id, &body), None)
+    }
+
+    /// The shared rules for a non-2xx answer.
+    fn generic(status: StatusCode) -> Result<Answer, Error> {
+        match status {
             StatusCode::NOT_FOUND => Ok(Answer::NotFound),
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
                 Err(Error::Unauthorized(status.as_u16()))
             }
-            StatusCode::TOO_MANY_REQUESTS => {
-                let pause = http::retry_after(response.headers(), chrono::Utc::now())
-                    .unwrap_or(DEFAULT_429_PAUSE);
-                tracing::warn!(provider = %self.name, pause = %humantime::format_duration(pause), "HTTP 429: pausing calls to this provider");
+            StatusCode::TOO_MANY_REQUESTS => Err(Error::RateLimited { retry_after: None }),
+            s => Err(Error::Status(s.as_u16())),
+        }
+    }
+
+    /// A rate-limit answer pauses the whole provider for its `Retry-After` (the header's, else
+    /// the adapter's, else [`DEFAULT_429_PAUSE`]).
+    fn note_rate_limit(
+        &self,
+        answer: Result<Answer, Error>,
+        header: Option<Duration>,
+    ) -> Result<Answer, Error> {
+        match answer {
+            Err(Error::RateLimited { retry_after }) => {
+                let pause = header.or(retry_after).unwrap_or(DEFAULT_429_PAUSE);
+                tracing::warn!(provider = %self.name, pause = %humantime::format_duration(pause), "rate limited: pausing calls to this provider");
                 self.pause_for(pause);
                 Err(Error::RateLimited {
                     retry_after: Some(pause),
                 })
             }
-            s => Err(Error::Status(s.as_u16())),
+            other => other,
         }
     }
 }
@@ -334,6 +456,56 @@ pub fn status_url(base: &reqwest::Url, segments: &[&str], session_id: &str) -> r
     url
 }
 
+/// The decimal digits of a currency's minor unit (ISO 4217), for providers that send minor
+/// units. `None` for a currency not listed: its amount cannot be converted, so it is not trusted.
+pub fn minor_digits(currency: &str) -> Option<u32> {
+    match currency.to_ascii_uppercase().as_str() {
+        "BIF" | "CLP" | "DJF" | "GNF" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF" | "UGX" | "VND"
+        | "VUV" | "XAF" | "XOF" | "XPF" => Some(0),
+        "BHD" | "IQD" | "JOD" | "KWD" | "LYD" | "OMR" | "TND" => Some(3),
+        "AED" | "AUD" | "BWP" | "CAD" | "CDF" | "CHF" | "CNY" | "EGP" | "ETB" | "EUR" | "GBP"
+        | "GHS" | "INR" | "KES" | "LSL" | "MAD" | "MUR" | "MWK" | "MZN" | "NAD" | "NGN" | "SLE"
+        | "SOS" | "SSP" | "SZL" | "TZS" | "USD" | "ZAR" | "ZMW" | "ZWG" => Some(2),
+        _ => None,
+    }
+}
+
+/// A JSON parse failure as a transient error that says what kind of failure, never the body.
+pub fn json_error(e: &serde_json::Error) -> Error {
+    let kind = match e.classify() {
+        serde_json::error::Category::Io => "read error",
+        serde_json::error::Category::Syntax => "syntax error",
+        serde_json::error::Category::Data => "unexpected field type",
+        serde_json::error::Category::Eof => "truncated",
+    };
+    Error::Malformed(format!("not the documented JSON ({kind})"))
+}
+
+/// A JSON amount — a string like `"100.00"` or a number like `100.5` — as a decimal, read from
+/// its text and never through a float (serde_json keeps a number's text with
+/// `arbitrary_precision`). `null` or absent is `None`.
+pub fn json_decimal(v: Option<&serde_json::Value>, field: &str) -> Result<Option<Decimal>, Error> {
+    let text = match v {
+        None | Some(serde_json::Value::Null) => return Ok(None),
+        Some(serde_json::Value::String(s)) => s.trim().to_string(),
+        Some(serde_json::Value::Number(n)) => n.to_string(),
+        Some(_) => return Err(Error::Malformed(format!("{field} is not a decimal"))),
+    };
+    Decimal::from_str_exact(&text)
+        .or_else(|_| Decimal::from_scientific(&text))
+        .map(Some)
+        .map_err(|_| Error::Malformed(format!("{field} {:?} is not a decimal", clip(&text))))
+}
+
+/// A JSON value's text for a status word: the string itself, or the JSON of anything else.
+pub fn json_word(v: Option<&serde_json::Value>) -> (String, Option<&str>) {
+    match v {
+        Some(serde_json::Value::String(s)) => (s.clone(), Some(s.as_str())),
+        Some(other) => (other.to_string(), None),
+        None => ("null".to_string(), None),
+    }
+}
+
 /// A short, printable rendering of an unexpected value for a log line or `last_error`.
 pub fn clip(text: &str) -> String {
     let clean: String = text.chars().filter(|c| !c.is_control()).take(64).collect();
@@ -358,6 +530,32 @@ mod tests {
         );
         let u = status_url(&reqwest::Url::parse("http://h").unwrap(), &["x"], "..a");
         assert_eq!(u.as_str(), "http://h/x/..a");
+    }
+
+    #[test]
+    fn json_amounts_never_go_through_a_float() {
+        let v: serde_json::Value = serde_json::from_str(
+            r#"{"a": 0.1, "b": "100.00", "c": 1e2, "d": 12345678901234567.89}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            json_decimal(v.get("a"), "a").unwrap().unwrap().to_string(),
+            "0.1"
+        );
+        assert_eq!(
+            json_decimal(v.get("b"), "b").unwrap().unwrap().to_string(),
+            "100.00"
+        );
+        assert_eq!(
+            json_decimal(v.get("c"), "c").unwrap().unwrap(),
+            Decimal::from(100)
+        );
+        assert_eq!(
+            json_decimal(v.get("d"), "d").unwrap().unwrap().to_string(),
+            "12345678901234567.89"
+        );
+        assert_eq!(json_decimal(v.get("z"), "z").unwrap(), None);
+        assert!(json_decimal(Some(&serde_json::json!(true)), "t").is_err());
     }
 
     #[test]

@@ -5,15 +5,25 @@
 //! status example sends none; creation uses Bearer). Only whitelisted fields are parsed: a
 //! third-party client reports that the real answer echoes the project's API key `[3rd-party]`.
 
-use std::str::FromStr;
-
 use reqwest::header::{ACCEPT, AUTHORIZATION};
-use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{Adapter, Error, Mapped, ProviderFacts, clip, secret_header, status_url};
+use super::{
+    Adapter, Error, KindSpec, Mapped, ProviderFacts, SecretNeeds, clip, secret_header, status_url,
+};
 use crate::config::{ProviderConfig, Secret};
+
+/// MoPay Lesotho.
+pub const SPEC: KindSpec = KindSpec {
+    kind: "mopay",
+    default_base_url: Some("https://pay.mopay.co.ls"), // [seed 000]
+    default_rate_limits: &["10/s"],                    // [assumed]: none published
+    secrets: SecretNeeds::OptionalApiKey,
+    keys: &["api_key_env"],
+    build: |cfg| Box::new(Mopay::new(cfg)),
+    check: super::no_problems,
+};
 
 /// The path before the session id `[seed 000]`.
 const STATUS_PATH: &[&str] = &["api", "external", "session", "v1"];
@@ -81,9 +91,7 @@ impl Adapter for Mopay {
     }
 
     fn parse(&self, session_id: &str, body: &[u8]) -> Result<ProviderFacts, Error> {
-        let env: MopayEnvelope = serde_json::from_slice(body).map_err(|e| {
-            Error::Malformed(format!("not the documented JSON ({})", json_error_kind(&e)))
-        })?;
+        let env: MopayEnvelope = serde_json::from_slice(body).map_err(|e| super::json_error(&e))?;
         // `success: false` (with `error`) is a transient failure [seed 000]. The error text is not
         // kept: it is provider prose that could echo anything.
         if env.success != Some(true) {
@@ -103,15 +111,8 @@ impl Adapter for Mopay {
                 clip(id)
             )));
         }
-        let raw_status = match &s.status {
-            Some(Value::String(v)) => v.clone(),
-            Some(other) => other.to_string(),
-            None => "null".to_string(),
-        };
-        let mut mapped = match &s.status {
-            Some(Value::String(v)) => map_status(v),
-            _ => Mapped::Unrecognised,
-        };
+        let (raw_status, word) = super::json_word(s.status.as_ref());
+        let mut mapped = word.map_or(Mapped::Unrecognised, map_status);
         let mut facts = ProviderFacts::new(raw_status, mapped);
         // COMPLETED whose transactionStatus is not `success` is held PENDING [assumed]: the seed
         // only shows the pair COMPLETED + success, so anything else is not a confirmed payment.
@@ -126,13 +127,8 @@ impl Adapter for Mopay {
             }
         }
         facts.mapped = mapped;
-        facts.amount = match &s.amount {
-            None | Some(Value::Null) => None,
-            // The seed sends a decimal string; a JSON number is read from its text, not a float.
-            Some(Value::String(a)) => Some(parse_amount(a)?),
-            Some(Value::Number(n)) => Some(parse_amount(&n.to_string())?),
-            Some(_) => return Err(Error::Malformed("session.amount is not a decimal".into())),
-        };
+        // The seed sends a decimal string; a JSON number is read from its text, not a float.
+        facts.amount = super::json_decimal(s.amount.as_ref(), "session.amount")?;
         facts.reference = s.reference;
         // MoPay returns no currency [seed 000]: it is never compared.
         facts.currency = None;
@@ -143,24 +139,11 @@ impl Adapter for Mopay {
     }
 }
 
-/// The kind of a JSON error without its text, which could quote the body.
-pub(crate) fn json_error_kind(e: &serde_json::Error) -> &'static str {
-    match e.classify() {
-        serde_json::error::Category::Io => "read error",
-        serde_json::error::Category::Syntax => "syntax error",
-        serde_json::error::Category::Data => "unexpected field type",
-        serde_json::error::Category::Eof => "truncated",
-    }
-}
-
-fn parse_amount(text: &str) -> Result<Decimal, Error> {
-    Decimal::from_str(text.trim())
-        .map_err(|_| Error::Malformed(format!("session.amount {:?} is not a decimal", clip(text))))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rust_decimal::Decimal;
+    use std::str::FromStr;
 
     fn adapter() -> Mopay {
         Mopay {

@@ -1,0 +1,193 @@
+//! Little Pay (Little Africa), mobile-money intents (seed 001, PROVIDERS.md "little").
+//!
+//! Status: `GET {base_url}/api/payments-v2/{key}` with `X-API-KEY` `[seed 001]`; `{key}` is the
+//! intent reference or the merchant `key` `[seed 001]`. `?longPoll=true` holds the call until the
+//! status changes `[seed 001]`: with `long_poll = true` one held call replaces many short ones,
+//! and a held call that ends on our side (`long_poll_timeout`) is a pending answer.
+
+use reqwest::header::ACCEPT;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::{
+    Adapter, Error, KindSpec, Mapped, ProviderFacts, SecretNeeds, secret_header, status_url,
+};
+use crate::config::{ProviderConfig, Secret};
+
+pub const SPEC: KindSpec = KindSpec {
+    kind: "little",
+    default_base_url: Some("https://pay.little.africa"), // [seed 001]
+    default_rate_limits: &["10/s"],                      // [assumed]: none published
+    secrets: SecretNeeds::ApiKey,
+    keys: &["api_key_env", "long_poll", "long_poll_timeout"],
+    build: |cfg| Box::new(Little::new(cfg)),
+    check: super::no_problems,
+};
+
+const STATUS_PATH: &[&str] = &["api", "payments-v2"]; // [seed 001]
+
+pub struct Little {
+    base_url: reqwest::Url,
+    api_key: Option<Secret>,
+    long_poll: bool,
+}
+
+impl Little {
+    pub fn new(cfg: &ProviderConfig) -> Self {
+        Self {
+            base_url: cfg.base_url.clone(),
+            api_key: cfg.api_key.clone(),
+            long_poll: cfg.long_poll,
+        }
+    }
+}
+
+/// `{"date", "data": {…}}` `[seed 001]`; only whitelisted fields are read.
+#[derive(Debug, Deserialize)]
+struct LittleEnvelope {
+    data: Option<LittleIntent>,
+}
+
+#[derive(Debug, Deserialize)]
+struct LittleIntent {
+    reference: Option<String>,
+    status: Option<Value>,
+    /// Major units `[seed 001]` (the seed shows `1` for KES 1).
+    amount: Option<Value>,
+    payment: Option<LittlePayment>,
+    /// The merchant's key, echoing the ledger's reference `[seed 001]`; `""` when unset.
+    key: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct LittlePayment {
+    provider: Option<String>,
+}
+
+fn map_status(word: &str) -> Mapped {
+    match word.to_ascii_uppercase().as_str() {
+        "PENDING" => Mapped::Pending, // [seed 001]
+        "COMPLETED" => Mapped::Paid,  // [seed 001]
+        "FAILED" => Mapped::Failed,   // [seed 001]
+        _ => Mapped::Unrecognised,
+    }
+}
+
+impl Adapter for Little {
+    fn status_request(
+        &self,
+        client: &reqwest::Client,
+        session_id: &str,
+    ) -> reqwest::RequestBuilder {
+        let mut url = status_url(&self.base_url, STATUS_PATH, session_id);
+        if self.long_poll {
+            url.query_pairs_mut().append_pair("longPoll", "true"); // [seed 001]
+        }
+        let mut req = client.get(url).header(ACCEPT, "application/json");
+        if let Some(key) = &self.api_key {
+            req = req.header("X-API-KEY", secret_header("", key)); // [seed 001]
+        }
+        req
+    }
+
+    fn parse(&self, _session_id: &str, body: &[u8]) -> Result<ProviderFacts, Error> {
+        let env: LittleEnvelope =
+            serde_json::from_slice(body).map_err(|e| super::json_error(&e))?;
+        let d = env
+            .data
+            .ok_or_else(|| Error::Malformed("no \"data\" object".into()))?;
+        // The id asked may be the intent reference or the merchant key, so `data.reference` is
+        // not required to equal it.
+        let (raw, word) = super::json_word(d.status.as_ref());
+        let mut f = ProviderFacts::new(raw, word.map_or(Mapped::Unrecognised, map_status));
+        f.amount = super::json_decimal(d.amount.as_ref(), "data.amount")?;
+        f.reference = d.key.filter(|k| !k.is_empty());
+        f.transaction_id = d.reference;
+        let method = d.payment.and_then(|p| p.provider);
+        // M-Pesa rounds amounts to whole units [docs]: compare ours after rounding.
+        if method
+            .as_deref()
+            .is_some_and(|m| m.eq_ignore_ascii_case("MPESA"))
+        {
+            f.round_ours_to = Some(0);
+        }
+        f.payment_method = method;
+        // No currency and no completion time in the status body [seed 001].
+        Ok(f)
+    }
+
+    fn long_polls(&self) -> bool {
+        self.long_poll
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rust_decimal::Decimal;
+
+    fn adapter() -> Little {
+        Little {
+            base_url: reqwest::Url::parse("http://127.0.0.1:1").unwrap(),
+            api_key: None,
+            long_poll: false,
+        }
+    }
+
+    /// The seed's own example answer.
+    const SEED: &str = r#"{"date":"2024-05-13T08:26:18.719Z","data":{"reference":"1cbfffbc-b365-45f6-9e5d-13e445c125cd",
+        "status":"COMPLETED","payload":{"billingAddress":{"firstName":""}},"amount":1,
+        "payment":{"provider":"MPESA","details":null},"key":"","attempts":[{"reference":"1cbfffbc","provider":"MPESA","status":"COMPLETED"}]}}"#;
+
+    #[test]
+    fn the_seed_answer_parses() {
+        let f = adapter()
+            .parse("1cbfffbc-b365-45f6-9e5d-13e445c125cd", SEED.as_bytes())
+            .unwrap();
+        assert_eq!(f.mapped, Mapped::Paid);
+        assert_eq!(f.amount, Some(Decimal::from(1)));
+        assert_eq!(f.reference, None, "an empty key is no reference");
+        assert_eq!(f.round_ours_to, Some(0));
+        assert_eq!(f.payment_method.as_deref(), Some("MPESA"));
+    }
+
+    #[test]
+    fn every_status_maps_as_documented() {
+        for (word, want) in [
+            ("PENDING", Mapped::Pending),
+            ("COMPLETED", Mapped::Paid),
+            ("completed", Mapped::Paid),
+            ("FAILED", Mapped::Failed),
+            ("CANCELLED", Mapped::Unrecognised),
+            ("SUCCESS", Mapped::Unrecognised),
+        ] {
+            let body = format!(
+                r#"{{"data":{{"status":"{word}","amount":10,"key":"ORDER1","payment":{{"provider":"AIRTEL"}}}}}}"#
+            );
+            let f = adapter().parse("x", body.as_bytes()).unwrap();
+            assert_eq!(f.mapped, want, "{word}");
+            assert_eq!(f.reference.as_deref(), Some("ORDER1"));
+            assert_eq!(f.round_ours_to, None, "only M-Pesa rounds");
+        }
+        assert!(matches!(
+            adapter().parse("x", b"{}"),
+            Err(Error::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn long_poll_asks_for_it() {
+        let a = Little {
+            long_poll: true,
+            ..adapter()
+        };
+        let req = a
+            .status_request(&reqwest::Client::new(), "a/b")
+            .build()
+            .unwrap();
+        assert_eq!(
+            req.url().as_str(),
+            "http://127.0.0.1:1/api/payments-v2/a%2Fb?longPoll=true"
+        );
+    }
+}

@@ -1,0 +1,249 @@
+//! Moflay, M-Pesa Express in Kenya (seed 003, PROVIDERS.md "moflay").
+//!
+//! Status: `GET {base_url}/v1/payments/{id}`, `Authorization: Bearer KEY` `[docs]`; `{id}` is the
+//! `pay_…` payment id (or its `trxn_…` transaction id) that `POST /v1/express` returns
+//! `[seed 003]`. Amounts are in the currency's smallest unit `[docs]`: converted with the
+//! currency's minor digits before comparing. Errors come as `{"error": {"status", "code",
+//! "message"}}` `[docs]`.
+
+use reqwest::StatusCode;
+use reqwest::header::{ACCEPT, AUTHORIZATION};
+use rust_decimal::Decimal;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::{
+    Adapter, Answer, Error, KindSpec, Mapped, ProviderFacts, SecretNeeds, clip, secret_header,
+    status_url,
+};
+use crate::config::{ProviderConfig, Secret};
+
+pub const SPEC: KindSpec = KindSpec {
+    kind: "moflay",
+    default_base_url: Some("https://api.moflay.com"), // [seed 003]
+    // Production limits are 100/min and 200/h [docs]; sandbox keys get 20/min [docs].
+    default_rate_limits: &["100/min", "200/h"],
+    secrets: SecretNeeds::ApiKey,
+    keys: &["api_key_env"],
+    build: |cfg| Box::new(Moflay::new(cfg)),
+    check: super::no_problems,
+};
+
+const STATUS_PATH: &[&str] = &["v1", "payments"]; // [docs]
+
+pub struct Moflay {
+    base_url: reqwest::Url,
+    api_key: Option<Secret>,
+}
+
+impl Moflay {
+    pub fn new(cfg: &ProviderConfig) -> Self {
+        Self {
+            base_url: cfg.base_url.clone(),
+            api_key: cfg.api_key.clone(),
+        }
+    }
+}
+
+/// The whitelisted fields of a payment `[docs]`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MoflayPayment {
+    id: Option<String>,
+    transaction_id: Option<String>,
+    status: Option<Value>,
+    /// Smallest currency unit `[docs]`.
+    amount: Option<Value>,
+    currency: Option<String>,
+    account_reference: Option<String>,
+    receipt_number: Option<String>,
+    completed_at: Option<String>,
+}
+
+/// `{"error": {"status", "code", "message"}}` `[docs]`.
+#[derive(Debug, Deserialize)]
+struct MoflayErrorEnvelope {
+    error: MoflayError,
+}
+
+#[derive(Debug, Deserialize)]
+struct MoflayError {
+    code: Option<String>,
+}
+
+fn map_status(word: &str) -> Mapped {
+    match word.to_ascii_lowercase().as_str() {
+        "initiating" | "pending" => Mapped::Pending, // [docs]
+        "completed" => Mapped::Paid,                 // [docs]
+        "failed" => Mapped::Failed,                  // [docs]
+        "canceled" => Mapped::Cancelled,             // [docs] (missing from one SDK's enum)
+        _ => Mapped::Unrecognised,
+    }
+}
+
+impl Adapter for Moflay {
+    fn status_request(
+        &self,
+        client: &reqwest::Client,
+        session_id: &str,
+    ) -> reqwest::RequestBuilder {
+        let mut req = client
+            .get(status_url(&self.base_url, STATUS_PATH, session_id))
+            .header(ACCEPT, "application/json");
+        if let Some(key) = &self.api_key {
+            req = req.header(AUTHORIZATION, secret_header("Bearer ", key));
+        }
+        req
+    }
+
+    fn parse(&self, session_id: &str, body: &[u8]) -> Result<ProviderFacts, Error> {
+        let p: MoflayPayment = serde_json::from_slice(body).map_err(|e| super::json_error(&e))?;
+        if p.id.is_none() && p.status.is_none() {
+            return Err(Error::Malformed("no payment in the answer".into()));
+        }
+        let ours = [p.id.as_deref(), p.transaction_id.as_deref()];
+        if ours.iter().any(Option::is_some) && !ours.contains(&Some(session_id)) {
+            return Err(Error::Malformed(format!(
+                "answer is for another payment ({})",
+                clip(p.id.as_deref().unwrap_or_default())
+            )));
+        }
+        let (raw, word) = super::json_word(p.status.as_ref());
+        let mut f = ProviderFacts::new(raw, word.map_or(Mapped::Unrecognised, map_status));
+        // `unknown`: Moflay itself could not tell [docs]. Never guessed: pending, and said.
+        if word.is_some_and(|w| w.eq_ignore_ascii_case("unknown")) {
+            f.mapped = Mapped::Pending;
+            f.warning = Some(
+                "Moflay reports status \"unknown\": it could not tell; a person must look".into(),
+            );
+        }
+        let minor = super::json_decimal(p.amount.as_ref(), "amount")?;
+        match (minor, p.currency.as_deref()) {
+            (None, _) => {}
+            (Some(m), Some(c)) if super::minor_digits(c).is_some() => {
+                let digits = super::minor_digits(c).unwrap_or(0);
+                let mut major = m / Decimal::from(10u64.pow(digits));
+                major.rescale(digits.max(major.scale()));
+                f.amount = Some(major);
+            }
+            (Some(m), c) => {
+                f.amount_problem = Some(format!(
+                    "amount {m} in minor units of {}, whose digits are unknown",
+                    c.map_or("an unnamed currency".to_string(), clip)
+                ));
+            }
+        }
+        f.currency = p.currency;
+        f.reference = p.account_reference;
+        f.transaction_id = p.receipt_number.or(p.transaction_id);
+        f.payment_method = Some("mpesa".into()); // M-Pesa Express is Moflay's only method [seed 003]
+        f.completed_at = p.completed_at;
+        Ok(f)
+    }
+
+    fn classify_error(&self, status: StatusCode, body: &[u8]) -> Option<Result<Answer, Error>> {
+        let code = serde_json::from_slice::<MoflayErrorEnvelope>(body)
+            .ok()
+            .and_then(|e| e.error.code);
+        match (status.as_u16(), code.as_deref()) {
+            (404, Some("not_found")) => Some(Ok(Answer::NotFound)), // [docs]
+            // A 404 without Moflay's own `not_found` (a proxy, a wrong base_url) says nothing
+            // about the payment: it must not count toward expiry.
+            (404, _) => Some(Err(Error::Status(404))),
+            (401 | 403, _) => Some(Err(Error::Unauthorized(status.as_u16()))), // missing_api_key, invalid_api_key [docs]
+            (429, _) => Some(Err(Error::RateLimited { retry_after: None })), // rate_limit_exceeded [docs]
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::str::FromStr;
+
+    fn adapter() -> Moflay {
+        Moflay {
+            base_url: reqwest::Url::parse("http://127.0.0.1:1").unwrap(),
+            api_key: None,
+        }
+    }
+
+    fn body(status: &str, amount: &str, currency: &str) -> String {
+        format!(
+            r#"{{"id":"pay_1","transactionId":"trxn_1","status":"{status}","statusDetail":"x","amount":{amount},
+            "currency":"{currency}","accountReference":"ORDER1","receiptNumber":"RCP1","phoneNumber":"254712345678",
+            "createdAt":"2024-12-19T10:25:00.000Z","completedAt":"2024-12-19T10:26:00.000Z"}}"#
+        )
+    }
+
+    #[test]
+    fn every_status_maps_as_documented() {
+        for (word, want) in [
+            ("initiating", Mapped::Pending),
+            ("pending", Mapped::Pending),
+            ("completed", Mapped::Paid),
+            ("failed", Mapped::Failed),
+            ("canceled", Mapped::Cancelled),
+            ("cancelled", Mapped::Unrecognised),
+            ("unknown", Mapped::Pending),
+            ("succeeded", Mapped::Unrecognised),
+        ] {
+            let f = adapter()
+                .parse("pay_1", body(word, "1000", "KES").as_bytes())
+                .unwrap();
+            assert_eq!(f.mapped, want, "{word}");
+        }
+        let f = adapter()
+            .parse("pay_1", body("unknown", "1000", "KES").as_bytes())
+            .unwrap();
+        assert!(f.warning.unwrap().contains("a person must look"));
+    }
+
+    #[test]
+    fn minor_units_become_major_with_the_currency_digits() {
+        let f = adapter()
+            .parse("trxn_1", body("completed", "1050", "KES").as_bytes())
+            .unwrap();
+        assert_eq!(f.amount, Some(Decimal::from_str("10.50").unwrap()));
+        assert_eq!(f.currency.as_deref(), Some("KES"));
+        assert_eq!(f.reference.as_deref(), Some("ORDER1"));
+        assert_eq!(f.transaction_id.as_deref(), Some("RCP1"));
+        let f = adapter()
+            .parse("pay_1", body("completed", "1050", "UGX").as_bytes())
+            .unwrap();
+        assert_eq!(f.amount, Some(Decimal::from(1050)));
+        let f = adapter()
+            .parse("pay_1", body("completed", "1050", "XYZ").as_bytes())
+            .unwrap();
+        assert_eq!(f.amount, None);
+        assert!(f.amount_problem.unwrap().contains("XYZ"));
+        assert!(matches!(
+            adapter().parse("pay_2", body("completed", "1", "KES").as_bytes()),
+            Err(Error::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn the_error_envelope_is_read() {
+        let a = adapter();
+        let env =
+            |code: &str| format!(r#"{{"error":{{"status":404,"code":"{code}","message":"m"}}}}"#);
+        assert_eq!(
+            a.classify_error(StatusCode::NOT_FOUND, env("not_found").as_bytes()),
+            Some(Ok(Answer::NotFound))
+        );
+        assert_eq!(
+            a.classify_error(StatusCode::NOT_FOUND, b"<html>nginx</html>"),
+            Some(Err(Error::Status(404)))
+        );
+        assert_eq!(
+            a.classify_error(StatusCode::FORBIDDEN, env("invalid_api_key").as_bytes()),
+            Some(Err(Error::Unauthorized(403)))
+        );
+        assert_eq!(
+            a.classify_error(StatusCode::INTERNAL_SERVER_ERROR, b""),
+            None
+        );
+    }
+}

@@ -1,0 +1,172 @@
+//! Vesicash, non-checkout mobile money (seed 004, PROVIDERS.md "vesicash").
+//!
+//! Status: `GET {base_url}/v1/payment/{payment_reference}` ("get payment details") with the
+//! headers `public-key` and `secret-key` `[docs]`; the reference is what `POST /v1/payment/init`
+//! returned `[seed 004]`. The base URL of this API is unpublished: `base_url` is required
+//! `[assumed]`. Inbound webhooks (`mor-signature`) are only ever a hint to check now `[docs]`.
+
+use reqwest::header::ACCEPT;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::{
+    Adapter, Error, KindSpec, Mapped, ProviderFacts, SecretNeeds, clip, secret_header, status_url,
+};
+use crate::config::{ProviderConfig, Secret};
+
+pub const SPEC: KindSpec = KindSpec {
+    kind: "vesicash",
+    default_base_url: None,         // [assumed]: unpublished for this API
+    default_rate_limits: &["10/s"], // [assumed]: none published
+    secrets: SecretNeeds::KeyPair,
+    keys: &["public_key_env", "secret_key_env"],
+    build: |cfg| Box::new(Vesicash::new(cfg)),
+    check: super::no_problems,
+};
+
+const STATUS_PATH: &[&str] = &["v1", "payment"]; // [docs]
+
+pub struct Vesicash {
+    base_url: reqwest::Url,
+    public_key: Option<Secret>,
+    secret_key: Option<Secret>,
+}
+
+impl Vesicash {
+    pub fn new(cfg: &ProviderConfig) -> Self {
+        Self {
+            base_url: cfg.base_url.clone(),
+            public_key: cfg.public_key.clone(),
+            secret_key: cfg.secret_key.clone(),
+        }
+    }
+}
+
+/// `{"status", "code", "message", "data": {…}}` `[docs]`.
+#[derive(Debug, Deserialize)]
+struct VesicashEnvelope {
+    data: Option<VesicashPayment>,
+}
+
+#[derive(Debug, Deserialize)]
+struct VesicashPayment {
+    id: Option<Value>,
+    /// Major units, a JSON number `[docs]`: read as a decimal from its text.
+    amount: Option<Value>,
+    status: Option<Value>,
+    currency: Option<String>,
+    /// The payment reference we asked about, not the merchant's order reference `[docs]`.
+    reference: Option<String>,
+    method: Option<String>,
+}
+
+fn map_status(word: &str) -> Mapped {
+    match word.to_ascii_lowercase().as_str() {
+        "pending" => Mapped::Pending, // [docs]; [seed 004] names success, failed, pending
+        "success" => Mapped::Paid,    // [seed 004]
+        "failed" => Mapped::Failed,   // [seed 004]
+        _ => Mapped::Unrecognised,
+    }
+}
+
+impl Adapter for Vesicash {
+    fn status_request(
+        &self,
+        client: &reqwest::Client,
+        session_id: &str,
+    ) -> reqwest::RequestBuilder {
+        let mut req = client
+            .get(status_url(&self.base_url, STATUS_PATH, session_id))
+            .header(ACCEPT, "application/json");
+        if let Some(k) = &self.public_key {
+            req = req.header("public-key", secret_header("", k));
+        }
+        if let Some(k) = &self.secret_key {
+            req = req.header("secret-key", secret_header("", k));
+        }
+        req
+    }
+
+    fn parse(&self, session_id: &str, body: &[u8]) -> Result<ProviderFacts, Error> {
+        let env: VesicashEnvelope =
+            serde_json::from_slice(body).map_err(|e| super::json_error(&e))?;
+        let d = env
+            .data
+            .ok_or_else(|| Error::Malformed("no \"data\" object".into()))?;
+        if let Some(r) = &d.reference
+            && r != session_id
+        {
+            return Err(Error::Malformed(format!(
+                "answer is for another payment ({})",
+                clip(r)
+            )));
+        }
+        let (raw, word) = super::json_word(d.status.as_ref());
+        let mut f = ProviderFacts::new(raw, word.map_or(Mapped::Unrecognised, map_status));
+        f.amount = super::json_decimal(d.amount.as_ref(), "data.amount")?;
+        f.currency = d.currency;
+        // No merchant reference is returned: `data.reference` is the payment reference.
+        f.reference = None;
+        f.transaction_id = d.id.map(|id| match id {
+            Value::String(s) => s,
+            other => other.to_string(),
+        });
+        f.payment_method = d.method;
+        Ok(f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rust_decimal::Decimal;
+    use std::str::FromStr;
+
+    fn adapter() -> Vesicash {
+        Vesicash {
+            base_url: reqwest::Url::parse("http://127.0.0.1:1/base").unwrap(),
+            public_key: None,
+            secret_key: None,
+        }
+    }
+
+    #[test]
+    fn every_status_maps_and_amounts_stay_decimal() {
+        for (word, want) in [
+            ("pending", Mapped::Pending),
+            ("success", Mapped::Paid),
+            ("SUCCESS", Mapped::Paid),
+            ("failed", Mapped::Failed),
+            ("successful", Mapped::Unrecognised),
+            ("cancelled", Mapped::Unrecognised),
+        ] {
+            let body = format!(
+                r#"{{"status":"ok","code":200,"message":"m","data":{{"id":77,"amount":100.10,"status":"{word}",
+                "currency":"GHS","reference":"VS_1","method":"mobile_money","created_at":"2025-01-01"}}}}"#
+            );
+            let f = adapter().parse("VS_1", body.as_bytes()).unwrap();
+            assert_eq!(f.mapped, want, "{word}");
+            assert_eq!(f.amount.unwrap().to_string(), "100.10");
+            assert_eq!(f.amount, Some(Decimal::from_str("100.1").unwrap()));
+            assert_eq!(f.reference, None);
+            assert_eq!(f.transaction_id.as_deref(), Some("77"));
+        }
+        let other = r#"{"data":{"status":"success","reference":"VS_2"}}"#;
+        assert!(matches!(
+            adapter().parse("VS_1", other.as_bytes()),
+            Err(Error::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn the_path_keeps_the_base() {
+        let req = adapter()
+            .status_request(&reqwest::Client::new(), "VS 1")
+            .build()
+            .unwrap();
+        assert_eq!(
+            req.url().as_str(),
+            "http://127.0.0.1:1/base/v1/payment/VS%201"
+        );
+    }
+}
