@@ -14,7 +14,7 @@ use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -178,6 +178,7 @@ impl fmt::Display for Behaviour {
 struct SimSession {
     amount: String,
     reference: String,
+    currency: String,
     behaviour: Behaviour,
     polls: u32,
 }
@@ -213,13 +214,26 @@ impl Sim {
         self.shards[i].lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Registers a session under any id (tests use ids with `/`, `%`, spaces…).
+    /// Registers a session under any id (tests use ids with `/`, `%`, spaces…), in LSL.
     pub fn insert(&self, session_id: &str, amount: &str, reference: &str, behaviour: Behaviour) {
+        self.insert_in(session_id, amount, reference, "LSL", behaviour);
+    }
+
+    /// Registers a session in a given currency.
+    pub fn insert_in(
+        &self,
+        session_id: &str,
+        amount: &str,
+        reference: &str,
+        currency: &str,
+        behaviour: Behaviour,
+    ) {
         self.shard(session_id).insert(
             session_id.to_string(),
             SimSession {
                 amount: amount.into(),
                 reference: reference.into(),
+                currency: currency.into(),
                 behaviour,
                 polls: 0,
             },
@@ -258,14 +272,28 @@ impl Sim {
             .map_or(0, |s| s.polls)
     }
 
-    fn authorised(&self, headers: &HeaderMap) -> bool {
-        match &self.api_key {
-            None => true,
-            Some(key) => headers
-                .get(header::AUTHORIZATION)
+    /// Whether a request carries the credentials `kind` sends, when the simulator demands a key.
+    fn authorised(&self, kind: Kind, headers: &HeaderMap) -> bool {
+        let Some(key) = &self.api_key else {
+            return true;
+        };
+        let h = |name: &str| {
+            headers
+                .get(name)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .is_some_and(|v| v == key),
+                .unwrap_or("")
+        };
+        match kind {
+            Kind::Mopay | Kind::Moflay => {
+                h("authorization").strip_prefix("Bearer ") == Some(key.as_str())
+            }
+            Kind::Little => h("x-api-key") == key,
+            Kind::Vesicash => !h("public-key").is_empty() && h("secret-key") == key,
+            Kind::MopayNg => {
+                !h("mpy-securekey").is_empty()
+                    && h("mpy-reqsignal")
+                        == crate::provider::mopay_ng::signature(key.as_bytes(), h("mpy-timestamp"))
+            }
         }
     }
 }
@@ -283,19 +311,73 @@ fn implicit_session(id: &str) -> SimSession {
     SimSession {
         amount: "100.00".into(),
         reference,
+        currency: "LSL".into(),
         behaviour,
         polls: 0,
     }
 }
 
-/// The router: MoPay's endpoints plus `/_sim/sessions` to register sessions under any id.
+/// The router: every provider's status endpoint in its own shape and auth, MoPay's create
+/// endpoint, and `/_sim/sessions` to register sessions under any id.
 pub fn router(sim: Arc<Sim>) -> Router {
     Router::new()
         .route("/api/external/payment", post(create))
-        .route("/api/external/session/v1/{session_id}", get(status))
+        .route(
+            "/api/external/session/v1/{id}",
+            get(|st: State<Arc<Sim>>, h: HeaderMap, Path(id): Path<String>| poll(st, h, Kind::Mopay, id, false)),
+        )
+        .route(
+            "/api/payments-v2/{id}",
+            get(|st: State<Arc<Sim>>, h: HeaderMap, Path(id): Path<String>, Query(q): Query<HashMap<String, String>>| {
+                let long = q.get("longPoll").is_some_and(|v| v == "true");
+                poll(st, h, Kind::Little, id, long)
+            }),
+        )
+        .route(
+            "/v1/payments/{id}",
+            get(|st: State<Arc<Sim>>, h: HeaderMap, Path(id): Path<String>| poll(st, h, Kind::Moflay, id, false)),
+        )
+        .route(
+            "/v1/payment/{id}",
+            get(|st: State<Arc<Sim>>, h: HeaderMap, Path(id): Path<String>| poll(st, h, Kind::Vesicash, id, false)),
+        )
+        .route(
+            "/",
+            get(|st: State<Arc<Sim>>, h: HeaderMap, Query(q): Query<HashMap<String, String>>| async move {
+                // Mopay Nigeria: `?req=payment_status&reference=ID` (the simulator's choice of
+                // endpoint and parameter, since none is published).
+                match (q.get("req").map(String::as_str), q.get("reference")) {
+                    (Some(NG_STATUS_ENDPOINT), Some(id)) => poll(st, h, Kind::MopayNg, id.clone(), false).await,
+                    _ => ng_envelope_error(StatusCode::NOT_FOUND, 404, "Unknown endpoint"),
+                }
+            }),
+        )
         .route("/_sim/sessions", post(register))
         .with_state(sim)
 }
+
+/// The provider shapes the simulator speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Mopay,
+    Little,
+    MopayNg,
+    Moflay,
+    Vesicash,
+}
+
+/// The `req=` name the simulator answers Mopay Nigeria status lookups on.
+pub const NG_STATUS_ENDPOINT: &str = "payment_status";
+
+/// The status words of the simulator's Mopay Nigeria, for a config's `status_map`.
+pub const NG_STATUS_MAP: &[(&str, &str)] = &[
+    ("SUCCESSFUL", "COMPLETED"),
+    ("FAILED", "FAILED"),
+    ("CANCELLED", "CANCELLED"),
+    ("EXPIRED", "EXPIRED"),
+    ("PENDING", "PENDING"),
+    ("PROCESSING", "PENDING"),
+];
 
 /// Serves on an already-bound listener until `shutdown` resolves.
 pub async fn serve(
@@ -334,7 +416,7 @@ async fn create(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if !sim.authorised(&headers) {
+    if !sim.authorised(Kind::Mopay, &headers) {
         return json_response(
             StatusCode::UNAUTHORIZED,
             json!({"success": false, "error": "Unauthorized"}),
@@ -400,6 +482,7 @@ struct RegisterRequest {
     session_id: String,
     amount: Option<String>,
     reference: Option<String>,
+    currency: Option<String>,
     behaviour: Option<String>,
 }
 
@@ -417,10 +500,11 @@ async fn register(
         Ok(b) => b.unwrap_or_default(),
         Err(e) => return json_response(StatusCode::BAD_REQUEST, json!({"error": e})),
     };
-    sim.insert(
+    sim.insert_in(
         &req.session_id,
         req.amount.as_deref().unwrap_or("100.00"),
         req.reference.as_deref().unwrap_or("REF"),
+        req.currency.as_deref().unwrap_or("LSL"),
         behaviour,
     );
     json_response(StatusCode::CREATED, json!({"session_id": req.session_id}))
@@ -433,11 +517,16 @@ static OVERSIZED: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// `GET /api/external/session/v1/{sessionId}` [seed 000].
-async fn status(
+/// How long a long poll is held at most before answering "still pending".
+const LONG_POLL_HOLD: Duration = Duration::from_secs(2);
+
+/// A poll of one session at one provider's status endpoint.
+async fn poll(
     State(sim): State<Arc<Sim>>,
     headers: HeaderMap,
-    Path(session_id): Path<String>,
+    kind: Kind,
+    id: String,
+    long: bool,
 ) -> Response {
     sim.status_requests.fetch_add(1, Ordering::Relaxed);
     if let Some(times) = sim
@@ -448,167 +537,348 @@ async fn status(
     {
         times.push(std::time::Instant::now());
     }
-    if !sim.authorised(&headers) {
-        return json_response(
-            StatusCode::UNAUTHORIZED,
-            json!({"success": false, "error": "Unauthorized"}),
-        );
-    }
-    // Count the poll and take what is needed under the shard lock; answer outside it.
-    let (s, poll) = {
-        let mut shard = sim.shard(&session_id);
-        let s = shard
-            .entry(session_id.clone())
-            .or_insert_with(|| implicit_session(&session_id));
-        let poll = s.polls;
-        s.polls += 1;
-        (s.clone(), poll)
-    };
-    if s.behaviour.slow_ms > 0 {
-        tokio::time::sleep(Duration::from_millis(s.behaviour.slow_ms)).await;
-    }
-    answer(&session_id, &s, poll)
-}
-
-fn answer(session_id: &str, s: &SimSession, poll: u32) -> Response {
-    let b = &s.behaviour;
-    let faults = b.fault.map_or(0, |(_, k)| k);
-    if let Some((fault, _)) = b.fault.filter(|_| poll < faults) {
-        return match fault {
-            Fault::Status5xx => json_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                json!({"success": false, "error": "Service Unavailable"}),
+    if !sim.authorised(kind, &headers) {
+        return match kind {
+            Kind::Mopay => json_response(
+                StatusCode::UNAUTHORIZED,
+                json!({"success": false, "error": "Unauthorized"}),
             ),
-            Fault::RateLimit => (
-                StatusCode::TOO_MANY_REQUESTS,
-                [
-                    (header::RETRY_AFTER, "1"),
-                    (header::CONTENT_TYPE, "application/json"),
-                ],
-                r#"{"success":false,"error":"Too Many Requests"}"#,
-            )
-                .into_response(),
-            Fault::Html => (
-                StatusCode::OK,
-                [(header::CONTENT_TYPE, "text/html")],
-                "<html><body><h1>502 Bad Gateway</h1></body></html>",
-            )
-                .into_response(),
-            Fault::Truncated => (
-                StatusCode::OK,
-                [(header::CONTENT_TYPE, "application/json")],
-                r#"{"success":true,"session":{"sessionId":"#,
-            )
-                .into_response(),
-            Fault::Oversized => (
-                StatusCode::OK,
-                [(header::CONTENT_TYPE, "application/json")],
-                OVERSIZED.as_str(),
-            )
-                .into_response(),
-            Fault::FalseSuccess => json_response(
-                StatusCode::OK,
-                json!({"success": false, "error": "Temporary error"}),
+            Kind::Moflay => moflay_error(
+                StatusCode::UNAUTHORIZED,
+                "missing_api_key",
+                "Invalid or missing API key",
             ),
-            Fault::RateLimitLong => (
-                StatusCode::TOO_MANY_REQUESTS,
-                [(header::RETRY_AFTER, "120")],
-                "Too Many Requests",
-            )
-                .into_response(),
-            Fault::RateLimitDate => {
-                let at = chrono::Utc::now() + chrono::Duration::seconds(2);
-                let date = at.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
-                (
-                    StatusCode::TOO_MANY_REQUESTS,
-                    [(header::RETRY_AFTER, date)],
-                    "Too Many Requests",
-                )
-                    .into_response()
+            Kind::MopayNg => {
+                ng_envelope_error(StatusCode::UNAUTHORIZED, 401, "Invalid signature (E401)")
             }
-            Fault::NotFound => json_response(
-                StatusCode::NOT_FOUND,
-                json!({"success": false, "error": "Session not found"}),
+            Kind::Little | Kind::Vesicash => json_response(
+                StatusCode::UNAUTHORIZED,
+                json!({"status": "error", "message": "Unauthorized"}),
             ),
         };
     }
-    if b.last == Final::NotFound {
-        return json_response(
-            StatusCode::NOT_FOUND,
-            json!({"success": false, "error": "Session not found"}),
-        );
-    }
-    let pending = poll - faults < b.pending_polls || b.last == Final::Pending;
-    let (status, tx_status, amount, reference) = if pending {
-        (
-            if poll == faults {
-                "CREATED"
-            } else {
-                "PROCESSING"
-            },
-            "pending",
-            s.amount.clone(),
-            s.reference.clone(),
-        )
-    } else {
-        match b.last {
-            Final::Complete => (
-                "COMPLETED",
-                "success",
-                s.amount.clone(),
-                s.reference.clone(),
-            ),
-            Final::Fail => ("FAILED", "failed", s.amount.clone(), s.reference.clone()),
-            Final::Cancel => (
-                "CANCELLED",
-                "cancelled",
-                s.amount.clone(),
-                s.reference.clone(),
-            ),
-            Final::Expire => ("EXPIRED", "expired", s.amount.clone(), s.reference.clone()),
-            Final::AmountMismatch => ("COMPLETED", "success", "1.00".into(), s.reference.clone()),
-            Final::ReferenceMismatch => (
-                "COMPLETED",
-                "success",
-                s.amount.clone(),
-                format!("{}X", s.reference),
-            ),
-            Final::Unknown => ("ON_HOLD", "pending", s.amount.clone(), s.reference.clone()),
-            Final::Unpaid => ("COMPLETED", "failed", s.amount.clone(), s.reference.clone()),
-            Final::LatePayment if poll - faults == b.pending_polls => {
-                ("EXPIRED", "expired", s.amount.clone(), s.reference.clone())
-            }
-            Final::LatePayment => (
-                "COMPLETED",
-                "success",
-                s.amount.clone(),
-                s.reference.clone(),
-            ),
-            Final::Pending | Final::NotFound => {
-                ("PENDING", "pending", s.amount.clone(), s.reference.clone())
-            }
+    let started = tokio::time::Instant::now();
+    loop {
+        // Count the poll and take what is needed under the shard lock; answer outside it.
+        let (s, n) = {
+            let mut shard = sim.shard(&id);
+            let s = shard
+                .entry(id.clone())
+                .or_insert_with(|| implicit_session(&id));
+            let n = s.polls;
+            s.polls += 1;
+            (s.clone(), n)
+        };
+        if s.behaviour.slow_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(s.behaviour.slow_ms)).await;
         }
-    };
-    let done = status == "COMPLETED" && tx_status == "success";
+        let outcome = outcome(&s, n);
+        // A long poll holds a pending answer until the state changes (or the hold ends): each
+        // tick inside the hold is one more poll of the session's behaviour.
+        if long
+            && matches!(
+                outcome,
+                Outcome::State(SimState::Created | SimState::Processing)
+            )
+            && started.elapsed() < LONG_POLL_HOLD
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        }
+        return render(kind, &id, &s, n, outcome);
+    }
+}
+
+/// A session's state at one poll, before it is rendered in a provider's shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SimState {
+    Created,
+    Processing,
+    Completed,
+    Failed,
+    Cancelled,
+    Expired,
+    /// A word outside every table.
+    Unknown,
+    /// Paid-looking but not paid (MoPay: COMPLETED + transactionStatus failed; Moflay: `unknown`).
+    Unpaid,
+    AmountMismatch,
+    ReferenceMismatch,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Fault(Fault),
+    NotFound,
+    State(SimState),
+}
+
+fn outcome(s: &SimSession, poll: u32) -> Outcome {
+    let b = &s.behaviour;
+    let faults = b.fault.map_or(0, |(_, k)| k);
+    if let Some((fault, _)) = b.fault.filter(|_| poll < faults) {
+        return Outcome::Fault(fault);
+    }
+    let after = poll - faults;
+    if b.last == Final::NotFound {
+        return Outcome::NotFound;
+    }
+    if after < b.pending_polls || b.last == Final::Pending {
+        return Outcome::State(if after == 0 {
+            SimState::Created
+        } else {
+            SimState::Processing
+        });
+    }
+    Outcome::State(match b.last {
+        Final::Complete => SimState::Completed,
+        Final::Fail => SimState::Failed,
+        Final::Cancel => SimState::Cancelled,
+        Final::Expire => SimState::Expired,
+        Final::AmountMismatch => SimState::AmountMismatch,
+        Final::ReferenceMismatch => SimState::ReferenceMismatch,
+        Final::Unknown => SimState::Unknown,
+        Final::Unpaid => SimState::Unpaid,
+        Final::LatePayment if after == b.pending_polls => SimState::Expired,
+        Final::LatePayment => SimState::Completed,
+        Final::Pending | Final::NotFound => SimState::Processing,
+    })
+}
+
+/// A JSON number from decimal text, kept exactly (serde_json's `arbitrary_precision`).
+fn number(text: &str) -> serde_json::Value {
+    serde_json::from_str::<serde_json::Value>(text)
+        .ok()
+        .filter(|v| v.is_number())
+        .unwrap_or(json!(0))
+}
+
+fn moflay_error(code: StatusCode, name: &str, message: &str) -> Response {
     json_response(
-        StatusCode::OK,
-        json!({
-            "success": true,
-            "session": {
-                "id": format!("sim-{}", session_id.len()),
-                "sessionId": session_id,
-                "amount": amount,
-                "reference": reference,
-                "transactionStatus": tx_status,
-                "redirectUrl": "https://example.com/payment-complete",
-                "status": status,
-                "selectedPaymentMethod": if done { "mpesa" } else { "none" },
-                "transactionId": if done { Some(format!("TXN{}", session_id.len() * 7919 + poll as usize)) } else { None },
-                "createdAt": "2025-12-04T14:00:00Z",
-                "completedAt": if done { Some("2025-12-04T14:05:00Z") } else { None },
-            }
-        }),
+        code,
+        json!({"error": {"status": code.as_u16(), "code": name, "message": message}}),
     )
+}
+
+fn ng_envelope_error(http: StatusCode, code: u16, details: &str) -> Response {
+    json_response(
+        http,
+        json!({"REQUEST": {"VERSION": "1.0", "ACTION": NG_STATUS_ENDPOINT, "STATUS": "FAILED"},
+               "ERRORS": {"CODE": code, "DETAILS": details}}),
+    )
+}
+
+fn render(kind: Kind, id: &str, s: &SimSession, poll: u32, outcome: Outcome) -> Response {
+    let state = match outcome {
+        Outcome::Fault(f) => return render_fault(kind, f),
+        Outcome::NotFound => {
+            return match kind {
+                Kind::Moflay => {
+                    moflay_error(StatusCode::NOT_FOUND, "not_found", "Payment not found")
+                }
+                Kind::MopayNg => {
+                    ng_envelope_error(StatusCode::NOT_FOUND, 404, "Transaction not found")
+                }
+                Kind::Mopay => json_response(
+                    StatusCode::NOT_FOUND,
+                    json!({"success": false, "error": "Session not found"}),
+                ),
+                Kind::Little | Kind::Vesicash => json_response(
+                    StatusCode::NOT_FOUND,
+                    json!({"status": "error", "message": "Not found"}),
+                ),
+            };
+        }
+        Outcome::State(st) => st,
+    };
+    let amount = if state == SimState::AmountMismatch {
+        "1.00".to_string()
+    } else {
+        s.amount.clone()
+    };
+    let reference = if state == SimState::ReferenceMismatch {
+        format!("{}X", s.reference)
+    } else {
+        s.reference.clone()
+    };
+    let paid = matches!(
+        state,
+        SimState::Completed | SimState::AmountMismatch | SimState::ReferenceMismatch
+    );
+    let txn = format!("TXN{}", id.len() * 7919 + poll as usize);
+    match kind {
+        Kind::Mopay => {
+            let (status, tx_status) = match state {
+                SimState::Created => ("CREATED", "pending"),
+                SimState::Processing => ("PROCESSING", "pending"),
+                SimState::Failed => ("FAILED", "failed"),
+                SimState::Cancelled => ("CANCELLED", "cancelled"),
+                SimState::Expired => ("EXPIRED", "expired"),
+                SimState::Unknown => ("ON_HOLD", "pending"),
+                SimState::Unpaid => ("COMPLETED", "failed"),
+                _ => ("COMPLETED", "success"),
+            };
+            json_response(
+                StatusCode::OK,
+                json!({"success": true, "session": {
+                    "id": format!("sim-{}", id.len()), "sessionId": id, "amount": amount, "reference": reference,
+                    "transactionStatus": tx_status, "redirectUrl": "https://example.com/payment-complete",
+                    "status": status, "selectedPaymentMethod": if paid { "mpesa" } else { "none" },
+                    "transactionId": paid.then_some(&txn), "createdAt": "2025-12-04T14:00:00Z",
+                    "completedAt": paid.then_some("2025-12-04T14:05:00Z"),
+                }}),
+            )
+        }
+        Kind::Little => {
+            let status = match state {
+                SimState::Created | SimState::Processing | SimState::Unpaid => "PENDING",
+                SimState::Failed => "FAILED",
+                SimState::Cancelled => "CANCELLED",
+                SimState::Expired => "EXPIRED",
+                SimState::Unknown => "ON_HOLD",
+                _ => "COMPLETED",
+            };
+            // M-Pesa rounds to whole units [docs].
+            let whole = amount
+                .parse::<rust_decimal::Decimal>()
+                .map(|a| {
+                    a.round_dp_with_strategy(
+                        0,
+                        rust_decimal::RoundingStrategy::MidpointAwayFromZero,
+                    )
+                    .to_string()
+                })
+                .unwrap_or(amount);
+            json_response(
+                StatusCode::OK,
+                json!({"date": "2024-05-13T08:26:18.719Z", "data": {
+                    "reference": format!("intent-{}", id.len()), "status": status, "payload": {},
+                    "amount": number(&whole), "payment": {"provider": "MPESA", "details": null},
+                    "key": reference, "attempts": [{"reference": format!("intent-{}", id.len()), "provider": "MPESA", "status": status}],
+                }}),
+            )
+        }
+        Kind::Moflay => {
+            let status = match state {
+                SimState::Created => "initiating",
+                SimState::Processing => "pending",
+                SimState::Failed => "failed",
+                SimState::Cancelled => "canceled",
+                SimState::Expired => "expired",
+                SimState::Unknown => "on_hold",
+                SimState::Unpaid => "unknown",
+                _ => "completed",
+            };
+            let digits = crate::provider::minor_digits(&s.currency).unwrap_or(2);
+            let minor = amount
+                .parse::<rust_decimal::Decimal>()
+                .map(|a| {
+                    (a * rust_decimal::Decimal::from(10u64.pow(digits)))
+                        .trunc()
+                        .to_string()
+                })
+                .unwrap_or_else(|_| "0".into());
+            json_response(
+                StatusCode::OK,
+                json!({"id": id, "transactionId": format!("trxn_{}", id.len()), "status": status,
+                       "statusDetail": status, "amount": number(&minor), "currency": s.currency,
+                       "accountReference": reference, "receiptNumber": paid.then_some(&txn),
+                       "phoneNumber": "254712345678", "createdAt": "2024-12-19T10:25:00.000Z",
+                       "completedAt": paid.then_some("2024-12-19T10:26:00.000Z"), "failedAt": null}),
+            )
+        }
+        Kind::Vesicash => {
+            let status = match state {
+                SimState::Created | SimState::Processing | SimState::Unpaid => "pending",
+                SimState::Failed => "failed",
+                SimState::Cancelled => "cancelled",
+                SimState::Expired => "expired",
+                SimState::Unknown => "on_hold",
+                _ => "success",
+            };
+            json_response(
+                StatusCode::OK,
+                json!({"status": "ok", "code": 200, "message": "Payment details retrieved", "data": {
+                    "id": id.len() * 7919, "amount": number(&amount), "status": status, "currency": s.currency,
+                    "reference": id, "method": "mobile_money", "created_at": "2025-01-01T10:00:00Z",
+                }}),
+            )
+        }
+        Kind::MopayNg => {
+            let status = match state {
+                SimState::Created => "PENDING",
+                SimState::Processing | SimState::Unpaid => "PROCESSING",
+                SimState::Failed => "FAILED",
+                SimState::Cancelled => "CANCELLED",
+                SimState::Expired => "EXPIRED",
+                SimState::Unknown => "ON_HOLD",
+                _ => "SUCCESSFUL",
+            };
+            json_response(
+                StatusCode::OK,
+                json!({"REQUEST": {"VERSION": "1.0", "ACTION": NG_STATUS_ENDPOINT, "STATUS": "OK"}, "DATA": {
+                    "reference": id, "status": status, "amount": amount, "currency": s.currency,
+                    "merchant_reference": reference, "transaction_id": paid.then_some(&txn),
+                }}),
+            )
+        }
+    }
+}
+
+fn render_fault(kind: Kind, fault: Fault) -> Response {
+    let rate_limited = |retry_after: String| {
+        (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, retry_after)],
+            "Too Many Requests",
+        )
+            .into_response()
+    };
+    match fault {
+        Fault::Status5xx => json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"error": "Service Unavailable"}),
+        ),
+        Fault::RateLimit => rate_limited("1".into()),
+        Fault::RateLimitLong => rate_limited("120".into()),
+        Fault::RateLimitDate => {
+            let at = chrono::Utc::now() + chrono::Duration::seconds(2);
+            rate_limited(at.format("%a, %d %b %Y %H:%M:%S GMT").to_string())
+        }
+        Fault::Html => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/html")],
+            "<html><body><h1>502 Bad Gateway</h1></body></html>",
+        )
+            .into_response(),
+        Fault::Truncated => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            r#"{"success":true,"session":{"sessionId":"#,
+        )
+            .into_response(),
+        Fault::Oversized => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            OVERSIZED.as_str(),
+        )
+            .into_response(),
+        Fault::FalseSuccess => match kind {
+            Kind::MopayNg => ng_envelope_error(StatusCode::OK, 503, "Temporarily unavailable"),
+            _ => json_response(
+                StatusCode::OK,
+                json!({"success": false, "error": "Temporary error"}),
+            ),
+        },
+        Fault::NotFound => match kind {
+            Kind::Moflay => moflay_error(StatusCode::NOT_FOUND, "not_found", "Payment not found"),
+            Kind::MopayNg => ng_envelope_error(StatusCode::NOT_FOUND, 404, "Transaction not found"),
+            _ => json_response(
+                StatusCode::NOT_FOUND,
+                json!({"success": false, "error": "Session not found"}),
+            ),
+        },
+    }
 }
 
 #[cfg(test)]
