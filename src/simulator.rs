@@ -356,6 +356,58 @@ pub fn router(sim: Arc<Sim>) -> Router {
         .with_state(sim)
 }
 
+/// Config tables for all five provider kinds, each pointing at a simulator on `base_url` and
+/// naming the variables that hold its credentials (`key_env` for API keys and secret keys,
+/// `public_env` for public keys). Used by the demo and the tests, and printed by `simulate`.
+pub fn providers_toml(base_url: &str, key_env: &str, public_env: &str, rate_limit: &str) -> String {
+    let map: Vec<String> = NG_STATUS_MAP
+        .iter()
+        .map(|(k, v)| format!("{k} = \"{v}\""))
+        .collect();
+    format!(
+        r#"[providers.mopay]
+kind = "mopay"
+base_url = "{base_url}"
+api_key_env = "{key_env}"
+rate_limit = "{rate_limit}"
+
+[providers.little]
+kind = "little"
+base_url = "{base_url}"
+api_key_env = "{key_env}"
+rate_limit = "{rate_limit}"
+
+[providers.mopay_ng]
+kind = "mopay_ng"
+base_url = "{base_url}"
+public_key_env = "{public_env}"
+secret_key_env = "{key_env}"
+rate_limit = "{rate_limit}"
+status_endpoint = "{NG_STATUS_ENDPOINT}"
+id_param = "reference"
+status_pointer = "/DATA/status"
+amount_pointer = "/DATA/amount"
+reference_pointer = "/DATA/merchant_reference"
+currency_pointer = "/DATA/currency"
+status_map = {{ {} }}
+
+[providers.moflay]
+kind = "moflay"
+base_url = "{base_url}"
+api_key_env = "{key_env}"
+rate_limit = "{rate_limit}"
+
+[providers.vesicash]
+kind = "vesicash"
+base_url = "{base_url}"
+public_key_env = "{public_env}"
+secret_key_env = "{key_env}"
+rate_limit = "{rate_limit}"
+"#,
+        map.join(", ")
+    )
+}
+
 /// The provider shapes the simulator speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {

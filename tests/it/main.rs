@@ -5,6 +5,7 @@ mod cli;
 mod crash;
 mod export;
 mod outbox;
+mod providers;
 mod reconcile;
 mod rules;
 mod support;

@@ -31,6 +31,12 @@ pub struct Env {
     stop: CancellationToken,
 }
 
+/// The key the all-provider simulator demands (API key, or secret key of a pair).
+pub const SIM_KEY: &str = "sk_sim_0123456789abcdef";
+
+/// The five provider kinds, by their table names in the all-provider config.
+pub const KINDS: &[&str] = &["mopay", "little", "mopay_ng", "moflay", "vesicash"];
+
 /// Two webhook secrets, for rotation: both sign every message.
 pub const SECRET_A: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 pub const SECRET_B: &str = "whsec_bmV4dC1zZWNyZXQtZm9yLXJvdGF0aW9u";
@@ -44,6 +50,16 @@ impl Drop for Env {
 /// The config text tests use: fast backoff, short timeouts. `extra` is appended to `[backoff]`
 /// overrides by replacing keys textually where a test needs it.
 pub fn config_text(ledger: &std::path::Path, base_url: &str) -> String {
+    config_with(
+        ledger,
+        &format!(
+            "[providers.mopay]\nkind = \"mopay\"\nbase_url = \"{base_url}\"\nrate_limit = \"off\"\n"
+        ),
+    )
+}
+
+/// The test config with these provider tables.
+pub fn config_with(ledger: &std::path::Path, providers: &str) -> String {
     format!(
         r#"[ledger]
 path = {ledger:?}
@@ -66,11 +82,7 @@ retries = 3
 retry_initial = "20ms"
 retry_max = "1500ms"
 max_body = "64KiB"
-[providers.mopay]
-kind = "mopay"
-base_url = "{base_url}"
-rate_limit = "off"
-"#
+{providers}"#
     )
 }
 
@@ -78,6 +90,40 @@ impl Env {
     /// Starts a simulator on an ephemeral loopback port. Call from inside a tokio runtime.
     pub async fn start() -> Env {
         Self::start_with_key(None).await
+    }
+
+    /// A simulator demanding credentials and a config with all five provider kinds on it.
+    pub async fn start_all_providers() -> Env {
+        let mut env = Self::start_with_key(Some(SIM_KEY)).await;
+        let providers = payrecon::simulator::providers_toml(
+            &env.base_url,
+            "PAYRECON_SIM_KEY",
+            "PAYRECON_SIM_PUB",
+            "off",
+        );
+        std::fs::write(&env.config_path, config_with(&env.ledger_path, &providers)).unwrap();
+        env.vars.push(("PAYRECON_SIM_KEY".into(), SIM_KEY.into()));
+        env.vars
+            .push(("PAYRECON_SIM_PUB".into(), "pk_sim_public".into()));
+        env
+    }
+
+    /// Enqueues a session for `provider` whose behaviour the simulator knows (100.00 LSL,
+    /// reference REF plus the id's length).
+    pub fn session_at(&self, ledger: &Ledger, provider: &str, id: &str, behaviour: &str) {
+        let reference = format!("REF{}", id.len());
+        self.sim
+            .insert(id, "100.00", &reference, behaviour.parse().unwrap());
+        ledger
+            .enqueue(&NewSession {
+                provider: provider.into(),
+                session_id: id.into(),
+                reference: Some(reference),
+                amount: Some("100.00".into()),
+                currency: Some("LSL".into()),
+                created_at: None,
+            })
+            .unwrap();
     }
 
     /// As [`Env::start`], with a simulator that demands `Authorization: Bearer <key>`.
@@ -160,21 +206,9 @@ impl Env {
         Ledger::open(&self.ledger_path).unwrap()
     }
 
-    /// Registers a session at the simulator and enqueues it (amount 100.00, reference REF…).
+    /// Registers a session at the simulator and enqueues it for MoPay.
     pub fn session(&self, ledger: &Ledger, id: &str, behaviour: &str) {
-        let b: Behaviour = behaviour.parse().unwrap();
-        let reference = format!("REF{}", id.len());
-        self.sim.insert(id, "100.00", &reference, b);
-        ledger
-            .enqueue(&NewSession {
-                provider: "mopay".into(),
-                session_id: id.into(),
-                reference: Some(reference),
-                amount: Some("100.00".into()),
-                currency: Some("LSL".into()),
-                created_at: None,
-            })
-            .unwrap();
+        self.session_at(ledger, "mopay", id, behaviour);
     }
 
     /// One pass with this env's config.
