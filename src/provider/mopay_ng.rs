@@ -232,7 +232,7 @@ impl Adapter for MopayNg {
         let mut f = ProviderFacts::new(raw, mapped);
         // Major units [assumed]: the envelope example's `amount: 5000` gives no unit.
         f.amount = super::json_decimal(at(&ng.amount_pointer), "the amount at amount_pointer")?;
-        let text = |v: Option<&Value>| v.and_then(Value::as_str).map(|s| clip(s));
+        let text = |v: Option<&Value>| v.and_then(Value::as_str).map(clip);
         f.reference = text(at(&ng.reference_pointer));
         f.currency = text(at(&ng.currency_pointer));
         Ok(Answer::Found(f))
@@ -243,7 +243,7 @@ impl Adapter for MopayNg {
         let env: Value = serde_json::from_slice(body).ok()?;
         errors_code(&env)
             .map(|c| error_from_code(Some(c)))
-            .or_else(|| (status == StatusCode::NOT_FOUND).then(|| Ok(Answer::NotFound)))
+            .or_else(|| (status == StatusCode::NOT_FOUND).then_some(Ok(Answer::NotFound)))
     }
 
     fn not_ready(&self) -> Option<String> {

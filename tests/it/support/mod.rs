@@ -15,7 +15,7 @@ use payrecon::config::Config;
 use payrecon::ledger::{Ledger, NewSession, Source};
 use payrecon::provider;
 use payrecon::reconcile::{self, PassOptions, PassReport};
-use payrecon::simulator::{self, Behaviour, Sim};
+use payrecon::simulator::{self, Sim};
 use tokio_util::sync::CancellationToken;
 
 /// A simulator, a ledger file and a config, all torn down on drop.
