@@ -1,7 +1,9 @@
-//! `payrecon demo`: the embedded default. Starts the simulator on an ephemeral loopback port,
-//! opens a temporary ledger, creates sessions through the simulator's create endpoint covering
-//! every behaviour, reconciles them to the end with short backoff, and prints a summary.
-//! No config file, no network beyond loopback, no secrets.
+//! `payrecon demo`: the embedded default. Starts the simulator on an ephemeral loopback port
+//! (speaking all five providers' status endpoints, demanding credentials), opens a temporary
+//! ledger, creates MoPay sessions through the simulator's create endpoint covering every
+//! behaviour plus sessions at the other four providers, reconciles them to the end with short
+//! backoff while a webhook receiver checks every delivery, and prints a summary per provider.
+//! No config file, no network beyond loopback, no secrets of the user's.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -16,9 +18,10 @@ use crate::ledger::{Ledger, ListFilter, NewSession, Source, Status};
 use crate::outbox::Outbox;
 use crate::provider;
 use crate::reconcile::{self, PassOptions};
-use crate::simulator::{self, Sim};
+use crate::simulator::{self, Kind, Sim};
 
-/// `(behaviour, expected final state, how many)`; PENDING means it must still be pending.
+/// MoPay, the primary provider: every behaviour. `(behaviour, expected final state, how many)`;
+/// PENDING means it must still be pending at the end.
 pub const SCENARIOS: &[(&str, Status, u32)] = &[
     ("complete", Status::Completed, 6),
     ("complete-1", Status::Completed, 3),
@@ -42,18 +45,39 @@ pub const SCENARIOS: &[(&str, Status, u32)] = &[
     ("unknown", Status::Pending, 1),
 ];
 
-/// The environment variable name the demo's config points `secret_env` at (never read from the
-/// real environment: the demo supplies a fresh random secret).
-const DEMO_SECRET_ENV: &str = "PAYRECON_DEMO_WEBHOOK_SECRET";
+/// The other four providers: behaviours whose outcome every provider's table agrees on.
+pub const OTHER_SCENARIOS: &[(&str, Status, u32)] = &[
+    ("complete", Status::Completed, 2),
+    ("complete-3", Status::Completed, 1),
+    ("fail", Status::Failed, 1),
+    ("notfound", Status::Expired, 1),
+    ("5xx-1.complete", Status::Completed, 1),
+    ("429-1.complete", Status::Completed, 1),
+    ("amount", Status::Review, 1),
+    ("pending", Status::Expired, 1),
+];
 
-/// The demo's config: short backoff and max_age so that everything settles in seconds, and a
-/// webhook to the demo's own receiver with a short retry schedule.
+/// The environment variable names the demo's config points at (never read from the real
+/// environment: the demo supplies fresh random values).
+const DEMO_SECRET_ENV: &str = "PAYRECON_DEMO_WEBHOOK_SECRET";
+const DEMO_KEY_ENV: &str = "PAYRECON_DEMO_PROVIDER_KEY";
+const DEMO_PUBLIC_ENV: &str = "PAYRECON_DEMO_PUBLIC_KEY";
+
+/// The demo's config: short backoff and max_age so that everything settles in seconds, all five
+/// providers on the simulator (Little long-polling), and a webhook to the demo's own receiver.
 pub fn config(
     base_url: &str,
     receiver_url: &str,
     secret: &str,
+    key: &str,
     ledger: &std::path::Path,
 ) -> Config {
+    let providers = simulator::providers_toml(base_url, DEMO_KEY_ENV, DEMO_PUBLIC_ENV, "200/s")
+        .replacen(
+            "kind = \"little\"",
+            "kind = \"little\"\nlong_poll = true\nlong_poll_timeout = \"3s\"",
+            1,
+        );
     let text = format!(
         r#"
 [ledger]
@@ -75,20 +99,21 @@ retries = 3
 retry_initial = "50ms"
 retry_max = "1500ms"
 max_body = "64KiB"
-[providers.mopay]
-kind = "mopay"
-base_url = "{base_url}"
-rate_limit = "200/s"
 [events.webhook]
 url = "{receiver_url}"
 secret_env = "{DEMO_SECRET_ENV}"
 timeout = "2s"
 schedule = ["200ms", "400ms", "800ms"]
-"#
+{providers}"#
     );
-    let env = |var: &str| (var == DEMO_SECRET_ENV).then(|| secret.to_string());
-    // Invariant: this text is fixed apart from loopback URLs, a temp path and a whsec_ secret
-    // made by `new_secret`, and the `demo_config_is_valid` test parses it.
+    let env = |var: &str| match var {
+        DEMO_SECRET_ENV => Some(secret.to_string()),
+        DEMO_KEY_ENV => Some(key.to_string()),
+        DEMO_PUBLIC_ENV => Some("pk_demo_public".to_string()),
+        _ => None,
+    };
+    // Invariant: this text is fixed apart from loopback URLs, a temp path and random secrets
+    // of a fixed shape, and the `demo_config_is_valid` test parses it.
     Config::parse(&text, &env).expect("the demo config is valid")
 }
 
@@ -171,8 +196,48 @@ async fn receiver(
     Ok((url, seen))
 }
 
-/// Runs the demo and returns the summary text, or an error if any session ended in a state
-/// other than its behaviour's.
+/// Creates one MoPay session at the simulator as a merchant's app would; returns its id.
+async fn create_mopay(
+    client: &reqwest::Client,
+    base_url: &str,
+    key: &str,
+    n: usize,
+    reference: &str,
+    amount: &str,
+    behaviour: &str,
+) -> anyhow::Result<String> {
+    let resp: serde_json::Value = client
+        .post(format!("{base_url}/api/external/payment"))
+        .bearer_auth(key)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(
+            serde_json::json!({
+                "amount": amount,
+                "reference": reference,
+                "redirectUrl": "https://shop.example/payment-complete",
+                "description": format!("Order {n} sim:{behaviour}"),
+                "customerEmail": "customer@example.com",
+                "customerName": "Demo Customer",
+            })
+            .to_string(),
+        )
+        .send()
+        .await
+        .context("creating a session at the simulator")?
+        .bytes()
+        .await
+        .context("reading the simulator's create answer")
+        .and_then(|b| {
+            serde_json::from_slice(&b).context("the simulator's create answer is not JSON")
+        })?;
+    Ok(resp["sessionId"]
+        .as_str()
+        .context("the simulator returned no sessionId")?
+        .to_string())
+}
+
+/// Runs the demo and returns the summary text, or an error (with the summary) if any session
+/// ended in a state other than its behaviour's or any event was not delivered.
 pub async fn run() -> anyhow::Result<String> {
     let started = Instant::now();
     let dir = tempfile::tempdir().context("creating a temporary directory")?;
@@ -180,7 +245,13 @@ pub async fn run() -> anyhow::Result<String> {
         .await
         .context("binding the simulator")?;
     let addr = listener.local_addr()?;
-    let sim = Sim::new(None);
+    let key: String = format!(
+        "sk_demo_{}",
+        (0..16)
+            .map(|_| fastrand::alphanumeric())
+            .collect::<String>()
+    );
+    let sim = Sim::new(Some(key.clone()));
     let stop = CancellationToken::new();
     let server = tokio::spawn(simulator::serve(
         listener,
@@ -189,66 +260,75 @@ pub async fn run() -> anyhow::Result<String> {
     ));
     let base_url = format!("http://{addr}");
     let secret = new_secret();
-    let key = crate::config::SigningKey::from_whsec(&secret).context("the demo secret")?;
-    let (receiver_url, received) = receiver(key, stop.clone()).await?;
+    let signing = crate::config::SigningKey::from_whsec(&secret).context("the demo secret")?;
+    let (receiver_url, received) = receiver(signing, stop.clone()).await?;
     let cfg = config(
         &base_url,
         &receiver_url,
         &secret,
+        &key,
         &dir.path().join("ledger.db"),
     );
     let ledger = Ledger::open(&cfg.ledger_path)?;
 
-    // Create the sessions at the simulator, as a merchant's app would, and enqueue them.
+    // Sessions: MoPay's through its create endpoint, the others registered at the simulator.
     let client = reqwest::Client::new();
-    let mut expected = BTreeMap::new();
+    let mut expected: BTreeMap<String, (&str, Status)> = BTreeMap::new();
     let mut n = 0;
-    for (behaviour, want, count) in SCENARIOS {
-        for _ in 0..*count {
-            n += 1;
-            let reference = format!("ORDER{n:04}");
-            let amount = format!("{}.{:02}", 50 + n * 7, n % 100);
-            let resp: serde_json::Value = client
-                .post(format!("{base_url}/api/external/payment"))
-                .bearer_auth("demo-key")
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(
-                    serde_json::json!({
-                        "amount": amount,
-                        "reference": reference,
-                        "redirectUrl": "https://shop.example/payment-complete",
-                        "description": format!("Order {n} sim:{behaviour}"),
-                        "customerEmail": "customer@example.com",
-                        "customerName": "Demo Customer",
-                    })
-                    .to_string(),
-                )
-                .send()
-                .await
-                .context("creating a session at the simulator")?
-                .bytes()
-                .await
-                .context("reading the simulator's create answer")
-                .and_then(|b| {
-                    serde_json::from_slice(&b).context("the simulator's create answer is not JSON")
+    for kind in Kind::ALL {
+        let scenarios = if kind == Kind::Mopay {
+            SCENARIOS
+        } else {
+            OTHER_SCENARIOS
+        };
+        let currency = match kind {
+            Kind::Mopay => "LSL",
+            Kind::Little | Kind::Moflay => "KES",
+            Kind::MopayNg => "NGN",
+            Kind::Vesicash => "GHS",
+        };
+        for (behaviour, want, count) in scenarios {
+            for _ in 0..*count {
+                n += 1;
+                let reference = format!("ORDER{n:04}");
+                let amount = format!("{}.{:02}", 50 + n * 7, (n * 37) % 100);
+                let session_id = match kind {
+                    Kind::Mopay => {
+                        create_mopay(&client, &base_url, &key, n, &reference, &amount, behaviour)
+                            .await?
+                    }
+                    other => {
+                        let id = match other {
+                            Kind::Little => format!("LP-{n:04}"),
+                            Kind::MopayNg => format!("NG{n:06}"),
+                            Kind::Moflay => format!("pay_{n:06}"),
+                            _ => format!("VS-{n:04}"),
+                        };
+                        sim.insert_in(
+                            &id,
+                            &amount,
+                            &reference,
+                            currency,
+                            behaviour.parse().map_err(anyhow::Error::msg)?,
+                        );
+                        id
+                    }
+                };
+                ledger.enqueue(&NewSession {
+                    provider: kind.name().into(),
+                    session_id: session_id.clone(),
+                    reference: Some(reference),
+                    amount: Some(amount),
+                    currency: Some(currency.into()),
+                    created_at: None,
                 })?;
-            let session_id = resp["sessionId"]
-                .as_str()
-                .context("the simulator returned no sessionId")?
-                .to_string();
-            ledger.enqueue(&NewSession {
-                provider: "mopay".into(),
-                session_id: session_id.clone(),
-                reference: Some(reference),
-                amount: Some(amount),
-                currency: Some("LSL".into()),
-                created_at: None,
-            })?;
-            expected.insert(session_id, (*behaviour, *want));
+                expected.insert(session_id, (*behaviour, *want));
+            }
         }
     }
 
-    // Reconcile until every session is where its behaviour leads, or a deadline passes.
+    // Reconcile and deliver until every session is where its behaviour leads and every event
+    // is delivered, or a deadline passes.
     let providers = provider::build(&cfg)?;
     let owner = crate::daemon::owner_id();
     let opts = PassOptions {
@@ -286,15 +366,15 @@ pub async fn run() -> anyhow::Result<String> {
     stop.cancel();
     let _ = server.await;
 
-    // The summary.
+    // The summary: MoPay session by session, then every provider in one table.
     let mut out = String::new();
-    let mut by_state: BTreeMap<String, (u32, i64)> = BTreeMap::new();
     let mut wrong = 0;
     let _ = writeln!(
         out,
-        "payrecon demo: {} MoPay sessions on the simulator at {base_url}\n",
+        "payrecon demo: {} sessions at five providers, simulated at {base_url}\n",
         sessions.len()
     );
+    let _ = writeln!(out, "MoPay, every behaviour:");
     let _ = writeln!(
         out,
         "{:<24} {:<10} {:<10} {:>6}  reason / last error",
@@ -302,71 +382,102 @@ pub async fn run() -> anyhow::Result<String> {
     );
     let mut rows: Vec<_> = sessions.iter().collect();
     rows.sort_by_key(|s| s.rowid);
-    for s in rows {
+    let mut per_provider: BTreeMap<&str, (BTreeMap<String, u32>, i64, u32)> = BTreeMap::new();
+    for s in &rows {
         let (behaviour, want) = expected
             .get(&s.session_id)
             .copied()
             .unwrap_or(("?", Status::Pending));
         let ok = want.as_str() == s.status;
         wrong += u32::from(!ok);
-        let e = by_state.entry(s.status.clone()).or_default();
-        e.0 += 1;
+        let kind = Kind::ALL
+            .iter()
+            .map(|k| k.name())
+            .find(|k| *k == s.provider)
+            .unwrap_or("?");
+        let e = per_provider.entry(kind).or_default();
+        *e.0.entry(s.status.clone()).or_default() += 1;
         e.1 += s.checks;
-        let note = if s.status == "PENDING" {
-            s.last_error.clone().unwrap_or_default()
-        } else {
-            ledger
-                .transitions(s.rowid)?
-                .last()
-                .and_then(|t| t.reason.clone())
-                .unwrap_or_default()
-        };
+        e.2 += 1;
+        if s.provider == "mopay" || !ok {
+            let note = if s.status == "PENDING" {
+                s.last_error.clone().unwrap_or_default()
+            } else {
+                ledger
+                    .transitions(s.rowid)?
+                    .last()
+                    .and_then(|t| t.reason.clone())
+                    .unwrap_or_default()
+            };
+            let label = if s.provider == "mopay" {
+                behaviour.to_string()
+            } else {
+                format!("{}:{behaviour}", s.provider)
+            };
+            let _ = writeln!(
+                out,
+                "{:<24} {:<10} {:<10} {:>6}  {}{}",
+                label,
+                want.as_str(),
+                s.status,
+                s.checks,
+                note,
+                if ok { "" } else { "   <-- unexpected" }
+            );
+        }
+    }
+    let _ = writeln!(out, "\nEvery provider:");
+    let _ = write!(out, "{:<10} {:>8}", "provider", "sessions");
+    for st in Status::ALL {
+        let _ = write!(out, " {:>9}", st.as_str());
+    }
+    let _ = writeln!(
+        out,
+        " {:>7} {:>6} {:>13}",
+        "checks", "calls", "calls/resolved"
+    );
+    for kind in Kind::ALL {
+        let (states, checks, count) = per_provider.remove(kind.name()).unwrap_or_default();
+        let _ = write!(out, "{:<10} {count:>8}", kind.name());
+        for st in Status::ALL {
+            let _ = write!(out, " {:>9}", states.get(st.as_str()).copied().unwrap_or(0));
+        }
+        let resolved = count - states.get("PENDING").copied().unwrap_or(0);
+        let calls = sim.requests_for(kind);
         let _ = writeln!(
             out,
-            "{:<24} {:<10} {:<10} {:>6}  {}{}",
-            behaviour,
-            want.as_str(),
-            s.status,
-            s.checks,
-            note,
-            if ok { "" } else { "   <-- unexpected" }
+            " {checks:>7} {calls:>6} {:>13.2}",
+            calls as f64 / f64::from(resolved.max(1))
         );
     }
     let stats = ledger.stats(crate::clock::now())?;
-    let _ = writeln!(out, "\n{:<10} {:>8} {:>8}", "state", "sessions", "checks");
-    for (state, (count, checks)) in &by_state {
-        let _ = writeln!(out, "{state:<10} {count:>8} {checks:>8}");
-    }
-    let total_checks: i64 = by_state.values().map(|v| v.1).sum();
-    let _ = writeln!(
-        out,
-        "\n{} passes, {} checks, {} provider calls (retries included), {} events written, {:.1}s elapsed",
-        passes,
-        total_checks,
-        sim.status_requests
-            .load(std::sync::atomic::Ordering::Relaxed),
-        stats.events_total,
-        started.elapsed().as_secs_f64()
-    );
     let (delivered, retried, dead) = outbox.counters.snapshot();
     let received = received.lock().unwrap_or_else(|p| p.into_inner());
     let _ = writeln!(
         out,
-        "webhook: {delivered} events delivered to {receiver_url} ({retried} attempts retried after a 503, {dead} dead); \
+        "\nwebhook: {delivered} events delivered to {receiver_url} ({retried} attempts retried after a 503, {dead} dead); \
          the receiver saw {} distinct ids in {} requests, {} bad signatures",
         received.attempts.len(),
         received.attempts.values().sum::<u32>(),
         received.bad_signatures
     );
+    let _ = writeln!(
+        out,
+        "{passes} passes, {} provider calls (retries and held long polls included), {} events written, {:.1}s elapsed",
+        sim.status_requests
+            .load(std::sync::atomic::Ordering::Relaxed),
+        stats.events_total,
+        started.elapsed().as_secs_f64()
+    );
     if delivered != stats.events_total as u64 || received.bad_signatures > 0 {
         wrong += 1;
     }
     if wrong > 0 {
-        anyhow::bail!("{out}\n{wrong} session(s) did not reach their expected state");
+        anyhow::bail!("{out}\n{wrong} session(s) or deliveries did not reach their expected state");
     }
     let _ = writeln!(
         out,
-        "every session reached the state its behaviour leads to"
+        "every session reached the state its behaviour leads to, and every event was delivered"
     );
     Ok(out)
 }
@@ -379,9 +490,12 @@ mod tests {
             "http://127.0.0.1:9",
             "http://127.0.0.1:9/h",
             &super::new_secret(),
+            "sk_demo_x",
             std::path::Path::new("/tmp/x.db"),
         );
-        assert_eq!(cfg.providers.len(), 1);
+        assert_eq!(cfg.providers.len(), 5);
+        assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+        assert!(cfg.require_secrets().is_ok());
         assert_eq!(cfg.webhook.unwrap().secrets.len(), 1);
     }
 }

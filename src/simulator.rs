@@ -191,6 +191,8 @@ pub struct Sim {
     hasher: RandomState,
     /// Status requests answered, for tests and benchmarks.
     pub status_requests: AtomicU64,
+    /// Status requests per provider shape, in [`Kind::ALL`] order.
+    by_kind: [AtomicU64; 5],
     /// Arrival times of status requests, kept only after [`Sim::record_arrivals`].
     arrivals: Mutex<Option<Vec<std::time::Instant>>>,
     /// When set, status and create calls need `Authorization: Bearer <key>`.
@@ -203,6 +205,7 @@ impl Sim {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             hasher: RandomState::new(),
             status_requests: AtomicU64::new(0),
+            by_kind: Default::default(),
             arrivals: Mutex::new(None),
             api_key,
         })
@@ -263,6 +266,11 @@ impl Sim {
             best = best.max(end - start + 1);
         }
         best
+    }
+
+    /// Status requests answered for one provider shape.
+    pub fn requests_for(&self, kind: Kind) -> u64 {
+        self.by_kind[kind as usize].load(Ordering::Relaxed)
     }
 
     /// How many times a session was polled.
@@ -416,6 +424,27 @@ pub enum Kind {
     MopayNg,
     Moflay,
     Vesicash,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 5] = [
+        Kind::Mopay,
+        Kind::Little,
+        Kind::MopayNg,
+        Kind::Moflay,
+        Kind::Vesicash,
+    ];
+
+    /// The provider kind's name in the config (and the table name `providers_toml` uses).
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Mopay => "mopay",
+            Kind::Little => "little",
+            Kind::MopayNg => "mopay_ng",
+            Kind::Moflay => "moflay",
+            Kind::Vesicash => "vesicash",
+        }
+    }
 }
 
 /// The `req=` name the simulator answers Mopay Nigeria status lookups on.
@@ -581,6 +610,7 @@ async fn poll(
     long: bool,
 ) -> Response {
     sim.status_requests.fetch_add(1, Ordering::Relaxed);
+    sim.by_kind[kind as usize].fetch_add(1, Ordering::Relaxed);
     if let Some(times) = sim
         .arrivals
         .lock()
