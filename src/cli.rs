@@ -114,9 +114,13 @@ pub enum Command {
     Simulate {
         #[arg(long, default_value = "127.0.0.1:8089")]
         listen: String,
-        /// Require `Authorization: Bearer <value of this variable>` on every call
+        /// Demand this variable's value as every provider's key (Bearer, X-API-KEY, secret key,
+        /// Mopay Nigeria's signing secret); without it any credentials are accepted
         #[arg(long = "api-key-env", value_name = "VAR")]
         api_key_env: Option<String>,
+        /// Write a config for all five providers against this simulator to FILE, then serve
+        #[arg(long = "write-config", value_name = "FILE")]
+        write_config: Option<PathBuf>,
     },
     /// The embedded demo: simulator + temporary ledger + sample sessions, reconciled to the end
     Demo,
@@ -209,6 +213,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Simulate {
             listen,
             api_key_env,
+            write_config,
         } => {
             init_logging(LogFormat::Text, "info");
             let key = match api_key_env {
@@ -225,8 +230,22 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .map_err(|e| UsageError::new(format!("--listen {listen}: cannot bind: {e}")))?;
                 let addr = listener.local_addr()?;
                 println!("simulator listening on http://{addr}");
-                println!("  create: POST http://{addr}/api/external/payment (description \"sim:BEHAVIOUR\")");
-                println!("  status: GET  http://{addr}/api/external/session/v1/{{sessionId}}");
+                println!("  MoPay    create: POST /api/external/payment (description \"sim:BEHAVIOUR\")");
+                println!("  MoPay    status: GET  /api/external/session/v1/{{sessionId}}");
+                println!("  Little   status: GET  /api/payments-v2/{{key}}[?longPoll=true]");
+                println!("  Moflay   status: GET  /v1/payments/{{id}}");
+                println!("  Vesicash status: GET  /v1/payment/{{reference}}");
+                println!("  Mopay NG status: GET  /?req={}&reference={{id}}", simulator::NG_STATUS_ENDPOINT);
+                if let Some(path) = write_config {
+                    let text = simulator::sample_config(&format!("http://{addr}"));
+                    std::fs::write(path, text)
+                        .map_err(|e| UsageError::new(format!("--write-config {}: {e}", path.display())))?;
+                    println!(
+                        "wrote {}: a config for all five providers against this simulator; \
+                         export PAYRECON_SIM_KEY and PAYRECON_SIM_PUBLIC_KEY (any values) before using it",
+                        path.display()
+                    );
+                }
                 simulator::serve(listener, Sim::new(key), daemon::shutdown_signal()).await?;
                 anyhow::Ok(())
             })?;

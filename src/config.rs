@@ -935,6 +935,37 @@ mod tests {
         assert_eq!(cfg.providers[0].name, "mopay");
     }
 
+    /// The commented provider tables of the shipped example, uncommented, are valid too.
+    #[test]
+    fn the_example_provider_tables_parse() {
+        let text = include_str!("../config/payrecon.toml");
+        // Uncomment the key lines of the commented `[providers.*]` tables only.
+        let mut inside = false;
+        let mut lines = Vec::new();
+        for l in text.lines() {
+            if let Some(rest) = l.strip_prefix("# [") {
+                inside = rest.starts_with("providers.");
+            } else if !l.starts_with('#') {
+                inside = false;
+            }
+            match l.strip_prefix("# ") {
+                Some(rest) if inside && !rest.starts_with('#') => lines.push(rest),
+                _ => lines.push(l),
+            }
+        }
+        let uncommented = lines.join("\n");
+        let env = |_: &str| Some("k".to_string());
+        let cfg = Config::parse(&uncommented, &env).expect("uncommented example");
+        let kinds: Vec<&str> = cfg.providers.iter().map(|p| p.kind.as_str()).collect();
+        for k in ["mopay", "little", "mopay_ng", "moflay", "vesicash"] {
+            assert!(
+                kinds.contains(&k),
+                "{k} missing from the example: {kinds:?}"
+            );
+        }
+        assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+    }
+
     #[test]
     fn defaults_apply_to_an_empty_file() {
         let cfg = Config::parse("", &no_env).unwrap();

@@ -416,6 +416,34 @@ rate_limit = "{rate_limit}"
     )
 }
 
+/// A whole config for trying payrecon against a simulator on `base_url`: a ledger file in the
+/// working directory, a pass every five seconds, short backoff, all five providers.
+pub fn sample_config(base_url: &str) -> String {
+    format!(
+        r#"# Written by `payrecon simulate --write-config`: every provider against the simulator.
+# The credentials come from PAYRECON_SIM_KEY and PAYRECON_SIM_PUBLIC_KEY (any values unless the
+# simulator was started with --api-key-env).
+[ledger]
+path = "payrecon-sim.db"
+
+[schedule]
+cron = "*/5 * * * * *"
+
+[backoff]
+initial = "2s"
+max = "30s"
+max_age = "10m"
+
+{}"#,
+        providers_toml(
+            base_url,
+            "PAYRECON_SIM_KEY",
+            "PAYRECON_SIM_PUBLIC_KEY",
+            "100/s"
+        )
+    )
+}
+
 /// The provider shapes the simulator speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {

@@ -298,3 +298,75 @@ async fn an_unconfigured_mopay_ng_calls_nothing_and_check_config_says_why() {
         text(&o).1
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payrecon_simulate_and_its_config_reconcile_a_mixed_import() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = dir.path().join("sim.toml");
+    let mut c = crate::support::bin();
+    c.args([
+        "simulate",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--write-config",
+    ])
+    .arg(&config)
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null());
+    let _sim = crate::support::Guard(c.spawn().unwrap());
+    let up = crate::support::wait_for(Duration::from_secs(10), || {
+        config.exists() && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    })
+    .await;
+    assert!(up, "payrecon simulate did not come up");
+    let csv = "provider,session_id,reference,amount,currency\n\
+               mopay,MOP_sim-complete_A1,A1,100.00,LSL\n\
+               little,LP_sim-complete_A2,A2,100.00,\n\
+               mopay_ng,NG_sim-fail_A3,A3,100.00,LSL\n\
+               moflay,pay_sim-complete_A4,A4,100.00,LSL\n\
+               vesicash,VS_sim-cancel_A5,A5,100.00,LSL\n\
+               vesicash,VS_sim-complete_A6,A6,100.00,LSL\n\
+               moflay,pay_sim-amount_A7,A7,100.00,LSL\n";
+    std::fs::write(dir.path().join("mixed.csv"), csv).unwrap();
+    let cmd = |args: &[&str]| {
+        let mut c = crate::support::bin();
+        c.arg("--config")
+            .arg(&config)
+            .args(args)
+            .current_dir(dir.path());
+        c.env("PAYRECON_SIM_KEY", "anything")
+            .env("PAYRECON_SIM_PUBLIC_KEY", "anything");
+        c
+    };
+    let o = output(cmd(&["check-config"])).await;
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    let o = output(cmd(&["import", "mixed.csv"])).await;
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    let o = output(cmd(&["once"])).await;
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    let o = output(cmd(&["list"])).await;
+    let (out, _) = text(&o);
+    let status_of = |id: &str| {
+        out.lines()
+            .find(|l| l.contains(id))
+            .and_then(|l| l.split_whitespace().nth(2))
+            .unwrap_or("")
+            .to_string()
+    };
+    assert_eq!(status_of("MOP_sim-complete_A1"), "COMPLETED", "{out}");
+    assert_eq!(status_of("LP_sim-complete_A2"), "COMPLETED", "{out}");
+    assert_eq!(status_of("NG_sim-fail_A3"), "FAILED", "{out}");
+    assert_eq!(status_of("pay_sim-complete_A4"), "COMPLETED", "{out}");
+    assert_eq!(
+        status_of("VS_sim-cancel_A5"),
+        "PENDING",
+        "Vesicash has no cancelled state: {out}"
+    );
+    assert_eq!(status_of("VS_sim-complete_A6"), "COMPLETED", "{out}");
+    assert_eq!(status_of("pay_sim-amount_A7"), "REVIEW", "{out}");
+}
