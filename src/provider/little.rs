@@ -5,13 +5,10 @@
 //! status changes `[seed 001]`: with `long_poll = true` one held call replaces many short ones,
 //! and a held call that ends on our side (`long_poll_timeout`) is a pending answer.
 
-use reqwest::header::ACCEPT;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{
-    Adapter, Error, KindSpec, Mapped, ProviderFacts, SecretNeeds, secret_header, status_url,
-};
+use super::{Adapter, Error, KindSpec, Mapped, ProviderFacts, SecretNeeds, status_url};
 use crate::config::{ProviderConfig, Secret};
 
 pub const SPEC: KindSpec = KindSpec {
@@ -83,11 +80,7 @@ impl Adapter for Little {
         if self.long_poll {
             url.query_pairs_mut().append_pair("longPoll", "true"); // [seed 001]
         }
-        let mut req = client.get(url).header(ACCEPT, "application/json");
-        if let Some(key) = &self.api_key {
-            req = req.header("X-API-KEY", secret_header("", key)); // [seed 001]
-        }
-        req
+        super::json_get(client, url, &[("X-API-KEY", "", self.api_key.as_ref())]) // [seed 001]
     }
 
     fn parse(&self, _session_id: &str, body: &[u8]) -> Result<ProviderFacts, Error> {

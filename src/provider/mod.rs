@@ -258,6 +258,24 @@ pub fn build(cfg: &Config) -> Result<Providers, reqwest::Error> {
         .collect())
 }
 
+/// `GET {base_url}/{path…}/{session_id}` asking for JSON, with each configured secret as a
+/// header `(name, prefix, secret)`: the status call of most providers.
+pub fn json_get(
+    client: &reqwest::Client,
+    url: reqwest::Url,
+    secrets: &[(&str, &str, Option<&Secret>)],
+) -> reqwest::RequestBuilder {
+    let mut req = client
+        .get(url)
+        .header(reqwest::header::ACCEPT, "application/json");
+    for (name, prefix, secret) in secrets {
+        if let Some(secret) = secret {
+            req = req.header(*name, secret_header(prefix, secret));
+        }
+    }
+    req
+}
+
 /// A header value for a secret, marked sensitive so no HTTP layer prints it.
 pub fn secret_header(prefix: &str, secret: &Secret) -> HeaderValue {
     match HeaderValue::from_str(&format!("{prefix}{}", secret.expose())) {

@@ -7,14 +7,12 @@
 //! "message"}}` `[docs]`.
 
 use reqwest::StatusCode;
-use reqwest::header::{ACCEPT, AUTHORIZATION};
 use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::{
-    Adapter, Answer, Error, KindSpec, Mapped, ProviderFacts, SecretNeeds, clip, secret_header,
-    status_url,
+    Adapter, Answer, Error, KindSpec, Mapped, ProviderFacts, SecretNeeds, clip, status_url,
 };
 use crate::config::{ProviderConfig, Secret};
 
@@ -87,13 +85,12 @@ impl Adapter for Moflay {
         client: &reqwest::Client,
         session_id: &str,
     ) -> reqwest::RequestBuilder {
-        let mut req = client
-            .get(status_url(&self.base_url, STATUS_PATH, session_id))
-            .header(ACCEPT, "application/json");
-        if let Some(key) = &self.api_key {
-            req = req.header(AUTHORIZATION, secret_header("Bearer ", key));
-        }
-        req
+        let url = status_url(&self.base_url, STATUS_PATH, session_id);
+        super::json_get(
+            client,
+            url,
+            &[("authorization", "Bearer ", self.api_key.as_ref())],
+        ) // [docs]
     }
 
     fn parse(&self, session_id: &str, body: &[u8]) -> Result<ProviderFacts, Error> {

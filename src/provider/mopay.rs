@@ -5,13 +5,10 @@
 //! status example sends none; creation uses Bearer). Only whitelisted fields are parsed: a
 //! third-party client reports that the real answer echoes the project's API key `[3rd-party]`.
 
-use reqwest::header::{ACCEPT, AUTHORIZATION};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{
-    Adapter, Error, KindSpec, Mapped, ProviderFacts, SecretNeeds, clip, secret_header, status_url,
-};
+use super::{Adapter, Error, KindSpec, Mapped, ProviderFacts, SecretNeeds, clip, status_url};
 use crate::config::{ProviderConfig, Secret};
 
 /// MoPay Lesotho.
@@ -81,13 +78,12 @@ impl Adapter for Mopay {
         client: &reqwest::Client,
         session_id: &str,
     ) -> reqwest::RequestBuilder {
-        let mut req = client
-            .get(status_url(&self.base_url, STATUS_PATH, session_id))
-            .header(ACCEPT, "application/json");
-        if let Some(key) = &self.api_key {
-            req = req.header(AUTHORIZATION, secret_header("Bearer ", key));
-        }
-        req
+        let url = status_url(&self.base_url, STATUS_PATH, session_id);
+        super::json_get(
+            client,
+            url,
+            &[("authorization", "Bearer ", self.api_key.as_ref())],
+        )
     }
 
     fn parse(&self, session_id: &str, body: &[u8]) -> Result<ProviderFacts, Error> {

@@ -5,13 +5,10 @@
 //! returned `[seed 004]`. The base URL of this API is unpublished: `base_url` is required
 //! `[assumed]`. Inbound webhooks (`mor-signature`) are only ever a hint to check now `[docs]`.
 
-use reqwest::header::ACCEPT;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{
-    Adapter, Error, KindSpec, Mapped, ProviderFacts, SecretNeeds, clip, secret_header, status_url,
-};
+use super::{Adapter, Error, KindSpec, Mapped, ProviderFacts, SecretNeeds, clip, status_url};
 use crate::config::{ProviderConfig, Secret};
 
 pub const SPEC: KindSpec = KindSpec {
@@ -75,16 +72,12 @@ impl Adapter for Vesicash {
         client: &reqwest::Client,
         session_id: &str,
     ) -> reqwest::RequestBuilder {
-        let mut req = client
-            .get(status_url(&self.base_url, STATUS_PATH, session_id))
-            .header(ACCEPT, "application/json");
-        if let Some(k) = &self.public_key {
-            req = req.header("public-key", secret_header("", k));
-        }
-        if let Some(k) = &self.secret_key {
-            req = req.header("secret-key", secret_header("", k));
-        }
-        req
+        let url = status_url(&self.base_url, STATUS_PATH, session_id);
+        let keys = [
+            ("public-key", "", self.public_key.as_ref()),
+            ("secret-key", "", self.secret_key.as_ref()),
+        ]; // [docs]
+        super::json_get(client, url, &keys)
     }
 
     fn parse(&self, session_id: &str, body: &[u8]) -> Result<ProviderFacts, Error> {
