@@ -102,8 +102,9 @@ max_body = "64KiB"
 [events.webhook]
 url = "{receiver_url}"
 secret_env = "{DEMO_SECRET_ENV}"
-timeout = "2s"
-schedule = ["200ms", "400ms", "800ms"]
+timeout = "5s"
+# Generous: on a busy machine a slow answer must not kill an event the demo expects delivered.
+schedule = ["200ms", "400ms", "800ms", "1s", "2s", "4s"]
 {providers}"#
     );
     let env = |var: &str| match var {
