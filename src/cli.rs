@@ -20,8 +20,17 @@ pub struct Cli {
     /// Config file [default: $PAYRECON_CONFIG, then /etc/payrecon/payrecon.toml]
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Log format, overriding `[log] format` (logs go to stderr; filter with RUST_LOG)
+    #[arg(long = "log-format", global = true, value_enum)]
+    pub log_format: Option<LogFormatArg>,
     #[command(subcommand)]
     pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum LogFormatArg {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -71,6 +80,20 @@ pub enum Command {
     },
     /// Sessions by provider × status, COMPLETED totals per currency, events waiting and dead
     Stats,
+    /// Check one session with its provider now, record any transition, print the recorded state
+    Verify {
+        session_id: String,
+        /// Needed when two providers have the same session id
+        #[arg(long)]
+        provider: Option<String>,
+    },
+    /// Print shell completions
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff)
+    Man,
     /// A person's decision on a PENDING or REVIEW session (source `manual`)
     Resolve {
         session_id: String,
@@ -188,8 +211,17 @@ fn init_logging(format: LogFormat, default_level: &str) {
 fn load(cli: &Cli) -> anyhow::Result<Config> {
     let path = cli.config.clone().unwrap_or_else(config::default_path);
     let cfg = Config::load(&path)?;
-    init_logging(cfg.log_format, "info");
+    init_logging(log_format(cli, cfg.log_format), "info");
     Ok(cfg)
+}
+
+/// `--log-format`, else the config's.
+fn log_format(cli: &Cli, configured: LogFormat) -> LogFormat {
+    match cli.log_format {
+        Some(LogFormatArg::Text) => LogFormat::Text,
+        Some(LogFormatArg::Json) => LogFormat::Json,
+        None => configured,
+    }
 }
 
 /// Loads the config for a command that calls providers or signs webhooks: every secret it
@@ -205,8 +237,30 @@ fn load_with_secrets(cli: &Cli) -> anyhow::Result<Config> {
 /// Runs one command.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(*shell, &mut cmd, "payrecon", &mut std::io::stdout());
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(cmd)
+                .render(&mut std::io::stdout())
+                .context("writing the man page")?;
+        }
+        Command::Verify {
+            session_id,
+            provider,
+        } => {
+            let cfg = load_with_secrets(&cli)?;
+            let ledger = daemon::open_ledger(&cfg)?;
+            let s = one_session(&ledger, session_id, provider.as_deref())?;
+            let recorded =
+                runtime()?.block_on(daemon::verify(&cfg, &ledger, &s.provider, &s.session_id))?;
+            let s = recorded.context("the session disappeared while it was verified")?;
+            print!("{}", show_session(&s));
+        }
         Command::Demo => {
-            init_logging(LogFormat::Text, "error");
+            init_logging(log_format(&cli, LogFormat::Text), "error");
             let out = runtime()?.block_on(crate::demo::run())?;
             print!("{out}");
         }
@@ -215,7 +269,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             api_key_env,
             write_config,
         } => {
-            init_logging(LogFormat::Text, "info");
+            init_logging(log_format(&cli, LogFormat::Text), "info");
             let key = match api_key_env {
                 None => None,
                 Some(var) => Some(config::process_env(var).ok_or_else(|| {

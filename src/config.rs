@@ -54,8 +54,8 @@ pub struct RawConfig {
     pub http: RawHttp,
     pub providers: BTreeMap<String, RawProvider>,
     pub events: RawEvents,
-    pub admin: Option<toml::Table>,
-    pub api: Option<toml::Table>,
+    pub admin: RawAdmin,
+    pub api: RawApi,
     pub log: RawLog,
 }
 
@@ -241,6 +241,20 @@ impl Default for RawEvents {
     }
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAdmin {
+    /// `host:port`, or absent/"off".
+    pub listen: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawApi {
+    pub listen: Option<String>,
+    pub token_env: Option<String>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawLog {
@@ -269,6 +283,10 @@ pub struct Config {
     pub events_log: bool,
     /// The outbound webhook, when `[events.webhook]` is configured.
     pub webhook: Option<WebhookConfig>,
+    /// `[admin] listen`: `/healthz` and `/metrics`, when set.
+    pub admin_listen: Option<std::net::SocketAddr>,
+    /// `[api]`: the HTTP API for applications, when `listen` is set.
+    pub api: Option<ApiConfig>,
     /// Settings that leave a provider unable to reach a final state (e.g. Mopay Nigeria without
     /// a status table): `check-config` fails on them, `run` warns.
     pub warnings: Vec<String>,
@@ -277,6 +295,28 @@ pub struct Config {
     /// commands that only read the ledger do not need them.
     pub secret_problems: Vec<String>,
     pub log_format: LogFormat,
+}
+
+/// `[api]`, validated.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    pub listen: std::net::SocketAddr,
+    pub token_env: Option<String>,
+    /// Every request must carry `Authorization: Bearer <token>` when set; required beyond
+    /// loopback.
+    pub token: Option<Secret>,
+}
+
+/// Parses `host:port` (or `off`) for a listen key.
+fn listen(key: &str, value: Option<&str>) -> Result<Option<std::net::SocketAddr>, UsageError> {
+    match value.map(str::trim) {
+        None | Some("off") | Some("") => Ok(None),
+        Some(v) => v.parse().map(Some).map_err(|_| {
+            UsageError::new(format!(
+                "{key}: {v:?} is not an address like \"127.0.0.1:9187\" (or \"off\")"
+            ))
+        }),
+    }
 }
 
 /// `[events.webhook]`, validated.
@@ -475,11 +515,6 @@ impl Config {
                 "ledger.url: PostgreSQL ledgers are not supported by this build yet; use ledger.path",
             ));
         }
-        for (key, table) in [("admin", &raw.admin), ("api", &raw.api)] {
-            if table.is_some() {
-                tracing::warn!("[{key}] is not implemented in this build and is ignored");
-            }
-        }
         let s = &raw.schedule;
         let cron: croner::Cron = s.cron.parse().map_err(|e| {
             UsageError::new(format!(
@@ -536,6 +571,33 @@ impl Config {
         for (name, p) in &raw.providers {
             providers.push(provider(name, p, http.timeout, env, &mut secret_problems)?);
         }
+        let api = match listen("api.listen", raw.api.listen.as_deref())? {
+            None => None,
+            Some(addr) => {
+                let token = match &raw.api.token_env {
+                    None => None,
+                    Some(var) => match env(var).filter(|v| !v.trim().is_empty()) {
+                        Some(v) => Some(Secret::new(v.trim().to_string())),
+                        None => {
+                            secret_problems.push(format!(
+                                "api.token_env: environment variable {var} is not set"
+                            ));
+                            None
+                        }
+                    },
+                };
+                if !addr.ip().is_loopback() && raw.api.token_env.is_none() {
+                    return Err(UsageError::new(format!(
+                        "api.token_env: required when api.listen ({addr}) is beyond loopback: the API can enqueue and verify payments"
+                    )));
+                }
+                Some(ApiConfig {
+                    listen: addr,
+                    token_env: raw.api.token_env.clone(),
+                    token,
+                })
+            }
+        };
         let mut warnings = Vec::new();
         for p in &providers {
             if let Some(spec) = crate::provider::KINDS.iter().find(|k| k.kind == p.kind) {
@@ -583,6 +645,8 @@ impl Config {
             providers,
             events_log: raw.events.log,
             webhook,
+            admin_listen: listen("admin.listen", raw.admin.listen.as_deref())?,
+            api,
             warnings,
             secret_problems,
             log_format,
@@ -1049,6 +1113,24 @@ mod tests {
         assert!(
             e.contains("providers.m.api_key_env: environment variable NOPE is not set"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn the_api_beyond_loopback_needs_a_token() {
+        let e = Config::parse("[api]\nlisten = \"0.0.0.0:9188\"", &no_env)
+            .unwrap_err()
+            .0;
+        assert!(e.contains("api.token_env: required"), "{e}");
+        let cfg = Config::parse("[api]\nlisten = \"127.0.0.1:9188\"", &no_env).unwrap();
+        assert!(cfg.api.unwrap().token.is_none());
+        let cfg = Config::parse("[admin]\nlisten = \"off\"", &no_env).unwrap();
+        assert!(cfg.admin_listen.is_none());
+        assert!(
+            Config::parse("[admin]\nlisten = \"nine\"", &no_env)
+                .unwrap_err()
+                .0
+                .contains("admin.listen")
         );
     }
 

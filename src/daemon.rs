@@ -10,6 +10,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::admin::Health;
 use crate::config::Config;
 use crate::ledger::{Ledger, Source};
 use crate::outbox::Outbox;
@@ -88,13 +89,33 @@ pub async fn once(cfg: &Config, all: bool) -> anyhow::Result<OnceReport> {
         })
     };
     let owner = owner_id();
+    // A backfill can be long: a progress bar on a terminal (none in logs or pipes).
+    let progress = if all {
+        let bar = indicatif::ProgressBar::with_draw_target(
+            Some(ledger.count_pending()?),
+            indicatif::ProgressDrawTarget::stderr_with_hz(4),
+        );
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "backfill {bar:40} {pos}/{len} sessions {per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        Some(bar)
+    } else {
+        None
+    };
     let opts = PassOptions {
         owner: owner.clone(),
         all,
         source: if all { Source::Backfill } else { Source::Poll },
         wake_outbox: None,
+        progress: progress.clone(),
     };
     let pass = reconcile::run_pass(&ledger, &providers, cfg, &opts, &token).await?;
+    if let Some(bar) = progress {
+        bar.finish_and_clear();
+    }
     let deliveries = match outbox(cfg, &owner)? {
         None => None,
         Some(outbox) => {
@@ -106,6 +127,25 @@ pub async fn once(cfg: &Config, all: bool) -> anyhow::Result<OnceReport> {
     Ok(OnceReport { pass, deliveries })
 }
 
+/// `verify`: checks one session with its provider now (source `api`) and returns it as
+/// recorded.
+pub async fn verify(
+    cfg: &Config,
+    ledger: &Ledger,
+    provider: &str,
+    session_id: &str,
+) -> anyhow::Result<Option<crate::ledger::Session>> {
+    let providers = provider::build(cfg).context("building the HTTP client")?;
+    let opts = PassOptions {
+        owner: owner_id(),
+        all: false,
+        source: Source::Api,
+        wake_outbox: None,
+        progress: None,
+    };
+    Ok(reconcile::verify(ledger, &providers, cfg, &opts, provider, session_id).await?)
+}
+
 /// The daemon: a pass at every tick of `[schedule] cron` and, beside it, the outbox, until
 /// SIGTERM or SIGINT.
 pub async fn run(cfg: &Config) -> anyhow::Result<()> {
@@ -114,43 +154,73 @@ pub async fn run(cfg: &Config) -> anyhow::Result<()> {
     let token = CancellationToken::new();
     let owner = owner_id();
     let wake = Arc::new(Notify::new());
+    let metrics = crate::metrics::install();
+    let health = Health::new(crate::admin::cron_interval(&cfg.schedule.cron));
+    for w in &cfg.warnings {
+        tracing::warn!("{w}");
+    }
     let outbox_task = outbox(cfg, &owner)?.map(|outbox| {
         let (wake, token) = (wake.clone(), token.clone());
         tokio::spawn(
             async move { outbox.run(wake, token).await }.instrument(tracing::info_span!("outbox")),
         )
     });
-    for w in &cfg.warnings {
-        tracing::warn!("{w}");
-    }
+    let wake_outbox = outbox_task.as_ref().map(|_| wake.clone());
     let opts = PassOptions {
-        owner,
+        owner: owner.clone(),
         all: false,
         source: Source::Poll,
-        wake_outbox: outbox_task.as_ref().map(|_| wake.clone()),
+        wake_outbox: wake_outbox.clone(),
+        progress: None,
     };
+    // The admin endpoint and the API, each on its own ledger connection.
+    let mut servers = Vec::new();
+    if let Some(addr) = cfg.admin_listen {
+        let listener = bind("admin.listen", addr).await?;
+        let app = crate::admin::router(open_ledger(cfg)?, health.clone(), metrics.clone());
+        servers.push(serve(listener, app, &token, "admin"));
+    }
+    if let Some(api) = &cfg.api {
+        let listener = bind("api.listen", api.listen).await?;
+        let api_opts = PassOptions {
+            source: Source::Api,
+            ..opts.clone()
+        };
+        let app = crate::api::router(open_ledger(cfg)?, providers.clone(), cfg.clone(), api_opts);
+        servers.push(serve(listener, app, &token, "api"));
+    }
     tracing::info!(
         ledger = %cfg.ledger_path.display(),
         cron = %cfg.schedule.cron_expr,
         providers = cfg.providers.len(),
         webhook = cfg.webhook.is_some(),
+        admin = ?cfg.admin_listen,
+        api = ?cfg.api.as_ref().map(|a| a.listen),
         owner = %opts.owner,
         "payrecon running"
     );
+    // systemd: ready once the ledger is open and the listeners are bound. Outside systemd
+    // (no NOTIFY_SOCKET) these are no-ops.
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    let watchdog = watchdog(ledger.clone(), token.clone());
     let work = schedule::run(&cfg.schedule.cron, &token, || async {
         match reconcile::run_pass(&ledger, &providers, cfg, &opts, &token).await {
-            Ok(r) if r.claimed > 0 => {
-                tracing::info!(
-                    claimed = r.claimed,
-                    resolved = r.resolved(),
-                    "{}",
-                    r.summary()
-                );
+            Ok(r) => {
+                health.pass_done(r.elapsed);
+                if r.claimed > 0 {
+                    tracing::info!(
+                        claimed = r.claimed,
+                        resolved = r.resolved(),
+                        "{}",
+                        r.summary()
+                    );
+                } else {
+                    tracing::debug!("pass found nothing due");
+                }
                 for p in &r.refused {
                     tracing::error!(provider = %p, "credentials refused during the pass");
                 }
             }
-            Ok(_) => tracing::debug!("pass found nothing due"),
             Err(e) => {
                 tracing::error!(error = %e, "pass failed; sessions will be retried when their leases end")
             }
@@ -161,21 +231,73 @@ pub async fn run(cfg: &Config) -> anyhow::Result<()> {
         () = &mut work => {}
         () = shutdown_signal() => {
             tracing::info!("signal received; stopping");
+            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
             token.cancel();
             if tokio::time::timeout(SHUTDOWN_GRACE, &mut work).await.is_err() {
                 anyhow::bail!("the pass did not stop within {}s; its leases will expire", SHUTDOWN_GRACE.as_secs());
             }
         }
     }
-    if let Some(task) = outbox_task {
-        token.cancel();
+    token.cancel();
+    for task in outbox_task.into_iter().chain(servers).chain(watchdog) {
         if tokio::time::timeout(SHUTDOWN_GRACE, task).await.is_err() {
             anyhow::bail!(
-                "event delivery did not stop within {}s; its leases will expire",
+                "a task did not stop within {}s; its leases will expire",
                 SHUTDOWN_GRACE.as_secs()
             );
         }
     }
     tracing::info!("payrecon stopped");
     Ok(())
+}
+
+/// Binds a listener, naming the config key when it cannot.
+async fn bind(key: &str, addr: std::net::SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("{key}: cannot listen on {addr}"))
+}
+
+/// Serves `app` until the token is cancelled.
+fn serve(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    token: &CancellationToken,
+    name: &'static str,
+) -> tokio::task::JoinHandle<()> {
+    let stop = token.clone().cancelled_owned();
+    tokio::spawn(
+        async move {
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .await
+            {
+                tracing::error!(error = %e, "server stopped");
+            }
+        }
+        .instrument(tracing::info_span!("server", name)),
+    )
+}
+
+/// systemd's watchdog: while `WatchdogSec=` is set, ping at half the period, but only while
+/// the ledger answers, so a wedged ledger gets the service restarted.
+fn watchdog(ledger: Ledger, token: CancellationToken) -> Option<tokio::task::JoinHandle<()>> {
+    let mut usec = 0;
+    if !sd_notify::watchdog_enabled(false, &mut usec) {
+        return None;
+    }
+    let every = Duration::from_micros(usec / 2).max(Duration::from_millis(100));
+    Some(tokio::spawn(async move {
+        loop {
+            if ledger.call(|l| l.query_strings("SELECT 1")).await.is_ok() {
+                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+            } else {
+                tracing::error!("ledger unreachable: watchdog not fed");
+            }
+            tokio::select! {
+                () = token.cancelled() => return,
+                () = tokio::time::sleep(every) => {}
+            }
+        }
+    }))
 }

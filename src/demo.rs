@@ -337,6 +337,7 @@ pub async fn run() -> anyhow::Result<String> {
         all: false,
         source: Source::Poll,
         wake_outbox: None,
+        progress: None,
     };
     let webhook = cfg
         .webhook

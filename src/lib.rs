@@ -13,6 +13,9 @@
 //! - [`outbox`]: signed webhook delivery of events, at least once.
 //! - [`pipeline`]: claim → work → record, the loop a pass and the outbox share.
 //! - [`export`]: CSV/JSONL export.
+//! - [`metrics`]: every metric name in one place.
+//! - [`admin`]: `/healthz` and `/metrics`.
+//! - [`api`]: the HTTP API for applications.
 //! - [`ledger`]: SQLite: sessions, transitions, events; all SQL lives here.
 //! - [`events`]: the event JSON and the log sink.
 //! - [`simulator`]: a MoPay simulator over HTTP for the demo and the tests.
@@ -20,6 +23,8 @@
 //! - [`import`]: CSV import.
 //! - [`clock`]: timestamps as the ledger stores them.
 
+pub mod admin;
+pub mod api;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -30,6 +35,7 @@ pub mod export;
 pub mod http;
 pub mod import;
 pub mod ledger;
+pub mod metrics;
 pub mod outbox;
 pub mod pipeline;
 pub mod provider;

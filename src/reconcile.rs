@@ -33,6 +33,8 @@ pub struct PassOptions {
     pub source: Source,
     /// Woken after a commit that wrote events, so the outbox sends them at once.
     pub wake_outbox: Option<Arc<Notify>>,
+    /// Advanced by each recorded outcome (`once --all` on a terminal).
+    pub progress: Option<indicatif::ProgressBar>,
 }
 
 /// What a pass did, for the summary line and the demo.
@@ -181,6 +183,9 @@ pub async fn run_pass(
     let work = |s: Session| check_one(s, providers, cfg, opts, shutdown, &notes);
     let record = |records: Vec<Record>| async {
         report_mut(&report).count(&records);
+        if let Some(bar) = &opts.progress {
+            bar.inc(records.len() as u64);
+        }
         let owner = opts.owner.clone();
         let n = records.len() as u64;
         match ledger
@@ -221,6 +226,7 @@ pub async fn run_pass(
     let mut r = report_mut(&report).clone();
     r.refused = notes.refused.keys().cloned().collect();
     r.elapsed = started.elapsed();
+    crate::metrics::pass(r.elapsed);
     // What the pass learned about each provider, for `stats` (and other processes' pauses).
     for (name, p) in providers {
         let refused = notes.refused.get(name).map(String::as_str);
@@ -288,11 +294,13 @@ async fn check_one(
             last_error: None,
         };
     }
+    let began = Instant::now();
     let result = tokio::select! {
         biased;
         () = shutdown.cancelled() => return Record::Release { rowid: s.rowid, last_error: None },
         r = provider.check(&s.session_id) => r,
     };
+    crate::metrics::check(&s.provider, outcome_label(&result), began.elapsed());
     match &result {
         Err(e @ provider::Error::Unauthorized(_)) => {
             let first = notes
@@ -333,6 +341,69 @@ async fn check_one(
         opts.source,
         fastrand::f64(),
     )
+}
+
+/// Checks one session with its provider now and records any transition with `opts.source`
+/// (`api` for the HTTP API and `verify`): what a return-URL handler should call instead of
+/// trusting the redirect. Returns the session as recorded afterwards (`None` if absent). A
+/// session that is final, or leased by a running pass, is returned as it stands.
+pub async fn verify(
+    ledger: &Ledger,
+    providers: &Providers,
+    cfg: &Config,
+    opts: &PassOptions,
+    provider: &str,
+    session_id: &str,
+) -> Result<Option<Session>, ledger::Error> {
+    let (p, id, owner, lease) = (
+        provider.to_string(),
+        session_id.to_string(),
+        opts.owner.clone(),
+        cfg.schedule.lease,
+    );
+    let claimed = ledger
+        .call(move |l| {
+            let now = clock::now();
+            l.claim_one(&p, &id, &owner, now, clock::add(now, lease))
+        })
+        .await?;
+    if let Some(s) = claimed {
+        let notes = Mutex::new(ProviderNotes::default());
+        let record = check_one(s, providers, cfg, opts, &CancellationToken::new(), &notes).await;
+        let owner = opts.owner.clone();
+        let written = ledger
+            .call(move |l| l.record(&owner, clock::now(), &[record]))
+            .await?;
+        if cfg.events_log {
+            written.iter().for_each(events::log);
+        }
+        if let Some(wake) = &opts.wake_outbox
+            && !written.is_empty()
+        {
+            wake.notify_one();
+        }
+    }
+    let (p, id) = (provider.to_string(), session_id.to_string());
+    ledger.call(move |l| l.get(&p, &id)).await
+}
+
+/// The `outcome` label of a check, for metrics.
+fn outcome_label(result: &Result<Answer, provider::Error>) -> &'static str {
+    match result {
+        Ok(Answer::Found(f)) => match f.mapped {
+            Mapped::Paid => "paid",
+            Mapped::Pending => "pending",
+            Mapped::Failed => "failed",
+            Mapped::Cancelled => "cancelled",
+            Mapped::Expired => "expired",
+            Mapped::Unrecognised => "unrecognised",
+        },
+        Ok(Answer::NotFound) => "not_found",
+        Err(provider::Error::RateLimited { .. }) => "rate_limited",
+        Err(provider::Error::Unauthorized(_)) => "refused",
+        Err(provider::Error::NotConfigured(_)) => "not_configured",
+        Err(_) => "error",
+    }
 }
 
 /// Decides what the late check of an EXPIRED session found. Pure. A provider that now says

@@ -37,6 +37,7 @@ where
             .take(10_000)
             .count();
         if skipped > 0 {
+            crate::metrics::skipped(skipped);
             tracing::info!(skipped, "ticks fell during the pass and were skipped");
         }
         if shutdown.is_cancelled() {

@@ -548,6 +548,60 @@ impl Ledger {
             .map_err(self.err("listing sessions"))
     }
 
+    /// Leases one PENDING session for an immediate check (`verify`), unless another process
+    /// holds it. `None` when it is not PENDING, leased, or absent.
+    pub fn claim_one(
+        &self,
+        provider: &str,
+        session_id: &str,
+        owner: &str,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> Result<Option<Session>, Error> {
+        let conn = self.conn();
+        conn.prepare_cached(&format!(
+            "UPDATE sessions SET lease_owner = ?1, lease_until = ?2, next_check_at = ?2 \
+             WHERE provider = ?3 AND session_id = ?4 AND status = 'PENDING' \
+             AND (lease_until IS NULL OR lease_until <= ?5) RETURNING {SESSION_COLS}"
+        ))
+        .map_err(self.err("preparing a claim"))?
+        .query_row(
+            params![
+                owner,
+                clock::format(lease_until),
+                provider,
+                session_id,
+                clock::format(now)
+            ],
+            session_from_row,
+        )
+        .optional()
+        .map_err(self.err("claiming a session"))
+    }
+
+    /// How many sessions are PENDING (for a backfill's progress bar).
+    pub fn count_pending(&self) -> Result<u64, Error> {
+        self.conn()
+            .query_row(
+                "SELECT count(*) FROM sessions WHERE status = 'PENDING'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(self.err("counting pending sessions"))
+    }
+
+    /// One session by provider and id.
+    pub fn get(&self, provider: &str, session_id: &str) -> Result<Option<Session>, Error> {
+        let conn = self.conn();
+        conn.prepare_cached(&format!(
+            "SELECT {SESSION_COLS} FROM sessions WHERE provider = ?1 AND session_id = ?2"
+        ))
+        .map_err(self.err("preparing a lookup"))?
+        .query_row(params![provider, session_id], session_from_row)
+        .optional()
+        .map_err(self.err("reading a session"))
+    }
+
     /// Every session with this id (one per provider that has it).
     pub fn find(&self, session_id: &str) -> Result<Vec<Session>, Error> {
         let conn = self.conn();

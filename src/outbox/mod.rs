@@ -156,6 +156,19 @@ impl Outbox {
 
     /// One attempt at one event, turned into what to record.
     async fn deliver(&self, e: &OutboxEvent) -> Delivery {
+        let began = std::time::Instant::now();
+        let d = self.deliver_inner(e).await;
+        let result = match &d {
+            Delivery::Delivered { .. } => "delivered",
+            Delivery::Retry { .. } => "retried",
+            Delivery::Dead { .. } => "dead",
+            Delivery::Release { .. } => return d,
+        };
+        crate::metrics::delivery(result, began.elapsed());
+        d
+    }
+
+    async fn deliver_inner(&self, e: &OutboxEvent) -> Delivery {
         let failure = match self.attempt(e).await {
             Ok(()) => {
                 tracing::debug!(event_id = %e.id, "event delivered");

@@ -373,10 +373,14 @@ impl Provider {
                     retry_after: Some(rest),
                 });
             }
+            crate::metrics::rate_limit_wait(&self.name);
             tokio::time::sleep(rest).await;
         }
         for limiter in &self.limiters {
-            limiter.until_ready().await;
+            if limiter.check().is_err() {
+                crate::metrics::rate_limit_wait(&self.name);
+                limiter.until_ready().await;
+            }
         }
         // Each provider's own timeout: `long_poll_timeout` for Little's long polls.
         let request = self

@@ -220,6 +220,7 @@ impl Env {
             all: false,
             source: Source::Poll,
             wake_outbox: None,
+            progress: None,
         };
         reconcile::run_pass(ledger, &providers, &cfg, &opts, &CancellationToken::new())
             .await

@@ -1,0 +1,254 @@
+//! The HTTP API for applications on `[api] listen` (off by default): enqueue a session, read
+//! one, and verify one with its provider now — what a return-URL handler should call instead of
+//! trusting the redirect's query parameters. When a token is configured every request must
+//! carry `Authorization: Bearer <token>`; config validation demands one beyond loopback.
+//!
+//! Bad input gets a 4xx with `{"error": …, "field": …}` and nothing is written.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+
+use crate::clock;
+use crate::config::{Config, Secret};
+use crate::ledger::{Enqueued, Ledger, NewSession, Session};
+use crate::provider::Providers;
+use crate::reconcile::{self, PassOptions};
+
+/// The largest request body accepted.
+const MAX_BODY: usize = 16 * 1024;
+
+struct ApiState {
+    ledger: Ledger,
+    providers: Providers,
+    cfg: Config,
+    opts: PassOptions,
+    token: Option<Secret>,
+}
+
+/// The API router.
+pub fn router(ledger: Ledger, providers: Providers, cfg: Config, opts: PassOptions) -> Router {
+    let token = cfg.api.as_ref().and_then(|a| a.token.clone());
+    let state = Arc::new(ApiState {
+        ledger,
+        providers,
+        cfg,
+        opts,
+        token,
+    });
+    Router::new()
+        .route("/v1/sessions", post(create))
+        .route("/v1/sessions/{provider}/{session_id}", get(read))
+        .route("/v1/sessions/{provider}/{session_id}/verify", post(verify))
+        .with_state(state)
+}
+
+fn error(code: StatusCode, message: &str, field: Option<&str>) -> Response {
+    let body = match field {
+        Some(f) => json!({"error": message, "field": f}),
+        None => json!({"error": message}),
+    };
+    (
+        code,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn session_json(code: StatusCode, s: &Session) -> Response {
+    let body = serde_json::to_string(s).unwrap_or_else(|_| "{}".into());
+    (code, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// Constant-time comparison of the bearer token, when one is configured.
+fn authorized(st: &ApiState, headers: &HeaderMap) -> Result<(), Response> {
+    let Some(token) = &st.token else {
+        return Ok(());
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let want = token.expose().as_bytes();
+    let same = given.len() == want.len()
+        && given
+            .bytes()
+            .zip(want)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if same {
+        Ok(())
+    } else {
+        Err(error(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token",
+            None,
+        ))
+    }
+}
+
+/// Reads and checks a `POST /v1/sessions` body; the error names the field.
+fn new_session(st: &ApiState, body: &[u8]) -> Result<NewSession, Response> {
+    let bad =
+        |msg: String, field: Option<&str>| error(StatusCode::UNPROCESSABLE_ENTITY, &msg, field);
+    let v: Value = serde_json::from_slice(body).map_err(|e| {
+        error(
+            StatusCode::BAD_REQUEST,
+            &format!("the body is not JSON ({e})"),
+            None,
+        )
+    })?;
+    let Value::Object(obj) = v else {
+        return Err(bad("the body must be a JSON object".into(), None));
+    };
+    const FIELDS: &[&str] = &[
+        "provider",
+        "session_id",
+        "reference",
+        "amount",
+        "currency",
+        "created_at",
+    ];
+    if let Some(k) = obj.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+        return Err(bad(
+            format!("unknown field {k:?} (fields: {})", FIELDS.join(", ")),
+            Some(k),
+        ));
+    }
+    let text = |name: &'static str, required: bool| -> Result<Option<String>, Response> {
+        match obj.get(name) {
+            None | Some(Value::Null) if required => {
+                Err(bad(format!("{name} is required"), Some(name)))
+            }
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            // Amounts travel as decimal text: a JSON number has been through a float somewhere.
+            Some(_) => Err(bad(format!("{name} must be a string"), Some(name))),
+        }
+    };
+    let provider = text("provider", true)?.unwrap_or_default();
+    if st.cfg.provider(&provider).is_none() {
+        return Err(bad(
+            format!("provider {provider:?} is not configured"),
+            Some("provider"),
+        ));
+    }
+    let created_at = match text("created_at", false)? {
+        None => None,
+        Some(t) => Some(clock::parse(&t).ok_or_else(|| {
+            bad(
+                format!("created_at {t:?} is not an RFC 3339 time"),
+                Some("created_at"),
+            )
+        })?),
+    };
+    let s = NewSession {
+        provider,
+        session_id: text("session_id", true)?.unwrap_or_default(),
+        reference: text("reference", false)?,
+        amount: text("amount", false)?,
+        currency: text("currency", false)?,
+        created_at,
+    };
+    s.validate().map_err(|e| {
+        let field = FIELDS.iter().find(|f| e.starts_with(**f)).copied();
+        bad(e, field)
+    })?;
+    Ok(s)
+}
+
+async fn create(State(st): State<Arc<ApiState>>, headers: HeaderMap, body: Body) -> Response {
+    if let Err(r) = authorized(&st, &headers) {
+        return r;
+    }
+    let body = match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(b) => b,
+        Err(_) => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!("the body is over {MAX_BODY} bytes"),
+                None,
+            );
+        }
+    };
+    let s = match new_session(&st, &body) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let (p, id) = (s.provider.clone(), s.session_id.clone());
+    let result = st
+        .ledger
+        .call(move |l| {
+            let e = l.enqueue(&s)?;
+            Ok((e, l.get(&p, &id)?))
+        })
+        .await;
+    match result {
+        Ok((e, Some(session))) => session_json(
+            if e == Enqueued::Added {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            },
+            &session,
+        ),
+        Ok((_, None)) | Err(_) => internal(result.err()),
+    }
+}
+
+fn internal(e: Option<crate::ledger::Error>) -> Response {
+    // Logged in full, answered opaque.
+    tracing::error!(error = ?e, "api: internal error");
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal error (see the daemon's log)",
+        None,
+    )
+}
+
+async fn read(
+    State(st): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    Path((provider, session_id)): Path<(String, String)>,
+) -> Response {
+    if let Err(r) = authorized(&st, &headers) {
+        return r;
+    }
+    match st.ledger.call(move |l| l.get(&provider, &session_id)).await {
+        Ok(Some(s)) => session_json(StatusCode::OK, &s),
+        Ok(None) => error(StatusCode::NOT_FOUND, "no such session", None),
+        Err(e) => internal(Some(e)),
+    }
+}
+
+async fn verify(
+    State(st): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    Path((provider, session_id)): Path<(String, String)>,
+) -> Response {
+    if let Err(r) = authorized(&st, &headers) {
+        return r;
+    }
+    match reconcile::verify(
+        &st.ledger,
+        &st.providers,
+        &st.cfg,
+        &st.opts,
+        &provider,
+        &session_id,
+    )
+    .await
+    {
+        Ok(Some(s)) => session_json(StatusCode::OK, &s),
+        Ok(None) => error(StatusCode::NOT_FOUND, "no such session", None),
+        Err(e) => internal(Some(e)),
+    }
+}

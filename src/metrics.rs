@@ -1,0 +1,94 @@
+//! Every metric name and its registration in one place. Metrics are recorded through the
+//! `metrics` facade and rendered in the Prometheus text format by the admin endpoint.
+//!
+//! Counters and histograms count what this process did; the `payrecon_sessions` and
+//! `payrecon_events_*` gauges are read from the ledger at scrape time, so they are right across
+//! every process sharing it.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::ledger::Stats;
+
+/// Sessions by `provider` × `status` (gauge, from the ledger).
+pub const SESSIONS: &str = "payrecon_sessions";
+/// Provider checks by `provider` × `outcome` (counter).
+pub const CHECKS: &str = "payrecon_checks_total";
+/// Duration of one check, retries included, by `provider` (histogram).
+pub const CHECK_SECONDS: &str = "payrecon_check_duration_seconds";
+/// Duration of one pass (histogram).
+pub const PASS_SECONDS: &str = "payrecon_pass_duration_seconds";
+/// Unix time of the last finished pass (gauge).
+pub const PASS_LAST: &str = "payrecon_pass_last_timestamp_seconds";
+/// Cron ticks skipped because a pass was still running (counter).
+pub const SKIPPED: &str = "payrecon_reconcile_skipped_total";
+/// Times a check waited for a provider's rate limit or 429 pause, by `provider` (counter).
+pub const RATE_LIMIT_WAITS: &str = "payrecon_rate_limit_waits_total";
+/// Webhook deliveries by `result`: delivered, retried, dead (counter).
+pub const DELIVERIES: &str = "payrecon_webhook_deliveries_total";
+/// Duration of one webhook attempt (histogram).
+pub const WEBHOOK_SECONDS: &str = "payrecon_webhook_duration_seconds";
+/// Events waiting for delivery, and dead (gauges, from the ledger).
+pub const EVENTS_WAITING: &str = "payrecon_events_waiting";
+pub const EVENTS_DEAD: &str = "payrecon_events_dead";
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the Prometheus recorder once per process; later calls return the same handle.
+pub fn install() -> Option<PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let buckets = [
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+            ];
+            PrometheusBuilder::new()
+                .set_buckets(&buckets)
+                .ok()?
+                .install_recorder()
+                .map_err(|e| tracing::warn!(error = %e, "metrics recorder not installed"))
+                .ok()
+        })
+        .clone()
+}
+
+/// One finished check.
+pub fn check(provider: &str, outcome: &'static str, took: Duration) {
+    metrics::counter!(CHECKS, "provider" => provider.to_string(), "outcome" => outcome)
+        .increment(1);
+    metrics::histogram!(CHECK_SECONDS, "provider" => provider.to_string())
+        .record(took.as_secs_f64());
+}
+
+/// One finished pass.
+pub fn pass(took: Duration) {
+    metrics::histogram!(PASS_SECONDS).record(took.as_secs_f64());
+    metrics::gauge!(PASS_LAST).set(chrono::Utc::now().timestamp() as f64);
+}
+
+/// Ticks skipped while a pass ran.
+pub fn skipped(n: usize) {
+    metrics::counter!(SKIPPED).increment(n as u64);
+}
+
+/// A check that had to wait for its provider's limit.
+pub fn rate_limit_wait(provider: &str) {
+    metrics::counter!(RATE_LIMIT_WAITS, "provider" => provider.to_string()).increment(1);
+}
+
+/// One webhook attempt and its result.
+pub fn delivery(result: &'static str, took: Duration) {
+    metrics::counter!(DELIVERIES, "result" => result).increment(1);
+    metrics::histogram!(WEBHOOK_SECONDS).record(took.as_secs_f64());
+}
+
+/// Sets the ledger-wide gauges from a `stats` reading, just before a scrape.
+pub fn ledger_gauges(stats: &Stats) {
+    for (provider, status, n) in &stats.sessions {
+        metrics::gauge!(SESSIONS, "provider" => provider.clone(), "status" => status.clone())
+            .set(*n as f64);
+    }
+    metrics::gauge!(EVENTS_WAITING).set(stats.events_waiting as f64);
+    metrics::gauge!(EVENTS_DEAD).set(stats.events_dead as f64);
+}
