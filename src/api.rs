@@ -49,17 +49,34 @@ pub fn router(ledger: Ledger, providers: Providers, cfg: Config, opts: PassOptio
         .with_state(state)
 }
 
-fn error(code: StatusCode, message: &str, field: Option<&str>) -> Response {
-    let body = match field {
-        Some(f) => json!({"error": message, "field": f}),
-        None => json!({"error": message}),
-    };
-    (
+/// A 4xx/5xx answer: `{"error": …, "field": …}`.
+struct ApiError {
+    code: StatusCode,
+    message: String,
+    field: Option<String>,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = match self.field {
+            Some(f) => json!({"error": self.message, "field": f}),
+            None => json!({"error": self.message}),
+        };
+        (
+            self.code,
+            [(header::CONTENT_TYPE, "application/json")],
+            body.to_string(),
+        )
+            .into_response()
+    }
+}
+
+fn error(code: StatusCode, message: &str, field: Option<&str>) -> ApiError {
+    ApiError {
         code,
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response()
+        message: message.to_string(),
+        field: field.map(String::from),
+    }
 }
 
 fn session_json(code: StatusCode, s: &Session) -> Response {
@@ -68,7 +85,7 @@ fn session_json(code: StatusCode, s: &Session) -> Response {
 }
 
 /// Constant-time comparison of the bearer token, when one is configured.
-fn authorized(st: &ApiState, headers: &HeaderMap) -> Result<(), Response> {
+fn authorized(st: &ApiState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(token) = &st.token else {
         return Ok(());
     };
@@ -96,7 +113,7 @@ fn authorized(st: &ApiState, headers: &HeaderMap) -> Result<(), Response> {
 }
 
 /// Reads and checks a `POST /v1/sessions` body; the error names the field.
-fn new_session(st: &ApiState, body: &[u8]) -> Result<NewSession, Response> {
+fn new_session(st: &ApiState, body: &[u8]) -> Result<NewSession, ApiError> {
     let bad =
         |msg: String, field: Option<&str>| error(StatusCode::UNPROCESSABLE_ENTITY, &msg, field);
     let v: Value = serde_json::from_slice(body).map_err(|e| {
@@ -123,7 +140,7 @@ fn new_session(st: &ApiState, body: &[u8]) -> Result<NewSession, Response> {
             Some(k),
         ));
     }
-    let text = |name: &'static str, required: bool| -> Result<Option<String>, Response> {
+    let text = |name: &'static str, required: bool| -> Result<Option<String>, ApiError> {
         match obj.get(name) {
             None | Some(Value::Null) if required => {
                 Err(bad(format!("{name} is required"), Some(name)))
@@ -167,7 +184,7 @@ fn new_session(st: &ApiState, body: &[u8]) -> Result<NewSession, Response> {
 
 async fn create(State(st): State<Arc<ApiState>>, headers: HeaderMap, body: Body) -> Response {
     if let Err(r) = authorized(&st, &headers) {
-        return r;
+        return r.into_response();
     }
     let body = match axum::body::to_bytes(body, MAX_BODY).await {
         Ok(b) => b,
@@ -176,12 +193,13 @@ async fn create(State(st): State<Arc<ApiState>>, headers: HeaderMap, body: Body)
                 StatusCode::PAYLOAD_TOO_LARGE,
                 &format!("the body is over {MAX_BODY} bytes"),
                 None,
-            );
+            )
+            .into_response();
         }
     };
     let s = match new_session(&st, &body) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let (p, id) = (s.provider.clone(), s.session_id.clone());
     let result = st
@@ -212,6 +230,7 @@ fn internal(e: Option<crate::ledger::Error>) -> Response {
         "internal error (see the daemon's log)",
         None,
     )
+    .into_response()
 }
 
 async fn read(
@@ -220,11 +239,11 @@ async fn read(
     Path((provider, session_id)): Path<(String, String)>,
 ) -> Response {
     if let Err(r) = authorized(&st, &headers) {
-        return r;
+        return r.into_response();
     }
     match st.ledger.call(move |l| l.get(&provider, &session_id)).await {
         Ok(Some(s)) => session_json(StatusCode::OK, &s),
-        Ok(None) => error(StatusCode::NOT_FOUND, "no such session", None),
+        Ok(None) => error(StatusCode::NOT_FOUND, "no such session", None).into_response(),
         Err(e) => internal(Some(e)),
     }
 }
@@ -235,7 +254,7 @@ async fn verify(
     Path((provider, session_id)): Path<(String, String)>,
 ) -> Response {
     if let Err(r) = authorized(&st, &headers) {
-        return r;
+        return r.into_response();
     }
     match reconcile::verify(
         &st.ledger,
@@ -248,7 +267,7 @@ async fn verify(
     .await
     {
         Ok(Some(s)) => session_json(StatusCode::OK, &s),
-        Ok(None) => error(StatusCode::NOT_FOUND, "no such session", None),
+        Ok(None) => error(StatusCode::NOT_FOUND, "no such session", None).into_response(),
         Err(e) => internal(Some(e)),
     }
 }
