@@ -4,6 +4,7 @@
 mod cli;
 mod crash;
 mod export;
+mod ops;
 mod outbox;
 mod providers;
 mod reconcile;

@@ -1,0 +1,396 @@
+//! Operating it: `/healthz` and `/metrics`, the HTTP API, `verify`, systemd notify, and the
+//! generated completions and man page — through the real binary.
+
+use std::os::unix::net::UnixDatagram;
+use std::process::Stdio;
+use std::time::Duration;
+
+use crate::support::{Env, Guard, bin, count, one, output, text, wait_for};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Adds `[admin]` and `[api]` on free loopback ports to the config; returns their base URLs.
+fn listeners(env: &Env, token: bool) -> (String, String) {
+    let (admin, api) = (free_port(), free_port());
+    let mut extra =
+        format!("[admin]\nlisten = \"127.0.0.1:{admin}\"\n[api]\nlisten = \"127.0.0.1:{api}\"\n");
+    if token {
+        extra.push_str("token_env = \"PAYRECON_TEST_API_TOKEN\"\n");
+    }
+    let text_cfg = std::fs::read_to_string(&env.config_path).unwrap();
+    // The tables go before the provider tables, which end the file.
+    let at = text_cfg.find("[providers.").unwrap();
+    std::fs::write(
+        &env.config_path,
+        format!("{}{extra}{}", &text_cfg[..at], &text_cfg[at..]),
+    )
+    .unwrap();
+    (
+        format!("http://127.0.0.1:{admin}"),
+        format!("http://127.0.0.1:{api}"),
+    )
+}
+
+/// Starts `payrecon run` and waits for its listeners.
+async fn daemon(env: &Env, urls: &[&str]) -> Guard {
+    let mut c = env.cmd();
+    c.arg("run").stdout(Stdio::null()).stderr(Stdio::null());
+    let child = Guard(c.spawn().unwrap());
+    let ports: Vec<u16> = urls
+        .iter()
+        .map(|u| u.rsplit(':').next().unwrap().parse().unwrap())
+        .collect();
+    let up = wait_for(Duration::from_secs(10), || {
+        ports
+            .iter()
+            .all(|p| std::net::TcpStream::connect(("127.0.0.1", *p)).is_ok())
+    })
+    .await;
+    assert!(up, "the daemon's listeners did not come up");
+    child
+}
+
+async fn healthz(client: &reqwest::Client, admin: &str) -> (u16, serde_json::Value) {
+    let r = client.get(format!("{admin}/healthz")).send().await.unwrap();
+    let code = r.status().as_u16();
+    (
+        code,
+        serde_json::from_slice(&r.bytes().await.unwrap()).unwrap(),
+    )
+}
+
+/// Env with a simulator demanding `sk_right`, the config naming PAYRECON_TEST_KEY.
+async fn keyed_env(key: &str) -> Env {
+    let mut env = Env::start_with_key(Some("sk_right")).await;
+    let text_cfg = std::fs::read_to_string(&env.config_path).unwrap();
+    std::fs::write(
+        &env.config_path,
+        text_cfg + "api_key_env = \"PAYRECON_TEST_KEY\"\n",
+    )
+    .unwrap();
+    env.vars.push(("PAYRECON_TEST_KEY".into(), key.into()));
+    env
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_and_metrics_report_what_happened() {
+    let env = keyed_env("sk_right").await;
+    let l = env.ledger();
+    env.session(&l, "h1", "complete");
+    env.session(&l, "h2", "fail");
+    let (admin, api) = listeners(&env, false);
+    let _d = daemon(&env, &[&admin, &api]).await;
+    let client = reqwest::Client::new();
+    let mut last = (0, serde_json::Value::Null);
+    for _ in 0..100 {
+        last = healthz(&client, &admin).await;
+        let done = count(
+            &l,
+            "SELECT count(*) FROM sessions WHERE status <> 'PENDING'",
+        ) == 2;
+        if last.0 == 200 && !last.1["last_pass"].is_null() && done {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(last.0, 200, "{}", last.1);
+    assert_eq!(last.1["status"], "ok");
+    assert_eq!(last.1["ledger"]["ok"], true);
+    assert_eq!(
+        last.1["events"]["waiting"], 2,
+        "no webhook: the two events wait"
+    );
+    let metrics = client
+        .get(format!("{admin}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |name: &str, labels: &[&str]| -> f64 {
+        metrics
+            .lines()
+            .filter(|l| !l.starts_with('#') && l.split(['{', ' ']).next() == Some(name))
+            .filter(|l| labels.iter().all(|x| l.contains(x)))
+            .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+            .sum()
+    };
+    // Every sample line parses as `name{labels} value`.
+    for line in metrics
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        assert!(
+            line.rsplit(' ').next().unwrap().parse::<f64>().is_ok(),
+            "not Prometheus text: {line}"
+        );
+        assert!(line.starts_with("payrecon_"), "{line}");
+    }
+    assert_eq!(
+        value(
+            "payrecon_checks_total",
+            &["provider=\"mopay\"", "outcome=\"paid\""]
+        ),
+        1.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        value("payrecon_checks_total", &["outcome=\"failed\""]),
+        1.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        value("payrecon_sessions", &["status=\"COMPLETED\""]),
+        1.0,
+        "{metrics}"
+    );
+    assert_eq!(value("payrecon_events_waiting", &[]), 2.0, "{metrics}");
+    assert!(
+        value("payrecon_pass_duration_seconds_count", &[]) >= 1.0,
+        "{metrics}"
+    );
+    assert!(
+        value("payrecon_check_duration_seconds_count", &[]) >= 2.0,
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_turns_503_when_credentials_are_refused() {
+    let env = keyed_env("sk_wrong").await;
+    let l = env.ledger();
+    env.session(&l, "r1", "complete");
+    let (admin, api) = listeners(&env, false);
+    let _d = daemon(&env, &[&admin, &api]).await;
+    let client = reqwest::Client::new();
+    let mut last = (0, serde_json::Value::Null);
+    for _ in 0..100 {
+        last = healthz(&client, &admin).await;
+        if last.0 == 503 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(last.0, 503, "{}", last.1);
+    assert_eq!(
+        last.1["refused_credentials"][0]["provider"], "mopay",
+        "{}",
+        last.1
+    );
+    assert!(last.1["problems"][0].as_str().unwrap().contains("refused"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_enqueues_reads_and_verifies_behind_its_token() {
+    const TOKEN: &str = "tok_0123456789abcdef";
+    let mut env = Env::start().await;
+    env.set("cron", "\"0 0 0 1 1 *\""); // no scheduled pass: only the API acts
+    env.vars
+        .push(("PAYRECON_TEST_API_TOKEN".into(), TOKEN.into()));
+    let (admin, api) = listeners(&env, true);
+    let _d = daemon(&env, &[&admin, &api]).await;
+    env.sim
+        .insert("api1", "100.00", "ORDER9", "complete".parse().unwrap());
+    let client = reqwest::Client::new();
+    let post = |path: &str, body: String, token: Option<&str>| {
+        let mut r = client
+            .post(format!("{api}{path}"))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send()
+    };
+    let good = r#"{"provider":"mopay","session_id":"api1","reference":"ORDER9","amount":"100.00","currency":"LSL"}"#;
+    assert_eq!(
+        post("/v1/sessions", good.into(), None)
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(
+        post("/v1/sessions", good.into(), Some("tok_wrong"))
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let r = post("/v1/sessions", good.into(), Some(TOKEN))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let r = post("/v1/sessions", good.into(), Some(TOKEN))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "idempotent");
+    // Bad input: a 4xx naming the field, nothing written.
+    for (body, code, field) in [
+        ("{not json".to_string(), 400, None),
+        (
+            r#"{"provider":"mopay","session_id":"x","amout":"1.00"}"#.to_string(),
+            422,
+            Some("amout"),
+        ),
+        (
+            r#"{"provider":"mopay","session_id":"x","amount":100.5}"#.to_string(),
+            422,
+            Some("amount"),
+        ),
+        (
+            r#"{"provider":"mopay","session_id":"x","amount":"1,00"}"#.to_string(),
+            422,
+            Some("amount"),
+        ),
+        (
+            r#"{"provider":"paypal","session_id":"x"}"#.to_string(),
+            422,
+            Some("provider"),
+        ),
+        (
+            r#"{"provider":"mopay"}"#.to_string(),
+            422,
+            Some("session_id"),
+        ),
+        (
+            format!(
+                r#"{{"provider":"mopay","session_id":"{}"}}"#,
+                "y".repeat(20_000)
+            ),
+            413,
+            None,
+        ),
+    ] {
+        let r = post("/v1/sessions", body.clone(), Some(TOKEN))
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), code, "{}", &body[..body.len().min(80)]);
+        let v: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+        assert!(v["error"].is_string());
+        if let Some(f) = field {
+            assert_eq!(v["field"], f, "{v}");
+        }
+    }
+    let l = env.ledger();
+    assert_eq!(count(&l, "SELECT count(*) FROM sessions"), 1);
+    let r = client
+        .get(format!("{api}/v1/sessions/mopay/api1"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    assert_eq!(v["status"], "PENDING");
+    // Verify: checked with the provider now, recorded with source `api`.
+    let r = post("/v1/sessions/mopay/api1/verify", String::new(), Some(TOKEN))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    assert_eq!(v["status"], "COMPLETED", "{v}");
+    assert_eq!(v["amount"], "100.00");
+    assert_eq!(one(&l, "SELECT source FROM transitions"), "api");
+    let r = post("/v1/sessions/mopay/nope/verify", String::new(), Some(TOKEN))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_from_the_shell() {
+    let env = Env::start().await;
+    let l = env.ledger();
+    env.session(&l, "shell1", "fail");
+    let mut c = env.cmd();
+    c.args(["verify", "shell1"]);
+    let o = output(c).await;
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(out.contains("status                 FAILED"), "{out}");
+    assert_eq!(one(&l, "SELECT source FROM transitions"), "api");
+    let mut c = env.cmd();
+    c.args(["verify", "missing"]);
+    assert_eq!(output(c).await.status.code(), Some(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn systemd_notify_ready_watchdog_and_stopping() {
+    let env = Env::start().await;
+    let sock_path = env.dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    // `exec` keeps the shell's pid, which is what WATCHDOG_PID must name.
+    let mut c = std::process::Command::new("sh");
+    c.arg("-c")
+        .arg(format!(
+            "WATCHDOG_PID=$$ exec {} --config {} run",
+            env!("CARGO_BIN_EXE_payrecon"),
+            env.config_path.display()
+        ))
+        .env("NOTIFY_SOCKET", &sock_path)
+        .env("WATCHDOG_USEC", "400000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut d = Guard(c.spawn().unwrap());
+    let mut seen = String::new();
+    let mut buf = [0u8; 512];
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !(seen.contains("READY=1") && seen.contains("WATCHDOG=1"))
+        && std::time::Instant::now() < deadline
+    {
+        if let Ok(n) = sock.recv(&mut buf) {
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+            seen.push('\n');
+        }
+    }
+    assert!(
+        seen.contains("READY=1") && seen.contains("WATCHDOG=1"),
+        "{seen}"
+    );
+    let ok = std::process::Command::new("kill")
+        .args(["-TERM", &d.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !seen.contains("STOPPING=1") && std::time::Instant::now() < deadline {
+        if let Ok(n) = sock.recv(&mut buf) {
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    }
+    assert!(seen.contains("STOPPING=1"), "{seen}");
+    assert!(
+        wait_for(Duration::from_secs(10), || d
+            .0
+            .try_wait()
+            .unwrap()
+            .is_some())
+        .await
+    );
+    assert_eq!(d.0.wait().unwrap().code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completions_and_man_page_come_from_the_cli_definition() {
+    let mut c = bin();
+    c.args(["completions", "bash"]);
+    let (out, _) = text(&output(c).await);
+    assert!(out.contains("payrecon") && out.contains("verify") && out.contains("--log-format"));
+    let mut c = bin();
+    c.arg("man");
+    let (out, _) = text(&output(c).await);
+    assert!(
+        out.contains(".TH payrecon") && out.contains("check\\-config"),
+        "{}",
+        &out[..out.len().min(300)]
+    );
+}
