@@ -307,12 +307,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::CheckConfig => {
             let cfg = load_with_secrets(&cli)?;
             print!("{}", describe(&cfg));
-            if !cfg.warnings.is_empty() {
+            let mut problems = cfg.warnings.clone();
+            problems.extend(ledger_path_problem(&cfg.ledger_path));
+            if !problems.is_empty() {
                 let path = cli.config.clone().unwrap_or_else(config::default_path);
                 return Err(UsageError::new(format!(
                     "{}: {}",
                     path.display(),
-                    cfg.warnings.join("; ")
+                    problems.join("; ")
                 ))
                 .into());
             }
@@ -713,6 +715,32 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Why the ledger path cannot be used, checked without creating anything: an existing file
+/// must open as a ledger; otherwise its directory must exist and take a new file.
+fn ledger_path_problem(path: &std::path::Path) -> Option<String> {
+    if path.exists() {
+        return crate::ledger::Ledger::open(path)
+            .err()
+            .map(|e| format!("ledger.path: {e}"));
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    if !dir.is_dir() {
+        return Some(format!(
+            "ledger.path: the directory {} does not exist",
+            dir.display()
+        ));
+    }
+    tempfile::tempfile_in(dir).err().map(|e| {
+        format!(
+            "ledger.path: cannot create files in {} ({e})",
+            dir.display()
+        )
+    })
+}
+
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
         c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
@@ -857,6 +885,30 @@ fn describe(cfg: &Config) -> String {
             },
             d(p.timeout),
             if p.long_poll { " (long poll)" } else { "" }
+        ));
+    }
+    out.push_str(&format!(
+        "admin.listen         {}\n",
+        cfg.admin_listen
+            .map_or("off".to_string(), |a| a.to_string())
+    ));
+    out.push_str(&format!(
+        "api.listen           {}\n",
+        cfg.api.as_ref().map_or("off".to_string(), |a| format!(
+            "{}{}",
+            a.listen,
+            a.token_env
+                .as_deref()
+                .map_or(String::new(), |v| format!(", token from ${v}"))
+        ))
+    ));
+    if let Some(w) = &cfg.webhook {
+        out.push_str(&format!(
+            "events.webhook       {} ({} secret(s) from ${}, {} attempts)\n",
+            w.url,
+            w.secrets.len(),
+            w.secret_env,
+            w.schedule.len() + 1
         ));
     }
     out.push_str(&format!("log.format           {:?}\n", cfg.log_format));

@@ -92,3 +92,59 @@ pub fn ledger_gauges(stats: &Stats) {
     metrics::gauge!(EVENTS_WAITING).set(stats.events_waiting as f64);
     metrics::gauge!(EVENTS_DEAD).set(stats.events_dead as f64);
 }
+
+#[cfg(test)]
+mod tests {
+    /// The shipped dashboard and alert rules name only metrics this module registers.
+    #[test]
+    fn dashboard_and_alerts_use_real_metric_names() {
+        let names = [
+            super::SESSIONS,
+            super::CHECKS,
+            super::CHECK_SECONDS,
+            super::PASS_SECONDS,
+            super::PASS_LAST,
+            super::SKIPPED,
+            super::RATE_LIMIT_WAITS,
+            super::DELIVERIES,
+            super::WEBHOOK_SECONDS,
+            super::EVENTS_WAITING,
+            super::EVENTS_DEAD,
+        ];
+        let dashboard: serde_json::Value =
+            serde_json::from_str(include_str!("../config/grafana-dashboard.json"))
+                .expect("dashboard JSON");
+        let mut exprs: Vec<String> = dashboard["panels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|p| {
+                p["targets"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|t| t["expr"].as_str().unwrap().to_string())
+            })
+            .collect();
+        exprs.extend(
+            include_str!("../config/alerts.yml")
+                .lines()
+                .filter_map(|l| l.trim().strip_prefix("expr: ").map(String::from)),
+        );
+        assert!(exprs.len() > 10);
+        for expr in exprs {
+            for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                if let Some(base) = word.strip_prefix("payrecon_") {
+                    let base = format!("payrecon_{base}");
+                    let base = ["_bucket", "_count", "_sum"].iter().fold(base, |b, s| {
+                        b.strip_suffix(s).map(String::from).unwrap_or(b)
+                    });
+                    assert!(
+                        names.contains(&base.as_str()),
+                        "{base} in {expr:?} is not a payrecon metric"
+                    );
+                }
+            }
+        }
+    }
+}
