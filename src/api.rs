@@ -126,14 +126,7 @@ fn new_session(st: &ApiState, body: &[u8]) -> Result<NewSession, ApiError> {
     let Value::Object(obj) = v else {
         return Err(bad("the body must be a JSON object".into(), None));
     };
-    const FIELDS: &[&str] = &[
-        "provider",
-        "session_id",
-        "reference",
-        "amount",
-        "currency",
-        "created_at",
-    ];
+    const FIELDS: &[&str] = NewSession::FIELDS;
     if let Some(k) = obj.keys().find(|k| !FIELDS.contains(&k.as_str())) {
         return Err(bad(
             format!("unknown field {k:?} (fields: {})", FIELDS.join(", ")),
@@ -241,11 +234,7 @@ async fn read(
     if let Err(r) = authorized(&st, &headers) {
         return r.into_response();
     }
-    match st.ledger.call(move |l| l.get(&provider, &session_id)).await {
-        Ok(Some(s)) => session_json(StatusCode::OK, &s),
-        Ok(None) => error(StatusCode::NOT_FOUND, "no such session", None).into_response(),
-        Err(e) => internal(Some(e)),
-    }
+    found(st.ledger.call(move |l| l.get(&provider, &session_id)).await)
 }
 
 async fn verify(
@@ -256,16 +245,22 @@ async fn verify(
     if let Err(r) = authorized(&st, &headers) {
         return r.into_response();
     }
-    match reconcile::verify(
-        &st.ledger,
-        &st.providers,
-        &st.cfg,
-        &st.opts,
-        &provider,
-        &session_id,
+    found(
+        reconcile::verify(
+            &st.ledger,
+            &st.providers,
+            &st.cfg,
+            &st.opts,
+            &provider,
+            &session_id,
+        )
+        .await,
     )
-    .await
-    {
+}
+
+/// A looked-up session as the answer: 200 with it, 404, or an opaque 500.
+fn found(result: Result<Option<Session>, crate::ledger::Error>) -> Response {
+    match result {
         Ok(Some(s)) => session_json(StatusCode::OK, &s),
         Ok(None) => error(StatusCode::NOT_FOUND, "no such session", None).into_response(),
         Err(e) => internal(Some(e)),

@@ -12,14 +12,7 @@ use crate::clock;
 use crate::config::{Config, UsageError};
 use crate::ledger::{ImportOutcome, Ledger, NewSession};
 
-const COLUMNS: &[&str] = &[
-    "provider",
-    "session_id",
-    "reference",
-    "amount",
-    "currency",
-    "created_at",
-];
+const COLUMNS: &[&str] = NewSession::FIELDS;
 
 /// How many bad rows are reported before the rest are only counted.
 const MAX_REPORTED: usize = 20;

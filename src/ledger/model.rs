@@ -206,6 +206,16 @@ pub fn validate_amount(text: &str) -> Result<Decimal, String> {
 }
 
 impl NewSession {
+    /// The fields an application gives, in the order of the import CSV header and the API body.
+    pub const FIELDS: &'static [&'static str] = &[
+        "provider",
+        "session_id",
+        "reference",
+        "amount",
+        "currency",
+        "created_at",
+    ];
+
     /// Checks every field the way the ledger's constraints will; the error names the field.
     pub fn validate(&self) -> Result<(), String> {
         if self.provider.is_empty() {
