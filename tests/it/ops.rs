@@ -394,3 +394,50 @@ async fn completions_and_man_page_come_from_the_cli_definition() {
         &out[..out.len().min(300)]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_unit_file_verifies_and_stays_hardened() {
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/systemd/payrecon.service"
+    ))
+    .unwrap();
+    for needed in [
+        "Type=notify",
+        "WatchdogSec=",
+        "User=payrecon",
+        "EnvironmentFile=",
+        "StateDirectory=payrecon",
+        "ProtectSystem=strict",
+        "NoNewPrivileges=yes",
+        "PrivateTmp=yes",
+        "RestrictAddressFamilies=",
+        "SystemCallFilter=@system-service",
+    ] {
+        assert!(unit.contains(needed), "the unit lost {needed}");
+    }
+    // systemd-analyze checks that the binary exists: point the copy at the one just built.
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("payrecon.service");
+    std::fs::write(
+        &copy,
+        unit.replace("/usr/local/bin/payrecon", env!("CARGO_BIN_EXE_payrecon")),
+    )
+    .unwrap();
+    let mut c = std::process::Command::new("systemd-analyze");
+    c.arg("verify").arg(&copy);
+    let o = output(c).await;
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "systemd-analyze verify: {out}{err}");
+    let mut c = std::process::Command::new("systemd-analyze");
+    c.args(["security", "--offline=yes", "--no-pager"])
+        .arg(&copy);
+    let (out, _) = text(&output(c).await);
+    let score: f64 = out
+        .lines()
+        .find_map(|l| l.split("exposure level for payrecon.service: ").nth(1))
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no exposure level in: {out}"));
+    assert!(score <= 2.0, "exposure {score} is worse than OK");
+}
