@@ -23,6 +23,9 @@ pub struct Cli {
     /// Log format, overriding `[log] format` (logs go to stderr; filter with RUST_LOG)
     #[arg(long = "log-format", global = true, value_enum)]
     pub log_format: Option<LogFormatArg>,
+    /// Print this process's peak resident memory to stderr at exit (for the benchmark)
+    #[arg(long = "peak-rss", global = true, hide = true)]
+    pub peak_rss: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -86,6 +89,27 @@ pub enum Command {
         /// Needed when two providers have the same session id
         #[arg(long)]
         provider: Option<String>,
+    },
+    /// The benchmark: throughput, scale, memory, webhooks, calls per resolution, rate limit
+    Bench {
+        /// Sessions for the throughput run
+        #[arg(long, default_value_t = 100_000)]
+        sessions: u64,
+        /// Rows of the large ledger
+        #[arg(long, default_value_t = 5_000_000)]
+        large: u64,
+        /// Due sessions in the small and the large ledger
+        #[arg(long, default_value_t = 10_000)]
+        due: u64,
+        /// Sessions for the memory runs (also run at a tenth of it)
+        #[arg(long, default_value_t = 1_000_000)]
+        memory: u64,
+        /// Provider calls in flight
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// Where to write the results as JSON
+        #[arg(long, default_value = "bench-results.json")]
+        output: PathBuf,
     },
     /// Print shell completions
     Completions {
@@ -173,7 +197,12 @@ pub enum EventsCommand {
 /// Parses the command line, runs the command, and returns its exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli) {
+    let peak_rss = cli.peak_rss;
+    let result = run(cli);
+    if peak_rss && let Some(kib) = crate::bench::peak_rss_kib() {
+        eprintln!("peak_rss_kib={kib}");
+    }
+    match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("payrecon: {e:#}");
@@ -237,6 +266,18 @@ fn load_with_secrets(cli: &Cli) -> anyhow::Result<Config> {
 /// Runs one command.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
+        Command::Bench { sessions, large, due, memory, concurrency, output } => {
+            init_logging(log_format(&cli, LogFormat::Text), "warn");
+            let opts = crate::bench::BenchOptions {
+                sessions: *sessions,
+                large: *large,
+                due: *due,
+                memory: *memory,
+                concurrency: *concurrency,
+                output: output.clone(),
+            };
+            print!("{}", runtime()?.block_on(crate::bench::run(&opts))?);
+        }
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(*shell, &mut cmd, "payrecon", &mut std::io::stdout());

@@ -14,6 +14,7 @@
 //! - [`pipeline`]: claim → work → record, the loop a pass and the outbox share.
 //! - [`export`]: CSV/JSONL export.
 //! - [`metrics`]: every metric name in one place.
+//! - [`bench`]: the benchmark.
 //! - [`admin`]: `/healthz` and `/metrics`.
 //! - [`api`]: the HTTP API for applications.
 //! - [`ledger`]: SQLite: sessions, transitions, events; all SQL lives here.
@@ -24,6 +25,7 @@
 //! - [`clock`]: timestamps as the ledger stores them.
 
 pub mod admin;
+pub mod bench;
 pub mod api;
 pub mod cli;
 pub mod clock;

@@ -1,0 +1,386 @@
+//! `payrecon bench`: where the time goes. Runs the real `payrecon` binary (this executable) as
+//! child processes against the simulator on loopback, on ledgers it builds in a temporary
+//! directory, and prints a table (also written as JSON):
+//!
+//! 1. throughput of `once` with the rate limit off, beside the simulator's own ceiling measured
+//!    by a plain load generator at the same concurrency;
+//! 2. a pass over the same due sessions in a small and in a large ledger;
+//! 3. peak resident memory of `once` and of `export` (two sizes, to show it is flat);
+//! 4. webhook deliveries per second to a loopback receiver answering 204;
+//! 5. provider calls per resolved session for a mix needing 0–5 pending answers;
+//! 6. the most requests the simulator saw in any one second with `rate_limit = "50/s"`.
+//!
+//! Timing goals live here, never in a timed test.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use futures_util::StreamExt;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::ledger::Ledger;
+use crate::simulator::{self, Sim};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// Sessions for the throughput run.
+    pub sessions: u64,
+    /// Rows of the large ledger.
+    pub large: u64,
+    /// Due sessions in the small and the large ledger.
+    pub due: u64,
+    /// Sessions for the memory runs (also run at a tenth of it).
+    pub memory: u64,
+    /// Provider calls in flight.
+    pub concurrency: usize,
+    /// Where the JSON goes.
+    pub output: PathBuf,
+}
+
+/// One row of the table.
+struct Row {
+    name: &'static str,
+    value: String,
+    goal: String,
+    met: Option<bool>,
+    json: serde_json::Value,
+}
+
+/// Runs every benchmark and returns the table.
+pub async fn run(opts: &BenchOptions) -> anyhow::Result<String> {
+    let exe = std::env::current_exe().context("finding the payrecon executable")?;
+    let dir = tempfile::tempdir().context("creating a temporary directory")?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("binding the simulator")?;
+    let sim_url = format!("http://{}", listener.local_addr()?);
+    let sim = Sim::new(None);
+    let stop = CancellationToken::new();
+    tokio::spawn(simulator::serve(listener, sim.clone(), stop.clone().cancelled_owned()));
+    let b = Bench { exe, dir: dir.path().to_path_buf(), sim_url, sim, concurrency: opts.concurrency };
+    let started = Instant::now();
+    let mut rows = Vec::new();
+
+    eprintln!("1/6 throughput: {} sessions, then the load generator", opts.sessions);
+    rows.push(b.throughput(opts.sessions).await?);
+    eprintln!("2/6 cost of a pass: {} due in {} rows and in {} rows", opts.due, opts.due, opts.large);
+    rows.push(b.scale(opts.due, opts.large).await?);
+    eprintln!("3/6 memory: once and export at {} and {} sessions", opts.memory / 10, opts.memory);
+    rows.extend(b.memory(opts.memory).await?);
+    eprintln!("4/6 webhook delivery");
+    rows.push(b.webhook(20_000).await?);
+    eprintln!("5/6 calls per resolution");
+    rows.push(b.calls_per_resolution(600).await?);
+    eprintln!("6/6 rate limit 50/s");
+    rows.push(b.rate_limit().await?);
+    stop.cancel();
+
+    let mut out = String::new();
+    let _ = writeln!(out, "{:<44} {:>28}  {:<22} {}", "benchmark", "figure", "goal", "met");
+    for r in &rows {
+        let met = match r.met {
+            Some(true) => "yes",
+            Some(false) => "NO",
+            None => "-",
+        };
+        let _ = writeln!(out, "{:<44} {:>28}  {:<22} {met}", r.name, r.value, r.goal);
+    }
+    let _ = writeln!(out, "\ntotal {:.0}s on {} cores", started.elapsed().as_secs_f64(), cores());
+    let report = json!({
+        "cores": cores(),
+        "elapsed_seconds": started.elapsed().as_secs_f64(),
+        "options": {"sessions": opts.sessions, "large": opts.large, "due": opts.due, "memory": opts.memory, "concurrency": opts.concurrency},
+        "results": rows.iter().map(|r| json!({"name": r.name, "value": r.value, "goal": r.goal, "met": r.met, "data": r.json})).collect::<Vec<_>>(),
+    });
+    std::fs::write(&opts.output, serde_json::to_string_pretty(&report)? + "\n")
+        .with_context(|| format!("writing {}", opts.output.display()))?;
+    let _ = writeln!(out, "written to {}", opts.output.display());
+    Ok(out)
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+struct Bench {
+    exe: PathBuf,
+    dir: PathBuf,
+    sim_url: String,
+    sim: Arc<Sim>,
+    concurrency: usize,
+}
+
+/// What a child `payrecon` run reported.
+struct ChildRun {
+    elapsed: Duration,
+    peak_rss_kib: u64,
+    stdout: String,
+}
+
+impl Bench {
+    /// A config for a ledger at `ledger`, MoPay on the simulator.
+    fn config(&self, name: &str, ledger: &Path, extra_provider: &str, extra: &str) -> anyhow::Result<PathBuf> {
+        let text = format!(
+            r#"[ledger]
+path = {ledger:?}
+[schedule]
+batch_size = 500
+concurrency = {concurrency}
+lease = "10m"
+[backoff]
+initial = "10ms"
+multiplier = 1.0
+max = "10ms"
+jitter = 0.0
+[http]
+timeout = "10s"
+retries = 2
+{extra}
+[providers.mopay]
+kind = "mopay"
+base_url = "{url}"
+{extra_provider}
+"#,
+            concurrency = self.concurrency,
+            url = self.sim_url
+        );
+        let path = self.dir.join(format!("{name}.toml"));
+        std::fs::write(&path, text)?;
+        Ok(path)
+    }
+
+    /// Runs `payrecon --config CONFIG ARGS…` to the end, measuring time and peak memory.
+    async fn child(&self, config: &Path, args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<ChildRun> {
+        let mut c = Command::new(&self.exe);
+        c.arg("--config").arg(config).arg("--peak-rss").args(args);
+        c.envs(env.iter().copied()).env("RUST_LOG", "error");
+        c.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let started = Instant::now();
+        let o = tokio::task::spawn_blocking(move || c.output()).await??;
+        let elapsed = started.elapsed();
+        let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+        if !o.status.success() {
+            bail!("payrecon {args:?} failed: {stderr}");
+        }
+        let peak_rss_kib = stderr
+            .lines()
+            .find_map(|l| l.strip_prefix("peak_rss_kib="))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        Ok(ChildRun { elapsed, peak_rss_kib, stdout: String::from_utf8_lossy(&o.stdout).into_owned() })
+    }
+
+    /// A ledger with `due` PENDING sessions due now (ids unknown to the simulator, so they
+    /// complete on the first call) and `other` rows that are final or not due.
+    fn ledger(&self, name: &str, due: u64, other: u64, prefix: &str) -> anyhow::Result<PathBuf> {
+        let path = self.dir.join(format!("{name}.db"));
+        let l = Ledger::open(&path)?;
+        l.execute_batch(&format!(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {due}) \
+             INSERT INTO sessions (provider, session_id, reference, amount, currency) \
+             SELECT 'mopay', 'MOP_{prefix}' || i || '_R' || i, 'R' || i, '100.00', 'LSL' FROM n;"
+        ))?;
+        if other > 0 {
+            l.execute_batch(&format!(
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {other}) \
+                 INSERT INTO sessions (provider, session_id, reference, amount, currency, status, next_check_at, resolved_at) \
+                 SELECT 'mopay', 'OLD_{prefix}' || i, 'R' || i, '100.00', 'LSL', \
+                        CASE WHEN i % 2 = 0 THEN 'COMPLETED' ELSE 'PENDING' END, \
+                        '2999-01-01T00:00:00.000Z', CASE WHEN i % 2 = 0 THEN '2026-01-01T00:00:00.000Z' END FROM n; \
+                 ANALYZE;"
+            ))?;
+        }
+        Ok(path)
+    }
+
+    async fn throughput(&self, n: u64) -> anyhow::Result<Row> {
+        let ledger = self.ledger("throughput", n, 0, "t")?;
+        let cfg = self.config("throughput", &ledger, "rate_limit = \"off\"", "")?;
+        let run = self.child(&cfg, &["once"], &[]).await?;
+        let once_rate = n as f64 / run.elapsed.as_secs_f64();
+        // The ceiling: the same endpoint, the same concurrency, no ledger.
+        let client = crate::http::client(Duration::from_secs(10))?;
+        let started = Instant::now();
+        let url = self.sim_url.clone();
+        let ok = futures_util::stream::iter(0..n)
+            .map(|i| {
+                let (client, url) = (client.clone(), url.clone());
+                async move {
+                    let r = client
+                        .get(format!("{url}/api/external/session/v1/MOP_g{i}_R{i}"))
+                        .header("accept", "application/json")
+                        .send()
+                        .await;
+                    match r {
+                        Ok(r) => r.bytes().await.is_ok(),
+                        Err(_) => false,
+                    }
+                }
+            })
+            .buffer_unordered(self.concurrency)
+            .filter(|ok| futures_util::future::ready(*ok))
+            .count()
+            .await;
+        let ceiling = ok as f64 / started.elapsed().as_secs_f64();
+        let ratio = once_rate / ceiling;
+        Ok(Row {
+            name: "1 throughput: once / simulator ceiling",
+            value: format!("{once_rate:.0}/s / {ceiling:.0}/s = {ratio:.2}"),
+            goal: ">= 0.70".into(),
+            met: Some(ratio >= 0.7),
+            json: json!({"sessions": n, "once_per_second": once_rate, "ceiling_per_second": ceiling, "ratio": ratio,
+                         "once_seconds": run.elapsed.as_secs_f64(), "once_peak_rss_kib": run.peak_rss_kib}),
+        })
+    }
+
+    async fn scale(&self, due: u64, large: u64) -> anyhow::Result<Row> {
+        let small = self.ledger("small", due, 0, "s")?;
+        let big_started = Instant::now();
+        let big = self.ledger("large", due, large.saturating_sub(due), "b")?;
+        let build = big_started.elapsed();
+        let small_cfg = self.config("small", &small, "rate_limit = \"off\"", "")?;
+        let big_cfg = self.config("large", &big, "rate_limit = \"off\"", "")?;
+        let a = self.child(&small_cfg, &["once"], &[]).await?;
+        let b = self.child(&big_cfg, &["once"], &[]).await?;
+        let ratio = b.elapsed.as_secs_f64() / a.elapsed.as_secs_f64();
+        Ok(Row {
+            name: "2 pass over due sessions: large / small",
+            value: format!("{:.2}s / {:.2}s = {ratio:.2}", b.elapsed.as_secs_f64(), a.elapsed.as_secs_f64()),
+            goal: "<= 1.20".into(),
+            met: Some(ratio <= 1.2),
+            json: json!({"due": due, "large_rows": large, "small_seconds": a.elapsed.as_secs_f64(),
+                         "large_seconds": b.elapsed.as_secs_f64(), "ratio": ratio, "large_build_seconds": build.as_secs_f64()}),
+        })
+    }
+
+    async fn memory(&self, n: u64) -> anyhow::Result<Vec<Row>> {
+        let mut once = Vec::new();
+        let mut export = Vec::new();
+        for size in [n / 10, n] {
+            let ledger = self.ledger(&format!("mem{size}"), size, 0, &format!("m{size}_"))?;
+            let cfg = self.config(&format!("mem{size}"), &ledger, "rate_limit = \"off\"", "")?;
+            let r = self.child(&cfg, &["once"], &[]).await?;
+            once.push((size, r.peak_rss_kib, r.elapsed));
+            let out = self.dir.join(format!("export{size}.csv"));
+            let out_s = out.display().to_string();
+            let r = self.child(&cfg, &["export", "--format", "csv", "--output", &out_s], &[]).await?;
+            export.push((size, r.peak_rss_kib, r.elapsed));
+        }
+        let row = |name: &'static str, runs: &[(u64, u64, Duration)]| {
+            let peak = runs.iter().map(|r| r.1).max().unwrap_or(0);
+            Row {
+                name,
+                value: runs.iter().map(|(n, kib, _)| format!("{n}: {:.1} MiB", *kib as f64 / 1024.0)).collect::<Vec<_>>().join(", "),
+                goal: "< 64 MiB, flat in N".into(),
+                met: Some(peak < 64 * 1024),
+                json: json!(runs.iter().map(|(n, kib, t)| json!({"sessions": n, "peak_rss_kib": kib, "seconds": t.as_secs_f64()})).collect::<Vec<_>>()),
+            }
+        };
+        Ok(vec![row("3a peak memory of once", &once), row("3b peak memory of export", &export)])
+    }
+
+    async fn webhook(&self, events: u64) -> anyhow::Result<Row> {
+        // A receiver that answers 204 to everything.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}/hook", listener.local_addr()?);
+        let received = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let r2 = received.clone();
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move || {
+                let r = r2.clone();
+                async move {
+                    r.fetch_add(1, Ordering::Relaxed);
+                    axum::http::StatusCode::NO_CONTENT
+                }
+            }),
+        );
+        let stop = CancellationToken::new();
+        let s2 = stop.clone();
+        tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(s2.cancelled_owned()).await });
+        // Events waiting in the ledger: resolve sessions first without a webhook.
+        let ledger = self.ledger("webhook", events, 0, "w")?;
+        let plain = self.config("webhook-plain", &ledger, "rate_limit = \"off\"", "")?;
+        self.child(&plain, &["once"], &[]).await?;
+        let hooked = self.config(
+            "webhook",
+            &ledger,
+            "rate_limit = \"off\"",
+            &format!("[events.webhook]\nurl = \"{url}\"\nsecret_env = \"BENCH_SECRET\"\nconcurrency = {}\n", self.concurrency),
+        )?;
+        let run = self.child(&hooked, &["once"], &[("BENCH_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")]).await?;
+        stop.cancel();
+        let got = received.load(Ordering::Relaxed);
+        let rate = got as f64 / run.elapsed.as_secs_f64();
+        Ok(Row {
+            name: "4 webhook deliveries per second",
+            value: format!("{rate:.0}/s ({got} events)"),
+            goal: "-".into(),
+            met: None,
+            json: json!({"events": events, "received": got, "seconds": run.elapsed.as_secs_f64(), "per_second": rate,
+                         "summary": run.stdout.trim()}),
+        })
+    }
+
+    async fn calls_per_resolution(&self, n: u64) -> anyhow::Result<Row> {
+        let path = self.dir.join("calls.db");
+        let l = Ledger::open(&path)?;
+        // complete-K needs K pending answers then the final one: K + 1 calls at the least.
+        l.execute_batch(&format!(
+            "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < {n} - 1) \
+             INSERT INTO sessions (provider, session_id, reference, amount, currency) \
+             SELECT 'mopay', 'MOP_sim-complete-' || (i % 6) || '_C' || i, 'C' || i, '100.00', 'LSL' FROM n;"
+        ))?;
+        let minimum: u64 = (0..n).map(|i| i % 6 + 1).sum();
+        let cfg = self.config("calls", &path, "rate_limit = \"off\"", "")?;
+        let before = self.sim.status_requests.load(Ordering::Relaxed);
+        for _ in 0..50 {
+            self.child(&cfg, &["once"], &[]).await?;
+            let pending: i64 =
+                l.query_strings("SELECT count(*) FROM sessions WHERE status = 'PENDING'")?[0].parse().unwrap_or(1);
+            if pending == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let calls = self.sim.status_requests.load(Ordering::Relaxed) - before;
+        let ratio = calls as f64 / minimum as f64;
+        Ok(Row {
+            name: "5 provider calls per resolution / minimum",
+            value: format!("{calls} / {minimum} = {ratio:.2}"),
+            goal: "<= 1.30".into(),
+            met: Some(ratio <= 1.3),
+            json: json!({"sessions": n, "calls": calls, "minimum": minimum, "ratio": ratio}),
+        })
+    }
+
+    async fn rate_limit(&self) -> anyhow::Result<Row> {
+        let ledger = self.ledger("rate", 300, 0, "rl")?;
+        let cfg = self.config("rate", &ledger, "rate_limit = \"50/s\"", "")?;
+        self.sim.record_arrivals();
+        self.child(&cfg, &["once"], &[]).await?;
+        let most = self.sim.max_in_window(Duration::from_secs(1));
+        Ok(Row {
+            name: "6 most requests in any one second at 50/s",
+            value: most.to_string(),
+            goal: "<= 50".into(),
+            met: Some(most <= 50),
+            json: json!({"rate_limit": "50/s", "sessions": 300, "max_in_any_second": most}),
+        })
+    }
+}
+
+/// This process's peak resident memory in KiB (`VmHWM`), for `--peak-rss`.
+pub fn peak_rss_kib() -> Option<u64> {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+}
