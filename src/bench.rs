@@ -57,20 +57,42 @@ struct Row {
 pub async fn run(opts: &BenchOptions) -> anyhow::Result<String> {
     let exe = std::env::current_exe().context("finding the payrecon executable")?;
     let dir = tempfile::tempdir().context("creating a temporary directory")?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("binding the simulator")?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("binding the simulator")?;
     let sim_url = format!("http://{}", listener.local_addr()?);
     let sim = Sim::new(None);
     let stop = CancellationToken::new();
-    tokio::spawn(simulator::serve(listener, sim.clone(), stop.clone().cancelled_owned()));
-    let b = Bench { exe, dir: dir.path().to_path_buf(), sim_url, sim, concurrency: opts.concurrency };
+    tokio::spawn(simulator::serve(
+        listener,
+        sim.clone(),
+        stop.clone().cancelled_owned(),
+    ));
+    let b = Bench {
+        exe,
+        dir: dir.path().to_path_buf(),
+        sim_url,
+        sim,
+        concurrency: opts.concurrency,
+    };
     let started = Instant::now();
     let mut rows = Vec::new();
 
-    eprintln!("1/6 throughput: {} sessions, then the load generator", opts.sessions);
+    eprintln!(
+        "1/6 throughput: {} sessions, then the load generator",
+        opts.sessions
+    );
     rows.push(b.throughput(opts.sessions).await?);
-    eprintln!("2/6 cost of a pass: {} due in {} rows and in {} rows", opts.due, opts.due, opts.large);
+    eprintln!(
+        "2/6 cost of a pass: {} due in {} rows and in {} rows",
+        opts.due, opts.due, opts.large
+    );
     rows.push(b.scale(opts.due, opts.large).await?);
-    eprintln!("3/6 memory: once and export at {} and {} sessions", opts.memory / 10, opts.memory);
+    eprintln!(
+        "3/6 memory: once and export at {} and {} sessions",
+        opts.memory / 10,
+        opts.memory
+    );
     rows.extend(b.memory(opts.memory).await?);
     eprintln!("4/6 webhook delivery");
     rows.push(b.webhook(20_000).await?);
@@ -81,7 +103,11 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<String> {
     stop.cancel();
 
     let mut out = String::new();
-    let _ = writeln!(out, "{:<44} {:>28}  {:<22} {}", "benchmark", "figure", "goal", "met");
+    let _ = writeln!(
+        out,
+        "{:<44} {:>28}  {:<22} met",
+        "benchmark", "figure", "goal"
+    );
     for r in &rows {
         let met = match r.met {
             Some(true) => "yes",
@@ -90,7 +116,12 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<String> {
         };
         let _ = writeln!(out, "{:<44} {:>28}  {:<22} {met}", r.name, r.value, r.goal);
     }
-    let _ = writeln!(out, "\ntotal {:.0}s on {} cores", started.elapsed().as_secs_f64(), cores());
+    let _ = writeln!(
+        out,
+        "\ntotal {:.0}s on {} cores",
+        started.elapsed().as_secs_f64(),
+        cores()
+    );
     let report = json!({
         "cores": cores(),
         "elapsed_seconds": started.elapsed().as_secs_f64(),
@@ -124,7 +155,13 @@ struct ChildRun {
 
 impl Bench {
     /// A config for a ledger at `ledger`, MoPay on the simulator.
-    fn config(&self, name: &str, ledger: &Path, extra_provider: &str, extra: &str) -> anyhow::Result<PathBuf> {
+    fn config(
+        &self,
+        name: &str,
+        ledger: &Path,
+        extra_provider: &str,
+        extra: &str,
+    ) -> anyhow::Result<PathBuf> {
         let text = format!(
             r#"[ledger]
 path = {ledger:?}
@@ -155,7 +192,12 @@ base_url = "{url}"
     }
 
     /// Runs `payrecon --config CONFIG ARGS…` to the end, measuring time and peak memory.
-    async fn child(&self, config: &Path, args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<ChildRun> {
+    async fn child(
+        &self,
+        config: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<ChildRun> {
         let mut c = Command::new(&self.exe);
         c.arg("--config").arg(config).arg("--peak-rss").args(args);
         c.envs(env.iter().copied()).env("RUST_LOG", "error");
@@ -172,7 +214,11 @@ base_url = "{url}"
             .find_map(|l| l.strip_prefix("peak_rss_kib="))
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(0);
-        Ok(ChildRun { elapsed, peak_rss_kib, stdout: String::from_utf8_lossy(&o.stdout).into_owned() })
+        Ok(ChildRun {
+            elapsed,
+            peak_rss_kib,
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        })
     }
 
     /// A ledger with `due` PENDING sessions due now (ids unknown to the simulator, so they
@@ -250,7 +296,11 @@ base_url = "{url}"
         let ratio = b.elapsed.as_secs_f64() / a.elapsed.as_secs_f64();
         Ok(Row {
             name: "2 pass over due sessions: large / small",
-            value: format!("{:.2}s / {:.2}s = {ratio:.2}", b.elapsed.as_secs_f64(), a.elapsed.as_secs_f64()),
+            value: format!(
+                "{:.2}s / {:.2}s = {ratio:.2}",
+                b.elapsed.as_secs_f64(),
+                a.elapsed.as_secs_f64()
+            ),
             goal: "<= 1.20".into(),
             met: Some(ratio <= 1.2),
             json: json!({"due": due, "large_rows": large, "small_seconds": a.elapsed.as_secs_f64(),
@@ -268,7 +318,13 @@ base_url = "{url}"
             once.push((size, r.peak_rss_kib, r.elapsed));
             let out = self.dir.join(format!("export{size}.csv"));
             let out_s = out.display().to_string();
-            let r = self.child(&cfg, &["export", "--format", "csv", "--output", &out_s], &[]).await?;
+            let r = self
+                .child(
+                    &cfg,
+                    &["export", "--format", "csv", "--output", &out_s],
+                    &[],
+                )
+                .await?;
             export.push((size, r.peak_rss_kib, r.elapsed));
         }
         let row = |name: &'static str, runs: &[(u64, u64, Duration)]| {
@@ -281,7 +337,10 @@ base_url = "{url}"
                 json: json!(runs.iter().map(|(n, kib, t)| json!({"sessions": n, "peak_rss_kib": kib, "seconds": t.as_secs_f64()})).collect::<Vec<_>>()),
             }
         };
-        Ok(vec![row("3a peak memory of once", &once), row("3b peak memory of export", &export)])
+        Ok(vec![
+            row("3a peak memory of once", &once),
+            row("3b peak memory of export", &export),
+        ])
     }
 
     async fn webhook(&self, events: u64) -> anyhow::Result<Row> {
@@ -302,7 +361,11 @@ base_url = "{url}"
         );
         let stop = CancellationToken::new();
         let s2 = stop.clone();
-        tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(s2.cancelled_owned()).await });
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(s2.cancelled_owned())
+                .await
+        });
         // Events waiting in the ledger: resolve sessions first without a webhook.
         let ledger = self.ledger("webhook", events, 0, "w")?;
         let plain = self.config("webhook-plain", &ledger, "rate_limit = \"off\"", "")?;
@@ -313,7 +376,13 @@ base_url = "{url}"
             "rate_limit = \"off\"",
             &format!("[events.webhook]\nurl = \"{url}\"\nsecret_env = \"BENCH_SECRET\"\nconcurrency = {}\n", self.concurrency),
         )?;
-        let run = self.child(&hooked, &["once"], &[("BENCH_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")]).await?;
+        let run = self
+            .child(
+                &hooked,
+                &["once"],
+                &[("BENCH_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")],
+            )
+            .await?;
         stop.cancel();
         let got = received.load(Ordering::Relaxed);
         let rate = got as f64 / run.elapsed.as_secs_f64();
@@ -341,8 +410,10 @@ base_url = "{url}"
         let before = self.sim.status_requests.load(Ordering::Relaxed);
         for _ in 0..50 {
             self.child(&cfg, &["once"], &[]).await?;
-            let pending: i64 =
-                l.query_strings("SELECT count(*) FROM sessions WHERE status = 'PENDING'")?[0].parse().unwrap_or(1);
+            let pending: i64 = l
+                .query_strings("SELECT count(*) FROM sessions WHERE status = 'PENDING'")?[0]
+                .parse()
+                .unwrap_or(1);
             if pending == 0 {
                 break;
             }

@@ -266,7 +266,14 @@ fn load_with_secrets(cli: &Cli) -> anyhow::Result<Config> {
 /// Runs one command.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
-        Command::Bench { sessions, large, due, memory, concurrency, output } => {
+        Command::Bench {
+            sessions,
+            large,
+            due,
+            memory,
+            concurrency,
+            output,
+        } => {
             init_logging(log_format(&cli, LogFormat::Text), "warn");
             let opts = crate::bench::BenchOptions {
                 sessions: *sessions,

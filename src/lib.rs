@@ -25,8 +25,8 @@
 //! - [`clock`]: timestamps as the ledger stores them.
 
 pub mod admin;
-pub mod bench;
 pub mod api;
+pub mod bench;
 pub mod cli;
 pub mod clock;
 pub mod config;

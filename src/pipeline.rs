@@ -1,7 +1,7 @@
 //! The loop a reconcile pass and the outbox share: claim items in batches (each batch one
 //! transaction that leases them), work on them with at most `concurrency` in flight, and record
 //! finished results in groups (each group one transaction). Claiming, working and recording
-//! overlap, so a slow item delays only itself.
+//! overlap — the three run side by side — so a slow item or a slow write delays only itself.
 //!
 //! Shutdown is the callers': `claim` is not called again once `shutdown` is cancelled, and
 //! `work` is expected to notice the token itself and hand its item back unworked.
@@ -46,19 +46,30 @@ where
         }
         Ok(())
     };
-    let recorder =
-        async {
+    // Working and recording run side by side: while a group is being written, the checks in
+    // flight keep going (a lazily polled stream would stall behind the write).
+    let (done_tx, mut done_rx) = mpsc::channel::<R>(RECORD_GROUP * 4);
+    let worker =
+        async move {
             let results = futures_util::stream::unfold(rx, |mut rx| async move {
                 rx.recv().await.map(|t| (t, rx))
             })
             .map(&work)
-            .buffer_unordered(concurrency.max(1))
-            .ready_chunks(RECORD_GROUP);
+            .buffer_unordered(concurrency.max(1));
             let mut results = std::pin::pin!(results);
-            while let Some(group) = results.next().await {
-                record(group).await;
+            while let Some(r) = results.next().await {
+                // The receiver lives until this future ends; a send cannot fail before then.
+                if done_tx.send(r).await.is_err() {
+                    break;
+                }
             }
         };
-    let (claimed, ()) = tokio::join!(claimer, recorder);
+    let recorder = async {
+        let mut group = Vec::with_capacity(RECORD_GROUP);
+        while done_rx.recv_many(&mut group, RECORD_GROUP).await > 0 {
+            record(std::mem::take(&mut group)).await;
+        }
+    };
+    let (claimed, (), ()) = tokio::join!(claimer, worker, recorder);
     claimed
 }
