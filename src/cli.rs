@@ -90,34 +90,6 @@ pub enum Command {
         #[arg(long)]
         provider: Option<String>,
     },
-    /// The benchmark: throughput, scale, memory, webhooks, calls per resolution, rate limit
-    Bench {
-        /// Sessions for the throughput run
-        #[arg(long, default_value_t = 100_000)]
-        sessions: u64,
-        /// Rows of the large ledger
-        #[arg(long, default_value_t = 5_000_000)]
-        large: u64,
-        /// Due sessions in the small and the large ledger
-        #[arg(long, default_value_t = 10_000)]
-        due: u64,
-        /// Sessions for the memory runs (also run at a tenth of it)
-        #[arg(long, default_value_t = 1_000_000)]
-        memory: u64,
-        /// Provider calls in flight
-        #[arg(long, default_value_t = 64)]
-        concurrency: usize,
-        /// Where to write the results as JSON
-        #[arg(long, default_value = "bench-results.json")]
-        output: PathBuf,
-    },
-    /// Print shell completions
-    Completions {
-        #[arg(value_enum)]
-        shell: clap_complete::Shell,
-    },
-    /// Print the man page (roff)
-    Man,
     /// A person's decision on a PENDING or REVIEW session (source `manual`)
     Resolve {
         session_id: String,
@@ -171,6 +143,34 @@ pub enum Command {
     },
     /// The embedded demo: simulator + temporary ledger + sample sessions, reconciled to the end
     Demo,
+    /// The benchmark: throughput, scale, memory, webhooks, calls per resolution, rate limit
+    Bench {
+        /// Sessions for the throughput run
+        #[arg(long, default_value_t = 100_000)]
+        sessions: u64,
+        /// Rows of the large ledger
+        #[arg(long, default_value_t = 5_000_000)]
+        large: u64,
+        /// Due sessions in the small and the large ledger
+        #[arg(long, default_value_t = 10_000)]
+        due: u64,
+        /// Sessions for the memory runs (also run at a tenth of it)
+        #[arg(long, default_value_t = 1_000_000)]
+        memory: u64,
+        /// Provider calls in flight
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// Where to write the results as JSON
+        #[arg(long, default_value = "bench-results.json")]
+        output: PathBuf,
+    },
+    /// Print shell completions
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff)
+    Man,
 }
 
 #[derive(Debug, Subcommand)]
