@@ -46,6 +46,11 @@ pub fn router(ledger: Ledger, providers: Providers, cfg: Config, opts: PassOptio
         .route("/v1/sessions", post(create))
         .route("/v1/sessions/{provider}/{session_id}", get(read))
         .route("/v1/sessions/{provider}/{session_id}/verify", post(verify))
+        // Every route, before anything else runs: the token, when one is configured.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_token,
+        ))
         .with_state(state)
 }
 
@@ -112,6 +117,17 @@ fn authorized(st: &ApiState, headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
+async fn require_token(
+    State(st): State<Arc<ApiState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match authorized(&st, request.headers()) {
+        Ok(()) => next.run(request).await,
+        Err(e) => e.into_response(),
+    }
+}
+
 /// Reads and checks a `POST /v1/sessions` body; the error names the field.
 fn new_session(st: &ApiState, body: &[u8]) -> Result<NewSession, ApiError> {
     let bad =
@@ -175,10 +191,7 @@ fn new_session(st: &ApiState, body: &[u8]) -> Result<NewSession, ApiError> {
     Ok(s)
 }
 
-async fn create(State(st): State<Arc<ApiState>>, headers: HeaderMap, body: Body) -> Response {
-    if let Err(r) = authorized(&st, &headers) {
-        return r.into_response();
-    }
+async fn create(State(st): State<Arc<ApiState>>, body: Body) -> Response {
     let body = match axum::body::to_bytes(body, MAX_BODY).await {
         Ok(b) => b,
         Err(_) => {
@@ -228,23 +241,15 @@ fn internal(e: Option<crate::ledger::Error>) -> Response {
 
 async fn read(
     State(st): State<Arc<ApiState>>,
-    headers: HeaderMap,
     Path((provider, session_id)): Path<(String, String)>,
 ) -> Response {
-    if let Err(r) = authorized(&st, &headers) {
-        return r.into_response();
-    }
     found(st.ledger.call(move |l| l.get(&provider, &session_id)).await)
 }
 
 async fn verify(
     State(st): State<Arc<ApiState>>,
-    headers: HeaderMap,
     Path((provider, session_id)): Path<(String, String)>,
 ) -> Response {
-    if let Err(r) = authorized(&st, &headers) {
-        return r.into_response();
-    }
     found(
         reconcile::verify(
             &st.ledger,
