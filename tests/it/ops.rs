@@ -224,6 +224,16 @@ async fn the_api_enqueues_reads_and_verifies_behind_its_token() {
             .status(),
         401
     );
+    let r = client
+        .get(format!("{api}/v1/sessions/mopay/api1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "reads need the token too");
+    let r = post("/v1/sessions/mopay/api1/verify", String::new(), None)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "so does verify");
     let r = post("/v1/sessions", good.into(), Some(TOKEN))
         .await
         .unwrap();
