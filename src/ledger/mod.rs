@@ -71,10 +71,41 @@ struct Inner {
     conn: Mutex<Connection>,
 }
 
-const SESSION_COLS: &str = "id, provider, session_id, reference, amount, currency, status, created_at, \
-     next_check_at, checks, answered_checks, not_found_count, last_checked_at, last_error, \
-     lease_owner, lease_until, provider_status, transaction_id, payment_method, \
-     provider_completed_at, resolved_at, late_check_at";
+/// The columns `session_from_row` reads, as a literal so that hot-path SQL can be built at
+/// compile time with `concat!` instead of a `format!` per statement.
+macro_rules! session_cols {
+    () => {
+        "id, provider, session_id, reference, amount, currency, status, created_at, \
+         next_check_at, checks, answered_checks, not_found_count, last_checked_at, last_error, \
+         lease_owner, lease_until, provider_status, transaction_id, payment_method, \
+         provider_completed_at, resolved_at, late_check_at"
+    };
+}
+
+const SESSION_COLS: &str = session_cols!();
+
+/// The transition's compare-and-set (hot path: one per resolved session).
+const TRANSITION_CAS: &str = concat!(
+    "UPDATE sessions SET status = ?1, resolved_at = ?2, checks = checks + ?3, \
+     answered_checks = answered_checks + ?3, \
+     last_checked_at = CASE WHEN ?3 = 1 THEN ?2 ELSE last_checked_at END, \
+     provider_status = coalesce(?4, provider_status), \
+     transaction_id = coalesce(?5, transaction_id), \
+     payment_method = coalesce(?6, payment_method), \
+     provider_completed_at = coalesce(?7, provider_completed_at), \
+     last_error = NULL, lease_owner = NULL, lease_until = NULL, late_check_at = ?10 \
+     WHERE id = ?8 AND status = ?9 RETURNING ",
+    session_cols!()
+);
+
+const SESSION_BY_ROWID: &str = concat!("SELECT ", session_cols!(), " FROM sessions WHERE id = ?1");
+
+const LATE_CHECK_DONE: &str = concat!(
+    "UPDATE sessions SET late_check_at = ?1, last_error = coalesce(?2, last_error), \
+     lease_owner = NULL, lease_until = NULL \
+     WHERE id = ?3 AND lease_owner = ?4 AND status = 'EXPIRED' RETURNING ",
+    session_cols!()
+);
 
 const EVENT_COLS: &str = "e.id, e.type, e.created_at, e.payload, e.attempts, e.next_attempt_at, \
      e.delivered_at, e.dead_at, e.last_error";
@@ -106,18 +137,25 @@ macro_rules! due_select {
 const CLAIM_DUE: &str = concat!(
     "UPDATE sessions SET lease_owner = ?1, lease_until = ?2, next_check_at = ?2 WHERE id IN (",
     due_select!(),
-    ") RETURNING "
+    ") RETURNING ",
+    session_cols!()
 );
 
-const CLAIM_LATE: &str = "UPDATE sessions SET lease_owner = ?1, lease_until = ?2, late_check_at = ?2 \
+const CLAIM_LATE: &str = concat!(
+    "UPDATE sessions SET lease_owner = ?1, lease_until = ?2, late_check_at = ?2 \
      WHERE id IN (SELECT id FROM sessions WHERE late_check_at IS NOT NULL AND late_check_at <= ?3 \
                   AND status = 'EXPIRED' ORDER BY late_check_at LIMIT ?4) \
-     RETURNING ";
+     RETURNING ",
+    session_cols!()
+);
 
-const CLAIM_ALL: &str = "UPDATE sessions SET lease_owner = ?1, lease_until = ?2, next_check_at = ?2 \
+const CLAIM_ALL: &str = concat!(
+    "UPDATE sessions SET lease_owner = ?1, lease_until = ?2, next_check_at = ?2 \
      WHERE id IN (SELECT id FROM sessions WHERE status = 'PENDING' AND id > ?3 \
                   AND (lease_until IS NULL OR lease_until <= ?5) ORDER BY id LIMIT ?4) \
-     RETURNING ";
+     RETURNING ",
+    session_cols!()
+);
 
 fn session_from_row(r: &Row<'_>) -> rusqlite::Result<Session> {
     Ok(Session {
@@ -287,13 +325,13 @@ impl Ledger {
             .map_err(self.err("starting a claim"))?;
         let until = clock::format(lease_until);
         let sessions = {
-            let (sql, cursor): (String, String) = match mode {
-                ClaimMode::DueBy(t) => (format!("{CLAIM_DUE}{SESSION_COLS}"), clock::format(t)),
-                ClaimMode::LateBy(t) => (format!("{CLAIM_LATE}{SESSION_COLS}"), clock::format(t)),
-                ClaimMode::AllAfter(id) => (format!("{CLAIM_ALL}{SESSION_COLS}"), id.to_string()),
+            let (sql, cursor): (&str, String) = match mode {
+                ClaimMode::DueBy(t) => (CLAIM_DUE, clock::format(t)),
+                ClaimMode::LateBy(t) => (CLAIM_LATE, clock::format(t)),
+                ClaimMode::AllAfter(id) => (CLAIM_ALL, id.to_string()),
             };
             let mut stmt = tx
-                .prepare_cached(&sql)
+                .prepare_cached(sql)
                 .map_err(self.err("preparing a claim"))?;
             let rows = match mode {
                 ClaimMode::DueBy(_) | ClaimMode::LateBy(_) => {
@@ -343,17 +381,7 @@ impl Ledger {
                 } => {
                     let c = i64::from(*charged);
                     let updated = tx
-                        .prepare_cached(&format!(
-                            "UPDATE sessions SET status = ?1, resolved_at = ?2, checks = checks + ?3, \
-                             answered_checks = answered_checks + ?3, \
-                             last_checked_at = CASE WHEN ?3 = 1 THEN ?2 ELSE last_checked_at END, \
-                             provider_status = coalesce(?4, provider_status), \
-                             transaction_id = coalesce(?5, transaction_id), \
-                             payment_method = coalesce(?6, payment_method), \
-                             provider_completed_at = coalesce(?7, provider_completed_at), \
-                             last_error = NULL, lease_owner = NULL, lease_until = NULL, late_check_at = ?10 \
-                             WHERE id = ?8 AND status = ?9 RETURNING {SESSION_COLS}"
-                        ))
+                        .prepare_cached(TRANSITION_CAS)
                         .map_err(self.err("preparing a transition"))?
                         .query_row(
                             params![
@@ -376,9 +404,7 @@ impl Ledger {
                         // Someone recorded this session first. If the provider now says something
                         // else than what was recorded, that contradiction is an anomaly.
                         let current = tx
-                            .prepare_cached(&format!(
-                                "SELECT {SESSION_COLS} FROM sessions WHERE id = ?1"
-                            ))
+                            .prepare_cached(SESSION_BY_ROWID)
                             .map_err(self.err("preparing a lookup"))?
                             .query_row([rowid], session_from_row)
                             .optional()
@@ -507,13 +533,12 @@ impl Ledger {
                     anomaly,
                 } => {
                     let updated = tx
-                        .prepare_cached(&format!(
-                            "UPDATE sessions SET late_check_at = ?1, last_error = coalesce(?2, last_error), \
-                             lease_owner = NULL, lease_until = NULL \
-                             WHERE id = ?3 AND lease_owner = ?4 AND status = 'EXPIRED' RETURNING {SESSION_COLS}"
-                        ))
+                        .prepare_cached(LATE_CHECK_DONE)
                         .map_err(self.err("preparing a late check"))?
-                        .query_row(params![next.map(clock::format), last_error, rowid, owner], session_from_row)
+                        .query_row(
+                            params![next.map(clock::format), last_error, rowid, owner],
+                            session_from_row,
+                        )
                         .optional()
                         .map_err(self.err("recording a late check"))?;
                     if let (Some(session), Some(anomaly)) = (updated, anomaly) {
