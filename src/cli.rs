@@ -664,9 +664,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             println!(
                 "{} {}: {from} -> {to} (event {})",
-                s.provider,
-                s.session_id,
-                event["id"].as_str().unwrap_or("")
+                s.provider, s.session_id, event.id
             );
         }
         Command::Export {

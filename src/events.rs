@@ -2,6 +2,7 @@
 //! structured line per event. Delivery to a webhook is the outbox's (a later issue); the ledger
 //! writes the event row in the same transaction as its transition.
 
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::ledger::{Anomaly, Facts, Session, Status};
@@ -13,6 +14,15 @@ pub const ANOMALY: &str = "session.anomaly";
 /// because it is written once, with the event row.
 pub fn new_id() -> String {
     format!("evt_{}", ulid::Ulid::new())
+}
+
+/// An event as the ledger committed it: the payload is the exact text stored, signed and
+/// delivered.
+#[derive(Debug, Clone)]
+pub struct Written {
+    pub id: String,
+    pub kind: &'static str,
+    pub payload: String,
 }
 
 /// The inputs of one transition's event.
@@ -28,37 +38,68 @@ pub struct TransitionEvent<'a> {
     pub compared: &'a [&'static str],
 }
 
-/// The event JSON for a transition.
-pub fn transition_payload(e: &TransitionEvent<'_>) -> Value {
+/// The envelope of every event.
+#[derive(Serialize)]
+struct Envelope<'a, D> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    created_at: &'a str,
+    data: D,
+}
+
+/// The `data` of a transition event. Written straight to text, borrowing from the session: this
+/// runs once per transition while the ledger is locked.
+#[derive(Serialize)]
+struct TransitionData<'a> {
+    provider: &'a str,
+    session_id: &'a str,
+    reference: Option<&'a str>,
+    amount: Option<&'a str>,
+    currency: Option<&'a str>,
+    from: &'a str,
+    to: &'a str,
+    reason: Option<&'a str>,
+    provider_status: Option<&'a str>,
+    transaction_id: Option<&'a str>,
+    payment_method: Option<&'a str>,
+    provider_completed_at: Option<&'a str>,
+    checks: i64,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    compared: &'a [&'static str],
+}
+
+/// The event JSON text for a transition.
+pub fn transition_payload(e: &TransitionEvent<'_>) -> String {
     let s = e.session;
-    let mut data = json!({
-        "provider": s.provider,
-        "session_id": s.session_id,
-        "reference": s.reference,
-        "amount": s.amount,
-        "currency": s.currency,
-        "from": e.from.as_str(),
-        "to": e.to.as_str(),
-        "reason": e.reason,
-        "provider_status": e.facts.provider_status,
-        "transaction_id": e.facts.transaction_id,
-        "payment_method": e.facts.payment_method,
-        "provider_completed_at": e.facts.provider_completed_at,
-        "checks": s.checks,
-    });
-    if !e.compared.is_empty() {
-        data["compared"] = json!(e.compared);
-    }
-    json!({
-        "id": e.id,
-        "type": e.to.event_type(),
-        "created_at": e.created_at,
-        "data": data,
-    })
+    let f = e.facts;
+    let envelope = Envelope {
+        id: e.id,
+        kind: e.to.event_type(),
+        created_at: e.created_at,
+        data: TransitionData {
+            provider: &s.provider,
+            session_id: &s.session_id,
+            reference: s.reference.as_deref(),
+            amount: s.amount.as_deref(),
+            currency: s.currency.as_deref(),
+            from: e.from.as_str(),
+            to: e.to.as_str(),
+            reason: e.reason,
+            provider_status: f.provider_status.as_deref(),
+            transaction_id: f.transaction_id.as_deref(),
+            payment_method: f.payment_method.as_deref(),
+            provider_completed_at: f.provider_completed_at.as_deref(),
+            checks: s.checks,
+            compared: e.compared,
+        },
+    };
+    // Serialising borrowed strings and integers into a String cannot fail.
+    serde_json::to_string(&envelope).unwrap_or_default()
 }
 
 /// The event JSON for an anomaly: the recorded state and what the provider now says, both.
-pub fn anomaly_payload(id: &str, created_at: &str, s: &Session, a: &Anomaly) -> Value {
+pub fn anomaly_payload(id: &str, created_at: &str, s: &Session, a: &Anomaly) -> String {
     json!({
         "id": id,
         "type": ANOMALY,
@@ -81,10 +122,16 @@ pub fn anomaly_payload(id: &str, created_at: &str, s: &Session, a: &Anomaly) -> 
             "checks": s.checks,
         }
     })
+    .to_string()
 }
 
-/// Writes one structured log line for a committed event (the log sink of DESIGN.md).
-pub fn log(payload: &Value) {
+/// Writes one structured log line for a committed event (the log sink of DESIGN.md). The
+/// payload is read back only when the line is written.
+pub fn log(event: &Written) {
+    if !tracing::enabled!(target: "payrecon::event", tracing::Level::INFO) {
+        return;
+    }
+    let payload: Value = serde_json::from_str(&event.payload).unwrap_or(Value::Null);
     let d = &payload["data"];
     let s = |v: &Value| v.as_str().unwrap_or("").to_string();
     tracing::info!(
@@ -127,7 +174,7 @@ mod tests {
         };
         let id = new_id();
         assert!(id.starts_with("evt_") && id.len() == 30);
-        let v = transition_payload(&TransitionEvent {
+        let text = transition_payload(&TransitionEvent {
             id: &id,
             created_at: "2026-11-24T10:05:03.000Z",
             session: &session,
@@ -137,7 +184,12 @@ mod tests {
             facts: &facts,
             compared: &["amount", "reference"],
         });
+        let v: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v["type"], "session.completed");
+        assert_eq!(v["id"], id.as_str());
+        assert_eq!(v["data"]["from"], "PENDING");
+        assert_eq!(v["data"]["transaction_id"], "TXN123");
+        assert_eq!(v["data"]["currency"], "LSL");
         assert_eq!(v["data"]["amount"], "100.00");
         assert_eq!(v["data"]["session_id"], "MOP_1");
         assert_eq!(v["data"]["to"], "COMPLETED");

@@ -100,6 +100,83 @@ CREATE TABLE provider_state (
     last_answer_at  TEXT
 );
 "#,
+    // 3: the same tables with their CHECK lists spelled as comparisons, one index fewer. SQLite builds a temporary
+    // table for an `IN (…)` list of more than two values each time a statement checks it; that
+    // was the largest single cost of recording a transition. Rebuilt the way SQLite documents
+    // (create, copy, drop, rename); `migrate` runs it with foreign keys off and checks them after.
+    r#"
+CREATE TABLE sessions_v3 (
+    id                    INTEGER PRIMARY KEY,
+    provider              TEXT NOT NULL,
+    session_id            TEXT NOT NULL,
+    reference             TEXT,
+    -- Decimal text in major units ("100.00"), never a float.
+    amount                TEXT CONSTRAINT amount_is_decimal_text CHECK (
+                              amount IS NULL OR (typeof(amount) = 'text'
+                              AND amount GLOB '[0-9]*' AND NOT amount GLOB '*[^0-9.]*'
+                              AND NOT amount GLOB '*.*.*' AND NOT amount GLOB '*.'
+                              AND length(amount) <= 40)),
+    currency              TEXT,
+    status                TEXT NOT NULL DEFAULT 'PENDING' CONSTRAINT status_is_known CHECK (
+                              status = 'PENDING' OR status = 'COMPLETED' OR status = 'FAILED'
+                              OR status = 'CANCELLED' OR status = 'EXPIRED' OR status = 'REVIEW'),
+    created_at            TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    -- Due at once for a plain INSERT. While a session is leased this is the lease's end, so the
+    -- due query needs no lease condition and an abandoned lease simply becomes due again.
+    next_check_at         TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    checks                INTEGER NOT NULL DEFAULT 0,
+    answered_checks       INTEGER NOT NULL DEFAULT 0,
+    not_found_count       INTEGER NOT NULL DEFAULT 0,
+    last_checked_at       TEXT,
+    last_error            TEXT,
+    lease_owner           TEXT,
+    lease_until           TEXT,
+    provider_status       TEXT,
+    transaction_id        TEXT,
+    payment_method        TEXT,
+    provider_completed_at TEXT,
+    resolved_at           TEXT,
+    late_check_at         TEXT,
+    CONSTRAINT session_id_is_valid CHECK (
+        length(CAST(session_id AS BLOB)) BETWEEN 1 AND 256 AND session_id <> '.' AND session_id <> '..'
+        AND NOT session_id GLOB ('*[' || char(1) || '-' || char(31) || char(127) || ']*')),
+    UNIQUE (provider, session_id)
+);
+INSERT INTO sessions_v3 SELECT id, provider, session_id, reference, amount, currency, status,
+    created_at, next_check_at, checks, answered_checks, not_found_count, last_checked_at,
+    last_error, lease_owner, lease_until, provider_status, transaction_id, payment_method,
+    provider_completed_at, resolved_at, late_check_at FROM sessions;
+DROP TABLE sessions;
+ALTER TABLE sessions_v3 RENAME TO sessions;
+CREATE INDEX sessions_due ON sessions (next_check_at) WHERE status = 'PENDING';
+-- (v1's sessions_pending_by_id is gone: `once --all` walks the rowid instead, one scan per
+-- pass, and every transition paid to keep that index.)
+CREATE INDEX sessions_by_session_id ON sessions (session_id);
+CREATE INDEX sessions_late_check ON sessions (late_check_at) WHERE late_check_at IS NOT NULL;
+
+CREATE TABLE transitions_v3 (
+    id                    INTEGER PRIMARY KEY,
+    session               INTEGER NOT NULL REFERENCES sessions (id),
+    from_status           TEXT NOT NULL,
+    to_status             TEXT NOT NULL,
+    at                    TEXT NOT NULL,
+    source                TEXT NOT NULL CHECK (
+                              source = 'poll' OR source = 'backfill' OR source = 'manual' OR source = 'api'),
+    reason                TEXT,
+    provider_status       TEXT,
+    transaction_id        TEXT,
+    payment_method        TEXT,
+    provider_amount       TEXT,
+    provider_reference    TEXT,
+    provider_currency     TEXT,
+    provider_completed_at TEXT
+);
+INSERT INTO transitions_v3 SELECT * FROM transitions;
+DROP TABLE transitions;
+ALTER TABLE transitions_v3 RENAME TO transitions;
+CREATE UNIQUE INDEX transitions_one_from_pending ON transitions (session) WHERE from_status = 'PENDING';
+CREATE INDEX transitions_by_session ON transitions (session);
+"#,
 ];
 
 /// The schema version this build writes.
