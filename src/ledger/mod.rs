@@ -85,8 +85,7 @@ macro_rules! session_cols {
 const SESSION_COLS: &str = session_cols!();
 
 /// The transition's compare-and-set (hot path: one per resolved session).
-const TRANSITION_CAS: &str = concat!(
-    "UPDATE sessions SET status = ?1, resolved_at = ?2, checks = checks + ?3, \
+const TRANSITION_CAS: &str = "UPDATE sessions SET status = ?1, resolved_at = ?2, checks = checks + ?3, \
      answered_checks = answered_checks + ?3, \
      last_checked_at = CASE WHEN ?3 = 1 THEN ?2 ELSE last_checked_at END, \
      provider_status = coalesce(?4, provider_status), \
@@ -94,8 +93,7 @@ const TRANSITION_CAS: &str = concat!(
      payment_method = coalesce(?6, payment_method), \
      provider_completed_at = coalesce(?7, provider_completed_at), \
      last_error = NULL, lease_owner = NULL, lease_until = NULL, late_check_at = ?10 \
-     WHERE id = ?8 AND status = ?9"
-);
+     WHERE id = ?8 AND status = ?9";
 
 const SESSION_BY_ROWID: &str = concat!("SELECT ", session_cols!(), " FROM sessions WHERE id = ?1");
 
