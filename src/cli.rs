@@ -356,7 +356,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let cfg = load_with_secrets(&cli)?;
             print!("{}", describe(&cfg));
             let mut problems = cfg.warnings.clone();
-            problems.extend(ledger_path_problem(&cfg.ledger_path));
+            problems.extend(ledger_problem(&cfg.ledger));
             if !problems.is_empty() {
                 let path = cli.config.clone().unwrap_or_else(config::default_path);
                 return Err(UsageError::new(format!(
@@ -761,9 +761,18 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Why the ledger path cannot be used, checked without creating anything: an existing file
-/// must open as a ledger; otherwise its directory must exist and take a new file.
-fn ledger_path_problem(path: &std::path::Path) -> Option<String> {
+/// Why the ledger cannot be used. A database must connect (and is migrated, as the daemon
+/// would). A file is checked without creating anything: an existing file must open as a ledger;
+/// otherwise its directory must exist and take a new file.
+fn ledger_problem(location: &crate::ledger::Location) -> Option<String> {
+    let path = match location {
+        crate::ledger::Location::Url(_) => {
+            return crate::ledger::Ledger::connect(location)
+                .err()
+                .map(|e| format!("ledger.url: {e}"));
+        }
+        crate::ledger::Location::Path(path) => path,
+    };
     if path.exists() {
         return crate::ledger::Ledger::open(path)
             .err()
@@ -862,10 +871,10 @@ fn show_session(s: &Session) -> String {
 fn describe(cfg: &Config) -> String {
     let mut out = String::new();
     let d = |d: std::time::Duration| humantime::format_duration(d).to_string();
-    out.push_str(&format!(
-        "ledger.path          {}\n",
-        cfg.ledger_path.display()
-    ));
+    out.push_str(&match &cfg.ledger {
+        crate::ledger::Location::Path(p) => format!("ledger.path          {}\n", p.display()),
+        url => format!("ledger.url           {url}\n"),
+    });
     out.push_str(&format!(
         "schedule             cron {:?}, batch_size {}, concurrency {}, lease {}\n",
         cfg.schedule.cron_expr,

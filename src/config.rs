@@ -9,6 +9,7 @@ use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::ledger::Location;
 use serde::Deserialize;
 
 /// A configuration or usage problem: the CLI exits 2 for these.
@@ -61,18 +62,12 @@ pub struct RawConfig {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[derive(Default)]
 pub struct RawLedger {
-    pub path: PathBuf,
+    /// A SQLite file; `/var/lib/payrecon/ledger.db` when neither this nor `url` is set.
+    pub path: Option<PathBuf>,
+    /// A PostgreSQL database, `postgres://…`.
     pub url: Option<String>,
-}
-
-impl Default for RawLedger {
-    fn default() -> Self {
-        Self {
-            path: PathBuf::from("/var/lib/payrecon/ledger.db"),
-            url: None,
-        }
-    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -275,7 +270,8 @@ impl Default for RawLog {
 /// The validated configuration that the rest of the program takes.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub ledger_path: PathBuf,
+    /// The SQLite file or PostgreSQL database of `[ledger]`.
+    pub ledger: Location,
     pub schedule: ScheduleConfig,
     pub backoff: BackoffConfig,
     pub http: HttpConfig,
@@ -510,11 +506,27 @@ impl Config {
 
     /// Validates a parsed config.
     pub fn from_raw(raw: RawConfig, env: EnvLookup<'_>) -> Result<Config, UsageError> {
-        if raw.ledger.url.is_some() {
-            return Err(UsageError::new(
-                "ledger.url: PostgreSQL ledgers are not supported by this build yet; use ledger.path",
-            ));
-        }
+        let ledger = match (raw.ledger.path, raw.ledger.url) {
+            (Some(_), Some(_)) => {
+                return Err(UsageError::new(
+                    "ledger: set path (SQLite) or url (PostgreSQL), not both",
+                ));
+            }
+            (None, Some(url)) => {
+                if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                    return Err(UsageError::new(format!(
+                        "ledger.url: {:?} is not a postgres:// URL",
+                        crate::ledger::db::redact(&url)
+                    )));
+                }
+                crate::ledger::db::pg_config(&url)
+                    .map_err(|e| UsageError::new(format!("ledger.url: {e}")))?;
+                Location::Url(url)
+            }
+            (path, None) => {
+                Location::Path(path.unwrap_or_else(|| PathBuf::from("/var/lib/payrecon/ledger.db")))
+            }
+        };
         let s = &raw.schedule;
         let cron: croner::Cron = s.cron.parse().map_err(|e| {
             UsageError::new(format!(
@@ -638,7 +650,7 @@ impl Config {
             }
         };
         Ok(Config {
-            ledger_path: raw.ledger.path,
+            ledger,
             schedule,
             backoff,
             http,

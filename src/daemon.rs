@@ -28,9 +28,9 @@ pub fn owner_id() -> String {
     format!("{}:{}:{token}", host.trim(), std::process::id())
 }
 
-/// Opens the ledger named by the config, with the path in any error.
+/// Opens the ledger named by the config, with its location in any error.
 pub fn open_ledger(cfg: &Config) -> anyhow::Result<Ledger> {
-    Ok(Ledger::open(&cfg.ledger_path)?)
+    Ok(Ledger::connect(&cfg.ledger)?)
 }
 
 /// Resolves when the process gets SIGTERM or SIGINT.
@@ -190,7 +190,7 @@ pub async fn run(cfg: &Config) -> anyhow::Result<()> {
         servers.push(serve(listener, app, &token, "api"));
     }
     tracing::info!(
-        ledger = %cfg.ledger_path.display(),
+        ledger = %cfg.ledger,
         cron = %cfg.schedule.cron_expr,
         providers = cfg.providers.len(),
         webhook = cfg.webhook.is_some(),

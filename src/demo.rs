@@ -270,7 +270,7 @@ pub async fn run() -> anyhow::Result<String> {
         &key,
         &dir.path().join("ledger.db"),
     );
-    let ledger = Ledger::open(&cfg.ledger_path)?;
+    let ledger = Ledger::connect(&cfg.ledger)?;
 
     // Sessions: MoPay's through its create endpoint, the others registered at the simulator.
     let client = reqwest::Client::new();
@@ -343,7 +343,7 @@ pub async fn run() -> anyhow::Result<String> {
         .webhook
         .clone()
         .context("the demo config has a webhook")?;
-    let outbox = Outbox::new(Ledger::open(&cfg.ledger_path)?, webhook, owner)?;
+    let outbox = Outbox::new(Ledger::connect(&cfg.ledger)?, webhook, owner)?;
     let token = CancellationToken::new();
     let deadline = Instant::now() + Duration::from_secs(45);
     let mut passes = 0;

@@ -164,7 +164,7 @@ mod tests {
         ) {
             let dir = tempfile::tempdir().unwrap();
             let cfg = config(&dir.path().join("l.db"));
-            let ledger = Ledger::open(&cfg.ledger_path).unwrap();
+            let ledger = Ledger::connect(&cfg.ledger).unwrap();
             let file = dir.path().join("in.csv");
             let mut bytes = Vec::new();
             if header {

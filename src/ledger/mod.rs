@@ -1,23 +1,27 @@
-//! The ledger: sessions, transitions and the events outbox in one SQLite file (WAL,
-//! `busy_timeout`, versioned migrations). All SQL of the program lives in this module.
+//! The ledger: sessions, transitions and the events outbox, in one SQLite file (WAL,
+//! `busy_timeout`, the default) or in a PostgreSQL database (several daemons on one ledger).
+//! All SQL of the program lives in this module; every operation is written once, against
+//! [`db::Tx`], and runs on either engine.
 //!
-//! The ledger is synchronous rusqlite behind a `Mutex<Connection>`; async callers go through
-//! [`Ledger::call`], which runs the work on tokio's blocking pool. It knows nothing of HTTP,
-//! providers or tokio's runtime beyond that one helper.
+//! The ledger is synchronous; async callers go through [`Ledger::call`], which runs the work on
+//! tokio's blocking pool. It knows nothing of HTTP, providers or tokio's runtime beyond that one
+//! helper.
 //!
-//! Invariant: every write transaction starts `IMMEDIATE`, so two processes on one file queue on
-//! `busy_timeout` instead of failing on a lock upgrade.
+//! Invariants: every write transaction starts `IMMEDIATE` on SQLite, so two processes on one file
+//! queue on `busy_timeout` instead of failing on a lock upgrade; claims on PostgreSQL lock the
+//! rows they take with `FOR UPDATE SKIP LOCKED`, so two daemons never claim one row at once.
 
+pub mod db;
 mod model;
 pub mod schema;
 
 pub use model::*;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+use db::{DbError, Engine, Mode, Row, Tx, vals};
 
 use crate::clock::{self, Timestamp};
 use crate::events::{self, Written};
@@ -25,26 +29,30 @@ use crate::events::{self, Written};
 /// How long a writer waits for another process's transaction before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A ledger failure. The path or the operation is named so the message stands alone.
+/// PostgreSQL connections one process opens at most (claims, records and the outbox overlap).
+const PG_CONNECTIONS: usize = 4;
+
+/// A ledger failure. The ledger (file or redacted URL) and the operation are named so the
+/// message stands alone.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("ledger {path}: {what}: {source}")]
-    Sqlite {
-        path: String,
+    #[error("ledger {ledger}: {what}: {source}")]
+    Db {
+        ledger: String,
         what: &'static str,
         #[source]
-        source: rusqlite::Error,
+        source: DbError,
     },
     #[error(
-        "ledger {path}: schema version {found} is newer than this build's {supported}; upgrade payrecon (the file was not changed)"
+        "ledger {ledger}: schema version {found} is newer than this build's {supported}; upgrade payrecon (the ledger was not changed)"
     )]
     TooNew {
-        path: String,
+        ledger: String,
         found: i64,
         supported: i64,
     },
-    #[error("ledger {path}: {message}")]
-    Corrupt { path: String, message: String },
+    #[error("ledger {ledger}: {message}")]
+    Corrupt { ledger: String, message: String },
     #[error("ledger task failed: {0}")]
     Join(String),
 }
@@ -60,15 +68,35 @@ pub enum ClaimMode {
     LateBy(Timestamp),
 }
 
-/// A handle to one ledger file; clones share one connection.
+/// Where a ledger lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// A SQLite file.
+    Path(PathBuf),
+    /// A PostgreSQL database (`postgres://…`).
+    Url(String),
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Path(p) => write!(f, "{}", p.display()),
+            Location::Url(u) => f.write_str(&db::redact(u)),
+        }
+    }
+}
+
+/// A handle to one ledger; clones share its connections.
 #[derive(Clone)]
 pub struct Ledger {
     inner: Arc<Inner>,
 }
 
 struct Inner {
-    path: PathBuf,
-    conn: Mutex<Connection>,
+    location: Location,
+    /// `location` as shown in messages (a URL without its password).
+    name: String,
+    engine: Engine,
 }
 
 /// The columns `session_from_row` reads, as a literal so that hot-path SQL can be built at
@@ -81,8 +109,6 @@ macro_rules! session_cols {
          provider_completed_at, resolved_at, late_check_at"
     };
 }
-
-const SESSION_COLS: &str = session_cols!();
 
 /// The transition's compare-and-set (hot path: one per resolved session).
 const TRANSITION_CAS: &str = "UPDATE sessions SET status = ?1, resolved_at = ?2, checks = checks + ?3, \
@@ -104,11 +130,15 @@ const LATE_CHECK_DONE: &str = concat!(
     session_cols!()
 );
 
-const EVENT_COLS: &str = "e.id, e.type, e.created_at, e.payload, e.attempts, e.next_attempt_at, \
-     e.delivered_at, e.dead_at, e.last_error";
+macro_rules! event_cols {
+    () => {
+        "e.id, e.type, e.created_at, e.payload, e.attempts, e.next_attempt_at, \
+         e.delivered_at, e.dead_at, e.last_error"
+    };
+}
 
-/// Reads [`EVENT_COLS`] starting at column `at`.
-fn event_from_row(r: &Row<'_>, at: usize) -> rusqlite::Result<Event> {
+/// Reads [`event_cols`] starting at column `at`.
+fn event_from_row(r: &Row<'_>, at: usize) -> Result<Event, DbError> {
     Ok(Event {
         id: r.get(at)?,
         kind: r.get(at + 1)?,
@@ -131,30 +161,69 @@ macro_rules! due_select {
     };
 }
 
-const CLAIM_DUE: &str = concat!(
-    "UPDATE sessions SET lease_owner = ?1, lease_until = ?2, next_check_at = ?2 WHERE id IN (",
+/// A claim statement for both engines: PostgreSQL locks the rows it takes and skips rows
+/// another transaction is taking, so concurrent claims never return one row twice.
+macro_rules! claim_sql {
+    ($head:expr, $select:expr, $tail:expr) => {
+        [
+            concat!($head, " WHERE id IN (", $select, ") RETURNING ", $tail),
+            concat!(
+                $head,
+                " WHERE id IN (",
+                $select,
+                " FOR UPDATE SKIP LOCKED) RETURNING ",
+                $tail
+            ),
+        ]
+    };
+}
+
+const CLAIM_DUE: [&str; 2] = claim_sql!(
+    "UPDATE sessions SET lease_owner = ?1, lease_until = ?2, next_check_at = ?2",
     due_select!(),
-    ") RETURNING ",
     session_cols!()
 );
 
-const CLAIM_LATE: &str = concat!(
-    "UPDATE sessions SET lease_owner = ?1, lease_until = ?2, late_check_at = ?2 \
-     WHERE id IN (SELECT id FROM sessions WHERE late_check_at IS NOT NULL AND late_check_at <= ?3 \
-                  AND status = 'EXPIRED' ORDER BY late_check_at LIMIT ?4) \
-     RETURNING ",
+const CLAIM_LATE: [&str; 2] = claim_sql!(
+    "UPDATE sessions SET lease_owner = ?1, lease_until = ?2, late_check_at = ?2",
+    "SELECT id FROM sessions WHERE late_check_at IS NOT NULL AND late_check_at <= ?3 \
+     AND status = 'EXPIRED' ORDER BY late_check_at LIMIT ?4",
     session_cols!()
 );
 
-const CLAIM_ALL: &str = concat!(
-    "UPDATE sessions SET lease_owner = ?1, lease_until = ?2, next_check_at = ?2 \
-     WHERE id IN (SELECT id FROM sessions NOT INDEXED WHERE status = 'PENDING' AND id > ?3 \
-                  AND (lease_until IS NULL OR lease_until <= ?5) ORDER BY id LIMIT ?4) \
-     RETURNING ",
-    session_cols!()
-);
+/// `once --all` walks the rowid (SQLite is told not to pick the due index and sort), one scan
+/// per pass however many batches it takes.
+const CLAIM_ALL: [&str; 2] = [
+    concat!(
+        "UPDATE sessions SET lease_owner = ?1, lease_until = ?2, next_check_at = ?2 \
+         WHERE id IN (SELECT id FROM sessions NOT INDEXED WHERE status = 'PENDING' AND id > ?3 \
+                      AND (lease_until IS NULL OR lease_until <= ?5) ORDER BY id LIMIT ?4) \
+         RETURNING ",
+        session_cols!()
+    ),
+    concat!(
+        "UPDATE sessions SET lease_owner = ?1, lease_until = ?2, next_check_at = ?2 \
+         WHERE id IN (SELECT id FROM sessions WHERE status = 'PENDING' AND id > ?3 \
+                      AND (lease_until IS NULL OR lease_until <= ?5) ORDER BY id LIMIT ?4 \
+                      FOR UPDATE SKIP LOCKED) \
+         RETURNING ",
+        session_cols!()
+    ),
+];
 
-fn session_from_row(r: &Row<'_>) -> rusqlite::Result<Session> {
+const CLAIM_EVENTS: [&str; 2] = [
+    "UPDATE events SET lease_owner = ?1, lease_until = ?2, next_attempt_at = ?2 \
+     WHERE seq IN (SELECT seq FROM events WHERE delivered_at IS NULL AND dead_at IS NULL \
+                   AND next_attempt_at <= ?3 ORDER BY next_attempt_at LIMIT ?4) \
+     RETURNING seq, id, payload, attempts",
+    "UPDATE events SET lease_owner = ?1, lease_until = ?2, next_attempt_at = ?2 \
+     WHERE seq IN (SELECT seq FROM events WHERE delivered_at IS NULL AND dead_at IS NULL \
+                   AND next_attempt_at <= ?3 ORDER BY next_attempt_at LIMIT ?4 \
+                   FOR UPDATE SKIP LOCKED) \
+     RETURNING seq, id, payload, attempts",
+];
+
+fn session_from_row(r: &Row<'_>) -> Result<Session, DbError> {
     Ok(Session {
         rowid: r.get(0)?,
         provider: r.get(1)?,
@@ -182,52 +251,87 @@ fn session_from_row(r: &Row<'_>) -> rusqlite::Result<Session> {
 }
 
 impl Ledger {
-    /// Opens (creating if needed) and migrates the ledger at `path`.
+    /// Opens (creating if needed) and migrates the SQLite ledger at `path`.
     pub fn open(path: &Path) -> Result<Ledger, Error> {
-        let p = path.display().to_string();
+        Ledger::connect(&Location::Path(path.to_path_buf()))
+    }
+
+    /// Opens (creating the tables if needed) and migrates the ledger at `location`.
+    pub fn connect(location: &Location) -> Result<Ledger, Error> {
+        let name = location.to_string();
         let err = |what| {
-            let p = p.clone();
-            move |source| Error::Sqlite {
-                path: p,
+            let ledger = name.clone();
+            move |e: DbError| Error::Db {
+                ledger,
                 what,
-                source,
+                source: e,
             }
         };
-        let mut conn = Connection::open(path).map_err(err("opening"))?;
-        conn.busy_timeout(BUSY_TIMEOUT)
-            .map_err(err("setting busy_timeout"))?;
-        // journal_mode answers with a row; WAL lets readers run beside the one writer.
-        let mode: String = conn
-            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-            .map_err(err("enabling WAL (is this a SQLite file?)"))?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            return Err(Error::Corrupt {
-                path: p,
-                message: format!("cannot enable WAL, journal mode is {mode}"),
-            });
-        }
-        // FULL: a committed transition survives power loss, not only a process crash.
-        conn.execute_batch("PRAGMA synchronous = FULL;")
-            .map_err(err("setting pragmas"))?;
-        // Migrations rebuild tables, which SQLite documents doing with foreign keys off (they
-        // are checked before each migration commits); on for everything after.
-        migrate(&mut conn, &p)?;
-        conn.execute_batch("PRAGMA foreign_keys = ON;")
-            .map_err(err("setting pragmas"))?;
-        Ok(Ledger {
+        let engine = match location {
+            Location::Path(path) => {
+                let lite = |e: rusqlite::Error| DbError::from(e);
+                let conn = rusqlite::Connection::open(path)
+                    .map_err(lite)
+                    .map_err(err("opening"))?;
+                conn.busy_timeout(BUSY_TIMEOUT)
+                    .map_err(lite)
+                    .map_err(err("setting busy_timeout"))?;
+                // journal_mode answers with a row; WAL lets readers run beside the one writer.
+                let mode: String = conn
+                    .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+                    .map_err(lite)
+                    .map_err(err("enabling WAL (is this a SQLite file?)"))?;
+                if !mode.eq_ignore_ascii_case("wal") {
+                    return Err(Error::Corrupt {
+                        ledger: name,
+                        message: format!("cannot enable WAL, journal mode is {mode}"),
+                    });
+                }
+                // FULL: a committed transition survives power loss, not only a process crash.
+                conn.execute_batch("PRAGMA synchronous = FULL;")
+                    .map_err(lite)
+                    .map_err(err("setting pragmas"))?;
+                Engine::Lite(Mutex::new(conn))
+            }
+            Location::Url(url) => {
+                let config = db::pg_config(url).map_err(|message| Error::Corrupt {
+                    ledger: name.clone(),
+                    message,
+                })?;
+                Engine::Pg(Box::new(db::PgPool::new(config, PG_CONNECTIONS)))
+            }
+        };
+        let ledger = Ledger {
             inner: Arc::new(Inner {
-                path: path.to_path_buf(),
-                conn: Mutex::new(conn),
+                location: location.clone(),
+                name,
+                engine,
             }),
-        })
+        };
+        schema::migrate(&ledger.inner.engine, &ledger.inner.name)?;
+        if let Engine::Lite(_) = &ledger.inner.engine {
+            // Migrations rebuild tables, which SQLite documents doing with foreign keys off
+            // (they are checked before each migration commits); on for everything after.
+            ledger
+                .inner
+                .engine
+                .batch("PRAGMA foreign_keys = ON;")
+                .map_err(ledger.err("setting pragmas"))?;
+        }
+        Ok(ledger)
     }
 
-    /// The file this ledger lives in.
-    pub fn path(&self) -> &Path {
-        &self.inner.path
+    /// Where this ledger lives.
+    pub fn location(&self) -> &Location {
+        &self.inner.location
     }
 
-    /// Runs `f` on tokio's blocking pool, so async code never blocks on SQLite.
+    /// Whether this ledger is on PostgreSQL.
+    pub fn is_pg(&self) -> bool {
+        self.inner.engine.is_pg()
+    }
+
+    /// Runs `f` on tokio's blocking pool, so async code never blocks on the database.
     pub async fn call<T, F>(&self, f: F) -> Result<T, Error>
     where
         T: Send + 'static,
@@ -239,24 +343,32 @@ impl Ledger {
             .map_err(|e| Error::Join(e.to_string()))?
     }
 
-    fn conn(&self) -> MutexGuard<'_, Connection> {
-        // A poisoned mutex means a panic while holding the connection; SQLite itself rolled back
-        // any open transaction, so the connection is still usable.
-        self.inner.conn.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn err(&self, what: &'static str) -> impl Fn(rusqlite::Error) -> Error + '_ {
-        move |source| Error::Sqlite {
-            path: self.inner.path.display().to_string(),
+    fn err(&self, what: &'static str) -> impl Fn(DbError) -> Error + '_ {
+        move |source| Error::Db {
+            ledger: self.inner.name.clone(),
             what,
             source,
         }
     }
 
+    /// Runs `f` in one transaction; `what` names the operation in an error.
+    fn tx<T>(
+        &self,
+        mode: Mode,
+        what: &'static str,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<T, DbError>,
+    ) -> Result<T, Error> {
+        self.inner.engine.tx(mode, f).map_err(self.err(what))
+    }
+
+    /// Picks the statement for this ledger's engine from a `[SQLite, PostgreSQL]` pair.
+    fn dialect<'s>(&self, pair: &[&'s str; 2]) -> &'s str {
+        pair[usize::from(self.is_pg())]
+    }
+
     /// Adds one session, due at once; an existing `(provider, session_id)` is left untouched.
     pub fn enqueue(&self, s: &NewSession) -> Result<Enqueued, Error> {
-        let conn = self.conn();
-        let n = insert_session(&conn, s).map_err(self.err("adding a session"))?;
+        let n = self.tx(Mode::Write, "adding a session", |tx| insert_session(tx, s))?;
         Ok(if n == 1 {
             Enqueued::Added
         } else {
@@ -271,21 +383,12 @@ impl Ledger {
     where
         I: IntoIterator<Item = Result<NewSession, String>>,
     {
-        let mut conn = self.conn();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(self.err("starting an import"))?;
-        let mut out = ImportOutcome::default();
-        {
-            let mut stmt = tx
-                .prepare_cached(INSERT_SESSION)
-                .map_err(self.err("preparing the import"))?;
+        self.tx(Mode::Write, "importing sessions", |tx| {
+            let mut out = ImportOutcome::default();
             for row in rows {
                 match row {
                     Ok(s) if out.errors.is_empty() => {
-                        let n =
-                            insert_with(&mut stmt, &s).map_err(self.err("importing a session"))?;
-                        if n == 1 {
+                        if insert_session(tx, &s)? == 1 {
                             out.added += 1;
                         } else {
                             out.already_present += 1;
@@ -300,15 +403,13 @@ impl Ledger {
                     }
                 }
             }
-        }
-        if out.failed_rows == 0 {
-            tx.commit().map_err(self.err("committing the import"))?;
-        } else {
-            out.added = 0;
-            out.already_present = 0;
-            // Dropping the transaction rolls it back.
-        }
-        Ok(out)
+            if out.failed_rows > 0 {
+                out.added = 0;
+                out.already_present = 0;
+                tx.roll_back();
+            }
+            Ok(out)
+        })
     }
 
     /// Claims up to `limit` sessions for `owner` until `lease_until`, in one transaction.
@@ -320,40 +421,29 @@ impl Ledger {
         limit: u32,
         mode: ClaimMode,
     ) -> Result<Vec<Session>, Error> {
-        let mut conn = self.conn();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(self.err("starting a claim"))?;
         let until = clock::format(lease_until);
-        let sessions = {
-            let (sql, cursor): (&str, String) = match mode {
-                ClaimMode::DueBy(t) => (CLAIM_DUE, clock::format(t)),
-                ClaimMode::LateBy(t) => (CLAIM_LATE, clock::format(t)),
-                ClaimMode::AllAfter(id) => (CLAIM_ALL, id.to_string()),
-            };
-            let mut stmt = tx
-                .prepare_cached(sql)
-                .map_err(self.err("preparing a claim"))?;
-            let rows = match mode {
-                ClaimMode::DueBy(_) | ClaimMode::LateBy(_) => {
-                    stmt.query_map(params![owner, until, cursor, limit], session_from_row)
-                }
-                ClaimMode::AllAfter(id) => stmt.query_map(
-                    params![owner, until, id, limit, clock::format(now)],
-                    session_from_row,
-                ),
-            }
-            .map_err(self.err("claiming sessions"))?;
-            rows.collect::<Result<Vec<_>, _>>()
-                .map_err(self.err("reading claimed sessions"))?
-        };
-        tx.commit().map_err(self.err("committing a claim"))?;
-        Ok(sessions)
+        let now_s = clock::format(now);
+        self.tx(Mode::Write, "claiming sessions", |tx| match mode {
+            ClaimMode::DueBy(t) => tx.query(
+                self.dialect(&CLAIM_DUE),
+                vals![owner, &until, &clock::format(t), limit],
+                session_from_row,
+            ),
+            ClaimMode::LateBy(t) => tx.query(
+                self.dialect(&CLAIM_LATE),
+                vals![owner, &until, &clock::format(t), limit],
+                session_from_row,
+            ),
+            ClaimMode::AllAfter(id) => tx.query(
+                self.dialect(&CLAIM_ALL),
+                vals![owner, &until, id, limit, &now_s],
+                session_from_row,
+            ),
+        })
     }
 
-    /// Writes a batch of outcomes in one transaction. Each transition is a compare-and-set on
-    /// its `from` status that writes the session update, the transition row and the event row
-    /// together; a lost race writes nothing for that session. Reschedules and releases apply only
+    /// Records a group of outcomes in one transaction. Transitions are compare-and-set on the
+    /// status, each written with its transition row and event; reschedules and releases apply
     /// while `owner` still holds the lease. Returns the events written.
     pub fn record(
         &self,
@@ -361,220 +451,30 @@ impl Ledger {
         now: Timestamp,
         records: &[Record],
     ) -> Result<Vec<Written>, Error> {
-        let mut conn = self.conn();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(self.err("starting to record outcomes"))?;
         let now_s = clock::format(now);
-        let mut written = Vec::new();
-        for rec in records {
-            match rec {
-                Record::Transition {
-                    rowid,
-                    from,
-                    to,
-                    source,
-                    reason,
-                    facts,
-                    charged,
-                    compared,
-                    late_check_at,
-                } => {
-                    let c = i64::from(*charged);
-                    // A plain UPDATE and a read by rowid: `RETURNING` would open a temporary
-                    // table per statement, the largest single cost of recording (profiled).
-                    let won = tx
-                        .prepare_cached(TRANSITION_CAS)
-                        .map_err(self.err("preparing a transition"))?
-                        .execute(params![
-                            to.as_str(),
-                            now_s,
-                            c,
-                            facts.provider_status,
-                            facts.transaction_id,
-                            facts.payment_method,
-                            facts.provider_completed_at,
-                            rowid,
-                            from.as_str(),
-                            late_check_at.map(clock::format)
-                        ])
-                        .map_err(self.err("recording a transition"))?
-                        == 1;
-                    let current = tx
-                        .prepare_cached(SESSION_BY_ROWID)
-                        .map_err(self.err("preparing a lookup"))?
-                        .query_row([rowid], session_from_row)
-                        .optional()
-                        .map_err(self.err("reading a session"))?;
-                    let (true, Some(session)) = (won, &current) else {
-                        // Someone recorded this session first. If the provider now says something
-                        // else than what was recorded, that contradiction is an anomaly.
-                        match current {
-                            Some(cur)
-                                if *source != Source::Manual
-                                    && cur.status != to.as_str()
-                                    && cur.status != Status::Pending.as_str() =>
-                            {
-                                let anomaly = Anomaly {
-                                    provider_says: *to,
-                                    reason: format!(
-                                        "the provider's answer means {to} but the session was already recorded {}",
-                                        cur.status
-                                    ),
-                                    facts: facts.clone(),
-                                };
-                                written.push(
-                                    write_anomaly(&tx, &cur, &anomaly, &now_s)
-                                        .map_err(self.err("writing an anomaly"))?,
-                                );
-                            }
-                            _ => tracing::debug!(
-                                rowid,
-                                "transition lost the compare-and-set; already recorded"
-                            ),
-                        }
-                        continue;
-                    };
-                    tx.prepare_cached(
-                        "INSERT INTO transitions (session, from_status, to_status, at, source, reason, \
-                         provider_status, transaction_id, payment_method, provider_amount, \
-                         provider_reference, provider_currency, provider_completed_at) \
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-                    )
-                    .map_err(self.err("preparing a transition row"))?
-                    .execute(params![
-                        rowid,
-                        from.as_str(),
-                        to.as_str(),
-                        now_s,
-                        source.as_str(),
-                        reason,
-                        facts.provider_status,
-                        facts.transaction_id,
-                        facts.payment_method,
-                        facts.amount,
-                        facts.reference,
-                        facts.currency,
-                        facts.provider_completed_at
-                    ])
-                    .map_err(self.err("writing a transition row"))?;
-                    let id = events::new_id();
-                    let payload = events::transition_payload(&events::TransitionEvent {
-                        id: &id,
-                        created_at: &now_s,
-                        session,
-                        from: *from,
-                        to: *to,
-                        reason: reason.as_deref(),
-                        facts,
-                        compared,
-                    });
-                    insert_event(&tx, &id, to.event_type(), *rowid, &payload, &now_s)
-                        .map_err(self.err("writing an event"))?;
-                    written.push(Written {
-                        id,
-                        kind: to.event_type(),
-                        payload,
-                    });
-                }
-                Record::Reschedule {
-                    rowid,
-                    next_check_at,
-                    last_error,
-                    answered,
-                    not_found,
-                    charged,
-                    facts,
-                } => {
-                    let f = facts.clone().unwrap_or_default();
-                    tx.prepare_cached(
-                        "UPDATE sessions SET next_check_at = ?1, last_error = ?2, checks = checks + ?3, \
-                         answered_checks = answered_checks + ?4, \
-                         last_checked_at = CASE WHEN ?3 = 1 THEN ?5 ELSE last_checked_at END, \
-                         not_found_count = CASE ?6 WHEN 1 THEN not_found_count + 1 WHEN 0 THEN 0 \
-                                           ELSE not_found_count END, \
-                         provider_status = coalesce(?7, provider_status), \
-                         transaction_id = coalesce(?8, transaction_id), \
-                         payment_method = coalesce(?9, payment_method), \
-                         lease_owner = NULL, lease_until = NULL \
-                         WHERE id = ?10 AND status = 'PENDING' AND lease_owner = ?11",
-                    )
-                    .map_err(self.err("preparing a reschedule"))?
-                    .execute(params![
-                        clock::format(*next_check_at),
-                        last_error,
-                        i64::from(*charged),
-                        i64::from(*answered),
-                        now_s,
-                        not_found.map(i64::from),
-                        f.provider_status,
-                        f.transaction_id,
-                        f.payment_method,
-                        rowid,
-                        owner
-                    ])
-                    .map_err(self.err("rescheduling a session"))?;
-                }
-                Record::Release { rowid, last_error } => {
-                    // Due again at once: a PENDING session's check, or an EXPIRED one's late check.
-                    tx.prepare_cached(
-                        "UPDATE sessions SET \
-                         next_check_at = CASE WHEN status = 'PENDING' THEN ?1 ELSE next_check_at END, \
-                         late_check_at = CASE WHEN status = 'EXPIRED' AND late_check_at IS NOT NULL THEN ?1 \
-                                         ELSE late_check_at END, \
-                         lease_owner = NULL, lease_until = NULL, \
-                         last_error = CASE WHEN status = 'PENDING' THEN coalesce(?2, last_error) ELSE last_error END \
-                         WHERE id = ?3 AND lease_owner = ?4",
-                    )
-                    .map_err(self.err("preparing a release"))?
-                    .execute(params![now_s, last_error, rowid, owner])
-                    .map_err(self.err("releasing a session"))?;
-                }
-                Record::LateCheck {
-                    rowid,
-                    next,
-                    last_error,
-                    anomaly,
-                } => {
-                    let updated = tx
-                        .prepare_cached(LATE_CHECK_DONE)
-                        .map_err(self.err("preparing a late check"))?
-                        .query_row(
-                            params![next.map(clock::format), last_error, rowid, owner],
-                            session_from_row,
-                        )
-                        .optional()
-                        .map_err(self.err("recording a late check"))?;
-                    if let (Some(session), Some(anomaly)) = (updated, anomaly) {
-                        written.push(
-                            write_anomaly(&tx, &session, anomaly, &now_s)
-                                .map_err(self.err("writing an anomaly"))?,
-                        );
-                    }
-                }
+        self.tx(Mode::Write, "recording outcomes", |tx| {
+            let mut written = Vec::new();
+            for rec in records {
+                record_one(tx, owner, &now_s, rec, &mut written)?;
             }
-        }
-        tx.commit().map_err(self.err("committing outcomes"))?;
-        Ok(written)
+            Ok(written)
+        })
     }
 
     /// Sessions matching a filter, newest first.
     pub fn list(&self, f: &ListFilter) -> Result<Vec<Session>, Error> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare_cached(&format!(
-                "SELECT {SESSION_COLS} FROM sessions WHERE (?1 IS NULL OR status = ?1) \
-                 AND (?2 IS NULL OR provider = ?2) ORDER BY id DESC LIMIT ?3"
-            ))
-            .map_err(self.err("preparing a listing"))?;
-        let rows = stmt
-            .query_map(
-                params![f.status.map(|s| s.as_str()), f.provider, f.limit],
+        self.tx(Mode::Read, "listing sessions", |tx| {
+            tx.query(
+                concat!(
+                    "SELECT ",
+                    session_cols!(),
+                    " FROM sessions WHERE (CAST(?1 AS TEXT) IS NULL OR status = ?1) \
+                     AND (CAST(?2 AS TEXT) IS NULL OR provider = ?2) ORDER BY id DESC LIMIT ?3"
+                ),
+                vals![f.status.map(|s| s.as_str()), f.provider.as_deref(), f.limit],
                 session_from_row,
             )
-            .map_err(self.err("listing sessions"))?;
-        rows.collect::<Result<_, _>>()
-            .map_err(self.err("listing sessions"))
+        })
     }
 
     /// Leases one PENDING session for an immediate check (`verify`), unless another process
@@ -587,198 +487,163 @@ impl Ledger {
         now: Timestamp,
         lease_until: Timestamp,
     ) -> Result<Option<Session>, Error> {
-        let conn = self.conn();
-        conn.prepare_cached(&format!(
-            "UPDATE sessions SET lease_owner = ?1, lease_until = ?2, next_check_at = ?2 \
-             WHERE provider = ?3 AND session_id = ?4 AND status = 'PENDING' \
-             AND (lease_until IS NULL OR lease_until <= ?5) RETURNING {SESSION_COLS}"
-        ))
-        .map_err(self.err("preparing a claim"))?
-        .query_row(
-            params![
-                owner,
-                clock::format(lease_until),
-                provider,
-                session_id,
-                clock::format(now)
-            ],
-            session_from_row,
-        )
-        .optional()
-        .map_err(self.err("claiming a session"))
+        self.tx(Mode::Write, "claiming a session", |tx| {
+            tx.query_opt(
+                concat!(
+                    "UPDATE sessions SET lease_owner = ?1, lease_until = ?2, next_check_at = ?2 \
+                     WHERE provider = ?3 AND session_id = ?4 AND status = 'PENDING' \
+                     AND (lease_until IS NULL OR lease_until <= ?5) RETURNING ",
+                    session_cols!()
+                ),
+                vals![
+                    owner,
+                    &clock::format(lease_until),
+                    provider,
+                    session_id,
+                    &clock::format(now)
+                ],
+                session_from_row,
+            )
+        })
     }
 
     /// How many sessions are PENDING (for a backfill's progress bar).
     pub fn count_pending(&self) -> Result<u64, Error> {
-        self.conn()
-            .query_row(
+        self.tx(Mode::Read, "counting pending sessions", |tx| {
+            tx.query_one(
                 "SELECT count(*) FROM sessions WHERE status = 'PENDING'",
-                [],
+                &[],
                 |r| r.get(0),
             )
-            .map_err(self.err("counting pending sessions"))
+        })
     }
 
     /// One session by provider and id.
     pub fn get(&self, provider: &str, session_id: &str) -> Result<Option<Session>, Error> {
-        let conn = self.conn();
-        conn.prepare_cached(&format!(
-            "SELECT {SESSION_COLS} FROM sessions WHERE provider = ?1 AND session_id = ?2"
-        ))
-        .map_err(self.err("preparing a lookup"))?
-        .query_row(params![provider, session_id], session_from_row)
-        .optional()
-        .map_err(self.err("reading a session"))
+        self.tx(Mode::Read, "reading a session", |tx| {
+            tx.query_opt(
+                concat!(
+                    "SELECT ",
+                    session_cols!(),
+                    " FROM sessions WHERE provider = ?1 AND session_id = ?2"
+                ),
+                vals![provider, session_id],
+                session_from_row,
+            )
+        })
     }
 
     /// Every session with this id (one per provider that has it).
     pub fn find(&self, session_id: &str) -> Result<Vec<Session>, Error> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare_cached(&format!(
-                "SELECT {SESSION_COLS} FROM sessions WHERE session_id = ?1 ORDER BY provider"
-            ))
-            .map_err(self.err("preparing a lookup"))?;
-        let rows = stmt
-            .query_map([session_id], session_from_row)
-            .map_err(self.err("finding a session"))?;
-        rows.collect::<Result<_, _>>()
-            .map_err(self.err("finding a session"))
+        self.tx(Mode::Read, "finding a session", |tx| {
+            tx.query(
+                concat!(
+                    "SELECT ",
+                    session_cols!(),
+                    " FROM sessions WHERE session_id = ?1 ORDER BY provider"
+                ),
+                vals![session_id],
+                session_from_row,
+            )
+        })
     }
 
     /// A session's transitions, oldest first.
     pub fn transitions(&self, rowid: i64) -> Result<Vec<TransitionRow>, Error> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare_cached(
+        self.tx(Mode::Read, "reading transitions", |tx| {
+            tx.query(
                 "SELECT from_status, to_status, at, source, reason, provider_status, transaction_id \
                  FROM transitions WHERE session = ?1 ORDER BY id",
+                vals![rowid],
+                |r| {
+                    Ok(TransitionRow {
+                        from: r.get(0)?,
+                        to: r.get(1)?,
+                        at: r.get(2)?,
+                        source: r.get(3)?,
+                        reason: r.get(4)?,
+                        provider_status: r.get(5)?,
+                        transaction_id: r.get(6)?,
+                    })
+                },
             )
-            .map_err(self.err("preparing transitions"))?;
-        let rows = stmt
-            .query_map([rowid], |r| {
-                Ok(TransitionRow {
-                    from: r.get(0)?,
-                    to: r.get(1)?,
-                    at: r.get(2)?,
-                    source: r.get(3)?,
-                    reason: r.get(4)?,
-                    provider_status: r.get(5)?,
-                    transaction_id: r.get(6)?,
-                })
-            })
-            .map_err(self.err("reading transitions"))?;
-        rows.collect::<Result<_, _>>()
-            .map_err(self.err("reading transitions"))
+        })
     }
 
     /// A session's events, oldest first.
     pub fn session_events(&self, rowid: i64) -> Result<Vec<Event>, Error> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare_cached(&format!(
-                "SELECT {EVENT_COLS} FROM events e WHERE session = ?1 ORDER BY seq"
-            ))
-            .map_err(self.err("preparing events"))?;
-        let rows = stmt
-            .query_map([rowid], |r| event_from_row(r, 0))
-            .map_err(self.err("reading events"))?;
-        rows.collect::<Result<_, _>>()
-            .map_err(self.err("reading events"))
+        self.tx(Mode::Read, "reading events", |tx| {
+            tx.query(
+                concat!(
+                    "SELECT ",
+                    event_cols!(),
+                    " FROM events e WHERE session = ?1 ORDER BY seq"
+                ),
+                vals![rowid],
+                |r| event_from_row(r, 0),
+            )
+        })
     }
 
     /// Counts by provider × status, sessions due now, and the outbox's state.
     pub fn stats(&self, now: Timestamp) -> Result<Stats, Error> {
         let providers = self.provider_states()?;
-        let conn = self.conn();
-        let e = self.err("reading stats");
-        let mut stmt = conn
-            .prepare_cached("SELECT provider, status, count(*) FROM sessions GROUP BY provider, status ORDER BY 1, 2")
-            .map_err(&e)?;
-        let sessions = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .map_err(&e)?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(&e)?;
-        let due_now = conn
-            .query_row(
+        self.tx(Mode::Read, "reading stats", |tx| {
+            let sessions = tx.query(
+                "SELECT provider, status, count(*) FROM sessions GROUP BY provider, status ORDER BY 1, 2",
+                &[],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )?;
+            let due_now = tx.query_one(
                 "SELECT count(*) FROM sessions WHERE status = 'PENDING' AND next_check_at <= ?1",
-                [clock::format(now)],
+                vals![&clock::format(now)],
                 |r| r.get(0),
-            )
-            .map_err(&e)?;
-        let (events_total, events_waiting, events_dead) = conn
-            .query_row(
+            )?;
+            let (events_total, events_waiting, events_dead) = tx.query_one(
                 "SELECT count(*), count(*) FILTER (WHERE delivered_at IS NULL AND dead_at IS NULL), \
                  count(*) FILTER (WHERE dead_at IS NOT NULL) FROM events",
-                [],
+                &[],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .map_err(&e)?;
-        // Summed in Rust as decimals: SQLite's sum() would go through floats.
-        let mut completed: Vec<(String, u64, rust_decimal::Decimal)> = Vec::new();
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT coalesce(currency, ''), amount FROM sessions WHERE status = 'COMPLETED' ORDER BY 1",
-            )
-            .map_err(&e)?;
-        let mut rows = stmt.query([]).map_err(&e)?;
-        while let Some(r) = rows.next().map_err(&e)? {
-            let currency: String = r.get(0).map_err(&e)?;
-            let amount: Option<String> = r.get(1).map_err(&e)?;
-            let amount = amount.and_then(|a| a.parse().ok()).unwrap_or_default();
-            match completed.last_mut() {
-                Some((c, n, sum)) if *c == currency => {
-                    *n += 1;
-                    *sum += amount;
-                }
-                _ => completed.push((currency, 1, amount)),
-            }
-        }
-        drop(rows);
-        let (late_checks_waiting, anomalies) = conn
-            .query_row(
+            )?;
+            let completed = sum_completed(tx)?;
+            let (late_checks_waiting, anomalies) = tx.query_one(
                 "SELECT (SELECT count(*) FROM sessions WHERE late_check_at IS NOT NULL AND status = 'EXPIRED'), \
                         (SELECT count(*) FROM events WHERE type = 'session.anomaly')",
-                [],
+                &[],
                 |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .map_err(&e)?;
-        Ok(Stats {
-            sessions,
-            due_now,
-            events_waiting,
-            events_dead,
-            events_total,
-            completed,
-            providers,
-            late_checks_waiting,
-            anomalies,
+            )?;
+            Ok(Stats {
+                sessions,
+                due_now,
+                events_waiting,
+                events_dead,
+                events_total,
+                completed,
+                providers,
+                late_checks_waiting,
+                anomalies,
+            })
         })
     }
 
     /// What is known about each provider that has been called.
     pub fn provider_states(&self) -> Result<Vec<ProviderState>, Error> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare_cached(
+        self.tx(Mode::Read, "reading provider state", |tx| {
+            tx.query(
                 "SELECT provider, auth_refused_at, auth_error, paused_until, last_answer_at \
                  FROM provider_state ORDER BY provider",
+                &[],
+                |r| {
+                    Ok(ProviderState {
+                        provider: r.get(0)?,
+                        auth_refused_at: r.get(1)?,
+                        auth_error: r.get(2)?,
+                        paused_until: r.get(3)?,
+                        last_answer_at: r.get(4)?,
+                    })
+                },
             )
-            .map_err(self.err("preparing provider state"))?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok(ProviderState {
-                    provider: r.get(0)?,
-                    auth_refused_at: r.get(1)?,
-                    auth_error: r.get(2)?,
-                    paused_until: r.get(3)?,
-                    last_answer_at: r.get(4)?,
-                })
-            })
-            .map_err(self.err("reading provider state"))?;
-        rows.collect::<Result<_, _>>()
-            .map_err(self.err("reading provider state"))
+        })
     }
 
     /// Records what a pass learned about a provider: refused credentials (`Some(error)`), a
@@ -791,20 +656,31 @@ impl Ledger {
         paused_until: Option<Timestamp>,
         answered: bool,
     ) -> Result<(), Error> {
-        let conn = self.conn();
-        conn.prepare_cached(
-            "INSERT INTO provider_state (provider, auth_refused_at, auth_error, paused_until, last_answer_at) \
-             VALUES (?1, CASE WHEN ?3 IS NOT NULL THEN ?2 END, ?3, ?4, CASE WHEN ?5 = 1 THEN ?2 END) \
-             ON CONFLICT (provider) DO UPDATE SET \
-               auth_refused_at = CASE WHEN ?3 IS NOT NULL THEN ?2 WHEN ?5 = 1 THEN NULL ELSE auth_refused_at END, \
-               auth_error = CASE WHEN ?3 IS NOT NULL THEN ?3 WHEN ?5 = 1 THEN NULL ELSE auth_error END, \
-               paused_until = CASE WHEN ?4 IS NOT NULL THEN max(coalesce(paused_until, ''), ?4) ELSE paused_until END, \
-               last_answer_at = CASE WHEN ?5 = 1 THEN ?2 ELSE last_answer_at END",
-        )
-        .map_err(self.err("preparing provider state"))?
-        .execute(params![provider, clock::format(now), refused, paused_until.map(clock::format), i64::from(answered)])
-        .map_err(self.err("recording provider state"))?;
-        Ok(())
+        let paused = paused_until.map(clock::format);
+        self.tx(Mode::Write, "recording provider state", |tx| {
+            tx.exec(
+                "INSERT INTO provider_state (provider, auth_refused_at, auth_error, paused_until, last_answer_at) \
+                 VALUES (?1, CASE WHEN CAST(?3 AS TEXT) IS NOT NULL THEN ?2 END, ?3, ?4, \
+                         CASE WHEN ?5 = 1 THEN ?2 END) \
+                 ON CONFLICT (provider) DO UPDATE SET \
+                   auth_refused_at = CASE WHEN CAST(?3 AS TEXT) IS NOT NULL THEN ?2 WHEN ?5 = 1 THEN NULL \
+                                     ELSE provider_state.auth_refused_at END, \
+                   auth_error = CASE WHEN CAST(?3 AS TEXT) IS NOT NULL THEN ?3 WHEN ?5 = 1 THEN NULL \
+                                ELSE provider_state.auth_error END, \
+                   paused_until = CASE WHEN CAST(?4 AS TEXT) IS NULL THEN provider_state.paused_until \
+                                  WHEN coalesce(provider_state.paused_until, '') > ?4 THEN provider_state.paused_until \
+                                  ELSE ?4 END, \
+                   last_answer_at = CASE WHEN ?5 = 1 THEN ?2 ELSE provider_state.last_answer_at END",
+                vals![
+                    provider,
+                    &clock::format(now),
+                    refused,
+                    paused.as_deref(),
+                    i64::from(answered)
+                ],
+            )?;
+            Ok(())
+        })
     }
 
     /// Claims up to `limit` events due for delivery, leased to `owner` until `lease_until`.
@@ -815,37 +691,25 @@ impl Ledger {
         lease_until: Timestamp,
         limit: u32,
     ) -> Result<Vec<OutboxEvent>, Error> {
-        let mut conn = self.conn();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(self.err("starting an event claim"))?;
-        let events = {
-            let mut stmt = tx
-                .prepare_cached(
-                    "UPDATE events SET lease_owner = ?1, lease_until = ?2, next_attempt_at = ?2 \
-                     WHERE seq IN (SELECT seq FROM events WHERE delivered_at IS NULL AND dead_at IS NULL \
-                                   AND next_attempt_at <= ?3 ORDER BY next_attempt_at LIMIT ?4) \
-                     RETURNING seq, id, payload, attempts",
-                )
-                .map_err(self.err("preparing an event claim"))?;
-            let rows = stmt
-                .query_map(
-                    params![owner, clock::format(lease_until), clock::format(now), limit],
-                    |r| {
-                        Ok(OutboxEvent {
-                            seq: r.get(0)?,
-                            id: r.get(1)?,
-                            payload: r.get(2)?,
-                            attempts: r.get(3)?,
-                        })
-                    },
-                )
-                .map_err(self.err("claiming events"))?;
-            rows.collect::<Result<Vec<_>, _>>()
-                .map_err(self.err("reading claimed events"))?
-        };
-        tx.commit().map_err(self.err("committing an event claim"))?;
-        let mut events = events;
+        let mut events = self.tx(Mode::Write, "claiming events", |tx| {
+            tx.query(
+                self.dialect(&CLAIM_EVENTS),
+                vals![
+                    owner,
+                    &clock::format(lease_until),
+                    &clock::format(now),
+                    limit
+                ],
+                |r| {
+                    Ok(OutboxEvent {
+                        seq: r.get(0)?,
+                        id: r.get(1)?,
+                        payload: r.get(2)?,
+                        attempts: r.get(3)?,
+                    })
+                },
+            )
+        })?;
         events.sort_by_key(|e| e.seq);
         Ok(events)
     }
@@ -858,61 +722,40 @@ impl Ledger {
         now: Timestamp,
         results: &[Delivery],
     ) -> Result<(), Error> {
-        let mut conn = self.conn();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(self.err("starting to record deliveries"))?;
         let now_s = clock::format(now);
-        for d in results {
-            let (sql, p): (&str, Vec<Box<dyn rusqlite::ToSql>>) = match d {
-                Delivery::Delivered { seq } => (
-                    "UPDATE events SET delivered_at = ?1, attempts = attempts + 1, last_error = NULL, \
-                     lease_owner = NULL, lease_until = NULL WHERE seq = ?2 AND delivered_at IS NULL",
-                    vec![Box::new(now_s.clone()), Box::new(*seq)],
-                ),
-                Delivery::Retry {
-                    seq,
-                    next_attempt_at,
-                    error,
-                } => (
-                    "UPDATE events SET next_attempt_at = ?1, attempts = attempts + 1, last_error = ?2, \
-                     lease_owner = NULL, lease_until = NULL \
-                     WHERE seq = ?3 AND lease_owner = ?4 AND delivered_at IS NULL",
-                    vec![
-                        Box::new(clock::format(*next_attempt_at)),
-                        Box::new(error.clone()),
-                        Box::new(*seq),
-                        Box::new(owner.to_string()),
-                    ],
-                ),
-                Delivery::Dead { seq, error } => (
-                    "UPDATE events SET dead_at = ?1, attempts = attempts + 1, last_error = ?2, \
-                     lease_owner = NULL, lease_until = NULL \
-                     WHERE seq = ?3 AND lease_owner = ?4 AND delivered_at IS NULL",
-                    vec![
-                        Box::new(now_s.clone()),
-                        Box::new(error.clone()),
-                        Box::new(*seq),
-                        Box::new(owner.to_string()),
-                    ],
-                ),
-                Delivery::Release { seq } => (
-                    "UPDATE events SET next_attempt_at = ?1, lease_owner = NULL, lease_until = NULL \
-                     WHERE seq = ?2 AND lease_owner = ?3 AND delivered_at IS NULL",
-                    vec![
-                        Box::new(now_s.clone()),
-                        Box::new(*seq),
-                        Box::new(owner.to_string()),
-                    ],
-                ),
-            };
-            tx.prepare_cached(sql)
-                .map_err(self.err("preparing a delivery result"))?
-                .execute(rusqlite::params_from_iter(p.iter()))
-                .map_err(self.err("recording a delivery"))?;
-        }
-        tx.commit().map_err(self.err("committing deliveries"))?;
-        Ok(())
+        self.tx(Mode::Write, "recording deliveries", |tx| {
+            for d in results {
+                match d {
+                    Delivery::Delivered { seq } => tx.exec(
+                        "UPDATE events SET delivered_at = ?1, attempts = attempts + 1, last_error = NULL, \
+                         lease_owner = NULL, lease_until = NULL WHERE seq = ?2 AND delivered_at IS NULL",
+                        vals![&now_s, *seq],
+                    )?,
+                    Delivery::Retry {
+                        seq,
+                        next_attempt_at,
+                        error,
+                    } => tx.exec(
+                        "UPDATE events SET next_attempt_at = ?1, attempts = attempts + 1, last_error = ?2, \
+                         lease_owner = NULL, lease_until = NULL \
+                         WHERE seq = ?3 AND lease_owner = ?4 AND delivered_at IS NULL",
+                        vals![&clock::format(*next_attempt_at), error, *seq, owner],
+                    )?,
+                    Delivery::Dead { seq, error } => tx.exec(
+                        "UPDATE events SET dead_at = ?1, attempts = attempts + 1, last_error = ?2, \
+                         lease_owner = NULL, lease_until = NULL \
+                         WHERE seq = ?3 AND lease_owner = ?4 AND delivered_at IS NULL",
+                        vals![&now_s, error, *seq, owner],
+                    )?,
+                    Delivery::Release { seq } => tx.exec(
+                        "UPDATE events SET next_attempt_at = ?1, lease_owner = NULL, lease_until = NULL \
+                         WHERE seq = ?2 AND lease_owner = ?3 AND delivered_at IS NULL",
+                        vals![&now_s, *seq, owner],
+                    )?,
+                };
+            }
+            Ok(())
+        })
     }
 
     /// Events, newest first; `Dead` shows only dead ones.
@@ -921,51 +764,32 @@ impl Ledger {
         filter: EventFilter,
         limit: u32,
     ) -> Result<Vec<(String, Event)>, Error> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT s.session_id, e.id, e.type, e.created_at, e.payload, e.attempts, e.next_attempt_at, \
-                 e.delivered_at, e.dead_at, e.last_error FROM events e JOIN sessions s ON s.id = e.session \
-                 WHERE (?1 = 0 OR e.dead_at IS NOT NULL) ORDER BY e.seq DESC LIMIT ?2",
+        self.tx(Mode::Read, "listing events", |tx| {
+            tx.query(
+                concat!(
+                    "SELECT s.session_id, ",
+                    event_cols!(),
+                    " FROM events e JOIN sessions s ON s.id = e.session \
+                     WHERE (?1 = 0 OR e.dead_at IS NOT NULL) ORDER BY e.seq DESC LIMIT ?2"
+                ),
+                vals![i64::from(filter == EventFilter::Dead), limit],
+                |r| Ok((r.get(0)?, event_from_row(r, 1)?)),
             )
-            .map_err(self.err("preparing an event listing"))?;
-        let rows = stmt
-            .query_map(
-                params![i64::from(filter == EventFilter::Dead), limit],
-                |r| {
-                    Ok((
-                        r.get(0)?,
-                        Event {
-                            id: r.get(1)?,
-                            kind: r.get(2)?,
-                            created_at: r.get(3)?,
-                            payload: r.get(4)?,
-                            attempts: r.get(5)?,
-                            next_attempt_at: r.get(6)?,
-                            delivered_at: r.get(7)?,
-                            dead_at: r.get(8)?,
-                            last_error: r.get(9)?,
-                        },
-                    ))
-                },
-            )
-            .map_err(self.err("listing events"))?;
-        rows.collect::<Result<_, _>>()
-            .map_err(self.err("listing events"))
+        })
     }
 
     /// Puts events back in line with a fresh schedule: one by id (dead, delivered or waiting),
     /// or every dead one. Returns how many.
     pub fn replay(&self, id: Option<&str>, now: Timestamp) -> Result<usize, Error> {
-        let conn = self.conn();
-        conn.prepare_cached(
-            "UPDATE events SET dead_at = NULL, delivered_at = NULL, attempts = 0, last_error = NULL, \
-             next_attempt_at = ?1, lease_owner = NULL, lease_until = NULL \
-             WHERE (?2 IS NULL AND dead_at IS NOT NULL) OR id = ?2",
-        )
-        .map_err(self.err("preparing a replay"))?
-        .execute(params![clock::format(now), id])
-        .map_err(self.err("replaying events"))
+        let n = self.tx(Mode::Write, "replaying events", |tx| {
+            tx.exec(
+                "UPDATE events SET dead_at = NULL, delivered_at = NULL, attempts = 0, last_error = NULL, \
+                 next_attempt_at = ?1, lease_owner = NULL, lease_until = NULL \
+                 WHERE (CAST(?2 AS TEXT) IS NULL AND dead_at IS NOT NULL) OR id = ?2",
+                vals![&clock::format(now), id],
+            )
+        })?;
+        Ok(n as usize)
     }
 
     /// Streams sessions for `export` in a stable order (by ledger id), calling `row` for each.
@@ -974,57 +798,58 @@ impl Ledger {
         f: &ExportFilter,
         mut row: impl FnMut(&Session) -> Result<(), std::io::Error>,
     ) -> Result<u64, ExportError> {
-        let conn = self.conn();
-        let statuses: Vec<&str> = f.statuses.iter().map(|s| s.as_str()).collect();
-        let status_json = serde_json::to_string(&statuses).unwrap_or_else(|_| "[]".into());
-        let mut stmt = conn
-            .prepare_cached(&format!(
-                "SELECT {SESSION_COLS} FROM sessions \
-                 WHERE (?1 IS NULL OR resolved_at >= ?1) AND (?2 IS NULL OR resolved_at < ?2) \
-                 AND (?3 = '[]' OR status IN (SELECT value FROM json_each(?3))) \
-                 AND (?4 IS NULL OR provider = ?4) ORDER BY id"
-            ))
-            .map_err(self.err("preparing the export"))?;
-        let mut rows = stmt
-            .query(params![
-                f.since.map(clock::format),
-                f.until.map(clock::format),
-                status_json,
-                f.provider
-            ])
-            .map_err(self.err("exporting"))?;
-        let mut n = 0;
-        while let Some(r) = rows.next().map_err(self.err("exporting"))? {
-            let s = session_from_row(r).map_err(self.err("exporting"))?;
-            row(&s).map_err(ExportError::Write)?;
-            n += 1;
+        // Up to six statuses, as parameters (NULL for the unused ones): the same SQL for both
+        // engines.
+        let mut statuses = [None; 6];
+        for (slot, s) in statuses.iter_mut().zip(&f.statuses) {
+            *slot = Some(s.as_str());
         }
-        Ok(n)
+        let (since, until) = (f.since.map(clock::format), f.until.map(clock::format));
+        let mut n = 0;
+        let result = self.inner.engine.tx(Mode::Read, |tx| {
+            tx.each(
+                concat!(
+                    "SELECT ",
+                    session_cols!(),
+                    " FROM sessions \
+                     WHERE (CAST(?1 AS TEXT) IS NULL OR resolved_at >= ?1) \
+                     AND (CAST(?2 AS TEXT) IS NULL OR resolved_at < ?2) \
+                     AND (?3 = 0 OR status IN (?4, ?5, ?6, ?7, ?8, ?9)) \
+                     AND (CAST(?10 AS TEXT) IS NULL OR provider = ?10) ORDER BY id"
+                ),
+                vals![
+                    since.as_deref(),
+                    until.as_deref(),
+                    i64::from(!f.statuses.is_empty()),
+                    statuses[0],
+                    statuses[1],
+                    statuses[2],
+                    statuses[3],
+                    statuses[4],
+                    statuses[5],
+                    f.provider.as_deref()
+                ],
+                |r| {
+                    let s = session_from_row(r)?;
+                    row(&s).map_err(ExportStep::Write)?;
+                    n += 1;
+                    Ok(())
+                },
+            )
+        });
+        match result {
+            Ok(()) => Ok(n),
+            Err(ExportStep::Db(e)) => Err(ExportError::Ledger(self.err("exporting")(e))),
+            Err(ExportStep::Write(w)) => Err(ExportError::Write(w)),
+        }
     }
 
     /// Runs read-only SQL for tests and diagnostics (`EXPLAIN QUERY PLAN`, counts).
     #[doc(hidden)]
     pub fn query_strings(&self, sql: &str) -> Result<Vec<String>, Error> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(sql).map_err(self.err("preparing a query"))?;
-        let n = stmt.column_count();
-        let rows = stmt
-            .query_map([], |r| {
-                let mut parts = Vec::with_capacity(n);
-                for i in 0..n {
-                    let v: rusqlite::types::Value = r.get(i)?;
-                    parts.push(match v {
-                        rusqlite::types::Value::Null => "NULL".to_string(),
-                        rusqlite::types::Value::Integer(i) => i.to_string(),
-                        rusqlite::types::Value::Real(f) => f.to_string(),
-                        rusqlite::types::Value::Text(t) => t,
-                        rusqlite::types::Value::Blob(_) => "<blob>".to_string(),
-                    });
-                }
-                Ok(parts.join("|"))
-            })
-            .map_err(self.err("running a query"))?;
-        rows.collect::<Result<_, _>>()
+        self.inner
+            .engine
+            .query_strings(sql)
             .map_err(self.err("running a query"))
     }
 
@@ -1032,10 +857,229 @@ impl Ledger {
     /// applications' direct inserts in examples.
     #[doc(hidden)]
     pub fn execute_batch(&self, sql: &str) -> Result<(), Error> {
-        self.conn()
-            .execute_batch(sql)
+        self.inner
+            .engine
+            .batch(sql)
             .map_err(self.err("running SQL"))
     }
+
+    /// The SQLite connection, for tests of SQLite's own plans.
+    #[cfg(test)]
+    fn lite<T>(&self, f: impl FnOnce(&rusqlite::Connection) -> T) -> T {
+        match &self.inner.engine {
+            Engine::Lite(m) => f(&m.lock().unwrap()),
+            Engine::Pg(_) => panic!("not a SQLite ledger"),
+        }
+    }
+}
+
+/// Why an export row stopped the stream.
+enum ExportStep {
+    Db(DbError),
+    Write(std::io::Error),
+}
+
+impl From<DbError> for ExportStep {
+    fn from(e: DbError) -> Self {
+        ExportStep::Db(e)
+    }
+}
+
+/// COMPLETED sessions counted and summed per currency, as decimals (SQLite's `sum()` would go
+/// through floats).
+fn sum_completed(tx: &mut Tx<'_>) -> Result<Vec<(String, u64, rust_decimal::Decimal)>, DbError> {
+    let mut completed: Vec<(String, u64, rust_decimal::Decimal)> = Vec::new();
+    tx.each(
+        "SELECT coalesce(currency, ''), amount FROM sessions WHERE status = 'COMPLETED' ORDER BY 1",
+        &[],
+        |r| {
+            let currency: String = r.get(0)?;
+            let amount: Option<String> = r.get(1)?;
+            let amount = amount.and_then(|a| a.parse().ok()).unwrap_or_default();
+            match completed.last_mut() {
+                Some((c, n, sum)) if *c == currency => {
+                    *n += 1;
+                    *sum += amount;
+                }
+                _ => completed.push((currency, 1, amount)),
+            }
+            Ok::<_, DbError>(())
+        },
+    )?;
+    Ok(completed)
+}
+
+/// One outcome of [`Ledger::record`].
+fn record_one(
+    tx: &mut Tx<'_>,
+    owner: &str,
+    now_s: &str,
+    rec: &Record,
+    written: &mut Vec<Written>,
+) -> Result<(), DbError> {
+    match rec {
+        Record::Transition {
+            rowid,
+            from,
+            to,
+            source,
+            reason,
+            facts,
+            charged,
+            compared,
+            late_check_at,
+        } => {
+            // A plain UPDATE and a read by rowid: `RETURNING` would open a temporary table per
+            // statement in SQLite, the largest single cost of recording (profiled).
+            let late = late_check_at.map(clock::format);
+            let won = tx.exec(
+                TRANSITION_CAS,
+                vals![
+                    to.as_str(),
+                    now_s,
+                    i64::from(*charged),
+                    facts.provider_status.as_deref(),
+                    facts.transaction_id.as_deref(),
+                    facts.payment_method.as_deref(),
+                    facts.provider_completed_at.as_deref(),
+                    *rowid,
+                    from.as_str(),
+                    late.as_deref()
+                ],
+            )? == 1;
+            let current = tx.query_opt(SESSION_BY_ROWID, vals![*rowid], session_from_row)?;
+            let (true, Some(session)) = (won, &current) else {
+                // Someone recorded this session first. If the provider now says something else
+                // than what was recorded, that contradiction is an anomaly.
+                match current {
+                    Some(cur)
+                        if *source != Source::Manual
+                            && cur.status != to.as_str()
+                            && cur.status != Status::Pending.as_str() =>
+                    {
+                        let anomaly = Anomaly {
+                            provider_says: *to,
+                            reason: format!(
+                                "the provider's answer means {to} but the session was already recorded {}",
+                                cur.status
+                            ),
+                            facts: facts.clone(),
+                        };
+                        written.push(write_anomaly(tx, &cur, &anomaly, now_s)?);
+                    }
+                    _ => tracing::debug!(
+                        rowid,
+                        "transition lost the compare-and-set; already recorded"
+                    ),
+                }
+                return Ok(());
+            };
+            tx.exec(
+                "INSERT INTO transitions (session, from_status, to_status, at, source, reason, \
+                 provider_status, transaction_id, payment_method, provider_amount, \
+                 provider_reference, provider_currency, provider_completed_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                vals![
+                    *rowid,
+                    from.as_str(),
+                    to.as_str(),
+                    now_s,
+                    source.as_str(),
+                    reason.as_deref(),
+                    facts.provider_status.as_deref(),
+                    facts.transaction_id.as_deref(),
+                    facts.payment_method.as_deref(),
+                    facts.amount.as_deref(),
+                    facts.reference.as_deref(),
+                    facts.currency.as_deref(),
+                    facts.provider_completed_at.as_deref()
+                ],
+            )?;
+            let id = events::new_id();
+            let payload = events::transition_payload(&events::TransitionEvent {
+                id: &id,
+                created_at: now_s,
+                session,
+                from: *from,
+                to: *to,
+                reason: reason.as_deref(),
+                facts,
+                compared,
+            });
+            insert_event(tx, &id, to.event_type(), *rowid, &payload, now_s)?;
+            written.push(Written {
+                id,
+                kind: to.event_type(),
+                payload,
+            });
+        }
+        Record::Reschedule {
+            rowid,
+            next_check_at,
+            last_error,
+            answered,
+            not_found,
+            charged,
+            facts,
+        } => {
+            let f = facts.clone().unwrap_or_default();
+            tx.exec(
+                "UPDATE sessions SET next_check_at = ?1, last_error = ?2, checks = checks + ?3, \
+                 answered_checks = answered_checks + ?4, \
+                 last_checked_at = CASE WHEN ?3 = 1 THEN ?5 ELSE last_checked_at END, \
+                 not_found_count = CASE CAST(?6 AS BIGINT) WHEN 1 THEN not_found_count + 1 \
+                                   WHEN 0 THEN 0 ELSE not_found_count END, \
+                 provider_status = coalesce(?7, provider_status), \
+                 transaction_id = coalesce(?8, transaction_id), \
+                 payment_method = coalesce(?9, payment_method), \
+                 lease_owner = NULL, lease_until = NULL \
+                 WHERE id = ?10 AND status = 'PENDING' AND lease_owner = ?11",
+                vals![
+                    &clock::format(*next_check_at),
+                    last_error.as_deref(),
+                    i64::from(*charged),
+                    i64::from(*answered),
+                    now_s,
+                    not_found.map(i64::from),
+                    f.provider_status.as_deref(),
+                    f.transaction_id.as_deref(),
+                    f.payment_method.as_deref(),
+                    *rowid,
+                    owner
+                ],
+            )?;
+        }
+        Record::Release { rowid, last_error } => {
+            // Due again at once: a PENDING session's check, or an EXPIRED one's late check.
+            tx.exec(
+                "UPDATE sessions SET \
+                 next_check_at = CASE WHEN status = 'PENDING' THEN ?1 ELSE next_check_at END, \
+                 late_check_at = CASE WHEN status = 'EXPIRED' AND late_check_at IS NOT NULL THEN ?1 \
+                                 ELSE late_check_at END, \
+                 lease_owner = NULL, lease_until = NULL, \
+                 last_error = CASE WHEN status = 'PENDING' THEN coalesce(?2, last_error) ELSE last_error END \
+                 WHERE id = ?3 AND lease_owner = ?4",
+                vals![now_s, last_error.as_deref(), *rowid, owner],
+            )?;
+        }
+        Record::LateCheck {
+            rowid,
+            next,
+            last_error,
+            anomaly,
+        } => {
+            let next = next.map(clock::format);
+            let updated = tx.query_opt(
+                LATE_CHECK_DONE,
+                vals![next.as_deref(), last_error.as_deref(), *rowid, owner],
+                session_from_row,
+            )?;
+            if let (Some(session), Some(anomaly)) = (updated, anomaly) {
+                written.push(write_anomaly(tx, &session, anomaly, now_s)?);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// An export failed reading the ledger or writing the output.
@@ -1056,50 +1100,44 @@ pub struct ImportOutcome {
     pub errors: Vec<String>,
 }
 
-const INSERT_SESSION: &str = "INSERT INTO sessions (provider, session_id, reference, amount, currency, created_at) \
-     VALUES (?1, ?2, ?3, ?4, ?5, coalesce(?6, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))) \
-     ON CONFLICT (provider, session_id) DO NOTHING";
-
-fn insert_with(
-    stmt: &mut rusqlite::CachedStatement<'_>,
-    s: &NewSession,
-) -> rusqlite::Result<usize> {
-    stmt.execute(params![
-        s.provider,
-        s.session_id,
-        s.reference,
-        s.amount,
-        s.currency,
-        s.created_at.map(clock::format)
-    ])
-}
-
-fn insert_session(conn: &Connection, s: &NewSession) -> rusqlite::Result<usize> {
-    insert_with(&mut conn.prepare_cached(INSERT_SESSION)?, s)
+fn insert_session(tx: &mut Tx<'_>, s: &NewSession) -> Result<u64, DbError> {
+    let created = clock::format(s.created_at.unwrap_or_else(clock::now));
+    tx.exec(
+        "INSERT INTO sessions (provider, session_id, reference, amount, currency, created_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (provider, session_id) DO NOTHING",
+        vals![
+            &s.provider,
+            &s.session_id,
+            s.reference.as_deref(),
+            s.amount.as_deref(),
+            s.currency.as_deref(),
+            &created
+        ],
+    )
 }
 
 fn insert_event(
-    tx: &Connection,
+    tx: &mut Tx<'_>,
     id: &str,
     kind: &str,
     rowid: i64,
     payload: &str,
     now: &str,
-) -> rusqlite::Result<usize> {
-    tx.prepare_cached(
+) -> Result<u64, DbError> {
+    tx.exec(
         "INSERT INTO events (id, type, session, payload, created_at, next_attempt_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
-    )?
-    .execute(params![id, kind, rowid, payload, now])
+        vals![id, kind, rowid, payload, now],
+    )
 }
 
-/// Writes a `session.anomaly` event (no state change) and returns its payload.
+/// Writes a `session.anomaly` event (no state change) and returns it.
 fn write_anomaly(
-    tx: &Connection,
+    tx: &mut Tx<'_>,
     session: &Session,
     anomaly: &Anomaly,
     now: &str,
-) -> rusqlite::Result<Written> {
+) -> Result<Written, DbError> {
     let id = events::new_id();
     let payload = events::anomaly_payload(&id, now, session, anomaly);
     tracing::warn!(provider = %session.provider, session_id = %session.session_id, recorded = %session.status,
@@ -1112,51 +1150,10 @@ fn write_anomaly(
     })
 }
 
-fn migrate(conn: &mut Connection, path: &str) -> Result<(), Error> {
-    let err = |what| {
-        move |source| Error::Sqlite {
-            path: path.to_string(),
-            what,
-            source,
-        }
-    };
-    let version: i64 = conn
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(err("reading the schema version"))?;
-    if version > schema::VERSION {
-        return Err(Error::TooNew {
-            path: path.to_string(),
-            found: version,
-            supported: schema::VERSION,
-        });
-    }
-    for (i, sql) in schema::MIGRATIONS.iter().enumerate().skip(version as usize) {
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(err("starting a migration"))?;
-        tx.execute_batch(sql).map_err(err("migrating the schema"))?;
-        let dangling: Option<String> = tx
-            .query_row("PRAGMA foreign_key_check", [], |r| r.get(0))
-            .optional()
-            .map_err(err("checking foreign keys after a migration"))?;
-        if let Some(table) = dangling {
-            return Err(Error::Corrupt {
-                path: path.to_string(),
-                message: format!(
-                    "a row of {table} refers to a session that does not exist; the migration was not applied"
-                ),
-            });
-        }
-        tx.pragma_update(None, "user_version", i as i64 + 1)
-            .map_err(err("recording the schema version"))?;
-        tx.commit().map_err(err("committing a migration"))?;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rusqlite::{Connection, params};
 
     fn temp() -> (tempfile::TempDir, Ledger) {
         let dir = tempfile::tempdir().unwrap();
@@ -1189,14 +1186,15 @@ mod tests {
     }
 
     fn plan_of(l: &Ledger, sql: &str, params: impl rusqlite::Params) -> String {
-        let conn = l.conn();
-        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
-        let plan: Vec<String> = stmt
-            .query_map(params, |r| r.get::<_, String>(3))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-        plan.join("\n")
+        l.lite(|conn| {
+            let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            let plan: Vec<String> = stmt
+                .query_map(params, |r| r.get::<_, String>(3))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            plan.join("\n")
+        })
     }
 
     #[test]
@@ -1210,7 +1208,7 @@ mod tests {
         )
         .unwrap();
         let now = clock::format(clock::now());
-        let plan = plan_of(&l, CLAIM_ALL, params!["o", now, 0, 500, now]);
+        let plan = plan_of(&l, CLAIM_ALL[0], params!["o", now, 0, 500, now]);
         assert!(
             plan.contains("INTEGER PRIMARY KEY (rowid>?)"),
             "plan was: {plan}"

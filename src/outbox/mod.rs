@@ -73,7 +73,7 @@ struct Failure {
 }
 
 impl Outbox {
-    /// An outbox on its own connection to the ledger at `ledger_path`.
+    /// An outbox on its own handle to the ledger.
     pub fn new(
         ledger: Ledger,
         cfg: WebhookConfig,

@@ -1,0 +1,629 @@
+//! The two SQL engines under the ledger: SQLite (one file, the default) and PostgreSQL (several
+//! daemons on one database). The ledger's operations are written once, against [`Tx`]; this
+//! module hides what differs — connections, placeholders (`?1` is written, PostgreSQL gets `$1`),
+//! parameter and column types, statement caches — and nothing else. Statements that must differ
+//! (row locks in claims) are chosen by the ledger with [`Engine::is_pg`].
+
+use std::collections::HashMap;
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use postgres::types::{ToSql, Type};
+use rusqlite::TransactionBehavior;
+
+/// A parameter: the ledger binds only integers, text and NULL.
+#[derive(Debug, Clone, Copy)]
+pub enum Val<'a> {
+    Null,
+    Int(i64),
+    Text(&'a str),
+}
+
+impl<'a> From<&'a str> for Val<'a> {
+    fn from(v: &'a str) -> Self {
+        Val::Text(v)
+    }
+}
+impl<'a> From<&'a String> for Val<'a> {
+    fn from(v: &'a String) -> Self {
+        Val::Text(v)
+    }
+}
+impl From<i64> for Val<'_> {
+    fn from(v: i64) -> Self {
+        Val::Int(v)
+    }
+}
+impl From<u32> for Val<'_> {
+    fn from(v: u32) -> Self {
+        Val::Int(i64::from(v))
+    }
+}
+impl<'a, T: Into<Val<'a>>> From<Option<T>> for Val<'a> {
+    fn from(v: Option<T>) -> Self {
+        v.map_or(Val::Null, Into::into)
+    }
+}
+
+/// `vals![a, b, …]`: a parameter list.
+macro_rules! vals {
+    ($($e:expr),* $(,)?) => { &[$($crate::ledger::db::Val::from($e)),*] };
+}
+pub(crate) use vals;
+
+impl rusqlite::ToSql for Val<'_> {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{ToSqlOutput, ValueRef};
+        Ok(match self {
+            Val::Null => ToSqlOutput::Borrowed(ValueRef::Null),
+            Val::Int(i) => ToSqlOutput::Borrowed(ValueRef::Integer(*i)),
+            Val::Text(t) => ToSqlOutput::Borrowed(ValueRef::Text(t.as_bytes())),
+        })
+    }
+}
+
+/// A failure of either engine, or a value of the wrong type.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("{}", pg_message(.0))]
+    Pg(#[from] postgres::Error),
+    #[error("{0}")]
+    Value(String),
+}
+
+/// PostgreSQL's own message (with its detail) rather than the client's generic "db error".
+fn pg_message(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => match db.detail() {
+            Some(d) => format!("{} ({d})", db.message()),
+            None => db.message().to_string(),
+        },
+        None => e.to_string(),
+    }
+}
+
+impl DbError {
+    /// A unique or check constraint refused the row (both engines), with its name if known.
+    pub fn constraint(&self) -> Option<String> {
+        match self {
+            DbError::Sqlite(rusqlite::Error::SqliteFailure(e, msg))
+                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                Some(msg.clone().unwrap_or_default())
+            }
+            DbError::Pg(e) => e.as_db_error().and_then(|d| {
+                d.code()
+                    .code()
+                    .starts_with("23")
+                    .then(|| d.constraint().unwrap_or(d.message()).to_string())
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// A column value the ledger reads: integers and text, either possibly NULL.
+pub trait FromDb: Sized {
+    fn lite(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Self>;
+    fn pg(r: &postgres::Row, i: usize) -> Result<Self, DbError>;
+}
+
+fn pg_int(r: &postgres::Row, i: usize) -> Result<Option<i64>, DbError> {
+    let ty = r.columns().get(i).map(|c| c.type_().clone());
+    Ok(match ty {
+        Some(Type::INT4) => r.try_get::<_, Option<i32>>(i)?.map(i64::from),
+        Some(Type::INT2) => r.try_get::<_, Option<i16>>(i)?.map(i64::from),
+        Some(Type::TEXT) | Some(Type::VARCHAR) => match r.try_get::<_, Option<String>>(i)? {
+            Some(t) => Some(
+                t.parse()
+                    .map_err(|_| DbError::Value(format!("column {i}: {t:?} is not an integer")))?,
+            ),
+            None => None,
+        },
+        _ => r.try_get::<_, Option<i64>>(i)?,
+    })
+}
+
+impl FromDb for Option<i64> {
+    fn lite(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Self> {
+        r.get(i)
+    }
+    fn pg(r: &postgres::Row, i: usize) -> Result<Self, DbError> {
+        pg_int(r, i)
+    }
+}
+impl FromDb for i64 {
+    fn lite(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Self> {
+        r.get(i)
+    }
+    fn pg(r: &postgres::Row, i: usize) -> Result<Self, DbError> {
+        pg_int(r, i)?.ok_or_else(|| DbError::Value(format!("column {i} is NULL")))
+    }
+}
+impl FromDb for u64 {
+    fn lite(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Self> {
+        r.get(i)
+    }
+    fn pg(r: &postgres::Row, i: usize) -> Result<Self, DbError> {
+        let v = i64::pg(r, i)?;
+        u64::try_from(v).map_err(|_| DbError::Value(format!("column {i}: {v} is negative")))
+    }
+}
+impl FromDb for Option<String> {
+    fn lite(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Self> {
+        r.get(i)
+    }
+    fn pg(r: &postgres::Row, i: usize) -> Result<Self, DbError> {
+        Ok(r.try_get(i)?)
+    }
+}
+impl FromDb for String {
+    fn lite(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Self> {
+        r.get(i)
+    }
+    fn pg(r: &postgres::Row, i: usize) -> Result<Self, DbError> {
+        Ok(r.try_get(i)?)
+    }
+}
+
+/// One result row of either engine.
+pub enum Row<'r> {
+    Lite(&'r rusqlite::Row<'r>),
+    Pg(&'r postgres::Row),
+}
+
+impl Row<'_> {
+    pub fn get<T: FromDb>(&self, i: usize) -> Result<T, DbError> {
+        match self {
+            Row::Lite(r) => Ok(T::lite(r, i)?),
+            Row::Pg(r) => T::pg(r, i),
+        }
+    }
+}
+
+/// `?1`, `?2`, … (outside quoted text) as PostgreSQL's `$1`, `$2`, ….
+pub fn pg_sql(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut quoted = false;
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => {
+                quoted = !quoted;
+                out.push(c);
+            }
+            '?' if !quoted && chars.peek().is_some_and(char::is_ascii_digit) => out.push('$'),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// One parameter as the Rust type PostgreSQL inferred for it.
+fn pg_param(v: &Val<'_>, ty: &Type) -> Result<Box<dyn ToSql + Sync>, DbError> {
+    let bad = |what: &str| DbError::Value(format!("cannot bind {what} as {ty}"));
+    Ok(match (v, ty) {
+        (Val::Null, &Type::INT8) => Box::new(None::<i64>),
+        (Val::Null, &Type::INT4) => Box::new(None::<i32>),
+        (Val::Null, &Type::INT2) => Box::new(None::<i16>),
+        (Val::Null, _) => Box::new(None::<String>),
+        (Val::Int(i), &Type::INT8) => Box::new(*i),
+        (Val::Int(i), &Type::INT4) => {
+            Box::new(i32::try_from(*i).map_err(|_| bad("a large integer"))?)
+        }
+        (Val::Int(i), &Type::INT2) => {
+            Box::new(i16::try_from(*i).map_err(|_| bad("a large integer"))?)
+        }
+        (Val::Int(i), _) => Box::new(i.to_string()),
+        (Val::Text(t), &Type::INT8) => Box::new(t.parse::<i64>().map_err(|_| bad("text"))?),
+        (Val::Text(t), &Type::INT4) => Box::new(t.parse::<i32>().map_err(|_| bad("text"))?),
+        (Val::Text(t), _) => Box::new(t.to_string()),
+    })
+}
+
+/// A PostgreSQL connection with its prepared statements.
+pub struct PgConn {
+    client: postgres::Client,
+    statements: HashMap<String, postgres::Statement>,
+}
+
+/// The PostgreSQL connections of one process: made when needed, at most `max`, reused.
+pub struct PgPool {
+    config: postgres::Config,
+    idle: Mutex<(Vec<PgConn>, usize)>,
+    freed: Condvar,
+    max: usize,
+}
+
+impl PgPool {
+    pub fn new(config: postgres::Config, max: usize) -> PgPool {
+        PgPool {
+            config,
+            idle: Mutex::new((Vec::new(), 0)),
+            freed: Condvar::new(),
+            max: max.max(1),
+        }
+    }
+
+    pub fn connect(&self) -> Result<PgConn, DbError> {
+        let client = self.config.connect(postgres::NoTls)?;
+        Ok(PgConn {
+            client,
+            statements: HashMap::new(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, (Vec<PgConn>, usize)> {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// An idle connection, a new one while fewer than `max` exist, else the next one freed.
+    fn take(&self) -> Result<PgConn, DbError> {
+        let mut g = self.lock();
+        loop {
+            if let Some(c) = g.0.pop() {
+                return Ok(c);
+            }
+            if g.1 < self.max {
+                g.1 += 1;
+                drop(g);
+                return self.connect().inspect_err(|_| self.lock().1 -= 1);
+            }
+            g = self.freed.wait(g).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// Returns a connection; a closed one is dropped so the next `take` makes a new one.
+    fn give(&self, c: PgConn) {
+        let mut g = self.lock();
+        if c.client.is_closed() {
+            g.1 -= 1;
+        } else {
+            g.0.push(c);
+        }
+        self.freed.notify_one();
+    }
+}
+
+/// Where the ledger lives.
+pub enum Engine {
+    Lite(Mutex<rusqlite::Connection>),
+    Pg(Box<PgPool>),
+}
+
+/// A write transaction takes SQLite's write lock at once (`IMMEDIATE`), so two processes on one
+/// file queue on `busy_timeout` instead of failing on a lock upgrade.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Read,
+    Write,
+}
+
+impl Engine {
+    pub fn is_pg(&self) -> bool {
+        matches!(self, Engine::Pg(_))
+    }
+
+    /// Runs `f` in one transaction, committed when `f` returns `Ok` (unless it called
+    /// [`Tx::roll_back`]) and rolled back otherwise.
+    pub fn tx<T, E: From<DbError>>(
+        &self,
+        mode: Mode,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        match self {
+            Engine::Lite(m) => {
+                // A poisoned mutex means a panic while holding the connection; SQLite rolled
+                // back any open transaction, so the connection is still usable.
+                let mut conn = m.lock().unwrap_or_else(|p| p.into_inner());
+                let behavior = match mode {
+                    Mode::Read => TransactionBehavior::Deferred,
+                    Mode::Write => TransactionBehavior::Immediate,
+                };
+                let mut tx = Tx {
+                    inner: Inner::Lite(
+                        conn.transaction_with_behavior(behavior)
+                            .map_err(DbError::from)?,
+                    ),
+                    roll_back: false,
+                };
+                let out = f(&mut tx)?;
+                tx.finish().map_err(E::from)?;
+                Ok(out)
+            }
+            Engine::Pg(pool) => {
+                let mut conn = pool.take().map_err(E::from)?;
+                let result = (|| {
+                    let PgConn { client, statements } = &mut conn;
+                    let mut tx = Tx {
+                        inner: Inner::Pg(client.transaction().map_err(DbError::from)?, statements),
+                        roll_back: false,
+                    };
+                    let out = f(&mut tx)?;
+                    tx.finish().map_err(E::from)?;
+                    Ok(out)
+                })();
+                pool.give(conn);
+                result
+            }
+        }
+    }
+
+    /// Runs SQL text (several statements) outside any transaction of ours.
+    pub fn batch(&self, sql: &str) -> Result<(), DbError> {
+        match self {
+            Engine::Lite(m) => Ok(m
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .execute_batch(sql)?),
+            Engine::Pg(pool) => {
+                let mut conn = pool.take()?;
+                let r = conn.client.batch_execute(sql);
+                pool.give(conn);
+                Ok(r?)
+            }
+        }
+    }
+
+    /// Runs a read-only query and renders each row as `a|b|c` (tests and diagnostics).
+    pub fn query_strings(&self, sql: &str) -> Result<Vec<String>, DbError> {
+        match self {
+            Engine::Lite(m) => {
+                let conn = m.lock().unwrap_or_else(|p| p.into_inner());
+                let mut stmt = conn.prepare(sql)?;
+                let n = stmt.column_count();
+                let rows = stmt.query_map([], |r| {
+                    let mut parts = Vec::with_capacity(n);
+                    for i in 0..n {
+                        use rusqlite::types::Value;
+                        parts.push(match r.get::<_, Value>(i)? {
+                            Value::Null => "NULL".to_string(),
+                            Value::Integer(i) => i.to_string(),
+                            Value::Real(f) => f.to_string(),
+                            Value::Text(t) => t,
+                            Value::Blob(_) => "<blob>".to_string(),
+                        });
+                    }
+                    Ok(parts.join("|"))
+                })?;
+                Ok(rows.collect::<Result<_, _>>()?)
+            }
+            Engine::Pg(pool) => {
+                let mut conn = pool.take()?;
+                let r = conn.client.simple_query(sql);
+                pool.give(conn);
+                Ok(r?
+                    .into_iter()
+                    .filter_map(|m| match m {
+                        postgres::SimpleQueryMessage::Row(row) => Some(
+                            (0..row.len())
+                                .map(|i| row.get(i).unwrap_or("NULL").to_string())
+                                .collect::<Vec<_>>()
+                                .join("|"),
+                        ),
+                        _ => None,
+                    })
+                    .collect())
+            }
+        }
+    }
+}
+
+enum Inner<'c> {
+    Lite(rusqlite::Transaction<'c>),
+    Pg(
+        postgres::Transaction<'c>,
+        &'c mut HashMap<String, postgres::Statement>,
+    ),
+}
+
+/// One open transaction of either engine.
+pub struct Tx<'c> {
+    inner: Inner<'c>,
+    roll_back: bool,
+}
+
+impl Tx<'_> {
+    pub fn is_pg(&self) -> bool {
+        matches!(self.inner, Inner::Pg(..))
+    }
+
+    /// Ends the transaction without writing anything when the closure returns.
+    pub fn roll_back(&mut self) {
+        self.roll_back = true;
+    }
+
+    fn finish(self) -> Result<(), DbError> {
+        match (self.inner, self.roll_back) {
+            (Inner::Lite(tx), false) => tx.commit()?,
+            (Inner::Lite(tx), true) => tx.rollback()?,
+            (Inner::Pg(tx, _), false) => tx.commit()?,
+            (Inner::Pg(tx, _), true) => tx.rollback()?,
+        }
+        Ok(())
+    }
+
+    /// The cached PostgreSQL statement for `sql` and its parameters bound to the inferred types.
+    fn pg_prepare(
+        tx: &mut postgres::Transaction<'_>,
+        cache: &mut HashMap<String, postgres::Statement>,
+        sql: &str,
+        p: &[Val<'_>],
+    ) -> Result<(postgres::Statement, Vec<Box<dyn ToSql + Sync>>), DbError> {
+        let stmt = match cache.get(sql) {
+            Some(s) => s.clone(),
+            None => {
+                let s = tx.prepare(&pg_sql(sql))?;
+                cache.insert(sql.to_string(), s.clone());
+                s
+            }
+        };
+        if stmt.params().len() != p.len() {
+            return Err(DbError::Value(format!(
+                "statement takes {} parameters, {} given",
+                stmt.params().len(),
+                p.len()
+            )));
+        }
+        let bound = p
+            .iter()
+            .zip(stmt.params())
+            .map(|(v, ty)| pg_param(v, ty))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((stmt, bound))
+    }
+
+    /// Runs one statement; returns the rows it changed.
+    pub fn exec(&mut self, sql: &str, p: &[Val<'_>]) -> Result<u64, DbError> {
+        match &mut self.inner {
+            Inner::Lite(tx) => Ok(tx
+                .prepare_cached(sql)?
+                .execute(rusqlite::params_from_iter(p.iter()))?
+                as u64),
+            Inner::Pg(tx, cache) => {
+                let (stmt, bound) = Self::pg_prepare(tx, cache, sql, p)?;
+                let refs: Vec<&(dyn ToSql + Sync)> = bound.iter().map(|b| b.as_ref()).collect();
+                Ok(tx.execute(&stmt, &refs)?)
+            }
+        }
+    }
+
+    /// Runs a query, calling `f` for each row as it arrives (the rows are not collected).
+    pub fn each<E: From<DbError>>(
+        &mut self,
+        sql: &str,
+        p: &[Val<'_>],
+        mut f: impl FnMut(&Row<'_>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        match &mut self.inner {
+            Inner::Lite(tx) => {
+                let mut stmt = tx.prepare_cached(sql).map_err(DbError::from)?;
+                let mut rows = stmt
+                    .query(rusqlite::params_from_iter(p.iter()))
+                    .map_err(DbError::from)?;
+                while let Some(r) = rows.next().map_err(DbError::from)? {
+                    f(&Row::Lite(r))?;
+                }
+                Ok(())
+            }
+            Inner::Pg(tx, cache) => {
+                use postgres::fallible_iterator::FallibleIterator;
+                let (stmt, bound) = Self::pg_prepare(tx, cache, sql, p)?;
+                let mut rows = tx
+                    .query_raw(&stmt, bound.iter().map(|b| b.as_ref()))
+                    .map_err(DbError::from)?;
+                while let Some(r) = rows.next().map_err(DbError::from)? {
+                    f(&Row::Pg(&r))?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Runs a query and maps every row.
+    pub fn query<T>(
+        &mut self,
+        sql: &str,
+        p: &[Val<'_>],
+        mut f: impl FnMut(&Row<'_>) -> Result<T, DbError>,
+    ) -> Result<Vec<T>, DbError> {
+        let mut out = Vec::new();
+        self.each(sql, p, |r| {
+            out.push(f(r)?);
+            Ok::<_, DbError>(())
+        })?;
+        Ok(out)
+    }
+
+    /// Runs a query expected to give at most one row.
+    pub fn query_opt<T>(
+        &mut self,
+        sql: &str,
+        p: &[Val<'_>],
+        f: impl FnMut(&Row<'_>) -> Result<T, DbError>,
+    ) -> Result<Option<T>, DbError> {
+        Ok(self.query(sql, p, f)?.into_iter().next())
+    }
+
+    /// Runs a query giving exactly one row.
+    pub fn query_one<T>(
+        &mut self,
+        sql: &str,
+        p: &[Val<'_>],
+        f: impl FnMut(&Row<'_>) -> Result<T, DbError>,
+    ) -> Result<T, DbError> {
+        self.query_opt(sql, p, f)?
+            .ok_or_else(|| DbError::Value("the query gave no row".into()))
+    }
+
+    /// Runs SQL text (several statements, no parameters) inside this transaction.
+    pub fn batch(&mut self, sql: &str) -> Result<(), DbError> {
+        match &mut self.inner {
+            Inner::Lite(tx) => tx.execute_batch(sql)?,
+            Inner::Pg(tx, _) => tx.batch_execute(sql)?,
+        }
+        Ok(())
+    }
+
+    /// PostgreSQL's `COPY … FROM STDIN` in text format, for `ledger copy`.
+    pub fn pg_copy_in(&mut self, sql: &str, data: &[u8]) -> Result<u64, DbError> {
+        use std::io::Write;
+        match &mut self.inner {
+            Inner::Lite(_) => Err(DbError::Value("COPY is PostgreSQL's".into())),
+            Inner::Pg(tx, _) => {
+                let mut w = tx.copy_in(sql)?;
+                w.write_all(data)
+                    .map_err(|e| DbError::Value(format!("copying: {e}")))?;
+                Ok(w.finish()?)
+            }
+        }
+    }
+}
+
+/// PostgreSQL connection settings from a `postgres://` URL, with payrecon's defaults.
+pub fn pg_config(url: &str) -> Result<postgres::Config, String> {
+    let mut c: postgres::Config = url
+        .parse()
+        .map_err(|e| format!("not a PostgreSQL URL: {e}"))?;
+    if c.get_connect_timeout().is_none() {
+        c.connect_timeout(Duration::from_secs(10));
+    }
+    if c.get_application_name().is_none() {
+        c.application_name("payrecon");
+    }
+    Ok(c)
+}
+
+/// A URL without its password, for messages and logs.
+pub fn redact(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        Ok(u) => u.to_string(),
+        Err(_) => "postgres://…".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_become_dollars_outside_quotes() {
+        assert_eq!(
+            pg_sql("SELECT ?1, '?2', ?10 FROM t WHERE a = '?' AND b = ?2"),
+            "SELECT $1, '?2', $10 FROM t WHERE a = '?' AND b = $2"
+        );
+    }
+
+    #[test]
+    fn passwords_are_not_shown() {
+        let r = redact("postgres://payrecon:s3cret@db.internal:5432/payrecon");
+        assert!(!r.contains("s3cret"), "{r}");
+        assert!(r.contains("db.internal"), "{r}");
+    }
+}
