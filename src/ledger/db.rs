@@ -287,6 +287,17 @@ impl PgPool {
     }
 }
 
+impl Drop for PgPool {
+    /// Closing a client blocks on its runtime, which a tokio worker must not do: inside tokio
+    /// the idle connections are closed on a thread of their own.
+    fn drop(&mut self) {
+        let idle = std::mem::take(&mut self.idle.get_mut().unwrap_or_else(|p| p.into_inner()).0);
+        if tokio::runtime::Handle::try_current().is_ok() {
+            std::thread::spawn(move || drop(idle));
+        }
+    }
+}
+
 /// Where the ledger lives.
 pub enum Engine {
     Lite(Mutex<rusqlite::Connection>),
@@ -333,7 +344,7 @@ impl Engine {
                 tx.finish().map_err(E::from)?;
                 Ok(out)
             }
-            Engine::Pg(pool) => {
+            Engine::Pg(pool) => outside_runtime(|| {
                 let mut conn = pool.take().map_err(E::from)?;
                 let result = (|| {
                     let PgConn { client, statements } = &mut conn;
@@ -347,7 +358,7 @@ impl Engine {
                 })();
                 pool.give(conn);
                 result
-            }
+            }),
         }
     }
 
@@ -358,12 +369,12 @@ impl Engine {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .execute_batch(sql)?),
-            Engine::Pg(pool) => {
+            Engine::Pg(pool) => outside_runtime(|| {
                 let mut conn = pool.take()?;
                 let r = conn.client.batch_execute(sql);
                 pool.give(conn);
                 Ok(r?)
-            }
+            }),
         }
     }
 
@@ -390,7 +401,7 @@ impl Engine {
                 })?;
                 Ok(rows.collect::<Result<_, _>>()?)
             }
-            Engine::Pg(pool) => {
+            Engine::Pg(pool) => outside_runtime(|| {
                 let mut conn = pool.take()?;
                 let r = conn.client.simple_query(sql);
                 pool.give(conn);
@@ -406,8 +417,21 @@ impl Engine {
                         _ => None,
                     })
                     .collect())
-            }
+            }),
         }
+    }
+}
+
+/// Runs blocking PostgreSQL work (the client drives its own small runtime) from any thread: on
+/// a worker of a multi-threaded tokio runtime it first leaves the runtime (`block_in_place`);
+/// on tokio's blocking pool — where [`Ledger::call`](super::Ledger::call) runs the ledger — and
+/// outside tokio it just runs.
+fn outside_runtime<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
     }
 }
 

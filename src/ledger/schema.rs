@@ -310,7 +310,8 @@ pub fn migrate(engine: &Engine, ledger: &str) -> Result<(), Error> {
         Engine::Pg(_) => engine.tx(Mode::Write, |tx| {
             // Daemons starting together migrate one after the other.
             tx.batch(
-                "SELECT pg_advisory_xact_lock(7305960357385347153); \
+                "SET LOCAL client_min_messages = warning; \
+                 SELECT pg_advisory_xact_lock(7305960357385347153); \
                  CREATE TABLE IF NOT EXISTS payrecon_schema (version BIGINT NOT NULL); \
                  INSERT INTO payrecon_schema SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM payrecon_schema);",
             )?;
