@@ -19,7 +19,7 @@ async fn config_errors_exit_2_naming_the_key() {
     for (key, value, named) in cases {
         std::fs::write(
             &env.config_path,
-            crate::support::config_text(&env.ledger_path, &env.base_url),
+            crate::support::config_text(&env.location, &env.base_url),
         )
         .unwrap();
         env.set(key, value);
@@ -50,7 +50,7 @@ async fn config_errors_exit_2_naming_the_key() {
     // A missing secret variable is named.
     std::fs::write(
         &env.config_path,
-        crate::support::config_text(&env.ledger_path, &env.base_url),
+        crate::support::config_text(&env.location, &env.base_url),
     )
     .unwrap();
     let with_key = std::fs::read_to_string(&env.config_path).unwrap()

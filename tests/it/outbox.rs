@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::support::receiver::{Answer, Receiver, verifies};
-use crate::support::{Env, Guard, SECRET_A, SECRET_B, count, one, output, text, wait_for};
+use crate::support::{Engine, Env, Guard, SECRET_A, SECRET_B, count, one, output, text, wait_for};
 use payrecon::ledger::Ledger;
 
 /// Runs passes and delivery sweeps until `cond` holds or 15 seconds pass.
@@ -28,9 +28,8 @@ async fn drive(
     false
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn retried_until_2xx_with_one_id_and_signatures_that_verify() {
-    let mut env = Env::start().await;
+async fn retried_until_2xx_with_one_id_and_signatures_that_verify(engine: Engine) {
+    let mut env = Env::start_on(engine).await;
     let rx = Receiver::start(|_, n| {
         if n <= 2 {
             Answer::Status(503)
@@ -72,9 +71,8 @@ async fn retried_until_2xx_with_one_id_and_signatures_that_verify() {
     assert_eq!(outbox.counters.snapshot(), (1, 2, 0));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dead_after_the_schedule_then_replay_delivers_it() {
-    let mut env = Env::start().await;
+async fn dead_after_the_schedule_then_replay_delivers_it(engine: Engine) {
+    let mut env = Env::start_on(engine).await;
     let rx = Receiver::start(|_, _| Answer::Status(500)).await;
     env.webhook(&rx.url, r#"["30ms", "30ms"]"#, "2s");
     let l = env.ledger();
@@ -130,9 +128,8 @@ async fn dead_after_the_schedule_then_replay_delivers_it() {
     assert_eq!(output(c).await.status.code(), Some(2));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn gone_is_dead_at_once_and_429_waits_its_retry_after() {
-    let mut env = Env::start().await;
+async fn gone_is_dead_at_once_and_429_waits_its_retry_after(engine: Engine) {
+    let mut env = Env::start_on(engine).await;
     let rx = Receiver::start(|_, _| Answer::Status(410)).await;
     env.webhook(&rx.url, r#"["10ms", "10ms", "10ms"]"#, "2s");
     let l = env.ledger();
@@ -167,9 +164,8 @@ async fn gone_is_dead_at_once_and_429_waits_its_retry_after() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_outboxes_never_send_one_event_at_the_same_time() {
-    let mut env = Env::start().await;
+async fn two_outboxes_never_send_one_event_at_the_same_time(engine: Engine) {
+    let mut env = Env::start_on(engine).await;
     let rx = Receiver::start(|_, _| Answer::Slow(20)).await;
     env.webhook(&rx.url, r#"["1s"]"#, "5s");
     let l = env.ledger();
@@ -196,9 +192,8 @@ async fn two_outboxes_never_send_one_event_at_the_same_time() {
     assert!(da > 0 && db > 0, "both outboxes took part: {da} and {db}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_crash_between_send_and_mark_resends_the_same_id() {
-    let mut env = Env::start().await;
+async fn a_crash_between_send_and_mark_resends_the_same_id(engine: Engine) {
+    let mut env = Env::start_on(engine).await;
     // The first attempt is held open: the daemon has sent it but not seen an answer.
     let rx = Receiver::start(|_, n| {
         if n == 1 {
@@ -246,9 +241,8 @@ async fn a_crash_between_send_and_mark_resends_the_same_id() {
     assert_eq!(reqs[0].body, reqs[1].body);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn run_delivers_an_event_committed_by_another_process_promptly() {
-    let mut env = Env::start().await;
+async fn run_delivers_an_event_committed_by_another_process_promptly(engine: Engine) {
+    let mut env = Env::start_on(engine).await;
     let rx = Receiver::start(|_, _| Answer::Status(204)).await;
     env.webhook(&rx.url, r#"["1s"]"#, "2s");
     // No pass will run while the test lasts: the event comes from `resolve`.
@@ -274,3 +268,12 @@ async fn run_delivers_an_event_committed_by_another_process_promptly() {
     assert_eq!(body["type"], "session.cancelled");
     assert_eq!(body["data"]["reason"], "customer called to cancel");
 }
+
+crate::on_both_engines!(
+    retried_until_2xx_with_one_id_and_signatures_that_verify,
+    dead_after_the_schedule_then_replay_delivers_it,
+    gone_is_dead_at_once_and_429_waits_its_retry_after,
+    two_outboxes_never_send_one_event_at_the_same_time,
+    a_crash_between_send_and_mark_resends_the_same_id,
+    run_delivers_an_event_committed_by_another_process_promptly,
+);

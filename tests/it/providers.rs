@@ -195,7 +195,7 @@ async fn every_adapter_survives_a_hostile_server() {
         );
         std::fs::write(
             &env.config_path,
-            crate::support::config_with(&env.ledger_path, &providers),
+            crate::support::config_with(&env.location, &providers),
         )
         .unwrap();
         env.set("retries", "1");
@@ -283,7 +283,7 @@ async fn an_unconfigured_mopay_ng_calls_nothing_and_check_config_says_why() {
     // A missing required key is named.
     std::fs::write(
         &env.config_path,
-        crate::support::config_with(&env.ledger_path, "[providers.v]\nkind = \"vesicash\"\nbase_url = \"http://127.0.0.1:9\"\npublic_key_env = \"P\"\n"),
+        crate::support::config_with(&env.location, "[providers.v]\nkind = \"vesicash\"\nbase_url = \"http://127.0.0.1:9\"\npublic_key_env = \"P\"\n"),
     )
     .unwrap();
     let mut c = env.cmd();

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::support::{Env, count, one};
+use crate::support::{Engine, Env, count, one};
 use payrecon::ledger::{Ledger, NewSession};
 
 fn status(l: &Ledger, id: &str) -> String {
@@ -19,9 +19,8 @@ fn col(l: &Ledger, id: &str, col: &str) -> String {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_outcome_is_reached_over_http() {
-    let env = Env::start().await;
+async fn every_outcome_is_reached_over_http(engine: Engine) {
+    let env = Env::start_on(engine).await;
     let l = env.ledger();
     let cases = [
         ("s_complete", "complete", "COMPLETED"),
@@ -86,9 +85,8 @@ async fn every_outcome_is_reached_over_http() {
     assert_eq!(v["data"]["amount"], "100.00");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn transient_failures_are_retried_within_one_check() {
-    let env = Env::start().await;
+async fn transient_failures_are_retried_within_one_check(engine: Engine) {
+    let env = Env::start_on(engine).await;
     let l = env.ledger();
     let cases = [
         ("t_5xx", "5xx-2.complete", 3),
@@ -114,9 +112,8 @@ async fn transient_failures_are_retried_within_one_check() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn persistent_failures_leave_the_session_pending_with_last_error() {
-    let env = Env::start().await;
+async fn persistent_failures_leave_the_session_pending_with_last_error(engine: Engine) {
+    let env = Env::start_on(engine).await;
     env.set("retries", "1");
     let l = env.ledger();
     env.session(&l, "p_5xx", "5xx-50.complete");
@@ -131,15 +128,17 @@ async fn persistent_failures_leave_the_session_pending_with_last_error() {
     assert_eq!(
         count(
             &l,
-            "SELECT count(*) FROM sessions WHERE next_check_at <= strftime('%Y-%m-%dT%H:%M:%fZ','now')"
+            &format!(
+                "SELECT count(*) FROM sessions WHERE next_check_at <= '{}'",
+                payrecon::clock::format(payrecon::clock::now())
+            )
         ),
         0
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ids_reach_the_provider_as_one_encoded_segment() {
-    let env = Env::start().await;
+async fn ids_reach_the_provider_as_one_encoded_segment(engine: Engine) {
+    let env = Env::start_on(engine).await;
     let l = env.ledger();
     let ids = [
         "a/b",
@@ -171,9 +170,8 @@ async fn ids_reach_the_provider_as_one_encoded_segment() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn max_age_expires_only_after_an_answered_check() {
-    let env = Env::start().await;
+async fn max_age_expires_only_after_an_answered_check(engine: Engine) {
+    let env = Env::start_on(engine).await;
     env.set("max_age", "\"48h\"");
     env.set("retries", "0");
     let l = env.ledger();
@@ -213,9 +211,8 @@ async fn max_age_expires_only_after_an_answered_check() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_passes_racing_record_one_transition_per_session() {
-    let env = Env::start().await;
+async fn two_passes_racing_record_one_transition_per_session(engine: Engine) {
+    let env = Env::start_on(engine).await;
     let l = env.ledger();
     let n = 400;
     for i in 0..n {
@@ -246,7 +243,7 @@ async fn two_passes_racing_record_one_transition_per_session() {
     assert_eq!(
         count(
             &l,
-            "SELECT count(*) FROM (SELECT session FROM transitions GROUP BY session HAVING count(*) > 1)"
+            "SELECT count(*) FROM (SELECT session FROM transitions GROUP BY session HAVING count(*) > 1) AS doubled"
         ),
         0
     );
@@ -258,17 +255,20 @@ async fn two_passes_racing_record_one_transition_per_session() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn transition_update_and_event_commit_together_or_not_at_all() {
-    let env = Env::start().await;
+async fn transition_update_and_event_commit_together_or_not_at_all(engine: Engine) {
+    let env = Env::start_on(engine).await;
     env.set("lease", "\"3s\"");
     env.set("timeout", "\"500ms\"");
     env.set("retries", "0");
     let l = env.ledger();
     env.session(&l, "atomic", "complete");
     // Make the event insert fail inside the recording transaction.
-    l.execute_batch("CREATE TRIGGER no_events BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'injected'); END;")
-        .unwrap();
+    l.execute_batch(match engine {
+        Engine::Sqlite => "CREATE TRIGGER no_events BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'injected'); END;",
+        Engine::Postgres => "CREATE FUNCTION no_events() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'injected'; END $$; \
+                             CREATE TRIGGER no_events BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION no_events();",
+    })
+    .unwrap();
     let report = env.pass(&l, "one").await;
     assert_eq!(report.ledger_errors, 1);
     assert_eq!(status(&l, "atomic"), "PENDING");
@@ -276,7 +276,11 @@ async fn transition_update_and_event_commit_together_or_not_at_all() {
     assert_eq!(count(&l, "SELECT count(*) FROM events"), 0);
     assert_eq!(col(&l, "atomic", "resolved_at"), "NULL");
     // Once the lease runs out, the session is checked again and all three are written.
-    l.execute_batch("DROP TRIGGER no_events").unwrap();
+    l.execute_batch(match engine {
+        Engine::Sqlite => "DROP TRIGGER no_events",
+        Engine::Postgres => "DROP TRIGGER no_events ON events",
+    })
+    .unwrap();
     let done = crate::support::wait_for(Duration::from_secs(10), || {
         futures_block(env.pass(&l, "two"));
         status(&l, "atomic") == "COMPLETED"
@@ -290,3 +294,13 @@ async fn transition_update_and_event_commit_together_or_not_at_all() {
 fn futures_block<F: std::future::Future>(f: F) -> F::Output {
     tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
 }
+
+crate::on_both_engines!(
+    every_outcome_is_reached_over_http,
+    transient_failures_are_retried_within_one_check,
+    persistent_failures_leave_the_session_pending_with_last_error,
+    ids_reach_the_provider_as_one_encoded_segment,
+    max_age_expires_only_after_an_answered_check,
+    two_passes_racing_record_one_transition_per_session,
+    transition_update_and_event_commit_together_or_not_at_all,
+);

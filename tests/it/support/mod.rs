@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod hostile;
+pub mod pg;
 pub mod receiver;
 
 use std::path::PathBuf;
@@ -12,18 +13,52 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use payrecon::config::Config;
-use payrecon::ledger::{Ledger, NewSession, Source};
+use payrecon::ledger::{Ledger, Location, NewSession, Source};
 use payrecon::provider;
 use payrecon::reconcile::{self, PassOptions, PassReport};
 use payrecon::simulator::{self, Sim};
 use tokio_util::sync::CancellationToken;
 
-/// A simulator, a ledger file and a config, all torn down on drop.
+/// Which engine a test's ledger is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs each named `async fn name(engine: Engine)` once per ledger engine, as the tests
+/// `per_engine::name::sqlite` and `per_engine::name::postgres`: one source, two backends.
+#[macro_export]
+macro_rules! on_both_engines {
+    ($($name:ident),* $(,)?) => {
+        mod per_engine {
+            $(
+                mod $name {
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn sqlite() {
+                        super::super::$name($crate::support::Engine::Sqlite).await
+                    }
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn postgres() {
+                        super::super::$name($crate::support::Engine::Postgres).await
+                    }
+                }
+            )*
+        }
+    };
+}
+
+/// A simulator, a ledger (a file, or a fresh PostgreSQL database) and a config, all torn down
+/// on drop.
 pub struct Env {
     pub dir: tempfile::TempDir,
     pub sim: Arc<Sim>,
     pub base_url: String,
+    /// The SQLite file (unused on PostgreSQL).
     pub ledger_path: PathBuf,
+    pub engine: Engine,
+    /// Where the ledger is.
+    pub location: Location,
     pub config_path: PathBuf,
     /// Environment variables the config refers to (secrets), given to in-process config loads
     /// and to child processes alike.
@@ -47,9 +82,17 @@ impl Drop for Env {
     }
 }
 
+/// The `[ledger]` key for a location.
+pub fn ledger_toml(location: &Location) -> String {
+    match location {
+        Location::Path(p) => format!("path = {p:?}"),
+        Location::Url(u) => format!("url = {u:?}"),
+    }
+}
+
 /// The config text tests use: fast backoff, short timeouts. `extra` is appended to `[backoff]`
 /// overrides by replacing keys textually where a test needs it.
-pub fn config_text(ledger: &std::path::Path, base_url: &str) -> String {
+pub fn config_text(ledger: &Location, base_url: &str) -> String {
     config_with(
         ledger,
         &format!(
@@ -59,10 +102,11 @@ pub fn config_text(ledger: &std::path::Path, base_url: &str) -> String {
 }
 
 /// The test config with these provider tables.
-pub fn config_with(ledger: &std::path::Path, providers: &str) -> String {
+pub fn config_with(ledger: &Location, providers: &str) -> String {
+    let ledger = ledger_toml(ledger);
     format!(
         r#"[ledger]
-path = {ledger:?}
+{ledger}
 [schedule]
 cron = "* * * * * *"
 batch_size = 50
@@ -92,6 +136,11 @@ impl Env {
         Self::start_with_key(None).await
     }
 
+    /// As [`Env::start`], with the ledger on `engine`.
+    pub async fn start_on(engine: Engine) -> Env {
+        Self::start_full(None, engine).await
+    }
+
     /// A simulator demanding credentials and a config with all five provider kinds on it.
     pub async fn start_all_providers() -> Env {
         let mut env = Self::start_with_key(Some(SIM_KEY)).await;
@@ -101,7 +150,7 @@ impl Env {
             "PAYRECON_SIM_PUB",
             "off",
         );
-        std::fs::write(&env.config_path, config_with(&env.ledger_path, &providers)).unwrap();
+        std::fs::write(&env.config_path, config_with(&env.location, &providers)).unwrap();
         env.vars.push(("PAYRECON_SIM_KEY".into(), SIM_KEY.into()));
         env.vars
             .push(("PAYRECON_SIM_PUB".into(), "pk_sim_public".into()));
@@ -128,6 +177,10 @@ impl Env {
 
     /// As [`Env::start`], with a simulator that demands `Authorization: Bearer <key>`.
     pub async fn start_with_key(key: Option<&str>) -> Env {
+        Self::start_full(key, Engine::Sqlite).await
+    }
+
+    async fn start_full(key: Option<&str>, engine: Engine) -> Env {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let sim = Sim::new(key.map(String::from));
@@ -139,14 +192,20 @@ impl Env {
         ));
         let dir = tempfile::tempdir().unwrap();
         let ledger_path = dir.path().join("ledger.db");
+        let location = match engine {
+            Engine::Sqlite => Location::Path(ledger_path.clone()),
+            Engine::Postgres => Location::Url(pg::new_database()),
+        };
         let config_path = dir.path().join("payrecon.toml");
         let base_url = format!("http://{addr}");
-        std::fs::write(&config_path, config_text(&ledger_path, &base_url)).unwrap();
+        std::fs::write(&config_path, config_text(&location, &base_url)).unwrap();
         Env {
             dir,
             sim,
             base_url,
             ledger_path,
+            engine,
+            location,
             config_path,
             vars: Vec::new(),
             stop,
@@ -203,7 +262,7 @@ impl Env {
     }
 
     pub fn ledger(&self) -> Ledger {
-        Ledger::open(&self.ledger_path).unwrap()
+        Ledger::connect(&self.location).unwrap()
     }
 
     /// Registers a session at the simulator and enqueues it for MoPay.
