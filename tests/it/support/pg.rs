@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 struct Server {
     port: u16,
+    /// Held, never waited for: the watchdog ends both after this process.
+    _children: (std::process::Child, std::process::Child),
 }
 
 static SERVER: OnceLock<Server> = OnceLock::new();
@@ -153,7 +155,7 @@ fn start() -> Server {
         .expect("starting postgres");
     // The watchdog outlives us: when this test process is gone, it stops the server (smart
     // shutdown first, then immediate) and removes its directory.
-    Command::new("sh")
+    let watchdog = Command::new("sh")
         .arg("-c")
         .arg(
             "while kill -0 \"$1\" 2>/dev/null; do sleep 0.5; done; \
@@ -190,5 +192,8 @@ fn start() -> Server {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    Server { port }
+    Server {
+        port,
+        _children: (server, watchdog),
+    }
 }
