@@ -127,6 +127,11 @@ pub enum Command {
         #[command(subcommand)]
         command: EventsCommand,
     },
+    /// The ledger itself
+    Ledger {
+        #[command(subcommand)]
+        command: LedgerCommand,
+    },
     /// Validate the config and report problems; exit 2 on any
     CheckConfig,
     /// Run the provider simulator
@@ -171,6 +176,17 @@ pub enum Command {
     },
     /// Print the man page (roff)
     Man,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LedgerCommand {
+    /// Copy the SQLite ledger of [ledger] path into an empty PostgreSQL ledger, verified (stop
+    /// the daemons first)
+    Copy {
+        /// The PostgreSQL ledger, postgres://user@host/db
+        #[arg(long)]
+        to: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -713,6 +729,53 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             eprintln!(
                 "exported {n} sessions in {secs:.2}s ({:.0} rows/s)",
                 n as f64 / secs.max(1e-9)
+            );
+        }
+        Command::Ledger {
+            command: LedgerCommand::Copy { to },
+        } => {
+            let cfg = load(&cli)?;
+            if !(to.starts_with("postgres://") || to.starts_with("postgresql://")) {
+                return Err(UsageError::new(format!(
+                    "--to: {:?} is not a postgres:// URL",
+                    crate::ledger::db::redact(to)
+                ))
+                .into());
+            }
+            let ledger = daemon::open_ledger(&cfg)?;
+            let started = std::time::Instant::now();
+            let bar = indicatif::ProgressBar::with_draw_target(
+                None,
+                indicatif::ProgressDrawTarget::stderr_with_hz(4),
+            );
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "copy {bar:40} {pos}/{len} rows {per_sec} eta {eta}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            let copied = crate::ledger::copy::copy(&ledger, to, |p| match p {
+                crate::ledger::copy::Progress::Total(n) => bar.set_length(n),
+                crate::ledger::copy::Progress::Rows(n) => bar.inc(n),
+            });
+            bar.finish_and_clear();
+            let copied = match copied {
+                Ok(c) => c,
+                Err(crate::ledger::copy::CopyError::Refused(why)) => {
+                    return Err(UsageError::new(why).into());
+                }
+                Err(e) => return Err(e.into()),
+            };
+            for (table, n) in &copied.rows {
+                println!("{table:<15} {n:>10} rows");
+            }
+            for ((status, currency), (n, sum)) in &copied.totals {
+                println!("{status:<10} {currency:<4} {n:>10} sessions {sum:>18}");
+            }
+            println!(
+                "copied and verified into {} in {:.1}s; point [ledger] url at it",
+                crate::ledger::db::redact(to),
+                started.elapsed().as_secs_f64()
             );
         }
         Command::Events { command } => {

@@ -168,6 +168,24 @@ impl FromDb for String {
     }
 }
 
+/// Any column rendered as text (integers in decimal), for copying rows between engines.
+pub struct AnyText(pub Option<String>);
+
+impl FromDb for AnyText {
+    fn lite(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Self> {
+        use rusqlite::types::ValueRef;
+        Ok(AnyText(match r.get_ref(i)? {
+            ValueRef::Null => None,
+            ValueRef::Integer(v) => Some(v.to_string()),
+            ValueRef::Real(v) => Some(v.to_string()),
+            ValueRef::Text(t) | ValueRef::Blob(t) => Some(String::from_utf8_lossy(t).into_owned()),
+        }))
+    }
+    fn pg(r: &postgres::Row, i: usize) -> Result<Self, DbError> {
+        Ok(AnyText(r.try_get(i)?))
+    }
+}
+
 /// One result row of either engine.
 pub enum Row<'r> {
     Lite(&'r rusqlite::Row<'r>),

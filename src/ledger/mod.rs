@@ -11,6 +11,7 @@
 //! queue on `busy_timeout` instead of failing on a lock upgrade; claims on PostgreSQL lock the
 //! rows they take with `FOR UPDATE SKIP LOCKED`, so two daemons never claim one row at once.
 
+pub mod copy;
 pub mod db;
 mod model;
 pub mod schema;

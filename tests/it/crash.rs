@@ -1,13 +1,13 @@
-//! Crash safety: two `payrecon run` daemons on one ledger, one of them killed with SIGKILL at
-//! random moments and restarted, against the simulator and a receiver that fails first answers.
-//! Nothing may be lost or doubled.
+//! Crash safety: several `payrecon run` daemons on one ledger — two on SQLite, three on
+//! PostgreSQL — killed with SIGKILL at random moments and restarted, against the simulator and a
+//! receiver that fails first answers. Nothing may be lost or doubled.
 
 use std::collections::{BTreeMap, HashSet};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::support::receiver::{Answer, Receiver};
-use crate::support::{Env, Guard, count, wait_for};
+use crate::support::{Engine, Env, Guard, count, wait_for};
 
 /// Behaviours and the state each must end in.
 const MIX: &[(&str, &str)] = &[
@@ -37,9 +37,18 @@ fn sigterm(child: &std::process::Child) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_daemons_and_sigkill_lose_and_double_nothing() {
+async fn two_daemons_on_sqlite_and_sigkill_lose_and_double_nothing() {
+    daemons_and_sigkill(Engine::Sqlite, 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_daemons_on_postgres_and_sigkill_lose_and_double_nothing() {
+    daemons_and_sigkill(Engine::Postgres, 3).await;
+}
+
+async fn daemons_and_sigkill(engine: Engine, daemons: usize) {
     let started = Instant::now();
-    let mut env = Env::start().await;
+    let mut env = Env::start_on(engine).await;
     // Every event's first delivery fails; the retry succeeds.
     let rx = Receiver::start(|_, n| {
         if n == 1 {
@@ -77,14 +86,14 @@ async fn two_daemons_and_sigkill_lose_and_double_nothing() {
         c.arg("run").stdout(Stdio::null()).stderr(Stdio::null());
         Guard(c.spawn().unwrap())
     };
-    let steady = spawn(&env);
-    let mut victim = spawn(&env);
+    let mut running: Vec<Guard> = (0..daemons).map(|_| spawn(&env)).collect();
     for _ in 0..KILLS {
         let wait = Duration::from_millis(fastrand::u64(300..1500));
         tokio::time::sleep(wait).await;
+        let victim = &mut running[fastrand::usize(..daemons)];
         victim.0.kill().unwrap();
         victim.0.wait().unwrap();
-        victim = spawn(&env);
+        *victim = spawn(&env);
     }
     let settled = wait_for(Duration::from_secs(90), || {
         count(&l, "SELECT count(*) FROM sessions WHERE status = 'PENDING'") == 0
@@ -93,7 +102,7 @@ async fn two_daemons_and_sigkill_lose_and_double_nothing() {
     .await;
     let settle_time = started.elapsed();
     // SIGTERM stops each daemon with exit 0.
-    for mut d in [steady, victim] {
+    for mut d in running {
         sigterm(&d.0);
         assert!(
             wait_for(Duration::from_secs(10), || d
@@ -148,7 +157,7 @@ async fn two_daemons_and_sigkill_lose_and_double_nothing() {
         .status_requests
         .load(std::sync::atomic::Ordering::Relaxed);
     eprintln!(
-        "crash test: {SESSIONS} sessions, {KILLS} SIGKILLs, settled in {:.1}s, {:.2} provider calls per session, {} webhook requests for {} events",
+        "crash test ({engine:?}, {daemons} daemons): {SESSIONS} sessions, {KILLS} SIGKILLs, settled in {:.1}s, {:.2} provider calls per session, {} webhook requests for {} events",
         settle_time.as_secs_f64(),
         calls as f64 / SESSIONS as f64,
         rx.requests().len(),
