@@ -13,13 +13,15 @@ use rust_decimal::Decimal;
 use super::db::{DbError, Mode, Row, Tx};
 use super::{Error, Ledger, Location};
 
+/// Per `(status, currency)`: sessions and the sum of their amounts.
+pub type Totals = BTreeMap<(String, String), (u64, Decimal)>;
+
 /// What was copied.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Copied {
     /// Rows per table, in copy order.
     pub rows: Vec<(&'static str, u64)>,
-    /// Per `(status, currency)`: sessions and the sum of their amounts.
-    pub totals: BTreeMap<(String, String), (u64, Decimal)>,
+    pub totals: Totals,
 }
 
 /// The tables in copy order (parents first) with their columns, all of them.
@@ -149,8 +151,8 @@ fn count(tx: &mut Tx<'_>, table: &str) -> Result<u64, DbError> {
 }
 
 /// Sessions and the decimal sum of their amounts per `(status, currency)`.
-fn totals(tx: &mut Tx<'_>) -> Result<BTreeMap<(String, String), (u64, Decimal)>, DbError> {
-    let mut out: BTreeMap<(String, String), (u64, Decimal)> = BTreeMap::new();
+fn totals(tx: &mut Tx<'_>) -> Result<Totals, DbError> {
+    let mut out = Totals::new();
     tx.each(
         "SELECT status, coalesce(currency, ''), amount FROM sessions",
         &[],
