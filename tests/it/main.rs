@@ -1,8 +1,10 @@
-//! Integration tests: one binary. Real SQLite files in temp dirs, the simulator over loopback
-//! HTTP, the real `payrecon` binary for the command line. No mocks of our own code.
+//! Integration tests: one binary. Real SQLite files in temp dirs and a real PostgreSQL started
+//! by the harness, the simulator over loopback HTTP, the real `payrecon` binary for the command
+//! line. No mocks of our own code.
 
 mod cli;
 mod crash;
+mod engines;
 mod export;
 mod ops;
 mod outbox;

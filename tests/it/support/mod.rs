@@ -371,3 +371,8 @@ pub async fn wait_for(deadline: Duration, mut cond: impl FnMut() -> bool) -> boo
     }
     cond()
 }
+
+/// Runs a future to its end from synchronous code inside a multi-threaded test runtime.
+pub fn block<F: std::future::Future>(f: F) -> F::Output {
+    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
+}

@@ -1,0 +1,195 @@
+//! What must hold between the two ledger engines: the same tables from their migrations, an
+//! application's plain INSERT on PostgreSQL, and `ledger copy` from SQLite into PostgreSQL.
+
+use std::time::Duration;
+
+use payrecon::ledger::{Ledger, Location};
+
+use crate::support::{Engine, Env, count, one, output, text};
+
+/// `table.column type not-null` for every column, and the named indexes, normalised across
+/// engines (INTEGER/BIGINT → int, TEXT → text; primary keys are not null on both).
+fn shape(l: &Ledger) -> Vec<String> {
+    let mut out = Vec::new();
+    for table in ["sessions", "transitions", "events", "provider_state"] {
+        let rows = if l.is_pg() {
+            l.query_strings(&format!(
+                "SELECT column_name, data_type, is_nullable = 'NO' FROM information_schema.columns \
+                 WHERE table_name = '{table}' ORDER BY ordinal_position"
+            ))
+        } else {
+            l.query_strings(&format!(
+                "SELECT name, type, \"notnull\" OR pk > 0 FROM pragma_table_info('{table}') ORDER BY cid"
+            ))
+        }
+        .unwrap();
+        for r in rows {
+            let f: Vec<&str> = r.split('|').collect();
+            let ty = match f[1].to_ascii_lowercase().as_str() {
+                "integer" | "bigint" => "int",
+                "text" => "text",
+                other => panic!("{table}.{}: unexpected type {other}", f[0]),
+            };
+            let not_null = matches!(f[2], "1" | "t" | "true");
+            out.push(format!("{table}.{} {ty} {not_null}", f[0]));
+        }
+    }
+    let indexes = if l.is_pg() {
+        l.query_strings(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = 'public' \
+             AND indexname NOT LIKE '%_pkey' AND indexname NOT LIKE '%_key' ORDER BY 1",
+        )
+    } else {
+        l.query_strings(
+            "SELECT name FROM sqlite_master WHERE type = 'index' \
+             AND name NOT LIKE 'sqlite_autoindex%' ORDER BY 1",
+        )
+    }
+    .unwrap();
+    out.extend(indexes.into_iter().map(|i| format!("index {i}")));
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_engines_migrate_to_the_same_tables() {
+    let lite = Env::start_on(Engine::Sqlite).await;
+    let pg = Env::start_on(Engine::Postgres).await;
+    let (a, b) = (shape(&lite.ledger()), shape(&pg.ledger()));
+    assert!(a.len() > 40, "{a:?}");
+    assert_eq!(a, b);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_insert_on_postgres_is_due_and_reconciled() {
+    let env = Env::start_on(Engine::Postgres).await;
+    let l = env.ledger();
+    env.sim
+        .insert("MOP_pg_1", "100.00", "ORDER1", "complete".parse().unwrap());
+    env.sim
+        .insert("MOP_pg_2", "7.50", "ORDER2", "complete".parse().unwrap());
+    // As an application would: the amount as a numeric literal, and as decimal text.
+    l.execute_batch(
+        "INSERT INTO sessions (provider, session_id, reference, amount, currency) \
+         VALUES ('mopay', 'MOP_pg_1', 'ORDER1', 100.00, 'LSL'); \
+         INSERT INTO sessions (provider, session_id, reference, amount, currency) \
+         VALUES ('mopay', 'MOP_pg_2', 'ORDER2', '7.50', 'LSL');",
+    )
+    .unwrap();
+    assert_eq!(
+        one(
+            &l,
+            "SELECT amount FROM sessions WHERE session_id = 'MOP_pg_1'"
+        ),
+        "100.00"
+    );
+    // A float's text is refused by the decimal check only when it is not decimal text.
+    let e = l
+        .execute_batch(
+            "INSERT INTO sessions (provider, session_id, amount) VALUES ('mopay', 'bad', '1e3')",
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("amount_is_decimal_text"), "{e}");
+    let report = env.pass(&l, "pg").await;
+    assert_eq!(report.claimed, 2, "{report:?}");
+    assert_eq!(
+        one(
+            &l,
+            "SELECT status FROM sessions WHERE session_id = 'MOP_pg_1'"
+        ),
+        "COMPLETED"
+    );
+    assert_eq!(
+        one(
+            &l,
+            "SELECT status FROM sessions WHERE session_id = 'MOP_pg_2'"
+        ),
+        "COMPLETED"
+    );
+    assert_eq!(count(&l, "SELECT count(*) FROM events"), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ledger_copy_moves_everything_verified_and_refuses_a_full_target() {
+    let env = Env::start_on(Engine::Sqlite).await;
+    let l = env.ledger();
+    let ids: Vec<String> = (0..300).map(|i| format!("cp{i:03}")).collect();
+    for (i, id) in ids.iter().enumerate() {
+        let b = ["complete", "fail", "amount", "complete-9"][i % 4];
+        env.session(&l, id, b);
+    }
+    env.pass(&l, "before-copy").await;
+    // A value COPY's text format must escape.
+    l.execute_batch("UPDATE sessions SET last_error = 'tab\there\nnewline \\ backslash' WHERE session_id = 'cp001'")
+        .unwrap();
+    let before = shape_of_rows(&l);
+    let target = crate::support::pg::new_database();
+
+    let copy = |env: &Env| {
+        let mut c = env.cmd();
+        c.args(["ledger", "copy", "--to", &target]);
+        c
+    };
+    let o = output(copy(&env)).await;
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert!(
+        out.contains("sessions") && out.contains("300 rows"),
+        "{out}"
+    );
+    let pg = Ledger::connect(&Location::Url(target.clone())).unwrap();
+    assert_eq!(shape_of_rows(&pg), before);
+    assert_eq!(
+        one(
+            &pg,
+            "SELECT last_error FROM sessions WHERE session_id = 'cp001'"
+        ),
+        "tab\there\nnewline \\ backslash"
+    );
+
+    // Copying again into the now full target is refused, exit 2, nothing added.
+    let o = output(copy(&env)).await;
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("not empty"), "{err}");
+    assert_eq!(count(&pg, "SELECT count(*) FROM sessions"), 300);
+
+    // The copied ledger carries on: new rows get fresh ids, pending ones get reconciled.
+    let mut env2 = env;
+    env2.location = Location::Url(target);
+    std::fs::write(
+        &env2.config_path,
+        crate::support::config_text(&env2.location, &env2.base_url),
+    )
+    .unwrap();
+    env2.session(&pg, "after-copy", "complete");
+    let settled = crate::support::wait_for(Duration::from_secs(20), || {
+        crate::support::block(env2.pass(&pg, "after"));
+        count(
+            &pg,
+            "SELECT count(*) FROM sessions WHERE status = 'PENDING'",
+        ) == 0
+    })
+    .await;
+    assert!(settled);
+    assert_eq!(
+        count(&pg, "SELECT count(DISTINCT session) FROM transitions"),
+        301
+    );
+}
+
+/// Every row of the three tables, as text, for comparing two ledgers.
+fn shape_of_rows(l: &Ledger) -> Vec<String> {
+    let mut out = Vec::new();
+    for sql in [
+        "SELECT id, provider, session_id, reference, amount, currency, status, created_at, \
+         next_check_at, checks, answered_checks, not_found_count, last_checked_at, last_error, \
+         provider_status, transaction_id, payment_method, provider_completed_at, resolved_at, \
+         late_check_at FROM sessions ORDER BY id",
+        "SELECT id, session, from_status, to_status, at, source, reason, provider_amount FROM transitions ORDER BY id",
+        "SELECT seq, id, type, session, payload, attempts, next_attempt_at FROM events ORDER BY seq",
+    ] {
+        out.extend(l.query_strings(sql).unwrap());
+    }
+    out
+}
