@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use db::{DbError, Engine, Mode, Row, Tx, vals};
+use db::{DbError, Engine, Mode, Row, Tx, Val, vals};
 
 use crate::clock::{self, Timestamp};
 use crate::events::{self, Written};
@@ -112,15 +112,46 @@ macro_rules! session_cols {
 }
 
 /// The transition's compare-and-set (hot path: one per resolved session).
-const TRANSITION_CAS: &str = "UPDATE sessions SET status = ?1, resolved_at = ?2, checks = checks + ?3, \
-     answered_checks = answered_checks + ?3, \
-     last_checked_at = CASE WHEN ?3 = 1 THEN ?2 ELSE last_checked_at END, \
-     provider_status = coalesce(?4, provider_status), \
-     transaction_id = coalesce(?5, transaction_id), \
-     payment_method = coalesce(?6, payment_method), \
-     provider_completed_at = coalesce(?7, provider_completed_at), \
-     last_error = NULL, lease_owner = NULL, lease_until = NULL, late_check_at = ?10 \
-     WHERE id = ?8 AND status = ?9";
+macro_rules! transition_cas {
+    () => {
+        "UPDATE sessions SET status = ?1, resolved_at = ?2, checks = checks + ?3, \
+         answered_checks = answered_checks + ?3, \
+         last_checked_at = CASE WHEN ?3 = 1 THEN ?2 ELSE last_checked_at END, \
+         provider_status = coalesce(?4, provider_status), \
+         transaction_id = coalesce(?5, transaction_id), \
+         payment_method = coalesce(?6, payment_method), \
+         provider_completed_at = coalesce(?7, provider_completed_at), \
+         last_error = NULL, lease_owner = NULL, lease_until = NULL, late_check_at = ?10 \
+         WHERE id = ?8 AND status = ?9"
+    };
+}
+
+/// SQLite: a plain UPDATE, the row read back by rowid after (`RETURNING` opens a temporary
+/// table per statement there, the largest single cost of recording when profiled).
+/// PostgreSQL: one round trip with `RETURNING`.
+const TRANSITION_CAS: [&str; 2] = [
+    transition_cas!(),
+    concat!(transition_cas!(), " RETURNING ", session_cols!()),
+];
+
+macro_rules! insert_transition {
+    () => {
+        "INSERT INTO transitions (session, from_status, to_status, at, source, reason, \
+         provider_status, transaction_id, payment_method, provider_amount, \
+         provider_reference, provider_currency, provider_completed_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+    };
+}
+
+const INSERT_TRANSITION: &str = insert_transition!();
+
+/// PostgreSQL writes the transition row and its event in one statement (one round trip).
+const INSERT_TRANSITION_AND_EVENT: &str = concat!(
+    "WITH t AS (",
+    insert_transition!(),
+    ") INSERT INTO events (id, type, session, payload, created_at, next_attempt_at) \
+     VALUES (?14, ?15, ?1, ?16, ?4, ?4)"
+);
 
 const SESSION_BY_ROWID: &str = concat!("SELECT ", session_cols!(), " FROM sessions WHERE id = ?1");
 
@@ -930,29 +961,30 @@ fn record_one(
             compared,
             late_check_at,
         } => {
-            // A plain UPDATE and a read by rowid: `RETURNING` would open a temporary table per
-            // statement in SQLite, the largest single cost of recording (profiled).
             let late = late_check_at.map(clock::format);
-            let won = tx.exec(
-                TRANSITION_CAS,
-                vals![
-                    to.as_str(),
-                    now_s,
-                    i64::from(*charged),
-                    facts.provider_status.as_deref(),
-                    facts.transaction_id.as_deref(),
-                    facts.payment_method.as_deref(),
-                    facts.provider_completed_at.as_deref(),
-                    *rowid,
-                    from.as_str(),
-                    late.as_deref()
-                ],
-            )? == 1;
-            let current = tx.query_opt(SESSION_BY_ROWID, vals![*rowid], session_from_row)?;
-            let (true, Some(session)) = (won, &current) else {
+            let cas: &[Val<'_>] = vals![
+                to.as_str(),
+                now_s,
+                i64::from(*charged),
+                facts.provider_status.as_deref(),
+                facts.transaction_id.as_deref(),
+                facts.payment_method.as_deref(),
+                facts.provider_completed_at.as_deref(),
+                *rowid,
+                from.as_str(),
+                late.as_deref()
+            ];
+            let won = if tx.is_pg() {
+                tx.query_opt(TRANSITION_CAS[1], cas, session_from_row)?
+            } else if tx.exec(TRANSITION_CAS[0], cas)? == 1 {
+                tx.query_opt(SESSION_BY_ROWID, vals![*rowid], session_from_row)?
+            } else {
+                None
+            };
+            let Some(session) = won else {
                 // Someone recorded this session first. If the provider now says something else
                 // than what was recorded, that contradiction is an anomaly.
-                match current {
+                match tx.query_opt(SESSION_BY_ROWID, vals![*rowid], session_from_row)? {
                     Some(cur)
                         if *source != Source::Manual
                             && cur.status != to.as_str()
@@ -975,44 +1007,43 @@ fn record_one(
                 }
                 return Ok(());
             };
-            tx.exec(
-                "INSERT INTO transitions (session, from_status, to_status, at, source, reason, \
-                 provider_status, transaction_id, payment_method, provider_amount, \
-                 provider_reference, provider_currency, provider_completed_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-                vals![
-                    *rowid,
-                    from.as_str(),
-                    to.as_str(),
-                    now_s,
-                    source.as_str(),
-                    reason.as_deref(),
-                    facts.provider_status.as_deref(),
-                    facts.transaction_id.as_deref(),
-                    facts.payment_method.as_deref(),
-                    facts.amount.as_deref(),
-                    facts.reference.as_deref(),
-                    facts.currency.as_deref(),
-                    facts.provider_completed_at.as_deref()
-                ],
-            )?;
             let id = events::new_id();
+            let kind = to.event_type();
             let payload = events::transition_payload(&events::TransitionEvent {
                 id: &id,
                 created_at: now_s,
-                session,
+                session: &session,
                 from: *from,
                 to: *to,
                 reason: reason.as_deref(),
                 facts,
                 compared,
             });
-            insert_event(tx, &id, to.event_type(), *rowid, &payload, now_s)?;
-            written.push(Written {
-                id,
-                kind: to.event_type(),
-                payload,
-            });
+            let row: &[Val<'_>] = vals![
+                *rowid,
+                from.as_str(),
+                to.as_str(),
+                now_s,
+                source.as_str(),
+                reason.as_deref(),
+                facts.provider_status.as_deref(),
+                facts.transaction_id.as_deref(),
+                facts.payment_method.as_deref(),
+                facts.amount.as_deref(),
+                facts.reference.as_deref(),
+                facts.currency.as_deref(),
+                facts.provider_completed_at.as_deref(),
+                id.as_str(),
+                kind,
+                payload.as_str()
+            ];
+            if tx.is_pg() {
+                tx.exec(INSERT_TRANSITION_AND_EVENT, row)?;
+            } else {
+                tx.exec(INSERT_TRANSITION, &row[..13])?;
+                insert_event(tx, &id, kind, *rowid, &payload, now_s)?;
+            }
+            written.push(Written { id, kind, payload });
         }
         Record::Reschedule {
             rowid,
