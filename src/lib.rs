@@ -39,6 +39,7 @@ pub mod import;
 pub mod ledger;
 pub mod metrics;
 pub mod outbox;
+pub mod pgtemp;
 pub mod pipeline;
 pub mod provider;
 pub mod reconcile;

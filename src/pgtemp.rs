@@ -1,0 +1,206 @@
+//! A throwaway PostgreSQL for the tests and `payrecon bench`: `initdb` and `postgres` from the
+//! machine's PostgreSQL (`PAYRECON_PG_BIN`, else `pg_config --bindir`, else the newest
+//! `/usr/lib/postgresql/*/bin`) on a temporary directory and a free loopback port, run as the
+//! `postgres` user when we run as root (PostgreSQL refuses root). Durability is off: it holds
+//! nothing worth keeping. A watchdog stops the server and deletes its directory when this
+//! process ends, however it ends.
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// A running throwaway server.
+pub struct TempPg {
+    port: u16,
+    next_db: AtomicU32,
+    /// Held, never waited for: the watchdog ends both after this process.
+    _children: (std::process::Child, std::process::Child),
+}
+
+impl TempPg {
+    /// The URL of a new, empty database on this server.
+    pub fn new_database(&self) -> Result<String, String> {
+        let name = format!("t{}", self.next_db.fetch_add(1, Ordering::Relaxed));
+        self.admin(&format!("CREATE DATABASE {name}"))?;
+        Ok(format!(
+            "postgres://postgres@127.0.0.1:{}/{name}",
+            self.port
+        ))
+    }
+
+    /// Runs SQL as the superuser on `postgres` (on a thread of its own: the client blocks).
+    fn admin(&self, sql: &str) -> Result<(), String> {
+        let (sql, port) = (sql.to_string(), self.port);
+        std::thread::spawn(move || {
+            let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
+            let mut c = postgres::Client::connect(&url, postgres::NoTls)
+                .map_err(|e| format!("connecting to the throwaway PostgreSQL: {e}"))?;
+            c.batch_execute(&sql).map_err(|e| format!("{sql}: {e}"))
+        })
+        .join()
+        .map_err(|_| "the admin thread panicked".to_string())?
+    }
+}
+
+fn bin_dir() -> Result<PathBuf, String> {
+    if let Ok(dir) = std::env::var("PAYRECON_PG_BIN") {
+        return Ok(PathBuf::from(dir));
+    }
+    if let Ok(out) = Command::new("pg_config").arg("--bindir").output()
+        && out.status.success()
+    {
+        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        if dir.join("initdb").exists() {
+            return Ok(dir);
+        }
+    }
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.path().join("bin"))
+                .collect()
+        })
+        .unwrap_or_default();
+    found.retain(|d| d.join("initdb").exists());
+    found.sort_by_key(|d| {
+        d.parent()
+            .and_then(|v| v.file_name())
+            .and_then(|v| v.to_str())
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or(0)
+    });
+    found.pop().ok_or_else(|| {
+        "PostgreSQL not found: install it (initdb, postgres) or point PAYRECON_PG_BIN at its \
+         bin directory"
+            .to_string()
+    })
+}
+
+/// `(uid, gid)` of the `postgres` user when we are root (PostgreSQL refuses to run as root).
+fn run_as() -> Option<(u32, u32)> {
+    let id = |args: &[&str]| -> Option<u32> {
+        let out = Command::new("id").args(args).output().ok()?;
+        String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+    };
+    if id(&["-u"])? != 0 {
+        return None;
+    }
+    Some((id(&["-u", "postgres"])?, id(&["-g", "postgres"])?))
+}
+
+fn command(bin: &Path, user: Option<(u32, u32)>, dir: &Path) -> Command {
+    let mut c = Command::new(bin);
+    c.current_dir(dir);
+    if let Some((uid, gid)) = user {
+        c.uid(uid).gid(gid);
+    }
+    c
+}
+
+/// Starts a server and waits until it takes connections.
+pub fn start() -> Result<TempPg, String> {
+    let bin = bin_dir()?;
+    let user = run_as();
+    let io = |what: &'static str| move |e: std::io::Error| format!("{what}: {e}");
+    let dir = tempfile::Builder::new()
+        .prefix("payrecon-pg-")
+        .tempdir()
+        .map_err(io("creating a directory"))?
+        .keep();
+    if let Some((uid, gid)) = user {
+        std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).map_err(io("chown"))?;
+    }
+    let data = dir.join("data");
+    let out = command(&bin.join("initdb"), user, &dir)
+        .args([
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "--no-sync",
+            "-D",
+        ])
+        .arg(&data)
+        .output()
+        .map_err(io("running initdb"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(io("finding a free port"))?
+        .port();
+    // Durability off: the tests kill daemons, never the database, and it is thrown away.
+    let server = command(&bin.join("postgres"), user, &dir)
+        .arg("-D")
+        .arg(&data)
+        .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"])
+        .arg("-k")
+        .arg(&dir)
+        .args([
+            "-c",
+            "fsync=off",
+            "-c",
+            "synchronous_commit=off",
+            "-c",
+            "full_page_writes=off",
+        ])
+        .args(["-c", "max_connections=200"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("server.log")).map_err(io("creating the log"))?)
+        .spawn()
+        .map_err(io("starting postgres"))?;
+    // The watchdog outlives us: when this process is gone, it stops the server (smart
+    // shutdown first, then immediate) and removes its directory.
+    let watchdog = Command::new("sh")
+        .arg("-c")
+        .arg(
+            "while kill -0 \"$1\" 2>/dev/null; do sleep 0.5; done; \
+             kill -INT \"$2\" 2>/dev/null; i=0; \
+             while kill -0 \"$2\" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; \
+             kill -QUIT \"$2\" 2>/dev/null; sleep 0.5; rm -rf \"$3\"",
+        )
+        .args([
+            "watchdog",
+            &std::process::id().to_string(),
+            &server.id().to_string(),
+        ])
+        .arg(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .map_err(io("starting the watchdog"))?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
+        let ok =
+            std::thread::spawn(move || postgres::Client::connect(&url, postgres::NoTls).is_ok())
+                .join()
+                .unwrap_or(false);
+        if ok {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "the throwaway PostgreSQL did not start; see {}",
+                dir.join("server.log").display()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(TempPg {
+        port,
+        next_db: AtomicU32::new(0),
+        _children: (server, watchdog),
+    })
+}
