@@ -8,7 +8,9 @@
 //! 3. peak resident memory of `once` and of `export` (two sizes, to show it is flat);
 //! 4. webhook deliveries per second to a loopback receiver answering 204;
 //! 5. provider calls per resolved session for a mix needing 0–5 pending answers;
-//! 6. the most requests the simulator saw in any one second with `rate_limit = "50/s"`.
+//! 6. the most requests the simulator saw in any one second with `rate_limit = "50/s"`;
+//! 7. sessions resolved per second by 1, 2 and 4 `once` daemons side by side on one PostgreSQL
+//!    ledger (a throwaway server it starts, as the tests do), beside the SQLite figure of 1.
 //!
 //! Timing goals live here, never in a timed test.
 
@@ -40,6 +42,8 @@ pub struct BenchOptions {
     pub memory: u64,
     /// Provider calls in flight.
     pub concurrency: usize,
+    /// Sessions for each PostgreSQL run; 0 skips them.
+    pub pg_sessions: u64,
     /// Where the JSON goes.
     pub output: PathBuf,
 }
@@ -79,27 +83,35 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<String> {
     let mut rows = Vec::new();
 
     eprintln!(
-        "1/6 throughput: {} sessions, then the load generator",
+        "1/7 throughput: {} sessions, then the load generator",
         opts.sessions
     );
     rows.push(b.throughput(opts.sessions).await?);
     eprintln!(
-        "2/6 cost of a pass: {} due in {} rows and in {} rows",
+        "2/7 cost of a pass: {} due in {} rows and in {} rows",
         opts.due, opts.due, opts.large
     );
     rows.push(b.scale(opts.due, opts.large).await?);
     eprintln!(
-        "3/6 memory: once and export at {} and {} sessions",
+        "3/7 memory: once and export at {} and {} sessions",
         opts.memory / 10,
         opts.memory
     );
     rows.extend(b.memory(opts.memory).await?);
-    eprintln!("4/6 webhook delivery");
+    eprintln!("4/7 webhook delivery");
     rows.push(b.webhook(20_000).await?);
-    eprintln!("5/6 calls per resolution");
+    eprintln!("5/7 calls per resolution");
     rows.push(b.calls_per_resolution(600).await?);
-    eprintln!("6/6 rate limit 50/s");
+    eprintln!("6/7 rate limit 50/s");
     rows.push(b.rate_limit().await?);
+    let sqlite_rate = rows[0].json["once_per_second"].as_f64().unwrap_or(0.0);
+    if opts.pg_sessions > 0 {
+        eprintln!(
+            "7/7 PostgreSQL: {} sessions by 1, 2 and 4 daemons",
+            opts.pg_sessions
+        );
+        rows.push(b.postgres(opts.pg_sessions, sqlite_rate).await?);
+    }
     stop.cancel();
 
     let mut out = String::new();
@@ -154,7 +166,7 @@ struct ChildRun {
 }
 
 impl Bench {
-    /// A config for a ledger at `ledger`, MoPay on the simulator.
+    /// A config for the SQLite ledger at `ledger`, MoPay on the simulator.
     fn config(
         &self,
         name: &str,
@@ -162,9 +174,20 @@ impl Bench {
         extra_provider: &str,
         extra: &str,
     ) -> anyhow::Result<PathBuf> {
+        self.config_at(name, &format!("path = {ledger:?}"), extra_provider, extra)
+    }
+
+    /// A config whose `[ledger]` is `ledger` (`path = …` or `url = …`).
+    fn config_at(
+        &self,
+        name: &str,
+        ledger: &str,
+        extra_provider: &str,
+        extra: &str,
+    ) -> anyhow::Result<PathBuf> {
         let text = format!(
             r#"[ledger]
-path = {ledger:?}
+{ledger}
 [schedule]
 batch_size = 500
 concurrency = {concurrency}
@@ -281,6 +304,69 @@ base_url = "{url}"
             met: Some(ratio >= 0.7),
             json: json!({"sessions": n, "once_per_second": once_rate, "ceiling_per_second": ceiling, "ratio": ratio,
                          "once_seconds": run.elapsed.as_secs_f64(), "once_peak_rss_kib": run.peak_rss_kib}),
+        })
+    }
+
+    /// `once` by 1, 2 and 4 daemons at once on one PostgreSQL ledger of `n` due sessions each
+    /// time (a fresh database per run).
+    async fn postgres(&self, n: u64, sqlite_rate: f64) -> anyhow::Result<Row> {
+        let pg = match tokio::task::spawn_blocking(|| crate::pgtemp::start(true)).await? {
+            Ok(pg) => pg,
+            Err(e) => {
+                return Ok(Row {
+                    name: "7 PostgreSQL: once by 1 / 2 / 4 daemons",
+                    value: "skipped".into(),
+                    goal: "-".into(),
+                    met: None,
+                    json: json!({"skipped": e}),
+                });
+            }
+        };
+        let mut rates = Vec::new();
+        for daemons in [1usize, 2, 4] {
+            let url = pg.new_database().map_err(anyhow::Error::msg)?;
+            let location = crate::ledger::Location::Url(url.clone());
+            let seed = format!(
+                "INSERT INTO sessions (provider, session_id, reference, amount, currency) \
+                 SELECT 'mopay', 'MOP_pg{daemons}_' || i || '_R' || i, 'R' || i, '100.00', 'LSL' \
+                 FROM generate_series(1, {n}) AS i; ANALYZE;"
+            );
+            tokio::task::spawn_blocking(move || {
+                Ledger::connect(&location)?.execute_batch(&seed)?;
+                anyhow::Ok(())
+            })
+            .await??;
+            let cfg = self.config_at(
+                &format!("pg{daemons}"),
+                &format!("url = {url:?}"),
+                "rate_limit = \"off\"",
+                "",
+            )?;
+            let started = Instant::now();
+            let runs = futures_util::future::join_all(
+                (0..daemons).map(|_| self.child(&cfg, &["once"], &[])),
+            )
+            .await;
+            let elapsed = started.elapsed();
+            for r in runs {
+                r?;
+            }
+            rates.push((daemons, n as f64 / elapsed.as_secs_f64(), elapsed));
+        }
+        Ok(Row {
+            name: "7 PostgreSQL: once by 1 / 2 / 4 daemons",
+            value: format!(
+                "{} (SQLite {sqlite_rate:.0}/s)",
+                rates
+                    .iter()
+                    .map(|(_, r, _)| format!("{r:.0}/s"))
+                    .collect::<Vec<_>>()
+                    .join(" / ")
+            ),
+            goal: "-".into(),
+            met: None,
+            json: json!({"sessions": n, "sqlite_per_second": sqlite_rate,
+                         "runs": rates.iter().map(|(d, r, e)| json!({"daemons": d, "per_second": r, "seconds": e.as_secs_f64()})).collect::<Vec<_>>()}),
         })
     }
 

@@ -165,6 +165,10 @@ pub enum Command {
         /// Provider calls in flight
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
+        /// Sessions for each PostgreSQL run (1, 2 and 4 daemons on one throwaway PostgreSQL);
+        /// 0 skips them
+        #[arg(long, default_value_t = 20_000)]
+        pg_sessions: u64,
         /// Where to write the results as JSON
         #[arg(long, default_value = "bench-results.json")]
         output: PathBuf,
@@ -288,6 +292,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             due,
             memory,
             concurrency,
+            pg_sessions,
             output,
         } => {
             init_logging(log_format(&cli, LogFormat::Text), "warn");
@@ -297,6 +302,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 due: *due,
                 memory: *memory,
                 concurrency: *concurrency,
+                pg_sessions: *pg_sessions,
                 output: output.clone(),
             };
             print!("{}", runtime()?.block_on(crate::bench::run(&opts))?);

@@ -1,8 +1,8 @@
 //! A throwaway PostgreSQL for the tests and `payrecon bench`: `initdb` and `postgres` from the
 //! machine's PostgreSQL (`PAYRECON_PG_BIN`, else `pg_config --bindir`, else the newest
 //! `/usr/lib/postgresql/*/bin`) on a temporary directory and a free loopback port, run as the
-//! `postgres` user when we run as root (PostgreSQL refuses root). Durability is off: it holds
-//! nothing worth keeping. A watchdog stops the server and deletes its directory when this
+//! `postgres` user when we run as root (PostgreSQL refuses root). Durability is off for the
+//! tests (they kill daemons, never the database). A watchdog stops the server and deletes its directory when this
 //! process ends, however it ends.
 
 use std::os::unix::process::CommandExt;
@@ -99,8 +99,9 @@ fn command(bin: &Path, user: Option<(u32, u32)>, dir: &Path) -> Command {
     c
 }
 
-/// Starts a server and waits until it takes connections.
-pub fn start() -> Result<TempPg, String> {
+/// Starts a server and waits until it takes connections. `durable: false` turns fsync off (for
+/// tests, which kill daemons, never the database); the benchmark keeps PostgreSQL's defaults.
+pub fn start(durable: bool) -> Result<TempPg, String> {
     let bin = bin_dir()?;
     let user = run_as();
     let io = |what: &'static str| move |e: std::io::Error| format!("{what}: {e}");
@@ -138,21 +139,24 @@ pub fn start() -> Result<TempPg, String> {
         .and_then(|l| l.local_addr())
         .map_err(io("finding a free port"))?
         .port();
-    // Durability off: the tests kill daemons, never the database, and it is thrown away.
-    let server = command(&bin.join("postgres"), user, &dir)
+    let mut server = command(&bin.join("postgres"), user, &dir);
+    server
         .arg("-D")
         .arg(&data)
         .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"])
         .arg("-k")
-        .arg(&dir)
-        .args([
+        .arg(&dir);
+    if !durable {
+        server.args([
             "-c",
             "fsync=off",
             "-c",
             "synchronous_commit=off",
             "-c",
             "full_page_writes=off",
-        ])
+        ]);
+    }
+    let server = server
         .args(["-c", "max_connections=200"])
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(dir.join("server.log")).map_err(io("creating the log"))?)

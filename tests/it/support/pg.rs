@@ -10,7 +10,7 @@ static SERVER: OnceLock<TempPg> = OnceLock::new();
 /// The URL of a new, empty database on the test server.
 pub fn new_database() -> String {
     SERVER
-        .get_or_init(|| payrecon::pgtemp::start().unwrap_or_else(|e| panic!("{e}")))
+        .get_or_init(|| payrecon::pgtemp::start(false).unwrap_or_else(|e| panic!("{e}")))
         .new_database()
         .unwrap_or_else(|e| panic!("{e}"))
 }
