@@ -629,6 +629,13 @@ pub fn pg_config(url: &str) -> Result<postgres::Config, String> {
     let mut c: postgres::Config = url
         .parse()
         .map_err(|e| format!("not a PostgreSQL URL: {e}"))?;
+    if c.get_ssl_mode() == postgres::config::SslMode::Require {
+        return Err(
+            "sslmode=require: this build speaks to PostgreSQL without TLS; connect over a Unix \
+             socket or loopback, or through a TLS tunnel"
+                .into(),
+        );
+    }
     if c.get_connect_timeout().is_none() {
         c.connect_timeout(Duration::from_secs(10));
     }
