@@ -91,7 +91,8 @@ initial = "200ms"
 multiplier = 1.5
 max = "1s"
 jitter = 0.2
-max_age = "6s"
+# Long enough that a session needing several pending answers resolves first on a busy machine.
+max_age = "10s"
 not_found_after = 3
 [http]
 timeout = "2s"

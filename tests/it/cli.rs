@@ -3,7 +3,7 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::support::{Env, Guard, bin, count, one, output, text, wait_for};
+use crate::support::{Engine, Env, Guard, bin, count, one, output, text, wait_for};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_errors_exit_2_naming_the_key() {
@@ -68,9 +68,8 @@ async fn config_errors_exit_2_naming_the_key() {
     assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn import_is_all_or_nothing_names_the_line_and_is_idempotent() {
-    let env = Env::start().await;
+async fn import_is_all_or_nothing_names_the_line_and_is_idempotent(engine: Engine) {
+    let env = Env::start_on(engine).await;
     let bad = env.dir.path().join("bad.csv");
     std::fs::write(
         &bad,
@@ -145,9 +144,8 @@ async fn import_is_all_or_nothing_names_the_line_and_is_idempotent() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn add_insert_once_show_list_stats_end_to_end() {
-    let env = Env::start().await;
+async fn add_insert_once_show_list_stats_end_to_end(engine: Engine) {
+    let env = Env::start_on(engine).await;
     // `add`, with the behaviour picked by the id, and bad input refused with exit 2.
     let mut c = env.cmd();
     c.args([
@@ -181,15 +179,13 @@ async fn add_insert_once_show_list_stats_end_to_end() {
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).1.contains("\"mopy\" is not configured"));
 
-    // An application's plain INSERT, with its own SQLite connection.
-    let app = rusqlite::Connection::open(&env.ledger_path).unwrap();
-    app.execute(
-        "INSERT INTO sessions (provider, session_id, reference, amount, currency) \
-         VALUES ('mopay', 'MOP_abc123_ORDER12345', 'ORDER12345', '100.00', 'LSL')",
-        [],
-    )
-    .unwrap();
-    drop(app);
+    // An application's plain INSERT, on its own connection.
+    env.ledger()
+        .execute_batch(
+            "INSERT INTO sessions (provider, session_id, reference, amount, currency) \
+             VALUES ('mopay', 'MOP_abc123_ORDER12345', 'ORDER12345', '100.00', 'LSL')",
+        )
+        .unwrap();
 
     let mut c = env.cmd();
     c.arg("once");
@@ -236,9 +232,8 @@ async fn add_insert_once_show_list_stats_end_to_end() {
     assert_eq!(output(c).await.status.code(), Some(2));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_processes_on_one_ledger_record_one_transition_each() {
-    let env = Env::start().await;
+async fn two_processes_on_one_ledger_record_one_transition_each(engine: Engine) {
+    let env = Env::start_on(engine).await;
     let l = env.ledger();
     let n = 300;
     for i in 0..n {
@@ -279,9 +274,8 @@ async fn two_processes_on_one_ledger_record_one_transition_each() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_stops_the_daemon_promptly_and_releases_leases() {
-    let env = Env::start().await;
+async fn sigterm_stops_the_daemon_promptly_and_releases_leases(engine: Engine) {
+    let env = Env::start_on(engine).await;
     let l = env.ledger();
     env.set("timeout", "\"8s\"");
     env.set("lease", "\"60s\"");
@@ -326,7 +320,10 @@ async fn sigterm_stops_the_daemon_promptly_and_releases_leases() {
     assert_eq!(
         count(
             &l,
-            "SELECT count(*) FROM sessions WHERE next_check_at <= strftime('%Y-%m-%dT%H:%M:%fZ','now')"
+            &format!(
+                "SELECT count(*) FROM sessions WHERE next_check_at <= '{}'",
+                payrecon::clock::format(payrecon::clock::now())
+            )
         ),
         4
     );
@@ -460,3 +457,10 @@ async fn json_logs_carry_one_structured_line_per_event() {
             .all(|v| v["event_id"].as_str().unwrap().starts_with("evt_"))
     );
 }
+
+crate::on_both_engines!(
+    import_is_all_or_nothing_names_the_line_and_is_idempotent,
+    add_insert_once_show_list_stats_end_to_end,
+    two_processes_on_one_ledger_record_one_transition_each,
+    sigterm_stops_the_daemon_promptly_and_releases_leases,
+);

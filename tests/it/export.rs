@@ -4,13 +4,12 @@ use std::str::FromStr;
 
 use rust_decimal::Decimal;
 
-use crate::support::{Env, count, one, output, text};
+use crate::support::{Engine, Env, count, one, output, text};
 
 /// A ledger with known contents, written as an application would (plain SQL).
 fn known_ledger(env: &Env) {
-    env.ledger();
-    let app = rusqlite::Connection::open(&env.ledger_path).unwrap();
-    app.execute_batch(
+    // The application's own connection: plain SQL, the same on both engines.
+    env.ledger().execute_batch(
         r#"
 INSERT INTO sessions (provider, session_id, reference, amount, currency, status, created_at, checks,
                       transaction_id, payment_method, provider_completed_at, resolved_at) VALUES
@@ -35,9 +34,8 @@ mopay,MOP_5_E,,,,PENDING,,,,,0
 mopay,MOP_6_F,F,0.70,LSL,COMPLETED,TXN6,mpesa,,2026-11-06T11:00:00.000Z,4
 ";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn csv_and_jsonl_exports_match_byte_for_byte() {
-    let env = Env::start().await;
+async fn csv_and_jsonl_exports_match_byte_for_byte(engine: Engine) {
+    let env = Env::start_on(engine).await;
     known_ledger(&env);
     let file = env.dir.path().join("out.csv");
     let mut c = env.cmd();
@@ -92,9 +90,8 @@ async fn csv_and_jsonl_exports_match_byte_for_byte() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn completed_totals_in_stats_and_export_agree() {
-    let env = Env::start().await;
+async fn completed_totals_in_stats_and_export_agree(engine: Engine) {
+    let env = Env::start_on(engine).await;
     known_ledger(&env);
     let mut c = env.cmd();
     c.args(["export", "--format", "csv", "--status", "COMPLETED"]);
@@ -125,9 +122,8 @@ async fn completed_totals_in_stats_and_export_agree() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn resolve_moves_pending_or_review_once_and_nothing_else() {
-    let env = Env::start().await;
+async fn resolve_moves_pending_or_review_once_and_nothing_else(engine: Engine) {
+    let env = Env::start_on(engine).await;
     let l = env.ledger();
     env.session(&l, "rev1", "amount");
     env.session(&l, "pend1", "pending");
@@ -192,3 +188,9 @@ async fn resolve_moves_pending_or_review_once_and_nothing_else() {
     assert_eq!(v["data"]["from"], "PENDING");
     assert_eq!(v["data"]["reason"], "checked with the customer's bank");
 }
+
+crate::on_both_engines!(
+    csv_and_jsonl_exports_match_byte_for_byte,
+    completed_totals_in_stats_and_export_agree,
+    resolve_moves_pending_or_review_once_and_nothing_else,
+);

@@ -5,7 +5,7 @@ use std::os::unix::net::UnixDatagram;
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::support::{Env, Guard, bin, count, one, output, text, wait_for};
+use crate::support::{Engine, Env, Guard, bin, count, one, output, text, wait_for};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -187,10 +187,9 @@ async fn healthz_turns_503_when_credentials_are_refused() {
     assert!(last.1["problems"][0].as_str().unwrap().contains("refused"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_api_enqueues_reads_and_verifies_behind_its_token() {
+async fn the_api_enqueues_reads_and_verifies_behind_its_token(engine: Engine) {
     const TOKEN: &str = "tok_0123456789abcdef";
-    let mut env = Env::start().await;
+    let mut env = Env::start_on(engine).await;
     env.set("cron", "\"0 0 0 1 1 *\""); // no scheduled pass: only the API acts
     env.vars
         .push(("PAYRECON_TEST_API_TOKEN".into(), TOKEN.into()));
@@ -314,9 +313,8 @@ async fn the_api_enqueues_reads_and_verifies_behind_its_token() {
     assert_eq!(r.status(), 404);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn verify_from_the_shell() {
-    let env = Env::start().await;
+async fn verify_from_the_shell(engine: Engine) {
+    let env = Env::start_on(engine).await;
     let l = env.ledger();
     env.session(&l, "shell1", "fail");
     let mut c = env.cmd();
@@ -451,3 +449,8 @@ async fn the_unit_file_verifies_and_stays_hardened() {
         .unwrap_or_else(|| panic!("no exposure level in: {out}"));
     assert!(score <= 2.0, "exposure {score} is worse than OK");
 }
+
+crate::on_both_engines!(
+    the_api_enqueues_reads_and_verifies_behind_its_token,
+    verify_from_the_shell,
+);
