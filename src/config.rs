@@ -68,6 +68,8 @@ pub struct RawLedger {
     pub path: Option<PathBuf>,
     /// A PostgreSQL database, `postgres://…`.
     pub url: Option<String>,
+    /// The environment variable holding the PostgreSQL password (kept out of the file).
+    pub password_env: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -506,6 +508,11 @@ impl Config {
 
     /// Validates a parsed config.
     pub fn from_raw(raw: RawConfig, env: EnvLookup<'_>) -> Result<Config, UsageError> {
+        if raw.ledger.password_env.is_some() && raw.ledger.url.is_none() {
+            return Err(UsageError::new(
+                "ledger.password_env: only a PostgreSQL ledger (ledger.url) takes a password",
+            ));
+        }
         let ledger = match (raw.ledger.path, raw.ledger.url) {
             (Some(_), Some(_)) => {
                 return Err(UsageError::new(
@@ -518,6 +525,19 @@ impl Config {
                         "ledger.url: {:?} is not a postgres:// URL",
                         crate::ledger::db::redact(&url)
                     )));
+                }
+                let mut url = url;
+                if let Some(var) = &raw.ledger.password_env {
+                    let password = env(var).filter(|v| !v.is_empty()).ok_or_else(|| {
+                        UsageError::new(format!(
+                            "ledger.password_env: the environment variable {var} is not set"
+                        ))
+                    })?;
+                    let mut u = reqwest::Url::parse(&url)
+                        .map_err(|e| UsageError::new(format!("ledger.url: not a URL ({e})")))?;
+                    u.set_password(Some(&password))
+                        .map_err(|()| UsageError::new("ledger.url: a password needs a host"))?;
+                    url = u.to_string();
                 }
                 crate::ledger::db::pg_config(&url)
                     .map_err(|e| UsageError::new(format!("ledger.url: {e}")))?;
@@ -1000,6 +1020,26 @@ mod tests {
 
     fn no_env(_: &str) -> Option<String> {
         None
+    }
+
+    #[test]
+    fn the_postgres_password_comes_from_the_environment_and_is_never_shown() {
+        let text = "[ledger]\nurl = \"postgres://payrecon@db.internal/pr\"\npassword_env = \"PRDB\"\n\
+                    [providers.m]\nkind = \"mopay\"\nbase_url = \"http://127.0.0.1:9\"\n";
+        let env = |v: &str| (v == "PRDB").then(|| "s3cr3t/:@".to_string());
+        let cfg = Config::parse(text, &env).unwrap();
+        let Location::Url(url) = &cfg.ledger else {
+            panic!("not a URL ledger")
+        };
+        let parsed = crate::ledger::db::pg_config(url).unwrap();
+        assert_eq!(parsed.get_password(), Some(&b"s3cr3t/:@"[..]));
+        assert!(!cfg.ledger.to_string().contains("s3cr3t"), "{}", cfg.ledger);
+        assert!(!format!("{cfg:?}").contains("s3cr3t"));
+        let e = Config::parse(text, &no_env).unwrap_err().to_string();
+        assert!(e.contains("PRDB is not set"), "{e}");
+        let both = "[ledger]\npath = \"/tmp/x.db\"\nurl = \"postgres://h/d\"\n";
+        let e = Config::parse(both, &no_env).unwrap_err().to_string();
+        assert!(e.contains("not both"), "{e}");
     }
 
     #[test]

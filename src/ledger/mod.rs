@@ -69,13 +69,22 @@ pub enum ClaimMode {
     LateBy(Timestamp),
 }
 
-/// Where a ledger lives.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where a ledger lives. Shown (Display and Debug) without a URL's password.
+#[derive(Clone, PartialEq, Eq)]
 pub enum Location {
     /// A SQLite file.
     Path(PathBuf),
     /// A PostgreSQL database (`postgres://…`).
     Url(String),
+}
+
+impl std::fmt::Debug for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Path(p) => f.debug_tuple("Path").field(p).finish(),
+            Location::Url(u) => f.debug_tuple("Url").field(&db::redact(u)).finish(),
+        }
+    }
 }
 
 impl std::fmt::Display for Location {

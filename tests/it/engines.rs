@@ -60,6 +60,17 @@ async fn both_engines_migrate_to_the_same_tables() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newer_postgres_ledger_is_refused_untouched() {
+    let env = Env::start_on(Engine::Postgres).await;
+    let l = env.ledger();
+    l.execute_batch("UPDATE payrecon_schema SET version = 99")
+        .unwrap();
+    let e = Ledger::connect(&env.location).err().unwrap().to_string();
+    assert!(e.contains("newer"), "{e}");
+    assert_eq!(one(&l, "SELECT version FROM payrecon_schema"), "99");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plain_insert_on_postgres_is_due_and_reconciled() {
     let env = Env::start_on(Engine::Postgres).await;
     let l = env.ledger();
