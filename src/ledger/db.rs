@@ -67,10 +67,17 @@ impl rusqlite::ToSql for Val<'_> {
 pub enum DbError {
     #[error(transparent)]
     Sqlite(#[from] rusqlite::Error),
+    /// Not a `#[source]`: its message already carries the cause, which a chain would repeat.
     #[error("{}", pg_message(.0))]
-    Pg(#[from] postgres::Error),
+    Pg(postgres::Error),
     #[error("{0}")]
     Value(String),
+}
+
+impl From<postgres::Error> for DbError {
+    fn from(e: postgres::Error) -> Self {
+        DbError::Pg(e)
+    }
 }
 
 /// PostgreSQL's own message (with its detail) rather than the client's generic "db error".
@@ -80,7 +87,22 @@ fn pg_message(e: &postgres::Error) -> String {
             Some(d) => format!("{} ({d})", db.message()),
             None => db.message().to_string(),
         },
-        None => e.to_string(),
+        // The client nests its cause and prints it at each level: show the kind once and the
+        // root cause ("error connecting to server: Connection refused").
+        None => {
+            let mut root: &dyn std::error::Error = e;
+            while let Some(next) = root.source() {
+                root = next;
+            }
+            let text = e.to_string();
+            let kind = text.split(": ").next().unwrap_or(&text);
+            let cause = root.to_string();
+            if cause.is_empty() || kind.contains(&cause) || cause.starts_with(kind) {
+                cause.max(kind.to_string())
+            } else {
+                format!("{kind}: {cause}")
+            }
+        }
     }
 }
 

@@ -37,12 +37,12 @@ const PG_CONNECTIONS: usize = 4;
 /// message stands alone.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("ledger {ledger}: {what}: {source}")]
+    /// The cause is in the message, not a `#[source]`: `{:#}` would print it twice.
+    #[error("ledger {ledger}: {what}: {cause}")]
     Db {
         ledger: String,
         what: &'static str,
-        #[source]
-        source: DbError,
+        cause: DbError,
     },
     #[error(
         "ledger {ledger}: schema version {found} is newer than this build's {supported}; upgrade payrecon (the ledger was not changed)"
@@ -305,7 +305,7 @@ impl Ledger {
             move |e: DbError| Error::Db {
                 ledger,
                 what,
-                source: e,
+                cause: e,
             }
         };
         let engine = match location {
@@ -339,7 +339,9 @@ impl Ledger {
                     ledger: name.clone(),
                     message,
                 })?;
-                Engine::Pg(Box::new(db::PgPool::new(config, PG_CONNECTIONS)))
+                let engine = Engine::Pg(Box::new(db::PgPool::new(config, PG_CONNECTIONS)));
+                engine.batch("SELECT 1").map_err(err("connecting"))?;
+                engine
             }
         };
         let ledger = Ledger {
@@ -385,10 +387,10 @@ impl Ledger {
     }
 
     fn err(&self, what: &'static str) -> impl Fn(DbError) -> Error + '_ {
-        move |source| Error::Db {
+        move |cause| Error::Db {
             ledger: self.inner.name.clone(),
             what,
-            source,
+            cause,
         }
     }
 

@@ -331,10 +331,10 @@ pub fn migrate(engine: &Engine, ledger: &str) -> Result<(), Error> {
         }),
     };
     result.map_err(|stop| match stop {
-        Stop::Db(what, source) => Error::Db {
+        Stop::Db(what, cause) => Error::Db {
             ledger: ledger.to_string(),
             what,
-            source,
+            cause,
         },
         Stop::TooNew(found) => Error::TooNew {
             ledger: ledger.to_string(),
