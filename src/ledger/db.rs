@@ -309,7 +309,11 @@ impl PgPool {
             if g.1 < self.max {
                 g.1 += 1;
                 drop(g);
-                return self.connect().inspect_err(|_| self.lock().1 -= 1);
+                return self.connect().inspect_err(|_| {
+                    // The slot is free again for whoever waits.
+                    self.lock().1 -= 1;
+                    self.freed.notify_one();
+                });
             }
             g = self.freed.wait(g).unwrap_or_else(|p| p.into_inner());
         }
