@@ -11,12 +11,26 @@ use std::time::Duration;
 use postgres::types::{ToSql, Type};
 use rusqlite::TransactionBehavior;
 
-/// A parameter: the ledger binds only integers, text and NULL.
+/// A parameter: the ledger binds integers, text and NULL — and, on PostgreSQL only, arrays of
+/// them for set-based statements (`unnest`).
 #[derive(Debug, Clone, Copy)]
 pub enum Val<'a> {
     Null,
     Int(i64),
     Text(&'a str),
+    Ints(&'a [i64]),
+    Texts(&'a [Option<&'a str>]),
+}
+
+impl<'a> From<&'a [i64]> for Val<'a> {
+    fn from(v: &'a [i64]) -> Self {
+        Val::Ints(v)
+    }
+}
+impl<'a> From<&'a [Option<&'a str>]> for Val<'a> {
+    fn from(v: &'a [Option<&'a str>]) -> Self {
+        Val::Texts(v)
+    }
 }
 
 impl<'a> From<&'a str> for Val<'a> {
@@ -58,6 +72,11 @@ impl rusqlite::ToSql for Val<'_> {
             Val::Null => ToSqlOutput::Borrowed(ValueRef::Null),
             Val::Int(i) => ToSqlOutput::Borrowed(ValueRef::Integer(*i)),
             Val::Text(t) => ToSqlOutput::Borrowed(ValueRef::Text(t.as_bytes())),
+            Val::Ints(_) | Val::Texts(_) => {
+                return Err(rusqlite::Error::ToSqlConversionFailure(
+                    "arrays are PostgreSQL's".into(),
+                ));
+            }
         })
     }
 }
@@ -260,6 +279,13 @@ fn pg_param(v: &Val<'_>, ty: &Type) -> Result<Box<dyn ToSql + Sync>, DbError> {
         (Val::Text(t), &Type::INT8) => Box::new(t.parse::<i64>().map_err(|_| bad("text"))?),
         (Val::Text(t), &Type::INT4) => Box::new(t.parse::<i32>().map_err(|_| bad("text"))?),
         (Val::Text(t), _) => Box::new(t.to_string()),
+        (Val::Ints(v), &Type::INT8_ARRAY) => Box::new(v.to_vec()),
+        (Val::Texts(v), &Type::TEXT_ARRAY) => Box::new(
+            v.iter()
+                .map(|t| t.map(str::to_string))
+                .collect::<Vec<Option<String>>>(),
+        ),
+        (Val::Ints(_) | Val::Texts(_), _) => return Err(bad("an array")),
     })
 }
 

@@ -18,6 +18,7 @@ pub mod schema;
 
 pub use model::*;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -497,7 +498,21 @@ impl Ledger {
         let now_s = clock::format(now);
         self.tx(Mode::Write, "recording outcomes", |tx| {
             let mut written = Vec::new();
+            // PostgreSQL pays per statement (a round trip, and its CHECK and index predicates
+            // prepared per execution): a group's transitions go in three set-based statements.
+            let pg_transitions = tx.is_pg()
+                && records
+                    .iter()
+                    .filter(|r| matches!(r, Record::Transition { .. }))
+                    .count()
+                    > 1;
+            if pg_transitions {
+                record_transitions_pg(tx, &now_s, records, &mut written)?;
+            }
             for rec in records {
+                if pg_transitions && matches!(rec, Record::Transition { .. }) {
+                    continue;
+                }
                 record_one(tx, owner, &now_s, rec, &mut written)?;
             }
             Ok(written)
@@ -950,6 +965,200 @@ fn sum_completed(tx: &mut Tx<'_>) -> Result<Vec<(String, u64, rust_decimal::Deci
         },
     )?;
     Ok(completed)
+}
+
+/// The set-based compare-and-set of a group's transitions on PostgreSQL: one UPDATE … FROM
+/// unnest(…) RETURNING the sessions that moved, then their transition rows and events in one
+/// INSERT each. A session that lost the compare-and-set takes the one-by-one path (its anomaly).
+const PG_TRANSITIONS_CAS: &str = "UPDATE sessions s SET status = v.to_status, resolved_at = ?1, \
+     checks = s.checks + v.charged, answered_checks = s.answered_checks + v.charged, \
+     last_checked_at = CASE WHEN v.charged = 1 THEN ?1 ELSE s.last_checked_at END, \
+     provider_status = coalesce(v.provider_status, s.provider_status), \
+     transaction_id = coalesce(v.transaction_id, s.transaction_id), \
+     payment_method = coalesce(v.payment_method, s.payment_method), \
+     provider_completed_at = coalesce(v.provider_completed_at, s.provider_completed_at), \
+     last_error = NULL, lease_owner = NULL, lease_until = NULL, late_check_at = v.late_check_at \
+     FROM unnest(?2::bigint[], ?3::text[], ?4::text[], ?5::bigint[], ?6::text[], ?7::text[], \
+                 ?8::text[], ?9::text[], ?10::text[]) \
+          AS v(id, from_status, to_status, charged, provider_status, transaction_id, \
+               payment_method, provider_completed_at, late_check_at) \
+     WHERE s.id = v.id AND s.status = v.from_status \
+     RETURNING s.id, s.provider, s.session_id, s.reference, s.amount, s.currency, s.status, \
+     s.created_at, s.next_check_at, s.checks, s.answered_checks, s.not_found_count, \
+     s.last_checked_at, s.last_error, s.lease_owner, s.lease_until, s.provider_status, \
+     s.transaction_id, s.payment_method, s.provider_completed_at, s.resolved_at, s.late_check_at";
+
+const PG_INSERT_TRANSITIONS: &str = "INSERT INTO transitions (session, from_status, to_status, at, \
+     source, reason, provider_status, transaction_id, payment_method, provider_amount, \
+     provider_reference, provider_currency, provider_completed_at) \
+     SELECT v.session, v.from_status, v.to_status, ?1, v.source, v.reason, v.provider_status, \
+            v.transaction_id, v.payment_method, v.provider_amount, v.provider_reference, \
+            v.provider_currency, v.provider_completed_at \
+     FROM unnest(?2::bigint[], ?3::text[], ?4::text[], ?5::text[], ?6::text[], ?7::text[], \
+                 ?8::text[], ?9::text[], ?10::text[], ?11::text[], ?12::text[], ?13::text[]) \
+          AS v(session, from_status, to_status, source, reason, provider_status, transaction_id, \
+               payment_method, provider_amount, provider_reference, provider_currency, \
+               provider_completed_at)";
+
+const PG_INSERT_EVENTS: &str = "INSERT INTO events (id, type, session, payload, created_at, \
+     next_attempt_at) \
+     SELECT v.id, v.type, v.session, v.payload, ?1, ?1 \
+     FROM unnest(?2::text[], ?3::text[], ?4::bigint[], ?5::text[]) AS v(id, type, session, payload)";
+
+fn record_transitions_pg(
+    tx: &mut Tx<'_>,
+    now_s: &str,
+    records: &[Record],
+    written: &mut Vec<Written>,
+) -> Result<(), DbError> {
+    let transitions: Vec<&Record> = records
+        .iter()
+        .filter(|r| matches!(r, Record::Transition { .. }))
+        .collect();
+    let lates: Vec<Option<String>> = transitions
+        .iter()
+        .map(|r| match r {
+            Record::Transition { late_check_at, .. } => late_check_at.map(clock::format),
+            _ => None,
+        })
+        .collect();
+    let mut ids = Vec::new();
+    let mut charged = Vec::new();
+    let mut cols: [Vec<Option<&str>>; 7] = Default::default();
+    for (r, late) in transitions.iter().zip(&lates) {
+        let Record::Transition {
+            rowid,
+            from,
+            to,
+            facts,
+            charged: c,
+            ..
+        } = r
+        else {
+            continue;
+        };
+        ids.push(*rowid);
+        charged.push(i64::from(*c));
+        cols[0].push(Some(from.as_str()));
+        cols[1].push(Some(to.as_str()));
+        cols[2].push(facts.provider_status.as_deref());
+        cols[3].push(facts.transaction_id.as_deref());
+        cols[4].push(facts.payment_method.as_deref());
+        cols[5].push(facts.provider_completed_at.as_deref());
+        cols[6].push(late.as_deref());
+    }
+    let moved: HashMap<i64, Session> = tx
+        .query(
+            PG_TRANSITIONS_CAS,
+            vals![
+                now_s,
+                &ids[..],
+                &cols[0][..],
+                &cols[1][..],
+                &charged[..],
+                &cols[2][..],
+                &cols[3][..],
+                &cols[4][..],
+                &cols[5][..],
+                &cols[6][..]
+            ],
+            session_from_row,
+        )?
+        .into_iter()
+        .map(|s| (s.rowid, s))
+        .collect();
+    let mut t_sessions = Vec::new();
+    let mut t_cols: [Vec<Option<&str>>; 11] = Default::default();
+    let mut events: Vec<(String, &'static str, i64, String)> = Vec::new();
+    for r in &transitions {
+        let Record::Transition {
+            rowid,
+            from,
+            to,
+            source,
+            reason,
+            facts,
+            compared,
+            ..
+        } = r
+        else {
+            continue;
+        };
+        let Some(session) = moved.get(rowid) else {
+            // Lost the compare-and-set: the one-by-one path finds out what was recorded.
+            record_one(tx, "", now_s, r, written)?;
+            continue;
+        };
+        t_sessions.push(*rowid);
+        for (col, v) in t_cols.iter_mut().zip([
+            Some(from.as_str()),
+            Some(to.as_str()),
+            Some(source.as_str()),
+            reason.as_deref(),
+            facts.provider_status.as_deref(),
+            facts.transaction_id.as_deref(),
+            facts.payment_method.as_deref(),
+            facts.amount.as_deref(),
+            facts.reference.as_deref(),
+            facts.currency.as_deref(),
+            facts.provider_completed_at.as_deref(),
+        ]) {
+            col.push(v);
+        }
+        let id = events::new_id();
+        let payload = events::transition_payload(&events::TransitionEvent {
+            id: &id,
+            created_at: now_s,
+            session,
+            from: *from,
+            to: *to,
+            reason: reason.as_deref(),
+            facts,
+            compared,
+        });
+        events.push((id, to.event_type(), *rowid, payload));
+    }
+    if t_sessions.is_empty() {
+        return Ok(());
+    }
+    tx.exec(
+        PG_INSERT_TRANSITIONS,
+        vals![
+            now_s,
+            &t_sessions[..],
+            &t_cols[0][..],
+            &t_cols[1][..],
+            &t_cols[2][..],
+            &t_cols[3][..],
+            &t_cols[4][..],
+            &t_cols[5][..],
+            &t_cols[6][..],
+            &t_cols[7][..],
+            &t_cols[8][..],
+            &t_cols[9][..],
+            &t_cols[10][..]
+        ],
+    )?;
+    let e_ids: Vec<Option<&str>> = events.iter().map(|e| Some(e.0.as_str())).collect();
+    let e_types: Vec<Option<&str>> = events.iter().map(|e| Some(e.1)).collect();
+    let e_sessions: Vec<i64> = events.iter().map(|e| e.2).collect();
+    let e_payloads: Vec<Option<&str>> = events.iter().map(|e| Some(e.3.as_str())).collect();
+    tx.exec(
+        PG_INSERT_EVENTS,
+        vals![
+            now_s,
+            &e_ids[..],
+            &e_types[..],
+            &e_sessions[..],
+            &e_payloads[..]
+        ],
+    )?;
+    written.extend(
+        events
+            .into_iter()
+            .map(|(id, kind, _, payload)| Written { id, kind, payload }),
+    );
+    Ok(())
 }
 
 /// One outcome of [`Ledger::record`].

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use payrecon::ledger::{Ledger, Location};
+use payrecon::ledger::{Facts, Ledger, Location, NewSession, Record, Source, Status};
 
 use crate::support::{Engine, Env, count, one, output, text};
 
@@ -204,3 +204,73 @@ fn shape_of_rows(l: &Ledger) -> Vec<String> {
     }
     out
 }
+
+/// A group of transitions where one session was already recorded otherwise: the others move,
+/// that one gets no second transition but an anomaly event — on both engines (PostgreSQL
+/// records a group's transitions set-based, SQLite one by one).
+async fn a_group_with_a_lost_compare_and_set(engine: Engine) {
+    let env = Env::start_on(engine).await;
+    let l = env.ledger();
+    for id in ["g1", "g2", "g3"] {
+        l.enqueue(&NewSession {
+            provider: "mopay".into(),
+            session_id: id.into(),
+            ..Default::default()
+        })
+        .unwrap();
+    }
+    let rowid = |id: &str| l.get("mopay", id).unwrap().unwrap().rowid;
+    let moved = |id: &str, to: Status| Record::Transition {
+        rowid: rowid(id),
+        from: Status::Pending,
+        to,
+        source: Source::Poll,
+        reason: None,
+        facts: Facts {
+            transaction_id: Some(format!("TXN-{id}")),
+            ..Facts::default()
+        },
+        charged: true,
+        compared: vec![],
+        late_check_at: None,
+    };
+    let now = payrecon::clock::now();
+    l.record("a", now, &[moved("g3", Status::Failed)]).unwrap();
+    let written = l
+        .record(
+            "b",
+            now,
+            &[
+                moved("g1", Status::Completed),
+                moved("g2", Status::Completed),
+                moved("g3", Status::Completed),
+            ],
+        )
+        .unwrap();
+    let kinds: Vec<&str> = written.iter().map(|w| w.kind).collect();
+    assert_eq!(kinds.len(), 3, "{kinds:?}");
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "session.completed").count(),
+        2
+    );
+    assert!(kinds.contains(&"session.anomaly"), "{kinds:?}");
+    assert_eq!(
+        one(&l, "SELECT status FROM sessions WHERE session_id = 'g3'"),
+        "FAILED"
+    );
+    assert_eq!(
+        one(
+            &l,
+            "SELECT transaction_id FROM sessions WHERE session_id = 'g1'"
+        ),
+        "TXN-g1"
+    );
+    assert_eq!(count(&l, "SELECT count(*) FROM transitions"), 3);
+    assert_eq!(
+        count(&l, "SELECT count(DISTINCT session) FROM transitions"),
+        3
+    );
+    assert_eq!(count(&l, "SELECT count(*) FROM events"), 4);
+}
+
+crate::on_both_engines!(a_group_with_a_lost_compare_and_set);
