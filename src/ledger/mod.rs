@@ -857,10 +857,13 @@ impl Ledger {
         mut row: impl FnMut(&Session) -> Result<(), std::io::Error>,
     ) -> Result<u64, ExportError> {
         // Up to six statuses, as parameters (NULL for the unused ones): the same SQL for both
-        // engines.
+        // engines. There are six statuses; repeats are dropped first so none is crowded out.
+        let mut distinct: Vec<&str> = f.statuses.iter().map(|s| s.as_str()).collect();
+        distinct.sort_unstable();
+        distinct.dedup();
         let mut statuses = [None; 6];
-        for (slot, s) in statuses.iter_mut().zip(&f.statuses) {
-            *slot = Some(s.as_str());
+        for (slot, s) in statuses.iter_mut().zip(distinct) {
+            *slot = Some(s);
         }
         let (since, until) = (f.since.map(clock::format), f.until.map(clock::format));
         let mut n = 0;

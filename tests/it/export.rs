@@ -77,6 +77,25 @@ async fn csv_and_jsonl_exports_match_byte_for_byte(engine: Engine) {
     );
     assert!(err.contains("exported 2 sessions"), "{err}");
 
+    // Repeated statuses crowd none out: seven flags naming all six give every row.
+    let mut c = env.cmd();
+    c.args(["export", "--format", "csv"]);
+    for st in [
+        "pending",
+        "pending",
+        "failed",
+        "cancelled",
+        "expired",
+        "review",
+        "completed",
+    ] {
+        c.args(["--status", st]);
+    }
+    let o = output(c).await;
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert_eq!(out, EXPECTED_CSV);
+
     for (args, named) in [
         (vec!["--format", "xml"], "xml"),
         (vec!["--format", "csv", "--since", "last week"], "--since"),
