@@ -9,8 +9,9 @@ use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::ledger::Location;
 use serde::Deserialize;
+
+use crate::ledger::Location;
 
 /// A configuration or usage problem: the CLI exits 2 for these.
 #[derive(Debug, thiserror::Error)]
@@ -60,9 +61,8 @@ pub struct RawConfig {
     pub log: RawLog,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-#[derive(Default)]
 pub struct RawLedger {
     /// A SQLite file; `/var/lib/payrecon/ledger.db` when neither this nor `url` is set.
     pub path: Option<PathBuf>,
