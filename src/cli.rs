@@ -190,6 +190,9 @@ pub enum LedgerCommand {
         /// The PostgreSQL ledger, postgres://user@host/db
         #[arg(long)]
         to: String,
+        /// The environment variable holding its password (not on the command line)
+        #[arg(long)]
+        password_env: Option<String>,
     },
 }
 
@@ -738,7 +741,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
         }
         Command::Ledger {
-            command: LedgerCommand::Copy { to },
+            command: LedgerCommand::Copy { to, password_env },
         } => {
             let cfg = load(&cli)?;
             if !(to.starts_with("postgres://") || to.starts_with("postgresql://")) {
@@ -748,6 +751,20 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ))
                 .into());
             }
+            let to = &match password_env {
+                None => to.clone(),
+                Some(var) => {
+                    let password = config::process_env(var)
+                        .filter(|v| !v.is_empty())
+                        .ok_or_else(|| {
+                            UsageError::new(format!(
+                                "--password-env: the environment variable {var} is not set"
+                            ))
+                        })?;
+                    crate::ledger::db::with_password(to, &password)
+                        .map_err(|e| UsageError::new(format!("--to: {e}")))?
+                }
+            };
             let ledger = daemon::open_ledger(&cfg)?;
             let started = std::time::Instant::now();
             let bar = indicatif::ProgressBar::with_draw_target(

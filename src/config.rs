@@ -533,11 +533,8 @@ impl Config {
                             "ledger.password_env: the environment variable {var} is not set"
                         ))
                     })?;
-                    let mut u = reqwest::Url::parse(&url)
-                        .map_err(|e| UsageError::new(format!("ledger.url: not a URL ({e})")))?;
-                    u.set_password(Some(&password))
-                        .map_err(|()| UsageError::new("ledger.url: a password needs a host"))?;
-                    url = u.to_string();
+                    url = crate::ledger::db::with_password(&url, &password)
+                        .map_err(|e| UsageError::new(format!("ledger.url: {e}")))?;
                 }
                 crate::ledger::db::pg_config(&url)
                     .map_err(|e| UsageError::new(format!("ledger.url: {e}")))?;

@@ -697,6 +697,14 @@ pub fn pg_config(url: &str) -> Result<postgres::Config, String> {
     Ok(c)
 }
 
+/// `url` with `password` set in it (kept in memory only; shown redacted).
+pub fn with_password(url: &str, password: &str) -> Result<String, String> {
+    let mut u = reqwest::Url::parse(url).map_err(|e| format!("not a URL ({e})"))?;
+    u.set_password(Some(password))
+        .map_err(|()| "a password needs a host".to_string())?;
+    Ok(u.to_string())
+}
+
 /// A URL without its password, for messages and logs.
 pub fn redact(url: &str) -> String {
     match reqwest::Url::parse(url) {
