@@ -3,7 +3,7 @@
 //! directory, and prints a table (also written as JSON):
 //!
 //! 1. throughput of `once` with the rate limit off, beside the simulator's own ceiling measured
-//!    by a plain load generator at the same concurrency;
+//!    by a plain load generator at the same concurrency (before and after `once`, the higher);
 //! 2. a pass over the same due sessions in a small and in a large ledger;
 //! 3. peak resident memory of `once` and of `export` (two sizes, to show it is flat);
 //! 4. webhook deliveries per second to a loopback receiver answering 204;
@@ -270,9 +270,29 @@ base_url = "{url}"
     async fn throughput(&self, n: u64) -> anyhow::Result<Row> {
         let ledger = self.ledger("throughput", n, 0, "t")?;
         let cfg = self.config("throughput", &ledger, "rate_limit = \"off\"", "")?;
+        // The ceiling is measured before and after `once` and the higher figure kept: on a
+        // shared machine one measurement can come out low, and a low ceiling would flatter the
+        // ratio.
+        let before = self.ceiling(n, "g1").await?;
         let run = self.child(&cfg, &["once"], &[]).await?;
+        let after = self.ceiling(n, "g2").await?;
         let once_rate = n as f64 / run.elapsed.as_secs_f64();
-        // The ceiling: the same endpoint, the same concurrency, no ledger.
+        let ceiling = before.max(after);
+        let ratio = once_rate / ceiling;
+        Ok(Row {
+            name: "1 throughput: once / simulator ceiling",
+            value: format!("{once_rate:.0}/s / {ceiling:.0}/s = {ratio:.2}"),
+            goal: ">= 0.70".into(),
+            met: Some(ratio >= 0.7),
+            json: json!({"sessions": n, "once_per_second": once_rate, "ceiling_per_second": ceiling,
+                         "ceiling_before_once": before, "ceiling_after_once": after, "ratio": ratio,
+                         "once_seconds": run.elapsed.as_secs_f64(), "once_peak_rss_kib": run.peak_rss_kib}),
+        })
+    }
+
+    /// The simulator's own ceiling: `n` status requests for fresh ids (`prefix`) at the same
+    /// endpoint and concurrency as `once`, with no ledger work. Answers per second.
+    async fn ceiling(&self, n: u64, prefix: &str) -> anyhow::Result<f64> {
         let client = crate::http::client(Duration::from_secs(10))?;
         let started = Instant::now();
         let url = self.sim_url.clone();
@@ -281,7 +301,9 @@ base_url = "{url}"
                 let (client, url) = (client.clone(), url.clone());
                 async move {
                     let r = client
-                        .get(format!("{url}/api/external/session/v1/MOP_g{i}_R{i}"))
+                        .get(format!(
+                            "{url}/api/external/session/v1/MOP_{prefix}_{i}_R{i}"
+                        ))
                         .header("accept", "application/json")
                         .send()
                         .await;
@@ -295,16 +317,7 @@ base_url = "{url}"
             .filter(|ok| futures_util::future::ready(*ok))
             .count()
             .await;
-        let ceiling = ok as f64 / started.elapsed().as_secs_f64();
-        let ratio = once_rate / ceiling;
-        Ok(Row {
-            name: "1 throughput: once / simulator ceiling",
-            value: format!("{once_rate:.0}/s / {ceiling:.0}/s = {ratio:.2}"),
-            goal: ">= 0.70".into(),
-            met: Some(ratio >= 0.7),
-            json: json!({"sessions": n, "once_per_second": once_rate, "ceiling_per_second": ceiling, "ratio": ratio,
-                         "once_seconds": run.elapsed.as_secs_f64(), "once_peak_rss_kib": run.peak_rss_kib}),
-        })
+        Ok(ok as f64 / started.elapsed().as_secs_f64())
     }
 
     /// `once` by 1, 2 and 4 daemons at once on one PostgreSQL ledger of `n` due sessions each
