@@ -744,13 +744,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             command: LedgerCommand::Copy { to, password_env },
         } => {
             let cfg = load(&cli)?;
-            if !(to.starts_with("postgres://") || to.starts_with("postgresql://")) {
-                return Err(UsageError::new(format!(
-                    "--to: {:?} is not a postgres:// URL",
-                    crate::ledger::db::redact(to)
-                ))
-                .into());
-            }
+            crate::ledger::db::pg_config(to).map_err(|e| UsageError::new(format!("--to: {e}")))?;
             let to = &match password_env {
                 None => to.clone(),
                 Some(var) => {

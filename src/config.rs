@@ -520,12 +520,8 @@ impl Config {
                 ));
             }
             (None, Some(url)) => {
-                if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-                    return Err(UsageError::new(format!(
-                        "ledger.url: {:?} is not a postgres:// URL",
-                        crate::ledger::db::redact(&url)
-                    )));
-                }
+                let ledger_url = |e| UsageError::new(format!("ledger.url: {e}"));
+                crate::ledger::db::pg_config(&url).map_err(ledger_url)?;
                 let mut url = url;
                 if let Some(var) = &raw.ledger.password_env {
                     let password = env(var).filter(|v| !v.is_empty()).ok_or_else(|| {
@@ -533,11 +529,8 @@ impl Config {
                             "ledger.password_env: the environment variable {var} is not set"
                         ))
                     })?;
-                    url = crate::ledger::db::with_password(&url, &password)
-                        .map_err(|e| UsageError::new(format!("ledger.url: {e}")))?;
+                    url = crate::ledger::db::with_password(&url, &password).map_err(ledger_url)?;
                 }
-                crate::ledger::db::pg_config(&url)
-                    .map_err(|e| UsageError::new(format!("ledger.url: {e}")))?;
                 Location::Url(url)
             }
             (path, None) => {

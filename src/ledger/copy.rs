@@ -26,14 +26,7 @@ pub struct Copied {
 
 /// The tables in copy order (parents first) with their columns, all of them.
 const TABLES: &[(&str, &str, &str)] = &[
-    (
-        "sessions",
-        "id, provider, session_id, reference, amount, currency, status, created_at, \
-         next_check_at, checks, answered_checks, not_found_count, last_checked_at, last_error, \
-         lease_owner, lease_until, provider_status, transaction_id, payment_method, \
-         provider_completed_at, resolved_at, late_check_at",
-        "id",
-    ),
+    ("sessions", super::session_cols!(), "id"),
     (
         "transitions",
         "id, session, from_status, to_status, at, source, reason, provider_status, \

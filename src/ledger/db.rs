@@ -345,6 +345,19 @@ impl PgPool {
         }
     }
 
+    /// Runs `f` on a pooled connection, off any tokio worker, and returns the connection.
+    fn with<T, E: From<DbError>>(
+        &self,
+        f: impl FnOnce(&mut PgConn) -> Result<T, E>,
+    ) -> Result<T, E> {
+        outside_runtime(|| {
+            let mut conn = self.take()?;
+            let result = f(&mut conn);
+            self.give(conn);
+            result
+        })
+    }
+
     /// Returns a connection; a closed one is dropped so the next `take` makes a new one.
     fn give(&self, c: PgConn) {
         let mut g = self.lock();
@@ -382,6 +395,12 @@ pub enum Mode {
     Write,
 }
 
+/// The SQLite connection. A poisoned mutex means a panic while holding it; SQLite rolled back
+/// any open transaction, so the connection is still usable.
+pub fn lite_lock(m: &Mutex<rusqlite::Connection>) -> MutexGuard<'_, rusqlite::Connection> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 impl Engine {
     pub fn is_pg(&self) -> bool {
         matches!(self, Engine::Pg(_))
@@ -396,9 +415,7 @@ impl Engine {
     ) -> Result<T, E> {
         match self {
             Engine::Lite(m) => {
-                // A poisoned mutex means a panic while holding the connection; SQLite rolled
-                // back any open transaction, so the connection is still usable.
-                let mut conn = m.lock().unwrap_or_else(|p| p.into_inner());
+                let mut conn = lite_lock(m);
                 let behavior = match mode {
                     Mode::Read => TransactionBehavior::Deferred,
                     Mode::Write => TransactionBehavior::Immediate,
@@ -414,20 +431,15 @@ impl Engine {
                 tx.finish().map_err(E::from)?;
                 Ok(out)
             }
-            Engine::Pg(pool) => outside_runtime(|| {
-                let mut conn = pool.take().map_err(E::from)?;
-                let result = (|| {
-                    let PgConn { client, statements } = &mut conn;
-                    let mut tx = Tx {
-                        inner: Inner::Pg(client.transaction().map_err(DbError::from)?, statements),
-                        roll_back: false,
-                    };
-                    let out = f(&mut tx)?;
-                    tx.finish().map_err(E::from)?;
-                    Ok(out)
-                })();
-                pool.give(conn);
-                result
+            Engine::Pg(pool) => pool.with(|conn| {
+                let PgConn { client, statements } = conn;
+                let mut tx = Tx {
+                    inner: Inner::Pg(client.transaction().map_err(DbError::from)?, statements),
+                    roll_back: false,
+                };
+                let out = f(&mut tx)?;
+                tx.finish().map_err(E::from)?;
+                Ok(out)
             }),
         }
     }
@@ -435,16 +447,8 @@ impl Engine {
     /// Runs SQL text (several statements) outside any transaction of ours.
     pub fn batch(&self, sql: &str) -> Result<(), DbError> {
         match self {
-            Engine::Lite(m) => Ok(m
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .execute_batch(sql)?),
-            Engine::Pg(pool) => outside_runtime(|| {
-                let mut conn = pool.take()?;
-                let r = conn.client.batch_execute(sql);
-                pool.give(conn);
-                Ok(r?)
-            }),
+            Engine::Lite(m) => Ok(lite_lock(m).execute_batch(sql)?),
+            Engine::Pg(pool) => pool.with(|conn| Ok(conn.client.batch_execute(sql)?)),
         }
     }
 
@@ -452,7 +456,7 @@ impl Engine {
     pub fn query_strings(&self, sql: &str) -> Result<Vec<String>, DbError> {
         match self {
             Engine::Lite(m) => {
-                let conn = m.lock().unwrap_or_else(|p| p.into_inner());
+                let conn = lite_lock(m);
                 let mut stmt = conn.prepare(sql)?;
                 let n = stmt.column_count();
                 let rows = stmt.query_map([], |r| {
@@ -471,11 +475,10 @@ impl Engine {
                 })?;
                 Ok(rows.collect::<Result<_, _>>()?)
             }
-            Engine::Pg(pool) => outside_runtime(|| {
-                let mut conn = pool.take()?;
-                let r = conn.client.simple_query(sql);
-                pool.give(conn);
-                Ok(r?
+            Engine::Pg(pool) => pool.with(|conn| {
+                Ok(conn
+                    .client
+                    .simple_query(sql)?
                     .into_iter()
                     .filter_map(|m| match m {
                         postgres::SimpleQueryMessage::Row(row) => Some(
@@ -678,6 +681,9 @@ impl Tx<'_> {
 
 /// PostgreSQL connection settings from a `postgres://` URL, with payrecon's defaults.
 pub fn pg_config(url: &str) -> Result<postgres::Config, String> {
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err(format!("{:?} is not a postgres:// URL", redact(url)));
+    }
     let mut c: postgres::Config = url
         .parse()
         .map_err(|e| format!("not a PostgreSQL URL: {e}"))?;

@@ -120,6 +120,7 @@ macro_rules! session_cols {
          provider_completed_at, resolved_at, late_check_at"
     };
 }
+use session_cols;
 
 /// The transition's compare-and-set (hot path: one per resolved session).
 macro_rules! transition_cas {
@@ -144,11 +145,63 @@ const TRANSITION_CAS: [&str; 2] = [
     concat!(transition_cas!(), " RETURNING ", session_cols!()),
 ];
 
+/// A transition row's text fields after its session, in `insert_transition!`'s order (the
+/// one-by-one and the set-based record share it).
+fn transition_fields<'a>(
+    from: Status,
+    to: Status,
+    source: Source,
+    reason: Option<&'a str>,
+    facts: &'a Facts,
+) -> [Option<&'a str>; 11] {
+    [
+        Some(from.as_str()),
+        Some(to.as_str()),
+        Some(source.as_str()),
+        reason,
+        facts.provider_status.as_deref(),
+        facts.transaction_id.as_deref(),
+        facts.payment_method.as_deref(),
+        facts.amount.as_deref(),
+        facts.reference.as_deref(),
+        facts.currency.as_deref(),
+        facts.provider_completed_at.as_deref(),
+    ]
+}
+
+/// A transition's event: a new id and its JSON, from the session as just updated.
+fn transition_event(
+    now_s: &str,
+    session: &Session,
+    from: Status,
+    to: Status,
+    reason: Option<&str>,
+    facts: &Facts,
+    compared: &[&'static str],
+) -> Written {
+    let id = events::new_id();
+    let payload = events::transition_payload(&events::TransitionEvent {
+        id: &id,
+        created_at: now_s,
+        session,
+        from,
+        to,
+        reason,
+        facts,
+        compared,
+    });
+    Written {
+        id,
+        kind: to.event_type(),
+        payload,
+    }
+}
+
 macro_rules! insert_transition {
     () => {
-        "INSERT INTO transitions (session, from_status, to_status, at, source, reason, \
+        "INSERT INTO transitions (session, from_status, to_status, source, reason, \
          provider_status, transaction_id, payment_method, provider_amount, \
-         provider_reference, provider_currency, provider_completed_at) \
+         provider_reference, provider_currency, provider_completed_at, at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
     };
 }
@@ -160,7 +213,7 @@ const INSERT_TRANSITION_AND_EVENT: &str = concat!(
     "WITH t AS (",
     insert_transition!(),
     ") INSERT INTO events (id, type, session, payload, created_at, next_attempt_at) \
-     VALUES (?14, ?15, ?1, ?16, ?4, ?4)"
+     VALUES (?14, ?15, ?1, ?16, ?13, ?13)"
 );
 
 const SESSION_BY_ROWID: &str = concat!("SELECT ", session_cols!(), " FROM sessions WHERE id = ?1");
@@ -1072,7 +1125,7 @@ fn record_transitions_pg(
         .collect();
     let mut t_sessions = Vec::new();
     let mut t_cols: [Vec<Option<&str>>; 11] = Default::default();
-    let mut events: Vec<(String, &'static str, i64, String)> = Vec::new();
+    let mut events: Vec<(i64, Written)> = Vec::new();
     for r in &transitions {
         let Record::Transition {
             rowid,
@@ -1093,33 +1146,20 @@ fn record_transitions_pg(
             continue;
         };
         t_sessions.push(*rowid);
-        for (col, v) in t_cols.iter_mut().zip([
-            Some(from.as_str()),
-            Some(to.as_str()),
-            Some(source.as_str()),
-            reason.as_deref(),
-            facts.provider_status.as_deref(),
-            facts.transaction_id.as_deref(),
-            facts.payment_method.as_deref(),
-            facts.amount.as_deref(),
-            facts.reference.as_deref(),
-            facts.currency.as_deref(),
-            facts.provider_completed_at.as_deref(),
-        ]) {
+        let fields = transition_fields(*from, *to, *source, reason.as_deref(), facts);
+        for (col, v) in t_cols.iter_mut().zip(fields) {
             col.push(v);
         }
-        let id = events::new_id();
-        let payload = events::transition_payload(&events::TransitionEvent {
-            id: &id,
-            created_at: now_s,
+        let event = transition_event(
+            now_s,
             session,
-            from: *from,
-            to: *to,
-            reason: reason.as_deref(),
+            *from,
+            *to,
+            reason.as_deref(),
             facts,
             compared,
-        });
-        events.push((id, to.event_type(), *rowid, payload));
+        );
+        events.push((*rowid, event));
     }
     if t_sessions.is_empty() {
         return Ok(());
@@ -1142,10 +1182,10 @@ fn record_transitions_pg(
             &t_cols[10][..]
         ],
     )?;
-    let e_ids: Vec<Option<&str>> = events.iter().map(|e| Some(e.0.as_str())).collect();
-    let e_types: Vec<Option<&str>> = events.iter().map(|e| Some(e.1)).collect();
-    let e_sessions: Vec<i64> = events.iter().map(|e| e.2).collect();
-    let e_payloads: Vec<Option<&str>> = events.iter().map(|e| Some(e.3.as_str())).collect();
+    let e_ids: Vec<Option<&str>> = events.iter().map(|e| Some(e.1.id.as_str())).collect();
+    let e_types: Vec<Option<&str>> = events.iter().map(|e| Some(e.1.kind)).collect();
+    let e_sessions: Vec<i64> = events.iter().map(|e| e.0).collect();
+    let e_payloads: Vec<Option<&str>> = events.iter().map(|e| Some(e.1.payload.as_str())).collect();
     tx.exec(
         PG_INSERT_EVENTS,
         vals![
@@ -1156,11 +1196,7 @@ fn record_transitions_pg(
             &e_payloads[..]
         ],
     )?;
-    written.extend(
-        events
-            .into_iter()
-            .map(|(id, kind, _, payload)| Written { id, kind, payload }),
-    );
+    written.extend(events.into_iter().map(|(_, event)| event));
     Ok(())
 }
 
@@ -1230,43 +1266,32 @@ fn record_one(
                 }
                 return Ok(());
             };
-            let id = events::new_id();
-            let kind = to.event_type();
-            let payload = events::transition_payload(&events::TransitionEvent {
-                id: &id,
-                created_at: now_s,
-                session: &session,
-                from: *from,
-                to: *to,
-                reason: reason.as_deref(),
+            let event = transition_event(
+                now_s,
+                &session,
+                *from,
+                *to,
+                reason.as_deref(),
                 facts,
                 compared,
-            });
-            let row: &[Val<'_>] = vals![
-                *rowid,
-                from.as_str(),
-                to.as_str(),
-                now_s,
-                source.as_str(),
-                reason.as_deref(),
-                facts.provider_status.as_deref(),
-                facts.transaction_id.as_deref(),
-                facts.payment_method.as_deref(),
-                facts.amount.as_deref(),
-                facts.reference.as_deref(),
-                facts.currency.as_deref(),
-                facts.provider_completed_at.as_deref(),
-                id.as_str(),
-                kind,
-                payload.as_str()
-            ];
+            );
+            let mut row = vec![Val::Int(*rowid)];
+            row.extend(
+                transition_fields(*from, *to, *source, reason.as_deref(), facts).map(Val::from),
+            );
+            row.push(Val::Text(now_s));
             if tx.is_pg() {
-                tx.exec(INSERT_TRANSITION_AND_EVENT, row)?;
+                row.extend([
+                    Val::Text(&event.id),
+                    Val::Text(event.kind),
+                    Val::Text(&event.payload),
+                ]);
+                tx.exec(INSERT_TRANSITION_AND_EVENT, &row)?;
             } else {
-                tx.exec(INSERT_TRANSITION, &row[..13])?;
-                insert_event(tx, &id, kind, *rowid, &payload, now_s)?;
+                tx.exec(INSERT_TRANSITION, &row)?;
+                insert_event(tx, &event.id, event.kind, *rowid, &event.payload, now_s)?;
             }
-            written.push(Written { id, kind, payload });
+            written.push(event);
         }
         Record::Reschedule {
             rowid,
@@ -1416,10 +1441,10 @@ mod tests {
         (dir, l)
     }
 
-    #[test]
-    fn the_due_query_uses_the_partial_index() {
-        let (_d, l) = temp();
-        // Enough rows, terminal and not due, that a scan would be the planner's other choice.
+    /// 2,000 sessions, one in ten PENDING, with statistics: enough rows, terminal and not due,
+    /// that a scan would be the planner's other choice.
+    fn seeded() -> (tempfile::TempDir, Ledger) {
+        let (d, l) = temp();
         l.execute_batch(
             "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000) \
              INSERT INTO sessions (provider, session_id, status) \
@@ -1427,6 +1452,12 @@ mod tests {
              ANALYZE;",
         )
         .unwrap();
+        (d, l)
+    }
+
+    #[test]
+    fn the_due_query_uses_the_partial_index() {
+        let (_d, l) = seeded();
         let plan = plan_of(
             &l,
             due_select!(),
@@ -1454,14 +1485,7 @@ mod tests {
 
     #[test]
     fn once_all_walks_the_rowid_in_order() {
-        let (_d, l) = temp();
-        l.execute_batch(
-            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000) \
-             INSERT INTO sessions (provider, session_id, status) \
-             SELECT 'm', 's' || i, CASE WHEN i % 10 = 0 THEN 'PENDING' ELSE 'COMPLETED' END FROM n; \
-             ANALYZE;",
-        )
-        .unwrap();
+        let (_d, l) = seeded();
         let now = clock::format(clock::now());
         let plan = plan_of(&l, CLAIM_ALL[0], params!["o", now, 0, 500, now]);
         assert!(

@@ -304,8 +304,7 @@ impl From<DbError> for Stop {
 pub fn migrate(engine: &Engine, ledger: &str) -> Result<(), Error> {
     let result = match engine {
         Engine::Lite(m) => {
-            let mut conn = m.lock().unwrap_or_else(|p| p.into_inner());
-            migrate_lite(&mut conn)
+            migrate_lite(&mut super::db::lite_lock(m))
         }
         Engine::Pg(_) => engine.tx(Mode::Write, |tx| {
             // Daemons starting together migrate one after the other.
@@ -320,13 +319,15 @@ pub fn migrate(engine: &Engine, ledger: &str) -> Result<(), Error> {
             if version > VERSION {
                 return Err(Stop::TooNew(version));
             }
-            for sql in PG_MIGRATIONS.iter().skip(version as usize) {
-                tx.batch(sql)?;
+            if version < VERSION {
+                for sql in PG_MIGRATIONS.iter().skip(version as usize) {
+                    tx.batch(sql)?;
+                }
+                tx.exec(
+                    "UPDATE payrecon_schema SET version = ?1",
+                    super::db::vals![VERSION],
+                )?;
             }
-            tx.exec(
-                "UPDATE payrecon_schema SET version = ?1",
-                super::db::vals![VERSION],
-            )?;
             Ok(())
         }),
     };
