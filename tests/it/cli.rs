@@ -3,7 +3,7 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::support::{Engine, Env, Guard, bin, count, one, output, text, wait_for};
+use crate::support::{Engine, Env, Guard, bin, count, due_now, one, output, text, wait_for};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_errors_exit_2_naming_the_key() {
@@ -317,16 +317,7 @@ async fn sigterm_stops_the_daemon_promptly_and_releases_leases(engine: Engine) {
         count(&l, "SELECT count(*) FROM sessions WHERE status = 'PENDING'"),
         4
     );
-    assert_eq!(
-        count(
-            &l,
-            &format!(
-                "SELECT count(*) FROM sessions WHERE next_check_at <= '{}'",
-                payrecon::clock::format(payrecon::clock::now())
-            )
-        ),
-        4
-    );
+    assert_eq!(due_now(&l), 4);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::support::{Engine, Env, count, one};
+use crate::support::{Engine, Env, count, due_now, one};
 use payrecon::ledger::{Ledger, NewSession};
 
 fn status(l: &Ledger, id: &str) -> String {
@@ -125,16 +125,7 @@ async fn persistent_failures_leave_the_session_pending_with_last_error(engine: E
     assert_eq!(col(&l, "p_5xx", "answered_checks"), "0");
     assert_eq!(env.sim.polls("p_5xx"), 2);
     // Rescheduled into the future, not due again in this instant.
-    assert_eq!(
-        count(
-            &l,
-            &format!(
-                "SELECT count(*) FROM sessions WHERE next_check_at <= '{}'",
-                payrecon::clock::format(payrecon::clock::now())
-            )
-        ),
-        0
-    );
+    assert_eq!(due_now(&l), 0);
 }
 
 async fn ids_reach_the_provider_as_one_encoded_segment(engine: Engine) {
@@ -282,17 +273,13 @@ async fn transition_update_and_event_commit_together_or_not_at_all(engine: Engin
     })
     .unwrap();
     let done = crate::support::wait_for(Duration::from_secs(10), || {
-        futures_block(env.pass(&l, "two"));
+        crate::support::block(env.pass(&l, "two"));
         status(&l, "atomic") == "COMPLETED"
     })
     .await;
     assert!(done);
     assert_eq!(count(&l, "SELECT count(*) FROM transitions"), 1);
     assert_eq!(count(&l, "SELECT count(*) FROM events"), 1);
-}
-
-fn futures_block<F: std::future::Future>(f: F) -> F::Output {
-    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
 }
 
 crate::on_both_engines!(

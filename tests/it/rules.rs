@@ -196,9 +196,7 @@ async fn a_late_payment_after_expiry_is_one_anomaly_and_no_state_change() {
     assert_eq!(col(&l, "late1", "status"), "EXPIRED");
     assert_ne!(col(&l, "late1", "late_check_at"), "NULL");
     let found = wait_for(Duration::from_secs(10), || {
-        tokio::task::block_in_place(|| {
-            tokio::runtime::Handle::current().block_on(env.pass(&l, "p"))
-        });
+        crate::support::block(env.pass(&l, "p"));
         count(
             &l,
             "SELECT count(*) FROM sessions WHERE late_check_at IS NOT NULL",

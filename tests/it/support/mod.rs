@@ -329,6 +329,17 @@ pub fn count(ledger: &Ledger, sql: &str) -> i64 {
     ledger.query_strings(sql).unwrap()[0].parse().unwrap()
 }
 
+/// Sessions (any status) whose next check is due by now.
+pub fn due_now(ledger: &Ledger) -> i64 {
+    count(
+        ledger,
+        &format!(
+            "SELECT count(*) FROM sessions WHERE next_check_at <= '{}'",
+            payrecon::clock::format(payrecon::clock::now())
+        ),
+    )
+}
+
 /// One column of one row from SQL.
 pub fn one(ledger: &Ledger, sql: &str) -> String {
     ledger
