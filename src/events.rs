@@ -29,8 +29,10 @@ pub struct Written {
 pub struct TransitionEvent<'a> {
     pub id: &'a str,
     pub created_at: &'a str,
-    /// The session after the update (its `checks` already counted).
+    /// The session: who it is, what it was for.
     pub session: &'a Session,
+    /// Its `checks` after the update.
+    pub checks: i64,
     pub from: Status,
     pub to: Status,
     pub reason: Option<&'a str>,
@@ -90,7 +92,7 @@ pub fn transition_payload(e: &TransitionEvent<'_>) -> String {
             transaction_id: f.transaction_id.as_deref(),
             payment_method: f.payment_method.as_deref(),
             provider_completed_at: f.provider_completed_at.as_deref(),
-            checks: s.checks,
+            checks: e.checks,
             compared: e.compared,
         },
     };
@@ -178,6 +180,7 @@ mod tests {
             id: &id,
             created_at: "2026-11-24T10:05:03.000Z",
             session: &session,
+            checks: 3,
             from: Status::Pending,
             to: Status::Completed,
             reason: None,

@@ -331,14 +331,18 @@ async fn check_one(
     if late {
         return decide_late(&s, &result, clock::now(), &cfg.backoff);
     }
-    decide(
+    let mut record = decide(
         &s,
         &result,
         clock::now(),
         &cfg.backoff,
         opts.source,
         fastrand::f64(),
-    )
+    );
+    if let Record::Transition { seen, .. } = &mut record {
+        *seen = Some(Box::new(s));
+    }
+    record
 }
 
 /// Checks one session with its provider now and records any transition with `opts.source`
@@ -511,6 +515,7 @@ pub fn decide(
                 charged: true,
                 compared,
                 late_check_at: (to == Status::Expired).then(|| clock::add(now, backoff.late_check)),
+                seen: None,
             }
         };
     let reschedule = |last_error: Option<String>,

@@ -145,6 +145,15 @@ const TRANSITION_CAS: [&str; 2] = [
     concat!(transition_cas!(), " RETURNING ", session_cols!()),
 ];
 
+/// SQLite, when the caller has the session as claimed: the same compare-and-set, also on what
+/// the event reports, so the event can be built from the claimed copy (no read-back). A row
+/// that changed meanwhile fails it and takes [`TRANSITION_CAS`].
+const TRANSITION_CAS_SEEN: &str = concat!(
+    transition_cas!(),
+    " AND checks = ?11 AND reference IS ?12 AND amount IS ?13 AND currency IS ?14 \
+     AND provider = ?15 AND session_id = ?16"
+);
+
 /// A transition row's text fields after its session, in `insert_transition!`'s order (the
 /// one-by-one and the set-based record share it).
 fn transition_fields<'a>(
@@ -173,6 +182,7 @@ fn transition_fields<'a>(
 fn transition_event(
     now_s: &str,
     session: &Session,
+    checks: i64,
     from: Status,
     to: Status,
     reason: Option<&str>,
@@ -184,6 +194,7 @@ fn transition_event(
         id: &id,
         created_at: now_s,
         session,
+        checks,
         from,
         to,
         reason,
@@ -1153,6 +1164,7 @@ fn record_transitions_pg(
         let event = transition_event(
             now_s,
             session,
+            session.checks,
             *from,
             *to,
             reason.as_deref(),
@@ -1201,6 +1213,41 @@ fn record_transitions_pg(
 }
 
 /// One outcome of [`Ledger::record`].
+/// A transition that lost its compare-and-set: someone recorded this session first. If the
+/// provider now says something else than what was recorded, that contradiction is an anomaly.
+fn lost_cas(
+    tx: &mut Tx<'_>,
+    rowid: i64,
+    source: Source,
+    to: Status,
+    facts: &Facts,
+    now_s: &str,
+    written: &mut Vec<Written>,
+) -> Result<(), DbError> {
+    match tx.query_opt(SESSION_BY_ROWID, vals![rowid], session_from_row)? {
+        Some(cur)
+            if source != Source::Manual
+                && cur.status != to.as_str()
+                && cur.status != Status::Pending.as_str() =>
+        {
+            let anomaly = Anomaly {
+                provider_says: to,
+                reason: format!(
+                    "the provider's answer means {to} but the session was already recorded {}",
+                    cur.status
+                ),
+                facts: facts.clone(),
+            };
+            written.push(write_anomaly(tx, &cur, &anomaly, now_s)?);
+        }
+        _ => tracing::debug!(
+            rowid,
+            "transition lost the compare-and-set; already recorded"
+        ),
+    }
+    Ok(())
+}
+
 fn record_one(
     tx: &mut Tx<'_>,
     owner: &str,
@@ -1219,12 +1266,14 @@ fn record_one(
             charged,
             compared,
             late_check_at,
+            seen,
         } => {
             let late = late_check_at.map(clock::format);
+            let charged = i64::from(*charged);
             let cas: &[Val<'_>] = vals![
                 to.as_str(),
                 now_s,
-                i64::from(*charged),
+                charged,
                 facts.provider_status.as_deref(),
                 facts.transaction_id.as_deref(),
                 facts.payment_method.as_deref(),
@@ -1233,42 +1282,41 @@ fn record_one(
                 from.as_str(),
                 late.as_deref()
             ];
-            let won = if tx.is_pg() {
-                tx.query_opt(TRANSITION_CAS[1], cas, session_from_row)?
-            } else if tx.exec(TRANSITION_CAS[0], cas)? == 1 {
-                tx.query_opt(SESSION_BY_ROWID, vals![*rowid], session_from_row)?
-            } else {
-                None
-            };
-            let Some(session) = won else {
-                // Someone recorded this session first. If the provider now says something else
-                // than what was recorded, that contradiction is an anomaly.
-                match tx.query_opt(SESSION_BY_ROWID, vals![*rowid], session_from_row)? {
-                    Some(cur)
-                        if *source != Source::Manual
-                            && cur.status != to.as_str()
-                            && cur.status != Status::Pending.as_str() =>
-                    {
-                        let anomaly = Anomaly {
-                            provider_says: *to,
-                            reason: format!(
-                                "the provider's answer means {to} but the session was already recorded {}",
-                                cur.status
-                            ),
-                            facts: facts.clone(),
-                        };
-                        written.push(write_anomaly(tx, &cur, &anomaly, now_s)?);
-                    }
-                    _ => tracing::debug!(
-                        rowid,
-                        "transition lost the compare-and-set; already recorded"
-                    ),
+            let seen_matches = match seen.as_deref() {
+                Some(s) if !tx.is_pg() => {
+                    let mut args = cas.to_vec();
+                    args.extend([
+                        Val::Int(s.checks),
+                        Val::from(s.reference.as_deref()),
+                        Val::from(s.amount.as_deref()),
+                        Val::from(s.currency.as_deref()),
+                        Val::Text(&s.provider),
+                        Val::Text(&s.session_id),
+                    ]);
+                    tx.exec(TRANSITION_CAS_SEEN, &args)? == 1
                 }
-                return Ok(());
+                _ => false,
+            };
+            let read_back;
+            let (session, checks) = if let (true, Some(s)) = (seen_matches, seen.as_deref()) {
+                (s, s.checks + charged)
+            } else {
+                read_back = if tx.is_pg() {
+                    tx.query_opt(TRANSITION_CAS[1], cas, session_from_row)?
+                } else if tx.exec(TRANSITION_CAS[0], cas)? == 1 {
+                    tx.query_opt(SESSION_BY_ROWID, vals![*rowid], session_from_row)?
+                } else {
+                    None
+                };
+                match &read_back {
+                    Some(s) => (s, s.checks),
+                    None => return lost_cas(tx, *rowid, *source, *to, facts, now_s, written),
+                }
             };
             let event = transition_event(
                 now_s,
-                &session,
+                session,
+                checks,
                 *from,
                 *to,
                 reason.as_deref(),

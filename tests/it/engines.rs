@@ -216,7 +216,9 @@ fn shape_of_rows(l: &Ledger) -> Vec<String> {
 
 /// A group of transitions where one session was already recorded otherwise: the others move,
 /// that one gets no second transition but an anomaly event — on both engines (PostgreSQL
-/// records a group's transitions set-based, SQLite one by one).
+/// records a group's transitions set-based, SQLite one by one). The sessions come with the
+/// copy the caller claimed: g1's is current (its event reports the counted check), g2's is
+/// stale (its event reports the row, not the stale copy).
 async fn a_group_with_a_lost_compare_and_set(engine: Engine) {
     let env = Env::start_on(engine).await;
     let l = env.ledger();
@@ -228,9 +230,15 @@ async fn a_group_with_a_lost_compare_and_set(engine: Engine) {
         })
         .unwrap();
     }
-    let rowid = |id: &str| l.get("mopay", id).unwrap().unwrap().rowid;
+    let claimed = |id: &str| {
+        let mut s = l.get("mopay", id).unwrap().unwrap();
+        if id == "g2" {
+            s.reference = Some("STALE".into());
+        }
+        s
+    };
     let moved = |id: &str, to: Status| Record::Transition {
-        rowid: rowid(id),
+        rowid: claimed(id).rowid,
         from: Status::Pending,
         to,
         source: Source::Poll,
@@ -242,6 +250,7 @@ async fn a_group_with_a_lost_compare_and_set(engine: Engine) {
         charged: true,
         compared: vec![],
         late_check_at: None,
+        seen: Some(Box::new(claimed(id))),
     };
     let now = payrecon::clock::now();
     l.record("a", now, &[moved("g3", Status::Failed)]).unwrap();
@@ -263,6 +272,14 @@ async fn a_group_with_a_lost_compare_and_set(engine: Engine) {
         2
     );
     assert!(kinds.contains(&"session.anomaly"), "{kinds:?}");
+    for w in &written {
+        let p: serde_json::Value = serde_json::from_str(&w.payload).unwrap();
+        match p["data"]["session_id"].as_str() {
+            Some("g1") => assert_eq!(p["data"]["checks"], 1, "{p}"),
+            Some("g2") => assert_eq!(p["data"]["reference"], serde_json::Value::Null, "{p}"),
+            _ => {}
+        }
+    }
     assert_eq!(
         one(&l, "SELECT status FROM sessions WHERE session_id = 'g3'"),
         "FAILED"
