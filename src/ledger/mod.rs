@@ -178,13 +178,13 @@ fn transition_fields<'a>(
     ]
 }
 
-/// A transition's event: a new id and its JSON, from the session as just updated.
+/// A transition's event (`from` → `to`): a new id and its JSON, for the session whose `checks`
+/// are now `checks`.
 fn transition_event(
     now_s: &str,
     session: &Session,
     checks: i64,
-    from: Status,
-    to: Status,
+    (from, to): (Status, Status),
     reason: Option<&str>,
     facts: &Facts,
     compared: &[&'static str],
@@ -1165,8 +1165,7 @@ fn record_transitions_pg(
             now_s,
             session,
             session.checks,
-            *from,
-            *to,
+            (*from, *to),
             reason.as_deref(),
             facts,
             compared,
@@ -1317,8 +1316,7 @@ fn record_one(
                 now_s,
                 session,
                 checks,
-                *from,
-                *to,
+                (*from, *to),
                 reason.as_deref(),
                 facts,
                 compared,
