@@ -165,6 +165,9 @@ pub enum Command {
         /// Provider calls in flight
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
+        /// Rounds of the throughput run; the round with the median ratio is reported
+        #[arg(long, default_value_t = 3)]
+        rounds: u32,
         /// Sessions for each PostgreSQL run (1, 2 and 4 daemons on one throwaway PostgreSQL);
         /// 0 skips them
         #[arg(long, default_value_t = 20_000)]
@@ -172,6 +175,18 @@ pub enum Command {
         /// Where to write the results as JSON
         #[arg(long, default_value = "bench-results.json")]
         output: PathBuf,
+    },
+    /// The benchmark's load generator (run by `bench` in a process of its own)
+    #[command(hide = true)]
+    BenchLoad {
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        requests: u64,
+        #[arg(long)]
+        prefix: String,
+        #[arg(long)]
+        concurrency: usize,
     },
     /// Print shell completions
     Completions {
@@ -322,6 +337,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             due,
             memory,
             concurrency,
+            rounds,
             pg_sessions,
             output,
         } => {
@@ -332,10 +348,21 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 due: *due,
                 memory: *memory,
                 concurrency: *concurrency,
+                rounds: *rounds,
                 pg_sessions: *pg_sessions,
                 output: output.clone(),
             };
             print!("{}", runtime()?.block_on(crate::bench::run(&opts))?);
+        }
+        Command::BenchLoad {
+            url,
+            requests,
+            prefix,
+            concurrency,
+        } => {
+            let rate =
+                runtime()?.block_on(crate::bench::load(url, *requests, prefix, *concurrency))?;
+            println!("per_second={rate}");
         }
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
