@@ -114,7 +114,7 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<String> {
     let mut rows = Vec::new();
 
     eprintln!(
-        "1/7 throughput: {} rounds of the load generator, once over {} sessions, the load generator",
+        "1/7 throughput: {} rounds of: the load generator, once over {} sessions, the load generator again",
         opts.rounds, opts.sessions
     );
     rows.push(b.throughput(opts.sessions, opts.rounds).await?);

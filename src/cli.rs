@@ -255,7 +255,16 @@ pub fn main() -> ExitCode {
 
 /// The async runtime with one worker thread per core (`TOKIO_WORKER_THREADS` overrides).
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
+    runtime_with(None)
+}
+
+/// The async runtime with `workers` worker threads (`None`: tokio's default).
+fn runtime_with(workers: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = workers {
+        builder.worker_threads(n);
+    }
+    builder
         .enable_all()
         .build()
         .context("starting the async runtime")
@@ -269,16 +278,11 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 fn run_reconciling<T: Send + 'static>(
     command: impl std::future::Future<Output = anyhow::Result<T>> + Send + 'static,
 ) -> anyhow::Result<T> {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
+    let workers = std::env::var_os("TOKIO_WORKER_THREADS").is_none().then(|| {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        builder.worker_threads(cores.saturating_sub(1).max(1));
-    }
-    let rt = builder
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    rt.block_on(async move {
+        cores.saturating_sub(1).max(1)
+    });
+    runtime_with(workers)?.block_on(async move {
         match tokio::spawn(command).await {
             Ok(result) => result,
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),

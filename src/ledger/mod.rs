@@ -1211,7 +1211,6 @@ fn record_transitions_pg(
     Ok(())
 }
 
-/// One outcome of [`Ledger::record`].
 /// A transition that lost its compare-and-set: someone recorded this session first. If the
 /// provider now says something else than what was recorded, that contradiction is an anomaly.
 fn lost_cas(
@@ -1247,6 +1246,7 @@ fn lost_cas(
     Ok(())
 }
 
+/// One outcome of [`Ledger::record`].
 fn record_one(
     tx: &mut Tx<'_>,
     owner: &str,
