@@ -392,7 +392,15 @@ pub enum Engine {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     Read,
+    /// Its commit waits until the disk has it (SQLite `synchronous = FULL`, PostgreSQL's
+    /// default `synchronous_commit`).
     Write,
+    /// A write that only takes leases: its commit does not wait for the disk (SQLite
+    /// `synchronous = NORMAL`, PostgreSQL `synchronous_commit = off` for the transaction). A
+    /// power failure can forget it — the sessions or events are simply due again — but never a
+    /// later `Write`: both engines' logs are sequential, and a `Write`'s sync covers what came
+    /// before it. A process crash forgets nothing.
+    Lease,
 }
 
 /// The SQLite connection. A poisoned mutex means a panic while holding it; SQLite rolled back
@@ -416,9 +424,18 @@ impl Engine {
         match self {
             Engine::Lite(m) => {
                 let mut conn = lite_lock(m);
+                // Set for every write, so a failed reset can never leave a `Write` undurable.
+                let sync = match mode {
+                    Mode::Read => None,
+                    Mode::Write => Some("PRAGMA synchronous = FULL;"),
+                    Mode::Lease => Some("PRAGMA synchronous = NORMAL;"),
+                };
+                if let Some(sql) = sync {
+                    conn.execute_batch(sql).map_err(DbError::from)?;
+                }
                 let behavior = match mode {
                     Mode::Read => TransactionBehavior::Deferred,
-                    Mode::Write => TransactionBehavior::Immediate,
+                    Mode::Write | Mode::Lease => TransactionBehavior::Immediate,
                 };
                 let mut tx = Tx {
                     inner: Inner::Lite(
@@ -433,8 +450,14 @@ impl Engine {
             }
             Engine::Pg(pool) => pool.with(|conn| {
                 let PgConn { client, statements } = conn;
+                let mut pg_tx = client.transaction().map_err(DbError::from)?;
+                if mode == Mode::Lease {
+                    pg_tx
+                        .batch_execute("SET LOCAL synchronous_commit = off")
+                        .map_err(DbError::from)?;
+                }
                 let mut tx = Tx {
-                    inner: Inner::Pg(client.transaction().map_err(DbError::from)?, statements),
+                    inner: Inner::Pg(pg_tx, statements),
                     roll_back: false,
                 };
                 let out = f(&mut tx)?;

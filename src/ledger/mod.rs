@@ -533,7 +533,7 @@ impl Ledger {
     ) -> Result<Vec<Session>, Error> {
         let until = clock::format(lease_until);
         let now_s = clock::format(now);
-        self.tx(Mode::Write, "claiming sessions", |tx| match mode {
+        self.tx(Mode::Lease, "claiming sessions", |tx| match mode {
             ClaimMode::DueBy(t) => tx.query(
                 self.dialect(&CLAIM_DUE),
                 vals![owner, &until, &clock::format(t), limit],
@@ -611,7 +611,7 @@ impl Ledger {
         now: Timestamp,
         lease_until: Timestamp,
     ) -> Result<Option<Session>, Error> {
-        self.tx(Mode::Write, "claiming a session", |tx| {
+        self.tx(Mode::Lease, "claiming a session", |tx| {
             tx.query_opt(
                 concat!(
                     "UPDATE sessions SET lease_owner = ?1, lease_until = ?2, next_check_at = ?2 \
@@ -815,7 +815,7 @@ impl Ledger {
         lease_until: Timestamp,
         limit: u32,
     ) -> Result<Vec<OutboxEvent>, Error> {
-        let mut events = self.tx(Mode::Write, "claiming events", |tx| {
+        let mut events = self.tx(Mode::Lease, "claiming events", |tx| {
             tx.query(
                 self.dialect(&CLAIM_EVENTS),
                 vals![
@@ -1501,6 +1501,33 @@ mod tests {
         )
         .unwrap();
         (d, l)
+    }
+
+    /// A lease's commit does not wait for the disk; every other write's does, also right after
+    /// a lease on the same connection.
+    #[test]
+    fn only_leases_commit_without_waiting_for_the_disk() {
+        let (_d, l) = temp();
+        let sync = |mode| {
+            l.inner
+                .engine
+                .tx(mode, |tx| {
+                    tx.query_one("PRAGMA synchronous", vals![], |r| r.get::<i64>(0))
+                })
+                .unwrap()
+        };
+        assert_eq!(sync(Mode::Lease), 1, "NORMAL");
+        assert_eq!(sync(Mode::Write), 2, "FULL");
+        assert_eq!(sync(Mode::Lease), 1, "NORMAL");
+        l.claim(
+            "me",
+            clock::now(),
+            clock::now(),
+            10,
+            ClaimMode::DueBy(clock::now()),
+        )
+        .unwrap();
+        assert_eq!(sync(Mode::Write), 2, "FULL after a claim");
     }
 
     #[test]
