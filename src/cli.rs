@@ -273,8 +273,8 @@ fn runtime_with(workers: Option<usize>) -> anyhow::Result<tokio::runtime::Runtim
 /// Runs a reconciling command: its future is a task on one worker thread per core but one (at
 /// least one; `TOKIO_WORKER_THREADS` overrides), so the ledger's thread — the single writer,
 /// which every outcome waits for — keeps a core, and no third thread polls beside them.
-/// Measured with `once` on 2 cores: 7 % fewer CPU-seconds per session than a worker per core
-/// with the command polled on the main thread.
+/// Measured with `once` on 2 cores (interleaved runs): a few per cent fewer CPU-seconds per
+/// session than a worker per core with the command polled on the main thread.
 fn run_reconciling<T: Send + 'static>(
     command: impl std::future::Future<Output = anyhow::Result<T>> + Send + 'static,
 ) -> anyhow::Result<T> {
