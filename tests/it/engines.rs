@@ -272,14 +272,17 @@ async fn a_group_with_a_lost_compare_and_set(engine: Engine) {
         2
     );
     assert!(kinds.contains(&"session.anomaly"), "{kinds:?}");
+    let mut looked_at = 0;
     for w in &written {
         let p: serde_json::Value = serde_json::from_str(&w.payload).unwrap();
         match p["data"]["session_id"].as_str() {
             Some("g1") => assert_eq!(p["data"]["checks"], 1, "{p}"),
             Some("g2") => assert_eq!(p["data"]["reference"], serde_json::Value::Null, "{p}"),
-            _ => {}
+            _ => continue,
         }
+        looked_at += 1;
     }
+    assert_eq!(looked_at, 2, "the events of g1 and g2");
     assert_eq!(
         one(&l, "SELECT status FROM sessions WHERE session_id = 'g3'"),
         "FAILED"
