@@ -3,7 +3,8 @@
 //! directory, and prints a table (also written as JSON):
 //!
 //! 1. throughput of `once` with the rate limit off, beside the simulator's own ceiling measured
-//!    by a plain load generator at the same concurrency (before and after `once`, the higher);
+//!    by a plain load generator in its own process at the same concurrency (before and after
+//!    `once`, the higher; in rounds, the median shown);
 //! 2. a pass over the same due sessions in a small and in a large ledger;
 //! 3. peak resident memory of `once` and of `export` (two sizes, to show it is flat);
 //! 4. webhook deliveries per second to a loopback receiver answering 204;
@@ -168,7 +169,7 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<String> {
     let report = json!({
         "cores": cores(),
         "elapsed_seconds": started.elapsed().as_secs_f64(),
-        "options": {"sessions": opts.sessions, "large": opts.large, "due": opts.due, "memory": opts.memory, "concurrency": opts.concurrency},
+        "options": {"sessions": opts.sessions, "large": opts.large, "due": opts.due, "memory": opts.memory, "concurrency": opts.concurrency, "rounds": opts.rounds},
         "results": rows.iter().map(|r| json!({"name": r.name, "value": r.value, "goal": r.goal, "met": r.met, "data": r.json})).collect::<Vec<_>>(),
     });
     std::fs::write(&opts.output, serde_json::to_string_pretty(&report)? + "\n")
