@@ -96,8 +96,13 @@ pub fn transition_payload(e: &TransitionEvent<'_>) -> String {
             compared: e.compared,
         },
     };
-    // Serialising borrowed strings and integers into a String cannot fail.
-    serde_json::to_string(&envelope).unwrap_or_default()
+    // One allocation that fits a typical event (about 450 bytes) instead of growing from empty.
+    // Serialising borrowed strings and integers into memory cannot fail, and gives UTF-8.
+    let mut out = Vec::with_capacity(640);
+    match serde_json::to_writer(&mut out, &envelope) {
+        Ok(()) => String::from_utf8(out).unwrap_or_default(),
+        Err(_) => String::new(),
+    }
 }
 
 /// The event JSON for an anomaly: the recorded state and what the provider now says, both.

@@ -1285,7 +1285,8 @@ fn record_one(
             ];
             let seen_matches = match seen.as_deref() {
                 Some(s) if !tx.is_pg() => {
-                    let mut args = cas.to_vec();
+                    let mut args = Vec::with_capacity(cas.len() + 6);
+                    args.extend_from_slice(cas);
                     args.extend([
                         Val::Int(s.checks),
                         Val::from(s.reference.as_deref()),
@@ -1323,7 +1324,8 @@ fn record_one(
                 facts,
                 compared,
             );
-            let mut row = vec![Val::Int(*rowid)];
+            let mut row = Vec::with_capacity(16);
+            row.push(Val::Int(*rowid));
             row.extend(
                 transition_fields(*from, *to, *source, reason.as_deref(), facts).map(Val::from),
             );
