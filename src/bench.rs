@@ -4,7 +4,8 @@
 //!
 //! 1. throughput of `once` with the rate limit off, beside the simulator's own ceiling measured
 //!    by a plain load generator in its own process at the same concurrency (before and after
-//!    `once`, the higher; in rounds, the median shown);
+//!    `once`, the higher; in rounds, the median shown); 1b: the CPU time per session of each
+//!    side of both runs (the client's, the simulator's), and the ratio that CPU cost allows;
 //! 2. a pass over the same due sessions in a small and in a large ledger;
 //! 3. peak resident memory of `once` and of `export` (two sizes, to show it is flat);
 //! 4. webhook deliveries per second to a loopback receiver answering 204;
@@ -118,7 +119,7 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<String> {
         "1/7 throughput: {} rounds of: the load generator, once over {} sessions, the load generator again",
         opts.rounds, opts.sessions
     );
-    rows.push(b.throughput(opts.sessions, opts.rounds).await?);
+    rows.extend(b.throughput(opts.sessions, opts.rounds).await?);
     eprintln!(
         "2/7 cost of a pass: {} due in {} rows and in {} rows",
         opts.due, opts.due, opts.large
@@ -149,7 +150,7 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<String> {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<44} {:>28}  {:<22} met",
+        "{:<44} {:>44}  {:<22} met",
         "benchmark", "figure", "goal"
     );
     for r in &rows {
@@ -158,7 +159,7 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<String> {
             Some(false) => "NO",
             None => "-",
         };
-        let _ = writeln!(out, "{:<44} {:>28}  {:<22} {met}", r.name, r.value, r.goal);
+        let _ = writeln!(out, "{:<44} {:>44}  {:<22} {met}", r.name, r.value, r.goal);
     }
     let _ = writeln!(
         out,
@@ -194,7 +195,30 @@ struct Bench {
 struct ChildRun {
     elapsed: Duration,
     peak_rss_kib: u64,
+    /// CPU time (user + system, every thread) the child spent.
+    cpu_seconds: f64,
+    /// CPU time this process spent meanwhile: the simulator's (the rest of it waits).
+    sim_cpu_seconds: f64,
     stdout: String,
+}
+
+/// One throughput round's two runs, as each one's rate and CPU cost per session.
+#[derive(Clone, Copy)]
+struct Round {
+    rate: f64,
+    cpu_us: f64,
+    sim_cpu_us: f64,
+}
+
+impl Round {
+    fn of(run: &ChildRun, n: u64) -> Round {
+        let n = n.max(1) as f64;
+        Round {
+            rate: n / run.elapsed.as_secs_f64(),
+            cpu_us: run.cpu_seconds * 1e6 / n,
+            sim_cpu_us: run.sim_cpu_seconds * 1e6 / n,
+        }
+    }
 }
 
 impl Bench {
@@ -254,26 +278,9 @@ base_url = "{url}"
         env: &[(&str, &str)],
     ) -> anyhow::Result<ChildRun> {
         let mut c = Command::new(&self.exe);
-        c.arg("--config").arg(config).arg("--peak-rss").args(args);
+        c.arg("--config").arg(config).args(args);
         c.envs(env.iter().copied()).env("RUST_LOG", "error");
-        c.stdout(Stdio::piped()).stderr(Stdio::piped());
-        let started = Instant::now();
-        let o = tokio::task::spawn_blocking(move || c.output()).await??;
-        let elapsed = started.elapsed();
-        let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
-        if !o.status.success() {
-            bail!("payrecon {args:?} failed: {stderr}");
-        }
-        let peak_rss_kib = stderr
-            .lines()
-            .find_map(|l| l.strip_prefix("peak_rss_kib="))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0);
-        Ok(ChildRun {
-            elapsed,
-            peak_rss_kib,
-            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-        })
+        run_child(c, &format!("payrecon {args:?}")).await
     }
 
     /// A ledger with `due` PENDING sessions due now (ids unknown to the simulator, so they
@@ -303,35 +310,46 @@ base_url = "{url}"
     /// round's ratio takes the higher of its two ceilings (on a shared machine one measurement
     /// can come out low, and a low ceiling would flatter the ratio); the row shows the round
     /// with the median ratio, the JSON every round.
-    async fn throughput(&self, n: u64, rounds: u32) -> anyhow::Result<Row> {
+    async fn throughput(&self, n: u64, rounds: u32) -> anyhow::Result<[Row; 2]> {
         let mut all = Vec::new();
         for round in 1..=rounds.max(1) {
             let ledger = self.ledger(&format!("throughput{round}"), n, 0, &format!("t{round}_"))?;
             let cfg = self.config("throughput", &ledger, "rate_limit = \"off\"", "")?;
             let before = self.ceiling(n, &format!("g{round}a")).await?;
-            let run = self.child(&cfg, &["once"], &[]).await?;
+            let once = Round::of(&self.child(&cfg, &["once"], &[]).await?, n);
             let after = self.ceiling(n, &format!("g{round}b")).await?;
             for suffix in ["", "-wal", "-shm"] {
                 let mut f = ledger.clone().into_os_string();
                 f.push(suffix);
                 let _ = std::fs::remove_file(f);
             }
-            let once_rate = n as f64 / run.elapsed.as_secs_f64();
-            let ceiling = before.max(after);
-            all.push(
-                json!({"once_per_second": once_rate, "ceiling_per_second": ceiling,
-                            "ceiling_before_once": before, "ceiling_after_once": after,
-                            "ratio": once_rate / ceiling, "once_seconds": run.elapsed.as_secs_f64(),
-                            "once_peak_rss_kib": run.peak_rss_kib}),
-            );
+            let ceiling = if before.rate >= after.rate {
+                before
+            } else {
+                after
+            };
+            // What the CPU cost allows if both runs kept every core busy: the simulator's answers
+            // and the client's work share the cores, so the rates are inversely as the sums.
+            let cpu_bound = (ceiling.cpu_us + ceiling.sim_cpu_us) / (once.cpu_us + once.sim_cpu_us);
+            all.push(json!({
+                "once_per_second": once.rate, "ceiling_per_second": ceiling.rate,
+                "ceiling_before_once": before.rate, "ceiling_after_once": after.rate,
+                "ratio": once.rate / ceiling.rate, "once_seconds": n as f64 / once.rate,
+                "once_cpu_us_per_session": once.cpu_us,
+                "simulator_cpu_us_per_answer_to_once": once.sim_cpu_us,
+                "generator_cpu_us_per_request": ceiling.cpu_us,
+                "simulator_cpu_us_per_answer_to_generator": ceiling.sim_cpu_us,
+                "cpu_bound_ratio": cpu_bound,
+            }));
         }
         let ratio_of = |r: &serde_json::Value| r["ratio"].as_f64().unwrap_or(0.0);
         let mut by_ratio: Vec<&serde_json::Value> = all.iter().collect();
         by_ratio.sort_by(|a, b| ratio_of(a).total_cmp(&ratio_of(b)));
         let median = by_ratio[by_ratio.len() / 2].clone();
+        let f = |key: &str| median[key].as_f64().unwrap_or(0.0);
         let (once_rate, ceiling, ratio) = (
-            median["once_per_second"].as_f64().unwrap_or(0.0),
-            median["ceiling_per_second"].as_f64().unwrap_or(0.0),
+            f("once_per_second"),
+            f("ceiling_per_second"),
             ratio_of(&median),
         );
         let spread = if all.len() > 1 {
@@ -343,35 +361,49 @@ base_url = "{url}"
         } else {
             String::new()
         };
-        Ok(Row {
-            name: "1 throughput: once / simulator ceiling",
-            value: format!("{once_rate:.0}/s / {ceiling:.0}/s = {ratio:.2}{spread}"),
-            goal: ">= 0.70".into(),
-            met: Some(ratio >= 0.7),
-            json: json!({"sessions": n, "once_per_second": once_rate, "ceiling_per_second": ceiling,
-                         "ratio": ratio, "rounds": all}),
-        })
+        Ok([
+            Row {
+                name: "1 throughput: once / simulator ceiling",
+                value: format!("{once_rate:.0}/s / {ceiling:.0}/s = {ratio:.2}{spread}"),
+                goal: ">= 0.70".into(),
+                met: Some(ratio >= 0.7),
+                json: json!({"sessions": n, "once_per_second": once_rate, "ceiling_per_second": ceiling,
+                             "ratio": ratio, "rounds": all}),
+            },
+            Row {
+                name: "1b CPU µs: (generator + sim) / (once + sim)",
+                value: format!(
+                    "({:.0} + {:.0}) / ({:.0} + {:.0}) = {:.2}",
+                    f("generator_cpu_us_per_request"),
+                    f("simulator_cpu_us_per_answer_to_generator"),
+                    f("once_cpu_us_per_session"),
+                    f("simulator_cpu_us_per_answer_to_once"),
+                    f("cpu_bound_ratio")
+                ),
+                goal: "-".into(),
+                met: None,
+                json: json!({"median_round": median}),
+            },
+        ])
     }
 
     /// The simulator's own ceiling, by the load generator in a process of its own (as `once`
-    /// runs): answers per second.
-    async fn ceiling(&self, n: u64, prefix: &str) -> anyhow::Result<f64> {
+    /// runs): its rate (answers per second, as it timed them) and CPU cost per request.
+    async fn ceiling(&self, n: u64, prefix: &str) -> anyhow::Result<Round> {
         let mut c = Command::new(&self.exe);
         c.args(["bench-load", "--url", &self.sim_url, "--prefix", prefix]);
         c.arg("--requests").arg(n.to_string());
         c.arg("--concurrency").arg(self.concurrency.to_string());
-        let o = tokio::task::spawn_blocking(move || c.output()).await??;
-        let out = String::from_utf8_lossy(&o.stdout);
-        if !o.status.success() {
-            bail!(
-                "payrecon bench-load failed: {}",
-                String::from_utf8_lossy(&o.stderr)
-            );
-        }
-        out.trim()
+        let run = run_child(c, "payrecon bench-load").await?;
+        let out = run.stdout.trim();
+        let rate = out
             .strip_prefix("per_second=")
             .and_then(|v| v.parse().ok())
-            .with_context(|| format!("payrecon bench-load printed {out:?}"))
+            .with_context(|| format!("payrecon bench-load printed {out:?}"))?;
+        Ok(Round {
+            rate,
+            ..Round::of(&run, n)
+        })
     }
 
     /// `once` by 1, 2 and 4 daemons at once on one PostgreSQL ledger of `n` due sessions each
@@ -599,7 +631,45 @@ base_url = "{url}"
     }
 }
 
-/// This process's peak resident memory in KiB (`VmHWM`), for `--peak-rss`.
+/// Runs a prepared child to the end with `--usage`, measuring its time, peak memory and CPU,
+/// and this process's CPU meanwhile.
+async fn run_child(mut c: Command, what: &str) -> anyhow::Result<ChildRun> {
+    c.arg("--usage");
+    c.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let (started, sim_before) = (Instant::now(), cpu_seconds().unwrap_or(0.0));
+    let o = tokio::task::spawn_blocking(move || c.output()).await??;
+    let (elapsed, sim_after) = (started.elapsed(), cpu_seconds().unwrap_or(0.0));
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+    if !o.status.success() {
+        bail!("{what} failed: {stderr}");
+    }
+    let reported = |key: &str| {
+        stderr
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+    };
+    Ok(ChildRun {
+        elapsed,
+        peak_rss_kib: reported("peak_rss_kib=").unwrap_or(0.0) as u64,
+        cpu_seconds: reported("cpu_seconds=").unwrap_or(0.0),
+        sim_cpu_seconds: sim_after - sim_before,
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+    })
+}
+
+/// This process's CPU time so far, user and system, every thread (`/proc/self/stat`, in the
+/// kernel's fixed 1/100 s ticks), for `--usage`.
+pub fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The fields after the command name (which may hold spaces) in parentheses; utime and
+    // stime are the 14th and 15th of the whole line.
+    let mut after = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
+    let (utime, stime): (u64, u64) = (after.next()?.parse().ok()?, after.next()?.parse().ok()?);
+    Some((utime + stime) as f64 / 100.0)
+}
+
+/// This process's peak resident memory in KiB (`VmHWM`), for `--usage`.
 pub fn peak_rss_kib() -> Option<u64> {
     std::fs::read_to_string("/proc/self/status")
         .ok()?

@@ -23,9 +23,9 @@ pub struct Cli {
     /// Log format, overriding `[log] format` (logs go to stderr; filter with RUST_LOG)
     #[arg(long = "log-format", global = true, value_enum)]
     pub log_format: Option<LogFormatArg>,
-    /// Print this process's peak resident memory to stderr at exit (for the benchmark)
-    #[arg(long = "peak-rss", global = true, hide = true)]
-    pub peak_rss: bool,
+    /// Print this process's peak resident memory and CPU time to stderr at exit (for the benchmark)
+    #[arg(long, global = true, hide = true)]
+    pub usage: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -235,10 +235,15 @@ pub enum EventsCommand {
 /// Parses the command line, runs the command, and returns its exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let peak_rss = cli.peak_rss;
+    let usage = cli.usage;
     let result = run(cli);
-    if peak_rss && let Some(kib) = crate::bench::peak_rss_kib() {
-        eprintln!("peak_rss_kib={kib}");
+    if usage {
+        if let Some(kib) = crate::bench::peak_rss_kib() {
+            eprintln!("peak_rss_kib={kib}");
+        }
+        if let Some(cpu) = crate::bench::cpu_seconds() {
+            eprintln!("cpu_seconds={cpu:.2}");
+        }
     }
     match result {
         Ok(code) => code,
