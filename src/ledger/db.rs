@@ -423,7 +423,7 @@ impl Engine {
     ) -> Result<T, E> {
         match self {
             Engine::Lite(m) => {
-                let mut conn = lite_lock(m);
+                let conn = lite_lock(m);
                 // Set for every write, so a failed reset can never leave a `Write` undurable.
                 let sync = match mode {
                     Mode::Read => None,
@@ -437,9 +437,16 @@ impl Engine {
                     Mode::Read => TransactionBehavior::Deferred,
                     Mode::Write | Mode::Lease => TransactionBehavior::Immediate,
                 };
+                let conn: &rusqlite::Connection = &conn;
                 let mut tx = Tx {
                     inner: Inner::Lite(
-                        conn.transaction_with_behavior(behavior)
+                        Held {
+                            conn,
+                            stmts: Vec::new(),
+                        },
+                        // What `transaction_with_behavior` does, on a shared borrow that the
+                        // held statements can share; the lock guard keeps it the only one.
+                        rusqlite::Transaction::new_unchecked(conn, behavior)
                             .map_err(DbError::from)?,
                     ),
                     roll_back: false,
@@ -531,8 +538,38 @@ fn outside_runtime<T>(f: impl FnOnce() -> T) -> T {
     }
 }
 
+/// At most this many statements stay prepared in one SQLite transaction (see [`Held`]).
+const HELD_STATEMENTS: usize = 16;
+
+/// The statements an SQLite transaction ran with [`Tx::exec`], kept prepared until it ends: a
+/// group of transitions runs the same three statements hundreds of times, and each trip through
+/// rusqlite's statement cache hashes the SQL text twice. Looked up by address, which a
+/// `&'static str` keeps for good; dropped (back into rusqlite's cache) before the transaction
+/// commits or rolls back.
+struct Held<'c> {
+    conn: &'c rusqlite::Connection,
+    stmts: Vec<(&'static str, rusqlite::CachedStatement<'c>)>,
+}
+
+impl Held<'_> {
+    fn exec(&mut self, sql: &'static str, p: &[Val<'_>]) -> Result<u64, DbError> {
+        let params = rusqlite::params_from_iter(p.iter());
+        let i = match self.stmts.iter().position(|(s, _)| std::ptr::eq(*s, sql)) {
+            Some(i) => i,
+            None if self.stmts.len() < HELD_STATEMENTS => {
+                self.stmts.push((sql, self.conn.prepare_cached(sql)?));
+                self.stmts.len() - 1
+            }
+            None => return Ok(self.conn.prepare_cached(sql)?.execute(params)? as u64),
+        };
+        Ok(self.stmts[i].1.execute(params)? as u64)
+    }
+}
+
 enum Inner<'c> {
-    Lite(rusqlite::Transaction<'c>),
+    /// The held statements first: fields drop in order, so they are gone before a transaction
+    /// dropped unfinished rolls back.
+    Lite(Held<'c>, rusqlite::Transaction<'c>),
     Pg(
         postgres::Transaction<'c>,
         &'c mut HashMap<String, postgres::Statement>,
@@ -557,8 +594,14 @@ impl Tx<'_> {
 
     fn finish(self) -> Result<(), DbError> {
         match (self.inner, self.roll_back) {
-            (Inner::Lite(tx), false) => tx.commit()?,
-            (Inner::Lite(tx), true) => tx.rollback()?,
+            (Inner::Lite(held, tx), false) => {
+                drop(held);
+                tx.commit()?
+            }
+            (Inner::Lite(held, tx), true) => {
+                drop(held);
+                tx.rollback()?
+            }
             (Inner::Pg(tx, _), false) => tx.commit()?,
             (Inner::Pg(tx, _), true) => tx.rollback()?,
         }
@@ -595,13 +638,11 @@ impl Tx<'_> {
         Ok((stmt, bound))
     }
 
-    /// Runs one statement; returns the rows it changed.
-    pub fn exec(&mut self, sql: &str, p: &[Val<'_>]) -> Result<u64, DbError> {
+    /// Runs one statement (SQLite keeps it prepared until the transaction ends); returns the
+    /// rows it changed.
+    pub fn exec(&mut self, sql: &'static str, p: &[Val<'_>]) -> Result<u64, DbError> {
         match &mut self.inner {
-            Inner::Lite(tx) => Ok(tx
-                .prepare_cached(sql)?
-                .execute(rusqlite::params_from_iter(p.iter()))?
-                as u64),
+            Inner::Lite(held, _) => held.exec(sql, p),
             Inner::Pg(tx, cache) => {
                 let (stmt, bound) = Self::pg_prepare(tx, cache, sql, p)?;
                 let refs: Vec<&(dyn ToSql + Sync)> = bound.iter().map(|b| b.as_ref()).collect();
@@ -618,7 +659,7 @@ impl Tx<'_> {
         mut f: impl FnMut(&Row<'_>) -> Result<(), E>,
     ) -> Result<(), E> {
         match &mut self.inner {
-            Inner::Lite(tx) => {
+            Inner::Lite(_, tx) => {
                 let mut stmt = tx.prepare_cached(sql).map_err(DbError::from)?;
                 let mut rows = stmt
                     .query(rusqlite::params_from_iter(p.iter()))
@@ -681,7 +722,7 @@ impl Tx<'_> {
     /// Runs SQL text (several statements, no parameters) inside this transaction.
     pub fn batch(&mut self, sql: &str) -> Result<(), DbError> {
         match &mut self.inner {
-            Inner::Lite(tx) => tx.execute_batch(sql)?,
+            Inner::Lite(_, tx) => tx.execute_batch(sql)?,
             Inner::Pg(tx, _) => tx.batch_execute(sql)?,
         }
         Ok(())
@@ -691,7 +732,7 @@ impl Tx<'_> {
     pub fn pg_copy_in(&mut self, sql: &str, data: &[u8]) -> Result<u64, DbError> {
         use std::io::Write;
         match &mut self.inner {
-            Inner::Lite(_) => Err(DbError::Value("COPY is PostgreSQL's".into())),
+            Inner::Lite(..) => Err(DbError::Value("COPY is PostgreSQL's".into())),
             Inner::Pg(tx, _) => {
                 let mut w = tx.copy_in(sql)?;
                 w.write_all(data)
@@ -756,6 +797,69 @@ mod tests {
             pg_sql("SELECT ?1, '?2', ?10 FROM t WHERE a = '?' AND b = ?2"),
             "SELECT $1, '?2', $10 FROM t WHERE a = '?' AND b = $2"
         );
+    }
+
+    /// Statements held across a transaction: one reused many times, more distinct ones than
+    /// are held, a rollback, and an error part-way, after which the connection is still usable.
+    #[test]
+    fn held_statements_end_with_their_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::Lite(Mutex::new(
+            rusqlite::Connection::open(dir.path().join("t.db")).unwrap(),
+        ));
+        engine.batch("CREATE TABLE t (k INTEGER, v TEXT)").unwrap();
+        const INSERT: &str = "INSERT INTO t (k, v) VALUES (?1, ?2)";
+        // Distinct statement texts (leaked: `exec` holds only `'static` text).
+        let distinct: Vec<&'static str> = (0..HELD_STATEMENTS + 4)
+            .map(|i| &*format!("INSERT INTO t (k, v) VALUES (?1, 'd{i}')").leak())
+            .collect();
+        let count = |engine: &Engine| {
+            engine
+                .tx(Mode::Read, |tx| {
+                    tx.query_one("SELECT count(*) FROM t", &[], |r| r.get::<i64>(0))
+                })
+                .unwrap()
+        };
+        engine
+            .tx(Mode::Write, |tx| {
+                for k in 0..100 {
+                    assert_eq!(tx.exec(INSERT, &[Val::Int(k), Val::Text("x")])?, 1);
+                }
+                for (k, sql) in distinct.iter().enumerate() {
+                    assert_eq!(tx.exec(sql, &[Val::Int(k as i64)])?, 1);
+                }
+                Ok::<_, DbError>(())
+            })
+            .unwrap();
+        assert_eq!(count(&engine), 100 + distinct.len() as i64);
+
+        engine
+            .tx(Mode::Write, |tx| {
+                tx.exec(INSERT, &[Val::Int(-1), Val::Text("gone")])?;
+                tx.roll_back();
+                Ok::<_, DbError>(())
+            })
+            .unwrap();
+        let failed = engine.tx(Mode::Write, |tx| {
+            tx.exec(INSERT, &[Val::Int(-2), Val::Text("gone")])?;
+            tx.exec(INSERT, &[Val::Int(-3)])
+        });
+        assert!(
+            failed.is_err(),
+            "a statement given too few parameters fails"
+        );
+        assert_eq!(
+            count(&engine),
+            100 + distinct.len() as i64,
+            "nothing of either kept"
+        );
+
+        engine
+            .tx(Mode::Write, |tx| {
+                tx.exec(INSERT, &[Val::Int(7), Val::Text("y")])
+            })
+            .unwrap();
+        assert_eq!(count(&engine), 101 + distinct.len() as i64);
     }
 
     #[test]
