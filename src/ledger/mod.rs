@@ -19,6 +19,7 @@ pub mod schema;
 pub use model::*;
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -258,64 +259,138 @@ fn event_from_row(r: &Row<'_>, at: usize) -> Result<Event, DbError> {
     })
 }
 
-/// The due query: sessions due by `?3`, at most `?4`. Served by the partial index
-/// `sessions_due` (a test asserts the plan), so its cost grows with the sessions due.
-macro_rules! due_select {
+/// The rows a claim takes, as `FROM … LIMIT ?4` tails. Due: PENDING sessions due by `?3`,
+/// served by the partial index `sessions_due` (a test asserts the plan), so its cost grows with
+/// the sessions due.
+macro_rules! due_rows {
     () => {
-        "SELECT id FROM sessions WHERE status = 'PENDING' AND next_check_at <= ?3 \
+        "FROM sessions WHERE status = 'PENDING' AND next_check_at <= ?3 \
          ORDER BY next_check_at LIMIT ?4"
     };
 }
 
-/// A claim statement for both engines: PostgreSQL locks the rows it takes and skips rows
-/// another transaction is taking, so concurrent claims never return one row twice.
-macro_rules! claim_sql {
-    ($head:expr, $select:expr, $tail:expr) => {
-        [
-            concat!($head, " WHERE id IN (", $select, ") RETURNING ", $tail),
-            concat!(
-                $head,
-                " WHERE id IN (",
-                $select,
-                " FOR UPDATE SKIP LOCKED) RETURNING ",
-                $tail
-            ),
-        ]
+/// EXPIRED sessions whose late check is due by `?3`.
+macro_rules! late_rows {
+    () => {
+        "FROM sessions WHERE late_check_at IS NOT NULL AND late_check_at <= ?3 \
+         AND status = 'EXPIRED' ORDER BY late_check_at LIMIT ?4"
     };
 }
 
-const CLAIM_DUE: [&str; 2] = claim_sql!(
-    "UPDATE sessions SET lease_owner = ?1, lease_until = ?2, next_check_at = ?2",
-    due_select!(),
-    session_cols!()
-);
+/// `once --all`: PENDING sessions after rowid `?3` whose lease (if any) ran out by `?5`, in
+/// rowid order — one scan per pass however many batches it takes (SQLite is told not to pick
+/// the due index and sort).
+macro_rules! all_rows {
+    ($from:literal) => {
+        concat!(
+            $from,
+            " WHERE status = 'PENDING' AND id > ?3 \
+             AND (lease_until IS NULL OR lease_until <= ?5) ORDER BY id LIMIT ?4"
+        )
+    };
+}
 
-const CLAIM_LATE: [&str; 2] = claim_sql!(
-    "UPDATE sessions SET lease_owner = ?1, lease_until = ?2, late_check_at = ?2",
-    "SELECT id FROM sessions WHERE late_check_at IS NOT NULL AND late_check_at <= ?3 \
-     AND status = 'EXPIRED' ORDER BY late_check_at LIMIT ?4",
-    session_cols!()
-);
+/// One kind of claim in both engines' words. Parameters: `?1` owner, `?2` lease end, then the
+/// rows' own (see the `*_rows!` tails).
+struct Claim {
+    /// PostgreSQL: one `UPDATE … RETURNING` that locks the rows it takes and skips rows another
+    /// transaction is taking, so concurrent claims never return one row twice.
+    pg: &'static str,
+    /// SQLite: the rows as they are …
+    select: &'static str,
+    /// … then one UPDATE leasing exactly those, by id (`?3`, a JSON array). SQLite runs
+    /// `UPDATE … RETURNING` by first collecting every row in a temporary table, which cost more
+    /// than reading the rows and updating them; nothing can come between the two statements
+    /// inside the write transaction.
+    lease: &'static str,
+    /// What the lease moves: the late check's time instead of the next check's.
+    late: bool,
+}
 
-/// `once --all` walks the rowid (SQLite is told not to pick the due index and sort), one scan
-/// per pass however many batches it takes.
-const CLAIM_ALL: [&str; 2] = [
-    concat!(
-        "UPDATE sessions SET lease_owner = ?1, lease_until = ?2, next_check_at = ?2 \
-         WHERE id IN (SELECT id FROM sessions NOT INDEXED WHERE status = 'PENDING' AND id > ?3 \
-                      AND (lease_until IS NULL OR lease_until <= ?5) ORDER BY id LIMIT ?4) \
-         RETURNING ",
-        session_cols!()
+macro_rules! pg_claim {
+    ($set:literal, $rows:expr) => {
+        concat!(
+            "UPDATE sessions SET lease_owner = ?1, lease_until = ?2, ",
+            $set,
+            " WHERE id IN (SELECT id ",
+            $rows,
+            " FOR UPDATE SKIP LOCKED) RETURNING ",
+            session_cols!()
+        )
+    };
+}
+
+const LEASE_NEXT_CHECK: &str = "UPDATE sessions SET lease_owner = ?1, lease_until = ?2, \
+     next_check_at = ?2 WHERE id IN (SELECT value FROM json_each(?3))";
+
+const CLAIM_DUE: Claim = Claim {
+    pg: pg_claim!("next_check_at = ?2", due_rows!()),
+    select: concat!("SELECT ", session_cols!(), " ", due_rows!()),
+    lease: LEASE_NEXT_CHECK,
+    late: false,
+};
+
+const CLAIM_LATE: Claim = Claim {
+    pg: pg_claim!("late_check_at = ?2", late_rows!()),
+    select: concat!("SELECT ", session_cols!(), " ", late_rows!()),
+    lease: "UPDATE sessions SET lease_owner = ?1, lease_until = ?2, late_check_at = ?2 \
+            WHERE id IN (SELECT value FROM json_each(?3))",
+    late: true,
+};
+
+const CLAIM_ALL: Claim = Claim {
+    pg: pg_claim!("next_check_at = ?2", all_rows!("FROM sessions")),
+    select: concat!(
+        "SELECT ",
+        session_cols!(),
+        " ",
+        all_rows!("FROM sessions NOT INDEXED")
     ),
-    concat!(
-        "UPDATE sessions SET lease_owner = ?1, lease_until = ?2, next_check_at = ?2 \
-         WHERE id IN (SELECT id FROM sessions WHERE status = 'PENDING' AND id > ?3 \
-                      AND (lease_until IS NULL OR lease_until <= ?5) ORDER BY id LIMIT ?4 \
-                      FOR UPDATE SKIP LOCKED) \
-         RETURNING ",
-        session_cols!()
-    ),
-];
+    lease: LEASE_NEXT_CHECK,
+    late: false,
+};
+
+/// Takes the rows of `claim` for `owner` until `until`; `params` as [`Claim`] says. Returns
+/// them as leased.
+fn claim_rows(
+    tx: &mut Tx<'_>,
+    claim: &Claim,
+    params: &[Val<'_>],
+    owner: &str,
+    until: &str,
+) -> Result<Vec<Session>, DbError> {
+    if tx.is_pg() {
+        return tx.query(claim.pg, params, session_from_row);
+    }
+    let mut rows = tx.query(claim.select, params, session_from_row)?;
+    if rows.is_empty() {
+        return Ok(rows);
+    }
+    let mut ids = String::with_capacity(rows.len() * 8 + 2);
+    for s in &rows {
+        ids.push(if ids.is_empty() { '[' } else { ',' });
+        let _ = write!(ids, "{}", s.rowid); // Writing to a String cannot fail.
+    }
+    ids.push(']');
+    let leased = tx.exec(claim.lease, vals![owner, until, ids.as_str()])?;
+    if leased != rows.len() as u64 {
+        // Cannot happen inside the write transaction; if it did, nothing is kept.
+        return Err(DbError::Value(format!(
+            "leased {leased} of the {} sessions read",
+            rows.len()
+        )));
+    }
+    for s in &mut rows {
+        s.lease_owner = Some(owner.to_string());
+        s.lease_until = Some(until.to_string());
+        if claim.late {
+            s.late_check_at = Some(until.to_string());
+        } else {
+            s.next_check_at = until.to_string();
+        }
+    }
+    Ok(rows)
+}
 
 const CLAIM_EVENTS: [&str; 2] = [
     "UPDATE events SET lease_owner = ?1, lease_until = ?2, next_attempt_at = ?2 \
@@ -534,20 +609,26 @@ impl Ledger {
         let until = clock::format(lease_until);
         let now_s = clock::format(now);
         self.tx(Mode::Lease, "claiming sessions", |tx| match mode {
-            ClaimMode::DueBy(t) => tx.query(
-                self.dialect(&CLAIM_DUE),
+            ClaimMode::DueBy(t) => claim_rows(
+                tx,
+                &CLAIM_DUE,
                 vals![owner, &until, &clock::format(t), limit],
-                session_from_row,
+                owner,
+                &until,
             ),
-            ClaimMode::LateBy(t) => tx.query(
-                self.dialect(&CLAIM_LATE),
+            ClaimMode::LateBy(t) => claim_rows(
+                tx,
+                &CLAIM_LATE,
                 vals![owner, &until, &clock::format(t), limit],
-                session_from_row,
+                owner,
+                &until,
             ),
-            ClaimMode::AllAfter(id) => tx.query(
-                self.dialect(&CLAIM_ALL),
+            ClaimMode::AllAfter(id) => claim_rows(
+                tx,
+                &CLAIM_ALL,
                 vals![owner, &until, id, limit, &now_s],
-                session_from_row,
+                owner,
+                &until,
             ),
         })
     }
@@ -1537,7 +1618,7 @@ mod tests {
         let (_d, l) = seeded();
         let plan = plan_of(
             &l,
-            due_select!(),
+            CLAIM_DUE.select,
             params![0, 0, clock::format(clock::now()), 500],
         );
         assert!(plan.contains("INDEX sessions_due"), "plan was: {plan}");
@@ -1564,12 +1645,63 @@ mod tests {
     fn once_all_walks_the_rowid_in_order() {
         let (_d, l) = seeded();
         let now = clock::format(clock::now());
-        let plan = plan_of(&l, CLAIM_ALL[0], params!["o", now, 0, 500, now]);
+        let plan = plan_of(&l, CLAIM_ALL.select, params!["o", now, 0, 500, now]);
         assert!(
             plan.contains("INTEGER PRIMARY KEY (rowid>?)"),
             "plan was: {plan}"
         );
         assert!(!plan.contains("TEMP B-TREE"), "plan was: {plan}");
+    }
+
+    /// Each kind of claim leases exactly the rows it returns, and returns them as they now are
+    /// in the ledger (leased, their check moved to the lease's end).
+    #[test]
+    fn a_claim_returns_the_rows_it_leased_as_they_now_are() {
+        let (_d, l) = temp();
+        l.execute_batch(
+            "INSERT INTO sessions (provider, session_id) \
+             VALUES ('m', 'p1'), ('m', 'p2'), ('m', 'p3'), ('m', 'p4'); \
+             INSERT INTO sessions (provider, session_id, status, late_check_at) \
+             VALUES ('m', 'e1', 'EXPIRED', '2000-01-01T00:00:00.000Z'); \
+             INSERT INTO sessions (provider, session_id, next_check_at) \
+             VALUES ('m', 'later', '2999-01-01T00:00:00.000Z');",
+        )
+        .unwrap();
+        let now = clock::now();
+        let until = clock::add(now, Duration::from_secs(60));
+        let claim = |limit, mode| {
+            let got = l.claim("me", now, until, limit, mode).unwrap();
+            for s in &got {
+                let stored = l.get("m", &s.session_id).unwrap().unwrap();
+                assert_eq!(
+                    serde_json::to_value(s).unwrap(),
+                    serde_json::to_value(&stored).unwrap()
+                );
+                assert_eq!(s.lease_owner.as_deref(), Some("me"));
+                assert_eq!(s.lease_until, Some(clock::format(until)));
+            }
+            got.into_iter().map(|s| s.session_id).collect::<Vec<_>>()
+        };
+        assert_eq!(claim(3, ClaimMode::DueBy(now)), ["p1", "p2", "p3"]);
+        assert_eq!(claim(10, ClaimMode::LateBy(now)), ["e1"]);
+        // Every PENDING session not leased: p1–p3 are.
+        assert_eq!(claim(10, ClaimMode::AllAfter(0)), ["p4", "later"]);
+        assert_eq!(claim(10, ClaimMode::AllAfter(0)), Vec::<String>::new());
+        assert_eq!(claim(10, ClaimMode::DueBy(now)), Vec::<String>::new());
+        assert_eq!(claim(10, ClaimMode::LateBy(now)), Vec::<String>::new());
+    }
+
+    #[test]
+    fn leasing_the_rows_read_looks_each_up_by_rowid() {
+        let (_d, l) = seeded();
+        for lease in [CLAIM_DUE.lease, CLAIM_LATE.lease] {
+            let plan = plan_of(&l, lease, params!["o", "2030", "[1,2,3]"]);
+            assert!(
+                plan.contains("INTEGER PRIMARY KEY (rowid=?)"),
+                "plan was: {plan}"
+            );
+            assert!(!plan.contains("SCAN sessions"), "plan was: {plan}");
+        }
     }
 
     #[test]
