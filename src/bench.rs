@@ -316,7 +316,8 @@ base_url = "{url}"
             let ledger = self.ledger(&format!("throughput{round}"), n, 0, &format!("t{round}_"))?;
             let cfg = self.config("throughput", &ledger, "rate_limit = \"off\"", "")?;
             let before = self.ceiling(n, &format!("g{round}a")).await?;
-            let once = Round::of(&self.child(&cfg, &["once"], &[]).await?, n);
+            let run = self.child(&cfg, &["once"], &[]).await?;
+            let once = Round::of(&run, n);
             let after = self.ceiling(n, &format!("g{round}b")).await?;
             for suffix in ["", "-wal", "-shm"] {
                 let mut f = ledger.clone().into_os_string();
@@ -339,7 +340,7 @@ base_url = "{url}"
                 "simulator_cpu_us_per_answer_to_once": once.sim_cpu_us,
                 "generator_cpu_us_per_request": ceiling.cpu_us,
                 "simulator_cpu_us_per_answer_to_generator": ceiling.sim_cpu_us,
-                "cpu_bound_ratio": cpu_bound,
+                "cpu_bound_ratio": cpu_bound, "once_peak_rss_kib": run.peak_rss_kib,
             }));
         }
         let ratio_of = |r: &serde_json::Value| r["ratio"].as_f64().unwrap_or(0.0);
