@@ -84,8 +84,7 @@ impl Adapter for Little {
     }
 
     fn parse(&self, _session_id: &str, body: &[u8]) -> Result<ProviderFacts, Error> {
-        let env: LittleEnvelope =
-            serde_json::from_slice(body).map_err(|e| super::json_error(&e))?;
+        let env: LittleEnvelope = super::json_body(body)?;
         let d = env
             .data
             .ok_or_else(|| Error::Malformed("no \"data\" object".into()))?;

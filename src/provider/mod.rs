@@ -494,6 +494,18 @@ pub fn minor_digits(currency: &str) -> Option<u32> {
     }
 }
 
+/// Parses a 2xx answer's JSON body. A body that is UTF-8 throughout (as JSON must be) is parsed
+/// as text, which spares serde_json checking every string again; any other body is parsed as
+/// bytes, where serde_json checks only the strings it keeps, so a stray Latin-1 byte in a field
+/// nobody reads does not make the answer unreadable.
+pub fn json_body<'de, T: serde::Deserialize<'de>>(body: &'de [u8]) -> Result<T, Error> {
+    match std::str::from_utf8(body) {
+        Ok(text) => serde_json::from_str(text),
+        Err(_) => serde_json::from_slice(body),
+    }
+    .map_err(|e| json_error(&e))
+}
+
 /// A JSON parse failure as a transient error that says what kind of failure, never the body.
 pub fn json_error(e: &serde_json::Error) -> Error {
     let kind = match e.classify() {
@@ -532,6 +544,10 @@ pub fn json_word(v: Option<&serde_json::Value>) -> (String, Option<&str>) {
 
 /// A short, printable rendering of an unexpected value for a log line or `last_error`.
 pub fn clip(text: &str) -> String {
+    // The usual case, a short printable ASCII word (it runs for every fact of every answer).
+    if text.len() <= 64 && text.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return text.to_owned();
+    }
     let clean: String = text.chars().filter(|c| !c.is_control()).take(64).collect();
     if text.chars().count() > 64 {
         format!("{clean}…")
@@ -543,6 +559,22 @@ pub fn clip(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clip_keeps_short_printable_text_and_cleans_the_rest() {
+        let long = "a".repeat(65);
+        let cases = [
+            ("COMPLETED", "COMPLETED".to_string()),
+            ("", String::new()),
+            (&long[..64], "a".repeat(64)),
+            (long.as_str(), format!("{}…", "a".repeat(64))),
+            ("pa\nid\u{7f}\u{85}", "paid".to_string()),
+            ("Maseru ✓", "Maseru ✓".to_string()),
+        ];
+        for (text, want) in cases {
+            assert_eq!(clip(text), want, "{text:?}");
+        }
+    }
 
     #[test]
     fn ids_become_one_encoded_segment() {

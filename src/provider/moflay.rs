@@ -94,7 +94,7 @@ impl Adapter for Moflay {
     }
 
     fn parse(&self, session_id: &str, body: &[u8]) -> Result<ProviderFacts, Error> {
-        let p: MoflayPayment = serde_json::from_slice(body).map_err(|e| super::json_error(&e))?;
+        let p: MoflayPayment = super::json_body(body)?;
         if p.id.is_none() && p.status.is_none() {
             return Err(Error::Malformed("no payment in the answer".into()));
         }

@@ -87,7 +87,7 @@ impl Adapter for Mopay {
     }
 
     fn parse(&self, session_id: &str, body: &[u8]) -> Result<ProviderFacts, Error> {
-        let env: MopayEnvelope = serde_json::from_slice(body).map_err(|e| super::json_error(&e))?;
+        let env: MopayEnvelope = super::json_body(body)?;
         // `success: false` (with `error`) is a transient failure [seed 000]. The error text is not
         // kept: it is provider prose that could echo anything.
         if env.success != Some(true) {
@@ -198,6 +198,30 @@ mod tests {
             .parse("MOP_1", body("\"COMPLETED\"", "\"failed\"").as_bytes())
             .unwrap();
         assert!(f.warning.unwrap().contains("transactionStatus"));
+    }
+
+    /// A Latin-1 byte in a field payrecon does not read leaves the answer readable; in a field
+    /// it keeps, the answer is malformed (never a guessed status).
+    #[test]
+    fn a_stray_byte_matters_only_where_it_is_read() {
+        let a = adapter();
+        let good = body("\"COMPLETED\"", "\"success\"");
+        let stray = good.replace("o@example.com", "caf\u{1}").into_bytes();
+        let stray: Vec<u8> = stray
+            .iter()
+            .map(|&b| if b == 1 { 0xE9 } else { b })
+            .collect();
+        assert!(std::str::from_utf8(&stray).is_err());
+        let f = a.parse("MOP_1", &stray).unwrap();
+        assert_eq!(f.mapped, Mapped::Paid);
+        assert_eq!(f, a.parse("MOP_1", good.as_bytes()).unwrap());
+
+        let kept = good.replace("TXN1", "TXN\u{1}").into_bytes();
+        let kept: Vec<u8> = kept
+            .iter()
+            .map(|&b| if b == 1 { 0xE9 } else { b })
+            .collect();
+        assert!(matches!(a.parse("MOP_1", &kept), Err(Error::Malformed(_))));
     }
 
     #[test]

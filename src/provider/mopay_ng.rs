@@ -201,7 +201,7 @@ impl Adapter for MopayNg {
     }
 
     fn parse_answer(&self, _session_id: &str, body: &[u8]) -> Result<Answer, Error> {
-        let env: Value = serde_json::from_slice(body).map_err(|e| super::json_error(&e))?;
+        let env: Value = super::json_body(body)?;
         let status = env.pointer("/REQUEST/STATUS").and_then(Value::as_str);
         match status {
             Some(s) if s.eq_ignore_ascii_case("OK") => {}

@@ -81,8 +81,7 @@ impl Adapter for Vesicash {
     }
 
     fn parse(&self, session_id: &str, body: &[u8]) -> Result<ProviderFacts, Error> {
-        let env: VesicashEnvelope =
-            serde_json::from_slice(body).map_err(|e| super::json_error(&e))?;
+        let env: VesicashEnvelope = super::json_body(body)?;
         let d = env
             .data
             .ok_or_else(|| Error::Malformed("no \"data\" object".into()))?;
