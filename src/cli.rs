@@ -165,7 +165,8 @@ pub enum Command {
         /// Provider calls in flight
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
-        /// Rounds of the throughput run; the round with the median ratio is reported
+        /// Rounds of the throughput run and of the pass in a small and a large ledger; the round
+        /// with the median ratio is reported
         #[arg(long, default_value_t = 3)]
         rounds: u32,
         /// Sessions for each PostgreSQL run (1, 2 and 4 daemons on one throwaway PostgreSQL);
