@@ -344,25 +344,11 @@ base_url = "{url}"
                 "cpu_bound_ratio": cpu_bound, "once_peak_rss_kib": run.peak_rss_kib,
             }));
         }
-        let ratio_of = |r: &serde_json::Value| r["ratio"].as_f64().unwrap_or(0.0);
-        let mut by_ratio: Vec<&serde_json::Value> = all.iter().collect();
-        by_ratio.sort_by(|a, b| ratio_of(a).total_cmp(&ratio_of(b)));
-        let median = by_ratio[by_ratio.len() / 2].clone();
+        let (median, spread) = median_round(&all);
+        let median = median.clone();
         let f = |key: &str| median[key].as_f64().unwrap_or(0.0);
-        let (once_rate, ceiling, ratio) = (
-            f("once_per_second"),
-            f("ceiling_per_second"),
-            ratio_of(&median),
-        );
-        let spread = if all.len() > 1 {
-            format!(
-                " (rounds {:.2}–{:.2})",
-                ratio_of(by_ratio[0]),
-                ratio_of(by_ratio[by_ratio.len() - 1])
-            )
-        } else {
-            String::new()
-        };
+        let (once_rate, ceiling, ratio) =
+            (f("once_per_second"), f("ceiling_per_second"), f("ratio"));
         Ok([
             Row {
                 name: "1 throughput: once / simulator ceiling",
@@ -492,20 +478,8 @@ base_url = "{url}"
             let (a, b) = (a.elapsed.as_secs_f64(), b.elapsed.as_secs_f64());
             all.push(json!({"small_seconds": a, "large_seconds": b, "ratio": b / a}));
         }
-        let ratio_of = |r: &serde_json::Value| r["ratio"].as_f64().unwrap_or(0.0);
-        let mut by_ratio: Vec<&serde_json::Value> = all.iter().collect();
-        by_ratio.sort_by(|a, b| ratio_of(a).total_cmp(&ratio_of(b)));
-        let median = by_ratio[by_ratio.len() / 2];
-        let ratio = ratio_of(median);
-        let spread = if all.len() > 1 {
-            format!(
-                " ({:.2}–{:.2})",
-                ratio_of(by_ratio[0]),
-                ratio_of(by_ratio[by_ratio.len() - 1])
-            )
-        } else {
-            String::new()
-        };
+        let (median, spread) = median_round(&all);
+        let ratio = median["ratio"].as_f64().unwrap_or(0.0);
         Ok(Row {
             name: "2 pass over due sessions: large / small",
             value: format!(
@@ -656,6 +630,21 @@ base_url = "{url}"
             json: json!({"rate_limit": "50/s", "sessions": 300, "max_in_any_second": most}),
         })
     }
+}
+
+/// The round with the median `ratio` (of at least one), and the spread of all rounds as text
+/// (` (rounds 0.45–0.50)`; empty for one round).
+fn median_round(all: &[serde_json::Value]) -> (&serde_json::Value, String) {
+    let ratio_of = |r: &serde_json::Value| r["ratio"].as_f64().unwrap_or(0.0);
+    let mut by_ratio: Vec<&serde_json::Value> = all.iter().collect();
+    by_ratio.sort_by(|a, b| ratio_of(a).total_cmp(&ratio_of(b)));
+    let spread = match (by_ratio.first(), by_ratio.last()) {
+        (Some(low), Some(high)) if by_ratio.len() > 1 => {
+            format!(" (rounds {:.2}–{:.2})", ratio_of(low), ratio_of(high))
+        }
+        _ => String::new(),
+    };
+    (by_ratio[by_ratio.len() / 2], spread)
 }
 
 /// Puts the `due` sessions a pass resolved (the ledger's first rows) back to PENDING and due
