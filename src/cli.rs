@@ -810,21 +810,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             command: LedgerCommand::Copy { to, password_env },
         } => {
             let cfg = load(&cli)?;
-            crate::ledger::db::pg_config(to).map_err(|e| UsageError::new(format!("--to: {e}")))?;
-            let to = &match password_env {
-                None => to.clone(),
-                Some(var) => {
-                    let password = config::process_env(var)
-                        .filter(|v| !v.is_empty())
-                        .ok_or_else(|| {
-                            UsageError::new(format!(
-                                "--password-env: the environment variable {var} is not set"
-                            ))
-                        })?;
-                    crate::ledger::db::with_password(to, &password)
-                        .map_err(|e| UsageError::new(format!("--to: {e}")))?
-                }
-            };
+            let to = &config::pg_url(
+                to,
+                password_env.as_deref(),
+                &config::process_env,
+                ("--to", "--password-env"),
+            )?;
             let ledger = daemon::open_ledger(&cfg)?;
             let started = std::time::Instant::now();
             let bar = indicatif::ProgressBar::with_draw_target(

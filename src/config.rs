@@ -481,6 +481,28 @@ pub fn process_env(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
 
+/// A PostgreSQL ledger's URL, checked, with the password from the environment variable
+/// `password_env` (if given) set in it. Errors start with the names the user wrote: `keys` are
+/// the URL's and the variable name's (`ledger.url` and `ledger.password_env`, or the flags).
+pub fn pg_url(
+    url: &str,
+    password_env: Option<&str>,
+    env: EnvLookup<'_>,
+    (url_key, env_key): (&str, &str),
+) -> Result<String, UsageError> {
+    let bad_url = |e| UsageError::new(format!("{url_key}: {e}"));
+    crate::ledger::db::pg_config(url).map_err(bad_url)?;
+    let Some(var) = password_env else {
+        return Ok(url.to_string());
+    };
+    let password = env(var).filter(|v| !v.is_empty()).ok_or_else(|| {
+        UsageError::new(format!(
+            "{env_key}: the environment variable {var} is not set"
+        ))
+    })?;
+    crate::ledger::db::with_password(url, &password).map_err(bad_url)
+}
+
 impl Config {
     /// Reads, parses and validates the file; every error names the file and the key.
     pub fn load(path: &Path) -> Result<Config, UsageError> {
@@ -519,20 +541,12 @@ impl Config {
                     "ledger: set path (SQLite) or url (PostgreSQL), not both",
                 ));
             }
-            (None, Some(url)) => {
-                let ledger_url = |e| UsageError::new(format!("ledger.url: {e}"));
-                crate::ledger::db::pg_config(&url).map_err(ledger_url)?;
-                let mut url = url;
-                if let Some(var) = &raw.ledger.password_env {
-                    let password = env(var).filter(|v| !v.is_empty()).ok_or_else(|| {
-                        UsageError::new(format!(
-                            "ledger.password_env: the environment variable {var} is not set"
-                        ))
-                    })?;
-                    url = crate::ledger::db::with_password(&url, &password).map_err(ledger_url)?;
-                }
-                Location::Url(url)
-            }
+            (None, Some(url)) => Location::Url(pg_url(
+                &url,
+                raw.ledger.password_env.as_deref(),
+                env,
+                ("ledger.url", "ledger.password_env"),
+            )?),
             (path, None) => {
                 Location::Path(path.unwrap_or_else(|| PathBuf::from("/var/lib/payrecon/ledger.db")))
             }

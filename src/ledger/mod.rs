@@ -320,21 +320,27 @@ macro_rules! pg_claim {
     };
 }
 
-const LEASE_NEXT_CHECK: &str = "UPDATE sessions SET lease_owner = ?1, lease_until = ?2, \
-     next_check_at = ?2 WHERE id IN (SELECT value FROM json_each(?3))";
+macro_rules! lite_lease {
+    ($set:literal) => {
+        concat!(
+            "UPDATE sessions SET lease_owner = ?1, lease_until = ?2, ",
+            $set,
+            " WHERE id IN (SELECT value FROM json_each(?3))"
+        )
+    };
+}
 
 const CLAIM_DUE: Claim = Claim {
     pg: pg_claim!("next_check_at = ?2", due_rows!()),
     select: concat!("SELECT ", session_cols!(), " ", due_rows!()),
-    lease: LEASE_NEXT_CHECK,
+    lease: lite_lease!("next_check_at = ?2"),
     late: false,
 };
 
 const CLAIM_LATE: Claim = Claim {
     pg: pg_claim!("late_check_at = ?2", late_rows!()),
     select: concat!("SELECT ", session_cols!(), " ", late_rows!()),
-    lease: "UPDATE sessions SET lease_owner = ?1, lease_until = ?2, late_check_at = ?2 \
-            WHERE id IN (SELECT value FROM json_each(?3))",
+    lease: lite_lease!("late_check_at = ?2"),
     late: true,
 };
 
@@ -346,7 +352,7 @@ const CLAIM_ALL: Claim = Claim {
         " ",
         all_rows!("FROM sessions NOT INDEXED")
     ),
-    lease: LEASE_NEXT_CHECK,
+    lease: lite_lease!("next_check_at = ?2"),
     late: false,
 };
 

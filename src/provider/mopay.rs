@@ -206,21 +206,19 @@ mod tests {
     fn a_stray_byte_matters_only_where_it_is_read() {
         let a = adapter();
         let good = body("\"COMPLETED\"", "\"success\"");
-        let stray = good.replace("o@example.com", "caf\u{1}").into_bytes();
-        let stray: Vec<u8> = stray
-            .iter()
-            .map(|&b| if b == 1 { 0xE9 } else { b })
-            .collect();
+        // `\u{1}` marks where the Latin-1 é (one byte, 0xE9: not UTF-8) goes.
+        let latin1 = |text: String| -> Vec<u8> {
+            text.bytes()
+                .map(|b| if b == 1 { 0xE9 } else { b })
+                .collect()
+        };
+        let stray = latin1(good.replace("o@example.com", "caf\u{1}"));
         assert!(std::str::from_utf8(&stray).is_err());
         let f = a.parse("MOP_1", &stray).unwrap();
         assert_eq!(f.mapped, Mapped::Paid);
         assert_eq!(f, a.parse("MOP_1", good.as_bytes()).unwrap());
 
-        let kept = good.replace("TXN1", "TXN\u{1}").into_bytes();
-        let kept: Vec<u8> = kept
-            .iter()
-            .map(|&b| if b == 1 { 0xE9 } else { b })
-            .collect();
+        let kept = latin1(good.replace("TXN1", "TXN\u{1}"));
         assert!(matches!(a.parse("MOP_1", &kept), Err(Error::Malformed(_))));
     }
 
