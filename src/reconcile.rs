@@ -314,7 +314,9 @@ async fn check_one(
             }
         }
         Ok(answer) => {
-            if let Ok(mut n) = notes.lock() {
+            if let Ok(mut n) = notes.lock()
+                && !n.answered.contains(&s.provider)
+            {
                 n.answered.insert(s.provider.clone());
             }
             if let Answer::Found(f) = answer {

@@ -8,7 +8,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{Adapter, Error, KindSpec, Mapped, ProviderFacts, SecretNeeds, status_url};
+use super::{Adapter, Error, KindSpec, Mapped, ProviderFacts, SecretNeeds, StatusUrl};
 use crate::config::{ProviderConfig, Secret};
 
 pub const SPEC: KindSpec = KindSpec {
@@ -24,7 +24,7 @@ pub const SPEC: KindSpec = KindSpec {
 const STATUS_PATH: &[&str] = &["api", "payments-v2"]; // [seed 001]
 
 pub struct Little {
-    base_url: reqwest::Url,
+    status: StatusUrl,
     api_key: Option<Secret>,
     long_poll: bool,
 }
@@ -32,7 +32,7 @@ pub struct Little {
 impl Little {
     pub fn new(cfg: &ProviderConfig) -> Self {
         Self {
-            base_url: cfg.base_url.clone(),
+            status: StatusUrl::new(&cfg.base_url, STATUS_PATH),
             api_key: cfg.api_key.clone(),
             long_poll: cfg.long_poll,
         }
@@ -76,7 +76,7 @@ impl Adapter for Little {
         client: &reqwest::Client,
         session_id: &str,
     ) -> reqwest::RequestBuilder {
-        let mut url = status_url(&self.base_url, STATUS_PATH, session_id);
+        let mut url = self.status.with(session_id);
         if self.long_poll {
             url.query_pairs_mut().append_pair("longPoll", "true"); // [seed 001]
         }
@@ -120,7 +120,7 @@ mod tests {
 
     fn adapter() -> Little {
         Little {
-            base_url: reqwest::Url::parse("http://127.0.0.1:1").unwrap(),
+            status: StatusUrl::new(&reqwest::Url::parse("http://127.0.0.1:1").unwrap(), STATUS_PATH),
             api_key: None,
             long_poll: false,
         }

@@ -469,15 +469,29 @@ impl Error {
     }
 }
 
-/// Appends `session_id` to `base` as one percent-encoded path segment after `segments`.
-pub fn status_url(base: &reqwest::Url, segments: &[&str], session_id: &str) -> reqwest::Url {
-    let mut url = base.clone();
-    url.set_query(None);
-    url.set_fragment(None);
-    if let Ok(mut path) = url.path_segments_mut() {
-        path.pop_if_empty().extend(segments).push(session_id);
+/// A status endpoint up to the session id: `base` (without query or fragment) and the kind's
+/// path `segments`, joined once when the adapter is built, so a call appends only the id.
+pub struct StatusUrl(reqwest::Url);
+
+impl StatusUrl {
+    pub fn new(base: &reqwest::Url, segments: &[&str]) -> Self {
+        let mut url = base.clone();
+        url.set_query(None);
+        url.set_fragment(None);
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty().extend(segments);
+        }
+        Self(url)
     }
-    url
+
+    /// The endpoint with `session_id` appended as one percent-encoded path segment.
+    pub fn with(&self, session_id: &str) -> reqwest::Url {
+        let mut url = self.0.clone();
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty().push(session_id);
+        }
+        url
+    }
 }
 
 /// The decimal digits of a currency's minor unit (ISO 4217), for providers that send minor
@@ -579,13 +593,17 @@ mod tests {
     #[test]
     fn ids_become_one_encoded_segment() {
         let base = reqwest::Url::parse("http://127.0.0.1:1/prefix/").unwrap();
-        let u = status_url(&base, &["api", "v1"], "a/b %?#c");
+        let u = StatusUrl::new(&base, &["api", "v1"]).with("a/b %?#c");
         assert_eq!(
             u.as_str(),
             "http://127.0.0.1:1/prefix/api/v1/a%2Fb%20%25%3F%23c"
         );
-        let u = status_url(&reqwest::Url::parse("http://h").unwrap(), &["x"], "..a");
-        assert_eq!(u.as_str(), "http://h/x/..a");
+        let h = reqwest::Url::parse("http://h?q=1#f").unwrap();
+        assert_eq!(StatusUrl::new(&h, &["x"]).with("..a").as_str(), "http://h/x/..a");
+        // No segments of its own: the id follows the base path.
+        assert_eq!(StatusUrl::new(&h, &[]).with("s").as_str(), "http://h/s");
+        let p = reqwest::Url::parse("http://h/p").unwrap();
+        assert_eq!(StatusUrl::new(&p, &[]).with("s").as_str(), "http://h/p/s");
     }
 
     #[test]

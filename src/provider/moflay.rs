@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{
-    Adapter, Answer, Error, KindSpec, Mapped, ProviderFacts, SecretNeeds, clip, status_url,
+    Adapter, Answer, Error, KindSpec, Mapped, ProviderFacts, SecretNeeds, clip, StatusUrl,
 };
 use crate::config::{ProviderConfig, Secret};
 
@@ -30,14 +30,14 @@ pub const SPEC: KindSpec = KindSpec {
 const STATUS_PATH: &[&str] = &["v1", "payments"]; // [docs]
 
 pub struct Moflay {
-    base_url: reqwest::Url,
+    status: StatusUrl,
     api_key: Option<Secret>,
 }
 
 impl Moflay {
     pub fn new(cfg: &ProviderConfig) -> Self {
         Self {
-            base_url: cfg.base_url.clone(),
+            status: StatusUrl::new(&cfg.base_url, STATUS_PATH),
             api_key: cfg.api_key.clone(),
         }
     }
@@ -85,7 +85,7 @@ impl Adapter for Moflay {
         client: &reqwest::Client,
         session_id: &str,
     ) -> reqwest::RequestBuilder {
-        let url = status_url(&self.base_url, STATUS_PATH, session_id);
+        let url = self.status.with(session_id);
         super::json_get(
             client,
             url,
@@ -161,7 +161,7 @@ mod tests {
 
     fn adapter() -> Moflay {
         Moflay {
-            base_url: reqwest::Url::parse("http://127.0.0.1:1").unwrap(),
+            status: StatusUrl::new(&reqwest::Url::parse("http://127.0.0.1:1").unwrap(), STATUS_PATH),
             api_key: None,
         }
     }

@@ -8,7 +8,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{Adapter, Error, KindSpec, Mapped, ProviderFacts, SecretNeeds, clip, status_url};
+use super::{Adapter, Error, KindSpec, Mapped, ProviderFacts, SecretNeeds, clip, StatusUrl};
 use crate::config::{ProviderConfig, Secret};
 
 /// MoPay Lesotho.
@@ -26,14 +26,14 @@ pub const SPEC: KindSpec = KindSpec {
 const STATUS_PATH: &[&str] = &["api", "external", "session", "v1"];
 
 pub struct Mopay {
-    base_url: reqwest::Url,
+    status: StatusUrl,
     api_key: Option<Secret>,
 }
 
 impl Mopay {
     pub fn new(cfg: &ProviderConfig) -> Self {
         Self {
-            base_url: cfg.base_url.clone(),
+            status: StatusUrl::new(&cfg.base_url, STATUS_PATH),
             api_key: cfg.api_key.clone(),
         }
     }
@@ -78,7 +78,7 @@ impl Adapter for Mopay {
         client: &reqwest::Client,
         session_id: &str,
     ) -> reqwest::RequestBuilder {
-        let url = status_url(&self.base_url, STATUS_PATH, session_id);
+        let url = self.status.with(session_id);
         super::json_get(
             client,
             url,
@@ -143,7 +143,7 @@ mod tests {
 
     fn adapter() -> Mopay {
         Mopay {
-            base_url: reqwest::Url::parse("http://127.0.0.1:1").unwrap(),
+            status: StatusUrl::new(&reqwest::Url::parse("http://127.0.0.1:1").unwrap(), STATUS_PATH),
             api_key: None,
         }
     }

@@ -8,7 +8,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{Adapter, Error, KindSpec, Mapped, ProviderFacts, SecretNeeds, clip, status_url};
+use super::{Adapter, Error, KindSpec, Mapped, ProviderFacts, SecretNeeds, clip, StatusUrl};
 use crate::config::{ProviderConfig, Secret};
 
 pub const SPEC: KindSpec = KindSpec {
@@ -24,7 +24,7 @@ pub const SPEC: KindSpec = KindSpec {
 const STATUS_PATH: &[&str] = &["v1", "payment"]; // [docs]
 
 pub struct Vesicash {
-    base_url: reqwest::Url,
+    status: StatusUrl,
     public_key: Option<Secret>,
     secret_key: Option<Secret>,
 }
@@ -32,7 +32,7 @@ pub struct Vesicash {
 impl Vesicash {
     pub fn new(cfg: &ProviderConfig) -> Self {
         Self {
-            base_url: cfg.base_url.clone(),
+            status: StatusUrl::new(&cfg.base_url, STATUS_PATH),
             public_key: cfg.public_key.clone(),
             secret_key: cfg.secret_key.clone(),
         }
@@ -72,7 +72,7 @@ impl Adapter for Vesicash {
         client: &reqwest::Client,
         session_id: &str,
     ) -> reqwest::RequestBuilder {
-        let url = status_url(&self.base_url, STATUS_PATH, session_id);
+        let url = self.status.with(session_id);
         let keys = [
             ("public-key", "", self.public_key.as_ref()),
             ("secret-key", "", self.secret_key.as_ref()),
@@ -116,7 +116,7 @@ mod tests {
 
     fn adapter() -> Vesicash {
         Vesicash {
-            base_url: reqwest::Url::parse("http://127.0.0.1:1/base").unwrap(),
+            status: StatusUrl::new(&reqwest::Url::parse("http://127.0.0.1:1/base").unwrap(), STATUS_PATH),
             public_key: None,
             secret_key: None,
         }
