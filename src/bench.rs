@@ -6,6 +6,8 @@
 //!    by a plain load generator in its own process at the same concurrency (before and after
 //!    `once`, the higher; in rounds, the median shown); 1b: the CPU time per session of each
 //!    side of both runs (the client's, the simulator's), and the ratio that CPU cost allows;
+//!    1c: the CPU time SQLite by itself spends on `once`'s writes (set-based SQL, no code per
+//!    row), and what 1b's ratio would be if that were all `once` added to the generator's work;
 //! 2. a pass over the same due sessions in a small and in a large ledger (in rounds, the
 //!    median shown);
 //! 3. peak resident memory of `once` and of `export` (two sizes, to show it is flat);
@@ -117,7 +119,7 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<String> {
     let mut rows = Vec::new();
 
     eprintln!(
-        "1/7 throughput: {} rounds of: the load generator, once over {} sessions, the load generator again",
+        "1/7 throughput: {} rounds of: the load generator, once over {} sessions, SQLite alone doing once's writes, the load generator again",
         opts.rounds, opts.sessions
     );
     rows.extend(b.throughput(opts.sessions, opts.rounds).await?);
@@ -311,19 +313,25 @@ base_url = "{url}"
     /// round's ratio takes the higher of its two ceilings (on a shared machine one measurement
     /// can come out low, and a low ceiling would flatter the ratio); the row shows the round
     /// with the median ratio, the JSON every round.
-    async fn throughput(&self, n: u64, rounds: u32) -> anyhow::Result<[Row; 2]> {
+    async fn throughput(&self, n: u64, rounds: u32) -> anyhow::Result<[Row; 3]> {
         let mut all = Vec::new();
         for round in 1..=rounds.max(1) {
             let ledger = self.ledger(&format!("throughput{round}"), n, 0, &format!("t{round}_"))?;
+            let floor_ledger = self.dir.join(format!("floor{round}.db"));
+            std::fs::copy(&ledger, &floor_ledger).context("copying the ledger")?;
             let cfg = self.config("throughput", &ledger, "rate_limit = \"off\"", "")?;
             let before = self.ceiling(n, &format!("g{round}a")).await?;
             let run = self.child(&cfg, &["once"], &[]).await?;
             let once = Round::of(&run, n);
+            let path = floor_ledger.clone();
+            let floor = tokio::task::spawn_blocking(move || sqlite_floor(&path, n)).await??;
             let after = self.ceiling(n, &format!("g{round}b")).await?;
-            for suffix in ["", "-wal", "-shm"] {
-                let mut f = ledger.clone().into_os_string();
-                f.push(suffix);
-                let _ = std::fs::remove_file(f);
+            for path in [&ledger, &floor_ledger] {
+                for suffix in ["", "-wal", "-shm"] {
+                    let mut f = path.clone().into_os_string();
+                    f.push(suffix);
+                    let _ = std::fs::remove_file(f);
+                }
             }
             let ceiling = if before.rate >= after.rate {
                 before
@@ -333,6 +341,10 @@ base_url = "{url}"
             // What the CPU cost allows if both runs kept every core busy: the simulator's answers
             // and the client's work share the cores, so the rates are inversely as the sums.
             let cpu_bound = (ceiling.cpu_us + ceiling.sim_cpu_us) / (once.cpu_us + once.sim_cpu_us);
+            // The same, were `once` to cost only the generator's work plus SQLite's own cost
+            // of its writes: how far any ledger code on top of SQLite could take the ratio.
+            let floor_bound =
+                (ceiling.cpu_us + ceiling.sim_cpu_us) / (ceiling.cpu_us + floor + once.sim_cpu_us);
             all.push(json!({
                 "once_per_second": once.rate, "ceiling_per_second": ceiling.rate,
                 "ceiling_before_once": before.rate, "ceiling_after_once": after.rate,
@@ -342,6 +354,8 @@ base_url = "{url}"
                 "generator_cpu_us_per_request": ceiling.cpu_us,
                 "simulator_cpu_us_per_answer_to_generator": ceiling.sim_cpu_us,
                 "cpu_bound_ratio": cpu_bound, "once_peak_rss_kib": run.peak_rss_kib,
+                "sqlite_alone_cpu_us_per_session": floor,
+                "cpu_bound_ratio_with_sqlite_alone": floor_bound,
             }));
         }
         let (median, spread) = median_round(&all);
@@ -367,6 +381,17 @@ base_url = "{url}"
                     f("once_cpu_us_per_session"),
                     f("simulator_cpu_us_per_answer_to_once"),
                     f("cpu_bound_ratio")
+                ),
+                goal: "-".into(),
+                met: None,
+                json: json!({"median_round": median}),
+            },
+            Row {
+                name: "1c SQLite alone doing once's writes",
+                value: format!(
+                    "{:.0} µs/session; 1b's ratio at that cost {:.2}",
+                    f("sqlite_alone_cpu_us_per_session"),
+                    f("cpu_bound_ratio_with_sqlite_alone")
                 ),
                 goal: "-".into(),
                 met: None,
@@ -647,6 +672,86 @@ fn median_round(all: &[serde_json::Value]) -> (&serde_json::Value, String) {
     (by_ratio[by_ratio.len() / 2], spread)
 }
 
+/// SQLite by itself doing what `once` writes for the `n` due sessions of the ledger at `path`,
+/// in the cheapest form SQLite has for it: set-based statements, no HTTP, no code per row.
+/// Claims of 500 (every column read, then leased, the commit not waiting for the disk), then
+/// groups of 256 in one durable transaction each (compare-and-set, transition rows, event rows
+/// whose payload SQLite builds), as `once` commits them. Returns this process's CPU time per
+/// session meanwhile (the simulator it also hosts is idle then).
+fn sqlite_floor(path: &Path, n: u64) -> anyhow::Result<f64> {
+    use rusqlite::params;
+    const CLAIM: &str = "SELECT * FROM sessions WHERE status = 'PENDING' AND next_check_at <= ?1 \
+                         ORDER BY next_check_at LIMIT 500";
+    const LEASE: &str = "UPDATE sessions SET lease_owner = 'floor', lease_until = ?1, \
+                         next_check_at = ?1 WHERE id IN (SELECT value FROM json_each(?2))";
+    const CAS: &str = "UPDATE sessions SET status = 'COMPLETED', resolved_at = ?1, \
+         checks = checks + 1, answered_checks = answered_checks + 1, last_checked_at = ?1, \
+         provider_status = 'COMPLETED', transaction_id = 'TXN' || id, payment_method = 'mpesa', \
+         provider_completed_at = '2025-12-04T14:05:00.000Z', last_error = NULL, \
+         lease_owner = NULL, lease_until = NULL, late_check_at = NULL \
+         WHERE id IN (SELECT value FROM json_each(?2)) AND status = 'PENDING'";
+    const TRANSITIONS: &str = "INSERT INTO transitions (session, from_status, to_status, source, \
+         reason, provider_status, transaction_id, payment_method, provider_amount, \
+         provider_reference, provider_currency, provider_completed_at, at) \
+         SELECT id, 'PENDING', 'COMPLETED', 'poll', NULL, 'COMPLETED', transaction_id, \
+         payment_method, amount, reference, NULL, provider_completed_at, ?1 \
+         FROM sessions WHERE id IN (SELECT value FROM json_each(?2))";
+    const EVENTS: &str = "INSERT INTO events (id, type, session, payload, created_at, next_attempt_at) \
+         SELECT 'evt_' || printf('%026d', id), 'session.completed', id, json_object( \
+           'id', 'evt_' || printf('%026d', id), 'type', 'session.completed', 'created_at', ?1, \
+           'data', json_object('provider', provider, 'session_id', session_id, \
+             'reference', reference, 'amount', amount, 'currency', currency, \
+             'from', 'PENDING', 'to', 'COMPLETED', 'reason', NULL, \
+             'provider_status', provider_status, 'transaction_id', transaction_id, \
+             'payment_method', payment_method, 'provider_completed_at', provider_completed_at, \
+             'checks', checks, 'compared', json_array('amount', 'reference'))), ?1, ?1 \
+         FROM sessions WHERE id IN (SELECT value FROM json_each(?2))";
+    let conn = rusqlite::Connection::open(path)?;
+    conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA temp_store = MEMORY;")?;
+    let started = cpu_seconds().unwrap_or(0.0);
+    let now = crate::clock::now();
+    let (now, until) = (
+        crate::clock::format(now),
+        crate::clock::format(crate::clock::add(now, Duration::from_secs(600))),
+    );
+    loop {
+        conn.execute_batch("PRAGMA synchronous = NORMAL; BEGIN IMMEDIATE;")?;
+        let mut ids = Vec::with_capacity(500);
+        {
+            let mut claim = conn.prepare_cached(CLAIM)?;
+            let columns = claim.column_count();
+            let mut rows = claim.query([&now])?;
+            while let Some(row) = rows.next()? {
+                for i in 1..columns {
+                    let _: rusqlite::types::Value = row.get(i)?;
+                }
+                ids.push(row.get::<_, i64>(0)?);
+            }
+        }
+        if ids.is_empty() {
+            conn.execute_batch("COMMIT;")?;
+            break;
+        }
+        conn.prepare_cached(LEASE)?
+            .execute(params![until, serde_json::to_string(&ids)?])?;
+        conn.execute_batch("COMMIT; PRAGMA synchronous = FULL;")?;
+        for group in ids.chunks(256) {
+            let list = serde_json::to_string(group)?;
+            conn.execute_batch("BEGIN IMMEDIATE;")?;
+            for sql in [CAS, TRANSITIONS, EVENTS] {
+                conn.prepare_cached(sql)?.execute(params![now, list])?;
+            }
+            conn.execute_batch("COMMIT;")?;
+        }
+    }
+    let written: u64 = conn.query_row("SELECT count(*) FROM events", [], |r| r.get(0))?;
+    if written != n {
+        bail!("SQLite alone wrote {written} events for {n} sessions");
+    }
+    drop(conn);
+    Ok((cpu_seconds().unwrap_or(0.0) - started) * 1e6 / n.max(1) as f64)
+}
+
 /// Puts the `due` sessions a pass resolved (the ledger's first rows) back to PENDING and due
 /// now, and removes their transitions and events, for another round of the same pass.
 fn again_due(ledger: &Path, due: u64) -> anyhow::Result<()> {
@@ -708,4 +813,43 @@ pub fn peak_rss_kib() -> Option<u64> {
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Row 1c does all of `once`'s writes: every due session ends COMPLETED, unleased, with one
+    /// transition and one event whose payload is JSON naming it.
+    #[test]
+    fn sqlite_alone_writes_what_once_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("floor.db");
+        Ledger::open(&path)
+            .unwrap()
+            .execute_batch(
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1200) \
+                 INSERT INTO sessions (provider, session_id, reference, amount, currency) \
+                 SELECT 'mopay', 'MOP_' || i, 'R' || i, '100.00', 'LSL' FROM n; \
+                 INSERT INTO sessions (provider, session_id, next_check_at) \
+                 VALUES ('mopay', 'LATER', '2999-01-01T00:00:00.000Z');",
+            )
+            .unwrap();
+        let cpu = sqlite_floor(&path, 1200).unwrap();
+        assert!(cpu >= 0.0, "{cpu}");
+        let counts: [i64; 5] = rusqlite::Connection::open(&path)
+            .unwrap()
+            .query_row(
+                "SELECT (SELECT count(*) FROM sessions WHERE status = 'COMPLETED'), \
+                        (SELECT count(*) FROM sessions WHERE lease_owner IS NOT NULL), \
+                        (SELECT count(*) FROM transitions WHERE to_status = 'COMPLETED'), \
+                        (SELECT count(*) FROM events), \
+                        (SELECT count(*) FROM events e JOIN sessions s ON s.id = e.session \
+                          WHERE json_extract(e.payload, '$.data.session_id') = s.session_id)",
+                [],
+                |r| Ok([r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?]),
+            )
+            .unwrap();
+        assert_eq!(counts, [1200, 0, 1200, 1200, 1200]);
+    }
 }

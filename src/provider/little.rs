@@ -120,7 +120,10 @@ mod tests {
 
     fn adapter() -> Little {
         Little {
-            status: StatusUrl::new(&reqwest::Url::parse("http://127.0.0.1:1").unwrap(), STATUS_PATH),
+            status: StatusUrl::new(
+                &reqwest::Url::parse("http://127.0.0.1:1").unwrap(),
+                STATUS_PATH,
+            ),
             api_key: None,
             long_poll: false,
         }

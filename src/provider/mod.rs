@@ -599,7 +599,10 @@ mod tests {
             "http://127.0.0.1:1/prefix/api/v1/a%2Fb%20%25%3F%23c"
         );
         let h = reqwest::Url::parse("http://h?q=1#f").unwrap();
-        assert_eq!(StatusUrl::new(&h, &["x"]).with("..a").as_str(), "http://h/x/..a");
+        assert_eq!(
+            StatusUrl::new(&h, &["x"]).with("..a").as_str(),
+            "http://h/x/..a"
+        );
         // No segments of its own: the id follows the base path.
         assert_eq!(StatusUrl::new(&h, &[]).with("s").as_str(), "http://h/s");
         let p = reqwest::Url::parse("http://h/p").unwrap();

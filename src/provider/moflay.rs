@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{
-    Adapter, Answer, Error, KindSpec, Mapped, ProviderFacts, SecretNeeds, clip, StatusUrl,
+    Adapter, Answer, Error, KindSpec, Mapped, ProviderFacts, SecretNeeds, StatusUrl, clip,
 };
 use crate::config::{ProviderConfig, Secret};
 
@@ -161,7 +161,10 @@ mod tests {
 
     fn adapter() -> Moflay {
         Moflay {
-            status: StatusUrl::new(&reqwest::Url::parse("http://127.0.0.1:1").unwrap(), STATUS_PATH),
+            status: StatusUrl::new(
+                &reqwest::Url::parse("http://127.0.0.1:1").unwrap(),
+                STATUS_PATH,
+            ),
             api_key: None,
         }
     }

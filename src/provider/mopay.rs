@@ -8,7 +8,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{Adapter, Error, KindSpec, Mapped, ProviderFacts, SecretNeeds, clip, StatusUrl};
+use super::{Adapter, Error, KindSpec, Mapped, ProviderFacts, SecretNeeds, StatusUrl, clip};
 use crate::config::{ProviderConfig, Secret};
 
 /// MoPay Lesotho.
@@ -143,7 +143,10 @@ mod tests {
 
     fn adapter() -> Mopay {
         Mopay {
-            status: StatusUrl::new(&reqwest::Url::parse("http://127.0.0.1:1").unwrap(), STATUS_PATH),
+            status: StatusUrl::new(
+                &reqwest::Url::parse("http://127.0.0.1:1").unwrap(),
+                STATUS_PATH,
+            ),
             api_key: None,
         }
     }

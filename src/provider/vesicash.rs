@@ -8,7 +8,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{Adapter, Error, KindSpec, Mapped, ProviderFacts, SecretNeeds, clip, StatusUrl};
+use super::{Adapter, Error, KindSpec, Mapped, ProviderFacts, SecretNeeds, StatusUrl, clip};
 use crate::config::{ProviderConfig, Secret};
 
 pub const SPEC: KindSpec = KindSpec {
@@ -116,7 +116,10 @@ mod tests {
 
     fn adapter() -> Vesicash {
         Vesicash {
-            status: StatusUrl::new(&reqwest::Url::parse("http://127.0.0.1:1/base").unwrap(), STATUS_PATH),
+            status: StatusUrl::new(
+                &reqwest::Url::parse("http://127.0.0.1:1/base").unwrap(),
+                STATUS_PATH,
+            ),
             public_key: None,
             secret_key: None,
         }
