@@ -707,7 +707,9 @@ fn sqlite_floor(path: &Path, n: u64) -> anyhow::Result<f64> {
              'checks', checks, 'compared', json_array('amount', 'reference'))), ?1, ?1 \
          FROM sessions WHERE id IN (SELECT value FROM json_each(?2))";
     let conn = rusqlite::Connection::open(path)?;
-    conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA temp_store = MEMORY;")?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA temp_store = MEMORY; PRAGMA foreign_keys = ON;",
+    )?;
     let started = cpu_seconds().unwrap_or(0.0);
     let now = crate::clock::now();
     let (now, until) = (
