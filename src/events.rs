@@ -13,7 +13,11 @@ pub const ANOMALY: &str = "session.anomaly";
 /// A new event id: `evt_` and a ULID, so ids sort by creation time. Stable across redeliveries
 /// because it is written once, with the event row.
 pub fn new_id() -> String {
-    format!("evt_{}", ulid::Ulid::new())
+    let mut buf = [0; ulid::ULID_LEN];
+    let mut id = String::with_capacity(4 + ulid::ULID_LEN);
+    id.push_str("evt_");
+    id.push_str(ulid::Ulid::new().array_to_str(&mut buf));
+    id
 }
 
 /// An event as the ledger committed it: the payload is the exact text stored, signed and
