@@ -169,6 +169,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_event_id_is_evt_and_a_ulid() {
+        let (a, b) = (new_id(), new_id());
+        for id in [&a, &b] {
+            let ulid = id.strip_prefix("evt_").unwrap();
+            assert_eq!(ulid::Ulid::from_string(ulid).unwrap().to_string(), ulid, "{id}");
+        }
+        assert_ne!(a, b);
+    }
+
+    #[test]
     fn payload_has_the_contract_shape() {
         let session = Session {
             status: "COMPLETED".into(),
