@@ -173,7 +173,11 @@ mod tests {
         let (a, b) = (new_id(), new_id());
         for id in [&a, &b] {
             let ulid = id.strip_prefix("evt_").unwrap();
-            assert_eq!(ulid::Ulid::from_string(ulid).unwrap().to_string(), ulid, "{id}");
+            assert_eq!(
+                ulid::Ulid::from_string(ulid).unwrap().to_string(),
+                ulid,
+                "{id}"
+            );
         }
         assert_ne!(a, b);
     }
