@@ -480,9 +480,6 @@ impl Ledger {
                 conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA temp_store = MEMORY;")
                     .map_err(lite)
                     .map_err(err("setting pragmas"))?;
-                if let Ok(extra) = std::env::var("PAYRECON_XPRAGMA") {
-                    conn.execute_batch(&extra).map_err(lite).map_err(err("x"))?;
-                }
                 Engine::Lite(Mutex::new(conn))
             }
             Location::Url(url) => {
