@@ -24,7 +24,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -72,19 +72,10 @@ pub async fn load(url: &str, n: u64, prefix: &str, concurrency: usize) -> anyhow
     let started = Instant::now();
     let ok = futures_util::stream::iter(0..n)
         .map(|i| {
-            let client = client.clone();
+            let client = &client;
             async move {
-                let r = client
-                    .get(format!(
-                        "{url}/api/external/session/v1/MOP_{prefix}_{i}_R{i}"
-                    ))
-                    .header("accept", "application/json")
-                    .send()
-                    .await;
-                match r {
-                    Ok(r) => r.bytes().await.is_ok(),
-                    Err(_) => false,
-                }
+                let url = format!("{url}/api/external/session/v1/MOP_{prefix}_{i}_R{i}");
+                status_request(client, &url).await
             }
         })
         .buffer_unordered(concurrency)
@@ -92,6 +83,20 @@ pub async fn load(url: &str, n: u64, prefix: &str, concurrency: usize) -> anyhow
         .count()
         .await;
     Ok(ok as f64 / started.elapsed().as_secs_f64())
+}
+
+/// The load generator's request (also row 1d's): a GET asking for JSON, its body read whole and
+/// not parsed. Whether an answer came.
+async fn status_request(client: &reqwest::Client, url: &str) -> bool {
+    match client
+        .get(url)
+        .header("accept", "application/json")
+        .send()
+        .await
+    {
+        Ok(r) => r.bytes().await.is_ok(),
+        Err(_) => false,
+    }
 }
 
 /// Runs every benchmark and returns the table.
@@ -314,20 +319,23 @@ base_url = "{url}"
     /// round's ratio takes the higher of its two ceilings (on a shared machine one measurement
     /// can come out low, and a low ceiling would flatter the ratio); the row shows the round
     /// with the median ratio, the JSON every round.
-    async fn throughput(&self, n: u64, rounds: u32) -> anyhow::Result<[Row; 3]> {
+    async fn throughput(&self, n: u64, rounds: u32) -> anyhow::Result<[Row; 4]> {
         let mut all = Vec::new();
         for round in 1..=rounds.max(1) {
             let ledger = self.ledger(&format!("throughput{round}"), n, 0, &format!("t{round}_"))?;
             let floor_ledger = self.dir.join(format!("floor{round}.db"));
             std::fs::copy(&ledger, &floor_ledger).context("copying the ledger")?;
+            let ideal_ledger = self.dir.join(format!("ideal{round}.db"));
+            std::fs::copy(&ledger, &ideal_ledger).context("copying the ledger")?;
             let cfg = self.config("throughput", &ledger, "rate_limit = \"off\"", "")?;
             let before = self.ceiling(n, &format!("g{round}a")).await?;
             let run = self.child(&cfg, &["once"], &[]).await?;
             let once = Round::of(&run, n);
             let path = floor_ledger.clone();
             let floor = tokio::task::spawn_blocking(move || sqlite_floor(&path, n)).await??;
+            let ideal = self.ideal(&ideal_ledger, n).await?;
             let after = self.ceiling(n, &format!("g{round}b")).await?;
-            for path in [&ledger, &floor_ledger] {
+            for path in [&ledger, &floor_ledger, &ideal_ledger] {
                 for suffix in ["", "-wal", "-shm"] {
                     let mut f = path.clone().into_os_string();
                     f.push(suffix);
@@ -358,6 +366,10 @@ base_url = "{url}"
                 "cpu_bound_ratio": cpu_bound, "once_peak_rss_kib": run.peak_rss_kib,
                 "sqlite_alone_cpu_us_per_session": floor,
                 "cpu_us_per_session_left_at_0_7": rest_at_goal,
+                "ideal_per_second": ideal.rate, "ideal_ratio": ideal.rate / ceiling.rate,
+                "ideal_cpu_us_per_session": ideal.cpu_us,
+                "simulator_cpu_us_per_answer_to_ideal": ideal.sim_cpu_us,
+                "once_of_ideal": once.rate / ideal.rate,
             }));
         }
         let (median, spread) = median_round(&all);
@@ -399,22 +411,52 @@ base_url = "{url}"
                 met: None,
                 json: json!({"median_round": median}),
             },
+            Row {
+                name: "1d ideal client / ceiling; once / ideal",
+                value: format!(
+                    "{:.0}/s = {:.2}; {:.2} (CPU µs {:.0} + {:.0})",
+                    f("ideal_per_second"),
+                    f("ideal_ratio"),
+                    f("once_of_ideal"),
+                    f("ideal_cpu_us_per_session"),
+                    f("simulator_cpu_us_per_answer_to_ideal")
+                ),
+                goal: "-".into(),
+                met: None,
+                json: json!({"median_round": median}),
+            },
         ])
     }
 
     /// The simulator's own ceiling, by the load generator in a process of its own (as `once`
     /// runs): its rate (answers per second, as it timed them) and CPU cost per request.
     async fn ceiling(&self, n: u64, prefix: &str) -> anyhow::Result<Round> {
+        let n_s = n.to_string();
+        self.rate_child(&["bench-load", "--prefix", prefix, "--requests", &n_s], n)
+            .await
+    }
+
+    /// Row 1d: the ideal client over the `n` due sessions of the ledger at `path`, in a process
+    /// of its own with `once`'s runtime: its rate and CPU cost per session.
+    async fn ideal(&self, path: &Path, n: u64) -> anyhow::Result<Round> {
+        let path = path.display().to_string();
+        self.rate_child(&["bench-ideal", "--ledger", &path], n)
+            .await
+    }
+
+    /// Runs `payrecon ARGS… --url SIMULATOR --concurrency C`, which prints `per_second=R`, for
+    /// `n` requests: R and the CPU cost per request of it and of the simulator.
+    async fn rate_child(&self, args: &[&str], n: u64) -> anyhow::Result<Round> {
         let mut c = Command::new(&self.exe);
-        c.args(["bench-load", "--url", &self.sim_url, "--prefix", prefix]);
-        c.arg("--requests").arg(n.to_string());
+        c.args(args).args(["--url", &self.sim_url]);
         c.arg("--concurrency").arg(self.concurrency.to_string());
-        let run = run_child(c, "payrecon bench-load").await?;
+        let what = format!("payrecon {}", args[0]);
+        let run = run_child(c, &what).await?;
         let out = run.stdout.trim();
         let rate = out
             .strip_prefix("per_second=")
             .and_then(|v| v.parse().ok())
-            .with_context(|| format!("payrecon bench-load printed {out:?}"))?;
+            .with_context(|| format!("{what} printed {out:?}"))?;
         Ok(Round {
             rate,
             ..Round::of(&run, n)
@@ -560,7 +602,7 @@ base_url = "{url}"
         // A receiver that answers 204 to everything.
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("http://{}/hook", listener.local_addr()?);
-        let received = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let received = Arc::new(AtomicU64::new(0));
         let r2 = received.clone();
         let app = axum::Router::new().route(
             "/hook",
@@ -674,78 +716,116 @@ fn median_round(all: &[serde_json::Value]) -> (&serde_json::Value, String) {
     (by_ratio[by_ratio.len() / 2], spread)
 }
 
-/// SQLite by itself doing what `once` writes for the `n` due sessions of the ledger at `path`,
-/// in the cheapest form SQLite has for it: set-based statements, no HTTP, no code per row.
-/// Claims of 500 (every column read, then leased, the commit not waiting for the disk), then
-/// groups of 256 in one durable transaction each (compare-and-set, transition rows, event rows
-/// whose payload SQLite builds), as `once` commits them. Returns this process's CPU time per
-/// session meanwhile (the simulator it also hosts is idle then).
-fn sqlite_floor(path: &Path, n: u64) -> anyhow::Result<f64> {
-    use rusqlite::params;
-    const CLAIM: &str = "SELECT * FROM sessions WHERE status = 'PENDING' AND next_check_at <= ?1 \
-                         ORDER BY next_check_at LIMIT 500";
-    const LEASE: &str = "UPDATE sessions SET lease_owner = 'floor', lease_until = ?1, \
-                         next_check_at = ?1 WHERE id IN (SELECT value FROM json_each(?2))";
-    const CAS: &str = "UPDATE sessions SET status = 'COMPLETED', resolved_at = ?1, \
-         checks = checks + 1, answered_checks = answered_checks + 1, last_checked_at = ?1, \
-         provider_status = 'COMPLETED', transaction_id = 'TXN' || id, payment_method = 'mpesa', \
-         provider_completed_at = '2025-12-04T14:05:00.000Z', last_error = NULL, \
-         lease_owner = NULL, lease_until = NULL, late_check_at = NULL \
-         WHERE id IN (SELECT value FROM json_each(?2)) AND status = 'PENDING'";
-    const TRANSITIONS: &str = "INSERT INTO transitions (session, from_status, to_status, source, \
-         reason, provider_status, transaction_id, payment_method, provider_amount, \
-         provider_reference, provider_currency, provider_completed_at, at) \
-         SELECT id, 'PENDING', 'COMPLETED', 'poll', NULL, 'COMPLETED', transaction_id, \
-         payment_method, amount, reference, NULL, provider_completed_at, ?1 \
-         FROM sessions WHERE id IN (SELECT value FROM json_each(?2))";
-    const EVENTS: &str = "INSERT INTO events (id, type, session, payload, created_at, next_attempt_at) \
-         SELECT 'evt_' || printf('%026d', id), 'session.completed', id, json_object( \
-           'id', 'evt_' || printf('%026d', id), 'type', 'session.completed', 'created_at', ?1, \
-           'data', json_object('provider', provider, 'session_id', session_id, \
-             'reference', reference, 'amount', amount, 'currency', currency, \
-             'from', 'PENDING', 'to', 'COMPLETED', 'reason', NULL, \
-             'provider_status', provider_status, 'transaction_id', transaction_id, \
-             'payment_method', payment_method, 'provider_completed_at', provider_completed_at, \
-             'checks', checks, 'compared', json_array('amount', 'reference'))), ?1, ?1 \
-         FROM sessions WHERE id IN (SELECT value FROM json_each(?2))";
+/// Row 1c's and 1d's SQL: `once`'s writes in the cheapest form SQLite has for them —
+/// set-based statements, no code per row. A claim of 500 reads every column of the due rows,
+/// then leases them by id (`?2`, a JSON array) …
+const FLOOR_CLAIM: &str = "SELECT * FROM sessions WHERE status = 'PENDING' AND next_check_at <= ?1 \
+                           ORDER BY next_check_at LIMIT 500";
+const FLOOR_LEASE: &str = "UPDATE sessions SET lease_owner = 'floor', lease_until = ?1, \
+                           next_check_at = ?1 WHERE id IN (SELECT value FROM json_each(?2))";
+/// … and a group's outcomes are the compare-and-set, the transition rows and the event rows
+/// (whose payload SQLite builds), in one durable transaction.
+const FLOOR_RECORD: [&str; 3] = [
+    "UPDATE sessions SET status = 'COMPLETED', resolved_at = ?1, \
+     checks = checks + 1, answered_checks = answered_checks + 1, last_checked_at = ?1, \
+     provider_status = 'COMPLETED', transaction_id = 'TXN' || id, payment_method = 'mpesa', \
+     provider_completed_at = '2025-12-04T14:05:00.000Z', last_error = NULL, \
+     lease_owner = NULL, lease_until = NULL, late_check_at = NULL \
+     WHERE id IN (SELECT value FROM json_each(?2)) AND status = 'PENDING'",
+    "INSERT INTO transitions (session, from_status, to_status, source, \
+     reason, provider_status, transaction_id, payment_method, provider_amount, \
+     provider_reference, provider_currency, provider_completed_at, at) \
+     SELECT id, 'PENDING', 'COMPLETED', 'poll', NULL, 'COMPLETED', transaction_id, \
+     payment_method, amount, reference, NULL, provider_completed_at, ?1 \
+     FROM sessions WHERE id IN (SELECT value FROM json_each(?2))",
+    "INSERT INTO events (id, type, session, payload, created_at, next_attempt_at) \
+     SELECT 'evt_' || printf('%026d', id), 'session.completed', id, json_object( \
+       'id', 'evt_' || printf('%026d', id), 'type', 'session.completed', 'created_at', ?1, \
+       'data', json_object('provider', provider, 'session_id', session_id, \
+         'reference', reference, 'amount', amount, 'currency', currency, \
+         'from', 'PENDING', 'to', 'COMPLETED', 'reason', NULL, \
+         'provider_status', provider_status, 'transaction_id', transaction_id, \
+         'payment_method', payment_method, 'provider_completed_at', provider_completed_at, \
+         'checks', checks, 'compared', json_array('amount', 'reference'))), ?1, ?1 \
+     FROM sessions WHERE id IN (SELECT value FROM json_each(?2))",
+];
+
+/// A connection for rows 1c and 1d, set up as the ledger's own (WAL, foreign keys on).
+fn floor_connection(path: &Path) -> anyhow::Result<rusqlite::Connection> {
     let conn = rusqlite::Connection::open(path)?;
     conn.execute_batch(
         "PRAGMA journal_mode = WAL; PRAGMA temp_store = MEMORY; PRAGMA foreign_keys = ON;",
     )?;
-    let started = cpu_seconds().unwrap_or(0.0);
+    Ok(conn)
+}
+
+/// One claim by [`FLOOR_CLAIM`] and [`FLOOR_LEASE`] until `until`, committed without waiting
+/// for the disk as `once`'s are: the rows' ids and session ids.
+fn floor_claim(
+    conn: &rusqlite::Connection,
+    now: &str,
+    until: &str,
+) -> anyhow::Result<Vec<(i64, String)>> {
+    conn.execute_batch("PRAGMA synchronous = NORMAL; BEGIN IMMEDIATE;")?;
+    let mut claimed = Vec::with_capacity(500);
+    {
+        let mut claim = conn.prepare_cached(FLOOR_CLAIM)?;
+        let columns = claim.column_count();
+        let mut rows = claim.query([now])?;
+        while let Some(row) = rows.next()? {
+            for i in 3..columns {
+                let _: rusqlite::types::Value = row.get(i)?;
+            }
+            claimed.push((row.get::<_, i64>(0)?, row.get::<_, String>(2)?));
+        }
+    }
+    if !claimed.is_empty() {
+        let ids: Vec<i64> = claimed.iter().map(|c| c.0).collect();
+        conn.prepare_cached(FLOOR_LEASE)?
+            .execute(rusqlite::params![until, serde_json::to_string(&ids)?])?;
+    }
+    conn.execute_batch("COMMIT; PRAGMA synchronous = FULL;")?;
+    Ok(claimed)
+}
+
+/// One group's outcomes by [`FLOOR_RECORD`], in one durable transaction.
+fn floor_record(conn: &rusqlite::Connection, now: &str, ids: &[i64]) -> anyhow::Result<()> {
+    let list = serde_json::to_string(ids)?;
+    conn.execute_batch("BEGIN IMMEDIATE;")?;
+    for sql in FLOOR_RECORD {
+        conn.prepare_cached(sql)?
+            .execute(rusqlite::params![now, list])?;
+    }
+    conn.execute_batch("COMMIT;")?;
+    Ok(())
+}
+
+/// The time rows 1c and 1d write as now, and a lease's end ten minutes on.
+fn floor_times() -> (String, String) {
     let now = crate::clock::now();
-    let (now, until) = (
+    (
         crate::clock::format(now),
         crate::clock::format(crate::clock::add(now, Duration::from_secs(600))),
-    );
+    )
+}
+
+/// Row 1c: SQLite by itself doing what `once` writes for the `n` due sessions of the ledger at
+/// `path` — claims of 500, then groups of 256, no HTTP. Returns this process's CPU time per
+/// session meanwhile (the simulator it also hosts is idle then).
+fn sqlite_floor(path: &Path, n: u64) -> anyhow::Result<f64> {
+    let conn = floor_connection(path)?;
+    let started = cpu_seconds().unwrap_or(0.0);
+    let (now, until) = floor_times();
     loop {
-        conn.execute_batch("PRAGMA synchronous = NORMAL; BEGIN IMMEDIATE;")?;
-        let mut ids = Vec::with_capacity(500);
-        {
-            let mut claim = conn.prepare_cached(CLAIM)?;
-            let columns = claim.column_count();
-            let mut rows = claim.query([&now])?;
-            while let Some(row) = rows.next()? {
-                for i in 1..columns {
-                    let _: rusqlite::types::Value = row.get(i)?;
-                }
-                ids.push(row.get::<_, i64>(0)?);
-            }
-        }
+        let ids: Vec<i64> = floor_claim(&conn, &now, &until)?
+            .into_iter()
+            .map(|c| c.0)
+            .collect();
         if ids.is_empty() {
-            conn.execute_batch("COMMIT;")?;
             break;
         }
-        conn.prepare_cached(LEASE)?
-            .execute(params![until, serde_json::to_string(&ids)?])?;
-        conn.execute_batch("COMMIT; PRAGMA synchronous = FULL;")?;
         for group in ids.chunks(256) {
-            let list = serde_json::to_string(group)?;
-            conn.execute_batch("BEGIN IMMEDIATE;")?;
-            for sql in [CAS, TRANSITIONS, EVENTS] {
-                conn.prepare_cached(sql)?.execute(params![now, list])?;
-            }
-            conn.execute_batch("COMMIT;")?;
+            floor_record(&conn, &now, group)?;
         }
     }
     let written: u64 = conn.query_row("SELECT count(*) FROM events", [], |r| r.get(0))?;
@@ -754,6 +834,68 @@ fn sqlite_floor(path: &Path, n: u64) -> anyhow::Result<f64> {
     }
     drop(conn);
     Ok((cpu_seconds().unwrap_or(0.0) - started) * 1e6 / n.max(1) as f64)
+}
+
+/// Row 1d's client: `once` without any code of payrecon's per session. For every due session
+/// of the ledger at `path` it makes the load generator's request (the body read, not parsed)
+/// and writes SQLite alone's rows (row 1c's statements), claims, requests and group writes
+/// running side by side in the pipeline `once` uses. No implementation of `once` that makes
+/// the same writes can do more on the same machine. Sessions resolved per second.
+pub async fn ideal(url: &str, path: &Path, concurrency: usize) -> anyhow::Result<f64> {
+    let conn = Arc::new(std::sync::Mutex::new(floor_connection(path)?));
+    let client = crate::http::client(Duration::from_secs(10))?;
+    let (now, until) = floor_times();
+    let (unanswered, unrecorded) = (AtomicU64::new(0), AtomicU64::new(0));
+    let mut resolved = 0u64;
+    let started = Instant::now();
+    crate::pipeline::run(
+        500,
+        concurrency,
+        &CancellationToken::new(),
+        || {
+            let (now, until) = (now.clone(), until.clone());
+            on_connection(&conn, move |c| floor_claim(c, &now, &until))
+        },
+        |(id, session_id): (i64, String)| {
+            let client = &client;
+            async move {
+                let url = format!("{url}/api/external/session/v1/{session_id}");
+                status_request(client, &url).await.then_some(id)
+            }
+        },
+        |answered: Vec<Option<i64>>| {
+            let ids: Vec<i64> = answered.iter().flatten().copied().collect();
+            unanswered.fetch_add((answered.len() - ids.len()) as u64, Ordering::Relaxed);
+            resolved += ids.len() as u64;
+            let n = ids.len() as u64;
+            let now = now.clone();
+            let write = on_connection(&conn, move |c| floor_record(c, &now, &ids));
+            let unrecorded = &unrecorded;
+            async move {
+                if write.await.is_err() {
+                    unrecorded.fetch_add(n, Ordering::Relaxed);
+                }
+            }
+        },
+    )
+    .await?;
+    let elapsed = started.elapsed();
+    let (unanswered, unrecorded) = (unanswered.into_inner(), unrecorded.into_inner());
+    if unanswered + unrecorded > 0 {
+        bail!(
+            "the ideal client got no answer for {unanswered} sessions and could not record {unrecorded}"
+        );
+    }
+    Ok(resolved as f64 / elapsed.as_secs_f64())
+}
+
+/// Runs `f` on the connection, on tokio's blocking pool.
+async fn on_connection<T: Send + 'static>(
+    conn: &Arc<std::sync::Mutex<rusqlite::Connection>>,
+    f: impl FnOnce(&rusqlite::Connection) -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    let conn = conn.clone();
+    tokio::task::spawn_blocking(move || f(&conn.lock().unwrap_or_else(|p| p.into_inner()))).await?
 }
 
 /// Puts the `due` sessions a pass resolved (the ledger's first rows) back to PENDING and due
@@ -823,12 +965,9 @@ pub fn peak_rss_kib() -> Option<u64> {
 mod tests {
     use super::*;
 
-    /// Row 1c does all of `once`'s writes: every due session ends COMPLETED, unleased, with one
-    /// transition and one event whose payload is JSON naming it.
-    #[test]
-    fn sqlite_alone_writes_what_once_writes() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("floor.db");
+    /// A ledger of 1,200 sessions due now and one due in 2999.
+    fn due_ledger(dir: &Path) -> PathBuf {
+        let path = dir.join("floor.db");
         Ledger::open(&path)
             .unwrap()
             .execute_batch(
@@ -839,9 +978,13 @@ mod tests {
                  VALUES ('mopay', 'LATER', '2999-01-01T00:00:00.000Z');",
             )
             .unwrap();
-        let cpu = sqlite_floor(&path, 1200).unwrap();
-        assert!(cpu >= 0.0, "{cpu}");
-        let counts: [i64; 5] = rusqlite::Connection::open(&path)
+        path
+    }
+
+    /// Sessions COMPLETED, still leased, transitions to COMPLETED, events, and events whose
+    /// payload is JSON naming their session.
+    fn outcome_counts(path: &Path) -> [i64; 5] {
+        rusqlite::Connection::open(path)
             .unwrap()
             .query_row(
                 "SELECT (SELECT count(*) FROM sessions WHERE status = 'COMPLETED'), \
@@ -853,7 +996,40 @@ mod tests {
                 [],
                 |r| Ok([r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?]),
             )
-            .unwrap();
-        assert_eq!(counts, [1200, 0, 1200, 1200, 1200]);
+            .unwrap()
+    }
+
+    /// Row 1c does all of `once`'s writes: every due session ends COMPLETED, unleased, with one
+    /// transition and one event whose payload is JSON naming it.
+    #[test]
+    fn sqlite_alone_writes_what_once_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = due_ledger(dir.path());
+        let cpu = sqlite_floor(&path, 1200).unwrap();
+        assert!(cpu >= 0.0, "{cpu}");
+        assert_eq!(outcome_counts(&path), [1200, 0, 1200, 1200, 1200]);
+    }
+
+    /// Row 1d's client asks the simulator once for every due session and writes what row 1c
+    /// writes; the session not due is neither asked about nor touched.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_ideal_client_asks_once_and_writes_what_once_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = due_ledger(dir.path());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let sim = Sim::new(None);
+        let stop = CancellationToken::new();
+        let server = tokio::spawn(simulator::serve(
+            listener,
+            sim.clone(),
+            stop.clone().cancelled_owned(),
+        ));
+        let rate = ideal(&url, &path, 16).await;
+        stop.cancel();
+        let _ = server.await;
+        assert!(rate.unwrap() > 0.0);
+        assert_eq!(sim.status_requests.load(Ordering::Relaxed), 1200);
+        assert_eq!(outcome_counts(&path), [1200, 0, 1200, 1200, 1200]);
     }
 }

@@ -189,6 +189,17 @@ pub enum Command {
         #[arg(long)]
         concurrency: usize,
     },
+    /// The benchmark's ideal client: the load generator's request and SQLite alone's writes
+    /// for every due session of a ledger (run by `bench` in a process of its own, as `once`)
+    #[command(hide = true)]
+    BenchIdeal {
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        ledger: PathBuf,
+        #[arg(long)]
+        concurrency: usize,
+    },
     /// Print shell completions
     Completions {
         #[arg(value_enum)]
@@ -372,6 +383,19 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let rate =
                 runtime()?.block_on(crate::bench::load(url, *requests, prefix, *concurrency))?;
+            println!("per_second={rate}");
+        }
+        Command::BenchIdeal {
+            url,
+            ledger,
+            concurrency,
+        } => {
+            let (url, ledger, concurrency) = (url.clone(), ledger.clone(), *concurrency);
+            // The runtime `once` has, so that the two differ only in what runs on it.
+            let rate =
+                run_reconciling(
+                    async move { crate::bench::ideal(&url, &ledger, concurrency).await },
+                )?;
             println!("per_second={rate}");
         }
         Command::Completions { shell } => {
