@@ -125,7 +125,7 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<String> {
     let mut rows = Vec::new();
 
     eprintln!(
-        "1/7 throughput: {} rounds of: the load generator, once over {} sessions, SQLite alone doing once's writes, the load generator again",
+        "1/7 throughput: {} rounds of: the load generator, once over {} sessions, SQLite alone doing once's writes, the ideal client, the load generator again",
         opts.rounds, opts.sessions
     );
     rows.extend(b.throughput(opts.sessions, opts.rounds).await?);

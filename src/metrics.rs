@@ -5,9 +5,10 @@
 //! `payrecon_events_*` gauges are read from the ledger at scrape time, so they are right across
 //! every process sharing it.
 
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
+use metrics::{Key, Label, Metadata};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::ledger::Stats;
@@ -53,12 +54,48 @@ pub fn install() -> Option<PrometheusHandle> {
         .clone()
 }
 
+/// The keys of one provider's checks with one outcome: [`CHECKS`], [`CHECK_SECONDS`].
+type CheckKeys = (Key, Key);
+
+/// Every provider × outcome's keys, made on its first check and kept for the process (a few
+/// providers times a few outcomes): a check then records without building its labels again
+/// (two allocations each) or hashing them.
+static CHECK_KEYS: Mutex<Vec<(String, &'static str, &'static CheckKeys)>> = Mutex::new(Vec::new());
+
+static METADATA: Metadata<'static> =
+    Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
+
 /// One finished check.
 pub fn check(provider: &str, outcome: &'static str, took: Duration) {
-    metrics::counter!(CHECKS, "provider" => provider.to_string(), "outcome" => outcome)
-        .increment(1);
-    metrics::histogram!(CHECK_SECONDS, "provider" => provider.to_string())
-        .record(took.as_secs_f64());
+    let (count, seconds) = check_keys(provider, outcome);
+    metrics::with_recorder(|r| {
+        r.register_counter(count, &METADATA).increment(1);
+        r.register_histogram(seconds, &METADATA)
+            .record(took.as_secs_f64());
+    });
+}
+
+fn check_keys(provider: &str, outcome: &'static str) -> &'static CheckKeys {
+    // Only whole entries are ever pushed; a poisoned lock still holds usable keys.
+    let mut all = CHECK_KEYS.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, _, keys)) = all.iter().find(|(p, o, _)| p == provider && *o == outcome) {
+        return keys;
+    }
+    let keys: &'static CheckKeys = Box::leak(Box::new((
+        Key::from_parts(
+            CHECKS,
+            vec![
+                Label::new("provider", provider.to_string()),
+                Label::new("outcome", outcome),
+            ],
+        ),
+        Key::from_parts(
+            CHECK_SECONDS,
+            vec![Label::new("provider", provider.to_string())],
+        ),
+    )));
+    all.push((provider.to_string(), outcome, keys));
+    keys
 }
 
 /// One finished pass.
