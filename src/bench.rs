@@ -773,7 +773,8 @@ fn floor_claim(
         let columns = claim.column_count();
         let mut rows = claim.query([now])?;
         while let Some(row) = rows.next()? {
-            for i in 3..columns {
+            // Every column read, as `once` maps them (the session id below a second time).
+            for i in 1..columns {
                 let _: rusqlite::types::Value = row.get(i)?;
             }
             claimed.push((row.get::<_, i64>(0)?, row.get::<_, String>(2)?));
