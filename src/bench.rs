@@ -74,7 +74,7 @@ pub async fn load(url: &str, n: u64, prefix: &str, concurrency: usize) -> anyhow
         .map(|i| {
             let client = &client;
             async move {
-                let url = format!("{url}/api/external/session/v1/MOP_{prefix}_{i}_R{i}");
+                let url = format!("{url}{MOPAY_STATUS}MOP_{prefix}_{i}_R{i}");
                 status_request(client, &url).await
             }
         })
@@ -84,6 +84,9 @@ pub async fn load(url: &str, n: u64, prefix: &str, concurrency: usize) -> anyhow
         .await;
     Ok(ok as f64 / started.elapsed().as_secs_f64())
 }
+
+/// The simulator's MoPay status path, before the session id.
+const MOPAY_STATUS: &str = "/api/external/session/v1/";
 
 /// The load generator's request (also row 1d's): a GET asking for JSON, its body read whole and
 /// not parsed. Whether an answer came.
@@ -323,10 +326,12 @@ base_url = "{url}"
         let mut all = Vec::new();
         for round in 1..=rounds.max(1) {
             let ledger = self.ledger(&format!("throughput{round}"), n, 0, &format!("t{round}_"))?;
-            let floor_ledger = self.dir.join(format!("floor{round}.db"));
-            std::fs::copy(&ledger, &floor_ledger).context("copying the ledger")?;
-            let ideal_ledger = self.dir.join(format!("ideal{round}.db"));
-            std::fs::copy(&ledger, &ideal_ledger).context("copying the ledger")?;
+            let copy = |name: &str| -> anyhow::Result<PathBuf> {
+                let path = self.dir.join(format!("{name}{round}.db"));
+                std::fs::copy(&ledger, &path).context("copying the ledger")?;
+                Ok(path)
+            };
+            let (floor_ledger, ideal_ledger) = (copy("floor")?, copy("ideal")?);
             let cfg = self.config("throughput", &ledger, "rate_limit = \"off\"", "")?;
             let before = self.ceiling(n, &format!("g{round}a")).await?;
             let run = self.child(&cfg, &["once"], &[]).await?;
@@ -773,11 +778,16 @@ fn floor_claim(
         let columns = claim.column_count();
         let mut rows = claim.query([now])?;
         while let Some(row) = rows.next()? {
-            // Every column read, as `once` maps them (the session id below a second time).
+            // Every column read once, as `once` maps them; the session id (column 2) is kept.
+            let mut session_id = String::new();
             for i in 1..columns {
-                let _: rusqlite::types::Value = row.get(i)?;
+                if let rusqlite::types::Value::Text(text) = row.get(i)?
+                    && i == 2
+                {
+                    session_id = text;
+                }
             }
-            claimed.push((row.get::<_, i64>(0)?, row.get::<_, String>(2)?));
+            claimed.push((row.get::<_, i64>(0)?, session_id));
         }
     }
     if !claimed.is_empty() {
@@ -860,7 +870,7 @@ pub async fn ideal(url: &str, path: &Path, concurrency: usize) -> anyhow::Result
         |(id, session_id): (i64, String)| {
             let client = &client;
             async move {
-                let url = format!("{url}/api/external/session/v1/{session_id}");
+                let url = format!("{url}{MOPAY_STATUS}{session_id}");
                 status_request(client, &url).await.then_some(id)
             }
         },
