@@ -852,11 +852,18 @@ fn provider(
         ),
     };
     let specs = match &p.rate_limit {
-        None => spec
-            .default_rate_limits
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
+        None => {
+            let sandbox = spec.sandbox_rate_limits.filter(|(prefix, _)| {
+                api_key
+                    .as_ref()
+                    .is_some_and(|k| k.expose().starts_with(prefix))
+            });
+            sandbox
+                .map_or(spec.default_rate_limits, |(_, limits)| limits)
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+        }
         Some(RateLimitSpec::One(s)) => vec![s.clone()],
         Some(RateLimitSpec::Many(v)) => v.clone(),
     };
@@ -950,11 +957,11 @@ fn key_at(text: &str, offset: usize) -> String {
     }
 }
 
-/// Parses `"10/s"`, `"100/min"`, `"200/h"`.
+/// Parses `"10/s"`, `"100/min"`, `"200/h"`, or a count per any duration (`"5/10s"`).
 pub fn rate_limit(key: &str, spec: &str) -> Result<(NonZeroU32, Duration), UsageError> {
     let bad = || {
         UsageError::new(format!(
-            "{key}: {spec:?} is not a rate limit like \"10/s\", \"100/min\", \"200/h\" or \"off\""
+            "{key}: {spec:?} is not a rate limit like \"10/s\", \"100/min\", \"200/h\", \"5/10s\" or \"off\""
         ))
     };
     let (n, unit) = spec.split_once('/').ok_or_else(bad)?;
@@ -963,7 +970,10 @@ pub fn rate_limit(key: &str, spec: &str) -> Result<(NonZeroU32, Duration), Usage
         "s" | "sec" | "second" => Duration::from_secs(1),
         "m" | "min" | "minute" => Duration::from_secs(60),
         "h" | "hour" => Duration::from_secs(3600),
-        _ => return Err(bad()),
+        other => match humantime::parse_duration(other) {
+            Ok(d) if !d.is_zero() && d <= Duration::from_secs(86_400) => d,
+            _ => return Err(bad()),
+        },
     };
     Ok((n, per))
 }

@@ -20,7 +20,7 @@ use crate::config::{BackoffConfig, Config};
 use crate::events;
 use crate::ledger::{self, ClaimMode, Facts, Ledger, Record, Session, Source, Status};
 use crate::pipeline;
-use crate::provider::{self, Answer, Mapped, ProviderFacts, Providers};
+use crate::provider::{self, Answer, MISDIRECTED_AFTER, Mapped, ProviderFacts, Providers};
 
 /// What one pass does.
 #[derive(Debug, Clone)]
@@ -115,8 +115,12 @@ impl PassReport {
 struct ProviderNotes {
     /// Providers that refused the credentials, with the error.
     refused: BTreeMap<String, String>,
-    /// Providers that answered at least once.
+    /// Providers that answered at least once (a 404 included).
+    reached: HashSet<String>,
+    /// Providers that answered some session normally.
     answered: HashSet<String>,
+    /// Providers flagged during the pass for answering "not found" to every session.
+    misdirected: BTreeMap<String, String>,
 }
 
 /// Runs one pass to completion: claims batch after batch of sessions due at the pass's start
@@ -132,16 +136,23 @@ pub async fn run_pass(
 ) -> Result<PassReport, ledger::Error> {
     let started = Instant::now();
     let pass_start = clock::now();
-    // A pause a 429 set, in this process or another on the same ledger, still holds.
+    // A pause a 429 set, in this process or another on the same ledger, still holds; whether
+    // a provider's 404s are believed starts from what every process has seen.
     for state in ledger.call(|l| l.provider_states()).await? {
-        if let (Some(p), Some(until)) = (
-            providers.get(&state.provider),
-            state.paused_until.as_deref().and_then(clock::parse),
-        ) {
-            if let Ok(rest) = (until - pass_start).to_std() {
-                p.pause_for(rest);
-            }
+        let Some(p) = providers.get(&state.provider) else {
+            continue;
+        };
+        if let Some(until) = state.paused_until.as_deref().and_then(clock::parse)
+            && let Ok(rest) = (until - pass_start).to_std()
+        {
+            p.pause_for(rest);
         }
+        let flagged = match (&state.misdirected_at, &state.last_answer_at) {
+            (Some(_), _) => Some(true),
+            (None, Some(_)) => Some(false),
+            (None, None) => None,
+        };
+        lock(&p.not_found_watch).seed(flagged);
     }
     let report = Mutex::new(PassReport::default());
     let notes = Mutex::new(ProviderNotes::default());
@@ -225,17 +236,30 @@ pub async fn run_pass(
     r.refused = notes.refused.keys().cloned().collect();
     r.elapsed = started.elapsed();
     crate::metrics::pass(r.elapsed);
-    // What the pass learned about each provider, for `stats` (and other processes' pauses).
+    // What the pass learned about each provider, for `stats`, `/healthz` and other processes.
     for (name, p) in providers {
-        let refused = notes.refused.get(name).map(String::as_str);
-        let paused = p.paused_remaining().map(|d| clock::add(clock::now(), d));
-        let answered = notes.answered.contains(name);
-        if refused.is_some() || paused.is_some() || answered {
-            let (name, refused) = (name.clone(), refused.map(String::from));
+        let flagged = lock(&p.not_found_watch).flagged();
+        let note = ledger::ProviderNote {
+            refused: notes.refused.get(name).cloned(),
+            paused_until: p.paused_remaining().map(|d| clock::add(clock::now(), d)),
+            reached: notes.reached.contains(name),
+            answered: notes.answered.contains(name) && !flagged,
+            misdirected: flagged.then(|| {
+                notes
+                    .misdirected
+                    .get(name)
+                    .cloned()
+                    .unwrap_or_else(|| misdirected_message(name, MISDIRECTED_AFTER))
+            }),
+        };
+        if note.refused.is_some()
+            || note.paused_until.is_some()
+            || note.reached
+            || note.misdirected.is_some()
+        {
+            let name = name.clone();
             ledger
-                .call(move |l| {
-                    l.note_provider(&name, clock::now(), refused.as_deref(), paused, answered)
-                })
+                .call(move |l| l.note_provider(&name, clock::now(), &note))
                 .await?;
         }
     }
@@ -243,8 +267,72 @@ pub async fn run_pass(
 }
 
 fn report_mut(r: &Mutex<PassReport>) -> std::sync::MutexGuard<'_, PassReport> {
-    // Only counters live behind this lock; a poisoned one still holds usable counts.
-    r.lock().unwrap_or_else(|p| p.into_inner())
+    lock(r)
+}
+
+/// Locks state that stays usable if a holder panicked (counters, sets, flags).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The error of a provider flagged for answering "not found" to `distinct` sessions in a row.
+fn misdirected_message(provider: &str, distinct: usize) -> String {
+    format!(
+        "provider {provider:?} answered \"not found\" for {distinct} different sessions and no session \
+         normally since it last did: check providers.{provider}.base_url; its 404s do not count \
+         toward not_found_after until it answers a session normally"
+    )
+}
+
+/// Whether a 404 is believed ([`provider::NotFoundWatch`]); a doubted one becomes
+/// [`provider::Error::NotFoundDoubted`], and the 404 that flags the provider logs one error.
+fn judge_not_found(
+    result: Result<Answer, provider::Error>,
+    provider: &provider::Provider,
+    session_id: &str,
+    notes: &Mutex<ProviderNotes>,
+) -> Result<Answer, provider::Error> {
+    let name = &provider.name;
+    match &result {
+        Ok(Answer::Found(_)) => {
+            if lock(&provider.not_found_watch).answered() {
+                tracing::info!(provider = %name, "provider answers sessions normally again; its 404s count again");
+            }
+            let mut n = lock(notes);
+            n.misdirected.remove(name);
+            if !n.answered.contains(name) {
+                n.answered.insert(name.clone());
+            }
+            result
+        }
+        Ok(Answer::NotFound) => {
+            let verdict = lock(&provider.not_found_watch).not_found(session_id);
+            match verdict {
+                provider::NotFoundVerdict::Counted => result,
+                provider::NotFoundVerdict::Doubted {
+                    distinct,
+                    newly_flagged,
+                } => {
+                    if newly_flagged {
+                        let msg = misdirected_message(name, distinct);
+                        tracing::error!(provider = %name, "{msg}");
+                        lock(notes).misdirected.insert(name.clone(), msg);
+                    }
+                    let why = if distinct >= MISDIRECTED_AFTER {
+                        misdirected_message(name, distinct)
+                    } else {
+                        format!(
+                            "HTTP 404 not counted yet: provider {name:?} has answered no session \
+                             normally since payrecon started, and a wrong providers.{name}.base_url \
+                             looks like this"
+                        )
+                    };
+                    Err(provider::Error::NotFoundDoubted(why))
+                }
+            }
+        }
+        Err(_) => result,
+    }
 }
 
 /// Checks one claimed session (or late check) and decides its outcome.
@@ -256,7 +344,9 @@ async fn check_one(
     shutdown: &CancellationToken,
     notes: &Mutex<ProviderNotes>,
 ) -> Record {
-    let late = s.status == Status::Expired.as_str();
+    // Only late claims hand out sessions that left PENDING (EXPIRED, or REVIEW on an answer
+    // payrecon could not act on).
+    let late = s.status != Status::Pending.as_str();
     let Some(provider) = providers.get(&s.provider) else {
         // Not configured here: look again much later rather than every pass.
         let msg = format!("provider {:?} is not configured in [providers]", s.provider);
@@ -315,9 +405,9 @@ async fn check_one(
         }
         Ok(answer) => {
             if let Ok(mut n) = notes.lock()
-                && !n.answered.contains(&s.provider)
+                && !n.reached.contains(&s.provider)
             {
-                n.answered.insert(s.provider.clone());
+                n.reached.insert(s.provider.clone());
             }
             if let Answer::Found(f) = answer {
                 if f.mapped == Mapped::Unrecognised {
@@ -330,6 +420,7 @@ async fn check_one(
         }
         Err(_) => {}
     }
+    let result = judge_not_found(result, provider, &s.session_id, notes);
     if late {
         return decide_late(&s, &result, clock::now(), &cfg.backoff);
     }
@@ -401,6 +492,7 @@ fn outcome_label(result: &Result<Answer, provider::Error>) -> &'static str {
             Mapped::Cancelled => "cancelled",
             Mapped::Expired => "expired",
             Mapped::Unrecognised => "unrecognised",
+            Mapped::Unsure => "unsure",
         },
         Ok(Answer::NotFound) => "not_found",
         Err(provider::Error::RateLimited { .. }) => "rate_limited",
@@ -410,10 +502,11 @@ fn outcome_label(result: &Result<Answer, provider::Error>) -> &'static str {
     }
 }
 
-/// Decides what the late check of an EXPIRED session found. Pure. A provider that now says
-/// paid, failed or cancelled contradicts the expiry: one anomaly, no state change. Anything
-/// else ends the late check quietly. Failures to get an answer retry at `backoff.max`, until
-/// twice `late_check` has passed since the expiry.
+/// Decides what the late check of an EXPIRED session (or of one sent to REVIEW on an answer
+/// payrecon could not act on) found. Pure. A provider that now says paid, failed or cancelled
+/// contradicts the recorded state: one anomaly, no state change. Anything else ends the late
+/// check quietly. Failures to get an answer retry at `backoff.max`, until twice `late_check`
+/// has passed since the session was closed.
 pub fn decide_late(
     s: &Session,
     result: &Result<Answer, provider::Error>,
@@ -458,12 +551,16 @@ pub fn decide_late(
         }
         Ok(Answer::NotFound) => done(None),
         Ok(Answer::Found(f)) => {
+            let after = if s.status == Status::Review.as_str() {
+                "went to REVIEW"
+            } else {
+                "expired"
+            };
             let says = match f.mapped {
                 Mapped::Paid => {
                     let (_, mismatches) = compare(s, f);
                     let mut reason =
-                        "late payment: the provider says paid after the session expired"
-                            .to_string();
+                        format!("late payment: the provider says paid after the session {after}");
                     if !mismatches.is_empty() {
                         reason = format!("{reason} ({})", mismatches.join("; "));
                     }
@@ -478,13 +575,13 @@ pub fn decide_late(
                 }
                 Mapped::Failed => Some((
                     Status::Failed,
-                    "the provider says failed after the session expired".to_string(),
+                    format!("the provider says failed after the session {after}"),
                 )),
                 Mapped::Cancelled => Some((
                     Status::Cancelled,
-                    "the provider says cancelled after the session expired".to_string(),
+                    format!("the provider says cancelled after the session {after}"),
                 )),
-                Mapped::Pending | Mapped::Expired | Mapped::Unrecognised => None,
+                Mapped::Pending | Mapped::Expired | Mapped::Unrecognised | Mapped::Unsure => None,
             };
             done(says.map(|(provider_says, reason)| ledger::Anomaly {
                 provider_says,
@@ -497,6 +594,11 @@ pub fn decide_late(
 
 /// Decides what a provider's answer means for a PENDING session. Pure: `jitter_sample` is a
 /// uniform number in `[0, 1)` that spreads re-checks.
+///
+/// Only an answer closes a session by age: once `max_age` has passed, a pending answer (or a
+/// 404) makes it EXPIRED, and an answer payrecon cannot act on ([`Mapped::cannot_act`]) makes it
+/// REVIEW. A failed call — no body, a 5xx, a malformed body — never closes a session; a call
+/// that ended without any body is not charged as a check either.
 pub fn decide(
     s: &Session,
     result: &Result<Answer, provider::Error>,
@@ -523,38 +625,25 @@ pub fn decide(
     let reschedule = |last_error: Option<String>,
                       answered: bool,
                       not_found: Option<bool>,
+                      charged: bool,
                       facts: Option<Facts>| {
-        let checks_after = s.checks + 1;
-        let answered_ever = answered || s.answered_checks > 0;
         Record::Reschedule {
             rowid: s.rowid,
-            next_check_at: next_check_at(
-                s,
-                checks_after,
-                answered_ever,
-                now,
-                backoff,
-                jitter_sample,
-            ),
+            next_check_at: next_check_at(s, s.checks + 1, now, backoff, jitter_sample),
             last_error,
             answered,
             not_found,
-            charged: true,
+            charged,
             facts,
         }
     };
-    // Expiry by age needs an answer from the provider at some point (DESIGN.md "States").
-    let too_old = |answered_now: bool| {
-        (answered_now || s.answered_checks > 0)
-            && clock::parse(&s.created_at).is_some_and(|c| clock::add(c, backoff.max_age) <= now)
-    };
+    let too_old =
+        clock::parse(&s.created_at).is_some_and(|c| clock::add(c, backoff.max_age) <= now);
+    let max_age = humantime::format_duration(backoff.max_age);
     let expire_by_age = |facts: Facts| {
         transition(
             Status::Expired,
-            Some(format!(
-                "no final status within max_age ({})",
-                humantime::format_duration(backoff.max_age)
-            )),
+            Some(format!("no final status within max_age ({max_age})")),
             facts,
             vec![],
         )
@@ -583,13 +672,14 @@ pub fn decide(
             charged: false,
             facts: None,
         },
-        Err(e) => {
-            if too_old(false) {
-                expire_by_age(Facts::default())
-            } else {
-                reschedule(Some(e.to_string()), false, None, None)
-            }
+        // A 404 from a provider that answers "not found" to every session (a wrong base_url
+        // looks like this): not counted toward `not_found_after`, not charged.
+        Err(e @ provider::Error::NotFoundDoubted(_)) => {
+            reschedule(Some(e.to_string()), false, None, false, None)
         }
+        // No answer: never closes the session; a call that ended without a body from the
+        // provider is not charged as a check.
+        Err(e) => reschedule(Some(e.to_string()), false, None, !e.is_bodiless(), None),
         Ok(Answer::NotFound) => {
             let count = s.not_found_count + 1;
             if count >= i64::from(backoff.not_found_after) {
@@ -599,7 +689,7 @@ pub fn decide(
                     Facts::default(),
                     vec![],
                 )
-            } else if too_old(true) {
+            } else if too_old {
                 expire_by_age(Facts::default())
             } else {
                 reschedule(
@@ -609,6 +699,7 @@ pub fn decide(
                     )),
                     true,
                     Some(true),
+                    true,
                     None,
                 )
             }
@@ -632,29 +723,53 @@ pub fn decide(
                     facts,
                     vec![],
                 ),
-                Mapped::Pending if too_old(true) => expire_by_age(facts),
-                Mapped::Pending => reschedule(f.warning.clone(), true, Some(false), Some(facts)),
-                // Never guessed: not an answer we understand, so it does not count toward expiry.
-                Mapped::Unrecognised => reschedule(
-                    Some(format!(
-                        "unrecognised provider status {:?}",
-                        provider::clip(&f.raw_status)
-                    )),
-                    false,
-                    Some(false),
-                    Some(facts),
-                ),
+                Mapped::Pending if too_old => expire_by_age(facts),
+                Mapped::Pending => {
+                    reschedule(f.warning.clone(), true, Some(false), true, Some(facts))
+                }
+                // Never guessed, never counted toward expiry; past max_age a person decides, and
+                // the late check asks once more.
+                Mapped::Unrecognised | Mapped::Unsure => {
+                    let word = cannot_act(f);
+                    if too_old {
+                        let mut rec = transition(
+                            Status::Review,
+                            Some(format!(
+                                "max_age ({max_age}) passed and the provider's last answer is one \
+                                 payrecon cannot act on: {word}"
+                            )),
+                            facts,
+                            vec![],
+                        );
+                        if let Record::Transition { late_check_at, .. } = &mut rec {
+                            *late_check_at = Some(clock::add(now, backoff.late_check));
+                        }
+                        rec
+                    } else {
+                        reschedule(Some(word), false, Some(false), true, Some(facts))
+                    }
+                }
             }
         }
     }
 }
 
+/// What an answer payrecon cannot act on said, for `last_error` and the REVIEW reason: the
+/// provider's word clipped and escaped, and why it is held back.
+fn cannot_act(f: &ProviderFacts) -> String {
+    let word = format!("{:?}", provider::clip(&f.raw_status));
+    match (&f.warning, f.mapped) {
+        (Some(w), _) => format!("provider status {word} ({})", provider::clip(w)),
+        (None, Mapped::Unrecognised) => format!("unrecognised provider status {word}"),
+        (None, _) => format!("provider status {word}"),
+    }
+}
+
 /// Exponential backoff with jitter, capped at `backoff.max`, and never past the moment the
-/// session reaches `max_age` once it has been answered (so expiry is on time).
+/// session reaches `max_age` (so an answer then closes it on time).
 fn next_check_at(
     s: &Session,
     checks_after: i64,
-    answered_ever: bool,
     now: Timestamp,
     b: &BackoffConfig,
     jitter_sample: f64,
@@ -664,7 +779,7 @@ fn next_check_at(
     let jittered = base * (1.0 + b.jitter * (2.0 * jitter_sample - 1.0));
     let next = clock::add(now, Duration::from_secs_f64(jittered.max(0.001)));
     match clock::parse(&s.created_at).map(|c| clock::add(c, b.max_age)) {
-        Some(deadline) if answered_ever && deadline > now && deadline < next => deadline,
+        Some(deadline) if deadline > now && deadline < next => deadline,
         _ => next,
     }
 }
@@ -683,19 +798,14 @@ fn compare(s: &Session, f: &ProviderFacts) -> (Vec<&'static str>, Vec<String>) {
     }
     if let (Some(ours), Some(theirs)) = (&s.amount, &f.amount) {
         compared.push("amount");
-        // M-Pesa rounds to whole units (Little) [docs]: ours is rounded the same way first.
-        let ours_cmp = Decimal::from_str(ours).map(|o| match f.round_ours_to {
-            Some(dp) => {
-                o.round_dp_with_strategy(dp, rust_decimal::RoundingStrategy::MidpointAwayFromZero)
-            }
-            None => o,
-        });
-        match ours_cmp {
+        // Compared exactly, as decimals: 100.49 against 100 is an underpayment, 100.0 is 100.00.
+        match Decimal::from_str(ours) {
             Ok(o) if o == *theirs => {}
-            Ok(o) if f.round_ours_to.is_some() => mismatches.push(format!(
-                "amount differs: ledger {ours} (rounded {o}), provider {theirs}"
+            Ok(o) => mismatches.push(format!(
+                "amount differs: ledger {ours}, provider {theirs} ({} by {})",
+                if *theirs < o { "underpaid" } else { "overpaid" },
+                (*theirs - o).abs().normalize()
             )),
-            Ok(_) => mismatches.push(format!("amount differs: ledger {ours}, provider {theirs}")),
             Err(_) => mismatches.push(format!(
                 "ledger amount {ours:?} is not a decimal; provider says {theirs}"
             )),
@@ -928,18 +1038,34 @@ mod tests {
     }
 
     #[test]
-    fn mpesa_rounding_and_untrusted_amounts() {
+    fn amounts_are_compared_exactly_and_untrusted_ones_go_to_review() {
         let mut s = session(Duration::from_secs(60));
-        s.amount = Some("99.50".into());
         s.reference = None;
-        let mut f = ProviderFacts::new("COMPLETED", Mapped::Paid);
-        f.amount = Some(Decimal::from(100));
-        f.round_ours_to = Some(0);
-        assert_eq!(check(&s, Ok(Answer::Found(f.clone()))).0, Status::Completed);
-        f.amount = Some(Decimal::from(99));
-        let (st, reason) = check(&s, Ok(Answer::Found(f)));
-        assert_eq!(st, Status::Review);
-        assert!(reason.unwrap().contains("rounded 100"));
+        for (ledger, theirs, want) in [
+            ("100.49", "100", Some("underpaid by 0.49")),
+            ("100", "100.49", Some("overpaid by 0.49")),
+            ("99.50", "100", Some("overpaid by 0.5")),
+            ("100.00", "100", None),
+            ("100", "100.000", None),
+            ("0.30", "0.3", None),
+        ] {
+            s.amount = Some(ledger.into());
+            let mut f = ProviderFacts::new("COMPLETED", Mapped::Paid);
+            f.amount = Some(Decimal::from_str(theirs).unwrap());
+            let (st, reason) = check(&s, Ok(Answer::Found(f)));
+            match want {
+                None => assert_eq!(st, Status::Completed, "{ledger} vs {theirs}"),
+                Some(w) => {
+                    assert_eq!(st, Status::Review, "{ledger} vs {theirs}");
+                    let reason = reason.unwrap();
+                    assert!(reason.contains(w), "{reason}");
+                    assert!(
+                        reason.contains(&format!("ledger {ledger}, provider {theirs}")),
+                        "{reason}"
+                    );
+                }
+            }
+        }
         let mut f = ProviderFacts::new("completed", Mapped::Paid);
         f.amount_problem = Some("amount 5 in minor units of XYZ, whose digits are unknown".into());
         let (st, reason) = check(&s, Ok(Answer::Found(f)));
@@ -948,23 +1074,110 @@ mod tests {
     }
 
     #[test]
-    fn max_age_expires_only_after_an_answer() {
+    fn max_age_closes_only_on_an_answer() {
         let old = session(Duration::from_secs(72 * 3600));
-        // Never answered and the provider is down: asked again, not closed.
-        assert_eq!(check(&old, Err(PErr::Status(503))).0, Status::Pending);
-        assert_eq!(check(&old, Err(PErr::Timeout)).0, Status::Pending);
-        // An unrecognised status is not an answer we understand.
-        assert_eq!(check(&old, found(Mapped::Unrecognised)).0, Status::Pending);
+        let mut answered = old.clone();
+        answered.answered_checks = 4;
+        // No answer never closes a session, answered before or not.
+        for s in [&old, &answered] {
+            for e in [
+                PErr::Status(503),
+                PErr::Timeout,
+                PErr::LongPollCut,
+                PErr::Malformed("x".into()),
+            ] {
+                assert_eq!(check(s, Err(e)).0, Status::Pending);
+            }
+        }
         // An answer that it is still pending closes it.
         assert_eq!(check(&old, found(Mapped::Pending)).0, Status::Expired);
-        let mut answered = old.clone();
-        answered.answered_checks = 1;
-        assert_eq!(check(&answered, Err(PErr::Status(503))).0, Status::Expired);
         // A young session stays.
         assert_eq!(
             check(&session(Duration::from_secs(60)), found(Mapped::Pending)).0,
             Status::Pending
         );
+    }
+
+    #[test]
+    fn an_answer_we_cannot_act_on_goes_to_review_after_max_age() {
+        let young = session(Duration::from_secs(60));
+        let old = session(Duration::from_secs(72 * 3600));
+        let mut contradictory = ProviderFacts::new("COMPLETED", Mapped::Unsure);
+        contradictory.warning = Some("status COMPLETED but transactionStatus is \"failed\"".into());
+        let forged = ProviderFacts::new("PAID\n2026-12-01 INFO forged line", Mapped::Unrecognised);
+        for f in [contradictory, forged] {
+            let answer = Ok(Answer::Found(f));
+            match decide(&young, &answer, clock::now(), &backoff(), Source::Poll, 0.5) {
+                Record::Reschedule {
+                    answered,
+                    charged,
+                    last_error,
+                    ..
+                } => {
+                    assert!(!answered, "it never counts toward expiry");
+                    assert!(charged);
+                    assert!(!last_error.unwrap().contains('\n'));
+                }
+                other => panic!("{other:?}"),
+            }
+            let now = clock::now();
+            match decide(&old, &answer, now, &backoff(), Source::Poll, 0.5) {
+                Record::Transition {
+                    to,
+                    reason,
+                    late_check_at,
+                    ..
+                } => {
+                    assert_eq!(to, Status::Review);
+                    let reason = reason.unwrap();
+                    assert!(reason.contains("cannot act on"), "{reason}");
+                    assert!(!reason.contains('\n'), "escaped: {reason}");
+                    assert!(
+                        reason.contains("\"COMPLETED\"") || reason.contains("\"PAID2026"),
+                        "{reason}"
+                    );
+                    assert_eq!(
+                        late_check_at,
+                        Some(clock::add(now, Duration::from_secs(7 * 86400)))
+                    );
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_call_without_a_body_is_not_charged() {
+        let s = session(Duration::from_secs(60));
+        for (e, charged) in [
+            (PErr::Timeout, false),
+            (PErr::LongPollCut, false),
+            (PErr::Connect("refused".into()), false),
+            (PErr::NotFoundDoubted("x".into()), false),
+            (PErr::Status(502), true),
+            (PErr::Malformed("x".into()), true),
+        ] {
+            match decide(
+                &s,
+                &Err(e.clone()),
+                clock::now(),
+                &backoff(),
+                Source::Poll,
+                0.5,
+            ) {
+                Record::Reschedule {
+                    charged: c,
+                    answered,
+                    not_found,
+                    ..
+                } => {
+                    assert_eq!(c, charged, "{e}");
+                    assert!(!answered);
+                    assert_eq!(not_found, None, "{e} leaves the 404 count alone");
+                }
+                other => panic!("{e}: {other:?}"),
+            }
+        }
     }
 
     #[test]
@@ -1057,6 +1270,7 @@ mod tests {
                 Mapped::Cancelled,
                 Mapped::Expired,
                 Mapped::Unrecognised,
+                Mapped::Unsure,
             ])
         }
 
@@ -1088,7 +1302,7 @@ mod tests {
                     Mapped::Failed => Some(Status::Failed),
                     Mapped::Cancelled => Some(Status::Cancelled),
                     Mapped::Expired => Some(Status::Expired),
-                    Mapped::Pending | Mapped::Unrecognised => None,
+                    Mapped::Pending | Mapped::Unrecognised | Mapped::Unsure => None,
                 };
                 prop_assert_eq!(to, want);
             }

@@ -233,7 +233,7 @@ const SESSION_BY_ROWID: &str = concat!("SELECT ", session_cols!(), " FROM sessio
 const LATE_CHECK_DONE: &str = concat!(
     "UPDATE sessions SET late_check_at = ?1, last_error = coalesce(?2, last_error), \
      lease_owner = NULL, lease_until = NULL \
-     WHERE id = ?3 AND lease_owner = ?4 AND status = 'EXPIRED' RETURNING ",
+     WHERE id = ?3 AND lease_owner = ?4 AND (status = 'EXPIRED' OR status = 'REVIEW') RETURNING ",
     session_cols!()
 );
 
@@ -269,11 +269,12 @@ macro_rules! due_rows {
     };
 }
 
-/// EXPIRED sessions whose late check is due by `?3`.
+/// EXPIRED sessions, and REVIEW sessions closed on an answer payrecon could not act on, whose
+/// late check is due by `?3` (only those two ever carry a `late_check_at`).
 macro_rules! late_rows {
     () => {
         "FROM sessions WHERE late_check_at IS NOT NULL AND late_check_at <= ?3 \
-         AND status = 'EXPIRED' ORDER BY late_check_at LIMIT ?4"
+         AND (status = 'EXPIRED' OR status = 'REVIEW') ORDER BY late_check_at LIMIT ?4"
     };
 }
 
@@ -818,7 +819,7 @@ impl Ledger {
             )?;
             let completed = sum_completed(tx)?;
             let (late_checks_waiting, anomalies) = tx.query_one(
-                "SELECT (SELECT count(*) FROM sessions WHERE late_check_at IS NOT NULL AND status = 'EXPIRED'), \
+                "SELECT (SELECT count(*) FROM sessions WHERE late_check_at IS NOT NULL AND status <> 'PENDING'), \
                         (SELECT count(*) FROM events WHERE type = 'session.anomaly')",
                 &[],
                 |r| Ok((r.get(0)?, r.get(1)?)),
@@ -841,8 +842,8 @@ impl Ledger {
     pub fn provider_states(&self) -> Result<Vec<ProviderState>, Error> {
         self.tx(Mode::Read, "reading provider state", |tx| {
             tx.query(
-                "SELECT provider, auth_refused_at, auth_error, paused_until, last_answer_at \
-                 FROM provider_state ORDER BY provider",
+                "SELECT provider, auth_refused_at, auth_error, paused_until, last_answer_at, \
+                 misdirected_at, misdirected_error FROM provider_state ORDER BY provider",
                 &[],
                 |r| {
                     Ok(ProviderState {
@@ -851,28 +852,29 @@ impl Ledger {
                         auth_error: r.get(2)?,
                         paused_until: r.get(3)?,
                         last_answer_at: r.get(4)?,
+                        misdirected_at: r.get(5)?,
+                        misdirected_error: r.get(6)?,
                     })
                 },
             )
         })
     }
 
-    /// Records what a pass learned about a provider: refused credentials (`Some(error)`), a
-    /// pause after a 429, and whether it answered at all (which clears a refusal).
+    /// Records what a pass learned about a provider (see [`ProviderNote`]).
     pub fn note_provider(
         &self,
         provider: &str,
         now: Timestamp,
-        refused: Option<&str>,
-        paused_until: Option<Timestamp>,
-        answered: bool,
+        note: &ProviderNote,
     ) -> Result<(), Error> {
-        let paused = paused_until.map(clock::format);
+        let paused = note.paused_until.map(clock::format);
         self.tx(Mode::Write, "recording provider state", |tx| {
             tx.exec(
-                "INSERT INTO provider_state (provider, auth_refused_at, auth_error, paused_until, last_answer_at) \
+                "INSERT INTO provider_state (provider, auth_refused_at, auth_error, paused_until, \
+                         last_answer_at, misdirected_at, misdirected_error) \
                  VALUES (?1, CASE WHEN CAST(?3 AS TEXT) IS NOT NULL THEN ?2 END, ?3, ?4, \
-                         CASE WHEN ?5 = 1 THEN ?2 END) \
+                         CASE WHEN ?6 = 1 THEN ?2 END, \
+                         CASE WHEN CAST(?7 AS TEXT) IS NOT NULL THEN ?2 END, ?7) \
                  ON CONFLICT (provider) DO UPDATE SET \
                    auth_refused_at = CASE WHEN CAST(?3 AS TEXT) IS NOT NULL THEN ?2 WHEN ?5 = 1 THEN NULL \
                                      ELSE provider_state.auth_refused_at END, \
@@ -881,13 +883,20 @@ impl Ledger {
                    paused_until = CASE WHEN CAST(?4 AS TEXT) IS NULL THEN provider_state.paused_until \
                                   WHEN coalesce(provider_state.paused_until, '') > ?4 THEN provider_state.paused_until \
                                   ELSE ?4 END, \
-                   last_answer_at = CASE WHEN ?5 = 1 THEN ?2 ELSE provider_state.last_answer_at END",
+                   last_answer_at = CASE WHEN ?6 = 1 THEN ?2 ELSE provider_state.last_answer_at END, \
+                   misdirected_at = CASE WHEN CAST(?7 AS TEXT) IS NOT NULL \
+                                         THEN coalesce(provider_state.misdirected_at, ?2) \
+                                    WHEN ?6 = 1 THEN NULL ELSE provider_state.misdirected_at END, \
+                   misdirected_error = CASE WHEN CAST(?7 AS TEXT) IS NOT NULL THEN ?7 \
+                                       WHEN ?6 = 1 THEN NULL ELSE provider_state.misdirected_error END",
                 vals![
                     provider,
                     &clock::format(now),
-                    refused,
+                    note.refused.as_deref(),
                     paused.as_deref(),
-                    i64::from(answered)
+                    i64::from(note.reached || note.answered),
+                    i64::from(note.answered),
+                    note.misdirected.as_deref()
                 ],
             )?;
             Ok(())
@@ -1471,7 +1480,7 @@ fn record_one(
             tx.exec(
                 "UPDATE sessions SET \
                  next_check_at = CASE WHEN status = 'PENDING' THEN ?1 ELSE next_check_at END, \
-                 late_check_at = CASE WHEN status = 'EXPIRED' AND late_check_at IS NOT NULL THEN ?1 \
+                 late_check_at = CASE WHEN status <> 'PENDING' AND late_check_at IS NOT NULL THEN ?1 \
                                  ELSE late_check_at END, \
                  lease_owner = NULL, lease_until = NULL, \
                  last_error = CASE WHEN status = 'PENDING' THEN coalesce(?2, last_error) ELSE last_error END \

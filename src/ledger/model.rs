@@ -418,7 +418,26 @@ pub struct ProviderState {
     pub auth_refused_at: Option<String>,
     pub auth_error: Option<String>,
     pub paused_until: Option<String>,
+    /// The last normal answer about a session (a 404 is not one).
     pub last_answer_at: Option<String>,
+    /// Set while the provider answers "not found" to every session (a wrong `base_url`).
+    pub misdirected_at: Option<String>,
+    pub misdirected_error: Option<String>,
+}
+
+/// What one pass learned about a provider as a whole, for [`crate::ledger::Ledger::note_provider`].
+#[derive(Debug, Clone, Default)]
+pub struct ProviderNote {
+    /// The credentials were refused, with the error.
+    pub refused: Option<String>,
+    /// A 429 paused calls until then.
+    pub paused_until: Option<Timestamp>,
+    /// It answered at all (a 404 included): the credentials work, a refusal is cleared.
+    pub reached: bool,
+    /// It answered some session normally: sets `last_answer_at`, clears `misdirected`.
+    pub answered: bool,
+    /// It is flagged as answering "not found" to every session, with the error.
+    pub misdirected: Option<String>,
 }
 
 /// Counts for `stats`.

@@ -183,6 +183,12 @@ ALTER TABLE transitions_v3 RENAME TO transitions;
 CREATE UNIQUE INDEX transitions_one_from_pending ON transitions (session) WHERE from_status = 'PENDING';
 CREATE INDEX transitions_by_session ON transitions (session);
 "#,
+    // 4: a provider that answers "not found" to every session is flagged (a wrong base_url),
+    // and `last_answer_at` now means the last normal answer about a session.
+    r#"
+ALTER TABLE provider_state ADD COLUMN misdirected_at TEXT;
+ALTER TABLE provider_state ADD COLUMN misdirected_error TEXT;
+"#,
 ];
 
 /// The PostgreSQL migrations, numbered as [`MIGRATIONS`]. Integers are `BIGINT`; times are
@@ -279,6 +285,11 @@ CREATE TABLE provider_state (
     // 3: one index fewer, as in SQLite (PostgreSQL's CHECK lists cost nothing to keep).
     r#"
 DROP INDEX sessions_pending_by_id;
+"#,
+    // 4: as in SQLite.
+    r#"
+ALTER TABLE provider_state ADD COLUMN misdirected_at TEXT COLLATE "C";
+ALTER TABLE provider_state ADD COLUMN misdirected_error TEXT;
 "#,
 ];
 

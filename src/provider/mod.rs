@@ -38,6 +38,20 @@ pub enum Mapped {
     Expired,
     /// Not in the adapter's table: never guessed, the session stays PENDING.
     Unrecognised,
+    /// In the table, but not an answer payrecon can act on: a contradictory pair (MoPay
+    /// `COMPLETED` with `transactionStatus` other than `success`) or the provider's own "cannot
+    /// tell" (Moflay `unknown`). `ProviderFacts::warning` says which. Like
+    /// [`Mapped::Unrecognised`] it keeps the session PENDING and never counts toward expiry by
+    /// age; past `max_age` it sends the session to REVIEW.
+    Unsure,
+}
+
+impl Mapped {
+    /// Whether this answer is one payrecon cannot act on (docs/providers.md, "An answer we
+    /// cannot act on").
+    pub fn cannot_act(self) -> bool {
+        matches!(self, Mapped::Unrecognised | Mapped::Unsure)
+    }
 }
 
 /// What a provider said about one session, parsed from whitelisted fields only.
@@ -55,8 +69,6 @@ pub struct ProviderFacts {
     pub completed_at: Option<String>,
     /// Why an answer that looks final is held back (for the log and `last_error`).
     pub warning: Option<String>,
-    /// Compare the ledger's amount rounded to this many decimals (M-Pesa rounds to whole units).
-    pub round_ours_to: Option<u32>,
     /// The provider sent an amount that could not be put in major units (e.g. an unknown
     /// currency's minor digits): it cannot be compared, so a paid answer goes to REVIEW.
     pub amount_problem: Option<String>,
@@ -75,7 +87,6 @@ impl ProviderFacts {
             payment_method: None,
             completed_at: None,
             warning: None,
-            round_ours_to: None,
             amount_problem: None,
         }
     }
@@ -102,8 +113,13 @@ pub enum Error {
     Status(u16),
     #[error("HTTP 429 rate limited{}", retry_after.map(|d| format!(" (retry after {})", humantime::format_duration(d))).unwrap_or_default())]
     RateLimited { retry_after: Option<Duration> },
-    #[error("HTTP {0}: credentials refused (check the provider's key variable)")]
+    #[error(
+        "HTTP {0}: credentials refused (check the provider's key variable and the key's permissions)"
+    )]
     Unauthorized(u16),
+    /// Our client ended a Little long poll that was still held: no answer from the provider.
+    #[error("long poll ended without an answer (long_poll_timeout)")]
+    LongPollCut,
     #[error("malformed answer: {0}")]
     Malformed(String),
     #[error("answer larger than http.max_body ({0} bytes)")]
@@ -112,6 +128,10 @@ pub enum Error {
     Rejected(String),
     #[error("not called: {0}")]
     NotConfigured(String),
+    /// A 404 that is not believed: the provider answers "not found" to every session lately
+    /// (see [`NotFoundWatch`]); it does not count toward `not_found_after`.
+    #[error("{0}")]
+    NotFoundDoubted(String),
 }
 
 impl Error {
@@ -125,8 +145,20 @@ impl Error {
             | Error::Rejected(_)
             | Error::RateLimited { .. } => true,
             Error::Status(code) => *code >= 500 || *code == 408,
-            Error::Unauthorized(_) | Error::NotConfigured(_) => false,
+            Error::Unauthorized(_)
+            | Error::NotConfigured(_)
+            | Error::LongPollCut
+            | Error::NotFoundDoubted(_) => false,
         }
+    }
+
+    /// Whether the call ended without any body from the provider (our timeout, a long poll we
+    /// cut, a connection that failed): not an answer, so the session is not charged a check.
+    pub fn is_bodiless(&self) -> bool {
+        matches!(
+            self,
+            Error::Timeout | Error::LongPollCut | Error::Connect(_)
+        )
     }
 
     /// Whether the session should not be charged a check for this failure: the provider was
@@ -160,10 +192,19 @@ pub trait Adapter: Send + Sync {
     fn classify_error(&self, _status: StatusCode, _body: &[u8]) -> Option<Result<Answer, Error>> {
         None
     }
-    /// Whether a status call is a long poll, whose client-side timeout is a normal pending
-    /// answer rather than an error.
+    /// Whether a status call is a long poll, whose client-side timeout ends it with
+    /// [`Error::LongPollCut`] at once (no retry) rather than as a timeout.
     fn long_polls(&self) -> bool {
         false
+    }
+    /// How long a 429 without `Retry-After` asks us to wait, read from the provider's own
+    /// headers (Moflay's `X-RateLimit-Reset` epoch); `None` leaves [`DEFAULT_429_PAUSE`].
+    fn rate_limit_reset(
+        &self,
+        _headers: &reqwest::header::HeaderMap,
+        _now: chrono::DateTime<chrono::Utc>,
+    ) -> Option<Duration> {
+        None
     }
 }
 
@@ -185,6 +226,9 @@ pub struct KindSpec {
     pub default_base_url: Option<&'static str>,
     /// Used when the table sets no `rate_limit`.
     pub default_rate_limits: &'static [&'static str],
+    /// Used instead when the table sets no `rate_limit` and the API key starts with this
+    /// prefix (a sandbox key with limits of its own).
+    pub sandbox_rate_limits: Option<(&'static str, &'static [&'static str])>,
     pub secrets: SecretNeeds,
     /// The settings a table of this kind may set beyond `kind`, `base_url` and `rate_limit`.
     pub keys: &'static [&'static str],
@@ -217,6 +261,80 @@ fn adapter_for(cfg: &ProviderConfig) -> Box<dyn Adapter> {
     (spec.build)(cfg)
 }
 
+/// Distinct sessions answered "not found" with no normal answer in between, from which a
+/// provider is taken to be misdirected (a wrong `base_url` or path) rather than to hold a book
+/// of unknown payments `[assumed]`.
+pub const MISDIRECTED_AFTER: usize = 3;
+
+/// Whether a provider's 404s can be believed (docs/providers.md, "A wrong base URL never closes
+/// a book"). A 404 counts toward `not_found_after` only while the provider is *confirmed*: it
+/// has answered some session normally since this process started (or, at a pass's start, the
+/// ledger says it did and no process has flagged it since), and fewer than
+/// [`MISDIRECTED_AFTER`] distinct sessions have answered 404 since its last normal answer. At
+/// that many it is *flagged* misdirected until it answers a session normally again.
+#[derive(Debug, Default)]
+pub struct NotFoundWatch {
+    confirmed: bool,
+    flagged: bool,
+    since_answer: std::collections::HashSet<String>,
+}
+
+/// What [`NotFoundWatch::not_found`] says of one 404.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotFoundVerdict {
+    /// Believed: counts toward `not_found_after`.
+    Counted,
+    /// Not believed; `newly_flagged` when this 404 flagged the provider.
+    Doubted {
+        distinct: usize,
+        newly_flagged: bool,
+    },
+}
+
+impl NotFoundWatch {
+    /// A normal answer about some session: 404s are believed again. Returns whether the
+    /// provider was flagged until now.
+    pub fn answered(&mut self) -> bool {
+        self.confirmed = true;
+        self.since_answer.clear();
+        std::mem::take(&mut self.flagged)
+    }
+
+    /// What the ledger says at a pass's start: another process saw a normal answer and nobody
+    /// flagged the provider since (`Some(false)`), or a process flagged it (`Some(true)`).
+    pub fn seed(&mut self, flagged_elsewhere: Option<bool>) {
+        match flagged_elsewhere {
+            Some(false) if !self.flagged => self.confirmed = true,
+            Some(true) => self.confirmed = false,
+            _ => {}
+        }
+    }
+
+    pub fn not_found(&mut self, session_id: &str) -> NotFoundVerdict {
+        if !self.since_answer.contains(session_id) {
+            self.since_answer.insert(session_id.to_string());
+        }
+        let distinct = self.since_answer.len();
+        let newly_flagged = !self.flagged && distinct >= MISDIRECTED_AFTER;
+        if newly_flagged {
+            self.flagged = true;
+            self.confirmed = false;
+        }
+        if self.confirmed {
+            NotFoundVerdict::Counted
+        } else {
+            NotFoundVerdict::Doubted {
+                distinct,
+                newly_flagged,
+            }
+        }
+    }
+
+    pub fn flagged(&self) -> bool {
+        self.flagged
+    }
+}
+
 /// A configured provider: its adapter plus the shared HTTP plumbing.
 pub struct Provider {
     pub name: String,
@@ -226,6 +344,8 @@ pub struct Provider {
     limiters: Vec<DefaultDirectRateLimiter>,
     /// Set by a 429: no call to this provider before this instant, from any check.
     paused_until: std::sync::Mutex<Option<tokio::time::Instant>>,
+    /// Whether its 404s are believed; lives as long as the provider (across passes).
+    pub not_found_watch: std::sync::Mutex<NotFoundWatch>,
 }
 
 /// How much of a non-2xx answer is read for the adapter's error envelope.
@@ -313,6 +433,7 @@ impl Provider {
             },
             limiters,
             paused_until: std::sync::Mutex::new(None),
+            not_found_watch: std::sync::Mutex::new(NotFoundWatch::default()),
         }
     }
 
@@ -389,19 +510,19 @@ impl Provider {
             .timeout(self.http.timeout);
         let response = match request.send().await {
             Ok(r) => r,
-            // A held long poll that ends on our side without a change is a pending answer.
+            // A held long poll that ends on our side carries no answer: the provider said nothing
+            // (docs/providers.md: a call that ends without a body is a failed call, never an answer).
             Err(e) if self.adapter.long_polls() && e.is_timeout() => {
-                return Ok(Answer::Found(ProviderFacts::new(
-                    "PENDING (long poll ended)",
-                    Mapped::Pending,
-                )));
+                return Err(Error::LongPollCut);
             }
             Err(e) => return Err(Error::from(http::transport(e))),
         };
         let status = response.status();
         if !status.is_success() {
             // Error envelopes are small; read a bounded amount for the adapter's classification.
-            let retry_after = http::retry_after(response.headers(), chrono::Utc::now());
+            let now = chrono::Utc::now();
+            let retry_after = http::retry_after(response.headers(), now)
+                .or_else(|| self.adapter.rate_limit_reset(response.headers(), now));
             let body = http::read_capped(response, MAX_ERROR_BODY)
                 .await
                 .unwrap_or_default();
@@ -633,6 +754,37 @@ mod tests {
         );
         assert_eq!(json_decimal(v.get("z"), "z").unwrap(), None);
         assert!(json_decimal(Some(&serde_json::json!(true)), "t").is_err());
+    }
+
+    #[test]
+    fn a_provider_that_knows_no_session_is_not_believed() {
+        use NotFoundVerdict::*;
+        let mut w = NotFoundWatch::default();
+        // Since start nothing normal: no 404 is believed; the third distinct one flags.
+        let d = |distinct, newly_flagged| Doubted {
+            distinct,
+            newly_flagged,
+        };
+        assert_eq!(w.not_found("a"), d(1, false));
+        assert_eq!(w.not_found("a"), d(1, false));
+        assert_eq!(w.not_found("b"), d(2, false));
+        assert_eq!(w.not_found("c"), d(3, true));
+        assert_eq!(w.not_found("d"), d(4, false));
+        assert!(w.flagged());
+        // A normal answer: believed again, until three distinct 404s in a row.
+        assert!(w.answered());
+        assert_eq!(w.not_found("a"), Counted);
+        assert_eq!(w.not_found("b"), Counted);
+        assert_eq!(w.not_found("b"), Counted);
+        assert_eq!(w.not_found("c"), d(3, true));
+        assert!(w.answered());
+        assert!(!w.answered());
+        // Seeded from the ledger.
+        let mut w = NotFoundWatch::default();
+        w.seed(Some(false));
+        assert_eq!(w.not_found("a"), Counted);
+        w.seed(Some(true));
+        assert_eq!(w.not_found("a"), d(1, false));
     }
 
     #[test]

@@ -19,8 +19,10 @@ use crate::config::{ProviderConfig, Secret};
 pub const SPEC: KindSpec = KindSpec {
     kind: "moflay",
     default_base_url: Some("https://api.moflay.com"), // [seed 003]
-    // Production limits are 100/min and 200/h [docs]; sandbox keys get 20/min [docs].
+    // Production: 100/min and 200/h; sandbox: 20/min with a burst of 5 per 10 s
+    // (docs.moflay.com/api-reference/rate-limit). Sandbox keys start `mof_test_` [docs].
     default_rate_limits: &["100/min", "200/h"],
+    sandbox_rate_limits: Some(("mof_test_", &["20/min", "5/10s"])),
     secrets: SecretNeeds::ApiKey,
     keys: &["api_key_env"],
     build: |cfg| Box::new(Moflay::new(cfg)),
@@ -107,9 +109,10 @@ impl Adapter for Moflay {
         }
         let (raw, word) = super::json_word(p.status.as_ref());
         let mut f = ProviderFacts::new(raw, word.map_or(Mapped::Unrecognised, map_status));
-        // `unknown`: Moflay itself could not tell [docs]. Never guessed: pending, and said.
+        // `unknown`: Moflay itself could not determine the outcome, "manual review" [docs]. An
+        // answer we cannot act on: PENDING, never counted toward expiry, REVIEW after max_age.
         if word.is_some_and(|w| w.eq_ignore_ascii_case("unknown")) {
-            f.mapped = Mapped::Pending;
+            f.mapped = Mapped::Unsure;
             f.warning = Some(
                 "Moflay reports status \"unknown\": it could not tell; a person must look".into(),
             );
@@ -147,10 +150,37 @@ impl Adapter for Moflay {
             // A 404 without Moflay's own `not_found` (a proxy, a wrong base_url) says nothing
             // about the payment: it must not count toward expiry.
             (404, _) => Some(Err(Error::Status(404))),
-            (401 | 403, _) => Some(Err(Error::Unauthorized(status.as_u16()))), // missing_api_key, invalid_api_key [docs]
+            // missing_api_key 401, invalid_api_key 403 [docs]; invalid_access 422: the key lacks
+            // the transactions.read permission (docs.moflay.com/api-reference/authentication).
+            (401 | 403, _) | (422, Some("invalid_access")) => {
+                Some(Err(Error::Unauthorized(status.as_u16())))
+            }
             (429, _) => Some(Err(Error::RateLimited { retry_after: None })), // rate_limit_exceeded [docs]
             _ => None,
         }
+    }
+
+    /// `X-RateLimit-Reset`: when the current window resets, in UTC epoch seconds
+    /// (docs.moflay.com/api-reference/rate-limit). Capped at a day like `Retry-After`.
+    fn rate_limit_reset(
+        &self,
+        headers: &reqwest::header::HeaderMap,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Option<std::time::Duration> {
+        let epoch: i64 = headers
+            .get("x-ratelimit-reset")?
+            .to_str()
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        let at = chrono::DateTime::from_timestamp(epoch, 0)?;
+        Some(
+            (at - now)
+                .to_std()
+                .unwrap_or_default()
+                .min(std::time::Duration::from_secs(86_400)),
+        )
     }
 }
 
@@ -186,7 +216,7 @@ mod tests {
             ("failed", Mapped::Failed),
             ("canceled", Mapped::Cancelled),
             ("cancelled", Mapped::Unrecognised),
-            ("unknown", Mapped::Pending),
+            ("unknown", Mapped::Unsure),
             ("succeeded", Mapped::Unrecognised),
         ] {
             let f = adapter()

@@ -16,6 +16,7 @@ pub const SPEC: KindSpec = KindSpec {
     kind: "mopay",
     default_base_url: Some("https://pay.mopay.co.ls"), // [seed 000]
     default_rate_limits: &["10/s"],                    // [assumed]: none published
+    sandbox_rate_limits: None,
     secrets: SecretNeeds::OptionalApiKey,
     keys: &["api_key_env"],
     build: |cfg| Box::new(Mopay::new(cfg)),
@@ -110,12 +111,13 @@ impl Adapter for Mopay {
         let (raw_status, word) = super::json_word(s.status.as_ref());
         let mut mapped = word.map_or(Mapped::Unrecognised, map_status);
         let mut facts = ProviderFacts::new(raw_status, mapped);
-        // COMPLETED whose transactionStatus is not `success` is held PENDING [assumed]: the seed
-        // only shows the pair COMPLETED + success, so anything else is not a confirmed payment.
+        // COMPLETED whose transactionStatus is not `success` is an answer we cannot act on
+        // [assumed]: the seed only shows the pair COMPLETED + success, so anything else is not a
+        // confirmed payment. It stays PENDING and, past max_age, goes to REVIEW.
         if mapped == Mapped::Paid {
             let ts = s.transaction_status.as_deref();
             if !ts.is_some_and(|t| t.eq_ignore_ascii_case("success")) {
-                mapped = Mapped::Pending;
+                mapped = Mapped::Unsure;
                 facts.warning = Some(format!(
                     "status COMPLETED but transactionStatus is {}",
                     ts.map_or("missing".to_string(), |t| format!("{:?}", clip(t)))
@@ -172,8 +174,8 @@ mod tests {
             ("\"FAILED\"", "\"failed\"", Mapped::Failed),
             ("\"CANCELLED\"", "null", Mapped::Cancelled),
             ("\"EXPIRED\"", "null", Mapped::Expired),
-            ("\"COMPLETED\"", "\"failed\"", Mapped::Pending),
-            ("\"COMPLETED\"", "null", Mapped::Pending),
+            ("\"COMPLETED\"", "\"failed\"", Mapped::Unsure),
+            ("\"COMPLETED\"", "null", Mapped::Unsure),
             ("\"PAID\"", "\"success\"", Mapped::Unrecognised),
             ("\"CANCELED\"", "null", Mapped::Unrecognised),
             ("null", "null", Mapped::Unrecognised),
@@ -266,7 +268,8 @@ mod tests {
                 "COMPLETED" if tx.is_some_and(|t| t.eq_ignore_ascii_case("success")) => {
                     Mapped::Paid
                 }
-                "COMPLETED" | "CREATED" | "PROCESSING" | "PENDING" => Mapped::Pending,
+                "COMPLETED" => Mapped::Unsure,
+                "CREATED" | "PROCESSING" | "PENDING" => Mapped::Pending,
                 "FAILED" => Mapped::Failed,
                 "CANCELLED" => Mapped::Cancelled,
                 "EXPIRED" => Mapped::Expired,

@@ -25,6 +25,7 @@ pub const SPEC: KindSpec = KindSpec {
     kind: "mopay_ng",
     default_base_url: Some("https://service.mopay-ng.com"), // [seed 002]
     default_rate_limits: &["100/min"], // 100 requests per minute per key [docs]
+    sandbox_rate_limits: None,
     secrets: SecretNeeds::KeyPair,
     keys: &[
         "public_key_env",

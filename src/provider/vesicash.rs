@@ -15,6 +15,7 @@ pub const SPEC: KindSpec = KindSpec {
     kind: "vesicash",
     default_base_url: None,         // [assumed]: unpublished for this API
     default_rate_limits: &["10/s"], // [assumed]: none published
+    sandbox_rate_limits: None,
     secrets: SecretNeeds::KeyPair,
     keys: &["public_key_env", "secret_key_env"],
     build: |cfg| Box::new(Vesicash::new(cfg)),
@@ -39,22 +40,27 @@ impl Vesicash {
     }
 }
 
-/// `{"status", "code", "message", "data": {…}}` `[docs]`.
+/// `{"status", "code", "message", "data": {…}}` `[docs]`: top-level `status` says whether the
+/// request could be processed (`"success"` in the get-payment-details example).
 #[derive(Debug, Deserialize)]
 struct VesicashEnvelope {
+    status: Option<Value>,
     data: Option<VesicashPayment>,
 }
 
 #[derive(Debug, Deserialize)]
 struct VesicashPayment {
+    /// `""` (a string) in the documented example `[docs]`.
     id: Option<Value>,
-    /// Major units, a JSON number `[docs]`: read as a decimal from its text.
+    /// A JSON number with no unit stated (`143` in the example): major units `[assumed]`, read
+    /// as a decimal from its text.
     amount: Option<Value>,
     status: Option<Value>,
     currency: Option<String>,
-    /// The payment reference we asked about, not the merchant's order reference `[docs]`.
-    reference: Option<String>,
+    /// `method`: `"mobilemoney"` in the example `[docs]`.
     method: Option<String>,
+    // `data.reference` is not read: it is `""` in the documented example and cannot be relied on
+    // to echo the payment reference asked about, and it is never the merchant's order reference.
 }
 
 fn map_status(word: &str) -> Mapped {
@@ -80,30 +86,34 @@ impl Adapter for Vesicash {
         super::json_get(client, url, &keys)
     }
 
-    fn parse(&self, session_id: &str, body: &[u8]) -> Result<ProviderFacts, Error> {
+    fn parse(&self, _session_id: &str, body: &[u8]) -> Result<ProviderFacts, Error> {
         let env: VesicashEnvelope = super::json_body(body)?;
+        // A request Vesicash says it could not process is no answer about the payment.
+        match env.status.as_ref() {
+            None => {}
+            Some(Value::String(s))
+                if s.eq_ignore_ascii_case("success") || s.eq_ignore_ascii_case("ok") => {}
+            Some(other) => {
+                let (raw, _) = super::json_word(Some(other));
+                return Err(Error::Rejected(format!("status {:?}", clip(&raw))));
+            }
+        }
         let d = env
             .data
             .ok_or_else(|| Error::Malformed("no \"data\" object".into()))?;
-        if let Some(r) = &d.reference
-            && r != session_id
-        {
-            return Err(Error::Malformed(format!(
-                "answer is for another payment ({})",
-                clip(r)
-            )));
-        }
         let (raw, word) = super::json_word(d.status.as_ref());
         let mut f = ProviderFacts::new(raw, word.map_or(Mapped::Unrecognised, map_status));
         f.amount = super::json_decimal(d.amount.as_ref(), "data.amount")?;
         f.currency = d.currency;
-        // No merchant reference is returned: `data.reference` is the payment reference.
+        // No merchant reference is returned [docs]: only amount and currency are compared.
         f.reference = None;
-        f.transaction_id = d.id.map(|id| match id {
-            Value::String(s) => s,
-            other => other.to_string(),
+        f.transaction_id = d.id.and_then(|id| match id {
+            Value::String(s) => Some(s),
+            Value::Null => None,
+            other => Some(other.to_string()),
         });
-        f.payment_method = d.method;
+        f.transaction_id = f.transaction_id.filter(|id| !id.is_empty());
+        f.payment_method = d.method.filter(|m| !m.is_empty());
         Ok(f)
     }
 }
@@ -146,10 +156,16 @@ mod tests {
             assert_eq!(f.reference, None);
             assert_eq!(f.transaction_id.as_deref(), Some("77"));
         }
+        // `data.reference` is not the id asked (or is empty, as documented): still an answer.
         let other = r#"{"data":{"status":"success","reference":"VS_2"}}"#;
+        assert_eq!(
+            adapter().parse("VS_1", other.as_bytes()).unwrap().mapped,
+            Mapped::Paid
+        );
+        let refused = r#"{"status":"error","data":{"status":"success"}}"#;
         assert!(matches!(
-            adapter().parse("VS_1", other.as_bytes()),
-            Err(Error::Malformed(_))
+            adapter().parse("VS_1", refused.as_bytes()),
+            Err(Error::Rejected(_))
         ));
     }
 
