@@ -147,12 +147,12 @@ pub async fn run_pass(
         {
             p.pause_for(rest);
         }
-        let flagged = match (&state.misdirected_at, &state.last_answer_at) {
-            (Some(_), _) => Some(true),
-            (None, Some(_)) => Some(false),
-            (None, None) => None,
-        };
-        lock(&p.not_found_watch).seed(flagged);
+        if state.misdirected_at.is_none()
+            && state.last_answer_at.is_some()
+            && state.answered_endpoint.as_deref() == Some(p.endpoint().as_str())
+        {
+            lock(&p.not_found_watch).seed_confirmed();
+        }
     }
     let report = Mutex::new(PassReport::default());
     let notes = Mutex::new(ProviderNotes::default());
@@ -251,6 +251,7 @@ pub async fn run_pass(
                     .cloned()
                     .unwrap_or_else(|| misdirected_message(name, MISDIRECTED_AFTER))
             }),
+            endpoint: p.endpoint(),
         };
         if note.refused.is_some()
             || note.paused_until.is_some()
@@ -279,8 +280,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 fn misdirected_message(provider: &str, distinct: usize) -> String {
     format!(
         "provider {provider:?} answered \"not found\" for {distinct} different sessions and no session \
-         normally since it last did: check providers.{provider}.base_url; its 404s do not count \
-         toward not_found_after until it answers a session normally"
+         normally in between: check providers.{provider}.base_url; its 404s do not count toward \
+         not_found_after until it answers a session normally"
     )
 }
 
@@ -289,7 +290,7 @@ fn misdirected_message(provider: &str, distinct: usize) -> String {
 fn judge_not_found(
     result: Result<Answer, provider::Error>,
     provider: &provider::Provider,
-    session_id: &str,
+    s: &Session,
     notes: &Mutex<ProviderNotes>,
 ) -> Result<Answer, provider::Error> {
     let name = &provider.name;
@@ -306,20 +307,22 @@ fn judge_not_found(
             result
         }
         Ok(Answer::NotFound) => {
-            let verdict = lock(&provider.not_found_watch).not_found(session_id);
+            // A session the provider once answered with a status is one it knew.
+            let known = s.provider_status.is_some();
+            let verdict = lock(&provider.not_found_watch).not_found(&s.session_id, known);
             match verdict {
                 provider::NotFoundVerdict::Counted => result,
                 provider::NotFoundVerdict::Doubted {
-                    distinct,
+                    flagged,
                     newly_flagged,
                 } => {
+                    let msg = misdirected_message(name, MISDIRECTED_AFTER);
                     if newly_flagged {
-                        let msg = misdirected_message(name, distinct);
-                        tracing::error!(provider = %name, "{msg}");
-                        lock(notes).misdirected.insert(name.clone(), msg);
+                        tracing::error!(provider = %name, endpoint = %provider.endpoint(), "{msg}");
+                        lock(notes).misdirected.insert(name.clone(), msg.clone());
                     }
-                    let why = if distinct >= MISDIRECTED_AFTER {
-                        misdirected_message(name, distinct)
+                    let why = if flagged {
+                        msg
                     } else {
                         format!(
                             "HTTP 404 not counted yet: provider {name:?} has answered no session \
@@ -420,7 +423,7 @@ async fn check_one(
         }
         Err(_) => {}
     }
-    let result = judge_not_found(result, provider, &s.session_id, notes);
+    let result = judge_not_found(result, provider, &s, notes);
     if late {
         return decide_late(&s, &result, clock::now(), &cfg.backoff);
     }
@@ -804,7 +807,7 @@ fn compare(s: &Session, f: &ProviderFacts) -> (Vec<&'static str>, Vec<String>) {
             Ok(o) => mismatches.push(format!(
                 "amount differs: ledger {ours}, provider {theirs} ({} by {})",
                 if *theirs < o { "underpaid" } else { "overpaid" },
-                (*theirs - o).abs().normalize()
+                (*theirs - o).abs()
             )),
             Err(_) => mismatches.push(format!(
                 "ledger amount {ours:?} is not a decimal; provider says {theirs}"
@@ -1044,7 +1047,7 @@ mod tests {
         for (ledger, theirs, want) in [
             ("100.49", "100", Some("underpaid by 0.49")),
             ("100", "100.49", Some("overpaid by 0.49")),
-            ("99.50", "100", Some("overpaid by 0.5")),
+            ("99.50", "100", Some("overpaid by 0.50")),
             ("100.00", "100", None),
             ("100", "100.000", None),
             ("0.30", "0.3", None),

@@ -43,7 +43,7 @@ const TABLES: &[(&str, &str, &str)] = &[
     (
         "provider_state",
         "provider, auth_refused_at, auth_error, paused_until, last_answer_at, misdirected_at, \
-         misdirected_error",
+         misdirected_error, answered_endpoint",
         "provider",
     ),
 ];

@@ -843,7 +843,8 @@ impl Ledger {
         self.tx(Mode::Read, "reading provider state", |tx| {
             tx.query(
                 "SELECT provider, auth_refused_at, auth_error, paused_until, last_answer_at, \
-                 misdirected_at, misdirected_error FROM provider_state ORDER BY provider",
+                 misdirected_at, misdirected_error, answered_endpoint FROM provider_state \
+                 ORDER BY provider",
                 &[],
                 |r| {
                     Ok(ProviderState {
@@ -854,6 +855,7 @@ impl Ledger {
                         last_answer_at: r.get(4)?,
                         misdirected_at: r.get(5)?,
                         misdirected_error: r.get(6)?,
+                        answered_endpoint: r.get(7)?,
                     })
                 },
             )
@@ -871,10 +873,11 @@ impl Ledger {
         self.tx(Mode::Write, "recording provider state", |tx| {
             tx.exec(
                 "INSERT INTO provider_state (provider, auth_refused_at, auth_error, paused_until, \
-                         last_answer_at, misdirected_at, misdirected_error) \
+                         last_answer_at, misdirected_at, misdirected_error, answered_endpoint) \
                  VALUES (?1, CASE WHEN CAST(?3 AS TEXT) IS NOT NULL THEN ?2 END, ?3, ?4, \
                          CASE WHEN ?6 = 1 THEN ?2 END, \
-                         CASE WHEN CAST(?7 AS TEXT) IS NOT NULL THEN ?2 END, ?7) \
+                         CASE WHEN CAST(?7 AS TEXT) IS NOT NULL THEN ?2 END, ?7, \
+                         CASE WHEN ?6 = 1 THEN ?8 END) \
                  ON CONFLICT (provider) DO UPDATE SET \
                    auth_refused_at = CASE WHEN CAST(?3 AS TEXT) IS NOT NULL THEN ?2 WHEN ?5 = 1 THEN NULL \
                                      ELSE provider_state.auth_refused_at END, \
@@ -888,7 +891,8 @@ impl Ledger {
                                          THEN coalesce(provider_state.misdirected_at, ?2) \
                                     WHEN ?6 = 1 THEN NULL ELSE provider_state.misdirected_at END, \
                    misdirected_error = CASE WHEN CAST(?7 AS TEXT) IS NOT NULL THEN ?7 \
-                                       WHEN ?6 = 1 THEN NULL ELSE provider_state.misdirected_error END",
+                                       WHEN ?6 = 1 THEN NULL ELSE provider_state.misdirected_error END, \
+                   answered_endpoint = CASE WHEN ?6 = 1 THEN ?8 ELSE provider_state.answered_endpoint END",
                 vals![
                     provider,
                     &clock::format(now),
@@ -896,7 +900,8 @@ impl Ledger {
                     paused.as_deref(),
                     i64::from(note.reached || note.answered),
                     i64::from(note.answered),
-                    note.misdirected.as_deref()
+                    note.misdirected.as_deref(),
+                    note.endpoint.as_str()
                 ],
             )?;
             Ok(())

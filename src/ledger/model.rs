@@ -423,6 +423,8 @@ pub struct ProviderState {
     /// Set while the provider answers "not found" to every session (a wrong `base_url`).
     pub misdirected_at: Option<String>,
     pub misdirected_error: Option<String>,
+    /// The endpoint (base URL without credentials) of the last normal answer.
+    pub answered_endpoint: Option<String>,
 }
 
 /// What one pass learned about a provider as a whole, for [`crate::ledger::Ledger::note_provider`].
@@ -438,6 +440,8 @@ pub struct ProviderNote {
     pub answered: bool,
     /// It is flagged as answering "not found" to every session, with the error.
     pub misdirected: Option<String>,
+    /// The endpoint it is called at (recorded with a normal answer).
+    pub endpoint: String,
 }
 
 /// Counts for `stats`.

@@ -188,6 +188,8 @@ CREATE INDEX transitions_by_session ON transitions (session);
     r#"
 ALTER TABLE provider_state ADD COLUMN misdirected_at TEXT;
 ALTER TABLE provider_state ADD COLUMN misdirected_error TEXT;
+-- The endpoint (base URL without credentials) that last answered normally.
+ALTER TABLE provider_state ADD COLUMN answered_endpoint TEXT;
 "#,
 ];
 
@@ -290,6 +292,7 @@ DROP INDEX sessions_pending_by_id;
     r#"
 ALTER TABLE provider_state ADD COLUMN misdirected_at TEXT COLLATE "C";
 ALTER TABLE provider_state ADD COLUMN misdirected_error TEXT;
+ALTER TABLE provider_state ADD COLUMN answered_endpoint TEXT;
 "#,
 ];
 

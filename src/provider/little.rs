@@ -55,6 +55,14 @@ struct LittleIntent {
     payment: Option<LittlePayment>,
     /// The merchant's key, echoing the ledger's reference `[seed 001]`; `""` when unset.
     key: Option<String>,
+    /// The long-poll answer carries amount and currency here instead `[seed 001]`.
+    meta: Option<LittleMeta>,
+}
+
+#[derive(Debug, Deserialize)]
+struct LittleMeta {
+    amount: Option<Value>,
+    currency: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -84,6 +92,10 @@ impl Adapter for Little {
         super::json_get(client, url, &[("X-API-KEY", "", self.api_key.as_ref())]) // [seed 001]
     }
 
+    fn endpoint(&self) -> String {
+        self.status.endpoint()
+    }
+
     fn parse(&self, _session_id: &str, body: &[u8]) -> Result<ProviderFacts, Error> {
         let env: LittleEnvelope = super::json_body(body)?;
         let d = env
@@ -93,13 +105,20 @@ impl Adapter for Little {
         // not required to equal it.
         let (raw, word) = super::json_word(d.status.as_ref());
         let mut f = ProviderFacts::new(raw, word.map_or(Mapped::Unrecognised, map_status));
-        f.amount = super::json_decimal(d.amount.as_ref(), "data.amount")?;
+        let (meta_amount, meta_currency) = d.meta.map_or((None, None), |m| (m.amount, m.currency));
+        f.amount = match d.amount.as_ref() {
+            Some(a) if !a.is_null() => super::json_decimal(Some(a), "data.amount")?,
+            _ => super::json_decimal(meta_amount.as_ref(), "data.meta.amount")?,
+        };
+        // The status body has no currency; the long-poll answer's `meta.currency` is compared
+        // when it is there and not empty [seed 001].
+        f.currency = meta_currency.filter(|c| !c.is_empty());
         f.reference = d.key.filter(|k| !k.is_empty());
         f.transaction_id = d.reference;
         // Compared exactly: no document says Little or M-Pesa rounds the amount (an earlier
         // reading said so and was withdrawn), so 100.49 in the ledger against 100 is underpaid.
         f.payment_method = d.payment.and_then(|p| p.provider);
-        // No currency and no completion time in the status body [seed 001].
+        // No completion time in either body [seed 001].
         Ok(f)
     }
 

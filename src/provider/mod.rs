@@ -197,6 +197,8 @@ pub trait Adapter: Send + Sync {
     fn long_polls(&self) -> bool {
         false
     }
+    /// The endpoint this adapter calls, without credentials or query (see [`Provider::endpoint`]).
+    fn endpoint(&self) -> String;
     /// How long a 429 without `Retry-After` asks us to wait, read from the provider's own
     /// headers (Moflay's `X-RateLimit-Reset` epoch); `None` leaves [`DEFAULT_429_PAUSE`].
     fn rate_limit_reset(
@@ -261,21 +263,30 @@ fn adapter_for(cfg: &ProviderConfig) -> Box<dyn Adapter> {
     (spec.build)(cfg)
 }
 
-/// Distinct sessions answered "not found" with no normal answer in between, from which a
-/// provider is taken to be misdirected (a wrong `base_url` or path) rather than to hold a book
-/// of unknown payments `[assumed]`.
+/// Distinct sessions answered "not found" before the provider is flagged as misdirected (a
+/// wrong `base_url` or path) rather than taken to hold a book of unknown payments `[assumed]`.
 pub const MISDIRECTED_AFTER: usize = 3;
 
 /// Whether a provider's 404s can be believed (docs/providers.md, "A wrong base URL never closes
-/// a book"). A 404 counts toward `not_found_after` only while the provider is *confirmed*: it
-/// has answered some session normally since this process started (or, at a pass's start, the
-/// ledger says it did and no process has flagged it since), and fewer than
-/// [`MISDIRECTED_AFTER`] distinct sessions have answered 404 since its last normal answer. At
-/// that many it is *flagged* misdirected until it answers a session normally again.
+/// a book"). The rules `[assumed]`:
+///
+/// 1. A provider is *confirmed* once it answers some session normally in this process, or when
+///    the ledger says it last answered normally through this same base URL and no process has
+///    flagged it since. Until then its 404s are doubted: not counted toward `not_found_after`,
+///    not charged; at [`MISDIRECTED_AFTER`] distinct sessions it is flagged.
+/// 2. A confirmed provider's 404s count, except that [`MISDIRECTED_AFTER`] distinct sessions it
+///    had answered normally before (it knew them) answering 404 with no normal answer in
+///    between flags it: a provider forgetting the sessions it knew is broken or misdirected.
+/// 3. A flagged provider's 404s are doubted until it answers a session normally again.
+///
+/// So a provider that knows most sessions still expires the few it never knew, however few
+/// sessions are left, and a wrong base URL never closes one.
 #[derive(Debug, Default)]
 pub struct NotFoundWatch {
     confirmed: bool,
     flagged: bool,
+    /// Distinct sessions with a 404 since the last normal answer: while unconfirmed, all of
+    /// them; while confirmed, those the provider had answered normally before.
     since_answer: std::collections::HashSet<String>,
 }
 
@@ -284,11 +295,9 @@ pub struct NotFoundWatch {
 pub enum NotFoundVerdict {
     /// Believed: counts toward `not_found_after`.
     Counted,
-    /// Not believed; `newly_flagged` when this 404 flagged the provider.
-    Doubted {
-        distinct: usize,
-        newly_flagged: bool,
-    },
+    /// Not believed; `flagged` once the provider is flagged misdirected, `newly_flagged` for
+    /// the 404 that flagged it.
+    Doubted { flagged: bool, newly_flagged: bool },
 }
 
 impl NotFoundWatch {
@@ -300,22 +309,20 @@ impl NotFoundWatch {
         std::mem::take(&mut self.flagged)
     }
 
-    /// What the ledger says at a pass's start: another process saw a normal answer and nobody
-    /// flagged the provider since (`Some(false)`), or a process flagged it (`Some(true)`).
-    pub fn seed(&mut self, flagged_elsewhere: Option<bool>) {
-        match flagged_elsewhere {
-            Some(false) if !self.flagged => self.confirmed = true,
-            Some(true) => self.confirmed = false,
-            _ => {}
+    /// At a pass's start: the ledger says the provider last answered normally through this
+    /// base URL and nobody flagged it since.
+    pub fn seed_confirmed(&mut self) {
+        if !self.flagged {
+            self.confirmed = true;
         }
     }
 
-    pub fn not_found(&mut self, session_id: &str) -> NotFoundVerdict {
-        if !self.since_answer.contains(session_id) {
+    /// A 404 for `session_id`; `known` when the provider had answered it normally before.
+    pub fn not_found(&mut self, session_id: &str, known: bool) -> NotFoundVerdict {
+        if (!self.confirmed || known) && !self.since_answer.contains(session_id) {
             self.since_answer.insert(session_id.to_string());
         }
-        let distinct = self.since_answer.len();
-        let newly_flagged = !self.flagged && distinct >= MISDIRECTED_AFTER;
+        let newly_flagged = !self.flagged && self.since_answer.len() >= MISDIRECTED_AFTER;
         if newly_flagged {
             self.flagged = true;
             self.confirmed = false;
@@ -324,7 +331,7 @@ impl NotFoundWatch {
             NotFoundVerdict::Counted
         } else {
             NotFoundVerdict::Doubted {
-                distinct,
+                flagged: self.flagged,
                 newly_flagged,
             }
         }
@@ -435,6 +442,12 @@ impl Provider {
             paused_until: std::sync::Mutex::new(None),
             not_found_watch: std::sync::Mutex::new(NotFoundWatch::default()),
         }
+    }
+
+    /// The base URL as the ledger remembers which endpoint answered: scheme, host, port and
+    /// path, never credentials or a query.
+    pub fn endpoint(&self) -> String {
+        self.adapter.endpoint()
     }
 
     /// Pauses every call to this provider for `d` (a longer pause already set wins).
@@ -594,7 +607,22 @@ impl Error {
 /// path `segments`, joined once when the adapter is built, so a call appends only the id.
 pub struct StatusUrl(reqwest::Url);
 
+/// `url` without userinfo, query or fragment: what names an endpoint in the ledger and logs.
+pub fn endpoint_of(url: &reqwest::Url) -> String {
+    let mut u = url.clone();
+    let _ = u.set_username("");
+    let _ = u.set_password(None);
+    u.set_query(None);
+    u.set_fragment(None);
+    u.to_string()
+}
+
 impl StatusUrl {
+    /// The endpoint up to the session id, for [`Adapter::endpoint`].
+    pub fn endpoint(&self) -> String {
+        endpoint_of(&self.0)
+    }
+
     pub fn new(base: &reqwest::Url, segments: &[&str]) -> Self {
         let mut url = base.clone();
         url.set_query(None);
@@ -759,32 +787,41 @@ mod tests {
     #[test]
     fn a_provider_that_knows_no_session_is_not_believed() {
         use NotFoundVerdict::*;
-        let mut w = NotFoundWatch::default();
-        // Since start nothing normal: no 404 is believed; the third distinct one flags.
-        let d = |distinct, newly_flagged| Doubted {
-            distinct,
+        let d = |flagged, newly_flagged| Doubted {
+            flagged,
             newly_flagged,
         };
-        assert_eq!(w.not_found("a"), d(1, false));
-        assert_eq!(w.not_found("a"), d(1, false));
-        assert_eq!(w.not_found("b"), d(2, false));
-        assert_eq!(w.not_found("c"), d(3, true));
-        assert_eq!(w.not_found("d"), d(4, false));
+        let mut w = NotFoundWatch::default();
+        // Nothing normal since start: no 404 is believed; the third distinct one flags.
+        assert_eq!(w.not_found("a", false), d(false, false));
+        assert_eq!(w.not_found("a", false), d(false, false));
+        assert_eq!(w.not_found("b", true), d(false, false));
+        assert_eq!(w.not_found("c", false), d(true, true));
+        assert_eq!(w.not_found("d", false), d(true, false));
         assert!(w.flagged());
-        // A normal answer: believed again, until three distinct 404s in a row.
+        // A normal answer: believed, however many sessions it never knew answer 404 …
         assert!(w.answered());
-        assert_eq!(w.not_found("a"), Counted);
-        assert_eq!(w.not_found("b"), Counted);
-        assert_eq!(w.not_found("b"), Counted);
-        assert_eq!(w.not_found("c"), d(3, true));
+        for id in ["a", "b", "c", "d", "e"] {
+            assert_eq!(w.not_found(id, false), Counted);
+        }
+        // … until three it knew do, with no normal answer in between.
+        assert_eq!(w.not_found("k1", true), Counted);
+        assert_eq!(w.not_found("k1", true), Counted);
+        assert_eq!(w.not_found("k2", true), Counted);
+        assert_eq!(w.not_found("k3", true), d(true, true));
+        assert_eq!(w.not_found("e", false), d(true, false));
         assert!(w.answered());
         assert!(!w.answered());
-        // Seeded from the ledger.
+        // Seeded from the ledger: believed at once; a flag in this process wins.
         let mut w = NotFoundWatch::default();
-        w.seed(Some(false));
-        assert_eq!(w.not_found("a"), Counted);
-        w.seed(Some(true));
-        assert_eq!(w.not_found("a"), d(1, false));
+        w.seed_confirmed();
+        assert_eq!(w.not_found("a", false), Counted);
+        let mut w = NotFoundWatch::default();
+        for id in ["a", "b", "c"] {
+            w.not_found(id, false);
+        }
+        w.seed_confirmed();
+        assert_eq!(w.not_found("z", false), d(true, false));
     }
 
     #[test]

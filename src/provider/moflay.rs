@@ -95,6 +95,10 @@ impl Adapter for Moflay {
         ) // [docs]
     }
 
+    fn endpoint(&self) -> String {
+        self.status.endpoint()
+    }
+
     fn parse(&self, session_id: &str, body: &[u8]) -> Result<ProviderFacts, Error> {
         let p: MoflayPayment = super::json_body(body)?;
         if p.id.is_none() && p.status.is_none() {

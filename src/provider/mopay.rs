@@ -87,6 +87,10 @@ impl Adapter for Mopay {
         )
     }
 
+    fn endpoint(&self) -> String {
+        self.status.endpoint()
+    }
+
     fn parse(&self, session_id: &str, body: &[u8]) -> Result<ProviderFacts, Error> {
         let env: MopayEnvelope = super::json_body(body)?;
         // `success: false` (with `error`) is a transient failure [seed 000]. The error text is not

@@ -201,6 +201,10 @@ impl Adapter for MopayNg {
         }
     }
 
+    fn endpoint(&self) -> String {
+        super::endpoint_of(&self.base_url)
+    }
+
     fn parse_answer(&self, _session_id: &str, body: &[u8]) -> Result<Answer, Error> {
         let env: Value = super::json_body(body)?;
         let status = env.pointer("/REQUEST/STATUS").and_then(Value::as_str);

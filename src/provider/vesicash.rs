@@ -86,6 +86,10 @@ impl Adapter for Vesicash {
         super::json_get(client, url, &keys)
     }
 
+    fn endpoint(&self) -> String {
+        self.status.endpoint()
+    }
+
     fn parse(&self, _session_id: &str, body: &[u8]) -> Result<ProviderFacts, Error> {
         let env: VesicashEnvelope = super::json_body(body)?;
         // A request Vesicash says it could not process is no answer about the payment.

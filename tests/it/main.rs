@@ -3,6 +3,7 @@
 //! line. No mocks of our own code.
 
 mod cli;
+mod conformance;
 mod crash;
 mod engines;
 mod export;

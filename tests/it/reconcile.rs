@@ -66,7 +66,10 @@ async fn every_outcome_is_reached_over_http(engine: Engine) {
         &l,
         "SELECT reason FROM transitions t JOIN sessions s ON s.id = t.session WHERE s.session_id = 's_amount'",
     );
-    assert_eq!(reason, "amount differs: ledger 100.00, provider 1.00");
+    assert_eq!(
+        reason,
+        "amount differs: ledger 100.00, provider 1.00 (underpaid by 99.00)"
+    );
     // Unknown statuses stay PENDING with the raw value kept, never guessed.
     assert_eq!(col(&l, "s_unknown", "provider_status"), "ON_HOLD");
     assert!(

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod canned;
 pub mod hostile;
 pub mod pg;
 pub mod receiver;
