@@ -104,6 +104,18 @@ async fn healthz(State(st): State<AdminState>) -> Response {
             for p in s.providers.iter().filter(|p| p.auth_refused_at.is_some()) {
                 problems.push(format!("provider {} refused the credentials", p.provider));
             }
+            let misdirected: Vec<_> = s
+                .providers
+                .iter()
+                .filter(|p| p.misdirected_at.is_some())
+                .map(|p| json!({"provider": p.provider, "since": p.misdirected_at, "error": p.misdirected_error}))
+                .collect();
+            for p in s.providers.iter().filter(|p| p.misdirected_at.is_some()) {
+                problems.push(format!(
+                    "provider {} answers \"not found\" for every session: check providers.{}.base_url",
+                    p.provider, p.provider
+                ));
+            }
             json!({
                 "ledger": {"ok": true},
                 "last_pass": last.map(|(at, took)| json!({
@@ -112,6 +124,7 @@ async fn healthz(State(st): State<AdminState>) -> Response {
                     "took_seconds": took.as_secs_f64(),
                 })),
                 "refused_credentials": refused,
+                "misdirected": misdirected,
                 "events": {"waiting": s.events_waiting, "dead": s.events_dead},
             })
         }

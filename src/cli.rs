@@ -710,6 +710,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         p.provider
                     );
                 }
+                if let (Some(at), Some(err)) = (&p.misdirected_at, &p.misdirected_error) {
+                    println!(
+                        "provider {}: NOT FOUND FOR EVERY SESSION since {at}: {err}",
+                        p.provider
+                    );
+                }
                 if let Some(until) = p
                     .paused_until
                     .as_deref()

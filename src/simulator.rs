@@ -56,6 +56,12 @@ pub enum Fault {
     RateLimitDate,
     /// HTTP 404, then the rest of the behaviour (an answer resets the count).
     NotFound,
+    /// Refused credentials: Moflay's 422 `invalid_access` (the key lacks a permission), a 403
+    /// in every other provider's shape.
+    NoPermission,
+    /// HTTP 429 without `Retry-After`: Moflay's `X-RateLimit-Reset` epoch two seconds ahead
+    /// (`Retry-After: 2` for the others, who document no such header).
+    RateLimitReset,
 }
 
 /// The answer once faults and pending polls are over.
@@ -79,6 +85,11 @@ pub enum Final {
     Unpaid,
     /// EXPIRED once, COMPLETED on every later poll: a payment after expiry.
     LatePayment,
+    /// Paid, for the ledger's amount in whole units (floored), or one unit less when it is
+    /// whole already: an underpayment.
+    Underpaid,
+    /// Paid, in another currency (only providers that return a currency can tell).
+    CurrencyMismatch,
 }
 
 const FAULTS: &[(&str, Fault)] = &[
@@ -91,6 +102,8 @@ const FAULTS: &[(&str, Fault)] = &[
     ("429long", Fault::RateLimitLong),
     ("429date", Fault::RateLimitDate),
     ("404", Fault::NotFound),
+    ("422", Fault::NoPermission),
+    ("429reset", Fault::RateLimitReset),
 ];
 
 const FINALS: &[(&str, Final)] = &[
@@ -105,6 +118,8 @@ const FINALS: &[(&str, Final)] = &[
     ("unknown", Final::Unknown),
     ("unpaid", Final::Unpaid),
     ("latepay", Final::LatePayment),
+    ("underpaid", Final::Underpaid),
+    ("currency", Final::CurrencyMismatch),
 ];
 
 impl Default for Behaviour {
@@ -714,6 +729,8 @@ enum SimState {
     Unpaid,
     AmountMismatch,
     ReferenceMismatch,
+    Underpaid,
+    CurrencyMismatch,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -751,6 +768,8 @@ fn outcome(s: &SimSession, poll: u32) -> Outcome {
         Final::Unpaid => SimState::Unpaid,
         Final::LatePayment if after == b.pending_polls => SimState::Expired,
         Final::LatePayment => SimState::Completed,
+        Final::Underpaid => SimState::Underpaid,
+        Final::CurrencyMismatch => SimState::CurrencyMismatch,
         Final::Pending | Final::NotFound => SimState::Processing,
     })
 }
@@ -801,10 +820,20 @@ fn render(kind: Kind, id: &str, s: &SimSession, poll: u32, outcome: Outcome) -> 
         }
         Outcome::State(st) => st,
     };
-    let amount = if state == SimState::AmountMismatch {
-        "1.00".to_string()
+    let amount = match state {
+        SimState::AmountMismatch => "1.00".to_string(),
+        SimState::Underpaid => underpaid(&s.amount),
+        _ => s.amount.clone(),
+    };
+    let currency = if state == SimState::CurrencyMismatch {
+        if s.currency.eq_ignore_ascii_case("TZS") {
+            "KES"
+        } else {
+            "TZS"
+        }
+        .to_string()
     } else {
-        s.amount.clone()
+        s.currency.clone()
     };
     let reference = if state == SimState::ReferenceMismatch {
         format!("{}X", s.reference)
@@ -813,7 +842,11 @@ fn render(kind: Kind, id: &str, s: &SimSession, poll: u32, outcome: Outcome) -> 
     };
     let paid = matches!(
         state,
-        SimState::Completed | SimState::AmountMismatch | SimState::ReferenceMismatch
+        SimState::Completed
+            | SimState::AmountMismatch
+            | SimState::ReferenceMismatch
+            | SimState::Underpaid
+            | SimState::CurrencyMismatch
     );
     let txn = format!("TXN{}", id.len() * 7919 + poll as usize);
     match kind {
@@ -848,23 +881,19 @@ fn render(kind: Kind, id: &str, s: &SimSession, poll: u32, outcome: Outcome) -> 
                 SimState::Unknown => "ON_HOLD",
                 _ => "COMPLETED",
             };
-            // M-Pesa rounds to whole units [docs].
-            let whole = amount
-                .parse::<rust_decimal::Decimal>()
-                .map(|a| {
-                    a.round_dp_with_strategy(
-                        0,
-                        rust_decimal::RoundingStrategy::MidpointAwayFromZero,
-                    )
-                    .to_string()
-                })
-                .unwrap_or(amount);
+            // Seed 001's shape: the amount in major units as a JSON number, exactly the ledger's
+            // (nothing is rounded); `key` is "" as in the seed's example, so the merchant
+            // reference is absent; no currency in the status body.
+            let intent = format!("intent-{}", id.len());
             json_response(
                 StatusCode::OK,
                 json!({"date": "2024-05-13T08:26:18.719Z", "data": {
-                    "reference": format!("intent-{}", id.len()), "status": status, "payload": {},
-                    "amount": number(&whole), "payment": {"provider": "MPESA", "details": null},
-                    "key": reference, "attempts": [{"reference": format!("intent-{}", id.len()), "provider": "MPESA", "status": status}],
+                    "reference": intent, "status": status,
+                    "payload": {"billingAddress": {"firstName": "", "lastName": "", "address1": "",
+                        "locality": "", "administrativeArea": "", "postalCode": "", "country": "",
+                        "email": "", "phoneNumber": ""}},
+                    "amount": number(&amount), "payment": {"provider": "MPESA", "details": null},
+                    "key": "", "attempts": [{"reference": intent, "provider": "MPESA", "status": status}],
                 }}),
             )
         }
@@ -879,7 +908,9 @@ fn render(kind: Kind, id: &str, s: &SimSession, poll: u32, outcome: Outcome) -> 
                 SimState::Unpaid => "unknown",
                 _ => "completed",
             };
-            let digits = crate::provider::minor_digits(&s.currency).unwrap_or(2);
+            // Smallest currency unit: "amount: 1000 means KES 10.00" (docs.moflay.com). The
+            // simulator's own digits, not the adapter's.
+            let digits = iso_minor_digits(&s.currency);
             let minor = amount
                 .parse::<rust_decimal::Decimal>()
                 .map(|a| {
@@ -890,11 +921,19 @@ fn render(kind: Kind, id: &str, s: &SimSession, poll: u32, outcome: Outcome) -> 
                 .unwrap_or_else(|_| "0".into());
             json_response(
                 StatusCode::OK,
-                json!({"id": id, "transactionId": format!("trxn_{}", id.len()), "status": status,
-                       "statusDetail": status, "amount": number(&minor), "currency": s.currency,
+                // The get-payment example's fields (docs.moflay.com/api-reference/payments/get-payment).
+                json!({"id": id, "transactionId": format!("trxn_{}", id.len()),
+                       "customerId": "cus_GqfKXLmg61LURZhB", "merchantRequestId": "29115-34620561-1",
+                       "checkoutRequestId": "ws_CO_191220241030123456789", "status": status,
+                       "statusDetail": "The service request is processed successfully.",
+                       "failureReason": (status == "unknown").then_some("Missing or non-final Daraja signal"),
+                       "amount": number(&minor), "currency": currency, "description": "Premium plan",
                        "accountReference": reference, "receiptNumber": paid.then_some(&txn),
-                       "phoneNumber": "254712345678", "createdAt": "2024-12-19T10:25:00.000Z",
-                       "completedAt": paid.then_some("2024-12-19T10:26:00.000Z"), "failedAt": null}),
+                       "environment": "sandbox", "createdAt": "2024-12-19T10:25:00.000Z",
+                       "updatedAt": "2024-12-19T10:32:00.000Z", "processedAt": "2024-12-19T10:32:00.000Z",
+                       "completedAt": paid.then_some("2024-12-19T10:32:00.000Z"),
+                       "failedAt": (status == "failed").then_some("2024-12-19T10:32:00.000Z"),
+                       "unknownAt": (status == "unknown").then_some("2024-12-19T10:40:00.000Z")}),
             )
         }
         Kind::Vesicash => {
@@ -908,9 +947,15 @@ fn render(kind: Kind, id: &str, s: &SimSession, poll: u32, outcome: Outcome) -> 
             };
             json_response(
                 StatusCode::OK,
-                json!({"status": "ok", "code": 200, "message": "Payment details retrieved", "data": {
-                    "id": id.len() * 7919, "amount": number(&amount), "status": status, "currency": s.currency,
-                    "reference": id, "method": "mobile_money", "created_at": "2025-01-01T10:00:00Z",
+                // The get-payment-details example's shape
+                // (docs.vesicash.com/api-documentation/payment/get-payment-details): `id` and
+                // `reference` are "" there, and the amount a number in major units [assumed].
+                json!({"status": "success", "code": 200, "message": "success", "data": {
+                    "id": "", "amount": number(&amount), "type": "payment", "method": "mobilemoney",
+                    "status": status, "currency": currency, "reference": "", "business_id": "",
+                    "created_at": "2024-11-06T10:14:31.888324Z", "environment": "test",
+                    "redirect_url": "http://www.google.com", "email": "customer@example.com",
+                    "customer_first_name": "", "customer_last_name": "", "phone_number": "",
                 }}),
             )
         }
@@ -927,11 +972,33 @@ fn render(kind: Kind, id: &str, s: &SimSession, poll: u32, outcome: Outcome) -> 
             json_response(
                 StatusCode::OK,
                 json!({"REQUEST": {"VERSION": "1.0", "ACTION": NG_STATUS_ENDPOINT, "STATUS": "OK"}, "DATA": {
-                    "reference": id, "status": status, "amount": amount, "currency": s.currency,
+                    "reference": id, "status": status, "amount": amount, "currency": currency,
                     "merchant_reference": reference, "transaction_id": paid.then_some(&txn),
                 }}),
             )
         }
+    }
+}
+
+/// The ledger's amount as an underpaying provider reports it: floored to whole units, or one
+/// unit less when it is whole already.
+fn underpaid(amount: &str) -> String {
+    match amount.parse::<rust_decimal::Decimal>() {
+        Ok(a) if a.fract().is_zero() => (a - rust_decimal::Decimal::ONE)
+            .max(rust_decimal::Decimal::ZERO)
+            .to_string(),
+        Ok(a) => a.floor().to_string(),
+        Err(_) => "0".into(),
+    }
+}
+
+/// ISO 4217 minor-unit digits of the currencies the simulator is used with, written here
+/// independently of the adapters' table.
+fn iso_minor_digits(currency: &str) -> u32 {
+    match currency.to_ascii_uppercase().as_str() {
+        "UGX" | "RWF" | "JPY" => 0,
+        "KWD" | "BHD" => 3,
+        _ => 2,
     }
 }
 
@@ -979,6 +1046,40 @@ fn render_fault(kind: Kind, fault: Fault) -> Response {
                 StatusCode::OK,
                 json!({"success": false, "error": "Temporary error"}),
             ),
+        },
+        Fault::NoPermission => match kind {
+            // docs.moflay.com/api-reference/authentication, "Insufficient permissions".
+            Kind::Moflay => moflay_error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_access",
+                "The API key does not have the necessary permissions to access this resource.",
+            ),
+            Kind::MopayNg => ng_envelope_error(StatusCode::FORBIDDEN, 403, "Forbidden"),
+            _ => json_response(
+                StatusCode::FORBIDDEN,
+                json!({"success": false, "error": "Forbidden"}),
+            ),
+        },
+        Fault::RateLimitReset => match kind {
+            Kind::Moflay => {
+                let reset = chrono::Utc::now().timestamp() + 2;
+                let mut r = moflay_error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limit_exceeded",
+                    "You have exceeded your request limit. Please try again later.",
+                );
+                let h = r.headers_mut();
+                h.insert("x-ratelimit-limit", header::HeaderValue::from_static("100"));
+                h.insert(
+                    "x-ratelimit-remaining",
+                    header::HeaderValue::from_static("0"),
+                );
+                if let Ok(v) = header::HeaderValue::from_str(&reset.to_string()) {
+                    h.insert("x-ratelimit-reset", v);
+                }
+                r
+            }
+            _ => rate_limited("2".into()),
         },
         Fault::NotFound => match kind {
             Kind::Moflay => moflay_error(StatusCode::NOT_FOUND, "not_found", "Payment not found"),

@@ -31,14 +31,16 @@ fn session_for(env: &Env, l: &Ledger, provider: &str, id: &str, behaviour: &str)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_transport_failures_are_retried_then_left_pending() {
+    // (mode, error, connections, checks charged): a call that ended without any body from the
+    // provider is not an answer and is not charged.
     let cases = [
-        (Mode::Reset, "connection failed", 3),
-        (Mode::HalfHeaders, "connection failed", 3),
-        (Mode::Hang, "timed out", 3),
-        (Mode::Endless, "larger than http.max_body", 3),
-        (Mode::Redirect, "HTTP 302 (a redirect, not followed", 1),
+        (Mode::Reset, "connection failed", 3, "0"),
+        (Mode::HalfHeaders, "connection failed", 3, "0"),
+        (Mode::Hang, "timed out", 3, "0"),
+        (Mode::Endless, "larger than http.max_body", 3, "1"),
+        (Mode::Redirect, "HTTP 302 (a redirect, not followed", 1, "1"),
     ];
-    for (mode, error, connections) in cases {
+    for (mode, error, connections, checks) in cases {
         let hostile = Hostile::start(mode).await;
         let env = Env::start().await;
         env.set("base_url", &format!("\"{}\"", hostile.url));
@@ -50,7 +52,7 @@ async fn hostile_transport_failures_are_retried_then_left_pending() {
         let report = env.pass(&l, "p").await;
         assert_eq!(report.still_pending, 1, "{mode:?}");
         assert_eq!(col(&l, "h1", "status"), "PENDING", "{mode:?}");
-        assert_eq!(col(&l, "h1", "checks"), "1", "{mode:?}");
+        assert_eq!(col(&l, "h1", "checks"), checks, "{mode:?}");
         let last_error = col(&l, "h1", "last_error");
         assert!(last_error.contains(error), "{mode:?}: {last_error}");
         let n = hostile
@@ -144,6 +146,9 @@ async fn a_429_with_an_http_date_is_waited_out_within_the_check() {
 async fn not_found_counts_in_a_row_and_an_answer_resets_it() {
     let env = Env::start().await;
     let l = env.ledger();
+    // The provider has answered a session normally, so its 404s are believed.
+    env.session(&l, "known", "pending");
+    env.pass(&l, "p").await;
     env.session(&l, "nf_reset", "404-2.complete-1");
     env.session(&l, "nf_gone", "404-3.complete");
     let mut counts = Vec::new();
@@ -308,4 +313,71 @@ async fn secrets_appear_nowhere_even_at_trace_level() {
             &secret[..8]
         );
     }
+}
+
+/// A base URL that answers 404 to everything (here a plain server, as a wrong path would) never
+/// closes a book: no 404 counts, nothing is charged, one error names base_url, `stats` and
+/// `/healthz` show it. Pointed at the real provider afterwards, every session is found.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_base_url_never_closes_a_book() {
+    use crate::support::canned::Canned;
+    let wrong = Canned::start(404, vec![], b"<html>Not Found</html>".to_vec()).await;
+    let env = Env::start().await;
+    let l = env.ledger();
+    for i in 0..5 {
+        env.session(&l, &format!("wb{i}"), "complete");
+    }
+    env.set("base_url", &format!("\"{}\"", wrong.url));
+    for _ in 0..4 {
+        l.execute_batch("UPDATE sessions SET next_check_at = '2000-01-01T00:00:00.000Z' WHERE status = 'PENDING'")
+            .unwrap();
+        env.pass(&l, "p").await;
+    }
+    assert!(wrong.requests.load(std::sync::atomic::Ordering::SeqCst) >= 20);
+    assert_eq!(
+        count(
+            &l,
+            "SELECT count(*) FROM sessions WHERE status = 'PENDING' AND not_found_count = 0 AND checks = 0"
+        ),
+        5,
+        "no 404 counted or charged"
+    );
+    assert!(col(&l, "wb0", "last_error").contains("base_url"));
+    assert!(
+        one(
+            &l,
+            "SELECT misdirected_error FROM provider_state WHERE provider = 'mopay'"
+        )
+        .contains("providers.mopay.base_url")
+    );
+    let (out, _) = text(
+        &output({
+            let mut c = env.cmd();
+            c.arg("stats");
+            c
+        })
+        .await,
+    );
+    assert!(out.contains("NOT FOUND FOR EVERY SESSION"), "{out}");
+    // The right base URL: the sessions are found and the flag is cleared.
+    env.set("base_url", &format!("\"{}\"", env.base_url));
+    l.execute_batch(
+        "UPDATE sessions SET next_check_at = '2000-01-01T00:00:00.000Z' WHERE status = 'PENDING'",
+    )
+    .unwrap();
+    env.pass(&l, "p").await;
+    assert_eq!(
+        count(
+            &l,
+            "SELECT count(*) FROM sessions WHERE status = 'COMPLETED'"
+        ),
+        5
+    );
+    assert_eq!(
+        one(
+            &l,
+            "SELECT coalesce(misdirected_at, 'cleared') FROM provider_state WHERE provider = 'mopay'"
+        ),
+        "cleared"
+    );
 }
