@@ -1,4 +1,4 @@
-//! Little Pay (Little Africa), mobile-money intents (seed 001, PROVIDERS.md "little").
+//! Little Pay (Little Africa), mobile-money intents (seed 001, docs/providers.md "little").
 //!
 //! Status: `GET {base_url}/api/payments-v2/{key}` with `X-API-KEY` `[seed 001]`; `{key}` is the
 //! intent reference or the merchant `key` `[seed 001]`. `?longPoll=true` holds the call until the

@@ -27,7 +27,7 @@ use rust_decimal::Decimal;
 use crate::config::{Config, HttpConfig, ProviderConfig, Secret};
 use crate::http;
 
-/// What a provider's status word means for us (PROVIDERS.md mapping tables).
+/// What a provider's status word means for us (docs/providers.md mapping tables).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mapped {
     Pending,

@@ -1,4 +1,4 @@
-//! Moflay, M-Pesa Express in Kenya (seed 003, PROVIDERS.md "moflay").
+//! Moflay, M-Pesa Express in Kenya (seed 003, docs/providers.md "moflay").
 //!
 //! Status: `GET {base_url}/v1/payments/{id}`, `Authorization: Bearer KEY` `[docs]`; `{id}` is the
 //! `pay_…` payment id (or its `trxn_…` transaction id) that `POST /v1/express` returns

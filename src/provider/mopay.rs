@@ -1,4 +1,4 @@
-//! MoPay Lesotho, the primary provider (seed 000, PROVIDERS.md "mopay").
+//! MoPay Lesotho, the primary provider (seed 000, docs/providers.md "mopay").
 //!
 //! Status: `GET {base_url}/api/external/session/v1/{sessionId}`, `Accept: application/json`
 //! `[seed 000]`; `Authorization: Bearer KEY` when a key is configured `[assumed]` (the seed's
@@ -61,7 +61,7 @@ struct MopaySession {
     completed_at: Option<String>,
 }
 
-/// Maps `session.status` (ASCII case ignored) per PROVIDERS.md's table.
+/// Maps `session.status` (ASCII case ignored) per docs/providers.md's table.
 fn map_status(status: &str) -> Mapped {
     match status.to_ascii_uppercase().as_str() {
         "COMPLETED" => Mapped::Paid,                             // [seed 000]
@@ -166,7 +166,7 @@ mod tests {
         )
     }
 
-    /// Every row of PROVIDERS.md's MoPay table, and what is not in it.
+    /// Every row of docs/providers.md's MoPay table, and what is not in it.
     #[test]
     fn every_status_maps_as_documented() {
         let cases = [
@@ -265,7 +265,7 @@ mod tests {
         use super::*;
         use proptest::prelude::*;
 
-        /// The table of PROVIDERS.md, written again here from the document, independently of
+        /// The table of docs/providers.md, written again here from the document, independently of
         /// `map_status`: what a body with this status and transactionStatus must map to.
         fn documented(status: &str, tx: Option<&str>) -> Mapped {
             match status.to_ascii_uppercase().as_str() {

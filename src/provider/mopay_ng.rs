@@ -1,4 +1,4 @@
-//! Mopay Nigeria (seed 002, PROVIDERS.md "mopay_ng").
+//! Mopay Nigeria (seed 002, docs/providers.md "mopay_ng").
 //!
 //! Requests go to `{base_url}/?req=ENDPOINT` `[seed 002]` with `MPY-SECUREKEY` (public key),
 //! `MPY-TIMESTAMP` (unix seconds) and `MPY-REQSIGNAL` `[seed 002]`: lowercase hex

@@ -1,4 +1,4 @@
-//! Vesicash, non-checkout mobile money (seed 004, PROVIDERS.md "vesicash").
+//! Vesicash, non-checkout mobile money (seed 004, docs/providers.md "vesicash").
 //!
 //! Status: `GET {base_url}/v1/payment/{payment_reference}` ("get payment details") with the
 //! headers `public-key` and `secret-key` `[docs]`; the reference is what `POST /v1/payment/init`
