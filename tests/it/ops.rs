@@ -454,3 +454,42 @@ crate::on_both_engines!(
     the_api_enqueues_reads_and_verifies_behind_its_token,
     verify_from_the_shell,
 );
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_turns_503_when_every_session_is_not_found() {
+    let wrong = crate::support::canned::Canned::start(404, vec![], b"{}".to_vec()).await;
+    let env = Env::start().await;
+    env.set("base_url", &format!("\"{}\"", wrong.url));
+    let l = env.ledger();
+    for i in 0..3 {
+        env.session(&l, &format!("nf{i}"), "complete");
+    }
+    let (admin, api) = listeners(&env, false);
+    let _d = daemon(&env, &[&admin, &api]).await;
+    let client = reqwest::Client::new();
+    let mut last = (0, serde_json::Value::Null);
+    for _ in 0..300 {
+        last = healthz(&client, &admin).await;
+        if last.0 == 503 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(last.0, 503, "{}", last.1);
+    assert_eq!(last.1["misdirected"][0]["provider"], "mopay", "{}", last.1);
+    assert!(
+        last.1["problems"][0]
+            .as_str()
+            .unwrap()
+            .contains("providers.mopay.base_url"),
+        "{}",
+        last.1
+    );
+    assert_eq!(
+        count(
+            &l,
+            "SELECT count(*) FROM sessions WHERE status = 'PENDING' AND not_found_count = 0"
+        ),
+        3
+    );
+}
