@@ -500,6 +500,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     report.refused.join(", ")
                 );
             }
+            if !report.misdirected.is_empty() {
+                anyhow::bail!(
+                    "{} answered \"not found\" for every session; their 404s were not counted: check base_url",
+                    report.misdirected.join(", ")
+                );
+            }
             if report.ledger_errors > 0 {
                 anyhow::bail!(
                     "{} outcomes could not be recorded; they will be checked again",

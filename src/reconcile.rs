@@ -48,6 +48,8 @@ pub struct PassReport {
     pub released: u64,
     /// Providers whose credentials were refused during the pass.
     pub refused: Vec<String>,
+    /// Providers flagged at the pass's end for answering "not found" to every session.
+    pub misdirected: Vec<String>,
     /// Late checks of EXPIRED sessions made.
     pub late_checks: u64,
     /// `session.anomaly` events written.
@@ -239,6 +241,9 @@ pub async fn run_pass(
     // What the pass learned about each provider, for `stats`, `/healthz` and other processes.
     for (name, p) in providers {
         let flagged = lock(&p.not_found_watch).flagged();
+        if flagged {
+            r.misdirected.push(name.clone());
+        }
         let note = ledger::ProviderNote {
             refused: notes.refused.get(name).cloned(),
             paused_until: p.paused_remaining().map(|d| clock::add(clock::now(), d)),
@@ -415,9 +420,9 @@ async fn check_one(
             if let Answer::Found(f) = answer {
                 if f.mapped == Mapped::Unrecognised {
                     tracing::warn!(provider = %s.provider, session_id = %s.session_id, raw_status = %provider::clip(&f.raw_status),
-                        "unrecognised provider status; session stays {}", s.status);
+                        "unrecognised provider status: an answer payrecon cannot act on");
                 } else if let Some(w) = &f.warning {
-                    tracing::warn!(provider = %s.provider, session_id = %s.session_id, "{w}; session stays {}", s.status);
+                    tracing::warn!(provider = %s.provider, session_id = %s.session_id, "{w}: not acted on");
                 }
             }
         }
@@ -762,7 +767,8 @@ pub fn decide(
 fn cannot_act(f: &ProviderFacts) -> String {
     let word = format!("{:?}", provider::clip(&f.raw_status));
     match (&f.warning, f.mapped) {
-        (Some(w), _) => format!("provider status {word} ({})", provider::clip(w)),
+        // The warning is the adapter's own sentence, with any provider text in it clipped.
+        (Some(w), _) => format!("provider status {word} ({w})"),
         (None, Mapped::Unrecognised) => format!("unrecognised provider status {word}"),
         (None, _) => format!("provider status {word}"),
     }
