@@ -15,7 +15,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 
 use crate::clock::{self, Timestamp};
-use crate::ledger::Ledger;
+use crate::ledger::{Ledger, ProviderState};
 
 /// What the daemon reports about itself for `/healthz`.
 pub struct Health {
@@ -95,27 +95,32 @@ async fn healthz(State(st): State<AdminState>) -> Response {
     }
     let body = match &stats {
         Ok(s) => {
-            let refused: Vec<_> = s
-                .providers
-                .iter()
-                .filter(|p| p.auth_refused_at.is_some())
-                .map(|p| json!({"provider": p.provider, "since": p.auth_refused_at, "error": p.auth_error}))
-                .collect();
-            for p in s.providers.iter().filter(|p| p.auth_refused_at.is_some()) {
-                problems.push(format!("provider {} refused the credentials", p.provider));
-            }
-            let misdirected: Vec<_> = s
-                .providers
-                .iter()
-                .filter(|p| p.misdirected_at.is_some())
-                .map(|p| json!({"provider": p.provider, "since": p.misdirected_at, "error": p.misdirected_error}))
-                .collect();
-            for p in s.providers.iter().filter(|p| p.misdirected_at.is_some()) {
-                problems.push(format!(
-                    "provider {} answers \"not found\" for every session: check providers.{}.base_url",
-                    p.provider, p.provider
-                ));
-            }
+            // Each provider-wide problem: the providers it holds for (since when, and why), and
+            // one line each in `problems`.
+            let mut flagged = |since: fn(&ProviderState) -> (&Option<String>, &Option<String>),
+                               problem: fn(&str) -> String| {
+                s.providers
+                    .iter()
+                    .filter(|p| since(p).0.is_some())
+                    .map(|p| {
+                        problems.push(problem(&p.provider));
+                        let (at, error) = since(p);
+                        json!({"provider": p.provider, "since": at, "error": error})
+                    })
+                    .collect::<Vec<_>>()
+            };
+            let refused = flagged(
+                |p| (&p.auth_refused_at, &p.auth_error),
+                |name| format!("provider {name} refused the credentials"),
+            );
+            let misdirected = flagged(
+                |p| (&p.misdirected_at, &p.misdirected_error),
+                |name| {
+                    format!(
+                        "provider {name} answers \"not found\" for every session: check providers.{name}.base_url"
+                    )
+                },
+            );
             json!({
                 "ledger": {"ok": true},
                 "last_pass": last.map(|(at, took)| json!({

@@ -1140,6 +1140,33 @@ mod tests {
         let p = &cfg.providers[0];
         assert_eq!(p.rate_limits.len(), 2);
         assert_eq!(p.rate_limits[1].1, Duration::from_secs(3600));
+        assert_eq!(
+            rate_limit("k", "5/10s").unwrap(),
+            (NonZeroU32::new(5).unwrap(), Duration::from_secs(10))
+        );
+        assert!(rate_limit("k", "5/0s").is_err());
+        assert!(rate_limit("k", "5/2d").is_err());
+    }
+
+    /// Moflay's documented limits: production 100/min and 200/h, sandbox (`mof_test_` keys)
+    /// 20/min with a burst of 5 per 10 s (docs.moflay.com/api-reference/rate-limit).
+    #[test]
+    fn moflay_defaults_follow_the_key_environment() {
+        let limits = |key: &str| {
+            let key = key.to_string();
+            let cfg = Config::parse(
+                "[providers.m]\nkind = \"moflay\"\napi_key_env = \"MK\"",
+                &move |_: &str| Some(key.clone()),
+            )
+            .unwrap();
+            cfg.providers[0]
+                .rate_limits
+                .iter()
+                .map(|(n, per)| (n.get(), per.as_secs()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(limits("mof_live_abc"), [(100, 60), (200, 3600)]);
+        assert_eq!(limits("mof_test_abc"), [(20, 60), (5, 10)]);
     }
 
     #[test]

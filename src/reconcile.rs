@@ -390,11 +390,16 @@ async fn check_one(
             last_error: None,
         };
     }
+    // Past max_age only an answer closes a session, and a held long poll we cut is none: ask
+    // plainly then (and in late checks).
+    let hold = !late
+        && clock::parse(&s.created_at)
+            .is_none_or(|c| clock::add(c, cfg.backoff.max_age) > clock::now());
     let began = Instant::now();
     let result = tokio::select! {
         biased;
         () = shutdown.cancelled() => return Record::Release { rowid: s.rowid, last_error: None },
-        r = provider.check(&s.session_id) => r,
+        r = provider.check(&s.session_id, hold) => r,
     };
     crate::metrics::check(&s.provider, outcome_label(&result), began.elapsed());
     match &result {

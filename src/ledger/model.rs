@@ -124,20 +124,20 @@ pub struct Session {
     pub late_check_at: Option<String>,
 }
 
-#[cfg(test)]
 impl Session {
-    /// A PENDING MoPay session for unit tests: 100.00 LSL, reference ORDER1, created `created_at`.
-    pub fn sample(created_at: String) -> Session {
+    /// A PENDING session as it would be enqueued, never checked, not yet in a ledger (rowid 0):
+    /// for callers that decide about a session they hold (tests, the conformance corpus).
+    pub fn pending(provider: &str, session_id: &str, created_at: String) -> Session {
         Session {
-            rowid: 7,
-            provider: "mopay".into(),
-            session_id: "MOP_1".into(),
-            reference: Some("ORDER1".into()),
-            amount: Some("100.00".into()),
-            currency: Some("LSL".into()),
+            rowid: 0,
+            provider: provider.into(),
+            session_id: session_id.into(),
+            reference: None,
+            amount: None,
+            currency: None,
             status: "PENDING".into(),
+            next_check_at: created_at.clone(),
             created_at,
-            next_check_at: String::new(),
             checks: 0,
             answered_checks: 0,
             not_found_count: 0,
@@ -151,6 +151,19 @@ impl Session {
             provider_completed_at: None,
             resolved_at: None,
             late_check_at: None,
+        }
+    }
+
+    /// A PENDING MoPay session for unit tests: 100.00 LSL, reference ORDER1, created `created_at`.
+    #[cfg(test)]
+    pub fn sample(created_at: String) -> Session {
+        Session {
+            rowid: 7,
+            reference: Some("ORDER1".into()),
+            amount: Some("100.00".into()),
+            currency: Some("LSL".into()),
+            next_check_at: String::new(),
+            ..Session::pending("mopay", "MOP_1", created_at)
         }
     }
 }

@@ -92,6 +92,15 @@ impl Adapter for Little {
         super::json_get(client, url, &[("X-API-KEY", "", self.api_key.as_ref())]) // [seed 001]
     }
 
+    fn plain_status_request(
+        &self,
+        client: &reqwest::Client,
+        session_id: &str,
+    ) -> reqwest::RequestBuilder {
+        let url = self.status.with(session_id);
+        super::json_get(client, url, &[("X-API-KEY", "", self.api_key.as_ref())]) // [seed 001]
+    }
+
     fn endpoint(&self) -> String {
         self.status.endpoint()
     }

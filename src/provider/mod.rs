@@ -176,6 +176,15 @@ pub trait Adapter: Send + Sync {
     /// The status request for one session id (the id goes in as one percent-encoded segment).
     fn status_request(&self, client: &reqwest::Client, session_id: &str)
     -> reqwest::RequestBuilder;
+    /// The status request without a long poll, for an adapter that [`Adapter::long_polls`]: a
+    /// plain call the provider answers at once.
+    fn plain_status_request(
+        &self,
+        client: &reqwest::Client,
+        session_id: &str,
+    ) -> reqwest::RequestBuilder {
+        self.status_request(client, session_id)
+    }
     /// Interprets a 2xx body of the status endpoint for `session_id`.
     fn parse(&self, session_id: &str, body: &[u8]) -> Result<ProviderFacts, Error>;
     /// Interprets a 2xx body that may also say "not found" (an envelope with an error code);
@@ -348,6 +357,9 @@ pub struct Provider {
     adapter: Box<dyn Adapter>,
     client: reqwest::Client,
     http: HttpConfig,
+    /// `[http] timeout`, for plain calls of a provider that long-polls (`http.timeout` is then
+    /// its `long_poll_timeout`).
+    plain_timeout: Duration,
     limiters: Vec<DefaultDirectRateLimiter>,
     /// Set by a 429: no call to this provider before this instant, from any check.
     paused_until: std::sync::Mutex<Option<tokio::time::Instant>>,
@@ -434,6 +446,7 @@ impl Provider {
             name: cfg.name.clone(),
             adapter: adapter_for(cfg),
             client,
+            plain_timeout: http.timeout,
             http: HttpConfig {
                 timeout: cfg.timeout,
                 ..http
@@ -471,7 +484,15 @@ impl Provider {
     /// exponential backoff and jitter. A 429 pauses the whole provider for its `Retry-After`:
     /// checks wait out a pause that fits in `http.retry_max`, and end at once (with
     /// [`Error::RateLimited`], so the session is rescheduled uncharged) when it is longer.
-    pub fn check<'a>(&'a self, session_id: &'a str) -> BoxFuture<'a, Result<Answer, Error>> {
+    ///
+    /// `hold` lets a provider that long-polls hold the call; without it the call is a plain one
+    /// the provider answers at once (used once `max_age` has passed: only an answer closes a
+    /// session then, and a held call we cut is none).
+    pub fn check<'a>(
+        &'a self,
+        session_id: &'a str,
+        hold: bool,
+    ) -> BoxFuture<'a, Result<Answer, Error>> {
         Box::pin(async move {
             let policy = ExponentialBuilder::default()
                 .with_min_delay(self.http.retry_initial)
@@ -480,7 +501,7 @@ impl Provider {
                 .with_max_times(self.http.retries as usize)
                 .with_jitter();
             let retry_max = self.http.retry_max;
-            (|| self.attempt(session_id))
+            (|| self.attempt(session_id, hold))
                 .retry(policy)
                 .when(Error::is_retryable)
                 .adjust(move |e, dur| match (e, dur) {
@@ -497,7 +518,7 @@ impl Provider {
         })
     }
 
-    async fn attempt(&self, session_id: &str) -> Result<Answer, Error> {
+    async fn attempt(&self, session_id: &str, hold: bool) -> Result<Answer, Error> {
         if let Some(why) = self.adapter.not_ready() {
             return Err(Error::NotConfigured(why));
         }
@@ -517,15 +538,21 @@ impl Provider {
             }
         }
         // Each provider's own timeout: `long_poll_timeout` for Little's long polls.
-        let request = self
-            .adapter
-            .status_request(&self.client, session_id)
-            .timeout(self.http.timeout);
+        let held = hold && self.adapter.long_polls();
+        let request = if held || !self.adapter.long_polls() {
+            self.adapter
+                .status_request(&self.client, session_id)
+                .timeout(self.http.timeout)
+        } else {
+            self.adapter
+                .plain_status_request(&self.client, session_id)
+                .timeout(self.plain_timeout)
+        };
         let response = match request.send().await {
             Ok(r) => r,
             // A held long poll that ends on our side carries no answer: the provider said nothing
             // (docs/providers.md: a call that ends without a body is a failed call, never an answer).
-            Err(e) if self.adapter.long_polls() && e.is_timeout() => {
+            Err(e) if held && e.is_timeout() => {
                 return Err(Error::LongPollCut);
             }
             Err(e) => return Err(Error::from(http::transport(e))),

@@ -108,32 +108,12 @@ fn outcome(result: &Result<Answer, provider::Error>, rec: &Record) -> String {
 
 fn session(row: &LedgerRow, case: &Case, kind: &str, age: Duration) -> Session {
     let created = clock::format(clock::now() - chrono::Duration::from_std(age).unwrap());
+    let id = case.session_id.as_ref().unwrap_or(&row.session_id);
     Session {
-        rowid: 1,
-        provider: kind.into(),
-        session_id: case
-            .session_id
-            .clone()
-            .unwrap_or_else(|| row.session_id.clone()),
         reference: row.reference.clone(),
         amount: case.amount.clone().or_else(|| row.amount.clone()),
         currency: row.currency.clone(),
-        status: "PENDING".into(),
-        created_at: created.clone(),
-        next_check_at: created,
-        checks: 0,
-        answered_checks: 0,
-        not_found_count: 0,
-        last_checked_at: None,
-        last_error: None,
-        lease_owner: None,
-        lease_until: None,
-        provider_status: None,
-        transaction_id: None,
-        payment_method: None,
-        provider_completed_at: None,
-        resolved_at: None,
-        late_check_at: None,
+        ..Session::pending(kind, id, created)
     }
 }
 
@@ -193,7 +173,7 @@ async fn every_documented_answer_gives_its_hand_written_outcome() {
             let providers = provider::build(&cfg).unwrap();
             let p = &providers[&case.kind];
             let s = session(row, case, &case.kind, age);
-            let result = p.check(&s.session_id).await;
+            let result = p.check(&s.session_id, true).await;
             let rec = reconcile::decide(&s, &result, clock::now(), &cfg.backoff, Source::Poll, 0.5);
             let got = outcome(&result, &rec);
             let label = format!(

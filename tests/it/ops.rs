@@ -65,6 +65,20 @@ async fn healthz(client: &reqwest::Client, admin: &str) -> (u16, serde_json::Val
     )
 }
 
+/// `/healthz` polled until it answers 503 or 30 s pass; the last answer.
+async fn healthz_until_503(admin: &str) -> (u16, serde_json::Value) {
+    let client = reqwest::Client::new();
+    let mut last = (0, serde_json::Value::Null);
+    for _ in 0..300 {
+        last = healthz(&client, admin).await;
+        if last.0 == 503 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    last
+}
+
 /// Env with a simulator demanding `sk_right`, the config naming PAYRECON_TEST_KEY.
 async fn keyed_env(key: &str) -> Env {
     let mut env = Env::start_with_key(Some("sk_right")).await;
@@ -169,15 +183,7 @@ async fn healthz_turns_503_when_credentials_are_refused() {
     env.session(&l, "r1", "complete");
     let (admin, api) = listeners(&env, false);
     let _d = daemon(&env, &[&admin, &api]).await;
-    let client = reqwest::Client::new();
-    let mut last = (0, serde_json::Value::Null);
-    for _ in 0..300 {
-        last = healthz(&client, &admin).await;
-        if last.0 == 503 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let last = healthz_until_503(&admin).await;
     assert_eq!(last.0, 503, "{}", last.1);
     assert_eq!(
         last.1["refused_credentials"][0]["provider"], "mopay",
@@ -466,15 +472,7 @@ async fn healthz_turns_503_when_every_session_is_not_found() {
     }
     let (admin, api) = listeners(&env, false);
     let _d = daemon(&env, &[&admin, &api]).await;
-    let client = reqwest::Client::new();
-    let mut last = (0, serde_json::Value::Null);
-    for _ in 0..300 {
-        last = healthz(&client, &admin).await;
-        if last.0 == 503 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let last = healthz_until_503(&admin).await;
     assert_eq!(last.0, 503, "{}", last.1);
     assert_eq!(last.1["misdirected"][0]["provider"], "mopay", "{}", last.1);
     assert!(

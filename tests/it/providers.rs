@@ -258,6 +258,82 @@ async fn little_long_polls_cost_one_held_call() {
     );
 }
 
+/// A long poll our client cuts carries no answer: not charged, not an answer toward expiry,
+/// asked once (no retries of a held call), and the session stays PENDING. Past max_age the
+/// session is asked with a plain call, whose answer can close it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_poll_we_cut_is_no_answer() {
+    let hang = Hostile::start(Mode::Hang).await;
+    let env = Env::start_all_providers().await;
+    let text_cfg = std::fs::read_to_string(&env.config_path).unwrap();
+    let at = text_cfg.find("[providers.little]").unwrap();
+    let (head, tail) = text_cfg.split_at(at);
+    let tail = tail
+        .replacen(
+            "kind = \"little\"",
+            "kind = \"little\"\nlong_poll = true\nlong_poll_timeout = \"300ms\"",
+            1,
+        )
+        .replacen(
+            &format!("base_url = \"{}\"", env.base_url),
+            &format!("base_url = \"{}\"", hang.url),
+            1,
+        );
+    std::fs::write(&env.config_path, format!("{head}{tail}")).unwrap();
+    let l = env.ledger();
+    l.enqueue(&payrecon::ledger::NewSession {
+        provider: "little".into(),
+        session_id: "cut".into(),
+        ..Default::default()
+    })
+    .unwrap();
+    env.pass(&l, "p").await;
+    let col = |c: &str| {
+        one(
+            &l,
+            &format!("SELECT coalesce({c}, '') FROM sessions WHERE session_id = 'cut'"),
+        )
+    };
+    assert_eq!(col("status"), "PENDING");
+    assert_eq!(col("checks"), "0");
+    assert_eq!(col("answered_checks"), "0");
+    assert!(
+        col("last_error").contains("long poll"),
+        "{}",
+        col("last_error")
+    );
+    assert_eq!(
+        hang.connections.load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+
+    // Back on the simulator, long-polling still on: a session past max_age that is still
+    // pending is asked plainly (the simulator would hold a long poll 2 s) and expires.
+    let text_cfg = std::fs::read_to_string(&env.config_path).unwrap();
+    std::fs::write(&env.config_path, text_cfg.replace(&hang.url, &env.base_url)).unwrap();
+    env.sim
+        .insert("old", "100.00", "REF3", "pending".parse().unwrap());
+    l.execute_batch("DELETE FROM sessions WHERE session_id = 'cut'")
+        .unwrap();
+    l.enqueue(&payrecon::ledger::NewSession {
+        provider: "little".into(),
+        session_id: "old".into(),
+        created_at: Some(payrecon::clock::parse("2000-01-01T00:00:00Z").unwrap()),
+        ..Default::default()
+    })
+    .unwrap();
+    let started = std::time::Instant::now();
+    env.pass(&l, "p").await;
+    assert_eq!(
+        one(&l, "SELECT status FROM sessions WHERE session_id = 'old'"),
+        "EXPIRED"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "a plain call, not a held one"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unconfigured_mopay_ng_calls_nothing_and_check_config_says_why() {
     let env = Env::start_all_providers().await;
