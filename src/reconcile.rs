@@ -335,7 +335,7 @@ fn judge_not_found(
                              looks like this"
                         )
                     };
-                    Err(provider::Error::NotFoundDoubted(why))
+                    Err(provider::Error::NotFoundDoubted { why, flagged })
                 }
             }
         }
@@ -685,10 +685,15 @@ pub fn decide(
             charged: false,
             facts: None,
         },
-        // A 404 from a provider that answers "not found" to every session (a wrong base_url
-        // looks like this): not counted toward `not_found_after`, not charged.
-        Err(e @ provider::Error::NotFoundDoubted(_)) => {
-            reschedule(Some(e.to_string()), false, None, false, None)
+        // A 404 that is not believed: not counted toward `not_found_after`, not charged. From a
+        // provider that answers "not found" to every session (a wrong base_url looks like
+        // this), asked again only at `backoff.max`, so a misdirected provider costs little.
+        Err(e @ provider::Error::NotFoundDoubted { flagged, .. }) => {
+            let mut rec = reschedule(Some(e.to_string()), false, None, false, None);
+            if let (true, Record::Reschedule { next_check_at, .. }) = (*flagged, &mut rec) {
+                *next_check_at = clock::add(now, backoff.max);
+            }
+            rec
         }
         // No answer: never closes the session; a call that ended without a body from the
         // provider is not charged as a check.
@@ -1167,7 +1172,13 @@ mod tests {
             (PErr::Timeout, false),
             (PErr::LongPollCut, false),
             (PErr::Connect("refused".into()), false),
-            (PErr::NotFoundDoubted("x".into()), false),
+            (
+                PErr::NotFoundDoubted {
+                    why: "x".into(),
+                    flagged: true,
+                },
+                false,
+            ),
             (PErr::Status(502), true),
             (PErr::Malformed("x".into()), true),
         ] {
@@ -1190,6 +1201,27 @@ mod tests {
                     assert_eq!(not_found, None, "{e} leaves the 404 count alone");
                 }
                 other => panic!("{e}: {other:?}"),
+            }
+        }
+        // A misdirected provider's sessions are asked again only at backoff.max.
+        let now = clock::now();
+        let doubted = |flagged| PErr::NotFoundDoubted {
+            why: "x".into(),
+            flagged,
+        };
+        for (flagged, wait) in [(true, 3600), (false, 30)] {
+            match decide(
+                &s,
+                &Err(doubted(flagged)),
+                now,
+                &backoff(),
+                Source::Poll,
+                0.5,
+            ) {
+                Record::Reschedule { next_check_at, .. } => {
+                    assert_eq!(next_check_at, clock::add(now, Duration::from_secs(wait)))
+                }
+                other => panic!("{other:?}"),
             }
         }
     }

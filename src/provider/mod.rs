@@ -128,10 +128,10 @@ pub enum Error {
     Rejected(String),
     #[error("not called: {0}")]
     NotConfigured(String),
-    /// A 404 that is not believed: the provider answers "not found" to every session lately
-    /// (see [`NotFoundWatch`]); it does not count toward `not_found_after`.
-    #[error("{0}")]
-    NotFoundDoubted(String),
+    /// A 404 that is not believed (see [`NotFoundWatch`]): it does not count toward
+    /// `not_found_after`. `flagged` once the provider answers "not found" to every session.
+    #[error("{why}")]
+    NotFoundDoubted { why: String, flagged: bool },
 }
 
 impl Error {
@@ -148,7 +148,7 @@ impl Error {
             Error::Unauthorized(_)
             | Error::NotConfigured(_)
             | Error::LongPollCut
-            | Error::NotFoundDoubted(_) => false,
+            | Error::NotFoundDoubted { .. } => false,
         }
     }
 
