@@ -254,7 +254,7 @@ pub async fn run_pass(
                     .misdirected
                     .get(name)
                     .cloned()
-                    .unwrap_or_else(|| misdirected_message(name, MISDIRECTED_AFTER))
+                    .unwrap_or_else(|| misdirected_message(name))
             }),
             endpoint: p.endpoint(),
         };
@@ -281,10 +281,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// The error of a provider flagged for answering "not found" to `distinct` sessions in a row.
-fn misdirected_message(provider: &str, distinct: usize) -> String {
+/// The error of a provider flagged for answering "not found" to every session lately.
+fn misdirected_message(provider: &str) -> String {
     format!(
-        "provider {provider:?} answered \"not found\" for {distinct} different sessions and no session \
+        "provider {provider:?} answered \"not found\" for {MISDIRECTED_AFTER} different sessions and no session \
          normally in between: check providers.{provider}.base_url; its 404s do not count toward \
          not_found_after until it answers a session normally"
     )
@@ -321,7 +321,7 @@ fn judge_not_found(
                     flagged,
                     newly_flagged,
                 } => {
-                    let msg = misdirected_message(name, MISDIRECTED_AFTER);
+                    let msg = misdirected_message(name);
                     if newly_flagged {
                         tracing::error!(provider = %name, endpoint = %provider.endpoint(), "{msg}");
                         lock(notes).misdirected.insert(name.clone(), msg.clone());
