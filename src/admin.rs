@@ -121,8 +121,15 @@ async fn healthz(State(st): State<AdminState>) -> Response {
                     )
                 },
             );
+            if s.unreadable > 0 {
+                problems.push(format!(
+                    "{} sessions rows payrecon cannot read are set aside",
+                    s.unreadable
+                ));
+            }
             json!({
                 "ledger": {"ok": true},
+                "unreadable_rows": s.unreadable,
                 "last_pass": last.map(|(at, took)| json!({
                     "at": clock::format(at),
                     "age_seconds": age.map(|a| a.as_secs()),

@@ -603,20 +603,37 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 "{:<10} {:<32} {:<10} {:>12} {:>6}  {:<24}  last error",
                 "provider", "session_id", "status", "amount", "checks", "next check / resolved"
             );
-            for s in rows {
+            use crate::escape::{shown, shown_or_dash};
+            for row in rows {
+                let s = match row {
+                    Ok(s) => s,
+                    Err(u) => {
+                        println!(
+                            "{:<10} {:<32} {:<10} {:>12} {:>6}  {:<24}  {}",
+                            u.provider,
+                            format!("(row {})", u.rowid),
+                            "UNREADABLE",
+                            "-",
+                            "-",
+                            "-",
+                            shown(&u.error)
+                        );
+                        continue;
+                    }
+                };
                 println!(
                     "{:<10} {:<32} {:<10} {:>12} {:>6}  {:<24}  {}",
-                    s.provider,
-                    s.session_id,
+                    shown(&s.provider),
+                    shown(&s.session_id),
                     s.status,
-                    s.amount.as_deref().unwrap_or("-"),
+                    shown_or_dash(s.amount.as_deref()),
                     s.checks,
                     if s.status == "PENDING" {
                         &s.next_check_at
                     } else {
                         s.resolved_at.as_deref().unwrap_or("-")
                     },
-                    s.last_error.as_deref().unwrap_or("")
+                    shown(s.last_error.as_deref().unwrap_or(""))
                 );
             }
         }
@@ -709,6 +726,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 "late checks waiting: {}; anomalies: {}",
                 st.late_checks_waiting, st.anomalies
             );
+            if st.unreadable > 0 {
+                println!(
+                    "UNREADABLE ROWS: {} PENDING sessions rows payrecon cannot read are set aside \
+                     (`payrecon list` shows them; fix or delete them)",
+                    st.unreadable
+                );
+            }
             for p in &st.providers {
                 if let (Some(at), Some(err)) = (&p.auth_refused_at, &p.auth_error) {
                     println!(

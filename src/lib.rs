@@ -23,6 +23,7 @@
 //! - [`demo`]: the embedded demo.
 //! - [`import`]: CSV import.
 //! - [`clock`]: timestamps as the ledger stores them.
+//! - [`escape`]: untrusted text made safe to print.
 
 pub mod admin;
 pub mod api;
@@ -32,6 +33,7 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod demo;
+pub mod escape;
 pub mod events;
 pub mod export;
 pub mod http;

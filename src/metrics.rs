@@ -35,6 +35,11 @@ pub const WEBHOOK_SECONDS: &str = "payrecon_webhook_duration_seconds";
 pub const EVENTS_WAITING: &str = "payrecon_events_waiting";
 pub const EVENTS_DEAD: &str = "payrecon_events_dead";
 
+/// Rows of `sessions` set aside because payrecon cannot read them (counter), and those still
+/// set aside (gauge, from the ledger).
+pub const UNREADABLE_SET_ASIDE: &str = "payrecon_unreadable_rows_set_aside_total";
+pub const UNREADABLE: &str = "payrecon_sessions_unreadable";
+
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
 /// Installs the Prometheus recorder once per process; later calls return the same handle.
@@ -109,6 +114,11 @@ pub fn skipped(n: usize) {
     metrics::counter!(SKIPPED).increment(n as u64);
 }
 
+/// A claimed row that could not be read, set aside.
+pub fn unreadable_row() {
+    metrics::counter!(UNREADABLE_SET_ASIDE).increment(1);
+}
+
 /// A check that had to wait for its provider's limit.
 pub fn rate_limit_wait(provider: &str) {
     metrics::counter!(RATE_LIMIT_WAITS, "provider" => provider.to_string()).increment(1);
@@ -128,6 +138,7 @@ pub fn ledger_gauges(stats: &Stats) {
     }
     metrics::gauge!(EVENTS_WAITING).set(stats.events_waiting as f64);
     metrics::gauge!(EVENTS_DEAD).set(stats.events_dead as f64);
+    metrics::gauge!(UNREADABLE).set(stats.unreadable as f64);
 }
 
 #[cfg(test)]

@@ -54,6 +54,8 @@ pub struct PassReport {
     pub late_checks: u64,
     /// `session.anomaly` events written.
     pub anomalies: u64,
+    /// Rows set aside because payrecon cannot read them.
+    pub unreadable: u64,
     pub ledger_errors: u64,
     pub elapsed: Duration,
 }
@@ -91,6 +93,9 @@ impl PassReport {
         parts.push(format!("{} still pending", self.still_pending));
         if self.released > 0 {
             parts.push(format!("{} released unchecked", self.released));
+        }
+        if self.unreadable > 0 {
+            parts.push(format!("{} unreadable rows set aside", self.unreadable));
         }
         if self.late_checks > 0 {
             parts.push(format!(
@@ -182,15 +187,25 @@ pub async fn run_pass(
                     l.claim(&owner, now, clock::add(now, lease), batch, mode)
                 })
                 .await?;
-            if claimed.is_empty() && !late && !opts.all {
+            if let Some(max) = claimed.last_rowid() {
+                cursor.fetch_max(max, Ordering::Relaxed);
+            }
+            // A row payrecon cannot read is named and set aside; the pass goes on.
+            for u in &claimed.unreadable {
+                tracing::error!(provider = %u.provider, rowid = u.rowid, error = %u.error,
+                    "a sessions row payrecon cannot read was set aside; fix or delete it");
+                crate::metrics::unreadable_row();
+            }
+            report_mut(&report).unreadable += claimed.unreadable.len() as u64;
+            if claimed.sessions.is_empty() && !claimed.unreadable.is_empty() {
+                continue;
+            }
+            if claimed.sessions.is_empty() && !late && !opts.all {
                 phase.store(1, Ordering::Relaxed);
                 continue;
             }
-            report_mut(&report).claimed += claimed.len() as u64;
-            if let Some(max) = claimed.iter().map(|s| s.rowid).max() {
-                cursor.fetch_max(max, Ordering::Relaxed);
-            }
-            return Ok(claimed);
+            report_mut(&report).claimed += claimed.sessions.len() as u64;
+            return Ok(claimed.sessions);
         }
     };
     let work = |s: Session| check_one(s, providers, cfg, opts, shutdown, &notes);

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use db::{DbError, Engine, Mode, Row, Tx, Val, vals};
+use db::{AnyText, DbError, Engine, Mode, Row, Tx, Val, vals};
 
 use crate::clock::{self, Timestamp};
 use crate::events::{self, Written};
@@ -358,36 +358,49 @@ const CLAIM_ALL: Claim = Claim {
 };
 
 /// Takes the rows of `claim` for `owner` until `until`; `params` as [`Claim`] says. Returns
-/// them as leased.
+/// them as leased. A row that cannot be read as a session is leased too (so it is not taken
+/// again before the lease ends) and set aside: marked in `last_error` and returned as
+/// [`Unreadable`], for the caller to name.
 fn claim_rows(
     tx: &mut Tx<'_>,
     claim: &Claim,
     params: &[Val<'_>],
     owner: &str,
     until: &str,
-) -> Result<Vec<Session>, DbError> {
-    if tx.is_pg() {
-        return tx.query(claim.pg, params, session_from_row);
+) -> Result<Claimed, DbError> {
+    let mut claimed = if tx.is_pg() {
+        split(tx.query(claim.pg, params, read_session)?)
+    } else {
+        let claimed = split(tx.query(claim.select, params, read_session)?);
+        if claimed.is_empty() {
+            return Ok(claimed);
+        }
+        let mut ids = String::with_capacity((claimed.sessions.len() + 1) * 8 + 2);
+        let all = claimed.sessions.iter().map(|s| s.rowid);
+        for id in all.chain(claimed.unreadable.iter().map(|u| u.rowid)) {
+            ids.push(if ids.is_empty() { '[' } else { ',' });
+            let _ = write!(ids, "{id}"); // Writing to a String cannot fail.
+        }
+        ids.push(']');
+        let leased = tx.exec(claim.lease, vals![owner, until, ids.as_str()])?;
+        let read = claimed.sessions.len() + claimed.unreadable.len();
+        if leased != read as u64 {
+            // Cannot happen inside the write transaction; if it did, nothing is kept.
+            return Err(DbError::Value(format!(
+                "leased {leased} of the {read} sessions read"
+            )));
+        }
+        claimed
+    };
+    for u in &claimed.unreadable {
+        let mark = format!("{UNREADABLE_MARK}{}", u.error);
+        tx.exec(
+            "UPDATE sessions SET last_error = ?1 WHERE id = ?2",
+            vals![mark.as_str(), u.rowid],
+        )?;
     }
-    let mut rows = tx.query(claim.select, params, session_from_row)?;
-    if rows.is_empty() {
-        return Ok(rows);
-    }
-    let mut ids = String::with_capacity(rows.len() * 8 + 2);
-    for s in &rows {
-        ids.push(if ids.is_empty() { '[' } else { ',' });
-        let _ = write!(ids, "{}", s.rowid); // Writing to a String cannot fail.
-    }
-    ids.push(']');
-    let leased = tx.exec(claim.lease, vals![owner, until, ids.as_str()])?;
-    if leased != rows.len() as u64 {
-        // Cannot happen inside the write transaction; if it did, nothing is kept.
-        return Err(DbError::Value(format!(
-            "leased {leased} of the {} sessions read",
-            rows.len()
-        )));
-    }
-    for s in &mut rows {
+    let rows = &mut claimed.sessions;
+    for s in rows.iter_mut() {
         s.lease_owner = Some(owner.to_string());
         s.lease_until = Some(until.to_string());
         if claim.late {
@@ -396,7 +409,7 @@ fn claim_rows(
             s.next_check_at = until.to_string();
         }
     }
-    Ok(rows)
+    Ok(claimed)
 }
 
 const CLAIM_EVENTS: [&str; 2] = [
@@ -410,6 +423,45 @@ const CLAIM_EVENTS: [&str; 2] = [
                    FOR UPDATE SKIP LOCKED) \
      RETURNING seq, id, payload, attempts",
 ];
+
+/// The marker `last_error` carries while a row is set aside (`stats` counts it).
+pub const UNREADABLE_MARK: &str = "unreadable row: ";
+
+/// A row as a session, or as [`Unreadable`] when a column has the wrong type or a value payrecon
+/// would refuse. Only a row without a readable id is an error.
+fn read_session(r: &Row<'_>) -> Result<Result<Session, Unreadable>, DbError> {
+    let unreadable = |error: String| -> Result<Unreadable, DbError> {
+        let provider = r
+            .get::<AnyText>(1)
+            .ok()
+            .and_then(|t| t.0)
+            .map_or_else(|| "?".to_string(), |p| p.escape_debug().to_string());
+        Ok(Unreadable {
+            rowid: r.get(0)?,
+            provider,
+            error,
+        })
+    };
+    match session_from_row(r) {
+        Ok(s) => match s.unusable() {
+            None => Ok(Ok(s)),
+            Some(why) => Ok(Err(unreadable(why)?)),
+        },
+        Err(e) => Ok(Err(unreadable(e.to_string())?)),
+    }
+}
+
+/// Splits read rows into sessions and rows set aside.
+fn split(rows: Vec<Result<Session, Unreadable>>) -> Claimed {
+    let mut c = Claimed::default();
+    for r in rows {
+        match r {
+            Ok(s) => c.sessions.push(s),
+            Err(u) => c.unreadable.push(u),
+        }
+    }
+    c
+}
 
 fn session_from_row(r: &Row<'_>) -> Result<Session, DbError> {
     Ok(Session {
@@ -612,7 +664,7 @@ impl Ledger {
         lease_until: Timestamp,
         limit: u32,
         mode: ClaimMode,
-    ) -> Result<Vec<Session>, Error> {
+    ) -> Result<Claimed, Error> {
         let until = clock::format(lease_until);
         let now_s = clock::format(now);
         self.tx(Mode::Lease, "claiming sessions", |tx| match mode {
@@ -673,8 +725,9 @@ impl Ledger {
         })
     }
 
-    /// Sessions matching a filter, newest first.
-    pub fn list(&self, f: &ListFilter) -> Result<Vec<Session>, Error> {
+    /// Sessions matching a filter, newest first; a row payrecon cannot read is listed as
+    /// [`Unreadable`], not fatal.
+    pub fn list(&self, f: &ListFilter) -> Result<Vec<Result<Session, Unreadable>>, Error> {
         self.tx(Mode::Read, "listing sessions", |tx| {
             tx.query(
                 concat!(
@@ -684,7 +737,7 @@ impl Ledger {
                      AND (CAST(?2 AS TEXT) IS NULL OR provider = ?2) ORDER BY id DESC LIMIT ?3"
                 ),
                 vals![f.status.map(|s| s.as_str()), f.provider.as_deref(), f.limit],
-                session_from_row,
+                read_session,
             )
         })
     }
@@ -804,7 +857,17 @@ impl Ledger {
             let sessions = tx.query(
                 "SELECT provider, status, count(*) FROM sessions GROUP BY provider, status ORDER BY 1, 2",
                 &[],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                // A provider an application wrote as a BLOB is shown, escaped, not fatal.
+                |r| {
+                    let provider = r.get::<AnyText>(0)?.0.unwrap_or_default();
+                    Ok((provider.escape_debug().to_string(), r.get(1)?, r.get(2)?))
+                },
+            )?;
+            let unreadable = tx.query_one(
+                "SELECT count(*) FROM sessions WHERE status = 'PENDING' \
+                 AND substr(CAST(last_error AS TEXT), 1, 16) = ?1",
+                vals![UNREADABLE_MARK],
+                |r| r.get(0),
             )?;
             let due_now = tx.query_one(
                 "SELECT count(*) FROM sessions WHERE status = 'PENDING' AND next_check_at <= ?1",
@@ -834,6 +897,7 @@ impl Ledger {
                 providers,
                 late_checks_waiting,
                 anomalies,
+                unreadable,
             })
         })
     }
@@ -1690,7 +1754,7 @@ mod tests {
         let now = clock::now();
         let until = clock::add(now, Duration::from_secs(60));
         let claim = |limit, mode| {
-            let got = l.claim("me", now, until, limit, mode).unwrap();
+            let got = l.claim("me", now, until, limit, mode).unwrap().sessions;
             for s in &got {
                 let stored = l.get("m", &s.session_id).unwrap().unwrap();
                 assert_eq!(
@@ -1741,7 +1805,8 @@ mod tests {
                 10,
                 ClaimMode::DueBy(now),
             )
-            .unwrap();
+            .unwrap()
+            .sessions;
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].status, "PENDING");
         assert_eq!(got[0].amount.as_deref(), Some("100.00"));
@@ -1754,7 +1819,8 @@ mod tests {
                 10,
                 ClaimMode::DueBy(now),
             )
-            .unwrap();
+            .unwrap()
+            .sessions;
         assert!(again.is_empty());
     }
 

@@ -168,6 +168,53 @@ impl Session {
     }
 }
 
+/// A row of `sessions` payrecon cannot read as a session — a value of the wrong type, a session
+/// id it would refuse at enqueue, a `created_at` that is not a time — set aside, never fatal:
+/// every other session goes on being reconciled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unreadable {
+    pub rowid: i64,
+    /// The row's provider as text (escaped), or `?` when even that is unreadable.
+    pub provider: String,
+    pub error: String,
+}
+
+/// What a claim took: the sessions to check, and the rows it set aside.
+#[derive(Debug, Default)]
+pub struct Claimed {
+    pub sessions: Vec<Session>,
+    pub unreadable: Vec<Unreadable>,
+}
+
+impl Claimed {
+    /// The highest row id taken, readable or not (where `once --all` goes on from).
+    pub fn last_rowid(&self) -> Option<i64> {
+        let a = self.sessions.iter().map(|s| s.rowid);
+        a.chain(self.unreadable.iter().map(|u| u.rowid)).max()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sessions.is_empty() && self.unreadable.is_empty()
+    }
+}
+
+impl Session {
+    /// Why payrecon cannot work with this row as read, if it cannot: values an application
+    /// wrote around `add`'s rules (or before the schema refused them).
+    pub fn unusable(&self) -> Option<String> {
+        if let Err(e) = validate_session_id(&self.session_id) {
+            return Some(e);
+        }
+        if crate::clock::parse(&self.created_at).is_none() {
+            return Some(format!(
+                "created_at {:?} is not a time",
+                self.created_at.escape_debug().to_string()
+            ));
+        }
+        None
+    }
+}
+
 /// A session to enqueue, validated by [`NewSession::validate`].
 #[derive(Debug, Clone, Default)]
 pub struct NewSession {
@@ -472,6 +519,8 @@ pub struct Stats {
     /// EXPIRED sessions still waiting for their late check.
     pub late_checks_waiting: i64,
     pub anomalies: i64,
+    /// PENDING rows set aside because payrecon cannot read them.
+    pub unreadable: i64,
 }
 
 /// Filter for `list`.

@@ -381,3 +381,54 @@ async fn a_wrong_base_url_never_closes_a_book() {
         "cleared"
     );
 }
+
+/// Rows an application wrote around `add`'s rules — a BLOB session id, text in `checks`, a
+/// `created_at` that is not a time, U+0085 in a session id — are set aside, named and counted;
+/// every other session is reconciled as usual, and `list` and `stats` still work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_bad_row_never_stops_reconciliation() {
+    let env = Env::start().await;
+    let l = env.ledger();
+    for i in 0..20 {
+        env.session(&l, &format!("good{i}"), "complete");
+    }
+    l.execute_batch(
+        "INSERT INTO sessions (provider, session_id) VALUES ('mopay', X'4D4F505F626C6F62');
+         INSERT INTO sessions (provider, session_id, checks) VALUES ('mopay', 'bad_checks', 'many');
+         INSERT INTO sessions (provider, session_id, created_at) VALUES ('mopay', 'bad_time', 'yesterday');
+         INSERT INTO sessions (provider, session_id) VALUES ('mopay', 'nel' || char(133) || 'id');
+         INSERT INTO sessions (provider, session_id) VALUES (X'6D6F706179', 'blob_provider');",
+    )
+    .unwrap();
+    let report = env.pass(&l, "p").await;
+    assert_eq!(report.resolved(), 20, "{report:?}");
+    assert_eq!(report.unreadable, 5, "{report:?}");
+    assert_eq!(
+        count(
+            &l,
+            "SELECT count(*) FROM sessions WHERE last_error LIKE 'unreadable row: %'"
+        ),
+        5
+    );
+    // Named once per pass: a second pass right after takes none of them again.
+    let again = env.pass(&l, "p").await;
+    assert_eq!(again.unreadable, 0);
+    let (out, err) = text(
+        &output({
+            let mut c = env.cmd();
+            c.arg("stats");
+            c
+        })
+        .await,
+    );
+    assert!(out.contains("UNREADABLE ROWS: 5"), "{out}{err}");
+    let o = output({
+        let mut c = env.cmd();
+        c.args(["list", "--limit", "100"]);
+        c
+    })
+    .await;
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}{err}");
+    assert!(out.contains("good3"), "{out}");
+}
