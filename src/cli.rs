@@ -121,6 +121,9 @@ pub enum Command {
         /// Write here (atomically) instead of stdout
         #[arg(long)]
         output: Option<PathBuf>,
+        /// Leave out rows payrecon cannot read (each is logged) instead of refusing to export
+        #[arg(long)]
+        skip_unreadable: bool,
     },
     /// The events outbox
     Events {
@@ -825,6 +828,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             status,
             provider,
             output,
+            skip_unreadable,
         } => {
             let cfg = load(&cli)?;
             let time = |flag: &str, t: &Option<String>| -> Result<_, UsageError> {
@@ -847,6 +851,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     })
                     .collect::<Result<_, _>>()?,
                 provider: provider.clone(),
+                skip_unreadable: *skip_unreadable,
             };
             let ledger = daemon::open_ledger(&cfg)?;
             let started = std::time::Instant::now();

@@ -3,6 +3,7 @@
 //! With `--output`, rows go to a temporary file beside the target that is renamed into place
 //! at the end, so a reader never sees half a file.
 
+use std::borrow::Cow;
 use std::io::Write;
 use std::path::Path;
 
@@ -22,30 +23,43 @@ pub enum Format {
 /// One exported row: the columns accounting reads, amounts as the ledger's decimal text.
 #[derive(Debug, Serialize)]
 struct Row<'a> {
-    provider: &'a str,
-    session_id: &'a str,
-    reference: Option<&'a str>,
+    provider: Cow<'a, str>,
+    session_id: Cow<'a, str>,
+    reference: Option<Cow<'a, str>>,
     amount: Option<&'a str>,
-    currency: Option<&'a str>,
+    currency: Option<Cow<'a, str>>,
     status: &'a str,
-    transaction_id: Option<&'a str>,
-    payment_method: Option<&'a str>,
+    transaction_id: Option<Cow<'a, str>>,
+    payment_method: Option<Cow<'a, str>>,
     provider_completed_at: Option<&'a str>,
     resolved_at: Option<&'a str>,
     checks: i64,
 }
 
-impl<'a> From<&'a Session> for Row<'a> {
-    fn from(s: &'a Session) -> Self {
+/// A text cell a spreadsheet would run as a formula — one starting with `=`, `+`, `-`, `@`, a
+/// tab or a carriage return — with a `'` put before it (OWASP's advice for CSV injection). Only
+/// the CSV export does this, and only to text written by applications and providers; amounts,
+/// statuses, times and counts are payrecon's own and never start so.
+fn no_formula(text: &str) -> Cow<'_, str> {
+    match text.as_bytes().first() {
+        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r') => Cow::Owned(format!("'{text}")),
+        _ => Cow::Borrowed(text),
+    }
+}
+
+impl<'a> Row<'a> {
+    /// The row; `csv` neutralises cells a spreadsheet would run as formulas.
+    fn new(s: &'a Session, csv: bool) -> Self {
+        let cell = |t: &'a str| if csv { no_formula(t) } else { Cow::Borrowed(t) };
         Row {
-            provider: &s.provider,
-            session_id: &s.session_id,
-            reference: s.reference.as_deref(),
+            provider: cell(&s.provider),
+            session_id: cell(&s.session_id),
+            reference: s.reference.as_deref().map(cell),
             amount: s.amount.as_deref(),
-            currency: s.currency.as_deref(),
+            currency: s.currency.as_deref().map(cell),
             status: &s.status,
-            transaction_id: s.transaction_id.as_deref(),
-            payment_method: s.payment_method.as_deref(),
+            transaction_id: s.transaction_id.as_deref().map(cell),
+            payment_method: s.payment_method.as_deref().map(cell),
             provider_completed_at: s.provider_completed_at.as_deref(),
             resolved_at: s.resolved_at.as_deref(),
             checks: s.checks,
@@ -70,7 +84,8 @@ pub fn write(
             let mut w = csv::Writer::from_writer(out);
             let n = ledger.export(filter, |s| {
                 bar.inc(1);
-                w.serialize(Row::from(s)).map_err(std::io::Error::other)
+                w.serialize(Row::new(s, true))
+                    .map_err(std::io::Error::other)
             })?;
             // A ledger with no matching rows still gets its header.
             if n == 0 {
@@ -95,7 +110,8 @@ pub fn write(
             let mut w = std::io::BufWriter::new(out);
             let n = ledger.export(filter, |s| {
                 bar.inc(1);
-                serde_json::to_writer(&mut w, &Row::from(s)).map_err(std::io::Error::other)?;
+                serde_json::to_writer(&mut w, &Row::new(s, false))
+                    .map_err(std::io::Error::other)?;
                 w.write_all(b"\n")
             })?;
             w.flush()?;

@@ -1122,7 +1122,15 @@ impl Ledger {
                     f.provider.as_deref()
                 ],
                 |r| {
-                    let s = session_from_row(r)?;
+                    let s = match read_session(r)? {
+                        Ok(s) => s,
+                        Err(u) if f.skip_unreadable => {
+                            tracing::warn!(provider = %u.provider, rowid = u.rowid, error = %u.error,
+                                "left an unreadable sessions row out of the export");
+                            return Ok(());
+                        }
+                        Err(u) => return Err(ExportStep::Unreadable(u)),
+                    };
                     row(&s).map_err(ExportStep::Write)?;
                     n += 1;
                     Ok(())
@@ -1133,6 +1141,7 @@ impl Ledger {
             Ok(()) => Ok(n),
             Err(ExportStep::Db(e)) => Err(ExportError::Ledger(self.err("exporting")(e))),
             Err(ExportStep::Write(w)) => Err(ExportError::Write(w)),
+            Err(ExportStep::Unreadable(u)) => Err(ExportError::Unreadable(u)),
         }
     }
 
@@ -1169,6 +1178,7 @@ impl Ledger {
 enum ExportStep {
     Db(DbError),
     Write(std::io::Error),
+    Unreadable(Unreadable),
 }
 
 impl From<DbError> for ExportStep {
@@ -1584,6 +1594,12 @@ pub enum ExportError {
     Ledger(#[from] Error),
     #[error("writing the export: {0}")]
     Write(#[source] std::io::Error),
+    #[error(
+        "sessions row {} (provider {}) cannot be read ({}): nothing was exported; fix or delete \
+         the row, or pass --skip-unreadable to export without it",
+        .0.rowid, .0.provider, crate::escape::shown(&.0.error)
+    )]
+    Unreadable(Unreadable),
 }
 
 /// What an import did.

@@ -437,6 +437,8 @@ pub struct ExportFilter {
     pub until: Option<Timestamp>,
     pub statuses: Vec<Status>,
     pub provider: Option<String>,
+    /// Leave out rows payrecon cannot read (each is logged) instead of refusing the export.
+    pub skip_unreadable: bool,
 }
 
 impl Event {

@@ -213,3 +213,33 @@ crate::on_both_engines!(
     completed_totals_in_stats_and_export_agree,
     resolve_moves_pending_or_review_once_and_nothing_else,
 );
+
+/// A cell a spreadsheet would run as a formula is neutralised in CSV (a `'` before it); JSON
+/// lines keep the text as it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csv_cells_never_run_as_formulas() {
+    let env = Env::start().await;
+    env.ledger()
+        .execute_batch(
+            "INSERT INTO sessions (provider, session_id, reference, amount, currency, status, \
+             transaction_id, payment_method, resolved_at) VALUES \
+             ('mopay', '-2+3', '=HYPERLINK(\"http://x\")', '1.00', 'LSL', 'COMPLETED', '+41', \
+              '@SUM(A1)', '2026-11-01T10:06:00.000Z')",
+        )
+        .unwrap();
+    let run = |format: &str| {
+        let mut c = env.cmd();
+        c.args(["export", "--format", format]);
+        output(c)
+    };
+    let (csv, _) = text(&run("csv").await);
+    let row = csv.lines().nth(1).unwrap();
+    assert_eq!(
+        row,
+        "mopay,'-2+3,\"'=HYPERLINK(\"\"http://x\"\")\",1.00,LSL,COMPLETED,'+41,'@SUM(A1),,2026-11-01T10:06:00.000Z,0"
+    );
+    let (jsonl, _) = text(&run("jsonl").await);
+    let v: serde_json::Value = serde_json::from_str(jsonl.lines().next().unwrap()).unwrap();
+    assert_eq!(v["reference"], "=HYPERLINK(\"http://x\")");
+    assert_eq!(v["session_id"], "-2+3");
+}

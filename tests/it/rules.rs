@@ -431,4 +431,35 @@ async fn one_bad_row_never_stops_reconciliation() {
     let (out, err) = text(&o);
     assert!(o.status.success(), "{out}{err}");
     assert!(out.contains("good3"), "{out}");
+    assert!(out.contains("UNREADABLE"), "{out}");
+    // An export that would silently leave a row out is refused, naming it …
+    let file = env.dir.path().join("out.csv");
+    let o = output({
+        let mut c = env.cmd();
+        c.args(["export", "--format", "csv", "--output"]).arg(&file);
+        c
+    })
+    .await;
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("cannot be read") && err.contains("--skip-unreadable"),
+        "{err}"
+    );
+    assert!(!file.exists(), "no partial file");
+    // … unless told to leave such rows out.
+    let o = output({
+        let mut c = env.cmd();
+        c.args(["export", "--format", "csv", "--skip-unreadable", "--output"])
+            .arg(&file);
+        c
+    })
+    .await;
+    assert!(o.status.success(), "{}", text(&o).1);
+    let csv = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(
+        csv.lines().count(),
+        21,
+        "a header and the 20 good sessions:\n{csv}"
+    );
 }
