@@ -62,8 +62,14 @@ struct AdminState {
     metrics: Option<PrometheusHandle>,
 }
 
-/// The admin router.
-pub fn router(ledger: Ledger, health: Arc<Health>, metrics: Option<PrometheusHandle>) -> Router {
+/// The admin router; with `token`, every request must carry `Authorization: Bearer <token>`.
+pub fn router(
+    ledger: Ledger,
+    health: Arc<Health>,
+    metrics: Option<PrometheusHandle>,
+    token: Option<crate::config::Secret>,
+) -> Router {
+    let token = Arc::new(token);
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
@@ -72,6 +78,22 @@ pub fn router(ledger: Ledger, health: Arc<Health>, metrics: Option<PrometheusHan
             health,
             metrics,
         })
+        .layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| {
+                let token = token.clone();
+                async move {
+                    match token.as_ref() {
+                        Some(t) if !crate::api::bearer_matches(request.headers(), t) => (
+                            StatusCode::UNAUTHORIZED,
+                            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                            "missing or wrong bearer token\n",
+                        )
+                            .into_response(),
+                        _ => next.run(request).await,
+                    }
+                }
+            },
+        ))
 }
 
 async fn healthz(State(st): State<AdminState>) -> Response {

@@ -89,24 +89,29 @@ fn session_json(code: StatusCode, s: &Session) -> Response {
     (code, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-/// Constant-time comparison of the bearer token, when one is configured.
-fn authorized(st: &ApiState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(token) = &st.token else {
-        return Ok(());
-    };
+/// Whether `headers` carry `Authorization: Bearer <token>`, compared in constant time (the API
+/// and the admin endpoint share it).
+pub fn bearer_matches(headers: &HeaderMap, token: &Secret) -> bool {
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
     let want = token.expose().as_bytes();
-    let same = given.len() == want.len()
+    given.len() == want.len()
         && given
             .bytes()
             .zip(want)
             .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
-    if same {
+            == 0
+}
+
+/// The bearer token, when one is configured.
+fn authorized(st: &ApiState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(token) = &st.token else {
+        return Ok(());
+    };
+    if bearer_matches(headers, token) {
         Ok(())
     } else {
         Err(error(

@@ -497,6 +497,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if let Some((delivered, retried, dead)) = once.deliveries {
                 println!("events: {delivered} delivered, {retried} to retry later, {dead} dead");
             }
+            if let Some(left) = once.interrupted {
+                anyhow::bail!(
+                    "interrupted: {left} sessions were left unchecked; run it again to go on"
+                );
+            }
             if !report.refused.is_empty() {
                 anyhow::bail!(
                     "credentials refused by {}; their sessions were not checked",

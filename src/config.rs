@@ -243,6 +243,9 @@ impl Default for RawEvents {
 pub struct RawAdmin {
     /// `host:port`, or absent/"off".
     pub listen: Option<String>,
+    /// The variable holding the bearer token `/healthz` and `/metrics` then demand; required
+    /// beyond loopback.
+    pub token_env: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -283,6 +286,8 @@ pub struct Config {
     pub webhook: Option<WebhookConfig>,
     /// `[admin] listen`: `/healthz` and `/metrics`, when set.
     pub admin_listen: Option<std::net::SocketAddr>,
+    /// `[admin] token_env`'s token, which both then demand.
+    pub admin_token: Option<Secret>,
     /// `[api]`: the HTTP API for applications, when `listen` is set.
     pub api: Option<ApiConfig>,
     /// Settings that leave a provider unable to reach a final state (e.g. Mopay Nigeria without
@@ -547,6 +552,11 @@ impl Config {
                 env,
                 ("ledger.url", "ledger.password_env"),
             )?),
+            (Some(path), None) if path.as_os_str().is_empty() => {
+                return Err(UsageError::new(
+                    "ledger.path: is empty; name the SQLite file, such as \"/var/lib/payrecon/ledger.db\"",
+                ));
+            }
             (path, None) => {
                 Location::Path(path.unwrap_or_else(|| PathBuf::from("/var/lib/payrecon/ledger.db")))
             }
@@ -558,12 +568,22 @@ impl Config {
                 s.cron
             ))
         })?;
+        // A schedule that never fires would leave `run` with nothing to do.
+        if cron
+            .find_next_occurrence(&chrono::Utc::now(), false)
+            .is_err()
+        {
+            return Err(UsageError::new(format!(
+                "schedule.cron: {:?} never fires (no future time matches it)",
+                s.cron
+            )));
+        }
         let schedule = ScheduleConfig {
             cron_expr: s.cron.clone(),
             cron,
             batch_size: positive("schedule.batch_size", s.batch_size, 100_000)?,
             concurrency: positive("schedule.concurrency", s.concurrency, 10_000)? as usize,
-            lease: duration("schedule.lease", &s.lease)?,
+            lease: duration_within("schedule.lease", &s.lease, Duration::from_secs(7 * 86_400))?,
         };
         let b = &raw.backoff;
         let backoff = BackoffConfig {
@@ -583,15 +603,15 @@ impl Config {
         }
         let h = &raw.http;
         let http = HttpConfig {
-            timeout: duration("http.timeout", &h.timeout)?,
+            timeout: duration_within("http.timeout", &h.timeout, SHORT)?,
             retries: u32::try_from(h.retries)
                 .ok()
                 .filter(|r| *r <= 20)
                 .ok_or_else(|| {
                     UsageError::new(format!("http.retries: must be 0 to 20, got {}", h.retries))
                 })?,
-            retry_initial: duration("http.retry_initial", &h.retry_initial)?,
-            retry_max: duration("http.retry_max", &h.retry_max)?,
+            retry_initial: duration_within("http.retry_initial", &h.retry_initial, SHORT)?,
+            retry_max: duration_within("http.retry_max", &h.retry_max, SHORT)?,
             max_body: byte_size("http.max_body", &h.max_body)?,
         };
         let worst = http.worst_check_time();
@@ -607,26 +627,49 @@ impl Config {
         for (name, p) in &raw.providers {
             providers.push(provider(name, p, http.timeout, env, &mut secret_problems)?);
         }
+        // A listener's bearer token: required beyond loopback; its variable must be set.
+        let mut token_for = |table: &str,
+                             addr: std::net::SocketAddr,
+                             var: &Option<String>,
+                             why: &str|
+         -> Result<Option<Secret>, UsageError> {
+            if !addr.ip().is_loopback() && var.is_none() {
+                return Err(UsageError::new(format!(
+                    "{table}.token_env: required when {table}.listen ({addr}) is beyond loopback: {why}"
+                )));
+            }
+            Ok(match var {
+                None => None,
+                Some(var) => match env(var).filter(|v| !v.trim().is_empty()) {
+                    Some(v) => Some(Secret::new(v.trim().to_string())),
+                    None => {
+                        secret_problems.push(format!(
+                            "{table}.token_env: environment variable {var} is not set"
+                        ));
+                        None
+                    }
+                },
+            })
+        };
+        let admin_listen = listen("admin.listen", raw.admin.listen.as_deref())?;
+        let admin_token = match admin_listen {
+            None => None,
+            Some(addr) => token_for(
+                "admin",
+                addr,
+                &raw.admin.token_env,
+                "/healthz and /metrics tell anyone how the books stand",
+            )?,
+        };
         let api = match listen("api.listen", raw.api.listen.as_deref())? {
             None => None,
             Some(addr) => {
-                let token = match &raw.api.token_env {
-                    None => None,
-                    Some(var) => match env(var).filter(|v| !v.trim().is_empty()) {
-                        Some(v) => Some(Secret::new(v.trim().to_string())),
-                        None => {
-                            secret_problems.push(format!(
-                                "api.token_env: environment variable {var} is not set"
-                            ));
-                            None
-                        }
-                    },
-                };
-                if !addr.ip().is_loopback() && raw.api.token_env.is_none() {
-                    return Err(UsageError::new(format!(
-                        "api.token_env: required when api.listen ({addr}) is beyond loopback: the API can enqueue and verify payments"
-                    )));
-                }
+                let token = token_for(
+                    "api",
+                    addr,
+                    &raw.api.token_env,
+                    "the API can enqueue and verify payments",
+                )?;
                 Some(ApiConfig {
                     listen: addr,
                     token_env: raw.api.token_env.clone(),
@@ -681,7 +724,8 @@ impl Config {
             providers,
             events_log: raw.events.log,
             webhook,
-            admin_listen: listen("admin.listen", raw.admin.listen.as_deref())?,
+            admin_listen,
+            admin_token,
             api,
             warnings,
             secret_problems,
@@ -704,6 +748,51 @@ impl Config {
     }
 }
 
+/// Query parameters whose names say they carry a credential.
+const CREDENTIAL_PARAMS: &[&str] = &[
+    "token",
+    "access_token",
+    "auth",
+    "key",
+    "apikey",
+    "api_key",
+    "secret",
+    "password",
+    "pass",
+    "pwd",
+    "sig",
+    "signature",
+    "client_secret",
+];
+
+/// An http(s) URL with a host and no credentials in it: a user or password, or a query
+/// parameter named like one (`?token=…`) would be printed by `check-config` into the journal
+/// and sent in every request's logs. The error never repeats the URL, which may hold a secret.
+fn http_url(key: &str, text: &str) -> Result<reqwest::Url, UsageError> {
+    let url = reqwest::Url::parse(text)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+        .ok_or_else(|| UsageError::new(format!("{key}: not an http(s) URL with a host")))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(UsageError::new(format!(
+            "{key}: holds a user name or password; give credentials through the provider's \
+             *_env keys (api_key_env, public_key_env, secret_key_env), never inside the URL"
+        )));
+    }
+    if let Some((name, _)) = url.query_pairs().find(|(k, _)| {
+        CREDENTIAL_PARAMS.iter().any(|c| {
+            k.eq_ignore_ascii_case(c) || k.to_ascii_lowercase().ends_with(&format!("_{c}"))
+        })
+    }) {
+        return Err(UsageError::new(format!(
+            "{key}: its query parameter {:?} looks like a credential; give credentials through \
+             the *_env keys, never inside the URL",
+            crate::escape::shown(&name)
+        )));
+    }
+    Ok(url)
+}
+
 /// Validates `[events.webhook]`; a missing or bad secret goes to `problems` (see
 /// [`Config::require_secrets`]), not into the error, so commands that never sign can still run.
 fn webhook(
@@ -711,15 +800,7 @@ fn webhook(
     env: EnvLookup<'_>,
     problems: &mut Vec<String>,
 ) -> Result<WebhookConfig, UsageError> {
-    let url = reqwest::Url::parse(&w.url)
-        .ok()
-        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
-        .ok_or_else(|| {
-            UsageError::new(format!(
-                "events.webhook.url: {:?} is not an http(s) URL",
-                w.url
-            ))
-        })?;
+    let url = http_url("events.webhook.url", &w.url)?;
     let var = &w.secret_env;
     let mut secrets = Vec::new();
     match env(var).filter(|v| !v.trim().is_empty()) {
@@ -747,7 +828,7 @@ fn webhook(
         url,
         secret_env: var.clone(),
         secrets,
-        timeout: duration("events.webhook.timeout", &w.timeout)?,
+        timeout: duration_within("events.webhook.timeout", &w.timeout, SHORT)?,
         schedule,
         concurrency: positive("events.webhook.concurrency", w.concurrency, 1_000)? as usize,
     })
@@ -805,15 +886,7 @@ fn provider(
                 p.kind
             ))
         })?;
-    let base_url = reqwest::Url::parse(url_text)
-        .ok()
-        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
-        .ok_or_else(|| {
-            UsageError::new(format!(
-                "{}: {url_text:?} is not an http(s) URL",
-                key("base_url")
-            ))
-        })?;
+    let base_url = http_url(&key("base_url"), url_text)?;
     // Secrets: the variable names are required where the kind needs them; their values only by
     // the commands that call providers (see `Config::require_secrets`).
     let mut secret = |field: &str,
@@ -867,6 +940,18 @@ fn provider(
         Some(RateLimitSpec::One(s)) => vec![s.clone()],
         Some(RateLimitSpec::Many(v)) => v.clone(),
     };
+    if specs.is_empty() {
+        return Err(UsageError::new(format!(
+            "{}: an empty list; give one or more limits like \"10/s\", or \"off\"",
+            key("rate_limit")
+        )));
+    }
+    if specs.len() > 1 && specs.iter().any(|s| s == "off") {
+        return Err(UsageError::new(format!(
+            "{}: \"off\" cannot be combined with limits",
+            key("rate_limit")
+        )));
+    }
     let mut rate_limits = Vec::new();
     for spec in &specs {
         if spec == "off" {
@@ -876,7 +961,7 @@ fn provider(
     }
     let long_poll = p.long_poll.unwrap_or(false);
     let long_poll_timeout = match &p.long_poll_timeout {
-        Some(t) => duration(&key("long_poll_timeout"), t)?,
+        Some(t) => duration_within(&key("long_poll_timeout"), t, SHORT)?,
         None => Duration::from_secs(30),
     };
     let mut status_map = BTreeMap::new();
@@ -966,25 +1051,48 @@ pub fn rate_limit(key: &str, spec: &str) -> Result<(NonZeroU32, Duration), Usage
     };
     let (n, unit) = spec.split_once('/').ok_or_else(bad)?;
     let n: NonZeroU32 = n.trim().parse().map_err(|_| bad())?;
+    // The limiter spaces calls evenly: more than a million a second cannot be represented.
+    if n.get() > 1_000_000 {
+        return Err(UsageError::new(format!(
+            "{key}: {spec:?} is more than the limiter can keep (at most 1000000 calls per period); use \"off\" for no limit"
+        )));
+    }
     let per = match unit.trim() {
         "s" | "sec" | "second" => Duration::from_secs(1),
         "m" | "min" | "minute" => Duration::from_secs(60),
         "h" | "hour" => Duration::from_secs(3600),
         other => match humantime::parse_duration(other) {
-            Ok(d) if !d.is_zero() && d <= Duration::from_secs(86_400) => d,
+            Ok(d) if d >= Duration::from_secs(1) && d <= Duration::from_secs(86_400) => d,
             _ => return Err(bad()),
         },
     };
     Ok((n, per))
 }
 
-/// Parses a humantime duration (`"30s"`, `"2m"`, `"48h"`, `"7d"`), which must be positive.
+/// The longest any duration in the config may be: ten years (`backoff.max_age`,
+/// `late_check`); keys whose values are multiplied or waited on within a call are bounded
+/// tighter ([`SHORT`]).
+pub const LONGEST: Duration = Duration::from_secs(10 * 365 * 86_400);
+/// The bound of timeouts and delays within one check or delivery: one hour.
+pub const SHORT: Duration = Duration::from_secs(3600);
+
+/// Parses a humantime duration (`"30s"`, `"2m"`, `"48h"`, `"7d"`), which must be positive and
+/// at most [`LONGEST`].
 pub fn duration(key: &str, text: &str) -> Result<Duration, UsageError> {
+    duration_within(key, text, LONGEST)
+}
+
+/// As [`duration`], at most `max`.
+pub fn duration_within(key: &str, text: &str, max: Duration) -> Result<Duration, UsageError> {
     match humantime::parse_duration(text) {
-        Ok(d) if !d.is_zero() => Ok(d),
-        Ok(_) => Err(UsageError::new(format!(
+        Ok(d) if d.is_zero() => Err(UsageError::new(format!(
             "{key}: must be longer than zero, got {text:?}"
         ))),
+        Ok(d) if d > max => Err(UsageError::new(format!(
+            "{key}: {text:?} is longer than the longest allowed, {}",
+            humantime::format_duration(max)
+        ))),
+        Ok(d) => Ok(d),
         Err(e) => Err(UsageError::new(format!(
             "{key}: {text:?} is not a duration like \"30s\", \"2m\" or \"48h\" ({e})"
         ))),
@@ -1031,6 +1139,90 @@ fn byte_size(key: &str, text: &str) -> Result<usize, UsageError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// A value for any key: durations of every size (and nonsense), numbers of every
+        /// size and sign, rates, crons, empty text.
+        fn value() -> impl Strategy<Value = String> {
+            prop_oneof![
+                3 => prop::sample::select(vec![
+                    "\"500000000000y\"", "\"0s\"", "\"1ns\"", "\"1s\"", "\"59m\"", "\"2h\"",
+                    "\"3650d\"", "\"3651d\"", "\"18446744073709551615s\"", "\"\"", "\"off\"",
+                    "\"1000001/s\"", "\"4294967295/s\"", "\"5/10s\"", "\"1/1ns\"", "[]",
+                    "[\"off\", \"10/s\"]", "0", "-1", "1", "9223372036854775807", "1e308",
+                    "-1e308", "nan", "inf", "\"0 0 30 2 *\"", "\"* * * * * *\"", "true",
+                ])
+                .prop_map(String::from),
+                1 => any::<i64>().prop_map(|n| n.to_string()),
+                1 => any::<f64>()
+                    .prop_filter("TOML floats", |f| f.is_finite())
+                    .prop_map(|f| format!("{f:?}")),
+                1 => "[0-9]{1,20}[a-z]{0,3}".prop_map(|d| format!("{d:?}")),
+            ]
+        }
+
+        const KEYS: &[(&str, &str)] = &[
+            ("schedule", "cron"),
+            ("schedule", "batch_size"),
+            ("schedule", "concurrency"),
+            ("schedule", "lease"),
+            ("backoff", "initial"),
+            ("backoff", "multiplier"),
+            ("backoff", "max"),
+            ("backoff", "jitter"),
+            ("backoff", "max_age"),
+            ("backoff", "not_found_after"),
+            ("backoff", "late_check"),
+            ("http", "timeout"),
+            ("http", "retries"),
+            ("http", "retry_initial"),
+            ("http", "retry_max"),
+            ("http", "max_body"),
+            ("providers.m", "rate_limit"),
+            ("providers.m", "long_poll_timeout"),
+            ("events.webhook", "timeout"),
+            ("events.webhook", "concurrency"),
+        ];
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 2048, ..ProptestConfig::default() })]
+            /// No value of any key makes validation panic, and what it accepts can be used:
+            /// every duration can be added to now, the worst check computed.
+            #[test]
+            fn no_value_crashes_the_config(
+                // One to three keys changed, the rest default, so validation gets as far as
+                // every key.
+                changed in prop::collection::vec((0..KEYS.len(), value()), 1..=3),
+            ) {
+                let mut tables: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+                tables.entry("providers.m").or_default().push("kind = \"little\"".into());
+                tables.entry("events.webhook").or_default().push("url = \"http://127.0.0.1:1/h\"".into());
+                tables.entry("events.webhook").or_default().push("secret_env = \"W\"".into());
+                let mut seen = std::collections::BTreeSet::new();
+                for (i, v) in &changed {
+                    let (table, key) = KEYS[*i];
+                    if seen.insert(*i) {
+                        tables.entry(table).or_default().push(format!("{key} = {v}"));
+                    }
+                }
+                let text: String = tables
+                    .iter()
+                    .map(|(t, lines)| format!("[{t}]\n{}\n", lines.join("\n")))
+                    .collect();
+                if let Ok(cfg) = Config::parse(&text, &|_: &str| None) {
+                    let now = crate::clock::now();
+                    let _ = cfg.http.worst_check_time();
+                    for d in [cfg.backoff.initial, cfg.backoff.max, cfg.backoff.max_age,
+                              cfg.backoff.late_check, cfg.schedule.lease] {
+                        let _ = crate::clock::add(now, d * 2);
+                    }
+                }
+            }
+        }
+    }
 
     fn no_env(_: &str) -> Option<String> {
         None
@@ -1128,6 +1320,103 @@ mod tests {
             let err = Config::parse(text, &no_env).expect_err(text).0;
             assert!(err.contains(key), "{text:?} gave {err:?}");
         }
+    }
+
+    /// Values that used to crash or idle the daemon, or leak a credential into the journal:
+    /// each is a configuration error naming its key (and never repeating a secret).
+    #[test]
+    fn config_can_neither_crash_nor_idle_the_daemon() {
+        let m = "[providers.m]\nkind = \"mopay\"\n";
+        let cases = [
+            (
+                "[http]\ntimeout = \"500000000000y\"".to_string(),
+                "http.timeout",
+                "longest",
+            ),
+            (
+                "[http]\nretry_max = \"2h\"".into(),
+                "http.retry_max",
+                "longest",
+            ),
+            (
+                "[backoff]\nmax = \"20000d\"".into(),
+                "backoff.max",
+                "longest",
+            ),
+            (
+                "[backoff]\nmax_age = \"500000000000y\"".into(),
+                "backoff.max_age",
+                "longest",
+            ),
+            (
+                "[schedule]\nlease = \"30d\"".into(),
+                "schedule.lease",
+                "longest",
+            ),
+            (
+                "[schedule]\ncron = \"0 0 30 2 *\"".into(),
+                "schedule.cron",
+                "never fires",
+            ),
+            ("[ledger]\npath = \"\"".into(), "ledger.path", "empty"),
+            (
+                format!("{m}rate_limit = []"),
+                "providers.m.rate_limit",
+                "empty",
+            ),
+            (
+                format!("{m}rate_limit = [\"off\", \"10/s\"]"),
+                "providers.m.rate_limit",
+                "off",
+            ),
+            (
+                format!("{m}rate_limit = \"2000000/s\""),
+                "providers.m.rate_limit",
+                "limiter",
+            ),
+            (
+                format!("{m}rate_limit = \"5/1ns\""),
+                "providers.m.rate_limit",
+                "rate limit",
+            ),
+            (
+                format!("{m}base_url = \"https://user:hunter2@pay.mopay.co.ls\""),
+                "providers.m.base_url",
+                "api_key_env",
+            ),
+            (
+                format!("{m}base_url = \"https://pay.mopay.co.ls/?token=hunter2\""),
+                "providers.m.base_url",
+                "\"token\"",
+            ),
+            (
+                "[events.webhook]\nurl = \"https://h/x?api_key=hunter2\"\nsecret_env = \"W\""
+                    .into(),
+                "events.webhook.url",
+                "credential",
+            ),
+            (
+                "[admin]\nlisten = \"0.0.0.0:9187\"".into(),
+                "admin.token_env",
+                "loopback",
+            ),
+        ];
+        for (text, key, why) in cases {
+            let err = Config::parse(&text, &no_env).expect_err(&text).0;
+            assert!(
+                err.contains(key) && err.contains(why),
+                "{text:?} gave {err:?}"
+            );
+            assert!(!err.contains("hunter2"), "the secret was repeated: {err}");
+        }
+        // An ordinary query and a token for a non-loopback admin are fine.
+        Config::parse(&format!("{m}base_url = \"https://h/p?env=live\""), &no_env).unwrap();
+        let cfg = Config::parse(
+            "[admin]\nlisten = \"0.0.0.0:9187\"\ntoken_env = \"T\"",
+            &|_: &str| Some("tok".into()),
+        )
+        .unwrap();
+        assert_eq!(cfg.admin_token.unwrap().expose(), "tok");
     }
 
     #[test]

@@ -59,6 +59,9 @@ pub async fn shutdown_signal() {
 /// What `once` did.
 pub struct OnceReport {
     pub pass: PassReport,
+    /// A signal ended the pass early, leaving this many sessions unchecked (for `--all`, every
+    /// PENDING session the backfill did not reach; else those claimed and released).
+    pub interrupted: Option<u64>,
     /// `(delivered, retried, dead)` when a webhook is configured.
     pub deliveries: Option<(u64, u64, u64)>,
 }
@@ -90,9 +93,10 @@ pub async fn once(cfg: &Config, all: bool) -> anyhow::Result<OnceReport> {
     };
     let owner = owner_id();
     // A backfill can be long: a progress bar on a terminal (none in logs or pipes).
+    let pending_at_start = if all { ledger.count_pending()? } else { 0 };
     let progress = if all {
         let bar = indicatif::ProgressBar::with_draw_target(
-            Some(ledger.count_pending()?),
+            Some(pending_at_start),
             indicatif::ProgressDrawTarget::stderr_with_hz(4),
         );
         bar.set_style(
@@ -124,7 +128,14 @@ pub async fn once(cfg: &Config, all: bool) -> anyhow::Result<OnceReport> {
         }
     };
     watcher.abort();
-    Ok(OnceReport { pass, deliveries })
+    let interrupted = token
+        .is_cancelled()
+        .then(|| pending_at_start.saturating_sub(pass.claimed) + pass.released);
+    Ok(OnceReport {
+        pass,
+        interrupted,
+        deliveries,
+    })
 }
 
 /// `verify`: checks one session with its provider now (source `api`) and returns it as
@@ -177,7 +188,12 @@ pub async fn run(cfg: &Config) -> anyhow::Result<()> {
     let mut servers = Vec::new();
     if let Some(addr) = cfg.admin_listen {
         let listener = bind("admin.listen", addr).await?;
-        let app = crate::admin::router(open_ledger(cfg)?, health.clone(), metrics.clone());
+        let app = crate::admin::router(
+            open_ledger(cfg)?,
+            health.clone(),
+            metrics.clone(),
+            cfg.admin_token.clone(),
+        );
         servers.push(serve(listener, app, &token, "admin"));
     }
     if let Some(api) = &cfg.api {
@@ -227,17 +243,18 @@ pub async fn run(cfg: &Config) -> anyhow::Result<()> {
         }
     });
     let mut work = std::pin::pin!(work);
-    tokio::select! {
-        () = &mut work => {}
+    let schedule = tokio::select! {
+        r = &mut work => r,
         () = shutdown_signal() => {
             tracing::info!("signal received; stopping");
             let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
             token.cancel();
-            if tokio::time::timeout(SHUTDOWN_GRACE, &mut work).await.is_err() {
-                anyhow::bail!("the pass did not stop within {}s; its leases will expire", SHUTDOWN_GRACE.as_secs());
+            match tokio::time::timeout(SHUTDOWN_GRACE, &mut work).await {
+                Ok(r) => r,
+                Err(_) => anyhow::bail!("the pass did not stop within {}s; its leases will expire", SHUTDOWN_GRACE.as_secs()),
             }
         }
-    }
+    };
     token.cancel();
     for task in outbox_task.into_iter().chain(servers).chain(watchdog) {
         if tokio::time::timeout(SHUTDOWN_GRACE, task).await.is_err() {
@@ -247,6 +264,8 @@ pub async fn run(cfg: &Config) -> anyhow::Result<()> {
             );
         }
     }
+    // A schedule that ran out of ticks is a failure, so `Restart=on-failure` restarts it.
+    schedule?;
     tracing::info!("payrecon stopped");
     Ok(())
 }

@@ -9,8 +9,19 @@ use std::future::Future;
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
-/// Runs `pass` at every tick of `cron` until `shutdown` is cancelled.
-pub async fn run<F, Fut>(cron: &croner::Cron, shutdown: &CancellationToken, mut pass: F)
+/// The schedule stopped because the cron expression has no next tick: `run` must not go on
+/// looking healthy while it reconciles nothing.
+#[derive(Debug, thiserror::Error)]
+#[error("schedule.cron has no next tick ({0}); nothing would ever be reconciled")]
+pub struct NoNextTick(String);
+
+/// Runs `pass` at every tick of `cron` until `shutdown` is cancelled; an error when the
+/// expression runs out of ticks.
+pub async fn run<F, Fut>(
+    cron: &croner::Cron,
+    shutdown: &CancellationToken,
+    mut pass: F,
+) -> Result<(), NoNextTick>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = ()>,
@@ -19,14 +30,11 @@ where
         let now = Utc::now();
         let next = match cron.find_next_occurrence(&now, false) {
             Ok(t) => t,
-            Err(e) => {
-                tracing::error!(error = %e, "the cron expression has no next tick; stopping the schedule");
-                return;
-            }
+            Err(e) => return Err(NoNextTick(e.to_string())),
         };
         let wait = (next - now).to_std().unwrap_or_default();
         tokio::select! {
-            () = shutdown.cancelled() => return,
+            () = shutdown.cancelled() => return Ok(()),
             () = tokio::time::sleep(wait) => {}
         }
         let started = Utc::now();
@@ -41,7 +49,7 @@ where
             tracing::info!(skipped, "ticks fell during the pass and were skipped");
         }
         if shutdown.is_cancelled() {
-            return;
+            return Ok(());
         }
     }
 }
@@ -74,7 +82,8 @@ mod tests {
             running.fetch_sub(1, Ordering::SeqCst);
             runs.fetch_add(1, Ordering::SeqCst);
         })
-        .await;
+        .await
+        .unwrap();
         let n = runs.load(Ordering::SeqCst);
         assert!((1..=2).contains(&n), "{n} passes");
     }

@@ -113,6 +113,8 @@ pub struct Session {
     pub not_found_count: i64,
     pub last_checked_at: Option<String>,
     pub last_error: Option<String>,
+    /// Host and process id of the daemon holding the lease: never shown to API clients.
+    #[serde(skip)]
     pub lease_owner: Option<String>,
     pub lease_until: Option<String>,
     pub provider_status: Option<String>,
