@@ -455,3 +455,63 @@ crate::on_both_engines!(
     two_processes_on_one_ledger_record_one_transition_each,
     sigterm_stops_the_daemon_promptly_and_releases_leases,
 );
+
+/// An interrupted `once --all` releases what it claimed and exits 1, saying how many sessions
+/// were left unchecked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_backfill_exits_1_with_what_is_left() {
+    let env = Env::start().await;
+    let l = env.ledger();
+    env.set("timeout", "\"8s\"");
+    env.set("lease", "\"60s\"");
+    env.set("concurrency", "2");
+    for i in 0..6 {
+        env.session(&l, &format!("bf{i}"), "complete.slow-6000");
+    }
+    let mut c = env.cmd();
+    c.args(["once", "--all"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = Guard(c.spawn().unwrap());
+    let sim = env.sim.clone();
+    assert!(
+        wait_for(Duration::from_secs(10), || (0..6)
+            .filter(|i| sim.polls(&format!("bf{i}")) > 0)
+            .count()
+            >= 2)
+        .await
+    );
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    assert!(
+        wait_for(Duration::from_secs(10), || child
+            .0
+            .try_wait()
+            .unwrap()
+            .is_some())
+        .await,
+        "still running after SIGINT"
+    );
+    let out = std::mem::replace(
+        &mut child.0,
+        std::process::Command::new("true").spawn().unwrap(),
+    )
+    .wait_with_output()
+    .unwrap();
+    let (_, err) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("interrupted: 6 sessions were left unchecked"),
+        "{err}"
+    );
+    assert_eq!(
+        count(
+            &l,
+            "SELECT count(*) FROM sessions WHERE lease_owner IS NOT NULL"
+        ),
+        0
+    );
+}

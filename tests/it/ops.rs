@@ -491,3 +491,43 @@ async fn healthz_turns_503_when_every_session_is_not_found() {
         3
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_endpoint_demands_its_token_when_it_has_one() {
+    let mut env = Env::start().await;
+    let admin = free_port();
+    let text_cfg = std::fs::read_to_string(&env.config_path).unwrap();
+    let at = text_cfg.find("[providers.").unwrap();
+    std::fs::write(
+        &env.config_path,
+        format!(
+            "{}[admin]\nlisten = \"127.0.0.1:{admin}\"\ntoken_env = \"PAYRECON_TEST_ADMIN_TOKEN\"\n{}",
+            &text_cfg[..at],
+            &text_cfg[at..]
+        ),
+    )
+    .unwrap();
+    env.vars
+        .push(("PAYRECON_TEST_ADMIN_TOKEN".into(), "adm_0123456789".into()));
+    let admin = format!("http://127.0.0.1:{admin}");
+    let _d = daemon(&env, &[&admin]).await;
+    let client = reqwest::Client::new();
+    for path in ["/healthz", "/metrics"] {
+        let r = client.get(format!("{admin}{path}")).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 401, "{path} without a token");
+        let r = client
+            .get(format!("{admin}{path}"))
+            .bearer_auth("adm_wrong")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 401, "{path} with a wrong token");
+        let r = client
+            .get(format!("{admin}{path}"))
+            .bearer_auth("adm_0123456789")
+            .send()
+            .await
+            .unwrap();
+        assert_ne!(r.status().as_u16(), 401, "{path} with the token");
+    }
+}
