@@ -15,9 +15,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
-use crate::clock;
 use crate::config::{Config, Secret};
-use crate::ledger::{Enqueued, Ledger, NewSession, Session};
+use crate::ledger::{Enqueued, Ledger, NewSession, Session, SessionInput};
 use crate::provider::Providers;
 use crate::reconcile::{self, PassOptions};
 
@@ -133,6 +132,38 @@ async fn require_token(
     }
 }
 
+/// A JSON object whose keys are all distinct.
+struct UniqueObject(serde_json::Map<String, Value>);
+
+impl<'de> serde::Deserialize<'de> for UniqueObject {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Keys;
+        impl<'de> serde::de::Visitor<'de> for Keys {
+            type Value = UniqueObject;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<UniqueObject, A::Error> {
+                let mut out = serde_json::Map::new();
+                while let Some((k, v)) = m.next_entry::<String, Value>()? {
+                    if out.contains_key(&k) {
+                        return Err(serde::de::Error::custom(format!(
+                            "the key {:?} appears twice",
+                            crate::escape::shown(&k)
+                        )));
+                    }
+                    out.insert(k, v);
+                }
+                Ok(UniqueObject(out))
+            }
+        }
+        d.deserialize_map(Keys)
+    }
+}
+
 /// Reads and checks a `POST /v1/sessions` body; the error names the field.
 fn new_session(st: &ApiState, body: &[u8]) -> Result<NewSession, ApiError> {
     let bad =
@@ -144,9 +175,17 @@ fn new_session(st: &ApiState, body: &[u8]) -> Result<NewSession, ApiError> {
             None,
         )
     })?;
-    let Value::Object(obj) = v else {
+    let Value::Object(_) = v else {
         return Err(bad("the body must be a JSON object".into(), None));
     };
+    // With a key twice, which value would count? serde_json keeps the last: refused instead.
+    let UniqueObject(obj) = serde_json::from_slice(body).map_err(|e| {
+        error(
+            StatusCode::BAD_REQUEST,
+            &format!("the body is not accepted ({e})"),
+            None,
+        )
+    })?;
     const FIELDS: &[&str] = NewSession::FIELDS;
     if let Some(k) = obj.keys().find(|k| !FIELDS.contains(&k.as_str())) {
         return Err(bad(
@@ -154,45 +193,28 @@ fn new_session(st: &ApiState, body: &[u8]) -> Result<NewSession, ApiError> {
             Some(k),
         ));
     }
-    let text = |name: &'static str, required: bool| -> Result<Option<String>, ApiError> {
+    let text = |name: &'static str| -> Result<Option<String>, ApiError> {
         match obj.get(name) {
-            None | Some(Value::Null) if required => {
-                Err(bad(format!("{name} is required"), Some(name)))
-            }
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.clone())),
             // Amounts travel as decimal text: a JSON number has been through a float somewhere.
             Some(_) => Err(bad(format!("{name} must be a string"), Some(name))),
         }
     };
-    let provider = text("provider", true)?.unwrap_or_default();
-    if st.cfg.provider(&provider).is_none() {
-        return Err(bad(
-            format!("provider {provider:?} is not configured"),
-            Some("provider"),
-        ));
-    }
-    let created_at = match text("created_at", false)? {
-        None => None,
-        Some(t) => Some(clock::parse(&t).ok_or_else(|| {
-            bad(
-                format!("created_at {t:?} is not an RFC 3339 time"),
-                Some("created_at"),
-            )
-        })?),
-    };
-    let s = NewSession {
-        provider,
-        session_id: text("session_id", true)?.unwrap_or_default(),
-        reference: text("reference", false)?,
-        amount: text("amount", false)?,
-        currency: text("currency", false)?,
-        created_at,
-    };
-    s.validate().map_err(|e| {
-        let field = FIELDS.iter().find(|f| e.starts_with(**f)).copied();
-        bad(e, field)
-    })?;
+    let fields: Vec<Option<String>> = FIELDS.iter().map(|f| text(f)).collect::<Result<_, _>>()?;
+    let field = |i: usize| fields[i].as_deref();
+    let s = NewSession::from_input(
+        &SessionInput {
+            provider: field(0),
+            session_id: field(1),
+            reference: field(2),
+            amount: field(3),
+            currency: field(4),
+            created_at: field(5),
+        },
+        |p| st.cfg.provider(p).is_some(),
+    )
+    .map_err(|e| bad(e.to_string(), Some(e.field)))?;
     Ok(s)
 }
 
@@ -229,6 +251,10 @@ async fn create(State(st): State<Arc<ApiState>>, body: Body) -> Response {
             },
             &session,
         ),
+        // The same session with another amount, reference or currency: the ledger keeps its own.
+        Err(crate::ledger::Error::Conflict(c)) => {
+            error(StatusCode::CONFLICT, &c.to_string(), Some(c.field)).into_response()
+        }
         Ok((_, None)) | Err(_) => internal(result.err()),
     }
 }

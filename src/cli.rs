@@ -530,45 +530,47 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             created_at,
         } => {
             let cfg = load(&cli)?;
-            if cfg.provider(provider).is_none() {
-                return Err(UsageError::new(format!(
-                    "--provider: {provider:?} is not configured (configured: {})",
-                    cfg.providers
-                        .iter()
-                        .map(|p| p.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ))
-                .into());
-            }
-            let created_at = match created_at {
-                None => None,
-                Some(t) => Some(clock::parse(t).ok_or_else(|| {
+            let input = crate::ledger::SessionInput {
+                provider: Some(provider),
+                session_id: Some(session_id),
+                reference: reference.as_deref(),
+                amount: amount.as_deref(),
+                currency: currency.as_deref(),
+                created_at: created_at.as_deref(),
+            };
+            let flag = |e: &crate::ledger::FieldError| {
+                UsageError::new(format!("--{}: {}", e.field.replace('_', "-"), e.message))
+            };
+            let s = NewSession::from_input(&input, |p| cfg.provider(p).is_some()).map_err(|e| {
+                if e.field == "provider" {
+                    let known: Vec<_> = cfg.providers.iter().map(|p| p.name.as_str()).collect();
                     UsageError::new(format!(
-                        "--created-at: {t:?} is not an RFC 3339 time such as 2026-11-24T10:00:00Z"
+                        "--provider: {} (configured: {})",
+                        e.message,
+                        known.join(", ")
                     ))
-                })?),
-            };
-            let s = NewSession {
-                provider: provider.clone(),
-                session_id: session_id.clone(),
-                reference: reference.clone(),
-                amount: amount.clone(),
-                currency: currency.clone(),
-                created_at,
-            };
-            s.validate().map_err(|e| {
-                UsageError::new(format!(
-                    "--{}",
-                    crate::import::field_error(&e).replace('_', "-")
-                ))
+                } else {
+                    flag(&e)
+                }
             })?;
             let ledger = daemon::open_ledger(&cfg)?;
-            match ledger.enqueue(&s)? {
-                Enqueued::Added => println!("added {provider} {session_id}, due now"),
-                Enqueued::AlreadyPresent => {
-                    println!("already present: {provider} {session_id} (left unchanged)")
+            let shown = (
+                crate::escape::shown(provider),
+                crate::escape::shown(session_id),
+            );
+            match ledger.enqueue(&s) {
+                Ok(Enqueued::Added) => println!("added {} {}, due now", shown.0, shown.1),
+                Ok(Enqueued::AlreadyPresent) => {
+                    println!("already present: {} {} (left unchanged)", shown.0, shown.1)
                 }
+                Err(crate::ledger::Error::Conflict(c)) => {
+                    return Err(UsageError::new(format!(
+                        "--{}",
+                        c.to_string().replacen('_', "-", 1)
+                    ))
+                    .into());
+                }
+                Err(e) => return Err(e.into()),
             }
         }
         Command::Import { file } => {

@@ -8,9 +8,8 @@ use std::path::Path;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::clock;
 use crate::config::{Config, UsageError};
-use crate::ledger::{ImportOutcome, Ledger, NewSession};
+use crate::ledger::{FieldError, ImportOutcome, Ledger, NewSession, SessionInput};
 
 const COLUMNS: &[&str] = NewSession::FIELDS;
 
@@ -23,8 +22,10 @@ pub fn run(cfg: &Config, ledger: &Ledger, file: &Path) -> anyhow::Result<ImportO
     let f = std::fs::File::open(file)
         .map_err(|e| UsageError::new(format!("cannot read {name}: {e}")))?;
     let size = f.metadata().map(|m| m.len()).unwrap_or(0);
+    // Headers are trimmed; fields are not: a session id with a space is refused, as `add` and
+    // the API refuse it, never silently trimmed into another id.
     let mut reader = csv::ReaderBuilder::new()
-        .trim(csv::Trim::All)
+        .trim(csv::Trim::Headers)
         .from_reader(std::io::BufReader::new(f));
     let headers = reader
         .headers()
@@ -71,9 +72,9 @@ pub fn run(cfg: &Config, ledger: &Ledger, file: &Path) -> anyhow::Result<ImportO
             Ok(true) => {
                 let line = record.position().map_or(line, |p| p.line());
                 bar.set_position(reader.position().byte());
-                Some(row(cfg, &record, &index).map_err(|e| format!("line {line}: {e}")))
+                Some((line, row(cfg, &record, &index).map_err(|e| e.to_string())))
             }
-            Err(e) => Some(Err(format!("line {line}: {e}"))),
+            Err(e) => Some((line, Err(e.to_string()))),
         }
     });
     let out = ledger.import(rows, MAX_REPORTED)?;
@@ -97,46 +98,19 @@ fn row(
     cfg: &Config,
     r: &csv::StringRecord,
     index: &[Option<usize>; 6],
-) -> Result<NewSession, String> {
-    let get = |col: usize| {
-        index[col]
-            .and_then(|i| r.get(i))
-            .filter(|v| !v.is_empty())
-            .map(String::from)
-    };
-    let provider = get(0).ok_or("provider: empty")?;
-    if cfg.provider(&provider).is_none() {
-        return Err(format!(
-            "provider: {provider:?} is not configured in [providers]"
-        ));
-    }
-    let created_at = match get(5) {
-        None => None,
-        Some(t) => Some(
-            clock::parse(&t).ok_or_else(|| format!("created_at: {t:?} is not an RFC 3339 time"))?,
-        ),
-    };
-    let s = NewSession {
-        provider,
-        session_id: index[1]
-            .and_then(|i| r.get(i))
-            .unwrap_or_default()
-            .to_string(),
-        reference: get(2),
-        amount: get(3),
-        currency: get(4),
-        created_at,
-    };
-    s.validate().map_err(|e| field_error(&e))?;
-    Ok(s)
-}
-
-/// Validation messages start with the field's name; make that `field: message`.
-pub fn field_error(e: &str) -> String {
-    match e.split_once(' ') {
-        Some((field, _)) if COLUMNS.contains(&field) => format!("{field}: {e}"),
-        _ => e.to_string(),
-    }
+) -> Result<NewSession, FieldError> {
+    let get = |col: usize| index[col].and_then(|i| r.get(i));
+    NewSession::from_input(
+        &SessionInput {
+            provider: get(0),
+            session_id: get(1),
+            reference: get(2),
+            amount: get(3),
+            currency: get(4),
+            created_at: get(5),
+        },
+        |p| cfg.provider(p).is_some(),
+    )
 }
 
 #[cfg(test)]

@@ -58,6 +58,9 @@ pub enum Error {
     Corrupt { ledger: String, message: String },
     #[error("ledger task failed: {0}")]
     Join(String),
+    /// An enqueue of a session already there with another reference, amount or currency.
+    #[error("{0}")]
+    Conflict(Box<Conflict>),
 }
 
 /// Which sessions a pass claims.
@@ -612,39 +615,42 @@ impl Ledger {
 
     /// Adds one session, due at once; an existing `(provider, session_id)` is left untouched.
     pub fn enqueue(&self, s: &NewSession) -> Result<Enqueued, Error> {
-        let n = self.tx(Mode::Write, "adding a session", |tx| insert_session(tx, s))?;
-        Ok(if n == 1 {
-            Enqueued::Added
-        } else {
-            Enqueued::AlreadyPresent
-        })
+        match self.tx(Mode::Write, "adding a session", |tx| insert_session(tx, s))? {
+            Inserted::Added => Ok(Enqueued::Added),
+            Inserted::Same => Ok(Enqueued::AlreadyPresent),
+            Inserted::Differs(c) => Err(Error::Conflict(Box::new(c))),
+        }
     }
 
-    /// Adds many sessions all-or-nothing: rows are validated by the caller, which passes
-    /// `Err(message)` for a bad row; any error rolls the whole import back. Returns
-    /// `(added, already_present, errors)`; `errors` holds at most `max_errors` messages.
+    /// Adds many sessions all-or-nothing: rows come with their line and are validated by the
+    /// caller, which passes `Err(message)` for a bad row; a bad row, or one already in the
+    /// ledger (or earlier in the rows) with another reference, amount or currency, rolls the
+    /// whole import back. `errors` holds at most `max_errors` messages, each with its line.
     pub fn import<I>(&self, rows: I, max_errors: usize) -> Result<ImportOutcome, Error>
     where
-        I: IntoIterator<Item = Result<NewSession, String>>,
+        I: IntoIterator<Item = (u64, Result<NewSession, String>)>,
     {
         self.tx(Mode::Write, "importing sessions", |tx| {
             let mut out = ImportOutcome::default();
-            for row in rows {
-                match row {
-                    Ok(s) if out.errors.is_empty() => {
-                        if insert_session(tx, &s)? == 1 {
+            for (line, row) in rows {
+                let problem = match row {
+                    Ok(s) if out.errors.is_empty() => match insert_session(tx, &s)? {
+                        Inserted::Added => {
                             out.added += 1;
-                        } else {
+                            continue;
+                        }
+                        Inserted::Same => {
                             out.already_present += 1;
+                            continue;
                         }
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        out.failed_rows += 1;
-                        if out.errors.len() < max_errors {
-                            out.errors.push(e);
-                        }
-                    }
+                        Inserted::Differs(c) => c.to_string(),
+                    },
+                    Ok(_) => continue,
+                    Err(e) => e,
+                };
+                out.failed_rows += 1;
+                if out.errors.len() < max_errors {
+                    out.errors.push(format!("line {line}: {problem}"));
                 }
             }
             if out.failed_rows > 0 {
@@ -1611,9 +1617,18 @@ pub struct ImportOutcome {
     pub errors: Vec<String>,
 }
 
-fn insert_session(tx: &mut Tx<'_>, s: &NewSession) -> Result<u64, DbError> {
+/// What inserting one session did.
+enum Inserted {
+    Added,
+    /// Already there with the same fields.
+    Same,
+    /// Already there with another value in one field.
+    Differs(Conflict),
+}
+
+fn insert_session(tx: &mut Tx<'_>, s: &NewSession) -> Result<Inserted, DbError> {
     let created = clock::format(s.created_at.unwrap_or_else(clock::now));
-    tx.exec(
+    let n = tx.exec(
         "INSERT INTO sessions (provider, session_id, reference, amount, currency, created_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (provider, session_id) DO NOTHING",
         vals![
@@ -1624,7 +1639,26 @@ fn insert_session(tx: &mut Tx<'_>, s: &NewSession) -> Result<u64, DbError> {
             s.currency.as_deref(),
             &created
         ],
-    )
+    )?;
+    if n == 1 {
+        return Ok(Inserted::Added);
+    }
+    // Already there: the same session again is harmless, another amount is not.
+    let existing = tx.query_opt(
+        "SELECT reference, amount, currency FROM sessions WHERE provider = ?1 AND session_id = ?2",
+        vals![&s.provider, &s.session_id],
+        |r| {
+            Ok((
+                r.get::<AnyText>(0)?.0,
+                r.get::<AnyText>(1)?.0,
+                r.get::<AnyText>(2)?.0,
+            ))
+        },
+    )?;
+    Ok(match existing.and_then(|e| s.conflict_with(e)) {
+        Some(c) => Inserted::Differs(c),
+        None => Inserted::Same,
+    })
 }
 
 fn insert_event(
@@ -1968,16 +2002,55 @@ mod tests {
             session_id: id.into(),
             ..Default::default()
         };
+        let lines = |rows: Vec<Result<NewSession, String>>| (2..).zip(rows).collect::<Vec<_>>();
         let out = l
-            .import(vec![Ok(s("a")), Err("line 3: bad".into()), Ok(s("b"))], 10)
+            .import(lines(vec![Ok(s("a")), Err("bad".into()), Ok(s("b"))]), 10)
             .unwrap();
         assert_eq!(out.errors, vec!["line 3: bad".to_string()]);
         assert!(l.find("a").unwrap().is_empty());
-        let out = l.import(vec![Ok(s("a")), Ok(s("b"))], 10).unwrap();
+        let out = l.import(lines(vec![Ok(s("a")), Ok(s("b"))]), 10).unwrap();
         assert_eq!((out.added, out.already_present), (2, 0));
         drop(l);
         let l = Ledger::open(&path).unwrap();
-        let out = l.import(vec![Ok(s("a")), Ok(s("c"))], 10).unwrap();
+        let out = l.import(lines(vec![Ok(s("a")), Ok(s("c"))]), 10).unwrap();
         assert_eq!((out.added, out.already_present), (1, 1));
+        // The same id with another amount — in the ledger, or twice in one file — is refused,
+        // naming the line and both values; nothing is imported.
+        let priced = |id: &str, amount: &str| NewSession {
+            amount: Some(amount.into()),
+            ..s(id)
+        };
+        let out = l
+            .import(lines(vec![Ok(s("d")), Ok(priced("a", "5.00"))]), 10)
+            .unwrap();
+        assert_eq!(out.added, 0);
+        assert!(
+            out.errors[0].starts_with("line 3: amount:"),
+            "{:?}",
+            out.errors
+        );
+        assert!(
+            out.errors[0].contains("nothing, not \"5.00\""),
+            "{:?}",
+            out.errors
+        );
+        let out = l
+            .import(
+                lines(vec![
+                    Ok(priced("e", "1.00")),
+                    Ok(priced("e", "1.0")),
+                    Ok(priced("e", "2.00")),
+                ]),
+                10,
+            )
+            .unwrap();
+        assert_eq!(out.errors.len(), 1, "1.0 is 1.00: {:?}", out.errors);
+        assert!(
+            out.errors[0].contains("line 4: amount")
+                && out.errors[0].contains("\"1.00\", not \"2.00\""),
+            "{:?}",
+            out.errors
+        );
+        assert!(l.find("e").unwrap().is_empty());
     }
 }

@@ -267,6 +267,56 @@ pub fn validate_amount(text: &str) -> Result<Decimal, String> {
     })
 }
 
+/// The longest reference accepted, in bytes.
+pub const MAX_REFERENCE_BYTES: usize = 256;
+
+/// Why a field an application gave was refused; `field` is the CSV column, the JSON key and
+/// (with `-` for `_`) the `add` flag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+impl std::error::Error for FieldError {}
+
+/// A session's fields as an application wrote them — a CSV row, a JSON body, `add`'s flags —
+/// before [`NewSession::from_input`] checks them, the same way for all three.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SessionInput<'a> {
+    pub provider: Option<&'a str>,
+    pub session_id: Option<&'a str>,
+    pub reference: Option<&'a str>,
+    pub amount: Option<&'a str>,
+    pub currency: Option<&'a str>,
+    pub created_at: Option<&'a str>,
+}
+
+/// A text field's own rules: no surrounding whitespace (never trimmed: a trimmed id would be
+/// another session), no control character, at most `max` bytes.
+fn plain_text(field: &'static str, v: &str, max: usize) -> Result<(), FieldError> {
+    let err = |message: String| Err(FieldError { field, message });
+    if v.len() > max {
+        return err(format!("{} bytes long, over the limit of {max}", v.len()));
+    }
+    if v.trim() != v {
+        return err(format!(
+            "{:?} has leading or trailing whitespace",
+            v.escape_debug().to_string()
+        ));
+    }
+    if let Some(c) = v.chars().find(|c| c.is_control()) {
+        return err(format!("contains the control character {c:?}"));
+    }
+    Ok(())
+}
+
 impl NewSession {
     /// The fields an application gives, in the order of the import CSV header and the API body.
     pub const FIELDS: &'static [&'static str] = &[
@@ -278,23 +328,149 @@ impl NewSession {
         "created_at",
     ];
 
-    /// Checks every field the way the ledger's constraints will; the error names the field.
-    pub fn validate(&self) -> Result<(), String> {
-        if self.provider.is_empty() {
-            return Err("provider is empty".into());
+    /// Checks an application's fields — one rule per field for `add`, `import` and the API,
+    /// the same rules the ledger's constraints hold: `provider` must be configured
+    /// (`configured`); an empty optional field is absent; nothing is trimmed.
+    pub fn from_input(
+        i: &SessionInput<'_>,
+        configured: impl Fn(&str) -> bool,
+    ) -> Result<NewSession, FieldError> {
+        let present = |v: Option<&str>| v.filter(|v| !v.is_empty()).map(str::to_string);
+        let fail = |field, message: String| FieldError { field, message };
+        let provider = present(i.provider).ok_or_else(|| fail("provider", "is required".into()))?;
+        if !configured(&provider) {
+            return Err(fail(
+                "provider",
+                format!(
+                    "{:?} is not configured in [providers]",
+                    provider.escape_debug().to_string()
+                ),
+            ));
         }
-        validate_session_id(&self.session_id)?;
+        let created_at = match present(i.created_at) {
+            None => None,
+            Some(t) => Some(crate::clock::parse(&t).ok_or_else(|| {
+                fail(
+                    "created_at",
+                    format!(
+                        "{:?} is not an RFC 3339 time such as 2026-11-24T10:00:00Z",
+                        t.escape_debug().to_string()
+                    ),
+                )
+            })?),
+        };
+        let s = NewSession {
+            provider,
+            session_id: i.session_id.unwrap_or_default().to_string(),
+            reference: present(i.reference),
+            amount: present(i.amount),
+            currency: present(i.currency),
+            created_at,
+        };
+        s.validate()?;
+        Ok(s)
+    }
+
+    /// Checks every field the way the ledger's constraints will.
+    pub fn validate(&self) -> Result<(), FieldError> {
+        let fail = |field, message: String| FieldError { field, message };
+        if self.provider.is_empty() {
+            return Err(fail("provider", "is empty".into()));
+        }
+        validate_session_id(&self.session_id).map_err(|e| {
+            fail(
+                "session_id",
+                e.trim_start_matches("session_id ").to_string(),
+            )
+        })?;
+        plain_text("session_id", &self.session_id, MAX_SESSION_ID_BYTES)?;
+        if let Some(r) = &self.reference {
+            plain_text("reference", r, MAX_REFERENCE_BYTES)?;
+        }
         if let Some(a) = &self.amount {
-            validate_amount(a)?;
+            validate_amount(a)
+                .map_err(|e| fail("amount", e.trim_start_matches("amount ").to_string()))?;
         }
         if let Some(c) = &self.currency
             && (c.is_empty() || c.len() > 8 || !c.bytes().all(|b| b.is_ascii_alphabetic()))
         {
-            return Err(format!(
-                "currency {c:?} is not a currency code such as \"LSL\""
+            return Err(fail(
+                "currency",
+                format!(
+                    "{:?} is not a currency code such as \"LSL\"",
+                    c.escape_debug().to_string()
+                ),
             ));
         }
         Ok(())
+    }
+}
+
+/// An enqueue of a session already in the ledger with another value in one field: the ledger
+/// keeps what it has, and says so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflict {
+    pub provider: String,
+    pub session_id: String,
+    pub field: &'static str,
+    pub ledger: Option<String>,
+    pub given: Option<String>,
+}
+
+impl fmt::Display for Conflict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let show = |v: &Option<String>| {
+            v.as_deref().map_or("nothing".to_string(), |v| {
+                format!("{:?}", v.escape_debug().to_string())
+            })
+        };
+        write!(
+            f,
+            "{}: session {} {} is already in the ledger with {} {}, not {}; nothing was changed",
+            self.field,
+            self.provider.escape_debug(),
+            self.session_id.escape_debug(),
+            self.field,
+            show(&self.ledger),
+            show(&self.given)
+        )
+    }
+}
+
+impl NewSession {
+    /// The first field in which `existing` (reference, amount, currency as stored) differs
+    /// from this session; amounts compare as decimals (`100.0` is `100.00`).
+    pub fn conflict_with(
+        &self,
+        (reference, amount, currency): (Option<String>, Option<String>, Option<String>),
+    ) -> Option<Conflict> {
+        let same_amount = match (&amount, &self.amount) {
+            (Some(a), Some(b)) => match (Decimal::from_str(a), Decimal::from_str(b)) {
+                (Ok(x), Ok(y)) => x == y,
+                _ => a == b,
+            },
+            (a, b) => a == b,
+        };
+        let same_currency = match (&currency, &self.currency) {
+            (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
+            (a, b) => a == b,
+        };
+        let (field, ledger, given) = if reference != self.reference {
+            ("reference", reference, &self.reference)
+        } else if !same_amount {
+            ("amount", amount, &self.amount)
+        } else if !same_currency {
+            ("currency", currency, &self.currency)
+        } else {
+            return None;
+        };
+        Some(Conflict {
+            provider: self.provider.clone(),
+            session_id: self.session_id.clone(),
+            field,
+            ledger,
+            given: given.clone(),
+        })
     }
 }
 

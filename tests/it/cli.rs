@@ -515,3 +515,78 @@ async fn an_interrupted_backfill_exits_1_with_what_is_left() {
         0
     );
 }
+
+/// `add` and `import` share the API's rules: a conflicting amount is exit 2 naming both values
+/// (the CSV: its line, nothing imported), whitespace around an id is refused, never trimmed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn add_and_import_refuse_conflicts_and_untrusted_text() {
+    let env = Env::start().await;
+    let run = |args: &[&str]| {
+        let mut c = env.cmd();
+        c.args(args);
+        output(c)
+    };
+    let add = [
+        "add",
+        "--provider",
+        "mopay",
+        "--session-id",
+        "k1",
+        "--amount",
+        "100.00",
+    ];
+    assert!(run(&add).await.status.success());
+    assert!(run(&add).await.status.success(), "the same session again");
+    let mut other = add;
+    other[6] = "90.00";
+    let o = run(&other).await;
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--amount") && err.contains("\"100.00\", not \"90.00\""),
+        "{err}"
+    );
+    for (flag, value) in [
+        ("--session-id", " k2"),
+        ("--reference", "a\nb"),
+        ("--currency", "L$L"),
+    ] {
+        let mut args = vec!["add", "--provider", "mopay", "--session-id", "k2"];
+        if flag == "--session-id" {
+            args[4] = value;
+        } else {
+            args.extend([flag, value]);
+        }
+        let o = run(&args).await;
+        let (_, err) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{flag} {value:?}: {err}");
+        assert!(err.contains(flag), "{flag}: {err}");
+        assert!(
+            !err.contains('\n') || err.trim_end().lines().count() == 1,
+            "one line: {err}"
+        );
+    }
+    let csv = env.dir.path().join("twice.csv");
+    std::fs::write(
+        &csv,
+        "provider,session_id,amount\nmopay,k3,5.00\nmopay,k4,1.00\nmopay,k3,6.00\nmopay, k5,1.00\n",
+    )
+    .unwrap();
+    let o = run(&["import", csv.to_str().unwrap()]).await;
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("line 4: amount:") && err.contains("\"5.00\", not \"6.00\""),
+        "{err}"
+    );
+    assert!(
+        err.contains("line 5: session_id:") && err.contains("whitespace"),
+        "{err}"
+    );
+    let l = env.ledger();
+    assert_eq!(
+        count(&l, "SELECT count(*) FROM sessions"),
+        1,
+        "nothing imported"
+    );
+}

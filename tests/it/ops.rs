@@ -531,3 +531,70 @@ async fn the_admin_endpoint_demands_its_token_when_it_has_one() {
         assert_ne!(r.status().as_u16(), 401, "{path} with the token");
     }
 }
+
+/// The API applies `add`'s rules: the same session again is 200, the same id with another
+/// amount is 409 naming the field and both values, a key given twice is 400, an id with
+/// surrounding whitespace or a reference with a control character is 422.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_refuses_conflicts_duplicate_keys_and_untrusted_text() {
+    let env = Env::start().await;
+    env.set("cron", "\"0 0 0 1 1 *\"");
+    let (admin, api) = listeners(&env, false);
+    let _d = daemon(&env, &[&admin, &api]).await;
+    let client = reqwest::Client::new();
+    let post = |body: &str| {
+        client
+            .post(format!("{api}/v1/sessions"))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+    };
+    let answer = |r: reqwest::Response| async move {
+        let code = r.status().as_u16();
+        let body: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+        (code, body)
+    };
+    let good = r#"{"provider":"mopay","session_id":"c1","reference":"R1","amount":"100.00","currency":"LSL"}"#;
+    assert_eq!(answer(post(good).await.unwrap()).await.0, 201);
+    assert_eq!(answer(post(good).await.unwrap()).await.0, 200);
+    // 100.0 is 100.00: the same session.
+    let same = good.replace("100.00", "100.0");
+    assert_eq!(answer(post(&same).await.unwrap()).await.0, 200);
+    let (code, body) = answer(post(&good.replace("100.00", "90.00")).await.unwrap()).await;
+    assert_eq!(code, 409, "{body}");
+    assert_eq!(body["field"], "amount");
+    let msg = body["error"].as_str().unwrap();
+    assert!(msg.contains("\"100.00\", not \"90.00\""), "{msg}");
+    let (code, body) = answer(
+        post(r#"{"provider":"mopay","session_id":"c2","amount":"1.00","amount":"999.00"}"#)
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("appears twice"),
+        "{body}"
+    );
+    for (bad, field) in [
+        (r#"{"provider":"mopay","session_id":" c3"}"#, "session_id"),
+        (
+            r#"{"provider":"mopay","session_id":"c4","reference":"R\nINFO forged"}"#,
+            "reference",
+        ),
+        (
+            r#"{"provider":"mopay","session_id":"c5","reference":"R\u0085"}"#,
+            "reference",
+        ),
+    ] {
+        let (code, body) = answer(post(bad).await.unwrap()).await;
+        assert_eq!(code, 422, "{bad}: {body}");
+        assert_eq!(body["field"], field, "{bad}: {body}");
+    }
+    let l = env.ledger();
+    assert_eq!(
+        one(&l, "SELECT amount FROM sessions WHERE session_id = 'c1'"),
+        "100.00"
+    );
+    assert_eq!(count(&l, "SELECT count(*) FROM sessions"), 1);
+}
