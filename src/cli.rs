@@ -320,8 +320,21 @@ fn init_logging(format: LogFormat, default_level: &str) {
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
+    // Text lines: every field's value with control characters escaped, so no session id,
+    // reference or provider word can forge a line or drive a terminal. JSON escapes by itself.
+    use tracing_subscriber::field::MakeExt as _;
+    let escaped = tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
+        let text = format!("{value:?}");
+        let text = crate::escape::shown(&text);
+        if field.name() == "message" {
+            write!(w, "{text}")
+        } else {
+            write!(w, "{field}={text}")
+        }
+    })
+    .delimited(" ");
     let _ = match format {
-        LogFormat::Text => builder.try_init(),
+        LogFormat::Text => builder.fmt_fields(escaped).try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
 }
@@ -683,7 +696,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     t.from,
                     t.to,
                     t.source,
-                    t.reason.as_deref().unwrap_or("")
+                    crate::escape::shown(t.reason.as_deref().unwrap_or(""))
                 );
             }
             println!("\nevents:");
@@ -713,7 +726,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let mut providers: Vec<&str> = st.sessions.iter().map(|(p, _, _)| p.as_str()).collect();
             providers.dedup();
             for p in providers {
-                print!("{p:<12}");
+                print!("{:<12}", crate::escape::shown(p));
                 for s in Status::ALL {
                     let n = st
                         .sessions
@@ -1063,7 +1076,7 @@ fn show_session(s: &Session) -> String {
     ];
     let mut out = String::new();
     for (k, v) in fields {
-        out.push_str(&format!("{k:<22} {}\n", v.unwrap_or("-")));
+        out.push_str(&format!("{k:<22} {}\n", crate::escape::shown_or_dash(v)));
     }
     out.push_str(&format!(
         "{:<22} {} ({} answered)\n",

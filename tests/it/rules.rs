@@ -463,3 +463,45 @@ async fn one_bad_row_never_stops_reconciliation() {
         "a header and the 20 good sessions:\n{csv}"
     );
 }
+
+/// Text from an application (here a reference written around `add`) reaches the log, `show`
+/// and `list` escaped: it cannot forge a log line or drive a terminal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn untrusted_text_cannot_forge_a_log_line_or_drive_a_terminal() {
+    let env = Env::start().await;
+    let l = env.ledger();
+    env.sim
+        .insert("forge1", "100.00", "R", "reference".parse().unwrap());
+    l.execute_batch(
+        "INSERT INTO sessions (provider, session_id, reference, amount) VALUES \
+         ('mopay', 'forge1', 'R' || char(10) || '2026-12-01T00:00:00Z  INFO forged line' || char(27) || '[31m', '100.00')",
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let mut c = env.cmd();
+        c.args(args);
+        output(c)
+    };
+    let once = run(&["once"]).await;
+    let (_, log) = text(&once);
+    assert!(log.contains("forged line"), "the event was logged: {log}");
+    assert!(
+        !log.lines()
+            .any(|line| line.starts_with("2026-12-01T00:00:00Z  INFO forged")),
+        "a forged line: {log}"
+    );
+    for args in [&["show", "forge1"][..], &["list"][..]] {
+        let o = run(args).await;
+        assert!(o.status.success());
+        assert!(
+            !o.stdout.contains(&0x1b),
+            "{args:?} printed an escape sequence"
+        );
+        let (out, _) = text(&o);
+        assert!(
+            !out.lines()
+                .any(|line| line.starts_with("2026-12-01T00:00:00Z")),
+            "{args:?}: {out}"
+        );
+    }
+}
