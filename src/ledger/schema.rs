@@ -191,6 +191,114 @@ ALTER TABLE provider_state ADD COLUMN misdirected_error TEXT;
 -- The endpoint (base URL without credentials) that last answered normally.
 ALTER TABLE provider_state ADD COLUMN answered_endpoint TEXT;
 "#,
+    // 5: sessions refuse, with named errors, what payrecon could not use: an amount that is not
+    // text (the column loses its affinity, which turned REAL into text before the check looked),
+    // a value of the wrong type, control characters, surrounding spaces or over 256 bytes in a
+    // reference, a currency that is not 1 to 8 letters, C1 or NUL characters or surrounding
+    // spaces in a session id. Triggers, not table checks, for all but the amount: rows that got
+    // in before stay readable (payrecon sets them aside), the migration cannot fail on them, and
+    // an update is refused only for a bad value it writes (so payrecon can still mark them).
+    r#"
+CREATE TABLE sessions_v5 (
+    id                    INTEGER PRIMARY KEY,
+    provider              TEXT NOT NULL,
+    session_id            TEXT NOT NULL,
+    reference             TEXT,
+    -- Decimal text in major units ("100.00"), never a float.
+    -- No declared type, so no affinity: a REAL or INTEGER amount stays what it is and the
+    -- check refuses it, instead of TEXT affinity turning 100.5 into '100.5' first.
+    amount                CONSTRAINT amount_is_decimal_text CHECK (
+                              amount IS NULL OR (typeof(amount) = 'text'
+                              AND amount GLOB '[0-9]*' AND NOT amount GLOB '*[^0-9.]*'
+                              AND NOT amount GLOB '*.*.*' AND NOT amount GLOB '*.'
+                              AND length(amount) <= 40)),
+    currency              TEXT,
+    status                TEXT NOT NULL DEFAULT 'PENDING' CONSTRAINT status_is_known CHECK (
+                              status = 'PENDING' OR status = 'COMPLETED' OR status = 'FAILED'
+                              OR status = 'CANCELLED' OR status = 'EXPIRED' OR status = 'REVIEW'),
+    created_at            TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    -- Due at once for a plain INSERT. While a session is leased this is the lease's end, so the
+    -- due query needs no lease condition and an abandoned lease simply becomes due again.
+    next_check_at         TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    checks                INTEGER NOT NULL DEFAULT 0,
+    answered_checks       INTEGER NOT NULL DEFAULT 0,
+    not_found_count       INTEGER NOT NULL DEFAULT 0,
+    last_checked_at       TEXT,
+    last_error            TEXT,
+    lease_owner           TEXT,
+    lease_until           TEXT,
+    provider_status       TEXT,
+    transaction_id        TEXT,
+    payment_method        TEXT,
+    provider_completed_at TEXT,
+    resolved_at           TEXT,
+    late_check_at         TEXT,
+    CONSTRAINT session_id_is_valid CHECK (
+        length(CAST(session_id AS BLOB)) BETWEEN 1 AND 256 AND session_id <> '.' AND session_id <> '..'
+        AND NOT session_id GLOB ('*[' || char(1) || '-' || char(31) || char(127) || ']*')),
+    UNIQUE (provider, session_id)
+);
+INSERT INTO sessions_v5 SELECT id, provider, session_id, reference, amount, currency, status,
+    created_at, next_check_at, checks, answered_checks, not_found_count, last_checked_at,
+    last_error, lease_owner, lease_until, provider_status, transaction_id, payment_method,
+    provider_completed_at, resolved_at, late_check_at FROM sessions;
+DROP TABLE sessions;
+ALTER TABLE sessions_v5 RENAME TO sessions;
+CREATE INDEX sessions_due ON sessions (next_check_at) WHERE status = 'PENDING';
+-- (v1's sessions_pending_by_id is gone: `once --all` walks the rowid instead, one scan per
+-- pass, and every transition paid to keep that index.)
+CREATE INDEX sessions_by_session_id ON sessions (session_id);
+CREATE INDEX sessions_late_check ON sessions (late_check_at) WHERE late_check_at IS NOT NULL;
+
+CREATE TRIGGER sessions_rules_insert BEFORE INSERT ON sessions BEGIN
+    SELECT RAISE(ABORT, 'session_values_have_their_types: provider, session_id, status and times are text, counts integers, reference and currency text or NULL')
+    WHERE (typeof(NEW.provider) <> 'text')
+       OR (typeof(NEW.session_id) <> 'text')
+       OR (typeof(NEW.status) <> 'text')
+       OR (typeof(NEW.created_at) <> 'text')
+       OR (typeof(NEW.next_check_at) <> 'text')
+       OR (typeof(NEW.checks) <> 'integer')
+       OR (typeof(NEW.answered_checks) <> 'integer')
+       OR (typeof(NEW.not_found_count) <> 'integer')
+       OR (NEW.reference IS NOT NULL AND typeof(NEW.reference) <> 'text')
+       OR (NEW.currency IS NOT NULL AND typeof(NEW.currency) <> 'text')
+       OR (NEW.last_error IS NOT NULL AND typeof(NEW.last_error) <> 'text');
+    SELECT RAISE(ABORT, 'reference_is_plain_text: at most 256 bytes, no control character, no surrounding spaces')
+    WHERE NEW.reference IS NOT NULL AND (length(CAST(NEW.reference AS BLOB)) > 256
+       OR instr(NEW.reference, char(0)) > 0 OR NEW.reference <> trim(NEW.reference)
+       OR NEW.reference GLOB ('*[' || char(1) || '-' || char(31) || char(127) || '-' || char(159) || ']*'));
+    SELECT RAISE(ABORT, 'currency_is_a_code: 1 to 8 letters such as LSL')
+    WHERE NEW.currency IS NOT NULL AND (length(NEW.currency) NOT BETWEEN 1 AND 8
+       OR NEW.currency GLOB '*[^A-Za-z]*');
+    SELECT RAISE(ABORT, 'session_id_is_valid: no control character (C0, DEL, C1, NUL), no surrounding spaces')
+    WHERE (instr(NEW.session_id, char(0)) > 0 OR NEW.session_id <> trim(NEW.session_id)
+       OR NEW.session_id GLOB ('*[' || char(127) || '-' || char(159) || ']*'));
+END;
+CREATE TRIGGER sessions_rules_update BEFORE UPDATE ON sessions BEGIN
+    SELECT RAISE(ABORT, 'session_values_have_their_types: provider, session_id, status and times are text, counts integers, reference and currency text or NULL')
+    WHERE (NEW.provider IS NOT OLD.provider AND typeof(NEW.provider) <> 'text')
+       OR (NEW.session_id IS NOT OLD.session_id AND typeof(NEW.session_id) <> 'text')
+       OR (NEW.status IS NOT OLD.status AND typeof(NEW.status) <> 'text')
+       OR (NEW.created_at IS NOT OLD.created_at AND typeof(NEW.created_at) <> 'text')
+       OR (NEW.next_check_at IS NOT OLD.next_check_at AND typeof(NEW.next_check_at) <> 'text')
+       OR (NEW.checks IS NOT OLD.checks AND typeof(NEW.checks) <> 'integer')
+       OR (NEW.answered_checks IS NOT OLD.answered_checks AND typeof(NEW.answered_checks) <> 'integer')
+       OR (NEW.not_found_count IS NOT OLD.not_found_count AND typeof(NEW.not_found_count) <> 'integer')
+       OR (NEW.reference IS NOT OLD.reference AND NEW.reference IS NOT NULL AND typeof(NEW.reference) <> 'text')
+       OR (NEW.currency IS NOT OLD.currency AND NEW.currency IS NOT NULL AND typeof(NEW.currency) <> 'text')
+       OR (NEW.last_error IS NOT OLD.last_error AND NEW.last_error IS NOT NULL AND typeof(NEW.last_error) <> 'text');
+    SELECT RAISE(ABORT, 'reference_is_plain_text: at most 256 bytes, no control character, no surrounding spaces')
+    WHERE NEW.reference IS NOT OLD.reference AND NEW.reference IS NOT NULL AND (length(CAST(NEW.reference AS BLOB)) > 256
+       OR instr(NEW.reference, char(0)) > 0 OR NEW.reference <> trim(NEW.reference)
+       OR NEW.reference GLOB ('*[' || char(1) || '-' || char(31) || char(127) || '-' || char(159) || ']*'));
+    SELECT RAISE(ABORT, 'currency_is_a_code: 1 to 8 letters such as LSL')
+    WHERE NEW.currency IS NOT OLD.currency AND NEW.currency IS NOT NULL AND (length(NEW.currency) NOT BETWEEN 1 AND 8
+       OR NEW.currency GLOB '*[^A-Za-z]*');
+    SELECT RAISE(ABORT, 'session_id_is_valid: no control character (C0, DEL, C1, NUL), no surrounding spaces')
+    WHERE NEW.session_id IS NOT OLD.session_id AND (instr(NEW.session_id, char(0)) > 0 OR NEW.session_id <> trim(NEW.session_id)
+       OR NEW.session_id GLOB ('*[' || char(127) || '-' || char(159) || ']*'));
+END;
+"#,
 ];
 
 /// The PostgreSQL migrations, numbered as [`MIGRATIONS`]. Integers are `BIGINT`; times are
@@ -293,6 +401,18 @@ DROP INDEX sessions_pending_by_id;
 ALTER TABLE provider_state ADD COLUMN misdirected_at TEXT COLLATE "C";
 ALTER TABLE provider_state ADD COLUMN misdirected_error TEXT;
 ALTER TABLE provider_state ADD COLUMN answered_endpoint TEXT;
+"#,
+    // 5: as in SQLite, as constraints NOT VALID (new and changed rows are checked, rows already
+    // there are left for payrecon to set aside). Types are PostgreSQL's own; an amount written
+    // as a numeric is cast to its exact text, never through a float.
+    r#"
+ALTER TABLE sessions ADD CONSTRAINT reference_is_plain_text CHECK (reference IS NULL OR (
+    octet_length(reference) <= 256 AND reference !~ '[\x01-\x1f\x7f-\x9f]'
+    AND reference = btrim(reference, ' '))) NOT VALID;
+ALTER TABLE sessions ADD CONSTRAINT currency_is_a_code CHECK (
+    currency IS NULL OR currency ~ '^[A-Za-z]{1,8}$') NOT VALID;
+ALTER TABLE sessions ADD CONSTRAINT session_id_is_plain CHECK (
+    session_id !~ '[\x7f-\x9f]' AND session_id = btrim(session_id, ' ')) NOT VALID;
 "#,
 ];
 

@@ -392,8 +392,10 @@ async fn one_bad_row_never_stops_reconciliation() {
     for i in 0..20 {
         env.session(&l, &format!("good{i}"), "complete");
     }
+    // Rows as they could get in before the schema refused them (the rules' triggers dropped).
     l.execute_batch(
-        "INSERT INTO sessions (provider, session_id) VALUES ('mopay', X'4D4F505F626C6F62');
+        "DROP TRIGGER sessions_rules_insert;
+         INSERT INTO sessions (provider, session_id) VALUES ('mopay', X'4D4F505F626C6F62');
          INSERT INTO sessions (provider, session_id, checks) VALUES ('mopay', 'bad_checks', 'many');
          INSERT INTO sessions (provider, session_id, created_at) VALUES ('mopay', 'bad_time', 'yesterday');
          INSERT INTO sessions (provider, session_id) VALUES ('mopay', 'nel' || char(133) || 'id');
@@ -472,8 +474,10 @@ async fn untrusted_text_cannot_forge_a_log_line_or_drive_a_terminal() {
     let l = env.ledger();
     env.sim
         .insert("forge1", "100.00", "R", "reference".parse().unwrap());
+    // A reference as it could get in before the schema refused it (the rule's trigger dropped).
     l.execute_batch(
-        "INSERT INTO sessions (provider, session_id, reference, amount) VALUES \
+        "DROP TRIGGER sessions_rules_insert; \
+         INSERT INTO sessions (provider, session_id, reference, amount) VALUES \
          ('mopay', 'forge1', 'R' || char(10) || '2026-12-01T00:00:00Z  INFO forged line' || char(27) || '[31m', '100.00')",
     )
     .unwrap();
