@@ -132,6 +132,12 @@ async fn require_token(
     }
 }
 
+/// The `POST /v1/sessions` body parser on its own, for the fuzz target: the session, or the
+/// HTTP status and message the API would answer.
+pub fn session_from_body(cfg: &Config, body: &[u8]) -> Result<NewSession, (u16, String)> {
+    new_session(cfg, body).map_err(|e| (e.code.as_u16(), e.message))
+}
+
 /// A JSON object whose keys are all distinct.
 struct UniqueObject(serde_json::Map<String, Value>);
 
@@ -165,7 +171,7 @@ impl<'de> serde::Deserialize<'de> for UniqueObject {
 }
 
 /// Reads and checks a `POST /v1/sessions` body; the error names the field.
-fn new_session(st: &ApiState, body: &[u8]) -> Result<NewSession, ApiError> {
+fn new_session(cfg: &Config, body: &[u8]) -> Result<NewSession, ApiError> {
     let bad =
         |msg: String, field: Option<&str>| error(StatusCode::UNPROCESSABLE_ENTITY, &msg, field);
     let v: Value = serde_json::from_slice(body).map_err(|e| {
@@ -212,7 +218,7 @@ fn new_session(st: &ApiState, body: &[u8]) -> Result<NewSession, ApiError> {
             currency: field(4),
             created_at: field(5),
         },
-        |p| st.cfg.provider(p).is_some(),
+        |p| cfg.provider(p).is_some(),
     )
     .map_err(|e| bad(e.to_string(), Some(e.field)))?;
     Ok(s)
@@ -230,7 +236,7 @@ async fn create(State(st): State<Arc<ApiState>>, body: Body) -> Response {
             .into_response();
         }
     };
-    let s = match new_session(&st, &body) {
+    let s = match new_session(&st.cfg, &body) {
         Ok(s) => s,
         Err(r) => return r.into_response(),
     };

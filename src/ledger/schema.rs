@@ -195,7 +195,8 @@ ALTER TABLE provider_state ADD COLUMN answered_endpoint TEXT;
     // text (the column loses its affinity, which turned REAL into text before the check looked),
     // a value of the wrong type, control characters, surrounding spaces or over 256 bytes in a
     // reference, a currency that is not 1 to 8 letters, C1 or NUL characters or surrounding
-    // spaces in a session id. Triggers, not table checks, for all but the amount: rows that got
+    // spaces in a session id, a created_at or next_check_at not in the ledger's time format
+    // (the due index compares them as text). Triggers, not table checks, for all but the amount: rows that got
     // in before stay readable (payrecon sets them aside), the migration cannot fail on them, and
     // an update is refused only for a bad value it writes (so payrecon can still mark them).
     r#"
@@ -273,6 +274,8 @@ CREATE TRIGGER sessions_rules_insert BEFORE INSERT ON sessions BEGIN
     SELECT RAISE(ABORT, 'session_id_is_valid: no control character (C0, DEL, C1, NUL), no surrounding spaces')
     WHERE (instr(NEW.session_id, char(0)) > 0 OR NEW.session_id <> trim(NEW.session_id)
        OR NEW.session_id GLOB ('*[' || char(127) || '-' || char(159) || ']*'));
+    SELECT RAISE(ABORT, 'times_are_ledger_times: created_at and next_check_at are UTC like 2026-11-25T10:05:03.120Z')
+    WHERE NOT NEW.created_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9]Z' OR NOT NEW.next_check_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9]Z';
 END;
 CREATE TRIGGER sessions_rules_update BEFORE UPDATE ON sessions BEGIN
     SELECT RAISE(ABORT, 'session_values_have_their_types: provider, session_id, status and times are text, counts integers, reference and currency text or NULL')
@@ -297,6 +300,9 @@ CREATE TRIGGER sessions_rules_update BEFORE UPDATE ON sessions BEGIN
     SELECT RAISE(ABORT, 'session_id_is_valid: no control character (C0, DEL, C1, NUL), no surrounding spaces')
     WHERE NEW.session_id IS NOT OLD.session_id AND (instr(NEW.session_id, char(0)) > 0 OR NEW.session_id <> trim(NEW.session_id)
        OR NEW.session_id GLOB ('*[' || char(127) || '-' || char(159) || ']*'));
+    SELECT RAISE(ABORT, 'times_are_ledger_times: created_at and next_check_at are UTC like 2026-11-25T10:05:03.120Z')
+    WHERE (NEW.created_at IS NOT OLD.created_at AND NOT NEW.created_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9]Z')
+       OR (NEW.next_check_at IS NOT OLD.next_check_at AND NOT NEW.next_check_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9]Z');
 END;
 "#,
 ];
@@ -413,6 +419,9 @@ ALTER TABLE sessions ADD CONSTRAINT currency_is_a_code CHECK (
     currency IS NULL OR currency ~ '^[A-Za-z]{1,8}$') NOT VALID;
 ALTER TABLE sessions ADD CONSTRAINT session_id_is_plain CHECK (
     session_id !~ '[\x7f-\x9f]' AND session_id = btrim(session_id, ' ')) NOT VALID;
+ALTER TABLE sessions ADD CONSTRAINT times_are_ledger_times CHECK (
+    created_at ~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z$'
+    AND next_check_at ~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z$') NOT VALID;
 "#,
 ];
 
