@@ -276,17 +276,34 @@ fn internal(e: Option<crate::ledger::Error>) -> Response {
     .into_response()
 }
 
-async fn read(
-    State(st): State<Arc<ApiState>>,
-    Path((provider, session_id)): Path<(String, String)>,
-) -> Response {
+/// The `{provider}/{session_id}` of a path, or the API's JSON 400 (axum's own rejection, for a
+/// segment that is not UTF-8, is plain text).
+type SessionPath = Result<Path<(String, String)>, axum::extract::rejection::PathRejection>;
+
+fn session_path(path: SessionPath) -> Result<(String, String), Response> {
+    path.map(|Path(p)| p).map_err(|e| {
+        error(
+            StatusCode::BAD_REQUEST,
+            &format!("the path is not /v1/sessions/{{provider}}/{{session_id}} in UTF-8 ({e})"),
+            None,
+        )
+        .into_response()
+    })
+}
+
+async fn read(State(st): State<Arc<ApiState>>, path: SessionPath) -> Response {
+    let (provider, session_id) = match session_path(path) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
     found(st.ledger.call(move |l| l.get(&provider, &session_id)).await)
 }
 
-async fn verify(
-    State(st): State<Arc<ApiState>>,
-    Path((provider, session_id)): Path<(String, String)>,
-) -> Response {
+async fn verify(State(st): State<Arc<ApiState>>, path: SessionPath) -> Response {
+    let (provider, session_id) = match session_path(path) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
     found(
         reconcile::verify(
             &st.ledger,

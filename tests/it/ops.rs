@@ -591,6 +591,15 @@ async fn the_api_refuses_conflicts_duplicate_keys_and_untrusted_text() {
         assert_eq!(code, 422, "{bad}: {body}");
         assert_eq!(body["field"], field, "{bad}: {body}");
     }
+    // A path segment that is not UTF-8 gets the API's JSON error too.
+    let r = client
+        .get(format!("{api}/v1/sessions/mopay/%FF%FE"))
+        .send()
+        .await
+        .unwrap();
+    let (code, body) = answer(r).await;
+    assert_eq!(code, 400, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("UTF-8"), "{body}");
     let l = env.ledger();
     assert_eq!(
         one(&l, "SELECT amount FROM sessions WHERE session_id = 'c1'"),
