@@ -280,21 +280,20 @@ fn internal(e: Option<crate::ledger::Error>) -> Response {
 /// segment that is not UTF-8, is plain text).
 type SessionPath = Result<Path<(String, String)>, axum::extract::rejection::PathRejection>;
 
-fn session_path(path: SessionPath) -> Result<(String, String), Response> {
+fn session_path(path: SessionPath) -> Result<(String, String), ApiError> {
     path.map(|Path(p)| p).map_err(|e| {
         error(
             StatusCode::BAD_REQUEST,
             &format!("the path is not /v1/sessions/{{provider}}/{{session_id}} in UTF-8 ({e})"),
             None,
         )
-        .into_response()
     })
 }
 
 async fn read(State(st): State<Arc<ApiState>>, path: SessionPath) -> Response {
     let (provider, session_id) = match session_path(path) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(e) => return e.into_response(),
     };
     found(st.ledger.call(move |l| l.get(&provider, &session_id)).await)
 }
@@ -302,7 +301,7 @@ async fn read(State(st): State<Arc<ApiState>>, path: SessionPath) -> Response {
 async fn verify(State(st): State<Arc<ApiState>>, path: SessionPath) -> Response {
     let (provider, session_id) = match session_path(path) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(e) => return e.into_response(),
     };
     found(
         reconcile::verify(
