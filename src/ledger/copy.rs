@@ -102,10 +102,14 @@ pub fn copy(
             }
             progress(Progress::Total(total));
             let mut copied = Copied::default();
+            // A copy brings sessions in every state, with their transitions: the rule that a
+            // new session starts PENDING is for applications, off for this transaction only.
+            dst.batch("ALTER TABLE sessions DISABLE TRIGGER new_session_is_pending")?;
             for (table, cols, key) in TABLES {
                 let n = copy_table(src, dst, table, cols, key, &mut progress)?;
                 copied.rows.push((table, n));
             }
+            dst.batch("ALTER TABLE sessions ENABLE TRIGGER new_session_is_pending")?;
             for (table, key) in [("sessions", "id"), ("transitions", "id"), ("events", "seq")] {
                 dst.batch(&format!(
                     "SELECT setval(pg_get_serial_sequence('{table}', '{key}'), \

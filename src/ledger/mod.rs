@@ -1712,8 +1712,8 @@ mod tests {
         let (d, l) = temp();
         l.execute_batch(
             "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000) \
-             INSERT INTO sessions (provider, session_id, status) \
-             SELECT 'm', 's' || i, CASE WHEN i % 10 = 0 THEN 'PENDING' ELSE 'COMPLETED' END FROM n; \
+             INSERT INTO sessions (provider, session_id) SELECT 'm', 's' || i FROM n; \
+             UPDATE sessions SET status = 'COMPLETED' WHERE id % 10 <> 0; \
              ANALYZE;",
         )
         .unwrap();
@@ -1795,8 +1795,9 @@ mod tests {
         l.execute_batch(
             "INSERT INTO sessions (provider, session_id) \
              VALUES ('m', 'p1'), ('m', 'p2'), ('m', 'p3'), ('m', 'p4'); \
-             INSERT INTO sessions (provider, session_id, status, late_check_at) \
-             VALUES ('m', 'e1', 'EXPIRED', '2000-01-01T00:00:00.000Z'); \
+             INSERT INTO sessions (provider, session_id) VALUES ('m', 'e1'); \
+             UPDATE sessions SET status = 'EXPIRED', late_check_at = '2000-01-01T00:00:00.000Z' \
+             WHERE session_id = 'e1'; \
              INSERT INTO sessions (provider, session_id, next_check_at) \
              VALUES ('m', 'later', '2999-01-01T00:00:00.000Z');",
         )
@@ -1895,8 +1896,8 @@ mod tests {
                 "session_id_is_valid",
             ),
             (
-                "INSERT INTO sessions (provider, session_id, status) VALUES ('m', 'y', 'PAID')",
-                "status_is_known",
+                "INSERT INTO sessions (provider, session_id, status) VALUES ('m', 'y', 'COMPLETED')",
+                "new_session_is_pending",
             ),
         ];
         for (sql, name) in bad {
@@ -1907,6 +1908,11 @@ mod tests {
             "INSERT INTO sessions (provider, session_id, amount) VALUES ('m', 'a/b %?#', '0.5')",
         )
         .unwrap();
+        let e = l
+            .execute_batch("UPDATE sessions SET status = 'PAID'")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("status_is_known"), "{e}");
     }
 
     /// A ledger at schema version `v`, made by applying the first `v` migrations by hand.

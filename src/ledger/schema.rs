@@ -196,7 +196,8 @@ ALTER TABLE provider_state ADD COLUMN answered_endpoint TEXT;
     // a value of the wrong type, control characters, surrounding spaces or over 256 bytes in a
     // reference, a currency that is not 1 to 8 letters, C1 or NUL characters or surrounding
     // spaces in a session id, a created_at or next_check_at not in the ledger's time format
-    // (the due index compares them as text). Triggers, not table checks, for all but the amount: rows that got
+    // (the due index compares them as text), a new row in any state but PENDING (a COMPLETED
+    // with no transition and no event). Triggers, not table checks, for all but the amount: rows that got
     // in before stay readable (payrecon sets them aside), the migration cannot fail on them, and
     // an update is refused only for a bad value it writes (so payrecon can still mark them).
     r#"
@@ -252,6 +253,8 @@ CREATE INDEX sessions_by_session_id ON sessions (session_id);
 CREATE INDEX sessions_late_check ON sessions (late_check_at) WHERE late_check_at IS NOT NULL;
 
 CREATE TRIGGER sessions_rules_insert BEFORE INSERT ON sessions BEGIN
+    SELECT RAISE(ABORT, 'new_session_is_pending: a new session starts PENDING; payrecon records every later state with its transition and event')
+    WHERE NEW.status <> 'PENDING';
     SELECT RAISE(ABORT, 'session_values_have_their_types: provider, session_id, status and times are text, counts integers, reference and currency text or NULL')
     WHERE (typeof(NEW.provider) <> 'text')
        OR (typeof(NEW.session_id) <> 'text')
@@ -419,6 +422,17 @@ ALTER TABLE sessions ADD CONSTRAINT currency_is_a_code CHECK (
     currency IS NULL OR currency ~ '^[A-Za-z]{1,8}$') NOT VALID;
 ALTER TABLE sessions ADD CONSTRAINT session_id_is_plain CHECK (
     session_id !~ '[\x7f-\x9f]' AND session_id = btrim(session_id, ' ')) NOT VALID;
+CREATE FUNCTION payrecon_new_session_is_pending() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+    IF NEW.status <> 'PENDING' THEN
+        RAISE EXCEPTION 'new_session_is_pending: a new session starts PENDING; payrecon records every later state with its transition and event'
+            USING ERRCODE = 'check_violation';
+    END IF;
+    RETURN NEW;
+END
+$fn$;
+CREATE TRIGGER new_session_is_pending BEFORE INSERT ON sessions
+    FOR EACH ROW EXECUTE FUNCTION payrecon_new_session_is_pending();
 ALTER TABLE sessions ADD CONSTRAINT times_are_ledger_times CHECK (
     created_at ~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z$'
     AND next_check_at ~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z$') NOT VALID;

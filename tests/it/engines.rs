@@ -374,6 +374,26 @@ async fn the_ledger_refuses_what_payrecon_cannot_use(engine: Engine) {
             ", 'a1', '1e3'".into(),
             "amount_is_decimal_text",
         ),
+        (
+            ", created_at".into(),
+            ", 'd1', 'yesterday'".into(),
+            "times_are_ledger_times",
+        ),
+        (
+            ", created_at".into(),
+            ", 'd2', '2026-11-25T10:05:03Z'".into(),
+            "times_are_ledger_times",
+        ),
+        (
+            ", next_check_at".into(),
+            ", 'd3', 'never'".into(),
+            "times_are_ledger_times",
+        ),
+        (
+            ", status".into(),
+            ", 'st1', 'COMPLETED'".into(),
+            "new_session_is_pending",
+        ),
     ];
     if !pg {
         // SQLite's own storage classes: refused however affinity would convert them.

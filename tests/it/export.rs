@@ -13,12 +13,15 @@ fn known_ledger(env: &Env) {
         r#"
 INSERT INTO sessions (provider, session_id, reference, amount, currency, status, created_at, checks,
                       transaction_id, payment_method, provider_completed_at, resolved_at) VALUES
- ('mopay', 'MOP_1_A', 'A', '100.00', 'LSL', 'COMPLETED', '2026-11-01T10:00:00.000Z', 2, 'TXN1', 'mpesa', '2026-11-01T10:05:00.000Z', '2026-11-01T10:06:00.000Z'),
- ('mopay', 'MOP_2_B', 'B,"quoted"', '0.10', 'LSL', 'COMPLETED', '2026-11-02T10:00:00.000Z', 1, 'TXN2', 'ecocash', NULL, '2026-11-02T11:00:00.000Z'),
- ('mopay', 'MOP_3_C', 'C', '0.20', 'ZAR', 'COMPLETED', '2026-11-03T10:00:00.000Z', 1, 'TXN3', 'card', NULL, '2026-11-03T11:00:00.000Z'),
- ('mopay', 'MOP_4_D', 'D', '55.55', 'LSL', 'FAILED', '2026-11-04T10:00:00.000Z', 3, NULL, 'card', NULL, '2026-11-04T11:00:00.000Z'),
+ ('mopay', 'MOP_1_A', 'A', '100.00', 'LSL', 'PENDING', '2026-11-01T10:00:00.000Z', 2, 'TXN1', 'mpesa', '2026-11-01T10:05:00.000Z', '2026-11-01T10:06:00.000Z'),
+ ('mopay', 'MOP_2_B', 'B,"quoted"', '0.10', 'LSL', 'PENDING', '2026-11-02T10:00:00.000Z', 1, 'TXN2', 'ecocash', NULL, '2026-11-02T11:00:00.000Z'),
+ ('mopay', 'MOP_3_C', 'C', '0.20', 'ZAR', 'PENDING', '2026-11-03T10:00:00.000Z', 1, 'TXN3', 'card', NULL, '2026-11-03T11:00:00.000Z'),
+ ('mopay', 'MOP_4_D', 'D', '55.55', 'LSL', 'PENDING', '2026-11-04T10:00:00.000Z', 3, NULL, 'card', NULL, '2026-11-04T11:00:00.000Z'),
  ('mopay', 'MOP_5_E', NULL, NULL, NULL, 'PENDING', '2026-11-05T10:00:00.000Z', 0, NULL, NULL, NULL, NULL),
- ('mopay', 'MOP_6_F', 'F', '0.70', 'LSL', 'COMPLETED', '2026-11-06T10:00:00.000Z', 4, 'TXN6', 'mpesa', NULL, '2026-11-06T11:00:00.000Z');
+ ('mopay', 'MOP_6_F', 'F', '0.70', 'LSL', 'PENDING', '2026-11-06T10:00:00.000Z', 4, 'TXN6', 'mpesa', NULL, '2026-11-06T11:00:00.000Z');
+-- What payrecon would have recorded: a new session starts PENDING (the schema says so).
+UPDATE sessions SET status = 'COMPLETED' WHERE session_id IN ('MOP_1_A', 'MOP_2_B', 'MOP_3_C', 'MOP_6_F');
+UPDATE sessions SET status = 'FAILED' WHERE session_id = 'MOP_4_D';
 "#,
     )
     .unwrap();
@@ -223,8 +226,9 @@ async fn csv_cells_never_run_as_formulas() {
         .execute_batch(
             "INSERT INTO sessions (provider, session_id, reference, amount, currency, status, \
              transaction_id, payment_method, resolved_at) VALUES \
-             ('mopay', '-2+3', '=HYPERLINK(\"http://x\")', '1.00', 'LSL', 'COMPLETED', '+41', \
-              '@SUM(A1)', '2026-11-01T10:06:00.000Z')",
+             ('mopay', '-2+3', '=HYPERLINK(\"http://x\")', '1.00', 'LSL', 'PENDING', '+41', \
+              '@SUM(A1)', '2026-11-01T10:06:00.000Z'); \
+             UPDATE sessions SET status = 'COMPLETED'",
         )
         .unwrap();
     let run = |format: &str| {
