@@ -126,8 +126,6 @@ struct ProviderNotes {
     reached: HashSet<String>,
     /// Providers that answered some session normally.
     answered: HashSet<String>,
-    /// Providers flagged during the pass for answering "not found" to every session.
-    misdirected: BTreeMap<String, String>,
 }
 
 /// Runs one pass to completion: claims batch after batch of sessions due at the pass's start
@@ -264,13 +262,7 @@ pub async fn run_pass(
             paused_until: p.paused_remaining().map(|d| clock::add(clock::now(), d)),
             reached: notes.reached.contains(name),
             answered: notes.answered.contains(name) && !flagged,
-            misdirected: flagged.then(|| {
-                notes
-                    .misdirected
-                    .get(name)
-                    .cloned()
-                    .unwrap_or_else(|| misdirected_message(name))
-            }),
+            misdirected: flagged.then(|| misdirected_message(name)),
             endpoint: p.endpoint(),
         };
         if note.refused.is_some()
@@ -307,22 +299,17 @@ fn misdirected_message(provider: &str) -> String {
 
 /// Whether a 404 is believed ([`provider::NotFoundWatch`]); a doubted one becomes
 /// [`provider::Error::NotFoundDoubted`], and the 404 that flags the provider logs one error.
+/// (Whether the provider is flagged at the pass's end is read from the watch itself.)
 fn judge_not_found(
     result: Result<Answer, provider::Error>,
     provider: &provider::Provider,
     s: &Session,
-    notes: &Mutex<ProviderNotes>,
 ) -> Result<Answer, provider::Error> {
     let name = &provider.name;
     match &result {
         Ok(Answer::Found(_)) => {
             if lock(&provider.not_found_watch).answered() {
                 tracing::info!(provider = %name, "provider answers sessions normally again; its 404s count again");
-            }
-            let mut n = lock(notes);
-            n.misdirected.remove(name);
-            if !n.answered.contains(name) {
-                n.answered.insert(name.clone());
             }
             result
         }
@@ -339,7 +326,6 @@ fn judge_not_found(
                     let msg = misdirected_message(name);
                     if newly_flagged {
                         tracing::error!(provider = %name, endpoint = %provider.endpoint(), "{msg}");
-                        lock(notes).misdirected.insert(name.clone(), msg.clone());
                     }
                     let why = if flagged {
                         msg
@@ -432,11 +418,14 @@ async fn check_one(
             }
         }
         Ok(answer) => {
-            if let Ok(mut n) = notes.lock()
-                && !n.reached.contains(&s.provider)
-            {
+            let mut n = lock(notes);
+            if !n.reached.contains(&s.provider) {
                 n.reached.insert(s.provider.clone());
             }
+            if matches!(answer, Answer::Found(_)) && !n.answered.contains(&s.provider) {
+                n.answered.insert(s.provider.clone());
+            }
+            drop(n);
             if let Answer::Found(f) = answer {
                 if f.mapped == Mapped::Unrecognised {
                     tracing::warn!(provider = %s.provider, session_id = %s.session_id, raw_status = %provider::clip(&f.raw_status),
@@ -448,7 +437,7 @@ async fn check_one(
         }
         Err(_) => {}
     }
-    let result = judge_not_found(result, provider, &s, notes);
+    let result = judge_not_found(result, provider, &s);
     if late {
         return decide_late(&s, &result, clock::now(), &cfg.backoff);
     }
@@ -624,7 +613,7 @@ pub fn decide_late(
 /// uniform number in `[0, 1)` that spreads re-checks.
 ///
 /// Only an answer closes a session by age: once `max_age` has passed, a pending answer (or a
-/// 404) makes it EXPIRED, and an answer payrecon cannot act on ([`Mapped::cannot_act`]) makes it
+/// 404) makes it EXPIRED, and an answer payrecon cannot act on (`Unrecognised`, `Unsure`) makes it
 /// REVIEW. A failed call — no body, a 5xx, a malformed body — never closes a session; a call
 /// that ended without any body is not charged as a check either.
 pub fn decide(

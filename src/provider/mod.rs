@@ -46,14 +46,6 @@ pub enum Mapped {
     Unsure,
 }
 
-impl Mapped {
-    /// Whether this answer is one payrecon cannot act on (docs/providers.md, "An answer we
-    /// cannot act on").
-    pub fn cannot_act(self) -> bool {
-        matches!(self, Mapped::Unrecognised | Mapped::Unsure)
-    }
-}
-
 /// What a provider said about one session, parsed from whitelisted fields only.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProviderFacts {
