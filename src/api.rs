@@ -14,9 +14,12 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
+use utoipa::OpenApi;
 
 use crate::config::{Config, Secret};
-use crate::ledger::{Enqueued, Ledger, NewSession, Session, SessionInput};
+use crate::ledger::{
+    Enqueued, Ledger, MAX_REFERENCE_BYTES, MAX_SESSION_ID_BYTES, NewSession, Session, SessionInput,
+};
 use crate::provider::Providers;
 use crate::reconcile::{self, PassOptions};
 
@@ -45,12 +48,128 @@ pub fn router(ledger: Ledger, providers: Providers, cfg: Config, opts: PassOptio
         .route("/v1/sessions", post(create))
         .route("/v1/sessions/{provider}/{session_id}", get(read))
         .route("/v1/sessions/{provider}/{session_id}/verify", post(verify))
+        .route("/v1/openapi.json", get(openapi))
+        // Whatever else is asked, the answer is the API's JSON error too.
+        .fallback(no_route)
+        .method_not_allowed_fallback(wrong_method)
         // Every route, before anything else runs: the token, when one is configured.
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_token,
         ))
         .with_state(state)
+}
+
+/// The body of every 4xx/5xx answer.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // only its schema is used: ApiError writes the body
+struct ErrorBody {
+    /// What was wrong, in words.
+    error: String,
+    /// The request field at fault, when one is.
+    field: Option<String>,
+}
+
+/// The body of `POST /v1/sessions`: a session whose outcome payrecon should find out. Every
+/// value is a JSON string (an amount that went through a JSON number may have been a float);
+/// an empty string is an absent field.
+// openapi_document adds each field's rules.
+#[derive(utoipa::ToSchema)]
+#[schema(example = json!({"provider": "mopay", "session_id": "MOP_abc123_ORDER12345",
+    "reference": "ORDER12345", "amount": "100.00", "currency": "LSL"}))]
+#[allow(dead_code)] // only its schema is used: new_session reads the body
+struct SessionRequest {
+    /// A provider table of the daemon's config.
+    provider: String,
+    /// The provider's id for the session: 1 to 256 bytes, no control characters, no leading
+    /// or trailing whitespace.
+    session_id: String,
+    /// The merchant's own reference, compared with the provider's: at most 256 bytes, no
+    /// control characters, no leading or trailing whitespace.
+    reference: Option<String>,
+    /// The expected amount in major units, such as "100.00"; compared exactly.
+    amount: Option<String>,
+    /// The currency code, such as "LSL".
+    currency: Option<String>,
+    /// When the session was created at the provider (RFC 3339); now when absent.
+    created_at: Option<String>,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "payrecon",
+        description = "Enqueue a payment session, read it, and verify it with its provider now."
+    ),
+    paths(create, read, verify, openapi),
+    components(schemas(Session, SessionRequest, ErrorBody))
+)]
+struct ApiDoc;
+
+/// The API's OpenAPI document for this daemon, as JSON: what utoipa derives from the handlers
+/// and types, with the session request's fields held to the rules `NewSession::from_input`
+/// applies (an empty string is an absent field, as in a CSV cell), `provider` one of the
+/// configured providers, and the bearer scheme required when a token is configured.
+pub fn openapi_document(cfg: &Config) -> Value {
+    let mut doc = ApiDoc::openapi();
+    doc.info.version = env!("CARGO_PKG_VERSION").into();
+    let mut doc = serde_json::to_value(doc).unwrap_or_else(|_| json!({}));
+    // No control character, no leading or trailing whitespace (Rust's `trim`, spelled out:
+    // a regex `\s` differs between engines). The limits are in bytes; a schema counts
+    // characters, so a long non-ASCII value may still be refused with a 422.
+    const EDGE: &str =
+        r"[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]";
+    const INNER: &str = r"[^\u0000-\u001f\u007f-\u009f]";
+    let plain = format!("{EDGE}({INNER}*{EDGE})?");
+    let providers: Vec<&str> = cfg.providers.iter().map(|p| p.name.as_str()).collect();
+    let rules = [
+        ("provider", json!({"enum": providers})),
+        (
+            "session_id",
+            json!({"minLength": 1, "maxLength": MAX_SESSION_ID_BYTES,
+                   "pattern": format!("^{plain}$"), "not": {"enum": [".", ".."]}}),
+        ),
+        (
+            "reference",
+            json!({"maxLength": MAX_REFERENCE_BYTES, "pattern": format!("^({plain})?$")}),
+        ),
+        (
+            "amount",
+            json!({"maxLength": 40, "pattern": r"^([0-9]+(\.[0-9]+)?)?$"}),
+        ),
+        ("currency", json!({"pattern": "^[A-Za-z]{0,8}$"})),
+        (
+            "created_at",
+            json!({"type": null, "anyOf": [
+                {"type": "string", "format": "date-time"},
+                {"type": "string", "maxLength": 0},
+                {"type": "null"}
+            ]}),
+        ),
+    ];
+    let request = &mut doc["components"]["schemas"]["SessionRequest"];
+    request["additionalProperties"] = json!(false);
+    if let Some(first) = providers.first() {
+        request["example"]["provider"] = json!(first);
+    }
+    for (field, rule) in rules {
+        if let (Some(schema), Value::Object(rule)) =
+            (request["properties"][field].as_object_mut(), rule)
+        {
+            for (k, v) in rule {
+                match v {
+                    Value::Null => schema.remove(&k),
+                    v => schema.insert(k, v),
+                };
+            }
+        }
+    }
+    if cfg.api.as_ref().is_some_and(|a| a.token.is_some()) {
+        doc["components"]["securitySchemes"] =
+            json!({"bearer": {"type": "http", "scheme": "bearer"}});
+        doc["security"] = json!([{"bearer": []}]);
+    }
+    doc
 }
 
 /// A 4xx/5xx answer: `{"error": …, "field": …}`.
@@ -224,6 +343,24 @@ fn new_session(cfg: &Config, body: &[u8]) -> Result<NewSession, ApiError> {
     Ok(s)
 }
 
+/// Enqueue a session
+///
+/// Adds a PENDING session to the ledger, to be checked on its provider's schedule. The same
+/// session with the same fields again changes nothing (200).
+#[utoipa::path(
+    post,
+    path = "/v1/sessions",
+    request_body = SessionRequest,
+    responses(
+        (status = 201, description = "Enqueued", body = Session),
+        (status = 200, description = "Already in the ledger with these fields", body = Session),
+        (status = 400, description = "The body is not a JSON object with distinct keys", body = ErrorBody),
+        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+        (status = 409, description = "Already in the ledger with another value in `field`", body = ErrorBody),
+        (status = 413, description = "The body is over 16 KiB", body = ErrorBody),
+        (status = 422, description = "A field is refused; `field` names it", body = ErrorBody),
+    )
+)]
 async fn create(State(st): State<Arc<ApiState>>, body: Body) -> Response {
     let body = match axum::body::to_bytes(body, MAX_BODY).await {
         Ok(b) => b,
@@ -290,6 +427,23 @@ fn session_path(path: SessionPath) -> Result<(String, String), ApiError> {
     })
 }
 
+/// Read a session
+///
+/// The session as the ledger holds it now; nothing is asked of the provider.
+#[utoipa::path(
+    get,
+    path = "/v1/sessions/{provider}/{session_id}",
+    params(
+        ("provider" = String, Path, description = "The session's provider table"),
+        ("session_id" = String, Path, description = "The provider's id for the session"),
+    ),
+    responses(
+        (status = 200, description = "The session", body = Session),
+        (status = 400, description = "The path is not UTF-8", body = ErrorBody),
+        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+        (status = 404, description = "No such session", body = ErrorBody),
+    )
+)]
 async fn read(State(st): State<Arc<ApiState>>, path: SessionPath) -> Response {
     let (provider, session_id) = match session_path(path) {
         Ok(p) => p,
@@ -298,6 +452,25 @@ async fn read(State(st): State<Arc<ApiState>>, path: SessionPath) -> Response {
     found(st.ledger.call(move |l| l.get(&provider, &session_id)).await)
 }
 
+/// Verify a session with its provider now
+///
+/// What a return-URL handler should call instead of trusting the redirect: a PENDING session
+/// is checked with its provider at once (within the provider's rate limit) and answered as the
+/// ledger then holds it; a finished session is answered as it is.
+#[utoipa::path(
+    post,
+    path = "/v1/sessions/{provider}/{session_id}/verify",
+    params(
+        ("provider" = String, Path, description = "The session's provider table"),
+        ("session_id" = String, Path, description = "The provider's id for the session"),
+    ),
+    responses(
+        (status = 200, description = "The session after the check", body = Session),
+        (status = 400, description = "The path is not UTF-8", body = ErrorBody),
+        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+        (status = 404, description = "No such session", body = ErrorBody),
+    )
+)]
 async fn verify(State(st): State<Arc<ApiState>>, path: SessionPath) -> Response {
     let (provider, session_id) = match session_path(path) {
         Ok(p) => p,
@@ -323,4 +496,41 @@ fn found(result: Result<Option<Session>, crate::ledger::Error>) -> Response {
         Ok(None) => error(StatusCode::NOT_FOUND, "no such session", None).into_response(),
         Err(e) => internal(Some(e)),
     }
+}
+
+/// This document
+#[utoipa::path(
+    get,
+    path = "/v1/openapi.json",
+    responses(
+        (status = 200, description = "The API's OpenAPI 3.1 document", content_type = "application/json"),
+        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+    )
+)]
+async fn openapi(State(st): State<Arc<ApiState>>) -> Response {
+    let body = openapi_document(&st.cfg).to_string();
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
+}
+
+async fn no_route() -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "no such endpoint (see /v1/openapi.json)",
+        None,
+    )
+    .into_response()
+}
+
+async fn wrong_method() -> Response {
+    error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "this method is not allowed here (see /v1/openapi.json)",
+        None,
+    )
+    .into_response()
 }

@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::clock::Timestamp;
 
 /// A session's state (DESIGN.md "States").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Status {
     Pending,
@@ -94,8 +94,9 @@ impl Source {
     }
 }
 
-/// A session as the ledger holds it.
-#[derive(Debug, Clone, Serialize)]
+/// A session as the ledger holds it (and as the API shows it: times are RFC 3339 text in UTC,
+/// amounts decimal text in major units).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Session {
     #[serde(skip)]
     pub rowid: i64,
@@ -105,6 +106,7 @@ pub struct Session {
     /// Decimal text as stored; parsed where compared.
     pub amount: Option<String>,
     pub currency: Option<String>,
+    #[schema(value_type = Status)]
     pub status: String,
     pub created_at: String,
     pub next_check_at: String,

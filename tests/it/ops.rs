@@ -239,6 +239,21 @@ async fn the_api_enqueues_reads_and_verifies_behind_its_token(engine: Engine) {
         .await
         .unwrap();
     assert_eq!(r.status(), 401, "so does verify");
+    let doc = |token: Option<&'static str>| {
+        let mut r = client.get(format!("{api}/v1/openapi.json"));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send()
+    };
+    assert_eq!(doc(None).await.unwrap().status(), 401, "and the document");
+    let d: serde_json::Value =
+        serde_json::from_slice(&doc(Some(TOKEN)).await.unwrap().bytes().await.unwrap()).unwrap();
+    assert_eq!(d["security"], serde_json::json!([{"bearer": []}]), "{d}");
+    assert_eq!(
+        d["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
     let r = post("/v1/sessions", good.into(), Some(TOKEN))
         .await
         .unwrap();
@@ -606,4 +621,173 @@ async fn the_api_refuses_conflicts_duplicate_keys_and_untrusted_text() {
         "100.00"
     );
     assert_eq!(count(&l, "SELECT count(*) FROM sessions"), 1);
+}
+
+/// `GET /v1/openapi.json` describes the API as it answers: the request's fields are exactly the
+/// ones the parser takes and `provider` lists the configured tables; a session's JSON has the
+/// schema's properties and never `lease_owner`; what the API answered below is documented; and
+/// a wrong path or method gets the API's JSON error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_publishes_the_document_it_answers_by() {
+    let env = Env::start().await;
+    env.set("cron", "\"0 0 0 1 1 *\"");
+    let (admin, api) = listeners(&env, false);
+    let _d = daemon(&env, &[&admin, &api]).await;
+    let client = reqwest::Client::new();
+    let json = |r: reqwest::Response| async move {
+        let code = r.status().as_u16();
+        let kind = r.headers()["content-type"].to_str().unwrap().to_string();
+        let body: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+        (code, kind, body)
+    };
+    let (code, kind, doc) = json(
+        client
+            .get(format!("{api}/v1/openapi.json"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((code, kind.as_str()), (200, "application/json"));
+    assert_eq!(doc["openapi"], "3.1.0");
+    let mut paths: Vec<&str> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    paths.sort();
+    assert_eq!(
+        paths,
+        [
+            "/v1/openapi.json",
+            "/v1/sessions",
+            "/v1/sessions/{provider}/{session_id}",
+            "/v1/sessions/{provider}/{session_id}/verify"
+        ]
+    );
+    let request = &doc["components"]["schemas"]["SessionRequest"];
+    let mut fields: Vec<&str> = request["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    fields.sort();
+    assert_eq!(
+        fields,
+        [
+            "amount",
+            "created_at",
+            "currency",
+            "provider",
+            "reference",
+            "session_id"
+        ]
+    );
+    assert_eq!(request["additionalProperties"], false);
+    assert_eq!(
+        request["required"],
+        serde_json::json!(["provider", "session_id"])
+    );
+    assert_eq!(
+        request["properties"]["provider"]["enum"],
+        serde_json::json!(["mopay"])
+    );
+    assert!(doc.get("security").is_none(), "no token configured");
+    let session = &doc["components"]["schemas"]["Session"];
+    assert_eq!(
+        session["properties"]["status"]["$ref"],
+        "#/components/schemas/Status"
+    );
+    assert_eq!(
+        doc["components"]["schemas"]["Status"]["enum"],
+        serde_json::json!([
+            "PENDING",
+            "COMPLETED",
+            "FAILED",
+            "CANCELLED",
+            "EXPIRED",
+            "REVIEW"
+        ])
+    );
+    let documented = |path: &str, method: &str, code: u16| {
+        doc["paths"][path][method]["responses"]
+            .get(code.to_string())
+            .is_some()
+    };
+
+    // A session id holding a percent sign is sent with it escaped, and found.
+    let r = client
+        .post(format!("{api}/v1/sessions"))
+        .body(r#"{"provider":"mopay","session_id":"a%41 b","amount":"5.00"}"#)
+        .send()
+        .await
+        .unwrap();
+    let (code, _, created) = json(r).await;
+    assert_eq!(code, 201, "{created}");
+    assert!(documented("/v1/sessions", "post", code));
+    let mut keys: Vec<&str> = created
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let mut want: Vec<&str> = session["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort();
+    want.sort();
+    assert_eq!(keys, want, "a session's JSON has the schema's properties");
+    assert!(!keys.contains(&"lease_owner") && !keys.contains(&"rowid"));
+    let read = "/v1/sessions/{provider}/{session_id}";
+    let r = client
+        .get(format!("{api}/v1/sessions/mopay/a%2541%20b"))
+        .send()
+        .await
+        .unwrap();
+    let (code, _, found) = json(r).await;
+    assert_eq!((code, found["session_id"].as_str()), (200, Some("a%41 b")));
+    let r = client
+        .get(format!("{api}/v1/sessions/mopay/a%41%20b"))
+        .send()
+        .await
+        .unwrap();
+    let (code, _, body) = json(r).await;
+    assert_eq!(code, 404, "aA b is another id: {body}");
+    assert!(documented(read, "get", code));
+    let (code, _, body) = json(
+        client
+            .post(format!("{api}/v1/sessions"))
+            .body(r#"{"provider":"mopay","session_id":"z","amount":"1e3"}"#)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((code, body["field"].as_str()), (422, Some("amount")));
+    assert!(documented("/v1/sessions", "post", code));
+
+    // Off the map: JSON errors, not axum's empty bodies.
+    for (method, path, want) in [
+        (reqwest::Method::GET, "/v2/nothing", 404),
+        (reqwest::Method::GET, "/v1/sessions/mopay", 404),
+        (reqwest::Method::DELETE, "/v1/sessions", 405),
+        (reqwest::Method::PUT, "/v1/sessions/mopay/z", 405),
+    ] {
+        let (code, kind, body) = json(
+            client
+                .request(method, format!("{api}{path}"))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(code, want, "{path}: {body}");
+        assert_eq!(kind, "application/json");
+        assert!(body["error"].is_string(), "{path}: {body}");
+    }
 }
