@@ -263,7 +263,8 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("payrecon: {e:#}");
+            // Errors may quote a session id, a database's message or a file's line: escaped.
+            eprintln!("payrecon: {}", crate::escape::shown(&format!("{e:#}")));
             if e.chain().any(|c| c.is::<UsageError>()) {
                 ExitCode::from(2)
             } else {
@@ -741,7 +742,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             for (currency, n, sum) in &st.completed {
                 println!(
                     "             {:<8} {n:>10} {sum:>19}",
-                    if currency.is_empty() { "-" } else { currency }
+                    crate::escape::shown_or_dash(Some(currency.as_str()).filter(|c| !c.is_empty()))
                 );
             }
             println!("\ndue now: {}", st.due_now);
@@ -838,7 +839,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             println!(
                 "{} {}: {from} -> {to} (event {})",
-                s.provider, s.session_id, event.id
+                s.provider,
+                crate::escape::shown(&s.session_id),
+                event.id
             );
         }
         Command::Export {
@@ -929,6 +932,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("{table:<15} {n:>10} rows");
             }
             for ((status, currency), (n, sum)) in &copied.totals {
+                let currency = crate::escape::shown(currency);
                 println!("{status:<10} {currency:<4} {n:>10} sessions {sum:>18}");
             }
             println!(
@@ -956,10 +960,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                             "{:<30} {:<18} {:<32} {:<9} {:>8}  {}",
                             e.id,
                             e.kind,
-                            session_id,
+                            crate::escape::shown(&session_id),
                             e.state(),
                             e.attempts,
-                            e.last_error.as_deref().unwrap_or("")
+                            crate::escape::shown(e.last_error.as_deref().unwrap_or(""))
                         );
                     }
                 }

@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 
 /// Whether `c` must not reach a log line or a terminal as itself.
-fn unsafe_char(c: char) -> bool {
+pub fn unsafe_char(c: char) -> bool {
     c.is_control() || c == '\u{2028}' || c == '\u{2029}'
 }
 

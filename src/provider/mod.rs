@@ -730,7 +730,11 @@ pub fn clip(text: &str) -> String {
     if text.len() <= 64 && text.bytes().all(|b| (0x20..0x7f).contains(&b)) {
         return text.to_owned();
     }
-    let clean: String = text.chars().filter(|c| !c.is_control()).take(64).collect();
+    let clean: String = text
+        .chars()
+        .filter(|c| !crate::escape::unsafe_char(*c))
+        .take(64)
+        .collect();
     if text.chars().count() > 64 {
         format!("{clean}…")
     } else {
@@ -751,6 +755,7 @@ mod tests {
             (&long[..64], "a".repeat(64)),
             (long.as_str(), format!("{}…", "a".repeat(64))),
             ("pa\nid\u{7f}\u{85}", "paid".to_string()),
+            ("line\u{2028}sep\u{2029}", "linesep".to_string()),
             ("Maseru ✓", "Maseru ✓".to_string()),
         ];
         for (text, want) in cases {

@@ -466,8 +466,9 @@ async fn one_bad_row_never_stops_reconciliation() {
     );
 }
 
-/// Text from an application (here a reference written around `add`) reaches the log, `show`
-/// and `list` escaped: it cannot forge a log line or drive a terminal.
+/// Text from an application (here a reference written around `add`) reaches the log,
+/// `show`, `list`, `events list` and error messages escaped: it cannot forge a log line or drive
+/// a terminal.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn untrusted_text_cannot_forge_a_log_line_or_drive_a_terminal() {
     let env = Env::start().await;
@@ -494,9 +495,14 @@ async fn untrusted_text_cannot_forge_a_log_line_or_drive_a_terminal() {
             .any(|line| line.starts_with("2026-12-01T00:00:00Z  INFO forged")),
         "a forged line: {log}"
     );
-    for args in [&["show", "forge1"][..], &["list"][..]] {
+    for args in [
+        &["show", "forge1"][..],
+        &["list"][..],
+        &["events", "list"][..],
+        &["stats"][..],
+    ] {
         let o = run(args).await;
-        assert!(o.status.success());
+        assert!(o.status.success(), "{args:?}");
         assert!(
             !o.stdout.contains(&0x1b),
             "{args:?} printed an escape sequence"
@@ -507,5 +513,22 @@ async fn untrusted_text_cannot_forge_a_log_line_or_drive_a_terminal() {
                 .any(|line| line.starts_with("2026-12-01T00:00:00Z")),
             "{args:?}: {out}"
         );
+    }
+    // Errors quoting what they were given: one line, no escape sequence.
+    for args in [
+        &["show", "no\u{1b}[31m\n2026-12-01T00:00:00Z such"][..],
+        &[
+            "import",
+            "/nonexistent/\u{1b}[31m\n2026-12-01T00:00:00Z.csv",
+        ][..],
+    ] {
+        let o = run(args).await;
+        assert!(!o.status.success(), "{args:?}");
+        assert!(
+            !o.stderr.contains(&0x1b),
+            "{args:?} printed an escape sequence"
+        );
+        let (_, err) = text(&o);
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
     }
 }
