@@ -307,6 +307,14 @@ CREATE TRIGGER sessions_rules_update BEFORE UPDATE ON sessions BEGIN
     WHERE (NEW.created_at IS NOT OLD.created_at AND NOT NEW.created_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9]Z')
        OR (NEW.next_check_at IS NOT OLD.next_check_at AND NOT NEW.next_check_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9]Z');
 END;
+"#, // 6: a PENDING row whose next_check_at is not a time (from before 5) sorts after every
+    // time, so it was never due and never seen: it is made due now, to be checked, or set aside
+    // if it cannot be read. (SQLite's triggers already check only the values an UPDATE changes;
+    // PostgreSQL's rules change here to do the same.)
+    r#"
+UPDATE sessions SET next_check_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+WHERE status = 'PENDING'
+  AND NOT coalesce(next_check_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9]Z', 0);
 "#,
 ];
 
@@ -436,6 +444,59 @@ CREATE TRIGGER new_session_is_pending BEFORE INSERT ON sessions
 ALTER TABLE sessions ADD CONSTRAINT times_are_ledger_times CHECK (
     created_at ~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z$'
     AND next_check_at ~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z$') NOT VALID;
+"#,
+    // 6: the rules of 5 as a trigger that checks, on UPDATE, only the values it changes, as
+    // SQLite's do. A CHECK constraint re-checks the whole row on every UPDATE: one row with a bad
+    // created_at from before 5 made every claim fail, and so every pass, instead of being set
+    // aside.
+    r#"
+ALTER TABLE sessions DROP CONSTRAINT IF EXISTS reference_is_plain_text;
+ALTER TABLE sessions DROP CONSTRAINT IF EXISTS currency_is_a_code;
+ALTER TABLE sessions DROP CONSTRAINT IF EXISTS session_id_is_plain;
+ALTER TABLE sessions DROP CONSTRAINT IF EXISTS times_are_ledger_times;
+CREATE OR REPLACE FUNCTION payrecon_session_rules() RETURNS trigger LANGUAGE plpgsql AS $fn$
+DECLARE
+    fresh boolean := TG_OP = 'INSERT';
+    ledger_time constant text := '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z$';
+    changed_reference boolean := true;
+    changed_currency boolean := true;
+    changed_id boolean := true;
+    changed_created boolean := true;
+    changed_next boolean := true;
+BEGIN
+    IF NOT fresh THEN
+        changed_reference := NEW.reference IS DISTINCT FROM OLD.reference;
+        changed_currency := NEW.currency IS DISTINCT FROM OLD.currency;
+        changed_id := NEW.session_id IS DISTINCT FROM OLD.session_id;
+        changed_created := NEW.created_at IS DISTINCT FROM OLD.created_at;
+        changed_next := NEW.next_check_at IS DISTINCT FROM OLD.next_check_at;
+    END IF;
+    IF changed_reference AND NEW.reference IS NOT NULL AND (octet_length(NEW.reference) > 256
+        OR NEW.reference ~ '[\x01-\x1f\x7f-\x9f]' OR NEW.reference <> btrim(NEW.reference, ' ')) THEN
+        RAISE EXCEPTION 'reference_is_plain_text: at most 256 bytes, no control character, no surrounding spaces'
+            USING ERRCODE = 'check_violation', CONSTRAINT = 'reference_is_plain_text';
+    END IF;
+    IF changed_currency AND NEW.currency IS NOT NULL AND NEW.currency !~ '^[A-Za-z]{1,8}$' THEN
+        RAISE EXCEPTION 'currency_is_a_code: 1 to 8 letters such as LSL'
+            USING ERRCODE = 'check_violation', CONSTRAINT = 'currency_is_a_code';
+    END IF;
+    IF changed_id AND (NEW.session_id ~ '[\x7f-\x9f]' OR NEW.session_id <> btrim(NEW.session_id, ' ')) THEN
+        RAISE EXCEPTION 'session_id_is_plain: no control character (C0, DEL, C1), no surrounding spaces'
+            USING ERRCODE = 'check_violation', CONSTRAINT = 'session_id_is_plain';
+    END IF;
+    IF (changed_created AND NEW.created_at !~ ledger_time) OR (changed_next AND NEW.next_check_at !~ ledger_time) THEN
+        RAISE EXCEPTION 'times_are_ledger_times: created_at and next_check_at are UTC like 2026-11-25T10:05:03.120Z'
+            USING ERRCODE = 'check_violation', CONSTRAINT = 'times_are_ledger_times';
+    END IF;
+    RETURN NEW;
+END
+$fn$;
+DROP TRIGGER IF EXISTS sessions_rules ON sessions;
+CREATE TRIGGER sessions_rules BEFORE INSERT OR UPDATE ON sessions
+    FOR EACH ROW EXECUTE FUNCTION payrecon_session_rules();
+-- As in SQLite: a PENDING row never due because its next_check_at is not a time is due now.
+UPDATE sessions SET next_check_at = to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
+WHERE status = 'PENDING' AND next_check_at !~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z$';
 "#,
 ];
 
