@@ -22,7 +22,7 @@ done
 for target in provider_answers config csv_import api_body; do
     echo "== $target: ${seconds}s"
     cargo +nightly fuzz run "$target" "corpus/$target" -- -max_total_time="$seconds" -rss_limit_mb=2048 2>&1 \
-        | grep -E "^(#[0-9]+ +DONE|Done|==[0-9]+==|SUMMARY|.*panicked)" || true
+        | grep -E "^(#[0-9]+[[:space:]]+DONE|Done|==[0-9]+==|SUMMARY|.*panicked)" || true
     if ls "artifacts/$target"/crash-* >/dev/null 2>&1; then
         echo "$target: crashes in fuzz/artifacts/$target/"; exit 1
     fi

@@ -23,9 +23,6 @@ pub struct Cli {
     /// Log format, overriding `[log] format` (logs go to stderr; filter with RUST_LOG)
     #[arg(long = "log-format", global = true, value_enum)]
     pub log_format: Option<LogFormatArg>,
-    /// Print this process's peak resident memory and CPU time to stderr at exit (for the benchmark)
-    #[arg(long, global = true, hide = true)]
-    pub usage: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -151,58 +148,6 @@ pub enum Command {
     },
     /// The embedded demo: simulator + temporary ledger + sample sessions, reconciled to the end
     Demo,
-    /// The benchmark: throughput, scale, memory, webhooks, calls per resolution, rate limit
-    Bench {
-        /// Sessions for the throughput run
-        #[arg(long, default_value_t = 100_000)]
-        sessions: u64,
-        /// Rows of the large ledger
-        #[arg(long, default_value_t = 5_000_000)]
-        large: u64,
-        /// Due sessions in the small and the large ledger
-        #[arg(long, default_value_t = 10_000)]
-        due: u64,
-        /// Sessions for the memory runs (also run at a tenth of it)
-        #[arg(long, default_value_t = 1_000_000)]
-        memory: u64,
-        /// Provider calls in flight
-        #[arg(long, default_value_t = 64)]
-        concurrency: usize,
-        /// Rounds of the throughput run and of the pass in a small and a large ledger; the round
-        /// with the median ratio is reported
-        #[arg(long, default_value_t = 3)]
-        rounds: u32,
-        /// Sessions for each PostgreSQL run (1, 2 and 4 daemons on one throwaway PostgreSQL);
-        /// 0 skips them
-        #[arg(long, default_value_t = 20_000)]
-        pg_sessions: u64,
-        /// Where to write the results as JSON
-        #[arg(long, default_value = "bench-results.json")]
-        output: PathBuf,
-    },
-    /// The benchmark's load generator (run by `bench` in a process of its own)
-    #[command(hide = true)]
-    BenchLoad {
-        #[arg(long)]
-        url: String,
-        #[arg(long)]
-        requests: u64,
-        #[arg(long)]
-        prefix: String,
-        #[arg(long)]
-        concurrency: usize,
-    },
-    /// The benchmark's ideal client: the load generator's request and SQLite alone's writes
-    /// for every due session of a ledger (run by `bench` in a process of its own, as `once`)
-    #[command(hide = true)]
-    BenchIdeal {
-        #[arg(long)]
-        url: String,
-        #[arg(long)]
-        ledger: PathBuf,
-        #[arg(long)]
-        concurrency: usize,
-    },
     /// Print shell completions
     Completions {
         #[arg(value_enum)]
@@ -250,16 +195,7 @@ pub enum EventsCommand {
 /// Parses the command line, runs the command, and returns its exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let usage = cli.usage;
     let result = run(cli);
-    if usage {
-        if let Some(kib) = crate::bench::peak_rss_kib() {
-            eprintln!("peak_rss_kib={kib}");
-        }
-        if let Some(cpu) = crate::bench::cpu_seconds() {
-            eprintln!("cpu_seconds={cpu:.2}");
-        }
-    }
     match result {
         Ok(code) => code,
         Err(e) => {
@@ -369,52 +305,6 @@ fn load_with_secrets(cli: &Cli) -> anyhow::Result<Config> {
 /// Runs one command.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
-        Command::Bench {
-            sessions,
-            large,
-            due,
-            memory,
-            concurrency,
-            rounds,
-            pg_sessions,
-            output,
-        } => {
-            init_logging(log_format(&cli, LogFormat::Text), "warn");
-            let opts = crate::bench::BenchOptions {
-                sessions: *sessions,
-                large: *large,
-                due: *due,
-                memory: *memory,
-                concurrency: *concurrency,
-                rounds: *rounds,
-                pg_sessions: *pg_sessions,
-                output: output.clone(),
-            };
-            print!("{}", runtime()?.block_on(crate::bench::run(&opts))?);
-        }
-        Command::BenchLoad {
-            url,
-            requests,
-            prefix,
-            concurrency,
-        } => {
-            let rate =
-                runtime()?.block_on(crate::bench::load(url, *requests, prefix, *concurrency))?;
-            println!("per_second={rate}");
-        }
-        Command::BenchIdeal {
-            url,
-            ledger,
-            concurrency,
-        } => {
-            let (url, ledger, concurrency) = (url.clone(), ledger.clone(), *concurrency);
-            // The runtime `once` has, so that the two differ only in what runs on it.
-            let rate =
-                run_reconciling(
-                    async move { crate::bench::ideal(&url, &ledger, concurrency).await },
-                )?;
-            println!("per_second={rate}");
-        }
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(*shell, &mut cmd, "payrecon", &mut std::io::stdout());

@@ -14,7 +14,6 @@
 //! - [`pipeline`]: claim → work → record, the loop a pass and the outbox share.
 //! - [`export`]: CSV/JSONL export.
 //! - [`metrics`]: every metric name in one place.
-//! - [`bench`]: the benchmark.
 //! - [`admin`]: `/healthz` and `/metrics`.
 //! - [`api`]: the HTTP API for applications.
 //! - [`ledger`]: SQLite: sessions, transitions, events; all SQL lives here.
@@ -27,7 +26,6 @@
 
 pub mod admin;
 pub mod api;
-pub mod bench;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -41,7 +39,6 @@ pub mod import;
 pub mod ledger;
 pub mod metrics;
 pub mod outbox;
-pub mod pgtemp;
 pub mod pipeline;
 pub mod provider;
 pub mod reconcile;

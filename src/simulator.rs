@@ -208,8 +208,6 @@ pub struct Sim {
     pub status_requests: AtomicU64,
     /// Status requests per provider shape, in [`Kind::ALL`] order.
     by_kind: [AtomicU64; 5],
-    /// Arrival times of status requests, kept only after [`Sim::record_arrivals`].
-    arrivals: Mutex<Option<Vec<std::time::Instant>>>,
     /// When set, status and create calls need `Authorization: Bearer <key>`.
     api_key: Option<String>,
 }
@@ -221,7 +219,6 @@ impl Sim {
             hasher: RandomState::new(),
             status_requests: AtomicU64::new(0),
             by_kind: Default::default(),
-            arrivals: Mutex::new(None),
             api_key,
         })
     }
@@ -256,31 +253,6 @@ impl Sim {
                 polls: 0,
             },
         );
-    }
-
-    /// Starts keeping the arrival time of every status request (for rate-limit measurements).
-    pub fn record_arrivals(&self) {
-        *self.arrivals.lock().unwrap_or_else(|p| p.into_inner()) = Some(Vec::new());
-    }
-
-    /// The most status requests that arrived within any `window` (sliding), since
-    /// [`Sim::record_arrivals`].
-    pub fn max_in_window(&self, window: Duration) -> usize {
-        let guard = self.arrivals.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(times) = guard.as_ref() else {
-            return 0;
-        };
-        let mut times = times.clone();
-        times.sort();
-        let mut best = 0;
-        let mut start = 0;
-        for end in 0..times.len() {
-            while times[end].duration_since(times[start]) >= window {
-                start += 1;
-            }
-            best = best.max(end - start + 1);
-        }
-        best
     }
 
     /// Status requests answered for one provider shape.
@@ -654,14 +626,6 @@ async fn poll(
 ) -> Response {
     sim.status_requests.fetch_add(1, Ordering::Relaxed);
     sim.by_kind[kind as usize].fetch_add(1, Ordering::Relaxed);
-    if let Some(times) = sim
-        .arrivals
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .as_mut()
-    {
-        times.push(std::time::Instant::now());
-    }
     if !sim.authorised(kind, &headers) {
         return match kind {
             Kind::Mopay => json_response(

@@ -179,10 +179,10 @@ async fn the_rate_limit_is_a_ceiling_at_the_provider() {
     for i in 0..70 {
         env.session(&l, &format!("rl{i}"), "complete");
     }
-    env.sim.record_arrivals();
+    env.arrivals.start();
     let report = env.pass(&l, "p").await;
     assert_eq!(report.resolved(), 70);
-    let most = env.sim.max_in_window(Duration::from_secs(1));
+    let most = env.arrivals.max_in_window(Duration::from_secs(1));
     assert!(most <= 20, "{most} requests in one second");
     assert!(
         most >= 15,

@@ -54,6 +54,8 @@ macro_rules! on_both_engines {
 pub struct Env {
     pub dir: tempfile::TempDir,
     pub sim: Arc<Sim>,
+    /// When the simulator's status requests arrived, once started.
+    pub arrivals: payrecon_testkit::Arrivals,
     pub base_url: String,
     /// The SQLite file (unused on PostgreSQL).
     pub ledger_path: PathBuf,
@@ -186,11 +188,14 @@ impl Env {
         let addr = listener.local_addr().unwrap();
         let sim = Sim::new(key.map(String::from));
         let stop = CancellationToken::new();
-        tokio::spawn(simulator::serve(
-            listener,
-            sim.clone(),
-            stop.clone().cancelled_owned(),
-        ));
+        let arrivals = payrecon_testkit::Arrivals::default();
+        let app = arrivals.layer(simulator::router(sim.clone()));
+        let shutdown = stop.clone().cancelled_owned();
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        });
         let dir = tempfile::tempdir().unwrap();
         let ledger_path = dir.path().join("ledger.db");
         let location = match engine {
@@ -203,6 +208,7 @@ impl Env {
         Env {
             dir,
             sim,
+            arrivals,
             base_url,
             ledger_path,
             engine,

@@ -1,5 +1,4 @@
-//! A throwaway PostgreSQL for the tests and `payrecon bench`: `initdb` and `postgres` from the
-//! machine's PostgreSQL (`PAYRECON_PG_BIN`, else `pg_config --bindir`, else the newest
+//! A throwaway PostgreSQL: `initdb` and `postgres` from the machine's PostgreSQL (`PAYRECON_PG_BIN`, else `pg_config --bindir`, else the newest
 //! `/usr/lib/postgresql/*/bin`) on a temporary directory and a free loopback port, run as the
 //! `postgres` user when we run as root (PostgreSQL refuses root). Durability is off for the
 //! tests (they kill daemons, never the database). A watchdog stops the server and deletes its directory when this

@@ -1,6 +1,6 @@
-//! `payrecon bench`: where the time goes. Runs the real `payrecon` binary (this executable) as
-//! child processes against the simulator on loopback, on ledgers it builds in a temporary
-//! directory, and prints a table (also written as JSON):
+//! Where the time goes. Runs the real `payrecon` binary as child processes (and this program's
+//! own `load` and `ideal` roles) against the simulator on loopback, on ledgers it builds in a
+//! temporary directory, and prints a table (also written as JSON):
 //!
 //! 1. throughput of `once` with the rate limit off, beside the simulator's own ceiling measured
 //!    by a plain load generator in its own process at the same concurrency (before and after
@@ -32,8 +32,8 @@ use futures_util::StreamExt;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::ledger::Ledger;
-use crate::simulator::{self, Sim};
+use payrecon::ledger::{Ledger, Location};
+use payrecon::simulator::{self, Sim};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -68,7 +68,7 @@ struct Row {
 /// The plain load generator: `n` status requests for fresh ids (`prefix`) at the simulator's
 /// MoPay endpoint, `concurrency` in flight, no ledger work. Answers per second.
 pub async fn load(url: &str, n: u64, prefix: &str, concurrency: usize) -> anyhow::Result<f64> {
-    let client = crate::http::client(Duration::from_secs(10))?;
+    let client = payrecon::http::client(Duration::from_secs(10))?;
     let started = Instant::now();
     let ok = futures_util::stream::iter(0..n)
         .map(|i| {
@@ -104,24 +104,29 @@ async fn status_request(client: &reqwest::Client, url: &str) -> bool {
 
 /// Runs every benchmark and returns the table.
 pub async fn run(opts: &BenchOptions) -> anyhow::Result<String> {
-    let exe = std::env::current_exe().context("finding the payrecon executable")?;
+    let (payrecon, me) = crate::executables()?;
     let dir = tempfile::tempdir().context("creating a temporary directory")?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .context("binding the simulator")?;
     let sim_url = format!("http://{}", listener.local_addr()?);
     let sim = Sim::new(None);
+    let arrivals = payrecon_testkit::Arrivals::default();
     let stop = CancellationToken::new();
-    tokio::spawn(simulator::serve(
-        listener,
-        sim.clone(),
-        stop.clone().cancelled_owned(),
-    ));
+    let app = arrivals.layer(simulator::router(sim.clone()));
+    let shutdown = stop.clone().cancelled_owned();
+    tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+    });
     let b = Bench {
-        exe,
+        payrecon,
+        me,
         dir: dir.path().to_path_buf(),
         sim_url,
         sim,
+        arrivals,
         concurrency: opts.concurrency,
     };
     let started = Instant::now();
@@ -196,10 +201,14 @@ fn cores() -> usize {
 }
 
 struct Bench {
-    exe: PathBuf,
+    /// The product binary.
+    payrecon: PathBuf,
+    /// This program, for its `load` and `ideal` roles.
+    me: PathBuf,
     dir: PathBuf,
     sim_url: String,
     sim: Arc<Sim>,
+    arrivals: payrecon_testkit::Arrivals,
     concurrency: usize,
 }
 
@@ -289,7 +298,7 @@ base_url = "{url}"
         args: &[&str],
         env: &[(&str, &str)],
     ) -> anyhow::Result<ChildRun> {
-        let mut c = Command::new(&self.exe);
+        let mut c = Command::new(&self.payrecon);
         c.arg("--config").arg(config).args(args);
         c.envs(env.iter().copied()).env("RUST_LOG", "error");
         run_child(c, &format!("payrecon {args:?}")).await
@@ -299,25 +308,31 @@ base_url = "{url}"
     /// complete on the first call) and `other` rows that are final or not due.
     fn ledger(&self, name: &str, due: u64, other: u64, prefix: &str) -> anyhow::Result<PathBuf> {
         let path = self.dir.join(format!("{name}.db"));
-        let l = Ledger::open(&path)?;
-        l.execute_batch(&format!(
-            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {due}) \
+        let l = Location::Path(path.clone());
+        sql(
+            &l,
+            &format!(
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {due}) \
              INSERT INTO sessions (provider, session_id, reference, amount, currency) \
              SELECT 'mopay', 'MOP_{prefix}' || i || '_R' || i, 'R' || i, '100.00', 'LSL' FROM n;"
-        ))?;
+            ),
+        )?;
         if other > 0 {
             // The final rows are written as a finished ledger holds them, not enqueued: the
             // rule that a new session starts PENDING (for applications) is dropped from this
             // throwaway ledger, which `once` never inserts into.
-            l.execute_batch(&format!(
-                "DROP TRIGGER sessions_rules_insert; \
+            sql(
+                &l,
+                &format!(
+                    "DROP TRIGGER sessions_rules_insert; \
                  WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {other}) \
                  INSERT INTO sessions (provider, session_id, reference, amount, currency, status, next_check_at, resolved_at) \
                  SELECT 'mopay', 'OLD_{prefix}' || i, 'R' || i, '100.00', 'LSL', \
                         CASE WHEN i % 2 = 0 THEN 'COMPLETED' ELSE 'PENDING' END, \
                         '2999-01-01T00:00:00.000Z', CASE WHEN i % 2 = 0 THEN '2026-01-01T00:00:00.000Z' END FROM n; \
                  ANALYZE;"
-            ))?;
+                ),
+            )?;
         }
         Ok(path)
     }
@@ -441,7 +456,7 @@ base_url = "{url}"
     /// runs): its rate (answers per second, as it timed them) and CPU cost per request.
     async fn ceiling(&self, n: u64, prefix: &str) -> anyhow::Result<Round> {
         let n_s = n.to_string();
-        self.rate_child(&["bench-load", "--prefix", prefix, "--requests", &n_s], n)
+        self.rate_child(&["load", "--prefix", prefix, "--requests", &n_s], n)
             .await
     }
 
@@ -449,17 +464,17 @@ base_url = "{url}"
     /// of its own with `once`'s runtime: its rate and CPU cost per session.
     async fn ideal(&self, path: &Path, n: u64) -> anyhow::Result<Round> {
         let path = path.display().to_string();
-        self.rate_child(&["bench-ideal", "--ledger", &path], n)
-            .await
+        self.rate_child(&["ideal", "--ledger", &path], n).await
     }
 
-    /// Runs `payrecon ARGS… --url SIMULATOR --concurrency C`, which prints `per_second=R`, for
-    /// `n` requests: R and the CPU cost per request of it and of the simulator.
+    /// Runs `payrecon-bench ARGS… --url SIMULATOR --concurrency C`, which prints
+    /// `per_second=R`, for `n` requests: R and the CPU cost per request of it and of the
+    /// simulator.
     async fn rate_child(&self, args: &[&str], n: u64) -> anyhow::Result<Round> {
-        let mut c = Command::new(&self.exe);
+        let mut c = Command::new(&self.me);
         c.args(args).args(["--url", &self.sim_url]);
         c.arg("--concurrency").arg(self.concurrency.to_string());
-        let what = format!("payrecon {}", args[0]);
+        let what = format!("payrecon-bench {}", args[0]);
         let run = run_child(c, &what).await?;
         let out = run.stdout.trim();
         let rate = out
@@ -475,7 +490,7 @@ base_url = "{url}"
     /// `once` by 1, 2 and 4 daemons at once on one PostgreSQL ledger of `n` due sessions each
     /// time (a fresh database per run).
     async fn postgres(&self, n: u64, sqlite_rate: f64) -> anyhow::Result<Row> {
-        let pg = match tokio::task::spawn_blocking(|| crate::pgtemp::start(true)).await? {
+        let pg = match tokio::task::spawn_blocking(|| payrecon_testkit::pg::start(true)).await? {
             Ok(pg) => pg,
             Err(e) => {
                 return Ok(Row {
@@ -490,14 +505,14 @@ base_url = "{url}"
         let mut rates = Vec::new();
         for daemons in [1usize, 2, 4] {
             let url = pg.new_database().map_err(anyhow::Error::msg)?;
-            let location = crate::ledger::Location::Url(url.clone());
+            let location = Location::Url(url.clone());
             let seed = format!(
                 "INSERT INTO sessions (provider, session_id, reference, amount, currency) \
                  SELECT 'mopay', 'MOP_pg{daemons}_' || i || '_R' || i, 'R' || i, '100.00', 'LSL' \
                  FROM generate_series(1, {n}) AS i; ANALYZE;"
             );
             tokio::task::spawn_blocking(move || {
-                Ledger::connect(&location)?.execute_batch(&seed)?;
+                sql(&location, &seed)?;
                 anyhow::Ok(())
             })
             .await??;
@@ -662,22 +677,22 @@ base_url = "{url}"
 
     async fn calls_per_resolution(&self, n: u64) -> anyhow::Result<Row> {
         let path = self.dir.join("calls.db");
-        let l = Ledger::open(&path)?;
+        let l = Location::Path(path.clone());
         // complete-K needs K pending answers then the final one: K + 1 calls at the least.
-        l.execute_batch(&format!(
-            "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < {n} - 1) \
+        sql(
+            &l,
+            &format!(
+                "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < {n} - 1) \
              INSERT INTO sessions (provider, session_id, reference, amount, currency) \
              SELECT 'mopay', 'MOP_sim-complete-' || (i % 6) || '_C' || i, 'C' || i, '100.00', 'LSL' FROM n;"
-        ))?;
+            ),
+        )?;
         let minimum: u64 = (0..n).map(|i| i % 6 + 1).sum();
         let cfg = self.config("calls", &path, "rate_limit = \"off\"", "")?;
         let before = self.sim.status_requests.load(Ordering::Relaxed);
         for _ in 0..50 {
             self.child(&cfg, &["once"], &[]).await?;
-            let pending: i64 = l
-                .query_strings("SELECT count(*) FROM sessions WHERE status = 'PENDING'")?[0]
-                .parse()
-                .unwrap_or(1);
+            let pending = count(&l, "SELECT count(*) FROM sessions WHERE status = 'PENDING'")?;
             if pending == 0 {
                 break;
             }
@@ -697,9 +712,9 @@ base_url = "{url}"
     async fn rate_limit(&self) -> anyhow::Result<Row> {
         let ledger = self.ledger("rate", 300, 0, "rl")?;
         let cfg = self.config("rate", &ledger, "rate_limit = \"50/s\"", "")?;
-        self.sim.record_arrivals();
+        self.arrivals.start();
         self.child(&cfg, &["once"], &[]).await?;
-        let most = self.sim.max_in_window(Duration::from_secs(1));
+        let most = self.arrivals.max_in_window(Duration::from_secs(1));
         Ok(Row {
             name: "6 most requests in any one second at 50/s",
             value: most.to_string(),
@@ -817,10 +832,10 @@ fn floor_record(conn: &rusqlite::Connection, now: &str, ids: &[i64]) -> anyhow::
 
 /// The time rows 1c and 1d write as now, and a lease's end ten minutes on.
 fn floor_times() -> (String, String) {
-    let now = crate::clock::now();
+    let now = payrecon::clock::now();
     (
-        crate::clock::format(now),
-        crate::clock::format(crate::clock::add(now, Duration::from_secs(600))),
+        payrecon::clock::format(now),
+        payrecon::clock::format(payrecon::clock::add(now, Duration::from_secs(600))),
     )
 }
 
@@ -858,12 +873,12 @@ fn sqlite_floor(path: &Path, n: u64) -> anyhow::Result<f64> {
 /// the same writes can do more on the same machine. Sessions resolved per second.
 pub async fn ideal(url: &str, path: &Path, concurrency: usize) -> anyhow::Result<f64> {
     let conn = Arc::new(std::sync::Mutex::new(floor_connection(path)?));
-    let client = crate::http::client(Duration::from_secs(10))?;
+    let client = payrecon::http::client(Duration::from_secs(10))?;
     let (now, until) = floor_times();
     let (unanswered, unrecorded) = (AtomicU64::new(0), AtomicU64::new(0));
     let mut resolved = 0u64;
     let started = Instant::now();
-    crate::pipeline::run(
+    payrecon::pipeline::run(
         500,
         concurrency,
         &CancellationToken::new(),
@@ -916,48 +931,94 @@ async fn on_connection<T: Send + 'static>(
 /// Puts the `due` sessions a pass resolved (the ledger's first rows) back to PENDING and due
 /// now, and removes their transitions and events, for another round of the same pass.
 fn again_due(ledger: &Path, due: u64) -> anyhow::Result<()> {
-    Ledger::open(ledger)?.execute_batch(&format!(
-        "BEGIN; DELETE FROM events; DELETE FROM transitions; \
+    sql(
+        &Location::Path(ledger.to_path_buf()),
+        &format!(
+            "BEGIN; DELETE FROM events; DELETE FROM transitions; \
          UPDATE sessions SET status = 'PENDING', next_check_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), \
            checks = 0, answered_checks = 0, last_checked_at = NULL, last_error = NULL, \
            lease_owner = NULL, lease_until = NULL, provider_status = NULL, transaction_id = NULL, \
            payment_method = NULL, provider_completed_at = NULL, resolved_at = NULL, \
            late_check_at = NULL \
          WHERE id <= {due}; COMMIT;"
-    ))?;
+        ),
+    )?;
     Ok(())
 }
 
-/// Runs a prepared child to the end with `--usage`, measuring its time, peak memory and CPU,
-/// and this process's CPU meanwhile.
+/// Runs a prepared child to the end, measuring its time and, from the kernel's account of it
+/// when it is reaped (`wait4`), its peak memory and CPU time; and this process's CPU meanwhile.
 async fn run_child(mut c: Command, what: &str) -> anyhow::Result<ChildRun> {
-    c.arg("--usage");
     c.stdout(Stdio::piped()).stderr(Stdio::piped());
     let (started, sim_before) = (Instant::now(), cpu_seconds().unwrap_or(0.0));
-    let o = tokio::task::spawn_blocking(move || c.output()).await??;
+    let what_ = what.to_string();
+    let (status, usage, stdout, stderr) = tokio::task::spawn_blocking(move || {
+        let mut child = c.spawn().with_context(|| format!("starting {what_}"))?;
+        let drain = |r: Option<Box<dyn std::io::Read + Send>>| {
+            std::thread::spawn(move || {
+                let mut out = Vec::new();
+                if let Some(mut r) = r {
+                    let _ = r.read_to_end(&mut out);
+                }
+                String::from_utf8_lossy(&out).into_owned()
+            })
+        };
+        let out = drain(child.stdout.take().map(|r| Box::new(r) as _));
+        let err = drain(child.stderr.take().map(|r| Box::new(r) as _));
+        let (status, usage) = reap(child.id())?;
+        anyhow::Ok((
+            status,
+            usage,
+            out.join().unwrap_or_default(),
+            err.join().unwrap_or_default(),
+        ))
+    })
+    .await??;
     let (elapsed, sim_after) = (started.elapsed(), cpu_seconds().unwrap_or(0.0));
-    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
-    if !o.status.success() {
-        bail!("{what} failed: {stderr}");
+    if status != 0 {
+        bail!("{what} failed (exit status {status}): {stderr}");
     }
-    let reported = |key: &str| {
-        stderr
-            .lines()
-            .find_map(|l| l.strip_prefix(key))
-            .and_then(|v| v.trim().parse::<f64>().ok())
-    };
     Ok(ChildRun {
         elapsed,
-        peak_rss_kib: reported("peak_rss_kib=").unwrap_or(0.0) as u64,
-        cpu_seconds: reported("cpu_seconds=").unwrap_or(0.0),
+        peak_rss_kib: usage.ru_maxrss as u64,
+        cpu_seconds: seconds(usage.ru_utime) + seconds(usage.ru_stime),
         sim_cpu_seconds: sim_after - sim_before,
-        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stdout,
     })
 }
 
+/// Waits for the child `pid` and returns its exit status (0 on success; 128 + the signal when
+/// a signal ended it) and its resource usage.
+fn reap(pid: u32) -> anyhow::Result<(i32, libc::rusage)> {
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value of this plain C struct, which wait4 fills.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: pid is our own unreaped child; both pointers are to live locals.
+        let got = unsafe { libc::wait4(pid as libc::pid_t, &mut status, 0, &mut usage) };
+        if got == pid as libc::pid_t {
+            break;
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(anyhow::Error::new(e).context("waiting for a child"));
+        }
+    }
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        128 + libc::WTERMSIG(status)
+    };
+    Ok((code, usage))
+}
+
+fn seconds(t: libc::timeval) -> f64 {
+    t.tv_sec as f64 + t.tv_usec as f64 / 1e6
+}
+
 /// This process's CPU time so far, user and system, every thread (`/proc/self/stat`, in the
-/// kernel's fixed 1/100 s ticks), for `--usage`.
-pub fn cpu_seconds() -> Option<f64> {
+/// kernel's fixed 1/100 s ticks): the simulator's, which runs in this process.
+fn cpu_seconds() -> Option<f64> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     // The fields after the command name (which may hold spaces) in parentheses; utime and
     // stime are the 14th and 15th of the whole line.
@@ -966,14 +1027,23 @@ pub fn cpu_seconds() -> Option<f64> {
     Some((utime + stime) as f64 / 100.0)
 }
 
-/// This process's peak resident memory in KiB (`VmHWM`), for `--usage`.
-pub fn peak_rss_kib() -> Option<u64> {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()?
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
+/// Runs SQL on the ledger at `location` (created and migrated by payrecon first) over a
+/// connection of the benchmark's own, as an application writing its rows would.
+fn sql(location: &Location, sql: &str) -> anyhow::Result<()> {
+    drop(Ledger::connect(location)?);
+    match location {
+        Location::Path(p) => rusqlite::Connection::open(p)?.execute_batch(sql)?,
+        Location::Url(u) => postgres::Client::connect(u, postgres::NoTls)?.batch_execute(sql)?,
+    }
+    Ok(())
+}
+
+/// The one integer a query on the SQLite ledger at `location` answers.
+fn count(location: &Location, sql: &str) -> anyhow::Result<i64> {
+    let Location::Path(p) = location else {
+        bail!("count: a SQLite ledger only");
+    };
+    Ok(rusqlite::Connection::open(p)?.query_row(sql, [], |r| r.get(0))?)
 }
 
 #[cfg(test)]
@@ -983,16 +1053,15 @@ mod tests {
     /// A ledger of 1,200 sessions due now and one due in 2999.
     fn due_ledger(dir: &Path) -> PathBuf {
         let path = dir.join("floor.db");
-        Ledger::open(&path)
-            .unwrap()
-            .execute_batch(
-                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1200) \
+        sql(
+            &Location::Path(path.clone()),
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1200) \
                  INSERT INTO sessions (provider, session_id, reference, amount, currency) \
                  SELECT 'mopay', 'MOP_' || i, 'R' || i, '100.00', 'LSL' FROM n; \
                  INSERT INTO sessions (provider, session_id, next_check_at) \
                  VALUES ('mopay', 'LATER', '2999-01-01T00:00:00.000Z');",
-            )
-            .unwrap();
+        )
+        .unwrap();
         path
     }
 

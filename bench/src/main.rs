@@ -1,0 +1,167 @@
+//! `payrecon-bench`: payrecon's benchmark, a program of its own beside the product. It runs
+//! the real `payrecon` binary (built first, from the same workspace and profile) as child
+//! processes against the simulator on loopback and prints one table (docs/benchmark.md has
+//! the figures and their history):
+//!
+//!   cargo run --release -p payrecon-bench [-- --sessions 20000 …]
+//!
+//! `load` and `ideal` are this program's own roles in child processes of its own.
+
+mod bench;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+
+/// payrecon's benchmark: throughput, scale, memory, webhooks, calls per resolution, rate limit
+/// and PostgreSQL.
+#[derive(Debug, Parser)]
+#[command(name = "payrecon-bench", version)]
+struct Cli {
+    /// Sessions for the throughput run
+    #[arg(long, default_value_t = 100_000)]
+    sessions: u64,
+    /// Rows of the large ledger
+    #[arg(long, default_value_t = 5_000_000)]
+    large: u64,
+    /// Due sessions in the small and the large ledger
+    #[arg(long, default_value_t = 10_000)]
+    due: u64,
+    /// Sessions for the memory runs (also run at a tenth of it)
+    #[arg(long, default_value_t = 1_000_000)]
+    memory: u64,
+    /// Provider calls in flight
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Rounds of the throughput run and of the pass in a small and a large ledger; the round
+    /// with the median ratio is reported
+    #[arg(long, default_value_t = 3)]
+    rounds: u32,
+    /// Sessions for each PostgreSQL run (1, 2 and 4 daemons on one throwaway PostgreSQL);
+    /// 0 skips them
+    #[arg(long, default_value_t = 20_000)]
+    pg_sessions: u64,
+    /// Where to write the results as JSON
+    #[arg(long, default_value = "bench-results.json")]
+    output: PathBuf,
+    #[command(subcommand)]
+    role: Option<Role>,
+}
+
+/// What a child process of the benchmark does.
+#[derive(Debug, Subcommand)]
+enum Role {
+    /// The load generator: the simulator's own ceiling
+    #[command(hide = true)]
+    Load {
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        requests: u64,
+        #[arg(long)]
+        prefix: String,
+        #[arg(long)]
+        concurrency: usize,
+    },
+    /// The ideal client: the load generator's request and SQLite alone's writes for every due
+    /// session of a ledger (on the runtime `once` has)
+    #[command(hide = true)]
+    Ideal {
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        ledger: PathBuf,
+        #[arg(long)]
+        concurrency: usize,
+    },
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("payrecon-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.role {
+        None => {
+            let opts = bench::BenchOptions {
+                sessions: cli.sessions,
+                large: cli.large,
+                due: cli.due,
+                memory: cli.memory,
+                concurrency: cli.concurrency,
+                rounds: cli.rounds,
+                pg_sessions: cli.pg_sessions,
+                output: cli.output,
+            };
+            print!("{}", runtime(None)?.block_on(bench::run(&opts))?);
+        }
+        Some(Role::Load {
+            url,
+            requests,
+            prefix,
+            concurrency,
+        }) => {
+            let rate =
+                runtime(None)?.block_on(bench::load(&url, requests, &prefix, concurrency))?;
+            println!("per_second={rate}");
+        }
+        Some(Role::Ideal {
+            url,
+            ledger,
+            concurrency,
+        }) => {
+            // The runtime `once` has (one worker per core but one, the command on a task), so
+            // that the two differ only in what runs on it.
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let rate = runtime(Some(cores.saturating_sub(1).max(1)))?.block_on(async move {
+                tokio::spawn(async move { bench::ideal(&url, &ledger, concurrency).await }).await?
+            })?;
+            println!("per_second={rate}");
+        }
+    }
+    Ok(())
+}
+
+fn runtime(workers: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = workers {
+        builder.worker_threads(n);
+    }
+    builder
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// The `payrecon` binary beside this one (the same target directory and profile), and this
+/// program. Under `cargo run` it is built first, so the figures are never a stale binary's.
+fn executables() -> anyhow::Result<(PathBuf, PathBuf)> {
+    let me = std::env::current_exe().context("finding this executable")?;
+    let payrecon = me.with_file_name("payrecon");
+    if let Some(cargo) = std::env::var_os("CARGO") {
+        let mut build = std::process::Command::new(cargo);
+        build.args(["build", "--quiet", "-p", "payrecon", "--bin", "payrecon"]);
+        if !cfg!(debug_assertions) {
+            build.arg("--release");
+        }
+        let status = build.status().context("building payrecon")?;
+        if !status.success() {
+            bail!("building payrecon failed ({status})");
+        }
+    }
+    if !payrecon.exists() {
+        bail!(
+            "no payrecon binary at {}: build it with `cargo build --release`",
+            payrecon.display()
+        );
+    }
+    Ok((payrecon, me))
+}

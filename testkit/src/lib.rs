@@ -1,0 +1,54 @@
+//! Machinery for payrecon's tests and its benchmark (`payrecon-bench`), kept out of the
+//! product:
+//! - [`pg`]: a throwaway PostgreSQL server;
+//! - [`Arrivals`]: when requests reached a server (the simulator), to measure a rate limit
+//!   from the provider's side.
+
+pub mod pg;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The arrival times of the GET requests (the providers' status endpoints) a router served
+/// once wrapped with [`Arrivals::layer`], kept only after [`Arrivals::start`].
+#[derive(Clone, Default)]
+pub struct Arrivals(Arc<Mutex<Option<Vec<Instant>>>>);
+
+impl Arrivals {
+    /// Starts keeping arrival times (anew).
+    pub fn start(&self) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(Vec::new());
+    }
+
+    /// `router` with every GET's arrival noted.
+    pub fn layer(&self, router: axum::Router) -> axum::Router {
+        let me = self.clone();
+        router.layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| {
+                if request.method() == axum::http::Method::GET
+                    && let Some(times) = me.0.lock().unwrap_or_else(|p| p.into_inner()).as_mut()
+                {
+                    times.push(Instant::now());
+                }
+                next.run(request)
+            },
+        ))
+    }
+
+    /// The most requests that arrived within any `window` (sliding) since [`Arrivals::start`].
+    pub fn max_in_window(&self, window: Duration) -> usize {
+        let mut times = match self.0.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            Some(t) => t.clone(),
+            None => return 0,
+        };
+        times.sort();
+        let (mut best, mut start) = (0, 0);
+        for end in 0..times.len() {
+            while times[end].duration_since(times[start]) >= window {
+                start += 1;
+            }
+            best = best.max(end - start + 1);
+        }
+        best
+    }
+}
