@@ -542,7 +542,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     s.status,
                     shown_or_dash(s.amount.as_deref()),
                     s.checks,
-                    if s.status == "PENDING" {
+                    if s.status == Status::Pending {
                         &s.next_check_at
                     } else {
                         s.resolved_at.as_deref().unwrap_or("-")
@@ -697,7 +697,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             let ledger = daemon::open_ledger(&cfg)?;
             let s = one_session(&ledger, session_id, provider.as_deref())?;
-            let from: Status = s.status.parse().map_err(anyhow::Error::msg)?;
+            let from = s.status;
             if !matches!(from, Status::Pending | Status::Review) {
                 return Err(UsageError::new(format!(
                     "session {session_id:?} is {from}, which is final; only PENDING or REVIEW sessions can be resolved"
@@ -948,14 +948,14 @@ fn show_session(s: &Session) -> String {
     let fields: [(&str, Option<&str>); 18] = [
         ("provider", Some(&s.provider)),
         ("session_id", Some(&s.session_id)),
-        ("status", Some(&s.status)),
+        ("status", Some(s.status.as_str())),
         ("reference", s.reference.as_deref()),
         ("amount", s.amount.as_deref()),
         ("currency", s.currency.as_deref()),
         ("created_at", Some(&s.created_at)),
         (
             "next_check_at",
-            (s.status == "PENDING").then_some(s.next_check_at.as_str()),
+            (s.status == Status::Pending).then_some(s.next_check_at.as_str()),
         ),
         ("last_checked_at", s.last_checked_at.as_deref()),
         ("last_error", s.last_error.as_deref()),

@@ -308,7 +308,7 @@ fn watchdog(ledger: Ledger, token: CancellationToken) -> Option<tokio::task::Joi
     let every = Duration::from_micros(usec / 2).max(Duration::from_millis(100));
     Some(tokio::spawn(async move {
         loop {
-            if ledger.call(|l| l.query_strings("SELECT 1")).await.is_ok() {
+            if ledger.call(|l| l.ping()).await.is_ok() {
                 let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
             } else {
                 tracing::error!("ledger unreachable: watchdog not fed");

@@ -384,7 +384,7 @@ pub async fn run() -> anyhow::Result<String> {
         let settled = all.iter().all(|s| {
             expected
                 .get(&s.session_id)
-                .is_some_and(|(_, want)| want.as_str() == s.status)
+                .is_some_and(|(_, want)| *want == s.status)
         }) && ledger.stats(crate::clock::now())?.events_waiting == 0;
         if settled || Instant::now() > deadline {
             break all;
@@ -410,13 +410,13 @@ pub async fn run() -> anyhow::Result<String> {
     );
     let mut rows: Vec<_> = sessions.iter().collect();
     rows.sort_by_key(|s| s.rowid);
-    let mut per_provider: BTreeMap<&str, (BTreeMap<String, u32>, i64, u32)> = BTreeMap::new();
+    let mut per_provider: BTreeMap<&str, (BTreeMap<Status, u32>, i64, u32)> = BTreeMap::new();
     for s in &rows {
         let (behaviour, want) = expected
             .get(&s.session_id)
             .copied()
             .unwrap_or(("?", Status::Pending));
-        let ok = want.as_str() == s.status;
+        let ok = want == s.status;
         wrong += u32::from(!ok);
         let kind = Kind::ALL
             .iter()
@@ -424,11 +424,11 @@ pub async fn run() -> anyhow::Result<String> {
             .find(|k| *k == s.provider)
             .unwrap_or("?");
         let e = per_provider.entry(kind).or_default();
-        *e.0.entry(s.status.clone()).or_default() += 1;
+        *e.0.entry(s.status).or_default() += 1;
         e.1 += s.checks;
         e.2 += 1;
         if s.provider == "mopay" || !ok {
-            let note = if s.status == "PENDING" {
+            let note = if s.status == Status::Pending {
                 s.last_error.clone().unwrap_or_default()
             } else {
                 ledger
@@ -468,9 +468,9 @@ pub async fn run() -> anyhow::Result<String> {
         let (states, checks, count) = per_provider.remove(kind.name()).unwrap_or_default();
         let _ = write!(out, "{:<10} {count:>8}", kind.name());
         for st in Status::ALL {
-            let _ = write!(out, " {:>9}", states.get(st.as_str()).copied().unwrap_or(0));
+            let _ = write!(out, " {:>9}", states.get(&st).copied().unwrap_or(0));
         }
-        let resolved = count - states.get("PENDING").copied().unwrap_or(0);
+        let resolved = count - states.get(&Status::Pending).copied().unwrap_or(0);
         let calls = sim.requests_for(kind);
         let _ = writeln!(
             out,

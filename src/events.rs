@@ -185,7 +185,7 @@ mod tests {
     #[test]
     fn payload_has_the_contract_shape() {
         let session = Session {
-            status: "COMPLETED".into(),
+            status: Status::Completed,
             checks: 3,
             answered_checks: 3,
             ..Session::sample("2026-11-24T10:00:00.000Z".into())

@@ -57,7 +57,7 @@ impl<'a> Row<'a> {
             reference: s.reference.as_deref().map(cell),
             amount: s.amount.as_deref(),
             currency: s.currency.as_deref().map(cell),
-            status: &s.status,
+            status: s.status.as_str(),
             transaction_id: s.transaction_id.as_deref().map(cell),
             payment_method: s.payment_method.as_deref().map(cell),
             provider_completed_at: s.provider_completed_at.as_deref(),

@@ -355,7 +355,7 @@ async fn check_one(
 ) -> Record {
     // Only late claims hand out sessions that left PENDING (EXPIRED, or REVIEW on an answer
     // payrecon could not act on).
-    let late = s.status != Status::Pending.as_str();
+    let late = s.status != Status::Pending;
     let Some(provider) = providers.get(&s.provider) else {
         // Not configured here: look again much later rather than every pass.
         let msg = format!("provider {:?} is not configured in [providers]", s.provider);
@@ -568,7 +568,7 @@ pub fn decide_late(
         }
         Ok(Answer::NotFound) => done(None),
         Ok(Answer::Found(f)) => {
-            let after = if s.status == Status::Review.as_str() {
+            let after = if s.status == Status::Review {
                 "went to REVIEW"
             } else {
                 "expired"
@@ -919,7 +919,7 @@ mod tests {
     /// What the late check of an EXPIRED session records: the anomaly's `provider_says`, if any.
     fn late(answer: Result<Answer, PErr>) -> (Option<Status>, bool) {
         let mut s = session(Duration::from_secs(8 * 86400));
-        s.status = "EXPIRED".into();
+        s.status = Status::Expired;
         s.resolved_at = Some(clock::format(clock::now() - chrono::Duration::days(7)));
         match decide_late(&s, &answer, clock::now(), &backoff()) {
             Record::LateCheck { next, anomaly, .. } => {
@@ -955,7 +955,7 @@ mod tests {
         // No answer: asked again later, until twice late_check has passed since the expiry.
         assert_eq!(late(Err(PErr::Status(503))), (None, true));
         let mut s = session(Duration::from_secs(30 * 86400));
-        s.status = "EXPIRED".into();
+        s.status = Status::Expired;
         s.resolved_at = Some(clock::format(clock::now() - chrono::Duration::days(14)));
         assert!(matches!(
             decide_late(&s, &Err(PErr::Timeout), clock::now(), &backoff()),

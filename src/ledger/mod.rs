@@ -474,7 +474,10 @@ fn session_from_row(r: &Row<'_>) -> Result<Session, DbError> {
         reference: r.get(3)?,
         amount: r.get(4)?,
         currency: r.get(5)?,
-        status: r.get(6)?,
+        status: {
+            let text: String = r.get(6)?;
+            text.parse().map_err(DbError::Value)?
+        },
         created_at: r.get(7)?,
         next_check_at: r.get(8)?,
         checks: r.get(9)?,
@@ -1151,19 +1154,27 @@ impl Ledger {
         }
     }
 
-    /// Runs read-only SQL for tests and diagnostics (`EXPLAIN QUERY PLAN`, counts).
-    #[doc(hidden)]
-    pub fn query_strings(&self, sql: &str) -> Result<Vec<String>, Error> {
+    /// Whether the database answers (systemd's watchdog is fed only while it does).
+    pub fn ping(&self) -> Result<(), Error> {
+        self.inner
+            .engine
+            .query_strings("SELECT 1")
+            .map(drop)
+            .map_err(self.err("answering"))
+    }
+
+    /// Runs read-only SQL for unit tests (`EXPLAIN QUERY PLAN`, counts).
+    #[cfg(test)]
+    pub(crate) fn query_strings(&self, sql: &str) -> Result<Vec<String>, Error> {
         self.inner
             .engine
             .query_strings(sql)
             .map_err(self.err("running a query"))
     }
 
-    /// Runs SQL that changes the ledger, for tests that inject faults (triggers) and for
-    /// applications' direct inserts in examples.
-    #[doc(hidden)]
-    pub fn execute_batch(&self, sql: &str) -> Result<(), Error> {
+    /// Runs SQL that changes the ledger, for unit tests.
+    #[cfg(test)]
+    pub(crate) fn execute_batch(&self, sql: &str) -> Result<(), Error> {
         self.inner
             .engine
             .batch(sql)
@@ -1407,9 +1418,7 @@ fn lost_cas(
 ) -> Result<(), DbError> {
     match tx.query_opt(SESSION_BY_ROWID, vals![rowid], session_from_row)? {
         Some(cur)
-            if source != Source::Manual
-                && cur.status != to.as_str()
-                && cur.status != Status::Pending.as_str() =>
+            if source != Source::Manual && cur.status != to && cur.status != Status::Pending =>
         {
             let anomaly = Anomaly {
                 provider_says: to,
@@ -1859,7 +1868,7 @@ mod tests {
             .unwrap()
             .sessions;
         assert_eq!(got.len(), 1);
-        assert_eq!(got[0].status, "PENDING");
+        assert_eq!(got[0].status, Status::Pending);
         assert_eq!(got[0].amount.as_deref(), Some("100.00"));
         // Claimed: not due again until the lease ends.
         let again = l

@@ -106,8 +106,7 @@ pub struct Session {
     /// Decimal text as stored; parsed where compared.
     pub amount: Option<String>,
     pub currency: Option<String>,
-    #[schema(value_type = Status)]
-    pub status: String,
+    pub status: Status,
     pub created_at: String,
     pub next_check_at: String,
     pub checks: i64,
@@ -139,7 +138,7 @@ impl Session {
             reference: None,
             amount: None,
             currency: None,
-            status: "PENDING".into(),
+            status: Status::Pending,
             next_check_at: created_at.clone(),
             created_at,
             checks: 0,

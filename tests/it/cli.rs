@@ -3,7 +3,9 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::support::{Engine, Env, Guard, bin, count, due_now, one, output, text, wait_for};
+use crate::support::{
+    DirectSql, Engine, Env, Guard, bin, count, due_now, one, output, text, wait_for,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_errors_exit_2_naming_the_key() {

@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::support::receiver::{Answer, Receiver};
-use crate::support::{Engine, Env, Guard, count, wait_for};
+use crate::support::{DirectSql, Engine, Env, Guard, count, wait_for};
 
 /// Behaviours and the state each must end in.
 const MIX: &[(&str, &str)] = &[

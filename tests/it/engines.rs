@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use payrecon::ledger::{Facts, Ledger, Location, NewSession, Record, Source, Status};
 
-use crate::support::{Engine, Env, count, one, output, text};
+use crate::support::{DirectSql, Engine, Env, count, one, output, text};
 
 /// `table.column type not-null` for every column, and the named indexes, normalised across
 /// engines (INTEGER/BIGINT → int, TEXT → text; primary keys are not null on both).

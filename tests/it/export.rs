@@ -4,7 +4,7 @@ use std::str::FromStr;
 
 use rust_decimal::Decimal;
 
-use crate::support::{Engine, Env, count, one, output, text};
+use crate::support::{DirectSql, Engine, Env, count, one, output, text};
 
 /// A ledger with known contents, written as an application would (plain SQL).
 fn known_ledger(env: &Env) {

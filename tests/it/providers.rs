@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::support::hostile::{Hostile, Mode};
-use crate::support::{Env, KINDS, count, one, output, text};
+use crate::support::{DirectSql, Env, KINDS, count, one, output, text};
 
 /// What `behaviour` must lead to at `kind`.
 fn expected(kind: &str, behaviour: &str) -> &'static str {

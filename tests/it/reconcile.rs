@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::support::{Engine, Env, count, due_now, one};
+use crate::support::{DirectSql, Engine, Env, count, due_now, one};
 use payrecon::ledger::{Ledger, NewSession};
 
 fn status(l: &Ledger, id: &str) -> String {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::support::hostile::{Hostile, Mode};
 use crate::support::receiver::{Answer, Receiver};
-use crate::support::{Env, SECRET_A, SECRET_B, count, one, output, text, wait_for};
+use crate::support::{DirectSql, Env, SECRET_A, SECRET_B, count, one, output, text, wait_for};
 use payrecon::ledger::{Ledger, NewSession};
 
 fn col(l: &Ledger, id: &str, col: &str) -> String {

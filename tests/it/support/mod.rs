@@ -6,6 +6,9 @@
 pub mod canned;
 pub mod hostile;
 pub mod pg;
+pub mod sql;
+
+pub use sql::DirectSql;
 pub mod receiver;
 
 use std::path::PathBuf;
