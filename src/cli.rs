@@ -1,4 +1,4 @@
-//! The command line (DESIGN.md "Command line"). The only module that prints to stdout and picks
+//! The command line (README "Commands"). The only module that prints to stdout and picks
 //! exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
 
 use std::path::PathBuf;

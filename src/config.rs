@@ -1,4 +1,4 @@
-//! Configuration: the TOML file of DESIGN.md, parsed loosely into [`RawConfig`] and validated
+//! Configuration: the TOML file config/payrecon.toml documents, parsed loosely into [`RawConfig`] and validated
 //! into [`Config`]. This is the only module that reads environment variables (for secrets).
 //!
 //! Every key has a default except provider URLs and secrets. Errors name the key and the value.

@@ -1,5 +1,5 @@
-//! Events: the JSON shape of DESIGN.md "Events" (pure), and the log sink that writes one
-//! structured line per event. Delivery to a webhook is the outbox's (a later issue); the ledger
+//! Events: the JSON shape of docs/webhooks.md "The event" (pure), and the log sink that writes one
+//! structured line per event. Delivery to a webhook is the outbox's (`outbox`); the ledger
 //! writes the event row in the same transaction as its transition.
 
 use serde::Serialize;
@@ -136,7 +136,7 @@ pub fn anomaly_payload(id: &str, created_at: &str, s: &Session, a: &Anomaly) -> 
     .to_string()
 }
 
-/// Writes one structured log line for a committed event (the log sink of DESIGN.md). The
+/// Writes one structured log line for a committed event (the log sink). The
 /// payload is read back only when the line is written.
 pub fn log(event: &Written) {
     if !tracing::enabled!(target: "payrecon::event", tracing::Level::INFO) {

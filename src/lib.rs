@@ -16,7 +16,7 @@
 //! - [`metrics`]: every metric name in one place.
 //! - [`admin`]: `/healthz` and `/metrics`.
 //! - [`api`]: the HTTP API for applications.
-//! - [`ledger`]: SQLite: sessions, transitions, events; all SQL lives here.
+//! - [`ledger`]: SQLite or PostgreSQL: sessions, transitions, events; all of the product's SQL.
 //! - [`events`]: the event JSON and the log sink.
 //! - [`simulator`]: a MoPay simulator over HTTP for the demo and the tests.
 //! - [`demo`]: the embedded demo.

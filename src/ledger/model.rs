@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::clock::Timestamp;
 
-/// A session's state (DESIGN.md "States").
+/// A session's state (README "The state machine").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Status {
@@ -229,7 +229,7 @@ pub struct NewSession {
     pub created_at: Option<Timestamp>,
 }
 
-/// The longest session id accepted, in bytes (DESIGN.md "Provider calls").
+/// The longest session id accepted, in bytes (docs/providers.md "Provider calls").
 pub const MAX_SESSION_ID_BYTES: usize = 256;
 
 /// Checks a session id: 1 to 256 bytes, no control characters. Returns why not.

@@ -1,6 +1,6 @@
 //! Providers: one [`Adapter`] per provider kind (its endpoint, auth, wire types and status
 //! table), and [`Provider`], the plumbing every adapter shares — rate limits, timeouts, the
-//! capped body read, and the retries within one check (DESIGN.md "Provider calls").
+//! capped body read, and the retries within one check (docs/providers.md "Provider calls").
 //!
 //! This module never touches the ledger: it turns a session id into an [`Answer`] or an
 //! [`Error`], and `reconcile` decides what that means for the session.

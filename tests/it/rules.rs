@@ -1,4 +1,4 @@
-//! DESIGN.md's provider-call rules, each against the simulator or a hostile server of our own
+//! The provider-call rules of docs/providers.md, each against the simulator or a hostile server of our own
 //! making that is not the simulator.
 
 use std::time::Duration;
