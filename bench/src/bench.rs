@@ -946,45 +946,70 @@ fn again_due(ledger: &Path, due: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs a prepared child to the end, measuring its time and, from the kernel's account of it
-/// when it is reaped (`wait4`), its peak memory and CPU time; and this process's CPU meanwhile.
-async fn run_child(mut c: Command, what: &str) -> anyhow::Result<ChildRun> {
-    c.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let (started, sim_before) = (Instant::now(), cpu_seconds().unwrap_or(0.0));
-    let what_ = what.to_string();
-    let (status, usage, stdout, stderr) = tokio::task::spawn_blocking(move || {
-        let mut child = c.spawn().with_context(|| format!("starting {what_}"))?;
-        let drain = |r: Option<Box<dyn std::io::Read + Send>>| {
-            std::thread::spawn(move || {
-                let mut out = Vec::new();
-                if let Some(mut r) = r {
-                    let _ = r.read_to_end(&mut out);
-                }
-                String::from_utf8_lossy(&out).into_owned()
-            })
+/// What the `measure` role prints last on stderr: the measured child's account.
+const MEASURED: &str = "payrecon-bench measured:";
+
+/// Runs a prepared child to the end through this program's `measure` role, measuring its time
+/// and, from the kernel's account of it when it is reaped, its peak memory and CPU time; and this
+/// process's CPU meanwhile. (Reaped straight from here, the child's peak memory would count this
+/// process's, which it shared until its `exec`.)
+async fn run_child(c: Command, what: &str) -> anyhow::Result<ChildRun> {
+    let mut w = Command::new(std::env::current_exe().context("finding this executable")?);
+    w.arg("measure")
+        .arg("--")
+        .arg(c.get_program())
+        .args(c.get_args());
+    for (k, v) in c.get_envs() {
+        match v {
+            Some(v) => w.env(k, v),
+            None => w.env_remove(k),
         };
-        let out = drain(child.stdout.take().map(|r| Box::new(r) as _));
-        let err = drain(child.stderr.take().map(|r| Box::new(r) as _));
-        let (status, usage) = reap(child.id())?;
-        anyhow::Ok((
-            status,
-            usage,
-            out.join().unwrap_or_default(),
-            err.join().unwrap_or_default(),
-        ))
-    })
-    .await??;
-    let (elapsed, sim_after) = (started.elapsed(), cpu_seconds().unwrap_or(0.0));
-    if status != 0 {
-        bail!("{what} failed (exit status {status}): {stderr}");
     }
+    w.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let (started, sim_before) = (Instant::now(), cpu_seconds().unwrap_or(0.0));
+    let o = tokio::task::spawn_blocking(move || w.output()).await??;
+    let (elapsed, sim_after) = (started.elapsed(), cpu_seconds().unwrap_or(0.0));
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+    if !o.status.success() {
+        bail!("{what} failed ({}): {stderr}", o.status);
+    }
+    let account = stderr
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix(MEASURED))
+        .with_context(|| format!("{what}: no account of the child: {stderr}"))?;
+    let field = |key: &str| {
+        account
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix(key))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     Ok(ChildRun {
         elapsed,
-        peak_rss_kib: usage.ru_maxrss as u64,
-        cpu_seconds: seconds(usage.ru_utime) + seconds(usage.ru_stime),
+        peak_rss_kib: field("maxrss_kib=") as u64,
+        cpu_seconds: field("cpu_seconds="),
         sim_cpu_seconds: sim_after - sim_before,
-        stdout,
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
     })
+}
+
+/// The `measure` role: runs `command` with this process's stdin, stdout and stderr, reaps it,
+/// prints its peak memory and CPU time to stderr, and returns its exit status. This process is
+/// small when it starts the child, so the child's peak is its own.
+pub fn measure(command: &[std::ffi::OsString]) -> anyhow::Result<i32> {
+    let (program, args) = command.split_first().context("measure: no command")?;
+    let child = Command::new(program)
+        .args(args)
+        .spawn()
+        .with_context(|| format!("starting {}", program.to_string_lossy()))?;
+    let (status, usage) = reap(child.id())?;
+    eprintln!(
+        "{MEASURED} maxrss_kib={} cpu_seconds={:.3} exit={status}",
+        usage.ru_maxrss,
+        seconds(usage.ru_utime) + seconds(usage.ru_stime)
+    );
+    Ok(status)
 }
 
 /// Waits for the child `pid` and returns its exit status (0 on success; 128 + the signal when

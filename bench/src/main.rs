@@ -65,6 +65,12 @@ enum Role {
         #[arg(long)]
         concurrency: usize,
     },
+    /// Runs a command and prints its peak memory and CPU time (how every child is measured)
+    #[command(hide = true)]
+    Measure {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        command: Vec<std::ffi::OsString>,
+    },
     /// The ideal client: the load generator's request and SQLite alone's writes for every due
     /// session of a ledger (on the runtime `once` has)
     #[command(hide = true)]
@@ -80,7 +86,7 @@ enum Role {
 
 fn main() -> ExitCode {
     match run(Cli::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("payrecon-bench: {e:#}");
             ExitCode::FAILURE
@@ -88,7 +94,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.role {
         None => {
             let opts = bench::BenchOptions {
@@ -113,6 +119,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 runtime(None)?.block_on(bench::load(&url, requests, &prefix, concurrency))?;
             println!("per_second={rate}");
         }
+        Some(Role::Measure { command }) => {
+            let code = bench::measure(&command)?;
+            return Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)));
+        }
         Some(Role::Ideal {
             url,
             ledger,
@@ -127,7 +137,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("per_second={rate}");
         }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 fn runtime(workers: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {

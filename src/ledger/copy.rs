@@ -26,7 +26,7 @@ pub struct Copied {
 
 /// The tables in copy order (parents first) with their columns, all of them.
 const TABLES: &[(&str, &str, &str)] = &[
-    ("sessions", super::session_cols!(), "id"),
+    ("sessions", super::rows::session_cols!(), "id"),
     (
         "transitions",
         "id, session, from_status, to_status, at, source, reason, provider_status, \

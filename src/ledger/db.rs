@@ -409,7 +409,61 @@ pub fn lite_lock(m: &Mutex<rusqlite::Connection>) -> MutexGuard<'_, rusqlite::Co
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Why a ledger could not be opened.
+pub enum OpenError {
+    /// A database error during `what`.
+    Db(&'static str, DbError),
+    /// Not usable as a ledger (not SQLite in WAL mode, a bad URL).
+    Refused(String),
+}
+
 impl Engine {
+    /// Opens the SQLite file at `path`: WAL, `busy_timeout`, durable commits.
+    pub fn open_sqlite(path: &std::path::Path, busy: Duration) -> Result<Engine, OpenError> {
+        let lite = |what| move |e: rusqlite::Error| OpenError::Db(what, DbError::from(e));
+        let conn = rusqlite::Connection::open(path).map_err(lite("opening"))?;
+        conn.busy_timeout(busy)
+            .map_err(lite("setting busy_timeout"))?;
+        // journal_mode answers with a row; WAL lets readers run beside the one writer.
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(lite("enabling WAL (is this a SQLite file?)"))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(OpenError::Refused(format!(
+                "cannot enable WAL, journal mode is {mode}"
+            )));
+        }
+        // FULL: a committed transition survives power loss, not only a process crash.
+        // temp_store MEMORY: a claim's `RETURNING` rows (and sorts) stay in memory instead
+        // of a temporary file created and unlinked in /var/tmp per claim.
+        conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA temp_store = MEMORY;")
+            .map_err(lite("setting pragmas"))?;
+        Ok(Engine::Lite(Mutex::new(conn)))
+    }
+
+    /// Connects to the PostgreSQL database at `url`, with up to `connections` connections.
+    pub fn open_pg(url: &str, connections: usize) -> Result<Engine, OpenError> {
+        let config = pg_config(url).map_err(OpenError::Refused)?;
+        let engine = Engine::Pg(Box::new(PgPool::new(config, connections)));
+        engine.ping().map_err(|e| OpenError::Db("connecting", e))?;
+        Ok(engine)
+    }
+
+    /// Whether the database answers.
+    pub fn ping(&self) -> Result<(), DbError> {
+        self.batch("SELECT 1")
+    }
+
+    /// What holds once the schema is migrated: SQLite's foreign keys on. (Migrations rebuild
+    /// tables, which SQLite documents doing with foreign keys off; they are checked before each
+    /// migration commits.)
+    pub fn after_migrations(&self) -> Result<(), DbError> {
+        match self {
+            Engine::Lite(_) => self.batch("PRAGMA foreign_keys = ON;"),
+            Engine::Pg(_) => Ok(()),
+        }
+    }
+
     pub fn is_pg(&self) -> bool {
         matches!(self, Engine::Pg(_))
     }

@@ -597,3 +597,136 @@ fn migrate_lite(conn: &mut rusqlite::Connection) -> Result<(), Stop> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use rusqlite::Connection;
+
+    use crate::ledger::testing::*;
+    use crate::ledger::{Ledger, schema};
+
+    #[test]
+    fn constraints_refuse_bad_direct_inserts_by_name() {
+        let (_d, l) = temp();
+        let bad = [
+            (
+                "INSERT INTO sessions (provider, session_id, amount) VALUES ('m', 'x', '-1')",
+                "amount_is_decimal_text",
+            ),
+            (
+                "INSERT INTO sessions (provider, session_id, amount) VALUES ('m', 'x', 'ten')",
+                "amount_is_decimal_text",
+            ),
+            (
+                "INSERT INTO sessions (provider, session_id) VALUES ('m', 'a' || char(10) || 'b')",
+                "session_id_is_valid",
+            ),
+            (
+                "INSERT INTO sessions (provider, session_id) VALUES ('m', '')",
+                "session_id_is_valid",
+            ),
+            (
+                "INSERT INTO sessions (provider, session_id, status) VALUES ('m', 'y', 'COMPLETED')",
+                "new_session_is_pending",
+            ),
+        ];
+        for (sql, name) in bad {
+            let e = l.execute_batch(sql).unwrap_err().to_string();
+            assert!(e.contains(name), "{sql}: {e}");
+        }
+        l.execute_batch(
+            "INSERT INTO sessions (provider, session_id, amount) VALUES ('m', 'a/b %?#', '0.5')",
+        )
+        .unwrap();
+        let e = l
+            .execute_batch("UPDATE sessions SET status = 'PAID'")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("status_is_known"), "{e}");
+    }
+
+    /// A ledger at schema version `v`, made by applying the first `v` migrations by hand.
+    fn ledger_at_version(path: &Path, v: usize) -> Connection {
+        let c = Connection::open(path).unwrap();
+        for sql in &schema::MIGRATIONS[..v] {
+            c.execute_batch(sql).unwrap();
+        }
+        c.pragma_update(None, "user_version", v as i64).unwrap();
+        c
+    }
+
+    fn schema_of(c: &Connection) -> Vec<String> {
+        let mut stmt = c
+            .prepare("SELECT type || ' ' || name || ' ' || coalesce(sql, '') FROM sqlite_master ORDER BY name")
+            .unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn version_1_upgrades_keeping_its_rows_to_the_fresh_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = dir.path().join("old.db");
+        let c = ledger_at_version(&old, 1);
+        c.execute_batch(
+            "INSERT INTO sessions (provider, session_id, amount) VALUES ('mopay', 'kept', '5.00')",
+        )
+        .unwrap();
+        drop(c);
+        let l = Ledger::open(&old).unwrap();
+        assert_eq!(l.find("kept").unwrap()[0].amount.as_deref(), Some("5.00"));
+        drop(l);
+        let fresh = dir.path().join("fresh.db");
+        drop(Ledger::open(&fresh).unwrap());
+        let (a, b) = (
+            Connection::open(&old).unwrap(),
+            Connection::open(&fresh).unwrap(),
+        );
+        assert_eq!(schema_of(&a), schema_of(&b));
+        let v: i64 = a
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, schema::VERSION);
+    }
+
+    #[test]
+    fn a_failed_upgrade_rolls_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.db");
+        let c = ledger_at_version(&path, 1);
+        // Something in the way of migration 2.
+        c.execute_batch("CREATE TABLE provider_state (x INTEGER)")
+            .unwrap();
+        let before = schema_of(&c);
+        drop(c);
+        let e = Ledger::open(&path).err().unwrap().to_string();
+        assert!(e.contains("migrating"), "{e}");
+        let c = Connection::open(&path).unwrap();
+        assert_eq!(schema_of(&c), before, "half a migration was left behind");
+        let v: i64 = c
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, 1);
+    }
+
+    #[test]
+    fn a_newer_ledger_is_refused_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.db");
+        drop(Ledger::open(&path).unwrap());
+        let c = Connection::open(&path).unwrap();
+        c.pragma_update(None, "user_version", 99).unwrap();
+        drop(c);
+        let e = Ledger::open(&path).err().unwrap().to_string();
+        assert!(e.contains("newer"), "{e}");
+        let c = Connection::open(&path).unwrap();
+        let v: i64 = c
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, 99);
+    }
+}

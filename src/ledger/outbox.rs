@@ -1,0 +1,129 @@
+//! The events outbox: claims of due events with a lease, delivery results, listing and replay.
+
+use super::db::{Mode, vals};
+use super::rows::*;
+use super::*;
+use crate::clock::{self, Timestamp};
+
+pub(super) const CLAIM_EVENTS: [&str; 2] = [
+    "UPDATE events SET lease_owner = ?1, lease_until = ?2, next_attempt_at = ?2 \
+     WHERE seq IN (SELECT seq FROM events WHERE delivered_at IS NULL AND dead_at IS NULL \
+                   AND next_attempt_at <= ?3 ORDER BY next_attempt_at LIMIT ?4) \
+     RETURNING seq, id, payload, attempts",
+    "UPDATE events SET lease_owner = ?1, lease_until = ?2, next_attempt_at = ?2 \
+     WHERE seq IN (SELECT seq FROM events WHERE delivered_at IS NULL AND dead_at IS NULL \
+                   AND next_attempt_at <= ?3 ORDER BY next_attempt_at LIMIT ?4 \
+                   FOR UPDATE SKIP LOCKED) \
+     RETURNING seq, id, payload, attempts",
+];
+
+impl Ledger {
+    /// Claims up to `limit` events due for delivery, leased to `owner` until `lease_until`.
+    pub fn claim_events(
+        &self,
+        owner: &str,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<OutboxEvent>, Error> {
+        let mut events = self.tx(Mode::Lease, "claiming events", |tx| {
+            tx.query(
+                self.dialect(&CLAIM_EVENTS),
+                vals![
+                    owner,
+                    &clock::format(lease_until),
+                    &clock::format(now),
+                    limit
+                ],
+                |r| {
+                    Ok(OutboxEvent {
+                        seq: r.get(0)?,
+                        id: r.get(1)?,
+                        payload: r.get(2)?,
+                        attempts: r.get(3)?,
+                    })
+                },
+            )
+        })?;
+        events.sort_by_key(|e| e.seq);
+        Ok(events)
+    }
+
+    /// Writes delivery results in one transaction. `Delivered` is written whoever holds the
+    /// lease (the receiver has the event); the others only while `owner` still holds it.
+    pub fn record_deliveries(
+        &self,
+        owner: &str,
+        now: Timestamp,
+        results: &[Delivery],
+    ) -> Result<(), Error> {
+        let now_s = clock::format(now);
+        self.tx(Mode::Write, "recording deliveries", |tx| {
+            for d in results {
+                match d {
+                    Delivery::Delivered { seq } => tx.exec(
+                        "UPDATE events SET delivered_at = ?1, attempts = attempts + 1, last_error = NULL, \
+                         lease_owner = NULL, lease_until = NULL WHERE seq = ?2 AND delivered_at IS NULL",
+                        vals![&now_s, *seq],
+                    )?,
+                    Delivery::Retry {
+                        seq,
+                        next_attempt_at,
+                        error,
+                    } => tx.exec(
+                        "UPDATE events SET next_attempt_at = ?1, attempts = attempts + 1, last_error = ?2, \
+                         lease_owner = NULL, lease_until = NULL \
+                         WHERE seq = ?3 AND lease_owner = ?4 AND delivered_at IS NULL",
+                        vals![&clock::format(*next_attempt_at), error, *seq, owner],
+                    )?,
+                    Delivery::Dead { seq, error } => tx.exec(
+                        "UPDATE events SET dead_at = ?1, attempts = attempts + 1, last_error = ?2, \
+                         lease_owner = NULL, lease_until = NULL \
+                         WHERE seq = ?3 AND lease_owner = ?4 AND delivered_at IS NULL",
+                        vals![&now_s, error, *seq, owner],
+                    )?,
+                    Delivery::Release { seq } => tx.exec(
+                        "UPDATE events SET next_attempt_at = ?1, lease_owner = NULL, lease_until = NULL \
+                         WHERE seq = ?2 AND lease_owner = ?3 AND delivered_at IS NULL",
+                        vals![&now_s, *seq, owner],
+                    )?,
+                };
+            }
+            Ok(())
+        })
+    }
+
+    /// Events, newest first; `Dead` shows only dead ones.
+    pub fn list_events(
+        &self,
+        filter: EventFilter,
+        limit: u32,
+    ) -> Result<Vec<(String, Event)>, Error> {
+        self.tx(Mode::Read, "listing events", |tx| {
+            tx.query(
+                concat!(
+                    "SELECT s.session_id, ",
+                    event_cols!(),
+                    " FROM events e JOIN sessions s ON s.id = e.session \
+                     WHERE (?1 = 0 OR e.dead_at IS NOT NULL) ORDER BY e.seq DESC LIMIT ?2"
+                ),
+                vals![i64::from(filter == EventFilter::Dead), limit],
+                |r| Ok((r.get(0)?, event_from_row(r, 1)?)),
+            )
+        })
+    }
+
+    /// Puts events back in line with a fresh schedule: one by id (dead, delivered or waiting),
+    /// or every dead one. Returns how many.
+    pub fn replay(&self, id: Option<&str>, now: Timestamp) -> Result<usize, Error> {
+        let n = self.tx(Mode::Write, "replaying events", |tx| {
+            tx.exec(
+                "UPDATE events SET dead_at = NULL, delivered_at = NULL, attempts = 0, last_error = NULL, \
+                 next_attempt_at = ?1, lease_owner = NULL, lease_until = NULL \
+                 WHERE (CAST(?2 AS TEXT) IS NULL AND dead_at IS NOT NULL) OR id = ?2",
+                vals![&clock::format(now), id],
+            )
+        })?;
+        Ok(n as usize)
+    }
+}

@@ -1,0 +1,78 @@
+//! Provider state shared by every process on the ledger: refused credentials, pauses after a
+//! 429, the last normal answer and misdirection.
+
+use super::db::{Mode, vals};
+use super::*;
+use crate::clock::{self, Timestamp};
+
+impl Ledger {
+    /// What is known about each provider that has been called.
+    pub fn provider_states(&self) -> Result<Vec<ProviderState>, Error> {
+        self.tx(Mode::Read, "reading provider state", |tx| {
+            tx.query(
+                "SELECT provider, auth_refused_at, auth_error, paused_until, last_answer_at, \
+                 misdirected_at, misdirected_error, answered_endpoint FROM provider_state \
+                 ORDER BY provider",
+                &[],
+                |r| {
+                    Ok(ProviderState {
+                        provider: r.get(0)?,
+                        auth_refused_at: r.get(1)?,
+                        auth_error: r.get(2)?,
+                        paused_until: r.get(3)?,
+                        last_answer_at: r.get(4)?,
+                        misdirected_at: r.get(5)?,
+                        misdirected_error: r.get(6)?,
+                        answered_endpoint: r.get(7)?,
+                    })
+                },
+            )
+        })
+    }
+
+    /// Records what a pass learned about a provider (see [`ProviderNote`]).
+    pub fn note_provider(
+        &self,
+        provider: &str,
+        now: Timestamp,
+        note: &ProviderNote,
+    ) -> Result<(), Error> {
+        let paused = note.paused_until.map(clock::format);
+        self.tx(Mode::Write, "recording provider state", |tx| {
+            tx.exec(
+                "INSERT INTO provider_state (provider, auth_refused_at, auth_error, paused_until, \
+                         last_answer_at, misdirected_at, misdirected_error, answered_endpoint) \
+                 VALUES (?1, CASE WHEN CAST(?3 AS TEXT) IS NOT NULL THEN ?2 END, ?3, ?4, \
+                         CASE WHEN ?6 = 1 THEN ?2 END, \
+                         CASE WHEN CAST(?7 AS TEXT) IS NOT NULL THEN ?2 END, ?7, \
+                         CASE WHEN ?6 = 1 THEN ?8 END) \
+                 ON CONFLICT (provider) DO UPDATE SET \
+                   auth_refused_at = CASE WHEN CAST(?3 AS TEXT) IS NOT NULL THEN ?2 WHEN ?5 = 1 THEN NULL \
+                                     ELSE provider_state.auth_refused_at END, \
+                   auth_error = CASE WHEN CAST(?3 AS TEXT) IS NOT NULL THEN ?3 WHEN ?5 = 1 THEN NULL \
+                                ELSE provider_state.auth_error END, \
+                   paused_until = CASE WHEN CAST(?4 AS TEXT) IS NULL THEN provider_state.paused_until \
+                                  WHEN coalesce(provider_state.paused_until, '') > ?4 THEN provider_state.paused_until \
+                                  ELSE ?4 END, \
+                   last_answer_at = CASE WHEN ?6 = 1 THEN ?2 ELSE provider_state.last_answer_at END, \
+                   misdirected_at = CASE WHEN CAST(?7 AS TEXT) IS NOT NULL \
+                                         THEN coalesce(provider_state.misdirected_at, ?2) \
+                                    WHEN ?6 = 1 THEN NULL ELSE provider_state.misdirected_at END, \
+                   misdirected_error = CASE WHEN CAST(?7 AS TEXT) IS NOT NULL THEN ?7 \
+                                       WHEN ?6 = 1 THEN NULL ELSE provider_state.misdirected_error END, \
+                   answered_endpoint = CASE WHEN ?6 = 1 THEN ?8 ELSE provider_state.answered_endpoint END",
+                vals![
+                    provider,
+                    &clock::format(now),
+                    note.refused.as_deref(),
+                    paused.as_deref(),
+                    i64::from(note.reached || note.answered),
+                    i64::from(note.answered),
+                    note.misdirected.as_deref(),
+                    note.endpoint.as_str()
+                ],
+            )?;
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,233 @@
+//! What operators read: `list`, `show`'s transitions and events, `stats`, and the streamed
+//! `export`.
+
+use super::db::{AnyText, DbError, Mode, Tx, vals};
+use super::rows::*;
+use super::*;
+use crate::clock::{self, Timestamp};
+
+/// Why an export row stopped the stream.
+pub(super) enum ExportStep {
+    Db(DbError),
+    Write(std::io::Error),
+    Unreadable(Unreadable),
+}
+
+impl From<DbError> for ExportStep {
+    fn from(e: DbError) -> Self {
+        ExportStep::Db(e)
+    }
+}
+
+/// COMPLETED sessions counted and summed per currency, as decimals (SQLite's `sum()` would go
+/// through floats).
+pub(super) fn sum_completed(
+    tx: &mut Tx<'_>,
+) -> Result<Vec<(String, u64, rust_decimal::Decimal)>, DbError> {
+    let mut completed: Vec<(String, u64, rust_decimal::Decimal)> = Vec::new();
+    tx.each(
+        "SELECT coalesce(currency, ''), amount FROM sessions WHERE status = 'COMPLETED' ORDER BY 1",
+        &[],
+        |r| {
+            let currency: String = r.get(0)?;
+            let amount: Option<String> = r.get(1)?;
+            let amount = amount.and_then(|a| a.parse().ok()).unwrap_or_default();
+            match completed.last_mut() {
+                Some((c, n, sum)) if *c == currency => {
+                    *n += 1;
+                    *sum += amount;
+                }
+                _ => completed.push((currency, 1, amount)),
+            }
+            Ok::<_, DbError>(())
+        },
+    )?;
+    Ok(completed)
+}
+
+/// An export failed reading the ledger or writing the output.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error(transparent)]
+    Ledger(#[from] Error),
+    #[error("writing the export: {0}")]
+    Write(#[source] std::io::Error),
+    #[error(
+        "sessions row {} (provider {}) cannot be read ({}): nothing was exported; fix or delete \
+         the row, or pass --skip-unreadable to export without it",
+        .0.rowid, .0.provider, crate::escape::shown(&.0.error)
+    )]
+    Unreadable(Unreadable),
+}
+
+impl Ledger {
+    /// Sessions matching a filter, newest first; a row payrecon cannot read is listed as
+    /// [`Unreadable`], not fatal.
+    pub fn list(&self, f: &ListFilter) -> Result<Vec<Result<Session, Unreadable>>, Error> {
+        self.tx(Mode::Read, "listing sessions", |tx| {
+            tx.query(
+                concat!(
+                    "SELECT ",
+                    session_cols!(),
+                    " FROM sessions WHERE (CAST(?1 AS TEXT) IS NULL OR status = ?1) \
+                     AND (CAST(?2 AS TEXT) IS NULL OR provider = ?2) ORDER BY id DESC LIMIT ?3"
+                ),
+                vals![f.status.map(|s| s.as_str()), f.provider.as_deref(), f.limit],
+                read_session,
+            )
+        })
+    }
+
+    /// A session's transitions, oldest first.
+    pub fn transitions(&self, rowid: i64) -> Result<Vec<TransitionRow>, Error> {
+        self.tx(Mode::Read, "reading transitions", |tx| {
+            tx.query(
+                "SELECT from_status, to_status, at, source, reason, provider_status, transaction_id \
+                 FROM transitions WHERE session = ?1 ORDER BY id",
+                vals![rowid],
+                |r| {
+                    Ok(TransitionRow {
+                        from: r.get(0)?,
+                        to: r.get(1)?,
+                        at: r.get(2)?,
+                        source: r.get(3)?,
+                        reason: r.get(4)?,
+                        provider_status: r.get(5)?,
+                        transaction_id: r.get(6)?,
+                    })
+                },
+            )
+        })
+    }
+
+    /// A session's events, oldest first.
+    pub fn session_events(&self, rowid: i64) -> Result<Vec<Event>, Error> {
+        self.tx(Mode::Read, "reading events", |tx| {
+            tx.query(
+                concat!(
+                    "SELECT ",
+                    event_cols!(),
+                    " FROM events e WHERE session = ?1 ORDER BY seq"
+                ),
+                vals![rowid],
+                |r| event_from_row(r, 0),
+            )
+        })
+    }
+
+    /// Counts by provider × status, sessions due now, and the outbox's state.
+    pub fn stats(&self, now: Timestamp) -> Result<Stats, Error> {
+        let providers = self.provider_states()?;
+        self.tx(Mode::Read, "reading stats", |tx| {
+            let sessions = tx.query(
+                "SELECT provider, status, count(*) FROM sessions GROUP BY provider, status ORDER BY 1, 2",
+                &[],
+                // A provider an application wrote as a BLOB is shown, escaped, not fatal.
+                |r| {
+                    let provider = r.get::<AnyText>(0)?.0.unwrap_or_default();
+                    Ok((provider.escape_debug().to_string(), r.get(1)?, r.get(2)?))
+                },
+            )?;
+            let unreadable = tx.query_one(
+                "SELECT count(*) FROM sessions WHERE status = 'PENDING' \
+                 AND substr(CAST(last_error AS TEXT), 1, 16) = ?1",
+                vals![UNREADABLE_MARK],
+                |r| r.get(0),
+            )?;
+            let due_now = tx.query_one(
+                "SELECT count(*) FROM sessions WHERE status = 'PENDING' AND next_check_at <= ?1",
+                vals![&clock::format(now)],
+                |r| r.get(0),
+            )?;
+            let (events_total, events_waiting, events_dead) = tx.query_one(
+                "SELECT count(*), count(*) FILTER (WHERE delivered_at IS NULL AND dead_at IS NULL), \
+                 count(*) FILTER (WHERE dead_at IS NOT NULL) FROM events",
+                &[],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )?;
+            let completed = sum_completed(tx)?;
+            let (late_checks_waiting, anomalies) = tx.query_one(
+                "SELECT (SELECT count(*) FROM sessions WHERE late_check_at IS NOT NULL AND status <> 'PENDING'), \
+                        (SELECT count(*) FROM events WHERE type = 'session.anomaly')",
+                &[],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            Ok(Stats {
+                sessions,
+                due_now,
+                events_waiting,
+                events_dead,
+                events_total,
+                completed,
+                providers,
+                late_checks_waiting,
+                anomalies,
+                unreadable,
+            })
+        })
+    }
+
+    /// Streams sessions for `export` in a stable order (by ledger id), calling `row` for each.
+    pub fn export(
+        &self,
+        f: &ExportFilter,
+        mut row: impl FnMut(&Session) -> Result<(), std::io::Error>,
+    ) -> Result<u64, ExportError> {
+        // Up to six statuses, as parameters (NULL for the unused ones): the same SQL for both
+        // engines. There are six statuses; repeats are dropped first so none is crowded out.
+        let mut distinct: Vec<&str> = f.statuses.iter().map(|s| s.as_str()).collect();
+        distinct.sort_unstable();
+        distinct.dedup();
+        let mut statuses = [None; 6];
+        for (slot, s) in statuses.iter_mut().zip(distinct) {
+            *slot = Some(s);
+        }
+        let (since, until) = (f.since.map(clock::format), f.until.map(clock::format));
+        let mut n = 0;
+        let result = self.inner.engine.tx(Mode::Read, |tx| {
+            tx.each(
+                concat!(
+                    "SELECT ",
+                    session_cols!(),
+                    " FROM sessions \
+                     WHERE (CAST(?1 AS TEXT) IS NULL OR resolved_at >= ?1) \
+                     AND (CAST(?2 AS TEXT) IS NULL OR resolved_at < ?2) \
+                     AND (?3 = 0 OR status IN (?4, ?5, ?6, ?7, ?8, ?9)) \
+                     AND (CAST(?10 AS TEXT) IS NULL OR provider = ?10) ORDER BY id"
+                ),
+                vals![
+                    since.as_deref(),
+                    until.as_deref(),
+                    i64::from(!f.statuses.is_empty()),
+                    statuses[0],
+                    statuses[1],
+                    statuses[2],
+                    statuses[3],
+                    statuses[4],
+                    statuses[5],
+                    f.provider.as_deref()
+                ],
+                |r| {
+                    let s = match read_session(r)? {
+                        Ok(s) => s,
+                        Err(u) if f.skip_unreadable => {
+                            tracing::warn!(provider = %u.provider, rowid = u.rowid, error = %u.error,
+                                "left an unreadable sessions row out of the export");
+                            return Ok(());
+                        }
+                        Err(u) => return Err(ExportStep::Unreadable(u)),
+                    };
+                    row(&s).map_err(ExportStep::Write)?;
+                    n += 1;
+                    Ok(())
+                },
+            )
+        });
+        match result {
+            Ok(()) => Ok(n),
+            Err(ExportStep::Db(e)) => Err(ExportError::Ledger(self.err("exporting")(e))),
+            Err(ExportStep::Write(w)) => Err(ExportError::Write(w)),
+            Err(ExportStep::Unreadable(u)) => Err(ExportError::Unreadable(u)),
+        }
+    }
+}

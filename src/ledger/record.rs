@@ -1,0 +1,566 @@
+//! Recording outcomes: the compare-and-set that moves a session out of PENDING with its
+//! transition row and its event in one transaction, reschedules, releases, late checks and
+//! anomalies.
+
+use std::collections::HashMap;
+
+use super::db::{DbError, Mode, Tx, Val, vals};
+use super::rows::*;
+use super::*;
+use crate::clock::{self, Timestamp};
+use crate::events::{self, Written};
+
+/// The transition's compare-and-set (hot path: one per resolved session).
+macro_rules! transition_cas {
+    () => {
+        "UPDATE sessions SET status = ?1, resolved_at = ?2, checks = checks + ?3, \
+         answered_checks = answered_checks + ?3, \
+         last_checked_at = CASE WHEN ?3 = 1 THEN ?2 ELSE last_checked_at END, \
+         provider_status = coalesce(?4, provider_status), \
+         transaction_id = coalesce(?5, transaction_id), \
+         payment_method = coalesce(?6, payment_method), \
+         provider_completed_at = coalesce(?7, provider_completed_at), \
+         last_error = NULL, lease_owner = NULL, lease_until = NULL, late_check_at = ?10 \
+         WHERE id = ?8 AND status = ?9"
+    };
+}
+
+/// SQLite: a plain UPDATE, the row read back by rowid after (`RETURNING` opens a temporary
+/// table per statement there, the largest single cost of recording when profiled).
+/// PostgreSQL: one round trip with `RETURNING`.
+pub(super) const TRANSITION_CAS: [&str; 2] = [
+    transition_cas!(),
+    concat!(transition_cas!(), " RETURNING ", session_cols!()),
+];
+
+/// SQLite, when the caller has the session as claimed: the same compare-and-set, also on what
+/// the event reports, so the event can be built from the claimed copy (no read-back). A row
+/// that changed meanwhile fails it and takes [`TRANSITION_CAS`].
+pub(super) const TRANSITION_CAS_SEEN: &str = concat!(
+    transition_cas!(),
+    " AND checks = ?11 AND reference IS ?12 AND amount IS ?13 AND currency IS ?14 \
+     AND provider = ?15 AND session_id = ?16"
+);
+
+/// A transition row's text fields after its session, in `insert_transition!`'s order (the
+/// one-by-one and the set-based record share it).
+pub(super) fn transition_fields<'a>(
+    from: Status,
+    to: Status,
+    source: Source,
+    reason: Option<&'a str>,
+    facts: &'a Facts,
+) -> [Option<&'a str>; 11] {
+    [
+        Some(from.as_str()),
+        Some(to.as_str()),
+        Some(source.as_str()),
+        reason,
+        facts.provider_status.as_deref(),
+        facts.transaction_id.as_deref(),
+        facts.payment_method.as_deref(),
+        facts.amount.as_deref(),
+        facts.reference.as_deref(),
+        facts.currency.as_deref(),
+        facts.provider_completed_at.as_deref(),
+    ]
+}
+
+/// A transition's event (`from` → `to`): a new id and its JSON, for the session whose `checks`
+/// are now `checks`.
+pub(super) fn transition_event(
+    now_s: &str,
+    session: &Session,
+    checks: i64,
+    (from, to): (Status, Status),
+    reason: Option<&str>,
+    facts: &Facts,
+    compared: &[&'static str],
+) -> Written {
+    let id = events::new_id();
+    let payload = events::transition_payload(&events::TransitionEvent {
+        id: &id,
+        created_at: now_s,
+        session,
+        checks,
+        from,
+        to,
+        reason,
+        facts,
+        compared,
+    });
+    Written {
+        id,
+        kind: to.event_type(),
+        payload,
+    }
+}
+
+macro_rules! insert_transition {
+    () => {
+        "INSERT INTO transitions (session, from_status, to_status, source, reason, \
+         provider_status, transaction_id, payment_method, provider_amount, \
+         provider_reference, provider_currency, provider_completed_at, at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+    };
+}
+
+pub(super) const INSERT_TRANSITION: &str = insert_transition!();
+
+/// PostgreSQL writes the transition row and its event in one statement (one round trip).
+pub(super) const INSERT_TRANSITION_AND_EVENT: &str = concat!(
+    "WITH t AS (",
+    insert_transition!(),
+    ") INSERT INTO events (id, type, session, payload, created_at, next_attempt_at) \
+     VALUES (?14, ?15, ?1, ?16, ?13, ?13)"
+);
+
+pub(super) const LATE_CHECK_DONE: &str = concat!(
+    "UPDATE sessions SET late_check_at = ?1, last_error = coalesce(?2, last_error), \
+     lease_owner = NULL, lease_until = NULL \
+     WHERE id = ?3 AND lease_owner = ?4 AND (status = 'EXPIRED' OR status = 'REVIEW') RETURNING ",
+    session_cols!()
+);
+
+/// The set-based compare-and-set of a group's transitions on PostgreSQL: one UPDATE … FROM
+/// unnest(…) RETURNING the sessions that moved, then their transition rows and events in one
+/// INSERT each. A session that lost the compare-and-set takes the one-by-one path (its anomaly).
+pub(super) const PG_TRANSITIONS_CAS: &str = "UPDATE sessions s SET status = v.to_status, resolved_at = ?1, \
+     checks = s.checks + v.charged, answered_checks = s.answered_checks + v.charged, \
+     last_checked_at = CASE WHEN v.charged = 1 THEN ?1 ELSE s.last_checked_at END, \
+     provider_status = coalesce(v.provider_status, s.provider_status), \
+     transaction_id = coalesce(v.transaction_id, s.transaction_id), \
+     payment_method = coalesce(v.payment_method, s.payment_method), \
+     provider_completed_at = coalesce(v.provider_completed_at, s.provider_completed_at), \
+     last_error = NULL, lease_owner = NULL, lease_until = NULL, late_check_at = v.late_check_at \
+     FROM unnest(?2::bigint[], ?3::text[], ?4::text[], ?5::bigint[], ?6::text[], ?7::text[], \
+                 ?8::text[], ?9::text[], ?10::text[]) \
+          AS v(id, from_status, to_status, charged, provider_status, transaction_id, \
+               payment_method, provider_completed_at, late_check_at) \
+     WHERE s.id = v.id AND s.status = v.from_status \
+     RETURNING s.id, s.provider, s.session_id, s.reference, s.amount, s.currency, s.status, \
+     s.created_at, s.next_check_at, s.checks, s.answered_checks, s.not_found_count, \
+     s.last_checked_at, s.last_error, s.lease_owner, s.lease_until, s.provider_status, \
+     s.transaction_id, s.payment_method, s.provider_completed_at, s.resolved_at, s.late_check_at";
+
+pub(super) const PG_INSERT_TRANSITIONS: &str = "INSERT INTO transitions (session, from_status, to_status, at, \
+     source, reason, provider_status, transaction_id, payment_method, provider_amount, \
+     provider_reference, provider_currency, provider_completed_at) \
+     SELECT v.session, v.from_status, v.to_status, ?1, v.source, v.reason, v.provider_status, \
+            v.transaction_id, v.payment_method, v.provider_amount, v.provider_reference, \
+            v.provider_currency, v.provider_completed_at \
+     FROM unnest(?2::bigint[], ?3::text[], ?4::text[], ?5::text[], ?6::text[], ?7::text[], \
+                 ?8::text[], ?9::text[], ?10::text[], ?11::text[], ?12::text[], ?13::text[]) \
+          AS v(session, from_status, to_status, source, reason, provider_status, transaction_id, \
+               payment_method, provider_amount, provider_reference, provider_currency, \
+               provider_completed_at)";
+
+pub(super) const PG_INSERT_EVENTS: &str = "INSERT INTO events (id, type, session, payload, created_at, \
+     next_attempt_at) \
+     SELECT v.id, v.type, v.session, v.payload, ?1, ?1 \
+     FROM unnest(?2::text[], ?3::text[], ?4::bigint[], ?5::text[]) AS v(id, type, session, payload)";
+
+pub(super) fn record_transitions_pg(
+    tx: &mut Tx<'_>,
+    now_s: &str,
+    records: &[Record],
+    written: &mut Vec<Written>,
+) -> Result<(), DbError> {
+    let transitions: Vec<&Record> = records
+        .iter()
+        .filter(|r| matches!(r, Record::Transition { .. }))
+        .collect();
+    let lates: Vec<Option<String>> = transitions
+        .iter()
+        .map(|r| match r {
+            Record::Transition { late_check_at, .. } => late_check_at.map(clock::format),
+            _ => None,
+        })
+        .collect();
+    let mut ids = Vec::new();
+    let mut charged = Vec::new();
+    let mut cols: [Vec<Option<&str>>; 7] = Default::default();
+    for (r, late) in transitions.iter().zip(&lates) {
+        let Record::Transition {
+            rowid,
+            from,
+            to,
+            facts,
+            charged: c,
+            ..
+        } = r
+        else {
+            continue;
+        };
+        ids.push(*rowid);
+        charged.push(i64::from(*c));
+        cols[0].push(Some(from.as_str()));
+        cols[1].push(Some(to.as_str()));
+        cols[2].push(facts.provider_status.as_deref());
+        cols[3].push(facts.transaction_id.as_deref());
+        cols[4].push(facts.payment_method.as_deref());
+        cols[5].push(facts.provider_completed_at.as_deref());
+        cols[6].push(late.as_deref());
+    }
+    let moved: HashMap<i64, Session> = tx
+        .query(
+            PG_TRANSITIONS_CAS,
+            vals![
+                now_s,
+                &ids[..],
+                &cols[0][..],
+                &cols[1][..],
+                &charged[..],
+                &cols[2][..],
+                &cols[3][..],
+                &cols[4][..],
+                &cols[5][..],
+                &cols[6][..]
+            ],
+            session_from_row,
+        )?
+        .into_iter()
+        .map(|s| (s.rowid, s))
+        .collect();
+    let mut t_sessions = Vec::new();
+    let mut t_cols: [Vec<Option<&str>>; 11] = Default::default();
+    let mut events: Vec<(i64, Written)> = Vec::new();
+    for r in &transitions {
+        let Record::Transition {
+            rowid,
+            from,
+            to,
+            source,
+            reason,
+            facts,
+            compared,
+            ..
+        } = r
+        else {
+            continue;
+        };
+        let Some(session) = moved.get(rowid) else {
+            // Lost the compare-and-set: the one-by-one path finds out what was recorded.
+            record_one(tx, "", now_s, r, written)?;
+            continue;
+        };
+        t_sessions.push(*rowid);
+        let fields = transition_fields(*from, *to, *source, reason.as_deref(), facts);
+        for (col, v) in t_cols.iter_mut().zip(fields) {
+            col.push(v);
+        }
+        let event = transition_event(
+            now_s,
+            session,
+            session.checks,
+            (*from, *to),
+            reason.as_deref(),
+            facts,
+            compared,
+        );
+        events.push((*rowid, event));
+    }
+    if t_sessions.is_empty() {
+        return Ok(());
+    }
+    tx.exec(
+        PG_INSERT_TRANSITIONS,
+        vals![
+            now_s,
+            &t_sessions[..],
+            &t_cols[0][..],
+            &t_cols[1][..],
+            &t_cols[2][..],
+            &t_cols[3][..],
+            &t_cols[4][..],
+            &t_cols[5][..],
+            &t_cols[6][..],
+            &t_cols[7][..],
+            &t_cols[8][..],
+            &t_cols[9][..],
+            &t_cols[10][..]
+        ],
+    )?;
+    let e_ids: Vec<Option<&str>> = events.iter().map(|e| Some(e.1.id.as_str())).collect();
+    let e_types: Vec<Option<&str>> = events.iter().map(|e| Some(e.1.kind)).collect();
+    let e_sessions: Vec<i64> = events.iter().map(|e| e.0).collect();
+    let e_payloads: Vec<Option<&str>> = events.iter().map(|e| Some(e.1.payload.as_str())).collect();
+    tx.exec(
+        PG_INSERT_EVENTS,
+        vals![
+            now_s,
+            &e_ids[..],
+            &e_types[..],
+            &e_sessions[..],
+            &e_payloads[..]
+        ],
+    )?;
+    written.extend(events.into_iter().map(|(_, event)| event));
+    Ok(())
+}
+
+/// A transition that lost its compare-and-set: someone recorded this session first. If the
+/// provider now says something else than what was recorded, that contradiction is an anomaly.
+pub(super) fn lost_cas(
+    tx: &mut Tx<'_>,
+    rowid: i64,
+    source: Source,
+    to: Status,
+    facts: &Facts,
+    now_s: &str,
+    written: &mut Vec<Written>,
+) -> Result<(), DbError> {
+    match tx.query_opt(SESSION_BY_ROWID, vals![rowid], session_from_row)? {
+        Some(cur)
+            if source != Source::Manual && cur.status != to && cur.status != Status::Pending =>
+        {
+            let anomaly = Anomaly {
+                provider_says: to,
+                reason: format!(
+                    "the provider's answer means {to} but the session was already recorded {}",
+                    cur.status
+                ),
+                facts: facts.clone(),
+            };
+            written.push(write_anomaly(tx, &cur, &anomaly, now_s)?);
+        }
+        _ => tracing::debug!(
+            rowid,
+            "transition lost the compare-and-set; already recorded"
+        ),
+    }
+    Ok(())
+}
+
+/// One outcome of [`Ledger::record`].
+pub(super) fn record_one(
+    tx: &mut Tx<'_>,
+    owner: &str,
+    now_s: &str,
+    rec: &Record,
+    written: &mut Vec<Written>,
+) -> Result<(), DbError> {
+    match rec {
+        Record::Transition {
+            rowid,
+            from,
+            to,
+            source,
+            reason,
+            facts,
+            charged,
+            compared,
+            late_check_at,
+            seen,
+        } => {
+            let late = late_check_at.map(clock::format);
+            let charged = i64::from(*charged);
+            let cas: &[Val<'_>] = vals![
+                to.as_str(),
+                now_s,
+                charged,
+                facts.provider_status.as_deref(),
+                facts.transaction_id.as_deref(),
+                facts.payment_method.as_deref(),
+                facts.provider_completed_at.as_deref(),
+                *rowid,
+                from.as_str(),
+                late.as_deref()
+            ];
+            let seen_matches = match seen.as_deref() {
+                Some(s) if !tx.is_pg() => {
+                    let mut args = Vec::with_capacity(cas.len() + 6);
+                    args.extend_from_slice(cas);
+                    args.extend([
+                        Val::Int(s.checks),
+                        Val::from(s.reference.as_deref()),
+                        Val::from(s.amount.as_deref()),
+                        Val::from(s.currency.as_deref()),
+                        Val::Text(&s.provider),
+                        Val::Text(&s.session_id),
+                    ]);
+                    tx.exec(TRANSITION_CAS_SEEN, &args)? == 1
+                }
+                _ => false,
+            };
+            let read_back;
+            let (session, checks) = if let (true, Some(s)) = (seen_matches, seen.as_deref()) {
+                (s, s.checks + charged)
+            } else {
+                read_back = if tx.is_pg() {
+                    tx.query_opt(TRANSITION_CAS[1], cas, session_from_row)?
+                } else if tx.exec(TRANSITION_CAS[0], cas)? == 1 {
+                    tx.query_opt(SESSION_BY_ROWID, vals![*rowid], session_from_row)?
+                } else {
+                    None
+                };
+                match &read_back {
+                    Some(s) => (s, s.checks),
+                    None => return lost_cas(tx, *rowid, *source, *to, facts, now_s, written),
+                }
+            };
+            let event = transition_event(
+                now_s,
+                session,
+                checks,
+                (*from, *to),
+                reason.as_deref(),
+                facts,
+                compared,
+            );
+            let mut row = Vec::with_capacity(16);
+            row.push(Val::Int(*rowid));
+            row.extend(
+                transition_fields(*from, *to, *source, reason.as_deref(), facts).map(Val::from),
+            );
+            row.push(Val::Text(now_s));
+            if tx.is_pg() {
+                row.extend([
+                    Val::Text(&event.id),
+                    Val::Text(event.kind),
+                    Val::Text(&event.payload),
+                ]);
+                tx.exec(INSERT_TRANSITION_AND_EVENT, &row)?;
+            } else {
+                tx.exec(INSERT_TRANSITION, &row)?;
+                insert_event(tx, &event.id, event.kind, *rowid, &event.payload, now_s)?;
+            }
+            written.push(event);
+        }
+        Record::Reschedule {
+            rowid,
+            next_check_at,
+            last_error,
+            answered,
+            not_found,
+            charged,
+            facts,
+        } => {
+            let f = facts.clone().unwrap_or_default();
+            tx.exec(
+                "UPDATE sessions SET next_check_at = ?1, last_error = ?2, checks = checks + ?3, \
+                 answered_checks = answered_checks + ?4, \
+                 last_checked_at = CASE WHEN ?3 = 1 THEN ?5 ELSE last_checked_at END, \
+                 not_found_count = CASE CAST(?6 AS BIGINT) WHEN 1 THEN not_found_count + 1 \
+                                   WHEN 0 THEN 0 ELSE not_found_count END, \
+                 provider_status = coalesce(?7, provider_status), \
+                 transaction_id = coalesce(?8, transaction_id), \
+                 payment_method = coalesce(?9, payment_method), \
+                 lease_owner = NULL, lease_until = NULL \
+                 WHERE id = ?10 AND status = 'PENDING' AND lease_owner = ?11",
+                vals![
+                    &clock::format(*next_check_at),
+                    last_error.as_deref(),
+                    i64::from(*charged),
+                    i64::from(*answered),
+                    now_s,
+                    not_found.map(i64::from),
+                    f.provider_status.as_deref(),
+                    f.transaction_id.as_deref(),
+                    f.payment_method.as_deref(),
+                    *rowid,
+                    owner
+                ],
+            )?;
+        }
+        Record::Release { rowid, last_error } => {
+            // Due again at once: a PENDING session's check, or an EXPIRED one's late check.
+            tx.exec(
+                "UPDATE sessions SET \
+                 next_check_at = CASE WHEN status = 'PENDING' THEN ?1 ELSE next_check_at END, \
+                 late_check_at = CASE WHEN status <> 'PENDING' AND late_check_at IS NOT NULL THEN ?1 \
+                                 ELSE late_check_at END, \
+                 lease_owner = NULL, lease_until = NULL, \
+                 last_error = CASE WHEN status = 'PENDING' THEN coalesce(?2, last_error) ELSE last_error END \
+                 WHERE id = ?3 AND lease_owner = ?4",
+                vals![now_s, last_error.as_deref(), *rowid, owner],
+            )?;
+        }
+        Record::LateCheck {
+            rowid,
+            next,
+            last_error,
+            anomaly,
+        } => {
+            let next = next.map(clock::format);
+            let updated = tx.query_opt(
+                LATE_CHECK_DONE,
+                vals![next.as_deref(), last_error.as_deref(), *rowid, owner],
+                session_from_row,
+            )?;
+            if let (Some(session), Some(anomaly)) = (updated, anomaly) {
+                written.push(write_anomaly(tx, &session, anomaly, now_s)?);
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn insert_event(
+    tx: &mut Tx<'_>,
+    id: &str,
+    kind: &str,
+    rowid: i64,
+    payload: &str,
+    now: &str,
+) -> Result<u64, DbError> {
+    tx.exec(
+        "INSERT INTO events (id, type, session, payload, created_at, next_attempt_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+        vals![id, kind, rowid, payload, now],
+    )
+}
+
+/// Writes a `session.anomaly` event (no state change) and returns it.
+pub(super) fn write_anomaly(
+    tx: &mut Tx<'_>,
+    session: &Session,
+    anomaly: &Anomaly,
+    now: &str,
+) -> Result<Written, DbError> {
+    let id = events::new_id();
+    let payload = events::anomaly_payload(&id, now, session, anomaly);
+    tracing::warn!(provider = %session.provider, session_id = %session.session_id, recorded = %session.status,
+        provider_says = %anomaly.provider_says, "anomaly: {}", anomaly.reason);
+    insert_event(tx, &id, events::ANOMALY, session.rowid, &payload, now)?;
+    Ok(Written {
+        id,
+        kind: events::ANOMALY,
+        payload,
+    })
+}
+
+impl Ledger {
+    /// Records a group of outcomes in one transaction. Transitions are compare-and-set on the
+    /// status, each written with its transition row and event; reschedules and releases apply
+    /// while `owner` still holds the lease. Returns the events written.
+    pub fn record(
+        &self,
+        owner: &str,
+        now: Timestamp,
+        records: &[Record],
+    ) -> Result<Vec<Written>, Error> {
+        let now_s = clock::format(now);
+        self.tx(Mode::Write, "recording outcomes", |tx| {
+            let mut written = Vec::new();
+            // PostgreSQL pays per statement (a round trip, and its CHECK and index predicates
+            // prepared per execution): a group's transitions go in three set-based statements.
+            let pg_transitions = tx.is_pg()
+                && records
+                    .iter()
+                    .filter(|r| matches!(r, Record::Transition { .. }))
+                    .count()
+                    > 1;
+            if pg_transitions {
+                record_transitions_pg(tx, &now_s, records, &mut written)?;
+            }
+            for rec in records {
+                if pg_transitions && matches!(rec, Record::Transition { .. }) {
+                    continue;
+                }
+                record_one(tx, owner, &now_s, rec, &mut written)?;
+            }
+            Ok(written)
+        })
+    }
+}
