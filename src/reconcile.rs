@@ -222,8 +222,10 @@ pub async fn run_pass(
                 if cfg.events_log {
                     written.iter().for_each(events::log);
                 }
-                report_mut(&report).anomalies +=
-                    written.iter().filter(|e| e.kind == events::ANOMALY).count() as u64;
+                report_mut(&report).anomalies += written
+                    .iter()
+                    .filter(|e| e.kind == crate::ledger::ANOMALY)
+                    .count() as u64;
                 if let Some(wake) = &opts.wake_outbox
                     && !written.is_empty()
                 {

@@ -17,6 +17,7 @@
 
 pub mod copy;
 pub mod db;
+pub mod event;
 mod model;
 mod outbox;
 mod providers;
@@ -26,6 +27,7 @@ mod rows;
 pub mod schema;
 mod sessions;
 
+pub use event::{ANOMALY, Written};
 pub use model::*;
 pub use queries::ExportError;
 pub use rows::UNREADABLE_MARK;

@@ -5,10 +5,10 @@
 use std::collections::HashMap;
 
 use super::db::{DbError, Mode, Tx, Val, vals};
+use super::event::{self, Written};
 use super::rows::*;
 use super::*;
 use crate::clock::{self, Timestamp};
-use crate::events::{self, Written};
 
 /// The transition's compare-and-set (hot path: one per resolved session).
 macro_rules! transition_cas {
@@ -77,8 +77,8 @@ pub(super) fn transition_event(
     facts: &Facts,
     compared: &[&'static str],
 ) -> Written {
-    let id = events::new_id();
-    let payload = events::transition_payload(&events::TransitionEvent {
+    let id = event::new_id();
+    let payload = event::transition_payload(&event::TransitionEvent {
         id: &id,
         created_at: now_s,
         session,
@@ -518,14 +518,14 @@ pub(super) fn write_anomaly(
     anomaly: &Anomaly,
     now: &str,
 ) -> Result<Written, DbError> {
-    let id = events::new_id();
-    let payload = events::anomaly_payload(&id, now, session, anomaly);
+    let id = event::new_id();
+    let payload = event::anomaly_payload(&id, now, session, anomaly);
     tracing::warn!(provider = %session.provider, session_id = %session.session_id, recorded = %session.status,
         provider_says = %anomaly.provider_says, "anomaly: {}", anomaly.reason);
-    insert_event(tx, &id, events::ANOMALY, session.rowid, &payload, now)?;
+    insert_event(tx, &id, event::ANOMALY, session.rowid, &payload, now)?;
     Ok(Written {
         id,
-        kind: events::ANOMALY,
+        kind: event::ANOMALY,
         payload,
     })
 }

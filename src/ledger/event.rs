@@ -1,0 +1,199 @@
+//! The event JSON of docs/webhooks.md "The event" (pure): built inside the recording
+//! transaction, stored with the event row, signed and delivered as it is.
+
+use serde::Serialize;
+use serde_json::json;
+
+use super::{Anomaly, Facts, Session, Status};
+
+/// The event type of a provider answer that contradicts a final state.
+pub const ANOMALY: &str = "session.anomaly";
+
+/// A new event id: `evt_` and a ULID, so ids sort by creation time. Stable across redeliveries
+/// because it is written once, with the event row.
+pub fn new_id() -> String {
+    let mut buf = [0; ulid::ULID_LEN];
+    let mut id = String::with_capacity(4 + ulid::ULID_LEN);
+    id.push_str("evt_");
+    id.push_str(ulid::Ulid::new().array_to_str(&mut buf));
+    id
+}
+
+/// An event as the ledger committed it: the payload is the exact text stored, signed and
+/// delivered.
+#[derive(Debug, Clone)]
+pub struct Written {
+    pub id: String,
+    pub kind: &'static str,
+    pub payload: String,
+}
+
+/// The inputs of one transition's event.
+pub struct TransitionEvent<'a> {
+    pub id: &'a str,
+    pub created_at: &'a str,
+    /// The session: who it is, what it was for.
+    pub session: &'a Session,
+    /// Its `checks` after the update.
+    pub checks: i64,
+    pub from: Status,
+    pub to: Status,
+    pub reason: Option<&'a str>,
+    pub facts: &'a Facts,
+    pub compared: &'a [&'static str],
+}
+
+/// The envelope of every event.
+#[derive(Serialize)]
+struct Envelope<'a, D> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    created_at: &'a str,
+    data: D,
+}
+
+/// The `data` of a transition event. Written straight to text, borrowing from the session: this
+/// runs once per transition while the ledger is locked.
+#[derive(Serialize)]
+struct TransitionData<'a> {
+    provider: &'a str,
+    session_id: &'a str,
+    reference: Option<&'a str>,
+    amount: Option<&'a str>,
+    currency: Option<&'a str>,
+    from: &'a str,
+    to: &'a str,
+    reason: Option<&'a str>,
+    provider_status: Option<&'a str>,
+    transaction_id: Option<&'a str>,
+    payment_method: Option<&'a str>,
+    provider_completed_at: Option<&'a str>,
+    checks: i64,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    compared: &'a [&'static str],
+}
+
+/// The event JSON text for a transition.
+pub fn transition_payload(e: &TransitionEvent<'_>) -> String {
+    let s = e.session;
+    let f = e.facts;
+    let envelope = Envelope {
+        id: e.id,
+        kind: e.to.event_type(),
+        created_at: e.created_at,
+        data: TransitionData {
+            provider: &s.provider,
+            session_id: &s.session_id,
+            reference: s.reference.as_deref(),
+            amount: s.amount.as_deref(),
+            currency: s.currency.as_deref(),
+            from: e.from.as_str(),
+            to: e.to.as_str(),
+            reason: e.reason,
+            provider_status: f.provider_status.as_deref(),
+            transaction_id: f.transaction_id.as_deref(),
+            payment_method: f.payment_method.as_deref(),
+            provider_completed_at: f.provider_completed_at.as_deref(),
+            checks: e.checks,
+            compared: e.compared,
+        },
+    };
+    // One allocation that fits a typical event (about 450 bytes) instead of growing from empty.
+    // Serialising borrowed strings and integers into memory cannot fail, and gives UTF-8.
+    let mut out = Vec::with_capacity(640);
+    match serde_json::to_writer(&mut out, &envelope) {
+        Ok(()) => String::from_utf8(out).unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
+/// The event JSON for an anomaly: the recorded state and what the provider now says, both.
+pub fn anomaly_payload(id: &str, created_at: &str, s: &Session, a: &Anomaly) -> String {
+    json!({
+        "id": id,
+        "type": ANOMALY,
+        "created_at": created_at,
+        "data": {
+            "provider": s.provider,
+            "session_id": s.session_id,
+            "reference": s.reference,
+            "amount": s.amount,
+            "currency": s.currency,
+            "status": s.status,
+            "provider_says": a.provider_says.as_str(),
+            "reason": a.reason,
+            "provider_status": a.facts.provider_status,
+            "provider_amount": a.facts.amount,
+            "provider_reference": a.facts.reference,
+            "transaction_id": a.facts.transaction_id,
+            "payment_method": a.facts.payment_method,
+            "provider_completed_at": a.facts.provider_completed_at,
+            "checks": s.checks,
+        }
+    })
+    .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    use super::*;
+
+    #[test]
+    fn an_event_id_is_evt_and_a_ulid() {
+        let (a, b) = (new_id(), new_id());
+        for id in [&a, &b] {
+            let ulid = id.strip_prefix("evt_").unwrap();
+            assert_eq!(
+                ulid::Ulid::from_string(ulid).unwrap().to_string(),
+                ulid,
+                "{id}"
+            );
+        }
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn payload_has_the_contract_shape() {
+        let session = Session {
+            status: Status::Completed,
+            checks: 3,
+            answered_checks: 3,
+            ..Session::sample("2026-11-24T10:00:00.000Z".into())
+        };
+        let facts = Facts {
+            provider_status: Some("COMPLETED".into()),
+            transaction_id: Some("TXN123".into()),
+            payment_method: Some("mpesa".into()),
+            provider_completed_at: Some("2025-12-04T14:05:00Z".into()),
+            ..Facts::default()
+        };
+        let id = new_id();
+        assert!(id.starts_with("evt_") && id.len() == 30);
+        let text = transition_payload(&TransitionEvent {
+            id: &id,
+            created_at: "2026-11-24T10:05:03.000Z",
+            session: &session,
+            checks: 3,
+            from: Status::Pending,
+            to: Status::Completed,
+            reason: None,
+            facts: &facts,
+            compared: &["amount", "reference"],
+        });
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["type"], "session.completed");
+        assert_eq!(v["id"], id.as_str());
+        assert_eq!(v["data"]["from"], "PENDING");
+        assert_eq!(v["data"]["transaction_id"], "TXN123");
+        assert_eq!(v["data"]["currency"], "LSL");
+        assert_eq!(v["data"]["amount"], "100.00");
+        assert_eq!(v["data"]["session_id"], "MOP_1");
+        assert_eq!(v["data"]["to"], "COMPLETED");
+        assert_eq!(v["data"]["reason"], Value::Null);
+        assert_eq!(v["data"]["checks"], 3);
+        assert_eq!(v["data"]["compared"][1], "reference");
+    }
+}
