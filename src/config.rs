@@ -24,25 +24,7 @@ impl UsageError {
     }
 }
 
-/// A secret read from the environment. Debug and Display print `[redacted]`.
-#[derive(Clone)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: String) -> Self {
-        Self(value)
-    }
-    /// The secret's value, for building a request header. Never log it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
+pub use crate::secret::{Secret, SigningKey};
 
 // ---------------------------------------------------------------------------------------------
 // Raw, as written in the file.
@@ -343,34 +325,6 @@ impl WebhookConfig {
     }
 }
 
-/// A decoded `whsec_` signing key. Debug prints `[redacted]`.
-#[derive(Clone)]
-pub struct SigningKey(Vec<u8>);
-
-impl SigningKey {
-    /// Decodes `whsec_<base64>` (the prefix is optional, as in the Standard Webhooks libraries).
-    pub fn from_whsec(text: &str) -> Option<SigningKey> {
-        use base64::Engine as _;
-        let b64 = text.strip_prefix("whsec_").unwrap_or(text);
-        base64::engine::general_purpose::STANDARD
-            .decode(b64)
-            .ok()
-            .filter(|k| !k.is_empty())
-            .map(SigningKey)
-    }
-
-    /// The key bytes, for the HMAC. Never log them.
-    pub fn expose(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl fmt::Debug for SigningKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
 #[derive(Clone)]
 pub struct ScheduleConfig {
     /// The cron expression as written, for messages.
@@ -448,6 +402,38 @@ pub struct ProviderConfig {
     pub timeout: Duration,
     /// Mopay Nigeria's configured status lookup.
     pub mopay_ng: MopayNgConfig,
+}
+
+impl ProviderConfig {
+    /// What is missing from this table for the provider to ever reach a final state (a
+    /// warning: `check-config` exits 2 on any). Only a Mopay Nigeria table can be incomplete.
+    pub fn problems(&self) -> Vec<String> {
+        if self.kind != "mopay_ng" {
+            return Vec::new();
+        }
+        let ng = &self.mopay_ng;
+        let mut problems = Vec::new();
+        if ng.status_endpoint.is_none() {
+            problems.push(
+            "status_endpoint is not set: Mopay Nigeria publishes no payment-status endpoint, so none is assumed; \
+             set the `req=` name your account gives you (until then no call is made and sessions stay PENDING)"
+                .to_string(),
+        );
+        }
+        if ng.status_pointer.is_none() {
+            problems.push("status_pointer is not set (the JSON pointer of the status word, e.g. \"/DATA/status\"): every answer stays PENDING".into());
+        }
+        if ng.status_map.is_empty() {
+            problems.push(
+            "status_map is empty: no status table is published and none is shipped, so every answer stays PENDING; \
+             map your account's status words to COMPLETED, FAILED, CANCELLED, EXPIRED or PENDING"
+                .into(),
+        );
+        } else if !ng.status_map.values().any(|v| v == "COMPLETED") {
+            problems.push("status_map maps no word to COMPLETED: no payment can complete".into());
+        }
+        problems
+    }
 }
 
 /// Mopay Nigeria publishes no status endpoint: these come from the config `[assumed]`.
@@ -679,13 +665,11 @@ impl Config {
         };
         let mut warnings = Vec::new();
         for p in &providers {
-            if let Some(spec) = crate::provider::KINDS.iter().find(|k| k.kind == p.kind) {
-                warnings.extend(
-                    (spec.check)(p)
-                        .into_iter()
-                        .map(|w| format!("providers.{}: {w}", p.name)),
-                );
-            }
+            warnings.extend(
+                p.problems()
+                    .into_iter()
+                    .map(|w| format!("providers.{}: {w}", p.name)),
+            );
             // The lease must outlast this provider's longest check too (long polls are long).
             let worst = HttpConfig {
                 timeout: p.timeout,
@@ -853,12 +837,12 @@ fn provider(
             "providers.{name:?}: a provider name must be 1 to 64 letters, digits, '_' or '-'"
         )));
     }
-    let Some(spec) = crate::provider::KINDS.iter().find(|k| k.kind == p.kind) else {
+    let Some(spec) = crate::kinds::KINDS.iter().find(|k| k.kind == p.kind) else {
         return Err(UsageError::new(format!(
             "{}: unknown kind {:?} (this build supports: {})",
             key("kind"),
             p.kind,
-            crate::provider::KINDS
+            crate::kinds::KINDS
                 .iter()
                 .map(|k| k.kind)
                 .collect::<Vec<_>>()
@@ -914,7 +898,7 @@ fn provider(
             }
         }
     };
-    use crate::provider::SecretNeeds;
+    use crate::kinds::SecretNeeds;
     let (api_key, public_key, secret_key) = match spec.secrets {
         SecretNeeds::OptionalApiKey => (secret("api_key_env", &p.api_key_env, false)?, None, None),
         SecretNeeds::ApiKey => (secret("api_key_env", &p.api_key_env, true)?, None, None),

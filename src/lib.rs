@@ -23,6 +23,8 @@
 //! - [`import`]: CSV import.
 //! - [`clock`]: timestamps as the ledger stores them.
 //! - [`escape`]: untrusted text made safe to print.
+//! - [`kinds`]: what the config knows of each provider kind, as data.
+//! - [`secret`]: secrets that never print.
 
 pub mod admin;
 pub mod api;
@@ -36,6 +38,7 @@ pub mod events;
 pub mod export;
 pub mod http;
 pub mod import;
+pub mod kinds;
 pub mod ledger;
 pub mod metrics;
 pub mod outbox;
@@ -43,4 +46,5 @@ pub mod pipeline;
 pub mod provider;
 pub mod reconcile;
 pub mod schedule;
+pub mod secret;
 pub mod simulator;

@@ -8,19 +8,8 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{Adapter, Error, KindSpec, Mapped, ProviderFacts, SecretNeeds, StatusUrl};
+use super::{Adapter, Error, Mapped, ProviderFacts, StatusUrl};
 use crate::config::{ProviderConfig, Secret};
-
-pub const SPEC: KindSpec = KindSpec {
-    kind: "little",
-    default_base_url: Some("https://pay.little.africa"), // [seed 001]
-    default_rate_limits: &["10/s"],                      // [assumed]: none published
-    sandbox_rate_limits: None,
-    secrets: SecretNeeds::ApiKey,
-    keys: &["api_key_env", "long_poll", "long_poll_timeout"],
-    build: |cfg| Box::new(Little::new(cfg)),
-    check: super::no_problems,
-};
 
 const STATUS_PATH: &[&str] = &["api", "payments-v2"]; // [seed 001]
 

@@ -4,7 +4,8 @@
 //!
 //! This module never touches the ledger: it turns a session id into an [`Answer`] or an
 //! [`Error`], and `reconcile` decides what that means for the session.
-//! Adding a provider kind is one new file (with its [`KindSpec`]) and one line in [`KINDS`].
+//! Adding a provider kind is its adapter file here, its line in `adapter_for`, and its spec in
+//! [`crate::kinds`].
 
 pub mod little;
 pub mod moflay;
@@ -211,57 +212,17 @@ pub trait Adapter: Send + Sync {
     }
 }
 
-/// Which secrets a kind needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SecretNeeds {
-    /// `api_key_env`, optional (MoPay's status call works without one `[seed 000]`).
-    OptionalApiKey,
-    /// `api_key_env`, required.
-    ApiKey,
-    /// `public_key_env` and `secret_key_env`, required.
-    KeyPair,
-}
-
-/// What the rest of the program needs to know about a provider kind.
-pub struct KindSpec {
-    /// The `kind` value in the config.
-    pub kind: &'static str,
-    pub default_base_url: Option<&'static str>,
-    /// Used when the table sets no `rate_limit`.
-    pub default_rate_limits: &'static [&'static str],
-    /// Used instead when the table sets no `rate_limit` and the API key starts with this
-    /// prefix (a sandbox key with limits of its own).
-    pub sandbox_rate_limits: Option<(&'static str, &'static [&'static str])>,
-    pub secrets: SecretNeeds,
-    /// The settings a table of this kind may set beyond `kind`, `base_url` and `rate_limit`.
-    pub keys: &'static [&'static str],
-    pub build: fn(&ProviderConfig) -> Box<dyn Adapter>,
-    /// Problems with a table that leave the provider unable to reach a final state.
-    pub check: fn(&ProviderConfig) -> Vec<String>,
-}
-
-/// Every provider kind. Adding one is its file plus one line here.
-pub const KINDS: &[&KindSpec] = &[
-    &mopay::SPEC,
-    &little::SPEC,
-    &mopay_ng::SPEC,
-    &moflay::SPEC,
-    &vesicash::SPEC,
-];
-
-/// For kinds whose tables cannot be incomplete.
-pub fn no_problems(_: &ProviderConfig) -> Vec<String> {
-    Vec::new()
-}
-
 /// Builds the adapter for a configured provider.
 fn adapter_for(cfg: &ProviderConfig) -> Box<dyn Adapter> {
-    // Invariant: config validation accepts only kinds listed in KINDS.
-    let spec = KINDS
-        .iter()
-        .find(|k| k.kind == cfg.kind)
-        .expect("config validation checked the kind");
-    (spec.build)(cfg)
+    match cfg.kind.as_str() {
+        "mopay" => Box::new(mopay::Mopay::new(cfg)),
+        "little" => Box::new(little::Little::new(cfg)),
+        "mopay_ng" => Box::new(mopay_ng::MopayNg::new(cfg)),
+        "moflay" => Box::new(moflay::Moflay::new(cfg)),
+        "vesicash" => Box::new(vesicash::Vesicash::new(cfg)),
+        // Invariant: config validation accepts only the kinds in `kinds::KINDS`.
+        other => unreachable!("provider kind {other:?} passed config validation"),
+    }
 }
 
 /// Distinct sessions answered "not found" before the provider is flagged as misdirected (a

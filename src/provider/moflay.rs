@@ -11,23 +11,8 @@ use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{
-    Adapter, Answer, Error, KindSpec, Mapped, ProviderFacts, SecretNeeds, StatusUrl, clip,
-};
+use super::{Adapter, Answer, Error, Mapped, ProviderFacts, StatusUrl, clip};
 use crate::config::{ProviderConfig, Secret};
-
-pub const SPEC: KindSpec = KindSpec {
-    kind: "moflay",
-    default_base_url: Some("https://api.moflay.com"), // [seed 003]
-    // Production: 100/min and 200/h; sandbox: 20/min with a burst of 5 per 10 s
-    // (docs.moflay.com/api-reference/rate-limit). Sandbox keys start `mof_test_` [docs].
-    default_rate_limits: &["100/min", "200/h"],
-    sandbox_rate_limits: Some(("mof_test_", &["20/min", "5/10s"])),
-    secrets: SecretNeeds::ApiKey,
-    keys: &["api_key_env"],
-    build: |cfg| Box::new(Moflay::new(cfg)),
-    check: super::no_problems,
-};
 
 const STATUS_PATH: &[&str] = &["v1", "payments"]; // [docs]
 

@@ -8,20 +8,8 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{Adapter, Error, KindSpec, Mapped, ProviderFacts, SecretNeeds, StatusUrl, clip};
+use super::{Adapter, Error, Mapped, ProviderFacts, StatusUrl, clip};
 use crate::config::{ProviderConfig, Secret};
-
-/// MoPay Lesotho.
-pub const SPEC: KindSpec = KindSpec {
-    kind: "mopay",
-    default_base_url: Some("https://pay.mopay.co.ls"), // [seed 000]
-    default_rate_limits: &["10/s"],                    // [assumed]: none published
-    sandbox_rate_limits: None,
-    secrets: SecretNeeds::OptionalApiKey,
-    keys: &["api_key_env"],
-    build: |cfg| Box::new(Mopay::new(cfg)),
-    check: super::no_problems,
-};
 
 /// The path before the session id `[seed 000]`.
 const STATUS_PATH: &[&str] = &["api", "external", "session", "v1"];

@@ -16,57 +16,8 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderValue};
 use serde_json::Value;
 use sha2::Sha512;
 
-use super::{
-    Adapter, Answer, Error, KindSpec, Mapped, ProviderFacts, SecretNeeds, clip, secret_header,
-};
+use super::{Adapter, Answer, Error, Mapped, ProviderFacts, clip, secret_header};
 use crate::config::{MopayNgConfig, ProviderConfig, Secret};
-
-pub const SPEC: KindSpec = KindSpec {
-    kind: "mopay_ng",
-    default_base_url: Some("https://service.mopay-ng.com"), // [seed 002]
-    default_rate_limits: &["100/min"], // 100 requests per minute per key [docs]
-    sandbox_rate_limits: None,
-    secrets: SecretNeeds::KeyPair,
-    keys: &[
-        "public_key_env",
-        "secret_key_env",
-        "status_endpoint",
-        "id_param",
-        "status_pointer",
-        "amount_pointer",
-        "reference_pointer",
-        "currency_pointer",
-        "status_map",
-    ],
-    build: |cfg| Box::new(MopayNg::new(cfg)),
-    check,
-};
-
-/// What is missing for this provider to ever reach a final state.
-fn check(cfg: &ProviderConfig) -> Vec<String> {
-    let ng = &cfg.mopay_ng;
-    let mut problems = Vec::new();
-    if ng.status_endpoint.is_none() {
-        problems.push(
-            "status_endpoint is not set: Mopay Nigeria publishes no payment-status endpoint, so none is assumed; \
-             set the `req=` name your account gives you (until then no call is made and sessions stay PENDING)"
-                .to_string(),
-        );
-    }
-    if ng.status_pointer.is_none() {
-        problems.push("status_pointer is not set (the JSON pointer of the status word, e.g. \"/DATA/status\"): every answer stays PENDING".into());
-    }
-    if ng.status_map.is_empty() {
-        problems.push(
-            "status_map is empty: no status table is published and none is shipped, so every answer stays PENDING; \
-             map your account's status words to COMPLETED, FAILED, CANCELLED, EXPIRED or PENDING"
-                .into(),
-        );
-    } else if !ng.status_map.values().any(|v| v == "COMPLETED") {
-        problems.push("status_map maps no word to COMPLETED: no payment can complete".into());
-    }
-    problems
-}
 
 pub struct MopayNg {
     base_url: reqwest::Url,

@@ -8,19 +8,8 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{Adapter, Error, KindSpec, Mapped, ProviderFacts, SecretNeeds, StatusUrl, clip};
+use super::{Adapter, Error, Mapped, ProviderFacts, StatusUrl, clip};
 use crate::config::{ProviderConfig, Secret};
-
-pub const SPEC: KindSpec = KindSpec {
-    kind: "vesicash",
-    default_base_url: None,         // [assumed]: unpublished for this API
-    default_rate_limits: &["10/s"], // [assumed]: none published
-    sandbox_rate_limits: None,
-    secrets: SecretNeeds::KeyPair,
-    keys: &["public_key_env", "secret_key_env"],
-    build: |cfg| Box::new(Vesicash::new(cfg)),
-    check: super::no_problems,
-};
 
 const STATUS_PATH: &[&str] = &["v1", "payment"]; // [docs]
 
