@@ -686,38 +686,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let to: Status = to
                 .parse()
                 .map_err(|e| UsageError::new(format!("--to: {e}")))?;
-            if matches!(to, Status::Pending | Status::Review) {
-                return Err(UsageError::new(
-                    "--to: must be COMPLETED, FAILED, CANCELLED or EXPIRED",
-                )
-                .into());
-            }
-            if reason.trim().is_empty() {
-                return Err(UsageError::new("--reason: say why, for the audit trail").into());
-            }
             let ledger = daemon::open_ledger(&cfg)?;
             let s = one_session(&ledger, session_id, provider.as_deref())?;
             let from = s.status;
-            if !matches!(from, Status::Pending | Status::Review) {
-                return Err(UsageError::new(format!(
-                    "session {session_id:?} is {from}, which is final; only PENDING or REVIEW sessions can be resolved"
-                ))
-                .into());
-            }
-            let record = crate::ledger::Record::Transition {
-                rowid: s.rowid,
-                from,
-                to,
-                source: crate::ledger::Source::Manual,
-                reason: Some(reason.trim().to_string()),
-                facts: Default::default(),
-                charged: false,
-                compared: vec![],
-                // A person's EXPIRED is asked once more too: a late payment is worth knowing.
-                late_check_at: (to == Status::Expired)
-                    .then(|| clock::add(clock::now(), cfg.backoff.late_check)),
-                seen: None,
-            };
+            let record =
+                crate::reconcile::manual(&s, to, reason, clock::now(), cfg.backoff.late_check)
+                    .map_err(UsageError::new)?;
             let written = ledger.record("manual", clock::now(), &[record])?;
             let Some(event) = written.first() else {
                 anyhow::bail!(
@@ -796,16 +770,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             )?;
             let ledger = daemon::open_ledger(&cfg)?;
             let started = std::time::Instant::now();
-            let bar = indicatif::ProgressBar::with_draw_target(
-                None,
-                indicatif::ProgressDrawTarget::stderr_with_hz(4),
-            );
-            bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "copy {bar:40} {pos}/{len} rows {per_sec} eta {eta}",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-            );
+            let bar =
+                crate::progress::bar(None, "copy {bar:40} {pos}/{len} rows {per_sec} eta {eta}");
             let copied = crate::ledger::copy::copy(&ledger, to, |p| match p {
                 crate::ledger::copy::Progress::Total(n) => bar.set_length(n),
                 crate::ledger::copy::Progress::Rows(n) => bar.inc(n),

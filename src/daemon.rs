@@ -95,17 +95,10 @@ pub async fn once(cfg: &Config, all: bool) -> anyhow::Result<OnceReport> {
     // A backfill can be long: a progress bar on a terminal (none in logs or pipes).
     let pending_at_start = if all { ledger.count_pending()? } else { 0 };
     let progress = if all {
-        let bar = indicatif::ProgressBar::with_draw_target(
+        Some(crate::progress::bar(
             Some(pending_at_start),
-            indicatif::ProgressDrawTarget::stderr_with_hz(4),
-        );
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "backfill {bar:40} {pos}/{len} sessions {per_sec} eta {eta}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        Some(bar)
+            "backfill {bar:40} {pos}/{len} sessions {per_sec} eta {eta}",
+        ))
     } else {
         None
     };

@@ -8,7 +8,6 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::Context;
-use indicatif::ProgressBar;
 use serde::Serialize;
 
 use crate::ledger::{ExportFilter, Ledger, Session};
@@ -74,11 +73,7 @@ pub fn write(
     format: Format,
     out: impl Write,
 ) -> anyhow::Result<u64> {
-    let bar = ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr_with_hz(4));
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("exporting {pos} rows {per_sec}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-    );
+    let bar = crate::progress::bar(None, "exporting {pos} rows {per_sec}");
     let n = match format {
         Format::Csv => {
             let mut w = csv::Writer::from_writer(out);

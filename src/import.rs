@@ -6,8 +6,6 @@
 
 use std::path::Path;
 
-use indicatif::{ProgressBar, ProgressStyle};
-
 use crate::config::{Config, UsageError};
 use crate::ledger::{FieldError, ImportOutcome, Ledger, NewSession, SessionInput};
 
@@ -56,13 +54,9 @@ pub fn run(cfg: &Config, ledger: &Ledger, file: &Path) -> anyhow::Result<ImportO
             .into());
         }
     }
-    let bar =
-        ProgressBar::with_draw_target(Some(size), indicatif::ProgressDrawTarget::stderr_with_hz(4));
-    bar.set_style(
-        ProgressStyle::with_template(
-            "importing {bar:40} {bytes}/{total_bytes} {per_sec} eta {eta}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    let bar = crate::progress::bar(
+        Some(size),
+        "importing {bar:40} {bytes}/{total_bytes} {per_sec} eta {eta}",
     );
     let mut record = csv::StringRecord::new();
     let rows = std::iter::from_fn(|| {

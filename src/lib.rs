@@ -13,6 +13,7 @@
 //! - [`outbox`]: signed webhook delivery of events, at least once.
 //! - [`pipeline`]: claim → work → record, the loop a pass and the outbox share.
 //! - [`export`]: CSV/JSONL export.
+//! - [`progress`]: the progress bar of long commands.
 //! - [`metrics`]: every metric name in one place.
 //! - [`admin`]: `/healthz` and `/metrics`.
 //! - [`api`]: the HTTP API for applications.
@@ -43,6 +44,7 @@ pub mod ledger;
 pub mod metrics;
 pub mod outbox;
 pub mod pipeline;
+pub mod progress;
 pub mod provider;
 pub mod reconcile;
 pub mod schedule;

@@ -873,6 +873,45 @@ fn ledger_facts(f: &ProviderFacts) -> Facts {
     }
 }
 
+/// A person's decision on a session (`payrecon resolve`): the transition to record, or why it
+/// cannot be. Only a PENDING or REVIEW session is resolved, only to a final state the daemon
+/// could reach (COMPLETED, FAILED, CANCELLED, EXPIRED), and only with a reason for the audit
+/// trail; a person's EXPIRED is asked once more `late_check` later, as the daemon's is.
+pub fn manual(
+    s: &Session,
+    to: Status,
+    reason: &str,
+    now: Timestamp,
+    late_check: Duration,
+) -> Result<Record, String> {
+    if matches!(to, Status::Pending | Status::Review) {
+        return Err("--to: must be COMPLETED, FAILED, CANCELLED or EXPIRED".into());
+    }
+    let reason = reason.trim();
+    if reason.is_empty() {
+        return Err("--reason: say why, for the audit trail".into());
+    }
+    if !matches!(s.status, Status::Pending | Status::Review) {
+        return Err(format!(
+            "session {:?} is {}, which is final; only PENDING or REVIEW sessions can be resolved",
+            crate::escape::shown(&s.session_id),
+            s.status
+        ));
+    }
+    Ok(Record::Transition {
+        rowid: s.rowid,
+        from: s.status,
+        to,
+        source: Source::Manual,
+        reason: Some(reason.to_string()),
+        facts: Default::default(),
+        charged: false,
+        compared: vec![],
+        late_check_at: (to == Status::Expired).then(|| clock::add(now, late_check)),
+        seen: None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
