@@ -1,0 +1,47 @@
+//! `ledger copy`.
+
+use std::process::ExitCode;
+
+use crate::config::{self, UsageError};
+use crate::daemon;
+
+use super::*;
+
+/// `payrecon ledger copy`.
+pub(super) fn copy(cli: &Cli, to: &str, password_env: Option<&str>) -> anyhow::Result<ExitCode> {
+    let cfg = load(cli)?;
+    let to = &config::pg_url(
+        to,
+        password_env,
+        &config::process_env,
+        ("--to", "--password-env"),
+    )?;
+    let ledger = daemon::open_ledger(&cfg)?;
+    let started = std::time::Instant::now();
+    let bar = crate::progress::bar(None, "copy {bar:40} {pos}/{len} rows {per_sec} eta {eta}");
+    let copied = crate::ledger::copy::copy(&ledger, to, |p| match p {
+        crate::ledger::copy::Progress::Total(n) => bar.set_length(n),
+        crate::ledger::copy::Progress::Rows(n) => bar.inc(n),
+    });
+    bar.finish_and_clear();
+    let copied = match copied {
+        Ok(c) => c,
+        Err(crate::ledger::copy::CopyError::Refused(why)) => {
+            return Err(UsageError::new(why).into());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    for (table, n) in &copied.rows {
+        println!("{table:<15} {n:>10} rows");
+    }
+    for ((status, currency), (n, sum)) in &copied.totals {
+        let currency = crate::escape::shown(currency);
+        println!("{status:<10} {currency:<4} {n:>10} sessions {sum:>18}");
+    }
+    println!(
+        "copied and verified into {} in {:.1}s; point [ledger] url at it",
+        crate::ledger::db::redact(to),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,220 @@
+//! The daemon's commands: `run`, `once`, `verify`, `check-config`.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use crate::config::{self, Config, UsageError};
+use crate::daemon;
+
+use super::sessions::{one_session, show_session};
+use super::*;
+
+/// `payrecon verify`.
+pub(super) fn verify(
+    cli: &Cli,
+    session_id: &str,
+    provider: &Option<String>,
+) -> anyhow::Result<ExitCode> {
+    let cfg = load_with_secrets(cli)?;
+    let ledger = daemon::open_ledger(&cfg)?;
+    let s = one_session(&ledger, session_id, provider.as_deref())?;
+    let recorded =
+        runtime()?.block_on(daemon::verify(&cfg, &ledger, &s.provider, &s.session_id))?;
+    let s = recorded.context("the session disappeared while it was verified")?;
+    print!("{}", show_session(&s));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `payrecon check-config`.
+pub(super) fn check_config(cli: &Cli) -> anyhow::Result<ExitCode> {
+    let cfg = load_with_secrets(cli)?;
+    print!("{}", describe(&cfg));
+    let mut problems = cfg.warnings.clone();
+    problems.extend(ledger_problem(&cfg.ledger));
+    if !problems.is_empty() {
+        let path = cli.config.clone().unwrap_or_else(config::default_path);
+        return Err(UsageError::new(format!("{}: {}", path.display(), problems.join("; "))).into());
+    }
+    println!("config OK");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `payrecon run`.
+pub(super) fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
+    let cfg = load_with_secrets(cli)?;
+    run_reconciling(async move { daemon::run(&cfg).await })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `payrecon once`.
+pub(super) fn once(cli: &Cli, all: &bool) -> anyhow::Result<ExitCode> {
+    let cfg = load_with_secrets(cli)?;
+    let all = *all;
+    let once = run_reconciling(async move { daemon::once(&cfg, all).await })?;
+    let report = once.pass;
+    println!("{}", report.summary());
+    if let Some((delivered, retried, dead)) = once.deliveries {
+        println!("events: {delivered} delivered, {retried} to retry later, {dead} dead");
+    }
+    if let Some(left) = once.interrupted {
+        anyhow::bail!("interrupted: {left} sessions were left unchecked; run it again to go on");
+    }
+    if !report.refused.is_empty() {
+        anyhow::bail!(
+            "credentials refused by {}; their sessions were not checked",
+            report.refused.join(", ")
+        );
+    }
+    if !report.misdirected.is_empty() {
+        anyhow::bail!(
+            "{} answered \"not found\" for every session; their 404s were not counted: check base_url",
+            report.misdirected.join(", ")
+        );
+    }
+    if report.ledger_errors > 0 {
+        anyhow::bail!(
+            "{} outcomes could not be recorded; they will be checked again",
+            report.ledger_errors
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Why the ledger cannot be used. A database must connect (and is migrated, as the daemon
+/// would). A file is checked without creating anything: an existing file must open as a ledger;
+/// otherwise its directory must exist and take a new file.
+pub(super) fn ledger_problem(location: &crate::ledger::Location) -> Option<String> {
+    let path = match location {
+        crate::ledger::Location::Url(_) => {
+            return crate::ledger::Ledger::connect(location)
+                .err()
+                .map(|e| format!("ledger.url: {e}"));
+        }
+        crate::ledger::Location::Path(path) => path,
+    };
+    if path.exists() {
+        return crate::ledger::Ledger::open(path)
+            .err()
+            .map(|e| format!("ledger.path: {e}"));
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    if !dir.is_dir() {
+        return Some(format!(
+            "ledger.path: the directory {} does not exist",
+            dir.display()
+        ));
+    }
+    tempfile::tempfile_in(dir).err().map(|e| {
+        format!(
+            "ledger.path: cannot create files in {} ({e})",
+            dir.display()
+        )
+    })
+}
+
+/// The effective config for `check-config`, secrets shown only as set or not.
+pub(super) fn describe(cfg: &Config) -> String {
+    let mut out = String::new();
+    let d = |d: std::time::Duration| humantime::format_duration(d).to_string();
+    out.push_str(&match &cfg.ledger {
+        crate::ledger::Location::Path(p) => format!("ledger.path          {}\n", p.display()),
+        url => format!("ledger.url           {url}\n"),
+    });
+    out.push_str(&format!(
+        "schedule             cron {:?}, batch_size {}, concurrency {}, lease {}\n",
+        cfg.schedule.cron_expr,
+        cfg.schedule.batch_size,
+        cfg.schedule.concurrency,
+        d(cfg.schedule.lease)
+    ));
+    out.push_str(&format!(
+        "backoff              initial {}, ×{}, max {}, jitter {}, max_age {}, not_found_after {}, late_check {}\n",
+        d(cfg.backoff.initial),
+        cfg.backoff.multiplier,
+        d(cfg.backoff.max),
+        cfg.backoff.jitter,
+        d(cfg.backoff.max_age),
+        cfg.backoff.not_found_after,
+        d(cfg.backoff.late_check)
+    ));
+    out.push_str(&format!(
+        "http                 timeout {}, retries {}, retry {}..{}, max_body {} bytes; longest check {}\n",
+        d(cfg.http.timeout),
+        cfg.http.retries,
+        d(cfg.http.retry_initial),
+        d(cfg.http.retry_max),
+        cfg.http.max_body,
+        d(cfg.http.worst_check_time())
+    ));
+    if cfg.providers.is_empty() {
+        out.push_str("providers            none configured: add a [providers.NAME] table\n");
+    }
+    for p in &cfg.providers {
+        let shown = |what: &str, var: &Option<String>, value: bool| match (var, value) {
+            (Some(var), true) => Some(format!("{what} from ${var} (set)")),
+            (Some(var), false) => Some(format!("{what} from ${var} (NOT SET)")),
+            (None, _) => None,
+        };
+        let keys: Vec<String> = [
+            shown("key", &p.api_key_env, p.api_key.is_some()),
+            shown("public key", &p.public_key_env, p.public_key.is_some()),
+            shown("secret key", &p.secret_key_env, p.secret_key.is_some()),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let key = if keys.is_empty() {
+            "no key".to_string()
+        } else {
+            keys.join(", ")
+        };
+        let limits: Vec<String> = p
+            .rate_limits
+            .iter()
+            .map(|(n, per)| format!("{n}/{}", d(*per)))
+            .collect();
+        out.push_str(&format!(
+            "providers.{:<10} kind {}, {}, {key}, rate limit {}, timeout {}{}\n",
+            p.name,
+            p.kind,
+            p.base_url,
+            if limits.is_empty() {
+                "off".to_string()
+            } else {
+                limits.join(" and ")
+            },
+            d(p.timeout),
+            if p.long_poll { " (long poll)" } else { "" }
+        ));
+    }
+    out.push_str(&format!(
+        "admin.listen         {}\n",
+        cfg.admin_listen
+            .map_or("off".to_string(), |a| a.to_string())
+    ));
+    out.push_str(&format!(
+        "api.listen           {}\n",
+        cfg.api.as_ref().map_or("off".to_string(), |a| format!(
+            "{}{}",
+            a.listen,
+            a.token_env
+                .as_deref()
+                .map_or(String::new(), |v| format!(", token from ${v}"))
+        ))
+    ));
+    if let Some(w) = &cfg.webhook {
+        out.push_str(&format!(
+            "events.webhook       {} ({} secret(s) from ${}, {} attempts)\n",
+            w.url,
+            w.secrets.len(),
+            w.secret_env,
+            w.schedule.len() + 1
+        ));
+    }
+    out.push_str(&format!("log.format           {:?}\n", cfg.log_format));
+    out
+}

@@ -1,0 +1,83 @@
+//! `completions`, `man`, `demo` and `simulate`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use crate::config::{self, LogFormat, UsageError};
+use crate::daemon;
+use crate::simulator::{self, Sim};
+
+use super::*;
+
+/// `payrecon completions`.
+pub(super) fn completions(_cli: &Cli, shell: &clap_complete::Shell) -> anyhow::Result<ExitCode> {
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    clap_complete::generate(*shell, &mut cmd, "payrecon", &mut std::io::stdout());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `payrecon man`.
+pub(super) fn man(_cli: &Cli) -> anyhow::Result<ExitCode> {
+    let cmd = <Cli as clap::CommandFactory>::command();
+    clap_mangen::Man::new(cmd)
+        .render(&mut std::io::stdout())
+        .context("writing the man page")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `payrecon demo`.
+pub(super) fn demo(cli: &Cli) -> anyhow::Result<ExitCode> {
+    init_logging(log_format(cli, LogFormat::Text), "error");
+    let out = runtime()?.block_on(crate::demo::run())?;
+    print!("{out}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `payrecon simulate`.
+pub(super) fn simulate(
+    cli: &Cli,
+    listen: &str,
+    api_key_env: &Option<String>,
+    write_config: &Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    init_logging(log_format(cli, LogFormat::Text), "info");
+    let key = match api_key_env {
+        None => None,
+        Some(var) => Some(config::process_env(var).ok_or_else(|| {
+            UsageError::new(format!(
+                "--api-key-env: environment variable {var} is not set"
+            ))
+        })?),
+    };
+    runtime()?.block_on(async {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| UsageError::new(format!("--listen {listen}: cannot bind: {e}")))?;
+        let addr = listener.local_addr()?;
+        println!("simulator listening on http://{addr}");
+        println!("  MoPay    create: POST /api/external/payment (description \"sim:BEHAVIOUR\")");
+        println!("  MoPay    status: GET  /api/external/session/v1/{{sessionId}}");
+        println!("  Little   status: GET  /api/payments-v2/{{key}}[?longPoll=true]");
+        println!("  Moflay   status: GET  /v1/payments/{{id}}");
+        println!("  Vesicash status: GET  /v1/payment/{{reference}}");
+        println!(
+            "  Mopay NG status: GET  /?req={}&reference={{id}}",
+            simulator::NG_STATUS_ENDPOINT
+        );
+        if let Some(path) = write_config {
+            let text = simulator::sample_config(&format!("http://{addr}"));
+            std::fs::write(path, text)
+                .map_err(|e| UsageError::new(format!("--write-config {}: {e}", path.display())))?;
+            println!(
+                "wrote {}: a config for all five providers against this simulator; \
+                 export PAYRECON_SIM_KEY and PAYRECON_SIM_PUBLIC_KEY (any values) before using it",
+                path.display()
+            );
+        }
+        simulator::serve(listener, Sim::new(key), daemon::shutdown_signal()).await?;
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
