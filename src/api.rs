@@ -95,6 +95,17 @@ struct SessionRequest {
     created_at: Option<String>,
 }
 
+/// The path of one session.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // only its parameters are used: session_path reads the path
+struct SessionKey {
+    /// The session's provider table
+    provider: String,
+    /// The provider's id for the session
+    session_id: String,
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -433,10 +444,7 @@ fn session_path(path: SessionPath) -> Result<(String, String), ApiError> {
 #[utoipa::path(
     get,
     path = "/v1/sessions/{provider}/{session_id}",
-    params(
-        ("provider" = String, Path, description = "The session's provider table"),
-        ("session_id" = String, Path, description = "The provider's id for the session"),
-    ),
+    params(SessionKey),
     responses(
         (status = 200, description = "The session", body = Session),
         (status = 400, description = "The path is not UTF-8", body = ErrorBody),
@@ -460,10 +468,7 @@ async fn read(State(st): State<Arc<ApiState>>, path: SessionPath) -> Response {
 #[utoipa::path(
     post,
     path = "/v1/sessions/{provider}/{session_id}/verify",
-    params(
-        ("provider" = String, Path, description = "The session's provider table"),
-        ("session_id" = String, Path, description = "The provider's id for the session"),
-    ),
+    params(SessionKey),
     responses(
         (status = 200, description = "The session after the check", body = Session),
         (status = 400, description = "The path is not UTF-8", body = ErrorBody),
