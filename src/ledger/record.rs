@@ -27,11 +27,7 @@ macro_rules! transition_cas {
 
 /// SQLite: a plain UPDATE, the row read back by rowid after (`RETURNING` opens a temporary
 /// table per statement there, the largest single cost of recording when profiled).
-/// PostgreSQL: one round trip with `RETURNING`.
-pub(super) const TRANSITION_CAS: [&str; 2] = [
-    transition_cas!(),
-    concat!(transition_cas!(), " RETURNING ", session_cols!()),
-];
+pub(super) const TRANSITION_CAS: &str = transition_cas!();
 
 /// SQLite, when the caller has the session as claimed: the same compare-and-set, also on what
 /// the event reports, so the event can be built from the claimed copy (no read-back). A row
@@ -106,14 +102,6 @@ macro_rules! insert_transition {
 }
 
 pub(super) const INSERT_TRANSITION: &str = insert_transition!();
-
-/// PostgreSQL writes the transition row and its event in one statement (one round trip).
-pub(super) const INSERT_TRANSITION_AND_EVENT: &str = concat!(
-    "WITH t AS (",
-    insert_transition!(),
-    ") INSERT INTO events (id, type, session, payload, created_at, next_attempt_at) \
-     VALUES (?14, ?15, ?1, ?16, ?13, ?13)"
-);
 
 pub(super) const LATE_CHECK_DONE: &str = concat!(
     "UPDATE sessions SET late_check_at = ?1, last_error = coalesce(?2, last_error), \
@@ -240,8 +228,8 @@ pub(super) fn record_transitions_pg(
             continue;
         };
         let Some(session) = moved.get(rowid) else {
-            // Lost the compare-and-set: the one-by-one path finds out what was recorded.
-            record_one(tx, "", now_s, r, written)?;
+            // Lost the compare-and-set: someone recorded this session first.
+            lost_cas(tx, *rowid, *source, *to, facts, now_s, written)?;
             continue;
         };
         t_sessions.push(*rowid);
@@ -332,7 +320,8 @@ pub(super) fn lost_cas(
     Ok(())
 }
 
-/// One outcome of [`Ledger::record`].
+/// One outcome of [`Ledger::record`]: any on SQLite; on PostgreSQL all but transitions, which
+/// `record_transitions_pg` writes set-based.
 pub(super) fn record_one(
     tx: &mut Tx<'_>,
     owner: &str,
@@ -367,8 +356,9 @@ pub(super) fn record_one(
                 from.as_str(),
                 late.as_deref()
             ];
+            // SQLite only: PostgreSQL records transitions in `record_transitions_pg`.
             let seen_matches = match seen.as_deref() {
-                Some(s) if !tx.is_pg() => {
+                Some(s) => {
                     let mut args = Vec::with_capacity(cas.len() + 6);
                     args.extend_from_slice(cas);
                     args.extend([
@@ -387,9 +377,7 @@ pub(super) fn record_one(
             let (session, checks) = if let (true, Some(s)) = (seen_matches, seen.as_deref()) {
                 (s, s.checks + charged)
             } else {
-                read_back = if tx.is_pg() {
-                    tx.query_opt(TRANSITION_CAS[1], cas, session_from_row)?
-                } else if tx.exec(TRANSITION_CAS[0], cas)? == 1 {
+                read_back = if tx.exec(TRANSITION_CAS, cas)? == 1 {
                     tx.query_opt(SESSION_BY_ROWID, vals![*rowid], session_from_row)?
                 } else {
                     None
@@ -414,17 +402,8 @@ pub(super) fn record_one(
                 transition_fields(*from, *to, *source, reason.as_deref(), facts).map(Val::from),
             );
             row.push(Val::Text(now_s));
-            if tx.is_pg() {
-                row.extend([
-                    Val::Text(&event.id),
-                    Val::Text(event.kind),
-                    Val::Text(&event.payload),
-                ]);
-                tx.exec(INSERT_TRANSITION_AND_EVENT, &row)?;
-            } else {
-                tx.exec(INSERT_TRANSITION, &row)?;
-                insert_event(tx, &event.id, event.kind, *rowid, &event.payload, now_s)?;
-            }
+            tx.exec(INSERT_TRANSITION, &row)?;
+            insert_event(tx, &event.id, event.kind, *rowid, &event.payload, now_s)?;
             written.push(event);
         }
         Record::Reschedule {
@@ -544,18 +523,18 @@ impl Ledger {
         self.tx(Mode::Write, "recording outcomes", |tx| {
             let mut written = Vec::new();
             // PostgreSQL pays per statement (a round trip, and its CHECK and index predicates
-            // prepared per execution): a group's transitions go in three set-based statements.
-            let pg_transitions = tx.is_pg()
+            // prepared per execution): its transitions go in three set-based statements, however
+            // many there are. SQLite records them one by one (`record_one`).
+            let pg = tx.is_pg();
+            if pg
                 && records
                     .iter()
-                    .filter(|r| matches!(r, Record::Transition { .. }))
-                    .count()
-                    > 1;
-            if pg_transitions {
+                    .any(|r| matches!(r, Record::Transition { .. }))
+            {
                 record_transitions_pg(tx, &now_s, records, &mut written)?;
             }
             for rec in records {
-                if pg_transitions && matches!(rec, Record::Transition { .. }) {
+                if pg && matches!(rec, Record::Transition { .. }) {
                     continue;
                 }
                 record_one(tx, owner, &now_s, rec, &mut written)?;
