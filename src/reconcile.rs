@@ -443,18 +443,14 @@ async fn check_one(
     if late {
         return decide_late(&s, &result, clock::now(), &cfg.backoff);
     }
-    let mut record = decide(
+    decide(
         &s,
         &result,
         clock::now(),
         &cfg.backoff,
         opts.source,
         fastrand::f64(),
-    );
-    if let Record::Transition { seen, .. } = &mut record {
-        *seen = Some(Box::new(s));
-    }
-    record
+    )
 }
 
 /// Checks one session with its provider now and records any transition with `opts.source`
@@ -638,7 +634,6 @@ pub fn decide(
                 charged: true,
                 compared,
                 late_check_at: (to == Status::Expired).then(|| clock::add(now, backoff.late_check)),
-                seen: None,
             }
         };
     let reschedule = |last_error: Option<String>,
@@ -908,7 +903,6 @@ pub fn manual(
         charged: false,
         compared: vec![],
         late_check_at: (to == Status::Expired).then(|| clock::add(now, late_check)),
-        seen: None,
     })
 }
 

@@ -504,10 +504,6 @@ pub enum Record {
         compared: Vec<&'static str>,
         /// For EXPIRED: when to ask the provider once more.
         late_check_at: Option<Timestamp>,
-        /// The session as the caller claimed it, if it has it. While the row still holds what
-        /// the event reports (reference, amount, currency, checks), SQLite builds the event
-        /// from this and does not read the row back.
-        seen: Option<Box<Session>>,
     },
     /// The late check of an EXPIRED session: no state change, perhaps an anomaly.
     LateCheck {

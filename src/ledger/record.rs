@@ -29,15 +29,6 @@ macro_rules! transition_cas {
 /// table per statement there, the largest single cost of recording when profiled).
 pub(super) const TRANSITION_CAS: &str = transition_cas!();
 
-/// SQLite, when the caller has the session as claimed: the same compare-and-set, also on what
-/// the event reports, so the event can be built from the claimed copy (no read-back). A row
-/// that changed meanwhile fails it and takes [`TRANSITION_CAS`].
-pub(super) const TRANSITION_CAS_SEEN: &str = concat!(
-    transition_cas!(),
-    " AND checks = ?11 AND reference IS ?12 AND amount IS ?13 AND currency IS ?14 \
-     AND provider = ?15 AND session_id = ?16"
-);
-
 /// A transition row's text fields after its session, in `insert_transition!`'s order (the
 /// one-by-one and the set-based record share it).
 pub(super) fn transition_fields<'a>(
@@ -340,7 +331,6 @@ pub(super) fn record_one(
             charged,
             compared,
             late_check_at,
-            seen,
         } => {
             let late = late_check_at.map(clock::format);
             let charged = i64::from(*charged);
@@ -357,36 +347,15 @@ pub(super) fn record_one(
                 late.as_deref()
             ];
             // SQLite only: PostgreSQL records transitions in `record_transitions_pg`.
-            let seen_matches = match seen.as_deref() {
-                Some(s) => {
-                    let mut args = Vec::with_capacity(cas.len() + 6);
-                    args.extend_from_slice(cas);
-                    args.extend([
-                        Val::Int(s.checks),
-                        Val::from(s.reference.as_deref()),
-                        Val::from(s.amount.as_deref()),
-                        Val::from(s.currency.as_deref()),
-                        Val::Text(&s.provider),
-                        Val::Text(&s.session_id),
-                    ]);
-                    tx.exec(TRANSITION_CAS_SEEN, &args)? == 1
-                }
-                _ => false,
-            };
-            let read_back;
-            let (session, checks) = if let (true, Some(s)) = (seen_matches, seen.as_deref()) {
-                (s, s.checks + charged)
+            let read_back = if tx.exec(TRANSITION_CAS, cas)? == 1 {
+                tx.query_opt(SESSION_BY_ROWID, vals![*rowid], session_from_row)?
             } else {
-                read_back = if tx.exec(TRANSITION_CAS, cas)? == 1 {
-                    tx.query_opt(SESSION_BY_ROWID, vals![*rowid], session_from_row)?
-                } else {
-                    None
-                };
-                match &read_back {
-                    Some(s) => (s, s.checks),
-                    None => return lost_cas(tx, *rowid, *source, *to, facts, now_s, written),
-                }
+                None
             };
+            let Some(session) = &read_back else {
+                return lost_cas(tx, *rowid, *source, *to, facts, now_s, written);
+            };
+            let checks = session.checks;
             let event = transition_event(
                 now_s,
                 session,

@@ -218,9 +218,8 @@ fn shape_of_rows(l: &Ledger) -> Vec<String> {
 
 /// A group of transitions where one session was already recorded otherwise: the others move,
 /// that one gets no second transition but an anomaly event — on both engines (PostgreSQL
-/// records a group's transitions set-based, SQLite one by one). The sessions come with the
-/// copy the caller claimed: g1's is current (its event reports the counted check), g2's is
-/// stale (its event reports the row, not the stale copy).
+/// records transitions set-based, SQLite one by one). Each event reports the row as recorded
+/// (g1's the counted check, g2's its reference in the ledger, not a copy the caller held).
 async fn a_group_with_a_lost_compare_and_set(engine: Engine) {
     let env = Env::start_on(engine).await;
     let l = env.ledger();
@@ -252,7 +251,6 @@ async fn a_group_with_a_lost_compare_and_set(engine: Engine) {
         charged: true,
         compared: vec![],
         late_check_at: None,
-        seen: Some(Box::new(claimed(id))),
     };
     let now = payrecon::clock::now();
     l.record("a", now, &[moved("g3", Status::Failed)]).unwrap();
