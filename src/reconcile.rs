@@ -215,7 +215,7 @@ pub async fn run_pass(
         let owner = opts.owner.clone();
         let n = records.len() as u64;
         match ledger
-            .call(move |l| l.record(&owner, clock::now(), &records))
+            .call(move |l| l.record(&owner, clock::now(), &records, contradiction))
             .await
         {
             Ok(written) => {
@@ -482,7 +482,7 @@ pub async fn verify(
         let record = check_one(s, providers, cfg, opts, &CancellationToken::new(), &notes).await;
         let owner = opts.owner.clone();
         let written = ledger
-            .call(move |l| l.record(&owner, clock::now(), &[record]))
+            .call(move |l| l.record(&owner, clock::now(), &[record], contradiction))
             .await?;
         if cfg.events_log {
             written.iter().for_each(events::log);
@@ -866,6 +866,29 @@ fn ledger_facts(f: &ProviderFacts) -> Facts {
         reference: f.reference.as_deref().map(provider::clip),
         currency: f.currency.as_deref().map(provider::clip),
     }
+}
+
+/// Whether an answer that found its session already recorded otherwise is an anomaly (the
+/// [`crate::ledger::Judge`] the ledger applies when a transition loses its compare-and-set):
+/// yes when the provider now says another final state than the one recorded — a late payment
+/// after EXPIRED, a failure after COMPLETED — unless a person decided (`resolve` overrides
+/// nobody's record, and is not contradicted by one).
+pub fn contradiction(
+    recorded: &Session,
+    source: Source,
+    to: Status,
+    facts: &Facts,
+) -> Option<crate::ledger::Anomaly> {
+    (source != Source::Manual && recorded.status != to && recorded.status != Status::Pending).then(
+        || crate::ledger::Anomaly {
+            provider_says: to,
+            reason: format!(
+                "the provider's answer means {to} but the session was already recorded {}",
+                recorded.status
+            ),
+            facts: facts.clone(),
+        },
+    )
 }
 
 /// A person's decision on a session (`payrecon resolve`): the transition to record, or why it

@@ -220,7 +220,12 @@ pub(super) fn resolve(
     let from = s.status;
     let record = crate::reconcile::manual(&s, to, reason, clock::now(), cfg.backoff.late_check)
         .map_err(UsageError::new)?;
-    let written = ledger.record("manual", clock::now(), &[record])?;
+    let written = ledger.record(
+        "manual",
+        clock::now(),
+        &[record],
+        crate::reconcile::contradiction,
+    )?;
     let Some(event) = written.first() else {
         anyhow::bail!(
             "session {session_id:?} changed while resolving it; look at it again with `payrecon show`"

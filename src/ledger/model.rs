@@ -553,6 +553,12 @@ pub struct Anomaly {
     pub facts: Facts,
 }
 
+/// Whether a transition that lost its compare-and-set — the session was already recorded as
+/// `recorded` shows — is an anomaly to report. The rule is the domain's
+/// (`reconcile::contradiction`); the ledger applies it inside the recording transaction.
+pub type Judge =
+    fn(recorded: &Session, source: Source, to: Status, facts: &Facts) -> Option<Anomaly>;
+
 /// An event row as written to the outbox.
 #[derive(Debug, Clone, Serialize)]
 pub struct Event {

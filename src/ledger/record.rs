@@ -143,6 +143,7 @@ pub(super) fn record_transitions_pg(
     tx: &mut Tx<'_>,
     now_s: &str,
     records: &[Record],
+    judge: Judge,
     written: &mut Vec<Written>,
 ) -> Result<(), DbError> {
     let transitions: Vec<&Record> = records
@@ -220,7 +221,7 @@ pub(super) fn record_transitions_pg(
         };
         let Some(session) = moved.get(rowid) else {
             // Lost the compare-and-set: someone recorded this session first.
-            lost_cas(tx, *rowid, *source, *to, facts, now_s, written)?;
+            lost_cas(tx, *rowid, *source, *to, facts, now_s, judge, written)?;
             continue;
         };
         t_sessions.push(*rowid);
@@ -278,8 +279,9 @@ pub(super) fn record_transitions_pg(
     Ok(())
 }
 
-/// A transition that lost its compare-and-set: someone recorded this session first. If the
-/// provider now says something else than what was recorded, that contradiction is an anomaly.
+/// A transition that lost its compare-and-set: someone recorded this session first. `judge`
+/// says whether that is an anomaly to report.
+#[allow(clippy::too_many_arguments)] // the transition's parts, the transaction and its output
 pub(super) fn lost_cas(
     tx: &mut Tx<'_>,
     rowid: i64,
@@ -287,23 +289,16 @@ pub(super) fn lost_cas(
     to: Status,
     facts: &Facts,
     now_s: &str,
+    judge: Judge,
     written: &mut Vec<Written>,
 ) -> Result<(), DbError> {
-    match tx.query_opt(SESSION_BY_ROWID, vals![rowid], session_from_row)? {
-        Some(cur)
-            if source != Source::Manual && cur.status != to && cur.status != Status::Pending =>
-        {
-            let anomaly = Anomaly {
-                provider_says: to,
-                reason: format!(
-                    "the provider's answer means {to} but the session was already recorded {}",
-                    cur.status
-                ),
-                facts: facts.clone(),
-            };
-            written.push(write_anomaly(tx, &cur, &anomaly, now_s)?);
-        }
-        _ => tracing::debug!(
+    let recorded = tx.query_opt(SESSION_BY_ROWID, vals![rowid], session_from_row)?;
+    match recorded
+        .as_ref()
+        .and_then(|cur| Some((cur, judge(cur, source, to, facts)?)))
+    {
+        Some((cur, anomaly)) => written.push(write_anomaly(tx, cur, &anomaly, now_s)?),
+        None => tracing::debug!(
             rowid,
             "transition lost the compare-and-set; already recorded"
         ),
@@ -318,6 +313,7 @@ pub(super) fn record_one(
     owner: &str,
     now_s: &str,
     rec: &Record,
+    judge: Judge,
     written: &mut Vec<Written>,
 ) -> Result<(), DbError> {
     match rec {
@@ -353,7 +349,7 @@ pub(super) fn record_one(
                 None
             };
             let Some(session) = &read_back else {
-                return lost_cas(tx, *rowid, *source, *to, facts, now_s, written);
+                return lost_cas(tx, *rowid, *source, *to, facts, now_s, judge, written);
             };
             let checks = session.checks;
             let event = transition_event(
@@ -481,12 +477,14 @@ pub(super) fn write_anomaly(
 impl Ledger {
     /// Records a group of outcomes in one transaction. Transitions are compare-and-set on the
     /// status, each written with its transition row and event; reschedules and releases apply
-    /// while `owner` still holds the lease. Returns the events written.
+    /// while `owner` still holds the lease; a transition that loses its compare-and-set is an
+    /// anomaly when `judge` says so. Returns the events written.
     pub fn record(
         &self,
         owner: &str,
         now: Timestamp,
         records: &[Record],
+        judge: Judge,
     ) -> Result<Vec<Written>, Error> {
         let now_s = clock::format(now);
         self.tx(Mode::Write, "recording outcomes", |tx| {
@@ -500,13 +498,13 @@ impl Ledger {
                     .iter()
                     .any(|r| matches!(r, Record::Transition { .. }))
             {
-                record_transitions_pg(tx, &now_s, records, &mut written)?;
+                record_transitions_pg(tx, &now_s, records, judge, &mut written)?;
             }
             for rec in records {
                 if pg && matches!(rec, Record::Transition { .. }) {
                     continue;
                 }
-                record_one(tx, owner, &now_s, rec, &mut written)?;
+                record_one(tx, owner, &now_s, rec, judge, &mut written)?;
             }
             Ok(written)
         })

@@ -253,7 +253,13 @@ async fn a_group_with_a_lost_compare_and_set(engine: Engine) {
         late_check_at: None,
     };
     let now = payrecon::clock::now();
-    l.record("a", now, &[moved("g3", Status::Failed)]).unwrap();
+    l.record(
+        "a",
+        now,
+        &[moved("g3", Status::Failed)],
+        payrecon::reconcile::contradiction,
+    )
+    .unwrap();
     let written = l
         .record(
             "b",
@@ -263,6 +269,7 @@ async fn a_group_with_a_lost_compare_and_set(engine: Engine) {
                 moved("g2", Status::Completed),
                 moved("g3", Status::Completed),
             ],
+            payrecon::reconcile::contradiction,
         )
         .unwrap();
     let kinds: Vec<&str> = written.iter().map(|w| w.kind).collect();
