@@ -1054,21 +1054,25 @@ fn cpu_seconds() -> Option<f64> {
 
 /// Runs SQL on the ledger at `location` (created and migrated by payrecon first) over a
 /// connection of the benchmark's own, as an application writing its rows would.
-fn sql(location: &Location, sql: &str) -> anyhow::Result<()> {
+fn sql(location: &Location, text: &str) -> anyhow::Result<()> {
     drop(Ledger::connect(location)?);
-    match location {
-        Location::Path(p) => rusqlite::Connection::open(p)?.execute_batch(sql)?,
-        Location::Url(u) => postgres::Client::connect(u, postgres::NoTls)?.batch_execute(sql)?,
-    }
-    Ok(())
+    payrecon_testkit::sql::execute_batch(db(location), text).map_err(anyhow::Error::msg)
 }
 
-/// The one integer a query on the SQLite ledger at `location` answers.
-fn count(location: &Location, sql: &str) -> anyhow::Result<i64> {
-    let Location::Path(p) = location else {
-        bail!("count: a SQLite ledger only");
-    };
-    Ok(rusqlite::Connection::open(p)?.query_row(sql, [], |r| r.get(0))?)
+/// The one integer a query on the ledger at `location` answers.
+fn count(location: &Location, text: &str) -> anyhow::Result<i64> {
+    let rows =
+        payrecon_testkit::sql::query_strings(db(location), text).map_err(anyhow::Error::msg)?;
+    rows.first()
+        .and_then(|r| r.parse().ok())
+        .with_context(|| format!("{text} answered {rows:?}"))
+}
+
+fn db(location: &Location) -> payrecon_testkit::sql::Db<'_> {
+    match location {
+        Location::Path(p) => payrecon_testkit::sql::Db::Sqlite(p),
+        Location::Url(u) => payrecon_testkit::sql::Db::Postgres(u),
+    }
 }
 
 #[cfg(test)]

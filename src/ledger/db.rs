@@ -535,48 +535,6 @@ impl Engine {
             Engine::Pg(pool) => pool.with(|conn| Ok(conn.client.batch_execute(sql)?)),
         }
     }
-
-    /// Runs a read-only query and renders each row as `a|b|c` (tests and diagnostics).
-    pub fn query_strings(&self, sql: &str) -> Result<Vec<String>, DbError> {
-        match self {
-            Engine::Lite(m) => {
-                let conn = lite_lock(m);
-                let mut stmt = conn.prepare(sql)?;
-                let n = stmt.column_count();
-                let rows = stmt.query_map([], |r| {
-                    let mut parts = Vec::with_capacity(n);
-                    for i in 0..n {
-                        use rusqlite::types::Value;
-                        parts.push(match r.get::<_, Value>(i)? {
-                            Value::Null => "NULL".to_string(),
-                            Value::Integer(i) => i.to_string(),
-                            Value::Real(f) => f.to_string(),
-                            Value::Text(t) => t,
-                            Value::Blob(_) => "<blob>".to_string(),
-                        });
-                    }
-                    Ok(parts.join("|"))
-                })?;
-                Ok(rows.collect::<Result<_, _>>()?)
-            }
-            Engine::Pg(pool) => pool.with(|conn| {
-                Ok(conn
-                    .client
-                    .simple_query(sql)?
-                    .into_iter()
-                    .filter_map(|m| match m {
-                        postgres::SimpleQueryMessage::Row(row) => Some(
-                            (0..row.len())
-                                .map(|i| row.get(i).unwrap_or("NULL").to_string())
-                                .collect::<Vec<_>>()
-                                .join("|"),
-                        ),
-                        _ => None,
-                    })
-                    .collect())
-            }),
-        }
-    }
 }
 
 /// Runs blocking PostgreSQL work (the client drives its own small runtime) from any thread: on

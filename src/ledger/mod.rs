@@ -207,22 +207,25 @@ impl Ledger {
         self.inner.engine.ping().map_err(self.err("answering"))
     }
 
-    /// Runs read-only SQL for unit tests (`EXPLAIN QUERY PLAN`, counts).
+    /// Runs read-only SQL for unit tests (`EXPLAIN QUERY PLAN`, counts), on a connection of
+    /// the test's own.
     #[cfg(test)]
-    pub(crate) fn query_strings(&self, sql: &str) -> Result<Vec<String>, Error> {
-        self.inner
-            .engine
-            .query_strings(sql)
-            .map_err(self.err("running a query"))
+    pub(crate) fn query_strings(&self, sql: &str) -> Result<Vec<String>, String> {
+        payrecon_testkit::sql::query_strings(self.test_db(), sql)
     }
 
-    /// Runs SQL that changes the ledger, for unit tests.
+    /// Runs SQL that changes the ledger, for unit tests, on a connection of the test's own.
     #[cfg(test)]
-    pub(crate) fn execute_batch(&self, sql: &str) -> Result<(), Error> {
-        self.inner
-            .engine
-            .batch(sql)
-            .map_err(self.err("running SQL"))
+    pub(crate) fn execute_batch(&self, sql: &str) -> Result<(), String> {
+        payrecon_testkit::sql::execute_batch(self.test_db(), sql)
+    }
+
+    #[cfg(test)]
+    fn test_db(&self) -> payrecon_testkit::sql::Db<'_> {
+        match &self.inner.location {
+            Location::Path(p) => payrecon_testkit::sql::Db::Sqlite(p),
+            Location::Url(u) => payrecon_testkit::sql::Db::Postgres(u),
+        }
     }
 
     /// The SQLite connection, for tests of SQLite's own plans.

@@ -1,10 +1,12 @@
 //! Machinery for payrecon's tests and its benchmark (`payrecon-bench`), kept out of the
 //! product:
 //! - [`pg`]: a throwaway PostgreSQL server;
+//! - [`sql`]: SQL on a ledger's database over a connection of its own;
 //! - [`Arrivals`]: when requests reached a server (the simulator), to measure a rate limit
 //!   from the provider's side.
 
 pub mod pg;
+pub mod sql;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
