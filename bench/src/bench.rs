@@ -113,13 +113,11 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<String> {
     let sim = Sim::new(None);
     let arrivals = payrecon_testkit::Arrivals::default();
     let stop = CancellationToken::new();
-    let app = arrivals.layer(simulator::router(sim.clone()));
-    let shutdown = stop.clone().cancelled_owned();
-    tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-    });
+    arrivals.serve(
+        listener,
+        simulator::router(sim.clone()),
+        stop.clone().cancelled_owned(),
+    );
     let b = Bench {
         payrecon,
         me,

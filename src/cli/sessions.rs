@@ -152,28 +152,7 @@ pub(super) fn show(
 ) -> anyhow::Result<ExitCode> {
     let cfg = load(cli)?;
     let ledger = daemon::open_ledger(&cfg)?;
-    let mut found = ledger.find(session_id)?;
-    if let Some(p) = provider {
-        found.retain(|s| &s.provider == p);
-    }
-    match found.len() {
-        0 => {
-            return Err(UsageError::new(format!("no session {session_id:?} in the ledger")).into());
-        }
-        1 => {}
-        _ => {
-            return Err(UsageError::new(format!(
-                "session id {session_id:?} exists for several providers ({}); pass --provider",
-                found
-                    .iter()
-                    .map(|s| s.provider.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))
-            .into());
-        }
-    }
-    let s = &found[0];
+    let s = &one_session(&ledger, session_id, provider.as_deref())?;
     print!("{}", show_session(s));
     println!("\ntransitions:");
     for t in ledger.transitions(s.rowid)? {
@@ -188,16 +167,13 @@ pub(super) fn show(
     }
     println!("\nevents:");
     for e in ledger.session_events(s.rowid)? {
-        let state = if e.delivered_at.is_some() {
-            "delivered"
-        } else if e.dead_at.is_some() {
-            "dead"
-        } else {
-            "waiting"
-        };
         println!(
-            "  {}  {}  {}  attempts={}  {state}",
-            e.created_at, e.id, e.kind, e.attempts
+            "  {}  {}  {}  attempts={}  {}",
+            e.created_at,
+            e.id,
+            e.kind,
+            e.attempts,
+            e.state()
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -37,6 +37,21 @@ impl Arrivals {
         ))
     }
 
+    /// Serves `router` on `listener`, every GET's arrival noted, until `shutdown`.
+    pub fn serve(
+        &self,
+        listener: tokio::net::TcpListener,
+        router: axum::Router,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> tokio::task::JoinHandle<std::io::Result<()>> {
+        let app = self.layer(router);
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        })
+    }
+
     /// The most requests that arrived within any `window` (sliding) since [`Arrivals::start`].
     pub fn max_in_window(&self, window: Duration) -> usize {
         let mut times = match self.0.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {

@@ -192,13 +192,11 @@ impl Env {
         let sim = Sim::new(key.map(String::from));
         let stop = CancellationToken::new();
         let arrivals = payrecon_testkit::Arrivals::default();
-        let app = arrivals.layer(simulator::router(sim.clone()));
-        let shutdown = stop.clone().cancelled_owned();
-        tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-        });
+        arrivals.serve(
+            listener,
+            simulator::router(sim.clone()),
+            stop.clone().cancelled_owned(),
+        );
         let dir = tempfile::tempdir().unwrap();
         let ledger_path = dir.path().join("ledger.db");
         let location = match engine {
