@@ -55,8 +55,9 @@ impl Status {
 }
 
 impl fmt::Display for Status {
+    /// The word, padded as a format asks (`{:<10}` lines up `list`'s column).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 
@@ -717,6 +718,13 @@ pub struct ListFilter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_status_pads_as_a_format_asks() {
+        assert_eq!(format!("[{:<10}]", Status::Failed), "[FAILED    ]");
+        assert_eq!(format!("[{:>9}]", Status::Review), "[   REVIEW]");
+        assert_eq!(Status::Completed.to_string(), "COMPLETED");
+    }
 
     #[test]
     fn session_ids_are_checked() {
