@@ -37,6 +37,8 @@ pids+=($!)
 for _ in $(seq 100); do curl -sf -o /dev/null -H "Authorization: Bearer $PAYRECON_API_TOKEN" "http://$api/v1/openapi.json" && break; sleep 0.1; done
 
 status=0
+# schemathesis and hypothesis keep their caches in the working directory: the temporary one.
+cd "$work"
 SCHEMATHESIS_HOOKS=hooks PYTHONPATH="$root/tests/api" \
     st run "http://$api/v1/openapi.json" \
     -H "Authorization: Bearer $PAYRECON_API_TOKEN" \
