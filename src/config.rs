@@ -84,6 +84,8 @@ pub struct RawBackoff {
     pub max_age: String,
     pub not_found_after: i64,
     pub late_check: String,
+    /// Explicit delays between checks instead of the exponential form.
+    pub schedule: Option<Vec<String>>,
 }
 
 impl Default for RawBackoff {
@@ -96,6 +98,7 @@ impl Default for RawBackoff {
             max_age: "48h".into(),
             not_found_after: 3,
             late_check: "7d".into(),
+            schedule: None,
         }
     }
 }
@@ -131,6 +134,8 @@ pub struct RawProvider {
     pub public_key_env: Option<String>,
     pub secret_key_env: Option<String>,
     pub rate_limit: Option<RateLimitSpec>,
+    /// This provider's delays between checks, instead of `[backoff]`'s.
+    pub schedule: Option<Vec<String>>,
     // little
     pub long_poll: Option<bool>,
     pub long_poll_timeout: Option<String>,
@@ -349,6 +354,9 @@ impl fmt::Debug for ScheduleConfig {
 
 #[derive(Debug, Clone)]
 pub struct BackoffConfig {
+    /// Explicit delays between checks: the first after the session's first check, and so on,
+    /// the last repeating until `max_age`. Empty: the exponential form below.
+    pub schedule: Vec<Duration>,
     pub initial: Duration,
     pub multiplier: f64,
     pub max: Duration,
@@ -402,6 +410,8 @@ pub struct ProviderConfig {
     pub timeout: Duration,
     /// Mopay Nigeria's configured status lookup.
     pub mopay_ng: MopayNgConfig,
+    /// This provider's delays between checks (`schedule`), when its table sets them.
+    pub schedule: Option<Vec<Duration>>,
 }
 
 impl ProviderConfig {
@@ -573,6 +583,7 @@ impl Config {
         };
         let b = &raw.backoff;
         let backoff = BackoffConfig {
+            schedule: delays("backoff.schedule", b.schedule.as_deref())?,
             initial: duration("backoff.initial", &b.initial)?,
             multiplier: ranged("backoff.multiplier", b.multiplier, 1.0, 100.0)?,
             max: duration("backoff.max", &b.max)?,
@@ -729,6 +740,18 @@ impl Config {
     /// The named provider's config.
     pub fn provider(&self, name: &str) -> Option<&ProviderConfig> {
         self.providers.iter().find(|p| p.name == name)
+    }
+
+    /// The backoff a session of `provider` is checked by: `[backoff]`, with the provider's own
+    /// `schedule` in place of `[backoff] schedule` when its table sets one.
+    pub fn backoff_for(&self, provider: &str) -> std::borrow::Cow<'_, BackoffConfig> {
+        match self.provider(provider).and_then(|p| p.schedule.as_ref()) {
+            Some(schedule) => std::borrow::Cow::Owned(BackoffConfig {
+                schedule: schedule.clone(),
+                ..self.backoff.clone()
+            }),
+            None => std::borrow::Cow::Borrowed(&self.backoff),
+        }
     }
 }
 
@@ -986,6 +1009,10 @@ fn provider(
         secret_key,
         rate_limits,
         long_poll,
+        schedule: match &p.schedule {
+            None => None,
+            Some(list) => Some(delays(&key("schedule"), Some(list))?),
+        },
         timeout: if long_poll {
             long_poll_timeout
         } else {
@@ -1064,6 +1091,27 @@ pub const SHORT: Duration = Duration::from_secs(3600);
 /// at most [`LONGEST`].
 pub fn duration(key: &str, text: &str) -> Result<Duration, UsageError> {
     duration_within(key, text, LONGEST)
+}
+
+/// The most delays a `schedule` may list.
+const MOST_DELAYS: usize = 100;
+
+/// A `schedule`: 1 to 100 delays, each a duration up to a day (a check further apart than
+/// that is what `max` of the exponential form is for). `None`: no list.
+fn delays(key: &str, list: Option<&[String]>) -> Result<Vec<Duration>, UsageError> {
+    let Some(list) = list else {
+        return Ok(Vec::new());
+    };
+    if list.is_empty() || list.len() > MOST_DELAYS {
+        return Err(UsageError::new(format!(
+            "{key}: give 1 to {MOST_DELAYS} delays such as [\"10s\", \"30s\", \"2m\"], got {}",
+            list.len()
+        )));
+    }
+    list.iter()
+        .enumerate()
+        .map(|(i, d)| duration_within(&format!("{key}[{i}]"), d, Duration::from_secs(86_400)))
+        .collect()
 }
 
 /// As [`duration`], at most `max`.
@@ -1296,6 +1344,19 @@ mod tests {
             ("[http]\nmax_body = \"lots\"", "http.max_body"),
             ("[schedule]\nbogus = 1", "bogus"),
             (
+                "[backoff]\nschedule = []",
+                "backoff.schedule: give 1 to 100 delays",
+            ),
+            (
+                "[backoff]\nschedule = [\"10s\", \"0s\"]",
+                "backoff.schedule[1]",
+            ),
+            ("[backoff]\nschedule = [\"2d\"]", "backoff.schedule[0]"),
+            (
+                "[providers.m]\nkind = \"mopay\"\nschedule = [\"soon\"]",
+                "providers.m.schedule[0]",
+            ),
+            (
                 "[schedule]\nbatch_size = \"x\"",
                 "line 2: schedule.batch_size: invalid type",
             ),
@@ -1304,6 +1365,22 @@ mod tests {
             let err = Config::parse(text, &no_env).expect_err(text).0;
             assert!(err.contains(key), "{text:?} gave {err:?}");
         }
+    }
+
+    /// A provider's own `schedule` replaces `[backoff] schedule` for its sessions only.
+    #[test]
+    fn a_provider_schedule_overrides_the_default() {
+        let text = "[backoff]\nschedule = [\"1m\", \"5m\"]\n\
+                    [providers.m]\nkind = \"mopay\"\nschedule = [\"10s\", \"20s\", \"1m\"]\n\
+                    [providers.n]\nkind = \"mopay\"\n";
+        let cfg = Config::parse(text, &no_env).unwrap();
+        let secs = |b: &BackoffConfig| b.schedule.iter().map(Duration::as_secs).collect::<Vec<_>>();
+        assert_eq!(secs(&cfg.backoff_for("m")), [10, 20, 60]);
+        assert_eq!(secs(&cfg.backoff_for("n")), [60, 300]);
+        assert_eq!(
+            secs(&Config::parse("", &no_env).unwrap().backoff),
+            [0u64; 0]
+        );
     }
 
     /// Values that used to crash or idle the daemon, or leak a credential into the journal:

@@ -447,7 +447,7 @@ async fn check_one(
         &s,
         &result,
         clock::now(),
-        &cfg.backoff,
+        &cfg.backoff_for(&s.provider),
         opts.source,
         fastrand::f64(),
     )
@@ -785,8 +785,9 @@ fn cannot_act(f: &ProviderFacts) -> String {
     }
 }
 
-/// Exponential backoff with jitter, capped at `backoff.max`, and never past the moment the
-/// session reaches `max_age` (so an answer then closes it on time).
+/// The next check after the `checks_after`-th: the schedule's delay for it (its last delay
+/// repeating), or else exponential backoff capped at `backoff.max`; with jitter, and never past
+/// the moment the session reaches `max_age` (so an answer then closes it on time).
 fn next_check_at(
     s: &Session,
     checks_after: i64,
@@ -794,8 +795,14 @@ fn next_check_at(
     b: &BackoffConfig,
     jitter_sample: f64,
 ) -> Timestamp {
-    let exp = b.multiplier.powi((checks_after - 1).clamp(0, 64) as i32);
-    let base = (b.initial.as_secs_f64() * exp).min(b.max.as_secs_f64());
+    let nth = usize::try_from(checks_after - 1).unwrap_or(0);
+    let base = match b.schedule.get(nth).or(b.schedule.last()) {
+        Some(delay) => delay.as_secs_f64(),
+        None => {
+            let exp = b.multiplier.powi((checks_after - 1).clamp(0, 64) as i32);
+            (b.initial.as_secs_f64() * exp).min(b.max.as_secs_f64())
+        }
+    };
     let jittered = base * (1.0 + b.jitter * (2.0 * jitter_sample - 1.0));
     let next = clock::add(now, Duration::from_secs_f64(jittered.max(0.001)));
     match clock::parse(&s.created_at).map(|c| clock::add(c, b.max_age)) {
@@ -936,6 +943,7 @@ mod tests {
 
     fn backoff() -> BackoffConfig {
         BackoffConfig {
+            schedule: Vec::new(),
             initial: Duration::from_secs(30),
             multiplier: 2.0,
             max: Duration::from_secs(3600),
@@ -1364,6 +1372,50 @@ mod tests {
         near.answered_checks = 1;
         let ms = at(&near, 0.5);
         assert!((99_000..=100_000).contains(&ms), "{ms}");
+    }
+
+    /// An explicit schedule: the n-th check is followed by the n-th delay, the last one
+    /// repeating; jitter as for the exponential form; never past the max_age deadline.
+    #[test]
+    fn a_schedule_gives_each_check_its_delay() {
+        let now = clock::now();
+        let b = BackoffConfig {
+            schedule: ["10s", "20s", "45s", "2m"]
+                .iter()
+                .map(|d| humantime::parse_duration(d).unwrap())
+                .collect(),
+            ..backoff()
+        };
+        let at = |s: &Session, j: f64| match decide(
+            s,
+            &found(Mapped::Pending),
+            now,
+            &b,
+            Source::Poll,
+            j,
+        ) {
+            Record::Reschedule { next_check_at, .. } => (next_check_at - now).num_milliseconds(),
+            other => panic!("{other:?}"),
+        };
+        let mut s = session(Duration::from_secs(5));
+        // checks is the count before this one: the first check is followed by 10 s.
+        for (checks, want) in [
+            (0, 10_000),
+            (1, 20_000),
+            (2, 45_000),
+            (3, 120_000),
+            (9, 120_000),
+        ] {
+            s.checks = checks;
+            assert_eq!(at(&s, 0.5), want, "after check {}", checks + 1);
+        }
+        s.checks = 0;
+        assert_eq!(at(&s, 1.0), 12_000, "jitter 0.2 at its top");
+        let mut near = session(Duration::from_secs(48 * 3600 - 7));
+        near.checks = 3;
+        near.answered_checks = 1;
+        let ms = at(&near, 0.5);
+        assert!((6_000..=7_000).contains(&ms), "{ms}");
     }
 
     mod properties {

@@ -141,6 +141,13 @@ pub(super) fn describe(cfg: &Config) -> String {
         cfg.backoff.not_found_after,
         d(cfg.backoff.late_check)
     ));
+    let list = |s: &[std::time::Duration]| s.iter().map(|x| d(*x)).collect::<Vec<_>>().join(", ");
+    if !cfg.backoff.schedule.is_empty() {
+        out.push_str(&format!(
+            "backoff.schedule     {} (the last repeating; in place of initial/×/max)\n",
+            list(&cfg.backoff.schedule)
+        ));
+    }
     out.push_str(&format!(
         "http                 timeout {}, retries {}, retry {}..{}, max_body {} bytes; longest check {}\n",
         d(cfg.http.timeout),
@@ -190,6 +197,13 @@ pub(super) fn describe(cfg: &Config) -> String {
             d(p.timeout),
             if p.long_poll { " (long poll)" } else { "" }
         ));
+        if let Some(schedule) = &p.schedule {
+            out.push_str(&format!(
+                "providers.{:<10} schedule {}\n",
+                p.name,
+                list(schedule)
+            ));
+        }
     }
     out.push_str(&format!(
         "admin.listen         {}\n",
