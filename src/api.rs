@@ -32,7 +32,16 @@ struct ApiState {
     cfg: Config,
     opts: PassOptions,
     token: Option<Secret>,
+    /// When each session was last hinted: hints within [`HINT_WINDOW`] count once.
+    hinted: std::sync::Mutex<std::collections::HashMap<(String, String), std::time::Instant>>,
 }
+
+/// Hints for one session closer together than this count once `[assumed]`: a provider's
+/// callbacks and a return page can arrive together, and one check answers them all.
+const HINT_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The most sessions whose last hint is remembered; older ones are forgotten first.
+const MOST_HINTED: usize = 100_000;
 
 /// The API router.
 pub fn router(ledger: Ledger, providers: Providers, cfg: Config, opts: PassOptions) -> Router {
@@ -43,11 +52,13 @@ pub fn router(ledger: Ledger, providers: Providers, cfg: Config, opts: PassOptio
         cfg,
         opts,
         token,
+        hinted: Default::default(),
     });
     Router::new()
         .route("/v1/sessions", post(create))
         .route("/v1/sessions/{provider}/{session_id}", get(read))
         .route("/v1/sessions/{provider}/{session_id}/verify", post(verify))
+        .route("/v1/sessions/{provider}/{session_id}/hint", post(hint))
         .route("/v1/openapi.json", get(openapi))
         // Whatever else is asked, the answer is the API's JSON error too.
         .fallback(no_route)
@@ -112,7 +123,7 @@ struct SessionKey {
         title = "payrecon",
         description = "Enqueue a payment session, read it, and verify it with its provider now."
     ),
-    paths(create, read, verify, openapi),
+    paths(create, read, verify, hint, openapi),
     components(schemas(Session, SessionRequest, ErrorBody))
 )]
 struct ApiDoc;
@@ -492,6 +503,78 @@ async fn verify(State(st): State<Arc<ApiState>>, path: SessionPath) -> Response 
         )
         .await,
     )
+}
+
+/// Hint that a session may have changed
+///
+/// What a provider's callback or a return page should call: the session is checked with its
+/// provider now, in the background and within the provider's rate limit — the hint itself
+/// never sets a state. 202 when a check was started, with the session as it is now; 200 when
+/// none was needed (the session is not PENDING, or was hinted less than 10 s ago: hints that
+/// close together count once); 404 for a session payrecon does not know, which costs no call.
+#[utoipa::path(
+    post,
+    path = "/v1/sessions/{provider}/{session_id}/hint",
+    params(SessionKey),
+    responses(
+        (status = 202, description = "A check was started", body = Session),
+        (status = 200, description = "No check needed", body = Session),
+        (status = 400, description = "The path is not UTF-8", body = ErrorBody),
+        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+        (status = 404, description = "No such session", body = ErrorBody),
+    )
+)]
+async fn hint(State(st): State<Arc<ApiState>>, path: SessionPath) -> Response {
+    let (provider, session_id) = match session_path(path) {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    let (p, id) = (provider.clone(), session_id.clone());
+    let session = match st.ledger.call(move |l| l.get(&p, &id)).await {
+        Ok(Some(s)) => s,
+        other => return found(other),
+    };
+    if session.status != crate::ledger::Status::Pending || !first_hint(&st, &provider, &session_id)
+    {
+        return session_json(StatusCode::OK, &session);
+    }
+    let state = st.clone();
+    tokio::spawn(async move {
+        let checked = reconcile::verify(
+            &state.ledger,
+            &state.providers,
+            &state.cfg,
+            &state.opts,
+            &provider,
+            &session_id,
+        )
+        .await;
+        if let Err(e) = checked {
+            tracing::warn!(error = %e, "api: the check a hint asked for failed");
+        }
+    });
+    session_json(StatusCode::ACCEPTED, &session)
+}
+
+/// Whether this is the first hint for the session within [`HINT_WINDOW`] (and notes it).
+fn first_hint(st: &ApiState, provider: &str, session_id: &str) -> bool {
+    let now = std::time::Instant::now();
+    let mut hinted = st.hinted.lock().unwrap_or_else(|p| p.into_inner());
+    let key = (provider.to_string(), session_id.to_string());
+    if hinted
+        .get(&key)
+        .is_some_and(|at| now.duration_since(*at) < HINT_WINDOW)
+    {
+        return false;
+    }
+    if hinted.len() >= MOST_HINTED {
+        hinted.retain(|_, at| now.duration_since(*at) < HINT_WINDOW);
+        if hinted.len() >= MOST_HINTED {
+            hinted.clear();
+        }
+    }
+    hinted.insert(key, now);
+    true
 }
 
 /// A looked-up session as the answer: 200 with it, 404, or an opaque 500.

@@ -663,6 +663,7 @@ async fn the_api_publishes_the_document_it_answers_by() {
             "/v1/openapi.json",
             "/v1/sessions",
             "/v1/sessions/{provider}/{session_id}",
+            "/v1/sessions/{provider}/{session_id}/hint",
             "/v1/sessions/{provider}/{session_id}/verify"
         ]
     );
@@ -790,4 +791,60 @@ async fn the_api_publishes_the_document_it_answers_by() {
         assert_eq!(kind, "application/json");
         assert!(body["error"].is_string(), "{path}: {body}");
     }
+}
+
+/// A hint (`POST …/hint`) has the session checked with its provider now, in the background —
+/// with no scheduled pass at all here — and never sets a state itself; hints close together
+/// count once; a final session needs no check; an unknown one answers 404 and costs no call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hint_checks_now_and_never_sets_a_state() {
+    let env = Env::start().await;
+    env.set("cron", "\"0 0 0 1 1 *\""); // no scheduled pass: only hints act
+    let (admin, api) = listeners(&env, false);
+    let _d = daemon(&env, &[&admin, &api]).await;
+    let l = env.ledger();
+    env.session(&l, "h1", "complete");
+    env.session(&l, "h2", "pending");
+    let client = reqwest::Client::new();
+    let hint = |id: &str| {
+        client
+            .post(format!("{api}/v1/sessions/mopay/{id}/hint"))
+            .send()
+    };
+    let calls = || {
+        env.sim
+            .status_requests
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let r = hint("h1").await.unwrap();
+    assert_eq!(r.status(), 202);
+    let v: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    assert_eq!(v["status"], "PENDING", "the hint itself sets nothing: {v}");
+    assert!(
+        wait_for(Duration::from_secs(15), || {
+            one(&l, "SELECT status FROM sessions WHERE session_id = 'h1'") == "COMPLETED"
+        })
+        .await,
+        "h1 checked after its hint"
+    );
+    assert_eq!(one(&l, "SELECT source FROM transitions"), "api");
+    assert_eq!(hint("h1").await.unwrap().status(), 200, "final: no check");
+    // Two hints close together: one check.
+    assert_eq!(hint("h2").await.unwrap().status(), 202);
+    assert_eq!(hint("h2").await.unwrap().status(), 200, "counted once");
+    assert!(
+        wait_for(Duration::from_secs(15), || {
+            one(&l, "SELECT checks FROM sessions WHERE session_id = 'h2'") == "1"
+        })
+        .await,
+        "h2 checked once"
+    );
+    let before = calls();
+    let r = hint("nobody").await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(calls(), before, "an unknown session costs no call");
+    assert_eq!(
+        one(&l, "SELECT status FROM sessions WHERE session_id = 'h2'"),
+        "PENDING"
+    );
 }
