@@ -1344,22 +1344,20 @@ mod tests {
         ));
     }
 
+    /// The delay, in ms, before the next check after a "still pending" answer at `now`.
+    fn delay_ms(s: &Session, b: &BackoffConfig, now: Timestamp, jitter: f64) -> i64 {
+        match decide(s, &found(Mapped::Pending), now, b, Source::Poll, jitter) {
+            Record::Reschedule { next_check_at, .. } => (next_check_at - now).num_milliseconds(),
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn backoff_grows_jitters_and_caps() {
         let mut s = session(Duration::from_secs(60));
         let now = clock::now();
         let b = backoff();
-        let at = |s: &Session, j: f64| match decide(
-            s,
-            &found(Mapped::Pending),
-            now,
-            &b,
-            Source::Poll,
-            j,
-        ) {
-            Record::Reschedule { next_check_at, .. } => (next_check_at - now).num_milliseconds(),
-            other => panic!("{other:?}"),
-        };
+        let at = |s: &Session, j: f64| delay_ms(s, &b, now, j);
         assert_eq!(at(&s, 0.5), 30_000);
         assert_eq!(at(&s, 0.0), 24_000);
         s.checks = 3;
@@ -1386,17 +1384,7 @@ mod tests {
                 .collect(),
             ..backoff()
         };
-        let at = |s: &Session, j: f64| match decide(
-            s,
-            &found(Mapped::Pending),
-            now,
-            &b,
-            Source::Poll,
-            j,
-        ) {
-            Record::Reschedule { next_check_at, .. } => (next_check_at - now).num_milliseconds(),
-            other => panic!("{other:?}"),
-        };
+        let at = |s: &Session, j: f64| delay_ms(s, &b, now, j);
         let mut s = session(Duration::from_secs(5));
         // checks is the count before this one: the first check is followed by 10 s.
         for (checks, want) in [
