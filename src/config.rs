@@ -410,8 +410,9 @@ pub struct ProviderConfig {
     pub timeout: Duration,
     /// Mopay Nigeria's configured status lookup.
     pub mopay_ng: MopayNgConfig,
-    /// This provider's delays between checks (`schedule`), when its table sets them.
-    pub schedule: Option<Vec<Duration>>,
+    /// `[backoff]` with this provider's `schedule` in place of its own, when the table sets
+    /// one (resolved once here, not per check).
+    pub backoff: Option<BackoffConfig>,
 }
 
 impl ProviderConfig {
@@ -622,7 +623,14 @@ impl Config {
         let mut secret_problems = Vec::new();
         let mut providers = Vec::new();
         for (name, p) in &raw.providers {
-            providers.push(provider(name, p, http.timeout, env, &mut secret_problems)?);
+            providers.push(provider(
+                name,
+                p,
+                http.timeout,
+                &backoff,
+                env,
+                &mut secret_problems,
+            )?);
         }
         // A listener's bearer token: required beyond loopback; its variable must be set.
         let mut token_for = |table: &str,
@@ -744,14 +752,10 @@ impl Config {
 
     /// The backoff a session of `provider` is checked by: `[backoff]`, with the provider's own
     /// `schedule` in place of `[backoff] schedule` when its table sets one.
-    pub fn backoff_for(&self, provider: &str) -> std::borrow::Cow<'_, BackoffConfig> {
-        match self.provider(provider).and_then(|p| p.schedule.as_ref()) {
-            Some(schedule) => std::borrow::Cow::Owned(BackoffConfig {
-                schedule: schedule.clone(),
-                ..self.backoff.clone()
-            }),
-            None => std::borrow::Cow::Borrowed(&self.backoff),
-        }
+    pub fn backoff_for(&self, provider: &str) -> &BackoffConfig {
+        self.provider(provider)
+            .and_then(|p| p.backoff.as_ref())
+            .unwrap_or(&self.backoff)
     }
 }
 
@@ -846,6 +850,7 @@ fn provider(
     name: &str,
     p: &RawProvider,
     http_timeout: Duration,
+    backoff: &BackoffConfig,
     env: EnvLookup<'_>,
     problems: &mut Vec<String>,
 ) -> Result<ProviderConfig, UsageError> {
@@ -1009,9 +1014,12 @@ fn provider(
         secret_key,
         rate_limits,
         long_poll,
-        schedule: match &p.schedule {
+        backoff: match &p.schedule {
             None => None,
-            Some(list) => Some(delays(&key("schedule"), Some(list))?),
+            Some(list) => Some(BackoffConfig {
+                schedule: delays(&key("schedule"), Some(list))?,
+                ..backoff.clone()
+            }),
         },
         timeout: if long_poll {
             long_poll_timeout
@@ -1375,8 +1383,8 @@ mod tests {
                     [providers.n]\nkind = \"mopay\"\n";
         let cfg = Config::parse(text, &no_env).unwrap();
         let secs = |b: &BackoffConfig| b.schedule.iter().map(Duration::as_secs).collect::<Vec<_>>();
-        assert_eq!(secs(&cfg.backoff_for("m")), [10, 20, 60]);
-        assert_eq!(secs(&cfg.backoff_for("n")), [60, 300]);
+        assert_eq!(secs(cfg.backoff_for("m")), [10, 20, 60]);
+        assert_eq!(secs(cfg.backoff_for("n")), [60, 300]);
         assert_eq!(
             secs(&Config::parse("", &no_env).unwrap().backoff),
             [0u64; 0]

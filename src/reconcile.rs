@@ -447,7 +447,7 @@ async fn check_one(
         &s,
         &result,
         clock::now(),
-        &cfg.backoff_for(&s.provider),
+        cfg.backoff_for(&s.provider),
         opts.source,
         fastrand::f64(),
     )

@@ -197,7 +197,7 @@ pub(super) fn describe(cfg: &Config) -> String {
             d(p.timeout),
             if p.long_poll { " (long poll)" } else { "" }
         ));
-        if let Some(schedule) = &p.schedule {
+        if let Some(schedule) = p.backoff.as_ref().map(|b| &b.schedule) {
             out.push_str(&format!(
                 "providers.{:<10} schedule {}\n",
                 p.name,
