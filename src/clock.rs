@@ -36,6 +36,14 @@ pub fn add(t: Timestamp, d: std::time::Duration) -> Timestamp {
         .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
+/// Subtracts a std duration, saturating far in the past.
+pub fn sub(t: Timestamp, d: std::time::Duration) -> Timestamp {
+    chrono::Duration::from_std(d)
+        .ok()
+        .and_then(|d| t.checked_sub_signed(d))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -82,6 +82,7 @@ fn outbox(cfg: &Config, owner: &str) -> anyhow::Result<Option<Outbox>> {
 pub async fn once(cfg: &Config, all: bool) -> anyhow::Result<OnceReport> {
     let ledger = open_ledger(cfg)?;
     let providers = provider::build(cfg).context("building the HTTP client")?;
+    reconcile::share_budgets(&providers, &ledger);
     let token = CancellationToken::new();
     let watcher = {
         let token = token.clone();
@@ -140,6 +141,7 @@ pub async fn verify(
     session_id: &str,
 ) -> anyhow::Result<Option<crate::ledger::Session>> {
     let providers = provider::build(cfg).context("building the HTTP client")?;
+    reconcile::share_budgets(&providers, ledger);
     let opts = PassOptions {
         owner: owner_id(),
         all: false,
@@ -155,6 +157,7 @@ pub async fn verify(
 pub async fn run(cfg: &Config) -> anyhow::Result<()> {
     let ledger = open_ledger(cfg)?;
     let providers = provider::build(cfg).context("building the HTTP client")?;
+    reconcile::share_budgets(&providers, &ledger);
     let token = CancellationToken::new();
     let owner = owner_id();
     let wake = Arc::new(Notify::new());

@@ -352,6 +352,7 @@ pub async fn run() -> anyhow::Result<String> {
     // Reconcile and deliver until every session is where its behaviour leads and every event
     // is delivered, or a deadline passes.
     let providers = provider::build(&cfg)?;
+    reconcile::share_budgets(&providers, &ledger);
     let owner = crate::daemon::owner_id();
     let opts = PassOptions {
         owner: owner.clone(),

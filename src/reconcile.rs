@@ -22,6 +22,53 @@ use crate::ledger::{self, ClaimMode, Facts, Ledger, Record, Session, Source, Sta
 use crate::pipeline;
 use crate::provider::{self, Answer, MISDIRECTED_AFTER, Mapped, ProviderFacts, Providers};
 
+/// The ledger as the providers' shared call book: every process on the ledger takes its call
+/// slots from the same `call_budget` rows (docs/operations.md "One budget per credential").
+struct LedgerBook(Ledger);
+
+impl provider::budget::CallBook for LedgerBook {
+    fn take(
+        &self,
+        credential: &str,
+        n: u32,
+        interval_us: i64,
+        now_us: i64,
+    ) -> futures_util::future::BoxFuture<'_, Result<i64, String>> {
+        let credential = credential.to_string();
+        Box::pin(async move {
+            self.0
+                .call(move |l| l.take_call_slots(&credential, n, interval_us, now_us))
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn hold(
+        &self,
+        credential: &str,
+        until_us: i64,
+    ) -> futures_util::future::BoxFuture<'_, Result<(), String>> {
+        let credential = credential.to_string();
+        Box::pin(async move {
+            self.0
+                .call(move |l| l.hold_call_slots(&credential, until_us))
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
+/// Makes every provider take its call slots from `ledger`, shared with every other process on
+/// it: N daemons, `verify` and the API together stay within each credential's `rate_limit`.
+pub fn share_budgets(providers: &Providers, ledger: &Ledger) {
+    let book: Arc<dyn provider::budget::CallBook> = Arc::new(LedgerBook(ledger.clone()));
+    for p in providers.values() {
+        if let Some(b) = &p.budget {
+            b.attach(book.clone());
+        }
+    }
+}
+
 /// What one pass does.
 #[derive(Debug, Clone)]
 pub struct PassOptions {
@@ -172,7 +219,7 @@ pub async fn run_pass(
             } else if opts.all {
                 ClaimMode::AllAfter(cursor.load(Ordering::Relaxed))
             } else {
-                ClaimMode::DueBy(pass_start)
+                ClaimMode::Due(ledger::Due::by(pass_start))
             };
             let (owner, lease, batch) = (
                 opts.owner.clone(),
@@ -672,10 +719,12 @@ pub fn decide(
             charged: false,
             facts: None,
         },
-        Err(e @ provider::Error::Unauthorized(_)) => Record::Release {
-            rowid: s.rowid,
-            last_error: Some(e.to_string()),
-        },
+        Err(e @ (provider::Error::Unauthorized(_) | provider::Error::Budget(_))) => {
+            Record::Release {
+                rowid: s.rowid,
+                last_error: Some(e.to_string()),
+            }
+        }
         // No call was made (an incomplete provider table): look again much later, uncharged.
         Err(e @ provider::Error::NotConfigured(_)) => Record::Reschedule {
             rowid: s.rowid,

@@ -46,6 +46,7 @@ const TABLES: &[(&str, &str, &str)] = &[
          misdirected_error, answered_endpoint",
         "provider",
     ),
+    ("call_budget", "credential, next_at", "credential"),
 ];
 
 /// Rows sent to PostgreSQL per `COPY` chunk.

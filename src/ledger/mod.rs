@@ -31,7 +31,7 @@ pub use event::{ANOMALY, Written};
 pub use model::*;
 pub use queries::ExportError;
 pub use rows::UNREADABLE_MARK;
-pub use sessions::{ClaimMode, ImportOutcome};
+pub use sessions::{ClaimMode, Due, DueOrder, ImportOutcome};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -1,5 +1,5 @@
 //! Provider state shared by every process on the ledger: refused credentials, pauses after a
-//! 429, the last normal answer and misdirection.
+//! 429, the last normal answer and misdirection, and each credential's call budget.
 
 use super::db::{Mode, vals};
 use super::*;
@@ -71,6 +71,46 @@ impl Ledger {
                     note.misdirected.as_deref(),
                     note.endpoint.as_str()
                 ],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Takes `n` consecutive call slots `interval_us` apart on `credential`'s budget, none
+    /// before `now_us` (microseconds since the Unix epoch), and returns the first slot's time.
+    /// One statement, so processes taking slots at once get slots that never overlap.
+    pub fn take_call_slots(
+        &self,
+        credential: &str,
+        n: u32,
+        interval_us: i64,
+        now_us: i64,
+    ) -> Result<i64, Error> {
+        let span = i64::from(n).saturating_mul(interval_us);
+        let next: i64 = self.tx(Mode::Write, "taking call slots", |tx| {
+            tx.query_one(
+                "INSERT INTO call_budget (credential, next_at) VALUES (?1, CAST(?2 AS BIGINT) + CAST(?3 AS BIGINT)) \
+                 ON CONFLICT (credential) DO UPDATE SET next_at = \
+                   CASE WHEN call_budget.next_at > CAST(?2 AS BIGINT) THEN call_budget.next_at \
+                        ELSE CAST(?2 AS BIGINT) END + CAST(?3 AS BIGINT) \
+                 RETURNING next_at",
+                vals![credential, now_us, span],
+                |r| r.get(0),
+            )
+        })?;
+        Ok(next - span)
+    }
+
+    /// No call on `credential`'s budget starts before `until_us` (a 429's pause, for every
+    /// process on the ledger).
+    pub fn hold_call_slots(&self, credential: &str, until_us: i64) -> Result<(), Error> {
+        self.tx(Mode::Write, "pausing calls", |tx| {
+            tx.exec(
+                "INSERT INTO call_budget (credential, next_at) VALUES (?1, CAST(?2 AS BIGINT)) \
+                 ON CONFLICT (credential) DO UPDATE SET next_at = \
+                   CASE WHEN call_budget.next_at > CAST(?2 AS BIGINT) THEN call_budget.next_at \
+                        ELSE CAST(?2 AS BIGINT) END",
+                vals![credential, until_us],
             )?;
             Ok(())
         })

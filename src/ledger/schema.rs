@@ -316,6 +316,15 @@ UPDATE sessions SET next_check_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
 WHERE status = 'PENDING'
   AND NOT coalesce(next_check_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9]Z', 0);
 "#,
+    // 7: one call budget per provider credential, shared by every process on the ledger: the
+    // earliest time (microseconds since the Unix epoch) the next call may start. `credential`
+    // is a SHA-256 fingerprint, never the credential.
+    r#"
+CREATE TABLE call_budget (
+    credential TEXT PRIMARY KEY,
+    next_at    INTEGER NOT NULL
+);
+"#,
 ];
 
 /// The PostgreSQL migrations, numbered as [`MIGRATIONS`]. Integers are `BIGINT`; times are
@@ -497,6 +506,13 @@ CREATE TRIGGER sessions_rules BEFORE INSERT OR UPDATE ON sessions
 -- As in SQLite: a PENDING row never due because its next_check_at is not a time is due now.
 UPDATE sessions SET next_check_at = to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
 WHERE status = 'PENDING' AND next_check_at !~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z$';
+"#,
+    // 7: as in SQLite.
+    r#"
+CREATE TABLE call_budget (
+    credential TEXT COLLATE "C" PRIMARY KEY,
+    next_at    BIGINT NOT NULL
+);
 "#,
 ];
 

@@ -7,6 +7,7 @@
 //! Adding a provider kind is its adapter file here, its line in `adapter_for`, and its spec in
 //! [`crate::kinds`].
 
+pub mod budget;
 pub mod little;
 pub mod moflay;
 pub mod mopay;
@@ -14,13 +15,11 @@ pub mod mopay_ng;
 pub mod vesicash;
 
 use std::collections::HashMap;
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
 use futures_util::future::BoxFuture;
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::StatusCode;
 use reqwest::header::HeaderValue;
 use rust_decimal::Decimal;
@@ -125,6 +124,9 @@ pub enum Error {
     /// `not_found_after`. `flagged` once the provider answers "not found" to every session.
     #[error("{why}")]
     NotFoundDoubted { why: String, flagged: bool },
+    /// The shared call budget could not be read: no call was made.
+    #[error("not called: the call budget in the ledger is unavailable ({0})")]
+    Budget(String),
 }
 
 impl Error {
@@ -141,7 +143,8 @@ impl Error {
             Error::Unauthorized(_)
             | Error::NotConfigured(_)
             | Error::LongPollCut
-            | Error::NotFoundDoubted { .. } => false,
+            | Error::NotFoundDoubted { .. }
+            | Error::Budget(_) => false,
         }
     }
 
@@ -159,7 +162,10 @@ impl Error {
     pub fn is_providerwide(&self) -> bool {
         matches!(
             self,
-            Error::RateLimited { .. } | Error::Unauthorized(_) | Error::NotConfigured(_)
+            Error::RateLimited { .. }
+                | Error::Unauthorized(_)
+                | Error::NotConfigured(_)
+                | Error::Budget(_)
         )
     }
 }
@@ -313,7 +319,10 @@ pub struct Provider {
     /// `[http] timeout`, for plain calls of a provider that long-polls (`http.timeout` is then
     /// its `long_poll_timeout`).
     plain_timeout: Duration,
-    limiters: Vec<DefaultDirectRateLimiter>,
+    /// Its credential's call budget (`None` with `rate_limit = "off"`).
+    pub budget: Option<budget::Budget>,
+    /// How long a check waits for its slot in the budget before it ends uncharged.
+    patience: Duration,
     /// Set by a 429: no call to this provider before this instant, from any check.
     paused_until: std::sync::Mutex<Option<tokio::time::Instant>>,
     /// Whether its 404s are believed; lives as long as the provider (across passes).
@@ -344,7 +353,12 @@ pub fn build(cfg: &Config) -> Result<Providers, reqwest::Error> {
         .map(|p| {
             (
                 p.name.clone(),
-                Arc::new(Provider::new(p, client.clone(), cfg.http.clone())),
+                Arc::new(Provider::new(
+                    p,
+                    client.clone(),
+                    cfg.http.clone(),
+                    cfg.schedule.lease / 2,
+                )),
             )
         })
         .collect())
@@ -382,29 +396,28 @@ pub fn secret_header(prefix: &str, secret: &Secret) -> HeaderValue {
 }
 
 impl Provider {
-    pub fn new(cfg: &ProviderConfig, client: reqwest::Client, http: HttpConfig) -> Self {
-        let limiters = cfg
-            .rate_limits
-            .iter()
-            .map(|(n, per)| {
-                // Burst of one: the limit is a ceiling in any window, not an average. The 2% margin
-                // keeps it a ceiling at the provider too, where arrival times jitter by a few ms.
-                let quota = Quota::with_period(per.mul_f64(1.02) / n.get())
-                    .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
-                    .allow_burst(NonZeroU32::MIN);
-                RateLimiter::direct(quota)
-            })
-            .collect();
+    /// `patience`: how long a check waits for its slot in the call budget (half the lease:
+    /// the session is leased while it waits).
+    pub fn new(
+        cfg: &ProviderConfig,
+        client: reqwest::Client,
+        http: HttpConfig,
+        patience: Duration,
+    ) -> Self {
+        let adapter = adapter_for(cfg);
+        let secrets = [&cfg.api_key, &cfg.public_key, &cfg.secret_key].map(|s| s.as_ref().map(Secret::expose));
+        let credential = budget::fingerprint(&cfg.kind, &secrets, &adapter.endpoint());
         Self {
             name: cfg.name.clone(),
-            adapter: adapter_for(cfg),
+            adapter,
             client,
             plain_timeout: http.timeout,
             http: HttpConfig {
                 timeout: cfg.timeout,
                 ..http
             },
-            limiters,
+            budget: budget::Budget::new(credential, &cfg.rate_limits),
+            patience,
             paused_until: std::sync::Mutex::new(None),
             not_found_watch: std::sync::Mutex::new(NotFoundWatch::default()),
         }
@@ -484,10 +497,17 @@ impl Provider {
             crate::metrics::rate_limit_wait(&self.name);
             tokio::time::sleep(rest).await;
         }
-        for limiter in &self.limiters {
-            if limiter.check().is_err() {
-                crate::metrics::rate_limit_wait(&self.name);
-                limiter.until_ready().await;
+        if let Some(budget) = &self.budget {
+            match budget.slot(self.patience).await {
+                Ok(false) => {}
+                Ok(true) => crate::metrics::rate_limit_wait(&self.name),
+                // Not reached in time: the session is rescheduled at the slot, uncharged.
+                Err(budget::NoSlot::TooFar(wait)) => {
+                    return Err(Error::RateLimited {
+                        retry_after: Some(wait),
+                    });
+                }
+                Err(budget::NoSlot::Book(e)) => return Err(Error::Budget(e)),
             }
         }
         // Each provider's own timeout: `long_poll_timeout` for Little's long polls.
@@ -520,9 +540,11 @@ impl Provider {
                 .await
                 .unwrap_or_default();
             if let Some(answer) = self.adapter.classify_error(status, &body) {
-                return self.note_rate_limit(answer, retry_after);
+                return self.note_rate_limit(answer, retry_after).await;
             }
-            return self.note_rate_limit(Self::generic(status), retry_after);
+            return self
+                .note_rate_limit(Self::generic(status), retry_after)
+                .await;
         }
         let max = self.http.max_body;
         let body = http::read_capped(response, max)
@@ -530,6 +552,7 @@ impl Provider {
             .map_err(|e| Error::from_body(e, max))?;
         // A 2xx can still carry a provider's error (Mopay Nigeria's envelope, with a 429 code).
         self.note_rate_limit(self.adapter.parse_answer(session_id, &body), None)
+            .await
     }
 
     /// The shared rules for a non-2xx answer.
@@ -545,8 +568,9 @@ impl Provider {
     }
 
     /// A rate-limit answer pauses the whole provider for its `Retry-After` (the header's, else
-    /// the adapter's, else [`DEFAULT_429_PAUSE`]).
-    fn note_rate_limit(
+    /// the adapter's, else [`DEFAULT_429_PAUSE`]): in this process, and in the shared call
+    /// budget for every process on the ledger.
+    async fn note_rate_limit(
         &self,
         answer: Result<Answer, Error>,
         header: Option<Duration>,
@@ -556,6 +580,12 @@ impl Provider {
                 let pause = header.or(retry_after).unwrap_or(DEFAULT_429_PAUSE);
                 tracing::warn!(provider = %self.name, pause = %humantime::format_duration(pause), "rate limited: pausing calls to this provider");
                 self.pause_for(pause);
+                if let Some(budget) = &self.budget {
+                    let until = budget::now_us().saturating_add(pause.as_micros() as i64);
+                    if let Err(e) = budget.hold(until).await {
+                        tracing::warn!(provider = %self.name, error = %e, "could not share the pause through the ledger");
+                    }
+                }
                 Err(Error::RateLimited {
                     retry_after: Some(pause),
                 })

@@ -282,6 +282,7 @@ impl Env {
     pub async fn pass(&self, ledger: &Ledger, owner: &str) -> PassReport {
         let cfg = self.config();
         let providers = provider::build(&cfg).unwrap();
+        reconcile::share_budgets(&providers, ledger);
         let opts = PassOptions {
             owner: owner.into(),
             all: false,
