@@ -61,6 +61,7 @@ pub struct RawSchedule {
     pub batch_size: i64,
     pub concurrency: i64,
     pub lease: String,
+    pub poll: String,
 }
 
 impl Default for RawSchedule {
@@ -70,6 +71,7 @@ impl Default for RawSchedule {
             batch_size: 500,
             concurrency: 16,
             lease: "2m".into(),
+            poll: "1s".into(),
         }
     }
 }
@@ -338,6 +340,9 @@ pub struct ScheduleConfig {
     pub batch_size: u32,
     pub concurrency: usize,
     pub lease: Duration,
+    /// How often `run` looks, between cron ticks, for a session whose check is due (`None`:
+    /// `poll = "off"`, cron ticks only).
+    pub poll: Option<Duration>,
 }
 
 impl fmt::Debug for ScheduleConfig {
@@ -348,6 +353,7 @@ impl fmt::Debug for ScheduleConfig {
             .field("batch_size", &self.batch_size)
             .field("concurrency", &self.concurrency)
             .field("lease", &self.lease)
+            .field("poll", &self.poll)
             .finish()
     }
 }
@@ -581,6 +587,14 @@ impl Config {
             batch_size: positive("schedule.batch_size", s.batch_size, 100_000)?,
             concurrency: positive("schedule.concurrency", s.concurrency, 10_000)? as usize,
             lease: duration_within("schedule.lease", &s.lease, Duration::from_secs(7 * 86_400))?,
+            poll: match s.poll.as_str() {
+                "off" => None,
+                text => Some(duration_within(
+                    "schedule.poll",
+                    text,
+                    Duration::from_secs(3600),
+                )?),
+            },
         };
         let b = &raw.backoff;
         let backoff = BackoffConfig {

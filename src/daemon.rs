@@ -109,6 +109,7 @@ pub async fn once(cfg: &Config, all: bool) -> anyhow::Result<OnceReport> {
         source: if all { Source::Backfill } else { Source::Poll },
         wake_outbox: None,
         progress: progress.clone(),
+        drain: true,
     };
     let pass = reconcile::run_pass(&ledger, &providers, cfg, &opts, &token).await?;
     if let Some(bar) = progress {
@@ -148,6 +149,7 @@ pub async fn verify(
         source: Source::Api,
         wake_outbox: None,
         progress: None,
+        drain: true,
     };
     Ok(reconcile::verify(ledger, &providers, cfg, &opts, provider, session_id).await?)
 }
@@ -179,6 +181,7 @@ pub async fn run(cfg: &Config) -> anyhow::Result<()> {
         source: Source::Poll,
         wake_outbox: wake_outbox.clone(),
         progress: None,
+        drain: false,
     };
     // The admin endpoint and the API, each on its own ledger connection.
     let mut servers = Vec::new();
@@ -215,7 +218,11 @@ pub async fn run(cfg: &Config) -> anyhow::Result<()> {
     // (no NOTIFY_SOCKET) these are no-ops.
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     let watchdog = watchdog(ledger.clone(), token.clone());
-    let work = schedule::run(&cfg.schedule.cron, &token, || async {
+    let due = || async {
+        let next = ledger.call(|l| l.next_due()).await;
+        next.ok().flatten().as_deref().and_then(crate::clock::parse)
+    };
+    let pass = || async {
         match reconcile::run_pass(&ledger, &providers, cfg, &opts, &token).await {
             Ok(r) => {
                 health.pass_done(r.elapsed);
@@ -232,12 +239,15 @@ pub async fn run(cfg: &Config) -> anyhow::Result<()> {
                 for p in &r.refused {
                     tracing::error!(provider = %p, "credentials refused during the pass");
                 }
+                r.claimed > 0
             }
             Err(e) => {
-                tracing::error!(error = %e, "pass failed; sessions will be retried when their leases end")
+                tracing::error!(error = %e, "pass failed; sessions will be retried when their leases end");
+                false
             }
         }
-    });
+    };
+    let work = schedule::run(&cfg.schedule.cron, cfg.schedule.poll, &token, pass, due);
     let mut work = std::pin::pin!(work);
     let schedule = tokio::select! {
         r = &mut work => r,

@@ -360,6 +360,7 @@ pub async fn run() -> anyhow::Result<String> {
         source: Source::Poll,
         wake_outbox: None,
         progress: None,
+        drain: true,
     };
     let webhook = cfg
         .webhook

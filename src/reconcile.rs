@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::str::FromStr;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -82,7 +82,16 @@ pub struct PassOptions {
     pub wake_outbox: Option<Arc<Notify>>,
     /// Advanced by each recorded outcome (`once --all` on a terminal).
     pub progress: Option<indicatif::ProgressBar>,
+    /// Claim round after round until nothing due at the pass's start is left (`once`); else
+    /// one round per provider, each at most what its call budget serves in [`ROUND`] (the
+    /// daemon starts its next pass at once while anything is due, so each pass claims in
+    /// [`ledger::DueOrder`] as things stand then).
+    pub drain: bool,
 }
+
+/// What one round of a daemon's pass claims of a provider: the calls its budget allows in
+/// this long.
+pub const ROUND: Duration = Duration::from_secs(2);
 
 /// What a pass did, for the summary line and the demo.
 #[derive(Debug, Clone, Default)]
@@ -211,21 +220,50 @@ pub async fn run_pass(
     let cursor = AtomicI64::new(0);
     // Phase 0 claims PENDING sessions; phase 1 the late checks (never with --all).
     let phase = AtomicI64::new(0);
+    // Due sessions are claimed provider by provider, each round at most what the provider's
+    // budget serves in a ROUND; the last turn of a cycle takes sessions of providers not
+    // configured here (so they are named, not left silently).
+    let names: Vec<String> = cfg.providers.iter().map(|p| p.name.clone()).collect();
+    let turn = AtomicUsize::new(0);
+    let claimed_this_cycle = AtomicBool::new(false);
     let claim = || async {
         loop {
             let late = phase.load(Ordering::Relaxed) == 1;
+            let mut batch = cfg.schedule.batch_size;
             let mode = if late {
                 ClaimMode::LateBy(pass_start)
             } else if opts.all {
                 ClaimMode::AllAfter(cursor.load(Ordering::Relaxed))
             } else {
-                ClaimMode::Due(ledger::Due::by(pass_start))
+                let i = turn.fetch_add(1, Ordering::Relaxed);
+                let k = i % (names.len() + 1);
+                if k == 0
+                    && i > 0
+                    && !(opts.drain && claimed_this_cycle.swap(false, Ordering::Relaxed))
+                {
+                    phase.store(1, Ordering::Relaxed);
+                    continue;
+                }
+                let mut due = ledger::Due::by(pass_start);
+                if let Some(name) = names.get(k) {
+                    if let Some(budget) = providers.get(name).and_then(|p| p.budget.as_ref()) {
+                        // A provider whose next slot is further than a round away waits for a
+                        // later pass; its sessions keep their due time.
+                        if budget.held_slot_in().is_some_and(|w| w > ROUND) {
+                            continue;
+                        }
+                        batch = batch.min(budget.calls_in(ROUND));
+                    }
+                    if lock(&notes).refused.contains_key(name) {
+                        continue;
+                    }
+                    due.provider = Some(name.clone());
+                } else {
+                    due.except = names.clone();
+                }
+                ClaimMode::Due(due)
             };
-            let (owner, lease, batch) = (
-                opts.owner.clone(),
-                cfg.schedule.lease,
-                cfg.schedule.batch_size,
-            );
+            let (owner, lease) = (opts.owner.clone(), cfg.schedule.lease);
             let claimed = ledger
                 .call(move |l| {
                     let now = clock::now();
@@ -243,11 +281,15 @@ pub async fn run_pass(
             }
             report_mut(&report).unreadable += claimed.unreadable.len() as u64;
             if claimed.sessions.is_empty() && !claimed.unreadable.is_empty() {
+                claimed_this_cycle.store(true, Ordering::Relaxed);
                 continue;
             }
             if claimed.sessions.is_empty() && !late && !opts.all {
-                phase.store(1, Ordering::Relaxed);
+                // The next provider's turn.
                 continue;
+            }
+            if !late && !opts.all {
+                claimed_this_cycle.store(true, Ordering::Relaxed);
             }
             report_mut(&report).claimed += claimed.sessions.len() as u64;
             return Ok(claimed.sessions);

@@ -320,7 +320,7 @@ WHERE status = 'PENDING'
     // earliest time (microseconds since the Unix epoch) the next call may start. `credential`
     // is a SHA-256 fingerprint, never the credential.
     r#"
-CREATE TABLE call_budget (
+CREATE TABLE IF NOT EXISTS call_budget (
     credential TEXT PRIMARY KEY,
     next_at    INTEGER NOT NULL
 );
@@ -509,7 +509,7 @@ WHERE status = 'PENDING' AND next_check_at !~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]
 "#,
     // 7: as in SQLite.
     r#"
-CREATE TABLE call_budget (
+CREATE TABLE IF NOT EXISTS call_budget (
     credential TEXT COLLATE "C" PRIMARY KEY,
     next_at    BIGINT NOT NULL
 );

@@ -66,10 +66,15 @@ impl DueOrder {
 macro_rules! due_tier {
     ($tier:literal, $cond:literal, $except:literal, $lock:literal) => {
         concat!(
-            "SELECT ", $tier, " AS tier, id AS due_id, next_check_at AS due_at FROM sessions \
-             WHERE status = 'PENDING' AND next_check_at <= ?3 AND ", $cond,
-            " AND (CAST(?5 AS TEXT) IS NULL OR provider = ?5) AND provider NOT IN ", $except,
-            " ORDER BY next_check_at LIMIT ?4", $lock
+            "SELECT ",
+            $tier,
+            " AS tier, id AS due_id, next_check_at AS due_at FROM sessions \
+             WHERE status = 'PENDING' AND next_check_at <= ?3 AND ",
+            $cond,
+            " AND (CAST(?5 AS TEXT) IS NULL OR provider = ?5) AND provider NOT IN ",
+            $except,
+            " ORDER BY next_check_at LIMIT ?4",
+            $lock
         )
     };
 }
@@ -79,14 +84,30 @@ macro_rules! due_tier {
 macro_rules! due_tiers {
     ($except:literal, $lock:literal, $wrap:literal, $end:literal) => {
         concat!(
-            $wrap, due_tier!("0", "next_check_at <= ?7", $except, $lock), $end, " UNION ALL ",
-            $wrap, due_tier!("1", "next_check_at > ?7 AND created_at > ?6", $except, $lock), $end,
+            $wrap,
+            due_tier!("0", "next_check_at <= ?7", $except, $lock),
+            $end,
             " UNION ALL ",
-            $wrap, due_tier!("2", "next_check_at > ?7 AND created_at <= ?6", $except, $lock), $end
+            $wrap,
+            due_tier!(
+                "1",
+                "next_check_at > ?7 AND created_at > ?6",
+                $except,
+                $lock
+            ),
+            $end,
+            " UNION ALL ",
+            $wrap,
+            due_tier!(
+                "2",
+                "next_check_at > ?7 AND created_at <= ?6",
+                $except,
+                $lock
+            ),
+            $end
         )
     };
 }
-
 
 /// EXPIRED sessions, and REVIEW sessions closed on an answer payrecon could not act on, whose
 /// late check is due by `?3` (only those two ever carry a `late_check_at`).
@@ -131,8 +152,15 @@ pub(super) struct Claim {
 macro_rules! lite_due {
     () => {
         concat!(
-            "SELECT ", session_cols!(), " FROM sessions JOIN (SELECT * FROM (",
-            due_tiers!("(SELECT value FROM json_each(?8))", "", "SELECT * FROM (", ")"),
+            "SELECT ",
+            session_cols!(),
+            " FROM sessions JOIN (SELECT * FROM (",
+            due_tiers!(
+                "(SELECT value FROM json_each(?8))",
+                "",
+                "SELECT * FROM (",
+                ")"
+            ),
             ") ORDER BY tier, due_at LIMIT ?4) AS t ON id = t.due_id ORDER BY t.tier, t.due_at"
         )
     };
@@ -143,9 +171,11 @@ macro_rules! lite_due {
 macro_rules! pg_due {
     () => {
         concat!(
-            "WITH t AS (SELECT * FROM (",
-            due_tiers!("(SELECT json_array_elements_text(CAST(?8 AS json)))", " FOR UPDATE SKIP LOCKED", "(", ")"),
-            ") AS tiers ORDER BY tier, due_at LIMIT ?4) \
+            "WITH t0 AS (", due_tier!("0", "next_check_at <= ?7", "(SELECT json_array_elements_text(CAST(CAST(?8 AS TEXT) AS json)))", " FOR UPDATE SKIP LOCKED"),
+            "), t1 AS (", due_tier!("1", "next_check_at > ?7 AND created_at > ?6", "(SELECT json_array_elements_text(CAST(CAST(?8 AS TEXT) AS json)))", " FOR UPDATE SKIP LOCKED"),
+            "), t2 AS (", due_tier!("2", "next_check_at > ?7 AND created_at <= ?6", "(SELECT json_array_elements_text(CAST(CAST(?8 AS TEXT) AS json)))", " FOR UPDATE SKIP LOCKED"),
+            "), t AS (SELECT * FROM (SELECT * FROM t0 UNION ALL SELECT * FROM t1 UNION ALL SELECT * FROM t2) AS tiers \
+             ORDER BY tier, due_at LIMIT ?4) \
              UPDATE sessions SET lease_owner = ?1, lease_until = ?2, next_check_at = ?2 \
              FROM t WHERE id = t.due_id RETURNING ",
             session_cols!()
@@ -438,6 +468,18 @@ impl Ledger {
         })
     }
 
+    /// When the earliest PENDING session is due (its lease's end while it is leased), if any
+    /// is: one step down the due index.
+    pub fn next_due(&self) -> Result<Option<String>, Error> {
+        self.tx(Mode::Read, "finding the next due session", |tx| {
+            tx.query_one(
+                "SELECT min(next_check_at) FROM sessions WHERE status = 'PENDING'",
+                &[],
+                |r| r.get(0),
+            )
+        })
+    }
+
     /// How many sessions are PENDING (for a backfill's progress bar).
     pub fn count_pending(&self) -> Result<u64, Error> {
         self.tx(Mode::Read, "counting pending sessions", |tx| {
@@ -592,7 +634,10 @@ mod tests {
         // Every PENDING session not leased: p1–p3 are.
         assert_eq!(claim(10, ClaimMode::AllAfter(0)), ["p4", "later"]);
         assert_eq!(claim(10, ClaimMode::AllAfter(0)), Vec::<String>::new());
-        assert_eq!(claim(10, ClaimMode::Due(Due::by(now))), Vec::<String>::new());
+        assert_eq!(
+            claim(10, ClaimMode::Due(Due::by(now))),
+            Vec::<String>::new()
+        );
         assert_eq!(claim(10, ClaimMode::LateBy(now)), Vec::<String>::new());
     }
 

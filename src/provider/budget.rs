@@ -222,6 +222,13 @@ impl Budget {
         self.book().hold(&self.credential, until_us).await
     }
 
+    /// How far away the next slot this process holds is, when it holds one in the future.
+    pub fn held_slot_in(&self) -> Option<Duration> {
+        let q = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        let wait = *q.front()? - now_us();
+        (wait > 0).then(|| Duration::from_micros(wait as u64))
+    }
+
     /// Slots in `within` at this budget's pace: how many sessions one claim takes.
     pub fn calls_in(&self, within: Duration) -> u32 {
         let n = within.as_micros() as i64 / self.interval_us;
@@ -277,7 +284,10 @@ mod tests {
         let f = fingerprint("mopay", &[Some("sk_live_abc")], "https://x/");
         assert_eq!(f.len(), 32);
         assert!(!f.contains("sk_live"));
-        assert_ne!(f, fingerprint("mopay", &[Some("sk_live_abd")], "https://x/"));
+        assert_ne!(
+            f,
+            fingerprint("mopay", &[Some("sk_live_abd")], "https://x/")
+        );
         assert_ne!(
             fingerprint("mopay", &[None], "https://a/"),
             fingerprint("mopay", &[None], "https://b/")

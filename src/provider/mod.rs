@@ -405,7 +405,8 @@ impl Provider {
         patience: Duration,
     ) -> Self {
         let adapter = adapter_for(cfg);
-        let secrets = [&cfg.api_key, &cfg.public_key, &cfg.secret_key].map(|s| s.as_ref().map(Secret::expose));
+        let secrets = [&cfg.api_key, &cfg.public_key, &cfg.secret_key]
+            .map(|s| s.as_ref().map(Secret::expose));
         let credential = budget::fingerprint(&cfg.kind, &secrets, &adapter.endpoint());
         Self {
             name: cfg.name.clone(),

@@ -289,6 +289,7 @@ impl Env {
             source: Source::Poll,
             wake_outbox: None,
             progress: None,
+            drain: true,
         };
         reconcile::run_pass(ledger, &providers, &cfg, &opts, &CancellationToken::new())
             .await
