@@ -56,7 +56,7 @@ where
             () = shutdown.cancelled() => return Ok(()),
             () = tokio::time::sleep(wait) => {}
         }
-        if poll.is_some() && Utc::now() < tick && !due().await.is_some_and(|d| d <= Utc::now()) {
+        if poll.is_some() && Utc::now() < tick && due().await.is_none_or(|d| d > Utc::now()) {
             claimed = false;
             continue;
         }
