@@ -276,6 +276,44 @@ async fn two_processes_on_one_ledger_record_one_transition_each(engine: Engine) 
     }
 }
 
+/// Two `run` daemons on one ledger share the provider's budget: together, and while one of
+/// them is killed and restarted, the simulator never sees more than `rate_limit` in any second.
+/// Every session stays PENDING and is due again 100 ms after each check, so far more is due
+/// than the budget allows throughout.
+async fn daemons_on_one_ledger_share_one_budget_across_kills(engine: Engine) {
+    let env = Env::start_on(engine).await;
+    let l = env.ledger();
+    for i in 0..300 {
+        env.session(&l, &format!("bud{i}"), "pending");
+    }
+    env.set("rate_limit", "\"20/s\"");
+    env.set("concurrency", "16");
+    let spawn = || {
+        let mut c = env.cmd();
+        c.arg("run").stdout(Stdio::null()).stderr(Stdio::null());
+        Guard(c.spawn().unwrap())
+    };
+    env.arrivals.start();
+    let a = spawn();
+    let mut b = spawn();
+    let sim = env.sim.clone();
+    let polls = || (0..300).map(|i| sim.polls(&format!("bud{i}"))).sum::<u32>();
+    assert!(wait_for(Duration::from_secs(20), || polls() >= 40).await);
+    // SIGKILL one daemon mid-pass (its held slots are lost, never reused) and start it again.
+    b.0.kill().unwrap();
+    b.0.wait().unwrap();
+    let _b = spawn();
+    let before = polls();
+    assert!(wait_for(Duration::from_secs(20), || polls() >= before + 60).await);
+    drop(a);
+    let most = env.arrivals.max_in_window(Duration::from_secs(1));
+    assert!(most <= 20, "{most} requests in one second from two daemons");
+    assert!(
+        most >= 12,
+        "the budget was hardly used: {most} in the busiest second"
+    );
+}
+
 async fn sigterm_stops_the_daemon_promptly_and_releases_leases(engine: Engine) {
     let env = Env::start_on(engine).await;
     let l = env.ledger();
@@ -455,6 +493,7 @@ crate::on_both_engines!(
     import_is_all_or_nothing_names_the_line_and_is_idempotent,
     add_insert_once_show_list_stats_end_to_end,
     two_processes_on_one_ledger_record_one_transition_each,
+    daemons_on_one_ledger_share_one_budget_across_kills,
     sigterm_stops_the_daemon_promptly_and_releases_leases,
 );
 

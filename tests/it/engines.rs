@@ -11,7 +11,13 @@ use crate::support::{DirectSql, Engine, Env, count, one, output, text};
 /// engines (INTEGER/BIGINT → int, TEXT → text; primary keys are not null on both).
 fn shape(l: &Ledger) -> Vec<String> {
     let mut out = Vec::new();
-    for table in ["sessions", "transitions", "events", "provider_state"] {
+    for table in [
+        "sessions",
+        "transitions",
+        "events",
+        "provider_state",
+        "call_budget",
+    ] {
         let rows = if l.is_pg() {
             l.query_strings(&format!(
                 "SELECT column_name, data_type, is_nullable = 'NO' FROM information_schema.columns \
@@ -524,7 +530,78 @@ async fn a_row_from_before_the_rules_is_set_aside_not_fatal(engine: Engine) {
     );
 }
 
+/// When more is due than can be checked, claims follow the documented order (hand-written
+/// from docs/operations.md): sessions overdue by more than ten minutes first, then sessions in
+/// their first ten minutes, then the rest, each most overdue first; one provider's claim takes
+/// only its sessions, and the claim of the providers not configured takes none of theirs.
+async fn due_sessions_are_claimed_aged_then_young_then_the_rest(engine: Engine) {
+    use payrecon::clock;
+    use payrecon::ledger::{ClaimMode, Due};
+    let env = Env::start_on(engine).await;
+    let l = env.ledger();
+    let now = clock::now();
+    let ago = |secs: u64| clock::format(clock::sub(now, Duration::from_secs(secs)));
+    // (provider, id, created, due)
+    let rows = [
+        ("mopay", "old_recent", ago(7200), ago(60)),
+        ("mopay", "young_later", ago(120), ago(10)),
+        ("mopay", "aged", ago(10_800), ago(1200)),
+        ("mopay", "young", ago(60), ago(30)),
+        (
+            "mopay",
+            "not_due",
+            ago(60),
+            clock::format(clock::add(now, Duration::from_secs(60))),
+        ),
+        ("little", "elsewhere", ago(60), ago(300)),
+    ];
+    for (provider, id, created, due) in &rows {
+        l.execute_batch(&format!(
+            "INSERT INTO sessions (provider, session_id, created_at, next_check_at) \
+             VALUES ('{provider}', '{id}', '{created}', '{due}')"
+        ))
+        .unwrap();
+    }
+    let claim_one = |due: Due| {
+        let c = l
+            .claim(
+                "t",
+                clock::now(),
+                clock::add(clock::now(), Duration::from_secs(60)),
+                1,
+                ClaimMode::Due(due),
+            )
+            .unwrap();
+        c.sessions.first().map(|s| s.session_id.clone())
+    };
+    let mopay = || Due {
+        provider: Some("mopay".into()),
+        ..Due::by(clock::now())
+    };
+    let order: Vec<_> = (0..5).map(|_| claim_one(mopay())).collect();
+    assert_eq!(
+        order,
+        [
+            Some("aged".to_string()),
+            Some("young".to_string()),
+            Some("young_later".to_string()),
+            Some("old_recent".to_string()),
+            None
+        ]
+    );
+    let others = Due {
+        except: vec!["little".into()],
+        ..Due::by(clock::now())
+    };
+    assert_eq!(claim_one(others), None);
+    assert_eq!(
+        claim_one(Due::by(clock::now())),
+        Some("elsewhere".to_string())
+    );
+}
+
 crate::on_both_engines!(
+    due_sessions_are_claimed_aged_then_young_then_the_rest,
     a_group_with_a_lost_compare_and_set,
     the_ledger_refuses_what_payrecon_cannot_use,
     a_row_from_before_the_rules_is_set_aside_not_fatal
