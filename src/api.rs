@@ -63,11 +63,17 @@ pub fn router(ledger: Ledger, providers: Providers, cfg: Config, opts: PassOptio
         // Whatever else is asked, the answer is the API's JSON error too.
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
-        // Every route, before anything else runs: the token, when one is configured.
+        // Every route above, before anything else runs: the token, when one is configured.
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_token,
         ))
+        // Providers cannot send our token: their callbacks are only hints, signed where the
+        // provider signs them.
+        .route(
+            "/v1/callbacks/{provider}",
+            post(callback).layer(axum::extract::DefaultBodyLimit::max(MAX_CALLBACK_BODY)),
+        )
         .with_state(state)
 }
 
@@ -123,7 +129,7 @@ struct SessionKey {
         title = "payrecon",
         description = "Enqueue a payment session, read it, and verify it with its provider now."
     ),
-    paths(create, read, verify, hint, openapi),
+    paths(create, read, verify, hint, callback, openapi),
     components(schemas(Session, SessionRequest, ErrorBody))
 )]
 struct ApiDoc;
@@ -530,14 +536,21 @@ async fn hint(State(st): State<Arc<ApiState>>, path: SessionPath) -> Response {
         Err(e) => return e.into_response(),
     };
     let (p, id) = (provider.clone(), session_id.clone());
-    let session = match st.ledger.call(move |l| l.get(&p, &id)).await {
-        Ok(Some(s)) => s,
-        other => return found(other),
-    };
+    match st.ledger.call(move |l| l.get(&p, &id)).await {
+        Ok(Some(s)) => hint_session(&st, s),
+        other => found(other),
+    }
+}
+
+/// Has a known session checked now in the background (a hint), unless it is not PENDING or
+/// was hinted within [`HINT_WINDOW`].
+fn hint_session(st: &Arc<ApiState>, session: Session) -> Response {
+    let (provider, session_id) = (session.provider.clone(), session.session_id.clone());
     if session.status != crate::ledger::Status::Pending || !first_hint(&st, &provider, &session_id)
     {
         return session_json(StatusCode::OK, &session);
     }
+    crate::metrics::hint();
     let state = st.clone();
     tokio::spawn(async move {
         let checked = reconcile::verify(
@@ -554,6 +567,117 @@ async fn hint(State(st): State<Arc<ApiState>>, path: SessionPath) -> Response {
         }
     });
     session_json(StatusCode::ACCEPTED, &session)
+}
+
+/// A callback URL's query: it may name the session itself.
+#[derive(serde::Deserialize)]
+struct CallbackQuery {
+    session_id: Option<String>,
+}
+
+/// The largest provider callback accepted.
+const MAX_CALLBACK_BODY: usize = 64 * 1024;
+
+/// A provider's own callback (webhook), taken as a hint
+///
+/// Where a provider sends its payment notifications. The session is named by `?session_id=`
+/// or found in the body where the provider's kind keeps it (docs/api.md "Provider callbacks"),
+/// and then treated exactly as a hint: checked with the provider within the budget, never set
+/// by the callback itself. No bearer token (providers cannot send one); when the provider's
+/// table sets `webhook_secret_env`, a callback whose signature does not verify is refused.
+#[utoipa::path(
+    post,
+    path = "/v1/callbacks/{provider}",
+    params(("provider" = String, Path, description = "The provider table the callback is for"),
+           ("session_id" = Option<String>, Query, description = "The session, when the callback URL names it")),
+    request_body(content = String, description = "The provider's callback body, as it sends it", content_type = "application/json"),
+    security(()),
+    responses(
+        (status = 202, description = "A check was started", body = Session),
+        (status = 200, description = "No check needed", body = Session),
+        (status = 400, description = "No session id in the query and a body that is not JSON", body = ErrorBody),
+        (status = 401, description = "The signature does not verify", body = ErrorBody),
+        (status = 404, description = "No such provider, or no known session named", body = ErrorBody),
+        (status = 413, description = "Body larger than 64 KiB", body = ErrorBody),
+    )
+)]
+async fn callback(
+    State(st): State<Arc<ApiState>>,
+    Path(provider): Path<String>,
+    query: Result<axum::extract::Query<CallbackQuery>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let Some(pc) = st.cfg.provider(&provider) else {
+        return error(StatusCode::NOT_FOUND, "no such provider", None).into_response();
+    };
+    let Some(spec) = crate::kinds::KINDS.iter().find(|k| k.kind == pc.kind) else {
+        return error(StatusCode::NOT_FOUND, "no such provider", None).into_response();
+    };
+    if body.len() > MAX_CALLBACK_BODY {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "callback body larger than 64 KiB",
+            None,
+        )
+        .into_response();
+    }
+    if let (Some(secret), Some(header)) = (&pc.webhook_secret, spec.callback.hmac_header) {
+        let given = headers.get(header).and_then(|v| v.to_str().ok());
+        if !given.is_some_and(|sig| crate::secret::hmac_sha256_hex_matches(secret, &body, sig)) {
+            tracing::warn!(provider = %provider, "api: a callback whose {header} does not verify was refused");
+            return error(
+                StatusCode::UNAUTHORIZED,
+                &format!("{header} does not verify with the secret in webhook_secret_env"),
+                None,
+            )
+            .into_response();
+        }
+    }
+    let named = match query {
+        Ok(q) => q.0.session_id.filter(|s| !s.is_empty()),
+        Err(e) => {
+            return error(StatusCode::BAD_REQUEST, &format!("the query: {e}"), None)
+                .into_response();
+        }
+    };
+    let candidates: Vec<String> = match named {
+        Some(id) => vec![id],
+        None => match serde_json::from_slice::<Value>(&body) {
+            Ok(v) => spec
+                .callback
+                .id_pointers
+                .iter()
+                .filter_map(|p| match v.pointer(p)? {
+                    Value::String(s) if !s.is_empty() => Some(s.clone()),
+                    Value::Number(n) => Some(n.to_string()),
+                    _ => None,
+                })
+                .collect(),
+            Err(_) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "the body is not JSON and no ?session_id= names the session",
+                    None,
+                )
+                .into_response();
+            }
+        },
+    };
+    for id in candidates.into_iter().take(8) {
+        let p = provider.clone();
+        match st.ledger.call(move |l| l.get(&p, &id)).await {
+            Ok(Some(s)) => return hint_session(&st, s),
+            Ok(None) => {}
+            Err(e) => return internal(Some(e)),
+        }
+    }
+    error(
+        StatusCode::NOT_FOUND,
+        "the callback names no session of this provider",
+        None,
+    )
+    .into_response()
 }
 
 /// Whether this is the first hint for the session within [`HINT_WINDOW`] (and notes it).

@@ -79,9 +79,11 @@ impl Default for RawSchedule {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawBackoff {
-    pub initial: String,
-    pub multiplier: f64,
-    pub max: String,
+    /// The exponential form's settings; setting any of them (or `schedule`) turns off the
+    /// kinds' default schedules.
+    pub initial: Option<String>,
+    pub multiplier: Option<f64>,
+    pub max: Option<String>,
     pub jitter: f64,
     pub max_age: String,
     pub not_found_after: i64,
@@ -93,9 +95,9 @@ pub struct RawBackoff {
 impl Default for RawBackoff {
     fn default() -> Self {
         Self {
-            initial: "30s".into(),
-            multiplier: 2.0,
-            max: "1h".into(),
+            initial: None,
+            multiplier: None,
+            max: None,
             jitter: 0.2,
             max_age: "48h".into(),
             not_found_after: 3,
@@ -135,6 +137,8 @@ pub struct RawProvider {
     pub api_key_env: Option<String>,
     pub public_key_env: Option<String>,
     pub secret_key_env: Option<String>,
+    /// vesicash: the variable holding the webhook secret its callbacks are signed with.
+    pub webhook_secret_env: Option<String>,
     pub rate_limit: Option<RateLimitSpec>,
     /// This provider's delays between checks, instead of `[backoff]`'s.
     pub schedule: Option<Vec<String>>,
@@ -163,6 +167,7 @@ impl RawProvider {
         note(self.api_key_env.is_some(), "api_key_env");
         note(self.public_key_env.is_some(), "public_key_env");
         note(self.secret_key_env.is_some(), "secret_key_env");
+        note(self.webhook_secret_env.is_some(), "webhook_secret_env");
         note(self.long_poll.is_some(), "long_poll");
         note(self.long_poll_timeout.is_some(), "long_poll_timeout");
         note(self.status_endpoint.is_some(), "status_endpoint");
@@ -407,6 +412,9 @@ pub struct ProviderConfig {
     pub public_key: Option<Secret>,
     pub secret_key_env: Option<String>,
     pub secret_key: Option<Secret>,
+    /// The secret the provider signs its callbacks with (`webhook_secret_env`): when set, a
+    /// callback whose signature does not verify is refused.
+    pub webhook_secret: Option<Secret>,
     /// Each window is `(count, per)`; all must be honoured together.
     pub rate_limits: Vec<(NonZeroU32, Duration)>,
     /// Little: hold status calls open until the status changes.
@@ -597,11 +605,25 @@ impl Config {
             },
         };
         let b = &raw.backoff;
+        // Each kind's default schedule applies unless [backoff] chooses a form itself.
+        let kind_schedules = b.schedule.is_none()
+            && b.initial.is_none()
+            && b.multiplier.is_none()
+            && b.max.is_none();
+        let (initial, max) = (
+            b.initial.as_deref().unwrap_or("30s"),
+            b.max.as_deref().unwrap_or("1h"),
+        );
         let backoff = BackoffConfig {
             schedule: delays("backoff.schedule", b.schedule.as_deref())?,
-            initial: duration("backoff.initial", &b.initial)?,
-            multiplier: ranged("backoff.multiplier", b.multiplier, 1.0, 100.0)?,
-            max: duration("backoff.max", &b.max)?,
+            initial: duration("backoff.initial", initial)?,
+            multiplier: ranged(
+                "backoff.multiplier",
+                b.multiplier.unwrap_or(2.0),
+                1.0,
+                100.0,
+            )?,
+            max: duration("backoff.max", max)?,
             jitter: ranged("backoff.jitter", b.jitter, 0.0, 1.0)?,
             max_age: duration("backoff.max_age", &b.max_age)?,
             not_found_after: positive("backoff.not_found_after", b.not_found_after, 1_000)?,
@@ -609,8 +631,7 @@ impl Config {
         };
         if backoff.max < backoff.initial {
             return Err(UsageError::new(format!(
-                "backoff.max: {} is shorter than backoff.initial {}",
-                b.max, b.initial
+                "backoff.max: {max} is shorter than backoff.initial {initial}"
             )));
         }
         let h = &raw.http;
@@ -642,6 +663,7 @@ impl Config {
                 p,
                 http.timeout,
                 &backoff,
+                kind_schedules,
                 env,
                 &mut secret_problems,
             )?);
@@ -865,6 +887,7 @@ fn provider(
     p: &RawProvider,
     http_timeout: Duration,
     backoff: &BackoffConfig,
+    kind_schedules: bool,
     env: EnvLookup<'_>,
     problems: &mut Vec<String>,
 ) -> Result<ProviderConfig, UsageError> {
@@ -950,6 +973,7 @@ fn provider(
             secret("secret_key_env", &p.secret_key_env, true)?,
         ),
     };
+    let webhook_secret = secret("webhook_secret_env", &p.webhook_secret_env, false)?;
     let specs = match &p.rate_limit {
         None => {
             let sandbox = spec.sandbox_rate_limits.filter(|(prefix, _)| {
@@ -1026,14 +1050,26 @@ fn provider(
         public_key,
         secret_key_env: p.secret_key_env.clone(),
         secret_key,
+        webhook_secret,
         rate_limits,
         long_poll,
         backoff: match &p.schedule {
-            None => None,
             Some(list) => Some(BackoffConfig {
                 schedule: delays(&key("schedule"), Some(list))?,
                 ..backoff.clone()
             }),
+            None if kind_schedules => {
+                let list: Vec<String> = spec
+                    .default_schedule
+                    .iter()
+                    .map(|d| d.to_string())
+                    .collect();
+                Some(BackoffConfig {
+                    schedule: delays(&key("schedule"), Some(&list))?,
+                    ..backoff.clone()
+                })
+            }
+            None => None,
         },
         timeout: if long_poll {
             long_poll_timeout
@@ -1403,6 +1439,39 @@ mod tests {
             secs(&Config::parse("", &no_env).unwrap().backoff),
             [0u64; 0]
         );
+    }
+
+    /// Without a form chosen in `[backoff]`, each kind follows its default schedule (the
+    /// figures of docs/providers.md, written by hand); setting the exponential form, or a
+    /// global schedule, turns the kinds' defaults off.
+    #[test]
+    fn each_kind_has_its_default_schedule_unless_backoff_chooses() {
+        let tables = "[providers.m]\nkind = \"mopay\"\n\
+                      [providers.f]\nkind = \"moflay\"\napi_key_env = \"K\"\n";
+        let secs = |b: &BackoffConfig| b.schedule.iter().map(Duration::as_secs).collect::<Vec<_>>();
+        let cfg = Config::parse(tables, &no_env).unwrap();
+        assert_eq!(
+            secs(cfg.backoff_for("m")),
+            [10, 20, 30, 45, 60, 90, 120, 300, 900, 3600]
+        );
+        assert_eq!(
+            secs(cfg.backoff_for("f")),
+            [20, 20, 20, 30, 60, 300, 1800, 7200]
+        );
+        for chosen in [
+            "initial = \"1s\"",
+            "multiplier = 3.0",
+            "max = \"10m\"",
+            "schedule = [\"1m\"]",
+        ] {
+            let cfg = Config::parse(&format!("[backoff]\n{chosen}\n{tables}"), &no_env).unwrap();
+            let want: &[u64] = if chosen.starts_with("schedule") {
+                &[60]
+            } else {
+                &[]
+            };
+            assert_eq!(secs(cfg.backoff_for("f")), want, "{chosen}");
+        }
     }
 
     /// Values that used to crash or idle the daemon, or leak a credential into the journal:

@@ -27,6 +27,8 @@ pub const PASS_LAST: &str = "payrecon_pass_last_timestamp_seconds";
 pub const SKIPPED: &str = "payrecon_reconcile_skipped_total";
 /// Times a check waited for a provider's rate limit or 429 pause, by `provider` (counter).
 pub const RATE_LIMIT_WAITS: &str = "payrecon_rate_limit_waits_total";
+/// Hints (API hints and provider callbacks) that started a check.
+pub const HINTS: &str = "payrecon_hints_total";
 /// Webhook deliveries by `result`: delivered, retried, dead (counter).
 pub const DELIVERIES: &str = "payrecon_webhook_deliveries_total";
 /// Duration of one webhook attempt (histogram).
@@ -120,6 +122,10 @@ pub fn unreadable_row() {
 }
 
 /// A check that had to wait for its provider's limit.
+pub fn hint() {
+    metrics::counter!(HINTS).increment(1);
+}
+
 pub fn rate_limit_wait(provider: &str) {
     metrics::counter!(RATE_LIMIT_WAITS, "provider" => provider.to_string()).increment(1);
 }

@@ -16,6 +16,27 @@ impl Secret {
     }
 }
 
+/// Whether `hex_sig` (case-insensitive hex) is the HMAC-SHA256 of `body` keyed with `secret`,
+/// compared in constant time: how a provider's signed callback is checked.
+pub fn hmac_sha256_hex_matches(secret: &Secret, body: &[u8], hex_sig: &str) -> bool {
+    use hmac::{Hmac, Mac};
+    let hex_sig = hex_sig.trim();
+    if hex_sig.len() != 64 || !hex_sig.is_ascii() {
+        return false;
+    }
+    let Some(sig) = (0..32)
+        .map(|i| u8::from_str_radix(&hex_sig[2 * i..2 * i + 2], 16).ok())
+        .collect::<Option<Vec<u8>>>()
+    else {
+        return false;
+    };
+    let Ok(mut mac) = Hmac::<sha2::Sha256>::new_from_slice(secret.expose().as_bytes()) else {
+        return false;
+    };
+    mac.update(body);
+    mac.verify_slice(&sig).is_ok()
+}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("[redacted]")

@@ -800,6 +800,7 @@ async fn the_api_publishes_the_document_it_answers_by() {
 async fn a_hint_checks_now_and_never_sets_a_state() {
     let env = Env::start().await;
     env.set("cron", "\"0 0 0 1 1 *\""); // no scheduled pass: only hints act
+    env.set("poll", "\"off\"");
     let (admin, api) = listeners(&env, false);
     let _d = daemon(&env, &[&admin, &api]).await;
     let l = env.ledger();
@@ -847,4 +848,107 @@ async fn a_hint_checks_now_and_never_sets_a_state() {
         one(&l, "SELECT status FROM sessions WHERE session_id = 'h2'"),
         "PENDING"
     );
+}
+
+/// The hex HMAC-SHA256 of `body` keyed with `secret`, computed by `openssl` (not by payrecon).
+fn openssl_hmac(secret: &str, body: &str) -> String {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new("openssl")
+        .args(["dgst", "-sha256", "-hmac", secret])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let out = String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap();
+    out.trim().rsplit(' ').next().unwrap().to_string()
+}
+
+/// A Vesicash callback is a hint: its `mor-signature` (HMAC-SHA256 of the raw body with the
+/// webhook secret, as Vesicash documents it) must verify when the secret is configured; a
+/// verified one has the session checked, never set; one naming no known session costs no call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_provider_callback_is_a_hint() {
+    let mut env = Env::start_all_providers().await;
+    env.set("cron", "\"0 0 0 1 1 *\"");
+    env.set("poll", "\"off\"");
+    let text = std::fs::read_to_string(&env.config_path).unwrap().replace(
+        "kind = \"vesicash\"\n",
+        "kind = \"vesicash\"\nwebhook_secret_env = \"PAYRECON_TEST_VESICASH_WH\"\n",
+    );
+    std::fs::write(&env.config_path, text).unwrap();
+    env.vars
+        .push(("PAYRECON_TEST_VESICASH_WH".into(), "wh_secret_123".into()));
+    let (admin, api) = listeners(&env, true);
+    env.vars
+        .push(("PAYRECON_TEST_API_TOKEN".into(), "api-token".into()));
+    let _d = daemon(&env, &[&admin, &api]).await;
+    let l = env.ledger();
+    env.session_at(&l, "vesicash", "VSC_cb1", "complete");
+    let calls = || {
+        env.sim
+            .status_requests
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let client = reqwest::Client::new();
+    let post = |body: &'static str, sig: Option<String>, query: &'static str| {
+        let mut r = client
+            .post(format!("{api}/v1/callbacks/vesicash{query}"))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(s) = sig {
+            r = r.header("mor-signature", s);
+        }
+        r.send()
+    };
+    let body =
+        r#"{"event":"payment.success","data":{"payment_reference":"VSC_cb1","status":"success"}}"#;
+    let before = calls();
+    // No token is asked of a provider, but the signature is.
+    assert_eq!(post(body, None, "").await.unwrap().status(), 401);
+    let wrong = openssl_hmac("not_the_secret", body);
+    assert_eq!(post(body, Some(wrong), "").await.unwrap().status(), 401);
+    let unknown = r#"{"data":{"payment_reference":"VSC_nobody"}}"#;
+    let r = post(unknown, Some(openssl_hmac("wh_secret_123", unknown)), "")
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(
+        calls(),
+        before,
+        "refused and unknown callbacks cost no call"
+    );
+    let r = post(body, Some(openssl_hmac("wh_secret_123", body)), "")
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let v: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    assert_eq!(
+        v["status"], "PENDING",
+        "the callback itself sets nothing: {v}"
+    );
+    assert!(
+        wait_for(Duration::from_secs(15), || {
+            one(
+                &l,
+                "SELECT status FROM sessions WHERE session_id = 'VSC_cb1'",
+            ) == "COMPLETED"
+        })
+        .await,
+        "checked after its callback"
+    );
+    // Named in the callback URL instead of the body; final now, so no check.
+    let r = post(
+        "{}",
+        Some(openssl_hmac("wh_secret_123", "{}")),
+        "?session_id=VSC_cb1",
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
 }

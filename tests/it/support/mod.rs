@@ -118,6 +118,7 @@ cron = "* * * * * *"
 batch_size = 50
 concurrency = 8
 lease = "20s"
+poll = "1s"
 [backoff]
 initial = "100ms"
 multiplier = 1.5
