@@ -546,8 +546,7 @@ async fn hint(State(st): State<Arc<ApiState>>, path: SessionPath) -> Response {
 /// was hinted within [`HINT_WINDOW`].
 fn hint_session(st: &Arc<ApiState>, session: Session) -> Response {
     let (provider, session_id) = (session.provider.clone(), session.session_id.clone());
-    if session.status != crate::ledger::Status::Pending || !first_hint(&st, &provider, &session_id)
-    {
+    if session.status != crate::ledger::Status::Pending || !first_hint(st, &provider, &session_id) {
         return session_json(StatusCode::OK, &session);
     }
     crate::metrics::hint();
