@@ -62,6 +62,8 @@ pub struct RawSchedule {
     pub concurrency: i64,
     pub lease: String,
     pub poll: String,
+    pub young: String,
+    pub ageing: String,
 }
 
 impl Default for RawSchedule {
@@ -72,6 +74,8 @@ impl Default for RawSchedule {
             concurrency: 16,
             lease: "2m".into(),
             poll: "1s".into(),
+            young: "10m".into(),
+            ageing: "10m".into(),
         }
     }
 }
@@ -348,6 +352,10 @@ pub struct ScheduleConfig {
     /// How often `run` looks, between cron ticks, for a session whose check is due (`None`:
     /// `poll = "off"`, cron ticks only).
     pub poll: Option<Duration>,
+    /// When more is due than the budget allows: sessions younger than this go first, and no
+    /// session overdue by more than `ageing` waits behind them (ledger::DueOrder).
+    pub young: Duration,
+    pub ageing: Duration,
 }
 
 impl fmt::Debug for ScheduleConfig {
@@ -359,6 +367,8 @@ impl fmt::Debug for ScheduleConfig {
             .field("concurrency", &self.concurrency)
             .field("lease", &self.lease)
             .field("poll", &self.poll)
+            .field("young", &self.young)
+            .field("ageing", &self.ageing)
             .finish()
     }
 }
@@ -603,6 +613,8 @@ impl Config {
                     Duration::from_secs(3600),
                 )?),
             },
+            young: duration_within("schedule.young", &s.young, Duration::from_secs(7 * 86_400))?,
+            ageing: duration_within("schedule.ageing", &s.ageing, Duration::from_secs(7 * 86_400))?,
         };
         let b = &raw.backoff;
         // Each kind's default schedule applies unless [backoff] chooses a form itself.
@@ -1259,6 +1271,9 @@ mod tests {
             ("schedule", "batch_size"),
             ("schedule", "concurrency"),
             ("schedule", "lease"),
+            ("schedule", "poll"),
+            ("schedule", "young"),
+            ("schedule", "ageing"),
             ("backoff", "initial"),
             ("backoff", "multiplier"),
             ("backoff", "max"),
@@ -1306,7 +1321,8 @@ mod tests {
                     let now = crate::clock::now();
                     let _ = cfg.http.worst_check_time();
                     for d in [cfg.backoff.initial, cfg.backoff.max, cfg.backoff.max_age,
-                              cfg.backoff.late_check, cfg.schedule.lease] {
+                              cfg.backoff.late_check, cfg.schedule.lease, cfg.schedule.young,
+                              cfg.schedule.ageing, cfg.schedule.poll.unwrap_or_default()] {
                         let _ = crate::clock::add(now, d * 2);
                     }
                 }

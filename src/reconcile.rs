@@ -244,7 +244,11 @@ pub async fn run_pass(
                     phase.store(1, Ordering::Relaxed);
                     continue;
                 }
-                let mut due = ledger::Due::by(pass_start);
+                let mut due = ledger::Due {
+                    young: cfg.schedule.young,
+                    ageing: cfg.schedule.ageing,
+                    ..ledger::Due::by(pass_start)
+                };
                 if let Some(name) = names.get(k) {
                     if let Some(budget) = providers.get(name).and_then(|p| p.budget.as_ref()) {
                         // A provider whose next slot is further than a round away waits for a

@@ -22,8 +22,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 /// What a simulated session does when polled. Text form (see README "Simulator behaviours"):
-/// `[FAULT-K.]FINAL[-N][.slow-MS]`, for example `complete-2`, `5xx-2.complete`, `fail`,
-/// `pending`, `429-1.complete`, `complete.slow-300`.
+/// `[FAULT-K.]FINAL[-N][.slow-MS][.after-MS]`, for example `complete-2`, `5xx-2.complete`,
+/// `fail`, `pending`, `429-1.complete`, `complete.slow-300`, `complete.after-45000` (pending
+/// until 45 s after the session was registered: a customer who acts then).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Behaviour {
     /// A fault answered for the first `k` polls.
@@ -33,6 +34,9 @@ pub struct Behaviour {
     pub last: Final,
     /// Delay before every answer.
     pub slow_ms: u64,
+    /// The answer stays pending until this long after the session was registered (the moment
+    /// the customer acts); 0: no such moment.
+    pub after_ms: u64,
 }
 
 /// A transient fault.
@@ -129,6 +133,7 @@ impl Default for Behaviour {
             pending_polls: 0,
             last: Final::Complete,
             slow_ms: 0,
+            after_ms: 0,
         }
     }
 }
@@ -150,6 +155,8 @@ impl FromStr for Behaviour {
             };
             if word == "slow" {
                 b.slow_ms = n.ok_or_else(bad)?;
+            } else if word == "after" {
+                b.after_ms = n.ok_or_else(bad)?;
             } else if let Some((_, f)) = FAULTS.iter().find(|(w, _)| *w == word) {
                 b.fault = Some((*f, n.unwrap_or(1).min(1000) as u32));
             } else if let Some((_, f)) = FINALS.iter().find(|(w, _)| *w == word) {
@@ -185,6 +192,9 @@ impl fmt::Display for Behaviour {
         if self.slow_ms > 0 {
             write!(f, ".slow-{}", self.slow_ms)?;
         }
+        if self.after_ms > 0 {
+            write!(f, ".after-{}", self.after_ms)?;
+        }
         Ok(())
     }
 }
@@ -196,6 +206,7 @@ struct SimSession {
     currency: String,
     behaviour: Behaviour,
     polls: u32,
+    registered: std::time::Instant,
 }
 
 const SHARDS: usize = 64;
@@ -251,6 +262,7 @@ impl Sim {
                 currency: currency.into(),
                 behaviour,
                 polls: 0,
+                registered: std::time::Instant::now(),
             },
         );
     }
@@ -309,6 +321,7 @@ fn implicit_session(id: &str) -> SimSession {
         currency: "LSL".into(),
         behaviour,
         polls: 0,
+        registered: std::time::Instant::now(),
     }
 }
 
@@ -714,7 +727,8 @@ fn outcome(s: &SimSession, poll: u32) -> Outcome {
     if b.last == Final::NotFound {
         return Outcome::NotFound;
     }
-    if after < b.pending_polls || b.last == Final::Pending {
+    let not_yet = b.after_ms > 0 && s.registered.elapsed() < Duration::from_millis(b.after_ms);
+    if after < b.pending_polls || b.last == Final::Pending || not_yet {
         return Outcome::State(if after == 0 {
             SimState::Created
         } else {

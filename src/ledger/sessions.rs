@@ -28,15 +28,20 @@ pub struct Due {
     pub provider: Option<String>,
     /// None of these providers' sessions.
     pub except: Vec<String>,
+    /// [`DueOrder`]'s two spans (`[schedule] young` and `ageing`).
+    pub young: std::time::Duration,
+    pub ageing: std::time::Duration,
 }
 
 impl Due {
-    /// Every provider's sessions due by `by`.
+    /// Every provider's sessions due by `by`, in [`DueOrder`] with its default spans.
     pub fn by(by: Timestamp) -> Self {
         Self {
             by,
             provider: None,
             except: Vec::new(),
+            young: DueOrder::YOUNG,
+            ageing: DueOrder::AGEING,
         }
     }
 }
@@ -44,10 +49,11 @@ impl Due {
 /// The order in which due sessions are claimed when more is due than can be checked: the one
 /// place this policy lives (docs/operations.md "When more is due than the budget allows").
 ///
-/// 1. Sessions overdue by more than [`DueOrder::AGEING`], most overdue first: no session waits
-///    more than that behind newer ones.
-/// 2. Sessions created less than [`DueOrder::YOUNG`] ago, most overdue first: the customer is
-///    acting now, and their answer is the one most likely to have changed.
+/// 1. Sessions overdue by more than `ageing` ([`DueOrder::AGEING`] unless `[schedule] ageing`
+///    says), most overdue first: no session waits more than that behind newer ones.
+/// 2. Sessions created less than `young` ago ([`DueOrder::YOUNG`] unless `[schedule] young`
+///    says), most overdue first: the customer is acting now, and their answer is the one most
+///    likely to have changed.
 /// 3. The rest, most overdue first.
 ///
 /// Sessions not claimed keep their due time and are not charged.
@@ -413,8 +419,8 @@ impl Ledger {
                         &clock::format(due.by),
                         limit,
                         due.provider.as_deref(),
-                        &clock::format(clock::sub(now, DueOrder::YOUNG)),
-                        &clock::format(clock::sub(now, DueOrder::AGEING)),
+                        &clock::format(clock::sub(now, due.young)),
+                        &clock::format(clock::sub(now, due.ageing)),
                         except.as_str()
                     ],
                     owner,
