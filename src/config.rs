@@ -614,7 +614,11 @@ impl Config {
                 )?),
             },
             young: duration_within("schedule.young", &s.young, Duration::from_secs(7 * 86_400))?,
-            ageing: duration_within("schedule.ageing", &s.ageing, Duration::from_secs(7 * 86_400))?,
+            ageing: duration_within(
+                "schedule.ageing",
+                &s.ageing,
+                Duration::from_secs(7 * 86_400),
+            )?,
         };
         let b = &raw.backoff;
         // Each kind's default schedule applies unless [backoff] chooses a form itself.

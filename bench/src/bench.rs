@@ -54,6 +54,9 @@ pub struct BenchOptions {
     pub pg_sessions: u64,
     /// Where the JSON goes.
     pub output: PathBuf,
+    /// Only row 8.
+    pub truth_only: bool,
+    pub truth: crate::truth::TruthOptions,
 }
 
 /// One row of the table.
@@ -129,6 +132,15 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<String> {
     };
     let started = Instant::now();
     let mut rows = Vec::new();
+    let mut truth_table = String::new();
+    if opts.truth_only {
+        eprintln!(
+            "8/8 time to truth (about {:.0} s)",
+            opts.truth.arrivals.as_secs_f64() / opts.truth.compress + 130.0
+        );
+        rows.push(b.truth(&opts.truth, &mut truth_table).await?);
+        return b.finish(opts, &rows, &truth_table, started);
+    }
 
     eprintln!(
         "1/7 throughput: {} rounds of: the load generator, once over {} sessions, SQLite alone doing once's writes, the ideal client, the load generator again",
@@ -160,38 +172,75 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<String> {
         );
         rows.push(b.postgres(opts.pg_sessions, sqlite_rate).await?);
     }
+    eprintln!("8/8 time to truth");
+    rows.push(b.truth(&opts.truth, &mut truth_table).await?);
     stop.cancel();
+    b.finish(opts, &rows, &truth_table, started)
+}
 
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "{:<44} {:>44}  {:<22} met",
-        "benchmark", "figure", "goal"
-    );
-    for r in &rows {
-        let met = match r.met {
-            Some(true) => "yes",
-            Some(false) => "NO",
-            None => "-",
-        };
-        let _ = writeln!(out, "{:<44} {:>44}  {:<22} {met}", r.name, r.value, r.goal);
+impl Bench {
+    /// Row 8 (its own table goes to `table`).
+    async fn truth(
+        &self,
+        o: &crate::truth::TruthOptions,
+        table: &mut String,
+    ) -> anyhow::Result<Row> {
+        let (json, text, met) = crate::truth::row(&self.payrecon, &self.dir, o).await?;
+        table.push_str(&text);
+        let ours = &json["schedules"][0];
+        Ok(Row {
+            name: "8 time to truth: p95 lag, default schedule",
+            value: format!(
+                "{:.1} s (goal from anchors {:.1} s)",
+                ours["p95"].as_f64().unwrap_or(f64::NAN),
+                json["p95_goal"].as_f64().unwrap_or(f64::NAN)
+            ),
+            goal: "all of row 8 below".into(),
+            met: Some(met),
+            json,
+        })
     }
-    let _ = writeln!(
-        out,
-        "\ntotal {:.0}s on {} cores",
-        started.elapsed().as_secs_f64(),
-        cores()
-    );
-    let report = json!({
-        "cores": cores(),
-        "elapsed_seconds": started.elapsed().as_secs_f64(),
-        "options": {"sessions": opts.sessions, "large": opts.large, "due": opts.due, "memory": opts.memory, "concurrency": opts.concurrency, "rounds": opts.rounds},
-        "results": rows.iter().map(|r| json!({"name": r.name, "value": r.value, "goal": r.goal, "met": r.met, "data": r.json})).collect::<Vec<_>>(),
-    });
-    std::fs::write(&opts.output, serde_json::to_string_pretty(&report)? + "\n")
-        .with_context(|| format!("writing {}", opts.output.display()))?;
-    let _ = writeln!(out, "written to {}", opts.output.display());
-    Ok(out)
+
+    /// The table and the JSON file.
+    fn finish(
+        &self,
+        opts: &BenchOptions,
+        rows: &[Row],
+        truth_table: &str,
+        started: Instant,
+    ) -> anyhow::Result<String> {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "{:<44} {:>44}  {:<22} met",
+            "benchmark", "figure", "goal"
+        );
+        for r in rows {
+            let met = match r.met {
+                Some(true) => "yes",
+                Some(false) => "NO",
+                None => "-",
+            };
+            let _ = writeln!(out, "{:<44} {:>44}  {:<22} {met}", r.name, r.value, r.goal);
+        }
+        out.push_str(truth_table);
+        let _ = writeln!(
+            out,
+            "\ntotal {:.0}s on {} cores",
+            started.elapsed().as_secs_f64(),
+            cores()
+        );
+        let report = json!({
+            "cores": cores(),
+            "elapsed_seconds": started.elapsed().as_secs_f64(),
+            "options": {"sessions": opts.sessions, "large": opts.large, "due": opts.due, "memory": opts.memory, "concurrency": opts.concurrency, "rounds": opts.rounds},
+            "results": rows.iter().map(|r| json!({"name": r.name, "value": r.value, "goal": r.goal, "met": r.met, "data": r.json})).collect::<Vec<_>>(),
+        });
+        std::fs::write(&opts.output, serde_json::to_string_pretty(&report)? + "\n")
+            .with_context(|| format!("writing {}", opts.output.display()))?;
+        let _ = writeln!(out, "written to {}", opts.output.display());
+        Ok(out)
+    }
 }
 
 fn cores() -> usize {

@@ -8,6 +8,7 @@
 //! `load` and `ideal` are this program's own roles in child processes of its own.
 
 mod bench;
+mod truth;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -46,6 +47,15 @@ struct Cli {
     /// Where to write the results as JSON
     #[arg(long, default_value = "bench-results.json")]
     output: PathBuf,
+    /// Run only row 8, time to truth (a few minutes)
+    #[arg(long)]
+    truth_only: bool,
+    /// Row 8: time compression (delays and schedules divided, limits multiplied)
+    #[arg(long, default_value_t = 10.0)]
+    compress: f64,
+    /// Row 8: real minutes of session arrivals
+    #[arg(long, default_value_t = 10.0)]
+    truth_minutes: f64,
     #[command(subcommand)]
     role: Option<Role>,
 }
@@ -106,6 +116,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 rounds: cli.rounds,
                 pg_sessions: cli.pg_sessions,
                 output: cli.output,
+                truth_only: cli.truth_only,
+                truth: truth::TruthOptions {
+                    compress: cli.compress,
+                    arrivals: std::time::Duration::from_secs_f64(cli.truth_minutes * 60.0),
+                    ..truth::TruthOptions::default()
+                },
             };
             print!("{}", runtime(None)?.block_on(bench::run(&opts))?);
         }

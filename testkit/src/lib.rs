@@ -54,14 +54,31 @@ impl Arrivals {
 
     /// The most requests that arrived within any `window` (sliding) since [`Arrivals::start`].
     pub fn max_in_window(&self, window: Duration) -> usize {
-        let mut times = match self.0.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-            Some(t) => t.clone(),
-            None => return 0,
-        };
+        match self.0.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            Some(t) => Self::max_in(&t.iter().map(|t| t.elapsed()).collect::<Vec<_>>(), window),
+            None => 0,
+        }
+    }
+
+    /// The arrivals at or after `since`, as offsets from it.
+    pub fn times_since(&self, since: Instant) -> Vec<Duration> {
+        match self.0.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            Some(t) => t
+                .iter()
+                .filter(|t| **t >= since)
+                .map(|t| t.duration_since(since))
+                .collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// The most of `times` (in any order) within any `window` (sliding).
+    pub fn max_in(times: &[Duration], window: Duration) -> usize {
+        let mut times = times.to_vec();
         times.sort();
         let (mut best, mut start) = (0, 0);
         for end in 0..times.len() {
-            while times[end].duration_since(times[start]) >= window {
+            while times[end].abs_diff(times[start]) >= window {
                 start += 1;
             }
             best = best.max(end - start + 1);
