@@ -660,6 +660,7 @@ async fn the_api_publishes_the_document_it_answers_by() {
     assert_eq!(
         paths,
         [
+            "/v1/callbacks/{provider}",
             "/v1/openapi.json",
             "/v1/sessions",
             "/v1/sessions/{provider}/{session_id}",
