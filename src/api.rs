@@ -589,7 +589,7 @@ const MAX_CALLBACK_BODY: usize = 64 * 1024;
     path = "/v1/callbacks/{provider}",
     params(("provider" = String, Path, description = "The provider table the callback is for"),
            ("session_id" = Option<String>, Query, description = "The session, when the callback URL names it")),
-    request_body(content = String, description = "The provider's callback body, as it sends it", content_type = "application/json"),
+    request_body(content = Vec<u8>, description = "The provider's callback body as it sends it (JSON from every provider that documents one; read only when no ?session_id= names the session)", content_type = "application/octet-stream"),
     security(()),
     responses(
         (status = 202, description = "A check was started", body = Session),
