@@ -76,7 +76,29 @@ pub(super) fn simulate(
                 path.display()
             );
         }
-        simulator::serve(listener, Sim::new(key), daemon::shutdown_signal()).await?;
+        let sim = Sim::new(key);
+        // One line per second with status requests in it: what a provider's rate limit sees.
+        let counter = sim.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut last = 0;
+            loop {
+                every.tick().await;
+                let now = counter
+                    .status_requests
+                    .load(std::sync::atomic::Ordering::Relaxed);
+                if now > last {
+                    tracing::info!(
+                        requests = now - last,
+                        total = now,
+                        "status requests in the last second"
+                    );
+                }
+                last = now;
+            }
+        });
+        simulator::serve(listener, sim, daemon::shutdown_signal()).await?;
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)

@@ -588,16 +588,22 @@ pub fn migrate(engine: &Engine, ledger: &str) -> Result<(), Error> {
 fn migrate_lite(conn: &mut rusqlite::Connection) -> Result<(), Stop> {
     use rusqlite::OptionalExtension;
     let lite = |what| move |e: rusqlite::Error| Stop::Db(what, DbError::from(e));
-    let version: i64 = conn
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(lite("reading the schema version"))?;
-    if version > VERSION {
-        return Err(Stop::TooNew(version));
-    }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+    loop {
+        // The version is read inside the write transaction: processes started together on a
+        // new ledger take turns, and each applies only what the others have not.
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(lite("starting a migration"))?;
+        let version: i64 = tx
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(lite("reading the schema version"))?;
+        if version > VERSION {
+            return Err(Stop::TooNew(version));
+        }
+        let Some(sql) = MIGRATIONS.get(version as usize) else {
+            return Ok(());
+        };
+        let i = version as usize;
         tx.execute_batch(sql)
             .map_err(lite("migrating the schema"))?;
         let dangling: Option<String> = tx
@@ -611,7 +617,6 @@ fn migrate_lite(conn: &mut rusqlite::Connection) -> Result<(), Stop> {
             .map_err(lite("recording the schema version"))?;
         tx.commit().map_err(lite("committing a migration"))?;
     }
-    Ok(())
 }
 
 #[cfg(test)]

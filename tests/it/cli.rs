@@ -314,6 +314,28 @@ async fn daemons_on_one_ledger_share_one_budget_across_kills(engine: Engine) {
     );
 }
 
+/// Daemons started together on a new ledger all come up: each creates what the others have not
+/// (found by hand: the second of two `run`s on a new SQLite file failed "table sessions already
+/// exists").
+async fn processes_started_together_on_a_new_ledger_all_migrate_it(engine: Engine) {
+    let env = Env::start_on(engine).await;
+    let children: Vec<_> = (0..6)
+        .map(|_| {
+            let mut c = env.cmd();
+            c.arg("stats").stdout(Stdio::null()).stderr(Stdio::piped());
+            c.spawn().unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 async fn sigterm_stops_the_daemon_promptly_and_releases_leases(engine: Engine) {
     let env = Env::start_on(engine).await;
     let l = env.ledger();
@@ -494,6 +516,7 @@ crate::on_both_engines!(
     add_insert_once_show_list_stats_end_to_end,
     two_processes_on_one_ledger_record_one_transition_each,
     daemons_on_one_ledger_share_one_budget_across_kills,
+    processes_started_together_on_a_new_ledger_all_migrate_it,
     sigterm_stops_the_daemon_promptly_and_releases_leases,
 );
 
