@@ -1365,6 +1365,8 @@ mod tests {
         let cfg = Config::parse(text, &env).expect("config/payrecon.toml must be valid");
         assert_eq!(cfg.schedule.batch_size, 500);
         assert_eq!(cfg.providers[0].name, "mopay");
+        // The example chooses no backoff form: the kind's default schedule applies.
+        assert_eq!(cfg.backoff_for("mopay").schedule.len(), 10);
     }
 
     /// The commented provider tables of the shipped example, uncommented, are valid too.

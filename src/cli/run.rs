@@ -125,11 +125,14 @@ pub(super) fn describe(cfg: &Config) -> String {
         url => format!("ledger.url           {url}\n"),
     });
     out.push_str(&format!(
-        "schedule             cron {:?}, batch_size {}, concurrency {}, lease {}\n",
+        "schedule             cron {:?}, batch_size {}, concurrency {}, lease {}, poll {}, young {}, ageing {}\n",
         cfg.schedule.cron_expr,
         cfg.schedule.batch_size,
         cfg.schedule.concurrency,
-        d(cfg.schedule.lease)
+        d(cfg.schedule.lease),
+        cfg.schedule.poll.map_or("off".to_string(), d),
+        d(cfg.schedule.young),
+        d(cfg.schedule.ageing)
     ));
     out.push_str(&format!(
         "backoff              initial {}, ×{}, max {}, jitter {}, max_age {}, not_found_after {}, late_check {}\n",
