@@ -91,7 +91,7 @@ pub struct PassOptions {
 
 /// What one round of a daemon's pass claims of a provider: the calls its budget allows in
 /// this long.
-pub const ROUND: Duration = Duration::from_millis(250);
+pub const ROUND: Duration = Duration::from_millis(500);
 
 /// What a pass did, for the summary line and the demo.
 #[derive(Debug, Clone, Default)]

@@ -191,6 +191,7 @@ impl Budget {
             let at = got?;
             let wait = at - now_us();
             if wait <= 0 {
+                tracing::trace!(slot = at, late_us = -wait, "slot at once");
                 return Ok(waited);
             }
             let wait = Duration::from_micros(wait as u64);
@@ -202,7 +203,9 @@ impl Budget {
             waited = true;
             // A timer that woke late (a busy machine) must not make the call late: its slot
             // is lost, and the call takes the next one.
-            if now_us() <= at + self.tolerance_us {
+            let now = now_us();
+            if now <= at + self.tolerance_us {
+                tracing::trace!(slot = at, late_us = now - at, "slot after a wait");
                 return Ok(true);
             }
         }
