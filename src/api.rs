@@ -610,7 +610,7 @@ async fn callback(
     let Some(pc) = st.cfg.provider(&provider) else {
         return error(StatusCode::NOT_FOUND, "no such provider", None).into_response();
     };
-    let Some(spec) = crate::kinds::KINDS.iter().find(|k| k.kind == pc.kind) else {
+    let Some(spec) = crate::kinds::spec(&pc.kind) else {
         return error(StatusCode::NOT_FOUND, "no such provider", None).into_response();
     };
     if body.len() > MAX_CALLBACK_BODY {

@@ -918,7 +918,7 @@ fn provider(
             "providers.{name:?}: a provider name must be 1 to 64 letters, digits, '_' or '-'"
         )));
     }
-    let Some(spec) = crate::kinds::KINDS.iter().find(|k| k.kind == p.kind) else {
+    let Some(spec) = crate::kinds::spec(&p.kind) else {
         return Err(UsageError::new(format!(
             "{}: unknown kind {:?} (this build supports: {})",
             key("kind"),

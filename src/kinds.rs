@@ -47,6 +47,11 @@ pub struct KindSpec {
 /// Every provider kind this build supports.
 pub const KINDS: &[&KindSpec] = &[&MOPAY, &LITTLE, &MOPAY_NG, &MOFLAY, &VESICASH];
 
+/// The spec of the kind named `kind`, if this build supports it.
+pub fn spec(kind: &str) -> Option<&'static KindSpec> {
+    KINDS.iter().copied().find(|k| k.kind == kind)
+}
+
 /// MoPay Lesotho.
 pub const MOPAY: KindSpec = KindSpec {
     kind: "mopay",
