@@ -1347,7 +1347,7 @@ mod tests {
         let Location::Url(url) = &cfg.ledger else {
             panic!("not a URL ledger")
         };
-        let parsed = crate::ledger::db::pg_config(url).unwrap();
+        let (parsed, _) = crate::ledger::db::pg_config(url).unwrap();
         assert_eq!(parsed.get_password(), Some(&b"s3cr3t/:@"[..]));
         assert!(!cfg.ledger.to_string().contains("s3cr3t"), "{}", cfg.ledger);
         assert!(!format!("{cfg:?}").contains("s3cr3t"));

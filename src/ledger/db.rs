@@ -11,6 +11,8 @@ use std::time::Duration;
 use postgres::types::{ToSql, Type};
 use rusqlite::TransactionBehavior;
 
+use super::pgtls::{self, Tls};
+
 /// A parameter: the ledger binds integers, text and NULL — and, on PostgreSQL only, arrays of
 /// them for set-based statements (`unnest`).
 #[derive(Debug, Clone, Copy)]
@@ -298,15 +300,17 @@ pub struct PgConn {
 /// The PostgreSQL connections of one process: made when needed, at most `max`, reused.
 pub struct PgPool {
     config: postgres::Config,
+    tls: Tls,
     idle: Mutex<(Vec<PgConn>, usize)>,
     freed: Condvar,
     max: usize,
 }
 
 impl PgPool {
-    pub fn new(config: postgres::Config, max: usize) -> PgPool {
+    pub fn new((config, tls): (postgres::Config, Tls), max: usize) -> PgPool {
         PgPool {
             config,
+            tls,
             idle: Mutex::new((Vec::new(), 0)),
             freed: Condvar::new(),
             max: max.max(1),
@@ -314,11 +318,65 @@ impl PgPool {
     }
 
     pub fn connect(&self) -> Result<PgConn, DbError> {
-        let client = self.config.connect(postgres::NoTls)?;
+        let client = self
+            .config
+            .connect(self.tls.clone())
+            .map_err(|e| self.refused(e))?;
         Ok(PgConn {
             client,
             statements: HashMap::new(),
         })
+    }
+
+    /// A connection that failed over TLS, told as the server it was and why.
+    fn refused(&self, e: postgres::Error) -> DbError {
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+        let mut text = None;
+        while let Some(c) = cause {
+            // An io::Error's `source` skips the error it wraps: look inside.
+            let inner = c
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .map(|e| e as &(dyn std::error::Error + 'static));
+            if let Some(tls) = inner.unwrap_or(c).downcast_ref::<rustls::Error>() {
+                text = Some(pgtls::reason(tls, &self.tls));
+                break;
+            }
+            if c.to_string() == "server does not support TLS" {
+                text = Some(format!(
+                    "it does not offer TLS, which sslmode={} needs",
+                    self.tls.mode
+                ));
+                break;
+            }
+            cause = c.source();
+        }
+        match text {
+            Some(reason) => DbError::Value(format!(
+                "the PostgreSQL server at {} was refused (sslmode={}): {reason}",
+                self.server(),
+                self.tls.mode
+            )),
+            None => DbError::Pg(e),
+        }
+    }
+
+    /// `host:port` of the server (every one when the URL names several).
+    fn server(&self) -> String {
+        let ports = self.config.get_ports();
+        self.config
+            .get_hosts()
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+                match h {
+                    postgres::config::Host::Tcp(h) => format!("{h}:{port}"),
+                    postgres::config::Host::Unix(p) => format!("{}", p.display()),
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     fn lock(&self) -> MutexGuard<'_, (Vec<PgConn>, usize)> {
@@ -755,28 +813,24 @@ impl Tx<'_> {
     }
 }
 
-/// PostgreSQL connection settings from a `postgres://` URL, with payrecon's defaults.
-pub fn pg_config(url: &str) -> Result<postgres::Config, String> {
+/// PostgreSQL connection settings from a `postgres://` URL, with payrecon's defaults, and the
+/// TLS its `sslmode` and `sslrootcert` ask for ([`pgtls`](super::pgtls)).
+pub fn pg_config(url: &str) -> Result<(postgres::Config, Tls), String> {
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
         return Err(format!("{:?} is not a postgres:// URL", redact(url)));
     }
-    let mut c: postgres::Config = url
+    let (rest, tls) = super::pgtls::split_url(url)?;
+    let mut c: postgres::Config = rest
         .parse()
         .map_err(|e| format!("not a PostgreSQL URL: {e}"))?;
-    if c.get_ssl_mode() == postgres::config::SslMode::Require {
-        return Err(
-            "sslmode=require: this build speaks to PostgreSQL without TLS; connect over a Unix \
-             socket or loopback, or through a TLS tunnel"
-                .into(),
-        );
-    }
+    c.ssl_mode(tls.mode.wire());
     if c.get_connect_timeout().is_none() {
         c.connect_timeout(Duration::from_secs(10));
     }
     if c.get_application_name().is_none() {
         c.application_name("payrecon");
     }
-    Ok(c)
+    Ok((c, tls))
 }
 
 /// `url` with `password` set in it (kept in memory only; shown redacted).

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 /// A running throwaway server.
 pub struct TempPg {
     port: u16,
+    /// Its directory, which holds its Unix socket (`-k`).
+    dir: PathBuf,
     next_db: AtomicU32,
     /// Held, never waited for: the watchdog ends both after this process.
     _children: (std::process::Child, std::process::Child),
@@ -21,19 +23,30 @@ pub struct TempPg {
 impl TempPg {
     /// The URL of a new, empty database on this server.
     pub fn new_database(&self) -> Result<String, String> {
-        let name = format!("t{}", self.next_db.fetch_add(1, Ordering::Relaxed));
-        self.admin(&format!("CREATE DATABASE {name}"))?;
+        let name = self.new_database_name()?;
         Ok(format!(
             "postgres://postgres@127.0.0.1:{}/{name}",
             self.port
         ))
     }
 
-    /// Runs SQL as the superuser on `postgres` (on a thread of its own: the client blocks).
-    fn admin(&self, sql: &str) -> Result<(), String> {
-        let (sql, port) = (sql.to_string(), self.port);
+    /// The name of a new, empty database on this server.
+    pub fn new_database_name(&self) -> Result<String, String> {
+        let name = format!("t{}", self.next_db.fetch_add(1, Ordering::Relaxed));
+        self.admin(&format!("CREATE DATABASE {name}"))?;
+        Ok(name)
+    }
+
+    /// The server's TCP port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Runs SQL as the superuser on `postgres`, over the Unix socket (which `hostssl`-only
+    /// servers still take without TLS), on a thread of its own: the client blocks.
+    pub fn admin(&self, sql: &str) -> Result<(), String> {
+        let (sql, url) = (sql.to_string(), self.socket_url("postgres"));
         std::thread::spawn(move || {
-            let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
             let mut c = postgres::Client::connect(&url, postgres::NoTls)
                 .map_err(|e| format!("connecting to the throwaway PostgreSQL: {e}"))?;
             c.batch_execute(&sql).map_err(|e| format!("{sql}: {e}"))
@@ -41,6 +54,26 @@ impl TempPg {
         .join()
         .map_err(|_| "the admin thread panicked".to_string())?
     }
+
+    /// Connection settings (key=value) for `db` over the server's Unix socket.
+    pub fn socket_url(&self, db: &str) -> String {
+        format!(
+            "host={} port={} user=postgres dbname={db}",
+            self.dir.display(),
+            self.port
+        )
+    }
+}
+
+/// How a throwaway server is started.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// PostgreSQL's durability defaults; `false` turns fsync off (for tests, which kill
+    /// daemons, never the database).
+    pub durable: bool,
+    /// `ssl = on` with this certificate and key (PEM files, copied for the server), and TCP
+    /// connections only over TLS (`hostssl` in pg_hba.conf; the Unix socket stays plain).
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 fn bin_dir() -> Result<PathBuf, String> {
@@ -101,6 +134,15 @@ fn command(bin: &Path, user: Option<(u32, u32)>, dir: &Path) -> Command {
 /// Starts a server and waits until it takes connections. `durable: false` turns fsync off (for
 /// tests, which kill daemons, never the database); the benchmark keeps PostgreSQL's defaults.
 pub fn start(durable: bool) -> Result<TempPg, String> {
+    start_with(Options {
+        durable,
+        ..Options::default()
+    })
+}
+
+/// Starts a server as `options` say and waits until it takes connections.
+pub fn start_with(options: Options) -> Result<TempPg, String> {
+    let durable = options.durable;
     let bin = bin_dir()?;
     let user = run_as();
     let io = |what: &'static str| move |e: std::io::Error| format!("{what}: {e}");
@@ -145,6 +187,31 @@ pub fn start(durable: bool) -> Result<TempPg, String> {
         .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"])
         .arg("-k")
         .arg(&dir);
+    if let Some((cert, key)) = &options.tls {
+        // The server reads them as its own user, and refuses a key others can read.
+        for (from, to) in [(cert, "server.crt"), (key, "server.key")] {
+            let to = dir.join(to);
+            std::fs::copy(from, &to).map_err(io("copying the TLS files"))?;
+            std::fs::set_permissions(&to, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .map_err(io("chmod"))?;
+            if let Some((uid, gid)) = user {
+                std::os::unix::fs::chown(&to, Some(uid), Some(gid)).map_err(io("chown"))?;
+            }
+        }
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostssl all all ::1/128 trust\n",
+        )
+        .map_err(io("writing pg_hba.conf"))?;
+        server
+            .args(["-c", "ssl=on", "-c"])
+            .arg(format!(
+                "ssl_cert_file={}",
+                dir.join("server.crt").display()
+            ))
+            .arg("-c")
+            .arg(format!("ssl_key_file={}", dir.join("server.key").display()));
+    }
     if !durable {
         server.args([
             "-c",
@@ -185,7 +252,10 @@ pub fn start(durable: bool) -> Result<TempPg, String> {
         .map_err(io("starting the watchdog"))?;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
+        let url = format!(
+            "host={} port={port} user=postgres dbname=postgres",
+            dir.display()
+        );
         let ok =
             std::thread::spawn(move || postgres::Client::connect(&url, postgres::NoTls).is_ok())
                 .join()
@@ -203,6 +273,7 @@ pub fn start(durable: bool) -> Result<TempPg, String> {
     }
     Ok(TempPg {
         port,
+        dir,
         next_db: AtomicU32::new(0),
         _children: (server, watchdog),
     })

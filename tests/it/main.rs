@@ -9,6 +9,7 @@ mod engines;
 mod export;
 mod ops;
 mod outbox;
+mod pgtls;
 mod providers;
 mod reconcile;
 mod rules;
