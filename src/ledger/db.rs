@@ -291,10 +291,24 @@ fn pg_param(v: &Val<'_>, ty: &Type) -> Result<Box<dyn ToSql + Sync>, DbError> {
     })
 }
 
-/// A PostgreSQL connection with its prepared statements.
+/// A PostgreSQL connection with the shapes of the statements it has run.
 pub struct PgConn {
     client: postgres::Client,
-    statements: HashMap<String, postgres::Statement>,
+    shapes: HashMap<String, Shape>,
+}
+
+/// A statement as PostgreSQL runs it: its text with `$n` placeholders and the parameter types
+/// the server inferred.
+///
+/// No statement stays prepared on the server between transactions: a pooler in transaction
+/// mode (PgBouncer's `pool_mode = transaction`, PgBouncer before 1.21 keeps no prepared
+/// statements) may give the next transaction another server connection, where a name prepared
+/// earlier does not exist, or exists as another client's. So the types are learned once, with a
+/// statement prepared and closed inside one transaction, and each run sends the text with them
+/// as the unnamed statement (parse, bind and execute in one round trip).
+struct Shape {
+    sql: String,
+    types: Vec<Type>,
 }
 
 /// The PostgreSQL connections of one process: made when needed, at most `max`, reused.
@@ -324,7 +338,7 @@ impl PgPool {
             .map_err(|e| self.refused(e))?;
         Ok(PgConn {
             client,
-            statements: HashMap::new(),
+            shapes: HashMap::new(),
         })
     }
 
@@ -568,7 +582,7 @@ impl Engine {
                 Ok(out)
             }
             Engine::Pg(pool) => pool.with(|conn| {
-                let PgConn { client, statements } = conn;
+                let PgConn { client, shapes } = conn;
                 let mut pg_tx = client.transaction().map_err(DbError::from)?;
                 if mode == Mode::Lease {
                     pg_tx
@@ -576,7 +590,7 @@ impl Engine {
                         .map_err(DbError::from)?;
                 }
                 let mut tx = Tx {
-                    inner: Inner::Pg(pg_tx, statements),
+                    inner: Inner::Pg(pg_tx, shapes),
                     roll_back: false,
                 };
                 let out = f(&mut tx)?;
@@ -640,10 +654,7 @@ enum Inner<'c> {
     /// The held statements first: fields drop in order, so they are gone before a transaction
     /// dropped unfinished rolls back.
     Lite(Held<'c>, rusqlite::Transaction<'c>),
-    Pg(
-        postgres::Transaction<'c>,
-        &'c mut HashMap<String, postgres::Statement>,
-    ),
+    Pg(postgres::Transaction<'c>, &'c mut HashMap<String, Shape>),
 }
 
 /// One open transaction of either engine.
@@ -678,34 +689,35 @@ impl Tx<'_> {
         Ok(())
     }
 
-    /// The cached PostgreSQL statement for `sql` and its parameters bound to the inferred types.
-    fn pg_prepare(
-        tx: &mut postgres::Transaction<'_>,
-        cache: &mut HashMap<String, postgres::Statement>,
+    /// Runs `sql` as the unnamed statement with `p` bound to the types PostgreSQL inferred
+    /// (learned on first use, see [`Shape`]); its rows come as they arrive.
+    fn pg_run<'t>(
+        tx: &'t mut postgres::Transaction<'_>,
+        shapes: &mut HashMap<String, Shape>,
         sql: &str,
         p: &[Val<'_>],
-    ) -> Result<(postgres::Statement, Vec<Box<dyn ToSql + Sync>>), DbError> {
-        let stmt = match cache.get(sql) {
-            Some(s) => s.clone(),
-            None => {
-                let s = tx.prepare(&pg_sql(sql))?;
-                cache.insert(sql.to_string(), s.clone());
-                s
-            }
-        };
-        if stmt.params().len() != p.len() {
+    ) -> Result<postgres::RowIter<'t>, DbError> {
+        if !shapes.contains_key(sql) {
+            let text = pg_sql(sql);
+            // Prepared and, when dropped here, closed inside this transaction: on the same
+            // server connection, through any pooler.
+            let types = tx.prepare(&text)?.params().to_vec();
+            shapes.insert(sql.to_string(), Shape { sql: text, types });
+        }
+        let shape = &shapes[sql];
+        if shape.types.len() != p.len() {
             return Err(DbError::Value(format!(
                 "statement takes {} parameters, {} given",
-                stmt.params().len(),
+                shape.types.len(),
                 p.len()
             )));
         }
         let bound = p
             .iter()
-            .zip(stmt.params())
-            .map(|(v, ty)| pg_param(v, ty))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok((stmt, bound))
+            .zip(&shape.types)
+            .map(|(v, ty)| Ok((pg_param(v, ty)?, ty.clone())))
+            .collect::<Result<Vec<_>, DbError>>()?;
+        Ok(tx.query_typed_raw(&shape.sql, bound)?)
     }
 
     /// Runs one statement (SQLite keeps it prepared until the transaction ends); returns the
@@ -713,10 +725,11 @@ impl Tx<'_> {
     pub fn exec(&mut self, sql: &'static str, p: &[Val<'_>]) -> Result<u64, DbError> {
         match &mut self.inner {
             Inner::Lite(held, _) => held.exec(sql, p),
-            Inner::Pg(tx, cache) => {
-                let (stmt, bound) = Self::pg_prepare(tx, cache, sql, p)?;
-                let refs: Vec<&(dyn ToSql + Sync)> = bound.iter().map(|b| b.as_ref()).collect();
-                Ok(tx.execute(&stmt, &refs)?)
+            Inner::Pg(tx, shapes) => {
+                use postgres::fallible_iterator::FallibleIterator;
+                let mut rows = Self::pg_run(tx, shapes, sql, p)?;
+                while rows.next()?.is_some() {}
+                Ok(rows.rows_affected().unwrap_or(0))
             }
         }
     }
@@ -739,12 +752,9 @@ impl Tx<'_> {
                 }
                 Ok(())
             }
-            Inner::Pg(tx, cache) => {
+            Inner::Pg(tx, shapes) => {
                 use postgres::fallible_iterator::FallibleIterator;
-                let (stmt, bound) = Self::pg_prepare(tx, cache, sql, p)?;
-                let mut rows = tx
-                    .query_raw(&stmt, bound.iter().map(|b| b.as_ref()))
-                    .map_err(DbError::from)?;
+                let mut rows = Self::pg_run(tx, shapes, sql, p)?;
                 while let Some(r) = rows.next().map_err(DbError::from)? {
                     f(&Row::Pg(&r))?;
                 }

@@ -1,11 +1,13 @@
 //! Machinery for payrecon's tests and its benchmark (`payrecon-bench`), kept out of the
 //! product:
 //! - [`pg`]: a throwaway PostgreSQL server;
+//! - [`pgbouncer`]: a throwaway PgBouncer in transaction pooling mode in front of it;
 //! - [`sql`]: SQL on a ledger's database over a connection of its own;
 //! - [`Arrivals`]: when requests reached a server (the simulator), to measure a rate limit
 //!   from the provider's side.
 
 pub mod pg;
+pub mod pgbouncer;
 pub mod sql;
 
 use std::sync::{Arc, Mutex};

@@ -76,6 +76,32 @@ pub struct Options {
     pub tls: Option<(PathBuf, PathBuf)>,
 }
 
+/// Outlives us: when this process is gone, it stops the server whose pid is the first line of
+/// `pid_file` (SIGINT first — PostgreSQL's fast shutdown, PgBouncer's safe one — then SIGQUIT,
+/// then SIGKILL) and removes `dir`.
+pub(crate) fn watchdog(pid_file: &Path, dir: &Path) -> Result<std::process::Child, String> {
+    Command::new("sh")
+        .arg("-c")
+        .arg(
+            "while kill -0 \"$1\" 2>/dev/null; do sleep 0.5; done; \
+             p=$(head -n 1 \"$2\" 2>/dev/null); \
+             if [ -n \"$p\" ]; then kill -INT \"$p\" 2>/dev/null; i=0; \
+             while kill -0 \"$p\" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; \
+             kill -QUIT \"$p\" 2>/dev/null; sleep 0.5; kill -KILL \"$p\" 2>/dev/null; fi; \
+             rm -rf \"$3\"",
+        )
+        .arg("watchdog")
+        .arg(std::process::id().to_string())
+        .arg(pid_file)
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .map_err(|e| format!("starting the watchdog: {e}"))
+}
+
 fn bin_dir() -> Result<PathBuf, String> {
     if let Ok(dir) = std::env::var("PAYRECON_PG_BIN") {
         return Ok(PathBuf::from(dir));
@@ -111,7 +137,7 @@ fn bin_dir() -> Result<PathBuf, String> {
 }
 
 /// `(uid, gid)` of the `postgres` user when we are root (PostgreSQL refuses to run as root).
-fn run_as() -> Option<(u32, u32)> {
+pub(crate) fn run_as() -> Option<(u32, u32)> {
     let id = |args: &[&str]| -> Option<u32> {
         let out = Command::new("id").args(args).output().ok()?;
         String::from_utf8_lossy(&out.stdout).trim().parse().ok()
@@ -122,7 +148,7 @@ fn run_as() -> Option<(u32, u32)> {
     Some((id(&["-u", "postgres"])?, id(&["-g", "postgres"])?))
 }
 
-fn command(bin: &Path, user: Option<(u32, u32)>, dir: &Path) -> Command {
+pub(crate) fn command(bin: &Path, user: Option<(u32, u32)>, dir: &Path) -> Command {
     let mut c = Command::new(bin);
     c.current_dir(dir);
     if let Some((uid, gid)) = user {
@@ -228,28 +254,8 @@ pub fn start_with(options: Options) -> Result<TempPg, String> {
         .stderr(std::fs::File::create(dir.join("server.log")).map_err(io("creating the log"))?)
         .spawn()
         .map_err(io("starting postgres"))?;
-    // The watchdog outlives us: when this process is gone, it stops the server (smart
-    // shutdown first, then immediate) and removes its directory.
-    let watchdog = Command::new("sh")
-        .arg("-c")
-        .arg(
-            "while kill -0 \"$1\" 2>/dev/null; do sleep 0.5; done; \
-             kill -INT \"$2\" 2>/dev/null; i=0; \
-             while kill -0 \"$2\" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; \
-             kill -QUIT \"$2\" 2>/dev/null; sleep 0.5; rm -rf \"$3\"",
-        )
-        .args([
-            "watchdog",
-            &std::process::id().to_string(),
-            &server.id().to_string(),
-        ])
-        .arg(&dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .map_err(io("starting the watchdog"))?;
+    // The server's pid is read from its pid file at the end: a restart changes it.
+    let watchdog = watchdog(&data.join("postmaster.pid"), &dir)?;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let url = format!(

@@ -320,7 +320,7 @@ async fn a_group_with_a_lost_compare_and_set(engine: Engine) {
 async fn the_ledger_refuses_what_payrecon_cannot_use(engine: Engine) {
     let env = Env::start_on(engine).await;
     let l = env.ledger();
-    let pg = engine == Engine::Postgres;
+    let pg = engine.is_pg();
     let insert = |l: &Ledger, cols: &str, values: &str| {
         l.execute_batch(&format!(
             "INSERT INTO sessions (provider, session_id{cols}) VALUES ('mopay'{values})"
@@ -485,7 +485,7 @@ async fn a_row_from_before_the_rules_is_set_aside_not_fatal(engine: Engine) {
     }
     // The rows as they were left before the rules (version 5 then ran the migrations after it
     // again).
-    let (off, on) = if engine == Engine::Postgres {
+    let (off, on) = if engine.is_pg() {
         (
             "ALTER TABLE sessions DISABLE TRIGGER sessions_rules",
             "ALTER TABLE sessions ENABLE TRIGGER sessions_rules; UPDATE payrecon_schema SET version = 5",

@@ -269,7 +269,7 @@ async fn run_delivers_an_event_committed_by_another_process_promptly(engine: Eng
     assert_eq!(body["data"]["reason"], "customer called to cancel");
 }
 
-crate::on_both_engines!(
+crate::on_both_engines!(pgbouncer:
     retried_until_2xx_with_one_id_and_signatures_that_verify,
     dead_after_the_schedule_then_replay_delivers_it,
     gone_is_dead_at_once_and_429_waits_its_retry_after,

@@ -259,7 +259,7 @@ async fn transition_update_and_event_commit_together_or_not_at_all(engine: Engin
     // Make the event insert fail inside the recording transaction.
     l.execute_batch(match engine {
         Engine::Sqlite => "CREATE TRIGGER no_events BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'injected'); END;",
-        Engine::Postgres => "CREATE FUNCTION no_events() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'injected'; END $$; \
+        Engine::Postgres | Engine::PgBouncer => "CREATE FUNCTION no_events() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'injected'; END $$; \
                              CREATE TRIGGER no_events BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION no_events();",
     })
     .unwrap();
@@ -272,7 +272,7 @@ async fn transition_update_and_event_commit_together_or_not_at_all(engine: Engin
     // Once the lease runs out, the session is checked again and all three are written.
     l.execute_batch(match engine {
         Engine::Sqlite => "DROP TRIGGER no_events",
-        Engine::Postgres => "DROP TRIGGER no_events ON events",
+        Engine::Postgres | Engine::PgBouncer => "DROP TRIGGER no_events ON events",
     })
     .unwrap();
     let done = crate::support::wait_for(Duration::from_secs(10), || {
@@ -285,7 +285,7 @@ async fn transition_update_and_event_commit_together_or_not_at_all(engine: Engin
     assert_eq!(count(&l, "SELECT count(*) FROM events"), 1);
 }
 
-crate::on_both_engines!(
+crate::on_both_engines!(pgbouncer:
     every_outcome_is_reached_over_http,
     transient_failures_are_retried_within_one_check,
     persistent_failures_leave_the_session_pending_with_last_error,

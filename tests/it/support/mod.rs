@@ -28,12 +28,34 @@ use tokio_util::sync::CancellationToken;
 pub enum Engine {
     Sqlite,
     Postgres,
+    /// PostgreSQL through a PgBouncer in transaction pooling mode.
+    PgBouncer,
+}
+
+impl Engine {
+    /// Whether the ledger is PostgreSQL's (directly or through PgBouncer).
+    pub fn is_pg(self) -> bool {
+        self != Engine::Sqlite
+    }
 }
 
 /// Runs each named `async fn name(engine: Engine)` once per ledger engine, as the tests
 /// `per_engine::name::sqlite` and `per_engine::name::postgres`: one source, two backends.
+/// Written `on_both_engines!(pgbouncer: a, b)`, each also runs as `…::pgbouncer`, on
+/// PostgreSQL through a PgBouncer in transaction pooling mode.
 #[macro_export]
 macro_rules! on_both_engines {
+    (pgbouncer: $($name:ident),* $(,)?) => {
+        $crate::on_both_engines!($($name),*);
+        mod through_pgbouncer {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::support::Engine::PgBouncer).await
+                }
+            )*
+        }
+    };
     ($($name:ident),* $(,)?) => {
         mod per_engine {
             $(
@@ -203,6 +225,7 @@ impl Env {
         let location = match engine {
             Engine::Sqlite => Location::Path(ledger_path.clone()),
             Engine::Postgres => Location::Url(pg::new_database()),
+            Engine::PgBouncer => Location::Url(pg::new_database_through_pgbouncer()),
         };
         let config_path = dir.path().join("payrecon.toml");
         let base_url = format!("http://{addr}");

@@ -4,13 +4,28 @@
 use std::sync::OnceLock;
 
 use payrecon_testkit::pg::TempPg;
+use payrecon_testkit::pgbouncer::Bouncer;
 
 static SERVER: OnceLock<TempPg> = OnceLock::new();
 
+fn server() -> &'static TempPg {
+    SERVER.get_or_init(|| payrecon_testkit::pg::start(false).unwrap_or_else(|e| panic!("{e}")))
+}
+
 /// The URL of a new, empty database on the test server.
 pub fn new_database() -> String {
-    SERVER
-        .get_or_init(|| payrecon_testkit::pg::start(false).unwrap_or_else(|e| panic!("{e}")))
-        .new_database()
-        .unwrap_or_else(|e| panic!("{e}"))
+    server().new_database().unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The URL of a new, empty database on the test server, through a PgBouncer in transaction
+/// pooling mode (one per test binary, started on first use).
+pub fn new_database_through_pgbouncer() -> String {
+    static BOUNCER: OnceLock<Bouncer> = OnceLock::new();
+    let bouncer = BOUNCER.get_or_init(|| {
+        payrecon_testkit::pgbouncer::start(server()).unwrap_or_else(|e| panic!("{e}"))
+    });
+    let name = server()
+        .new_database_name()
+        .unwrap_or_else(|e| panic!("{e}"));
+    bouncer.url(&name)
 }
