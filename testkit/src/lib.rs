@@ -2,12 +2,14 @@
 //! product:
 //! - [`pg`]: a throwaway PostgreSQL server;
 //! - [`pgbouncer`]: a throwaway PgBouncer in transaction pooling mode in front of it;
+//! - [`proxy`]: a TCP fault proxy (latency, resets, stalls, trickles, refusals) for any link;
 //! - [`sql`]: SQL on a ledger's database over a connection of its own;
 //! - [`Arrivals`]: when requests reached a server (the simulator), to measure a rate limit
 //!   from the provider's side.
 
 pub mod pg;
 pub mod pgbouncer;
+pub mod proxy;
 pub mod sql;
 
 use std::sync::{Arc, Mutex};
