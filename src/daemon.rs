@@ -33,6 +33,30 @@ pub fn open_ledger(cfg: &Config) -> anyhow::Result<Ledger> {
     Ok(Ledger::connect(&cfg.ledger)?)
 }
 
+/// `run`'s ledger. A database that cannot be reached yet — refusing connections, starting up,
+/// shutting down, out of connection slots — is waited for (a warning per attempt, 0.5 s
+/// doubling to 10 s apart), so a daemon started during a database restart or failover comes up
+/// when the database does instead of exiting into a restart loop. Any other failure
+/// (authentication, TLS, a schema too new) ends the daemon at once. `None`: a signal came
+/// first.
+async fn reach_ledger(cfg: &Config) -> anyhow::Result<Option<Ledger>> {
+    let mut wait = Duration::from_millis(500);
+    loop {
+        match Ledger::connect(&cfg.ledger) {
+            Ok(l) => return Ok(Some(l)),
+            Err(e) if e.unreachable() => {
+                tracing::warn!(error = %e, retry_in = ?wait, "ledger unreachable; waiting for it");
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    () = shutdown_signal() => return Ok(None),
+                }
+                wait = (wait * 2).min(Duration::from_secs(10));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// Resolves when the process gets SIGTERM or SIGINT.
 pub async fn shutdown_signal() {
     #[cfg(unix)]
@@ -66,12 +90,16 @@ pub struct OnceReport {
     pub deliveries: Option<(u64, u64, u64)>,
 }
 
-/// The outbox for this config, on its own ledger connection, if a webhook is configured.
-fn outbox(cfg: &Config, owner: &str) -> anyhow::Result<Option<Outbox>> {
+/// The outbox for this config, on a ledger connection of its own (from `open`), if a webhook
+/// is configured.
+fn outbox(cfg: &Config, owner: &str, ledger: Option<Ledger>) -> anyhow::Result<Option<Outbox>> {
     let Some(w) = &cfg.webhook else {
         return Ok(None);
     };
-    let ledger = open_ledger(cfg)?;
+    let ledger = match ledger {
+        Some(l) => l,
+        None => open_ledger(cfg)?,
+    };
     Ok(Some(
         Outbox::new(ledger, w.clone(), owner.to_string()).context("building the webhook client")?,
     ))
@@ -115,7 +143,7 @@ pub async fn once(cfg: &Config, all: bool) -> anyhow::Result<OnceReport> {
     if let Some(bar) = progress {
         bar.finish_and_clear();
     }
-    let deliveries = match outbox(cfg, &owner)? {
+    let deliveries = match outbox(cfg, &owner, None)? {
         None => None,
         Some(outbox) => {
             outbox.deliver_due(&token).await?;
@@ -157,7 +185,21 @@ pub async fn verify(
 /// The daemon: a pass at every tick of `[schedule] cron` and, beside it, the outbox, until
 /// SIGTERM or SIGINT.
 pub async fn run(cfg: &Config) -> anyhow::Result<()> {
-    let ledger = open_ledger(cfg)?;
+    let Some(ledger) = reach_ledger(cfg).await? else {
+        return Ok(());
+    };
+    // The other handles, each on connections of its own, are waited for the same way.
+    let mut handles = Vec::new();
+    let wanted = usize::from(cfg.webhook.is_some())
+        + usize::from(cfg.admin_listen.is_some())
+        + usize::from(cfg.api.is_some());
+    for _ in 0..wanted {
+        match reach_ledger(cfg).await? {
+            Some(l) => handles.push(l),
+            None => return Ok(()),
+        }
+    }
+    let mut handle = move || handles.pop().ok_or_else(|| anyhow::anyhow!("no ledger handle left"));
     let providers = provider::build(cfg).context("building the HTTP client")?;
     reconcile::share_budgets(&providers, &ledger);
     let token = CancellationToken::new();
@@ -168,7 +210,11 @@ pub async fn run(cfg: &Config) -> anyhow::Result<()> {
     for w in &cfg.warnings {
         tracing::warn!("{w}");
     }
-    let outbox_task = outbox(cfg, &owner)?.map(|outbox| {
+    let outbox_ledger = match cfg.webhook {
+        Some(_) => Some(handle()?),
+        None => None,
+    };
+    let outbox_task = outbox(cfg, &owner, outbox_ledger)?.map(|outbox| {
         let (wake, token) = (wake.clone(), token.clone());
         tokio::spawn(
             async move { outbox.run(wake, token).await }.instrument(tracing::info_span!("outbox")),
@@ -188,7 +234,7 @@ pub async fn run(cfg: &Config) -> anyhow::Result<()> {
     if let Some(addr) = cfg.admin_listen {
         let listener = bind("admin.listen", addr).await?;
         let app = crate::admin::router(
-            open_ledger(cfg)?,
+            handle()?,
             health.clone(),
             metrics.clone(),
             cfg.admin_token.clone(),
@@ -201,7 +247,7 @@ pub async fn run(cfg: &Config) -> anyhow::Result<()> {
             source: Source::Api,
             ..opts.clone()
         };
-        let app = crate::api::router(open_ledger(cfg)?, providers.clone(), cfg.clone(), api_opts);
+        let app = crate::api::router(handle()?, providers.clone(), cfg.clone(), api_opts);
         servers.push(serve(listener, app, &token, "api"));
     }
     tracing::info!(

@@ -5,9 +5,13 @@
 //!
 //!   cargo run --release -p payrecon-bench [-- --sessions 20000 …]
 //!
+//! `--soak` runs the soak instead ([`soak`]): the promise of no lost or doubled transition or
+//! event under network faults, SIGKILLs and a PostgreSQL restart, a few minutes per engine.
+//!
 //! `load` and `ideal` are this program's own roles in child processes of its own.
 
 mod bench;
+mod soak;
 mod truth;
 
 use std::path::PathBuf;
@@ -56,6 +60,19 @@ struct Cli {
     /// Row 8: real minutes of session arrivals
     #[arg(long, default_value_t = 10.0)]
     truth_minutes: f64,
+    /// Run the soak instead of the benchmark: faults, SIGKILLs and a PostgreSQL restart, then
+    /// every session, transition, event and lease checked (exit 1 if any is wrong)
+    #[arg(long)]
+    soak: bool,
+    /// The soak: sessions per engine
+    #[arg(long, default_value_t = 20_000)]
+    soak_sessions: usize,
+    /// The soak: which engines (4 daemons on PostgreSQL, 2 on SQLite)
+    #[arg(long, value_enum, default_value = "both")]
+    soak_engine: soak::SoakEngine,
+    /// The soak: the seed of its random faults, kills and timings
+    #[arg(long, default_value_t = 20_261_202)]
+    soak_seed: u64,
     #[command(subcommand)]
     role: Option<Role>,
 }
@@ -106,6 +123,18 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.role {
+        None if cli.soak => {
+            let (payrecon, _) = executables()?;
+            let opts = soak::SoakOptions {
+                sessions: cli.soak_sessions,
+                engine: cli.soak_engine,
+                seed: cli.soak_seed,
+            };
+            let ok = runtime(None)?.block_on(soak::run(&opts, &payrecon))?;
+            if !ok {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
         None => {
             let opts = bench::BenchOptions {
                 sessions: cli.sessions,

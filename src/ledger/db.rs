@@ -128,6 +128,27 @@ fn pg_message(e: &postgres::Error) -> String {
 }
 
 impl DbError {
+    /// PostgreSQL could not be reached for now: the connection failed on the network (refused,
+    /// reset, timed out), or the server said it is starting, shutting down or out of
+    /// connection slots. Not: authentication, a refused TLS certificate, a missing database.
+    pub fn unreachable(&self) -> bool {
+        let DbError::Pg(e) = self else {
+            return false;
+        };
+        if let Some(db) = e.as_db_error() {
+            // admin_shutdown, crash_shutdown, cannot_connect_now, too_many_connections
+            return matches!(db.code().code(), "57P01" | "57P02" | "57P03" | "53300");
+        }
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+        while let Some(c) = cause {
+            if c.is::<std::io::Error>() {
+                return true;
+            }
+            cause = c.source();
+        }
+        e.is_closed()
+    }
+
     /// A unique or check constraint refused the row (both engines), with its name if known.
     pub fn constraint(&self) -> Option<String> {
         match self {

@@ -74,6 +74,14 @@ pub enum Error {
     Conflict(Box<Conflict>),
 }
 
+impl Error {
+    /// The database could not be reached for now (see [`DbError::unreachable`]): worth
+    /// waiting for, unlike a refusal.
+    pub fn unreachable(&self) -> bool {
+        matches!(self, Error::Db { cause, .. } if cause.unreachable())
+    }
+}
+
 /// Where a ledger lives. Shown (Display and Debug) without a URL's password.
 #[derive(Clone, PartialEq, Eq)]
 pub enum Location {

@@ -7,6 +7,7 @@
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -16,8 +17,58 @@ pub struct TempPg {
     /// Its directory, which holds its Unix socket (`-k`).
     dir: PathBuf,
     next_db: AtomicU32,
-    /// Held, never waited for: the watchdog ends both after this process.
-    _children: (std::process::Child, std::process::Child),
+    /// How the server is started, again on [`TempPg::restart`].
+    launch: Launch,
+    server: Mutex<std::process::Child>,
+    /// Held, never waited for: it stops the server after this process.
+    _watchdog: std::process::Child,
+}
+
+struct Launch {
+    bin: PathBuf,
+    user: Option<(u32, u32)>,
+    args: Vec<std::ffi::OsString>,
+}
+
+impl Launch {
+    fn spawn(&self, dir: &Path) -> Result<std::process::Child, String> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("server.log"))
+            .map_err(|e| format!("opening the server log: {e}"))?;
+        command(&self.bin, self.user, dir)
+            .args(&self.args)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("starting postgres: {e}"))
+    }
+}
+
+/// Waits until the server in `dir` takes connections on its socket.
+fn wait_ready(dir: &Path, port: u16) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let url = format!(
+            "host={} port={port} user=postgres dbname=postgres",
+            dir.display()
+        );
+        let ok =
+            std::thread::spawn(move || postgres::Client::connect(&url, postgres::NoTls).is_ok())
+                .join()
+                .unwrap_or(false);
+        if ok {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "the throwaway PostgreSQL did not start; see {}",
+                dir.join("server.log").display()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 impl TempPg {
@@ -40,6 +91,24 @@ impl TempPg {
     /// The server's TCP port on 127.0.0.1.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Stops the server (fast shutdown: open transactions are rolled back, clients cut off),
+    /// keeps it down for `down`, then starts it again on the same port and data, and waits
+    /// until it takes connections.
+    pub fn restart(&self, down: Duration) -> Result<(), String> {
+        let mut server = self.server.lock().unwrap_or_else(|p| p.into_inner());
+        let pid = server.id().to_string();
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .map_err(|e| format!("kill -INT {pid}: {e}"))?;
+        server
+            .wait()
+            .map_err(|e| format!("waiting for postgres to stop: {e}"))?;
+        std::thread::sleep(down);
+        *server = self.launch.spawn(&self.dir)?;
+        wait_ready(&self.dir, self.port)
     }
 
     /// Runs SQL as the superuser on `postgres`, over the Unix socket (which `hostssl`-only
@@ -206,13 +275,11 @@ pub fn start_with(options: Options) -> Result<TempPg, String> {
         .and_then(|l| l.local_addr())
         .map_err(io("finding a free port"))?
         .port();
-    let mut server = command(&bin.join("postgres"), user, &dir);
-    server
-        .arg("-D")
-        .arg(&data)
-        .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"])
-        .arg("-k")
-        .arg(&dir);
+    let mut args: Vec<std::ffi::OsString> = vec!["-D".into(), data.clone().into()];
+    for a in ["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1", "-k"] {
+        args.push(a.into());
+    }
+    args.push(dir.clone().into());
     if let Some((cert, key)) = &options.tls {
         // The server reads them as its own user, and refuses a key others can read.
         for (from, to) in [(cert, "server.crt"), (key, "server.key")] {
@@ -229,58 +296,38 @@ pub fn start_with(options: Options) -> Result<TempPg, String> {
             "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostssl all all ::1/128 trust\n",
         )
         .map_err(io("writing pg_hba.conf"))?;
-        server
-            .args(["-c", "ssl=on", "-c"])
-            .arg(format!(
-                "ssl_cert_file={}",
-                dir.join("server.crt").display()
-            ))
-            .arg("-c")
-            .arg(format!("ssl_key_file={}", dir.join("server.key").display()));
+        for a in [
+            "ssl=on".to_string(),
+            format!("ssl_cert_file={}", dir.join("server.crt").display()),
+            format!("ssl_key_file={}", dir.join("server.key").display()),
+        ] {
+            args.push("-c".into());
+            args.push(a.into());
+        }
     }
+    let mut settings = vec!["max_connections=200"];
     if !durable {
-        server.args([
-            "-c",
-            "fsync=off",
-            "-c",
-            "synchronous_commit=off",
-            "-c",
-            "full_page_writes=off",
-        ]);
+        settings.extend(["fsync=off", "synchronous_commit=off", "full_page_writes=off"]);
     }
-    let server = server
-        .args(["-c", "max_connections=200"])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("server.log")).map_err(io("creating the log"))?)
-        .spawn()
-        .map_err(io("starting postgres"))?;
+    for s in settings {
+        args.push("-c".into());
+        args.push(s.into());
+    }
+    let launch = Launch {
+        bin: bin.join("postgres"),
+        user,
+        args,
+    };
+    let server = launch.spawn(&dir)?;
     // The server's pid is read from its pid file at the end: a restart changes it.
     let watchdog = watchdog(&data.join("postmaster.pid"), &dir)?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let url = format!(
-            "host={} port={port} user=postgres dbname=postgres",
-            dir.display()
-        );
-        let ok =
-            std::thread::spawn(move || postgres::Client::connect(&url, postgres::NoTls).is_ok())
-                .join()
-                .unwrap_or(false);
-        if ok {
-            break;
-        }
-        if Instant::now() > deadline {
-            return Err(format!(
-                "the throwaway PostgreSQL did not start; see {}",
-                dir.join("server.log").display()
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_ready(&dir, port)?;
     Ok(TempPg {
         port,
         dir,
         next_db: AtomicU32::new(0),
-        _children: (server, watchdog),
+        launch,
+        server: Mutex::new(server),
+        _watchdog: watchdog,
     })
 }
