@@ -199,7 +199,11 @@ pub async fn run(cfg: &Config) -> anyhow::Result<()> {
             None => return Ok(()),
         }
     }
-    let mut handle = move || handles.pop().ok_or_else(|| anyhow::anyhow!("no ledger handle left"));
+    let mut handle = move || {
+        handles
+            .pop()
+            .ok_or_else(|| anyhow::anyhow!("no ledger handle left"))
+    };
     let providers = provider::build(cfg).context("building the HTTP client")?;
     reconcile::share_budgets(&providers, &ledger);
     let token = CancellationToken::new();

@@ -77,6 +77,8 @@ pub async fn run(o: &SoakOptions, payrecon: &Path) -> anyhow::Result<bool> {
     for &(engine, daemons) in engines {
         let report = soak_one(o, engine, daemons, payrecon).await?;
         println!("{}", report.text);
+        use std::io::Write as _;
+        let _ = std::io::stdout().flush();
         ok &= report.failures.is_empty();
     }
     Ok(ok)
@@ -96,38 +98,38 @@ struct Received {
 
 fn fails_first(id: &str) -> bool {
     // FNV-1a over the id: a fixed third, whatever the order of arrival.
-    let h = id
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    let h = id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
     h % 3 == 0
 }
 
-async fn receiver(
-    stop: &CancellationToken,
-) -> anyhow::Result<(SocketAddr, Arc<Mutex<Received>>)> {
+async fn receiver(stop: &CancellationToken) -> anyhow::Result<(SocketAddr, Arc<Mutex<Received>>)> {
     let state = Arc::new(Mutex::new(Received::default()));
     let s = state.clone();
     let app = axum::Router::new().route(
         "/hook",
-        axum::routing::post(move |headers: axum::http::HeaderMap, _body: axum::body::Bytes| {
-            let s = s.clone();
-            async move {
-                let id = headers
-                    .get("webhook-id")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("")
-                    .to_string();
-                let mut g = s.lock().unwrap_or_else(|p| p.into_inner());
-                let answers = g.by_id.entry(id.clone()).or_default();
-                let code = if answers.is_empty() && fails_first(&id) {
-                    503
-                } else {
-                    204
-                };
-                answers.push(code);
-                axum::http::StatusCode::from_u16(code).unwrap_or(axum::http::StatusCode::OK)
-            }
-        }),
+        axum::routing::post(
+            move |headers: axum::http::HeaderMap, _body: axum::body::Bytes| {
+                let s = s.clone();
+                async move {
+                    let id = headers
+                        .get("webhook-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_string();
+                    let mut g = s.lock().unwrap_or_else(|p| p.into_inner());
+                    let answers = g.by_id.entry(id.clone()).or_default();
+                    let code = if answers.is_empty() && fails_first(&id) {
+                        503
+                    } else {
+                        204
+                    };
+                    answers.push(code);
+                    axum::http::StatusCode::from_u16(code).unwrap_or(axum::http::StatusCode::OK)
+                }
+            },
+        ),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
@@ -157,7 +159,10 @@ fn daemon(payrecon: &Path, config: &Path, log: &Path) -> anyhow::Result<Daemon> 
         .arg("--config")
         .arg(config)
         .arg("run")
-        .env("SOAK_WEBHOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+        .env(
+            "SOAK_WEBHOOK_SECRET",
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        )
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::from(
@@ -294,13 +299,19 @@ async fn soak_one(
 ) -> anyhow::Result<Report> {
     let stop = CancellationToken::new();
     let _stop_on_exit = stop.clone().drop_guard();
-    let dir = tempfile::Builder::new().prefix("payrecon-soak-").tempdir()?;
+    let dir = tempfile::Builder::new()
+        .prefix("payrecon-soak-")
+        .tempdir()?;
     let name = if engine == SoakEngine::Postgres {
         "PostgreSQL"
     } else {
         "SQLite"
     };
-    eprintln!("soak on {name}: {} sessions, {daemons} daemons, logs in {}", o.sessions, dir.path().display());
+    eprintln!(
+        "soak on {name}: {} sessions, {daemons} daemons, logs in {}",
+        o.sessions,
+        dir.path().display()
+    );
 
     // The provider and the receiver, each behind a proxy.
     let sim = Sim::new(None);
@@ -372,7 +383,11 @@ async fn soak_one(
     let config = dir.path().join("soak.toml");
     std::fs::write(
         &config,
-        config_text(&daemons_location, links[0].proxy.addr(), links[1].proxy.addr()),
+        config_text(
+            &daemons_location,
+            links[0].proxy.addr(),
+            links[1].proxy.addr(),
+        ),
     )?;
 
     // The sessions: registered at the simulator, written into the ledger in waves.
@@ -381,7 +396,12 @@ async fn soak_one(
     for i in 0..o.sessions {
         let (behaviour, want) = MIX[i % MIX.len()];
         let id = format!("MOP_soak{i:06}_R{i}");
-        sim.insert(&id, "100.00", &format!("R{i}"), behaviour.parse().map_err(anyhow::Error::msg)?);
+        sim.insert(
+            &id,
+            "100.00",
+            &format!("R{i}"),
+            behaviour.parse().map_err(anyhow::Error::msg)?,
+        );
         expected.insert(id.clone(), want);
         waves[i % WAVES].push(id);
     }
@@ -501,8 +521,16 @@ async fn soak_one(
     // Settle: every session final, every event delivered.
     let settle_deadline = Instant::now() + SETTLE;
     let settled = loop {
-        let pending = count(&direct, "SELECT count(*) FROM sessions WHERE status = 'PENDING'").await?;
-        let undelivered = count(&direct, "SELECT count(*) FROM events WHERE delivered_at IS NULL").await?;
+        let pending = count(
+            &direct,
+            "SELECT count(*) FROM sessions WHERE status = 'PENDING'",
+        )
+        .await?;
+        let undelivered = count(
+            &direct,
+            "SELECT count(*) FROM events WHERE delivered_at IS NULL",
+        )
+        .await?;
         if pending == 0 && undelivered == 0 {
             break true;
         }
@@ -540,7 +568,10 @@ async fn soak_one(
     }
     let ended = chrono::Utc::now();
     if !settled {
-        failures.push(format!("the ledger did not settle within {}s of the faults ending", SETTLE.as_secs()));
+        failures.push(format!(
+            "the ledger did not settle within {}s of the faults ending",
+            SETTLE.as_secs()
+        ));
     }
 
     // Every session in the state its behaviour leads to.
@@ -569,9 +600,15 @@ async fn soak_one(
     let n = o.sessions as i64;
     for (what, sql_text) in [
         ("transitions", "SELECT count(*) FROM transitions"),
-        ("sessions with a transition", "SELECT count(DISTINCT session) FROM transitions"),
+        (
+            "sessions with a transition",
+            "SELECT count(DISTINCT session) FROM transitions",
+        ),
         ("events", "SELECT count(*) FROM events"),
-        ("delivered events", "SELECT count(*) FROM events WHERE delivered_at IS NOT NULL AND dead_at IS NULL"),
+        (
+            "delivered events",
+            "SELECT count(*) FROM events WHERE delivered_at IS NOT NULL AND dead_at IS NULL",
+        ),
     ] {
         let got = count(&direct, sql_text).await?;
         if got != n {
@@ -579,7 +616,10 @@ async fn soak_one(
         }
     }
     // Every event reached the receiver, and nothing else did.
-    let ledger_ids: HashSet<String> = rows(&direct, "SELECT id FROM events").await?.into_iter().collect();
+    let ledger_ids: HashSet<String> = rows(&direct, "SELECT id FROM events")
+        .await?
+        .into_iter()
+        .collect();
     let (received_ids, requests, duplicates, retried) = {
         let g = received.lock().unwrap_or_else(|p| p.into_inner());
         let ids: HashSet<String> = g.by_id.keys().cloned().collect();
@@ -602,7 +642,9 @@ async fn soak_one(
     }
     let failed_first = ledger_ids.iter().filter(|id| fails_first(id)).count();
     // No lease outlives its length: at the end, none runs past the end plus one lease.
-    let bound = payrecon::clock::format(ended + chrono::Duration::from_std(LEASE)? + chrono::Duration::seconds(1));
+    let bound = payrecon::clock::format(
+        ended + chrono::Duration::from_std(LEASE)? + chrono::Duration::seconds(1),
+    );
     for table in ["sessions", "events"] {
         let held = count(
             &direct,
@@ -614,7 +656,34 @@ async fn soak_one(
         }
     }
 
-    let calls = sim.status_requests.load(std::sync::atomic::Ordering::Relaxed);
+    // Per session: from its row's creation to its transition, and to its event's delivery.
+    let mut to_state = Vec::new();
+    let mut to_delivery = Vec::new();
+    for row in rows(
+        &direct,
+        "SELECT s.created_at, s.resolved_at, e.delivered_at FROM sessions s \
+         JOIN events e ON e.session = s.id",
+    )
+    .await?
+    {
+        let t: Vec<_> = row.split('|').map(payrecon::clock::parse).collect();
+        if let [Some(created), Some(resolved), Some(delivered)] = t[..] {
+            to_state.push((resolved - created).as_seconds_f64());
+            to_delivery.push((delivered - created).as_seconds_f64());
+        }
+    }
+    to_state.sort_by(f64::total_cmp);
+    to_delivery.sort_by(f64::total_cmp);
+    let pct = |v: &[f64], p: f64| {
+        if v.is_empty() {
+            f64::NAN
+        } else {
+            v[((v.len() - 1) as f64 * p).round() as usize]
+        }
+    };
+    let calls = sim
+        .status_requests
+        .load(std::sync::atomic::Ordering::Relaxed);
     let mut faults = String::new();
     let mut total = Counts::default();
     for l in &links {
@@ -626,12 +695,18 @@ async fn soak_one(
         ));
     }
     let mut text = format!(
-        "soak on {name} ({daemons} daemons): {}\n  sessions {}; provider calls per session {:.2}; settled {:.1}s after the first wave ({:.1}s of faults)\n  SIGKILLs {kills} (daemons started {spawned}); PostgreSQL restarts {}; fault switches {switches}\n  faults injected: {} resets, {} stalls, {} trickled, {} refused, {} closed ports, {} delayed chunks{faults}\n  webhook: {} events, {requests} requests, {retried} retried ({failed_first} failed first by design), {duplicates} delivered twice",
+        "soak on {name} ({daemons} daemons): {}\n  sessions {}; provider calls per session {:.2}; settled {:.1}s after the first wave ({:.1}s of faults)\n  per session, row to transition: p50 {:.2}s, p99 {:.2}s, max {:.2}s; row to delivered event: p50 {:.2}s, p99 {:.2}s, max {:.2}s\n  SIGKILLs {kills} (daemons started {spawned}); PostgreSQL restarts {}; fault switches {switches}\n  faults injected: {} resets, {} stalls, {} trickled, {} refused, {} closed ports, {} delayed chunks{faults}\n  webhook: {} events, {requests} requests, {retried} retried ({failed_first} failed first by design), {duplicates} delivered twice",
         if failures.is_empty() { "PASS" } else { "FAIL" },
         o.sessions,
         calls as f64 / o.sessions as f64,
         settle_time.as_secs_f64(),
         chaos.as_secs_f64(),
+        pct(&to_state, 0.5),
+        pct(&to_state, 0.99),
+        pct(&to_state, 1.0),
+        pct(&to_delivery, 0.5),
+        pct(&to_delivery, 0.99),
+        pct(&to_delivery, 1.0),
         u32::from(pg_restarted),
         total.resets,
         total.stalls,

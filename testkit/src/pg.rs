@@ -276,7 +276,13 @@ pub fn start_with(options: Options) -> Result<TempPg, String> {
         .map_err(io("finding a free port"))?
         .port();
     let mut args: Vec<std::ffi::OsString> = vec!["-D".into(), data.clone().into()];
-    for a in ["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1", "-k"] {
+    for a in [
+        "-p",
+        &port.to_string(),
+        "-c",
+        "listen_addresses=127.0.0.1",
+        "-k",
+    ] {
         args.push(a.into());
     }
     args.push(dir.clone().into());
@@ -307,7 +313,11 @@ pub fn start_with(options: Options) -> Result<TempPg, String> {
     }
     let mut settings = vec!["max_connections=200"];
     if !durable {
-        settings.extend(["fsync=off", "synchronous_commit=off", "full_page_writes=off"]);
+        settings.extend([
+            "fsync=off",
+            "synchronous_commit=off",
+            "full_page_writes=off",
+        ]);
     }
     for s in settings {
         args.push("-c".into());

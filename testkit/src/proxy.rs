@@ -77,7 +77,10 @@ struct Shared {
 
 impl Shared {
     fn faults(&self) -> Faults {
-        self.faults.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.faults
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 
@@ -354,7 +357,10 @@ mod tests {
         });
         let t = Instant::now();
         assert_eq!(ask(p.addr()).unwrap(), REPLY);
-        assert!(t.elapsed() >= Duration::from_millis(300), "both directions wait");
+        assert!(
+            t.elapsed() >= Duration::from_millis(300),
+            "both directions wait"
+        );
 
         p.set(Faults {
             reset: 1.0,

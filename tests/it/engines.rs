@@ -606,3 +606,72 @@ crate::on_both_engines!(
     the_ledger_refuses_what_payrecon_cannot_use,
     a_row_from_before_the_rules_is_set_aside_not_fatal
 );
+
+/// `run` started while its PostgreSQL cannot be reached (a fault proxy with its port closed, as
+/// during a restart or failover) waits for it, then works; a database that refuses (one that
+/// does not exist) ends it at once with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_waits_for_a_database_it_cannot_reach_yet_and_exits_on_a_refusal() {
+    use payrecon_testkit::proxy::{FaultProxy, Faults};
+    use std::process::Stdio;
+
+    let env = Env::start_on(Engine::Postgres).await;
+    let l = env.ledger();
+    env.session(&l, "waits1", "complete");
+    let Location::Url(url) = env.location.clone() else {
+        unreachable!()
+    };
+    let target: std::net::SocketAddr = url
+        .trim_start_matches("postgres://postgres@")
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let db = url.rsplit('/').next().unwrap();
+    let proxy = FaultProxy::start(target).unwrap();
+    proxy.set(Faults {
+        down: true,
+        ..Faults::default()
+    });
+    env.set(
+        "url",
+        &format!("\"postgres://postgres@{}/{db}\"", proxy.addr()),
+    );
+    let log = env.dir.path().join("run.log");
+    let mut c = env.cmd();
+    c.arg("run")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+    let mut daemon = crate::support::Guard(c.spawn().unwrap());
+    let waited = crate::support::wait_for(Duration::from_secs(20), || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .matches("ledger unreachable; waiting for it")
+            .count()
+            >= 2
+    })
+    .await;
+    assert!(waited, "{}", std::fs::read_to_string(&log).unwrap());
+    assert!(daemon.0.try_wait().unwrap().is_none(), "run exited");
+    assert_eq!(one(&l, "SELECT status FROM sessions"), "PENDING");
+
+    proxy.clear();
+    let done = crate::support::wait_for(Duration::from_secs(30), || {
+        one(&l, "SELECT status FROM sessions") == "COMPLETED"
+    })
+    .await;
+    assert!(done, "{}", std::fs::read_to_string(&log).unwrap());
+    drop(daemon);
+
+    env.set(
+        "url",
+        &format!("\"postgres://postgres@{target}/no_such_db\""),
+    );
+    let mut c = env.cmd();
+    c.arg("run");
+    let out = output(c).await;
+    let (_, err) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("\"no_such_db\" does not exist"), "{err}");
+}
