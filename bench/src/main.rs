@@ -70,7 +70,8 @@ struct Cli {
     /// The soak: which engines (4 daemons on PostgreSQL, 2 on SQLite)
     #[arg(long, value_enum, default_value = "both")]
     soak_engine: soak::SoakEngine,
-    /// The soak: the seed of its random faults, kills and timings
+    /// The soak: the seed of its fault switches, kills and timings (the proxies' draws per
+    /// chunk are not seeded)
     #[arg(long, default_value_t = 20_261_202)]
     soak_seed: u64,
     #[command(subcommand)]

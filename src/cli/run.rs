@@ -122,7 +122,16 @@ pub(super) fn describe(cfg: &Config) -> String {
     let d = |d: std::time::Duration| humantime::format_duration(d).to_string();
     out.push_str(&match &cfg.ledger {
         crate::ledger::Location::Path(p) => format!("ledger.path          {}\n", p.display()),
-        url => format!("ledger.url           {url}\n"),
+        crate::ledger::Location::Url(u) => {
+            let tls = match crate::ledger::pgtls::split_url(u) {
+                Ok((_, t)) => format!("{t:?}"),
+                Err(e) => e,
+            };
+            format!(
+                "ledger.url           {}\nledger tls           {tls}\n",
+                cfg.ledger
+            )
+        }
     });
     out.push_str(&format!(
         "schedule             cron {:?}, batch_size {}, concurrency {}, lease {}, poll {}, young {}, ageing {}\n",

@@ -111,9 +111,28 @@ pub struct Tls {
     config: Option<Arc<rustls::ClientConfig>>,
 }
 
+/// What `check-config` shows: the mode and what it checks against.
 impl fmt::Debug for Tls {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "sslmode={} ({})", self.mode, self.roots)
+        match self.mode {
+            SslMode::Disable => f.write_str("sslmode=disable: never TLS"),
+            SslMode::Prefer => f.write_str(
+                "sslmode=prefer: TLS if the server offers it, its certificate not checked",
+            ),
+            SslMode::Require => {
+                f.write_str("sslmode=require: always TLS, the certificate not checked")
+            }
+            SslMode::VerifyCa => write!(
+                f,
+                "sslmode=verify-ca: always TLS, the certificate signed by a CA in {}",
+                self.roots
+            ),
+            SslMode::VerifyFull => write!(
+                f,
+                "sslmode=verify-full: always TLS, the certificate signed by a CA in {} and issued for the host",
+                self.roots
+            ),
+        }
     }
 }
 
