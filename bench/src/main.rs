@@ -74,6 +74,9 @@ struct Cli {
     /// chunk are not seeded)
     #[arg(long, default_value_t = 20_261_202)]
     soak_seed: u64,
+    /// The soak: keep the daemons' logs also when it passes
+    #[arg(long)]
+    soak_keep: bool,
     #[command(subcommand)]
     role: Option<Role>,
 }
@@ -130,6 +133,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 sessions: cli.soak_sessions,
                 engine: cli.soak_engine,
                 seed: cli.soak_seed,
+                keep: cli.soak_keep,
             };
             let ok = runtime(None)?.block_on(soak::run(&opts, &payrecon))?;
             if !ok {

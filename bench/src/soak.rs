@@ -38,6 +38,8 @@ pub struct SoakOptions {
     pub sessions: usize,
     pub engine: SoakEngine,
     pub seed: u64,
+    /// Keep the daemons' logs (and the SQLite ledger) also when the soak passes.
+    pub keep: bool,
 }
 
 /// The simulator's behaviours and the state each must end in, written from docs/simulator.md
@@ -719,7 +721,7 @@ async fn soak_one(
     for f in &failures {
         text.push_str(&format!("\n  FAILED: {f}"));
     }
-    if !failures.is_empty() {
+    if !failures.is_empty() || o.keep {
         // Keep the logs for whoever looks.
         let kept = dir.keep();
         text.push_str(&format!("\n  daemon logs kept in {}", kept.display()));

@@ -32,6 +32,11 @@ const POLL: Duration = Duration::from_millis(500);
 /// Events claimed per transaction.
 const BATCH: u32 = 100;
 
+/// Recording deliveries the ledger could not be reached for is tried again after 0.2, 0.4,
+/// 0.8 and 1.6 s (3 s in all) before the events are left to be sent again.
+const RECORD_RETRY_FIRST: Duration = Duration::from_millis(200);
+const RECORD_RETRY_LAST: Duration = Duration::from_millis(1600);
+
 /// A receiver's answer body is read (and thrown away) up to this size, so the connection can be
 /// reused; a longer one is dropped.
 const MAX_RESPONSE: usize = 64 * 1024;
@@ -108,7 +113,7 @@ impl Outbox {
                 d = self.deliver(&e) => d,
             }
         };
-        let record = |results: Vec<Delivery>| async {
+        let record = |results: Vec<Delivery>| async move {
             for d in &results {
                 let c = match d {
                     Delivery::Delivered { .. } => &self.counters.delivered,
@@ -118,14 +123,33 @@ impl Outbox {
                 };
                 c.fetch_add(1, Ordering::Relaxed);
             }
-            let owner = self.owner.clone();
-            if let Err(e) = self
-                .ledger
-                .call(move |l| l.record_deliveries(&owner, clock::now(), &results))
-                .await
-            {
+            // The receivers have these: a database out of reach for a moment (a reset, a
+            // restart) is worth a few short waits before they are sent again. Every statement
+            // of the record is guarded (`delivered_at IS NULL`, the lease's owner), so one
+            // that committed unseen is not applied twice.
+            let mut wait = RECORD_RETRY_FIRST;
+            loop {
+                let (owner, results) = (self.owner.clone(), results.clone());
+                let e = match self
+                    .ledger
+                    .call(move |l| l.record_deliveries(&owner, clock::now(), &results))
+                    .await
+                {
+                    Ok(()) => break,
+                    Err(e) => e,
+                };
+                if e.unreachable() && wait <= RECORD_RETRY_LAST && !shutdown.is_cancelled() {
+                    tracing::warn!(error = %e, retry_in = ?wait, "could not record deliveries; trying again");
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        () = shutdown.cancelled() => {}
+                    }
+                    wait *= 2;
+                    continue;
+                }
                 // Unmarked events fall due again when their leases end: sent twice, never lost.
                 tracing::error!(error = %e, "could not record deliveries; those events will be sent again");
+                break;
             }
         };
         pipeline::run(

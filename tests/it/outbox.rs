@@ -6,7 +6,9 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::support::receiver::{Answer, Receiver, verifies};
-use crate::support::{Engine, Env, Guard, SECRET_A, SECRET_B, count, one, output, text, wait_for};
+use crate::support::{
+    Engine, Env, Guard, SECRET_A, SECRET_B, block, count, one, output, text, wait_for,
+};
 use payrecon::ledger::Ledger;
 
 /// Runs passes and delivery sweeps until `cond` holds or 15 seconds pass.
@@ -277,3 +279,71 @@ crate::on_both_engines!(pgbouncer:
     a_crash_between_send_and_mark_resends_the_same_id,
     run_delivers_an_event_committed_by_another_process_promptly,
 );
+
+/// The receiver has the event but the database drops out as the delivery is recorded (every
+/// connection to it reset for 0.8 s, through the fault proxy): the record is tried again when
+/// the database is back, and the event is not sent a second time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_recorded_across_a_database_blip_is_not_sent_again() {
+    use payrecon::ledger::Location;
+    use payrecon_testkit::proxy::{FaultProxy, Faults};
+    use std::sync::Arc;
+
+    let mut env = Env::start_on(Engine::Postgres).await;
+    let Location::Url(url) = env.location.clone() else {
+        unreachable!()
+    };
+    let target: std::net::SocketAddr = url
+        .trim_start_matches("postgres://postgres@")
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let db = url.rsplit('/').next().unwrap().to_string();
+    let proxy = Arc::new(FaultProxy::start(target).unwrap());
+    let p = proxy.clone();
+    let rx = Receiver::start(move |_, _| {
+        // The database drops out while the receiver answers.
+        p.set(Faults {
+            reset: 1.0,
+            refuse: 1.0,
+            ..Faults::default()
+        });
+        let p = p.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(800));
+            p.clear();
+        });
+        Answer::Status(204)
+    })
+    .await;
+    env.webhook(&rx.url, r#"["100ms", "100ms"]"#, "2s");
+    let l = env.ledger();
+    env.session(&l, "blip1", "complete");
+    env.pass(&l, "p").await;
+    assert_eq!(count(&l, "SELECT count(*) FROM events"), 1);
+    let through = Ledger::connect(&Location::Url(format!(
+        "postgres://postgres@{}/{db}",
+        proxy.addr()
+    )))
+    .unwrap();
+    let cfg = env.config();
+    let outbox =
+        payrecon::outbox::Outbox::new(through, cfg.webhook.unwrap(), "blip".into()).unwrap();
+    // A sweep may end early on a claim during the blip, as `run`'s would ("retrying").
+    let delivered = wait_for(Duration::from_secs(10), || {
+        let _ = block(outbox.deliver_due(&CancellationToken::new()));
+        count(
+            &l,
+            "SELECT count(*) FROM events WHERE delivered_at IS NOT NULL",
+        ) == 1
+    })
+    .await;
+    assert!(
+        proxy.counts().resets + proxy.counts().refused > 0,
+        "the blip happened"
+    );
+    assert!(delivered, "recorded once the database was back");
+    assert_eq!(rx.requests().len(), 1, "sent once");
+}
