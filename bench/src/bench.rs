@@ -1115,7 +1115,8 @@ fn count(location: &Location, text: &str) -> anyhow::Result<i64> {
         .with_context(|| format!("{text} answered {rows:?}"))
 }
 
-fn db(location: &Location) -> payrecon_testkit::sql::Db<'_> {
+/// The testkit's name for a ledger's database.
+pub(crate) fn db(location: &Location) -> payrecon_testkit::sql::Db<'_> {
     match location {
         Location::Path(p) => payrecon_testkit::sql::Db::Sqlite(p),
         Location::Url(u) => payrecon_testkit::sql::Db::Postgres(u),

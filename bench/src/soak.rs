@@ -22,8 +22,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use payrecon::ledger::Location;
 use payrecon::simulator::{self, Sim};
+use payrecon_testkit::BEHAVIOURS as MIX;
 use payrecon_testkit::proxy::{Counts, FaultProxy, Faults};
 use tokio_util::sync::CancellationToken;
+
+use crate::bench::db;
 
 /// Which ledger engine a soak runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -41,26 +44,6 @@ pub struct SoakOptions {
     /// Keep the daemons' logs (and the SQLite ledger) also when the soak passes.
     pub keep: bool,
 }
-
-/// The simulator's behaviours and the state each must end in, written from docs/simulator.md
-/// (the table of FINAL and FAULT answers) and the state machine, not computed by payrecon.
-const MIX: &[(&str, &str)] = &[
-    ("complete", "COMPLETED"),
-    ("complete", "COMPLETED"),
-    ("complete-2", "COMPLETED"),
-    ("5xx-1.complete", "COMPLETED"),
-    ("html-1.complete", "COMPLETED"),
-    ("truncated-1.complete", "COMPLETED"),
-    ("complete.slow-50", "COMPLETED"),
-    ("fail", "FAILED"),
-    ("fail-1", "FAILED"),
-    ("cancel", "CANCELLED"),
-    ("expire", "EXPIRED"),
-    ("notfound", "EXPIRED"),
-    ("amount", "REVIEW"),
-    ("underpaid", "REVIEW"),
-    ("reference", "REVIEW"),
-];
 
 const WAVES: usize = 10;
 const KILLS: usize = 10;
@@ -265,11 +248,7 @@ fn add(a: Counts, b: Counts) -> Counts {
 async fn sql(location: &Location, text: String) -> anyhow::Result<()> {
     let location = location.clone();
     tokio::task::spawn_blocking(move || {
-        let db = match &location {
-            Location::Path(p) => payrecon_testkit::sql::Db::Sqlite(p),
-            Location::Url(u) => payrecon_testkit::sql::Db::Postgres(u),
-        };
-        payrecon_testkit::sql::execute_batch(db, &text).map_err(anyhow::Error::msg)
+        payrecon_testkit::sql::execute_batch(db(&location), &text).map_err(anyhow::Error::msg)
     })
     .await?
 }
@@ -277,11 +256,7 @@ async fn sql(location: &Location, text: String) -> anyhow::Result<()> {
 async fn rows(location: &Location, text: &str) -> anyhow::Result<Vec<String>> {
     let (location, text) = (location.clone(), text.to_string());
     tokio::task::spawn_blocking(move || {
-        let db = match &location {
-            Location::Path(p) => payrecon_testkit::sql::Db::Sqlite(p),
-            Location::Url(u) => payrecon_testkit::sql::Db::Postgres(u),
-        };
-        payrecon_testkit::sql::query_strings(db, &text).map_err(anyhow::Error::msg)
+        payrecon_testkit::sql::query_strings(db(&location), &text).map_err(anyhow::Error::msg)
     })
     .await?
 }

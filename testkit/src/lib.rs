@@ -4,6 +4,7 @@
 //! - [`pgbouncer`]: a throwaway PgBouncer in transaction pooling mode in front of it;
 //! - [`proxy`]: a TCP fault proxy (latency, resets, stalls, trickles, refusals) for any link;
 //! - [`sql`]: SQL on a ledger's database over a connection of its own;
+//! - [`BEHAVIOURS`]: simulator behaviours with the states they must end in;
 //! - [`Arrivals`]: when requests reached a server (the simulator), to measure a rate limit
 //!   from the provider's side.
 
@@ -13,6 +14,28 @@ pub mod proxy;
 pub mod sql;
 
 use std::sync::{Arc, Mutex};
+
+/// A mix of the simulator's behaviours and the state each must end in, for the crash test and
+/// the soak: written from docs/simulator.md (the table of FINAL and FAULT answers) and the state
+/// machine, not computed by payrecon. `notfound` ends EXPIRED after `not_found_after` 404s; the
+/// wrong amount, the underpayment and the wrong reference end in REVIEW, never COMPLETED.
+pub const BEHAVIOURS: &[(&str, &str)] = &[
+    ("complete", "COMPLETED"),
+    ("complete", "COMPLETED"),
+    ("complete-2", "COMPLETED"),
+    ("5xx-1.complete", "COMPLETED"),
+    ("html-1.complete", "COMPLETED"),
+    ("truncated-1.complete", "COMPLETED"),
+    ("complete.slow-50", "COMPLETED"),
+    ("fail", "FAILED"),
+    ("fail-1", "FAILED"),
+    ("cancel", "CANCELLED"),
+    ("expire", "EXPIRED"),
+    ("notfound", "EXPIRED"),
+    ("amount", "REVIEW"),
+    ("underpaid", "REVIEW"),
+    ("reference", "REVIEW"),
+];
 use std::time::{Duration, Instant};
 
 /// The arrival times of the GET requests (the providers' status endpoints) a router served

@@ -9,21 +9,8 @@ use std::time::{Duration, Instant};
 use crate::support::receiver::{Answer, Receiver};
 use crate::support::{DirectSql, Engine, Env, Guard, count, wait_for};
 
-/// Behaviours and the state each must end in.
-const MIX: &[(&str, &str)] = &[
-    ("complete", "COMPLETED"),
-    ("complete", "COMPLETED"),
-    ("complete-2", "COMPLETED"),
-    ("5xx-1.complete", "COMPLETED"),
-    ("complete.slow-50", "COMPLETED"),
-    ("fail", "FAILED"),
-    ("fail-1", "FAILED"),
-    ("cancel", "CANCELLED"),
-    ("expire", "EXPIRED"),
-    ("notfound", "EXPIRED"),
-    ("amount", "REVIEW"),
-    ("html-1.complete", "COMPLETED"),
-];
+/// Behaviours and the state each must end in (written by hand from the simulator's documents).
+use payrecon_testkit::BEHAVIOURS as MIX;
 
 const SESSIONS: usize = 2400;
 const KILLS: usize = 5;

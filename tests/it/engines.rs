@@ -621,14 +621,7 @@ async fn run_waits_for_a_database_it_cannot_reach_yet_and_exits_on_a_refusal() {
     let Location::Url(url) = env.location.clone() else {
         unreachable!()
     };
-    let target: std::net::SocketAddr = url
-        .trim_start_matches("postgres://postgres@")
-        .split('/')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let db = url.rsplit('/').next().unwrap();
+    let (target, db) = crate::support::pg::address_and_name(&url);
     let proxy = FaultProxy::start(target).unwrap();
     proxy.set(Faults {
         down: true,

@@ -293,14 +293,7 @@ async fn a_delivery_recorded_across_a_database_blip_is_not_sent_again() {
     let Location::Url(url) = env.location.clone() else {
         unreachable!()
     };
-    let target: std::net::SocketAddr = url
-        .trim_start_matches("postgres://postgres@")
-        .split('/')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let db = url.rsplit('/').next().unwrap().to_string();
+    let (target, db) = crate::support::pg::address_and_name(&url);
     let proxy = Arc::new(FaultProxy::start(target).unwrap());
     let p = proxy.clone();
     let rx = Receiver::start(move |_, _| {

@@ -29,3 +29,11 @@ pub fn new_database_through_pgbouncer() -> String {
         .unwrap_or_else(|e| panic!("{e}"));
     bouncer.url(&name)
 }
+
+/// The server address and database name of a test database's URL
+/// (`postgres://postgres@127.0.0.1:PORT/NAME`), to put a fault proxy in front of it.
+pub fn address_and_name(url: &str) -> (std::net::SocketAddr, String) {
+    let rest = url.trim_start_matches("postgres://postgres@");
+    let (addr, db) = rest.split_once('/').expect("a test database URL");
+    (addr.parse().expect("an address"), db.to_string())
+}
