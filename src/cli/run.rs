@@ -124,7 +124,7 @@ pub(super) fn describe(cfg: &Config) -> String {
         crate::ledger::Location::Path(p) => format!("ledger.path          {}\n", p.display()),
         crate::ledger::Location::Url(u) => {
             let tls = match crate::ledger::pgtls::split_url(u) {
-                Ok((_, t)) => format!("{t:?}"),
+                Ok((_, t)) => t.to_string(),
                 Err(e) => e,
             };
             format!(

@@ -111,8 +111,14 @@ pub struct Tls {
     config: Option<Arc<rustls::ClientConfig>>,
 }
 
-/// What `check-config` shows: the mode and what it checks against.
 impl fmt::Debug for Tls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// What `check-config` shows: the mode and what it checks against.
+impl fmt::Display for Tls {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.mode {
             SslMode::Disable => f.write_str("sslmode=disable: never TLS"),
