@@ -208,7 +208,18 @@ fn executables() -> anyhow::Result<(PathBuf, PathBuf)> {
     let payrecon = me.with_file_name("payrecon");
     if let Some(cargo) = std::env::var_os("CARGO") {
         let mut build = std::process::Command::new(cargo);
-        build.args(["build", "--quiet", "-p", "payrecon", "--bin", "payrecon"]);
+        // With this package selected too, cargo unifies the dependencies' features as it did
+        // for this program, so the library just built is reused, not compiled a second time.
+        build.args([
+            "build",
+            "--quiet",
+            "-p",
+            "payrecon",
+            "-p",
+            "payrecon-bench",
+            "--bin",
+            "payrecon",
+        ]);
         if !cfg!(debug_assertions) {
             build.arg("--release");
         }

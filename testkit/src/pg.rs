@@ -48,27 +48,55 @@ impl Launch {
 
 /// Waits until the server in `dir` takes connections on its socket.
 fn wait_ready(dir: &Path, port: u16) -> Result<(), String> {
+    let url = format!(
+        "host={} port={port} user=postgres dbname=postgres",
+        dir.display()
+    );
+    wait_until_answers(&url, "the throwaway PostgreSQL", &dir.join("server.log"))
+}
+
+/// Waits (up to a minute) until a `SELECT 1` at `url` is answered; else names `what` and its
+/// log.
+pub(crate) fn wait_until_answers(url: &str, what: &str, log: &Path) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let url = format!(
-            "host={} port={port} user=postgres dbname=postgres",
-            dir.display()
-        );
-        let ok =
-            std::thread::spawn(move || postgres::Client::connect(&url, postgres::NoTls).is_ok())
-                .join()
-                .unwrap_or(false);
+        let u = url.to_string();
+        let ok = std::thread::spawn(move || {
+            postgres::Client::connect(&u, postgres::NoTls)
+                .and_then(|mut c| c.simple_query("SELECT 1"))
+                .is_ok()
+        })
+        .join()
+        .unwrap_or(false);
         if ok {
             return Ok(());
         }
         if Instant::now() > deadline {
-            return Err(format!(
-                "the throwaway PostgreSQL did not start; see {}",
-                dir.join("server.log").display()
-            ));
+            return Err(format!("{what} did not start; see {}", log.display()));
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// A new directory (kept: the watchdog removes it), owned by `user` when given.
+pub(crate) fn server_dir(prefix: &str, user: Option<(u32, u32)>) -> Result<PathBuf, String> {
+    let dir = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .map_err(|e| format!("creating a directory: {e}"))?
+        .keep();
+    if let Some((uid, gid)) = user {
+        std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).map_err(|e| format!("chown: {e}"))?;
+    }
+    Ok(dir)
+}
+
+/// A loopback port free when asked.
+pub(crate) fn free_port() -> Result<u16, String> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("finding a free port: {e}"))
 }
 
 impl TempPg {
@@ -241,14 +269,7 @@ pub fn start_with(options: Options) -> Result<TempPg, String> {
     let bin = bin_dir()?;
     let user = run_as();
     let io = |what: &'static str| move |e: std::io::Error| format!("{what}: {e}");
-    let dir = tempfile::Builder::new()
-        .prefix("payrecon-pg-")
-        .tempdir()
-        .map_err(io("creating a directory"))?
-        .keep();
-    if let Some((uid, gid)) = user {
-        std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).map_err(io("chown"))?;
-    }
+    let dir = server_dir("payrecon-pg-", user)?;
     let data = dir.join("data");
     let out = command(&bin.join("initdb"), user, &dir)
         .args([
@@ -271,10 +292,7 @@ pub fn start_with(options: Options) -> Result<TempPg, String> {
             String::from_utf8_lossy(&out.stderr)
         ));
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map_err(io("finding a free port"))?
-        .port();
+    let port = free_port()?;
     let mut args: Vec<std::ffi::OsString> = vec!["-D".into(), data.clone().into()];
     for a in [
         "-p",

@@ -6,9 +6,8 @@
 
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
 
-use crate::pg::{TempPg, command, run_as, watchdog};
+use crate::pg::{TempPg, command, free_port, run_as, server_dir, wait_until_answers, watchdog};
 
 /// A running PgBouncer.
 pub struct Bouncer {
@@ -46,18 +45,8 @@ pub fn start(pg: &TempPg) -> Result<Bouncer, String> {
     }
     let user = run_as();
     let io = |what: &'static str| move |e: std::io::Error| format!("{what}: {e}");
-    let dir = tempfile::Builder::new()
-        .prefix("payrecon-pgbouncer-")
-        .tempdir()
-        .map_err(io("creating a directory"))?
-        .keep();
-    if let Some((uid, gid)) = user {
-        std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).map_err(io("chown"))?;
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map_err(io("finding a free port"))?
-        .port();
+    let dir = server_dir("payrecon-pgbouncer-", user)?;
+    let port = free_port()?;
     let ini = dir.join("pgbouncer.ini");
     let pid_file = dir.join("pgbouncer.pid");
     std::fs::write(dir.join("users.txt"), "\"postgres\" \"\"\n").map_err(io("users.txt"))?;
@@ -83,28 +72,11 @@ pub fn start(pg: &TempPg) -> Result<Bouncer, String> {
         .spawn()
         .map_err(io("starting pgbouncer"))?;
     let watchdog = watchdog(&pid_file, &dir)?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
-    loop {
-        let u = url.clone();
-        let ok = std::thread::spawn(move || {
-            postgres::Client::connect(&u, postgres::NoTls)
-                .and_then(|mut c| c.simple_query("SELECT 1"))
-                .is_ok()
-        })
-        .join()
-        .unwrap_or(false);
-        if ok {
-            break;
-        }
-        if Instant::now() > deadline {
-            return Err(format!(
-                "PgBouncer did not start; see {}",
-                dir.join("pgbouncer.log").display()
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until_answers(
+        &format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+        "PgBouncer",
+        &dir.join("pgbouncer.log"),
+    )?;
     Ok(Bouncer {
         port,
         _children: (server, watchdog),
