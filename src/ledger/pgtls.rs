@@ -161,7 +161,7 @@ pub fn split_url(url: &str) -> Result<(String, Tls), String> {
             "sslcert" | "sslkey" | "sslpassword" | "sslcrl" | "sslcrldir" => {
                 return Err(format!(
                     "{key}: client certificates and revocation lists are not supported by this \
-                     build; authenticate with a password (PAYRECON_PG_PASSWORD or the URL)"
+                     build; authenticate with a password (`[ledger] password_env`)"
                 ));
             }
             _ => kept.push(part),
