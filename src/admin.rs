@@ -15,32 +15,98 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 
 use crate::clock::{self, Timestamp};
-use crate::ledger::{Ledger, ProviderState};
+use crate::ledger::{Ledger, ProviderState, Stats};
 
 /// What the daemon reports about itself for `/healthz`.
 pub struct Health {
     started: Instant,
     /// The schedule's interval: a pass older than three of these (plus a minute) is stale.
     interval: Duration,
+    /// Due work left unclaimed longer than this is a problem (see [`Health::unclaimed_after`]).
+    unclaimed_after: Duration,
     last_pass: Mutex<Option<(Timestamp, Duration)>>,
+    /// Passes failed in a row, and the last one's error.
+    failing: Mutex<(u32, String)>,
 }
 
+/// Passes failed in a row before `/healthz` says so.
+pub const FAILED_PASSES: u32 = 3;
+
+/// How far the ledger's clock may be from this process's before `/healthz` and the log say so.
+pub const CLOCK_TOLERANCE: Duration = Duration::from_secs(5);
+
+/// How long a stats reading serves `/healthz` and `/metrics` before it is read again.
+pub const STATS_FRESH: Duration = Duration::from_secs(2);
+
 impl Health {
-    pub fn new(interval: Duration) -> Arc<Health> {
+    /// `ageing`: `[schedule] ageing`; a due session left unclaimed longer than twice that (at
+    /// least a minute) means the daemon is not keeping up, or not claiming at all.
+    pub fn new(interval: Duration, ageing: Duration) -> Arc<Health> {
         Arc::new(Health {
             started: Instant::now(),
             interval,
+            unclaimed_after: (ageing * 2).max(Duration::from_secs(60)),
             last_pass: Mutex::new(None),
+            failing: Mutex::new((0, String::new())),
         })
     }
 
     /// Records a finished pass.
     pub fn pass_done(&self, took: Duration) {
         *self.last_pass.lock().unwrap_or_else(|p| p.into_inner()) = Some((clock::now(), took));
+        *self.failing.lock().unwrap_or_else(|p| p.into_inner()) = (0, String::new());
+    }
+
+    /// Records a pass that failed (the ledger refused a write, a full disk, …).
+    pub fn pass_failed(&self, error: &str) {
+        let mut f = self.failing.lock().unwrap_or_else(|p| p.into_inner());
+        *f = (f.0.saturating_add(1), error.to_string());
     }
 
     fn stale_after(&self) -> Duration {
         self.interval * 3 + Duration::from_secs(60)
+    }
+
+    /// How long due work may wait unclaimed before `/healthz` fails.
+    pub fn unclaimed_after(&self) -> Duration {
+        self.unclaimed_after
+    }
+}
+
+/// A `stats` reading, or why the ledger gave none.
+pub type Reading = Arc<Result<Stats, String>>;
+
+/// One recent `stats` reading shared by `/healthz` and `/metrics`: read at most once per
+/// [`STATS_FRESH`], by one request while the others wait for it.
+pub struct StatsCache {
+    ledger: Ledger,
+    last: tokio::sync::Mutex<Option<(Instant, Reading)>>,
+}
+
+impl StatsCache {
+    pub fn new(ledger: Ledger) -> Arc<StatsCache> {
+        Arc::new(StatsCache {
+            ledger,
+            last: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    /// A reading at most [`STATS_FRESH`] old.
+    pub async fn read(&self) -> Reading {
+        let mut last = self.last.lock().await;
+        if let Some((at, stats)) = &*last
+            && at.elapsed() < STATS_FRESH
+        {
+            return stats.clone();
+        }
+        let stats = Arc::new(
+            self.ledger
+                .call(|l| l.stats(clock::now()))
+                .await
+                .map_err(|e| e.to_string()),
+        );
+        *last = Some((Instant::now(), stats.clone()));
+        stats
     }
 }
 
@@ -57,26 +123,30 @@ pub fn cron_interval(cron: &croner::Cron) -> Duration {
 
 #[derive(Clone)]
 struct AdminState {
-    ledger: Ledger,
+    stats: Arc<StatsCache>,
     health: Arc<Health>,
     metrics: Option<PrometheusHandle>,
+    /// The configured providers: each has a `payrecon_sessions` series per status.
+    providers: Arc<Vec<String>>,
 }
 
 /// The admin router; with `token`, every request must carry `Authorization: Bearer <token>`.
 pub fn router(
-    ledger: Ledger,
+    stats: Arc<StatsCache>,
     health: Arc<Health>,
     metrics: Option<PrometheusHandle>,
     token: Option<crate::config::Secret>,
+    providers: Vec<String>,
 ) -> Router {
     let token = Arc::new(token);
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
         .with_state(AdminState {
-            ledger,
+            stats,
             health,
             metrics,
+            providers: Arc::new(providers),
         })
         .layer(axum::middleware::from_fn(
             move |request: axum::extract::Request, next: axum::middleware::Next| {
@@ -85,8 +155,8 @@ pub fn router(
                     match token.as_ref() {
                         Some(t) if !crate::api::bearer_matches(request.headers(), t) => (
                             StatusCode::UNAUTHORIZED,
-                            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-                            "missing or wrong bearer token\n",
+                            [(header::CONTENT_TYPE, "application/json")],
+                            json!({"error": "missing or wrong bearer token"}).to_string(),
                         )
                             .into_response(),
                         _ => next.run(request).await,
@@ -98,7 +168,20 @@ pub fn router(
 
 async fn healthz(State(st): State<AdminState>) -> Response {
     let mut problems: Vec<String> = Vec::new();
-    let stats = st.ledger.call(|l| l.stats(clock::now())).await;
+    let stats = st.stats.read().await;
+    let now = clock::now();
+    let (failed, last_error) = st
+        .health
+        .failing
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    if failed >= FAILED_PASSES {
+        problems.push(format!(
+            "the last {failed} passes failed: {}",
+            crate::escape::shown(&last_error)
+        ));
+    }
     let last = *st
         .health
         .last_pass
@@ -115,8 +198,23 @@ async fn healthz(State(st): State<AdminState>) -> Response {
         }
         _ => {}
     }
-    let body = match &stats {
+    let body = match &*stats {
         Ok(s) => {
+            if let Some(due) = s.oldest_due
+                && let Ok(late) = (now - due).to_std()
+                && late > st.health.unclaimed_after
+            {
+                problems.push(format!(
+                    "due work has waited unclaimed for {} (more than {}): the daemon is not \
+                     keeping up or not claiming (see the log, `payrecon stats` and rate_limit)",
+                    humantime::format_duration(Duration::from_secs(late.as_secs())),
+                    humantime::format_duration(st.health.unclaimed_after)
+                ));
+            }
+            let skew = clock_skew(s.ledger_clock, s.ledger_clock_is_server, now);
+            if let Some(skew) = &skew {
+                problems.push(skew.clone());
+            }
             // Each provider-wide problem: the providers it holds for (since when, and why), and
             // one line each in `problems`.
             let mut flagged = |since: fn(&ProviderState) -> (&Option<String>, &Option<String>),
@@ -164,7 +262,7 @@ async fn healthz(State(st): State<AdminState>) -> Response {
         }
         Err(e) => {
             // Logged in full; the answer says only that the ledger is unreachable.
-            tracing::error!(error = %e, "healthz: ledger unreachable");
+            tracing::error!(error = %crate::escape::shown(e), "healthz: ledger unreachable");
             problems.push("the ledger is unreachable".into());
             json!({"ledger": {"ok": false}})
         }
@@ -193,10 +291,10 @@ async fn metrics_text(State(st): State<AdminState>) -> Response {
         )
             .into_response();
     };
-    match st.ledger.call(|l| l.stats(clock::now())).await {
-        Ok(stats) => crate::metrics::ledger_gauges(&stats),
+    match &*st.stats.read().await {
+        Ok(stats) => crate::metrics::ledger_gauges(stats, &st.providers),
         Err(e) => {
-            tracing::error!(error = %e, "metrics: ledger unreachable; ledger gauges are stale")
+            tracing::error!(error = %crate::escape::shown(e), "metrics: ledger unreachable; ledger gauges are stale")
         }
     }
     (
@@ -205,4 +303,38 @@ async fn metrics_text(State(st): State<AdminState>) -> Response {
         handle.render(),
     )
         .into_response()
+}
+
+/// What `/healthz` says when the ledger's clock and this process's disagree by more than
+/// [`CLOCK_TOLERANCE`]: PostgreSQL's `now()` either way; on SQLite, only a transition
+/// recorded in this process's future (another process's clock is ahead of ours, or ours
+/// behind).
+pub fn clock_skew(theirs: Option<Timestamp>, is_server: bool, now: Timestamp) -> Option<String> {
+    let theirs = theirs?;
+    let ahead = theirs - now;
+    let tolerance = chrono::Duration::from_std(CLOCK_TOLERANCE).unwrap_or_default();
+    let by = |d: chrono::Duration| {
+        humantime::format_duration(Duration::from_secs(d.num_seconds().unsigned_abs()))
+    };
+    if ahead > tolerance {
+        Some(if is_server {
+            format!(
+                "the database's clock is {} ahead of this host's: keep both in NTP sync",
+                by(ahead)
+            )
+        } else {
+            format!(
+                "a transition was recorded {} in this host's future: another process's clock \
+                 is ahead of this one's (keep every host on the ledger in NTP sync)",
+                by(ahead)
+            )
+        })
+    } else if is_server && -ahead > tolerance {
+        Some(format!(
+            "the database's clock is {} behind this host's: keep both in NTP sync",
+            by(ahead)
+        ))
+    } else {
+        None
+    }
 }

@@ -17,11 +17,13 @@ use serde_json::{Value, json};
 use utoipa::OpenApi;
 
 use crate::config::{Config, Secret};
+use crate::hints::{Hints, Offer};
 use crate::ledger::{
     Enqueued, Ledger, MAX_REFERENCE_BYTES, MAX_SESSION_ID_BYTES, NewSession, Session, SessionInput,
 };
 use crate::provider::Providers;
-use crate::reconcile::{self, PassOptions};
+use crate::reconcile::{self, PassOptions, Verified};
+use tokio_util::sync::CancellationToken;
 
 /// The largest request body accepted.
 const MAX_BODY: usize = 16 * 1024;
@@ -32,29 +34,79 @@ struct ApiState {
     cfg: Config,
     opts: PassOptions,
     token: Option<Secret>,
-    /// When each session was last hinted: hints within [`HINT_WINDOW`] count once.
-    hinted: std::sync::Mutex<std::collections::HashMap<(String, String), std::time::Instant>>,
+    hints: Arc<Hints>,
+    /// Stops `verify`s in flight (their sessions given back) with the daemon.
+    shutdown: CancellationToken,
+    /// Signed callbacks already taken: a replay counts once.
+    seen: std::sync::Mutex<Seen>,
+    /// Refused callbacks, logged at most once per [`REFUSALS_EVERY`] with a count.
+    refusals: std::sync::Mutex<(Option<std::time::Instant>, u64)>,
 }
 
-/// Hints for one session closer together than this count once `[assumed]`: a provider's
-/// callbacks and a return page can arrive together, and one check answers them all.
-const HINT_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
+/// Refused callbacks are logged at most this often, each line with how many since the last.
+const REFUSALS_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// The most sessions whose last hint is remembered; older ones are forgotten first.
-const MOST_HINTED: usize = 100_000;
+/// How long a signed callback's digest is remembered, so a replay counts once `[assumed]`:
+/// Vesicash publishes neither an event id nor a timestamp in the signed string it documents
+/// first, so the body itself is what was signed once.
+const SEEN_FOR: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
-/// The API router.
-pub fn router(ledger: Ledger, providers: Providers, cfg: Config, opts: PassOptions) -> Router {
+/// The most signed callbacks remembered; beyond it the oldest are forgotten first.
+const MOST_SEEN: usize = 100_000;
+
+/// The digests of signed callbacks taken, oldest first.
+#[derive(Default)]
+struct Seen {
+    order: std::collections::VecDeque<([u8; 32], std::time::Instant)>,
+    set: std::collections::HashSet<[u8; 32]>,
+}
+
+impl Seen {
+    /// Whether `digest` is new (and notes it).
+    fn first(&mut self, digest: [u8; 32]) -> bool {
+        while let Some((d, at)) = self.order.front() {
+            if at.elapsed() < SEEN_FOR && self.order.len() < MOST_SEEN {
+                break;
+            }
+            self.set.remove(d);
+            self.order.pop_front();
+        }
+        if !self.set.insert(digest) {
+            return false;
+        }
+        self.order.push_back((digest, std::time::Instant::now()));
+        true
+    }
+}
+
+/// The API router, and the hint workers it feeds (they stop with `shutdown`).
+pub fn router(
+    ledger: Ledger,
+    providers: Providers,
+    cfg: Config,
+    opts: PassOptions,
+    shutdown: CancellationToken,
+) -> (Router, Vec<tokio::task::JoinHandle<()>>) {
     let token = cfg.api.as_ref().and_then(|a| a.token.clone());
+    let (hints, workers) = Hints::start(
+        ledger.clone(),
+        providers.clone(),
+        cfg.clone(),
+        opts.clone(),
+        shutdown.clone(),
+    );
     let state = Arc::new(ApiState {
         ledger,
         providers,
         cfg,
         opts,
         token,
-        hinted: Default::default(),
+        hints,
+        shutdown,
+        seen: Default::default(),
+        refusals: Default::default(),
     });
-    Router::new()
+    let router = Router::new()
         .route("/v1/sessions", post(create))
         .route("/v1/sessions/{provider}/{session_id}", get(read))
         .route("/v1/sessions/{provider}/{session_id}/verify", post(verify))
@@ -70,11 +122,26 @@ pub fn router(ledger: Ledger, providers: Providers, cfg: Config, opts: PassOptio
         ))
         // Providers cannot send our token: their callbacks are only hints, signed where the
         // provider signs them.
-        .route(
-            "/v1/callbacks/{provider}",
-            post(callback).layer(axum::extract::DefaultBodyLimit::max(MAX_CALLBACK_BODY)),
-        )
+        .route("/v1/callbacks/{provider}", post(callback))
         .with_state(state)
+        // Whatever answered an error in another shape (a layer's 413, a rejection's text),
+        // the client gets the API's JSON error.
+        .layer(axum::middleware::map_response(json_errors));
+    (router, workers)
+}
+
+/// Any 4xx/5xx answer that is not JSON becomes `{"error": …}` with the same status.
+async fn json_errors(r: Response) -> Response {
+    let code = r.status();
+    let is_json = r
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if (code.is_client_error() || code.is_server_error()) && !is_json {
+        let reason = code.canonical_reason().unwrap_or("error").to_lowercase();
+        return error(code, &reason, None).into_response();
+    }
+    r
 }
 
 /// The body of every 4xx/5xx answer.
@@ -385,21 +452,15 @@ fn new_session(cfg: &Config, body: &[u8]) -> Result<NewSession, ApiError> {
         (status = 400, description = "The body is not a JSON object with distinct keys", body = ErrorBody),
         (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
         (status = 409, description = "Already in the ledger with another value in `field`", body = ErrorBody),
+        (status = 408, description = "The body did not arrive within 10 s", body = ErrorBody),
         (status = 413, description = "The body is over 16 KiB", body = ErrorBody),
         (status = 422, description = "A field is refused; `field` names it", body = ErrorBody),
     )
 )]
 async fn create(State(st): State<Arc<ApiState>>, body: Body) -> Response {
-    let body = match axum::body::to_bytes(body, MAX_BODY).await {
+    let body = match crate::listen::body(body, MAX_BODY).await {
         Ok(b) => b,
-        Err(_) => {
-            return error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                &format!("the body is over {MAX_BODY} bytes"),
-                None,
-            )
-            .into_response();
-        }
+        Err(e) => return body_refused(e, MAX_BODY).into_response(),
     };
     let s = match new_session(&st.cfg, &body) {
         Ok(s) => s,
@@ -427,6 +488,25 @@ async fn create(State(st): State<Arc<ApiState>>, body: Body) -> Response {
             error(StatusCode::CONFLICT, &c.to_string(), Some(c.field)).into_response()
         }
         Ok((_, None)) | Err(_) => internal(result.err()),
+    }
+}
+
+/// A body that was too large or too slow, as the API's error.
+fn body_refused(e: crate::listen::BodyError, max: usize) -> ApiError {
+    match e {
+        crate::listen::BodyError::TooLarge => error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("the body is over {max} bytes"),
+            None,
+        ),
+        crate::listen::BodyError::Slow => error(
+            StatusCode::REQUEST_TIMEOUT,
+            &format!(
+                "the body did not arrive within {}s",
+                crate::listen::BODY_TIMEOUT.as_secs()
+            ),
+            None,
+        ),
     }
 }
 
@@ -481,7 +561,9 @@ async fn read(State(st): State<Arc<ApiState>>, path: SessionPath) -> Response {
 ///
 /// What a return-URL handler should call instead of trusting the redirect: a PENDING session
 /// is checked with its provider at once (within the provider's rate limit) and answered as the
-/// ledger then holds it; a finished session is answered as it is.
+/// ledger then holds it; a finished session is answered as it is. A PENDING session payrecon
+/// could not get an answer about now (another check held it for 5 s, no call slot was free in
+/// time, the provider failed) is a 503 saying why, never a stale 200.
 #[utoipa::path(
     post,
     path = "/v1/sessions/{provider}/{session_id}/verify",
@@ -491,6 +573,7 @@ async fn read(State(st): State<Arc<ApiState>>, path: SessionPath) -> Response {
         (status = 400, description = "The path is not UTF-8", body = ErrorBody),
         (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
         (status = 404, description = "No such session", body = ErrorBody),
+        (status = 503, description = "Not checked now (the error says why); the session is as it was; try again after Retry-After", body = ErrorBody),
     )
 )]
 async fn verify(State(st): State<Arc<ApiState>>, path: SessionPath) -> Response {
@@ -498,36 +581,58 @@ async fn verify(State(st): State<Arc<ApiState>>, path: SessionPath) -> Response 
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
-    found(
-        reconcile::verify(
-            &st.ledger,
-            &st.providers,
-            &st.cfg,
-            &st.opts,
-            &provider,
-            &session_id,
-        )
-        .await,
+    let verified = reconcile::verify(
+        &st.ledger,
+        &st.providers,
+        &st.cfg,
+        &st.opts,
+        &provider,
+        &session_id,
+        &st.shutdown,
     )
+    .await;
+    match verified {
+        Ok(Verified {
+            session: Some(_),
+            unchecked: Some(why),
+        }) => {
+            let mut r = error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("not checked: {why}"),
+                None,
+            )
+            .into_response();
+            r.headers_mut().insert(
+                header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("5"),
+            );
+            r
+        }
+        Ok(v) => found(Ok(v.session)),
+        Err(e) => found(Err(e)),
+    }
 }
 
 /// Hint that a session may have changed
 ///
-/// What a provider's callback or a return page should call: the session is checked with its
-/// provider now, in the background and within the provider's rate limit — the hint itself
-/// never sets a state. 202 when a check was started, with the session as it is now; 200 when
-/// none was needed (the session is not PENDING, or was hinted less than 10 s ago: hints that
-/// close together count once); 404 for a session payrecon does not know, which costs no call.
+/// What a provider's callback or a return page should call: the session is queued for a check
+/// with its provider, in the background and within the provider's rate limit, behind the
+/// daemon's scheduled checks — the hint itself never sets a state. 202 when it was queued,
+/// with the session as it is now; 200 when no check is needed (the session is not PENDING, or
+/// is queued or was checked less than 10 s ago: hints close together count once); 503 when
+/// the provider's hint queue is full (the session keeps its own schedule); 404 for a session
+/// payrecon does not know, which costs no call.
 #[utoipa::path(
     post,
     path = "/v1/sessions/{provider}/{session_id}/hint",
     params(SessionKey),
     responses(
-        (status = 202, description = "A check was started", body = Session),
+        (status = 202, description = "Queued for a check", body = Session),
         (status = 200, description = "No check needed", body = Session),
         (status = 400, description = "The path is not UTF-8", body = ErrorBody),
         (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
         (status = 404, description = "No such session", body = ErrorBody),
+        (status = 503, description = "The provider's hint queue is full", body = ErrorBody),
     )
 )]
 async fn hint(State(st): State<Arc<ApiState>>, path: SessionPath) -> Response {
@@ -537,35 +642,21 @@ async fn hint(State(st): State<Arc<ApiState>>, path: SessionPath) -> Response {
     };
     let (p, id) = (provider.clone(), session_id.clone());
     match st.ledger.call(move |l| l.get(&p, &id)).await {
-        Ok(Some(s)) => hint_session(&st, s),
+        Ok(Some(s)) if s.status != crate::ledger::Status::Pending => {
+            session_json(StatusCode::OK, &s)
+        }
+        Ok(Some(s)) => match st.hints.offer(&s.provider, &s.session_id) {
+            Offer::Queued => session_json(StatusCode::ACCEPTED, &s),
+            Offer::Coalesced => session_json(StatusCode::OK, &s),
+            Offer::Dropped => error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the provider's hint queue is full; the session is checked on its own schedule",
+                None,
+            )
+            .into_response(),
+        },
         other => found(other),
     }
-}
-
-/// Has a known session checked now in the background (a hint), unless it is not PENDING or
-/// was hinted within [`HINT_WINDOW`].
-fn hint_session(st: &Arc<ApiState>, session: Session) -> Response {
-    let (provider, session_id) = (session.provider.clone(), session.session_id.clone());
-    if session.status != crate::ledger::Status::Pending || !first_hint(st, &provider, &session_id) {
-        return session_json(StatusCode::OK, &session);
-    }
-    crate::metrics::hint();
-    let state = st.clone();
-    tokio::spawn(async move {
-        let checked = reconcile::verify(
-            &state.ledger,
-            &state.providers,
-            &state.cfg,
-            &state.opts,
-            &provider,
-            &session_id,
-        )
-        .await;
-        if let Err(e) = checked {
-            tracing::warn!(error = %e, "api: the check a hint asked for failed");
-        }
-    });
-    session_json(StatusCode::ACCEPTED, &session)
 }
 
 /// A callback URL's query: it may name the session itself.
@@ -577,54 +668,68 @@ struct CallbackQuery {
 /// The largest provider callback accepted.
 const MAX_CALLBACK_BODY: usize = 64 * 1024;
 
+/// The one answer to every callback taken: it says nothing of the session.
+fn accepted() -> Response {
+    (
+        StatusCode::ACCEPTED,
+        [(header::CONTENT_TYPE, "application/json")],
+        r#"{"accepted":true}"#,
+    )
+        .into_response()
+}
+
 /// A provider's own callback (webhook), taken as a hint
 ///
-/// Where a provider sends its payment notifications. The session is named by `?session_id=`
-/// or found in the body where the provider's kind keeps it (docs/api.md "Provider callbacks"),
-/// and then treated exactly as a hint: checked with the provider within the budget, never set
-/// by the callback itself. No bearer token (providers cannot send one); when the provider's
-/// table sets `webhook_secret_env`, a callback whose signature does not verify is refused.
+/// Where a provider sends its payment notifications. Answered 202 `{"accepted": true}` alike
+/// for a known, unknown or finished session and for any provider name — the answer tells
+/// nothing about the ledger. A PENDING session it names is queued for a check with its
+/// provider, exactly as a hint: checked within the budget, never set by the callback itself.
+/// The session is named by `?session_id=` or found in the body where the provider's kind
+/// keeps it (docs/api.md "Provider callbacks"); where the provider's table sets
+/// `webhook_secret_env`, a callback whose signature does not verify is refused, the session is
+/// taken only from the signed body (never the query), and a replayed body counts once. No
+/// bearer token (providers cannot send one).
 #[utoipa::path(
     post,
     path = "/v1/callbacks/{provider}",
     params(("provider" = String, Path, description = "The provider table the callback is for"),
-           ("session_id" = Option<String>, Query, description = "The session, when the callback URL names it")),
-    request_body(content = Vec<u8>, description = "The provider's callback body as it sends it (JSON from every provider that documents one; read only when no ?session_id= names the session)", content_type = "application/octet-stream"),
+           ("session_id" = Option<String>, Query, description = "The session, when the callback URL names it (ignored where the provider signs)")),
+    request_body(content = Vec<u8>, description = "The provider's callback body as it sends it (JSON from every provider that documents one; read when no ?session_id= names the session, and always where the provider signs)", content_type = "application/octet-stream"),
     security(()),
     responses(
-        (status = 202, description = "A check was started", body = Session),
-        (status = 200, description = "No check needed", body = Session),
+        (status = 202, description = "Taken (whatever it names)", content_type = "application/json"),
         (status = 400, description = "No session id in the query and a body that is not JSON", body = ErrorBody),
         (status = 401, description = "The signature does not verify", body = ErrorBody),
-        (status = 404, description = "No such provider, or no known session named", body = ErrorBody),
+        (status = 408, description = "The body did not arrive within 10 s", body = ErrorBody),
         (status = 413, description = "Body larger than 64 KiB", body = ErrorBody),
     )
 )]
 async fn callback(
     State(st): State<Arc<ApiState>>,
-    Path(provider): Path<String>,
+    path: Result<Path<String>, axum::extract::rejection::PathRejection>,
     query: Result<axum::extract::Query<CallbackQuery>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: Body,
 ) -> Response {
-    let Some(pc) = st.cfg.provider(&provider) else {
-        return error(StatusCode::NOT_FOUND, "no such provider", None).into_response();
+    let Ok(Path(provider)) = path else {
+        return error(StatusCode::BAD_REQUEST, "the path is not UTF-8", None).into_response();
     };
-    let Some(spec) = crate::kinds::spec(&pc.kind) else {
-        return error(StatusCode::NOT_FOUND, "no such provider", None).into_response();
+    let body = match crate::listen::body(body, MAX_CALLBACK_BODY).await {
+        Ok(b) => b,
+        Err(e) => {
+            st.refused(&provider, "too_large");
+            return body_refused(e, MAX_CALLBACK_BODY).into_response();
+        }
     };
-    if body.len() > MAX_CALLBACK_BODY {
-        return error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "callback body larger than 64 KiB",
-            None,
-        )
-        .into_response();
-    }
-    if let (Some(secret), Some(header)) = (&pc.webhook_secret, spec.callback.hmac_header) {
+    let pc = st.cfg.provider(&provider);
+    let spec = pc.and_then(|pc| crate::kinds::spec(&pc.kind));
+    let signing = pc
+        .and_then(|pc| pc.webhook_secret.as_ref())
+        .zip(spec.and_then(|s| s.callback.hmac_header));
+    if let Some((secret, header)) = signing {
         let given = headers.get(header).and_then(|v| v.to_str().ok());
         if !given.is_some_and(|sig| crate::secret::hmac_sha256_hex_matches(secret, &body, sig)) {
-            tracing::warn!(provider = %provider, "api: a callback whose {header} does not verify was refused");
+            st.refused(&provider, "signature");
             return error(
                 StatusCode::UNAUTHORIZED,
                 &format!("{header} does not verify with the secret in webhook_secret_env"),
@@ -632,9 +737,22 @@ async fn callback(
             )
             .into_response();
         }
+        let digest: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(&body).into();
+        if !st
+            .seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .first(digest)
+        {
+            // Answered as the first was; nothing is done again.
+            crate::metrics::callback_refused("replay");
+            return accepted();
+        }
     }
     let named = match query {
-        Ok(q) => q.0.session_id.filter(|s| !s.is_empty()),
+        // Where the provider signs, only what the signature covers names the session.
+        Ok(q) if signing.is_none() => q.0.session_id.filter(|s| !s.is_empty()),
+        Ok(_) => None,
         Err(e) => {
             return error(StatusCode::BAD_REQUEST, &format!("the query: {e}"), None)
                 .into_response();
@@ -644,8 +762,8 @@ async fn callback(
         Some(id) => vec![id],
         None => match serde_json::from_slice::<Value>(&body) {
             Ok(v) => spec
-                .callback
-                .id_pointers
+                .map(|spec| spec.callback.id_pointers)
+                .unwrap_or_default()
                 .iter()
                 .filter_map(|p| match v.pointer(p)? {
                     Value::String(s) if !s.is_empty() => Some(s.clone()),
@@ -654,6 +772,7 @@ async fn callback(
                 })
                 .collect(),
             Err(_) => {
+                st.refused(&provider, "not_json");
                 return error(
                     StatusCode::BAD_REQUEST,
                     "the body is not JSON and no ?session_id= names the session",
@@ -663,41 +782,43 @@ async fn callback(
             }
         },
     };
+    if pc.is_none() {
+        return accepted();
+    }
     for id in candidates.into_iter().take(8) {
         let p = provider.clone();
         match st.ledger.call(move |l| l.get(&p, &id)).await {
-            Ok(Some(s)) => return hint_session(&st, s),
+            Ok(Some(s)) => {
+                if s.status == crate::ledger::Status::Pending {
+                    st.hints.offer(&s.provider, &s.session_id);
+                }
+                break;
+            }
             Ok(None) => {}
+            // Logged in full; the provider is told only that it may send again.
             Err(e) => return internal(Some(e)),
         }
     }
-    error(
-        StatusCode::NOT_FOUND,
-        "the callback names no session of this provider",
-        None,
-    )
-    .into_response()
+    accepted()
 }
 
-/// Whether this is the first hint for the session within [`HINT_WINDOW`] (and notes it).
-fn first_hint(st: &ApiState, provider: &str, session_id: &str) -> bool {
-    let now = std::time::Instant::now();
-    let mut hinted = st.hinted.lock().unwrap_or_else(|p| p.into_inner());
-    let key = (provider.to_string(), session_id.to_string());
-    if hinted
-        .get(&key)
-        .is_some_and(|at| now.duration_since(*at) < HINT_WINDOW)
-    {
-        return false;
-    }
-    if hinted.len() >= MOST_HINTED {
-        hinted.retain(|_, at| now.duration_since(*at) < HINT_WINDOW);
-        if hinted.len() >= MOST_HINTED {
-            hinted.clear();
+impl ApiState {
+    /// Counts a refused callback, and logs at most one line per [`REFUSALS_EVERY`] with how
+    /// many were refused since the last.
+    fn refused(&self, provider: &str, reason: &'static str) {
+        crate::metrics::callback_refused(reason);
+        let mut r = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
+        r.1 += 1;
+        if r.0.is_none_or(|at| at.elapsed() >= REFUSALS_EVERY) {
+            tracing::warn!(
+                provider = %crate::escape::shown(provider),
+                reason,
+                refused = r.1,
+                "provider callbacks refused (this one's reason; the count since the last such line)"
+            );
+            *r = (Some(std::time::Instant::now()), 0);
         }
     }
-    hinted.insert(key, now);
-    true
 }
 
 /// A looked-up session as the answer: 200 with it, 404, or an opaque 500.

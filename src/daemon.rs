@@ -57,27 +57,58 @@ async fn reach_ledger(cfg: &Config) -> anyhow::Result<Option<Ledger>> {
     }
 }
 
-/// Resolves when the process gets SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
+/// Why the daemon stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// SIGTERM, SIGINT or SIGQUIT: stop for good.
+    Terminate,
+    /// SIGHUP: stop cleanly and be started again (exit [`RESTART_EXIT`]; the unit restarts on
+    /// it), so a changed config is read from scratch.
+    Restart,
+}
+
+/// The exit status of a daemon stopped by SIGHUP: the unit's `RestartForceExitStatus=` and
+/// `SuccessExitStatus=` name it, so systemd starts it again and does not count a failure.
+pub const RESTART_EXIT: u8 = 3;
+
+/// Resolves when the process gets SIGTERM, SIGINT, SIGQUIT (stop) or SIGHUP (stop to be
+/// restarted). SIGUSR1 and SIGUSR2 are logged and ignored, so no common signal ends the
+/// process without releasing its leases.
+pub async fn stop_signal() -> Stop {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+        let (Ok(mut term), Ok(mut quit), Ok(mut hup), Ok(mut usr1), Ok(mut usr2)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::quit()),
+            signal(SignalKind::hangup()),
+            signal(SignalKind::user_defined1()),
+            signal(SignalKind::user_defined2()),
+        ) else {
+            let _ = tokio::signal::ctrl_c().await;
+            return Stop::Terminate;
+        };
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => return Stop::Terminate,
+                _ = term.recv() => return Stop::Terminate,
+                _ = quit.recv() => return Stop::Terminate,
+                _ = hup.recv() => return Stop::Restart,
+                _ = usr1.recv() => tracing::info!("SIGUSR1 ignored: payrecon has no use for it"),
+                _ = usr2.recv() => tracing::info!("SIGUSR2 ignored: payrecon has no use for it"),
             }
         }
     }
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+        Stop::Terminate
     }
+}
+
+/// Resolves when the process gets a signal that stops it (see [`stop_signal`]).
+pub async fn shutdown_signal() {
+    stop_signal().await;
 }
 
 /// What `once` did.
@@ -138,6 +169,7 @@ pub async fn once(cfg: &Config, all: bool) -> anyhow::Result<OnceReport> {
         wake_outbox: None,
         progress: progress.clone(),
         drain: true,
+        caller: provider::budget::Caller::Regular,
     };
     let pass = reconcile::run_pass(&ledger, &providers, cfg, &opts, &token).await?;
     if let Some(bar) = progress {
@@ -162,13 +194,13 @@ pub async fn once(cfg: &Config, all: bool) -> anyhow::Result<OnceReport> {
 }
 
 /// `verify`: checks one session with its provider now (source `api`) and returns it as
-/// recorded.
+/// recorded, or why it could not be checked. A signal gives the session back (released).
 pub async fn verify(
     cfg: &Config,
     ledger: &Ledger,
     provider: &str,
     session_id: &str,
-) -> anyhow::Result<Option<crate::ledger::Session>> {
+) -> anyhow::Result<reconcile::Verified> {
     let providers = provider::build(cfg).context("building the HTTP client")?;
     reconcile::share_budgets(&providers, ledger);
     let opts = PassOptions {
@@ -178,15 +210,27 @@ pub async fn verify(
         wake_outbox: None,
         progress: None,
         drain: true,
+        caller: provider::budget::Caller::Regular,
     };
-    Ok(reconcile::verify(ledger, &providers, cfg, &opts, provider, session_id).await?)
+    let token = CancellationToken::new();
+    let watcher = {
+        let token = token.clone();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            token.cancel();
+        })
+    };
+    let verified =
+        reconcile::verify(ledger, &providers, cfg, &opts, provider, session_id, &token).await;
+    watcher.abort();
+    Ok(verified?)
 }
 
-/// The daemon: a pass at every tick of `[schedule] cron` and, beside it, the outbox, until
-/// SIGTERM or SIGINT.
-pub async fn run(cfg: &Config) -> anyhow::Result<()> {
+/// The daemon: a pass at every tick of `[schedule] cron` and, beside it, the outbox, until a
+/// signal stops it (see [`stop_signal`]); what stopped it.
+pub async fn run(cfg: &Config) -> anyhow::Result<Stop> {
     let Some(ledger) = reach_ledger(cfg).await? else {
-        return Ok(());
+        return Ok(Stop::Terminate);
     };
     // The other handles, each on connections of its own, are waited for the same way.
     let mut handles = Vec::new();
@@ -196,7 +240,7 @@ pub async fn run(cfg: &Config) -> anyhow::Result<()> {
     for _ in 0..wanted {
         match reach_ledger(cfg).await? {
             Some(l) => handles.push(l),
-            None => return Ok(()),
+            None => return Ok(Stop::Terminate),
         }
     }
     let mut handle = move || {
@@ -210,7 +254,10 @@ pub async fn run(cfg: &Config) -> anyhow::Result<()> {
     let owner = owner_id();
     let wake = Arc::new(Notify::new());
     let metrics = crate::metrics::install();
-    let health = Health::new(crate::admin::cron_interval(&cfg.schedule.cron));
+    let health = Health::new(
+        crate::admin::cron_interval(&cfg.schedule.cron),
+        cfg.schedule.ageing,
+    );
     for w in &cfg.warnings {
         tracing::warn!("{w}");
     }
@@ -232,18 +279,20 @@ pub async fn run(cfg: &Config) -> anyhow::Result<()> {
         wake_outbox: wake_outbox.clone(),
         progress: None,
         drain: false,
+        caller: provider::budget::Caller::Regular,
     };
     // The admin endpoint and the API, each on its own ledger connection.
     let mut servers = Vec::new();
     if let Some(addr) = cfg.admin_listen {
         let listener = bind("admin.listen", addr).await?;
         let app = crate::admin::router(
-            handle()?,
+            crate::admin::StatsCache::new(handle()?),
             health.clone(),
             metrics.clone(),
             cfg.admin_token.clone(),
+            cfg.providers.iter().map(|p| p.name.clone()).collect(),
         );
-        servers.push(serve(listener, app, &token, "admin"));
+        servers.push(crate::listen::serve(listener, app, &token, "admin"));
     }
     if let Some(api) = &cfg.api {
         let listener = bind("api.listen", api.listen).await?;
@@ -251,8 +300,15 @@ pub async fn run(cfg: &Config) -> anyhow::Result<()> {
             source: Source::Api,
             ..opts.clone()
         };
-        let app = crate::api::router(handle()?, providers.clone(), cfg.clone(), api_opts);
-        servers.push(serve(listener, app, &token, "api"));
+        let (app, workers) = crate::api::router(
+            handle()?,
+            providers.clone(),
+            cfg.clone(),
+            api_opts,
+            token.clone(),
+        );
+        servers.push(crate::listen::serve(listener, app, &token, "api"));
+        servers.extend(workers);
     }
     tracing::info!(
         ledger = %cfg.ledger,
@@ -268,6 +324,7 @@ pub async fn run(cfg: &Config) -> anyhow::Result<()> {
     // (no NOTIFY_SOCKET) these are no-ops.
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     let watchdog = watchdog(ledger.clone(), token.clone());
+    servers.push(clock_watch(ledger.clone(), token.clone()));
     let due = || async {
         let next = ledger.call(|l| l.next_due()).await;
         next.ok().flatten().as_deref().and_then(crate::clock::parse)
@@ -293,16 +350,26 @@ pub async fn run(cfg: &Config) -> anyhow::Result<()> {
             }
             Err(e) => {
                 tracing::error!(error = %e, "pass failed; sessions will be retried when their leases end");
+                health.pass_failed(&e.to_string());
                 false
             }
         }
     };
     let work = schedule::run(&cfg.schedule.cron, cfg.schedule.poll, &token, pass, due);
     let mut work = std::pin::pin!(work);
+    let mut stop = Stop::Terminate;
     let schedule = tokio::select! {
         r = &mut work => r,
-        () = shutdown_signal() => {
-            tracing::info!("signal received; stopping");
+        why = stop_signal() => {
+            stop = why;
+            match why {
+                Stop::Terminate => tracing::info!("signal received; stopping"),
+                Stop::Restart => tracing::info!(
+                    exit = RESTART_EXIT,
+                    "SIGHUP: stopping cleanly to be started again with the config as it is now \
+                     (the unit restarts on this exit status)"
+                ),
+            }
             let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
             token.cancel();
             match tokio::time::timeout(SHUTDOWN_GRACE, &mut work).await {
@@ -323,7 +390,7 @@ pub async fn run(cfg: &Config) -> anyhow::Result<()> {
     // A schedule that ran out of ticks is a failure, so `Restart=on-failure` restarts it.
     schedule?;
     tracing::info!("payrecon stopped");
-    Ok(())
+    Ok(stop)
 }
 
 /// Binds a listener, naming the config key when it cannot.
@@ -333,25 +400,27 @@ async fn bind(key: &str, addr: std::net::SocketAddr) -> anyhow::Result<tokio::ne
         .with_context(|| format!("{key}: cannot listen on {addr}"))
 }
 
-/// Serves `app` until the token is cancelled.
-fn serve(
-    listener: tokio::net::TcpListener,
-    app: axum::Router,
-    token: &CancellationToken,
-    name: &'static str,
-) -> tokio::task::JoinHandle<()> {
-    let stop = token.clone().cancelled_owned();
-    tokio::spawn(
-        async move {
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(stop)
-                .await
+/// How often `run` compares its clock with the ledger's.
+const CLOCK_WATCH_EVERY: Duration = Duration::from_secs(600);
+
+/// Compares this process's clock with the ledger's at start and every [`CLOCK_WATCH_EVERY`],
+/// and says so in the log when they disagree (`/healthz` says it too): every process on a
+/// ledger shares call slots and leases by their clocks.
+fn clock_watch(ledger: Ledger, token: CancellationToken) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            if let Ok(theirs) = ledger.call(|l| l.ledger_clock()).await
+                && let Some(skew) =
+                    crate::admin::clock_skew(theirs, ledger.is_pg(), crate::clock::now())
             {
-                tracing::error!(error = %e, "server stopped");
+                tracing::warn!("{skew}");
+            }
+            tokio::select! {
+                () = token.cancelled() => return,
+                () = tokio::time::sleep(CLOCK_WATCH_EVERY) => {}
             }
         }
-        .instrument(tracing::info_span!("server", name)),
-    )
+    })
 }
 
 /// systemd's watchdog: while `WatchdogSec=` is set, ping at half the period, but only while

@@ -361,6 +361,7 @@ pub async fn run() -> anyhow::Result<String> {
         wake_outbox: None,
         progress: None,
         drain: true,
+        caller: crate::provider::budget::Caller::Regular,
     };
     let webhook = cfg
         .webhook

@@ -27,8 +27,18 @@ pub const PASS_LAST: &str = "payrecon_pass_last_timestamp_seconds";
 pub const SKIPPED: &str = "payrecon_reconcile_skipped_total";
 /// Times a check waited for a provider's rate limit or 429 pause, by `provider` (counter).
 pub const RATE_LIMIT_WAITS: &str = "payrecon_rate_limit_waits_total";
-/// Hints (API hints and provider callbacks) that started a check.
+/// Hints (API hints and provider callbacks) by `outcome`: queued, coalesced, dropped (counter).
 pub const HINTS: &str = "payrecon_hints_total";
+/// Hinted checks by `result`: answered (the provider said something), unchecked (counter).
+pub const HINT_CHECKS: &str = "payrecon_hint_checks_total";
+/// Provider callbacks refused, by `reason`: signature, replay, too_large, not_json (counter).
+pub const CALLBACKS_REFUSED: &str = "payrecon_callbacks_refused_total";
+/// Times the ledger's call budget was further ahead than a rate_limit can need and was set
+/// back to now (counter).
+pub const BUDGET_CLAMPED: &str = "payrecon_call_budget_clamped_total";
+/// Connections a listener closed at once because it already held its most, by `listener`
+/// (counter).
+pub const CONNECTIONS_REFUSED: &str = "payrecon_http_connections_refused_total";
 /// Webhook deliveries by `result`: delivered, retried, dead (counter).
 pub const DELIVERIES: &str = "payrecon_webhook_deliveries_total";
 /// Duration of one webhook attempt (histogram).
@@ -121,11 +131,33 @@ pub fn unreadable_row() {
     metrics::counter!(UNREADABLE_SET_ASIDE).increment(1);
 }
 
-/// A check that had to wait for its provider's limit.
-pub fn hint() {
-    metrics::counter!(HINTS).increment(1);
+/// One hint and what became of it.
+pub fn hint(outcome: &'static str) {
+    metrics::counter!(HINTS, "outcome" => outcome).increment(1);
 }
 
+/// One hinted check: whether the provider answered.
+pub fn hint_checked(answered: bool) {
+    let result = if answered { "answered" } else { "unchecked" };
+    metrics::counter!(HINT_CHECKS, "result" => result).increment(1);
+}
+
+/// One provider callback refused.
+pub fn callback_refused(reason: &'static str) {
+    metrics::counter!(CALLBACKS_REFUSED, "reason" => reason).increment(1);
+}
+
+/// The call budget set back to now.
+pub fn budget_clamped() {
+    metrics::counter!(BUDGET_CLAMPED).increment(1);
+}
+
+/// A connection closed at once: the listener held its most.
+pub fn connection_refused(listener: &'static str) {
+    metrics::counter!(CONNECTIONS_REFUSED, "listener" => listener).increment(1);
+}
+
+/// A check that had to wait for its provider's limit.
 pub fn rate_limit_wait(provider: &str) {
     metrics::counter!(RATE_LIMIT_WAITS, "provider" => provider.to_string()).increment(1);
 }
@@ -136,11 +168,36 @@ pub fn delivery(result: &'static str, took: Duration) {
     metrics::histogram!(WEBHOOK_SECONDS).record(took.as_secs_f64());
 }
 
-/// Sets the ledger-wide gauges from a `stats` reading, just before a scrape.
-pub fn ledger_gauges(stats: &Stats) {
-    for (provider, status, n) in &stats.sessions {
+/// Every `provider` × `status` series of [`SESSIONS`] set so far: one that empties reads 0.
+static SESSION_SERIES: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
+
+/// Sets the ledger-wide gauges from a `stats` reading, just before a scrape. Every configured
+/// provider × every status has a series, 0 when the group is empty, and so does every group
+/// seen before that has emptied since: an alert on a group clears when it empties.
+pub fn ledger_gauges(stats: &Stats, providers: &[String]) {
+    let mut series = SESSION_SERIES.lock().unwrap_or_else(|p| p.into_inner());
+    for p in providers {
+        for status in crate::ledger::Status::ALL {
+            let key = (p.clone(), status.as_str().to_string());
+            if !series.contains(&key) {
+                series.push(key);
+            }
+        }
+    }
+    for (provider, status, _) in &stats.sessions {
+        let key = (provider.clone(), status.clone());
+        if !series.contains(&key) {
+            series.push(key);
+        }
+    }
+    for (provider, status) in series.iter() {
+        let n = stats
+            .sessions
+            .iter()
+            .find(|(p, s, _)| p == provider && s == status)
+            .map_or(0, |(_, _, n)| *n);
         metrics::gauge!(SESSIONS, "provider" => provider.clone(), "status" => status.clone())
-            .set(*n as f64);
+            .set(n as f64);
     }
     metrics::gauge!(EVENTS_WAITING).set(stats.events_waiting as f64);
     metrics::gauge!(EVENTS_DEAD).set(stats.events_dead as f64);

@@ -33,11 +33,12 @@ impl provider::budget::CallBook for LedgerBook {
         n: u32,
         interval_us: i64,
         now_us: i64,
-    ) -> futures_util::future::BoxFuture<'_, Result<i64, String>> {
+        ceiling_us: i64,
+    ) -> futures_util::future::BoxFuture<'_, Result<(i64, bool), String>> {
         let credential = credential.to_string();
         Box::pin(async move {
             self.0
-                .call(move |l| l.take_call_slots(&credential, n, interval_us, now_us))
+                .call(move |l| l.take_call_slots(&credential, n, interval_us, now_us, ceiling_us))
                 .await
                 .map_err(|e| e.to_string())
         })
@@ -87,6 +88,8 @@ pub struct PassOptions {
     /// daemon starts its next pass at once while anything is due, so each pass claims in
     /// [`ledger::DueOrder`] as things stand then).
     pub drain: bool,
+    /// Whose checks these are, for the call budget: hints yield to regular checks.
+    pub caller: provider::budget::Caller,
 }
 
 /// What one round of a daemon's pass claims of a provider: the calls its budget allows in
@@ -495,7 +498,7 @@ async fn check_one(
     let result = tokio::select! {
         biased;
         () = shutdown.cancelled() => return Record::Release { rowid: s.rowid, last_error: None },
-        r = provider.check(&s.session_id, hold) => r,
+        r = provider.check(&s.session_id, hold, opts.caller) => r,
     };
     crate::metrics::check(&s.provider, outcome_label(&result), began.elapsed());
     match &result {
@@ -546,10 +549,27 @@ async fn check_one(
     )
 }
 
+/// What [`verify`] found: the session as recorded afterwards (`None` if absent), and why it
+/// was not checked, when it is PENDING and no provider answer about it came in during the call.
+#[derive(Debug)]
+pub struct Verified {
+    pub session: Option<Session>,
+    /// `Some(why)`: the PENDING session is as it stood, not a fresh answer (its lease held
+    /// elsewhere past [`VERIFY_WAIT`], no call slot in time, the provider failed, a signal).
+    pub unchecked: Option<String>,
+}
+
+/// How long [`verify`] waits for another check of the same session (a pass's, a hint's,
+/// another process's) to finish before it answers that it could not check.
+pub const VERIFY_WAIT: Duration = Duration::from_secs(5);
+
 /// Checks one session with its provider now and records any transition with `opts.source`
 /// (`api` for the HTTP API and `verify`): what a return-URL handler should call instead of
-/// trusting the redirect. Returns the session as recorded afterwards (`None` if absent). A
-/// session that is final, or leased by a running pass, is returned as it stands.
+/// trusting the redirect. A final session is returned as it stands. A session another check
+/// holds is waited for (at most [`VERIFY_WAIT`]): its outcome, once recorded, is as fresh as
+/// our own; if it stays PENDING, this call claims and checks it itself. A PENDING session that
+/// got no answer from the provider is returned with [`Verified::unchecked`] saying why, never
+/// as if it had been checked. On `shutdown` the claimed session is given back (released).
 pub async fn verify(
     ledger: &Ledger,
     providers: &Providers,
@@ -557,37 +577,106 @@ pub async fn verify(
     opts: &PassOptions,
     provider: &str,
     session_id: &str,
-) -> Result<Option<Session>, ledger::Error> {
-    let (p, id, owner, lease) = (
-        provider.to_string(),
-        session_id.to_string(),
-        opts.owner.clone(),
-        cfg.schedule.lease,
-    );
-    let claimed = ledger
-        .call(move |l| {
-            let now = clock::now();
-            l.claim_one(&p, &id, &owner, now, clock::add(now, lease))
-        })
-        .await?;
-    if let Some(s) = claimed {
-        let notes = Mutex::new(ProviderNotes::default());
-        let record = check_one(s, providers, cfg, opts, &CancellationToken::new(), &notes).await;
-        let owner = opts.owner.clone();
-        let written = ledger
-            .call(move |l| l.record(&owner, clock::now(), &[record], contradiction))
+    shutdown: &CancellationToken,
+) -> Result<Verified, ledger::Error> {
+    let get = || {
+        let (p, id) = (provider.to_string(), session_id.to_string());
+        ledger.call(move |l| l.get(&p, &id))
+    };
+    let deadline = Instant::now() + VERIFY_WAIT;
+    loop {
+        let (p, id, owner, lease) = (
+            provider.to_string(),
+            session_id.to_string(),
+            opts.owner.clone(),
+            cfg.schedule.lease,
+        );
+        let claimed = ledger
+            .call(move |l| {
+                let now = clock::now();
+                l.claim_one(&p, &id, &owner, now, clock::add(now, lease))
+            })
             .await?;
-        if cfg.events_log {
-            written.iter().for_each(events::log);
+        if let Some(s) = claimed {
+            let notes = Mutex::new(ProviderNotes::default());
+            let record = check_one(s, providers, cfg, opts, shutdown, &notes).await;
+            let unchecked = match &record {
+                Record::Transition { .. }
+                | Record::Reschedule {
+                    not_found: Some(_), ..
+                } => None,
+                Record::Reschedule { last_error, .. } => Some(
+                    last_error
+                        .clone()
+                        .unwrap_or_else(|| "the provider gave no answer".into()),
+                ),
+                Record::Release { .. } if shutdown.is_cancelled() => {
+                    Some("stopped by a signal before the provider answered".into())
+                }
+                Record::Release { last_error, .. } => {
+                    Some(last_error.clone().unwrap_or_else(|| {
+                        "no call slot of the provider's rate_limit was free in time".into()
+                    }))
+                }
+                Record::LateCheck { .. } => None,
+            };
+            let owner = opts.owner.clone();
+            let written = ledger
+                .call(move |l| l.record(&owner, clock::now(), &[record], contradiction))
+                .await?;
+            if cfg.events_log {
+                written.iter().for_each(events::log);
+            }
+            if let Some(wake) = &opts.wake_outbox
+                && !written.is_empty()
+            {
+                wake.notify_one();
+            }
+            let session = get().await?;
+            let unchecked = unchecked.filter(|_| session.as_ref().is_some_and(pending));
+            return Ok(Verified { session, unchecked });
         }
-        if let Some(wake) = &opts.wake_outbox
-            && !written.is_empty()
-        {
-            wake.notify_one();
+        let session = get().await?;
+        match &session {
+            None => {
+                return Ok(Verified {
+                    session,
+                    unchecked: None,
+                });
+            }
+            Some(s) if !pending(s) => {
+                return Ok(Verified {
+                    session,
+                    unchecked: None,
+                });
+            }
+            Some(_) => {}
+        }
+        // Leased by another check: wait for it, then check ourselves if it is still PENDING.
+        if Instant::now() >= deadline || shutdown.is_cancelled() {
+            let why = if !shutdown.is_cancelled() {
+                format!(
+                    "another check of this session (a pass, a hint or another process) still \
+                     held it after {}s",
+                    VERIFY_WAIT.as_secs()
+                )
+            } else {
+                "stopped by a signal".into()
+            };
+            return Ok(Verified {
+                session,
+                unchecked: Some(why),
+            });
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => {}
+            () = tokio::time::sleep(Duration::from_millis(50)) => {}
         }
     }
-    let (p, id) = (provider.to_string(), session_id.to_string());
-    ledger.call(move |l| l.get(&p, &id)).await
+}
+
+fn pending(s: &Session) -> bool {
+    s.status == Status::Pending
 }
 
 /// The `outcome` label of a check, for metrics.
@@ -606,6 +695,7 @@ fn outcome_label(result: &Result<Answer, provider::Error>) -> &'static str {
         Err(provider::Error::RateLimited { .. }) => "rate_limited",
         Err(provider::Error::Unauthorized(_)) => "refused",
         Err(provider::Error::NotConfigured(_)) => "not_configured",
+        Err(provider::Error::NoSlot(_)) => "no_slot",
         Err(_) => "error",
     }
 }
@@ -628,6 +718,11 @@ pub fn decide_late(
         anomaly,
     };
     match result {
+        // Our own wait for the budget is no answer and no failure: due again as before.
+        Err(provider::Error::NoSlot(_)) => Record::Release {
+            rowid: s.rowid,
+            last_error: None,
+        },
         Err(e) => {
             let expired_at = s
                 .resolved_at
@@ -764,6 +859,11 @@ pub fn decide(
             not_found: None,
             charged: false,
             facts: None,
+        },
+        // Our own wait for the budget: given back due as before, its last error kept.
+        Err(provider::Error::NoSlot(_)) => Record::Release {
+            rowid: s.rowid,
+            last_error: None,
         },
         Err(e @ (provider::Error::Unauthorized(_) | provider::Error::Budget(_))) => {
             Record::Release {

@@ -19,12 +19,16 @@ pub(super) fn events(cli: &Cli, command: &EventsCommand) -> anyhow::Result<ExitC
             } else {
                 crate::ledger::EventFilter::All
             };
-            println!(
+            outln!(
                 "{:<30} {:<18} {:<32} {:<9} {:>8}  last error",
-                "id", "type", "session_id", "state", "attempts"
+                "id",
+                "type",
+                "session_id",
+                "state",
+                "attempts"
             );
             for (session_id, e) in ledger.list_events(filter, *limit)? {
-                println!(
+                outln!(
                     "{:<30} {:<18} {:<32} {:<9} {:>8}  {}",
                     e.id,
                     e.kind,
@@ -44,7 +48,7 @@ pub(super) fn events(cli: &Cli, command: &EventsCommand) -> anyhow::Result<ExitC
                 ))
                 .into());
             }
-            println!("{n} event(s) back in line; `payrecon run` or `payrecon once` delivers them");
+            outln!("{n} event(s) back in line; `payrecon run` or `payrecon once` delivers them");
         }
     }
     Ok(ExitCode::SUCCESS)

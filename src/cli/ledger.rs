@@ -32,13 +32,13 @@ pub(super) fn copy(cli: &Cli, to: &str, password_env: Option<&str>) -> anyhow::R
         Err(e) => return Err(e.into()),
     };
     for (table, n) in &copied.rows {
-        println!("{table:<15} {n:>10} rows");
+        outln!("{table:<15} {n:>10} rows");
     }
     for ((status, currency), (n, sum)) in &copied.totals {
         let currency = crate::escape::shown(currency);
-        println!("{status:<10} {currency:<4} {n:>10} sessions {sum:>18}");
+        outln!("{status:<10} {currency:<4} {n:>10} sessions {sum:>18}");
     }
-    println!(
+    outln!(
         "copied and verified into {} in {:.1}s; point [ledger] url at it",
         crate::ledger::db::redact(to),
         started.elapsed().as_secs_f64()

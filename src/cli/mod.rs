@@ -1,6 +1,17 @@
 //! The command line (README "Commands"). The only module that prints to stdout and picks
 //! exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
 
+/// Writes to stdout like `print!`; see [`write_out`].
+macro_rules! out {
+    ($($t:tt)*) => { $crate::cli::write_out(format_args!($($t)*)) };
+}
+
+/// Writes a line to stdout like `println!`; see [`write_out`].
+macro_rules! outln {
+    () => { $crate::cli::write_out(format_args!("\n")) };
+    ($($t:tt)*) => { $crate::cli::write_out(format_args!("{}\n", format_args!($($t)*))) };
+}
+
 mod events;
 mod export;
 mod ledger;
@@ -197,11 +208,34 @@ pub enum EventsCommand {
 }
 
 /// Parses the command line, runs the command, and returns its exit code.
+/// Writes to stdout. A reader that closed it (`payrecon stats | head -1`) ends the command
+/// at once, quietly and successfully: whatever the command did (a committed write) is done,
+/// and nobody wants the rest of what it prints. Any other write error ends it with status 1.
+pub(crate) fn write_out(args: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    if let Err(e) = std::io::stdout().lock().write_fmt(args) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("payrecon: cannot write to stdout: {e}");
+        std::process::exit(1);
+    }
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = run(cli);
     match result {
         Ok(code) => code,
+        // A reader that closed stdout (an export piped into `head`): quiet, as above.
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             // Errors may quote a session id, a database's message or a file's line: escaped.
             eprintln!("payrecon: {}", crate::escape::shown(&format!("{e:#}")));

@@ -19,32 +19,47 @@ pub(super) fn verify(
     let cfg = load_with_secrets(cli)?;
     let ledger = daemon::open_ledger(&cfg)?;
     let s = one_session(&ledger, session_id, provider.as_deref())?;
-    let recorded =
+    let verified =
         runtime()?.block_on(daemon::verify(&cfg, &ledger, &s.provider, &s.session_id))?;
-    let s = recorded.context("the session disappeared while it was verified")?;
-    print!("{}", show_session(&s));
+    let s = verified
+        .session
+        .context("the session disappeared while it was verified")?;
+    out!("{}", show_session(&s));
+    if let Some(why) = verified.unchecked {
+        // The session above is as it stood: never passed off as a fresh answer.
+        eprintln!(
+            "payrecon: not checked: {}; the session is shown as it stood — try again",
+            crate::escape::shown(&why)
+        );
+        return Ok(ExitCode::from(NOT_CHECKED_EXIT));
+    }
     Ok(ExitCode::SUCCESS)
 }
+
+/// `verify`'s exit status when it could not get an answer from the provider now (EX_TEMPFAIL).
+pub const NOT_CHECKED_EXIT: u8 = 75;
 
 /// `payrecon check-config`.
 pub(super) fn check_config(cli: &Cli) -> anyhow::Result<ExitCode> {
     let cfg = load_with_secrets(cli)?;
-    print!("{}", describe(&cfg));
+    out!("{}", describe(&cfg));
     let mut problems = cfg.warnings.clone();
     problems.extend(ledger_problem(&cfg.ledger));
     if !problems.is_empty() {
         let path = cli.config.clone().unwrap_or_else(config::default_path);
         return Err(UsageError::new(format!("{}: {}", path.display(), problems.join("; "))).into());
     }
-    println!("config OK");
+    outln!("config OK");
     Ok(ExitCode::SUCCESS)
 }
 
 /// `payrecon run`.
 pub(super) fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
     let cfg = load_with_secrets(cli)?;
-    run_reconciling(async move { daemon::run(&cfg).await })?;
-    Ok(ExitCode::SUCCESS)
+    match run_reconciling(async move { daemon::run(&cfg).await })? {
+        daemon::Stop::Terminate => Ok(ExitCode::SUCCESS),
+        daemon::Stop::Restart => Ok(ExitCode::from(daemon::RESTART_EXIT)),
+    }
 }
 
 /// `payrecon once`.
@@ -53,9 +68,9 @@ pub(super) fn once(cli: &Cli, all: &bool) -> anyhow::Result<ExitCode> {
     let all = *all;
     let once = run_reconciling(async move { daemon::once(&cfg, all).await })?;
     let report = once.pass;
-    println!("{}", report.summary());
+    outln!("{}", report.summary());
     if let Some((delivered, retried, dead)) = once.deliveries {
-        println!("events: {delivered} delivered, {retried} to retry later, {dead} dead");
+        outln!("events: {delivered} delivered, {retried} to retry later, {dead} dead");
     }
     if let Some(left) = once.interrupted {
         anyhow::bail!("interrupted: {left} sessions were left unchecked; run it again to go on");

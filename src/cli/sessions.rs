@@ -49,9 +49,9 @@ pub(super) fn add(
         crate::escape::shown(session_id),
     );
     match ledger.enqueue(&s) {
-        Ok(Enqueued::Added) => println!("added {} {}, due now", shown.0, shown.1),
+        Ok(Enqueued::Added) => outln!("added {} {}, due now", shown.0, shown.1),
         Ok(Enqueued::AlreadyPresent) => {
-            println!("already present: {} {} (left unchanged)", shown.0, shown.1)
+            outln!("already present: {} {} (left unchanged)", shown.0, shown.1)
         }
         Err(crate::ledger::Error::Conflict(c)) => {
             return Err(
@@ -71,7 +71,7 @@ pub(super) fn import(cli: &Cli, file: &std::path::Path) -> anyhow::Result<ExitCo
     let out = crate::import::run(&cfg, &ledger, file)?;
     let secs = started.elapsed().as_secs_f64();
     let rows = out.added + out.already_present;
-    println!(
+    outln!(
         "imported {}: {} added, {} already present, {} rows in {:.2}s ({:.0} rows/s)",
         file.display(),
         out.added,
@@ -104,16 +104,21 @@ pub(super) fn list(
         provider: provider.clone(),
         limit: *limit,
     })?;
-    println!(
+    outln!(
         "{:<10} {:<32} {:<10} {:>12} {:>6}  {:<24}  last error",
-        "provider", "session_id", "status", "amount", "checks", "next check / resolved"
+        "provider",
+        "session_id",
+        "status",
+        "amount",
+        "checks",
+        "next check / resolved"
     );
     use crate::escape::{shown, shown_or_dash};
     for row in rows {
         let s = match row {
             Ok(s) => s,
             Err(u) => {
-                println!(
+                outln!(
                     "{:<10} {:<32} {:<10} {:>12} {:>6}  {:<24}  {}",
                     u.provider,
                     format!("(row {})", u.rowid),
@@ -126,7 +131,7 @@ pub(super) fn list(
                 continue;
             }
         };
-        println!(
+        outln!(
             "{:<10} {:<32} {:<10} {:>12} {:>6}  {:<24}  {}",
             shown(&s.provider),
             shown(&s.session_id),
@@ -153,10 +158,10 @@ pub(super) fn show(
     let cfg = load(cli)?;
     let ledger = daemon::open_ledger(&cfg)?;
     let s = &one_session(&ledger, session_id, provider.as_deref())?;
-    print!("{}", show_session(s));
-    println!("\ntransitions:");
+    out!("{}", show_session(s));
+    outln!("\ntransitions:");
     for t in ledger.transitions(s.rowid)? {
-        println!(
+        outln!(
             "  {}  {} -> {}  source={}  {}",
             t.at,
             t.from,
@@ -165,9 +170,9 @@ pub(super) fn show(
             crate::escape::shown(t.reason.as_deref().unwrap_or(""))
         );
     }
-    println!("\nevents:");
+    outln!("\nevents:");
     for e in ledger.session_events(s.rowid)? {
-        println!(
+        outln!(
             "  {}  {}  {}  attempts={}  {}",
             e.created_at,
             e.id,
@@ -210,7 +215,7 @@ pub(super) fn resolve(
     if cfg.events_log {
         crate::events::log(event);
     }
-    println!(
+    outln!(
         "{} {}: {from} -> {to} (event {})",
         s.provider,
         crate::escape::shown(&s.session_id),

@@ -13,39 +13,40 @@ pub(super) fn stats(cli: &Cli) -> anyhow::Result<ExitCode> {
     let cfg = load(cli)?;
     let ledger = daemon::open_ledger(&cfg)?;
     let st = ledger.stats(clock::now())?;
-    print!("{:<12}", "provider");
+    out!("{:<12}", "provider");
     for s in Status::ALL {
-        print!(" {:>10}", s.as_str());
+        out!(" {:>10}", s.as_str());
     }
-    println!();
+    outln!();
     let mut providers: Vec<&str> = st.sessions.iter().map(|(p, _, _)| p.as_str()).collect();
     providers.dedup();
     for p in providers {
-        print!("{:<12}", crate::escape::shown(p));
+        out!("{:<12}", crate::escape::shown(p));
         for s in Status::ALL {
             let n = st
                 .sessions
                 .iter()
                 .find(|(pp, ss, _)| pp == p && ss == s.as_str())
                 .map_or(0, |r| r.2);
-            print!(" {n:>10}");
+            out!(" {n:>10}");
         }
-        println!();
+        outln!();
     }
-    println!("\ncompleted    currency      count                 sum");
+    outln!("\ncompleted    currency      count                 sum");
     for (currency, n, sum) in &st.completed {
-        println!(
+        outln!(
             "             {:<8} {n:>10} {sum:>19}",
             crate::escape::shown_or_dash(Some(currency.as_str()).filter(|c| !c.is_empty()))
         );
     }
-    println!("\ndue now: {}", st.due_now);
-    println!(
+    outln!("\ndue now: {}", st.due_now);
+    outln!(
         "late checks waiting: {}; anomalies: {}",
-        st.late_checks_waiting, st.anomalies
+        st.late_checks_waiting,
+        st.anomalies
     );
     if st.unreadable > 0 {
-        println!(
+        outln!(
             "UNREADABLE ROWS: {} PENDING sessions rows payrecon cannot read are set aside \
              (`payrecon list` shows them; fix or delete them)",
             st.unreadable
@@ -53,13 +54,13 @@ pub(super) fn stats(cli: &Cli) -> anyhow::Result<ExitCode> {
     }
     for p in &st.providers {
         if let (Some(at), Some(err)) = (&p.auth_refused_at, &p.auth_error) {
-            println!(
+            outln!(
                 "provider {}: CREDENTIALS REFUSED at {at}: {err}",
                 p.provider
             );
         }
         if let (Some(at), Some(err)) = (&p.misdirected_at, &p.misdirected_error) {
-            println!(
+            outln!(
                 "provider {}: NOT FOUND FOR EVERY SESSION since {at}: {err}",
                 p.provider
             );
@@ -69,15 +70,17 @@ pub(super) fn stats(cli: &Cli) -> anyhow::Result<ExitCode> {
             .as_deref()
             .filter(|u| clock::parse(u).is_some_and(|t| t > clock::now()))
         {
-            println!(
+            outln!(
                 "provider {}: paused after HTTP 429 until {until}",
                 p.provider
             );
         }
     }
-    println!(
+    outln!(
         "events: {} total, {} waiting, {} dead",
-        st.events_total, st.events_waiting, st.events_dead
+        st.events_total,
+        st.events_waiting,
+        st.events_dead
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -31,7 +31,7 @@ pub(super) fn man(_cli: &Cli) -> anyhow::Result<ExitCode> {
 pub(super) fn demo(cli: &Cli) -> anyhow::Result<ExitCode> {
     init_logging(log_format(cli, LogFormat::Text), "error");
     let out = runtime()?.block_on(crate::demo::run())?;
-    print!("{out}");
+    out!("{out}");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -56,13 +56,13 @@ pub(super) fn simulate(
             .await
             .map_err(|e| UsageError::new(format!("--listen {listen}: cannot bind: {e}")))?;
         let addr = listener.local_addr()?;
-        println!("simulator listening on http://{addr}");
-        println!("  MoPay    create: POST /api/external/payment (description \"sim:BEHAVIOUR\")");
-        println!("  MoPay    status: GET  /api/external/session/v1/{{sessionId}}");
-        println!("  Little   status: GET  /api/payments-v2/{{key}}[?longPoll=true]");
-        println!("  Moflay   status: GET  /v1/payments/{{id}}");
-        println!("  Vesicash status: GET  /v1/payment/{{reference}}");
-        println!(
+        outln!("simulator listening on http://{addr}");
+        outln!("  MoPay    create: POST /api/external/payment (description \"sim:BEHAVIOUR\")");
+        outln!("  MoPay    status: GET  /api/external/session/v1/{{sessionId}}");
+        outln!("  Little   status: GET  /api/payments-v2/{{key}}[?longPoll=true]");
+        outln!("  Moflay   status: GET  /v1/payments/{{id}}");
+        outln!("  Vesicash status: GET  /v1/payment/{{reference}}");
+        outln!(
             "  Mopay NG status: GET  /?req={}&reference={{id}}",
             simulator::NG_STATUS_ENDPOINT
         );
@@ -70,7 +70,7 @@ pub(super) fn simulate(
             let text = simulator::sample_config(&format!("http://{addr}"));
             std::fs::write(path, text)
                 .map_err(|e| UsageError::new(format!("--write-config {}: {e}", path.display())))?;
-            println!(
+            outln!(
                 "wrote {}: a config for all five providers against this simulator; \
                  export PAYRECON_SIM_KEY and PAYRECON_SIM_PUBLIC_KEY (any values) before using it",
                 path.display()

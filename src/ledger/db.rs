@@ -875,11 +875,27 @@ pub fn with_password(url: &str, password: &str) -> Result<String, String> {
 /// A URL without its password, for messages and logs.
 pub fn redact(url: &str) -> String {
     match reqwest::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
+        Ok(mut u) => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("***"));
+            }
+            // A password in the query (refused, but named in the refusal's context) too.
+            if u.query_pairs().any(|(k, _)| k == "password") {
+                let pairs: Vec<(String, String)> = u
+                    .query_pairs()
+                    .map(|(k, v)| {
+                        let v = if k == "password" {
+                            "***".into()
+                        } else {
+                            v.into_owned()
+                        };
+                        (k.into_owned(), v)
+                    })
+                    .collect();
+                u.query_pairs_mut().clear().extend_pairs(pairs);
+            }
             u.to_string()
         }
-        Ok(u) => u.to_string(),
         Err(_) => "postgres://…".to_string(),
     }
 }
@@ -961,6 +977,10 @@ mod tests {
 
     #[test]
     fn passwords_are_not_shown() {
+        assert_eq!(
+            redact("mysql://h/db?sslmode=require&password=hunter2"),
+            "mysql://h/db?sslmode=require&password=***"
+        );
         let r = redact("postgres://payrecon:s3cret@db.internal:5432/payrecon");
         assert!(!r.contains("s3cret"), "{r}");
         assert!(r.contains("db.internal"), "{r}");

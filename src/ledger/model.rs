@@ -705,6 +705,14 @@ pub struct Stats {
     pub anomalies: i64,
     /// PENDING rows set aside because payrecon cannot read them.
     pub unreadable: i64,
+    /// The earliest due time of a PENDING session (a lease's end while it is leased).
+    pub oldest_due: Option<crate::clock::Timestamp>,
+    /// The ledger's clock: PostgreSQL's `now()`, or on SQLite when the newest transition was
+    /// recorded (by any process); `None` on an empty SQLite ledger.
+    pub ledger_clock: Option<crate::clock::Timestamp>,
+    /// Whether [`Stats::ledger_clock`] is the server's clock (PostgreSQL) rather than the
+    /// newest time a process wrote (SQLite).
+    pub ledger_clock_is_server: bool,
 }
 
 /// Filter for `list`.

@@ -152,10 +152,25 @@ pub fn split_url(url: &str) -> Result<(String, Tls), String> {
     };
     let mut kept = Vec::new();
     let (mut mode, mut rootcert) = (None, None);
+    let mut seen = std::collections::HashSet::new();
     for part in query.split('&').filter(|p| !p.is_empty()) {
         let (key, value) = part.split_once('=').unwrap_or((part, ""));
+        // A key given twice: the client library takes the last, a reader the first.
+        if !seen.insert(key) {
+            return Err(format!(
+                "{key} is given twice in the URL's query; give it once"
+            ));
+        }
         let value = decode(value)?;
         match key {
+            // It would be shown wherever the URL is: in check-config, errors and the log.
+            "password" => {
+                return Err(
+                    "password: a password in the URL's query would be shown wherever the URL \
+                     is; give it through `[ledger] password_env` (or --password-env)"
+                        .to_string(),
+                );
+            }
             "sslmode" => mode = Some(SslMode::parse(&value)?),
             "sslrootcert" => rootcert = Some(value),
             "sslcert" | "sslkey" | "sslpassword" | "sslcrl" | "sslcrldir" => {
@@ -503,6 +518,16 @@ mod tests {
                 .unwrap_err()
                 .contains("client certificates")
         );
+        // A password in the query is refused, never used or shown; a key given twice is
+        // refused (the client library would take the last: verify-full then disable).
+        let err = mode("postgres://u@h/db?password=hunter2").unwrap_err();
+        assert!(
+            err.contains("password_env") && !err.contains("hunter2"),
+            "{err}"
+        );
+        let err = mode("postgres://u@h/db?sslmode=verify-full&sslmode=disable").unwrap_err();
+        assert!(err.contains("sslmode is given twice"), "{err}");
+        assert!(mode("postgres://u@h/db?application_name=a&application_name=b").is_err());
         let missing = dir.path().join("none.pem");
         let err = mode(&format!(
             "postgres://u@h/db?sslmode=verify-full&sslrootcert={}",

@@ -77,18 +77,26 @@ impl Ledger {
     }
 
     /// Takes `n` consecutive call slots `interval_us` apart on `credential`'s budget, none
-    /// before `now_us` (microseconds since the Unix epoch), and returns the first slot's time.
-    /// One statement, so processes taking slots at once get slots that never overlap.
+    /// before `now_us` (microseconds since the Unix epoch), and returns the first slot's time
+    /// and whether the book was further ahead than `ceiling_us` and set back to now first. One
+    /// write transaction, so processes taking slots at once get slots that never overlap.
     pub fn take_call_slots(
         &self,
         credential: &str,
         n: u32,
         interval_us: i64,
         now_us: i64,
-    ) -> Result<i64, Error> {
+        ceiling_us: i64,
+    ) -> Result<(i64, bool), Error> {
         let span = i64::from(n).saturating_mul(interval_us);
-        let next: i64 = self.tx(Mode::Write, "taking call slots", |tx| {
-            tx.query_one(
+        self.tx(Mode::Write, "taking call slots", |tx| {
+            // A book further ahead than the budget can need is set back to now first.
+            let clamped = tx.exec(
+                "UPDATE call_budget SET next_at = CAST(?2 AS BIGINT) \
+                 WHERE credential = ?1 AND next_at > CAST(?3 AS BIGINT)",
+                vals![credential, now_us, ceiling_us],
+            )? > 0;
+            let next: i64 = tx.query_one(
                 "INSERT INTO call_budget (credential, next_at) VALUES (?1, CAST(?2 AS BIGINT) + CAST(?3 AS BIGINT)) \
                  ON CONFLICT (credential) DO UPDATE SET next_at = \
                    CASE WHEN call_budget.next_at > CAST(?2 AS BIGINT) THEN call_budget.next_at \
@@ -96,9 +104,9 @@ impl Ledger {
                  RETURNING next_at",
                 vals![credential, now_us, span],
                 |r| r.get(0),
-            )
-        })?;
-        Ok(next - span)
+            )?;
+            Ok((next - span, clamped))
+        })
     }
 
     /// No call on `credential`'s budget starts before `until_us` (a 429's pause, for every

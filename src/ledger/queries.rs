@@ -60,6 +60,13 @@ pub enum ExportError {
     Unreadable(Unreadable),
 }
 
+/// The ledger's idea of now: on SQLite, when the newest transition was recorded (by any
+/// process); on PostgreSQL, the server's clock.
+const LEDGER_CLOCK: [&str; 2] = [
+    "SELECT (SELECT CAST(at AS TEXT) FROM transitions ORDER BY id DESC LIMIT 1)",
+    "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')",
+];
+
 impl Ledger {
     /// Sessions matching a filter, newest first; a row payrecon cannot read is listed as
     /// [`Unreadable`], not fatal.
@@ -116,8 +123,18 @@ impl Ledger {
     }
 
     /// Counts by provider × status, sessions due now, and the outbox's state.
+    /// The ledger's clock (see [`Stats::ledger_clock`]), read on its own: one row.
+    pub fn ledger_clock(&self) -> Result<Option<Timestamp>, Error> {
+        let sql = self.dialect(&LEDGER_CLOCK);
+        self.tx(Mode::Read, "reading the ledger's clock", |tx| {
+            tx.query_one(sql, &[], |r| r.get::<Option<String>>(0))
+        })
+        .map(|t| t.as_deref().and_then(clock::parse))
+    }
+
     pub fn stats(&self, now: Timestamp) -> Result<Stats, Error> {
         let providers = self.provider_states()?;
+        let clock_sql = self.dialect(&LEDGER_CLOCK);
         self.tx(Mode::Read, "reading stats", |tx| {
             let sessions = tx.query(
                 "SELECT provider, status, count(*) FROM sessions GROUP BY provider, status ORDER BY 1, 2",
@@ -137,6 +154,18 @@ impl Ledger {
             let due_now = tx.query_one(
                 "SELECT count(*) FROM sessions WHERE status = 'PENDING' AND next_check_at <= ?1",
                 vals![&clock::format(now)],
+                |r| r.get(0),
+            )?;
+            let oldest_due: Option<String> = tx.query_one(
+                "SELECT min(next_check_at) FROM sessions WHERE status = 'PENDING'",
+                &[],
+                |r| r.get(0),
+            )?;
+            // The ledger's own idea of now: PostgreSQL's clock, or on SQLite the time the
+            // newest transition was written (by whichever process).
+            let ledger_clock: Option<String> = tx.query_one(
+                clock_sql,
+                &[],
                 |r| r.get(0),
             )?;
             let (events_total, events_waiting, events_dead) = tx.query_one(
@@ -163,6 +192,9 @@ impl Ledger {
                 late_checks_waiting,
                 anomalies,
                 unreadable,
+                oldest_due: oldest_due.as_deref().and_then(clock::parse),
+                ledger_clock: ledger_clock.as_deref().and_then(clock::parse),
+                ledger_clock_is_server: self.is_pg(),
             })
         })
     }

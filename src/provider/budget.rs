@@ -18,10 +18,15 @@
 //! limit that costs 5% of the budget; the 2% floor was not enough on a loaded machine (the
 //! benchmark's row 8 saw 429s with it). Processes on several hosts share slots by their
 //! clocks: keep them in sync (NTP does it to a few milliseconds).
+//!
+//! The book can never stall calls: a row further ahead than the budget can need (its longest
+//! window, at least [`MIN_AHEAD`]) — a hand edit, a `rate_limit` typo since fixed, a clock that
+//! ran ahead — is clamped to now when slots are taken, and said once. Hints (callbacks) take at
+//! most one slot in [`HINT_SHARE`] while regular checks wait for slots.
 
 use std::collections::{HashMap, VecDeque};
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -31,14 +36,16 @@ use sha2::{Digest, Sha256};
 /// Where slots come from: the ledger's `call_budget` table, or [`LocalBook`].
 pub trait CallBook: Send + Sync {
     /// Takes `n` consecutive slots `interval_us` apart on `credential`'s budget, none before
-    /// `now_us` (microseconds since the Unix epoch); the first slot's time.
+    /// `now_us` (microseconds since the Unix epoch); a book further ahead than `ceiling_us` is
+    /// first set back to `now_us`. The first slot's time, and whether the book was set back.
     fn take(
         &self,
         credential: &str,
         n: u32,
         interval_us: i64,
         now_us: i64,
-    ) -> BoxFuture<'_, Result<i64, String>>;
+        ceiling_us: i64,
+    ) -> BoxFuture<'_, Result<(i64, bool), String>>;
     /// No slot on `credential`'s budget before `until_us` (a 429's pause).
     fn hold(&self, credential: &str, until_us: i64) -> BoxFuture<'_, Result<(), String>>;
 }
@@ -54,12 +61,14 @@ impl CallBook for LocalBook {
         n: u32,
         interval_us: i64,
         now_us: i64,
-    ) -> BoxFuture<'_, Result<i64, String>> {
+        ceiling_us: i64,
+    ) -> BoxFuture<'_, Result<(i64, bool), String>> {
         let mut book = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let next = book.entry(credential.to_string()).or_insert(now_us);
-        let first = (*next).max(now_us);
+        let clamped = *next > ceiling_us;
+        let first = if clamped { now_us } else { (*next).max(now_us) };
         *next = first + i64::from(n) * interval_us;
-        Box::pin(std::future::ready(Ok(first)))
+        Box::pin(std::future::ready(Ok((first, clamped))))
     }
 
     fn hold(&self, credential: &str, until_us: i64) -> BoxFuture<'_, Result<(), String>> {
@@ -73,6 +82,22 @@ impl CallBook for LocalBook {
 /// The most slots one process takes at once: 100 ms of them.
 const TAKE_SPAN_US: i64 = 100_000;
 const MOST_AT_ONCE: i64 = 256;
+
+/// The book may hold slots (or a 429's pause) at most this far ahead, or the budget's longest
+/// window when that is longer: further is a book someone pushed by mistake.
+pub const MIN_AHEAD: Duration = Duration::from_secs(60);
+
+/// While regular checks wait for slots, hints take at most one slot in this many.
+pub const HINT_SHARE: i64 = 4;
+
+/// Who asks for a slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caller {
+    /// A pass's check, or `verify`.
+    Regular,
+    /// A hint's check (the API's `…/hint`, a provider's callback).
+    Hint,
+}
 
 /// The wall clock in microseconds since the Unix epoch: the book's unit.
 pub fn now_us() -> i64 {
@@ -112,6 +137,14 @@ pub struct Budget {
     /// One process takes slots from the book one request at a time.
     taking: tokio::sync::Mutex<()>,
     waiting: AtomicU32,
+    /// How far ahead of now the book may be (see [`MIN_AHEAD`]).
+    pub max_ahead_us: i64,
+    /// Whether a book too far ahead was already said (once per process).
+    clamp_said: AtomicBool,
+    /// Regular callers waiting for their slot now (hints yield to them).
+    regular_waiting: AtomicU32,
+    /// While regular callers wait, no hint before this time.
+    hint_after: AtomicI64,
 }
 
 /// Why a call could not have a slot.
@@ -139,6 +172,8 @@ impl Budget {
             .map(|(_, per)| (guard(per) / 2.0) as i64)
             .min()?;
         let most = (TAKE_SPAN_US / interval_us).clamp(1, MOST_AT_ONCE) as u32;
+        let longest = limits.iter().map(|(_, per)| *per).max()?;
+        let max_ahead_us = longest.max(MIN_AHEAD).as_micros() as i64;
         Some(Self {
             credential,
             interval_us,
@@ -148,6 +183,10 @@ impl Budget {
             slots: Mutex::new(VecDeque::new()),
             taking: tokio::sync::Mutex::new(()),
             waiting: AtomicU32::new(0),
+            max_ahead_us,
+            clamp_said: AtomicBool::new(false),
+            regular_waiting: AtomicU32::new(0),
+            hint_after: AtomicI64::new(0),
         })
     }
 
@@ -182,7 +221,20 @@ impl Budget {
     }
 
     /// Waits for this call's slot (at most `longest`). Whether it had to wait.
-    pub async fn slot(&self, longest: Duration) -> Result<bool, NoSlot> {
+    pub async fn slot(&self, longest: Duration, caller: Caller) -> Result<bool, NoSlot> {
+        // Hints learn from this that regular checks are waiting, and yield.
+        struct Waiting<'a>(Option<&'a AtomicU32>);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                if let Some(w) = self.0 {
+                    w.fetch_sub(1, Ordering::Relaxed);
+                }
+            }
+        }
+        let _regular = Waiting((caller == Caller::Regular).then(|| {
+            self.regular_waiting.fetch_add(1, Ordering::Relaxed);
+            &self.regular_waiting
+        }));
         let mut waited = false;
         loop {
             self.waiting.fetch_add(1, Ordering::Relaxed);
@@ -222,18 +274,60 @@ impl Budget {
                 return Ok(at);
             }
             let n = self.waiting.load(Ordering::Relaxed).clamp(1, self.most);
-            let first = self
+            let (first, clamped) = self
                 .book()
-                .take(&self.credential, n, self.interval_us, now)
+                .take(
+                    &self.credential,
+                    n,
+                    self.interval_us,
+                    now,
+                    now.saturating_add(self.max_ahead_us),
+                )
                 .await
                 .map_err(NoSlot::Book)?;
+            if clamped && !self.clamp_said.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    credential = %self.credential,
+                    max_ahead = %humantime::format_duration(Duration::from_micros(self.max_ahead_us as u64)),
+                    "the call budget in the ledger was further ahead than this rate_limit can need \
+                     (a hand edit, an earlier rate_limit, a clock that ran ahead): set back to now"
+                );
+                crate::metrics::budget_clamped();
+            }
             let mut q = self.slots.lock().unwrap_or_else(|p| p.into_inner());
             q.extend((0..i64::from(n)).map(|i| first + i * self.interval_us));
         }
     }
 
-    /// No call on this budget, from any process sharing the book, before `until_us`.
+    /// Waits until a hint may take a slot: at once while no regular check waits; else one
+    /// slot in [`HINT_SHARE`] at this budget's pace. Holds no slot itself.
+    pub async fn hint_turn(&self) {
+        loop {
+            let now = now_us();
+            if self.regular_waiting.load(Ordering::Relaxed) == 0 {
+                self.hint_after.store(now, Ordering::Relaxed);
+                return;
+            }
+            let after = self.hint_after.load(Ordering::Relaxed);
+            if after <= now {
+                let next = now + HINT_SHARE * self.interval_us;
+                if self
+                    .hint_after
+                    .compare_exchange(after, next, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    return;
+                }
+                continue;
+            }
+            tokio::time::sleep(Duration::from_micros((after - now) as u64)).await;
+        }
+    }
+
+    /// No call on this budget, from any process sharing the book, before `until_us` (at most
+    /// [`Budget::max_ahead_us`] from now: a longer pause lives in the ledger's provider state).
     pub async fn hold(&self, until_us: i64) -> Result<(), String> {
+        let until_us = until_us.min(now_us().saturating_add(self.max_ahead_us));
         self.slots
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -290,7 +384,11 @@ mod tests {
         let mut at = Vec::new();
         for _ in 0..20 {
             for budget in [&a, &b] {
-                budget.slot(Duration::from_secs(1)).await.ok().unwrap();
+                budget
+                    .slot(Duration::from_secs(1), Caller::Regular)
+                    .await
+                    .ok()
+                    .unwrap();
                 at.push(now_us());
             }
         }

@@ -127,6 +127,10 @@ pub enum Error {
     /// The shared call budget could not be read: no call was made.
     #[error("not called: the call budget in the ledger is unavailable ({0})")]
     Budget(String),
+    /// No slot of the call budget was free in time: no call was made. Our own wait, never
+    /// the provider's 429.
+    #[error("not called: the next call slot of the rate_limit is {} away", humantime::format_duration(*.0))]
+    NoSlot(Duration),
 }
 
 impl Error {
@@ -144,7 +148,8 @@ impl Error {
             | Error::NotConfigured(_)
             | Error::LongPollCut
             | Error::NotFoundDoubted { .. }
-            | Error::Budget(_) => false,
+            | Error::Budget(_)
+            | Error::NoSlot(_) => false,
         }
     }
 
@@ -166,6 +171,7 @@ impl Error {
                 | Error::Unauthorized(_)
                 | Error::NotConfigured(_)
                 | Error::Budget(_)
+                | Error::NoSlot(_)
         )
     }
 }
@@ -332,6 +338,9 @@ pub struct Provider {
 /// How much of a non-2xx answer is read for the adapter's error envelope.
 const MAX_ERROR_BODY: usize = 64 * 1024;
 
+/// How long a hint's check waits for its slot in the call budget at most.
+pub const HINT_PATIENCE: Duration = Duration::from_secs(2);
+
 /// How long a 429 without a usable `Retry-After` pauses the provider `[assumed]`.
 pub const DEFAULT_429_PAUSE: Duration = Duration::from_secs(5);
 
@@ -459,6 +468,7 @@ impl Provider {
         &'a self,
         session_id: &'a str,
         hold: bool,
+        caller: budget::Caller,
     ) -> BoxFuture<'a, Result<Answer, Error>> {
         Box::pin(async move {
             let policy = ExponentialBuilder::default()
@@ -468,7 +478,7 @@ impl Provider {
                 .with_max_times(self.http.retries as usize)
                 .with_jitter();
             let retry_max = self.http.retry_max;
-            (|| self.attempt(session_id, hold))
+            (|| self.attempt(session_id, hold, caller))
                 .retry(policy)
                 .when(Error::is_retryable)
                 .adjust(move |e, dur| match (e, dur) {
@@ -485,7 +495,12 @@ impl Provider {
         })
     }
 
-    async fn attempt(&self, session_id: &str, hold: bool) -> Result<Answer, Error> {
+    async fn attempt(
+        &self,
+        session_id: &str,
+        hold: bool,
+        caller: budget::Caller,
+    ) -> Result<Answer, Error> {
         if let Some(why) = self.adapter.not_ready() {
             return Err(Error::NotConfigured(why));
         }
@@ -499,15 +514,16 @@ impl Provider {
             tokio::time::sleep(rest).await;
         }
         if let Some(budget) = &self.budget {
-            match budget.slot(self.patience).await {
+            // A hint waits a round at most: it holds its session's lease while it waits.
+            let patience = match caller {
+                budget::Caller::Regular => self.patience,
+                budget::Caller::Hint => self.patience.min(HINT_PATIENCE),
+            };
+            match budget.slot(patience, caller).await {
                 Ok(false) => {}
                 Ok(true) => crate::metrics::rate_limit_wait(&self.name),
-                // Not reached in time: the session is rescheduled at the slot, uncharged.
-                Err(budget::NoSlot::TooFar(wait)) => {
-                    return Err(Error::RateLimited {
-                        retry_after: Some(wait),
-                    });
-                }
+                // Not reached in time: the session is given back uncharged, due as before.
+                Err(budget::NoSlot::TooFar(wait)) => return Err(Error::NoSlot(wait)),
                 Err(budget::NoSlot::Book(e)) => return Err(Error::Budget(e)),
             }
         }

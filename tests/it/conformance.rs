@@ -173,7 +173,13 @@ async fn every_documented_answer_gives_its_hand_written_outcome() {
             let providers = provider::build(&cfg).unwrap();
             let p = &providers[&case.kind];
             let s = session(row, case, &case.kind, age);
-            let result = p.check(&s.session_id, true).await;
+            let result = p
+                .check(
+                    &s.session_id,
+                    true,
+                    payrecon::provider::budget::Caller::Regular,
+                )
+                .await;
             let rec = reconcile::decide(&s, &result, clock::now(), &cfg.backoff, Source::Poll, 0.5);
             let got = outcome(&result, &rec);
             let label = format!(

@@ -314,6 +314,7 @@ impl Env {
             wake_outbox: None,
             progress: None,
             drain: true,
+            caller: payrecon::provider::budget::Caller::Regular,
         };
         reconcile::run_pass(ledger, &providers, &cfg, &opts, &CancellationToken::new())
             .await
