@@ -99,6 +99,7 @@ impl StatsCache {
         {
             return stats.clone();
         }
+        crate::metrics::stats_read();
         let stats = Arc::new(
             self.ledger
                 .call(|l| l.stats(clock::now()))

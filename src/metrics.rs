@@ -36,6 +36,9 @@ pub const CALLBACKS_REFUSED: &str = "payrecon_callbacks_refused_total";
 /// Times the ledger's call budget was further ahead than a rate_limit can need and was set
 /// back to now (counter).
 pub const BUDGET_CLAMPED: &str = "payrecon_call_budget_clamped_total";
+/// Ledger stats readings made for `/healthz` and `/metrics` (one serves every request within
+/// two seconds) (counter).
+pub const STATS_READS: &str = "payrecon_stats_reads_total";
 /// Connections a listener closed at once because it already held its most, by `listener`
 /// (counter).
 pub const CONNECTIONS_REFUSED: &str = "payrecon_http_connections_refused_total";
@@ -150,6 +153,11 @@ pub fn callback_refused(reason: &'static str) {
 /// The call budget set back to now.
 pub fn budget_clamped() {
     metrics::counter!(BUDGET_CLAMPED).increment(1);
+}
+
+/// One stats reading from the ledger.
+pub fn stats_read() {
+    metrics::counter!(STATS_READS).increment(1);
 }
 
 /// A connection closed at once: the listener held its most.

@@ -248,6 +248,9 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// The most threads blocking calls (the ledger's, mostly) run on at once.
+const MOST_BLOCKING_THREADS: usize = 32;
+
 /// The async runtime with one worker thread per core (`TOKIO_WORKER_THREADS` overrides).
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     runtime_with(None)
@@ -256,6 +259,9 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// The async runtime with `workers` worker threads (`None`: tokio's default).
 fn runtime_with(workers: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
+    // The ledger's calls wait on its connections' locks in blocking threads: a flood of API
+    // requests queues for these rather than growing the process by a thread each.
+    builder.max_blocking_threads(MOST_BLOCKING_THREADS);
     if let Some(n) = workers {
         builder.worker_threads(n);
     }

@@ -235,20 +235,24 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 fn client_config(mode: SslMode, roots: &Roots) -> Result<rustls::ClientConfig, String> {
     let provider = provider();
     let algorithms = provider.signature_verification_algorithms;
-    let webpki = match mode {
+    let (webpki, pinned) = match mode {
         SslMode::VerifyCa | SslMode::VerifyFull => {
-            let store = Arc::new(root_store(roots)?);
-            Some(
-                WebPkiServerVerifier::builder_with_provider(store, provider.clone())
-                    .build()
-                    .map_err(|e| format!("{roots}: {e}"))?,
+            let (store, pinned) = root_store(roots)?;
+            (
+                Some(
+                    WebPkiServerVerifier::builder_with_provider(Arc::new(store), provider.clone())
+                        .build()
+                        .map_err(|e| format!("{roots}: {e}"))?,
+                ),
+                pinned,
             )
         }
-        _ => None,
+        _ => (None, Vec::new()),
     };
     let verifier = Arc::new(Verifier {
         mode,
         webpki,
+        pinned,
         algorithms,
     });
     Ok(rustls::ClientConfig::builder_with_provider(provider)
@@ -259,8 +263,13 @@ fn client_config(mode: SslMode, roots: &Roots) -> Result<rustls::ClientConfig, S
         .with_no_client_auth())
 }
 
-fn root_store(roots: &Roots) -> Result<rustls::RootCertStore, String> {
+/// The store of trusted roots, and the certificates of an `sslrootcert` file themselves (any of
+/// them may be the server's own self-signed certificate, pinned, as libpq accepts it).
+fn root_store(
+    roots: &Roots,
+) -> Result<(rustls::RootCertStore, Vec<CertificateDer<'static>>), String> {
     let mut store = rustls::RootCertStore::empty();
+    let mut pinned = Vec::new();
     match roots {
         Roots::File(path) => {
             let certs = CertificateDer::pem_file_iter(path)
@@ -272,8 +281,9 @@ fn root_store(roots: &Roots) -> Result<rustls::RootCertStore, String> {
             }
             for cert in certs {
                 store
-                    .add(cert)
+                    .add(cert.clone())
                     .map_err(|e| format!("sslrootcert {path}: {e}"))?;
+                pinned.push(cert);
             }
         }
         Roots::System => {
@@ -292,7 +302,7 @@ fn root_store(roots: &Roots) -> Result<rustls::RootCertStore, String> {
             }
         }
     }
-    Ok(store)
+    Ok((store, pinned))
 }
 
 /// Checks what the mode asks: nothing of the certificate (`prefer`, `require`), its chain
@@ -302,6 +312,9 @@ fn root_store(roots: &Roots) -> Result<rustls::RootCertStore, String> {
 struct Verifier {
     mode: SslMode,
     webpki: Option<Arc<WebPkiServerVerifier>>,
+    /// The `sslrootcert` file's certificates: a server showing exactly one of them is trusted
+    /// by it (a self-signed server certificate given as its own root, as libpq trusts it).
+    pinned: Vec<CertificateDer<'static>>,
     algorithms: WebPkiSupportedAlgorithms,
 }
 
@@ -323,6 +336,25 @@ impl ServerCertVerifier for Verifier {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
             )) if self.mode == SslMode::VerifyCa => Ok(ServerCertVerified::assertion()),
+            // webpki refuses a CA certificate as the server's own (a self-signed one made by
+            // `openssl req -x509` is a CA). Given in sslrootcert byte for byte, it is trusted
+            // as libpq trusts it; `verify-full` still checks its name. Its dates are not
+            // checked: it is pinned, as a key is.
+            Err(_)
+                if self
+                    .pinned
+                    .iter()
+                    .any(|p| p.as_ref() == end_entity.as_ref()) =>
+            {
+                if self.mode == SslMode::VerifyFull {
+                    webpki::EndEntityCert::try_from(end_entity)
+                        .and_then(|c| c.verify_is_valid_for_subject_name(server_name))
+                        .map_err(|_| {
+                            rustls::Error::InvalidCertificate(CertificateError::NotValidForName)
+                        })?;
+                }
+                Ok(ServerCertVerified::assertion())
+            }
             other => other,
         }
     }

@@ -5,6 +5,7 @@
 mod cli;
 mod conformance;
 mod crash;
+mod doors;
 mod engines;
 mod export;
 mod ops;

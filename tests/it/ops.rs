@@ -16,7 +16,7 @@ fn free_port() -> u16 {
 }
 
 /// Adds `[admin]` and `[api]` on free loopback ports to the config; returns their base URLs.
-fn listeners(env: &Env, token: bool) -> (String, String) {
+pub(crate) fn listeners(env: &Env, token: bool) -> (String, String) {
     let (admin, api) = (free_port(), free_port());
     let mut extra =
         format!("[admin]\nlisten = \"127.0.0.1:{admin}\"\n[api]\nlisten = \"127.0.0.1:{api}\"\n");
@@ -38,9 +38,14 @@ fn listeners(env: &Env, token: bool) -> (String, String) {
 }
 
 /// Starts `payrecon run` and waits for its listeners.
-async fn daemon(env: &Env, urls: &[&str]) -> Guard {
+pub(crate) async fn daemon(env: &Env, urls: &[&str]) -> Guard {
+    daemon_with(env, urls, Stdio::null()).await
+}
+
+/// As [`daemon`], its log going to `stderr`.
+pub(crate) async fn daemon_with(env: &Env, urls: &[&str], stderr: Stdio) -> Guard {
     let mut c = env.cmd();
-    c.arg("run").stdout(Stdio::null()).stderr(Stdio::null());
+    c.arg("run").stdout(Stdio::null()).stderr(stderr);
     let child = Guard(c.spawn().unwrap());
     let ports: Vec<u16> = urls
         .iter()
@@ -56,7 +61,7 @@ async fn daemon(env: &Env, urls: &[&str]) -> Guard {
     child
 }
 
-async fn healthz(client: &reqwest::Client, admin: &str) -> (u16, serde_json::Value) {
+pub(crate) async fn healthz(client: &reqwest::Client, admin: &str) -> (u16, serde_json::Value) {
     let r = client.get(format!("{admin}/healthz")).send().await.unwrap();
     let code = r.status().as_u16();
     (

@@ -227,3 +227,52 @@ fn require_refuses_a_server_without_tls_and_prefer_falls_back() {
     let ledger = connect(format!("{url}?sslmode=prefer"));
     assert!(ledger.is_ok(), "{:?}", ledger.err());
 }
+
+/// A self-signed server certificate (what `openssl req -x509` makes: a CA certificate) given as
+/// its own `sslrootcert` is trusted with verify-full, as libpq trusts it; its name is still
+/// checked, and another self-signed certificate is refused.
+#[test]
+fn a_self_signed_certificate_as_its_own_root_works_with_verify_full() {
+    let dir = tempfile::tempdir().unwrap();
+    let (crt, key) = (dir.path().join("self.crt"), dir.path().join("self.key"));
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=localhost",
+        "-addext",
+        "subjectAltName=DNS:localhost",
+        "-keyout",
+        &key.display().to_string(),
+        "-out",
+        &crt.display().to_string(),
+    ]);
+    let pg = pg::start_with(pg::Options {
+        durable: false,
+        tls: Some((crt.clone(), key)),
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let url = |host: &str, root: &Path| {
+        format!(
+            "postgres://postgres@{host}:{}/{}?sslmode=verify-full&sslrootcert={}",
+            pg.port(),
+            pg.new_database_name().unwrap(),
+            root.display()
+        )
+    };
+    let ledger = connect(url("localhost", &crt));
+    assert!(ledger.is_ok(), "{:?}", ledger.err());
+    let e = refused(url("127.0.0.1", &crt));
+    assert!(e.contains("its certificate is not issued for"), "{e}");
+    // Another self-signed certificate, not the server's: refused.
+    let other = make_ca(dir.path(), "stranger");
+    let e = refused(url("localhost", &other));
+    assert!(e.contains("was refused (sslmode=verify-full)"), "{e}");
+}
