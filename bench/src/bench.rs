@@ -56,6 +56,8 @@ pub struct BenchOptions {
     pub output: PathBuf,
     /// Only row 8.
     pub truth_only: bool,
+    /// Only row 9.
+    pub flood_only: bool,
     pub truth: crate::truth::TruthOptions,
 }
 
@@ -133,6 +135,11 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<String> {
     let started = Instant::now();
     let mut rows = Vec::new();
     let mut truth_table = String::new();
+    if opts.flood_only {
+        eprintln!("9/9 a flood of callbacks");
+        rows.push(b.flood(&mut truth_table).await?);
+        return b.finish(opts, &rows, &truth_table, started);
+    }
     if opts.truth_only {
         eprintln!(
             "8/8 time to truth (about {:.0} s)",
@@ -174,11 +181,30 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<String> {
     }
     eprintln!("8/8 time to truth");
     rows.push(b.truth(&opts.truth, &mut truth_table).await?);
+    eprintln!("9/9 a flood of callbacks");
+    rows.push(b.flood(&mut truth_table).await?);
     stop.cancel();
     b.finish(opts, &rows, &truth_table, started)
 }
 
 impl Bench {
+    /// Row 9 (its lines go to `table`).
+    async fn flood(&self, table: &mut String) -> anyhow::Result<Row> {
+        let (json, text, met) = crate::flood::row(&self.payrecon, &self.dir).await?;
+        table.push_str(&text);
+        Ok(Row {
+            name: "9 callback flood: young p95 ×, verify p99",
+            value: format!(
+                "{:.2}× baseline, {:.3} s",
+                json["first_check_p95_ratio"].as_f64().unwrap_or(f64::NAN),
+                json["flood"]["verify_p99"].as_f64().unwrap_or(f64::NAN)
+            ),
+            goal: "≤ 1.5×, < 2 s".into(),
+            met: Some(met),
+            json,
+        })
+    }
+
     /// Row 8 (its own table goes to `table`).
     async fn truth(
         &self,

@@ -11,6 +11,7 @@
 //! `load` and `ideal` are this program's own roles in child processes of its own.
 
 mod bench;
+mod flood;
 mod soak;
 mod truth;
 
@@ -54,6 +55,9 @@ struct Cli {
     /// Run only row 8, time to truth (a few minutes)
     #[arg(long)]
     truth_only: bool,
+    /// Run only row 9, a flood of callbacks (under a minute)
+    #[arg(long)]
+    flood_only: bool,
     /// Row 8: time compression (delays and schedules divided, limits multiplied)
     #[arg(long, default_value_t = 10.0)]
     compress: f64,
@@ -151,6 +155,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 pg_sessions: cli.pg_sessions,
                 output: cli.output,
                 truth_only: cli.truth_only,
+                flood_only: cli.flood_only,
                 truth: truth::TruthOptions {
                     compress: cli.compress,
                     arrivals: std::time::Duration::from_secs_f64(cli.truth_minutes * 60.0),

@@ -138,14 +138,14 @@ impl Limiter {
 }
 
 /// A simulator on loopback with the limit enforced and every arrival noted.
-struct Provider {
-    url: String,
-    sim: Arc<Sim>,
+pub(crate) struct Provider {
+    pub(crate) url: String,
+    pub(crate) sim: Arc<Sim>,
     arrivals: payrecon_testkit::Arrivals,
     limiter: Limiter,
 }
 
-async fn provider(limit: usize, stop: &CancellationToken) -> anyhow::Result<Provider> {
+pub(crate) async fn provider(limit: usize, stop: &CancellationToken) -> anyhow::Result<Provider> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
     let sim = Sim::new(None);
@@ -165,8 +165,15 @@ async fn provider(limit: usize, stop: &CancellationToken) -> anyhow::Result<Prov
     })
 }
 
+impl Provider {
+    /// Requests the simulator answered 429 (beyond the limit).
+    pub(crate) fn refused(&self) -> u64 {
+        self.limiter.refused.load(Ordering::Relaxed)
+    }
+}
+
 /// A child process killed when dropped, also when the benchmark fails.
-struct Daemon(std::process::Child);
+pub(crate) struct Daemon(pub(crate) std::process::Child);
 
 impl Drop for Daemon {
     fn drop(&mut self) {
@@ -175,7 +182,7 @@ impl Drop for Daemon {
     }
 }
 
-fn daemon(payrecon: &Path, config: &Path) -> anyhow::Result<Daemon> {
+pub(crate) fn daemon(payrecon: &Path, config: &Path) -> anyhow::Result<Daemon> {
     let child = Command::new(payrecon)
         .arg("--config")
         .arg(config)

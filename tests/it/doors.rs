@@ -682,3 +682,54 @@ async fn healthz_names_failing_passes_unclaimed_work_and_clock_skew() {
         last.1
     );
 }
+
+/// Ctrl-C on `payrecon verify` while its call is in flight gives the session back (no lease
+/// left) and says it was not checked (exit 75), so a retried `verify` checks it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_on_verify_gives_the_session_back() {
+    let env = Env::start().await;
+    let l = env.ledger();
+    env.session(&l, "slow", "complete.slow-1500");
+    let mut c = env.cmd();
+    c.args(["verify", "slow"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = Guard(c.spawn().unwrap());
+    assert!(
+        wait_for(Duration::from_secs(10), || {
+            one(
+                &l,
+                "SELECT lease_owner IS NOT NULL FROM sessions WHERE session_id = 'slow'",
+            ) == "1"
+        })
+        .await,
+        "verify claimed the session"
+    );
+    let exit = signal_and_wait(&mut child, "INT").await;
+    let mut err = String::new();
+    child
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(exit.code(), Some(75), "{err}");
+    assert!(err.contains("not checked"), "{err}");
+    assert_eq!(
+        one(
+            &l,
+            "SELECT coalesce(lease_owner, 'none') || '|' || status FROM sessions WHERE session_id = 'slow'"
+        ),
+        "none|PENDING"
+    );
+    // Asked again, it is checked.
+    let mut c = env.cmd();
+    c.args(["verify", "slow"]);
+    let o = output(c).await;
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    assert_eq!(
+        one(&l, "SELECT status FROM sessions WHERE session_id = 'slow'"),
+        "COMPLETED"
+    );
+}
