@@ -632,6 +632,7 @@ async fn verify(State(st): State<Arc<ApiState>>, path: SessionPath) -> Response 
         (status = 400, description = "The path is not UTF-8", body = ErrorBody),
         (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
         (status = 404, description = "No such session", body = ErrorBody),
+        (status = 422, description = "The session's provider is not configured here", body = ErrorBody),
         (status = 503, description = "The provider's hint queue is full", body = ErrorBody),
     )
 )]
@@ -652,6 +653,12 @@ async fn hint(State(st): State<Arc<ApiState>>, path: SessionPath) -> Response {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the provider's hint queue is full; the session is checked on its own schedule",
                 None,
+            )
+            .into_response(),
+            Offer::Unconfigured => error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "the session's provider is not configured in this daemon",
+                Some("provider"),
             )
             .into_response(),
         },

@@ -41,6 +41,8 @@ pub enum Offer {
     Coalesced,
     /// The provider's queue is full: dropped (the session keeps its own schedule).
     Dropped,
+    /// The session's provider is not configured here: nothing can check it.
+    Unconfigured,
 }
 
 impl Offer {
@@ -49,6 +51,7 @@ impl Offer {
             Offer::Queued => "queued",
             Offer::Coalesced => "coalesced",
             Offer::Dropped => "dropped",
+            Offer::Unconfigured => "unconfigured",
         }
     }
 }
@@ -183,7 +186,7 @@ impl Hints {
     pub fn offer(&self, provider: &str, session_id: &str) -> Offer {
         let offer = match self.queues.get(provider) {
             Some(q) => q.offer(session_id),
-            None => Offer::Dropped,
+            None => Offer::Unconfigured,
         };
         crate::metrics::hint(offer.label());
         offer

@@ -536,16 +536,7 @@ async fn session_gauges_read_zero_when_a_group_empties() {
 /// write a line or two, not 300.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_callbacks_are_logged_at_a_bounded_rate() {
-    let mut env = Env::start_all_providers().await;
-    env.set("cron", "\"0 0 0 1 1 *\"");
-    env.set("poll", "\"off\"");
-    let text_cfg = std::fs::read_to_string(&env.config_path).unwrap().replace(
-        "kind = \"vesicash\"\n",
-        "kind = \"vesicash\"\nwebhook_secret_env = \"PAYRECON_TEST_VESICASH_WH\"\n",
-    );
-    std::fs::write(&env.config_path, text_cfg).unwrap();
-    env.vars
-        .push(("PAYRECON_TEST_VESICASH_WH".into(), "wh_secret_123".into()));
+    let env = crate::ops::signing_vesicash_env().await;
     let (admin, api) = listeners(&env, false);
     let log = env.dir.path().join("run.log");
     let _d = daemon_with(

@@ -880,14 +880,9 @@ fn openssl_hmac(secret: &str, body: &str) -> String {
     out.trim().rsplit(' ').next().unwrap().to_string()
 }
 
-/// A Vesicash callback is a hint: its `mor-signature` (HMAC-SHA256 of the raw body with the
-/// webhook secret, as Vesicash documents it) must verify when the secret is configured; a
-/// verified one has the session checked, never set. The answer reveals nothing: the same 202
-/// and body for a known, unknown or final session and for an unconfigured provider name; the
-/// session comes only from the signed body (a `?session_id=` beside a captured signature names
-/// nothing); a replayed body counts once.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_signed_provider_callback_is_a_hint() {
+/// Every provider kind with no scheduled pass (only hints act), Vesicash's callbacks signed
+/// with `wh_secret_123` (its `webhook_secret_env`).
+pub(crate) async fn signing_vesicash_env() -> Env {
     let mut env = Env::start_all_providers().await;
     env.set("cron", "\"0 0 0 1 1 *\"");
     env.set("poll", "\"off\"");
@@ -898,6 +893,18 @@ async fn a_signed_provider_callback_is_a_hint() {
     std::fs::write(&env.config_path, text).unwrap();
     env.vars
         .push(("PAYRECON_TEST_VESICASH_WH".into(), "wh_secret_123".into()));
+    env
+}
+
+/// A Vesicash callback is a hint: its `mor-signature` (HMAC-SHA256 of the raw body with the
+/// webhook secret, as Vesicash documents it) must verify when the secret is configured; a
+/// verified one has the session checked, never set. The answer reveals nothing: the same 202
+/// and body for a known, unknown or final session and for an unconfigured provider name; the
+/// session comes only from the signed body (a `?session_id=` beside a captured signature names
+/// nothing); a replayed body counts once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_provider_callback_is_a_hint() {
+    let mut env = signing_vesicash_env().await;
     let (admin, api) = listeners(&env, true);
     env.vars
         .push(("PAYRECON_TEST_API_TOKEN".into(), "api-token".into()));

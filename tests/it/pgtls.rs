@@ -10,8 +10,24 @@ use payrecon_testkit::pg::{self, TempPg};
 
 /// A CA (`NAME.pem`, `NAME.key`) in `dir`, made by openssl.
 fn make_ca(dir: &Path, name: &str) -> PathBuf {
+    self_signed(
+        dir,
+        name,
+        &format!("/CN=payrecon test {name}"),
+        &[
+            "basicConstraints=critical,CA:TRUE",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ],
+    )
+}
+
+/// A self-signed certificate (`NAME.pem`, `NAME.key`) in `dir` for `subject`, with `extensions`,
+/// made by `openssl req -x509` (which marks it a CA unless told otherwise).
+fn self_signed(dir: &Path, name: &str, subject: &str, extensions: &[&str]) -> PathBuf {
     let pem = dir.join(format!("{name}.pem"));
-    openssl(&[
+    let key = dir.join(format!("{name}.key")).display().to_string();
+    let out = pem.display().to_string();
+    let mut args = vec![
         "req",
         "-x509",
         "-newkey",
@@ -22,16 +38,13 @@ fn make_ca(dir: &Path, name: &str) -> PathBuf {
         "-days",
         "2",
         "-subj",
-        &format!("/CN=payrecon test {name}"),
-        "-addext",
-        "basicConstraints=critical,CA:TRUE",
-        "-addext",
-        "keyUsage=critical,keyCertSign,cRLSign",
-        "-keyout",
-        &dir.join(format!("{name}.key")).display().to_string(),
-        "-out",
-        &pem.display().to_string(),
-    ]);
+        subject,
+    ];
+    for e in extensions {
+        args.extend(["-addext", e]);
+    }
+    args.extend(["-keyout", &key, "-out", &out]);
+    openssl(&args);
     pem
 }
 
@@ -234,26 +247,13 @@ fn require_refuses_a_server_without_tls_and_prefer_falls_back() {
 #[test]
 fn a_self_signed_certificate_as_its_own_root_works_with_verify_full() {
     let dir = tempfile::tempdir().unwrap();
-    let (crt, key) = (dir.path().join("self.crt"), dir.path().join("self.key"));
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-days",
-        "2",
-        "-subj",
+    let crt = self_signed(
+        dir.path(),
+        "self",
         "/CN=localhost",
-        "-addext",
-        "subjectAltName=DNS:localhost",
-        "-keyout",
-        &key.display().to_string(),
-        "-out",
-        &crt.display().to_string(),
-    ]);
+        &["subjectAltName=DNS:localhost"],
+    );
+    let key = dir.path().join("self.key");
     let pg = pg::start_with(pg::Options {
         durable: false,
         tls: Some((crt.clone(), key)),
