@@ -37,18 +37,18 @@ pub fn open_ledger(cfg: &Config) -> anyhow::Result<Ledger> {
 /// shutting down, out of connection slots — is waited for (a warning per attempt, 0.5 s
 /// doubling to 10 s apart), so a daemon started during a database restart or failover comes up
 /// when the database does instead of exiting into a restart loop. Any other failure
-/// (authentication, TLS, a schema too new) ends the daemon at once. `None`: a signal came
-/// first.
-async fn reach_ledger(cfg: &Config) -> anyhow::Result<Option<Ledger>> {
+/// (authentication, TLS, a schema too new) ends the daemon at once. `Err(stop)`: a signal
+/// came first.
+async fn reach_ledger(cfg: &Config, stop: &Stopping) -> anyhow::Result<Result<Ledger, Stop>> {
     let mut wait = Duration::from_millis(500);
     loop {
         match Ledger::connect(&cfg.ledger) {
-            Ok(l) => return Ok(Some(l)),
+            Ok(l) => return Ok(Ok(l)),
             Err(e) if e.unreachable() => {
                 tracing::warn!(error = %e, retry_in = ?wait, "ledger unreachable; waiting for it");
                 tokio::select! {
                     () = tokio::time::sleep(wait) => {}
-                    () = shutdown_signal() => return Ok(None),
+                    why = stop.wait() => return Ok(Err(why)),
                 }
                 wait = (wait * 2).min(Duration::from_secs(10));
             }
@@ -103,6 +103,33 @@ pub async fn stop_signal() -> Stop {
     {
         let _ = tokio::signal::ctrl_c().await;
         Stop::Terminate
+    }
+}
+
+/// The signal that stops the daemon, listened for from its first moment (a signal between
+/// two waits is never missed).
+#[derive(Clone)]
+struct Stopping(tokio::sync::watch::Receiver<Option<Stop>>);
+
+impl Stopping {
+    fn listen() -> Stopping {
+        let (tx, rx) = tokio::sync::watch::channel(None);
+        tokio::spawn(async move {
+            let why = stop_signal().await;
+            let _ = tx.send(Some(why));
+        });
+        Stopping(rx)
+    }
+
+    /// Resolves once a stopping signal has come (at once if it already has).
+    async fn wait(&self) -> Stop {
+        let mut rx = self.0.clone();
+        let why = rx.wait_for(Option::is_some).await.map(|why| *why);
+        match why {
+            Ok(why) => why.unwrap_or(Stop::Terminate),
+            // The listener is gone: never a stop from it.
+            Err(_) => std::future::pending().await,
+        }
     }
 }
 
@@ -229,8 +256,10 @@ pub async fn verify(
 /// The daemon: a pass at every tick of `[schedule] cron` and, beside it, the outbox, until a
 /// signal stops it (see [`stop_signal`]); what stopped it.
 pub async fn run(cfg: &Config) -> anyhow::Result<Stop> {
-    let Some(ledger) = reach_ledger(cfg).await? else {
-        return Ok(Stop::Terminate);
+    let stopping = Stopping::listen();
+    let ledger = match reach_ledger(cfg, &stopping).await? {
+        Ok(l) => l,
+        Err(why) => return Ok(why),
     };
     // The other handles, each on connections of its own, are waited for the same way.
     let mut handles = Vec::new();
@@ -238,9 +267,9 @@ pub async fn run(cfg: &Config) -> anyhow::Result<Stop> {
         + usize::from(cfg.admin_listen.is_some())
         + usize::from(cfg.api.is_some());
     for _ in 0..wanted {
-        match reach_ledger(cfg).await? {
-            Some(l) => handles.push(l),
-            None => return Ok(Stop::Terminate),
+        match reach_ledger(cfg, &stopping).await? {
+            Ok(l) => handles.push(l),
+            Err(why) => return Ok(why),
         }
     }
     let mut handle = move || {
@@ -360,7 +389,7 @@ pub async fn run(cfg: &Config) -> anyhow::Result<Stop> {
     let mut stop = Stop::Terminate;
     let schedule = tokio::select! {
         r = &mut work => r,
-        why = stop_signal() => {
+        why = stopping.wait() => {
             stop = why;
             match why {
                 Stop::Terminate => tracing::info!("signal received; stopping"),
