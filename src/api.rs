@@ -259,6 +259,12 @@ pub fn openapi_document(cfg: &Config) -> Value {
             }
         }
     }
+    // A callback naming its session in the query needs no body: the body is optional.
+    if let Some(body) =
+        doc["paths"]["/v1/callbacks/{provider}"]["post"]["requestBody"].as_object_mut()
+    {
+        body.insert("required".into(), json!(false));
+    }
     if cfg.api.as_ref().is_some_and(|a| a.token.is_some()) {
         doc["components"]["securitySchemes"] =
             json!({"bearer": {"type": "http", "scheme": "bearer"}});
@@ -705,7 +711,7 @@ fn accepted() -> Response {
     security(()),
     responses(
         (status = 202, description = "Taken (whatever it names)", content_type = "application/json"),
-        (status = 400, description = "No session id in the query and a body that is not JSON", body = ErrorBody),
+        (status = 400, description = "The path is not UTF-8, or the query cannot be read", body = ErrorBody),
         (status = 401, description = "The signature does not verify", body = ErrorBody),
         (status = 408, description = "The body did not arrive within 10 s", body = ErrorBody),
         (status = 413, description = "Body larger than 64 KiB", body = ErrorBody),
@@ -778,14 +784,11 @@ async fn callback(
                     _ => None,
                 })
                 .collect(),
+            // Names nothing: taken like any other (the answer tells nothing), counted and
+            // logged for the operator, whose provider may be sending to the wrong route.
             Err(_) => {
                 st.refused(&provider, "not_json");
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    "the body is not JSON and no ?session_id= names the session",
-                    None,
-                )
-                .into_response();
+                Vec::new()
             }
         },
     };
