@@ -54,9 +54,10 @@ pub(super) fn add(
             outln!("already present: {} {} (left unchanged)", shown.0, shown.1)
         }
         Err(crate::ledger::Error::Conflict(c)) => {
-            return Err(
-                UsageError::new(format!("--{}", c.to_string().replacen('_', "-", 1))).into(),
-            );
+            // The flag is named from the field itself, never by editing the message (which
+            // quotes the provider and the session id).
+            let flag = c.field.replace('_', "-");
+            return Err(UsageError::new(format!("--{flag}: {}", c.describe())).into());
         }
         Err(e) => return Err(e.into()),
     }

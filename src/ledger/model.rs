@@ -419,23 +419,29 @@ pub struct Conflict {
     pub given: Option<String>,
 }
 
-impl fmt::Display for Conflict {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Conflict {
+    /// What conflicts, without naming the field first (each caller names it its own way: the
+    /// API's `field`, the command line's flag).
+    pub fn describe(&self) -> String {
         let show = |v: &Option<String>| {
             v.as_deref().map_or("nothing".to_string(), |v| {
                 format!("{:?}", v.escape_debug().to_string())
             })
         };
-        write!(
-            f,
-            "{}: session {} {} is already in the ledger with {} {}, not {}; nothing was changed",
-            self.field,
+        format!(
+            "session {} {} is already in the ledger with {} {}, not {}; nothing was changed",
             self.provider.escape_debug(),
             self.session_id.escape_debug(),
             self.field,
             show(&self.ledger),
             show(&self.given)
         )
+    }
+}
+
+impl fmt::Display for Conflict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.describe())
     }
 }
 

@@ -654,3 +654,31 @@ async fn add_and_import_refuse_conflicts_and_untrusted_text() {
         "nothing imported"
     );
 }
+
+/// A conflicting `add` names the session as it is: underscores in the provider's name and the
+/// session id are theirs, not a flag's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conflict_names_the_real_session() {
+    let env = Env::start_all_providers().await;
+    let run = |amount: &str| {
+        let mut c = env.cmd();
+        c.args([
+            "add",
+            "--provider",
+            "mopay_ng",
+            "--session-id",
+            "MOP_abc_ORDER1",
+            "--amount",
+            amount,
+        ]);
+        output(c)
+    };
+    assert!(run("100.00").await.status.success());
+    let o = run("90.00").await;
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--amount: session mopay_ng MOP_abc_ORDER1 is already in the ledger"),
+        "{err}"
+    );
+}
