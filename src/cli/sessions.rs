@@ -201,7 +201,10 @@ pub(super) fn resolve(
     let s = one_session(&ledger, session_id, provider.as_deref())?;
     let from = s.status;
     let record = crate::reconcile::manual(&s, to, reason, clock::now(), cfg.backoff.late_check)
-        .map_err(UsageError::new)?;
+        .map_err(|e| match e.field() {
+            Some(field) => UsageError::new(format!("--{field}: {e}")),
+            None => UsageError::new(e.to_string()),
+        })?;
     let written = ledger.record(
         "manual",
         clock::now(),

@@ -1,703 +1,55 @@
-//! The pass: claim due sessions with a lease, check them with the provider with at most
-//! `concurrency` calls in flight, [`decide`] what each answer means, and record the outcomes.
-//!
-//! `decide` is pure: a ledger row and a provider answer in, a [`Record`] out. It is the only place
-//! that maps provider answers onto ledger states, and the only module that sees both the ledger
-//! and the providers is this one.
+//! What an answer means: [`decide`] (a PENDING session's check), [`decide_late`] (the late check
+//! of a closed one), [`contradiction`] (a transition that lost its compare-and-set) and [`manual`]
+//! (a person's decision). All pure: a ledger row and a provider answer in, a [`Record`] out. The
+//! only place that maps provider answers onto ledger states.
 
-use std::collections::{BTreeMap, HashSet};
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rust_decimal::Decimal;
-use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
 
 use crate::clock::{self, Timestamp};
-use crate::config::{BackoffConfig, Config};
-use crate::events;
-use crate::ledger::{self, ClaimMode, Facts, Ledger, Record, Session, Source, Status};
-use crate::pipeline;
-use crate::provider::{self, Answer, MISDIRECTED_AFTER, Mapped, ProviderFacts, Providers};
+use crate::config::BackoffConfig;
+use crate::ledger::{self, Facts, Record, Session, Source, Status};
+use crate::provider::{self, Answer, Mapped, ProviderFacts};
 
-/// The ledger as the providers' shared call book: every process on the ledger takes its call
-/// slots from the same `call_budget` rows (docs/operations.md "One budget per credential").
-struct LedgerBook(Ledger);
-
-impl provider::budget::CallBook for LedgerBook {
-    fn take(
-        &self,
-        credential: &str,
-        n: u32,
-        interval_us: i64,
-        now_us: i64,
-        ceiling_us: i64,
-    ) -> futures_util::future::BoxFuture<'_, Result<(i64, bool), String>> {
-        let credential = credential.to_string();
-        Box::pin(async move {
-            self.0
-                .call(move |l| l.take_call_slots(&credential, n, interval_us, now_us, ceiling_us))
-                .await
-                .map_err(|e| e.to_string())
-        })
-    }
-
-    fn hold(
-        &self,
-        credential: &str,
-        until_us: i64,
-    ) -> futures_util::future::BoxFuture<'_, Result<(), String>> {
-        let credential = credential.to_string();
-        Box::pin(async move {
-            self.0
-                .call(move |l| l.hold_call_slots(&credential, until_us))
-                .await
-                .map_err(|e| e.to_string())
-        })
-    }
+/// What a check heard from the provider about a session that stays PENDING.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Heard {
+    /// No answer: a failed call, a 404 that is not believed.
+    Nothing,
+    /// "Not found", believed: it counts toward `not_found_after`.
+    NotFound,
+    /// A pending answer: a normal answer, which resets the not-found count.
+    Pending,
+    /// An answer payrecon cannot act on (unrecognised, unsure): resets the not-found count, but
+    /// is not a normal answer.
+    CannotAct,
 }
 
-/// Makes every provider take its call slots from `ledger`, shared with every other process on
-/// it: N daemons, `verify` and the API together stay within each credential's `rate_limit`.
-pub fn share_budgets(providers: &Providers, ledger: &Ledger) {
-    let book: Arc<dyn provider::budget::CallBook> = Arc::new(LedgerBook(ledger.clone()));
-    for p in providers.values() {
-        if let Some(b) = &p.budget {
-            b.attach(book.clone());
+impl Heard {
+    /// Whether the provider answered normally (the ledger's `answered_checks`).
+    fn answered(self) -> bool {
+        matches!(self, Heard::NotFound | Heard::Pending)
+    }
+
+    /// `Some(true)` for a believed 404, `Some(false)` for any other answer, `None` for none.
+    fn not_found(self) -> Option<bool> {
+        match self {
+            Heard::Nothing => None,
+            Heard::NotFound => Some(true),
+            Heard::Pending | Heard::CannotAct => Some(false),
         }
     }
 }
 
-/// What one pass does.
-#[derive(Debug, Clone)]
-pub struct PassOptions {
-    /// This process's lease owner id.
-    pub owner: String,
-    /// `--all`: every PENDING session, ignoring its schedule.
-    pub all: bool,
-    /// Recorded on transitions: `poll` for scheduled passes, `backfill` for `--all`.
-    pub source: Source,
-    /// Woken after a commit that wrote events, so the outbox sends them at once.
-    pub wake_outbox: Option<Arc<Notify>>,
-    /// Advanced by each recorded outcome (`once --all` on a terminal).
-    pub progress: Option<indicatif::ProgressBar>,
-    /// Claim round after round until nothing due at the pass's start is left (`once`); else
-    /// one round per provider, each at most what its call budget serves in [`ROUND`] (the
-    /// daemon starts its next pass at once while anything is due, so each pass claims in
-    /// [`ledger::DueOrder`] as things stand then).
-    pub drain: bool,
-    /// Whose checks these are, for the call budget: hints yield to regular checks.
-    pub caller: provider::budget::Caller,
-}
-
-/// What one round of a daemon's pass claims of a provider: the calls its budget allows in
-/// this long.
-pub const ROUND: Duration = Duration::from_millis(500);
-
-/// What a pass did, for the summary line and the demo.
-#[derive(Debug, Clone, Default)]
-pub struct PassReport {
-    pub claimed: u64,
-    /// Checks that reached the provider or failed transiently (charged checks).
-    pub checked: u64,
-    pub transitions: BTreeMap<Status, u64>,
-    pub still_pending: u64,
-    pub released: u64,
-    /// Providers whose credentials were refused during the pass.
-    pub refused: Vec<String>,
-    /// Providers flagged at the pass's end for answering "not found" to every session.
-    pub misdirected: Vec<String>,
-    /// Late checks of EXPIRED sessions made.
-    pub late_checks: u64,
-    /// `session.anomaly` events written.
-    pub anomalies: u64,
-    /// Rows set aside because payrecon cannot read them.
-    pub unreadable: u64,
-    pub ledger_errors: u64,
-    pub elapsed: Duration,
-}
-
-impl PassReport {
-    fn count(&mut self, records: &[Record]) {
-        for rec in records {
-            match rec {
-                Record::Transition { to, charged, .. } => {
-                    *self.transitions.entry(*to).or_default() += 1;
-                    self.checked += u64::from(*charged);
-                }
-                Record::Reschedule { charged, .. } => {
-                    self.still_pending += 1;
-                    self.checked += u64::from(*charged);
-                }
-                Record::Release { .. } => self.released += 1,
-                Record::LateCheck { .. } => self.late_checks += 1,
-            }
-        }
-    }
-
-    pub fn resolved(&self) -> u64 {
-        self.transitions.values().sum()
-    }
-
-    /// One line: what was checked and what it became.
-    pub fn summary(&self) -> String {
-        let secs = self.elapsed.as_secs_f64();
-        let mut parts: Vec<String> = self
-            .transitions
-            .iter()
-            .map(|(s, n)| format!("{n} {}", s.as_str().to_lowercase()))
-            .collect();
-        parts.push(format!("{} still pending", self.still_pending));
-        if self.released > 0 {
-            parts.push(format!("{} released unchecked", self.released));
-        }
-        if self.unreadable > 0 {
-            parts.push(format!("{} unreadable rows set aside", self.unreadable));
-        }
-        if self.late_checks > 0 {
-            parts.push(format!(
-                "{} late checks ({} anomalies)",
-                self.late_checks, self.anomalies
-            ));
-        }
-        format!(
-            "checked {} sessions in {:.2}s ({:.0}/s): {}",
-            self.claimed,
-            secs,
-            if secs > 0.0 {
-                self.claimed as f64 / secs
-            } else {
-                0.0
-            },
-            parts.join(", ")
-        )
-    }
-}
-
-/// What a pass learns about providers as a whole, reported to the ledger at its end.
-#[derive(Default)]
-struct ProviderNotes {
-    /// Providers that refused the credentials, with the error.
-    refused: BTreeMap<String, String>,
-    /// Providers that answered at least once (a 404 included).
-    reached: HashSet<String>,
-    /// Providers that answered some session normally.
-    answered: HashSet<String>,
-}
-
-/// Runs one pass to completion: claims batch after batch of sessions due at the pass's start
-/// (so sessions rescheduled during the pass wait for the next one), then the late checks of
-/// EXPIRED sessions that are due, until none are left or `shutdown` is cancelled. On shutdown,
-/// claimed sessions not yet checked are released.
-pub async fn run_pass(
-    ledger: &Ledger,
-    providers: &Providers,
-    cfg: &Config,
-    opts: &PassOptions,
-    shutdown: &CancellationToken,
-) -> Result<PassReport, ledger::Error> {
-    let started = Instant::now();
-    let pass_start = clock::now();
-    // A pause a 429 set, in this process or another on the same ledger, still holds; whether
-    // a provider's 404s are believed starts from what every process has seen.
-    for state in ledger.call(|l| l.provider_states()).await? {
-        let Some(p) = providers.get(&state.provider) else {
-            continue;
-        };
-        if let Some(until) = state.paused_until.as_deref().and_then(clock::parse)
-            && let Ok(rest) = (until - pass_start).to_std()
-        {
-            p.pause_for(rest);
-        }
-        if state.misdirected_at.is_none()
-            && state.last_answer_at.is_some()
-            && state.answered_endpoint.as_deref() == Some(p.endpoint().as_str())
-        {
-            lock(&p.not_found_watch).seed_confirmed();
-        }
-    }
-    let report = Mutex::new(PassReport::default());
-    let notes = Mutex::new(ProviderNotes::default());
-    let cursor = AtomicI64::new(0);
-    // Phase 0 claims PENDING sessions; phase 1 the late checks (never with --all).
-    let phase = AtomicI64::new(0);
-    // Due sessions are claimed provider by provider, each round at most what the provider's
-    // budget serves in a ROUND; the last turn of a cycle takes sessions of providers not
-    // configured here (so they are named, not left silently).
-    let names: Vec<String> = cfg.providers.iter().map(|p| p.name.clone()).collect();
-    let turn = AtomicUsize::new(0);
-    let claimed_this_cycle = AtomicBool::new(false);
-    let claim = || async {
-        loop {
-            let late = phase.load(Ordering::Relaxed) == 1;
-            let mut batch = cfg.schedule.batch_size;
-            let mode = if late {
-                ClaimMode::LateBy(pass_start)
-            } else if opts.all {
-                ClaimMode::AllAfter(cursor.load(Ordering::Relaxed))
-            } else {
-                let i = turn.fetch_add(1, Ordering::Relaxed);
-                let k = i % (names.len() + 1);
-                if k == 0
-                    && i > 0
-                    && !(opts.drain && claimed_this_cycle.swap(false, Ordering::Relaxed))
-                {
-                    phase.store(1, Ordering::Relaxed);
-                    continue;
-                }
-                let mut due = ledger::Due {
-                    young: cfg.schedule.young,
-                    ageing: cfg.schedule.ageing,
-                    ..ledger::Due::by(pass_start)
-                };
-                if let Some(name) = names.get(k) {
-                    if let Some(budget) = providers.get(name).and_then(|p| p.budget.as_ref()) {
-                        // A provider whose next slot is further than a round away waits for a
-                        // later pass; its sessions keep their due time.
-                        if budget.held_slot_in().is_some_and(|w| w > ROUND) {
-                            continue;
-                        }
-                        batch = batch.min(budget.calls_in(ROUND));
-                    }
-                    if lock(&notes).refused.contains_key(name) {
-                        continue;
-                    }
-                    due.provider = Some(name.clone());
-                } else {
-                    due.except = names.clone();
-                }
-                ClaimMode::Due(due)
-            };
-            let (owner, lease) = (opts.owner.clone(), cfg.schedule.lease);
-            let claimed = ledger
-                .call(move |l| {
-                    let now = clock::now();
-                    l.claim(&owner, now, clock::add(now, lease), batch, mode)
-                })
-                .await?;
-            if let Some(max) = claimed.last_rowid() {
-                cursor.fetch_max(max, Ordering::Relaxed);
-            }
-            // A row payrecon cannot read is named and set aside; the pass goes on.
-            for u in &claimed.unreadable {
-                tracing::error!(provider = %u.provider, rowid = u.rowid, error = %u.error,
-                    "a sessions row payrecon cannot read was set aside; fix or delete it");
-                crate::metrics::unreadable_row();
-            }
-            report_mut(&report).unreadable += claimed.unreadable.len() as u64;
-            if claimed.sessions.is_empty() && !claimed.unreadable.is_empty() {
-                claimed_this_cycle.store(true, Ordering::Relaxed);
-                continue;
-            }
-            if claimed.sessions.is_empty() && !late && !opts.all {
-                // The next provider's turn.
-                continue;
-            }
-            if !late && !opts.all {
-                claimed_this_cycle.store(true, Ordering::Relaxed);
-            }
-            report_mut(&report).claimed += claimed.sessions.len() as u64;
-            return Ok(claimed.sessions);
-        }
-    };
-    let work = |s: Session| check_one(s, providers, cfg, opts, shutdown, &notes);
-    let record = |records: Vec<Record>| async {
-        report_mut(&report).count(&records);
-        if let Some(bar) = &opts.progress {
-            bar.inc(records.len() as u64);
-        }
-        let owner = opts.owner.clone();
-        let n = records.len() as u64;
-        match ledger
-            .call(move |l| l.record(&owner, clock::now(), &records, contradiction))
-            .await
-        {
-            Ok(written) => {
-                if cfg.events_log {
-                    written.iter().for_each(events::log);
-                }
-                report_mut(&report).anomalies += written
-                    .iter()
-                    .filter(|e| e.kind == crate::ledger::ANOMALY)
-                    .count() as u64;
-                if let Some(wake) = &opts.wake_outbox
-                    && !written.is_empty()
-                {
-                    wake.notify_one();
-                }
-            }
-            Err(e) => {
-                // The leases run out and the sessions are checked again: nothing is lost.
-                tracing::error!(error = %e, sessions = n, "could not record outcomes; they will be checked again");
-                report_mut(&report).ledger_errors += n;
-            }
-        }
-    };
-    let claimed = pipeline::run(
-        cfg.schedule.batch_size as usize,
-        cfg.schedule.concurrency,
-        shutdown,
-        claim,
-        work,
-        record,
-    )
-    .await;
-    let notes = notes.into_inner().unwrap_or_else(|p| p.into_inner());
-    let mut r = report_mut(&report).clone();
-    r.refused = notes.refused.keys().cloned().collect();
-    r.elapsed = started.elapsed();
-    crate::metrics::pass(r.elapsed);
-    // What the pass learned about each provider, for `stats`, `/healthz` and other processes.
-    for (name, p) in providers {
-        let flagged = lock(&p.not_found_watch).flagged();
-        if flagged {
-            r.misdirected.push(name.clone());
-        }
-        let note = ledger::ProviderNote {
-            refused: notes.refused.get(name).cloned(),
-            paused_until: p.paused_remaining().map(|d| clock::add(clock::now(), d)),
-            reached: notes.reached.contains(name),
-            answered: notes.answered.contains(name) && !flagged,
-            misdirected: flagged.then(|| misdirected_message(name)),
-            endpoint: p.endpoint(),
-        };
-        if note.refused.is_some()
-            || note.paused_until.is_some()
-            || note.reached
-            || note.misdirected.is_some()
-        {
-            let name = name.clone();
-            ledger
-                .call(move |l| l.note_provider(&name, clock::now(), &note))
-                .await?;
-        }
-    }
-    claimed.map(|()| r)
-}
-
-fn report_mut(r: &Mutex<PassReport>) -> std::sync::MutexGuard<'_, PassReport> {
-    lock(r)
-}
-
-/// Locks state that stays usable if a holder panicked (counters, sets, flags).
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// The error of a provider flagged for answering "not found" to every session lately.
-fn misdirected_message(provider: &str) -> String {
-    format!(
-        "provider {provider:?} answered \"not found\" for {MISDIRECTED_AFTER} different sessions and no session \
-         normally in between: check providers.{provider}.base_url; its 404s do not count toward \
-         not_found_after until it answers a session normally"
-    )
-}
-
-/// Whether a 404 is believed ([`provider::NotFoundWatch`]); a doubted one becomes
-/// [`provider::Error::NotFoundDoubted`], and the 404 that flags the provider logs one error.
-/// (Whether the provider is flagged at the pass's end is read from the watch itself.)
-fn judge_not_found(
-    result: Result<Answer, provider::Error>,
-    provider: &provider::Provider,
-    s: &Session,
-) -> Result<Answer, provider::Error> {
-    let name = &provider.name;
-    match &result {
-        Ok(Answer::Found(_)) => {
-            if lock(&provider.not_found_watch).answered() {
-                tracing::info!(provider = %name, "provider answers sessions normally again; its 404s count again");
-            }
-            result
-        }
-        Ok(Answer::NotFound) => {
-            // A session the provider once answered with a status is one it knew.
-            let known = s.provider_status.is_some();
-            let verdict = lock(&provider.not_found_watch).not_found(&s.session_id, known);
-            match verdict {
-                provider::NotFoundVerdict::Counted => result,
-                provider::NotFoundVerdict::Doubted {
-                    flagged,
-                    newly_flagged,
-                } => {
-                    let msg = misdirected_message(name);
-                    if newly_flagged {
-                        tracing::error!(provider = %name, endpoint = %provider.endpoint(), "{msg}");
-                    }
-                    let why = if flagged {
-                        msg
-                    } else {
-                        format!(
-                            "HTTP 404 not counted yet: provider {name:?} has answered no session \
-                             normally since payrecon started, and a wrong providers.{name}.base_url \
-                             looks like this"
-                        )
-                    };
-                    Err(provider::Error::NotFoundDoubted { why, flagged })
-                }
-            }
-        }
-        Err(_) => result,
-    }
-}
-
-/// Checks one claimed session (or late check) and decides its outcome.
-async fn check_one(
-    s: Session,
-    providers: &Providers,
-    cfg: &Config,
-    opts: &PassOptions,
-    shutdown: &CancellationToken,
-    notes: &Mutex<ProviderNotes>,
-) -> Record {
-    // Only late claims hand out sessions that left PENDING (EXPIRED, or REVIEW on an answer
-    // payrecon could not act on).
-    let late = s.status != Status::Pending;
-    let Some(provider) = providers.get(&s.provider) else {
-        // Not configured here: look again much later rather than every pass.
-        let msg = format!("provider {:?} is not configured in [providers]", s.provider);
-        tracing::warn!(provider = %s.provider, session_id = %s.session_id, "{msg}");
-        let next = clock::add(clock::now(), cfg.backoff.max);
-        if late {
-            return Record::LateCheck {
-                rowid: s.rowid,
-                next: Some(next),
-                last_error: None,
-                anomaly: None,
-            };
-        }
-        return Record::Reschedule {
-            rowid: s.rowid,
-            next_check_at: next,
-            last_error: Some(msg),
-            answered: false,
-            not_found: None,
-            charged: false,
-            facts: None,
-        };
-    };
-    let refused = || {
-        notes
-            .lock()
-            .map(|n| n.refused.contains_key(&s.provider))
-            .unwrap_or(false)
-    };
-    if refused() || shutdown.is_cancelled() {
-        return Record::Release {
-            rowid: s.rowid,
-            last_error: None,
-        };
-    }
-    // Past max_age only an answer closes a session, and a held long poll we cut is none: ask
-    // plainly then (and in late checks).
-    let hold = !late
-        && clock::parse(&s.created_at)
-            .is_none_or(|c| clock::add(c, cfg.backoff.max_age) > clock::now());
-    let began = Instant::now();
-    let result = tokio::select! {
-        biased;
-        () = shutdown.cancelled() => return Record::Release { rowid: s.rowid, last_error: None },
-        r = provider.check(&s.session_id, hold, opts.caller) => r,
-    };
-    crate::metrics::check(&s.provider, outcome_label(&result), began.elapsed());
-    match &result {
-        Err(e @ provider::Error::Unauthorized(_)) => {
-            let first = notes
-                .lock()
-                .map(|mut n| {
-                    n.refused
-                        .insert(s.provider.clone(), e.to_string())
-                        .is_none()
-                })
-                .unwrap_or(false);
-            if first {
-                tracing::error!(provider = %s.provider, error = %e, "credentials refused; no more calls to this provider in this pass");
-            }
-        }
-        Ok(answer) => {
-            let mut n = lock(notes);
-            if !n.reached.contains(&s.provider) {
-                n.reached.insert(s.provider.clone());
-            }
-            if matches!(answer, Answer::Found(_)) && !n.answered.contains(&s.provider) {
-                n.answered.insert(s.provider.clone());
-            }
-            drop(n);
-            if let Answer::Found(f) = answer {
-                if f.mapped == Mapped::Unrecognised {
-                    tracing::warn!(provider = %s.provider, session_id = %s.session_id, raw_status = %provider::clip(&f.raw_status),
-                        "unrecognised provider status: an answer payrecon cannot act on");
-                } else if let Some(w) = &f.warning {
-                    tracing::warn!(provider = %s.provider, session_id = %s.session_id, "{w}: not acted on");
-                }
-            }
-        }
-        Err(_) => {}
-    }
-    let result = judge_not_found(result, provider, &s);
-    if late {
-        return decide_late(&s, &result, clock::now(), &cfg.backoff);
-    }
-    decide(
-        &s,
-        &result,
-        clock::now(),
-        cfg.backoff_for(&s.provider),
-        opts.source,
-        fastrand::f64(),
-    )
-}
-
-/// What [`verify`] found: the session as recorded afterwards (`None` if absent), and why it
-/// was not checked, when it is PENDING and no provider answer about it came in during the call.
-#[derive(Debug)]
-pub struct Verified {
-    pub session: Option<Session>,
-    /// `Some(why)`: the PENDING session is as it stood, not a fresh answer (its lease held
-    /// elsewhere past [`VERIFY_WAIT`], no call slot in time, the provider failed, a signal).
-    pub unchecked: Option<String>,
-}
-
-/// How long [`verify`] waits for another check of the same session (a pass's, a hint's,
-/// another process's) to finish before it answers that it could not check.
-pub const VERIFY_WAIT: Duration = Duration::from_secs(5);
-
-/// Checks one session with its provider now and records any transition with `opts.source`
-/// (`api` for the HTTP API and `verify`): what a return-URL handler should call instead of
-/// trusting the redirect. A final session is returned as it stands. A session another check
-/// holds is waited for (at most [`VERIFY_WAIT`]): its outcome, once recorded, is as fresh as
-/// our own; if it stays PENDING, this call claims and checks it itself. A PENDING session that
-/// got no answer from the provider is returned with [`Verified::unchecked`] saying why, never
-/// as if it had been checked. On `shutdown` the claimed session is given back (released).
-pub async fn verify(
-    ledger: &Ledger,
-    providers: &Providers,
-    cfg: &Config,
-    opts: &PassOptions,
-    provider: &str,
-    session_id: &str,
-    shutdown: &CancellationToken,
-) -> Result<Verified, ledger::Error> {
-    let get = || {
-        let (p, id) = (provider.to_string(), session_id.to_string());
-        ledger.call(move |l| l.get(&p, &id))
-    };
-    let deadline = Instant::now() + VERIFY_WAIT;
-    loop {
-        let (p, id, owner, lease) = (
-            provider.to_string(),
-            session_id.to_string(),
-            opts.owner.clone(),
-            cfg.schedule.lease,
-        );
-        let claimed = ledger
-            .call(move |l| {
-                let now = clock::now();
-                l.claim_one(&p, &id, &owner, now, clock::add(now, lease))
-            })
-            .await?;
-        if let Some(s) = claimed {
-            let notes = Mutex::new(ProviderNotes::default());
-            let record = check_one(s, providers, cfg, opts, shutdown, &notes).await;
-            let unchecked = match &record {
-                Record::Transition { .. }
-                | Record::Reschedule {
-                    not_found: Some(_), ..
-                } => None,
-                Record::Reschedule { last_error, .. } => Some(
-                    last_error
-                        .clone()
-                        .unwrap_or_else(|| "the provider gave no answer".into()),
-                ),
-                Record::Release { .. } if shutdown.is_cancelled() => {
-                    Some("stopped by a signal before the provider answered".into())
-                }
-                Record::Release { last_error, .. } => {
-                    Some(last_error.clone().unwrap_or_else(|| {
-                        "no call slot of the provider's rate_limit was free in time".into()
-                    }))
-                }
-                Record::LateCheck { .. } => None,
-            };
-            let owner = opts.owner.clone();
-            let written = ledger
-                .call(move |l| l.record(&owner, clock::now(), &[record], contradiction))
-                .await?;
-            if cfg.events_log {
-                written.iter().for_each(events::log);
-            }
-            if let Some(wake) = &opts.wake_outbox
-                && !written.is_empty()
-            {
-                wake.notify_one();
-            }
-            let session = get().await?;
-            let unchecked = unchecked.filter(|_| session.as_ref().is_some_and(pending));
-            return Ok(Verified { session, unchecked });
-        }
-        let session = get().await?;
-        match &session {
-            None => {
-                return Ok(Verified {
-                    session,
-                    unchecked: None,
-                });
-            }
-            Some(s) if !pending(s) => {
-                return Ok(Verified {
-                    session,
-                    unchecked: None,
-                });
-            }
-            Some(_) => {}
-        }
-        // Leased by another check: wait for it, then check ourselves if it is still PENDING.
-        if Instant::now() >= deadline || shutdown.is_cancelled() {
-            let why = if !shutdown.is_cancelled() {
-                format!(
-                    "another check of this session (a pass, a hint or another process) still \
-                     held it after {}s",
-                    VERIFY_WAIT.as_secs()
-                )
-            } else {
-                "stopped by a signal".into()
-            };
-            return Ok(Verified {
-                session,
-                unchecked: Some(why),
-            });
-        }
-        tokio::select! {
-            () = shutdown.cancelled() => {}
-            () = tokio::time::sleep(Duration::from_millis(50)) => {}
-        }
-    }
-}
-
-fn pending(s: &Session) -> bool {
-    s.status == Status::Pending
-}
-
-/// The `outcome` label of a check, for metrics.
-fn outcome_label(result: &Result<Answer, provider::Error>) -> &'static str {
-    match result {
-        Ok(Answer::Found(f)) => match f.mapped {
-            Mapped::Paid => "paid",
-            Mapped::Pending => "pending",
-            Mapped::Failed => "failed",
-            Mapped::Cancelled => "cancelled",
-            Mapped::Expired => "expired",
-            Mapped::Unrecognised => "unrecognised",
-            Mapped::Unsure => "unsure",
-        },
-        Ok(Answer::NotFound) => "not_found",
-        Err(provider::Error::RateLimited { .. }) => "rate_limited",
-        Err(provider::Error::Unauthorized(_)) => "refused",
-        Err(provider::Error::NotConfigured(_)) => "not_configured",
-        Err(provider::Error::NoSlot(_)) => "no_slot",
-        Err(_) => "error",
-    }
+/// A session that stays PENDING after a check: what was heard, the error to show, whether the
+/// check counts (`checks`), and the provider's facts to keep.
+struct Still {
+    heard: Heard,
+    last_error: Option<String>,
+    charged: bool,
+    facts: Option<Facts>,
 }
 
 /// Decides what the late check of an EXPIRED session (or of one sent to REVIEW on an answer
@@ -824,20 +176,14 @@ pub fn decide(
                 late_check_at: (to == Status::Expired).then(|| clock::add(now, backoff.late_check)),
             }
         };
-    let reschedule = |last_error: Option<String>,
-                      answered: bool,
-                      not_found: Option<bool>,
-                      charged: bool,
-                      facts: Option<Facts>| {
-        Record::Reschedule {
-            rowid: s.rowid,
-            next_check_at: next_check_at(s, s.checks + 1, now, backoff, jitter_sample),
-            last_error,
-            answered,
-            not_found,
-            charged,
-            facts,
-        }
+    let reschedule = |still: Still| Record::Reschedule {
+        rowid: s.rowid,
+        next_check_at: next_check_at(s, s.checks + 1, now, backoff, jitter_sample),
+        answered: still.heard.answered(),
+        not_found: still.heard.not_found(),
+        last_error: still.last_error,
+        charged: still.charged,
+        facts: still.facts,
     };
     let too_old =
         clock::parse(&s.created_at).is_some_and(|c| clock::add(c, backoff.max_age) <= now);
@@ -885,7 +231,12 @@ pub fn decide(
         // provider that answers "not found" to every session (a wrong base_url looks like
         // this), asked again only at `backoff.max`, so a misdirected provider costs little.
         Err(e @ provider::Error::NotFoundDoubted { flagged, .. }) => {
-            let mut rec = reschedule(Some(e.to_string()), false, None, false, None);
+            let mut rec = reschedule(Still {
+                heard: Heard::Nothing,
+                last_error: Some(e.to_string()),
+                charged: false,
+                facts: None,
+            });
             if let (true, Record::Reschedule { next_check_at, .. }) = (*flagged, &mut rec) {
                 *next_check_at = clock::add(now, backoff.max);
             }
@@ -893,7 +244,12 @@ pub fn decide(
         }
         // No answer: never closes the session; a call that ended without a body from the
         // provider is not charged as a check.
-        Err(e) => reschedule(Some(e.to_string()), false, None, !e.is_bodiless(), None),
+        Err(e) => reschedule(Still {
+            heard: Heard::Nothing,
+            last_error: Some(e.to_string()),
+            charged: !e.is_bodiless(),
+            facts: None,
+        }),
         Ok(Answer::NotFound) => {
             let count = s.not_found_count + 1;
             if count >= i64::from(backoff.not_found_after) {
@@ -906,16 +262,15 @@ pub fn decide(
             } else if too_old {
                 expire_by_age(Facts::default())
             } else {
-                reschedule(
-                    Some(format!(
+                reschedule(Still {
+                    heard: Heard::NotFound,
+                    last_error: Some(format!(
                         "HTTP 404: not found at provider ({count} of {})",
                         backoff.not_found_after
                     )),
-                    true,
-                    Some(true),
-                    true,
-                    None,
-                )
+                    charged: true,
+                    facts: None,
+                })
             }
         }
         Ok(Answer::Found(f)) => {
@@ -938,9 +293,12 @@ pub fn decide(
                     vec![],
                 ),
                 Mapped::Pending if too_old => expire_by_age(facts),
-                Mapped::Pending => {
-                    reschedule(f.warning.clone(), true, Some(false), true, Some(facts))
-                }
+                Mapped::Pending => reschedule(Still {
+                    heard: Heard::Pending,
+                    last_error: f.warning.clone(),
+                    charged: true,
+                    facts: Some(facts),
+                }),
                 // Never guessed, never counted toward expiry; past max_age a person decides, and
                 // the late check asks once more.
                 Mapped::Unrecognised | Mapped::Unsure => {
@@ -960,7 +318,12 @@ pub fn decide(
                         }
                         rec
                     } else {
-                        reschedule(Some(word), false, Some(false), true, Some(facts))
+                        reschedule(Still {
+                            heard: Heard::CannotAct,
+                            last_error: Some(word),
+                            charged: true,
+                            facts: Some(facts),
+                        })
                     }
                 }
             }
@@ -1093,6 +456,32 @@ pub fn contradiction(
     )
 }
 
+/// Why a person's decision cannot be recorded ([`manual`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    #[error("must be COMPLETED, FAILED, CANCELLED or EXPIRED")]
+    NotAFinalState,
+    #[error("say why, for the audit trail")]
+    NoReason,
+    #[error(
+        "session {:?} is {status}, which is final; only PENDING or REVIEW sessions can be resolved",
+        crate::escape::shown(session_id)
+    )]
+    AlreadyFinal { session_id: String, status: Status },
+}
+
+impl Refused {
+    /// The part of the decision at fault: `to` or `reason` (each caller names it its own way:
+    /// a flag, a form field), or none.
+    pub fn field(&self) -> Option<&'static str> {
+        match self {
+            Refused::NotAFinalState => Some("to"),
+            Refused::NoReason => Some("reason"),
+            Refused::AlreadyFinal { .. } => None,
+        }
+    }
+}
+
 /// A person's decision on a session (`payrecon resolve`): the transition to record, or why it
 /// cannot be. Only a PENDING or REVIEW session is resolved, only to a final state the daemon
 /// could reach (COMPLETED, FAILED, CANCELLED, EXPIRED), and only with a reason for the audit
@@ -1103,20 +492,19 @@ pub fn manual(
     reason: &str,
     now: Timestamp,
     late_check: Duration,
-) -> Result<Record, String> {
+) -> Result<Record, Refused> {
     if matches!(to, Status::Pending | Status::Review) {
-        return Err("--to: must be COMPLETED, FAILED, CANCELLED or EXPIRED".into());
+        return Err(Refused::NotAFinalState);
     }
     let reason = reason.trim();
     if reason.is_empty() {
-        return Err("--reason: say why, for the audit trail".into());
+        return Err(Refused::NoReason);
     }
     if !matches!(s.status, Status::Pending | Status::Review) {
-        return Err(format!(
-            "session {:?} is {}, which is final; only PENDING or REVIEW sessions can be resolved",
-            crate::escape::shown(&s.session_id),
-            s.status
-        ));
+        return Err(Refused::AlreadyFinal {
+            session_id: s.session_id.clone(),
+            status: s.status,
+        });
     }
     Ok(Record::Transition {
         rowid: s.rowid,

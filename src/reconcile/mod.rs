@@ -1,0 +1,687 @@
+//! The pass: claim due sessions with a lease ([`Claimer`]), check them with the provider with at
+//! most `concurrency` calls in flight, [`decide`] what each answer means, and record the
+//! outcomes ([`record`], the one path a pass and [`verify`] share).
+//!
+//! `decide` (in `decide.rs`) is pure: a ledger row and a provider answer in, a [`Record`] out.
+//! It is the only place that maps provider answers onto ledger states.
+
+mod decide;
+mod verify;
+
+pub use decide::{Refused, contradiction, decide, decide_late, manual};
+pub use verify::{VERIFY_WAIT, Verified, verify};
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::{self, Timestamp};
+use crate::config::Config;
+use crate::events;
+use crate::ledger::{self, ClaimMode, Ledger, Record, Session, Source, Status, Written};
+use crate::pipeline;
+use crate::provider::{self, Answer, MISDIRECTED_AFTER, Mapped, Providers};
+
+/// The ledger as the providers' shared call book: every process on the ledger takes its call
+/// slots from the same `call_budget` rows (docs/operations.md "One budget per credential").
+struct LedgerBook(Ledger);
+
+impl provider::budget::CallBook for LedgerBook {
+    fn take(
+        &self,
+        credential: &str,
+        n: u32,
+        interval_us: i64,
+        now_us: i64,
+        ceiling_us: i64,
+    ) -> futures_util::future::BoxFuture<'_, Result<(i64, bool), String>> {
+        let credential = credential.to_string();
+        Box::pin(async move {
+            self.0
+                .call(move |l| l.take_call_slots(&credential, n, interval_us, now_us, ceiling_us))
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn hold(
+        &self,
+        credential: &str,
+        until_us: i64,
+    ) -> futures_util::future::BoxFuture<'_, Result<(), String>> {
+        let credential = credential.to_string();
+        Box::pin(async move {
+            self.0
+                .call(move |l| l.hold_call_slots(&credential, until_us))
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
+/// Makes every provider take its call slots from `ledger`, shared with every other process on
+/// it: N daemons, `verify` and the API together stay within each credential's `rate_limit`.
+pub fn share_budgets(providers: &Providers, ledger: &Ledger) {
+    let book: Arc<dyn provider::budget::CallBook> = Arc::new(LedgerBook(ledger.clone()));
+    for p in providers.values() {
+        if let Some(b) = &p.budget {
+            b.attach(book.clone());
+        }
+    }
+}
+
+/// What one pass does.
+#[derive(Debug, Clone)]
+pub struct PassOptions {
+    /// This process's lease owner id.
+    pub owner: String,
+    /// `--all`: every PENDING session, ignoring its schedule.
+    pub all: bool,
+    /// Recorded on transitions: `poll` for scheduled passes, `backfill` for `--all`.
+    pub source: Source,
+    /// Woken after a commit that wrote events, so the outbox sends them at once.
+    pub wake_outbox: Option<Arc<Notify>>,
+    /// Advanced by each recorded outcome (`once --all` on a terminal).
+    pub progress: Option<indicatif::ProgressBar>,
+    /// Claim round after round until nothing due at the pass's start is left (`once`); else
+    /// one round per provider, each at most what its call budget serves in [`ROUND`] (the
+    /// daemon starts its next pass at once while anything is due, so each pass claims in
+    /// [`ledger::DueOrder`] as things stand then).
+    pub drain: bool,
+    /// Whose checks these are, for the call budget: hints yield to regular checks.
+    pub caller: provider::budget::Caller,
+}
+
+/// What one round of a daemon's pass claims of a provider: the calls its budget allows in
+/// this long.
+pub const ROUND: Duration = Duration::from_millis(500);
+
+/// What a pass did, for the summary line and the demo.
+#[derive(Debug, Clone, Default)]
+pub struct PassReport {
+    pub claimed: u64,
+    /// Checks that reached the provider or failed transiently (charged checks).
+    pub checked: u64,
+    pub transitions: BTreeMap<Status, u64>,
+    pub still_pending: u64,
+    pub released: u64,
+    /// Providers whose credentials were refused during the pass.
+    pub refused: Vec<String>,
+    /// Providers flagged at the pass's end for answering "not found" to every session.
+    pub misdirected: Vec<String>,
+    /// Late checks of EXPIRED sessions made.
+    pub late_checks: u64,
+    /// `session.anomaly` events written.
+    pub anomalies: u64,
+    /// Rows set aside because payrecon cannot read them.
+    pub unreadable: u64,
+    pub ledger_errors: u64,
+    pub elapsed: Duration,
+}
+
+impl PassReport {
+    fn count(&mut self, records: &[Record]) {
+        for rec in records {
+            match rec {
+                Record::Transition { to, charged, .. } => {
+                    *self.transitions.entry(*to).or_default() += 1;
+                    self.checked += u64::from(*charged);
+                }
+                Record::Reschedule { charged, .. } => {
+                    self.still_pending += 1;
+                    self.checked += u64::from(*charged);
+                }
+                Record::Release { .. } => self.released += 1,
+                Record::LateCheck { .. } => self.late_checks += 1,
+            }
+        }
+    }
+
+    pub fn resolved(&self) -> u64 {
+        self.transitions.values().sum()
+    }
+
+    /// One line: what was checked and what it became.
+    pub fn summary(&self) -> String {
+        let secs = self.elapsed.as_secs_f64();
+        let mut parts: Vec<String> = self
+            .transitions
+            .iter()
+            .map(|(s, n)| format!("{n} {}", s.as_str().to_lowercase()))
+            .collect();
+        parts.push(format!("{} still pending", self.still_pending));
+        if self.released > 0 {
+            parts.push(format!("{} released unchecked", self.released));
+        }
+        if self.unreadable > 0 {
+            parts.push(format!("{} unreadable rows set aside", self.unreadable));
+        }
+        if self.late_checks > 0 {
+            parts.push(format!(
+                "{} late checks ({} anomalies)",
+                self.late_checks, self.anomalies
+            ));
+        }
+        format!(
+            "checked {} sessions in {:.2}s ({:.0}/s): {}",
+            self.claimed,
+            secs,
+            if secs > 0.0 {
+                self.claimed as f64 / secs
+            } else {
+                0.0
+            },
+            parts.join(", ")
+        )
+    }
+}
+
+/// What a pass learns about providers as a whole, reported to the ledger at its end.
+#[derive(Default)]
+struct ProviderNotes {
+    /// Providers that refused the credentials, with the error.
+    refused: BTreeMap<String, String>,
+    /// Providers that answered at least once (a 404 included).
+    reached: HashSet<String>,
+    /// Providers that answered some session normally.
+    answered: HashSet<String>,
+}
+
+/// Runs one pass to completion: claims batch after batch of sessions due at the pass's start
+/// (so sessions rescheduled during the pass wait for the next one), then the late checks of
+/// EXPIRED sessions that are due, until none are left or `shutdown` is cancelled. On shutdown,
+/// claimed sessions not yet checked are released.
+pub async fn run_pass(
+    ledger: &Ledger,
+    providers: &Providers,
+    cfg: &Config,
+    opts: &PassOptions,
+    shutdown: &CancellationToken,
+) -> Result<PassReport, ledger::Error> {
+    let started = Instant::now();
+    let pass_start = clock::now();
+    // A pause a 429 set, in this process or another on the same ledger, still holds; whether
+    // a provider's 404s are believed starts from what every process has seen.
+    for state in ledger.call(|l| l.provider_states()).await? {
+        let Some(p) = providers.get(&state.provider) else {
+            continue;
+        };
+        if let Some(until) = state.paused_until.as_deref().and_then(clock::parse)
+            && let Ok(rest) = (until - pass_start).to_std()
+        {
+            p.pause_for(rest);
+        }
+        if state.misdirected_at.is_none()
+            && state.last_answer_at.is_some()
+            && state.answered_endpoint.as_deref() == Some(p.endpoint().as_str())
+        {
+            lock(&p.not_found_watch).seed_confirmed();
+        }
+    }
+    let report = Mutex::new(PassReport::default());
+    let notes = Mutex::new(ProviderNotes::default());
+    let claimer = Claimer::new(ledger, providers, cfg, opts, pass_start);
+    let claim = || claimer.next(&report, &notes);
+    let work = |s: Session| check_one(s, providers, cfg, opts, shutdown, &notes);
+    let record = |records: Vec<Record>| async {
+        report_mut(&report).count(&records);
+        if let Some(bar) = &opts.progress {
+            bar.inc(records.len() as u64);
+        }
+        let n = records.len() as u64;
+        match record(ledger, cfg, opts, records).await {
+            Ok(written) => {
+                report_mut(&report).anomalies += written
+                    .iter()
+                    .filter(|e| e.kind == crate::ledger::ANOMALY)
+                    .count() as u64;
+            }
+            Err(e) => {
+                // The leases run out and the sessions are checked again: nothing is lost.
+                tracing::error!(error = %e, sessions = n, "could not record outcomes; they will be checked again");
+                report_mut(&report).ledger_errors += n;
+            }
+        }
+    };
+    let claimed = pipeline::run(
+        cfg.schedule.batch_size as usize,
+        cfg.schedule.concurrency,
+        shutdown,
+        claim,
+        work,
+        record,
+    )
+    .await;
+    let notes = notes.into_inner().unwrap_or_else(|p| p.into_inner());
+    let mut r = report_mut(&report).clone();
+    r.refused = notes.refused.keys().cloned().collect();
+    r.elapsed = started.elapsed();
+    crate::metrics::pass(r.elapsed);
+    // What the pass learned about each provider, for `stats`, `/healthz` and other processes.
+    for (name, p) in providers {
+        let flagged = lock(&p.not_found_watch).flagged();
+        if flagged {
+            r.misdirected.push(name.clone());
+        }
+        let note = ledger::ProviderNote {
+            refused: notes.refused.get(name).cloned(),
+            paused_until: p.paused_remaining().map(|d| clock::add(clock::now(), d)),
+            reached: notes.reached.contains(name),
+            answered: notes.answered.contains(name) && !flagged,
+            misdirected: flagged.then(|| misdirected_message(name)),
+            endpoint: p.endpoint(),
+        };
+        if note.refused.is_some()
+            || note.paused_until.is_some()
+            || note.reached
+            || note.misdirected.is_some()
+        {
+            let name = name.clone();
+            ledger
+                .call(move |l| l.note_provider(&name, clock::now(), &note))
+                .await?;
+        }
+    }
+    claimed.map(|()| r)
+}
+
+/// Records outcomes in one transaction, logs the events it wrote and wakes the outbox for
+/// them: the one path a pass and [`verify`] share.
+async fn record(
+    ledger: &Ledger,
+    cfg: &Config,
+    opts: &PassOptions,
+    records: Vec<Record>,
+) -> Result<Vec<Written>, ledger::Error> {
+    let owner = opts.owner.clone();
+    let written = ledger
+        .call(move |l| l.record(&owner, clock::now(), &records, contradiction))
+        .await?;
+    if cfg.events_log {
+        written.iter().for_each(events::log);
+    }
+    if let Some(wake) = &opts.wake_outbox
+        && !written.is_empty()
+    {
+        wake.notify_one();
+    }
+    Ok(written)
+}
+
+/// What a pass claims next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Turn {
+    /// The due sessions of the `i`-th configured provider: at most what its budget serves in a
+    /// [`ROUND`], in [`ledger::DueOrder`]. Skipped while its next slot is further than a round
+    /// away (its sessions keep their due time) or its credentials were refused in this pass.
+    Provider(usize),
+    /// The due sessions of providers not configured here: claimed so they are named (and looked
+    /// at again much later), not left silently.
+    Unconfigured,
+    /// The end of a cycle over the providers: another cycle when `drain` and the last one
+    /// claimed something, else the late checks.
+    CycleEnd,
+    /// The late checks due (EXPIRED sessions, and REVIEW ones closed on an answer payrecon
+    /// could not act on), batch after batch until none is left.
+    Late,
+    /// `--all`: every PENDING session after this ledger id, batch after batch.
+    AllAfter(i64),
+}
+
+/// Where a pass stands in its claims.
+struct ClaimState {
+    turn: Turn,
+    /// Whether the cycle under way claimed anything (an unreadable row included).
+    claimed_in_cycle: bool,
+}
+
+/// A pass's claims, one batch per call of [`Claimer::next`]: provider by provider in turns,
+/// then the late checks (see [`Turn`]); an empty batch ends the pass.
+struct Claimer<'a> {
+    ledger: &'a Ledger,
+    providers: &'a Providers,
+    cfg: &'a Config,
+    opts: &'a PassOptions,
+    pass_start: Timestamp,
+    names: Vec<String>,
+    state: Mutex<ClaimState>,
+}
+
+impl<'a> Claimer<'a> {
+    fn new(
+        ledger: &'a Ledger,
+        providers: &'a Providers,
+        cfg: &'a Config,
+        opts: &'a PassOptions,
+        pass_start: Timestamp,
+    ) -> Self {
+        let names: Vec<String> = cfg.providers.iter().map(|p| p.name.clone()).collect();
+        let turn = if opts.all {
+            Turn::AllAfter(0)
+        } else if names.is_empty() {
+            Turn::Unconfigured
+        } else {
+            Turn::Provider(0)
+        };
+        Self {
+            ledger,
+            providers,
+            cfg,
+            opts,
+            pass_start,
+            names,
+            state: Mutex::new(ClaimState {
+                turn,
+                claimed_in_cycle: false,
+            }),
+        }
+    }
+
+    /// The turn after `turn` in a cycle over the providers.
+    fn after(&self, turn: Turn) -> Turn {
+        match turn {
+            Turn::Provider(i) if i + 1 < self.names.len() => Turn::Provider(i + 1),
+            Turn::Provider(_) => Turn::Unconfigured,
+            Turn::Unconfigured => Turn::CycleEnd,
+            other => other,
+        }
+    }
+
+    /// What this turn claims (`None`: nothing this turn), and the turn after it.
+    fn plan(&self, st: &mut ClaimState, notes: &Mutex<ProviderNotes>) -> Option<(ClaimMode, u32)> {
+        let batch = self.cfg.schedule.batch_size;
+        let turn = st.turn;
+        st.turn = self.after(turn);
+        let due = || ledger::Due {
+            young: self.cfg.schedule.young,
+            ageing: self.cfg.schedule.ageing,
+            ..ledger::Due::by(self.pass_start)
+        };
+        match turn {
+            Turn::Late => Some((ClaimMode::LateBy(self.pass_start), batch)),
+            Turn::AllAfter(after) => Some((ClaimMode::AllAfter(after), batch)),
+            Turn::CycleEnd => {
+                st.turn = if self.opts.drain && std::mem::take(&mut st.claimed_in_cycle) {
+                    self.names
+                        .first()
+                        .map_or(Turn::Unconfigured, |_| Turn::Provider(0))
+                } else {
+                    Turn::Late
+                };
+                None
+            }
+            Turn::Unconfigured => Some((
+                ClaimMode::Due(ledger::Due {
+                    except: self.names.clone(),
+                    ..due()
+                }),
+                batch,
+            )),
+            Turn::Provider(i) => {
+                let name = &self.names[i];
+                let mut batch = batch;
+                if let Some(budget) = self.providers.get(name).and_then(|p| p.budget.as_ref()) {
+                    if budget.held_slot_in().is_some_and(|w| w > ROUND) {
+                        return None;
+                    }
+                    batch = batch.min(budget.calls_in(ROUND));
+                }
+                if lock(notes).refused.contains_key(name) {
+                    return None;
+                }
+                Some((
+                    ClaimMode::Due(ledger::Due {
+                        provider: Some(name.clone()),
+                        ..due()
+                    }),
+                    batch,
+                ))
+            }
+        }
+    }
+
+    /// The next batch of claimed sessions; empty when the pass has nothing left to claim.
+    async fn next(
+        &self,
+        report: &Mutex<PassReport>,
+        notes: &Mutex<ProviderNotes>,
+    ) -> Result<Vec<Session>, ledger::Error> {
+        loop {
+            let (turn, planned) = {
+                let mut st = lock(&self.state);
+                let turn = st.turn;
+                (turn, self.plan(&mut st, notes))
+            };
+            let Some((mode, batch)) = planned else {
+                continue;
+            };
+            let (owner, lease) = (self.opts.owner.clone(), self.cfg.schedule.lease);
+            let claimed = self
+                .ledger
+                .call(move |l| {
+                    let now = clock::now();
+                    l.claim(&owner, now, clock::add(now, lease), batch, mode)
+                })
+                .await?;
+            // A row payrecon cannot read is named and set aside; the pass goes on.
+            for u in &claimed.unreadable {
+                tracing::error!(provider = %u.provider, rowid = u.rowid, error = %u.error,
+                    "a sessions row payrecon cannot read was set aside; fix or delete it");
+                crate::metrics::unreadable_row();
+            }
+            report_mut(report).unreadable += claimed.unreadable.len() as u64;
+            let in_cycle = matches!(turn, Turn::Provider(_) | Turn::Unconfigured);
+            {
+                let mut st = lock(&self.state);
+                if let (Turn::AllAfter(after), Some(last)) = (st.turn, claimed.last_rowid()) {
+                    st.turn = Turn::AllAfter(after.max(last));
+                }
+                if in_cycle && !(claimed.sessions.is_empty() && claimed.unreadable.is_empty()) {
+                    st.claimed_in_cycle = true;
+                }
+            }
+            // Only unreadable rows: claim again. Nothing in a provider's turn: the next turn.
+            if claimed.sessions.is_empty() && (in_cycle || !claimed.unreadable.is_empty()) {
+                continue;
+            }
+            report_mut(report).claimed += claimed.sessions.len() as u64;
+            return Ok(claimed.sessions);
+        }
+    }
+}
+
+fn report_mut(r: &Mutex<PassReport>) -> std::sync::MutexGuard<'_, PassReport> {
+    lock(r)
+}
+
+/// Locks state that stays usable if a holder panicked (counters, sets, flags).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The error of a provider flagged for answering "not found" to every session lately.
+fn misdirected_message(provider: &str) -> String {
+    format!(
+        "provider {provider:?} answered \"not found\" for {MISDIRECTED_AFTER} different sessions and no session \
+         normally in between: check providers.{provider}.base_url; its 404s do not count toward \
+         not_found_after until it answers a session normally"
+    )
+}
+
+/// Whether a 404 is believed ([`provider::NotFoundWatch`]); a doubted one becomes
+/// [`provider::Error::NotFoundDoubted`], and the 404 that flags the provider logs one error.
+/// (Whether the provider is flagged at the pass's end is read from the watch itself.)
+fn judge_not_found(
+    result: Result<Answer, provider::Error>,
+    provider: &provider::Provider,
+    s: &Session,
+) -> Result<Answer, provider::Error> {
+    let name = &provider.name;
+    match &result {
+        Ok(Answer::Found(_)) => {
+            if lock(&provider.not_found_watch).answered() {
+                tracing::info!(provider = %name, "provider answers sessions normally again; its 404s count again");
+            }
+            result
+        }
+        Ok(Answer::NotFound) => {
+            // A session the provider once answered with a status is one it knew.
+            let known = s.provider_status.is_some();
+            let verdict = lock(&provider.not_found_watch).not_found(&s.session_id, known);
+            match verdict {
+                provider::NotFoundVerdict::Counted => result,
+                provider::NotFoundVerdict::Doubted {
+                    flagged,
+                    newly_flagged,
+                } => {
+                    let msg = misdirected_message(name);
+                    if newly_flagged {
+                        tracing::error!(provider = %name, endpoint = %provider.endpoint(), "{msg}");
+                    }
+                    let why = if flagged {
+                        msg
+                    } else {
+                        format!(
+                            "HTTP 404 not counted yet: provider {name:?} has answered no session \
+                             normally since payrecon started, and a wrong providers.{name}.base_url \
+                             looks like this"
+                        )
+                    };
+                    Err(provider::Error::NotFoundDoubted { why, flagged })
+                }
+            }
+        }
+        Err(_) => result,
+    }
+}
+
+/// Checks one claimed session (or late check) and decides its outcome.
+async fn check_one(
+    s: Session,
+    providers: &Providers,
+    cfg: &Config,
+    opts: &PassOptions,
+    shutdown: &CancellationToken,
+    notes: &Mutex<ProviderNotes>,
+) -> Record {
+    // Only late claims hand out sessions that left PENDING (EXPIRED, or REVIEW on an answer
+    // payrecon could not act on).
+    let late = s.status != Status::Pending;
+    let Some(provider) = providers.get(&s.provider) else {
+        // Not configured here: look again much later rather than every pass.
+        let msg = format!("provider {:?} is not configured in [providers]", s.provider);
+        tracing::warn!(provider = %s.provider, session_id = %s.session_id, "{msg}");
+        let next = clock::add(clock::now(), cfg.backoff.max);
+        if late {
+            return Record::LateCheck {
+                rowid: s.rowid,
+                next: Some(next),
+                last_error: None,
+                anomaly: None,
+            };
+        }
+        return Record::Reschedule {
+            rowid: s.rowid,
+            next_check_at: next,
+            last_error: Some(msg),
+            answered: false,
+            not_found: None,
+            charged: false,
+            facts: None,
+        };
+    };
+    let refused = || {
+        notes
+            .lock()
+            .map(|n| n.refused.contains_key(&s.provider))
+            .unwrap_or(false)
+    };
+    if refused() || shutdown.is_cancelled() {
+        return Record::Release {
+            rowid: s.rowid,
+            last_error: None,
+        };
+    }
+    // Past max_age only an answer closes a session, and a held long poll we cut is none: ask
+    // plainly then (and in late checks).
+    let hold = !late
+        && clock::parse(&s.created_at)
+            .is_none_or(|c| clock::add(c, cfg.backoff.max_age) > clock::now());
+    let began = Instant::now();
+    let result = tokio::select! {
+        biased;
+        () = shutdown.cancelled() => return Record::Release { rowid: s.rowid, last_error: None },
+        r = provider.check(&s.session_id, hold, opts.caller) => r,
+    };
+    crate::metrics::check(&s.provider, outcome_label(&result), began.elapsed());
+    match &result {
+        Err(e @ provider::Error::Unauthorized(_)) => {
+            let first = notes
+                .lock()
+                .map(|mut n| {
+                    n.refused
+                        .insert(s.provider.clone(), e.to_string())
+                        .is_none()
+                })
+                .unwrap_or(false);
+            if first {
+                tracing::error!(provider = %s.provider, error = %e, "credentials refused; no more calls to this provider in this pass");
+            }
+        }
+        Ok(answer) => {
+            let mut n = lock(notes);
+            if !n.reached.contains(&s.provider) {
+                n.reached.insert(s.provider.clone());
+            }
+            if matches!(answer, Answer::Found(_)) && !n.answered.contains(&s.provider) {
+                n.answered.insert(s.provider.clone());
+            }
+            drop(n);
+            if let Answer::Found(f) = answer {
+                if f.mapped == Mapped::Unrecognised {
+                    tracing::warn!(provider = %s.provider, session_id = %s.session_id, raw_status = %provider::clip(&f.raw_status),
+                        "unrecognised provider status: an answer payrecon cannot act on");
+                } else if let Some(w) = &f.warning {
+                    tracing::warn!(provider = %s.provider, session_id = %s.session_id, "{w}: not acted on");
+                }
+            }
+        }
+        Err(_) => {}
+    }
+    let result = judge_not_found(result, provider, &s);
+    if late {
+        return decide_late(&s, &result, clock::now(), &cfg.backoff);
+    }
+    decide(
+        &s,
+        &result,
+        clock::now(),
+        cfg.backoff_for(&s.provider),
+        opts.source,
+        fastrand::f64(),
+    )
+}
+
+/// The `outcome` label of a check, for metrics.
+fn outcome_label(result: &Result<Answer, provider::Error>) -> &'static str {
+    match result {
+        Ok(Answer::Found(f)) => match f.mapped {
+            Mapped::Paid => "paid",
+            Mapped::Pending => "pending",
+            Mapped::Failed => "failed",
+            Mapped::Cancelled => "cancelled",
+            Mapped::Expired => "expired",
+            Mapped::Unrecognised => "unrecognised",
+            Mapped::Unsure => "unsure",
+        },
+        Ok(Answer::NotFound) => "not_found",
+        Err(provider::Error::RateLimited { .. }) => "rate_limited",
+        Err(provider::Error::Unauthorized(_)) => "refused",
+        Err(provider::Error::NotConfigured(_)) => "not_configured",
+        Err(provider::Error::NoSlot(_)) => "no_slot",
+        Err(_) => "error",
+    }
+}
