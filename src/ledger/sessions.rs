@@ -85,36 +85,6 @@ macro_rules! due_tier {
     };
 }
 
-/// The three tiers of [`DueOrder`] as one table `(tier, due_id, due_at)`, at most `?4` rows per
-/// tier.
-macro_rules! due_tiers {
-    ($except:literal, $lock:literal, $wrap:literal, $end:literal) => {
-        concat!(
-            $wrap,
-            due_tier!("0", "next_check_at <= ?7", $except, $lock),
-            $end,
-            " UNION ALL ",
-            $wrap,
-            due_tier!(
-                "1",
-                "next_check_at > ?7 AND created_at > ?6",
-                $except,
-                $lock
-            ),
-            $end,
-            " UNION ALL ",
-            $wrap,
-            due_tier!(
-                "2",
-                "next_check_at > ?7 AND created_at <= ?6",
-                $except,
-                $lock
-            ),
-            $end
-        )
-    };
-}
-
 /// EXPIRED sessions, and REVIEW sessions closed on an answer payrecon could not act on, whose
 /// late check is due by `?3` (only those two ever carry a `late_check_at`).
 macro_rules! late_rows {
@@ -143,8 +113,10 @@ pub(super) struct Claim {
     /// PostgreSQL: one `UPDATE … RETURNING` that locks the rows it takes and skips rows another
     /// transaction is taking, so concurrent claims never return one row twice.
     pg: &'static str,
-    /// SQLite: the rows as they are …
+    /// SQLite: the rows as they are (or, when `tiers` is not empty, these queries one after
+    /// another while the batch has room) …
     select: &'static str,
+    tiers: &'static [&'static str],
     /// … then one UPDATE leasing exactly those, by id (`?3`, a JSON array). SQLite runs
     /// `UPDATE … RETURNING` by first collecting every row in a temporary table, which cost more
     /// than reading the rows and updating them; nothing can come between the two statements
@@ -154,23 +126,30 @@ pub(super) struct Claim {
     late: bool,
 }
 
-/// SQLite: the due rows in [`DueOrder`].
-macro_rules! lite_due {
-    () => {
+/// SQLite: one tier of the due rows in [`DueOrder`], at most `?4`: the tiers run one after
+/// another while the batch has room ([`claim_rows`]), so a tier that would scan the due index
+/// for rows of another tier (every due session young, none old) never runs while an earlier one
+/// fills the batch — one UNION of the three made each claim scan every due row, and draining a
+/// backlog cost its square.
+macro_rules! lite_tier {
+    ($cond:literal) => {
         concat!(
             "SELECT ",
             session_cols!(),
-            " FROM sessions JOIN (SELECT * FROM (",
-            due_tiers!(
-                "(SELECT value FROM json_each(?8))",
-                "",
-                "SELECT * FROM (",
-                ")"
-            ),
-            ") ORDER BY tier, due_at LIMIT ?4) AS t ON id = t.due_id ORDER BY t.tier, t.due_at"
+            " FROM sessions WHERE status = 'PENDING' AND next_check_at <= ?3 AND ",
+            $cond,
+            " AND (CAST(?5 AS TEXT) IS NULL OR provider = ?5) AND provider NOT IN \
+             (SELECT value FROM json_each(?8)) ORDER BY next_check_at LIMIT ?4"
         )
     };
 }
+
+/// SQLite: [`DueOrder`]'s tiers, in order.
+const LITE_DUE_TIERS: &[&str] = &[
+    lite_tier!("next_check_at <= ?7"),
+    lite_tier!("next_check_at > ?7 AND created_at > ?6"),
+    lite_tier!("next_check_at > ?7 AND created_at <= ?6"),
+];
 
 /// PostgreSQL: the due rows in [`DueOrder`], each tier locking the rows it reads and skipping
 /// rows another transaction is taking.
@@ -214,7 +193,8 @@ macro_rules! lite_lease {
 
 pub(super) const CLAIM_DUE: Claim = Claim {
     pg: pg_due!(),
-    select: lite_due!(),
+    select: "",
+    tiers: LITE_DUE_TIERS,
     lease: lite_lease!("next_check_at = ?2"),
     late: false,
 };
@@ -222,6 +202,7 @@ pub(super) const CLAIM_DUE: Claim = Claim {
 pub(super) const CLAIM_LATE: Claim = Claim {
     pg: pg_claim!("late_check_at = ?2", late_rows!()),
     select: concat!("SELECT ", session_cols!(), " ", late_rows!()),
+    tiers: &[],
     lease: lite_lease!("late_check_at = ?2"),
     late: true,
 };
@@ -234,6 +215,7 @@ pub(super) const CLAIM_ALL: Claim = Claim {
         " ",
         all_rows!("FROM sessions NOT INDEXED")
     ),
+    tiers: &[],
     lease: lite_lease!("next_check_at = ?2"),
     late: false,
 };
@@ -252,7 +234,27 @@ pub(super) fn claim_rows(
     let mut claimed = if tx.is_pg() {
         split(tx.query(claim.pg, params, read_session)?)
     } else {
-        let claimed = split(tx.query(claim.select, params, read_session)?);
+        let rows = if claim.tiers.is_empty() {
+            tx.query(claim.select, params, read_session)?
+        } else {
+            // `?4` is the batch: each tier gets what the earlier ones left.
+            let limit = match params.get(3) {
+                Some(Val::Int(n)) => *n,
+                _ => 0,
+            };
+            let mut p = params.to_vec();
+            let mut rows = Vec::new();
+            for sql in claim.tiers {
+                let left = limit - rows.len() as i64;
+                if left <= 0 {
+                    break;
+                }
+                p[3] = Val::Int(left);
+                rows.extend(tx.query(sql, &p, read_session)?);
+            }
+            rows
+        };
+        let claimed = split(rows);
         if claimed.is_empty() {
             return Ok(claimed);
         }
@@ -563,22 +565,21 @@ mod tests {
     }
 
     #[test]
-    fn the_due_query_uses_the_partial_index() {
+    fn each_due_tier_is_a_range_of_the_partial_index() {
         let (_d, l) = seeded();
         let now = clock::format(clock::now());
-        let plan = plan_of(
-            &l,
-            CLAIM_DUE.select,
-            params![0, 0, now, 500, None::<String>, now, now, "[]"],
-        );
-        // Each tier is a range of the due index, in its order; only the (at most 3 × 500)
-        // rows the tiers return are sorted.
-        assert_eq!(
-            plan.matches("INDEX sessions_due").count(),
-            3,
-            "plan was: {plan}"
-        );
-        assert!(!plan.contains("SCAN sessions"), "plan was: {plan}");
+        assert_eq!(CLAIM_DUE.tiers.len(), 3);
+        for tier in CLAIM_DUE.tiers {
+            let plan = plan_of(
+                &l,
+                tier,
+                params![0, 0, now, 500, None::<String>, now, now, "[]"],
+            );
+            // A range of the due index, in its order: nothing sorted, no table scan.
+            assert!(plan.contains("INDEX sessions_due"), "plan was: {plan}");
+            assert!(!plan.contains("SCAN sessions"), "plan was: {plan}");
+            assert!(!plan.contains("TEMP B-TREE"), "plan was: {plan}");
+        }
     }
 
     fn plan_of(l: &Ledger, sql: &str, params: impl rusqlite::Params) -> String {

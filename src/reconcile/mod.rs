@@ -319,7 +319,9 @@ enum Turn {
     /// away (its sessions keep their due time) or its credentials were refused in this pass.
     Provider(usize),
     /// The due sessions of providers not configured here: claimed so they are named (and looked
-    /// at again much later), not left silently.
+    /// at again much later), not left silently. Once it claims nothing it is not taken again in
+    /// the pass: finding none means scanning every due session, and doing that once per cycle
+    /// made draining a backlog cost its square.
     Unconfigured,
     /// The end of a cycle over the providers: another cycle when `drain` and the last one
     /// claimed something, else the late checks.
@@ -336,6 +338,8 @@ struct ClaimState {
     turn: Turn,
     /// Whether the cycle under way claimed anything (an unreadable row included).
     claimed_in_cycle: bool,
+    /// Whether the `Unconfigured` turn found nothing due in this pass.
+    unconfigured_done: bool,
 }
 
 /// A pass's claims, one batch per call of [`Claimer::next`]: provider by provider in turns,
@@ -376,14 +380,16 @@ impl<'a> Claimer<'a> {
             state: Mutex::new(ClaimState {
                 turn,
                 claimed_in_cycle: false,
+                unconfigured_done: false,
             }),
         }
     }
 
     /// The turn after `turn` in a cycle over the providers.
-    fn after(&self, turn: Turn) -> Turn {
+    fn after(&self, st: &ClaimState, turn: Turn) -> Turn {
         match turn {
             Turn::Provider(i) if i + 1 < self.names.len() => Turn::Provider(i + 1),
+            Turn::Provider(_) if st.unconfigured_done => Turn::CycleEnd,
             Turn::Provider(_) => Turn::Unconfigured,
             Turn::Unconfigured => Turn::CycleEnd,
             other => other,
@@ -394,7 +400,7 @@ impl<'a> Claimer<'a> {
     fn plan(&self, st: &mut ClaimState, notes: &Mutex<ProviderNotes>) -> Option<(ClaimMode, u32)> {
         let batch = self.cfg.schedule.batch_size;
         let turn = st.turn;
-        st.turn = self.after(turn);
+        st.turn = self.after(st, turn);
         let due = || ledger::Due {
             young: self.cfg.schedule.young,
             ageing: self.cfg.schedule.ageing,
@@ -405,9 +411,11 @@ impl<'a> Claimer<'a> {
             Turn::AllAfter(after) => Some((ClaimMode::AllAfter(after), batch)),
             Turn::CycleEnd => {
                 st.turn = if self.opts.drain && std::mem::take(&mut st.claimed_in_cycle) {
-                    self.names
-                        .first()
-                        .map_or(Turn::Unconfigured, |_| Turn::Provider(0))
+                    match self.names.first() {
+                        Some(_) => Turn::Provider(0),
+                        None if st.unconfigured_done => Turn::Late,
+                        None => Turn::Unconfigured,
+                    }
                 } else {
                     Turn::Late
                 };
@@ -479,8 +487,12 @@ impl<'a> Claimer<'a> {
                 if let (Turn::AllAfter(after), Some(last)) = (st.turn, claimed.last_rowid()) {
                     st.turn = Turn::AllAfter(after.max(last));
                 }
-                if in_cycle && !(claimed.sessions.is_empty() && claimed.unreadable.is_empty()) {
+                let nothing = claimed.sessions.is_empty() && claimed.unreadable.is_empty();
+                if in_cycle && !nothing {
                     st.claimed_in_cycle = true;
+                }
+                if turn == Turn::Unconfigured && nothing {
+                    st.unconfigured_done = true;
                 }
             }
             // Only unreadable rows: claim again. Nothing in a provider's turn: the next turn.
