@@ -298,11 +298,37 @@ impl Sim {
             Kind::Vesicash => !h("public-key").is_empty() && h("secret-key") == key,
             Kind::MopayNg => {
                 !h("mpy-securekey").is_empty()
-                    && h("mpy-reqsignal")
-                        == crate::provider::mopay_ng::signature(key.as_bytes(), h("mpy-timestamp"))
+                    && mopay_ng_signal(key.as_bytes(), h("mpy-timestamp")) == h("mpy-reqsignal")
             }
         }
     }
+}
+
+/// Mopay Nigeria's `MPY-REQSIGNAL` as its documentation describes it: lowercase hex
+/// HMAC-SHA512, keyed with the secret, over the compact JSON `{"timestamp":"<MPY-TIMESTAMP>"}`.
+/// Written here from the documentation, not with the adapter's signer, so the simulator checks
+/// the adapter against the provider's rule rather than against itself.
+fn mopay_ng_signal(secret: &[u8], timestamp: &str) -> String {
+    use hmac::Mac as _;
+    let Ok(mut mac) = hmac::Hmac::<sha2::Sha512>::new_from_slice(secret) else {
+        return String::new();
+    };
+    // A JSON string: quotes, backslashes and control characters escaped.
+    let mut quoted = String::with_capacity(timestamp.len() + 2);
+    for c in timestamp.chars() {
+        match c {
+            '"' => quoted.push_str("\\\""),
+            '\\' => quoted.push_str("\\\\"),
+            c if (c as u32) < 0x20 => quoted.push_str(&format!("\\u{:04x}", c as u32)),
+            c => quoted.push(c),
+        }
+    }
+    mac.update(format!("{{\"timestamp\":\"{quoted}\"}}").as_bytes());
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// A session the simulator was not told about: its behaviour comes from a `sim-BEHAVIOUR`

@@ -2,6 +2,7 @@
 //! by the harness, the simulator over loopback HTTP, the real `payrecon` binary for the command
 //! line. No mocks of our own code.
 
+mod architecture;
 mod cli;
 mod conformance;
 mod crash;
