@@ -144,6 +144,90 @@ async fn json_errors(r: Response) -> Response {
     r
 }
 
+/// A session as the API shows it: the ledger's row without what is internal (its row id, the
+/// lease's owner). Times are RFC 3339 text in UTC, amounts decimal text in major units. Its own
+/// type, so a column the ledger adds is not API until it is added here.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[schema(as = Session)]
+struct SessionView {
+    provider: String,
+    session_id: String,
+    reference: Option<String>,
+    /// Decimal text in major units, as enqueued.
+    amount: Option<String>,
+    currency: Option<String>,
+    status: StatusView,
+    created_at: String,
+    next_check_at: String,
+    checks: i64,
+    answered_checks: i64,
+    not_found_count: i64,
+    last_checked_at: Option<String>,
+    last_error: Option<String>,
+    lease_until: Option<String>,
+    provider_status: Option<String>,
+    transaction_id: Option<String>,
+    payment_method: Option<String>,
+    provider_completed_at: Option<String>,
+    resolved_at: Option<String>,
+    /// When an EXPIRED session is asked once more (a late payment shows up as an anomaly).
+    late_check_at: Option<String>,
+}
+
+/// A session's state (README "The state machine").
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[schema(as = Status)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+enum StatusView {
+    Pending,
+    Completed,
+    Failed,
+    Cancelled,
+    Expired,
+    Review,
+}
+
+impl From<crate::ledger::Status> for StatusView {
+    fn from(s: crate::ledger::Status) -> Self {
+        use crate::ledger::Status as S;
+        match s {
+            S::Pending => StatusView::Pending,
+            S::Completed => StatusView::Completed,
+            S::Failed => StatusView::Failed,
+            S::Cancelled => StatusView::Cancelled,
+            S::Expired => StatusView::Expired,
+            S::Review => StatusView::Review,
+        }
+    }
+}
+
+impl From<&Session> for SessionView {
+    fn from(s: &Session) -> Self {
+        SessionView {
+            provider: s.provider.clone(),
+            session_id: s.session_id.clone(),
+            reference: s.reference.clone(),
+            amount: s.amount.clone(),
+            currency: s.currency.clone(),
+            status: s.status.into(),
+            created_at: s.created_at.clone(),
+            next_check_at: s.next_check_at.clone(),
+            checks: s.checks,
+            answered_checks: s.answered_checks,
+            not_found_count: s.not_found_count,
+            last_checked_at: s.last_checked_at.clone(),
+            last_error: s.last_error.clone(),
+            lease_until: s.lease_until.clone(),
+            provider_status: s.provider_status.clone(),
+            transaction_id: s.transaction_id.clone(),
+            payment_method: s.payment_method.clone(),
+            provider_completed_at: s.provider_completed_at.clone(),
+            resolved_at: s.resolved_at.clone(),
+            late_check_at: s.late_check_at.clone(),
+        }
+    }
+}
+
 /// The body of every 4xx/5xx answer.
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)] // only its schema is used: ApiError writes the body
@@ -197,7 +281,7 @@ struct SessionKey {
         description = "Enqueue a payment session, read it, and verify it with its provider now."
     ),
     paths(create, read, verify, hint, callback, openapi),
-    components(schemas(Session, SessionRequest, ErrorBody))
+    components(schemas(SessionView, StatusView, SessionRequest, ErrorBody))
 )]
 struct ApiDoc;
 
@@ -304,7 +388,7 @@ fn error(code: StatusCode, message: &str, field: Option<&str>) -> ApiError {
 }
 
 fn session_json(code: StatusCode, s: &Session) -> Response {
-    let body = serde_json::to_string(s).unwrap_or_else(|_| "{}".into());
+    let body = serde_json::to_string(&SessionView::from(s)).unwrap_or_else(|_| "{}".into());
     (code, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
@@ -453,8 +537,8 @@ fn new_session(cfg: &Config, body: &[u8]) -> Result<NewSession, ApiError> {
     path = "/v1/sessions",
     request_body = SessionRequest,
     responses(
-        (status = 201, description = "Enqueued", body = Session),
-        (status = 200, description = "Already in the ledger with these fields", body = Session),
+        (status = 201, description = "Enqueued", body = SessionView),
+        (status = 200, description = "Already in the ledger with these fields", body = SessionView),
         (status = 400, description = "The body is not a JSON object with distinct keys", body = ErrorBody),
         (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
         (status = 409, description = "Already in the ledger with another value in `field`", body = ErrorBody),
@@ -549,7 +633,7 @@ fn session_path(path: SessionPath) -> Result<(String, String), ApiError> {
     path = "/v1/sessions/{provider}/{session_id}",
     params(SessionKey),
     responses(
-        (status = 200, description = "The session", body = Session),
+        (status = 200, description = "The session", body = SessionView),
         (status = 400, description = "The path is not UTF-8", body = ErrorBody),
         (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
         (status = 404, description = "No such session", body = ErrorBody),
@@ -575,7 +659,7 @@ async fn read(State(st): State<Arc<ApiState>>, path: SessionPath) -> Response {
     path = "/v1/sessions/{provider}/{session_id}/verify",
     params(SessionKey),
     responses(
-        (status = 200, description = "The session after the check", body = Session),
+        (status = 200, description = "The session after the check", body = SessionView),
         (status = 400, description = "The path is not UTF-8", body = ErrorBody),
         (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
         (status = 404, description = "No such session", body = ErrorBody),
@@ -633,8 +717,8 @@ async fn verify(State(st): State<Arc<ApiState>>, path: SessionPath) -> Response 
     path = "/v1/sessions/{provider}/{session_id}/hint",
     params(SessionKey),
     responses(
-        (status = 202, description = "Queued for a check", body = Session),
-        (status = 200, description = "No check needed", body = Session),
+        (status = 202, description = "Queued for a check", body = SessionView),
+        (status = 200, description = "No check needed", body = SessionView),
         (status = 400, description = "The path is not UTF-8", body = ErrorBody),
         (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
         (status = 404, description = "No such session", body = ErrorBody),

@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::clock::Timestamp;
 
 /// A session's state (README "The state machine").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Status {
     Pending,
@@ -95,11 +95,10 @@ impl Source {
     }
 }
 
-/// A session as the ledger holds it (and as the API shows it: times are RFC 3339 text in UTC,
-/// amounts decimal text in major units).
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+/// A session as the ledger holds it: times are RFC 3339 text in UTC, amounts decimal text in
+/// major units. The API shows its own view of it (`api::SessionView`).
+#[derive(Debug, Clone)]
 pub struct Session {
-    #[serde(skip)]
     pub rowid: i64,
     pub provider: String,
     pub session_id: String,
@@ -116,7 +115,6 @@ pub struct Session {
     pub last_checked_at: Option<String>,
     pub last_error: Option<String>,
     /// Host and process id of the daemon holding the lease: never shown to API clients.
-    #[serde(skip)]
     pub lease_owner: Option<String>,
     pub lease_until: Option<String>,
     pub provider_status: Option<String>,
