@@ -1,0 +1,208 @@
+//! `POST /v1/callbacks/{provider}`: a provider's own notification, taken as a hint, answering
+//! the same whatever it names (docs/security.md).
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+
+use super::schema::ErrorBody;
+use super::{ApiState, body_refused, error, internal};
+
+/// Refused callbacks are logged at most this often, each line with how many since the last.
+const REFUSALS_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How long a signed callback's digest is remembered, so a replay counts once `[assumed]`:
+/// Vesicash publishes neither an event id nor a timestamp in the signed string it documents
+/// first, so the body itself is what was signed once.
+const SEEN_FOR: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// The most signed callbacks remembered; beyond it the oldest are forgotten first.
+const MOST_SEEN: usize = 100_000;
+
+/// The digests of signed callbacks taken, oldest first.
+#[derive(Default)]
+pub(super) struct Seen {
+    order: std::collections::VecDeque<([u8; 32], std::time::Instant)>,
+    set: std::collections::HashSet<[u8; 32]>,
+}
+
+impl Seen {
+    /// Whether `digest` is new (and notes it).
+    fn first(&mut self, digest: [u8; 32]) -> bool {
+        while let Some((d, at)) = self.order.front() {
+            if at.elapsed() < SEEN_FOR && self.order.len() < MOST_SEEN {
+                break;
+            }
+            self.set.remove(d);
+            self.order.pop_front();
+        }
+        if !self.set.insert(digest) {
+            return false;
+        }
+        self.order.push_back((digest, std::time::Instant::now()));
+        true
+    }
+}
+
+/// A callback URL's query: it may name the session itself.
+#[derive(serde::Deserialize)]
+pub(super) struct CallbackQuery {
+    session_id: Option<String>,
+}
+
+/// The largest provider callback accepted.
+const MAX_CALLBACK_BODY: usize = 64 * 1024;
+
+/// The one answer to every callback taken: it says nothing of the session.
+fn accepted() -> Response {
+    (
+        StatusCode::ACCEPTED,
+        [(header::CONTENT_TYPE, "application/json")],
+        r#"{"accepted":true}"#,
+    )
+        .into_response()
+}
+
+/// A provider's own callback (webhook), taken as a hint
+///
+/// Where a provider sends its payment notifications. Answered 202 `{"accepted": true}` alike
+/// for a known, unknown or finished session and for any provider name — the answer tells
+/// nothing about the ledger. A PENDING session it names is queued for a check with its
+/// provider, exactly as a hint: checked within the budget, never set by the callback itself.
+/// The session is named by `?session_id=` or found in the body where the provider's kind
+/// keeps it (docs/api.md "Provider callbacks"); where the provider's table sets
+/// `webhook_secret_env`, a callback whose signature does not verify is refused, the session is
+/// taken only from the signed body (never the query), and a replayed body counts once. No
+/// bearer token (providers cannot send one).
+#[utoipa::path(
+    post,
+    path = "/v1/callbacks/{provider}",
+    params(("provider" = String, Path, description = "The provider table the callback is for"),
+           ("session_id" = Option<String>, Query, description = "The session, when the callback URL names it (ignored where the provider signs)")),
+    request_body(content = Vec<u8>, description = "The provider's callback body as it sends it (JSON from every provider that documents one; read when no ?session_id= names the session, and always where the provider signs)", content_type = "application/octet-stream"),
+    security(()),
+    responses(
+        (status = 202, description = "Taken (whatever it names)", content_type = "application/json"),
+        (status = 400, description = "The path is not UTF-8, or the query cannot be read", body = ErrorBody),
+        (status = 401, description = "The signature does not verify", body = ErrorBody),
+        (status = 408, description = "The body did not arrive within 10 s", body = ErrorBody),
+        (status = 413, description = "Body larger than 64 KiB", body = ErrorBody),
+    )
+)]
+pub(super) async fn callback(
+    State(st): State<Arc<ApiState>>,
+    path: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    query: Result<axum::extract::Query<CallbackQuery>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let Ok(Path(provider)) = path else {
+        return error(StatusCode::BAD_REQUEST, "the path is not UTF-8", None).into_response();
+    };
+    let body = match crate::listen::body(body, MAX_CALLBACK_BODY).await {
+        Ok(b) => b,
+        Err(e) => {
+            st.refused(&provider, "too_large");
+            return body_refused(e, MAX_CALLBACK_BODY).into_response();
+        }
+    };
+    let pc = st.cfg.provider(&provider);
+    let spec = pc.and_then(|pc| crate::kinds::spec(&pc.kind));
+    let signing = pc
+        .and_then(|pc| pc.webhook_secret.as_ref())
+        .zip(spec.and_then(|s| s.callback.hmac_header));
+    if let Some((secret, header)) = signing {
+        let given = headers.get(header).and_then(|v| v.to_str().ok());
+        if !given.is_some_and(|sig| crate::secret::hmac_sha256_hex_matches(secret, &body, sig)) {
+            st.refused(&provider, "signature");
+            return error(
+                StatusCode::UNAUTHORIZED,
+                &format!("{header} does not verify with the secret in webhook_secret_env"),
+                None,
+            )
+            .into_response();
+        }
+        let digest: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(&body).into();
+        if !st
+            .seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .first(digest)
+        {
+            // Answered as the first was; nothing is done again.
+            crate::metrics::callback_refused("replay");
+            return accepted();
+        }
+    }
+    let named = match query {
+        // Where the provider signs, only what the signature covers names the session.
+        Ok(q) if signing.is_none() => q.0.session_id.filter(|s| !s.is_empty()),
+        Ok(_) => None,
+        Err(e) => {
+            return error(StatusCode::BAD_REQUEST, &format!("the query: {e}"), None)
+                .into_response();
+        }
+    };
+    let candidates: Vec<String> = match named {
+        Some(id) => vec![id],
+        None => match serde_json::from_slice::<Value>(&body) {
+            Ok(v) => spec
+                .map(|spec| spec.callback.id_pointers)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|p| match v.pointer(p)? {
+                    Value::String(s) if !s.is_empty() => Some(s.clone()),
+                    Value::Number(n) => Some(n.to_string()),
+                    _ => None,
+                })
+                .collect(),
+            // Names nothing: taken like any other (the answer tells nothing), counted and
+            // logged for the operator, whose provider may be sending to the wrong route.
+            Err(_) => {
+                st.refused(&provider, "not_json");
+                Vec::new()
+            }
+        },
+    };
+    if pc.is_none() {
+        return accepted();
+    }
+    for id in candidates.into_iter().take(8) {
+        let p = provider.clone();
+        match st.ledger.call(move |l| l.get(&p, &id)).await {
+            Ok(Some(s)) => {
+                if s.status == crate::ledger::Status::Pending {
+                    st.hints.offer(&s.provider, &s.session_id);
+                }
+                break;
+            }
+            Ok(None) => {}
+            // Logged in full; the provider is told only that it may send again.
+            Err(e) => return internal(Some(e)),
+        }
+    }
+    accepted()
+}
+
+impl ApiState {
+    /// Counts a refused callback, and logs at most one line per [`REFUSALS_EVERY`] with how
+    /// many were refused since the last.
+    fn refused(&self, provider: &str, reason: &'static str) {
+        crate::metrics::callback_refused(reason);
+        let mut r = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
+        r.1 += 1;
+        if r.0.is_none_or(|at| at.elapsed() >= REFUSALS_EVERY) {
+            tracing::warn!(
+                provider = %crate::escape::shown(provider),
+                reason,
+                refused = r.1,
+                "provider callbacks refused (this one's reason; the count since the last such line)"
+            );
+            *r = (Some(std::time::Instant::now()), 0);
+        }
+    }
+}
