@@ -1369,6 +1369,88 @@ mod tests {
         assert_eq!(cfg.backoff_for("mopay").schedule.len(), 10);
     }
 
+    /// The keys a section of the config declares, as serde names them when refusing an unknown
+    /// one (the declarations themselves, not a list kept beside them).
+    fn declared_keys(section: &str, needed: &str) -> std::collections::BTreeSet<String> {
+        let text = format!("[{section}]\n{needed}__probe__ = 1\n");
+        let err = toml::from_str::<RawConfig>(&text).unwrap_err().to_string();
+        let expected = err
+            .split("expected one of ")
+            .nth(1)
+            .or_else(|| err.split("expected ").nth(1))
+            .unwrap_or_else(|| panic!("{section}: {err}"));
+        expected
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .map(String::from)
+            .collect()
+    }
+
+    /// Every key each section declares is shown in config/payrecon.toml (set, or commented out
+    /// as `# key = …`), and the example shows no key the config does not take.
+    #[test]
+    fn the_example_shows_every_key_and_no_other() {
+        use std::collections::{BTreeMap, BTreeSet};
+        let text = include_str!("../config/payrecon.toml");
+        let mut shown: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        let mut section = String::new();
+        for line in text.lines() {
+            let l = line.trim_start_matches('#').trim();
+            if line.starts_with("# #") {
+                continue;
+            }
+            if let Some(name) = l.strip_prefix('[').and_then(|r| r.split(']').next()) {
+                // Every provider table is one section: `providers.*`.
+                section = match name.split_once('.') {
+                    Some(("providers", _)) => "providers.*".to_string(),
+                    _ => name.to_string(),
+                };
+                continue;
+            }
+            if let Some((key, _)) = l.split_once(" = ").or_else(|| l.split_once('='))
+                && !key.is_empty()
+                && key.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+            {
+                shown
+                    .entry(section.clone())
+                    .or_default()
+                    .insert(key.trim().to_string());
+            }
+        }
+        let sections = [
+            ("ledger", "ledger", ""),
+            ("schedule", "schedule", ""),
+            ("backoff", "backoff", ""),
+            ("http", "http", ""),
+            ("providers.*", "providers.p", "kind = \"mopay\"\n"),
+            ("events", "events", ""),
+            (
+                "events.webhook",
+                "events.webhook",
+                "url = \"u\"\nsecret_env = \"s\"\n",
+            ),
+            ("admin", "admin", ""),
+            ("api", "api", ""),
+            ("log", "log", ""),
+        ];
+        for (name, table, needed) in sections {
+            let mut declared = declared_keys(table, needed);
+            if name == "events" {
+                declared.remove("webhook"); // a table of its own, below
+            }
+            let example = shown.remove(name).unwrap_or_default();
+            assert_eq!(
+                example, declared,
+                "[{name}]: the example shows {example:?}, the config declares {declared:?}"
+            );
+        }
+        assert!(
+            shown.is_empty(),
+            "sections the config does not take: {shown:?}"
+        );
+    }
+
     /// The commented provider tables of the shipped example, uncommented, are valid too.
     #[test]
     fn the_example_provider_tables_parse() {
