@@ -149,6 +149,19 @@ async fn a_flood_of_callbacks_starves_neither_the_pass_nor_verify() {
     for i in 0..20 {
         env.session(&l, &format!("young{i}"), "complete");
     }
+    // The flood arrives while the pass works on the young sessions (whatever the machine's
+    // load, the pass has started before the count below begins).
+    assert!(
+        wait_for(Duration::from_secs(30), || {
+            count(
+                &l,
+                "SELECT count(*) FROM sessions WHERE session_id LIKE 'young%' \
+                 AND (lease_owner IS NOT NULL OR status <> 'PENDING')",
+            ) > 0
+        })
+        .await,
+        "the pass took up the young sessions"
+    );
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(64)
         .build()
