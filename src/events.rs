@@ -2,34 +2,31 @@
 //! outbox's (`outbox`); the event JSON is the ledger's (`ledger::event`), written in the same
 //! transaction as its transition.
 
-use serde_json::Value;
-
 use crate::ledger::Written;
 
-/// Writes one structured log line for a committed event (the log sink). The
-/// payload is read back only when the line is written.
+/// Writes one structured log line for a committed event (the log sink), from the event's typed
+/// facts (`Written::line`): the JSON is the webhook's, never read back here.
 pub fn log(event: &Written) {
     if !tracing::enabled!(target: "payrecon::event", tracing::Level::INFO) {
         return;
     }
-    let payload: Value = serde_json::from_str(&event.payload).unwrap_or(Value::Null);
-    let d = &payload["data"];
-    let s = |v: &Value| v.as_str().unwrap_or("").to_string();
+    let d = &event.line;
+    let state = |s: Option<crate::ledger::Status>| s.map_or("", |s| s.as_str());
     tracing::info!(
         target: "payrecon::event",
-        event_id = %s(&payload["id"]),
-        event_type = %s(&payload["type"]),
-        provider = %s(&d["provider"]),
-        session_id = %s(&d["session_id"]),
-        reference = %s(&d["reference"]),
-        amount = %s(&d["amount"]),
-        from = %s(&d["from"]),
-        to = %s(&d["to"]),
-        status = %s(&d["status"]),
-        provider_says = %s(&d["provider_says"]),
-        reason = %s(&d["reason"]),
-        transaction_id = %s(&d["transaction_id"]),
-        checks = d["checks"].as_i64().unwrap_or(0),
+        event_id = %event.id,
+        event_type = %event.kind,
+        provider = %d.provider,
+        session_id = %d.session_id,
+        reference = %d.reference.as_deref().unwrap_or(""),
+        amount = %d.amount.as_deref().unwrap_or(""),
+        from = %state(d.from),
+        to = %state(d.to),
+        status = %state(d.status),
+        provider_says = %state(d.provider_says),
+        reason = %d.reason.as_deref().unwrap_or(""),
+        transaction_id = %d.transaction_id.as_deref().unwrap_or(""),
+        checks = d.checks,
         "event"
     );
 }

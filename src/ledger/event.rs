@@ -2,7 +2,6 @@
 //! transaction, stored with the event row, signed and delivered as it is.
 
 use serde::Serialize;
-use serde_json::json;
 
 use super::{Anomaly, Facts, Session, Status};
 
@@ -20,12 +19,31 @@ pub fn new_id() -> String {
 }
 
 /// An event as the ledger committed it: the payload is the exact text stored, signed and
-/// delivered.
+/// delivered, and `line` the same facts typed, for the log sink (which never parses the JSON).
 #[derive(Debug, Clone)]
 pub struct Written {
     pub id: String,
     pub kind: &'static str,
     pub payload: String,
+    pub line: EventLine,
+}
+
+/// What the log sink writes of an event, from the values the payload was built from.
+#[derive(Debug, Clone, Default)]
+pub struct EventLine {
+    pub provider: String,
+    pub session_id: String,
+    pub reference: Option<String>,
+    pub amount: Option<String>,
+    /// A transition's states.
+    pub from: Option<Status>,
+    pub to: Option<Status>,
+    /// An anomaly's recorded state and what the provider now says.
+    pub status: Option<Status>,
+    pub provider_says: Option<Status>,
+    pub reason: Option<String>,
+    pub transaction_id: Option<String>,
+    pub checks: i64,
 }
 
 /// The inputs of one transition's event.
@@ -99,40 +117,97 @@ pub fn transition_payload(e: &TransitionEvent<'_>) -> String {
             compared: e.compared,
         },
     };
-    // One allocation that fits a typical event (about 450 bytes) instead of growing from empty.
-    // Serialising borrowed strings and integers into memory cannot fail, and gives UTF-8.
+    to_text(&envelope)
+}
+
+/// The `data` of an anomaly event: the recorded state and what the provider now says, both.
+#[derive(Serialize)]
+struct AnomalyData<'a> {
+    provider: &'a str,
+    session_id: &'a str,
+    reference: Option<&'a str>,
+    amount: Option<&'a str>,
+    currency: Option<&'a str>,
+    status: &'a str,
+    provider_says: &'a str,
+    reason: &'a str,
+    provider_status: Option<&'a str>,
+    provider_amount: Option<&'a str>,
+    provider_reference: Option<&'a str>,
+    transaction_id: Option<&'a str>,
+    payment_method: Option<&'a str>,
+    provider_completed_at: Option<&'a str>,
+    checks: i64,
+}
+
+/// The event JSON for an anomaly, in the same envelope as a transition's.
+pub fn anomaly_payload(id: &str, created_at: &str, s: &Session, a: &Anomaly) -> String {
+    let f = &a.facts;
+    to_text(&Envelope {
+        id,
+        kind: ANOMALY,
+        created_at,
+        data: AnomalyData {
+            provider: &s.provider,
+            session_id: &s.session_id,
+            reference: s.reference.as_deref(),
+            amount: s.amount.as_deref(),
+            currency: s.currency.as_deref(),
+            status: s.status.as_str(),
+            provider_says: a.provider_says.as_str(),
+            reason: &a.reason,
+            provider_status: f.provider_status.as_deref(),
+            provider_amount: f.amount.as_deref(),
+            provider_reference: f.reference.as_deref(),
+            transaction_id: f.transaction_id.as_deref(),
+            payment_method: f.payment_method.as_deref(),
+            provider_completed_at: f.provider_completed_at.as_deref(),
+            checks: s.checks,
+        },
+    })
+}
+
+/// An event's JSON text: one allocation that fits a typical event (about 450 bytes) instead of
+/// growing from empty. Serialising borrowed strings and integers into memory cannot fail, and
+/// gives UTF-8.
+fn to_text<D: Serialize>(envelope: &Envelope<'_, D>) -> String {
     let mut out = Vec::with_capacity(640);
-    match serde_json::to_writer(&mut out, &envelope) {
+    match serde_json::to_writer(&mut out, envelope) {
         Ok(()) => String::from_utf8(out).unwrap_or_default(),
         Err(_) => String::new(),
     }
 }
 
-/// The event JSON for an anomaly: the recorded state and what the provider now says, both.
-pub fn anomaly_payload(id: &str, created_at: &str, s: &Session, a: &Anomaly) -> String {
-    json!({
-        "id": id,
-        "type": ANOMALY,
-        "created_at": created_at,
-        "data": {
-            "provider": s.provider,
-            "session_id": s.session_id,
-            "reference": s.reference,
-            "amount": s.amount,
-            "currency": s.currency,
-            "status": s.status,
-            "provider_says": a.provider_says.as_str(),
-            "reason": a.reason,
-            "provider_status": a.facts.provider_status,
-            "provider_amount": a.facts.amount,
-            "provider_reference": a.facts.reference,
-            "transaction_id": a.facts.transaction_id,
-            "payment_method": a.facts.payment_method,
-            "provider_completed_at": a.facts.provider_completed_at,
-            "checks": s.checks,
-        }
-    })
-    .to_string()
+/// The log line of a transition's event.
+pub fn transition_line(e: &TransitionEvent<'_>) -> EventLine {
+    EventLine {
+        provider: e.session.provider.clone(),
+        session_id: e.session.session_id.clone(),
+        reference: e.session.reference.clone(),
+        amount: e.session.amount.clone(),
+        from: Some(e.from),
+        to: Some(e.to),
+        reason: e.reason.map(String::from),
+        transaction_id: e.facts.transaction_id.clone(),
+        checks: e.checks,
+        ..EventLine::default()
+    }
+}
+
+/// The log line of an anomaly's event.
+pub fn anomaly_line(s: &Session, a: &Anomaly) -> EventLine {
+    EventLine {
+        provider: s.provider.clone(),
+        session_id: s.session_id.clone(),
+        reference: s.reference.clone(),
+        amount: s.amount.clone(),
+        status: Some(s.status),
+        provider_says: Some(a.provider_says),
+        reason: Some(a.reason.clone()),
+        transaction_id: a.facts.transaction_id.clone(),
+        checks: s.checks,
+        ..EventLine::default()
+    }
 }
 
 #[cfg(test)]
@@ -195,5 +270,39 @@ mod tests {
         assert_eq!(v["data"]["reason"], Value::Null);
         assert_eq!(v["data"]["checks"], 3);
         assert_eq!(v["data"]["compared"][1], "reference");
+    }
+
+    #[test]
+    fn an_anomaly_has_the_envelope_of_a_transition_and_both_states() {
+        let session = Session {
+            status: Status::Expired,
+            checks: 4,
+            ..Session::sample("2026-11-24T10:00:00.000Z".into())
+        };
+        let anomaly = Anomaly {
+            provider_says: Status::Completed,
+            reason: "late payment".into(),
+            facts: Facts {
+                amount: Some("100.00".into()),
+                transaction_id: Some("TXN9".into()),
+                ..Facts::default()
+            },
+        };
+        let text = anomaly_payload("evt_1", "2026-11-25T00:00:00.000Z", &session, &anomaly);
+        assert!(
+            text.starts_with(r#"{"id":"evt_1","type":"session.anomaly","created_at":"#),
+            "{text}"
+        );
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["data"]["status"], "EXPIRED");
+        assert_eq!(v["data"]["provider_says"], "COMPLETED");
+        assert_eq!(v["data"]["provider_amount"], "100.00");
+        assert_eq!(v["data"]["transaction_id"], "TXN9");
+        assert_eq!(v["data"]["checks"], 4);
+        let line = anomaly_line(&session, &anomaly);
+        assert_eq!(
+            (line.status, line.provider_says, line.from),
+            (Some(Status::Expired), Some(Status::Completed), None)
+        );
     }
 }

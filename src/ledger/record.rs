@@ -65,7 +65,7 @@ pub(super) fn transition_event(
     compared: &[&'static str],
 ) -> Written {
     let id = event::new_id();
-    let payload = event::transition_payload(&event::TransitionEvent {
+    let e = event::TransitionEvent {
         id: &id,
         created_at: now_s,
         session,
@@ -75,11 +75,14 @@ pub(super) fn transition_event(
         reason,
         facts,
         compared,
-    });
+    };
+    let payload = event::transition_payload(&e);
+    let line = event::transition_line(&e);
     Written {
         id,
         kind: to.event_type(),
         payload,
+        line,
     }
 }
 
@@ -471,6 +474,7 @@ pub(super) fn write_anomaly(
         id,
         kind: event::ANOMALY,
         payload,
+        line: event::anomaly_line(session, anomaly),
     })
 }
 
