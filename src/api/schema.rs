@@ -74,7 +74,7 @@ impl From<&Session> for SessionView {
             amount: s.amount.clone(),
             currency: s.currency.clone(),
             status: s.status.into(),
-            created_at: s.created_at.clone(),
+            created_at: crate::clock::format(s.created_at),
             next_check_at: s.next_check_at.clone(),
             checks: s.checks,
             answered_checks: s.answered_checks,

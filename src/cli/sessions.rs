@@ -254,6 +254,7 @@ pub(super) fn one_session(
 }
 
 pub(super) fn show_session(s: &Session) -> String {
+    let created_at = clock::format(s.created_at);
     let fields: [(&str, Option<&str>); 18] = [
         ("provider", Some(&s.provider)),
         ("session_id", Some(&s.session_id)),
@@ -261,7 +262,7 @@ pub(super) fn show_session(s: &Session) -> String {
         ("reference", s.reference.as_deref()),
         ("amount", s.amount.as_deref()),
         ("currency", s.currency.as_deref()),
-        ("created_at", Some(&s.created_at)),
+        ("created_at", Some(&created_at)),
         (
             "next_check_at",
             (s.status == Status::Pending).then_some(s.next_check_at.as_str()),

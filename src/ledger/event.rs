@@ -236,7 +236,7 @@ mod tests {
             status: Status::Completed,
             checks: 3,
             answered_checks: 3,
-            ..Session::sample("2026-11-24T10:00:00.000Z".into())
+            ..Session::sample(crate::clock::parse("2026-11-24T10:00:00.000Z").unwrap())
         };
         let facts = Facts {
             provider_status: Some("COMPLETED".into()),
@@ -277,7 +277,7 @@ mod tests {
         let session = Session {
             status: Status::Expired,
             checks: 4,
-            ..Session::sample("2026-11-24T10:00:00.000Z".into())
+            ..Session::sample(crate::clock::parse("2026-11-24T10:00:00.000Z").unwrap())
         };
         let anomaly = Anomaly {
             provider_says: Status::Completed,

@@ -107,7 +107,8 @@ pub struct Session {
     pub amount: Option<String>,
     pub currency: Option<String>,
     pub status: Status,
-    pub created_at: String,
+    /// Parsed when the row is read: a row whose `created_at` is not a time is set aside.
+    pub created_at: Timestamp,
     pub next_check_at: String,
     pub checks: i64,
     pub answered_checks: i64,
@@ -129,7 +130,7 @@ pub struct Session {
 impl Session {
     /// A PENDING session as it would be enqueued, never checked, not yet in a ledger (rowid 0):
     /// for callers that decide about a session they hold (tests, the conformance corpus).
-    pub fn pending(provider: &str, session_id: &str, created_at: String) -> Session {
+    pub fn pending(provider: &str, session_id: &str, created_at: Timestamp) -> Session {
         Session {
             rowid: 0,
             provider: provider.into(),
@@ -138,7 +139,7 @@ impl Session {
             amount: None,
             currency: None,
             status: Status::Pending,
-            next_check_at: created_at.clone(),
+            next_check_at: crate::clock::format(created_at),
             created_at,
             checks: 0,
             answered_checks: 0,
@@ -158,7 +159,7 @@ impl Session {
 
     /// A PENDING MoPay session for unit tests: 100.00 LSL, reference ORDER1, created `created_at`.
     #[cfg(test)]
-    pub fn sample(created_at: String) -> Session {
+    pub fn sample(created_at: Timestamp) -> Session {
         Session {
             rowid: 7,
             reference: Some("ORDER1".into()),
@@ -204,16 +205,7 @@ impl Session {
     /// Why payrecon cannot work with this row as read, if it cannot: values an application
     /// wrote around `add`'s rules (or before the schema refused them).
     pub fn unusable(&self) -> Option<String> {
-        if let Err(e) = validate_session_id(&self.session_id) {
-            return Some(e);
-        }
-        if crate::clock::parse(&self.created_at).is_none() {
-            return Some(format!(
-                "created_at {:?} is not a time",
-                self.created_at.escape_debug().to_string()
-            ));
-        }
-        None
+        validate_session_id(&self.session_id).err()
     }
 }
 

@@ -3,6 +3,7 @@
 
 use super::db::{AnyText, DbError, Row};
 use super::*;
+use crate::clock;
 
 /// The columns `session_from_row` reads, as a literal so that hot-path SQL can be built at
 /// compile time with `concat!` instead of a `format!` per statement.
@@ -93,7 +94,15 @@ pub(super) fn session_from_row(r: &Row<'_>) -> Result<Session, DbError> {
             let text: String = r.get(6)?;
             text.parse().map_err(DbError::Value)?
         },
-        created_at: r.get(7)?,
+        created_at: {
+            let text: String = r.get(7)?;
+            clock::parse(&text).ok_or_else(|| {
+                DbError::Value(format!(
+                    "created_at {:?} is not a time",
+                    text.escape_debug().to_string()
+                ))
+            })?
+        },
         next_check_at: r.get(8)?,
         checks: r.get(9)?,
         answered_checks: r.get(10)?,

@@ -185,8 +185,7 @@ pub fn decide(
         charged: still.charged,
         facts: still.facts,
     };
-    let too_old =
-        clock::parse(&s.created_at).is_some_and(|c| clock::add(c, backoff.max_age) <= now);
+    let too_old = clock::add(s.created_at, backoff.max_age) <= now;
     let max_age = humantime::format_duration(backoff.max_age);
     let expire_by_age = |facts: Facts| {
         transition(
@@ -363,9 +362,11 @@ fn next_check_at(
     };
     let jittered = base * (1.0 + b.jitter * (2.0 * jitter_sample - 1.0));
     let next = clock::add(now, Duration::from_secs_f64(jittered.max(0.001)));
-    match clock::parse(&s.created_at).map(|c| clock::add(c, b.max_age)) {
-        Some(deadline) if deadline > now && deadline < next => deadline,
-        _ => next,
+    let deadline = clock::add(s.created_at, b.max_age);
+    if deadline > now && deadline < next {
+        deadline
+    } else {
+        next
     }
 }
 
@@ -539,7 +540,7 @@ mod tests {
 
     fn session(created_ago: Duration) -> Session {
         let created = clock::now() - chrono::Duration::from_std(created_ago).unwrap();
-        Session::sample(clock::format(created))
+        Session::sample(created)
     }
 
     fn paid(amount: &str, reference: &str, currency: Option<&str>) -> Result<Answer, PErr> {

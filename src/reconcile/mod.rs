@@ -619,9 +619,7 @@ async fn check_one(
     }
     // Past max_age only an answer closes a session, and a held long poll we cut is none: ask
     // plainly then (and in late checks).
-    let hold = !late
-        && clock::parse(&s.created_at)
-            .is_none_or(|c| clock::add(c, cfg.backoff.max_age) > clock::now());
+    let hold = !late && clock::add(s.created_at, cfg.backoff.max_age) > clock::now();
     let began = Instant::now();
     let result = tokio::select! {
         biased;

@@ -107,7 +107,7 @@ fn outcome(result: &Result<Answer, provider::Error>, rec: &Record) -> String {
 }
 
 fn session(row: &LedgerRow, case: &Case, kind: &str, age: Duration) -> Session {
-    let created = clock::format(clock::now() - chrono::Duration::from_std(age).unwrap());
+    let created = clock::now() - chrono::Duration::from_std(age).unwrap();
     let id = case.session_id.as_ref().unwrap_or(&row.session_id);
     Session {
         reference: row.reference.clone(),
