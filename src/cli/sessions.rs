@@ -164,7 +164,7 @@ pub(super) fn show(
     for t in ledger.transitions(s.rowid)? {
         outln!(
             "  {}  {} -> {}  source={}  {}",
-            t.at,
+            clock::format(t.at),
             t.from,
             t.to,
             t.source,

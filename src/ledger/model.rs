@@ -84,6 +84,22 @@ pub enum Source {
     Api,
 }
 
+impl FromStr for Source {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [Source::Poll, Source::Backfill, Source::Manual, Source::Api]
+            .into_iter()
+            .find(|src| src.as_str() == s)
+            .ok_or_else(|| format!("{s:?} is not a source (poll, backfill, manual, api)"))
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl Source {
     pub fn as_str(self) -> &'static str {
         match self {
@@ -633,12 +649,12 @@ impl Event {
 }
 
 /// A transition row.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct TransitionRow {
-    pub from: String,
-    pub to: String,
-    pub at: String,
-    pub source: String,
+    pub from: Status,
+    pub to: Status,
+    pub at: Timestamp,
+    pub source: Source,
     pub reason: Option<String>,
     pub provider_status: Option<String>,
     pub transaction_id: Option<String>,

@@ -93,11 +93,17 @@ impl Ledger {
                  FROM transitions WHERE session = ?1 ORDER BY id",
                 vals![rowid],
                 |r| {
+                    // Typed as they leave the database: a row payrecon did not write names
+                    // itself in the error.
+                    let text = |i: usize| -> Result<String, DbError> { r.get(i) };
+                    let at = text(2)?;
                     Ok(TransitionRow {
-                        from: r.get(0)?,
-                        to: r.get(1)?,
-                        at: r.get(2)?,
-                        source: r.get(3)?,
+                        from: text(0)?.parse().map_err(DbError::Value)?,
+                        to: text(1)?.parse().map_err(DbError::Value)?,
+                        at: clock::parse(&at).ok_or_else(|| {
+                            DbError::Value(format!("transition time {at:?} is not a time"))
+                        })?,
+                        source: text(3)?.parse().map_err(DbError::Value)?,
                         reason: r.get(4)?,
                         provider_status: r.get(5)?,
                         transaction_id: r.get(6)?,
