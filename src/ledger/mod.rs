@@ -20,6 +20,7 @@ pub mod db;
 pub mod event;
 mod model;
 mod outbox;
+mod pg;
 pub mod pgtls;
 mod providers;
 mod queries;
