@@ -168,99 +168,17 @@ pub fn router(
 }
 
 async fn healthz(State(st): State<AdminState>) -> Response {
-    let mut problems: Vec<String> = Vec::new();
     let stats = st.stats.read().await;
     let now = clock::now();
-    let (failed, last_error) = st
-        .health
-        .failing
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
-    if failed >= FAILED_PASSES {
-        problems.push(format!(
-            "the last {failed} passes failed: {}",
-            crate::escape::shown(&last_error)
-        ));
-    }
     let last = *st
         .health
         .last_pass
         .lock()
         .unwrap_or_else(|p| p.into_inner());
-    let age = last.map(|(at, _)| (clock::now() - at).to_std().unwrap_or_default());
-    let stale = st.health.stale_after();
-    match age {
-        Some(a) if a > stale => {
-            problems.push(format!("the last pass finished {}s ago", a.as_secs()))
-        }
-        None if st.health.started.elapsed() > stale => {
-            problems.push("no pass has finished yet".into())
-        }
-        _ => {}
-    }
-    let body = match &*stats {
-        Ok(s) => {
-            if let Some(due) = s.oldest_due
-                && let Ok(late) = (now - due).to_std()
-                && late > st.health.unclaimed_after
-            {
-                problems.push(format!(
-                    "due work has waited unclaimed for {} (more than {}): the daemon is not \
-                     keeping up or not claiming (see the log, `payrecon stats` and rate_limit)",
-                    humantime::format_duration(Duration::from_secs(late.as_secs())),
-                    humantime::format_duration(st.health.unclaimed_after)
-                ));
-            }
-            let skew = clock_skew(s.ledger_clock, s.ledger_clock_is_server, now);
-            if let Some(skew) = &skew {
-                problems.push(skew.clone());
-            }
-            // Each provider-wide problem: the providers it holds for (since when, and why), and
-            // one line each in `problems`.
-            let mut flagged = |since: fn(&ProviderState) -> (&Option<String>, &Option<String>),
-                               problem: fn(&str) -> String| {
-                s.providers
-                    .iter()
-                    .filter(|p| since(p).0.is_some())
-                    .map(|p| {
-                        problems.push(problem(&p.provider));
-                        let (at, error) = since(p);
-                        json!({"provider": p.provider, "since": at, "error": error})
-                    })
-                    .collect::<Vec<_>>()
-            };
-            let refused = flagged(
-                |p| (&p.auth_refused_at, &p.auth_error),
-                |name| format!("provider {name} refused the credentials"),
-            );
-            let misdirected = flagged(
-                |p| (&p.misdirected_at, &p.misdirected_error),
-                |name| {
-                    format!(
-                        "provider {name} answers \"not found\" for every session: check providers.{name}.base_url"
-                    )
-                },
-            );
-            if s.unreadable > 0 {
-                problems.push(format!(
-                    "{} sessions rows payrecon cannot read are set aside",
-                    s.unreadable
-                ));
-            }
-            json!({
-                "ledger": {"ok": true},
-                "unreadable_rows": s.unreadable,
-                "last_pass": last.map(|(at, took)| json!({
-                    "at": clock::format(at),
-                    "age_seconds": age.map(|a| a.as_secs()),
-                    "took_seconds": took.as_secs_f64(),
-                })),
-                "refused_credentials": refused,
-                "misdirected": misdirected,
-                "events": {"waiting": s.events_waiting, "dead": s.events_dead},
-            })
-        }
+    let age = last.map(|(at, _)| (now - at).to_std().unwrap_or_default());
+    let mut problems = st.health.problems(age);
+    let mut body = match &*stats {
+        Ok(s) => ledger_report(s, &st.health, now, &mut problems),
         Err(e) => {
             // Logged in full; the answer says only that the ledger is unreachable.
             tracing::error!(error = %crate::escape::shown(e), "healthz: ledger unreachable");
@@ -268,7 +186,13 @@ async fn healthz(State(st): State<AdminState>) -> Response {
             json!({"ledger": {"ok": false}})
         }
     };
-    let mut body = body;
+    if stats.is_ok() {
+        body["last_pass"] = json!(last.map(|(at, took)| json!({
+            "at": clock::format(at),
+            "age_seconds": age.map(|a| a.as_secs()),
+            "took_seconds": took.as_secs_f64(),
+        })));
+    }
     body["status"] = json!(if problems.is_empty() { "ok" } else { "failing" });
     body["problems"] = json!(problems);
     let code = if problems.is_empty() {
@@ -282,6 +206,100 @@ async fn healthz(State(st): State<AdminState>) -> Response {
         body.to_string(),
     )
         .into_response()
+}
+
+impl Health {
+    /// The daemon's own problems: passes failing in a row, or none finished for too long
+    /// (`age`: since the last one finished).
+    fn problems(&self, age: Option<Duration>) -> Vec<String> {
+        let mut problems = Vec::new();
+        let (failed, last_error) = self
+            .failing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if failed >= FAILED_PASSES {
+            problems.push(format!(
+                "the last {failed} passes failed: {}",
+                crate::escape::shown(&last_error)
+            ));
+        }
+        let stale = self.stale_after();
+        match age {
+            Some(a) if a > stale => {
+                problems.push(format!("the last pass finished {}s ago", a.as_secs()))
+            }
+            None if self.started.elapsed() > stale => {
+                problems.push("no pass has finished yet".into())
+            }
+            _ => {}
+        }
+        problems
+    }
+}
+
+/// What the ledger's stats say for `/healthz`: the body's ledger part, and a line in
+/// `problems` for each problem — due work unclaimed too long, a clock off, providers refusing
+/// the credentials or answering "not found" to everything, rows set aside.
+fn ledger_report(
+    s: &Stats,
+    health: &Health,
+    now: Timestamp,
+    problems: &mut Vec<String>,
+) -> serde_json::Value {
+    if let Some(due) = s.oldest_due
+        && let Ok(late) = (now - due).to_std()
+        && late > health.unclaimed_after
+    {
+        problems.push(format!(
+            "due work has waited unclaimed for {} (more than {}): the daemon is not \
+             keeping up or not claiming (see the log, `payrecon stats` and rate_limit)",
+            humantime::format_duration(Duration::from_secs(late.as_secs())),
+            humantime::format_duration(health.unclaimed_after)
+        ));
+    }
+    if let Some(skew) = clock_skew(s.ledger_clock, s.ledger_clock_is_server, now) {
+        problems.push(skew);
+    }
+    // Each provider-wide problem: the providers it holds for (since when, and why), and one
+    // line each in `problems`.
+    let mut flagged = |since: fn(&ProviderState) -> (&Option<String>, &Option<String>),
+                       problem: fn(&str) -> String| {
+        s.providers
+            .iter()
+            .filter(|p| since(p).0.is_some())
+            .map(|p| {
+                problems.push(problem(&p.provider));
+                let (at, error) = since(p);
+                json!({"provider": p.provider, "since": at, "error": error})
+            })
+            .collect::<Vec<_>>()
+    };
+    let refused = flagged(
+        |p| (&p.auth_refused_at, &p.auth_error),
+        |name| format!("provider {name} refused the credentials"),
+    );
+    let misdirected = flagged(
+        |p| (&p.misdirected_at, &p.misdirected_error),
+        |name| {
+            format!(
+                "provider {name} answers \"not found\" for every session: check providers.{name}.base_url"
+            )
+        },
+    );
+    if s.unreadable > 0 {
+        problems.push(format!(
+            "{} sessions rows payrecon cannot read are set aside",
+            s.unreadable
+        ));
+    }
+    json!({
+        "ledger": {"ok": true},
+        "unreadable_rows": s.unreadable,
+        "refused_credentials": refused,
+        "misdirected": misdirected,
+        "events": {"waiting": s.events_waiting, "dead": s.events_dead},
+    })
 }
 
 async fn metrics_text(State(st): State<AdminState>) -> Response {
