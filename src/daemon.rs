@@ -262,10 +262,10 @@ pub async fn run(cfg: &Config) -> anyhow::Result<Stop> {
         Err(why) => return Ok(why),
     };
     // The other handles, each on connections of its own, are waited for the same way.
-    let mut handles = Vec::new();
     let wanted = usize::from(cfg.webhook.is_some())
         + usize::from(cfg.admin_listen.is_some())
         + usize::from(cfg.api.is_some());
+    let mut handles = Vec::new();
     for _ in 0..wanted {
         match reach_ledger(cfg, &stopping).await? {
             Ok(l) => handles.push(l),
@@ -282,7 +282,6 @@ pub async fn run(cfg: &Config) -> anyhow::Result<Stop> {
     let token = CancellationToken::new();
     let owner = owner_id();
     let wake = Arc::new(Notify::new());
-    let metrics = crate::metrics::install();
     let health = Health::new(
         crate::admin::cron_interval(&cfg.schedule.cron),
         cfg.schedule.ageing,
@@ -311,34 +310,7 @@ pub async fn run(cfg: &Config) -> anyhow::Result<Stop> {
         caller: provider::budget::Caller::Regular,
     };
     // The admin endpoint and the API, each on its own ledger connection.
-    let mut servers = Vec::new();
-    if let Some(addr) = cfg.admin_listen {
-        let listener = bind("admin.listen", addr).await?;
-        let app = crate::admin::router(
-            crate::admin::StatsCache::new(handle()?),
-            health.clone(),
-            metrics.clone(),
-            cfg.admin_token.clone(),
-            cfg.providers.iter().map(|p| p.name.clone()).collect(),
-        );
-        servers.push(crate::listen::serve(listener, app, &token, "admin"));
-    }
-    if let Some(api) = &cfg.api {
-        let listener = bind("api.listen", api.listen).await?;
-        let api_opts = PassOptions {
-            source: Source::Api,
-            ..opts.clone()
-        };
-        let (app, workers) = crate::api::router(
-            handle()?,
-            providers.clone(),
-            cfg.clone(),
-            api_opts,
-            token.clone(),
-        );
-        servers.push(crate::listen::serve(listener, app, &token, "api"));
-        servers.extend(workers);
-    }
+    let mut servers = listeners(cfg, handle, &health, &providers, &opts, &token).await?;
     tracing::info!(
         ledger = %cfg.ledger,
         cron = %cfg.schedule.cron_expr,
@@ -358,32 +330,7 @@ pub async fn run(cfg: &Config) -> anyhow::Result<Stop> {
         let next = ledger.call(|l| l.next_due()).await;
         next.ok().flatten().as_deref().and_then(crate::clock::parse)
     };
-    let pass = || async {
-        match reconcile::run_pass(&ledger, &providers, cfg, &opts, &token).await {
-            Ok(r) => {
-                health.pass_done(r.elapsed);
-                if r.claimed > 0 {
-                    tracing::info!(
-                        claimed = r.claimed,
-                        resolved = r.resolved(),
-                        "{}",
-                        r.summary()
-                    );
-                } else {
-                    tracing::debug!("pass found nothing due");
-                }
-                for p in &r.refused {
-                    tracing::error!(provider = %p, "credentials refused during the pass");
-                }
-                r.claimed > 0
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "pass failed; sessions will be retried when their leases end");
-                health.pass_failed(&e.to_string());
-                false
-            }
-        }
-    };
+    let pass = || scheduled_pass(&ledger, &providers, cfg, &opts, &token, &health);
     let work = schedule::run(&cfg.schedule.cron, cfg.schedule.poll, &token, pass, due);
     let mut work = std::pin::pin!(work);
     let mut stop = Stop::Terminate;
@@ -408,7 +355,95 @@ pub async fn run(cfg: &Config) -> anyhow::Result<Stop> {
         }
     };
     token.cancel();
-    for task in outbox_task.into_iter().chain(servers).chain(watchdog) {
+    stop_tasks(outbox_task.into_iter().chain(servers).chain(watchdog)).await?;
+    // A schedule that ran out of ticks is a failure, so `Restart=on-failure` restarts it.
+    schedule?;
+    tracing::info!("payrecon stopped");
+    Ok(stop)
+}
+
+/// One pass of the daemon's schedule, logged and noted for `/healthz`; whether it claimed any
+/// session (the schedule then starts the next at once).
+async fn scheduled_pass(
+    ledger: &Ledger,
+    providers: &provider::Providers,
+    cfg: &Config,
+    opts: &PassOptions,
+    token: &CancellationToken,
+    health: &Health,
+) -> bool {
+    match reconcile::run_pass(ledger, providers, cfg, opts, token).await {
+        Ok(r) => {
+            health.pass_done(r.elapsed);
+            if r.claimed > 0 {
+                tracing::info!(
+                    claimed = r.claimed,
+                    resolved = r.resolved(),
+                    "{}",
+                    r.summary()
+                );
+            } else {
+                tracing::debug!("pass found nothing due");
+            }
+            for p in &r.refused {
+                tracing::error!(provider = %p, "credentials refused during the pass");
+            }
+            r.claimed > 0
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "pass failed; sessions will be retried when their leases end");
+            health.pass_failed(&e.to_string());
+            false
+        }
+    }
+}
+
+/// The admin endpoint and the API (with its hint workers), as configured, each on a ledger
+/// handle of its own from `handle`; their tasks.
+async fn listeners(
+    cfg: &Config,
+    mut handle: impl FnMut() -> anyhow::Result<Ledger>,
+    health: &Arc<Health>,
+    providers: &provider::Providers,
+    opts: &PassOptions,
+    token: &CancellationToken,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+    let mut servers = Vec::new();
+    if let Some(addr) = cfg.admin_listen {
+        let listener = bind("admin.listen", addr).await?;
+        let app = crate::admin::router(
+            crate::admin::StatsCache::new(handle()?),
+            health.clone(),
+            crate::metrics::install(),
+            cfg.admin_token.clone(),
+            cfg.providers.iter().map(|p| p.name.clone()).collect(),
+        );
+        servers.push(crate::listen::serve(listener, app, token, "admin"));
+    }
+    if let Some(api) = &cfg.api {
+        let listener = bind("api.listen", api.listen).await?;
+        let api_opts = PassOptions {
+            source: Source::Api,
+            ..opts.clone()
+        };
+        let (app, workers) = crate::api::router(
+            handle()?,
+            providers.clone(),
+            cfg.clone(),
+            api_opts,
+            token.clone(),
+        );
+        servers.push(crate::listen::serve(listener, app, token, "api"));
+        servers.extend(workers);
+    }
+    Ok(servers)
+}
+
+/// Waits for each task to end, at most [`SHUTDOWN_GRACE`] each.
+async fn stop_tasks(
+    tasks: impl IntoIterator<Item = tokio::task::JoinHandle<()>>,
+) -> anyhow::Result<()> {
+    for task in tasks {
         if tokio::time::timeout(SHUTDOWN_GRACE, task).await.is_err() {
             anyhow::bail!(
                 "a task did not stop within {}s; its leases will expire",
@@ -416,10 +451,7 @@ pub async fn run(cfg: &Config) -> anyhow::Result<Stop> {
             );
         }
     }
-    // A schedule that ran out of ticks is a failure, so `Restart=on-failure` restarts it.
-    schedule?;
-    tracing::info!("payrecon stopped");
-    Ok(stop)
+    Ok(())
 }
 
 /// Binds a listener, naming the config key when it cannot.
