@@ -320,113 +320,17 @@ impl Config {
 
     /// Validates a parsed config.
     pub fn from_raw(raw: RawConfig, env: EnvLookup<'_>) -> Result<Config, UsageError> {
-        if raw.ledger.password_env.is_some() && raw.ledger.url.is_none() {
-            return Err(UsageError::new(
-                "ledger.password_env: only a PostgreSQL ledger (ledger.url) takes a password",
-            ));
-        }
-        let ledger = match (raw.ledger.path, raw.ledger.url) {
-            (Some(_), Some(_)) => {
-                return Err(UsageError::new(
-                    "ledger: set path (SQLite) or url (PostgreSQL), not both",
-                ));
-            }
-            (None, Some(url)) => Location::Url(pg_url(
-                &url,
-                raw.ledger.password_env.as_deref(),
-                env,
-                ("ledger.url", "ledger.password_env"),
-            )?),
-            (Some(path), None) if path.as_os_str().is_empty() => {
-                return Err(UsageError::new(
-                    "ledger.path: is empty; name the SQLite file, such as \"/var/lib/payrecon/ledger.db\"",
-                ));
-            }
-            (path, None) => {
-                Location::Path(path.unwrap_or_else(|| PathBuf::from("/var/lib/payrecon/ledger.db")))
-            }
-        };
+        let ledger = ledger_location(&raw.ledger, env)?;
         let s = &raw.schedule;
-        let cron: croner::Cron = s.cron.parse().map_err(|e| {
-            UsageError::new(format!(
-                "schedule.cron: {:?} is not a cron expression: {e}",
-                s.cron
-            ))
-        })?;
-        // A schedule that never fires would leave `run` with nothing to do.
-        if cron
-            .find_next_occurrence(&chrono::Utc::now(), false)
-            .is_err()
-        {
-            return Err(UsageError::new(format!(
-                "schedule.cron: {:?} never fires (no future time matches it)",
-                s.cron
-            )));
-        }
-        let schedule = ScheduleConfig {
-            cron_expr: s.cron.clone(),
-            cron,
-            batch_size: positive("schedule.batch_size", s.batch_size, 100_000)?,
-            concurrency: positive("schedule.concurrency", s.concurrency, 10_000)? as usize,
-            lease: duration_within("schedule.lease", &s.lease, Duration::from_secs(7 * 86_400))?,
-            poll: match s.poll.as_str() {
-                "off" => None,
-                text => Some(duration_within(
-                    "schedule.poll",
-                    text,
-                    Duration::from_secs(3600),
-                )?),
-            },
-            young: duration_within("schedule.young", &s.young, Duration::from_secs(7 * 86_400))?,
-            ageing: duration_within(
-                "schedule.ageing",
-                &s.ageing,
-                Duration::from_secs(7 * 86_400),
-            )?,
-        };
+        let schedule = schedule_config(s)?;
         let b = &raw.backoff;
         // Each kind's default schedule applies unless [backoff] chooses a form itself.
         let kind_schedules = b.schedule.is_none()
             && b.initial.is_none()
             && b.multiplier.is_none()
             && b.max.is_none();
-        let (initial, max) = (
-            b.initial.as_deref().unwrap_or("30s"),
-            b.max.as_deref().unwrap_or("1h"),
-        );
-        let backoff = BackoffConfig {
-            schedule: delays("backoff.schedule", b.schedule.as_deref())?,
-            initial: duration("backoff.initial", initial)?,
-            multiplier: ranged(
-                "backoff.multiplier",
-                b.multiplier.unwrap_or(2.0),
-                1.0,
-                100.0,
-            )?,
-            max: duration("backoff.max", max)?,
-            jitter: ranged("backoff.jitter", b.jitter, 0.0, 1.0)?,
-            max_age: duration("backoff.max_age", &b.max_age)?,
-            not_found_after: positive("backoff.not_found_after", b.not_found_after, 1_000)?,
-            late_check: duration("backoff.late_check", &b.late_check)?,
-        };
-        if backoff.max < backoff.initial {
-            return Err(UsageError::new(format!(
-                "backoff.max: {max} is shorter than backoff.initial {initial}"
-            )));
-        }
-        let h = &raw.http;
-        let http = HttpConfig {
-            timeout: duration_within("http.timeout", &h.timeout, SHORT)?,
-            retries: u32::try_from(h.retries)
-                .ok()
-                .filter(|r| *r <= 20)
-                .ok_or_else(|| {
-                    UsageError::new(format!("http.retries: must be 0 to 20, got {}", h.retries))
-                })?,
-            retry_initial: duration_within("http.retry_initial", &h.retry_initial, SHORT)?,
-            retry_max: duration_within("http.retry_max", &h.retry_max, SHORT)?,
-            max_body: byte_size("http.max_body", &h.max_body)?,
-        };
+        let backoff = backoff_config(b)?;
+        let http = http_config(&raw.http)?;
         let worst = http.worst_check_time();
         if schedule.lease <= worst {
             return Err(UsageError::new(format!(
@@ -448,56 +352,11 @@ impl Config {
                 &mut secret_problems,
             )?);
         }
-        // A listener's bearer token: required beyond loopback; its variable must be set.
-        let mut token_for = |table: &str,
-                             addr: std::net::SocketAddr,
-                             var: &Option<String>,
-                             why: &str|
-         -> Result<Option<Secret>, UsageError> {
-            if !addr.ip().is_loopback() && var.is_none() {
-                return Err(UsageError::new(format!(
-                    "{table}.token_env: required when {table}.listen ({addr}) is beyond loopback: {why}"
-                )));
-            }
-            Ok(match var {
-                None => None,
-                Some(var) => match env(var).filter(|v| !v.trim().is_empty()) {
-                    Some(v) => Some(Secret::new(v.trim().to_string())),
-                    None => {
-                        secret_problems.push(format!(
-                            "{table}.token_env: environment variable {var} is not set"
-                        ));
-                        None
-                    }
-                },
-            })
-        };
-        let admin_listen = listen("admin.listen", raw.admin.listen.as_deref())?;
-        let admin_token = match admin_listen {
-            None => None,
-            Some(addr) => token_for(
-                "admin",
-                addr,
-                &raw.admin.token_env,
-                "/healthz and /metrics tell anyone how the books stand",
-            )?,
-        };
-        let api = match listen("api.listen", raw.api.listen.as_deref())? {
-            None => None,
-            Some(addr) => {
-                let token = token_for(
-                    "api",
-                    addr,
-                    &raw.api.token_env,
-                    "the API can enqueue and verify payments",
-                )?;
-                Some(ApiConfig {
-                    listen: addr,
-                    token_env: raw.api.token_env.clone(),
-                    token,
-                })
-            }
-        };
+        let Listeners {
+            admin_listen,
+            admin_token,
+            api,
+        } = listeners(&raw, env, &mut secret_problems)?;
         let mut warnings = Vec::new();
         for p in &providers {
             warnings.extend(
@@ -573,6 +432,195 @@ impl Config {
             .and_then(|p| p.backoff.as_ref())
             .unwrap_or(&self.backoff)
     }
+}
+
+/// `[ledger]`: a SQLite file or a PostgreSQL URL (with its password from `password_env`).
+fn ledger_location(l: &RawLedger, env: EnvLookup<'_>) -> Result<Location, UsageError> {
+    if l.password_env.is_some() && l.url.is_none() {
+        return Err(UsageError::new(
+            "ledger.password_env: only a PostgreSQL ledger (ledger.url) takes a password",
+        ));
+    }
+    Ok(match (l.path.clone(), l.url.clone()) {
+        (Some(_), Some(_)) => {
+            return Err(UsageError::new(
+                "ledger: set path (SQLite) or url (PostgreSQL), not both",
+            ));
+        }
+        (None, Some(url)) => Location::Url(pg_url(
+            &url,
+            l.password_env.as_deref(),
+            env,
+            ("ledger.url", "ledger.password_env"),
+        )?),
+        (Some(path), None) if path.as_os_str().is_empty() => {
+            return Err(UsageError::new(
+                "ledger.path: is empty; name the SQLite file, such as \"/var/lib/payrecon/ledger.db\"",
+            ));
+        }
+        (path, None) => {
+            Location::Path(path.unwrap_or_else(|| PathBuf::from("/var/lib/payrecon/ledger.db")))
+        }
+    })
+}
+
+/// `[schedule]`: the cron (which must fire), batch, concurrency, lease, poll and `DueOrder`'s
+/// spans.
+fn schedule_config(s: &RawSchedule) -> Result<ScheduleConfig, UsageError> {
+    let cron: croner::Cron = s.cron.parse().map_err(|e| {
+        UsageError::new(format!(
+            "schedule.cron: {:?} is not a cron expression: {e}",
+            s.cron
+        ))
+    })?;
+    // A schedule that never fires would leave `run` with nothing to do.
+    if cron
+        .find_next_occurrence(&chrono::Utc::now(), false)
+        .is_err()
+    {
+        return Err(UsageError::new(format!(
+            "schedule.cron: {:?} never fires (no future time matches it)",
+            s.cron
+        )));
+    }
+    Ok(ScheduleConfig {
+        cron_expr: s.cron.clone(),
+        cron,
+        batch_size: positive("schedule.batch_size", s.batch_size, 100_000)?,
+        concurrency: positive("schedule.concurrency", s.concurrency, 10_000)? as usize,
+        lease: duration_within("schedule.lease", &s.lease, Duration::from_secs(7 * 86_400))?,
+        poll: match s.poll.as_str() {
+            "off" => None,
+            text => Some(duration_within(
+                "schedule.poll",
+                text,
+                Duration::from_secs(3600),
+            )?),
+        },
+        young: duration_within("schedule.young", &s.young, Duration::from_secs(7 * 86_400))?,
+        ageing: duration_within(
+            "schedule.ageing",
+            &s.ageing,
+            Duration::from_secs(7 * 86_400),
+        )?,
+    })
+}
+
+/// `[backoff]`: the delays between checks (a schedule, or the exponential form), `max_age`,
+/// `not_found_after` and the late check.
+fn backoff_config(b: &RawBackoff) -> Result<BackoffConfig, UsageError> {
+    let (initial, max) = (
+        b.initial.as_deref().unwrap_or("30s"),
+        b.max.as_deref().unwrap_or("1h"),
+    );
+    let backoff = BackoffConfig {
+        schedule: delays("backoff.schedule", b.schedule.as_deref())?,
+        initial: duration("backoff.initial", initial)?,
+        multiplier: ranged(
+            "backoff.multiplier",
+            b.multiplier.unwrap_or(2.0),
+            1.0,
+            100.0,
+        )?,
+        max: duration("backoff.max", max)?,
+        jitter: ranged("backoff.jitter", b.jitter, 0.0, 1.0)?,
+        max_age: duration("backoff.max_age", &b.max_age)?,
+        not_found_after: positive("backoff.not_found_after", b.not_found_after, 1_000)?,
+        late_check: duration("backoff.late_check", &b.late_check)?,
+    };
+    if backoff.max < backoff.initial {
+        return Err(UsageError::new(format!(
+            "backoff.max: {max} is shorter than backoff.initial {initial}"
+        )));
+    }
+    Ok(backoff)
+}
+
+/// `[http]`: the timeout, retries and body cap every provider call shares.
+fn http_config(h: &RawHttp) -> Result<HttpConfig, UsageError> {
+    Ok(HttpConfig {
+        timeout: duration_within("http.timeout", &h.timeout, SHORT)?,
+        retries: u32::try_from(h.retries)
+            .ok()
+            .filter(|r| *r <= 20)
+            .ok_or_else(|| {
+                UsageError::new(format!("http.retries: must be 0 to 20, got {}", h.retries))
+            })?,
+        retry_initial: duration_within("http.retry_initial", &h.retry_initial, SHORT)?,
+        retry_max: duration_within("http.retry_max", &h.retry_max, SHORT)?,
+        max_body: byte_size("http.max_body", &h.max_body)?,
+    })
+}
+
+/// `[admin]` and `[api]`: each listener's address, and its bearer token — required beyond
+/// loopback, its variable noted in `secret_problems` when it is not set.
+fn listeners(
+    raw: &RawConfig,
+    env: EnvLookup<'_>,
+    secret_problems: &mut Vec<String>,
+) -> Result<Listeners, UsageError> {
+    // A listener's bearer token: required beyond loopback; its variable must be set.
+    let mut token_for = |table: &str,
+                         addr: std::net::SocketAddr,
+                         var: &Option<String>,
+                         why: &str|
+     -> Result<Option<Secret>, UsageError> {
+        if !addr.ip().is_loopback() && var.is_none() {
+            return Err(UsageError::new(format!(
+                "{table}.token_env: required when {table}.listen ({addr}) is beyond loopback: {why}"
+            )));
+        }
+        Ok(match var {
+            None => None,
+            Some(var) => match env(var).filter(|v| !v.trim().is_empty()) {
+                Some(v) => Some(Secret::new(v.trim().to_string())),
+                None => {
+                    secret_problems.push(format!(
+                        "{table}.token_env: environment variable {var} is not set"
+                    ));
+                    None
+                }
+            },
+        })
+    };
+    let admin_listen = listen("admin.listen", raw.admin.listen.as_deref())?;
+    let admin_token = match admin_listen {
+        None => None,
+        Some(addr) => token_for(
+            "admin",
+            addr,
+            &raw.admin.token_env,
+            "/healthz and /metrics tell anyone how the books stand",
+        )?,
+    };
+    let api = match listen("api.listen", raw.api.listen.as_deref())? {
+        None => None,
+        Some(addr) => {
+            let token = token_for(
+                "api",
+                addr,
+                &raw.api.token_env,
+                "the API can enqueue and verify payments",
+            )?;
+            Some(ApiConfig {
+                listen: addr,
+                token_env: raw.api.token_env.clone(),
+                token,
+            })
+        }
+    };
+    Ok(Listeners {
+        admin_listen,
+        admin_token,
+        api,
+    })
+}
+
+/// The listeners a config asks for (see [`listeners`]).
+struct Listeners {
+    admin_listen: Option<std::net::SocketAddr>,
+    admin_token: Option<Secret>,
+    api: Option<ApiConfig>,
 }
 
 #[cfg(test)]
