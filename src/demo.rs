@@ -328,9 +328,78 @@ pub async fn run() -> anyhow::Result<String> {
     );
     let ledger = Ledger::connect(&cfg.ledger)?;
 
-    // Sessions: MoPay's through its create endpoint, the others registered at the simulator.
+    let expected = create_sessions(&ledger, &sim, &base_url, &key).await?;
+
+    let webhook = cfg
+        .webhook
+        .clone()
+        .context("the demo config has a webhook")?;
+    let outbox = Outbox::new(
+        Ledger::connect(&cfg.ledger)?,
+        webhook,
+        crate::daemon::owner_id(),
+    )?;
+    let (sessions, passes) = settle(&ledger, &cfg, &outbox, &expected).await?;
+    stop.cancel();
+    let _ = server.await;
+
+    // The summary: MoPay session by session, then every provider in one table.
+    let mut out = String::new();
+    let mut wrong = 0;
+    let _ = writeln!(
+        out,
+        "payrecon demo: {} sessions at five providers, simulated at {base_url}\n",
+        sessions.len()
+    );
+    let _ = writeln!(out, "MoPay, every behaviour:");
+    let _ = writeln!(
+        out,
+        "{:<24} {:<10} {:<10} {:>6}  reason / last error",
+        "behaviour", "expected", "got", "checks"
+    );
+    wrong += tables(&mut out, &ledger, &sessions, &expected, &sim)?;
+    let stats = ledger.stats(crate::clock::now())?;
+    let (delivered, retried, dead) = outbox.counters.snapshot();
+    let received = received.lock().unwrap_or_else(|p| p.into_inner());
+    let _ = writeln!(
+        out,
+        "\nwebhook: {delivered} events delivered to {receiver_url} ({retried} attempts retried after a 503, {dead} dead); \
+         the receiver saw {} distinct ids in {} requests, {} bad signatures",
+        received.attempts.len(),
+        received.attempts.values().sum::<u32>(),
+        received.bad_signatures
+    );
+    let _ = writeln!(
+        out,
+        "{passes} passes, {} provider calls (retries and held long polls included), {} events written, {:.1}s elapsed",
+        sim.status_requests
+            .load(std::sync::atomic::Ordering::Relaxed),
+        stats.events_total,
+        started.elapsed().as_secs_f64()
+    );
+    if delivered != stats.events_total as u64 || received.bad_signatures > 0 {
+        wrong += 1;
+    }
+    if wrong > 0 {
+        anyhow::bail!("{out}\n{wrong} session(s) or deliveries did not reach their expected state");
+    }
+    let _ = writeln!(
+        out,
+        "every session reached the state its behaviour leads to, and every event was delivered"
+    );
+    Ok(out)
+}
+
+/// Sessions with every behaviour at every provider: MoPay's through its create endpoint, the
+/// others registered at the simulator. What each should reach, by session id.
+async fn create_sessions(
+    ledger: &Ledger,
+    sim: &Sim,
+    base_url: &str,
+    key: &str,
+) -> anyhow::Result<BTreeMap<String, (&'static str, Status)>> {
     let client = reqwest::Client::new();
-    let mut expected: BTreeMap<String, (&str, Status)> = BTreeMap::new();
+    let mut expected: BTreeMap<String, (&'static str, Status)> = BTreeMap::new();
     let mut n = 0;
     for kind in Kind::ALL {
         let scenarios: Vec<_> = if kind == Kind::Mopay {
@@ -351,7 +420,7 @@ pub async fn run() -> anyhow::Result<String> {
                 let amount = format!("{}.{:02}", 50 + n * 7, (n * 37) % 100);
                 let session_id = match kind {
                     Kind::Mopay => {
-                        create_mopay(&client, &base_url, &key, n, &reference, &amount, behaviour)
+                        create_mopay(&client, base_url, key, n, &reference, &amount, behaviour)
                             .await?
                     }
                     other => {
@@ -383,14 +452,21 @@ pub async fn run() -> anyhow::Result<String> {
             }
         }
     }
+    Ok(expected)
+}
 
-    // Reconcile and deliver until every session is where its behaviour leads and every event
-    // is delivered, or a deadline passes.
-    let providers = provider::build(&cfg)?;
-    reconcile::share_budgets(&providers, &ledger);
-    let owner = crate::daemon::owner_id();
+/// Passes and deliveries until every session is where its behaviour leads and every event is
+/// delivered, or 45 s pass: the sessions as they end, and how many passes it took.
+async fn settle(
+    ledger: &Ledger,
+    cfg: &Config,
+    outbox: &Outbox,
+    expected: &BTreeMap<String, (&'static str, Status)>,
+) -> anyhow::Result<(Vec<crate::ledger::Session>, u32)> {
+    let providers = provider::build(cfg)?;
+    reconcile::share_budgets(&providers, ledger);
     let opts = PassOptions {
-        owner: owner.clone(),
+        owner: crate::daemon::owner_id(),
         all: false,
         source: Source::Poll,
         wake_outbox: None,
@@ -398,16 +474,11 @@ pub async fn run() -> anyhow::Result<String> {
         drain: true,
         caller: crate::provider::budget::Caller::Regular,
     };
-    let webhook = cfg
-        .webhook
-        .clone()
-        .context("the demo config has a webhook")?;
-    let outbox = Outbox::new(Ledger::connect(&cfg.ledger)?, webhook, owner)?;
     let token = CancellationToken::new();
     let deadline = Instant::now() + Duration::from_secs(45);
     let mut passes = 0;
     let sessions = loop {
-        reconcile::run_pass(&ledger, &providers, &cfg, &opts, &token).await?;
+        reconcile::run_pass(ledger, &providers, cfg, &opts, &token).await?;
         outbox.deliver_due(&token).await?;
         passes += 1;
         // The demo's own ledger holds only rows it wrote: none is unreadable.
@@ -429,23 +500,19 @@ pub async fn run() -> anyhow::Result<String> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    stop.cancel();
-    let _ = server.await;
+    Ok((sessions, passes))
+}
 
-    // The summary: MoPay session by session, then every provider in one table.
-    let mut out = String::new();
+/// The summary's tables: MoPay session by session (and any session elsewhere that ended where
+/// its behaviour does not lead), then every provider. How many sessions ended wrong.
+fn tables(
+    out: &mut String,
+    ledger: &Ledger,
+    sessions: &[crate::ledger::Session],
+    expected: &BTreeMap<String, (&'static str, Status)>,
+    sim: &Sim,
+) -> anyhow::Result<u32> {
     let mut wrong = 0;
-    let _ = writeln!(
-        out,
-        "payrecon demo: {} sessions at five providers, simulated at {base_url}\n",
-        sessions.len()
-    );
-    let _ = writeln!(out, "MoPay, every behaviour:");
-    let _ = writeln!(
-        out,
-        "{:<24} {:<10} {:<10} {:>6}  reason / last error",
-        "behaviour", "expected", "got", "checks"
-    );
     let mut rows: Vec<_> = sessions.iter().collect();
     rows.sort_by_key(|s| s.rowid);
     let mut per_provider: BTreeMap<&str, (BTreeMap<Status, u32>, i64, u32)> = BTreeMap::new();
@@ -516,36 +583,7 @@ pub async fn run() -> anyhow::Result<String> {
             calls as f64 / f64::from(resolved.max(1))
         );
     }
-    let stats = ledger.stats(crate::clock::now())?;
-    let (delivered, retried, dead) = outbox.counters.snapshot();
-    let received = received.lock().unwrap_or_else(|p| p.into_inner());
-    let _ = writeln!(
-        out,
-        "\nwebhook: {delivered} events delivered to {receiver_url} ({retried} attempts retried after a 503, {dead} dead); \
-         the receiver saw {} distinct ids in {} requests, {} bad signatures",
-        received.attempts.len(),
-        received.attempts.values().sum::<u32>(),
-        received.bad_signatures
-    );
-    let _ = writeln!(
-        out,
-        "{passes} passes, {} provider calls (retries and held long polls included), {} events written, {:.1}s elapsed",
-        sim.status_requests
-            .load(std::sync::atomic::Ordering::Relaxed),
-        stats.events_total,
-        started.elapsed().as_secs_f64()
-    );
-    if delivered != stats.events_total as u64 || received.bad_signatures > 0 {
-        wrong += 1;
-    }
-    if wrong > 0 {
-        anyhow::bail!("{out}\n{wrong} session(s) or deliveries did not reach their expected state");
-    }
-    let _ = writeln!(
-        out,
-        "every session reached the state its behaviour leads to, and every event was delivered"
-    );
-    Ok(out)
+    Ok(wrong)
 }
 
 #[cfg(test)]
