@@ -115,28 +115,10 @@ pub(super) async fn callback(
     let signing = pc
         .and_then(|pc| pc.webhook_secret.as_ref())
         .zip(spec.and_then(|s| s.callback.hmac_header));
-    if let Some((secret, header)) = signing {
-        let given = headers.get(header).and_then(|v| v.to_str().ok());
-        if !given.is_some_and(|sig| crate::secret::hmac_sha256_hex_matches(secret, &body, sig)) {
-            st.refused(&provider, "signature");
-            return error(
-                StatusCode::UNAUTHORIZED,
-                &format!("{header} does not verify with the secret in webhook_secret_env"),
-                None,
-            )
-            .into_response();
-        }
-        let digest: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(&body).into();
-        if !st
-            .seen
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .first(digest)
-        {
-            // Answered as the first was; nothing is done again.
-            crate::metrics::callback_refused("replay");
-            return accepted();
-        }
+    if let Some((secret, header)) = signing
+        && let Some(refusal) = st.signed_refusal(&provider, secret, header, &headers, &body)
+    {
+        return refusal;
     }
     let named = match query {
         // Where the provider signs, only what the signature covers names the session.
@@ -147,26 +129,9 @@ pub(super) async fn callback(
                 .into_response();
         }
     };
-    let candidates: Vec<String> = match named {
+    let candidates = match named {
         Some(id) => vec![id],
-        None => match serde_json::from_slice::<Value>(&body) {
-            Ok(v) => spec
-                .map(|spec| spec.callback.id_pointers)
-                .unwrap_or_default()
-                .iter()
-                .filter_map(|p| match v.pointer(p)? {
-                    Value::String(s) if !s.is_empty() => Some(s.clone()),
-                    Value::Number(n) => Some(n.to_string()),
-                    _ => None,
-                })
-                .collect(),
-            // Names nothing: taken like any other (the answer tells nothing), counted and
-            // logged for the operator, whose provider may be sending to the wrong route.
-            Err(_) => {
-                st.refused(&provider, "not_json");
-                Vec::new()
-            }
-        },
+        None => st.ids_in_body(&provider, spec, &body),
     };
     if pc.is_none() {
         return accepted();
@@ -189,6 +154,65 @@ pub(super) async fn callback(
 }
 
 impl ApiState {
+    /// A signed callback's refusal: a signature that does not verify (401), or a body already
+    /// taken (answered as the first was, and nothing done again). `None`: go on.
+    fn signed_refusal(
+        &self,
+        provider: &str,
+        secret: &crate::config::Secret,
+        header: &str,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Option<Response> {
+        let given = headers.get(header).and_then(|v| v.to_str().ok());
+        if !given.is_some_and(|sig| crate::secret::hmac_sha256_hex_matches(secret, body, sig)) {
+            self.refused(provider, "signature");
+            return Some(
+                error(
+                    StatusCode::UNAUTHORIZED,
+                    &format!("{header} does not verify with the secret in webhook_secret_env"),
+                    None,
+                )
+                .into_response(),
+            );
+        }
+        let digest: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(body).into();
+        let first = self
+            .seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .first(digest);
+        if first {
+            return None;
+        }
+        crate::metrics::callback_refused("replay");
+        Some(accepted())
+    }
+
+    /// The session ids a callback's body names where the provider's kind keeps them. A body
+    /// that is not JSON names nothing: taken like any other (the answer tells nothing), counted
+    /// and logged for the operator, whose provider may be sending to the wrong route.
+    fn ids_in_body(
+        &self,
+        provider: &str,
+        spec: Option<&'static crate::kinds::KindSpec>,
+        body: &[u8],
+    ) -> Vec<String> {
+        let Ok(v) = serde_json::from_slice::<Value>(body) else {
+            self.refused(provider, "not_json");
+            return Vec::new();
+        };
+        spec.map(|spec| spec.callback.id_pointers)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|p| match v.pointer(p)? {
+                Value::String(s) if !s.is_empty() => Some(s.clone()),
+                Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Counts a refused callback, and logs at most one line per [`REFUSALS_EVERY`] with how
     /// many were refused since the last.
     fn refused(&self, provider: &str, reason: &'static str) {
