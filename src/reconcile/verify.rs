@@ -63,46 +63,19 @@ pub async fn verify(
         if let Some(s) = claimed {
             let notes = Mutex::new(ProviderNotes::default());
             let record = check_one(s, providers, cfg, opts, shutdown, &notes).await;
-            let unchecked = match &record {
-                Record::Transition { .. }
-                | Record::Reschedule {
-                    not_found: Some(_), ..
-                } => None,
-                Record::Reschedule { last_error, .. } => Some(
-                    last_error
-                        .clone()
-                        .unwrap_or_else(|| "the provider gave no answer".into()),
-                ),
-                Record::Release { .. } if shutdown.is_cancelled() => {
-                    Some("stopped by a signal before the provider answered".into())
-                }
-                Record::Release { last_error, .. } => {
-                    Some(last_error.clone().unwrap_or_else(|| {
-                        "no call slot of the provider's rate_limit was free in time".into()
-                    }))
-                }
-                Record::LateCheck { .. } => None,
-            };
+            let unchecked = unchecked(&record, shutdown);
             super::record(ledger, cfg, opts, vec![record]).await?;
             let session = get().await?;
             let unchecked = unchecked.filter(|_| session.as_ref().is_some_and(pending));
             return Ok(Verified { session, unchecked });
         }
         let session = get().await?;
-        match &session {
-            None => {
-                return Ok(Verified {
-                    session,
-                    unchecked: None,
-                });
-            }
-            Some(s) if !pending(s) => {
-                return Ok(Verified {
-                    session,
-                    unchecked: None,
-                });
-            }
-            Some(_) => {}
+        if !session.as_ref().is_some_and(pending) {
+            // Absent, or final: as it stands is the truth.
+            return Ok(Verified {
+                session,
+                unchecked: None,
+            });
         }
         // Leased by another check: wait for it, then check ourselves if it is still PENDING.
         if Instant::now() >= deadline || shutdown.is_cancelled() {
@@ -124,6 +97,28 @@ pub async fn verify(
             () = shutdown.cancelled() => {}
             () = tokio::time::sleep(Duration::from_millis(50)) => {}
         }
+    }
+}
+
+/// Why a check's outcome is no provider answer (`None`: the provider answered).
+fn unchecked(record: &Record, shutdown: &CancellationToken) -> Option<String> {
+    match record {
+        Record::Transition { .. }
+        | Record::Reschedule {
+            not_found: Some(_), ..
+        }
+        | Record::LateCheck { .. } => None,
+        Record::Reschedule { last_error, .. } => Some(
+            last_error
+                .clone()
+                .unwrap_or_else(|| "the provider gave no answer".into()),
+        ),
+        Record::Release { .. } if shutdown.is_cancelled() => {
+            Some("stopped by a signal before the provider answered".into())
+        }
+        Record::Release { last_error, .. } => Some(last_error.clone().unwrap_or_else(|| {
+            "no call slot of the provider's rate_limit was free in time".into()
+        })),
     }
 }
 
