@@ -188,49 +188,7 @@ pub(super) fn describe(cfg: &Config) -> String {
         out.push_str("providers            none configured: add a [providers.NAME] table\n");
     }
     for p in &cfg.providers {
-        let shown = |what: &str, var: &Option<String>, value: bool| match (var, value) {
-            (Some(var), true) => Some(format!("{what} from ${var} (set)")),
-            (Some(var), false) => Some(format!("{what} from ${var} (NOT SET)")),
-            (None, _) => None,
-        };
-        let keys: Vec<String> = [
-            shown("key", &p.api_key_env, p.api_key.is_some()),
-            shown("public key", &p.public_key_env, p.public_key.is_some()),
-            shown("secret key", &p.secret_key_env, p.secret_key.is_some()),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
-        let key = if keys.is_empty() {
-            "no key".to_string()
-        } else {
-            keys.join(", ")
-        };
-        let limits: Vec<String> = p
-            .rate_limits
-            .iter()
-            .map(|(n, per)| format!("{n}/{}", d(*per)))
-            .collect();
-        out.push_str(&format!(
-            "providers.{:<10} kind {}, {}, {key}, rate limit {}, timeout {}{}\n",
-            p.name,
-            p.kind,
-            p.base_url,
-            if limits.is_empty() {
-                "off".to_string()
-            } else {
-                limits.join(" and ")
-            },
-            d(p.timeout),
-            if p.long_poll { " (long poll)" } else { "" }
-        ));
-        if let Some(schedule) = p.backoff.as_ref().map(|b| &b.schedule) {
-            out.push_str(&format!(
-                "providers.{:<10} schedule {}\n",
-                p.name,
-                list(schedule)
-            ));
-        }
+        out.push_str(&describe_provider(p));
     }
     out.push_str(&format!(
         "admin.listen         {}\n",
@@ -257,5 +215,57 @@ pub(super) fn describe(cfg: &Config) -> String {
         ));
     }
     out.push_str(&format!("log.format           {:?}\n", cfg.log_format));
+    out
+}
+
+/// One provider's lines of `check-config`: its kind, endpoint, where its keys come from (set or
+/// not, never the keys), its limits and timeout, and its own schedule if it has one.
+fn describe_provider(p: &crate::config::ProviderConfig) -> String {
+    let mut out = String::new();
+    let d = |d: std::time::Duration| humantime::format_duration(d).to_string();
+    let list = |s: &[std::time::Duration]| s.iter().map(|x| d(*x)).collect::<Vec<_>>().join(", ");
+    let shown = |what: &str, var: &Option<String>, value: bool| match (var, value) {
+        (Some(var), true) => Some(format!("{what} from ${var} (set)")),
+        (Some(var), false) => Some(format!("{what} from ${var} (NOT SET)")),
+        (None, _) => None,
+    };
+    let keys: Vec<String> = [
+        shown("key", &p.api_key_env, p.api_key.is_some()),
+        shown("public key", &p.public_key_env, p.public_key.is_some()),
+        shown("secret key", &p.secret_key_env, p.secret_key.is_some()),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let key = if keys.is_empty() {
+        "no key".to_string()
+    } else {
+        keys.join(", ")
+    };
+    let limits: Vec<String> = p
+        .rate_limits
+        .iter()
+        .map(|(n, per)| format!("{n}/{}", d(*per)))
+        .collect();
+    out.push_str(&format!(
+        "providers.{:<10} kind {}, {}, {key}, rate limit {}, timeout {}{}\n",
+        p.name,
+        p.kind,
+        p.base_url,
+        if limits.is_empty() {
+            "off".to_string()
+        } else {
+            limits.join(" and ")
+        },
+        d(p.timeout),
+        if p.long_poll { " (long poll)" } else { "" }
+    ));
+    if let Some(schedule) = p.backoff.as_ref().map(|b| &b.schedule) {
+        out.push_str(&format!(
+            "providers.{:<10} schedule {}\n",
+            p.name,
+            list(schedule)
+        ));
+    }
     out
 }
