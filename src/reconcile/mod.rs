@@ -627,7 +627,26 @@ async fn check_one(
         r = provider.check(&s.session_id, hold, opts.caller) => r,
     };
     crate::metrics::check(&s.provider, outcome_label(&result), began.elapsed());
-    match &result {
+    notes_of(&result, &s, notes);
+    let result = judge_not_found(result, provider, &s);
+    if late {
+        return decide_late(&s, &result, clock::now(), &cfg.backoff);
+    }
+    decide(
+        &s,
+        &result,
+        clock::now(),
+        cfg.backoff_for(&s.provider),
+        opts.source,
+        fastrand::f64(),
+    )
+}
+
+/// What one check's result tells of its provider as a whole (credentials refused, reached,
+/// answered normally) for the pass's notes, and the log lines an answer payrecon cannot act on
+/// deserves.
+fn notes_of(result: &Result<Answer, provider::Error>, s: &Session, notes: &Mutex<ProviderNotes>) {
+    match result {
         Err(e @ provider::Error::Unauthorized(_)) => {
             let first = notes
                 .lock()
@@ -661,18 +680,6 @@ async fn check_one(
         }
         Err(_) => {}
     }
-    let result = judge_not_found(result, provider, &s);
-    if late {
-        return decide_late(&s, &result, clock::now(), &cfg.backoff);
-    }
-    decide(
-        &s,
-        &result,
-        clock::now(),
-        cfg.backoff_for(&s.provider),
-        opts.source,
-        fastrand::f64(),
-    )
 }
 
 /// The `outcome` label of a check, for metrics.
