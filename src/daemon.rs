@@ -262,16 +262,10 @@ pub async fn run(cfg: &Config) -> anyhow::Result<Stop> {
         Err(why) => return Ok(why),
     };
     // The other handles, each on connections of its own, are waited for the same way.
-    let wanted = usize::from(cfg.webhook.is_some())
-        + usize::from(cfg.admin_listen.is_some())
-        + usize::from(cfg.api.is_some());
-    let mut handles = Vec::new();
-    for _ in 0..wanted {
-        match reach_ledger(cfg, &stopping).await? {
-            Ok(l) => handles.push(l),
-            Err(why) => return Ok(why),
-        }
-    }
+    let mut handles = match more_handles(cfg, &stopping).await? {
+        Ok(h) => h,
+        Err(why) => return Ok(why),
+    };
     let mut handle = move || {
         handles
             .pop()
@@ -360,6 +354,25 @@ pub async fn run(cfg: &Config) -> anyhow::Result<Stop> {
     schedule?;
     tracing::info!("payrecon stopped");
     Ok(stop)
+}
+
+/// A ledger handle each for the outbox, the admin endpoint and the API, as configured, each
+/// waited for as [`reach_ledger`] waits; `Err(stop)`: a signal came first.
+async fn more_handles(
+    cfg: &Config,
+    stopping: &Stopping,
+) -> anyhow::Result<Result<Vec<Ledger>, Stop>> {
+    let wanted = usize::from(cfg.webhook.is_some())
+        + usize::from(cfg.admin_listen.is_some())
+        + usize::from(cfg.api.is_some());
+    let mut handles = Vec::new();
+    for _ in 0..wanted {
+        match reach_ledger(cfg, stopping).await? {
+            Ok(l) => handles.push(l),
+            Err(why) => return Ok(Err(why)),
+        }
+    }
+    Ok(Ok(handles))
 }
 
 /// One pass of the daemon's schedule, logged and noted for `/healthz`; whether it claimed any
