@@ -44,12 +44,62 @@ pub struct KindSpec {
     pub keys: &'static [&'static str],
 }
 
-/// Every provider kind this build supports.
-pub const KINDS: &[&KindSpec] = &[&MOPAY, &LITTLE, &MOPAY_NG, &MOFLAY, &VESICASH];
+/// A provider kind this build supports: a config table's `kind`, the adapter that speaks it,
+/// and the simulator's shape of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Mopay,
+    Little,
+    MopayNg,
+    Moflay,
+    Vesicash,
+}
 
-/// The spec of the kind named `kind`, if this build supports it.
-pub fn spec(kind: &str) -> Option<&'static KindSpec> {
-    KINDS.iter().copied().find(|k| k.kind == kind)
+impl Kind {
+    pub const ALL: [Kind; 5] = [
+        Kind::Mopay,
+        Kind::Little,
+        Kind::MopayNg,
+        Kind::Moflay,
+        Kind::Vesicash,
+    ];
+
+    /// What the rest of the program knows of it.
+    pub fn spec(self) -> &'static KindSpec {
+        match self {
+            Kind::Mopay => &MOPAY,
+            Kind::Little => &LITTLE,
+            Kind::MopayNg => &MOPAY_NG,
+            Kind::Moflay => &MOFLAY,
+            Kind::Vesicash => &VESICASH,
+        }
+    }
+
+    /// Its name in the config (`kind = "…"`).
+    pub fn name(self) -> &'static str {
+        self.spec().kind
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Kind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Kind::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown kind {s:?} (this build supports: {})",
+                    Kind::ALL.map(Kind::name).join(", ")
+                )
+            })
+    }
 }
 
 /// MoPay Lesotho.

@@ -8,7 +8,7 @@ mod common;
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use payrecon::provider::{Adapter, Answer, KINDS, Mapped};
+use payrecon::provider::{Adapter, Answer, Mapped, adapter_for};
 
 fn adapters() -> &'static Vec<(String, Box<dyn Adapter>)> {
     static A: OnceLock<Vec<(String, Box<dyn Adapter>)>> = OnceLock::new();
@@ -16,10 +16,7 @@ fn adapters() -> &'static Vec<(String, Box<dyn Adapter>)> {
         let cfg = common::config();
         cfg.providers
             .iter()
-            .map(|p| {
-                let spec = KINDS.iter().find(|k| k.kind == p.kind).unwrap();
-                (p.kind.clone(), (spec.build)(p))
-            })
+            .map(|p| (p.kind.name().to_string(), adapter_for(p)))
             .collect()
     })
 }

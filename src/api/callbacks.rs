@@ -111,7 +111,7 @@ pub(super) async fn callback(
         }
     };
     let pc = st.cfg.provider(&provider);
-    let spec = pc.and_then(|pc| crate::kinds::spec(&pc.kind));
+    let spec = pc.map(|pc| pc.kind.spec());
     let signing = pc
         .and_then(|pc| pc.webhook_secret.as_ref())
         .zip(spec.and_then(|s| s.callback.hmac_header));

@@ -178,7 +178,7 @@ impl HttpConfig {
 pub struct ProviderConfig {
     /// The table name under `[providers]`, which is the ledger's `provider` column.
     pub name: String,
-    pub kind: String,
+    pub kind: crate::kinds::Kind,
     pub base_url: reqwest::Url,
     pub api_key_env: Option<String>,
     pub api_key: Option<Secret>,
@@ -207,7 +207,7 @@ impl ProviderConfig {
     /// What is missing from this table for the provider to ever reach a final state (a
     /// warning: `check-config` exits 2 on any). Only a Mopay Nigeria table can be incomplete.
     pub fn problems(&self) -> Vec<String> {
-        if self.kind != "mopay_ng" {
+        if self.kind != crate::kinds::Kind::MopayNg {
             return Vec::new();
         }
         let ng = &self.mopay_ng;
@@ -853,7 +853,7 @@ mod tests {
         let uncommented = lines.join("\n");
         let env = |_: &str| Some("k".to_string());
         let cfg = Config::parse(&uncommented, &env).expect("uncommented example");
-        let kinds: Vec<&str> = cfg.providers.iter().map(|p| p.kind.as_str()).collect();
+        let kinds: Vec<&str> = cfg.providers.iter().map(|p| p.kind.name()).collect();
         for k in ["mopay", "little", "mopay_ng", "moflay", "vesicash"] {
             assert!(
                 kinds.contains(&k),

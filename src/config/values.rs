@@ -114,18 +114,11 @@ pub(super) fn provider(
             "providers.{name:?}: a provider name must be 1 to 64 letters, digits, '_' or '-'"
         )));
     }
-    let Some(spec) = crate::kinds::spec(&p.kind) else {
-        return Err(UsageError::new(format!(
-            "{}: unknown kind {:?} (this build supports: {})",
-            key("kind"),
-            p.kind,
-            crate::kinds::KINDS
-                .iter()
-                .map(|k| k.kind)
-                .collect::<Vec<_>>()
-                .join(", ")
-        )));
-    };
+    let kind: crate::kinds::Kind = p
+        .kind
+        .parse()
+        .map_err(|e| UsageError::new(format!("{}: {e}", key("kind"))))?;
+    let spec = kind.spec();
     for k in p.extra_keys() {
         if !spec.keys.contains(&k) {
             return Err(UsageError::new(format!(
@@ -254,7 +247,7 @@ pub(super) fn provider(
     }
     Ok(ProviderConfig {
         name: name.to_string(),
-        kind: p.kind.clone(),
+        kind,
         base_url,
         api_key_env: p.api_key_env.clone(),
         api_key,

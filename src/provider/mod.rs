@@ -225,15 +225,14 @@ pub trait Adapter: Send + Sync {
 }
 
 /// Builds the adapter for a configured provider.
-fn adapter_for(cfg: &ProviderConfig) -> Box<dyn Adapter> {
-    match cfg.kind.as_str() {
-        "mopay" => Box::new(mopay::Mopay::new(cfg)),
-        "little" => Box::new(little::Little::new(cfg)),
-        "mopay_ng" => Box::new(mopay_ng::MopayNg::new(cfg)),
-        "moflay" => Box::new(moflay::Moflay::new(cfg)),
-        "vesicash" => Box::new(vesicash::Vesicash::new(cfg)),
-        // Invariant: config validation accepts only the kinds in `kinds::KINDS`.
-        other => unreachable!("provider kind {other:?} passed config validation"),
+pub fn adapter_for(cfg: &ProviderConfig) -> Box<dyn Adapter> {
+    use crate::kinds::Kind;
+    match cfg.kind {
+        Kind::Mopay => Box::new(mopay::Mopay::new(cfg)),
+        Kind::Little => Box::new(little::Little::new(cfg)),
+        Kind::MopayNg => Box::new(mopay_ng::MopayNg::new(cfg)),
+        Kind::Moflay => Box::new(moflay::Moflay::new(cfg)),
+        Kind::Vesicash => Box::new(vesicash::Vesicash::new(cfg)),
     }
 }
 
@@ -416,7 +415,7 @@ impl Provider {
         let adapter = adapter_for(cfg);
         let secrets = [&cfg.api_key, &cfg.public_key, &cfg.secret_key]
             .map(|s| s.as_ref().map(Secret::expose));
-        let credential = budget::fingerprint(&cfg.kind, &secrets, &adapter.endpoint());
+        let credential = budget::fingerprint(cfg.kind.name(), &secrets, &adapter.endpoint());
         Self {
             name: cfg.name.clone(),
             adapter,

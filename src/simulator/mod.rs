@@ -297,36 +297,8 @@ max_age = "10m"
     )
 }
 
-/// The provider shapes the simulator speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Mopay,
-    Little,
-    MopayNg,
-    Moflay,
-    Vesicash,
-}
-
-impl Kind {
-    pub const ALL: [Kind; 5] = [
-        Kind::Mopay,
-        Kind::Little,
-        Kind::MopayNg,
-        Kind::Moflay,
-        Kind::Vesicash,
-    ];
-
-    /// The provider kind's name in the config (and the table name `providers_toml` uses).
-    pub fn name(self) -> &'static str {
-        match self {
-            Kind::Mopay => "mopay",
-            Kind::Little => "little",
-            Kind::MopayNg => "mopay_ng",
-            Kind::Moflay => "moflay",
-            Kind::Vesicash => "vesicash",
-        }
-    }
-}
+/// The provider shapes the simulator speaks: one per kind this build supports.
+pub use crate::kinds::Kind;
 
 /// The `req=` name the simulator answers Mopay Nigeria status lookups on.
 pub const NG_STATUS_ENDPOINT: &str = "payment_status";
