@@ -179,72 +179,12 @@ pub(super) fn provider(
         ),
     };
     let webhook_secret = secret("webhook_secret_env", &p.webhook_secret_env, false)?;
-    let specs = match &p.rate_limit {
-        None => {
-            let sandbox = spec.sandbox_rate_limits.filter(|(prefix, _)| {
-                api_key
-                    .as_ref()
-                    .is_some_and(|k| k.expose().starts_with(prefix))
-            });
-            sandbox
-                .map_or(spec.default_rate_limits, |(_, limits)| limits)
-                .iter()
-                .map(|s| s.to_string())
-                .collect()
-        }
-        Some(RateLimitSpec::One(s)) => vec![s.clone()],
-        Some(RateLimitSpec::Many(v)) => v.clone(),
-    };
-    if specs.is_empty() {
-        return Err(UsageError::new(format!(
-            "{}: an empty list; give one or more limits like \"10/s\", or \"off\"",
-            key("rate_limit")
-        )));
-    }
-    if specs.len() > 1 && specs.iter().any(|s| s == "off") {
-        return Err(UsageError::new(format!(
-            "{}: \"off\" cannot be combined with limits",
-            key("rate_limit")
-        )));
-    }
-    let mut rate_limits = Vec::new();
-    for spec in &specs {
-        if spec == "off" {
-            continue;
-        }
-        rate_limits.push(rate_limit(&key("rate_limit"), spec)?);
-    }
+    let rate_limits = provider_rate_limits(name, p, spec, api_key.as_ref())?;
     let long_poll = p.long_poll.unwrap_or(false);
     let long_poll_timeout = match &p.long_poll_timeout {
         Some(t) => duration_within(&key("long_poll_timeout"), t, SHORT)?,
         None => Duration::from_secs(30),
     };
-    let mut status_map = BTreeMap::new();
-    for (word, ours) in p.status_map.iter().flatten() {
-        let ours = ours.to_ascii_uppercase();
-        if !["PENDING", "COMPLETED", "FAILED", "CANCELLED", "EXPIRED"].contains(&ours.as_str()) {
-            return Err(UsageError::new(format!(
-                "{}: {word:?} maps to {ours:?}, which is not PENDING, COMPLETED, FAILED, CANCELLED or EXPIRED",
-                key("status_map")
-            )));
-        }
-        status_map.insert(word.clone(), ours);
-    }
-    for (k, v) in [
-        ("status_pointer", &p.status_pointer),
-        ("amount_pointer", &p.amount_pointer),
-        ("reference_pointer", &p.reference_pointer),
-        ("currency_pointer", &p.currency_pointer),
-    ] {
-        if let Some(v) = v
-            && !v.starts_with('/')
-        {
-            return Err(UsageError::new(format!(
-                "{}: {v:?} is not a JSON pointer (it starts with '/', like \"/DATA/status\")",
-                key(k)
-            )));
-        }
-    }
     Ok(ProviderConfig {
         name: name.to_string(),
         kind,
@@ -281,15 +221,93 @@ pub(super) fn provider(
         } else {
             http_timeout
         },
-        mopay_ng: MopayNgConfig {
-            status_endpoint: p.status_endpoint.clone(),
-            id_param: p.id_param.clone().unwrap_or_else(|| "reference".into()),
-            status_pointer: p.status_pointer.clone(),
-            amount_pointer: p.amount_pointer.clone(),
-            reference_pointer: p.reference_pointer.clone(),
-            currency_pointer: p.currency_pointer.clone(),
-            status_map,
-        },
+        mopay_ng: mopay_ng_settings(name, p)?,
+    })
+}
+
+/// A provider table's `rate_limit`: one limit, a list, `"off"`, or (unset) the kind's default
+/// — a sandbox key's own where the kind has one.
+fn provider_rate_limits(
+    name: &str,
+    p: &RawProvider,
+    spec: &crate::kinds::KindSpec,
+    api_key: Option<&Secret>,
+) -> Result<Vec<(NonZeroU32, Duration)>, UsageError> {
+    let key = |k: &str| format!("providers.{name}.{k}");
+    let specs = match &p.rate_limit {
+        None => {
+            let sandbox = spec
+                .sandbox_rate_limits
+                .filter(|(prefix, _)| api_key.is_some_and(|k| k.expose().starts_with(prefix)));
+            sandbox
+                .map_or(spec.default_rate_limits, |(_, limits)| limits)
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+        }
+        Some(RateLimitSpec::One(s)) => vec![s.clone()],
+        Some(RateLimitSpec::Many(v)) => v.clone(),
+    };
+    if specs.is_empty() {
+        return Err(UsageError::new(format!(
+            "{}: an empty list; give one or more limits like \"10/s\", or \"off\"",
+            key("rate_limit")
+        )));
+    }
+    if specs.len() > 1 && specs.iter().any(|s| s == "off") {
+        return Err(UsageError::new(format!(
+            "{}: \"off\" cannot be combined with limits",
+            key("rate_limit")
+        )));
+    }
+    let mut rate_limits = Vec::new();
+    for spec in &specs {
+        if spec == "off" {
+            continue;
+        }
+        rate_limits.push(rate_limit(&key("rate_limit"), spec)?);
+    }
+    Ok(rate_limits)
+}
+
+/// Mopay Nigeria's settings (`status_endpoint`, `id_param`, the JSON pointers, `status_map`),
+/// each checked; other kinds refuse these keys before this is read.
+fn mopay_ng_settings(name: &str, p: &RawProvider) -> Result<MopayNgConfig, UsageError> {
+    let key = |k: &str| format!("providers.{name}.{k}");
+    let mut status_map = BTreeMap::new();
+    for (word, ours) in p.status_map.iter().flatten() {
+        let ours = ours.to_ascii_uppercase();
+        if !["PENDING", "COMPLETED", "FAILED", "CANCELLED", "EXPIRED"].contains(&ours.as_str()) {
+            return Err(UsageError::new(format!(
+                "{}: {word:?} maps to {ours:?}, which is not PENDING, COMPLETED, FAILED, CANCELLED or EXPIRED",
+                key("status_map")
+            )));
+        }
+        status_map.insert(word.clone(), ours);
+    }
+    for (k, v) in [
+        ("status_pointer", &p.status_pointer),
+        ("amount_pointer", &p.amount_pointer),
+        ("reference_pointer", &p.reference_pointer),
+        ("currency_pointer", &p.currency_pointer),
+    ] {
+        if let Some(v) = v
+            && !v.starts_with('/')
+        {
+            return Err(UsageError::new(format!(
+                "{}: {v:?} is not a JSON pointer (it starts with '/', like \"/DATA/status\")",
+                key(k)
+            )));
+        }
+    }
+    Ok(MopayNgConfig {
+        status_endpoint: p.status_endpoint.clone(),
+        id_param: p.id_param.clone().unwrap_or_else(|| "reference".into()),
+        status_pointer: p.status_pointer.clone(),
+        amount_pointer: p.amount_pointer.clone(),
+        reference_pointer: p.reference_pointer.clone(),
+        currency_pointer: p.currency_pointer.clone(),
+        status_map,
     })
 }
 
