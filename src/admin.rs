@@ -66,11 +66,6 @@ impl Health {
     fn stale_after(&self) -> Duration {
         self.interval * 3 + Duration::from_secs(60)
     }
-
-    /// How long due work may wait unclaimed before `/healthz` fails.
-    pub fn unclaimed_after(&self) -> Duration {
-        self.unclaimed_after
-    }
 }
 
 /// A `stats` reading, or why the ledger gave none.
@@ -178,7 +173,7 @@ async fn healthz(State(st): State<AdminState>) -> Response {
     let age = last.map(|(at, _)| (now - at).to_std().unwrap_or_default());
     let mut problems = st.health.problems(age);
     let mut body = match &*stats {
-        Ok(s) => ledger_report(s, &st.health, now, &mut problems),
+        Ok(s) => ledger_report(s, st.stats.ledger.is_pg(), &st.health, now, &mut problems),
         Err(e) => {
             // Logged in full; the answer says only that the ledger is unreachable.
             tracing::error!(error = %crate::escape::shown(e), "healthz: ledger unreachable");
@@ -238,11 +233,12 @@ impl Health {
     }
 }
 
-/// What the ledger's stats say for `/healthz`: the body's ledger part, and a line in
+/// What the ledger's stats say for `/healthz` (`is_pg`: its clock is PostgreSQL's own): the body's ledger part, and a line in
 /// `problems` for each problem — due work unclaimed too long, a clock off, providers refusing
 /// the credentials or answering "not found" to everything, rows set aside.
 fn ledger_report(
     s: &Stats,
+    is_pg: bool,
     health: &Health,
     now: Timestamp,
     problems: &mut Vec<String>,
@@ -258,7 +254,7 @@ fn ledger_report(
             humantime::format_duration(health.unclaimed_after)
         ));
     }
-    if let Some(skew) = clock_skew(s.ledger_clock, s.ledger_clock_is_server, now) {
+    if let Some(skew) = clock_skew(s.ledger_clock, is_pg, now) {
         problems.push(skew);
     }
     // Each provider-wide problem: the providers it holds for (since when, and why), and one

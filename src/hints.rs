@@ -120,6 +120,14 @@ impl Queue {
     }
 }
 
+/// What every hint worker of a listener checks with.
+struct Checker {
+    ledger: Ledger,
+    providers: Providers,
+    cfg: Config,
+    opts: PassOptions,
+}
+
 /// The hint queues of one API listener, one per configured provider.
 pub struct Hints {
     queues: HashMap<String, Arc<Queue>>,
@@ -139,10 +147,15 @@ impl Hints {
             caller: crate::provider::budget::Caller::Hint,
             ..opts
         };
-        let shared = Arc::new((ledger, providers, cfg, opts));
+        let shared = Arc::new(Checker {
+            ledger,
+            providers,
+            cfg,
+            opts,
+        });
         let mut queues = HashMap::new();
         let mut tasks = Vec::new();
-        for p in &shared.2.providers {
+        for p in &shared.cfg.providers {
             let queue = Arc::new(Queue::default());
             queues.insert(p.name.clone(), queue.clone());
             for _ in 0..WORKERS {
@@ -153,7 +166,12 @@ impl Hints {
                     p.name.clone(),
                 );
                 tasks.push(tokio::spawn(async move {
-                    let (ledger, providers, cfg, opts) = &*shared;
+                    let Checker {
+                        ledger,
+                        providers,
+                        cfg,
+                        opts,
+                    } = &*shared;
                     loop {
                         let id = tokio::select! {
                             () = shutdown.cancelled() => return,

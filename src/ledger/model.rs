@@ -722,9 +722,6 @@ pub struct Stats {
     /// The ledger's clock: PostgreSQL's `now()`, or on SQLite when the newest transition was
     /// recorded (by any process); `None` on an empty SQLite ledger.
     pub ledger_clock: Option<crate::clock::Timestamp>,
-    /// Whether [`Stats::ledger_clock`] is the server's clock (PostgreSQL) rather than the
-    /// newest time a process wrote (SQLite).
-    pub ledger_clock_is_server: bool,
 }
 
 /// Filter for `list`.

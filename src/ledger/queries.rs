@@ -200,7 +200,6 @@ impl Ledger {
                 unreadable,
                 oldest_due: oldest_due.as_deref().and_then(clock::parse),
                 ledger_clock: ledger_clock.as_deref().and_then(clock::parse),
-                ledger_clock_is_server: self.is_pg(),
             })
         })
     }

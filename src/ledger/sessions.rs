@@ -113,10 +113,9 @@ pub(super) struct Claim {
     /// PostgreSQL: one `UPDATE … RETURNING` that locks the rows it takes and skips rows another
     /// transaction is taking, so concurrent claims never return one row twice.
     pg: &'static str,
-    /// SQLite: the rows as they are (or, when `tiers` is not empty, these queries one after
-    /// another while the batch has room) …
-    select: &'static str,
-    tiers: &'static [&'static str],
+    /// SQLite: the rows as they are — the queries one after another while the batch (`?4`) has
+    /// room (one query, or [`DueOrder`]'s tiers) …
+    selects: &'static [&'static str],
     /// … then one UPDATE leasing exactly those, by id (`?3`, a JSON array). SQLite runs
     /// `UPDATE … RETURNING` by first collecting every row in a temporary table, which cost more
     /// than reading the rows and updating them; nothing can come between the two statements
@@ -193,29 +192,26 @@ macro_rules! lite_lease {
 
 pub(super) const CLAIM_DUE: Claim = Claim {
     pg: pg_due!(),
-    select: "",
-    tiers: LITE_DUE_TIERS,
+    selects: LITE_DUE_TIERS,
     lease: lite_lease!("next_check_at = ?2"),
     late: false,
 };
 
 pub(super) const CLAIM_LATE: Claim = Claim {
     pg: pg_claim!("late_check_at = ?2", late_rows!()),
-    select: concat!("SELECT ", session_cols!(), " ", late_rows!()),
-    tiers: &[],
+    selects: &[concat!("SELECT ", session_cols!(), " ", late_rows!())],
     lease: lite_lease!("late_check_at = ?2"),
     late: true,
 };
 
 pub(super) const CLAIM_ALL: Claim = Claim {
     pg: pg_claim!("next_check_at = ?2", all_rows!("FROM sessions")),
-    select: concat!(
+    selects: &[concat!(
         "SELECT ",
         session_cols!(),
         " ",
         all_rows!("FROM sessions NOT INDEXED")
-    ),
-    tiers: &[],
+    )],
     lease: lite_lease!("next_check_at = ?2"),
     late: false,
 };
@@ -234,26 +230,21 @@ pub(super) fn claim_rows(
     let mut claimed = if tx.is_pg() {
         split(tx.query(claim.pg, params, read_session)?)
     } else {
-        let rows = if claim.tiers.is_empty() {
-            tx.query(claim.select, params, read_session)?
-        } else {
-            // `?4` is the batch: each tier gets what the earlier ones left.
-            let limit = match params.get(3) {
-                Some(Val::Int(n)) => *n,
-                _ => 0,
-            };
-            let mut p = params.to_vec();
-            let mut rows = Vec::new();
-            for sql in claim.tiers {
-                let left = limit - rows.len() as i64;
-                if left <= 0 {
-                    break;
-                }
-                p[3] = Val::Int(left);
-                rows.extend(tx.query(sql, &p, read_session)?);
-            }
-            rows
+        // `?4` is the batch: each query gets what the earlier ones left.
+        let limit = match params.get(3) {
+            Some(Val::Int(n)) => *n,
+            _ => 0,
         };
+        let mut p = params.to_vec();
+        let mut rows = Vec::new();
+        for sql in claim.selects {
+            let left = limit - rows.len() as i64;
+            if left <= 0 {
+                break;
+            }
+            p[3] = Val::Int(left);
+            rows.extend(tx.query(sql, &p, read_session)?);
+        }
         let claimed = split(rows);
         if claimed.is_empty() {
             return Ok(claimed);
@@ -568,8 +559,8 @@ mod tests {
     fn each_due_tier_is_a_range_of_the_partial_index() {
         let (_d, l) = seeded();
         let now = clock::format(clock::now());
-        assert_eq!(CLAIM_DUE.tiers.len(), 3);
-        for tier in CLAIM_DUE.tiers {
+        assert_eq!(CLAIM_DUE.selects.len(), 3);
+        for tier in CLAIM_DUE.selects {
             let plan = plan_of(
                 &l,
                 tier,
@@ -598,7 +589,7 @@ mod tests {
     fn once_all_walks_the_rowid_in_order() {
         let (_d, l) = seeded();
         let now = clock::format(clock::now());
-        let plan = plan_of(&l, CLAIM_ALL.select, params!["o", now, 0, 500, now]);
+        let plan = plan_of(&l, CLAIM_ALL.selects[0], params!["o", now, 0, 500, now]);
         assert!(
             plan.contains("INTEGER PRIMARY KEY (rowid>?)"),
             "plan was: {plan}"

@@ -138,7 +138,7 @@ pub struct Budget {
     taking: tokio::sync::Mutex<()>,
     waiting: AtomicU32,
     /// How far ahead of now the book may be (see [`MIN_AHEAD`]).
-    pub max_ahead_us: i64,
+    max_ahead_us: i64,
     /// Whether a book too far ahead was already said (once per process).
     clamp_said: AtomicBool,
     /// Regular callers waiting for their slot now (hints yield to them).
@@ -285,6 +285,9 @@ impl Budget {
                 )
                 .await
                 .map_err(NoSlot::Book)?;
+            if clamped {
+                crate::metrics::budget_clamped();
+            }
             if clamped && !self.clamp_said.swap(true, Ordering::Relaxed) {
                 tracing::warn!(
                     credential = %self.credential,
@@ -292,7 +295,6 @@ impl Budget {
                     "the call budget in the ledger was further ahead than this rate_limit can need \
                      (a hand edit, an earlier rate_limit, a clock that ran ahead): set back to now"
                 );
-                crate::metrics::budget_clamped();
             }
             let mut q = self.slots.lock().unwrap_or_else(|p| p.into_inner());
             q.extend((0..i64::from(n)).map(|i| first + i * self.interval_us));
