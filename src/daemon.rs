@@ -138,6 +138,17 @@ pub async fn shutdown_signal() {
     stop_signal().await;
 }
 
+/// A task that cancels `token` when a stopping signal comes (abort it when the work is done),
+/// so the work gives back what it claimed.
+fn cancel_on_signal(token: &CancellationToken) -> tokio::task::JoinHandle<()> {
+    let token = token.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("signal received; releasing claimed sessions");
+        token.cancel();
+    })
+}
+
 /// What `once` did.
 pub struct OnceReport {
     pub pass: PassReport,
@@ -170,14 +181,7 @@ pub async fn once(cfg: &Config, all: bool) -> anyhow::Result<OnceReport> {
     let providers = provider::build(cfg).context("building the HTTP client")?;
     reconcile::share_budgets(&providers, &ledger);
     let token = CancellationToken::new();
-    let watcher = {
-        let token = token.clone();
-        tokio::spawn(async move {
-            shutdown_signal().await;
-            tracing::info!("signal received; releasing claimed sessions");
-            token.cancel();
-        })
-    };
+    let watcher = cancel_on_signal(&token);
     let owner = owner_id();
     // A backfill can be long: a progress bar on a terminal (none in logs or pipes).
     let pending_at_start = if all { ledger.count_pending()? } else { 0 };
@@ -240,13 +244,7 @@ pub async fn verify(
         caller: provider::budget::Caller::Regular,
     };
     let token = CancellationToken::new();
-    let watcher = {
-        let token = token.clone();
-        tokio::spawn(async move {
-            shutdown_signal().await;
-            token.cancel();
-        })
-    };
+    let watcher = cancel_on_signal(&token);
     let verified =
         reconcile::verify(ledger, &providers, cfg, &opts, provider, session_id, &token).await;
     watcher.abort();

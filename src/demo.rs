@@ -588,6 +588,46 @@ fn tables(
 
 #[cfg(test)]
 mod tests {
+    use super::standard_webhooks_verifies;
+
+    /// The demo receiver's own verifier accepts the published Standard Webhooks test vector
+    /// (among other entries of the header) and refuses it altered.
+    #[test]
+    fn the_receiver_verifies_the_published_vector() {
+        use base64::Engine as _;
+        let key = base64::engine::general_purpose::STANDARD
+            .decode("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+            .unwrap();
+        let (id, ts, body) = (
+            "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            "1614265330",
+            br#"{"test": 2432232314}"#,
+        );
+        let sig = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
+        assert!(standard_webhooks_verifies(&key, id, ts, body, sig));
+        assert!(standard_webhooks_verifies(
+            &key,
+            id,
+            ts,
+            body,
+            &format!("v1,bm9wZQ== {sig}")
+        ));
+        assert!(!standard_webhooks_verifies(
+            &key,
+            id,
+            "1614265331",
+            body,
+            sig
+        ));
+        assert!(!standard_webhooks_verifies(
+            &key,
+            id,
+            ts,
+            br#"{"test": 1}"#,
+            sig
+        ));
+    }
+
     #[test]
     fn demo_config_is_valid() {
         let cfg = super::config(

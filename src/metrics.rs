@@ -32,7 +32,7 @@ pub const HINTS: &str = "payrecon_hints_total";
 /// Hinted checks by `result`: answered (the provider said something), unchecked (counter).
 pub const HINT_CHECKS: &str = "payrecon_hint_checks_total";
 /// Provider callbacks refused or naming nothing readable, by `reason`: signature, replay,
-/// too_large, not_json (counter).
+/// too_large, slow, not_json (counter).
 pub const CALLBACKS_REFUSED: &str = "payrecon_callbacks_refused_total";
 /// Times the ledger's call budget was further ahead than a rate_limit can need and was set
 /// back to now (counter).

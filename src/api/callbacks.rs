@@ -106,7 +106,11 @@ pub(super) async fn callback(
     let body = match crate::listen::body(body, MAX_CALLBACK_BODY).await {
         Ok(b) => b,
         Err(e) => {
-            st.refused(&provider, "too_large");
+            let reason = match e {
+                crate::listen::BodyError::TooLarge => "too_large",
+                crate::listen::BodyError::Slow => "slow",
+            };
+            st.refused(&provider, reason);
             return body_refused(e, MAX_CALLBACK_BODY).into_response();
         }
     };

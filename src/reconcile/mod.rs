@@ -487,7 +487,7 @@ impl<'a> Claimer<'a> {
                 if let (Turn::AllAfter(after), Some(last)) = (st.turn, claimed.last_rowid()) {
                     st.turn = Turn::AllAfter(after.max(last));
                 }
-                let nothing = claimed.sessions.is_empty() && claimed.unreadable.is_empty();
+                let nothing = claimed.is_empty();
                 if in_cycle && !nothing {
                     st.claimed_in_cycle = true;
                 }

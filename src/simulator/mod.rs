@@ -520,6 +520,17 @@ async fn poll(
 mod tests {
     use super::*;
 
+    /// The simulator's own reading of Mopay Nigeria's signal rule gives the value computed
+    /// outside this code (Python's hmac module) for the documented string
+    /// `{"timestamp":"1700000000"}`.
+    #[test]
+    fn the_simulators_signal_follows_the_documented_rule() {
+        assert_eq!(
+            mopay_ng_signal(b"test_secret_key", "1700000000"),
+            "86d69130a09aeeb83e914c12aff51cf699aad1fb9df2b12588c4b7194366fe815677c2939000c4aeced4309702b4fb3016424339700fada3cda47453f6471552"
+        );
+    }
+
     #[test]
     fn behaviours_parse_and_print() {
         for text in [
