@@ -178,7 +178,8 @@ fn outbox(cfg: &Config, owner: &str, ledger: Option<Ledger>) -> anyhow::Result<O
 /// events due; ended early by a signal.
 pub async fn once(cfg: &Config, all: bool) -> anyhow::Result<OnceReport> {
     let ledger = open_ledger(cfg)?;
-    let providers = provider::build(cfg).context("building the HTTP client")?;
+    let providers = provider::build(&cfg.providers, &cfg.http, cfg.schedule.lease)
+        .context("building the HTTP client")?;
     reconcile::share_budgets(&providers, &ledger);
     let token = CancellationToken::new();
     let watcher = cancel_on_signal(&token);
@@ -232,7 +233,8 @@ pub async fn verify(
     provider: &str,
     session_id: &str,
 ) -> anyhow::Result<reconcile::Verified> {
-    let providers = provider::build(cfg).context("building the HTTP client")?;
+    let providers = provider::build(&cfg.providers, &cfg.http, cfg.schedule.lease)
+        .context("building the HTTP client")?;
     reconcile::share_budgets(&providers, ledger);
     let opts = PassOptions {
         owner: owner_id(),
@@ -269,7 +271,8 @@ pub async fn run(cfg: &Config) -> anyhow::Result<Stop> {
             .pop()
             .ok_or_else(|| anyhow::anyhow!("no ledger handle left"))
     };
-    let providers = provider::build(cfg).context("building the HTTP client")?;
+    let providers = provider::build(&cfg.providers, &cfg.http, cfg.schedule.lease)
+        .context("building the HTTP client")?;
     reconcile::share_budgets(&providers, &ledger);
     let token = CancellationToken::new();
     let owner = owner_id();

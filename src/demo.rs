@@ -61,22 +61,6 @@ pub const OTHER_SCENARIOS: &[(&str, Status, u32)] = &[
     ("pending", Status::Expired, 1),
 ];
 
-/// Behaviours only some providers can tell apart, at those providers.
-pub fn extra_scenarios(kind: Kind) -> &'static [(&'static str, Status, u32)] {
-    match kind {
-        // Moflay's `unknown` ("manual review"), its 422 invalid_access, its X-RateLimit-Reset,
-        // and a currency it reports.
-        Kind::Moflay => &[
-            ("unpaid", Status::Review, 1),
-            ("currency", Status::Review, 1),
-            ("422-1.complete", Status::Completed, 1),
-            ("429reset-1.complete", Status::Completed, 1),
-        ],
-        Kind::Vesicash => &[("currency", Status::Review, 1)],
-        _ => &[],
-    }
-}
-
 /// The environment variable names the demo's config points at (never read from the real
 /// environment: the demo supplies fresh random values).
 const DEMO_SECRET_ENV: &str = "PAYRECON_DEMO_WEBHOOK_SECRET";
@@ -402,39 +386,29 @@ async fn create_sessions(
     let mut expected: BTreeMap<String, (&'static str, Status)> = BTreeMap::new();
     let mut n = 0;
     for kind in Kind::ALL {
-        let scenarios: Vec<_> = if kind == Kind::Mopay {
+        let demo = simulator::shape(kind).demo();
+        let scenarios: Vec<_> = if demo.id.is_none() {
             SCENARIOS.to_vec()
         } else {
-            [OTHER_SCENARIOS, extra_scenarios(kind)].concat()
-        };
-        let currency = match kind {
-            Kind::Mopay => "LSL",
-            Kind::Little | Kind::Moflay => "KES",
-            Kind::MopayNg => "NGN",
-            Kind::Vesicash => "GHS",
+            [OTHER_SCENARIOS, demo.extra].concat()
         };
         for (behaviour, want, count) in &scenarios {
             for _ in 0..*count {
                 n += 1;
                 let reference = format!("ORDER{n:04}");
                 let amount = format!("{}.{:02}", 50 + n * 7, (n * 37) % 100);
-                let session_id = match kind {
-                    Kind::Mopay => {
+                let session_id = match demo.id {
+                    None => {
                         create_mopay(&client, base_url, key, n, &reference, &amount, behaviour)
                             .await?
                     }
-                    other => {
-                        let id = match other {
-                            Kind::Little => format!("LP-{n:04}"),
-                            Kind::MopayNg => format!("NG{n:06}"),
-                            Kind::Moflay => format!("pay_{n:06}"),
-                            _ => format!("VS-{n:04}"),
-                        };
+                    Some(name) => {
+                        let id = name(n);
                         sim.insert_in(
                             &id,
                             &amount,
                             &reference,
-                            currency,
+                            demo.currency,
                             behaviour.parse().map_err(anyhow::Error::msg)?,
                         );
                         id
@@ -445,7 +419,7 @@ async fn create_sessions(
                     session_id: session_id.clone(),
                     reference: Some(reference),
                     amount: Some(amount),
-                    currency: Some(currency.into()),
+                    currency: Some(demo.currency.into()),
                     created_at: None,
                 })?;
                 expected.insert(session_id, (*behaviour, *want));
@@ -463,7 +437,7 @@ async fn settle(
     outbox: &Outbox,
     expected: &BTreeMap<String, (&'static str, Status)>,
 ) -> anyhow::Result<(Vec<crate::ledger::Session>, u32)> {
-    let providers = provider::build(cfg)?;
+    let providers = provider::build(&cfg.providers, &cfg.http, cfg.schedule.lease)?;
     reconcile::share_budgets(&providers, ledger);
     let opts = PassOptions {
         owner: crate::daemon::owner_id(),

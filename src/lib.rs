@@ -40,7 +40,6 @@ pub mod export;
 pub mod hints;
 pub mod http;
 pub mod import;
-pub mod kinds;
 pub mod ledger;
 pub mod listen;
 pub mod metrics;

@@ -234,7 +234,7 @@ fn schedule_line(delays: &[&str], compress: f64) -> anyhow::Result<String> {
 
 fn scenarios(o: &TruthOptions) -> anyhow::Result<Vec<Scenario>> {
     let c = o.compress;
-    let ours = schedule_line(payrecon::kinds::LITTLE.default_schedule, c)?;
+    let ours = schedule_line(payrecon::provider::little::SPEC.default_schedule, c)?;
     let fixed = "jitter = 0.0".to_string();
     Ok(vec![
         Scenario {

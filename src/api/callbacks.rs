@@ -199,7 +199,7 @@ impl ApiState {
     fn ids_in_body(
         &self,
         provider: &str,
-        spec: Option<&'static crate::kinds::KindSpec>,
+        spec: Option<&'static crate::provider::KindSpec>,
         body: &[u8],
     ) -> Vec<String> {
         let Ok(v) = serde_json::from_slice::<Value>(body) else {

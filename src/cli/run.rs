@@ -188,7 +188,7 @@ pub(super) fn describe(cfg: &Config) -> String {
         out.push_str("providers            none configured: add a [providers.NAME] table\n");
     }
     for p in &cfg.providers {
-        out.push_str(&describe_provider(p));
+        out.push_str(&describe_provider(p, cfg.own_schedule(&p.name)));
     }
     out.push_str(&format!(
         "admin.listen         {}\n",
@@ -220,7 +220,10 @@ pub(super) fn describe(cfg: &Config) -> String {
 
 /// One provider's lines of `check-config`: its kind, endpoint, where its keys come from (set or
 /// not, never the keys), its limits and timeout, and its own schedule if it has one.
-fn describe_provider(p: &crate::config::ProviderConfig) -> String {
+fn describe_provider(
+    p: &crate::config::ProviderConfig,
+    own_schedule: Option<&[std::time::Duration]>,
+) -> String {
     let mut out = String::new();
     let d = |d: std::time::Duration| humantime::format_duration(d).to_string();
     let list = |s: &[std::time::Duration]| s.iter().map(|x| d(*x)).collect::<Vec<_>>().join(", ");
@@ -260,7 +263,7 @@ fn describe_provider(p: &crate::config::ProviderConfig) -> String {
         d(p.timeout),
         if p.long_poll { " (long poll)" } else { "" }
     ));
-    if let Some(schedule) = p.backoff.as_ref().map(|b| &b.schedule) {
+    if let Some(schedule) = own_schedule {
         out.push_str(&format!(
             "providers.{:<10} schedule {}\n",
             p.name,

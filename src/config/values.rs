@@ -102,7 +102,7 @@ pub(super) fn provider(
     kind_schedules: bool,
     env: EnvLookup<'_>,
     problems: &mut Vec<String>,
-) -> Result<ProviderConfig, UsageError> {
+) -> Result<(ProviderConfig, Option<BackoffConfig>), UsageError> {
     let key = |k: &str| format!("providers.{name}.{k}");
     if name.is_empty()
         || name.len() > 64
@@ -114,7 +114,7 @@ pub(super) fn provider(
             "providers.{name:?}: a provider name must be 1 to 64 letters, digits, '_' or '-'"
         )));
     }
-    let kind: crate::kinds::Kind = p
+    let kind: crate::provider::Kind = p
         .kind
         .parse()
         .map_err(|e| UsageError::new(format!("{}: {e}", key("kind"))))?;
@@ -168,7 +168,7 @@ pub(super) fn provider(
             }
         }
     };
-    use crate::kinds::SecretNeeds;
+    use crate::provider::SecretNeeds;
     let (api_key, public_key, secret_key) = match spec.secrets {
         SecretNeeds::OptionalApiKey => (secret("api_key_env", &p.api_key_env, false)?, None, None),
         SecretNeeds::ApiKey => (secret("api_key_env", &p.api_key_env, true)?, None, None),
@@ -185,44 +185,47 @@ pub(super) fn provider(
         Some(t) => duration_within(&key("long_poll_timeout"), t, SHORT)?,
         None => Duration::from_secs(30),
     };
-    Ok(ProviderConfig {
-        name: name.to_string(),
-        kind,
-        base_url,
-        api_key_env: p.api_key_env.clone(),
-        api_key,
-        public_key_env: p.public_key_env.clone(),
-        public_key,
-        secret_key_env: p.secret_key_env.clone(),
-        secret_key,
-        webhook_secret,
-        rate_limits,
-        long_poll,
-        backoff: match &p.schedule {
-            Some(list) => Some(BackoffConfig {
-                schedule: delays(&key("schedule"), Some(list))?,
+    let own_backoff = match &p.schedule {
+        Some(list) => Some(BackoffConfig {
+            schedule: delays(&key("schedule"), Some(list))?,
+            ..backoff.clone()
+        }),
+        None if kind_schedules => {
+            let list: Vec<String> = spec
+                .default_schedule
+                .iter()
+                .map(|d| d.to_string())
+                .collect();
+            Some(BackoffConfig {
+                schedule: delays(&key("schedule"), Some(&list))?,
                 ..backoff.clone()
-            }),
-            None if kind_schedules => {
-                let list: Vec<String> = spec
-                    .default_schedule
-                    .iter()
-                    .map(|d| d.to_string())
-                    .collect();
-                Some(BackoffConfig {
-                    schedule: delays(&key("schedule"), Some(&list))?,
-                    ..backoff.clone()
-                })
-            }
-            None => None,
+            })
+        }
+        None => None,
+    };
+    Ok((
+        ProviderConfig {
+            name: name.to_string(),
+            kind,
+            base_url,
+            api_key_env: p.api_key_env.clone(),
+            api_key,
+            public_key_env: p.public_key_env.clone(),
+            public_key,
+            secret_key_env: p.secret_key_env.clone(),
+            secret_key,
+            webhook_secret,
+            rate_limits,
+            long_poll,
+            timeout: if long_poll {
+                long_poll_timeout
+            } else {
+                http_timeout
+            },
+            mopay_ng: mopay_ng_settings(name, p)?,
         },
-        timeout: if long_poll {
-            long_poll_timeout
-        } else {
-            http_timeout
-        },
-        mopay_ng: mopay_ng_settings(name, p)?,
-    })
+        own_backoff,
+    ))
 }
 
 /// A provider table's `rate_limit`: one limit, a list, `"off"`, or (unset) the kind's default
@@ -230,7 +233,7 @@ pub(super) fn provider(
 fn provider_rate_limits(
     name: &str,
     p: &RawProvider,
-    spec: &crate::kinds::KindSpec,
+    spec: &crate::provider::KindSpec,
     api_key: Option<&Secret>,
 ) -> Result<Vec<(NonZeroU32, Duration)>, UsageError> {
     let key = |k: &str| format!("providers.{name}.{k}");

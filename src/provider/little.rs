@@ -7,9 +7,36 @@
 
 use serde::Deserialize;
 use serde_json::Value;
+use super::kinds::{CallbackSpec, KindSpec, SecretNeeds};
+
 
 use super::{Adapter, Error, Mapped, ProviderFacts, StatusUrl};
-use crate::config::{ProviderConfig, Secret};
+use super::ProviderConfig;
+use crate::secret::Secret;
+
+/// What the configuration needs to know of this kind (docs/providers.md).
+pub const SPEC: KindSpec = KindSpec {
+    kind: "little",
+    default_base_url: Some("https://pay.little.africa"), // [seed 001]
+    default_rate_limits: &["10/s"],                      // [assumed]: none published
+    sandbox_rate_limits: None,
+    // Mobile money (M-Pesa STK) is decided in the first two minutes: vendors poll every 8 s
+    // for up to 96 s [3rd-party]; then sparser until the intent expires (30 min by default
+    // [docs]), then hourly.
+    default_schedule: &[
+        "10s", "10s", "10s", "10s", "10s", "10s", "10s", "10s", "10s", "10s", "10s", "10s", "30s",
+        "1m", "2m", "5m", "10m", "15m", "1h",
+    ],
+    // Callbacks are RSA-SHA256 signed (X-LittlePay-Signature) [docs]: not checked by this build;
+    // the body is assumed to be the status answer's (`data.reference`, `data.key`) [assumed].
+    callback: CallbackSpec {
+        hmac_header: None,
+        id_pointers: &["/data/reference", "/data/key", "/reference", "/key"],
+    },
+    secrets: SecretNeeds::ApiKey,
+    keys: &["api_key_env", "long_poll", "long_poll_timeout"],
+};
+
 
 const STATUS_PATH: &[&str] = &["api", "payments-v2"]; // [seed 001]
 

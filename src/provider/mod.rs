@@ -4,15 +4,24 @@
 //!
 //! This module never touches the ledger: it turns a session id into an [`Answer`] or an
 //! [`Error`], and `reconcile` decides what that means for the session.
-//! Adding a provider kind is its adapter file here, its line in `adapter_for`, and its spec in
-//! [`crate::kinds`].
+//! Adding a provider kind is its adapter file here (its `SPEC` and its parsing) and its line in
+//! the `registry!` below (docs/development.md "Adding a provider kind").
 
 pub mod budget;
-pub mod little;
-pub mod moflay;
-pub mod mopay;
-pub mod mopay_ng;
-pub mod vesicash;
+pub mod kinds;
+mod settings;
+
+pub use kinds::{CallbackSpec, KindSpec, SecretNeeds};
+pub use settings::{HttpConfig, MopayNgConfig, ProviderConfig};
+
+// The one list of provider kinds: `Variant => module::Adapter`.
+kinds::registry! {
+    Mopay => mopay::Mopay,
+    Little => little::Little,
+    MopayNg => mopay_ng::MopayNg,
+    Moflay => moflay::Moflay,
+    Vesicash => vesicash::Vesicash,
+}
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,8 +33,8 @@ use reqwest::StatusCode;
 use reqwest::header::HeaderValue;
 use rust_decimal::Decimal;
 
-use crate::config::{Config, HttpConfig, ProviderConfig, Secret};
 use crate::http;
+use crate::secret::Secret;
 
 /// What a provider's status word means for us (docs/providers.md mapping tables).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -226,14 +235,7 @@ pub trait Adapter: Send + Sync {
 
 /// Builds the adapter for a configured provider.
 pub fn adapter_for(cfg: &ProviderConfig) -> Box<dyn Adapter> {
-    use crate::kinds::Kind;
-    match cfg.kind {
-        Kind::Mopay => Box::new(mopay::Mopay::new(cfg)),
-        Kind::Little => Box::new(little::Little::new(cfg)),
-        Kind::MopayNg => Box::new(mopay_ng::MopayNg::new(cfg)),
-        Kind::Moflay => Box::new(moflay::Moflay::new(cfg)),
-        Kind::Vesicash => Box::new(vesicash::Vesicash::new(cfg)),
-    }
+    cfg.kind.adapter(cfg)
 }
 
 /// Distinct sessions answered "not found" before the provider is flagged as misdirected (a
@@ -346,27 +348,25 @@ pub const DEFAULT_429_PAUSE: Duration = Duration::from_secs(5);
 /// All configured providers by name.
 pub type Providers = HashMap<String, Arc<Provider>>;
 
-/// Builds every configured provider, sharing one HTTP client (one connection pool).
-pub fn build(cfg: &Config) -> Result<Providers, reqwest::Error> {
-    let longest = cfg
-        .providers
+/// Builds every configured provider, sharing one HTTP client (one connection pool); `lease` is
+/// how long a claimed session stays leased (a check never holds a budget slot beyond half).
+pub fn build(
+    providers: &[ProviderConfig],
+    http: &HttpConfig,
+    lease: Duration,
+) -> Result<Providers, reqwest::Error> {
+    let longest = providers
         .iter()
         .map(|p| p.timeout)
         .max()
-        .unwrap_or(cfg.http.timeout);
-    let client = crate::http::client(longest.max(cfg.http.timeout))?;
-    Ok(cfg
-        .providers
+        .unwrap_or(http.timeout);
+    let client = crate::http::client(longest.max(http.timeout))?;
+    Ok(providers
         .iter()
         .map(|p| {
             (
                 p.name.clone(),
-                Arc::new(Provider::new(
-                    p,
-                    client.clone(),
-                    cfg.http.clone(),
-                    cfg.schedule.lease / 2,
-                )),
+                Arc::new(Provider::new(p, client.clone(), http.clone(), lease / 2)),
             )
         })
         .collect())

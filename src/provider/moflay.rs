@@ -10,9 +10,34 @@ use reqwest::StatusCode;
 use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::Value;
+use super::kinds::{CallbackSpec, KindSpec, SecretNeeds};
+
 
 use super::{Adapter, Answer, Error, Mapped, ProviderFacts, StatusUrl, clip};
-use crate::config::{ProviderConfig, Secret};
+use super::ProviderConfig;
+use crate::secret::Secret;
+
+/// What the configuration needs to know of this kind (docs/providers.md).
+pub const SPEC: KindSpec = KindSpec {
+    kind: "moflay",
+    default_base_url: Some("https://api.moflay.com"), // [seed 003]
+    // Production: 100/min and 200/h; sandbox: 20/min with a burst of 5 per 10 s
+    // (docs.moflay.com/api-reference/rate-limit). Sandbox keys start `mof_test_` [docs].
+    default_rate_limits: &["100/min", "200/h"],
+    sandbox_rate_limits: Some(("mof_test_", &["20/min", "5/10s"])),
+    // 200/h [docs] is about three calls a minute for every session together: four checks in
+    // the first 90 s, where M-Pesa completes 30–90 s after the PIN [3rd-party], then sparse.
+    default_schedule: &["20s", "20s", "20s", "30s", "1m", "5m", "30m", "2h"],
+    // Payment webhooks exist [docs]; their body is assumed to carry the payment's `id` as the
+    // status answer does [assumed].
+    callback: CallbackSpec {
+        hmac_header: None,
+        id_pointers: &["/data/id", "/id", "/data/transactionId", "/transactionId"],
+    },
+    secrets: SecretNeeds::ApiKey,
+    keys: &["api_key_env"],
+};
+
 
 const STATUS_PATH: &[&str] = &["v1", "payments"]; // [docs]
 

@@ -7,9 +7,33 @@
 
 use serde::Deserialize;
 use serde_json::Value;
+use super::kinds::{CallbackSpec, KindSpec, SecretNeeds};
+
 
 use super::{Adapter, Error, Mapped, ProviderFacts, StatusUrl, clip};
-use crate::config::{ProviderConfig, Secret};
+use super::ProviderConfig;
+use crate::secret::Secret;
+
+/// What the configuration needs to know of this kind (docs/providers.md).
+pub const SPEC: KindSpec = KindSpec {
+    kind: "mopay",
+    default_base_url: Some("https://pay.mopay.co.ls"), // [seed 000]
+    default_rate_limits: &["10/s"],                    // [assumed]: none published
+    sandbox_rate_limits: None,
+    // [assumed]: a hosted checkout is decided while the customer is on the page, and MoPay
+    // publishes no session lifetime: dense for five minutes, then sparse until max_age.
+    default_schedule: &[
+        "10s", "20s", "30s", "45s", "1m", "90s", "2m", "5m", "15m", "1h",
+    ],
+    // [assumed]: MoPay mentions callbacks [seed 000] but publishes neither body nor signature.
+    callback: CallbackSpec {
+        hmac_header: None,
+        id_pointers: &["/sessionId", "/session/sessionId", "/data/sessionId"],
+    },
+    secrets: SecretNeeds::OptionalApiKey,
+    keys: &["api_key_env"],
+};
+
 
 /// The path before the session id `[seed 000]`.
 const STATUS_PATH: &[&str] = &["api", "external", "session", "v1"];

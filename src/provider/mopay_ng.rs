@@ -15,9 +15,41 @@ use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderValue};
 use serde_json::Value;
 use sha2::Sha512;
+use super::kinds::{CallbackSpec, KindSpec, SecretNeeds};
+
 
 use super::{Adapter, Answer, Error, Mapped, ProviderFacts, clip, secret_header};
-use crate::config::{MopayNgConfig, ProviderConfig, Secret};
+use super::{MopayNgConfig, ProviderConfig};
+use crate::secret::Secret;
+
+/// What the configuration needs to know of this kind (docs/providers.md).
+pub const SPEC: KindSpec = KindSpec {
+    kind: "mopay_ng",
+    default_base_url: Some("https://service.mopay-ng.com"), // [seed 002]
+    default_rate_limits: &["100/min"], // 100 requests per minute per key [docs]
+    sandbox_rate_limits: None,
+    // [assumed]: no status endpoint or lifetime is published; 100/min [docs] allows a
+    // moderately dense start.
+    default_schedule: &["15s", "15s", "30s", "1m", "2m", "5m", "15m", "1h"],
+    // No callback is published [docs].
+    callback: CallbackSpec {
+        hmac_header: None,
+        id_pointers: &[],
+    },
+    secrets: SecretNeeds::KeyPair,
+    keys: &[
+        "public_key_env",
+        "secret_key_env",
+        "status_endpoint",
+        "id_param",
+        "status_pointer",
+        "amount_pointer",
+        "reference_pointer",
+        "currency_pointer",
+        "status_map",
+    ],
+};
+
 
 pub struct MopayNg {
     base_url: reqwest::Url,

@@ -7,9 +7,43 @@
 
 use serde::Deserialize;
 use serde_json::Value;
+use super::kinds::{CallbackSpec, KindSpec, SecretNeeds};
+
 
 use super::{Adapter, Error, Mapped, ProviderFacts, StatusUrl, clip};
-use crate::config::{ProviderConfig, Secret};
+use super::ProviderConfig;
+use crate::secret::Secret;
+
+/// What the configuration needs to know of this kind (docs/providers.md).
+pub const SPEC: KindSpec = KindSpec {
+    kind: "vesicash",
+    default_base_url: None,         // [assumed]: unpublished for this API
+    default_rate_limits: &["10/s"], // [assumed]: none published
+    sandbox_rate_limits: None,
+    // A mobile-money push prompt [seed 004]: dense for the first two minutes, then sparse;
+    // Vesicash sends a webhook on every status change [seed 004], which as a hint makes most
+    // of these checks unneeded.
+    default_schedule: &[
+        "10s", "10s", "10s", "10s", "10s", "10s", "15s", "15s", "30s", "1m", "2m", "5m", "15m",
+        "1h",
+    ],
+    // `mor-signature`: HMAC-SHA256 of the raw body with the webhook secret
+    // (docs.vesicash.com/generate-webhook-secret) [docs]; an older page signs another string
+    // [docs, two versions disagree]. The event body is not published: the reference is looked
+    // for where the payment answer keeps it [assumed].
+    callback: CallbackSpec {
+        hmac_header: Some("mor-signature"),
+        id_pointers: &[
+            "/data/payment_reference",
+            "/data/reference",
+            "/payment_reference",
+            "/reference",
+        ],
+    },
+    secrets: SecretNeeds::KeyPair,
+    keys: &["public_key_env", "secret_key_env", "webhook_secret_env"],
+};
+
 
 const STATUS_PATH: &[&str] = &["v1", "payment"]; // [docs]
 

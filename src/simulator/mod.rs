@@ -25,6 +25,7 @@ mod shapes;
 
 pub use behaviour::{Behaviour, Fault, Final};
 use shapes::*;
+pub use shapes::{Demo, NG_STATUS_ENDPOINT, NG_STATUS_MAP, Shape, shape};
 
 #[derive(Debug, Clone)]
 struct SimSession {
@@ -45,7 +46,7 @@ pub struct Sim {
     /// Status requests answered, for tests and benchmarks.
     pub status_requests: AtomicU64,
     /// Status requests per provider shape, in [`Kind::ALL`] order.
-    by_kind: [AtomicU64; 5],
+    by_kind: [AtomicU64; Kind::COUNT],
     /// When set, status and create calls need `Authorization: Bearer <key>`.
     api_key: Option<String>,
 }
@@ -116,46 +117,10 @@ impl Sim {
                 .get(name)
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("")
+                .to_string()
         };
-        match kind {
-            Kind::Mopay | Kind::Moflay => {
-                h("authorization").strip_prefix("Bearer ") == Some(key.as_str())
-            }
-            Kind::Little => h("x-api-key") == key,
-            Kind::Vesicash => !h("public-key").is_empty() && h("secret-key") == key,
-            Kind::MopayNg => {
-                !h("mpy-securekey").is_empty()
-                    && mopay_ng_signal(key.as_bytes(), h("mpy-timestamp")) == h("mpy-reqsignal")
-            }
-        }
+        shape(kind).authorised(key, &h)
     }
-}
-
-/// Mopay Nigeria's `MPY-REQSIGNAL` as its documentation describes it: lowercase hex
-/// HMAC-SHA512, keyed with the secret, over the compact JSON `{"timestamp":"<MPY-TIMESTAMP>"}`.
-/// Written here from the documentation, not with the adapter's signer, so the simulator checks
-/// the adapter against the provider's rule rather than against itself.
-fn mopay_ng_signal(secret: &[u8], timestamp: &str) -> String {
-    use hmac::Mac as _;
-    let Ok(mut mac) = hmac::Hmac::<sha2::Sha512>::new_from_slice(secret) else {
-        return String::new();
-    };
-    // A JSON string: quotes, backslashes and control characters escaped.
-    let mut quoted = String::with_capacity(timestamp.len() + 2);
-    for c in timestamp.chars() {
-        match c {
-            '"' => quoted.push_str("\\\""),
-            '\\' => quoted.push_str("\\\\"),
-            c if (c as u32) < 0x20 => quoted.push_str(&format!("\\u{:04x}", c as u32)),
-            c => quoted.push(c),
-        }
-    }
-    mac.update(format!("{{\"timestamp\":\"{quoted}\"}}").as_bytes());
-    mac.finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// A session the simulator was not told about: its behaviour comes from a `sim-BEHAVIOUR`
@@ -181,92 +146,78 @@ fn implicit_session(id: &str) -> SimSession {
 /// The router: every provider's status endpoint in its own shape and auth, MoPay's create
 /// endpoint, and `/_sim/sessions` to register sessions under any id.
 pub fn router(sim: Arc<Sim>) -> Router {
-    Router::new()
+    let mut router = Router::new()
         .route("/api/external/payment", post(create))
-        .route(
-            "/api/external/session/v1/{id}",
-            get(|st: State<Arc<Sim>>, h: HeaderMap, Path(id): Path<String>| poll(st, h, Kind::Mopay, id, false)),
-        )
-        .route(
-            "/api/payments-v2/{id}",
-            get(|st: State<Arc<Sim>>, h: HeaderMap, Path(id): Path<String>, Query(q): Query<HashMap<String, String>>| {
-                let long = q.get("longPoll").is_some_and(|v| v == "true");
-                poll(st, h, Kind::Little, id, long)
-            }),
-        )
-        .route(
-            "/v1/payments/{id}",
-            get(|st: State<Arc<Sim>>, h: HeaderMap, Path(id): Path<String>| poll(st, h, Kind::Moflay, id, false)),
-        )
-        .route(
-            "/v1/payment/{id}",
-            get(|st: State<Arc<Sim>>, h: HeaderMap, Path(id): Path<String>| poll(st, h, Kind::Vesicash, id, false)),
-        )
-        .route(
-            "/",
-            get(|st: State<Arc<Sim>>, h: HeaderMap, Query(q): Query<HashMap<String, String>>| async move {
-                // Mopay Nigeria: `?req=payment_status&reference=ID` (the simulator's choice of
-                // endpoint and parameter, since none is published).
-                match (q.get("req").map(String::as_str), q.get("reference")) {
-                    (Some(NG_STATUS_ENDPOINT), Some(id)) => poll(st, h, Kind::MopayNg, id.clone(), false).await,
-                    _ => ng_envelope_error(StatusCode::NOT_FOUND, 404, "Unknown endpoint"),
-                }
-            }),
-        )
-        .route("/_sim/sessions", post(register))
-        .with_state(sim)
+        .route("/_sim/sessions", post(register));
+    for kind in Kind::ALL {
+        let path = shape(kind).path();
+        router = if path.contains("{id}") {
+            router.route(
+                path,
+                get(
+                    move |st: State<Arc<Sim>>,
+                          h: HeaderMap,
+                          Path(id): Path<String>,
+                          Query(q): Query<HashMap<String, String>>| {
+                        status(st, h, kind, Some(id), q)
+                    },
+                ),
+            )
+        } else {
+            router.route(
+                path,
+                get(
+                    move |st: State<Arc<Sim>>,
+                          h: HeaderMap,
+                          Query(q): Query<HashMap<String, String>>| {
+                        status(st, h, kind, None, q)
+                    },
+                ),
+            )
+        };
+    }
+    router.with_state(sim)
 }
 
-/// Config tables for all five provider kinds, each pointing at a simulator on `base_url` and
-/// naming the variables that hold its credentials (`key_env` for API keys and secret keys,
-/// `public_env` for public keys). Used by the demo and the tests, and printed by `simulate`.
+/// A status request at `kind`'s route: the session it names, polled.
+async fn status(
+    st: State<Arc<Sim>>,
+    h: HeaderMap,
+    kind: Kind,
+    path: Option<String>,
+    query: HashMap<String, String>,
+) -> Response {
+    let shape = shape(kind);
+    match shape.id(path, &query) {
+        Ok(id) => poll(st, h, kind, id, shape.long_poll(&query)).await,
+        Err(refused) => *refused,
+    }
+}
+
+/// Config tables for every provider kind, each named after its kind and pointing at a
+/// simulator on `base_url`, naming the variables that hold its credentials (`key_env` for API
+/// keys and secret keys, `public_env` for public keys). Used by the demo and the tests, and
+/// printed by `simulate`.
 pub fn providers_toml(base_url: &str, key_env: &str, public_env: &str, rate_limit: &str) -> String {
     let map: Vec<String> = NG_STATUS_MAP
         .iter()
         .map(|(k, v)| format!("{k} = \"{v}\""))
         .collect();
-    format!(
-        r#"[providers.mopay]
-kind = "mopay"
-base_url = "{base_url}"
-api_key_env = "{key_env}"
-rate_limit = "{rate_limit}"
-
-[providers.little]
-kind = "little"
-base_url = "{base_url}"
-api_key_env = "{key_env}"
-rate_limit = "{rate_limit}"
-
-[providers.mopay_ng]
-kind = "mopay_ng"
-base_url = "{base_url}"
-public_key_env = "{public_env}"
-secret_key_env = "{key_env}"
-rate_limit = "{rate_limit}"
-status_endpoint = "{NG_STATUS_ENDPOINT}"
-id_param = "reference"
-status_pointer = "/DATA/status"
-amount_pointer = "/DATA/amount"
-reference_pointer = "/DATA/merchant_reference"
-currency_pointer = "/DATA/currency"
-status_map = {{ {} }}
-
-[providers.moflay]
-kind = "moflay"
-base_url = "{base_url}"
-api_key_env = "{key_env}"
-rate_limit = "{rate_limit}"
-
-[providers.vesicash]
-kind = "vesicash"
-base_url = "{base_url}"
-public_key_env = "{public_env}"
-secret_key_env = "{key_env}"
-rate_limit = "{rate_limit}"
-"#,
-        map.join(", ")
-    )
+    let status_map = format!("{{ {} }}", map.join(", "));
+    Kind::ALL
+        .iter()
+        .map(|kind| {
+            let settings = shape(*kind)
+                .table()
+                .replace("{key_env}", key_env)
+                .replace("{public_env}", public_env)
+                .replace("{status_map}", &status_map);
+            format!(
+                "[providers.{kind}]\nkind = \"{kind}\"\nbase_url = \"{base_url}\"\n{settings}\nrate_limit = \"{rate_limit}\"\n"
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// A whole config for trying payrecon against a simulator on `base_url`: a ledger file in the
@@ -298,20 +249,7 @@ max_age = "10m"
 }
 
 /// The provider shapes the simulator speaks: one per kind this build supports.
-pub use crate::kinds::Kind;
-
-/// The `req=` name the simulator answers Mopay Nigeria status lookups on.
-pub const NG_STATUS_ENDPOINT: &str = "payment_status";
-
-/// The status words of the simulator's Mopay Nigeria, for a config's `status_map`.
-pub const NG_STATUS_MAP: &[(&str, &str)] = &[
-    ("SUCCESSFUL", "COMPLETED"),
-    ("FAILED", "FAILED"),
-    ("CANCELLED", "CANCELLED"),
-    ("EXPIRED", "EXPIRED"),
-    ("PENDING", "PENDING"),
-    ("PROCESSING", "PENDING"),
-];
+pub use crate::provider::Kind;
 
 /// Serves on an already-bound listener until `shutdown` resolves.
 pub async fn serve(
@@ -465,24 +403,7 @@ async fn poll(
     sim.status_requests.fetch_add(1, Ordering::Relaxed);
     sim.by_kind[kind as usize].fetch_add(1, Ordering::Relaxed);
     if !sim.authorised(kind, &headers) {
-        return match kind {
-            Kind::Mopay => json_response(
-                StatusCode::UNAUTHORIZED,
-                json!({"success": false, "error": "Unauthorized"}),
-            ),
-            Kind::Moflay => moflay_error(
-                StatusCode::UNAUTHORIZED,
-                "missing_api_key",
-                "Invalid or missing API key",
-            ),
-            Kind::MopayNg => {
-                ng_envelope_error(StatusCode::UNAUTHORIZED, 401, "Invalid signature (E401)")
-            }
-            Kind::Little | Kind::Vesicash => json_response(
-                StatusCode::UNAUTHORIZED,
-                json!({"status": "error", "message": "Unauthorized"}),
-            ),
-        };
+        return shape(kind).unauthorised();
     }
     let started = tokio::time::Instant::now();
     loop {

@@ -170,7 +170,7 @@ async fn every_documented_answer_gives_its_hand_written_outcome() {
         ] {
             let Some(want) = want else { continue };
             // A fresh provider for every check: a 429's pause must not carry over.
-            let providers = provider::build(&cfg).unwrap();
+            let providers = provider::build(&cfg.providers, &cfg.http, cfg.schedule.lease).unwrap();
             let p = &providers[&case.kind];
             let s = session(row, case, &case.kind, age);
             let result = p

@@ -305,7 +305,7 @@ impl Env {
     /// One pass with this env's config.
     pub async fn pass(&self, ledger: &Ledger, owner: &str) -> PassReport {
         let cfg = self.config();
-        let providers = provider::build(&cfg).unwrap();
+        let providers = provider::build(&cfg.providers, &cfg.http, cfg.schedule.lease).unwrap();
         reconcile::share_budgets(&providers, ledger);
         let opts = PassOptions {
             owner: owner.into(),

@@ -1,0 +1,116 @@
+//! The registry of provider kinds, and what the configuration needs to know of each — its name,
+//! default base URL and rate limits, the secrets and settings it takes — as data ([`KindSpec`]),
+//! with the source of each fact (the tags of docs/providers.md). Each kind's spec lives in its
+//! adapter's file beside the parsing, as `SPEC`; the one list of kinds is the `registry!` call
+//! in `provider/mod.rs`.
+
+/// Which secrets a kind needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretNeeds {
+    /// `api_key_env`, optional (MoPay's status call works without one `[seed 000]`).
+    OptionalApiKey,
+    /// `api_key_env`, required.
+    ApiKey,
+    /// `public_key_env` and `secret_key_env`, required.
+    KeyPair,
+}
+
+/// How a provider's own callbacks (webhooks) name the session, for `POST /v1/callbacks/{provider}`,
+/// which takes them as hints: a callback never sets a state, it only has the session checked.
+pub struct CallbackSpec {
+    /// The header carrying the hex HMAC-SHA256 of the raw body, keyed with the secret in
+    /// `webhook_secret_env`; `None` when no signature payrecon can check is documented.
+    pub hmac_header: Option<&'static str>,
+    /// JSON pointers where the session id may be, tried in order; the first that names a
+    /// session of the provider is hinted. Where the provider does not publish its callback
+    /// body these are `[assumed]`: a wrong guess costs nothing (an unknown id is no call).
+    pub id_pointers: &'static [&'static str],
+}
+
+/// What the rest of the program needs to know about a provider kind.
+pub struct KindSpec {
+    /// The `kind` value in the config.
+    pub kind: &'static str,
+    pub default_base_url: Option<&'static str>,
+    /// Used when the table sets no `rate_limit`.
+    pub default_rate_limits: &'static [&'static str],
+    /// Used instead when the table sets no `rate_limit` and the API key starts with this
+    /// prefix (a sandbox key with limits of its own).
+    pub sandbox_rate_limits: Option<(&'static str, &'static [&'static str])>,
+    /// The delays between checks a session of this kind follows unless the config chooses
+    /// (docs/providers.md "Default schedules", each with its reason).
+    pub default_schedule: &'static [&'static str],
+    pub callback: CallbackSpec,
+    pub secrets: SecretNeeds,
+    /// The settings a table of this kind may set beyond `kind`, `base_url` and `rate_limit`.
+    pub keys: &'static [&'static str],
+}
+
+use super::Kind;
+
+/// Declares the provider kinds this build supports, each once: `Variant => module::Adapter`,
+/// where `module` (a file in `src/provider/`) holds the kind's `SPEC` and its adapter, built by
+/// `Adapter::new(&ProviderConfig)`. It writes the `Kind` enum and the matches that lead from a
+/// kind to its spec and its adapter.
+macro_rules! registry {
+    ($($variant:ident => $module:ident :: $adapter:ident,)+) => {
+        $(pub mod $module;)+
+
+        /// A provider kind this build supports: a config table's `kind`, the adapter that
+        /// speaks it, and the simulator's shape of it.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Kind {
+            $($variant,)+
+        }
+
+        impl Kind {
+            /// Every kind, in the registry's order.
+            pub const ALL: [Kind; [$(stringify!($variant)),+].len()] = [$(Kind::$variant),+];
+            /// How many kinds there are.
+            pub const COUNT: usize = Kind::ALL.len();
+
+            /// What the rest of the program knows of it.
+            pub fn spec(self) -> &'static kinds::KindSpec {
+                match self {
+                    $(Kind::$variant => &$module::SPEC,)+
+                }
+            }
+
+            /// The adapter that speaks it, for one configured provider.
+            pub fn adapter(self, cfg: &ProviderConfig) -> Box<dyn Adapter> {
+                match self {
+                    $(Kind::$variant => Box::new($module::$adapter::new(cfg)),)+
+                }
+            }
+        }
+    };
+}
+pub(crate) use registry;
+
+impl Kind {
+    /// Its name in the config (`kind = "…"`).
+    pub fn name(self) -> &'static str {
+        self.spec().kind
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Kind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Kind::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown kind {s:?} (this build supports: {})",
+                    Kind::ALL.map(Kind::name).join(", ")
+                )
+            })
+    }
+}
