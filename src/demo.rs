@@ -611,7 +611,7 @@ mod tests {
             "sk_demo_x",
             std::path::Path::new("/tmp/x.db"),
         );
-        assert_eq!(cfg.providers.len(), 5);
+        assert_eq!(cfg.providers.len(), crate::provider::Kind::COUNT);
         assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
         assert!(cfg.require_secrets().is_ok());
         assert_eq!(cfg.webhook.unwrap().secrets.len(), 1);

@@ -30,6 +30,8 @@ struct LedgerRow {
     amount: Option<String>,
     reference: Option<String>,
     currency: Option<String>,
+    /// The provider table's settings beside `kind`, `base_url` and `rate_limit`.
+    settings: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -60,23 +62,11 @@ fn corpus_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/providers")
 }
 
-/// Every kind's table, pointed at `url`, with the secrets the kind needs. Mopay Nigeria's
-/// status endpoint, pointers and table are not published: these are assumed for the corpus.
-fn provider_table(kind: &str, url: &str) -> String {
-    let extra = match kind {
-        "mopay" => "",
-        "little" | "moflay" => "api_key_env = \"CONF_KEY\"\n",
-        "vesicash" => "public_key_env = \"CONF_PUB\"\nsecret_key_env = \"CONF_KEY\"\n",
-        "mopay_ng" => {
-            "public_key_env = \"CONF_PUB\"\nsecret_key_env = \"CONF_KEY\"\nstatus_endpoint = \"payment_status\"\n\
-             status_pointer = \"/DATA/status\"\namount_pointer = \"/DATA/amount\"\n\
-             reference_pointer = \"/DATA/reference\"\ncurrency_pointer = \"/DATA/currency\"\n\
-             status_map = { SUCCESS = \"COMPLETED\", PENDING = \"PENDING\", FAILED = \"FAILED\" }\n"
-        }
-        other => panic!("no kind {other}"),
-    };
+/// A kind's table, pointed at `url`, with the settings `cases.toml` gives it.
+fn provider_table(kind: &str, row: &LedgerRow, url: &str) -> String {
     format!(
-        "[providers.{kind}]\nkind = \"{kind}\"\nbase_url = \"{url}\"\nrate_limit = \"off\"\n{extra}"
+        "[providers.{kind}]\nkind = \"{kind}\"\nbase_url = \"{url}\"\nrate_limit = \"off\"\n{}\n",
+        row.settings
     )
 }
 
@@ -160,7 +150,7 @@ async fn every_documented_answer_gives_its_hand_written_outcome() {
             })
             .collect();
         let server = Canned::start(case.http, headers, body).await;
-        let cfg_text = config_with(&ledger, &provider_table(&case.kind, &server.url))
+        let cfg_text = config_with(&ledger, &provider_table(&case.kind, row, &server.url))
             .replace("retries = 3", "retries = 0");
         assert!(ledger_toml(&ledger).starts_with("path"));
         let cfg = Config::parse(&cfg_text, &vars).unwrap();
