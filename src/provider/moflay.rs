@@ -10,11 +10,9 @@ use reqwest::StatusCode;
 use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::Value;
+
 use super::kinds::{CallbackSpec, KindSpec, SecretNeeds};
-
-
-use super::{Adapter, Answer, Error, Mapped, ProviderFacts, StatusUrl, clip};
-use super::ProviderConfig;
+use super::{Adapter, Answer, Error, Mapped, ProviderFacts, StatusUrl, clip, ProviderConfig};
 use crate::secret::Secret;
 
 /// What the configuration needs to know of this kind (docs/providers.md).

@@ -15,11 +15,10 @@ use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderValue};
 use serde_json::Value;
 use sha2::Sha512;
+
 use super::kinds::{CallbackSpec, KindSpec, SecretNeeds};
-
-
-use super::{Adapter, Answer, Error, Mapped, ProviderFacts, clip, secret_header};
-use super::{MopayNgConfig, ProviderConfig};
+use super::{Adapter, Answer, Error, Mapped, ProviderFacts, clip, secret_header, ProviderConfig};
+use super::MopayNgConfig;
 use crate::secret::Secret;
 
 /// What the configuration needs to know of this kind (docs/providers.md).

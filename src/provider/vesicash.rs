@@ -7,11 +7,9 @@
 
 use serde::Deserialize;
 use serde_json::Value;
+
 use super::kinds::{CallbackSpec, KindSpec, SecretNeeds};
-
-
-use super::{Adapter, Error, Mapped, ProviderFacts, StatusUrl, clip};
-use super::ProviderConfig;
+use super::{Adapter, Error, Mapped, ProviderFacts, StatusUrl, clip, ProviderConfig};
 use crate::secret::Secret;
 
 /// What the configuration needs to know of this kind (docs/providers.md).
