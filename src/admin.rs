@@ -259,7 +259,7 @@ fn ledger_report(
     }
     // Each provider-wide problem: the providers it holds for (since when, and why), and one
     // line each in `problems`.
-    let mut flagged = |since: fn(&ProviderState) -> (&Option<String>, &Option<String>),
+    let mut flagged = |since: fn(&ProviderState) -> (&Option<Timestamp>, &Option<String>),
                        problem: fn(&str) -> String| {
         s.providers
             .iter()
@@ -267,7 +267,7 @@ fn ledger_report(
             .map(|p| {
                 problems.push(problem(&p.provider));
                 let (at, error) = since(p);
-                json!({"provider": p.provider, "since": at, "error": error})
+                json!({"provider": p.provider, "since": clock::format_opt(*at), "error": error})
             })
             .collect::<Vec<_>>()
     };

@@ -17,6 +17,19 @@ pub fn format(t: Timestamp) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
+/// Formats a time that may be absent.
+pub fn format_opt(t: Option<Timestamp>) -> Option<String> {
+    t.map(format)
+}
+
+/// Serialises a time that may be absent as the ledger's text (for `#[serde(serialize_with)]`).
+pub fn serialize_opt<S: serde::Serializer>(t: &Option<Timestamp>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => s.serialize_some(&format(*t)),
+        None => s.serialize_none(),
+    }
+}
+
 /// Parses RFC 3339 with any offset (or SQLite's `YYYY-MM-DD HH:MM:SS`) into UTC.
 pub fn parse(text: &str) -> Option<Timestamp> {
     let t = text.trim();

@@ -323,7 +323,7 @@ pub async fn run(cfg: &Config) -> anyhow::Result<Stop> {
     servers.push(clock_watch(ledger.clone(), token.clone()));
     let due = || async {
         let next = ledger.call(|l| l.next_due()).await;
-        next.ok().flatten().as_deref().and_then(crate::clock::parse)
+        next.ok().flatten()
     };
     let pass = || scheduled_pass(&ledger, &providers, cfg, &opts, &token, &health);
     let work = schedule::run(&cfg.schedule.cron, cfg.schedule.poll, &token, pass, due);

@@ -418,7 +418,7 @@ async fn create_sessions(
                     provider: kind.name().into(),
                     session_id: session_id.clone(),
                     reference: Some(reference),
-                    amount: Some(amount),
+                    amount: Some(amount.parse()?),
                     currency: Some(demo.currency.into()),
                     created_at: None,
                 })?;

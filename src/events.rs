@@ -19,7 +19,7 @@ pub fn log(event: &Written) {
         provider = %d.provider,
         session_id = %d.session_id,
         reference = %d.reference.as_deref().unwrap_or(""),
-        amount = %d.amount.as_deref().unwrap_or(""),
+        amount = %d.amount.map(|a| a.to_string()).unwrap_or_default(),
         from = %state(d.from),
         to = %state(d.to),
         status = %state(d.status),

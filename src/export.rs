@@ -25,13 +25,13 @@ struct Row<'a> {
     provider: Cow<'a, str>,
     session_id: Cow<'a, str>,
     reference: Option<Cow<'a, str>>,
-    amount: Option<&'a str>,
+    amount: Option<rust_decimal::Decimal>,
     currency: Option<Cow<'a, str>>,
     status: &'a str,
     transaction_id: Option<Cow<'a, str>>,
     payment_method: Option<Cow<'a, str>>,
     provider_completed_at: Option<&'a str>,
-    resolved_at: Option<&'a str>,
+    resolved_at: Option<String>,
     checks: i64,
 }
 
@@ -54,13 +54,13 @@ impl<'a> Row<'a> {
             provider: cell(&s.provider),
             session_id: cell(&s.session_id),
             reference: s.reference.as_deref().map(cell),
-            amount: s.amount.as_deref(),
+            amount: s.amount,
             currency: s.currency.as_deref().map(cell),
             status: s.status.as_str(),
             transaction_id: s.transaction_id.as_deref().map(cell),
             payment_method: s.payment_method.as_deref().map(cell),
             provider_completed_at: s.provider_completed_at.as_deref(),
-            resolved_at: s.resolved_at.as_deref(),
+            resolved_at: crate::clock::format_opt(s.resolved_at),
             checks: s.checks,
         }
     }

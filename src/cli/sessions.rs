@@ -137,12 +137,12 @@ pub(super) fn list(
             shown(&s.provider),
             shown(&s.session_id),
             s.status,
-            shown_or_dash(s.amount.as_deref()),
+            shown_or_dash(s.amount.map(|a| a.to_string()).as_deref()),
             s.checks,
             if s.status == Status::Pending {
-                &s.next_check_at
+                clock::format(s.next_check_at)
             } else {
-                s.resolved_at.as_deref().unwrap_or("-")
+                clock::format_opt(s.resolved_at).unwrap_or_else(|| "-".into())
             },
             shown(s.last_error.as_deref().unwrap_or(""))
         );
@@ -255,28 +255,34 @@ pub(super) fn one_session(
 
 pub(super) fn show_session(s: &Session) -> String {
     let created_at = clock::format(s.created_at);
+    let amount = s.amount.map(|a| a.to_string());
+    let next_check_at = (s.status == Status::Pending).then(|| clock::format(s.next_check_at));
+    let [last_checked_at, lease_until, resolved_at, late_check_at] = [
+        s.last_checked_at,
+        s.lease_until,
+        s.resolved_at,
+        s.late_check_at,
+    ]
+    .map(clock::format_opt);
     let fields: [(&str, Option<&str>); 18] = [
         ("provider", Some(&s.provider)),
         ("session_id", Some(&s.session_id)),
         ("status", Some(s.status.as_str())),
         ("reference", s.reference.as_deref()),
-        ("amount", s.amount.as_deref()),
+        ("amount", amount.as_deref()),
         ("currency", s.currency.as_deref()),
         ("created_at", Some(&created_at)),
-        (
-            "next_check_at",
-            (s.status == Status::Pending).then_some(s.next_check_at.as_str()),
-        ),
-        ("last_checked_at", s.last_checked_at.as_deref()),
+        ("next_check_at", next_check_at.as_deref()),
+        ("last_checked_at", last_checked_at.as_deref()),
         ("last_error", s.last_error.as_deref()),
         ("lease_owner", s.lease_owner.as_deref()),
-        ("lease_until", s.lease_until.as_deref()),
+        ("lease_until", lease_until.as_deref()),
         ("provider_status", s.provider_status.as_deref()),
         ("transaction_id", s.transaction_id.as_deref()),
         ("payment_method", s.payment_method.as_deref()),
         ("provider_completed_at", s.provider_completed_at.as_deref()),
-        ("resolved_at", s.resolved_at.as_deref()),
-        ("late_check_at", s.late_check_at.as_deref()),
+        ("resolved_at", resolved_at.as_deref()),
+        ("late_check_at", late_check_at.as_deref()),
     ];
     let mut out = String::new();
     for (k, v) in fields {

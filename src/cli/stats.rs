@@ -53,26 +53,25 @@ pub(super) fn stats(cli: &Cli) -> anyhow::Result<ExitCode> {
         );
     }
     for p in &st.providers {
-        if let (Some(at), Some(err)) = (&p.auth_refused_at, &p.auth_error) {
+        if let (Some(at), Some(err)) = (p.auth_refused_at, &p.auth_error) {
             outln!(
-                "provider {}: CREDENTIALS REFUSED at {at}: {err}",
-                p.provider
+                "provider {}: CREDENTIALS REFUSED at {}: {err}",
+                p.provider,
+                clock::format(at)
             );
         }
-        if let (Some(at), Some(err)) = (&p.misdirected_at, &p.misdirected_error) {
+        if let (Some(at), Some(err)) = (p.misdirected_at, &p.misdirected_error) {
             outln!(
-                "provider {}: NOT FOUND FOR EVERY SESSION since {at}: {err}",
-                p.provider
+                "provider {}: NOT FOUND FOR EVERY SESSION since {}: {err}",
+                p.provider,
+                clock::format(at)
             );
         }
-        if let Some(until) = p
-            .paused_until
-            .as_deref()
-            .filter(|u| clock::parse(u).is_some_and(|t| t > clock::now()))
-        {
+        if let Some(until) = p.paused_until.filter(|t| *t > clock::now()) {
             outln!(
-                "provider {}: paused after HTTP 429 until {until}",
-                p.provider
+                "provider {}: paused after HTTP 429 until {}",
+                p.provider,
+                clock::format(until)
             );
         }
     }

@@ -1,6 +1,7 @@
 //! The event JSON of docs/webhooks.md "The event" (pure): built inside the recording
 //! transaction, stored with the event row, signed and delivered as it is.
 
+use rust_decimal::Decimal;
 use serde::Serialize;
 
 use super::{Anomaly, Facts, Session, Status};
@@ -34,7 +35,7 @@ pub struct EventLine {
     pub provider: String,
     pub session_id: String,
     pub reference: Option<String>,
-    pub amount: Option<String>,
+    pub amount: Option<Decimal>,
     /// A transition's states.
     pub from: Option<Status>,
     pub to: Option<Status>,
@@ -78,7 +79,7 @@ struct TransitionData<'a> {
     provider: &'a str,
     session_id: &'a str,
     reference: Option<&'a str>,
-    amount: Option<&'a str>,
+    amount: Option<Decimal>,
     currency: Option<&'a str>,
     from: &'a str,
     to: &'a str,
@@ -104,7 +105,7 @@ pub fn transition_payload(e: &TransitionEvent<'_>) -> String {
             provider: &s.provider,
             session_id: &s.session_id,
             reference: s.reference.as_deref(),
-            amount: s.amount.as_deref(),
+            amount: s.amount,
             currency: s.currency.as_deref(),
             from: e.from.as_str(),
             to: e.to.as_str(),
@@ -126,7 +127,7 @@ struct AnomalyData<'a> {
     provider: &'a str,
     session_id: &'a str,
     reference: Option<&'a str>,
-    amount: Option<&'a str>,
+    amount: Option<Decimal>,
     currency: Option<&'a str>,
     status: &'a str,
     provider_says: &'a str,
@@ -151,7 +152,7 @@ pub fn anomaly_payload(id: &str, created_at: &str, s: &Session, a: &Anomaly) -> 
             provider: &s.provider,
             session_id: &s.session_id,
             reference: s.reference.as_deref(),
-            amount: s.amount.as_deref(),
+            amount: s.amount,
             currency: s.currency.as_deref(),
             status: s.status.as_str(),
             provider_says: a.provider_says.as_str(),
@@ -184,7 +185,7 @@ pub fn transition_line(e: &TransitionEvent<'_>) -> EventLine {
         provider: e.session.provider.clone(),
         session_id: e.session.session_id.clone(),
         reference: e.session.reference.clone(),
-        amount: e.session.amount.clone(),
+        amount: e.session.amount,
         from: Some(e.from),
         to: Some(e.to),
         reason: e.reason.map(String::from),
@@ -200,7 +201,7 @@ pub fn anomaly_line(s: &Session, a: &Anomaly) -> EventLine {
         provider: s.provider.clone(),
         session_id: s.session_id.clone(),
         reference: s.reference.clone(),
-        amount: s.amount.clone(),
+        amount: s.amount,
         status: Some(s.status),
         provider_says: Some(a.provider_says),
         reason: Some(a.reason.clone()),

@@ -111,36 +111,38 @@ impl Source {
     }
 }
 
-/// A session as the ledger holds it: times are RFC 3339 text in UTC, amounts decimal text in
-/// major units. The API shows its own view of it (`api::SessionView`).
+/// A session as the ledger holds it, typed when the row is read: times are [`Timestamp`]s,
+/// the amount an exact decimal in major units (a row whose value is neither is set aside as
+/// [`Unreadable`]). The API shows its own view of it (`api::SessionView`).
 #[derive(Debug, Clone)]
 pub struct Session {
     pub rowid: i64,
     pub provider: String,
     pub session_id: String,
     pub reference: Option<String>,
-    /// Decimal text as stored; parsed where compared.
-    pub amount: Option<String>,
+    /// Exact, in major units, with the scale it was written with (`100.00` stays `100.00`).
+    pub amount: Option<Decimal>,
     pub currency: Option<String>,
     pub status: Status,
     /// Parsed when the row is read: a row whose `created_at` is not a time is set aside.
     pub created_at: Timestamp,
-    pub next_check_at: String,
+    pub next_check_at: Timestamp,
     pub checks: i64,
     pub answered_checks: i64,
     pub not_found_count: i64,
-    pub last_checked_at: Option<String>,
+    pub last_checked_at: Option<Timestamp>,
     pub last_error: Option<String>,
     /// Host and process id of the daemon holding the lease: never shown to API clients.
     pub lease_owner: Option<String>,
-    pub lease_until: Option<String>,
+    pub lease_until: Option<Timestamp>,
     pub provider_status: Option<String>,
     pub transaction_id: Option<String>,
     pub payment_method: Option<String>,
+    /// The provider's completion time, as it reported it (its text, not ours).
     pub provider_completed_at: Option<String>,
-    pub resolved_at: Option<String>,
+    pub resolved_at: Option<Timestamp>,
     /// When an EXPIRED session is asked once more (a late payment shows up as an anomaly).
-    pub late_check_at: Option<String>,
+    pub late_check_at: Option<Timestamp>,
 }
 
 impl Session {
@@ -155,7 +157,7 @@ impl Session {
             amount: None,
             currency: None,
             status: Status::Pending,
-            next_check_at: crate::clock::format(created_at),
+            next_check_at: created_at,
             created_at,
             checks: 0,
             answered_checks: 0,
@@ -179,9 +181,8 @@ impl Session {
         Session {
             rowid: 7,
             reference: Some("ORDER1".into()),
-            amount: Some("100.00".into()),
+            amount: Some(Decimal::new(10000, 2)),
             currency: Some("LSL".into()),
-            next_check_at: String::new(),
             ..Session::pending("mopay", "MOP_1", created_at)
         }
     }
@@ -231,7 +232,8 @@ pub struct NewSession {
     pub provider: String,
     pub session_id: String,
     pub reference: Option<String>,
-    pub amount: Option<String>,
+    /// Written as its text, with the scale it was given (`100.00`).
+    pub amount: Option<Decimal>,
     pub currency: Option<String>,
     pub created_at: Option<Timestamp>,
 }
@@ -367,11 +369,17 @@ impl NewSession {
                 )
             })?),
         };
+        let amount = present(i.amount)
+            .map(|a| {
+                validate_amount(&a)
+                    .map_err(|e| fail("amount", e.trim_start_matches("amount ").to_string()))
+            })
+            .transpose()?;
         let s = NewSession {
             provider,
             session_id: i.session_id.unwrap_or_default().to_string(),
             reference: present(i.reference),
-            amount: present(i.amount),
+            amount,
             currency: present(i.currency),
             created_at,
         };
@@ -395,9 +403,13 @@ impl NewSession {
         if let Some(r) = &self.reference {
             plain_text("reference", r, MAX_REFERENCE_BYTES)?;
         }
-        if let Some(a) = &self.amount {
-            validate_amount(a)
-                .map_err(|e| fail("amount", e.trim_start_matches("amount ").to_string()))?;
+        if let Some(a) = self.amount
+            && (a.is_sign_negative() || a.to_string().len() > 40)
+        {
+            return Err(fail(
+                "amount",
+                format!("{a} is not a non-negative decimal of at most 40 characters"),
+            ));
         }
         if let Some(c) = &self.currency
             && (c.is_empty() || c.len() > 8 || !c.bytes().all(|b| b.is_ascii_alphabetic()))
@@ -458,12 +470,10 @@ impl NewSession {
         &self,
         (reference, amount, currency): (Option<String>, Option<String>, Option<String>),
     ) -> Option<Conflict> {
-        let same_amount = match (&amount, &self.amount) {
-            (Some(a), Some(b)) => match (Decimal::from_str(a), Decimal::from_str(b)) {
-                (Ok(x), Ok(y)) => x == y,
-                _ => a == b,
-            },
-            (a, b) => a == b,
+        let given_amount = self.amount.map(|a| a.to_string());
+        let same_amount = match (&amount, self.amount) {
+            (Some(a), Some(b)) => Decimal::from_str(a).is_ok_and(|x| x == b),
+            (a, b) => a.is_none() && b.is_none(),
         };
         let same_currency = match (&currency, &self.currency) {
             (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
@@ -472,7 +482,7 @@ impl NewSession {
         let (field, ledger, given) = if reference != self.reference {
             ("reference", reference, &self.reference)
         } else if !same_amount {
-            ("amount", amount, &self.amount)
+            ("amount", amount, &given_amount)
         } else if !same_currency {
             ("currency", currency, &self.currency)
         } else {
@@ -671,13 +681,17 @@ pub enum Enqueued {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ProviderState {
     pub provider: String,
-    pub auth_refused_at: Option<String>,
+    #[serde(serialize_with = "crate::clock::serialize_opt")]
+    pub auth_refused_at: Option<Timestamp>,
     pub auth_error: Option<String>,
-    pub paused_until: Option<String>,
+    #[serde(serialize_with = "crate::clock::serialize_opt")]
+    pub paused_until: Option<Timestamp>,
     /// The last normal answer about a session (a 404 is not one).
-    pub last_answer_at: Option<String>,
+    #[serde(serialize_with = "crate::clock::serialize_opt")]
+    pub last_answer_at: Option<Timestamp>,
     /// Set while the provider answers "not found" to every session (a wrong `base_url`).
-    pub misdirected_at: Option<String>,
+    #[serde(serialize_with = "crate::clock::serialize_opt")]
+    pub misdirected_at: Option<Timestamp>,
     pub misdirected_error: Option<String>,
     /// The endpoint (base URL without credentials) of the last normal answer.
     pub answered_endpoint: Option<String>,

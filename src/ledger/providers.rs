@@ -17,11 +17,11 @@ impl Ledger {
                 |r| {
                     Ok(ProviderState {
                         provider: r.get(0)?,
-                        auth_refused_at: r.get(1)?,
+                        auth_refused_at: super::rows::opt_time("auth_refused_at", r.get(1)?)?,
                         auth_error: r.get(2)?,
-                        paused_until: r.get(3)?,
-                        last_answer_at: r.get(4)?,
-                        misdirected_at: r.get(5)?,
+                        paused_until: super::rows::opt_time("paused_until", r.get(3)?)?,
+                        last_answer_at: super::rows::opt_time("last_answer_at", r.get(4)?)?,
+                        misdirected_at: super::rows::opt_time("misdirected_at", r.get(5)?)?,
                         misdirected_error: r.get(6)?,
                         answered_endpoint: r.get(7)?,
                     })

@@ -88,34 +88,58 @@ pub(super) fn session_from_row(r: &Row<'_>) -> Result<Session, DbError> {
         provider: r.get(1)?,
         session_id: r.get(2)?,
         reference: r.get(3)?,
-        amount: r.get(4)?,
+        amount: amount(r.get(4)?)?,
         currency: r.get(5)?,
         status: {
             let text: String = r.get(6)?;
             text.parse().map_err(DbError::Value)?
         },
-        created_at: {
-            let text: String = r.get(7)?;
-            clock::parse(&text).ok_or_else(|| {
-                DbError::Value(format!(
-                    "created_at {:?} is not a time",
-                    text.escape_debug().to_string()
-                ))
-            })?
-        },
-        next_check_at: r.get(8)?,
+        created_at: time("created_at", r.get(7)?)?,
+        next_check_at: time("next_check_at", r.get(8)?)?,
         checks: r.get(9)?,
         answered_checks: r.get(10)?,
         not_found_count: r.get(11)?,
-        last_checked_at: r.get(12)?,
+        last_checked_at: opt_time("last_checked_at", r.get(12)?)?,
         last_error: r.get(13)?,
         lease_owner: r.get(14)?,
-        lease_until: r.get(15)?,
+        lease_until: opt_time("lease_until", r.get(15)?)?,
         provider_status: r.get(16)?,
         transaction_id: r.get(17)?,
         payment_method: r.get(18)?,
         provider_completed_at: r.get(19)?,
-        resolved_at: r.get(20)?,
-        late_check_at: r.get(21)?,
+        resolved_at: opt_time("resolved_at", r.get(20)?)?,
+        late_check_at: opt_time("late_check_at", r.get(21)?)?,
     })
+}
+
+/// A time column's text as a time, or why the row cannot be read.
+fn time(column: &str, text: String) -> Result<clock::Timestamp, DbError> {
+    clock::parse(&text).ok_or_else(|| {
+        DbError::Value(format!(
+            "{column} {:?} is not a time",
+            text.escape_debug().to_string()
+        ))
+    })
+}
+
+/// A time column that may be NULL.
+pub(super) fn opt_time(
+    column: &str,
+    text: Option<String>,
+) -> Result<Option<clock::Timestamp>, DbError> {
+    text.map(|t| time(column, t)).transpose()
+}
+
+/// The amount column's decimal text as an exact decimal, or why the row cannot be read (the
+/// schema allows 40 digits; a decimal holds 28).
+fn amount(text: Option<String>) -> Result<Option<rust_decimal::Decimal>, DbError> {
+    text.map(|t| {
+        t.parse().map_err(|_| {
+            DbError::Value(format!(
+                "amount {:?} is not a decimal payrecon can hold",
+                t.escape_debug().to_string()
+            ))
+        })
+    })
+    .transpose()
 }

@@ -699,7 +699,13 @@ mod tests {
         .unwrap();
         drop(c);
         let l = Ledger::open(&old).unwrap();
-        assert_eq!(l.find("kept").unwrap()[0].amount.as_deref(), Some("5.00"));
+        assert_eq!(
+            l.find("kept").unwrap()[0]
+                .amount
+                .map(|a| a.to_string())
+                .as_deref(),
+            Some("5.00")
+        );
         drop(l);
         let fresh = dir.path().join("fresh.db");
         drop(Ledger::open(&fresh).unwrap());

@@ -225,7 +225,7 @@ pub(super) fn claim_rows(
     claim: &Claim,
     params: &[Val<'_>],
     owner: &str,
-    until: &str,
+    until: Timestamp,
 ) -> Result<Claimed, DbError> {
     let mut claimed = if tx.is_pg() {
         split(tx.query(claim.pg, params, read_session)?)
@@ -256,7 +256,10 @@ pub(super) fn claim_rows(
             let _ = write!(ids, "{id}"); // Writing to a String cannot fail.
         }
         ids.push(']');
-        let leased = tx.exec(claim.lease, vals![owner, until, ids.as_str()])?;
+        let leased = tx.exec(
+            claim.lease,
+            vals![owner, &clock::format(until), ids.as_str()],
+        )?;
         let read = claimed.sessions.len() + claimed.unreadable.len();
         if leased != read as u64 {
             // Cannot happen inside the write transaction; if it did, nothing is kept.
@@ -273,14 +276,16 @@ pub(super) fn claim_rows(
             vals![mark.as_str(), u.rowid],
         )?;
     }
+    // As stored: to the millisecond.
+    let until = chrono::SubsecRound::trunc_subsecs(until, 3);
     let rows = &mut claimed.sessions;
     for s in rows.iter_mut() {
         s.lease_owner = Some(owner.to_string());
-        s.lease_until = Some(until.to_string());
+        s.lease_until = Some(until);
         if claim.late {
-            s.late_check_at = Some(until.to_string());
+            s.late_check_at = Some(until);
         } else {
-            s.next_check_at = until.to_string();
+            s.next_check_at = until;
         }
     }
     Ok(claimed)
@@ -306,6 +311,7 @@ pub(super) enum Inserted {
 
 pub(super) fn insert_session(tx: &mut Tx<'_>, s: &NewSession) -> Result<Inserted, DbError> {
     let created = clock::format(s.created_at.unwrap_or_else(clock::now));
+    let amount = s.amount.map(|a| a.to_string());
     let n = tx.exec(
         "INSERT INTO sessions (provider, session_id, reference, amount, currency, created_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (provider, session_id) DO NOTHING",
@@ -313,7 +319,7 @@ pub(super) fn insert_session(tx: &mut Tx<'_>, s: &NewSession) -> Result<Inserted
             &s.provider,
             &s.session_id,
             s.reference.as_deref(),
-            s.amount.as_deref(),
+            amount.as_deref(),
             s.currency.as_deref(),
             &created
         ],
@@ -417,7 +423,7 @@ impl Ledger {
                         except.as_str()
                     ],
                     owner,
-                    &until,
+                    lease_until,
                 )
             }
             ClaimMode::LateBy(t) => claim_rows(
@@ -425,14 +431,14 @@ impl Ledger {
                 &CLAIM_LATE,
                 vals![owner, &until, &clock::format(t), limit],
                 owner,
-                &until,
+                lease_until,
             ),
             ClaimMode::AllAfter(id) => claim_rows(
                 tx,
                 &CLAIM_ALL,
                 vals![owner, &until, id, limit, &now_s],
                 owner,
-                &until,
+                lease_until,
             ),
         })
     }
@@ -469,12 +475,12 @@ impl Ledger {
 
     /// When the earliest PENDING session is due (its lease's end while it is leased), if any
     /// is: one step down the due index.
-    pub fn next_due(&self) -> Result<Option<String>, Error> {
+    pub fn next_due(&self) -> Result<Option<Timestamp>, Error> {
         self.tx(Mode::Read, "finding the next due session", |tx| {
             tx.query_one(
                 "SELECT min(next_check_at) FROM sessions WHERE status = 'PENDING'",
                 &[],
-                |r| r.get(0),
+                |r| super::rows::opt_time("next_check_at", r.get(0)?),
             )
         })
     }
@@ -620,7 +626,7 @@ mod tests {
                 let stored = l.get("m", &s.session_id).unwrap().unwrap();
                 assert_eq!(format!("{s:?}"), format!("{stored:?}"));
                 assert_eq!(s.lease_owner.as_deref(), Some("me"));
-                assert_eq!(s.lease_until, Some(clock::format(until)));
+                assert_eq!(s.lease_until.map(clock::format), Some(clock::format(until)));
             }
             got.into_iter().map(|s| s.session_id).collect::<Vec<_>>()
         };
@@ -670,7 +676,10 @@ mod tests {
             .sessions;
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].status, Status::Pending);
-        assert_eq!(got[0].amount.as_deref(), Some("100.00"));
+        assert_eq!(
+            got[0].amount.map(|a| a.to_string()).as_deref(),
+            Some("100.00")
+        );
         // Claimed: not due again until the lease ends.
         let again = l
             .claim(
@@ -710,7 +719,7 @@ mod tests {
         // The same id with another amount — in the ledger, or twice in one file — is refused,
         // naming the line and both values; nothing is imported.
         let priced = |id: &str, amount: &str| NewSession {
-            amount: Some(amount.into()),
+            amount: Some(amount.parse().unwrap()),
             ..s(id)
         };
         let out = l

@@ -3,10 +3,7 @@
 //! (a person's decision). All pure: a ledger row and a provider answer in, a [`Record`] out. The
 //! only place that maps provider answers onto ledger states.
 
-use std::str::FromStr;
 use std::time::Duration;
-
-use rust_decimal::Decimal;
 
 use crate::clock::{self, Timestamp};
 use crate::config::BackoffConfig;
@@ -76,11 +73,7 @@ pub fn decide_late(
             last_error: None,
         },
         Err(e) => {
-            let expired_at = s
-                .resolved_at
-                .as_deref()
-                .and_then(clock::parse)
-                .unwrap_or(now);
+            let expired_at = s.resolved_at.unwrap_or(now);
             let give_up = clock::add(expired_at, backoff.late_check * 2);
             let next = match e {
                 provider::Error::RateLimited {
@@ -385,16 +378,16 @@ fn compare(s: &Session, f: &ProviderFacts) -> (Vec<&'static str>, Vec<String>) {
     if let (Some(ours), Some(theirs)) = (&s.amount, &f.amount) {
         compared.push("amount");
         // Compared exactly, as decimals: 100.49 against 100 is an underpayment, 100.0 is 100.00.
-        match Decimal::from_str(ours) {
-            Ok(o) if o == *theirs => {}
-            Ok(o) => mismatches.push(format!(
+        if ours != theirs {
+            mismatches.push(format!(
                 "amount differs: ledger {ours}, provider {theirs} ({} by {})",
-                if *theirs < o { "underpaid" } else { "overpaid" },
-                (*theirs - o).abs()
-            )),
-            Err(_) => mismatches.push(format!(
-                "ledger amount {ours:?} is not a decimal; provider says {theirs}"
-            )),
+                if theirs < ours {
+                    "underpaid"
+                } else {
+                    "overpaid"
+                },
+                (*theirs - *ours).abs()
+            ));
         }
     }
     if let (Some(ours), Some(theirs)) = (&s.reference, &f.reference) {
@@ -524,6 +517,8 @@ pub fn manual(
 mod tests {
     use super::*;
     use crate::provider::Error as PErr;
+    use rust_decimal::Decimal;
+    use std::str::FromStr;
 
     fn backoff() -> BackoffConfig {
         BackoffConfig {
@@ -570,7 +565,7 @@ mod tests {
     fn late(answer: Result<Answer, PErr>) -> (Option<Status>, bool) {
         let mut s = session(Duration::from_secs(8 * 86400));
         s.status = Status::Expired;
-        s.resolved_at = Some(clock::format(clock::now() - chrono::Duration::days(7)));
+        s.resolved_at = Some(clock::now() - chrono::Duration::days(7));
         match decide_late(&s, &answer, clock::now(), &backoff()) {
             Record::LateCheck { next, anomaly, .. } => {
                 (anomaly.map(|a| a.provider_says), next.is_some())
@@ -606,7 +601,7 @@ mod tests {
         assert_eq!(late(Err(PErr::Status(503))), (None, true));
         let mut s = session(Duration::from_secs(30 * 86400));
         s.status = Status::Expired;
-        s.resolved_at = Some(clock::format(clock::now() - chrono::Duration::days(14)));
+        s.resolved_at = Some(clock::now() - chrono::Duration::days(14));
         assert!(matches!(
             decide_late(&s, &Err(PErr::Timeout), clock::now(), &backoff()),
             Record::LateCheck {
@@ -722,7 +717,7 @@ mod tests {
             ("100", "100.000", None),
             ("0.30", "0.3", None),
         ] {
-            s.amount = Some(ledger.into());
+            s.amount = Some(Decimal::from_str(ledger).unwrap());
             let mut f = ProviderFacts::new("COMPLETED", Mapped::Paid);
             f.amount = Some(Decimal::from_str(theirs).unwrap());
             let (st, reason) = check(&s, Ok(Answer::Found(f)));
@@ -1018,7 +1013,7 @@ mod tests {
                 jitter in 0.0f64..1.0,
             ) {
                 let mut s = session(Duration::from_secs(60));
-                s.amount = Some(format!("{}.{:02}", ledger_cents / 100, ledger_cents % 100));
+                s.amount = Some(Decimal::new(i64::from(ledger_cents), 2));
                 let mut f = ProviderFacts::new("X", m);
                 f.amount = Some(Decimal::new(i64::from(cents), 2));
                 f.reference = Some(if same_ref { "ORDER1".into() } else { "ORDER2".into() });

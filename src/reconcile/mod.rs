@@ -209,7 +209,7 @@ pub async fn run_pass(
         let Some(p) = providers.get(&state.provider) else {
             continue;
         };
-        if let Some(until) = state.paused_until.as_deref().and_then(clock::parse)
+        if let Some(until) = state.paused_until
             && let Ok(rest) = (until - pass_start).to_std()
         {
             p.pause_for(rest);

@@ -101,7 +101,11 @@ fn session(row: &LedgerRow, case: &Case, kind: &str, age: Duration) -> Session {
     let id = case.session_id.as_ref().unwrap_or(&row.session_id);
     Session {
         reference: row.reference.clone(),
-        amount: case.amount.clone().or_else(|| row.amount.clone()),
+        amount: case
+            .amount
+            .clone()
+            .or_else(|| row.amount.clone())
+            .map(|a| a.parse().unwrap()),
         currency: row.currency.clone(),
         ..Session::pending(kind, id, created)
     }

@@ -197,7 +197,7 @@ impl Env {
                 provider: provider.into(),
                 session_id: id.into(),
                 reference: Some(reference),
-                amount: Some("100.00".into()),
+                amount: Some("100.00".parse().unwrap()),
                 currency: Some("LSL".into()),
                 created_at: None,
             })
