@@ -302,6 +302,17 @@ pub enum OpenError {
     Refused(String),
 }
 
+/// Whether payrecon's own SQLite connections skip the rules' triggers (`sessions_rules_*`).
+/// The rules are for the other writers of `sessions` — applications' INSERTs and UPDATEs, whose
+/// connections still get every one. payrecon's own writes are typed values (a `Status`, a
+/// `Timestamp` formatted by `clock::format`, a `Decimal`, a validated `NewSession`), and SQLite
+/// runs a `BEFORE UPDATE` trigger's program for every claim and every record: it was 12% of the
+/// instructions of `once` (docs/benchmark.md "Where the time goes"). Release builds skip them;
+/// debug builds — the test suite — keep them, so every write payrecon makes in a test is held to
+/// the rules (`rules.rs`, `reconcile.rs`, `engines.rs` and the rest run with them). PostgreSQL
+/// keeps them always: its trigger function checks only what an update changes.
+const OWN_WRITES_SKIP_RULES: bool = !cfg!(debug_assertions);
+
 impl Engine {
     /// Opens the SQLite file at `path`: WAL, `busy_timeout`, durable commits.
     pub fn open_sqlite(path: &std::path::Path, busy: Duration) -> Result<Engine, OpenError> {
@@ -323,6 +334,13 @@ impl Engine {
         // of a temporary file created and unlinked in /var/tmp per claim.
         conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA temp_store = MEMORY;")
             .map_err(lite("setting pragmas"))?;
+        if OWN_WRITES_SKIP_RULES {
+            conn.set_db_config(
+                rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_TRIGGER,
+                false,
+            )
+            .map_err(lite("setting the rules aside for payrecon's own writes"))?;
+        }
         Ok(Engine::Lite(Mutex::new(conn)))
     }
 
