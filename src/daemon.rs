@@ -290,9 +290,8 @@ pub async fn run(cfg: &Config) -> anyhow::Result<Stop> {
     };
     let outbox_task = outbox(cfg, &owner, outbox_ledger)?.map(|outbox| {
         let (wake, token) = (wake.clone(), token.clone());
-        tokio::spawn(
-            async move { outbox.run(wake, token).await }.instrument(tracing::info_span!("outbox")),
-        )
+        let span = tracing::info_span!("outbox");
+        tokio::spawn(async move { outbox.run(wake, token).await }.instrument(span))
     });
     let wake_outbox = outbox_task.as_ref().map(|_| wake.clone());
     let opts = PassOptions {
@@ -327,34 +326,45 @@ pub async fn run(cfg: &Config) -> anyhow::Result<Stop> {
     };
     let pass = || scheduled_pass(&ledger, &providers, cfg, &opts, &token, &health);
     let work = schedule::run(&cfg.schedule.cron, cfg.schedule.poll, &token, pass, due);
-    let mut work = std::pin::pin!(work);
-    let mut stop = Stop::Terminate;
-    let schedule = tokio::select! {
-        r = &mut work => r,
-        why = stopping.wait() => {
-            stop = why;
-            match why {
-                Stop::Terminate => tracing::info!("signal received; stopping"),
-                Stop::Restart => tracing::info!(
-                    exit = RESTART_EXIT,
-                    "SIGHUP: stopping cleanly to be started again with the config as it is now \
-                     (the unit restarts on this exit status)"
-                ),
-            }
-            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
-            token.cancel();
-            match tokio::time::timeout(SHUTDOWN_GRACE, &mut work).await {
-                Ok(r) => r,
-                Err(_) => anyhow::bail!("the pass did not stop within {}s; its leases will expire", SHUTDOWN_GRACE.as_secs()),
-            }
-        }
-    };
+    let (stop, schedule) = until_stopped(work, &stopping, &token).await?;
     token.cancel();
     stop_tasks(outbox_task.into_iter().chain(servers).chain(watchdog)).await?;
     // A schedule that ran out of ticks is a failure, so `Restart=on-failure` restarts it.
     schedule?;
     tracing::info!("payrecon stopped");
     Ok(stop)
+}
+
+/// Runs the schedule's work until it ends or a signal stops it; on a signal, cancels it and
+/// waits at most [`SHUTDOWN_GRACE`] for the pass to finish. What stopped it, and how the work
+/// ended.
+async fn until_stopped<R>(
+    work: impl std::future::Future<Output = R>,
+    stopping: &Stopping,
+    token: &CancellationToken,
+) -> anyhow::Result<(Stop, R)> {
+    let mut work = std::pin::pin!(work);
+    let why = tokio::select! {
+        r = &mut work => return Ok((Stop::Terminate, r)),
+        why = stopping.wait() => why,
+    };
+    match why {
+        Stop::Terminate => tracing::info!("signal received; stopping"),
+        Stop::Restart => tracing::info!(
+            exit = RESTART_EXIT,
+            "SIGHUP: stopping cleanly to be started again with the config as it is now \
+             (the unit restarts on this exit status)"
+        ),
+    }
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    token.cancel();
+    match tokio::time::timeout(SHUTDOWN_GRACE, &mut work).await {
+        Ok(r) => Ok((why, r)),
+        Err(_) => anyhow::bail!(
+            "the pass did not stop within {}s; its leases will expire",
+            SHUTDOWN_GRACE.as_secs()
+        ),
+    }
 }
 
 /// A ledger handle each for the outbox, the admin endpoint and the API, as configured, each

@@ -277,24 +277,8 @@ async fn create_mopay(
 pub async fn run() -> anyhow::Result<String> {
     let started = Instant::now();
     let dir = tempfile::tempdir().context("creating a temporary directory")?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .context("binding the simulator")?;
-    let addr = listener.local_addr()?;
-    let key: String = format!(
-        "sk_demo_{}",
-        (0..16)
-            .map(|_| fastrand::alphanumeric())
-            .collect::<String>()
-    );
-    let sim = Sim::new(Some(key.clone()));
     let stop = CancellationToken::new();
-    let server = tokio::spawn(simulator::serve(
-        listener,
-        sim.clone(),
-        stop.clone().cancelled_owned(),
-    ));
-    let base_url = format!("http://{addr}");
+    let (sim, key, base_url, server) = start_simulator(&stop).await?;
     let secret = new_secret();
     // The receiver reads the key as the Standard Webhooks specification says, not as payrecon
     // does: base64 after `whsec_`.
@@ -329,19 +313,13 @@ pub async fn run() -> anyhow::Result<String> {
 
     // The summary: MoPay session by session, then every provider in one table.
     let mut out = String::new();
-    let mut wrong = 0;
     let _ = writeln!(
         out,
-        "payrecon demo: {} sessions at five providers, simulated at {base_url}\n",
-        sessions.len()
+        "payrecon demo: {} sessions at {} providers, simulated at {base_url}\n",
+        sessions.len(),
+        Kind::COUNT
     );
-    let _ = writeln!(out, "MoPay, every behaviour:");
-    let _ = writeln!(
-        out,
-        "{:<24} {:<10} {:<10} {:>6}  reason / last error",
-        "behaviour", "expected", "got", "checks"
-    );
-    wrong += tables(&mut out, &ledger, &sessions, &expected, &sim)?;
+    let mut wrong = tables(&mut out, &ledger, &sessions, &expected, &sim)?;
     let stats = ledger.stats(crate::clock::now())?;
     let (delivered, retried, dead) = outbox.counters.snapshot();
     let received = received.lock().unwrap_or_else(|p| p.into_inner());
@@ -372,6 +350,35 @@ pub async fn run() -> anyhow::Result<String> {
         "every session reached the state its behaviour leads to, and every event was delivered"
     );
     Ok(out)
+}
+
+/// A simulator on a loopback port of its own, demanding a fresh key, until `stop`: the
+/// simulator, its key, its URL and its task.
+async fn start_simulator(
+    stop: &CancellationToken,
+) -> anyhow::Result<(
+    Arc<Sim>,
+    String,
+    String,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("binding the simulator")?;
+    let addr = listener.local_addr()?;
+    let key: String = format!(
+        "sk_demo_{}",
+        (0..16)
+            .map(|_| fastrand::alphanumeric())
+            .collect::<String>()
+    );
+    let sim = Sim::new(Some(key.clone()));
+    let server = tokio::spawn(simulator::serve(
+        listener,
+        sim.clone(),
+        stop.clone().cancelled_owned(),
+    ));
+    Ok((sim, key, format!("http://{addr}"), server))
 }
 
 /// Sessions with every behaviour at every provider: MoPay's through its create endpoint, the
@@ -486,6 +493,12 @@ fn tables(
     expected: &BTreeMap<String, (&'static str, Status)>,
     sim: &Sim,
 ) -> anyhow::Result<u32> {
+    let _ = writeln!(out, "MoPay, every behaviour:");
+    let _ = writeln!(
+        out,
+        "{:<24} {:<10} {:<10} {:>6}  reason / last error",
+        "behaviour", "expected", "got", "checks"
+    );
     let mut wrong = 0;
     let mut rows: Vec<_> = sessions.iter().collect();
     rows.sort_by_key(|s| s.rowid);
@@ -533,6 +546,17 @@ fn tables(
             );
         }
     }
+    provider_table(out, per_provider, sim);
+    Ok(wrong)
+}
+
+/// The demo's table of every provider: sessions by state, checks, calls, and calls per
+/// resolved session.
+fn provider_table(
+    out: &mut String,
+    mut per_provider: BTreeMap<&str, (BTreeMap<Status, u32>, i64, u32)>,
+    sim: &Sim,
+) {
     let _ = writeln!(out, "\nEvery provider:");
     let _ = write!(out, "{:<10} {:>8}", "provider", "sessions");
     for st in Status::ALL {
@@ -557,7 +581,6 @@ fn tables(
             calls as f64 / f64::from(resolved.max(1))
         );
     }
-    Ok(wrong)
 }
 
 #[cfg(test)]

@@ -134,7 +134,20 @@ pub(super) fn ledger_problem(location: &crate::ledger::Location) -> Option<Strin
 /// The effective config for `check-config`, secrets shown only as set or not.
 pub(super) fn describe(cfg: &Config) -> String {
     let mut out = String::new();
-    let d = |d: std::time::Duration| humantime::format_duration(d).to_string();
+    describe_ledger(cfg, &mut out);
+    describe_timing(cfg, &mut out);
+    if cfg.providers.is_empty() {
+        out.push_str("providers            none configured: add a [providers.NAME] table\n");
+    }
+    for p in &cfg.providers {
+        out.push_str(&describe_provider(p, cfg.own_schedule(&p.name)));
+    }
+    describe_listeners(cfg, &mut out);
+    out
+}
+
+/// `check-config`'s ledger lines.
+fn describe_ledger(cfg: &Config, out: &mut String) {
     out.push_str(&match &cfg.ledger {
         crate::ledger::Location::Path(p) => format!("ledger.path          {}\n", p.display()),
         crate::ledger::Location::Url(u) => {
@@ -148,6 +161,11 @@ pub(super) fn describe(cfg: &Config) -> String {
             )
         }
     });
+}
+
+/// `check-config`'s schedule, backoff and HTTP lines.
+fn describe_timing(cfg: &Config, out: &mut String) {
+    let d = |d: std::time::Duration| humantime::format_duration(d).to_string();
     out.push_str(&format!(
         "schedule             cron {:?}, batch_size {}, concurrency {}, lease {}, poll {}, young {}, ageing {}\n",
         cfg.schedule.cron_expr,
@@ -184,12 +202,10 @@ pub(super) fn describe(cfg: &Config) -> String {
         cfg.http.max_body,
         d(cfg.http.worst_check_time())
     ));
-    if cfg.providers.is_empty() {
-        out.push_str("providers            none configured: add a [providers.NAME] table\n");
-    }
-    for p in &cfg.providers {
-        out.push_str(&describe_provider(p, cfg.own_schedule(&p.name)));
-    }
+}
+
+/// `check-config`'s listener, webhook and log lines.
+fn describe_listeners(cfg: &Config, out: &mut String) {
     out.push_str(&format!(
         "admin.listen         {}\n",
         cfg.admin_listen
@@ -215,7 +231,6 @@ pub(super) fn describe(cfg: &Config) -> String {
         ));
     }
     out.push_str(&format!("log.format           {:?}\n", cfg.log_format));
-    out
 }
 
 /// One provider's lines of `check-config`: its kind, endpoint, where its keys come from (set or

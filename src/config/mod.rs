@@ -266,43 +266,22 @@ impl Config {
             admin_token,
             api,
         } = listeners(&raw, env, &mut secret_problems)?;
-        let mut warnings = Vec::new();
-        for p in &providers {
-            warnings.extend(
+        let warnings = providers
+            .iter()
+            .flat_map(|p| {
                 p.problems()
                     .into_iter()
-                    .map(|w| format!("providers.{}: {w}", p.name)),
-            );
-            // The lease must outlast this provider's longest check too (long polls are long).
-            let worst = HttpConfig {
-                timeout: p.timeout,
-                ..http.clone()
-            }
-            .worst_check_time();
-            if schedule.lease <= worst {
-                return Err(UsageError::new(format!(
-                    "schedule.lease: {} is shorter than the longest check of provider {} ({}); raise the lease",
-                    s.lease,
-                    p.name,
-                    humantime::format_duration(worst)
-                )));
-            }
-        }
+                    .map(|w| format!("providers.{}: {w}", p.name))
+            })
+            .collect();
+        lease_outlasts_long_polls(&schedule, &s.lease, &http, &providers)?;
         let webhook = raw
             .events
             .webhook
             .as_ref()
             .map(|w| webhook(w, env, &mut secret_problems))
             .transpose()?;
-        let log_format = match raw.log.format.as_str() {
-            "text" => LogFormat::Text,
-            "json" => LogFormat::Json,
-            other => {
-                return Err(UsageError::new(format!(
-                    "log.format: must be \"text\" or \"json\", got {other:?}"
-                )));
-            }
-        };
+        let log_format = log_format(&raw.log.format)?;
         Ok(Config {
             ledger,
             schedule,
@@ -346,6 +325,41 @@ impl Config {
     /// `schedule` in place of `[backoff] schedule` when its table sets one.
     pub fn backoff_for(&self, provider: &str) -> &BackoffConfig {
         self.provider_backoff.get(provider).unwrap_or(&self.backoff)
+    }
+}
+
+/// The lease must outlast each provider's longest check too (long polls are long).
+fn lease_outlasts_long_polls(
+    schedule: &ScheduleConfig,
+    lease_text: &str,
+    http: &HttpConfig,
+    providers: &[ProviderConfig],
+) -> Result<(), UsageError> {
+    for p in providers {
+        let worst = HttpConfig {
+            timeout: p.timeout,
+            ..http.clone()
+        }
+        .worst_check_time();
+        if schedule.lease <= worst {
+            return Err(UsageError::new(format!(
+                "schedule.lease: {lease_text} is shorter than the longest check of provider {} ({}); raise the lease",
+                p.name,
+                humantime::format_duration(worst)
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `[log] format`.
+fn log_format(text: &str) -> Result<LogFormat, UsageError> {
+    match text {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        other => Err(UsageError::new(format!(
+            "log.format: must be \"text\" or \"json\", got {other:?}"
+        ))),
     }
 }
 

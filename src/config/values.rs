@@ -6,6 +6,7 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 
 use super::*;
+use crate::provider::{Kind, KindSpec, SecretNeeds};
 
 /// Query parameters whose names say they carry a credential.
 pub(super) const CREDENTIAL_PARAMS: &[&str] = &[
@@ -93,7 +94,8 @@ pub(super) fn webhook(
     })
 }
 
-/// Validates one provider table; a missing secret goes to `problems`.
+/// Validates one provider table; a missing secret goes to `problems`. Returns it, and its own
+/// backoff when its table (or its kind's default) sets a schedule.
 pub(super) fn provider(
     name: &str,
     p: &RawProvider,
@@ -104,31 +106,8 @@ pub(super) fn provider(
     problems: &mut Vec<String>,
 ) -> Result<(ProviderConfig, Option<BackoffConfig>), UsageError> {
     let key = |k: &str| format!("providers.{name}.{k}");
-    if name.is_empty()
-        || name.len() > 64
-        || !name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-    {
-        return Err(UsageError::new(format!(
-            "providers.{name:?}: a provider name must be 1 to 64 letters, digits, '_' or '-'"
-        )));
-    }
-    let kind: crate::provider::Kind = p
-        .kind
-        .parse()
-        .map_err(|e| UsageError::new(format!("{}: {e}", key("kind"))))?;
+    let kind = provider_kind(name, p)?;
     let spec = kind.spec();
-    for k in p.extra_keys() {
-        if !spec.keys.contains(&k) {
-            return Err(UsageError::new(format!(
-                "{}: not a setting of kind {:?} (its settings: {})",
-                key(k),
-                p.kind,
-                spec.keys.join(", ")
-            )));
-        }
-    }
     let url_text = p
         .base_url
         .as_deref()
@@ -141,8 +120,98 @@ pub(super) fn provider(
             ))
         })?;
     let base_url = http_url(&key("base_url"), url_text)?;
-    // Secrets: the variable names are required where the kind needs them; their values only by
-    // the commands that call providers (see `Config::require_secrets`).
+    let [api_key, public_key, secret_key, webhook_secret] =
+        provider_secrets(name, p, spec, env, problems)?;
+    let rate_limits = provider_rate_limits(name, p, spec, api_key.as_ref())?;
+    let long_poll = p.long_poll.unwrap_or(false);
+    let long_poll_timeout = p
+        .long_poll_timeout
+        .as_ref()
+        .map(|t| duration_within(&key("long_poll_timeout"), t, SHORT))
+        .transpose()?
+        .unwrap_or(Duration::from_secs(30));
+    let timeout = if long_poll {
+        long_poll_timeout
+    } else {
+        http_timeout
+    };
+    let schedule = match &p.schedule {
+        Some(list) => Some(list.clone()),
+        None if kind_schedules => Some(
+            spec.default_schedule
+                .iter()
+                .map(|d| d.to_string())
+                .collect(),
+        ),
+        None => None,
+    };
+    let own_backoff = schedule
+        .map(|list| -> Result<_, UsageError> {
+            Ok(BackoffConfig {
+                schedule: delays(&key("schedule"), Some(&list))?,
+                ..backoff.clone()
+            })
+        })
+        .transpose()?;
+    let config = ProviderConfig {
+        name: name.to_string(),
+        kind,
+        base_url,
+        api_key_env: p.api_key_env.clone(),
+        api_key,
+        public_key_env: p.public_key_env.clone(),
+        public_key,
+        secret_key_env: p.secret_key_env.clone(),
+        secret_key,
+        webhook_secret,
+        rate_limits,
+        long_poll,
+        timeout,
+        mopay_ng: mopay_ng_settings(name, p)?,
+    };
+    Ok((config, own_backoff))
+}
+
+/// A provider table's name and `kind`, and that it sets only the settings of its kind.
+fn provider_kind(name: &str, p: &RawProvider) -> Result<Kind, UsageError> {
+    let key = |k: &str| format!("providers.{name}.{k}");
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err(UsageError::new(format!(
+            "providers.{name:?}: a provider name must be 1 to 64 letters, digits, '_' or '-'"
+        )));
+    }
+    let kind: Kind = p
+        .kind
+        .parse()
+        .map_err(|e| UsageError::new(format!("{}: {e}", key("kind"))))?;
+    let spec = kind.spec();
+    if let Some(k) = p.extra_keys().into_iter().find(|k| !spec.keys.contains(k)) {
+        return Err(UsageError::new(format!(
+            "{}: not a setting of kind {:?} (its settings: {})",
+            key(k),
+            p.kind,
+            spec.keys.join(", ")
+        )));
+    }
+    Ok(kind)
+}
+
+/// A provider table's secrets, `[api key, public key, secret key, webhook secret]`: the
+/// variable names are required where the kind needs them; their values only by the commands
+/// that call providers (see `Config::require_secrets`), so a missing value goes to `problems`.
+fn provider_secrets(
+    name: &str,
+    p: &RawProvider,
+    spec: &KindSpec,
+    env: EnvLookup<'_>,
+    problems: &mut Vec<String>,
+) -> Result<[Option<Secret>; 4], UsageError> {
+    let key = |k: &str| format!("providers.{name}.{k}");
     let mut secret = |field: &str,
                       var: &Option<String>,
                       required: bool|
@@ -168,7 +237,6 @@ pub(super) fn provider(
             }
         }
     };
-    use crate::provider::SecretNeeds;
     let (api_key, public_key, secret_key) = match spec.secrets {
         SecretNeeds::OptionalApiKey => (secret("api_key_env", &p.api_key_env, false)?, None, None),
         SecretNeeds::ApiKey => (secret("api_key_env", &p.api_key_env, true)?, None, None),
@@ -179,53 +247,7 @@ pub(super) fn provider(
         ),
     };
     let webhook_secret = secret("webhook_secret_env", &p.webhook_secret_env, false)?;
-    let rate_limits = provider_rate_limits(name, p, spec, api_key.as_ref())?;
-    let long_poll = p.long_poll.unwrap_or(false);
-    let long_poll_timeout = match &p.long_poll_timeout {
-        Some(t) => duration_within(&key("long_poll_timeout"), t, SHORT)?,
-        None => Duration::from_secs(30),
-    };
-    let own_backoff = match &p.schedule {
-        Some(list) => Some(BackoffConfig {
-            schedule: delays(&key("schedule"), Some(list))?,
-            ..backoff.clone()
-        }),
-        None if kind_schedules => {
-            let list: Vec<String> = spec
-                .default_schedule
-                .iter()
-                .map(|d| d.to_string())
-                .collect();
-            Some(BackoffConfig {
-                schedule: delays(&key("schedule"), Some(&list))?,
-                ..backoff.clone()
-            })
-        }
-        None => None,
-    };
-    Ok((
-        ProviderConfig {
-            name: name.to_string(),
-            kind,
-            base_url,
-            api_key_env: p.api_key_env.clone(),
-            api_key,
-            public_key_env: p.public_key_env.clone(),
-            public_key,
-            secret_key_env: p.secret_key_env.clone(),
-            secret_key,
-            webhook_secret,
-            rate_limits,
-            long_poll,
-            timeout: if long_poll {
-                long_poll_timeout
-            } else {
-                http_timeout
-            },
-            mopay_ng: mopay_ng_settings(name, p)?,
-        },
-        own_backoff,
-    ))
+    Ok([api_key, public_key, secret_key, webhook_secret])
 }
 
 /// A provider table's `rate_limit`: one limit, a list, `"off"`, or (unset) the kind's default

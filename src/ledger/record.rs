@@ -153,6 +153,77 @@ pub(super) fn record_transitions_pg(
         .iter()
         .filter(|r| matches!(r, Record::Transition { .. }))
         .collect();
+    let moved = compare_and_set_pg(tx, now_s, &transitions)?;
+    let mut t_sessions = Vec::new();
+    let mut t_cols: [Vec<Option<&str>>; 11] = Default::default();
+    let mut events: Vec<(i64, Written)> = Vec::new();
+    for r in &transitions {
+        let Record::Transition {
+            rowid,
+            from,
+            to,
+            source,
+            reason,
+            facts,
+            compared,
+            ..
+        } = r
+        else {
+            continue;
+        };
+        let Some(session) = moved.get(rowid) else {
+            // Lost the compare-and-set: someone recorded this session first.
+            lost_cas(tx, *rowid, *source, *to, facts, now_s, judge, written)?;
+            continue;
+        };
+        t_sessions.push(*rowid);
+        let fields = transition_fields(*from, *to, *source, reason.as_deref(), facts);
+        for (col, v) in t_cols.iter_mut().zip(fields) {
+            col.push(v);
+        }
+        let (checks, reason) = (session.checks, reason.as_deref());
+        let event = transition_event(
+            now_s,
+            session,
+            checks,
+            (*from, *to),
+            reason,
+            facts,
+            compared,
+        );
+        events.push((*rowid, event));
+    }
+    if t_sessions.is_empty() {
+        return Ok(());
+    }
+    let mut params: Vec<Val<'_>> = vec![Val::from(now_s), Val::from(&t_sessions[..])];
+    params.extend(t_cols.iter().map(|c| Val::from(&c[..])));
+    tx.exec(PG_INSERT_TRANSITIONS, &params)?;
+    let e_ids: Vec<Option<&str>> = events.iter().map(|e| Some(e.1.id.as_str())).collect();
+    let e_types: Vec<Option<&str>> = events.iter().map(|e| Some(e.1.kind)).collect();
+    let e_sessions: Vec<i64> = events.iter().map(|e| e.0).collect();
+    let e_payloads: Vec<Option<&str>> = events.iter().map(|e| Some(e.1.payload.as_str())).collect();
+    tx.exec(
+        PG_INSERT_EVENTS,
+        vals![
+            now_s,
+            &e_ids[..],
+            &e_types[..],
+            &e_sessions[..],
+            &e_payloads[..]
+        ],
+    )?;
+    written.extend(events.into_iter().map(|(_, event)| event));
+    Ok(())
+}
+
+/// The compare-and-set of every transition in one statement: the sessions that moved, as they
+/// now are, by rowid.
+fn compare_and_set_pg(
+    tx: &mut Tx<'_>,
+    now_s: &str,
+    transitions: &[&Record],
+) -> Result<HashMap<i64, Session>, DbError> {
     let lates: Vec<Option<String>> = transitions
         .iter()
         .map(|r| match r {
@@ -185,101 +256,23 @@ pub(super) fn record_transitions_pg(
         cols[5].push(facts.provider_completed_at.as_deref());
         cols[6].push(late.as_deref());
     }
-    let moved: HashMap<i64, Session> = tx
-        .query(
-            PG_TRANSITIONS_CAS,
-            vals![
-                now_s,
-                &ids[..],
-                &cols[0][..],
-                &cols[1][..],
-                &charged[..],
-                &cols[2][..],
-                &cols[3][..],
-                &cols[4][..],
-                &cols[5][..],
-                &cols[6][..]
-            ],
-            session_from_row,
-        )?
-        .into_iter()
-        .map(|s| (s.rowid, s))
-        .collect();
-    let mut t_sessions = Vec::new();
-    let mut t_cols: [Vec<Option<&str>>; 11] = Default::default();
-    let mut events: Vec<(i64, Written)> = Vec::new();
-    for r in &transitions {
-        let Record::Transition {
-            rowid,
-            from,
-            to,
-            source,
-            reason,
-            facts,
-            compared,
-            ..
-        } = r
-        else {
-            continue;
-        };
-        let Some(session) = moved.get(rowid) else {
-            // Lost the compare-and-set: someone recorded this session first.
-            lost_cas(tx, *rowid, *source, *to, facts, now_s, judge, written)?;
-            continue;
-        };
-        t_sessions.push(*rowid);
-        let fields = transition_fields(*from, *to, *source, reason.as_deref(), facts);
-        for (col, v) in t_cols.iter_mut().zip(fields) {
-            col.push(v);
-        }
-        let event = transition_event(
-            now_s,
-            session,
-            session.checks,
-            (*from, *to),
-            reason.as_deref(),
-            facts,
-            compared,
-        );
-        events.push((*rowid, event));
-    }
-    if t_sessions.is_empty() {
-        return Ok(());
-    }
-    tx.exec(
-        PG_INSERT_TRANSITIONS,
+    let moved = tx.query(
+        PG_TRANSITIONS_CAS,
         vals![
             now_s,
-            &t_sessions[..],
-            &t_cols[0][..],
-            &t_cols[1][..],
-            &t_cols[2][..],
-            &t_cols[3][..],
-            &t_cols[4][..],
-            &t_cols[5][..],
-            &t_cols[6][..],
-            &t_cols[7][..],
-            &t_cols[8][..],
-            &t_cols[9][..],
-            &t_cols[10][..]
+            &ids[..],
+            &cols[0][..],
+            &cols[1][..],
+            &charged[..],
+            &cols[2][..],
+            &cols[3][..],
+            &cols[4][..],
+            &cols[5][..],
+            &cols[6][..]
         ],
+        session_from_row,
     )?;
-    let e_ids: Vec<Option<&str>> = events.iter().map(|e| Some(e.1.id.as_str())).collect();
-    let e_types: Vec<Option<&str>> = events.iter().map(|e| Some(e.1.kind)).collect();
-    let e_sessions: Vec<i64> = events.iter().map(|e| e.0).collect();
-    let e_payloads: Vec<Option<&str>> = events.iter().map(|e| Some(e.1.payload.as_str())).collect();
-    tx.exec(
-        PG_INSERT_EVENTS,
-        vals![
-            now_s,
-            &e_ids[..],
-            &e_types[..],
-            &e_sessions[..],
-            &e_payloads[..]
-        ],
-    )?;
-    written.extend(events.into_iter().map(|(_, event)| event));
-    Ok(())
+    Ok(moved.into_iter().map(|s| (s.rowid, s)).collect())
 }
 
 /// A transition that lost its compare-and-set: someone recorded this session first. `judge`
@@ -320,96 +313,8 @@ pub(super) fn record_one(
     written: &mut Vec<Written>,
 ) -> Result<(), DbError> {
     match rec {
-        Record::Transition {
-            rowid,
-            from,
-            to,
-            source,
-            reason,
-            facts,
-            charged,
-            compared,
-            late_check_at,
-        } => {
-            let late = late_check_at.map(clock::format);
-            let charged = i64::from(*charged);
-            let cas: &[Val<'_>] = vals![
-                to.as_str(),
-                now_s,
-                charged,
-                facts.provider_status.as_deref(),
-                facts.transaction_id.as_deref(),
-                facts.payment_method.as_deref(),
-                facts.provider_completed_at.as_deref(),
-                *rowid,
-                from.as_str(),
-                late.as_deref()
-            ];
-            // SQLite only: PostgreSQL records transitions in `record_transitions_pg`.
-            let read_back = if tx.exec(TRANSITION_CAS, cas)? == 1 {
-                tx.query_opt(SESSION_BY_ROWID, vals![*rowid], session_from_row)?
-            } else {
-                None
-            };
-            let Some(session) = &read_back else {
-                return lost_cas(tx, *rowid, *source, *to, facts, now_s, judge, written);
-            };
-            let checks = session.checks;
-            let event = transition_event(
-                now_s,
-                session,
-                checks,
-                (*from, *to),
-                reason.as_deref(),
-                facts,
-                compared,
-            );
-            let mut row = Vec::with_capacity(16);
-            row.push(Val::Int(*rowid));
-            row.extend(
-                transition_fields(*from, *to, *source, reason.as_deref(), facts).map(Val::from),
-            );
-            row.push(Val::Text(now_s));
-            tx.exec(INSERT_TRANSITION, &row)?;
-            insert_event(tx, &event.id, event.kind, *rowid, &event.payload, now_s)?;
-            written.push(event);
-        }
-        Record::Reschedule {
-            rowid,
-            next_check_at,
-            last_error,
-            answered,
-            not_found,
-            charged,
-            facts,
-        } => {
-            let f = facts.clone().unwrap_or_default();
-            tx.exec(
-                "UPDATE sessions SET next_check_at = ?1, last_error = ?2, checks = checks + ?3, \
-                 answered_checks = answered_checks + ?4, \
-                 last_checked_at = CASE WHEN ?3 = 1 THEN ?5 ELSE last_checked_at END, \
-                 not_found_count = CASE CAST(?6 AS BIGINT) WHEN 1 THEN not_found_count + 1 \
-                                   WHEN 0 THEN 0 ELSE not_found_count END, \
-                 provider_status = coalesce(?7, provider_status), \
-                 transaction_id = coalesce(?8, transaction_id), \
-                 payment_method = coalesce(?9, payment_method), \
-                 lease_owner = NULL, lease_until = NULL \
-                 WHERE id = ?10 AND status = 'PENDING' AND lease_owner = ?11",
-                vals![
-                    &clock::format(*next_check_at),
-                    last_error.as_deref(),
-                    i64::from(*charged),
-                    i64::from(*answered),
-                    now_s,
-                    not_found.map(i64::from),
-                    f.provider_status.as_deref(),
-                    f.transaction_id.as_deref(),
-                    f.payment_method.as_deref(),
-                    *rowid,
-                    owner
-                ],
-            )?;
-        }
+        Record::Transition { .. } => transition_one(tx, now_s, rec, judge, written),
+        Record::Reschedule { .. } => reschedule_one(tx, owner, now_s, rec),
         Record::Release { rowid, last_error } => {
             // Due again at once: a PENDING session's check, or an EXPIRED one's late check.
             tx.exec(
@@ -422,6 +327,7 @@ pub(super) fn record_one(
                  WHERE id = ?3 AND lease_owner = ?4",
                 vals![now_s, last_error.as_deref(), *rowid, owner],
             )?;
+            Ok(())
         }
         Record::LateCheck {
             rowid,
@@ -438,8 +344,117 @@ pub(super) fn record_one(
             if let (Some(session), Some(anomaly)) = (updated, anomaly) {
                 written.push(write_anomaly(tx, &session, anomaly, now_s)?);
             }
+            Ok(())
         }
     }
+}
+
+/// A [`Record::Transition`] on SQLite: the compare-and-set, the row read back, the transition
+/// row and the event. (Anything else is not written here.)
+fn transition_one(
+    tx: &mut Tx<'_>,
+    now_s: &str,
+    rec: &Record,
+    judge: Judge,
+    written: &mut Vec<Written>,
+) -> Result<(), DbError> {
+    let Record::Transition {
+        rowid,
+        from,
+        to,
+        source,
+        reason,
+        facts,
+        charged,
+        compared,
+        late_check_at,
+    } = rec
+    else {
+        return Ok(());
+    };
+    let late = late_check_at.map(clock::format);
+    let cas: &[Val<'_>] = vals![
+        to.as_str(),
+        now_s,
+        i64::from(*charged),
+        facts.provider_status.as_deref(),
+        facts.transaction_id.as_deref(),
+        facts.payment_method.as_deref(),
+        facts.provider_completed_at.as_deref(),
+        *rowid,
+        from.as_str(),
+        late.as_deref()
+    ];
+    // SQLite only: PostgreSQL records transitions in `record_transitions_pg`.
+    let read_back = if tx.exec(TRANSITION_CAS, cas)? == 1 {
+        tx.query_opt(SESSION_BY_ROWID, vals![*rowid], session_from_row)?
+    } else {
+        None
+    };
+    let Some(session) = &read_back else {
+        return lost_cas(tx, *rowid, *source, *to, facts, now_s, judge, written);
+    };
+    let reason = reason.as_deref();
+    let event = transition_event(
+        now_s,
+        session,
+        session.checks,
+        (*from, *to),
+        reason,
+        facts,
+        compared,
+    );
+    let mut row = Vec::with_capacity(16);
+    row.push(Val::Int(*rowid));
+    row.extend(transition_fields(*from, *to, *source, reason, facts).map(Val::from));
+    row.push(Val::Text(now_s));
+    tx.exec(INSERT_TRANSITION, &row)?;
+    insert_event(tx, &event.id, event.kind, *rowid, &event.payload, now_s)?;
+    written.push(event);
+    Ok(())
+}
+
+/// A [`Record::Reschedule`]: still PENDING, due again, the lease given back. (Anything else is
+/// not written here.)
+fn reschedule_one(tx: &mut Tx<'_>, owner: &str, now_s: &str, rec: &Record) -> Result<(), DbError> {
+    let Record::Reschedule {
+        rowid,
+        next_check_at,
+        last_error,
+        answered,
+        not_found,
+        charged,
+        facts,
+    } = rec
+    else {
+        return Ok(());
+    };
+    let f = facts.clone().unwrap_or_default();
+    tx.exec(
+        "UPDATE sessions SET next_check_at = ?1, last_error = ?2, checks = checks + ?3, \
+         answered_checks = answered_checks + ?4, \
+         last_checked_at = CASE WHEN ?3 = 1 THEN ?5 ELSE last_checked_at END, \
+         not_found_count = CASE CAST(?6 AS BIGINT) WHEN 1 THEN not_found_count + 1 \
+                           WHEN 0 THEN 0 ELSE not_found_count END, \
+         provider_status = coalesce(?7, provider_status), \
+         transaction_id = coalesce(?8, transaction_id), \
+         payment_method = coalesce(?9, payment_method), \
+         lease_owner = NULL, lease_until = NULL \
+         WHERE id = ?10 AND status = 'PENDING' AND lease_owner = ?11",
+        vals![
+            &clock::format(*next_check_at),
+            last_error.as_deref(),
+            i64::from(*charged),
+            i64::from(*answered),
+            now_s,
+            not_found.map(i64::from),
+            f.provider_status.as_deref(),
+            f.transaction_id.as_deref(),
+            f.payment_method.as_deref(),
+            *rowid,
+            owner
+        ],
+    )?;
     Ok(())
 }
 

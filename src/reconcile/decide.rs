@@ -60,10 +60,10 @@ pub fn decide_late(
     now: Timestamp,
     backoff: &BackoffConfig,
 ) -> Record {
-    let done = |anomaly: Option<ledger::Anomaly>| Record::LateCheck {
+    let late = |next: Option<Timestamp>, last_error: Option<String>, anomaly| Record::LateCheck {
         rowid: s.rowid,
-        next: None,
-        last_error: None,
+        next,
+        last_error,
         anomaly,
     };
     match result {
@@ -83,61 +83,50 @@ pub fn decide_late(
             };
             if next > give_up {
                 tracing::warn!(provider = %s.provider, session_id = %s.session_id, error = %e, "late check got no answer; giving up");
-                return Record::LateCheck {
-                    rowid: s.rowid,
-                    next: None,
-                    last_error: Some(format!("late check: {e}")),
-                    anomaly: None,
-                };
+                return late(None, Some(format!("late check: {e}")), None);
             }
-            Record::LateCheck {
-                rowid: s.rowid,
-                next: Some(next),
-                last_error: None,
-                anomaly: None,
-            }
+            late(Some(next), None, None)
         }
-        Ok(Answer::NotFound) => done(None),
-        Ok(Answer::Found(f)) => {
-            let after = if s.status == Status::Review {
-                "went to REVIEW"
-            } else {
-                "expired"
-            };
-            let says = match f.mapped {
-                Mapped::Paid => {
-                    let (_, mismatches) = compare(s, f);
-                    let mut reason =
-                        format!("late payment: the provider says paid after the session {after}");
-                    if !mismatches.is_empty() {
-                        reason = format!("{reason} ({})", mismatches.join("; "));
-                    }
-                    Some((
-                        if mismatches.is_empty() {
-                            Status::Completed
-                        } else {
-                            Status::Review
-                        },
-                        reason,
-                    ))
-                }
-                Mapped::Failed => Some((
-                    Status::Failed,
-                    format!("the provider says failed after the session {after}"),
-                )),
-                Mapped::Cancelled => Some((
-                    Status::Cancelled,
-                    format!("the provider says cancelled after the session {after}"),
-                )),
-                Mapped::Pending | Mapped::Expired | Mapped::Unrecognised | Mapped::Unsure => None,
-            };
-            done(says.map(|(provider_says, reason)| ledger::Anomaly {
-                provider_says,
-                reason,
-                facts: ledger_facts(f),
-            }))
-        }
+        Ok(Answer::NotFound) => late(None, None, None),
+        Ok(Answer::Found(f)) => late(None, None, late_anomaly(s, f)),
     }
+}
+
+/// What a late answer contradicts: paid, failed or cancelled after the session closed.
+fn late_anomaly(s: &Session, f: &ProviderFacts) -> Option<ledger::Anomaly> {
+    let after = if s.status == Status::Review {
+        "went to REVIEW"
+    } else {
+        "expired"
+    };
+    let (provider_says, reason) = match f.mapped {
+        Mapped::Paid => {
+            let (_, mismatches) = compare(s, f);
+            let reason = format!("late payment: the provider says paid after the session {after}");
+            if mismatches.is_empty() {
+                (Status::Completed, reason)
+            } else {
+                (
+                    Status::Review,
+                    format!("{reason} ({})", mismatches.join("; ")),
+                )
+            }
+        }
+        Mapped::Failed => (
+            Status::Failed,
+            format!("the provider says failed after the session {after}"),
+        ),
+        Mapped::Cancelled => (
+            Status::Cancelled,
+            format!("the provider says cancelled after the session {after}"),
+        ),
+        Mapped::Pending | Mapped::Expired | Mapped::Unrecognised | Mapped::Unsure => return None,
+    };
+    Some(ledger::Anomaly {
+        provider_says,
+        reason,
+        facts: ledger_facts(f),
+    })
 }
 
 /// Decides what a provider's answer means for a PENDING session. Pure: `jitter_sample` is a
@@ -155,171 +144,210 @@ pub fn decide(
     source: Source,
     jitter_sample: f64,
 ) -> Record {
-    let transition =
-        |to: Status, reason: Option<String>, facts: Facts, compared: Vec<&'static str>| {
-            Record::Transition {
-                rowid: s.rowid,
-                from: Status::Pending,
-                to,
-                source,
-                reason,
-                facts,
-                charged: true,
-                compared,
-                late_check_at: (to == Status::Expired).then(|| clock::add(now, backoff.late_check)),
-            }
-        };
-    let reschedule = |still: Still| Record::Reschedule {
-        rowid: s.rowid,
-        next_check_at: next_check_at(s, s.checks + 1, now, backoff, jitter_sample),
-        answered: still.heard.answered(),
-        not_found: still.heard.not_found(),
-        last_error: still.last_error,
-        charged: still.charged,
-        facts: still.facts,
-    };
-    let too_old = clock::add(s.created_at, backoff.max_age) <= now;
-    let max_age = humantime::format_duration(backoff.max_age);
-    let expire_by_age = |facts: Facts| {
-        transition(
-            Status::Expired,
-            Some(format!("no final status within max_age ({max_age})")),
-            facts,
-            vec![],
-        )
+    let d = Decider {
+        s,
+        now,
+        backoff,
+        source,
+        jitter_sample,
     };
     match result {
-        Err(e @ provider::Error::RateLimited { retry_after }) => Record::Reschedule {
+        Err(e) => d.failed_call(e),
+        Ok(Answer::NotFound) => d.not_found(),
+        Ok(Answer::Found(f)) => d.found(f),
+    }
+}
+
+/// One decision's inputs, and the records it can make of them.
+struct Decider<'a> {
+    s: &'a Session,
+    now: Timestamp,
+    backoff: &'a BackoffConfig,
+    source: Source,
+    jitter_sample: f64,
+}
+
+impl Decider<'_> {
+    /// The session leaves PENDING for `to` (charged as a check).
+    fn transition(
+        &self,
+        to: Status,
+        reason: Option<String>,
+        facts: Facts,
+        compared: Vec<&'static str>,
+    ) -> Record {
+        Record::Transition {
+            rowid: self.s.rowid,
+            from: Status::Pending,
+            to,
+            source: self.source,
+            reason,
+            facts,
+            charged: true,
+            compared,
+            late_check_at: (to == Status::Expired)
+                .then(|| clock::add(self.now, self.backoff.late_check)),
+        }
+    }
+
+    /// It stays PENDING, due again by the schedule.
+    fn reschedule(&self, still: Still) -> Record {
+        let s = self.s;
+        Record::Reschedule {
             rowid: s.rowid,
-            next_check_at: clock::add(now, retry_after.unwrap_or(backoff.initial)),
-            last_error: Some(e.to_string()),
+            next_check_at: next_check_at(
+                s,
+                s.checks + 1,
+                self.now,
+                self.backoff,
+                self.jitter_sample,
+            ),
+            answered: still.heard.answered(),
+            not_found: still.heard.not_found(),
+            last_error: still.last_error,
+            charged: still.charged,
+            facts: still.facts,
+        }
+    }
+
+    /// It stays PENDING, uncharged, due again at `at`.
+    fn uncharged_until(&self, at: Timestamp, error: &provider::Error) -> Record {
+        Record::Reschedule {
+            rowid: self.s.rowid,
+            next_check_at: at,
+            last_error: Some(error.to_string()),
             answered: false,
             not_found: None,
             charged: false,
             facts: None,
-        },
-        // Our own wait for the budget: given back due as before, its last error kept.
-        Err(provider::Error::NoSlot(_)) => Record::Release {
-            rowid: s.rowid,
-            last_error: None,
-        },
-        Err(e @ (provider::Error::Unauthorized(_) | provider::Error::Budget(_))) => {
-            Record::Release {
+        }
+    }
+
+    fn too_old(&self) -> bool {
+        clock::add(self.s.created_at, self.backoff.max_age) <= self.now
+    }
+
+    fn max_age(&self) -> humantime::FormattedDuration {
+        humantime::format_duration(self.backoff.max_age)
+    }
+
+    fn expire_by_age(&self, facts: Facts) -> Record {
+        let reason = format!("no final status within max_age ({})", self.max_age());
+        self.transition(Status::Expired, Some(reason), facts, vec![])
+    }
+
+    /// No answer about the session: it never closes by this.
+    fn failed_call(&self, e: &provider::Error) -> Record {
+        let (s, now, backoff) = (self.s, self.now, self.backoff);
+        match e {
+            provider::Error::RateLimited { retry_after } => {
+                self.uncharged_until(clock::add(now, retry_after.unwrap_or(backoff.initial)), e)
+            }
+            // Our own wait for the budget: given back due as before, its last error kept.
+            provider::Error::NoSlot(_) => Record::Release {
+                rowid: s.rowid,
+                last_error: None,
+            },
+            provider::Error::Unauthorized(_) | provider::Error::Budget(_) => Record::Release {
                 rowid: s.rowid,
                 last_error: Some(e.to_string()),
+            },
+            // No call was made (an incomplete provider table): look again much later, uncharged.
+            provider::Error::NotConfigured(_) => {
+                self.uncharged_until(clock::add(now, backoff.max), e)
             }
-        }
-        // No call was made (an incomplete provider table): look again much later, uncharged.
-        Err(e @ provider::Error::NotConfigured(_)) => Record::Reschedule {
-            rowid: s.rowid,
-            next_check_at: clock::add(now, backoff.max),
-            last_error: Some(e.to_string()),
-            answered: false,
-            not_found: None,
-            charged: false,
-            facts: None,
-        },
-        // A 404 that is not believed: not counted toward `not_found_after`, not charged. From a
-        // provider that answers "not found" to every session (a wrong base_url looks like
-        // this), asked again only at `backoff.max`, so a misdirected provider costs little.
-        Err(e @ provider::Error::NotFoundDoubted { flagged, .. }) => {
-            let mut rec = reschedule(Still {
+            // A 404 that is not believed: not counted toward `not_found_after`, not charged.
+            // From a provider that answers "not found" to every session (a wrong base_url looks
+            // like this), asked again only at `backoff.max`, so a misdirected provider costs
+            // little.
+            provider::Error::NotFoundDoubted { flagged: true, .. } => {
+                self.uncharged_until(clock::add(now, backoff.max), e)
+            }
+            // No answer: never closes the session; a call that ended without a body from the
+            // provider (or a doubted 404) is not charged as a check.
+            e => self.reschedule(Still {
                 heard: Heard::Nothing,
                 last_error: Some(e.to_string()),
-                charged: false,
+                charged: !e.is_bodiless() && !matches!(e, provider::Error::NotFoundDoubted { .. }),
                 facts: None,
+            }),
+        }
+    }
+
+    /// A believed 404: counted toward `not_found_after`.
+    fn not_found(&self) -> Record {
+        let count = self.s.not_found_count + 1;
+        let after = self.backoff.not_found_after;
+        if count >= i64::from(after) {
+            let reason = Some("not found at provider".into());
+            self.transition(Status::Expired, reason, Facts::default(), vec![])
+        } else if self.too_old() {
+            self.expire_by_age(Facts::default())
+        } else {
+            self.reschedule(Still {
+                heard: Heard::NotFound,
+                last_error: Some(format!(
+                    "HTTP 404: not found at provider ({count} of {after})"
+                )),
+                charged: true,
+                facts: None,
+            })
+        }
+    }
+
+    /// The provider's word about the session.
+    fn found(&self, f: &ProviderFacts) -> Record {
+        let facts = ledger_facts(f);
+        match f.mapped {
+            Mapped::Paid => {
+                let (compared, mismatches) = compare(self.s, f);
+                if mismatches.is_empty() {
+                    self.transition(Status::Completed, None, facts, compared)
+                } else {
+                    let reason = Some(mismatches.join("; "));
+                    self.transition(Status::Review, reason, facts, compared)
+                }
+            }
+            Mapped::Failed => self.transition(Status::Failed, None, facts, vec![]),
+            Mapped::Cancelled => self.transition(Status::Cancelled, None, facts, vec![]),
+            Mapped::Expired => {
+                let reason = Some("expired at provider".into());
+                self.transition(Status::Expired, reason, facts, vec![])
+            }
+            Mapped::Pending if self.too_old() => self.expire_by_age(facts),
+            Mapped::Pending => self.reschedule(Still {
+                heard: Heard::Pending,
+                last_error: f.warning.clone(),
+                charged: true,
+                facts: Some(facts),
+            }),
+            // Never guessed, never counted toward expiry; past max_age a person decides, and
+            // the late check asks once more.
+            Mapped::Unrecognised | Mapped::Unsure => self.cannot_act(f, facts),
+        }
+    }
+
+    /// An answer payrecon cannot act on: still PENDING until max_age, then REVIEW with a late
+    /// check.
+    fn cannot_act(&self, f: &ProviderFacts, facts: Facts) -> Record {
+        let word = cannot_act(f);
+        if !self.too_old() {
+            return self.reschedule(Still {
+                heard: Heard::CannotAct,
+                last_error: Some(word),
+                charged: true,
+                facts: Some(facts),
             });
-            if let (true, Record::Reschedule { next_check_at, .. }) = (*flagged, &mut rec) {
-                *next_check_at = clock::add(now, backoff.max);
-            }
-            rec
         }
-        // No answer: never closes the session; a call that ended without a body from the
-        // provider is not charged as a check.
-        Err(e) => reschedule(Still {
-            heard: Heard::Nothing,
-            last_error: Some(e.to_string()),
-            charged: !e.is_bodiless(),
-            facts: None,
-        }),
-        Ok(Answer::NotFound) => {
-            let count = s.not_found_count + 1;
-            if count >= i64::from(backoff.not_found_after) {
-                transition(
-                    Status::Expired,
-                    Some("not found at provider".into()),
-                    Facts::default(),
-                    vec![],
-                )
-            } else if too_old {
-                expire_by_age(Facts::default())
-            } else {
-                reschedule(Still {
-                    heard: Heard::NotFound,
-                    last_error: Some(format!(
-                        "HTTP 404: not found at provider ({count} of {})",
-                        backoff.not_found_after
-                    )),
-                    charged: true,
-                    facts: None,
-                })
-            }
+        let reason = format!(
+            "max_age ({}) passed and the provider's last answer is one payrecon cannot act on: {word}",
+            self.max_age()
+        );
+        let mut rec = self.transition(Status::Review, Some(reason), facts, vec![]);
+        if let Record::Transition { late_check_at, .. } = &mut rec {
+            *late_check_at = Some(clock::add(self.now, self.backoff.late_check));
         }
-        Ok(Answer::Found(f)) => {
-            let facts = ledger_facts(f);
-            match f.mapped {
-                Mapped::Paid => {
-                    let (compared, mismatches) = compare(s, f);
-                    if mismatches.is_empty() {
-                        transition(Status::Completed, None, facts, compared)
-                    } else {
-                        transition(Status::Review, Some(mismatches.join("; ")), facts, compared)
-                    }
-                }
-                Mapped::Failed => transition(Status::Failed, None, facts, vec![]),
-                Mapped::Cancelled => transition(Status::Cancelled, None, facts, vec![]),
-                Mapped::Expired => transition(
-                    Status::Expired,
-                    Some("expired at provider".into()),
-                    facts,
-                    vec![],
-                ),
-                Mapped::Pending if too_old => expire_by_age(facts),
-                Mapped::Pending => reschedule(Still {
-                    heard: Heard::Pending,
-                    last_error: f.warning.clone(),
-                    charged: true,
-                    facts: Some(facts),
-                }),
-                // Never guessed, never counted toward expiry; past max_age a person decides, and
-                // the late check asks once more.
-                Mapped::Unrecognised | Mapped::Unsure => {
-                    let word = cannot_act(f);
-                    if too_old {
-                        let mut rec = transition(
-                            Status::Review,
-                            Some(format!(
-                                "max_age ({max_age}) passed and the provider's last answer is one \
-                                 payrecon cannot act on: {word}"
-                            )),
-                            facts,
-                            vec![],
-                        );
-                        if let Record::Transition { late_check_at, .. } = &mut rec {
-                            *late_check_at = Some(clock::add(now, backoff.late_check));
-                        }
-                        rec
-                    } else {
-                        reschedule(Still {
-                            heard: Heard::CannotAct,
-                            last_error: Some(word),
-                            charged: true,
-                            facts: Some(facts),
-                        })
-                    }
-                }
-            }
-        }
+        rec
     }
 }
 

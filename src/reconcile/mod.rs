@@ -203,24 +203,7 @@ pub async fn run_pass(
 ) -> Result<PassReport, ledger::Error> {
     let started = Instant::now();
     let pass_start = clock::now();
-    // A pause a 429 set, in this process or another on the same ledger, still holds; whether
-    // a provider's 404s are believed starts from what every process has seen.
-    for state in ledger.call(|l| l.provider_states()).await? {
-        let Some(p) = providers.get(&state.provider) else {
-            continue;
-        };
-        if let Some(until) = state.paused_until
-            && let Ok(rest) = (until - pass_start).to_std()
-        {
-            p.pause_for(rest);
-        }
-        if state.misdirected_at.is_none()
-            && state.last_answer_at.is_some()
-            && state.answered_endpoint.as_deref() == Some(p.endpoint().as_str())
-        {
-            lock(&p.not_found_watch).seed_confirmed();
-        }
-    }
+    seed_providers(ledger, providers, pass_start).await?;
     let report = Mutex::new(PassReport::default());
     let notes = Mutex::new(ProviderNotes::default());
     let claimer = Claimer::new(ledger, providers, cfg, opts, pass_start);
@@ -260,7 +243,44 @@ pub async fn run_pass(
     r.refused = notes.refused.keys().cloned().collect();
     r.elapsed = started.elapsed();
     crate::metrics::pass(r.elapsed);
-    // What the pass learned about each provider, for `stats`, `/healthz` and other processes.
+    note_providers(ledger, providers, &notes, &mut r).await?;
+    claimed.map(|()| r)
+}
+
+/// What every process on the ledger learned of each provider before this pass: a pause a 429
+/// set still holds; whether a provider's 404s are believed starts from what all have seen.
+async fn seed_providers(
+    ledger: &Ledger,
+    providers: &Providers,
+    pass_start: Timestamp,
+) -> Result<(), ledger::Error> {
+    for state in ledger.call(|l| l.provider_states()).await? {
+        let Some(p) = providers.get(&state.provider) else {
+            continue;
+        };
+        if let Some(until) = state.paused_until
+            && let Ok(rest) = (until - pass_start).to_std()
+        {
+            p.pause_for(rest);
+        }
+        if state.misdirected_at.is_none()
+            && state.last_answer_at.is_some()
+            && state.answered_endpoint.as_deref() == Some(p.endpoint().as_str())
+        {
+            lock(&p.not_found_watch).seed_confirmed();
+        }
+    }
+    Ok(())
+}
+
+/// What the pass learned about each provider, for `stats`, `/healthz` and other processes;
+/// the providers found misdirected are named in the report.
+async fn note_providers(
+    ledger: &Ledger,
+    providers: &Providers,
+    notes: &ProviderNotes,
+    r: &mut PassReport,
+) -> Result<(), ledger::Error> {
     for (name, p) in providers {
         let flagged = lock(&p.not_found_watch).flagged();
         if flagged {
@@ -285,7 +305,7 @@ pub async fn run_pass(
                 .await?;
         }
     }
-    claimed.map(|()| r)
+    Ok(())
 }
 
 /// Records outcomes in one transaction, logs the events it wrote and wakes the outbox for
