@@ -415,23 +415,15 @@ fn schedule_config(s: &RawSchedule) -> Result<ScheduleConfig, UsageError> {
     Ok(ScheduleConfig {
         cron_expr: s.cron.clone(),
         cron,
-        batch_size: positive("schedule.batch_size", s.batch_size, 100_000)?,
-        concurrency: positive("schedule.concurrency", s.concurrency, 10_000)? as usize,
-        lease: duration_within("schedule.lease", &s.lease, Duration::from_secs(7 * 86_400))?,
+        batch_size: RawSchedule::key("batch_size").count(s.batch_size)?,
+        concurrency: RawSchedule::key("concurrency").count(s.concurrency)? as usize,
+        lease: RawSchedule::key("lease").duration(&s.lease)?,
         poll: match s.poll.as_str() {
             "off" => None,
-            text => Some(duration_within(
-                "schedule.poll",
-                text,
-                Duration::from_secs(3600),
-            )?),
+            text => Some(RawSchedule::key("poll").duration(text)?),
         },
-        young: duration_within("schedule.young", &s.young, Duration::from_secs(7 * 86_400))?,
-        ageing: duration_within(
-            "schedule.ageing",
-            &s.ageing,
-            Duration::from_secs(7 * 86_400),
-        )?,
+        young: RawSchedule::key("young").duration(&s.young)?,
+        ageing: RawSchedule::key("ageing").duration(&s.ageing)?,
     })
 }
 
@@ -442,20 +434,16 @@ fn backoff_config(b: &RawBackoff) -> Result<BackoffConfig, UsageError> {
         b.initial.as_deref().unwrap_or("30s"),
         b.max.as_deref().unwrap_or("1h"),
     );
+    let key = RawBackoff::key;
     let backoff = BackoffConfig {
         schedule: delays("backoff.schedule", b.schedule.as_deref())?,
-        initial: duration("backoff.initial", initial)?,
-        multiplier: ranged(
-            "backoff.multiplier",
-            b.multiplier.unwrap_or(2.0),
-            1.0,
-            100.0,
-        )?,
-        max: duration("backoff.max", max)?,
-        jitter: ranged("backoff.jitter", b.jitter, 0.0, 1.0)?,
-        max_age: duration("backoff.max_age", &b.max_age)?,
-        not_found_after: positive("backoff.not_found_after", b.not_found_after, 1_000)?,
-        late_check: duration("backoff.late_check", &b.late_check)?,
+        initial: key("initial").duration(initial)?,
+        multiplier: key("multiplier").number(b.multiplier.unwrap_or(2.0))?,
+        max: key("max").duration(max)?,
+        jitter: key("jitter").number(b.jitter)?,
+        max_age: key("max_age").duration(&b.max_age)?,
+        not_found_after: key("not_found_after").count(b.not_found_after)?,
+        late_check: key("late_check").duration(&b.late_check)?,
     };
     if backoff.max < backoff.initial {
         return Err(UsageError::new(format!(
@@ -468,15 +456,10 @@ fn backoff_config(b: &RawBackoff) -> Result<BackoffConfig, UsageError> {
 /// `[http]`: the timeout, retries and body cap every provider call shares.
 fn http_config(h: &RawHttp) -> Result<HttpConfig, UsageError> {
     Ok(HttpConfig {
-        timeout: duration_within("http.timeout", &h.timeout, SHORT)?,
-        retries: u32::try_from(h.retries)
-            .ok()
-            .filter(|r| *r <= 20)
-            .ok_or_else(|| {
-                UsageError::new(format!("http.retries: must be 0 to 20, got {}", h.retries))
-            })?,
-        retry_initial: duration_within("http.retry_initial", &h.retry_initial, SHORT)?,
-        retry_max: duration_within("http.retry_max", &h.retry_max, SHORT)?,
+        timeout: RawHttp::key("timeout").duration(&h.timeout)?,
+        retries: RawHttp::key("retries").count(h.retries)?,
+        retry_initial: RawHttp::key("retry_initial").duration(&h.retry_initial)?,
+        retry_max: RawHttp::key("retry_max").duration(&h.retry_max)?,
         max_body: byte_size("http.max_body", &h.max_body)?,
     })
 }
@@ -759,6 +742,84 @@ mod tests {
             shown.is_empty(),
             "sections the config does not take: {shown:?}"
         );
+    }
+
+    /// Every key the sections declare, with its declared default, bound and doc.
+    fn declared() -> Vec<&'static Key> {
+        [
+            RawLedger::KEYS,
+            RawSchedule::KEYS,
+            RawBackoff::KEYS,
+            RawHttp::KEYS,
+            RawEvents::KEYS,
+            RawAdmin::KEYS,
+            RawApi::KEYS,
+            RawLog::KEYS,
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+
+    /// Each declared default passes its own declared bound, and each key has a doc.
+    #[test]
+    fn every_declared_default_is_valid() {
+        for k in declared() {
+            assert!(!k.doc.trim().is_empty(), "{} has no doc", k.path);
+            if k.default == "None" {
+                continue;
+            }
+            let text = k.default.trim_matches('"');
+            let ok = match k.bound {
+                Bound::Count(..) => k.count(text.parse().unwrap()).map(|_| ()),
+                Bound::Range(..) => k.number(text.parse().unwrap()).map(|_| ()),
+                Bound::Duration(_) => k.duration(text).map(|_| ()),
+                Bound::Size => byte_size(k.path, text).map(|_| ()),
+                Bound::Text | Bound::Flag => Ok(()),
+            };
+            assert!(
+                ok.is_ok(),
+                "{}: default {} fails its bound: {ok:?}",
+                k.path,
+                k.default
+            );
+        }
+        // A bound is held: one past it is refused, naming the key.
+        let e = RawSchedule::key("batch_size").count(100_001).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "schedule.batch_size: must be 1 to 100000, got 100001"
+        );
+    }
+
+    /// config/payrecon.toml shows each declared key that has a default with exactly that
+    /// default (the file is the reference users read; the declaration is what runs).
+    #[test]
+    fn the_example_shows_each_declared_default() {
+        let text = include_str!("../../config/payrecon.toml");
+        let mut section = String::new();
+        let mut shown = std::collections::BTreeMap::new();
+        for line in text.lines() {
+            if let Some(name) = line.strip_prefix('[').and_then(|r| r.split(']').next()) {
+                section = name.to_string();
+            } else if let Some((key, value)) = line.split_once(" = ")
+                && !line.starts_with('#')
+            {
+                let value = value.split(" #").next().unwrap_or(value).trim();
+                shown.insert(format!("{section}.{key}"), value.to_string());
+            }
+        }
+        for k in declared() {
+            if k.default == "None" {
+                continue;
+            }
+            assert_eq!(
+                shown.get(k.path).map(String::as_str),
+                Some(k.default),
+                "{}: the example and the declaration disagree",
+                k.path
+            );
+        }
     }
 
     /// The commented provider tables of the shipped example, uncommented, are valid too.

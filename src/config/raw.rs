@@ -6,6 +6,141 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use super::UsageError;
+
+/// What the config declares of one key, in one place: its name, its type (the field's), its
+/// default as the file would write it, the bound its value is held to, and what it means. The
+/// sections below declare theirs with [`section!`]; the validators read each bound from here,
+/// and tests hold config/payrecon.toml to these names and defaults.
+#[derive(Debug)]
+pub struct Key {
+    /// `section.key`, as errors name it.
+    pub path: &'static str,
+    /// The default, as written in the file (`None`: unset).
+    pub default: &'static str,
+    pub bound: Bound,
+    pub doc: &'static str,
+}
+
+/// What [`section!`]'s `key` gives for a name no section declares: its bound holds nothing.
+const UNDECLARED: Key = Key {
+    path: "(undeclared key)",
+    default: "",
+    bound: Bound::Text,
+    doc: "",
+};
+
+impl Key {
+    /// A whole number within the declared bound.
+    pub fn count(&self, value: i64) -> Result<u32, UsageError> {
+        match self.bound {
+            Bound::Count(lo, hi) if (lo..=hi).contains(&value) => Ok(value as u32),
+            Bound::Count(lo, hi) => Err(UsageError::new(format!(
+                "{}: must be {lo} to {hi}, got {value}",
+                self.path
+            ))),
+            _ => Err(self.not_a("whole number")),
+        }
+    }
+
+    /// A number within the declared bound.
+    pub fn number(&self, value: f64) -> Result<f64, UsageError> {
+        match self.bound {
+            Bound::Range(lo, hi) if (lo..=hi).contains(&value) => Ok(value),
+            Bound::Range(lo, hi) => Err(UsageError::new(format!(
+                "{}: must be {lo} to {hi}, got {value}",
+                self.path
+            ))),
+            _ => Err(self.not_a("number")),
+        }
+    }
+
+    /// A duration within the declared bound.
+    pub fn duration(&self, text: &str) -> Result<std::time::Duration, UsageError> {
+        match self.bound {
+            Bound::Duration(max) => super::duration_within(self.path, text, max),
+            _ => Err(self.not_a("duration")),
+        }
+    }
+
+    /// A key asked for as what it is not declared as: a bug, said as an error rather than a
+    /// panic (`every_declared_default_is_valid` holds every declared key to its bound).
+    fn not_a(&self, what: &str) -> UsageError {
+        UsageError::new(format!("{}: not declared as a {what}", self.path))
+    }
+}
+
+/// The bound a key's value is held to.
+#[derive(Debug, Clone, Copy)]
+pub enum Bound {
+    /// Text checked by the section's own validator (a path, a URL, a cron expression, a name).
+    Text,
+    /// A whole number from `lo` to `hi`.
+    Count(i64, i64),
+    /// A number from `lo` to `hi`.
+    Range(f64, f64),
+    /// A positive duration no longer than this.
+    Duration(std::time::Duration),
+    /// A size such as `"1MiB"`.
+    Size,
+    /// `true` or `false`.
+    Flag,
+}
+
+/// Declares one config section: its struct (serde, `deny_unknown_fields`, every default), its
+/// `Default`, and its [`Key`]s — each key written once, as
+/// `/// doc` `name: Type = default, bound;`.
+macro_rules! section {
+    (
+        $(#[doc = $sdoc:literal])*
+        $name:ident $table:literal {
+            $( $(#[doc = $doc:literal])+ $field:ident : $ty:ty = $default:expr, $bound:expr; )*
+        }
+    ) => {
+        $(#[doc = $sdoc])*
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields, default)]
+        pub struct $name {
+            $( $(#[doc = $doc])+ pub $field: $ty, )*
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self { $( $field: Into::into($default), )* }
+            }
+        }
+
+        impl $name {
+            /// Every key of this section, in the order the file shows them.
+            pub const KEYS: &'static [Key] = &[
+                $( Key {
+                    path: concat!($table, ".", stringify!($field)),
+                    default: stringify!($default),
+                    bound: $bound,
+                    doc: concat!($($doc),+),
+                }, )*
+            ];
+
+            /// The declared key `name` of this section. Every name the validators ask for is
+            /// declared: `config::tests::every_declared_default_is_valid` reads each one.
+            pub fn key(name: &str) -> &'static Key {
+                debug_assert!(
+                    Self::KEYS.iter().any(|k| k.path.split_once('.').is_some_and(|(_, n)| n == name)),
+                    "{} declares no key {name:?}",
+                    $table
+                );
+                Self::KEYS
+                    .iter()
+                    .find(|k| k.path.split_once('.').is_some_and(|(_, n)| n == name))
+                    .unwrap_or(&UNDECLARED)
+            }
+        }
+    };
+}
+
+/// One week: the longest lease, young and ageing.
+const WEEK: std::time::Duration = std::time::Duration::from_secs(7 * 86_400);
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawConfig {
@@ -20,93 +155,75 @@ pub struct RawConfig {
     pub log: RawLog,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawLedger {
-    /// A SQLite file; `/var/lib/payrecon/ledger.db` when neither this nor `url` is set.
-    pub path: Option<PathBuf>,
-    /// A PostgreSQL database, `postgres://…`.
-    pub url: Option<String>,
-    /// The environment variable holding the PostgreSQL password (kept out of the file).
-    pub password_env: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawSchedule {
-    pub cron: String,
-    pub batch_size: i64,
-    pub concurrency: i64,
-    pub lease: String,
-    pub poll: String,
-    pub young: String,
-    pub ageing: String,
-}
-
-impl Default for RawSchedule {
-    fn default() -> Self {
-        Self {
-            cron: "*/30 * * * * *".into(),
-            batch_size: 500,
-            concurrency: 16,
-            lease: "2m".into(),
-            poll: "1s".into(),
-            young: "10m".into(),
-            ageing: "10m".into(),
-        }
+section! {
+    /// `[ledger]`: where the ledger is.
+    RawLedger "ledger" {
+        /// A SQLite file; `/var/lib/payrecon/ledger.db` when neither this nor `url` is set.
+        path: Option<PathBuf> = None, Bound::Text;
+        /// A PostgreSQL database, `postgres://…`.
+        url: Option<String> = None, Bound::Text;
+        /// The environment variable holding the PostgreSQL password (kept out of the file).
+        password_env: Option<String> = None, Bound::Text;
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawBackoff {
-    /// The exponential form's settings; setting any of them (or `schedule`) turns off the
-    /// kinds' default schedules.
-    pub initial: Option<String>,
-    pub multiplier: Option<f64>,
-    pub max: Option<String>,
-    pub jitter: f64,
-    pub max_age: String,
-    pub not_found_after: i64,
-    pub late_check: String,
-    /// Explicit delays between checks instead of the exponential form.
-    pub schedule: Option<Vec<String>>,
-}
-
-impl Default for RawBackoff {
-    fn default() -> Self {
-        Self {
-            initial: None,
-            multiplier: None,
-            max: None,
-            jitter: 0.2,
-            max_age: "48h".into(),
-            not_found_after: 3,
-            late_check: "7d".into(),
-            schedule: None,
-        }
+section! {
+    /// `[schedule]`: when passes run and what each takes.
+    RawSchedule "schedule" {
+        /// When a pass starts: 5 fields, or 6 with seconds.
+        cron: String = "*/30 * * * * *", Bound::Text;
+        /// Sessions claimed per transaction.
+        batch_size: i64 = 500, Bound::Count(1, 100_000);
+        /// Provider calls in flight, across all providers.
+        concurrency: i64 = 16, Bound::Count(1, 10_000);
+        /// A claimed session is someone else's to retry after this.
+        lease: String = "2m", Bound::Duration(WEEK);
+        /// How often `run` looks up the earliest due session between cron ticks (`"off"`: never).
+        poll: String = "1s", Bound::Duration(std::time::Duration::from_secs(3600));
+        /// Sessions created less than this ago go second when more is due than a budget allows.
+        young: String = "10m", Bound::Duration(WEEK);
+        /// Sessions overdue by more than this go first.
+        ageing: String = "10m", Bound::Duration(WEEK);
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawHttp {
-    pub timeout: String,
-    pub retries: i64,
-    pub retry_initial: String,
-    pub retry_max: String,
-    pub max_body: String,
+section! {
+    /// `[backoff]`: the delays between checks, and when a session closes by age.
+    RawBackoff "backoff" {
+        /// The exponential form's first delay (30s when unset); setting it, `multiplier`, `max`
+        /// or `schedule` turns off the kinds' default schedules.
+        initial: Option<String> = None, Bound::Duration(super::LONGEST);
+        /// The exponential form's factor (2.0 when unset).
+        multiplier: Option<f64> = None, Bound::Range(1.0, 100.0);
+        /// The exponential form's longest delay (1h when unset).
+        max: Option<String> = None, Bound::Duration(super::LONGEST);
+        /// Spreads every delay by ±jitter.
+        jitter: f64 = 0.2, Bound::Range(0.0, 1.0);
+        /// After this, the provider's next answer closes the session.
+        max_age: String = "48h", Bound::Duration(super::LONGEST);
+        /// Consecutive believed 404s that expire a session.
+        not_found_after: i64 = 3, Bound::Count(1, 1_000);
+        /// A closed session is asked once more this long after it closed.
+        late_check: String = "7d", Bound::Duration(super::LONGEST);
+        /// Explicit delays between checks instead of the exponential form (1 to 100, each up
+        /// to a day).
+        schedule: Option<Vec<String>> = None, Bound::Duration(std::time::Duration::from_secs(86_400));
+    }
 }
 
-impl Default for RawHttp {
-    fn default() -> Self {
-        Self {
-            timeout: "10s".into(),
-            retries: 3,
-            retry_initial: "500ms".into(),
-            retry_max: "10s".into(),
-            max_body: "1MiB".into(),
-        }
+section! {
+    /// `[http]`: every provider call's timeout, retries and body cap.
+    RawHttp "http" {
+        /// One attempt's timeout.
+        timeout: String = "10s", Bound::Duration(super::SHORT);
+        /// Retries within one check.
+        retries: i64 = 3, Bound::Count(0, 20);
+        /// The first retry's delay.
+        retry_initial: String = "500ms", Bound::Duration(super::SHORT);
+        /// The longest retry delay.
+        retry_max: String = "10s", Bound::Duration(super::SHORT);
+        /// The largest answer body read.
+        max_body: String = "1MiB", Bound::Size;
     }
 }
 
@@ -170,11 +287,14 @@ pub enum RateLimitSpec {
     Many(Vec<String>),
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawEvents {
-    pub log: bool,
-    pub webhook: Option<RawWebhook>,
+section! {
+    /// `[events]`: where events go.
+    RawEvents "events" {
+        /// One log line per event.
+        log: bool = true, Bound::Flag;
+        /// `[events.webhook]`, a table of its own (its keys are [`RawWebhook`]'s).
+        webhook: Option<RawWebhook> = None, Bound::Text;
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -204,42 +324,32 @@ pub(super) fn default_webhook_concurrency() -> i64 {
     8
 }
 
-impl Default for RawEvents {
-    fn default() -> Self {
-        Self {
-            log: true,
-            webhook: None,
-        }
+section! {
+    /// `[admin]`: `/healthz` and `/metrics`.
+    RawAdmin "admin" {
+        /// `host:port`, or absent/"off".
+        listen: Option<String> = None, Bound::Text;
+        /// The variable holding the bearer token `/healthz` and `/metrics` then demand;
+        /// required beyond loopback.
+        token_env: Option<String> = None, Bound::Text;
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawAdmin {
-    /// `host:port`, or absent/"off".
-    pub listen: Option<String>,
-    /// The variable holding the bearer token `/healthz` and `/metrics` then demand; required
-    /// beyond loopback.
-    pub token_env: Option<String>,
+section! {
+    /// `[api]`: the HTTP API.
+    RawApi "api" {
+        /// `host:port`, or absent/"off".
+        listen: Option<String> = None, Bound::Text;
+        /// The variable holding the bearer token every API request carries; required beyond
+        /// loopback.
+        token_env: Option<String> = None, Bound::Text;
+    }
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawApi {
-    pub listen: Option<String>,
-    pub token_env: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawLog {
-    pub format: String,
-}
-
-impl Default for RawLog {
-    fn default() -> Self {
-        Self {
-            format: "text".into(),
-        }
+section! {
+    /// `[log]`.
+    RawLog "log" {
+        /// `"text"` or `"json"`.
+        format: String = "text", Bound::Text;
     }
 }

@@ -446,15 +446,6 @@ pub(super) fn positive(key: &str, value: i64, max: i64) -> Result<u32, UsageErro
     Ok(value as u32)
 }
 
-pub(super) fn ranged(key: &str, value: f64, lo: f64, hi: f64) -> Result<f64, UsageError> {
-    if !(lo..=hi).contains(&value) {
-        return Err(UsageError::new(format!(
-            "{key}: must be {lo} to {hi}, got {value}"
-        )));
-    }
-    Ok(value)
-}
-
 /// Parses `"1MiB"`, `"512KiB"`, `"65536"`.
 pub(super) fn byte_size(key: &str, text: &str) -> Result<usize, UsageError> {
     let t = text.trim();

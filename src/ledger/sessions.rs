@@ -34,14 +34,15 @@ pub struct Due {
 }
 
 impl Due {
-    /// Every provider's sessions due by `by`, in [`DueOrder`] with its default spans.
-    pub fn by(by: Timestamp) -> Self {
+    /// Every provider's sessions due by `by`, in [`DueOrder`] with the spans `[schedule] young`
+    /// and `ageing` give.
+    pub fn by(by: Timestamp, young: std::time::Duration, ageing: std::time::Duration) -> Self {
         Self {
             by,
             provider: None,
             except: Vec::new(),
-            young: DueOrder::YOUNG,
-            ageing: DueOrder::AGEING,
+            young,
+            ageing,
         }
     }
 }
@@ -49,20 +50,14 @@ impl Due {
 /// The order in which due sessions are claimed when more is due than can be checked: the one
 /// place this policy lives (docs/operations.md "When more is due than the budget allows").
 ///
-/// 1. Sessions overdue by more than `ageing` ([`DueOrder::AGEING`] unless `[schedule] ageing`
-///    says), most overdue first: no session waits more than that behind newer ones.
-/// 2. Sessions created less than `young` ago ([`DueOrder::YOUNG`] unless `[schedule] young`
-///    says), most overdue first: the customer is acting now, and their answer is the one most
-///    likely to have changed.
+/// 1. Sessions overdue by more than `[schedule] ageing`, most overdue first: no session waits
+///    more than that behind newer ones.
+/// 2. Sessions created less than `[schedule] young` ago, most overdue first: the customer is
+///    acting now, and their answer is the one most likely to have changed.
 /// 3. The rest, most overdue first.
 ///
 /// Sessions not claimed keep their due time and are not charged.
 pub struct DueOrder;
-
-impl DueOrder {
-    pub const YOUNG: std::time::Duration = std::time::Duration::from_secs(10 * 60);
-    pub const AGEING: std::time::Duration = std::time::Duration::from_secs(10 * 60);
-}
 
 /// One tier of [`DueOrder`]: `($tier, $cond)` over PENDING sessions due by `?3`, of provider
 /// `?5` (or all), none of the providers in `$except`, most overdue first, at most `?4`. Each
@@ -532,6 +527,9 @@ mod tests {
     use rusqlite::params;
 
     use super::*;
+
+    /// `[schedule] young` and `ageing` as the tests take them.
+    const TEN_MINUTES: std::time::Duration = std::time::Duration::from_secs(600);
     use crate::ledger::testing::*;
 
     /// A lease's commit does not wait for the disk; every other write's does, also right after
@@ -555,7 +553,7 @@ mod tests {
             clock::now(),
             clock::now(),
             10,
-            ClaimMode::Due(Due::by(clock::now())),
+            ClaimMode::Due(Due::by(clock::now(), TEN_MINUTES, TEN_MINUTES)),
         )
         .unwrap();
         assert_eq!(sync(Mode::Write), 2, "FULL after a claim");
@@ -630,13 +628,16 @@ mod tests {
             }
             got.into_iter().map(|s| s.session_id).collect::<Vec<_>>()
         };
-        assert_eq!(claim(3, ClaimMode::Due(Due::by(now))), ["p1", "p2", "p3"]);
+        assert_eq!(
+            claim(3, ClaimMode::Due(Due::by(now, TEN_MINUTES, TEN_MINUTES))),
+            ["p1", "p2", "p3"]
+        );
         assert_eq!(claim(10, ClaimMode::LateBy(now)), ["e1"]);
         // Every PENDING session not leased: p1–p3 are.
         assert_eq!(claim(10, ClaimMode::AllAfter(0)), ["p4", "later"]);
         assert_eq!(claim(10, ClaimMode::AllAfter(0)), Vec::<String>::new());
         assert_eq!(
-            claim(10, ClaimMode::Due(Due::by(now))),
+            claim(10, ClaimMode::Due(Due::by(now, TEN_MINUTES, TEN_MINUTES))),
             Vec::<String>::new()
         );
         assert_eq!(claim(10, ClaimMode::LateBy(now)), Vec::<String>::new());
@@ -670,7 +671,7 @@ mod tests {
                 now,
                 clock::add(now, Duration::from_secs(60)),
                 10,
-                ClaimMode::Due(Due::by(now)),
+                ClaimMode::Due(Due::by(now, TEN_MINUTES, TEN_MINUTES)),
             )
             .unwrap()
             .sessions;
@@ -687,7 +688,7 @@ mod tests {
                 now,
                 clock::add(now, Duration::from_secs(60)),
                 10,
-                ClaimMode::Due(Due::by(now)),
+                ClaimMode::Due(Due::by(now, TEN_MINUTES, TEN_MINUTES)),
             )
             .unwrap()
             .sessions;

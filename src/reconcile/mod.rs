@@ -421,11 +421,8 @@ impl<'a> Claimer<'a> {
         let batch = self.cfg.schedule.batch_size;
         let turn = st.turn;
         st.turn = self.after(st, turn);
-        let due = || ledger::Due {
-            young: self.cfg.schedule.young,
-            ageing: self.cfg.schedule.ageing,
-            ..ledger::Due::by(self.pass_start)
-        };
+        let schedule = &self.cfg.schedule;
+        let due = || ledger::Due::by(self.pass_start, schedule.young, schedule.ageing);
         match turn {
             Turn::Late => Some((ClaimMode::LateBy(self.pass_start), batch)),
             Turn::AllAfter(after) => Some((ClaimMode::AllAfter(after), batch)),

@@ -576,7 +576,11 @@ async fn due_sessions_are_claimed_aged_then_young_then_the_rest(engine: Engine) 
     };
     let mopay = || Due {
         provider: Some("mopay".into()),
-        ..Due::by(clock::now())
+        ..Due::by(
+            clock::now(),
+            Duration::from_secs(600),
+            Duration::from_secs(600),
+        )
     };
     let order: Vec<_> = (0..5).map(|_| claim_one(mopay())).collect();
     assert_eq!(
@@ -591,11 +595,19 @@ async fn due_sessions_are_claimed_aged_then_young_then_the_rest(engine: Engine) 
     );
     let others = Due {
         except: vec!["little".into()],
-        ..Due::by(clock::now())
+        ..Due::by(
+            clock::now(),
+            Duration::from_secs(600),
+            Duration::from_secs(600),
+        )
     };
     assert_eq!(claim_one(others), None);
     assert_eq!(
-        claim_one(Due::by(clock::now())),
+        claim_one(Due::by(
+            clock::now(),
+            Duration::from_secs(600),
+            Duration::from_secs(600)
+        )),
         Some("elsewhere".to_string())
     );
 }
