@@ -52,7 +52,7 @@ pub struct TransitionEvent<'a> {
     pub id: &'a str,
     pub created_at: &'a str,
     /// The session: who it is, what it was for.
-    pub session: &'a Session,
+    pub session: Subject<'a>,
     /// Its `checks` after the update.
     pub checks: i64,
     pub from: Status,
@@ -60,6 +60,29 @@ pub struct TransitionEvent<'a> {
     pub reason: Option<&'a str>,
     pub facts: &'a Facts,
     pub compared: &'a [&'static str],
+}
+
+/// What a transition's event says of its session: who it is and what it was for — read back
+/// after the compare-and-set, as the row now is.
+#[derive(Debug, Clone, Copy)]
+pub struct Subject<'a> {
+    pub provider: &'a str,
+    pub session_id: &'a str,
+    pub reference: Option<&'a str>,
+    pub amount: Option<Decimal>,
+    pub currency: Option<&'a str>,
+}
+
+impl<'a> From<&'a Session> for Subject<'a> {
+    fn from(s: &'a Session) -> Self {
+        Subject {
+            provider: &s.provider,
+            session_id: &s.session_id,
+            reference: s.reference.as_deref(),
+            amount: s.amount,
+            currency: s.currency.as_deref(),
+        }
+    }
 }
 
 /// The envelope of every event.
@@ -102,11 +125,11 @@ pub fn transition_payload(e: &TransitionEvent<'_>) -> String {
         kind: e.to.event_type(),
         created_at: e.created_at,
         data: TransitionData {
-            provider: &s.provider,
-            session_id: &s.session_id,
-            reference: s.reference.as_deref(),
+            provider: s.provider,
+            session_id: s.session_id,
+            reference: s.reference,
             amount: s.amount,
-            currency: s.currency.as_deref(),
+            currency: s.currency,
             from: e.from.as_str(),
             to: e.to.as_str(),
             reason: e.reason,
@@ -182,9 +205,9 @@ fn to_text<D: Serialize>(envelope: &Envelope<'_, D>) -> String {
 /// The log line of a transition's event.
 pub fn transition_line(e: &TransitionEvent<'_>) -> EventLine {
     EventLine {
-        provider: e.session.provider.clone(),
-        session_id: e.session.session_id.clone(),
-        reference: e.session.reference.clone(),
+        provider: e.session.provider.to_string(),
+        session_id: e.session.session_id.to_string(),
+        reference: e.session.reference.map(String::from),
         amount: e.session.amount,
         from: Some(e.from),
         to: Some(e.to),
@@ -251,7 +274,7 @@ mod tests {
         let text = transition_payload(&TransitionEvent {
             id: &id,
             created_at: "2026-11-24T10:05:03.000Z",
-            session: &session,
+            session: (&session).into(),
             checks: 3,
             from: Status::Pending,
             to: Status::Completed,

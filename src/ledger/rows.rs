@@ -132,7 +132,7 @@ pub(super) fn opt_time(
 
 /// The amount column's decimal text as an exact decimal, or why the row cannot be read (the
 /// schema allows 40 digits; a decimal holds 28).
-fn amount(text: Option<String>) -> Result<Option<rust_decimal::Decimal>, DbError> {
+pub(super) fn amount(text: Option<String>) -> Result<Option<rust_decimal::Decimal>, DbError> {
     text.map(|t| {
         t.parse().map_err(|_| {
             DbError::Value(format!(

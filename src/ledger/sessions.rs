@@ -130,7 +130,7 @@ macro_rules! lite_tier {
         concat!(
             "SELECT ",
             session_cols!(),
-            " FROM sessions WHERE status = 'PENDING' AND next_check_at <= ?3 AND ",
+            " FROM sessions WHERE status = 'PENDING' AND ",
             $cond,
             " AND (CAST(?5 AS TEXT) IS NULL OR provider = ?5) AND provider NOT IN \
              (SELECT value FROM json_each(?8)) ORDER BY next_check_at LIMIT ?4"
@@ -140,9 +140,13 @@ macro_rules! lite_tier {
 
 /// SQLite: [`DueOrder`]'s tiers, in order.
 const LITE_DUE_TIERS: &[&str] = &[
-    lite_tier!("next_check_at <= ?7"),
-    lite_tier!("next_check_at > ?7 AND created_at > ?6"),
-    lite_tier!("next_check_at > ?7 AND created_at <= ?6"),
+    // One upper bound, the earlier of the two: given `next_check_at <= ?3 AND next_check_at <=
+    // ?7`, SQLite bounds the range by one of them and filters by the other, and with `?3` it
+    // walked every due row to find the aged ones — 1.3 ms per claim at 20,000 due, none aged
+    // (docs/benchmark.md "Where the time goes").
+    lite_tier!("next_check_at <= min(?3, ?7)"),
+    lite_tier!("next_check_at <= ?3 AND next_check_at > ?7 AND created_at > ?6"),
+    lite_tier!("next_check_at <= ?3 AND next_check_at > ?7 AND created_at <= ?6"),
 ];
 
 /// PostgreSQL: the due rows in [`DueOrder`], each tier locking the rows it reads and skipping
@@ -557,6 +561,36 @@ mod tests {
         )
         .unwrap();
         assert_eq!(sync(Mode::Write), 2, "FULL after a claim");
+    }
+
+    /// With every due session young and none aged, the aged tier looks at no row: its range
+    /// ends at the earlier of the pass's start and the ageing line (it walked every due row when
+    /// bounded by the pass's start and filtered by the other).
+    #[test]
+    fn the_aged_tier_reads_nothing_when_nothing_has_aged() {
+        let (_d, l) = temp();
+        l.execute_batch(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000) \
+             INSERT INTO sessions (provider, session_id) SELECT 'm', 'young' || i FROM n;",
+        )
+        .unwrap();
+        let now = clock::now();
+        let by = clock::format(clock::add(now, Duration::from_secs(1)));
+        let aged = clock::format(clock::sub(now, Duration::from_secs(600)));
+        let steps = l.lite(|conn| {
+            let mut stmt = conn.prepare(CLAIM_DUE.selects[0]).unwrap();
+            let params = rusqlite::params![0, 0, by, 500, "m", aged, aged, "[]"];
+            let rows = stmt
+                .query_map(params, |r| r.get::<_, i64>(0))
+                .unwrap()
+                .count();
+            assert_eq!(rows, 0);
+            stmt.get_status(rusqlite::StatementStatus::VmStep)
+        });
+        assert!(
+            steps < 100,
+            "the aged tier ran {steps} VM steps over 2,000 young rows"
+        );
     }
 
     #[test]
