@@ -301,14 +301,14 @@ fn mopay_ng_settings(name: &str, p: &RawProvider) -> Result<MopayNgConfig, Usage
     let key = |k: &str| format!("providers.{name}.{k}");
     let mut status_map = BTreeMap::new();
     for (word, ours) in p.status_map.iter().flatten() {
-        let ours = ours.to_ascii_uppercase();
-        if !["PENDING", "COMPLETED", "FAILED", "CANCELLED", "EXPIRED"].contains(&ours.as_str()) {
+        let Some(mapped) = crate::provider::Mapped::from_state_word(ours) else {
             return Err(UsageError::new(format!(
-                "{}: {word:?} maps to {ours:?}, which is not PENDING, COMPLETED, FAILED, CANCELLED or EXPIRED",
-                key("status_map")
+                "{}: {word:?} maps to {:?}, which is not PENDING, COMPLETED, FAILED, CANCELLED or EXPIRED",
+                key("status_map"),
+                ours.to_ascii_uppercase()
             )));
-        }
-        status_map.insert(word.clone(), ours);
+        };
+        status_map.insert(word.clone(), mapped);
     }
     for (k, v) in [
         ("status_pointer", &p.status_pointer),

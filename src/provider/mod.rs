@@ -55,6 +55,21 @@ pub enum Mapped {
     Unsure,
 }
 
+impl Mapped {
+    /// A state word as a config's status table writes it (`COMPLETED`, `FAILED`, `CANCELLED`,
+    /// `EXPIRED`, `PENDING`, any case): read once, when the config is.
+    pub fn from_state_word(word: &str) -> Option<Mapped> {
+        match word.to_ascii_uppercase().as_str() {
+            "COMPLETED" => Some(Mapped::Paid),
+            "FAILED" => Some(Mapped::Failed),
+            "CANCELLED" => Some(Mapped::Cancelled),
+            "EXPIRED" => Some(Mapped::Expired),
+            "PENDING" => Some(Mapped::Pending),
+            _ => None,
+        }
+    }
+}
+
 /// What a provider said about one session, parsed from whitelisted fields only.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProviderFacts {

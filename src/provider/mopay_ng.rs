@@ -209,13 +209,7 @@ impl Adapter for MopayNg {
                     .iter()
                     .find(|(k, _)| k.eq_ignore_ascii_case(w))
             })
-            .map_or(Mapped::Unrecognised, |(_, ours)| match ours.as_str() {
-                "COMPLETED" => Mapped::Paid,
-                "FAILED" => Mapped::Failed,
-                "CANCELLED" => Mapped::Cancelled,
-                "EXPIRED" => Mapped::Expired,
-                _ => Mapped::Pending,
-            });
+            .map_or(Mapped::Unrecognised, |(_, ours)| *ours);
         let mut f = ProviderFacts::new(raw, mapped);
         // Major units [assumed]: the envelope example's `amount: 5000` gives no unit.
         f.amount = super::json_decimal(at(&ng.amount_pointer), "the amount at amount_pointer")?;
@@ -260,7 +254,7 @@ mod tests {
                 currency_pointer: Some("/DATA/currency".into()),
                 status_map: map
                     .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .map(|(k, v)| (k.to_string(), Mapped::from_state_word(v).unwrap()))
                     .collect::<BTreeMap<_, _>>(),
             },
         }

@@ -82,7 +82,7 @@ impl ProviderConfig {
              map your account's status words to COMPLETED, FAILED, CANCELLED, EXPIRED or PENDING"
                 .into(),
         );
-        } else if !ng.status_map.values().any(|v| v == "COMPLETED") {
+        } else if !ng.status_map.values().any(|v| *v == super::Mapped::Paid) {
             problems.push("status_map maps no word to COMPLETED: no payment can complete".into());
         }
         problems
@@ -101,5 +101,5 @@ pub struct MopayNgConfig {
     pub reference_pointer: Option<String>,
     pub currency_pointer: Option<String>,
     /// Provider status word → ours (`PENDING`, `COMPLETED`, `FAILED`, `CANCELLED`, `EXPIRED`).
-    pub status_map: BTreeMap<String, String>,
+    pub status_map: BTreeMap<String, super::Mapped>,
 }
