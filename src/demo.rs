@@ -428,6 +428,7 @@ async fn create_sessions(
                     amount: Some(amount.parse()?),
                     currency: Some(demo.currency.into()),
                     created_at: None,
+                    provider_ref: None,
                 })?;
                 expected.insert(session_id, (*behaviour, *want));
             }

@@ -29,7 +29,7 @@ pub fn run(cfg: &Config, ledger: &Ledger, file: &Path) -> anyhow::Result<ImportO
         .headers()
         .map_err(|e| UsageError::new(format!("{name}: line 1: cannot read the header: {e}")))?
         .clone();
-    let mut index = [None; 6];
+    let mut index = vec![None; COLUMNS.len()];
     for (i, h) in headers.iter().enumerate() {
         let h = h.trim_start_matches('\u{feff}');
         let Some(col) = COLUMNS.iter().position(|c| c.eq_ignore_ascii_case(h)) else {
@@ -91,20 +91,13 @@ pub fn run(cfg: &Config, ledger: &Ledger, file: &Path) -> anyhow::Result<ImportO
 fn row(
     cfg: &Config,
     r: &csv::StringRecord,
-    index: &[Option<usize>; 6],
+    index: &[Option<usize>],
 ) -> Result<NewSession, FieldError> {
-    let get = |col: usize| index[col].and_then(|i| r.get(i));
-    NewSession::from_input(
-        &SessionInput {
-            provider: get(0),
-            session_id: get(1),
-            reference: get(2),
-            amount: get(3),
-            currency: get(4),
-            created_at: get(5),
-        },
-        |p| cfg.provider(p).is_some(),
-    )
+    let get = |name: &str| {
+        let col = COLUMNS.iter().position(|c| *c == name)?;
+        index[col].and_then(|i| r.get(i))
+    };
+    NewSession::from_input(&SessionInput::by_name(get), |p| cfg.provider(p).is_some())
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //!
 //! Bad input gets a 4xx with `{"error": …, "field": …}` and nothing is written.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Router;
@@ -266,17 +267,12 @@ fn new_session(cfg: &Config, body: &[u8]) -> Result<NewSession, ApiError> {
             Some(_) => Err(bad(format!("{name} must be a string"), Some(name))),
         }
     };
-    let fields: Vec<Option<String>> = FIELDS.iter().map(|f| text(f)).collect::<Result<_, _>>()?;
-    let field = |i: usize| fields[i].as_deref();
+    let fields: BTreeMap<&str, String> = FIELDS
+        .iter()
+        .filter_map(|f| text(f).transpose().map(|v| v.map(|v| (*f, v))))
+        .collect::<Result<_, _>>()?;
     let s = NewSession::from_input(
-        &SessionInput {
-            provider: field(0),
-            session_id: field(1),
-            reference: field(2),
-            amount: field(3),
-            currency: field(4),
-            created_at: field(5),
-        },
+        &SessionInput::by_name(|name| fields.get(name).map(String::as_str)),
         |p| cfg.provider(p).is_some(),
     )
     .map_err(|e| bad(e.to_string(), Some(e.field)))?;

@@ -36,6 +36,9 @@ pub(super) struct SessionView {
     resolved_at: Option<String>,
     /// When an EXPIRED session is asked once more (a late payment shows up as an anomaly).
     late_check_at: Option<String>,
+    /// The provider's second id for the payment (Moflay: the `trxn_…` transaction id), as
+    /// written or as the first answer that carried it gave it.
+    provider_ref: Option<String>,
 }
 
 /// A session's state (README "The state machine").
@@ -88,6 +91,7 @@ impl From<&Session> for SessionView {
             provider_completed_at: s.provider_completed_at.clone(),
             resolved_at: crate::clock::format_opt(s.resolved_at),
             late_check_at: crate::clock::format_opt(s.late_check_at),
+            provider_ref: s.provider_ref.clone(),
         }
     }
 }
@@ -125,6 +129,10 @@ pub(super) struct SessionRequest {
     currency: Option<String>,
     /// When the session was created at the provider (RFC 3339); now when absent.
     created_at: Option<String>,
+    /// The provider's second id for the payment, when known (Moflay: the `trxn_…` transaction
+    /// id beside the `pay_…` session id): an answer naming another is never acted on. At most
+    /// 256 bytes, no control characters, no leading or trailing whitespace.
+    provider_ref: Option<String>,
 }
 
 /// The path of one session.
@@ -174,6 +182,10 @@ pub fn openapi_document(cfg: &Config) -> Value {
         ),
         (
             "reference",
+            json!({"maxLength": MAX_REFERENCE_BYTES, "pattern": format!("^({plain})?$")}),
+        ),
+        (
+            "provider_ref",
             json!({"maxLength": MAX_REFERENCE_BYTES, "pattern": format!("^({plain})?$")}),
         ),
         (

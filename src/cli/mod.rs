@@ -74,8 +74,11 @@ pub enum Command {
         /// RFC 3339; defaults to now
         #[arg(long = "created-at")]
         created_at: Option<String>,
+        /// The provider's second id for the payment (Moflay: the `trxn_…` transaction id)
+        #[arg(long = "provider-ref")]
+        provider_ref: Option<String>,
     },
-    /// Bulk enqueue from CSV (header: provider,session_id,reference,amount,currency,created_at)
+    /// Bulk enqueue from CSV (header: provider,session_id,reference,amount,currency,created_at,provider_ref)
     Import { file: PathBuf },
     /// List sessions, newest first
     List {
@@ -371,8 +374,18 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             amount,
             currency,
             created_at,
+            provider_ref,
         } => sessions::add(
-            &cli, provider, session_id, reference, amount, currency, created_at,
+            &cli,
+            &crate::ledger::SessionInput {
+                provider: Some(provider),
+                session_id: Some(session_id),
+                reference: reference.as_deref(),
+                amount: amount.as_deref(),
+                currency: currency.as_deref(),
+                created_at: created_at.as_deref(),
+                provider_ref: provider_ref.as_deref(),
+            },
         ),
         Command::Import { file } => sessions::import(&cli, file),
         Command::List {

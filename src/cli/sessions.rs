@@ -10,28 +10,16 @@ use crate::ledger::{Enqueued, ListFilter, NewSession, Session, Status};
 use super::*;
 
 /// `payrecon add`.
-pub(super) fn add(
-    cli: &Cli,
-    provider: &str,
-    session_id: &str,
-    reference: &Option<String>,
-    amount: &Option<String>,
-    currency: &Option<String>,
-    created_at: &Option<String>,
-) -> anyhow::Result<ExitCode> {
+pub(super) fn add(cli: &Cli, input: &crate::ledger::SessionInput<'_>) -> anyhow::Result<ExitCode> {
     let cfg = load(cli)?;
-    let input = crate::ledger::SessionInput {
-        provider: Some(provider),
-        session_id: Some(session_id),
-        reference: reference.as_deref(),
-        amount: amount.as_deref(),
-        currency: currency.as_deref(),
-        created_at: created_at.as_deref(),
-    };
+    let (provider, session_id) = (
+        input.provider.unwrap_or_default(),
+        input.session_id.unwrap_or_default(),
+    );
     let flag = |e: &crate::ledger::FieldError| {
         UsageError::new(format!("--{}: {}", e.field.replace('_', "-"), e.message))
     };
-    let s = NewSession::from_input(&input, |p| cfg.provider(p).is_some()).map_err(|e| {
+    let s = NewSession::from_input(input, |p| cfg.provider(p).is_some()).map_err(|e| {
         if e.field == "provider" {
             let known: Vec<_> = cfg.providers.iter().map(|p| p.name.as_str()).collect();
             UsageError::new(format!(

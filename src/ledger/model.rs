@@ -143,6 +143,9 @@ pub struct Session {
     pub resolved_at: Option<Timestamp>,
     /// When an EXPIRED session is asked once more (a late payment shows up as an anomaly).
     pub late_check_at: Option<Timestamp>,
+    /// The provider's second id for this payment (Moflay's `trxn_…` beside the `pay_…` session
+    /// id), written by the application or filled from the first answer that carries it.
+    pub provider_ref: Option<String>,
 }
 
 impl Session {
@@ -172,6 +175,7 @@ impl Session {
             provider_completed_at: None,
             resolved_at: None,
             late_check_at: None,
+            provider_ref: None,
         }
     }
 
@@ -236,6 +240,8 @@ pub struct NewSession {
     pub amount: Option<Decimal>,
     pub currency: Option<String>,
     pub created_at: Option<Timestamp>,
+    /// The provider's second id, when the application knows it (`provider_ref`).
+    pub provider_ref: Option<String>,
 }
 
 /// The longest session id accepted, in bytes (docs/providers.md "Provider calls").
@@ -306,6 +312,23 @@ pub struct SessionInput<'a> {
     pub amount: Option<&'a str>,
     pub currency: Option<&'a str>,
     pub created_at: Option<&'a str>,
+    pub provider_ref: Option<&'a str>,
+}
+
+impl<'a> SessionInput<'a> {
+    /// The fields as `get` finds them by their names ([`NewSession::FIELDS`]): how the API's
+    /// body and the import's columns are read, never by position.
+    pub fn by_name(get: impl Fn(&str) -> Option<&'a str>) -> Self {
+        SessionInput {
+            provider: get("provider"),
+            session_id: get("session_id"),
+            reference: get("reference"),
+            amount: get("amount"),
+            currency: get("currency"),
+            created_at: get("created_at"),
+            provider_ref: get("provider_ref"),
+        }
+    }
 }
 
 /// A text field's own rules: no surrounding whitespace (never trimmed: a trimmed id would be
@@ -336,6 +359,7 @@ impl NewSession {
         "amount",
         "currency",
         "created_at",
+        "provider_ref",
     ];
 
     /// Checks an application's fields — one rule per field for `add`, `import` and the API,
@@ -382,6 +406,7 @@ impl NewSession {
             amount,
             currency: present(i.currency),
             created_at,
+            provider_ref: present(i.provider_ref),
         };
         s.validate()?;
         Ok(s)
@@ -402,6 +427,9 @@ impl NewSession {
         plain_text("session_id", &self.session_id, MAX_SESSION_ID_BYTES)?;
         if let Some(r) = &self.reference {
             plain_text("reference", r, MAX_REFERENCE_BYTES)?;
+        }
+        if let Some(r) = &self.provider_ref {
+            plain_text("provider_ref", r, MAX_REFERENCE_BYTES)?;
         }
         if let Some(a) = self.amount
             && (a.is_sign_negative() || a.to_string().len() > 40)
@@ -468,7 +496,12 @@ impl NewSession {
     /// from this session; amounts compare as decimals (`100.0` is `100.00`).
     pub fn conflict_with(
         &self,
-        (reference, amount, currency): (Option<String>, Option<String>, Option<String>),
+        (reference, amount, currency, provider_ref): (
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        ),
     ) -> Option<Conflict> {
         let given_amount = self.amount.map(|a| a.to_string());
         let same_amount = match (&amount, self.amount) {
@@ -485,6 +518,10 @@ impl NewSession {
             ("amount", amount, &given_amount)
         } else if !same_currency {
             ("currency", currency, &self.currency)
+        } else if self.provider_ref.is_some() && provider_ref != self.provider_ref {
+            // Only one given is compared: payrecon fills it from answers, and the same row
+            // enqueued again without it is the same session.
+            ("provider_ref", provider_ref, &self.provider_ref)
         } else {
             return None;
         };
@@ -502,6 +539,9 @@ impl NewSession {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Facts {
     pub provider_status: Option<String>,
+    /// The provider's second id for the payment, filled into the session's `provider_ref` when
+    /// it has none.
+    pub provider_ref: Option<String>,
     pub transaction_id: Option<String>,
     pub payment_method: Option<String>,
     pub provider_completed_at: Option<String>,

@@ -20,6 +20,7 @@ macro_rules! transition_cas {
          transaction_id = coalesce(?5, transaction_id), \
          payment_method = coalesce(?6, payment_method), \
          provider_completed_at = coalesce(?7, provider_completed_at), \
+         provider_ref = coalesce(provider_ref, ?11), \
          last_error = NULL, lease_owner = NULL, lease_until = NULL, late_check_at = ?10 \
          WHERE id = ?8 AND status = ?9"
     };
@@ -152,16 +153,18 @@ pub(super) const PG_TRANSITIONS_CAS: &str = "UPDATE sessions s SET status = v.to
      transaction_id = coalesce(v.transaction_id, s.transaction_id), \
      payment_method = coalesce(v.payment_method, s.payment_method), \
      provider_completed_at = coalesce(v.provider_completed_at, s.provider_completed_at), \
+     provider_ref = coalesce(s.provider_ref, v.provider_ref), \
      last_error = NULL, lease_owner = NULL, lease_until = NULL, late_check_at = v.late_check_at \
      FROM unnest(?2::bigint[], ?3::text[], ?4::text[], ?5::bigint[], ?6::text[], ?7::text[], \
-                 ?8::text[], ?9::text[], ?10::text[]) \
+                 ?8::text[], ?9::text[], ?10::text[], ?11::text[]) \
           AS v(id, from_status, to_status, charged, provider_status, transaction_id, \
-               payment_method, provider_completed_at, late_check_at) \
+               payment_method, provider_completed_at, late_check_at, provider_ref) \
      WHERE s.id = v.id AND s.status = v.from_status \
      RETURNING s.id, s.provider, s.session_id, s.reference, s.amount, s.currency, s.status, \
      s.created_at, s.next_check_at, s.checks, s.answered_checks, s.not_found_count, \
      s.last_checked_at, s.last_error, s.lease_owner, s.lease_until, s.provider_status, \
-     s.transaction_id, s.payment_method, s.provider_completed_at, s.resolved_at, s.late_check_at";
+     s.transaction_id, s.payment_method, s.provider_completed_at, s.resolved_at, s.late_check_at, \
+     s.provider_ref";
 
 pub(super) const PG_INSERT_TRANSITIONS: &str = "INSERT INTO transitions (session, from_status, to_status, at, \
      source, reason, provider_status, transaction_id, payment_method, provider_amount, \
@@ -271,7 +274,7 @@ fn compare_and_set_pg(
         .collect();
     let mut ids = Vec::new();
     let mut charged = Vec::new();
-    let mut cols: [Vec<Option<&str>>; 7] = Default::default();
+    let mut cols: [Vec<Option<&str>>; 8] = Default::default();
     for (r, late) in transitions.iter().zip(&lates) {
         let Record::Transition {
             rowid,
@@ -293,6 +296,7 @@ fn compare_and_set_pg(
         cols[4].push(facts.payment_method.as_deref());
         cols[5].push(facts.provider_completed_at.as_deref());
         cols[6].push(late.as_deref());
+        cols[7].push(facts.provider_ref.as_deref());
     }
     let moved = tx.query(
         PG_TRANSITIONS_CAS,
@@ -306,7 +310,8 @@ fn compare_and_set_pg(
             &cols[3][..],
             &cols[4][..],
             &cols[5][..],
-            &cols[6][..]
+            &cols[6][..],
+            &cols[7][..]
         ],
         session_from_row,
     )?;
@@ -421,7 +426,8 @@ fn transition_one(
         facts.provider_completed_at.as_deref(),
         *rowid,
         from.as_str(),
-        late.as_deref()
+        late.as_deref(),
+        facts.provider_ref.as_deref()
     ];
     // SQLite only: PostgreSQL records transitions in `record_transitions_pg`.
     let read_back = if tx.exec(TRANSITION_CAS, cas)? == 1 {
@@ -477,6 +483,7 @@ fn reschedule_one(tx: &mut Tx<'_>, owner: &str, now_s: &str, rec: &Record) -> Re
          provider_status = coalesce(?7, provider_status), \
          transaction_id = coalesce(?8, transaction_id), \
          payment_method = coalesce(?9, payment_method), \
+         provider_ref = coalesce(provider_ref, ?12), \
          lease_owner = NULL, lease_until = NULL \
          WHERE id = ?10 AND status = 'PENDING' AND lease_owner = ?11",
         vals![
@@ -490,7 +497,8 @@ fn reschedule_one(tx: &mut Tx<'_>, owner: &str, now_s: &str, rec: &Record) -> Re
             f.transaction_id.as_deref(),
             f.payment_method.as_deref(),
             *rowid,
-            owner
+            owner,
+            f.provider_ref.as_deref()
         ],
     )?;
     Ok(())

@@ -12,7 +12,7 @@ macro_rules! session_cols {
         "id, provider, session_id, reference, amount, currency, status, created_at, \
          next_check_at, checks, answered_checks, not_found_count, last_checked_at, last_error, \
          lease_owner, lease_until, provider_status, transaction_id, payment_method, \
-         provider_completed_at, resolved_at, late_check_at"
+         provider_completed_at, resolved_at, late_check_at, provider_ref"
     };
 }
 pub(super) use session_cols;
@@ -109,6 +109,7 @@ pub(super) fn session_from_row(r: &Row<'_>) -> Result<Session, DbError> {
         provider_completed_at: r.get(19)?,
         resolved_at: opt_time("resolved_at", r.get(20)?)?,
         late_check_at: opt_time("late_check_at", r.get(21)?)?,
+        provider_ref: r.get(22)?,
     })
 }
 

@@ -325,6 +325,27 @@ CREATE TABLE IF NOT EXISTS call_budget (
     next_at    INTEGER NOT NULL
 );
 "#,
+    // 8: the provider's second id for a session (`provider_ref`: Moflay's `trxn_…` transaction
+    // id beside the `pay_…` payment id applications keep), with the rules of `reference`, and an
+    // index to find a session by it (a provider's list names payments by it).
+    r#"
+ALTER TABLE sessions ADD COLUMN provider_ref TEXT;
+CREATE INDEX sessions_by_provider_ref ON sessions (provider, provider_ref) WHERE provider_ref IS NOT NULL;
+CREATE TRIGGER sessions_provider_ref_insert BEFORE INSERT ON sessions
+WHEN NEW.provider_ref IS NOT NULL BEGIN
+    SELECT RAISE(ABORT, 'provider_ref_is_plain_text: text of at most 256 bytes, no control character, no surrounding spaces')
+    WHERE typeof(NEW.provider_ref) <> 'text' OR length(CAST(NEW.provider_ref AS BLOB)) > 256
+       OR instr(NEW.provider_ref, char(0)) > 0 OR NEW.provider_ref <> trim(NEW.provider_ref)
+       OR NEW.provider_ref GLOB ('*[' || char(1) || '-' || char(31) || char(127) || '-' || char(159) || ']*');
+END;
+CREATE TRIGGER sessions_provider_ref_update BEFORE UPDATE OF provider_ref ON sessions
+WHEN NEW.provider_ref IS NOT NULL AND NEW.provider_ref IS NOT OLD.provider_ref BEGIN
+    SELECT RAISE(ABORT, 'provider_ref_is_plain_text: text of at most 256 bytes, no control character, no surrounding spaces')
+    WHERE typeof(NEW.provider_ref) <> 'text' OR length(CAST(NEW.provider_ref AS BLOB)) > 256
+       OR instr(NEW.provider_ref, char(0)) > 0 OR NEW.provider_ref <> trim(NEW.provider_ref)
+       OR NEW.provider_ref GLOB ('*[' || char(1) || '-' || char(31) || char(127) || '-' || char(159) || ']*');
+END;
+"#,
 ];
 
 /// The PostgreSQL migrations, numbered as [`MIGRATIONS`]. Integers are `BIGINT`; times are
@@ -513,6 +534,56 @@ CREATE TABLE IF NOT EXISTS call_budget (
     credential TEXT COLLATE "C" PRIMARY KEY,
     next_at    BIGINT NOT NULL
 );
+"#,
+    // 8: as in SQLite; the rules' function checks `provider_ref` as it checks `reference`.
+    r#"
+ALTER TABLE sessions ADD COLUMN IF NOT EXISTS provider_ref TEXT;
+CREATE INDEX IF NOT EXISTS sessions_by_provider_ref ON sessions (provider, provider_ref)
+    WHERE provider_ref IS NOT NULL;
+CREATE OR REPLACE FUNCTION payrecon_session_rules() RETURNS trigger LANGUAGE plpgsql AS $fn$
+DECLARE
+    fresh boolean := TG_OP = 'INSERT';
+    ledger_time constant text := '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z$';
+    changed_reference boolean := true;
+    changed_provider_ref boolean := true;
+    changed_currency boolean := true;
+    changed_id boolean := true;
+    changed_created boolean := true;
+    changed_next boolean := true;
+BEGIN
+    IF NOT fresh THEN
+        changed_reference := NEW.reference IS DISTINCT FROM OLD.reference;
+        changed_provider_ref := NEW.provider_ref IS DISTINCT FROM OLD.provider_ref;
+        changed_currency := NEW.currency IS DISTINCT FROM OLD.currency;
+        changed_id := NEW.session_id IS DISTINCT FROM OLD.session_id;
+        changed_created := NEW.created_at IS DISTINCT FROM OLD.created_at;
+        changed_next := NEW.next_check_at IS DISTINCT FROM OLD.next_check_at;
+    END IF;
+    IF changed_reference AND NEW.reference IS NOT NULL AND (octet_length(NEW.reference) > 256
+        OR NEW.reference ~ '[\x01-\x1f\x7f-\x9f]' OR NEW.reference <> btrim(NEW.reference, ' ')) THEN
+        RAISE EXCEPTION 'reference_is_plain_text: at most 256 bytes, no control character, no surrounding spaces'
+            USING ERRCODE = 'check_violation', CONSTRAINT = 'reference_is_plain_text';
+    END IF;
+    IF changed_provider_ref AND NEW.provider_ref IS NOT NULL AND (octet_length(NEW.provider_ref) > 256
+        OR NEW.provider_ref ~ '[\x01-\x1f\x7f-\x9f]' OR NEW.provider_ref <> btrim(NEW.provider_ref, ' ')) THEN
+        RAISE EXCEPTION 'provider_ref_is_plain_text: at most 256 bytes, no control character, no surrounding spaces'
+            USING ERRCODE = 'check_violation', CONSTRAINT = 'provider_ref_is_plain_text';
+    END IF;
+    IF changed_currency AND NEW.currency IS NOT NULL AND NEW.currency !~ '^[A-Za-z]{1,8}$' THEN
+        RAISE EXCEPTION 'currency_is_a_code: 1 to 8 letters such as LSL'
+            USING ERRCODE = 'check_violation', CONSTRAINT = 'currency_is_a_code';
+    END IF;
+    IF changed_id AND (NEW.session_id ~ '[\x7f-\x9f]' OR NEW.session_id <> btrim(NEW.session_id, ' ')) THEN
+        RAISE EXCEPTION 'session_id_is_plain: no control character (C0, DEL, C1), no surrounding spaces'
+            USING ERRCODE = 'check_violation', CONSTRAINT = 'session_id_is_plain';
+    END IF;
+    IF (changed_created AND NEW.created_at !~ ledger_time) OR (changed_next AND NEW.next_check_at !~ ledger_time) THEN
+        RAISE EXCEPTION 'times_are_ledger_times: created_at and next_check_at are UTC like 2026-11-25T10:05:03.120Z'
+            USING ERRCODE = 'check_violation', CONSTRAINT = 'times_are_ledger_times';
+    END IF;
+    RETURN NEW;
+END
+$fn$;
 "#,
 ];
 

@@ -312,15 +312,16 @@ pub(super) fn insert_session(tx: &mut Tx<'_>, s: &NewSession) -> Result<Inserted
     let created = clock::format(s.created_at.unwrap_or_else(clock::now));
     let amount = s.amount.map(|a| a.to_string());
     let n = tx.exec(
-        "INSERT INTO sessions (provider, session_id, reference, amount, currency, created_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (provider, session_id) DO NOTHING",
+        "INSERT INTO sessions (provider, session_id, reference, amount, currency, created_at, \
+         provider_ref) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (provider, session_id) DO NOTHING",
         vals![
             &s.provider,
             &s.session_id,
             s.reference.as_deref(),
             amount.as_deref(),
             s.currency.as_deref(),
-            &created
+            &created,
+            s.provider_ref.as_deref()
         ],
     )?;
     if n == 1 {
@@ -328,13 +329,15 @@ pub(super) fn insert_session(tx: &mut Tx<'_>, s: &NewSession) -> Result<Inserted
     }
     // Already there: the same session again is harmless, another amount is not.
     let existing = tx.query_opt(
-        "SELECT reference, amount, currency FROM sessions WHERE provider = ?1 AND session_id = ?2",
+        "SELECT reference, amount, currency, provider_ref FROM sessions \
+         WHERE provider = ?1 AND session_id = ?2",
         vals![&s.provider, &s.session_id],
         |r| {
             Ok((
                 r.get::<AnyText>(0)?.0,
                 r.get::<AnyText>(1)?.0,
                 r.get::<AnyText>(2)?.0,
+                r.get::<AnyText>(3)?.0,
             ))
         },
     )?;

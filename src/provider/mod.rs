@@ -81,6 +81,9 @@ pub struct ProviderFacts {
     pub reference: Option<String>,
     pub currency: Option<String>,
     pub transaction_id: Option<String>,
+    /// The provider's other id for this payment, beside the one asked about (Moflay: the
+    /// `trxn_…` transaction id when asked by the `pay_…` payment id, and the other way round).
+    pub provider_ref: Option<String>,
     pub payment_method: Option<String>,
     pub completed_at: Option<String>,
     /// Why an answer that looks final is held back (for the log and `last_error`).
@@ -100,6 +103,7 @@ impl ProviderFacts {
             reference: None,
             currency: None,
             transaction_id: None,
+            provider_ref: None,
             payment_method: None,
             completed_at: None,
             warning: None,

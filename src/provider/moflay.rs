@@ -147,6 +147,13 @@ impl Adapter for Moflay {
         }
         f.currency = p.currency;
         f.reference = p.account_reference;
+        // The other of its two ids [seed 003]: the session is named by one, the list by
+        // `transactionId` (issue 28), so the ledger keeps the other as `provider_ref`.
+        f.provider_ref = if p.transaction_id.as_deref() == Some(session_id) {
+            p.id.clone()
+        } else {
+            p.transaction_id.clone()
+        };
         f.transaction_id = p.receipt_number.or(p.transaction_id);
         f.payment_method = Some("mpesa".into()); // M-Pesa Express is Moflay's only method [seed 003]
         f.completed_at = p.completed_at;

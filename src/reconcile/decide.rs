@@ -298,6 +298,22 @@ impl Decider<'_> {
     /// The provider's word about the session.
     fn found(&self, f: &ProviderFacts) -> Record {
         let facts = ledger_facts(f);
+        if let Some(why) = other_payment(self.s, f) {
+            // An answer naming another payment than the one the ledger holds is never acted on:
+            // a final one goes to a person at once, a pending one waits as one payrecon cannot
+            // act on.
+            return match f.mapped {
+                Mapped::Paid | Mapped::Failed | Mapped::Cancelled | Mapped::Expired => {
+                    self.transition(Status::Review, Some(why), facts, vec!["provider_ref"])
+                }
+                _ => {
+                    let mut unsure = f.clone();
+                    unsure.mapped = Mapped::Unsure;
+                    unsure.warning = Some(why);
+                    self.cannot_act(&unsure, facts)
+                }
+            };
+        }
         match f.mapped {
             Mapped::Paid => {
                 let (compared, mismatches) = compare(self.s, f);
@@ -391,6 +407,18 @@ fn next_check_at(
     }
 }
 
+/// Why an answer is about another payment than the session's: its second id differs from the
+/// `provider_ref` the ledger holds.
+fn other_payment(s: &Session, f: &ProviderFacts) -> Option<String> {
+    match (&s.provider_ref, &f.provider_ref) {
+        (Some(ours), Some(theirs)) if ours != theirs => Some(format!(
+            "provider_ref differs: ledger {ours:?}, provider {:?}",
+            provider::clip(theirs)
+        )),
+        _ => None,
+    }
+}
+
 /// Compares the provider's amount, reference and currency with the ledger's. A field missing on
 /// either side is not compared. Returns the fields compared and one message per mismatch.
 fn compare(s: &Session, f: &ProviderFacts) -> (Vec<&'static str>, Vec<String>) {
@@ -436,12 +464,17 @@ fn compare(s: &Session, f: &ProviderFacts) -> (Vec<&'static str>, Vec<String>) {
             ));
         }
     }
+    if s.provider_ref.is_some() && f.provider_ref.is_some() {
+        compared.push("provider_ref");
+        mismatches.extend(other_payment(s, f));
+    }
     (compared, mismatches)
 }
 
 fn ledger_facts(f: &ProviderFacts) -> Facts {
     Facts {
         provider_status: Some(provider::clip(&f.raw_status)),
+        provider_ref: f.provider_ref.as_deref().map(provider::clip),
         transaction_id: f.transaction_id.as_deref().map(provider::clip),
         payment_method: f.payment_method.as_deref().map(provider::clip),
         // Stored as UTC RFC 3339 like every ledger time, when the provider's text is a time.

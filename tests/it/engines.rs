@@ -483,17 +483,20 @@ async fn a_row_from_before_the_rules_is_set_aside_not_fatal(engine: Engine) {
     for i in 0..5 {
         env.session(&l, &format!("good{i}"), "complete");
     }
-    // The rows as they were left before the rules (version 5 then ran the migrations after it
-    // again).
+    // The rows as they were left before the rules (version 5, without what 8 adds, then ran
+    // the migrations after it again).
     let (off, on) = if engine.is_pg() {
         (
             "ALTER TABLE sessions DISABLE TRIGGER sessions_rules",
-            "ALTER TABLE sessions ENABLE TRIGGER sessions_rules; UPDATE payrecon_schema SET version = 5",
+            "ALTER TABLE sessions ENABLE TRIGGER sessions_rules; \
+             ALTER TABLE sessions DROP COLUMN provider_ref; UPDATE payrecon_schema SET version = 5",
         )
     } else {
         (
             "DROP TRIGGER sessions_rules_insert",
-            "PRAGMA user_version = 5",
+            "DROP TRIGGER sessions_provider_ref_insert; DROP TRIGGER sessions_provider_ref_update; \
+             DROP INDEX sessions_by_provider_ref; ALTER TABLE sessions DROP COLUMN provider_ref; \
+             PRAGMA user_version = 5",
         )
     };
     l.execute_batch(&format!(

@@ -693,6 +693,7 @@ async fn the_api_publishes_the_document_it_answers_by() {
             "created_at",
             "currency",
             "provider",
+            "provider_ref",
             "reference",
             "session_id"
         ]

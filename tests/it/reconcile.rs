@@ -285,7 +285,52 @@ async fn transition_update_and_event_commit_together_or_not_at_all(engine: Engin
     assert_eq!(count(&l, "SELECT count(*) FROM events"), 1);
 }
 
+/// A session's `provider_ref` (the provider's second id): filled from the first answer that
+/// carries it when the application wrote none, compared when it did — an answer naming another
+/// payment goes to REVIEW, never to COMPLETED. Moflay's answer carries its `transactionId`
+/// (the simulator's `trxn_<length of the id>`) beside the `pay_…` id asked about.
+async fn the_providers_second_id_is_filled_or_held(engine: Engine) {
+    let mut env = Env::start_on(engine).await;
+    let providers = payrecon::simulator::providers_toml(&env.base_url, "SIM_KEY", "SIM_PUB", "off");
+    std::fs::write(
+        &env.config_path,
+        crate::support::config_with(&env.location, &providers),
+    )
+    .unwrap();
+    env.vars.push(("SIM_KEY".into(), "k".into()));
+    env.vars.push(("SIM_PUB".into(), "p".into()));
+    let l = env.ledger();
+    // As an application writes them: no amount, reference or currency to compare.
+    l.execute_batch(
+        "INSERT INTO sessions (provider, session_id) VALUES ('moflay', 'pay_fill'); \
+         INSERT INTO sessions (provider, session_id, provider_ref) VALUES ('moflay', 'pay_same', 'trxn_8'); \
+         INSERT INTO sessions (provider, session_id, provider_ref) VALUES ('moflay', 'pay_other', 'trxn_elsewhere');",
+    )
+    .unwrap();
+    env.settle(&l, 0, Duration::from_secs(10)).await;
+    assert_eq!(status(&l, "pay_fill"), "COMPLETED");
+    assert_eq!(col(&l, "pay_fill", "provider_ref"), "trxn_8");
+    assert_eq!(status(&l, "pay_same"), "COMPLETED");
+    assert!(
+        one(
+            &l,
+            "SELECT e.payload FROM events e JOIN sessions s ON s.id = e.session WHERE s.session_id = 'pay_same'"
+        )
+        .contains(r#""compared":["provider_ref"]"#)
+    );
+    assert_eq!(status(&l, "pay_other"), "REVIEW");
+    assert_eq!(col(&l, "pay_other", "provider_ref"), "trxn_elsewhere");
+    assert_eq!(
+        one(
+            &l,
+            "SELECT reason FROM transitions t JOIN sessions s ON s.id = t.session WHERE s.session_id = 'pay_other'"
+        ),
+        r#"provider_ref differs: ledger "trxn_elsewhere", provider "trxn_9""#
+    );
+}
+
 crate::on_both_engines!(pgbouncer:
+    the_providers_second_id_is_filled_or_held,
     every_outcome_is_reached_over_http,
     transient_failures_are_retried_within_one_check,
     persistent_failures_leave_the_session_pending_with_last_error,

@@ -200,6 +200,7 @@ impl Env {
                 amount: Some("100.00".parse().unwrap()),
                 currency: Some("LSL".into()),
                 created_at: None,
+                provider_ref: None,
             })
             .unwrap();
     }
