@@ -107,9 +107,9 @@ async fn import_is_all_or_nothing_names_the_line_and_is_idempotent(engine: Engin
     assert_eq!(count(&env.ledger(), "SELECT count(*) FROM sessions"), 0);
 
     let good = env.dir.path().join("good.csv");
-    let mut csv = String::from("session_id,provider,amount\n");
+    let mut csv = String::from("session_id,provider,amount,provider_ref\n");
     for i in 0..500 {
-        csv.push_str(&format!("\"id,{i}\",mopay,{i}.50\n"));
+        csv.push_str(&format!("\"id,{i}\",mopay,{i}.50,trxn_{i}\n"));
     }
     std::fs::write(&good, csv).unwrap();
     for (added, present) in [(500, 0), (0, 500)] {
@@ -128,6 +128,13 @@ async fn import_is_all_or_nothing_names_the_line_and_is_idempotent(engine: Engin
     assert_eq!(
         one(&l, "SELECT amount FROM sessions WHERE session_id = 'id,7'"),
         "7.50"
+    );
+    assert_eq!(
+        one(
+            &l,
+            "SELECT provider_ref FROM sessions WHERE session_id = 'id,7'"
+        ),
+        "trxn_7"
     );
 
     let mut c = env.cmd();
@@ -681,4 +688,44 @@ async fn a_conflict_names_the_real_session() {
         err.contains("--amount: session mopay_ng MOP_abc_ORDER1 is already in the ledger"),
         "{err}"
     );
+}
+
+/// `add --provider-ref` writes the provider's second id; the same session again without it is
+/// the same session, with another one a conflict naming the flag; a bad one is refused before
+/// the ledger is touched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn add_keeps_the_providers_second_id() {
+    let env = Env::start_all_providers().await;
+    let add = |extra: &[&str]| {
+        let mut c = env.cmd();
+        c.args(["add", "--provider", "moflay", "--session-id", "pay_ABC123"]);
+        c.args(extra);
+        output(c)
+    };
+    assert!(
+        add(&["--provider-ref", "trxn_ABC123"])
+            .await
+            .status
+            .success()
+    );
+    assert_eq!(
+        one(
+            &env.ledger(),
+            "SELECT provider_ref FROM sessions WHERE session_id = 'pay_ABC123'"
+        ),
+        "trxn_ABC123"
+    );
+    let again = add(&[]).await;
+    assert!(again.status.success(), "{}", text(&again).1);
+    let other = add(&["--provider-ref", "trxn_OTHER"]).await;
+    let (_, err) = text(&other);
+    assert_eq!(other.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--provider-ref: session moflay pay_ABC123"),
+        "{err}"
+    );
+    let padded = add(&["--provider-ref", " trxn_X"]).await;
+    let (_, err) = text(&padded);
+    assert_eq!(padded.status.code(), Some(2), "{err}");
+    assert!(err.starts_with("payrecon: --provider-ref:"), "{err}");
 }

@@ -353,6 +353,21 @@ async fn the_ledger_refuses_what_payrecon_cannot_use(engine: Engine) {
             "reference_is_plain_text",
         ),
         (
+            ", provider_ref".into(),
+            format!(", 'p1', 'trxn_' || {nl}"),
+            "provider_ref_is_plain_text",
+        ),
+        (
+            ", provider_ref".into(),
+            ", 'p2', 'trxn_1 '".into(),
+            "provider_ref_is_plain_text",
+        ),
+        (
+            ", provider_ref".into(),
+            format!(", 'p3', '{}'", "x".repeat(257)),
+            "provider_ref_is_plain_text",
+        ),
+        (
             ", currency".into(),
             ", 'c1', 'L1'".into(),
             "currency_is_a_code",
@@ -452,6 +467,14 @@ async fn the_ledger_refuses_what_payrecon_cannot_use(engine: Engine) {
     )
     .unwrap();
     assert_eq!(count(&l, "SELECT count(*) FROM sessions"), 1);
+    // An application's UPDATE is held to the same rule.
+    let e = l
+        .execute_batch("UPDATE sessions SET provider_ref = ' trxn_2' WHERE session_id = 'ok'")
+        .expect_err("a padded provider_ref")
+        .to_string();
+    assert!(e.contains("provider_ref_is_plain_text"), "{e}");
+    l.execute_batch("UPDATE sessions SET provider_ref = 'trxn_2' WHERE session_id = 'ok'")
+        .unwrap();
     if !pg {
         // A row from before the rules, then the migration run again: it goes through.
         l.execute_batch(

@@ -224,7 +224,7 @@ async fn the_api_enqueues_reads_and_verifies_behind_its_token(engine: Engine) {
         }
         r.send()
     };
-    let good = r#"{"provider":"mopay","session_id":"api1","reference":"ORDER9","amount":"100.00","currency":"LSL"}"#;
+    let good = r#"{"provider":"mopay","session_id":"api1","reference":"ORDER9","amount":"100.00","currency":"LSL","provider_ref":"MOPTX1"}"#;
     assert_eq!(
         post("/v1/sessions", good.into(), None)
             .await
@@ -296,6 +296,11 @@ async fn the_api_enqueues_reads_and_verifies_behind_its_token(engine: Engine) {
             Some("provider"),
         ),
         (
+            r#"{"provider":"mopay","session_id":"x","provider_ref":"trxn_1\n"}"#.to_string(),
+            422,
+            Some("provider_ref"),
+        ),
+        (
             r#"{"provider":"mopay"}"#.to_string(),
             422,
             Some("session_id"),
@@ -329,6 +334,7 @@ async fn the_api_enqueues_reads_and_verifies_behind_its_token(engine: Engine) {
         .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
     assert_eq!(v["status"], "PENDING");
+    assert_eq!(v["provider_ref"], "MOPTX1", "{v}");
     // Verify: checked with the provider now, recorded with source `api`.
     let r = post("/v1/sessions/mopay/api1/verify", String::new(), Some(TOKEN))
         .await
