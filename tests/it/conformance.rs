@@ -30,6 +30,8 @@ struct LedgerRow {
     amount: Option<String>,
     reference: Option<String>,
     currency: Option<String>,
+    /// The provider's second id, when the ledger holds one.
+    provider_ref: Option<String>,
     /// The provider table's settings beside `kind`, `base_url` and `rate_limit`.
     settings: String,
 }
@@ -52,6 +54,7 @@ struct Case {
     secret: Option<String>,
     session_id: Option<String>,
     amount: Option<String>,
+    provider_ref: Option<String>,
 }
 
 fn ok() -> u16 {
@@ -107,6 +110,7 @@ fn session(row: &LedgerRow, case: &Case, kind: &str, age: Duration) -> Session {
             .or_else(|| row.amount.clone())
             .map(|a| a.parse().unwrap()),
         currency: row.currency.clone(),
+        provider_ref: case.provider_ref.clone().or_else(|| row.provider_ref.clone()),
         ..Session::pending(kind, id, created)
     }
 }
