@@ -10,25 +10,31 @@ use super::rows::*;
 use super::*;
 use crate::clock::{self, Timestamp};
 
-/// The transition's compare-and-set (hot path: one per resolved session).
+/// The transition's compare-and-set (hot path: one per resolved session), with `$more` set.
 macro_rules! transition_cas {
-    () => {
-        "UPDATE sessions SET status = ?1, resolved_at = ?2, checks = checks + ?3, \
-         answered_checks = answered_checks + ?3, \
-         last_checked_at = CASE WHEN ?3 = 1 THEN ?2 ELSE last_checked_at END, \
-         provider_status = coalesce(?4, provider_status), \
-         transaction_id = coalesce(?5, transaction_id), \
-         payment_method = coalesce(?6, payment_method), \
-         provider_completed_at = coalesce(?7, provider_completed_at), \
-         provider_ref = coalesce(provider_ref, ?11), \
-         last_error = NULL, lease_owner = NULL, lease_until = NULL, late_check_at = ?10 \
-         WHERE id = ?8 AND status = ?9"
+    ($more:literal) => {
+        concat!(
+            "UPDATE sessions SET status = ?1, resolved_at = ?2, checks = checks + ?3, \
+             answered_checks = answered_checks + ?3, \
+             last_checked_at = CASE WHEN ?3 = 1 THEN ?2 ELSE last_checked_at END, \
+             provider_status = coalesce(?4, provider_status), \
+             transaction_id = coalesce(?5, transaction_id), \
+             payment_method = coalesce(?6, payment_method), \
+             provider_completed_at = coalesce(?7, provider_completed_at), ",
+            $more,
+            "last_error = NULL, lease_owner = NULL, lease_until = NULL, late_check_at = ?10 \
+             WHERE id = ?8 AND status = ?9"
+        )
     };
 }
 
 /// SQLite: a plain UPDATE, the row read back by rowid after (`RETURNING` opens a temporary
 /// table per statement there, the largest single cost of recording when profiled).
-pub(super) const TRANSITION_CAS: &str = transition_cas!();
+pub(super) const TRANSITION_CAS: &str = transition_cas!("");
+/// The same, filling an empty `provider_ref` from the answer (`?11`). Only an answer that
+/// brings one writes the column: setting it at all makes SQLite weigh its partial index.
+pub(super) const TRANSITION_CAS_REF: &str =
+    transition_cas!("provider_ref = coalesce(provider_ref, ?11), ");
 
 /// A transition row's text fields after its session, in `insert_transition!`'s order (the
 /// one-by-one and the set-based record share it).
@@ -416,7 +422,7 @@ fn transition_one(
         return Ok(());
     };
     let late = late_check_at.map(clock::format);
-    let cas: &[Val<'_>] = vals![
+    let all: &[Val<'_>] = vals![
         to.as_str(),
         now_s,
         i64::from(*charged),
@@ -430,7 +436,11 @@ fn transition_one(
         facts.provider_ref.as_deref()
     ];
     // SQLite only: PostgreSQL records transitions in `record_transitions_pg`.
-    let read_back = if tx.exec(TRANSITION_CAS, cas)? == 1 {
+    let (sql, cas) = match facts.provider_ref {
+        None => (TRANSITION_CAS, &all[..10]),
+        Some(_) => (TRANSITION_CAS_REF, all),
+    };
+    let read_back = if tx.exec(sql, cas)? == 1 {
         tx.query_opt(SUBJECT_BY_ROWID, vals![*rowid], SubjectRow::read)?
     } else {
         None

@@ -110,7 +110,10 @@ fn session(row: &LedgerRow, case: &Case, kind: &str, age: Duration) -> Session {
             .or_else(|| row.amount.clone())
             .map(|a| a.parse().unwrap()),
         currency: row.currency.clone(),
-        provider_ref: case.provider_ref.clone().or_else(|| row.provider_ref.clone()),
+        provider_ref: case
+            .provider_ref
+            .clone()
+            .or_else(|| row.provider_ref.clone()),
         ..Session::pending(kind, id, created)
     }
 }
