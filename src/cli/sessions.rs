@@ -252,11 +252,12 @@ pub(super) fn show_session(s: &Session) -> String {
         s.late_check_at,
     ]
     .map(clock::format_opt);
-    let fields: [(&str, Option<&str>); 18] = [
+    let fields: [(&str, Option<&str>); 19] = [
         ("provider", Some(&s.provider)),
         ("session_id", Some(&s.session_id)),
         ("status", Some(s.status.as_str())),
         ("reference", s.reference.as_deref()),
+        ("provider_ref", s.provider_ref.as_deref()),
         ("amount", amount.as_deref()),
         ("currency", s.currency.as_deref()),
         ("created_at", Some(&created_at)),
