@@ -142,7 +142,7 @@ pub(super) async fn callback(
     }
     for id in candidates.into_iter().take(8) {
         let p = provider.clone();
-        match st.ledger.call(move |l| l.get(&p, &id)).await {
+        match st.ledger.call(move |l| l.named(&p, &id)).await {
             Ok(Some(s)) => {
                 if s.status == crate::ledger::Status::Pending {
                     st.hints.offer(&s.provider, &s.session_id);

@@ -514,6 +514,25 @@ impl Ledger {
     }
 
     /// Every session with this id (one per provider that has it).
+    /// The session of `provider` that `id` names, as its session id or else as its
+    /// `provider_ref` (the provider's second id: a callback or a list may name a payment by
+    /// either).
+    pub fn named(&self, provider: &str, id: &str) -> Result<Option<Session>, Error> {
+        self.tx(Mode::Read, "reading a session", |tx| {
+            tx.query_opt(
+                concat!(
+                    "SELECT ",
+                    session_cols!(),
+                    " FROM (SELECT 0 AS by_ref, * FROM sessions WHERE provider = ?1 AND session_id = ?2 \
+                     UNION ALL SELECT 1, * FROM sessions WHERE provider = ?1 AND provider_ref = ?2) \
+                     ORDER BY by_ref LIMIT 1"
+                ),
+                vals![provider, id],
+                session_from_row,
+            )
+        })
+    }
+
     pub fn find(&self, session_id: &str) -> Result<Vec<Session>, Error> {
         self.tx(Mode::Read, "finding a session", |tx| {
             tx.query(

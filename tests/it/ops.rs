@@ -903,6 +903,58 @@ pub(crate) async fn signing_vesicash_env() -> Env {
     env
 }
 
+/// A callback naming a payment by the provider's second id (Moflay's `trxn_…`, the session kept
+/// by its `pay_…` id with `provider_ref`) reaches the session: it is checked, and completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callback_naming_the_second_id_reaches_the_session() {
+    let mut env = Env::start_all_providers().await;
+    env.set("cron", "\"0 0 0 1 1 *\"");
+    env.set("poll", "\"off\"");
+    let (admin, api) = listeners(&env, true);
+    env.vars
+        .push(("PAYRECON_TEST_API_TOKEN".into(), "api-token".into()));
+    let _d = daemon(&env, &[&admin, &api]).await;
+    let l = env.ledger();
+    // The simulator's Moflay answers `transactionId` "trxn_<length of the id>": trxn_7.
+    crate::support::DirectSql::execute_batch(
+        &l,
+        "INSERT INTO sessions (provider, session_id, provider_ref) VALUES ('moflay', 'pay_cb1', 'trxn_7')",
+    )
+    .unwrap();
+    let post = |body: &'static str| {
+        let url = format!("{api}/v1/callbacks/moflay");
+        async move {
+            reqwest::Client::new()
+                .post(url)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(
+        post(r#"{"type":"payment.completed","data":{"transactionId":"trxn_unknown"}}"#).await,
+        202
+    );
+    assert_eq!(
+        post(r#"{"type":"payment.completed","data":{"transactionId":"trxn_7"}}"#).await,
+        202
+    );
+    assert!(
+        wait_for(Duration::from_secs(15), || {
+            one(
+                &l,
+                "SELECT status FROM sessions WHERE session_id = 'pay_cb1'",
+            ) == "COMPLETED"
+        })
+        .await,
+        "checked after a callback naming its trxn_ id"
+    );
+}
+
 /// A Vesicash callback is a hint: its `mor-signature` (HMAC-SHA256 of the raw body with the
 /// webhook secret, as Vesicash documents it) must verify when the secret is configured; a
 /// verified one has the session checked, never set. The answer reveals nothing: the same 202
