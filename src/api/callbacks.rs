@@ -9,6 +9,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
+use crate::provider::CallbackSignature;
+
 use super::schema::ErrorBody;
 use super::{ApiState, body_refused, error, internal};
 
@@ -56,6 +58,44 @@ pub(super) struct CallbackQuery {
 
 /// The largest provider callback accepted.
 const MAX_CALLBACK_BODY: usize = 64 * 1024;
+
+/// How long either side of its signed timestamp a Standard Webhooks callback is taken: five
+/// minutes, the specification's own tolerance.
+const SIGNED_TOLERANCE_SECS: i64 = 300;
+
+/// Whether a Standard Webhooks callback verifies: the three headers present (`svix-…`, as Moflay
+/// sends them, or `webhook-…`), the timestamp within [`SIGNED_TOLERANCE_SECS`] of now, and a
+/// `v1` signature of `id.timestamp.body` under the `whsec_…` secret. Why not, when not.
+fn standard_webhooks<'a>(
+    secret: &crate::config::Secret,
+    h: &impl Fn(&[&str]) -> Option<&'a str>,
+    id: &str,
+    body: &[u8],
+) -> Result<(), String> {
+    let (Some(ts), Some(sigs)) = (
+        h(&["svix-timestamp", "webhook-timestamp"]),
+        h(&["svix-signature", "webhook-signature"]),
+    ) else {
+        return Err("svix-id, svix-timestamp and svix-signature are required".into());
+    };
+    if id.is_empty() {
+        return Err("svix-id, svix-timestamp and svix-signature are required".into());
+    }
+    let fresh = ts
+        .parse::<i64>()
+        .is_ok_and(|t| (chrono::Utc::now().timestamp() - t).abs() <= SIGNED_TOLERANCE_SECS);
+    if !fresh {
+        return Err("svix-timestamp is not within five minutes of now".into());
+    }
+    let Some(key) = crate::secret::SigningKey::from_whsec(secret.expose()) else {
+        return Err("the secret in webhook_secret_env is not whsec_ followed by base64".into());
+    };
+    if crate::secret::standard_webhooks_matches(&key, id, ts, body, sigs) {
+        Ok(())
+    } else {
+        Err("svix-signature does not verify with the secret in webhook_secret_env".into())
+    }
+}
 
 /// The one answer to every callback taken: it says nothing of the session.
 fn accepted() -> Response {
@@ -118,9 +158,9 @@ pub(super) async fn callback(
     let spec = pc.map(|pc| pc.kind.spec());
     let signing = pc
         .and_then(|pc| pc.webhook_secret.as_ref())
-        .zip(spec.and_then(|s| s.callback.hmac_header));
-    if let Some((secret, header)) = signing
-        && let Some(refusal) = st.signed_refusal(&provider, secret, header, &headers, &body)
+        .zip(spec.and_then(|s| s.callback.signature));
+    if let Some((secret, scheme)) = signing
+        && let Some(refusal) = st.signed_refusal(&provider, secret, scheme, &headers, &body)
     {
         return refusal;
     }
@@ -164,23 +204,37 @@ impl ApiState {
         &self,
         provider: &str,
         secret: &crate::config::Secret,
-        header: &str,
+        scheme: CallbackSignature,
         headers: &HeaderMap,
         body: &[u8],
     ) -> Option<Response> {
-        let given = headers.get(header).and_then(|v| v.to_str().ok());
-        if !given.is_some_and(|sig| crate::secret::hmac_sha256_hex_matches(secret, body, sig)) {
-            self.refused(provider, "signature");
-            return Some(
-                error(
-                    StatusCode::UNAUTHORIZED,
-                    &format!("{header} does not verify with the secret in webhook_secret_env"),
-                    None,
+        let h = |names: &[&str]| {
+            names
+                .iter()
+                .find_map(|n| headers.get(*n).and_then(|v| v.to_str().ok()))
+        };
+        // What is counted once: the signed body (Vesicash's carries no id), or the message id.
+        let (verified, once): (Result<(), String>, Vec<u8>) = match scheme {
+            CallbackSignature::HmacHex(header) => {
+                let ok = h(&[header])
+                    .is_some_and(|sig| crate::secret::hmac_sha256_hex_matches(secret, body, sig));
+                let why = format!("{header} does not verify with the secret in webhook_secret_env");
+                (if ok { Ok(()) } else { Err(why) }, body.to_vec())
+            }
+            CallbackSignature::StandardWebhooks => {
+                let id = h(&["svix-id", "webhook-id"]).unwrap_or_default();
+                let verified = standard_webhooks(secret, &h, id, body);
+                (
+                    verified,
+                    [b"message id ".as_slice(), id.as_bytes()].concat(),
                 )
-                .into_response(),
-            );
+            }
+        };
+        if let Err(why) = verified {
+            self.refused(provider, "signature");
+            return Some(error(StatusCode::UNAUTHORIZED, &why, None).into_response());
         }
-        let digest: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(body).into();
+        let digest: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(&once).into();
         let first = self
             .seen
             .lock()

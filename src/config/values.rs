@@ -247,6 +247,17 @@ fn provider_secrets(
         ),
     };
     let webhook_secret = secret("webhook_secret_env", &p.webhook_secret_env, false)?;
+    if spec.callback.signature == Some(crate::provider::CallbackSignature::StandardWebhooks)
+        && let Some(s) = &webhook_secret
+        && crate::secret::SigningKey::from_whsec(s.expose()).is_none()
+    {
+        // The value is never quoted back.
+        problems.push(format!(
+            "{}: the value of {} is not whsec_ followed by base64 (a Standard Webhooks signing secret)",
+            key("webhook_secret_env"),
+            p.webhook_secret_env.as_deref().unwrap_or_default()
+        ));
+    }
     Ok([api_key, public_key, secret_key, webhook_secret])
 }
 

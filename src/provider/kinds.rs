@@ -18,13 +18,24 @@ pub enum SecretNeeds {
 /// How a provider's own callbacks (webhooks) name the session, for `POST /v1/callbacks/{provider}`,
 /// which takes them as hints: a callback never sets a state, it only has the session checked.
 pub struct CallbackSpec {
-    /// The header carrying the hex HMAC-SHA256 of the raw body, keyed with the secret in
-    /// `webhook_secret_env`; `None` when no signature payrecon can check is documented.
-    pub hmac_header: Option<&'static str>,
+    /// How the provider signs its callbacks with the secret in `webhook_secret_env`; `None`
+    /// when no signature payrecon can check is documented.
+    pub signature: Option<CallbackSignature>,
     /// JSON pointers where the session id may be, tried in order; the first that names a
     /// session of the provider is hinted. Where the provider does not publish its callback
     /// body these are `[assumed]`: a wrong guess costs nothing (an unknown id is no call).
     pub id_pointers: &'static [&'static str],
+}
+
+/// A documented callback signature payrecon checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallbackSignature {
+    /// This header carries the hex HMAC-SHA256 of the raw body (Vesicash's `mor-signature`).
+    HmacHex(&'static str),
+    /// Standard Webhooks (`svix-id`, `svix-timestamp`, `svix-signature`: HMAC-SHA256 of
+    /// `id.timestamp.body` with the `whsec_…` secret, base64), within five minutes of the
+    /// signed timestamp, each message id taken once.
+    StandardWebhooks,
 }
 
 /// What the rest of the program needs to know about a provider kind.

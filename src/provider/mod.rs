@@ -11,7 +11,7 @@ pub mod budget;
 pub mod kinds;
 mod settings;
 
-pub use kinds::{CallbackSpec, KindSpec, SecretNeeds};
+pub use kinds::{CallbackSignature, CallbackSpec, KindSpec, SecretNeeds};
 pub use settings::{HttpConfig, MopayNgConfig, ProviderConfig};
 
 // The one list of provider kinds: `Variant => module::Adapter`.

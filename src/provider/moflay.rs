@@ -11,7 +11,7 @@ use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::kinds::{CallbackSpec, KindSpec, SecretNeeds};
+use super::kinds::{CallbackSignature, CallbackSpec, KindSpec, SecretNeeds};
 use super::{Adapter, Answer, Error, Mapped, ProviderFacts, StatusUrl, clip, ProviderConfig};
 use crate::secret::Secret;
 
@@ -26,14 +26,16 @@ pub const SPEC: KindSpec = KindSpec {
     // 200/h [docs] is about three calls a minute for every session together: four checks in
     // the first 90 s, where M-Pesa completes 30–90 s after the PIN [3rd-party], then sparse.
     default_schedule: &["20s", "20s", "20s", "30s", "1m", "5m", "30m", "2h"],
-    // Payment webhooks exist [docs]; their body is assumed to carry the payment's `id` as the
-    // status answer does [assumed].
+    // Payment webhooks (`payment.completed`, `payment.failed`) are signed in the Standard
+    // Webhooks scheme, `svix-id`/`svix-timestamp`/`svix-signature` (docs.moflay.com/webhooks/
+    // signature-verification) [docs]; their body is assumed to carry the payment's `id` or
+    // `transactionId` as the status answer does [assumed: the payment event's body is not shown].
     callback: CallbackSpec {
-        hmac_header: None,
+        signature: Some(CallbackSignature::StandardWebhooks),
         id_pointers: &["/data/id", "/id", "/data/transactionId", "/transactionId"],
     },
     secrets: SecretNeeds::ApiKey,
-    keys: &["api_key_env"],
+    keys: &["api_key_env", "webhook_secret_env"],
 };
 
 

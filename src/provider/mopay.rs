@@ -25,7 +25,7 @@ pub const SPEC: KindSpec = KindSpec {
     ],
     // [assumed]: MoPay mentions callbacks [seed 000] but publishes neither body nor signature.
     callback: CallbackSpec {
-        hmac_header: None,
+        signature: None,
         id_pointers: &["/sessionId", "/session/sessionId", "/data/sessionId"],
     },
     secrets: SecretNeeds::OptionalApiKey,

@@ -8,7 +8,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::kinds::{CallbackSpec, KindSpec, SecretNeeds};
+use super::kinds::{CallbackSignature, CallbackSpec, KindSpec, SecretNeeds};
 use super::{Adapter, Error, Mapped, ProviderFacts, StatusUrl, clip, ProviderConfig};
 use crate::secret::Secret;
 
@@ -30,7 +30,7 @@ pub const SPEC: KindSpec = KindSpec {
     // [docs, two versions disagree]. The event body is not published: the reference is looked
     // for where the payment answer keeps it [assumed].
     callback: CallbackSpec {
-        hmac_header: Some("mor-signature"),
+        signature: Some(CallbackSignature::HmacHex("mor-signature")),
         id_pointers: &[
             "/data/payment_reference",
             "/data/reference",

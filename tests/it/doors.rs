@@ -737,3 +737,135 @@ async fn ctrl_c_on_verify_gives_the_session_back() {
         "COMPLETED"
     );
 }
+
+/// The Standard Webhooks signature of `id.timestamp.body` under the base64 key, computed by
+/// `openssl` (not by payrecon): `v1,<base64>`.
+fn openssl_standard_webhooks(key_b64: &str, id: &str, ts: &str, body: &str) -> String {
+    use base64::Engine as _;
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(key_b64)
+        .unwrap();
+    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    let mut child = std::process::Command::new("openssl")
+        .args(["dgst", "-sha256", "-binary", "-mac", "HMAC", "-macopt"])
+        .arg(format!("hexkey:{hex}"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{id}.{ts}.{body}").as_bytes())
+        .unwrap();
+    let mac = child.wait_with_output().unwrap().stdout;
+    format!(
+        "v1,{}",
+        base64::engine::general_purpose::STANDARD.encode(mac)
+    )
+}
+
+/// Moflay signs its callbacks in the Standard Webhooks scheme. With `webhook_secret_env` set, a
+/// callback is taken only with all three `svix-` headers, a timestamp within five minutes and a
+/// signature that verifies (401 otherwise, nothing checked), and each message id once: a
+/// captured callback sent again, or its id reused with another body, does nothing more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moflay_callback_needs_a_fresh_signature_and_counts_once() {
+    const KEY: &str = "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let mut env = Env::start_all_providers().await;
+    env.set("cron", "\"0 0 0 1 1 *\"");
+    env.set("poll", "\"off\"");
+    let text = std::fs::read_to_string(&env.config_path).unwrap().replace(
+        "kind = \"moflay\"\n",
+        "kind = \"moflay\"\nwebhook_secret_env = \"PAYRECON_TEST_MOFLAY_WH\"\n",
+    );
+    std::fs::write(&env.config_path, text).unwrap();
+    env.vars
+        .push(("PAYRECON_TEST_MOFLAY_WH".into(), format!("whsec_{KEY}")));
+    let (admin, api) = listeners(&env, true);
+    env.vars
+        .push(("PAYRECON_TEST_API_TOKEN".into(), "api-token".into()));
+    let _d = daemon(&env, &[&admin, &api]).await;
+    let l = env.ledger();
+    l.execute_batch(
+        "INSERT INTO sessions (provider, session_id) VALUES ('moflay', 'pay_sw1'); \
+         INSERT INTO sessions (provider, session_id) VALUES ('moflay', 'pay_sw2');",
+    )
+    .unwrap();
+    let client = reqwest::Client::new();
+    let post = |body: &'static str, headers: Vec<(&'static str, String)>| {
+        let mut r = client
+            .post(format!("{api}/v1/callbacks/moflay"))
+            .header("content-type", "application/json")
+            .body(body);
+        for (k, v) in headers {
+            r = r.header(k, v);
+        }
+        async move { r.send().await.unwrap().status().as_u16() }
+    };
+    let signed = |id: &str, ts: i64, body: &str, key: &str| {
+        let ts = ts.to_string();
+        vec![
+            ("svix-id", id.to_string()),
+            (
+                "svix-signature",
+                openssl_standard_webhooks(key, id, &ts, body),
+            ),
+            ("svix-timestamp", ts),
+        ]
+    };
+    let now = chrono::Utc::now().timestamp();
+    let body = r#"{"type":"payment.completed","data":{"id":"pay_sw1"}}"#;
+    let other_key = "bm90IHRoZSBzZWNyZXQgYXQgYWxs";
+    assert_eq!(post(body, vec![]).await, 401, "unsigned");
+    assert_eq!(
+        post(body, signed("msg_1", now, body, other_key)).await,
+        401,
+        "another key"
+    );
+    assert_eq!(
+        post(body, signed("msg_1", now - 600, body, KEY)).await,
+        401,
+        "ten minutes old"
+    );
+    assert_eq!(
+        post(body, signed("msg_1", now + 600, body, KEY)).await,
+        401,
+        "from the future"
+    );
+    let mut tampered = signed("msg_1", now, body, KEY);
+    tampered[0].1 = "msg_2".into();
+    assert_eq!(post(body, tampered).await, 401, "the id is signed too");
+    assert_eq!(
+        one(
+            &l,
+            "SELECT checks FROM sessions WHERE session_id = 'pay_sw1'"
+        ),
+        "0",
+        "nothing refused was checked"
+    );
+    assert_eq!(post(body, signed("msg_1", now, body, KEY)).await, 202);
+    assert!(
+        wait_for(Duration::from_secs(15), || {
+            one(
+                &l,
+                "SELECT status FROM sessions WHERE session_id = 'pay_sw1'",
+            ) == "COMPLETED"
+        })
+        .await,
+        "a verified callback has its session checked"
+    );
+    // The same message id again, even re-signed over another body: taken, nothing done.
+    let body2 = r#"{"type":"payment.completed","data":{"id":"pay_sw2"}}"#;
+    assert_eq!(post(body2, signed("msg_1", now, body2, KEY)).await, 202);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        one(
+            &l,
+            "SELECT checks FROM sessions WHERE session_id = 'pay_sw2'"
+        ),
+        "0",
+        "a message id counts once"
+    );
+}
