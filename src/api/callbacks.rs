@@ -97,6 +97,24 @@ fn standard_webhooks<'a>(
     }
 }
 
+/// The provider's answer a verified callback carries for `s`: its kind's payment object (at the
+/// kind's `answer_pointer`) read by the kind's own adapter exactly as a status answer is — the
+/// same whitelisted fields, the same check that it names this session. `None`: a hint only.
+fn answer_in_body(
+    pc: &crate::provider::ProviderConfig,
+    s: &crate::ledger::Session,
+    body: &[u8],
+) -> Option<crate::provider::Answer> {
+    let pointer = pc.kind.spec().callback.answer_pointer?;
+    let v: Value = serde_json::from_slice(body).ok()?;
+    let object = v.pointer(pointer)?;
+    // A body that only names the session (no status of its own) is a hint, not an answer.
+    object.get("status").and_then(Value::as_str)?;
+    let object = serde_json::to_vec(object).ok()?;
+    let facts = pc.kind.adapter(pc).parse(&s.session_id, &object).ok()?;
+    Some(crate::provider::Answer::Found(facts))
+}
+
 /// The one answer to every callback taken: it says nothing of the session.
 fn accepted() -> Response {
     (
@@ -180,13 +198,28 @@ pub(super) async fn callback(
     if pc.is_none() {
         return accepted();
     }
+    let verified = signing.is_some();
     for id in candidates.into_iter().take(8) {
         let p = provider.clone();
         match st.ledger.call(move |l| l.named(&p, &id)).await {
             Ok(Some(s)) => {
-                if s.status == crate::ledger::Status::Pending {
-                    st.hints.offer(&s.provider, &s.session_id);
+                if s.status != crate::ledger::Status::Pending {
+                    break;
                 }
+                // A verified callback carrying the provider's payment object is its word.
+                if let Some(answer) = pc
+                    .filter(|_| verified)
+                    .and_then(|pc| answer_in_body(pc, &s, &body))
+                {
+                    match crate::reconcile::take_answer(&st.ledger, &st.cfg, &st.opts, &s, answer)
+                        .await
+                    {
+                        Ok(true) => break,
+                        Ok(false) => {}
+                        Err(e) => return internal(Some(e)),
+                    }
+                }
+                st.hints.offer(&s.provider, &s.session_id);
                 break;
             }
             Ok(None) => {}

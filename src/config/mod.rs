@@ -766,7 +766,8 @@ mod tests {
     /// value; Mopay takes no webhook secret at all.
     #[test]
     fn a_moflay_webhook_secret_is_a_whsec_key() {
-        let text = "[providers.m]\nkind = \"moflay\"\napi_key_env = \"K\"\nwebhook_secret_env = \"WH\"\n";
+        let text =
+            "[providers.m]\nkind = \"moflay\"\napi_key_env = \"K\"\nwebhook_secret_env = \"WH\"\n";
         let with = |wh: &'static str| {
             move |name: &str| match name {
                 "K" => Some("mof_live_x".to_string()),
@@ -778,7 +779,10 @@ mod tests {
         assert!(cfg.require_secrets().is_ok());
         let cfg = Config::parse(text, &with("plain-secret-123")).unwrap();
         let e = cfg.require_secrets().unwrap_err().to_string();
-        assert!(e.contains("providers.m.webhook_secret_env") && e.contains("whsec_"), "{e}");
+        assert!(
+            e.contains("providers.m.webhook_secret_env") && e.contains("whsec_"),
+            "{e}"
+        );
         assert!(!e.contains("plain-secret-123"), "{e}");
         let mopay = "[providers.p]\nkind = \"mopay\"\nwebhook_secret_env = \"WH\"\n";
         assert!(Config::parse(mopay, &with("x")).is_err());

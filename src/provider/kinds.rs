@@ -21,6 +21,10 @@ pub struct CallbackSpec {
     /// How the provider signs its callbacks with the secret in `webhook_secret_env`; `None`
     /// when no signature payrecon can check is documented.
     pub signature: Option<CallbackSignature>,
+    /// Where a verified callback's body holds the provider's payment object, in the shape of its
+    /// status answer: such a callback is the provider's own word, decided as a status answer is
+    /// (`None`: callbacks are hints only).
+    pub answer_pointer: Option<&'static str>,
     /// JSON pointers where the session id may be, tried in order; the first that names a
     /// session of the provider is hinted. Where the provider does not publish its callback
     /// body these are `[assumed]`: a wrong guess costs nothing (an unknown id is no call).

@@ -28,6 +28,7 @@ pub const SPEC: KindSpec = KindSpec {
     // Callbacks are RSA-SHA256 signed (X-LittlePay-Signature) [docs]: not checked by this build;
     // the body is assumed to be the status answer's (`data.reference`, `data.key`) [assumed].
     callback: CallbackSpec {
+        answer_pointer: None,
         signature: None,
         id_pointers: &["/data/reference", "/data/key", "/reference", "/key"],
     },

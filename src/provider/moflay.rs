@@ -30,7 +30,12 @@ pub const SPEC: KindSpec = KindSpec {
     // Webhooks scheme, `svix-id`/`svix-timestamp`/`svix-signature` (docs.moflay.com/webhooks/
     // signature-verification) [docs]; their body is assumed to carry the payment's `id` or
     // `transactionId` as the status answer does [assumed: the payment event's body is not shown].
+    // A verified one whose `data` parses as a payment (the get-payment shape, naming the
+    // session) is decided as a status answer [assumed: "payment event payloads contain the
+    // Moflay payment or transaction data" (docs.moflay.com/webhooks/events)]; any other body is
+    // a hint.
     callback: CallbackSpec {
+        answer_pointer: Some("/data"),
         signature: Some(CallbackSignature::StandardWebhooks),
         id_pointers: &["/data/id", "/id", "/data/transactionId", "/transactionId"],
     },

@@ -25,6 +25,7 @@ pub const SPEC: KindSpec = KindSpec {
     ],
     // [assumed]: MoPay mentions callbacks [seed 000] but publishes neither body nor signature.
     callback: CallbackSpec {
+        answer_pointer: None,
         signature: None,
         id_pointers: &["/sessionId", "/session/sessionId", "/data/sessionId"],
     },

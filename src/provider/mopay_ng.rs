@@ -32,6 +32,7 @@ pub const SPEC: KindSpec = KindSpec {
     default_schedule: &["15s", "15s", "30s", "1m", "2m", "5m", "15m", "1h"],
     // No callback is published [docs].
     callback: CallbackSpec {
+        answer_pointer: None,
         signature: None,
         id_pointers: &[],
     },

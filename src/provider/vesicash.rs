@@ -30,6 +30,7 @@ pub const SPEC: KindSpec = KindSpec {
     // [docs, two versions disagree]. The event body is not published: the reference is looked
     // for where the payment answer keeps it [assumed].
     callback: CallbackSpec {
+        answer_pointer: None,
         signature: Some(CallbackSignature::HmacHex("mor-signature")),
         id_pointers: &[
             "/data/payment_reference",

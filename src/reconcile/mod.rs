@@ -9,7 +9,7 @@ mod decide;
 mod verify;
 
 pub use decide::{Refused, contradiction, decide, decide_late, manual};
-pub use verify::{VERIFY_WAIT, Verified, verify};
+pub use verify::{VERIFY_WAIT, Verified, take_answer, verify};
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};

@@ -100,6 +100,44 @@ pub async fn verify(
     }
 }
 
+/// Takes a provider's answer that came to us — a signed callback's body, as the provider's own
+/// word — for `s` as a status call's would be taken: the session leased, `decide`d with
+/// `opts.source`, recorded by the one record path. `false` when another check holds the session
+/// (or it is no longer PENDING): then nothing is written, and the caller hints instead.
+pub async fn take_answer(
+    ledger: &Ledger,
+    cfg: &Config,
+    opts: &PassOptions,
+    s: &Session,
+    answer: crate::provider::Answer,
+) -> Result<bool, ledger::Error> {
+    let (p, id, owner, lease) = (
+        s.provider.clone(),
+        s.session_id.clone(),
+        opts.owner.clone(),
+        cfg.schedule.lease,
+    );
+    let claimed = ledger
+        .call(move |l| {
+            let now = clock::now();
+            l.claim_one(&p, &id, &owner, now, clock::add(now, lease))
+        })
+        .await?;
+    let Some(s) = claimed else {
+        return Ok(false);
+    };
+    let record = super::decide::decide(
+        &s,
+        &Ok(answer),
+        clock::now(),
+        cfg.backoff_for(&s.provider),
+        opts.source,
+        fastrand::f64(),
+    );
+    super::record(ledger, cfg, opts, vec![record]).await?;
+    Ok(true)
+}
+
 /// Why a check's outcome is no provider answer (`None`: the provider answered).
 fn unchecked(record: &Record, shutdown: &CancellationToken) -> Option<String> {
     match record {

@@ -856,6 +856,58 @@ async fn a_moflay_callback_needs_a_fresh_signature_and_counts_once() {
         .await,
         "a verified callback has its session checked"
     );
+    // A verified callback carrying Moflay's payment object is its word: decided with no status
+    // call. Amounts in minor units as the get-payment answer's (10000 = KES 100.00).
+    l.execute_batch(
+        "INSERT INTO sessions (provider, session_id, amount, currency) VALUES ('moflay', 'pay_sw3', '100.00', 'KES'); \
+         INSERT INTO sessions (provider, session_id, amount, currency) VALUES ('moflay', 'pay_sw4', '100.00', 'KES'); \
+         INSERT INTO sessions (provider, session_id) VALUES ('moflay', 'pay_sw5');",
+    )
+    .unwrap();
+    let calls = || {
+        env.sim
+            .status_requests
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let before = calls();
+    let paid = r#"{"type":"payment.completed","data":{"id":"pay_sw3","transactionId":"trxn_sw3","status":"completed","amount":10000,"currency":"KES"}}"#;
+    assert_eq!(post(paid, signed("msg_3", now, paid, KEY)).await, 202);
+    let under = r#"{"type":"payment.completed","data":{"id":"pay_sw4","status":"completed","amount":9999,"currency":"KES"}}"#;
+    assert_eq!(post(under, signed("msg_4", now, under, KEY)).await, 202);
+    let failed = r#"{"type":"payment.failed","data":{"id":"pay_sw5","status":"failed"}}"#;
+    assert_eq!(post(failed, signed("msg_5", now, failed, KEY)).await, 202);
+    let status = |id: &str| {
+        one(
+            &l,
+            &format!("SELECT status FROM sessions WHERE session_id = '{id}'"),
+        )
+    };
+    assert_eq!(
+        status("pay_sw3"),
+        "COMPLETED",
+        "decided on the callback itself"
+    );
+    assert_eq!(
+        one(
+            &l,
+            "SELECT provider_ref FROM sessions WHERE session_id = 'pay_sw3'"
+        ),
+        "trxn_sw3"
+    );
+    assert_eq!(
+        status("pay_sw4"),
+        "REVIEW",
+        "an underpayment is never COMPLETED"
+    );
+    assert_eq!(status("pay_sw5"), "FAILED");
+    assert_eq!(calls(), before, "no status call for a signed answer");
+    assert_eq!(
+        one(
+            &l,
+            "SELECT reason FROM transitions t JOIN sessions s ON s.id = t.session WHERE s.session_id = 'pay_sw4'"
+        ),
+        "amount differs: ledger 100.00, provider 99.99 (underpaid by 0.01)"
+    );
     // The same message id again, even re-signed over another body: taken, nothing done.
     let body2 = r#"{"type":"payment.completed","data":{"id":"pay_sw2"}}"#;
     assert_eq!(post(body2, signed("msg_1", now, body2, KEY)).await, 202);
