@@ -130,7 +130,9 @@ fn accepted() -> Response {
 /// Where a provider sends its payment notifications. Answered 202 `{"accepted": true}` alike
 /// for a known, unknown or finished session and for any provider name — the answer tells
 /// nothing about the ledger. A PENDING session it names is queued for a check with its
-/// provider, exactly as a hint: checked within the budget, never set by the callback itself.
+/// provider, exactly as a hint: checked within the budget, never set by the callback itself —
+/// unless its signature verifies and it carries the provider's payment object (Moflay), which is
+/// then decided as a status answer would be.
 /// The session is named by `?session_id=` or found in the body where the provider's kind
 /// keeps it (docs/api.md "Provider callbacks"); where the provider's table sets
 /// `webhook_secret_env`, a callback whose signature does not verify is refused, the session is
