@@ -320,10 +320,20 @@ impl Engine {
         let conn = rusqlite::Connection::open(path).map_err(lite("opening"))?;
         conn.busy_timeout(busy)
             .map_err(lite("setting busy_timeout"))?;
-        // journal_mode answers with a row; WAL lets readers run beside the one writer.
-        let mode: String = conn
-            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-            .map_err(lite("enabling WAL (is this a SQLite file?)"))?;
+        // journal_mode answers with a row; WAL lets readers run beside the one writer. Changing
+        // it can answer "locked" without waiting on busy_timeout while another process creates
+        // or migrates a new file: tried again until that timeout has passed.
+        let started = std::time::Instant::now();
+        let mode: String = loop {
+            match conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)) {
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == rusqlite::ErrorCode::DatabaseBusy && started.elapsed() < busy =>
+                {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                other => break other.map_err(lite("enabling WAL (is this a SQLite file?)"))?,
+            }
+        };
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(OpenError::Refused(format!(
                 "cannot enable WAL, journal mode is {mode}"
