@@ -96,6 +96,113 @@ fn map_status(word: &str) -> Mapped {
     }
 }
 
+/// A payment's status word and amount as payrecon reads them, from a status answer or a list
+/// item alike: the status table, Moflay's own "cannot tell", and the amount from minor units
+/// with the currency's digits (or why it cannot be).
+fn facts_of(
+    status: Option<&Value>,
+    amount: Option<&Value>,
+    currency: Option<&str>,
+) -> Result<ProviderFacts, Error> {
+    let (raw, word) = super::json_word(status);
+    let mut f = ProviderFacts::new(raw, word.map_or(Mapped::Unrecognised, map_status));
+    // `unknown`: Moflay itself could not determine the outcome, "manual review" [docs]. An
+    // answer we cannot act on: PENDING, never counted toward expiry, REVIEW after max_age.
+    if word.is_some_and(|w| w.eq_ignore_ascii_case("unknown")) {
+        f.mapped = Mapped::Unsure;
+        f.warning =
+            Some("Moflay reports status \"unknown\": it could not tell; a person must look".into());
+    }
+    let minor = super::json_decimal(amount, "amount")?;
+    match (minor, currency) {
+        (None, _) => {}
+        (Some(m), Some(c)) if super::minor_digits(c).is_some() => {
+            let digits = super::minor_digits(c).unwrap_or(0);
+            let mut major = m / Decimal::from(10u64.pow(digits));
+            major.rescale(digits.max(major.scale()));
+            f.amount = Some(major);
+        }
+        (Some(m), c) => {
+            f.amount_problem = Some(format!(
+                "amount {m} in minor units of {}, whose digits are unknown",
+                c.map_or("an unnamed currency".to_string(), clip)
+            ));
+        }
+    }
+    Ok(f)
+}
+
+/// One page of `GET /v1/transactions` [docs]: the payments listed, each named by its `trxn_…`
+/// transaction id, and the cursor of the next page when there is one.
+#[derive(Debug)]
+pub struct ListPage {
+    pub items: Vec<Listed>,
+    /// `meta.cursor` when `meta.hasNextPage` [docs].
+    pub next_cursor: Option<String>,
+}
+
+/// One listed payment: its transaction id and what the list says of it, read as a status answer
+/// is. A list item carries no `accountReference` [docs], so `facts.reference` is `None`.
+#[derive(Debug)]
+pub struct Listed {
+    pub transaction_id: String,
+    pub facts: ProviderFacts,
+}
+
+#[derive(Debug, Deserialize)]
+struct MoflayListPage {
+    data: Option<Vec<MoflayTransaction>>,
+    meta: Option<MoflayListMeta>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MoflayListMeta {
+    cursor: Option<String>,
+    has_next_page: Option<bool>,
+}
+
+/// The whitelisted fields of a listed transaction [docs].
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MoflayTransaction {
+    id: Option<String>,
+    status: Option<Value>,
+    amount: Option<Value>,
+    currency: Option<String>,
+    receipt_number: Option<String>,
+    paid_at: Option<String>,
+}
+
+/// Reads one page of Moflay's transaction list. A page with no `data` array is malformed; an
+/// item without a `trxn_…` id names nothing and is left out.
+pub fn parse_list(body: &[u8]) -> Result<ListPage, Error> {
+    let page: MoflayListPage = super::json_body(body)?;
+    let data = page
+        .data
+        .ok_or_else(|| Error::Malformed("no \"data\" list".into()))?;
+    let mut items = Vec::with_capacity(data.len());
+    for t in data {
+        let Some(id) = t.id.filter(|id| !id.is_empty()) else {
+            continue;
+        };
+        let mut facts = facts_of(t.status.as_ref(), t.amount.as_ref(), t.currency.as_deref())?;
+        facts.currency = t.currency;
+        facts.transaction_id = t.receipt_number;
+        facts.payment_method = Some("mpesa".into());
+        facts.completed_at = t.paid_at;
+        items.push(Listed {
+            transaction_id: id,
+            facts,
+        });
+    }
+    let next_cursor = page
+        .meta
+        .filter(|m| m.has_next_page == Some(true))
+        .and_then(|m| m.cursor);
+    Ok(ListPage { items, next_cursor })
+}
+
 impl Adapter for Moflay {
     fn status_request(
         &self,
@@ -126,32 +233,7 @@ impl Adapter for Moflay {
                 clip(p.id.as_deref().unwrap_or_default())
             )));
         }
-        let (raw, word) = super::json_word(p.status.as_ref());
-        let mut f = ProviderFacts::new(raw, word.map_or(Mapped::Unrecognised, map_status));
-        // `unknown`: Moflay itself could not determine the outcome, "manual review" [docs]. An
-        // answer we cannot act on: PENDING, never counted toward expiry, REVIEW after max_age.
-        if word.is_some_and(|w| w.eq_ignore_ascii_case("unknown")) {
-            f.mapped = Mapped::Unsure;
-            f.warning = Some(
-                "Moflay reports status \"unknown\": it could not tell; a person must look".into(),
-            );
-        }
-        let minor = super::json_decimal(p.amount.as_ref(), "amount")?;
-        match (minor, p.currency.as_deref()) {
-            (None, _) => {}
-            (Some(m), Some(c)) if super::minor_digits(c).is_some() => {
-                let digits = super::minor_digits(c).unwrap_or(0);
-                let mut major = m / Decimal::from(10u64.pow(digits));
-                major.rescale(digits.max(major.scale()));
-                f.amount = Some(major);
-            }
-            (Some(m), c) => {
-                f.amount_problem = Some(format!(
-                    "amount {m} in minor units of {}, whose digits are unknown",
-                    c.map_or("an unnamed currency".to_string(), clip)
-                ));
-            }
-        }
+        let mut f = facts_of(p.status.as_ref(), p.amount.as_ref(), p.currency.as_deref())?;
         f.currency = p.currency;
         f.reference = p.account_reference;
         // The other of its two ids [seed 003]: the session is named by one, the list by
@@ -213,6 +295,43 @@ impl Adapter for Moflay {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The list page of docs.moflay.com, verbatim: one completed transaction of 1000 minor
+    /// units of KES, its receipt, and the cursor of a next page. Expected values by hand.
+    #[test]
+    fn the_documented_list_page_reads_as_answers() {
+        let body = include_bytes!("../../tests/fixtures/lists/moflay/docs-list-transactions.json");
+        let page = parse_list(body).unwrap();
+        assert_eq!(page.next_cursor.as_deref(), Some("eyJpZCI6IjEyMyJ9"));
+        assert_eq!(page.items.len(), 1);
+        let item = &page.items[0];
+        assert_eq!(item.transaction_id, "trxn_ABC123DEF456GHI");
+        assert_eq!(item.facts.mapped, Mapped::Paid);
+        assert_eq!(item.facts.amount.map(|a| a.to_string()).as_deref(), Some("10.00"));
+        assert_eq!(item.facts.currency.as_deref(), Some("KES"));
+        assert_eq!(item.facts.transaction_id.as_deref(), Some("QMF7MBB5ED"));
+        assert_eq!(item.facts.reference, None, "a list item carries no accountReference");
+        assert_eq!(item.facts.completed_at.as_deref(), Some("2024-12-19T10:32:00.000Z"));
+    }
+
+    #[test]
+    fn list_items_map_as_answers_and_pages_end() {
+        let page = parse_list(
+            br#"{"data":[{"id":"trxn_1","status":"refunded","amount":500,"currency":"KES"},
+                        {"id":"trxn_2","status":"unknown"},
+                        {"status":"completed","amount":1},
+                        {"id":"trxn_3","status":"pending","amount":250,"currency":"XYZ"}],
+                "meta":{"cursor":"c2","hasNextPage":false}}"#,
+        )
+        .unwrap();
+        assert_eq!(page.next_cursor, None, "no next page");
+        let ids: Vec<&str> = page.items.iter().map(|i| i.transaction_id.as_str()).collect();
+        assert_eq!(ids, ["trxn_1", "trxn_2", "trxn_3"], "an item with no id names nothing");
+        assert_eq!(page.items[0].facts.mapped, Mapped::Unrecognised, "refunded is not in the table");
+        assert_eq!(page.items[1].facts.mapped, Mapped::Unsure);
+        assert!(page.items[2].facts.amount_problem.is_some(), "unknown digits");
+        assert!(matches!(parse_list(br#"{"meta":{}}"#), Err(Error::Malformed(_))));
+    }
     use std::str::FromStr;
 
     fn adapter() -> Moflay {
