@@ -525,7 +525,7 @@ impl Ledger {
                     session_cols!(),
                     " FROM (SELECT 0 AS by_ref, * FROM sessions WHERE provider = ?1 AND session_id = ?2 \
                      UNION ALL SELECT 1, * FROM sessions WHERE provider = ?1 AND provider_ref = ?2) \
-                     ORDER BY by_ref LIMIT 1"
+                     AS named ORDER BY by_ref LIMIT 1"
                 ),
                 vals![provider, id],
                 session_from_row,

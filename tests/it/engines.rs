@@ -317,6 +317,32 @@ async fn a_group_with_a_lost_compare_and_set(engine: Engine) {
 
 /// The schema refuses, by named rules, what payrecon could not use — on both engines — and a
 /// migration never fails on rows that got in before (they stay, for payrecon to set aside).
+/// A payment is found by either of the provider's ids: its session id first, else its
+/// `provider_ref` — on both engines.
+async fn a_session_is_named_by_either_id(engine: Engine) {
+    let env = Env::start_on(engine).await;
+    let l = env.ledger();
+    l.execute_batch(
+        "INSERT INTO sessions (provider, session_id, provider_ref) VALUES ('moflay', 'pay_1', 'trxn_1'); \
+         INSERT INTO sessions (provider, session_id, provider_ref) VALUES ('moflay', 'trxn_2', 'pay_x'); \
+         INSERT INTO sessions (provider, session_id, provider_ref) VALUES ('moflay', 'pay_2', 'trxn_2');",
+    )
+    .unwrap();
+    let named = |id: &str| l.named("moflay", id).unwrap().map(|s| s.session_id);
+    assert_eq!(named("pay_1").as_deref(), Some("pay_1"));
+    assert_eq!(named("trxn_1").as_deref(), Some("pay_1"));
+    assert_eq!(
+        named("trxn_2").as_deref(),
+        Some("trxn_2"),
+        "the session id first"
+    );
+    assert_eq!(named("trxn_9"), None);
+    assert_eq!(
+        l.named("mopay", "trxn_1").unwrap().map(|s| s.session_id),
+        None
+    );
+}
+
 async fn the_ledger_refuses_what_payrecon_cannot_use(engine: Engine) {
     let env = Env::start_on(engine).await;
     let l = env.ledger();
@@ -639,6 +665,7 @@ async fn due_sessions_are_claimed_aged_then_young_then_the_rest(engine: Engine) 
 }
 
 crate::on_both_engines!(
+    a_session_is_named_by_either_id,
     due_sessions_are_claimed_aged_then_young_then_the_rest,
     a_group_with_a_lost_compare_and_set,
     the_ledger_refuses_what_payrecon_cannot_use,
