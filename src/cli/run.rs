@@ -251,6 +251,11 @@ fn describe_provider(
         shown("key", &p.api_key_env, p.api_key.is_some()),
         shown("public key", &p.public_key_env, p.public_key.is_some()),
         shown("secret key", &p.secret_key_env, p.secret_key.is_some()),
+        shown(
+            "webhook secret",
+            &p.webhook_secret_env,
+            p.webhook_secret.is_some(),
+        ),
     ]
     .into_iter()
     .flatten()

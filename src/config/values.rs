@@ -163,6 +163,7 @@ pub(super) fn provider(
         public_key,
         secret_key_env: p.secret_key_env.clone(),
         secret_key,
+        webhook_secret_env: p.webhook_secret_env.clone(),
         webhook_secret,
         rate_limits,
         long_poll,

@@ -43,6 +43,7 @@ pub struct ProviderConfig {
     pub public_key: Option<Secret>,
     pub secret_key_env: Option<String>,
     pub secret_key: Option<Secret>,
+    pub webhook_secret_env: Option<String>,
     /// The secret the provider signs its callbacks with (`webhook_secret_env`): when set, a
     /// callback whose signature does not verify is refused.
     pub webhook_secret: Option<Secret>,

@@ -776,16 +776,23 @@ async fn a_moflay_callback_needs_a_fresh_signature_and_counts_once() {
     let mut env = Env::start_all_providers().await;
     env.set("cron", "\"0 0 0 1 1 *\"");
     env.set("poll", "\"off\"");
-    let text = std::fs::read_to_string(&env.config_path).unwrap().replace(
+    let config = std::fs::read_to_string(&env.config_path).unwrap().replace(
         "kind = \"moflay\"\n",
         "kind = \"moflay\"\nwebhook_secret_env = \"PAYRECON_TEST_MOFLAY_WH\"\n",
     );
-    std::fs::write(&env.config_path, text).unwrap();
+    std::fs::write(&env.config_path, config).unwrap();
     env.vars
         .push(("PAYRECON_TEST_MOFLAY_WH".into(), format!("whsec_{KEY}")));
     let (admin, api) = listeners(&env, true);
     env.vars
         .push(("PAYRECON_TEST_API_TOKEN".into(), "api-token".into()));
+    let mut c = env.cmd();
+    c.arg("check-config");
+    let (out, err) = text(&output(c).await);
+    assert!(
+        out.contains("webhook secret from $PAYRECON_TEST_MOFLAY_WH (set)"),
+        "check-config says callbacks are verified: {out}{err}"
+    );
     let _d = daemon(&env, &[&admin, &api]).await;
     let l = env.ledger();
     l.execute_batch(
