@@ -48,19 +48,7 @@ pub async fn verify(
     };
     let deadline = Instant::now() + VERIFY_WAIT;
     loop {
-        let (p, id, owner, lease) = (
-            provider.to_string(),
-            session_id.to_string(),
-            opts.owner.clone(),
-            cfg.schedule.lease,
-        );
-        let claimed = ledger
-            .call(move |l| {
-                let now = clock::now();
-                l.claim_one(&p, &id, &owner, now, clock::add(now, lease))
-            })
-            .await?;
-        if let Some(s) = claimed {
+        if let Some(s) = claim_now(ledger, cfg, opts, provider, session_id).await? {
             let notes = Mutex::new(ProviderNotes::default());
             let record = check_one(s, providers, cfg, opts, shutdown, &notes).await;
             let unchecked = unchecked(&record, shutdown);
@@ -111,19 +99,7 @@ pub async fn take_answer(
     s: &Session,
     answer: crate::provider::Answer,
 ) -> Result<bool, ledger::Error> {
-    let (p, id, owner, lease) = (
-        s.provider.clone(),
-        s.session_id.clone(),
-        opts.owner.clone(),
-        cfg.schedule.lease,
-    );
-    let claimed = ledger
-        .call(move |l| {
-            let now = clock::now();
-            l.claim_one(&p, &id, &owner, now, clock::add(now, lease))
-        })
-        .await?;
-    let Some(s) = claimed else {
+    let Some(s) = claim_now(ledger, cfg, opts, &s.provider, &s.session_id).await? else {
         return Ok(false);
     };
     let record = super::decide::decide(
@@ -136,6 +112,29 @@ pub async fn take_answer(
     );
     super::record(ledger, cfg, opts, vec![record]).await?;
     Ok(true)
+}
+
+/// Leases one PENDING session for a lease's length from now, unless another check holds it
+/// (`None` then, or when it is absent or final): what `verify` and `take_answer` both begin by.
+async fn claim_now(
+    ledger: &Ledger,
+    cfg: &Config,
+    opts: &PassOptions,
+    provider: &str,
+    session_id: &str,
+) -> Result<Option<Session>, ledger::Error> {
+    let (p, id, owner, lease) = (
+        provider.to_string(),
+        session_id.to_string(),
+        opts.owner.clone(),
+        cfg.schedule.lease,
+    );
+    ledger
+        .call(move |l| {
+            let now = clock::now();
+            l.claim_one(&p, &id, &owner, now, clock::add(now, lease))
+        })
+        .await
 }
 
 /// Why a check's outcome is no provider answer (`None`: the provider answered).

@@ -7,7 +7,7 @@ use std::net::TcpStream;
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::ops::{daemon, daemon_with, healthz, listeners};
+use crate::ops::{daemon, daemon_with, healthz, listeners, signing_env};
 use crate::support::sql::DirectSql;
 use crate::support::{Env, Guard, count, one, output, text, wait_for};
 
@@ -773,16 +773,7 @@ fn openssl_standard_webhooks(key_b64: &str, id: &str, ts: &str, body: &str) -> S
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_moflay_callback_needs_a_fresh_signature_and_counts_once() {
     const KEY: &str = "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-    let mut env = Env::start_all_providers().await;
-    env.set("cron", "\"0 0 0 1 1 *\"");
-    env.set("poll", "\"off\"");
-    let config = std::fs::read_to_string(&env.config_path).unwrap().replace(
-        "kind = \"moflay\"\n",
-        "kind = \"moflay\"\nwebhook_secret_env = \"PAYRECON_TEST_MOFLAY_WH\"\n",
-    );
-    std::fs::write(&env.config_path, config).unwrap();
-    env.vars
-        .push(("PAYRECON_TEST_MOFLAY_WH".into(), format!("whsec_{KEY}")));
+    let mut env = signing_env("moflay", "PAYRECON_TEST_MOFLAY_WH", &format!("whsec_{KEY}")).await;
     let (admin, api) = listeners(&env, true);
     env.vars
         .push(("PAYRECON_TEST_API_TOKEN".into(), "api-token".into()));

@@ -887,29 +887,37 @@ fn openssl_hmac(secret: &str, body: &str) -> String {
     out.trim().rsplit(' ').next().unwrap().to_string()
 }
 
-/// Every provider kind with no scheduled pass (only hints act), Vesicash's callbacks signed
-/// with `wh_secret_123` (its `webhook_secret_env`).
-pub(crate) async fn signing_vesicash_env() -> Env {
-    let mut env = Env::start_all_providers().await;
+/// Every provider kind with no scheduled pass: only hints and callbacks act.
+pub(crate) async fn hints_only_env() -> Env {
+    let env = Env::start_all_providers().await;
     env.set("cron", "\"0 0 0 1 1 *\"");
     env.set("poll", "\"off\"");
+    env
+}
+
+/// [`hints_only_env`], with `kind`'s callbacks signed with `secret`, held in the variable
+/// `var` its `webhook_secret_env` names.
+pub(crate) async fn signing_env(kind: &str, var: &str, secret: &str) -> Env {
+    let mut env = hints_only_env().await;
     let text = std::fs::read_to_string(&env.config_path).unwrap().replace(
-        "kind = \"vesicash\"\n",
-        "kind = \"vesicash\"\nwebhook_secret_env = \"PAYRECON_TEST_VESICASH_WH\"\n",
+        &format!("kind = \"{kind}\"\n"),
+        &format!("kind = \"{kind}\"\nwebhook_secret_env = \"{var}\"\n"),
     );
     std::fs::write(&env.config_path, text).unwrap();
-    env.vars
-        .push(("PAYRECON_TEST_VESICASH_WH".into(), "wh_secret_123".into()));
+    env.vars.push((var.into(), secret.into()));
     env
+}
+
+/// Vesicash's callbacks signed with `wh_secret_123` (its `webhook_secret_env`).
+pub(crate) async fn signing_vesicash_env() -> Env {
+    signing_env("vesicash", "PAYRECON_TEST_VESICASH_WH", "wh_secret_123").await
 }
 
 /// A callback naming a payment by the provider's second id (Moflay's `trxn_…`, the session kept
 /// by its `pay_…` id with `provider_ref`) reaches the session: it is checked, and completes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_callback_naming_the_second_id_reaches_the_session() {
-    let mut env = Env::start_all_providers().await;
-    env.set("cron", "\"0 0 0 1 1 *\"");
-    env.set("poll", "\"off\"");
+    let mut env = hints_only_env().await;
     let (admin, api) = listeners(&env, true);
     env.vars
         .push(("PAYRECON_TEST_API_TOKEN".into(), "api-token".into()));
