@@ -56,6 +56,15 @@ pub const EVENTS_DEAD: &str = "payrecon_events_dead";
 pub const UNREADABLE_SET_ASIDE: &str = "payrecon_unreadable_rows_set_aside_total";
 pub const UNREADABLE: &str = "payrecon_sessions_unreadable";
 
+/// Pages of providers' lists read by sweeps, by `provider` (counter); sweeps by `provider` ×
+/// `result`: read (to the end), short (stopped short) (counter).
+pub const LIST_PAGES: &str = "payrecon_list_pages_total";
+pub const SWEEPS: &str = "payrecon_sweeps_total";
+/// Payments a provider lists as paid that no session holds, reported (counter, by `provider`),
+/// and those still open — neither matched nor dismissed (gauge, from the ledger).
+pub const UNMATCHED_REPORTED: &str = "payrecon_unmatched_payments_reported_total";
+pub const UNMATCHED: &str = "payrecon_unmatched_payments";
+
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
 /// Installs the Prometheus recorder once per process; later calls return the same handle.
@@ -151,6 +160,18 @@ pub fn callback_refused(reason: &'static str) {
     metrics::counter!(CALLBACKS_REFUSED, "reason" => reason).increment(1);
 }
 
+/// One sweep of a provider's list: the pages it read and whether it read them to the end.
+pub fn sweep(provider: &str, pages: u32, read: bool) {
+    metrics::counter!(LIST_PAGES, "provider" => provider.to_string()).increment(u64::from(pages));
+    let result = if read { "read" } else { "short" };
+    metrics::counter!(SWEEPS, "provider" => provider.to_string(), "result" => result).increment(1);
+}
+
+/// A payment no session holds, reported.
+pub fn unmatched_reported(provider: &str) {
+    metrics::counter!(UNMATCHED_REPORTED, "provider" => provider.to_string()).increment(1);
+}
+
 /// The call budget set back to now.
 pub fn budget_clamped() {
     metrics::counter!(BUDGET_CLAMPED).increment(1);
@@ -211,6 +232,7 @@ pub fn ledger_gauges(stats: &Stats, providers: &[String]) {
     metrics::gauge!(EVENTS_WAITING).set(stats.events_waiting as f64);
     metrics::gauge!(EVENTS_DEAD).set(stats.events_dead as f64);
     metrics::gauge!(UNREADABLE).set(stats.unreadable as f64);
+    metrics::gauge!(UNMATCHED).set(stats.unmatched_open as f64);
 }
 
 #[cfg(test)]
@@ -230,6 +252,7 @@ mod tests {
             super::WEBHOOK_SECONDS,
             super::EVENTS_WAITING,
             super::EVENTS_DEAD,
+            super::UNMATCHED,
         ];
         let dashboard: serde_json::Value =
             serde_json::from_str(include_str!("../config/grafana-dashboard.json"))

@@ -240,6 +240,10 @@ pub struct RawProvider {
     pub rate_limit: Option<RateLimitSpec>,
     /// This provider's delays between checks, instead of `[backoff]`'s.
     pub schedule: Option<Vec<String>>,
+    // kinds with a list of payments (moflay)
+    pub list: Option<String>,
+    pub list_window: Option<String>,
+    pub unmatched_after: Option<String>,
     // little
     pub long_poll: Option<bool>,
     pub long_poll_timeout: Option<String>,
@@ -266,6 +270,9 @@ impl RawProvider {
         note(self.public_key_env.is_some(), "public_key_env");
         note(self.secret_key_env.is_some(), "secret_key_env");
         note(self.webhook_secret_env.is_some(), "webhook_secret_env");
+        note(self.list.is_some(), "list");
+        note(self.list_window.is_some(), "list_window");
+        note(self.unmatched_after.is_some(), "unmatched_after");
         note(self.long_poll.is_some(), "long_poll");
         note(self.long_poll_timeout.is_some(), "long_poll_timeout");
         note(self.status_endpoint.is_some(), "status_endpoint");

@@ -94,6 +94,16 @@ pub(super) fn webhook(
     })
 }
 
+/// How far back a sweep reads a provider's list unless its table says (`list_window`): 15
+/// minutes, beyond the 30–90 s an M-Pesa payment takes [3rd-party] and the minutes a customer may
+/// take to enter the PIN. Older open sessions are checked one status call at a time.
+const DEFAULT_LIST_WINDOW: Duration = Duration::from_secs(15 * 60);
+/// The longest `list_window` and `unmatched_after` accepted: a day.
+const LIST_WINDOW: Duration = Duration::from_secs(86_400);
+/// How long a listed paid payment no session holds waits for the application's INSERT before
+/// its lookup and report (`unmatched_after`).
+const DEFAULT_UNMATCHED_AFTER: Duration = Duration::from_secs(5 * 60);
+
 /// Validates one provider table; a missing secret goes to `problems`. Returns it, and its own
 /// backoff when its table (or its kind's default) sets a schedule.
 pub(super) fn provider(
@@ -169,6 +179,25 @@ pub(super) fn provider(
         long_poll,
         timeout,
         mopay_ng: mopay_ng_settings(name, p)?,
+        list: match (&p.list, &spec.list) {
+            (Some(word), Some(_)) => word
+                .parse()
+                .map_err(|e| UsageError::new(format!("{}: {e}", key("list"))))?,
+            (None, Some(l)) => l.default_use,
+            (_, None) => crate::provider::ListUse::Off,
+        },
+        list_window: p
+            .list_window
+            .as_ref()
+            .map(|t| duration_within(&key("list_window"), t, LIST_WINDOW))
+            .transpose()?
+            .unwrap_or(DEFAULT_LIST_WINDOW),
+        unmatched_after: p
+            .unmatched_after
+            .as_ref()
+            .map(|t| duration_within(&key("unmatched_after"), t, LIST_WINDOW))
+            .transpose()?
+            .unwrap_or(DEFAULT_UNMATCHED_AFTER),
     };
     Ok((config, own_backoff))
 }

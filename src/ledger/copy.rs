@@ -34,16 +34,18 @@ const TABLES: &[(&str, &str, &str)] = &[
          provider_completed_at",
         "id",
     ),
+    ("unmatched_payments", super::rows::unmatched_cols!(), "id"),
     (
         "events",
-        "seq, id, type, session, payload, created_at, attempts, next_attempt_at, delivered_at, \
-         dead_at, last_error, lease_owner, lease_until",
+        "seq, id, type, session, payment, payload, created_at, attempts, next_attempt_at, \
+         delivered_at, dead_at, last_error, lease_owner, lease_until",
         "seq",
     ),
     (
         "provider_state",
         "provider, auth_refused_at, auth_error, paused_until, last_answer_at, misdirected_at, \
-         misdirected_error, answered_endpoint",
+         misdirected_error, answered_endpoint, sweep_due_at, swept_at, sweep_started_at, \
+         sweep_error",
         "provider",
     ),
     ("call_budget", "credential, next_at", "credential"),
@@ -111,7 +113,7 @@ pub fn copy(
                 copied.rows.push((table, n));
             }
             dst.batch("ALTER TABLE sessions ENABLE TRIGGER new_session_is_pending")?;
-            for (table, key) in [("sessions", "id"), ("transitions", "id"), ("events", "seq")] {
+            for (table, key) in [("sessions", "id"), ("transitions", "id"), ("events", "seq"), ("unmatched_payments", "id")] {
                 dst.batch(&format!(
                     "SELECT setval(pg_get_serial_sequence('{table}', '{key}'), \
                      (SELECT coalesce(max({key}), 0) + 1 FROM {table}), false)"

@@ -191,6 +191,68 @@ pub fn anomaly_payload(id: &str, created_at: &str, s: &Session, a: &Anomaly) -> 
     })
 }
 
+/// The event type of a listed payment no session holds, reported after its grace window.
+pub const UNMATCHED: &str = "payment.unmatched";
+/// The event type of a reported unmatched payment that a session now holds.
+pub const MATCHED: &str = "payment.matched";
+
+/// The `data` of a payment event: the payment as the provider's list showed it, and the
+/// session that holds it once matched.
+#[derive(Serialize)]
+struct PaymentData<'a> {
+    provider: &'a str,
+    payment_id: &'a str,
+    other_id: Option<&'a str>,
+    amount: Option<&'a str>,
+    currency: Option<&'a str>,
+    provider_status: &'a str,
+    receipt: Option<&'a str>,
+    provider_created_at: Option<&'a str>,
+    first_seen_at: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    session_id: Option<&'a str>,
+}
+
+/// The event JSON for a payment event (`payment.unmatched`, or `payment.matched` naming
+/// `session_id`), in the same envelope as a transition's.
+pub fn payment_payload(
+    id: &str,
+    kind: &str,
+    created_at: &str,
+    u: &super::Unmatched,
+    session_id: Option<&str>,
+) -> String {
+    to_text(&Envelope {
+        id,
+        kind,
+        created_at,
+        data: PaymentData {
+            provider: &u.provider,
+            payment_id: &u.payment_id,
+            other_id: u.other_id.as_deref(),
+            amount: u.amount.as_deref(),
+            currency: u.currency.as_deref(),
+            provider_status: &u.provider_status,
+            receipt: u.receipt.as_deref(),
+            provider_created_at: u.provider_created_at.as_deref(),
+            first_seen_at: &u.first_seen_at,
+            session_id,
+        },
+    })
+}
+
+/// The log line of a payment event: the payment's id where a session's would be.
+pub fn payment_line(u: &super::Unmatched, session_id: Option<&str>, reason: &str) -> EventLine {
+    EventLine {
+        provider: u.provider.clone(),
+        session_id: session_id.unwrap_or(&u.payment_id).to_string(),
+        amount: u.amount.as_deref().and_then(|a| a.parse().ok()),
+        reason: Some(reason.to_string()),
+        transaction_id: u.receipt.clone(),
+        ..EventLine::default()
+    }
+}
+
 /// An event's JSON text: one allocation that fits a typical event (about 450 bytes) instead of
 /// growing from empty. Serialising borrowed strings and integers into memory cannot fail, and
 /// gives UTF-8.

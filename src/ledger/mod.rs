@@ -28,12 +28,14 @@ mod record;
 mod rows;
 pub mod schema;
 mod sessions;
+mod unmatched;
 
-pub use event::{ANOMALY, Written};
+pub use event::{ANOMALY, MATCHED, UNMATCHED, Written};
 pub use model::*;
 pub use queries::ExportError;
 pub use rows::UNREADABLE_MARK;
 pub use sessions::{ClaimMode, Due, DueOrder, ImportOutcome};
+pub use unmatched::{DismissError, Settled, UnmatchedFilter};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

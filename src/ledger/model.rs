@@ -146,6 +146,9 @@ pub struct Session {
     /// The provider's second id for this payment (Moflay's `trxn_…` beside the `pay_…` session
     /// id), written by the application or filled from the first answer that carries it.
     pub provider_ref: Option<String>,
+    /// When a sweep of the provider's list last found this session PENDING and answered for it
+    /// (`reconcile::SweepPolicy`, rule 3).
+    pub listed_at: Option<Timestamp>,
 }
 
 impl Session {
@@ -176,6 +179,7 @@ impl Session {
             resolved_at: None,
             late_check_at: None,
             provider_ref: None,
+            listed_at: None,
         }
     }
 
@@ -735,6 +739,14 @@ pub struct ProviderState {
     pub misdirected_error: Option<String>,
     /// The endpoint (base URL without credentials) of the last normal answer.
     pub answered_endpoint: Option<String>,
+    /// When the provider's list is next swept (by whichever process claims it first).
+    #[serde(serialize_with = "crate::clock::serialize_opt")]
+    pub sweep_due_at: Option<Timestamp>,
+    /// When the last sweep that read its pages to the end began: the list is known up to then.
+    #[serde(serialize_with = "crate::clock::serialize_opt")]
+    pub swept_at: Option<Timestamp>,
+    /// Why the last sweep stopped short, while it did.
+    pub sweep_error: Option<String>,
 }
 
 /// What one pass learned about a provider as a whole, for [`crate::ledger::Ledger::note_provider`].
@@ -771,6 +783,8 @@ pub struct Stats {
     pub anomalies: i64,
     /// PENDING rows set aside because payrecon cannot read them.
     pub unreadable: i64,
+    /// Reported payments no session holds, neither matched nor dismissed.
+    pub unmatched_open: i64,
     /// The earliest due time of a PENDING session (a lease's end while it is leased).
     pub oldest_due: Option<crate::clock::Timestamp>,
     /// The ledger's clock: PostgreSQL's `now()`, or on SQLite when the newest transition was
@@ -823,4 +837,64 @@ mod tests {
             assert!(validate_amount(bad).is_err(), "{bad:?}");
         }
     }
+}
+
+/// A payment a provider's list shows that no session holds (docs/operations.md "Unmatched
+/// payments"): seen, then reported after the grace window, then matched or dismissed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Unmatched {
+    pub id: i64,
+    pub provider: String,
+    /// The id the provider's list names it by.
+    pub payment_id: String,
+    /// Its other id, when one status lookup gave it.
+    pub other_id: Option<String>,
+    pub amount: Option<String>,
+    pub currency: Option<String>,
+    pub provider_status: String,
+    pub receipt: Option<String>,
+    pub provider_created_at: Option<String>,
+    pub first_seen_at: String,
+    pub last_seen_at: String,
+    /// When `payment.unmatched` was written; `None` while it is within the grace window.
+    pub reported_at: Option<String>,
+    /// The session that holds it now (its `session_id`), once matched.
+    pub matched_session: Option<String>,
+    pub matched_at: Option<String>,
+    pub dismissed_at: Option<String>,
+    pub dismissed_by: Option<String>,
+    pub dismiss_reason: Option<String>,
+}
+
+impl Unmatched {
+    /// Reported, and neither matched nor dismissed: what a person must look at.
+    pub fn is_open(&self) -> bool {
+        self.reported_at.is_some() && self.matched_at.is_none() && self.dismissed_at.is_none()
+    }
+}
+
+/// A listed payment in a paid state that no session holds, as one sweep saw it.
+#[derive(Debug, Clone)]
+pub struct Sighting {
+    pub payment_id: String,
+    pub amount: Option<rust_decimal::Decimal>,
+    pub currency: Option<String>,
+    pub provider_status: String,
+    pub receipt: Option<String>,
+    pub provider_created_at: Option<Timestamp>,
+}
+
+/// What the ledger holds for one id a provider's list names ([`crate::ledger::Ledger::tie_listed`]).
+#[derive(Debug)]
+pub enum Tied {
+    /// The one PENDING session that holds it, leased for this sweep.
+    Claimed(Box<Session>),
+    /// A session holds it, but it is not this sweep's to decide: final, or leased by another
+    /// check.
+    Held,
+    /// More than one session holds it, or the one that does cannot be read (the rowids, whose
+    /// leases the sweep gives back): no answer is applied to any of them.
+    Several(Vec<i64>),
+    /// No session holds it.
+    Nobody,
 }

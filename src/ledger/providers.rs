@@ -11,8 +11,8 @@ impl Ledger {
         self.tx(Mode::Read, "reading provider state", |tx| {
             tx.query(
                 "SELECT provider, auth_refused_at, auth_error, paused_until, last_answer_at, \
-                 misdirected_at, misdirected_error, answered_endpoint FROM provider_state \
-                 ORDER BY provider",
+                 misdirected_at, misdirected_error, answered_endpoint, sweep_due_at, swept_at, \
+                 sweep_error FROM provider_state ORDER BY provider",
                 &[],
                 |r| {
                     Ok(ProviderState {
@@ -24,6 +24,9 @@ impl Ledger {
                         misdirected_at: super::rows::opt_time("misdirected_at", r.get(5)?)?,
                         misdirected_error: r.get(6)?,
                         answered_endpoint: r.get(7)?,
+                        sweep_due_at: super::rows::opt_time("sweep_due_at", r.get(8)?)?,
+                        swept_at: super::rows::opt_time("swept_at", r.get(9)?)?,
+                        sweep_error: r.get(10)?,
                     })
                 },
             )
@@ -119,6 +122,55 @@ impl Ledger {
                    CASE WHEN call_budget.next_at > CAST(?2 AS BIGINT) THEN call_budget.next_at \
                         ELSE CAST(?2 AS BIGINT) END",
                 vals![credential, until_us],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Claims the next sweep of `provider`'s list when it is due (`sweep_due_at` passed, or
+    /// never set): due again at `hold_until` in case this process stops mid-sweep. Returns
+    /// `Some(swept_at)` — how far the list was known before — to the one process that claimed
+    /// it, `None` to every other.
+    pub fn claim_sweep(
+        &self,
+        provider: &str,
+        now: Timestamp,
+        hold_until: Timestamp,
+    ) -> Result<Option<Option<Timestamp>>, Error> {
+        let (now, hold) = (clock::format(now), clock::format(hold_until));
+        self.tx(Mode::Write, "claiming a sweep", |tx| {
+            let claimed = tx.query_opt(
+                "INSERT INTO provider_state (provider, sweep_due_at, sweep_started_at) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (provider) DO UPDATE SET sweep_due_at = ?2, sweep_started_at = ?3 \
+                 WHERE provider_state.sweep_due_at IS NULL OR provider_state.sweep_due_at <= ?3 \
+                 RETURNING swept_at",
+                vals![provider, &hold, &now],
+                |r| super::rows::opt_time("swept_at", r.get(0)?),
+            )?;
+            Ok(claimed)
+        })
+    }
+
+    /// Ends a sweep that began at `started`: next due at `next_due`; `error` says why it stopped
+    /// short (the list is then known only as far as before), `None` that it read its pages.
+    pub fn finish_sweep(
+        &self,
+        provider: &str,
+        started: Timestamp,
+        next_due: Timestamp,
+        error: Option<&str>,
+    ) -> Result<(), Error> {
+        self.tx(Mode::Write, "ending a sweep", |tx| {
+            tx.exec(
+                "UPDATE provider_state SET sweep_due_at = ?1, sweep_error = CAST(?2 AS TEXT), \
+                 swept_at = CASE WHEN CAST(?2 AS TEXT) IS NULL THEN ?3 ELSE swept_at END \
+                 WHERE provider = ?4",
+                vals![
+                    &clock::format(next_due),
+                    error,
+                    &clock::format(started),
+                    provider
+                ],
             )?;
             Ok(())
         })

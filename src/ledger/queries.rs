@@ -181,11 +181,13 @@ impl Ledger {
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )?;
             let completed = sum_completed(tx)?;
-            let (late_checks_waiting, anomalies) = tx.query_one(
+            let (late_checks_waiting, anomalies, unmatched_open) = tx.query_one(
                 "SELECT (SELECT count(*) FROM sessions WHERE late_check_at IS NOT NULL AND status <> 'PENDING'), \
-                        (SELECT count(*) FROM events WHERE type = 'session.anomaly')",
+                        (SELECT count(*) FROM events WHERE type = 'session.anomaly'), \
+                        (SELECT count(*) FROM unmatched_payments WHERE reported_at IS NOT NULL \
+                         AND matched_at IS NULL AND dismissed_at IS NULL)",
                 &[],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )?;
             Ok(Stats {
                 sessions,
@@ -198,6 +200,7 @@ impl Ledger {
                 late_checks_waiting,
                 anomalies,
                 unreadable,
+                unmatched_open,
                 oldest_due: oldest_due.as_deref().and_then(clock::parse),
                 ledger_clock: ledger_clock.as_deref().and_then(clock::parse),
             })

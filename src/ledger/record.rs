@@ -170,7 +170,7 @@ pub(super) const PG_TRANSITIONS_CAS: &str = "UPDATE sessions s SET status = v.to
      s.created_at, s.next_check_at, s.checks, s.answered_checks, s.not_found_count, \
      s.last_checked_at, s.last_error, s.lease_owner, s.lease_until, s.provider_status, \
      s.transaction_id, s.payment_method, s.provider_completed_at, s.resolved_at, s.late_check_at, \
-     s.provider_ref";
+     s.provider_ref, s.listed_at";
 
 pub(super) const PG_INSERT_TRANSITIONS: &str = "INSERT INTO transitions (session, from_status, to_status, at, \
      source, reason, provider_status, transaction_id, payment_method, provider_amount, \
@@ -583,5 +583,29 @@ impl Ledger {
             }
             Ok(written)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The set-based compare-and-set returns the columns every other read of a session does,
+    /// in the same order (a column added to one and not the other broke every PostgreSQL
+    /// transition once).
+    #[test]
+    fn the_pg_compare_and_set_returns_the_session_columns() {
+        let returning = super::PG_TRANSITIONS_CAS
+            .split("RETURNING")
+            .nth(1)
+            .unwrap()
+            .replace("s.", "");
+        let words = |t: &str| {
+            t.split(',')
+                .map(|c| c.trim().to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            words(&returning),
+            words(super::super::rows::session_cols!())
+        );
     }
 }

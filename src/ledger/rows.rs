@@ -12,7 +12,7 @@ macro_rules! session_cols {
         "id, provider, session_id, reference, amount, currency, status, created_at, \
          next_check_at, checks, answered_checks, not_found_count, last_checked_at, last_error, \
          lease_owner, lease_until, provider_status, transaction_id, payment_method, \
-         provider_completed_at, resolved_at, late_check_at, provider_ref"
+         provider_completed_at, resolved_at, late_check_at, provider_ref, listed_at"
     };
 }
 pub(super) use session_cols;
@@ -110,6 +110,7 @@ pub(super) fn session_from_row(r: &Row<'_>) -> Result<Session, DbError> {
         resolved_at: opt_time("resolved_at", r.get(20)?)?,
         late_check_at: opt_time("late_check_at", r.get(21)?)?,
         provider_ref: r.get(22)?,
+        listed_at: opt_time("listed_at", r.get(23)?)?,
     })
 }
 
@@ -144,3 +145,13 @@ pub(super) fn amount(text: Option<String>) -> Result<Option<rust_decimal::Decima
     })
     .transpose()
 }
+
+/// The columns of `unmatched_payments`, in [`Unmatched`]'s order.
+macro_rules! unmatched_cols {
+    () => {
+        "id, provider, payment_id, other_id, amount, currency, provider_status, receipt, \
+         provider_created_at, first_seen_at, last_seen_at, reported_at, matched_session, \
+         matched_at, dismissed_at, dismissed_by, dismiss_reason"
+    };
+}
+pub(super) use unmatched_cols;

@@ -475,6 +475,73 @@ impl Ledger {
         })
     }
 
+    /// What the ledger holds for each id a provider's list names, in `ids`' order: the PENDING
+    /// session that holds it (by `session_id`, else `provider_ref`), leased to `owner` until
+    /// `lease_until`, when no other check holds it; or that some session holds it (final,
+    /// leased elsewhere, unreadable, or two sessions at once); or that none does. One write
+    /// transaction.
+    pub fn tie_listed(
+        &self,
+        provider: &str,
+        ids: &[&str],
+        owner: &str,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> Result<Vec<Tied>, Error> {
+        let (now, lease) = (clock::format(now), clock::format(lease_until));
+        self.tx(Mode::Lease, "tying listed payments to sessions", |tx| {
+            let mut tied = Vec::with_capacity(ids.len());
+            for id in ids {
+                let claimed = tx.query(
+                    concat!(
+                        "UPDATE sessions SET lease_owner = ?1, lease_until = ?2, next_check_at = ?2, \
+                         listed_at = ?5 \
+                         WHERE id IN (SELECT id FROM sessions WHERE provider = ?3 AND session_id = ?4 \
+                                      UNION ALL \
+                                      SELECT id FROM sessions WHERE provider = ?3 AND provider_ref = ?4) \
+                         AND status = 'PENDING' AND (lease_until IS NULL OR lease_until <= ?5) \
+                         RETURNING ",
+                        session_cols!()
+                    ),
+                    vals![owner, &lease, provider, *id, &now],
+                    super::rows::read_session,
+                )?;
+                let mut claimed = claimed.into_iter();
+                tied.push(match (claimed.next(), claimed.next()) {
+                    (Some(Ok(s)), None) => Tied::Claimed(Box::new(s)),
+                    (Some(first), Some(second)) => {
+                        let rowids = [first, second]
+                            .map(|s| s.map_or_else(|u| u.rowid, |s| s.rowid));
+                        Tied::Several(rowids.to_vec())
+                    }
+                    (Some(Err(u)), None) => Tied::Several(vec![u.rowid]),
+                    (None, _) => {
+                        let held: Option<i64> = tx.query_opt(
+                            "SELECT id FROM sessions WHERE provider = ?1 AND session_id = ?2 \
+                             UNION ALL SELECT id FROM sessions WHERE provider = ?1 AND provider_ref = ?2",
+                            vals![provider, *id],
+                            |r| r.get(0),
+                        )?;
+                        if held.is_some() { Tied::Held } else { Tied::Nobody }
+                    }
+                });
+            }
+            Ok(tied)
+        })
+    }
+
+    /// How many sessions of `provider` are PENDING, and when the oldest of them was created.
+    pub fn open_of(&self, provider: &str) -> Result<(i64, Option<Timestamp>), Error> {
+        self.tx(Mode::Read, "counting open sessions", |tx| {
+            tx.query_one(
+                "SELECT count(*), min(created_at) FROM sessions \
+                 WHERE provider = ?1 AND status = 'PENDING'",
+                vals![provider],
+                |r| Ok((r.get(0)?, super::rows::opt_time("created_at", r.get(1)?)?)),
+            )
+        })
+    }
+
     /// When the earliest PENDING session is due (its lease's end while it is leased), if any
     /// is: one step down the due index.
     pub fn next_due(&self) -> Result<Option<Timestamp>, Error> {

@@ -42,6 +42,55 @@ pub enum CallbackSignature {
     StandardWebhooks,
 }
 
+/// How a sweep takes a listed payment tied to a PENDING session (a provider table's `list`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListUse {
+    /// No sweeps: every session is checked one status call at a time.
+    Off,
+    /// A tied listed payment is an answer, decided as a status answer is with what the list
+    /// carries (the event's `compared` names what was compared).
+    Decide,
+    /// A tied listed payment in a final state makes its session due now, for a status call to
+    /// confirm with everything the status answer carries.
+    Confirm,
+}
+
+impl ListUse {
+    pub fn name(self) -> &'static str {
+        match self {
+            ListUse::Off => "off",
+            ListUse::Decide => "decide",
+            ListUse::Confirm => "confirm",
+        }
+    }
+}
+
+impl std::str::FromStr for ListUse {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "off" => Ok(ListUse::Off),
+            "decide" => Ok(ListUse::Decide),
+            "confirm" => Ok(ListUse::Confirm),
+            _ => Err(format!(
+                "{s:?} is not one of \"decide\", \"confirm\", \"off\""
+            )),
+        }
+    }
+}
+
+/// A provider's documented list of payments, which sweeps read (docs/providers.md "Lists").
+pub struct ListSpec {
+    /// How a tied listed payment is taken unless the table says (`list = …`).
+    pub default_use: ListUse,
+    /// The form of the ids the list names payments by: a session is within a sweep's reach
+    /// when its `session_id` or `provider_ref` starts with it.
+    pub id_prefix: &'static str,
+    /// The items one page asks for, and the smaller count asked instead once the provider
+    /// refuses that (where its pages disagree on the most a page may hold).
+    pub page_limits: (u32, u32),
+}
+
 /// What the rest of the program needs to know about a provider kind.
 pub struct KindSpec {
     /// The `kind` value in the config.
@@ -56,6 +105,8 @@ pub struct KindSpec {
     /// (docs/providers.md "Default schedules", each with its reason).
     pub default_schedule: &'static [&'static str],
     pub callback: CallbackSpec,
+    /// Its list of payments, when it documents one this build reads.
+    pub list: Option<ListSpec>,
     pub secrets: SecretNeeds,
     /// The settings a table of this kind may set beyond `kind`, `base_url` and `rate_limit`.
     pub keys: &'static [&'static str],

@@ -32,6 +32,7 @@ pub const SPEC: KindSpec = KindSpec {
         signature: None,
         id_pointers: &["/data/reference", "/data/key", "/reference", "/key"],
     },
+    list: None,
     secrets: SecretNeeds::ApiKey,
     keys: &["api_key_env", "long_poll", "long_poll_timeout"],
 };

@@ -11,7 +11,7 @@ pub mod budget;
 pub mod kinds;
 mod settings;
 
-pub use kinds::{CallbackSignature, CallbackSpec, KindSpec, SecretNeeds};
+pub use kinds::{CallbackSignature, CallbackSpec, KindSpec, ListSpec, ListUse, SecretNeeds};
 pub use settings::{HttpConfig, MopayNgConfig, ProviderConfig};
 
 // The one list of provider kinds: `Variant => module::Adapter`.
@@ -120,6 +120,37 @@ pub enum Answer {
     Found(ProviderFacts),
     /// 404: the provider does not know this session.
     NotFound,
+}
+
+/// One page of a provider's list of payments (docs/providers.md "Lists").
+#[derive(Debug)]
+pub struct ListPage {
+    pub items: Vec<Listed>,
+    /// The cursor of the next page, when the provider says there is one.
+    pub next_cursor: Option<String>,
+}
+
+/// One listed payment: the id the list names it by, when the provider created it, and what the
+/// list says of it, read as a status answer is.
+#[derive(Debug)]
+pub struct Listed {
+    pub id: String,
+    pub created_at: Option<crate::clock::Timestamp>,
+    pub facts: ProviderFacts,
+}
+
+/// What one call to a provider asks.
+#[derive(Clone, Copy)]
+enum Call<'a> {
+    Status { session_id: &'a str, hold: bool },
+    List { cursor: Option<&'a str>, limit: u32 },
+}
+
+/// What one call got: a 2xx body, or what a non-2xx answer means. One per call, moved once.
+#[allow(clippy::large_enum_variant)]
+enum Reply {
+    Body(Vec<u8>),
+    Answer(Answer),
 }
 
 /// Why a check got no usable answer. Messages never carry secrets or raw bodies.
@@ -241,6 +272,20 @@ pub trait Adapter: Send + Sync {
     }
     /// The endpoint this adapter calls, without credentials or query (see [`Provider::endpoint`]).
     fn endpoint(&self) -> String;
+    /// The request for one page of the provider's list of payments, `limit` items after
+    /// `cursor` (`None`: the first page).
+    fn list_request(
+        &self,
+        _client: &reqwest::Client,
+        _cursor: Option<&str>,
+        _limit: u32,
+    ) -> Option<reqwest::RequestBuilder> {
+        None
+    }
+    /// Interprets a 2xx body of the list endpoint.
+    fn parse_list(&self, _body: &[u8]) -> Result<ListPage, Error> {
+        Err(Error::NotConfigured("this kind documents no list".into()))
+    }
     /// How long a 429 without `Retry-After` asks us to wait, read from the provider's own
     /// headers (Moflay's `X-RateLimit-Reset` epoch); `None` leaves [`DEFAULT_429_PAUSE`].
     fn rate_limit_reset(
@@ -353,6 +398,41 @@ pub struct Provider {
     paused_until: std::sync::Mutex<Option<tokio::time::Instant>>,
     /// Whether its 404s are believed; lives as long as the provider (across passes).
     pub not_found_watch: std::sync::Mutex<NotFoundWatch>,
+    /// How sweeps read its list of payments; `None` without one, or with `list = "off"`.
+    pub list: Option<ListReach>,
+    /// What is known of the sweeps of its list, by this process or read from the ledger.
+    pub sweeps: std::sync::Mutex<SweepView>,
+    /// The items a list page asks for now (the smaller of [`ListSpec::page_limits`] once the
+    /// provider refused the larger).
+    pub list_limit: std::sync::atomic::AtomicU32,
+}
+
+/// How one provider's list is swept (its kind's [`ListSpec`] and its table's settings).
+#[derive(Debug, Clone, Copy)]
+pub struct ListReach {
+    pub using: ListUse,
+    pub id_prefix: &'static str,
+    pub page_limits: (u32, u32),
+    pub window: Duration,
+    pub unmatched_after: Duration,
+}
+
+impl ListReach {
+    /// Whether a list can name this session: its `session_id` or `provider_ref` has the form
+    /// of the list's ids.
+    pub fn reaches(&self, session_id: &str, provider_ref: Option<&str>) -> bool {
+        session_id.starts_with(self.id_prefix)
+            || provider_ref.is_some_and(|r| r.starts_with(self.id_prefix))
+    }
+}
+
+/// What is known of a provider's sweeps: when the next is due and whether the last read its
+/// pages (`error` says why not).
+#[derive(Debug, Clone, Default)]
+pub struct SweepView {
+    pub next_due: Option<crate::clock::Timestamp>,
+    pub swept_at: Option<crate::clock::Timestamp>,
+    pub error: Option<String>,
 }
 
 /// How much of a non-2xx answer is read for the adapter's error envelope.
@@ -448,6 +528,23 @@ impl Provider {
             patience,
             paused_until: std::sync::Mutex::new(None),
             not_found_watch: std::sync::Mutex::new(NotFoundWatch::default()),
+            list: cfg
+                .kind
+                .spec()
+                .list
+                .as_ref()
+                .filter(|_| cfg.list != ListUse::Off)
+                .map(|l| ListReach {
+                    using: cfg.list,
+                    id_prefix: l.id_prefix,
+                    page_limits: l.page_limits,
+                    window: cfg.list_window,
+                    unmatched_after: cfg.unmatched_after,
+                }),
+            sweeps: std::sync::Mutex::new(SweepView::default()),
+            list_limit: std::sync::atomic::AtomicU32::new(
+                cfg.kind.spec().list.as_ref().map_or(0, |l| l.page_limits.0),
+            ),
         }
     }
 
@@ -488,37 +585,76 @@ impl Provider {
         hold: bool,
         caller: budget::Caller,
     ) -> BoxFuture<'a, Result<Answer, Error>> {
-        Box::pin(async move {
-            let policy = ExponentialBuilder::default()
-                .with_min_delay(self.http.retry_initial)
-                .with_max_delay(self.http.retry_max)
-                .with_factor(2.0)
-                .with_max_times(self.http.retries as usize)
-                .with_jitter();
-            let retry_max = self.http.retry_max;
-            (|| self.attempt(session_id, hold, caller))
-                .retry(policy)
-                .when(Error::is_retryable)
-                .adjust(move |e, dur| match (e, dur) {
-                    (_, None) => None,
-                    (Error::RateLimited { retry_after: Some(ra) }, Some(_)) if *ra > retry_max => None,
-                    // The next attempt itself waits out the provider's pause.
-                    (Error::RateLimited { .. }, Some(_)) => Some(Duration::ZERO),
-                    (_, d) => d,
-                })
-                .notify(|e, dur| {
-                    tracing::debug!(provider = %self.name, session_id, error = %e, retry_in = ?dur, "retrying check")
-                })
-                .await
-        })
+        Box::pin(self.retrying(session_id, move || async move {
+            let body = self
+                .exchange(Call::Status { session_id, hold }, caller)
+                .await?;
+            match body {
+                Reply::Answer(answer) => Ok(answer),
+                // A 2xx can still carry a provider's error (Mopay Nigeria's envelope, with a 429 code).
+                Reply::Body(body) => {
+                    self.note_rate_limit(self.adapter.parse_answer(session_id, &body), None)
+                        .await
+                }
+            }
+        }))
     }
 
-    async fn attempt(
-        &self,
-        session_id: &str,
-        hold: bool,
-        caller: budget::Caller,
-    ) -> Result<Answer, Error> {
+    /// Reads one page of the provider's list of payments (newest first where the provider says
+    /// so), `limit` items at most, after `cursor`: with the same budget slot, pause, timeout,
+    /// body cap and retries as a status call. A 404 is no answer here (the list always exists).
+    pub fn list_page<'a>(
+        &'a self,
+        cursor: Option<&'a str>,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<ListPage, Error>> {
+        Box::pin(self.retrying("(list)", move || async move {
+            match self
+                .exchange(Call::List { cursor, limit }, budget::Caller::Regular)
+                .await?
+            {
+                Reply::Answer(_) => Err(Error::Status(404)),
+                Reply::Body(body) => {
+                    self.note_rate_limit(self.adapter.parse_list(&body), None)
+                        .await
+                }
+            }
+        }))
+    }
+
+    /// Runs `attempt` with exponential backoff and jitter while it fails transiently; a 429's
+    /// pause is waited out by the next attempt when it fits in `http.retry_max`.
+    async fn retrying<T, F, Fut>(&self, what: &str, attempt: F) -> Result<T, Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, Error>>,
+    {
+        let policy = ExponentialBuilder::default()
+            .with_min_delay(self.http.retry_initial)
+            .with_max_delay(self.http.retry_max)
+            .with_factor(2.0)
+            .with_max_times(self.http.retries as usize)
+            .with_jitter();
+        let retry_max = self.http.retry_max;
+        attempt
+            .retry(policy)
+            .when(Error::is_retryable)
+            .adjust(move |e, dur| match (e, dur) {
+                (_, None) => None,
+                (Error::RateLimited { retry_after: Some(ra) }, Some(_)) if *ra > retry_max => None,
+                // The next attempt itself waits out the provider's pause.
+                (Error::RateLimited { .. }, Some(_)) => Some(Duration::ZERO),
+                (_, d) => d,
+            })
+            .notify(|e, dur| {
+                tracing::debug!(provider = %self.name, session_id = what, error = %e, retry_in = ?dur, "retrying call")
+            })
+            .await
+    }
+
+    /// One call: waits out a pause and for a budget slot, sends, and gives back a 2xx body, or
+    /// what the provider's error envelope (or the shared rules) make of any other answer.
+    async fn exchange(&self, call: Call<'_>, caller: budget::Caller) -> Result<Reply, Error> {
         if let Some(why) = self.adapter.not_ready() {
             return Err(Error::NotConfigured(why));
         }
@@ -545,16 +681,27 @@ impl Provider {
                 Err(budget::NoSlot::Book(e)) => return Err(Error::Budget(e)),
             }
         }
-        // Each provider's own timeout: `long_poll_timeout` for Little's long polls.
-        let held = hold && self.adapter.long_polls();
-        let request = if held || !self.adapter.long_polls() {
-            self.adapter
-                .status_request(&self.client, session_id)
-                .timeout(self.http.timeout)
-        } else {
-            self.adapter
-                .plain_status_request(&self.client, session_id)
-                .timeout(self.plain_timeout)
+        let (request, held) = match call {
+            Call::Status { session_id, hold } => {
+                // Each provider's own timeout: `long_poll_timeout` for Little's long polls.
+                let held = hold && self.adapter.long_polls();
+                let request = if held || !self.adapter.long_polls() {
+                    self.adapter
+                        .status_request(&self.client, session_id)
+                        .timeout(self.http.timeout)
+                } else {
+                    self.adapter
+                        .plain_status_request(&self.client, session_id)
+                        .timeout(self.plain_timeout)
+                };
+                (request, held)
+            }
+            Call::List { cursor, limit } => {
+                match self.adapter.list_request(&self.client, cursor, limit) {
+                    Some(r) => (r.timeout(self.plain_timeout), false),
+                    None => return Err(Error::NotConfigured("this kind documents no list".into())),
+                }
+            }
         };
         let response = match request.send().await {
             Ok(r) => r,
@@ -574,20 +721,20 @@ impl Provider {
             let body = http::read_capped(response, MAX_ERROR_BODY)
                 .await
                 .unwrap_or_default();
-            if let Some(answer) = self.adapter.classify_error(status, &body) {
-                return self.note_rate_limit(answer, retry_after).await;
-            }
+            let answer = self
+                .adapter
+                .classify_error(status, &body)
+                .unwrap_or_else(|| Self::generic(status));
             return self
-                .note_rate_limit(Self::generic(status), retry_after)
-                .await;
+                .note_rate_limit(answer, retry_after)
+                .await
+                .map(Reply::Answer);
         }
         let max = self.http.max_body;
         let body = http::read_capped(response, max)
             .await
             .map_err(|e| Error::from_body(e, max))?;
-        // A 2xx can still carry a provider's error (Mopay Nigeria's envelope, with a 429 code).
-        self.note_rate_limit(self.adapter.parse_answer(session_id, &body), None)
-            .await
+        Ok(Reply::Body(body))
     }
 
     /// The shared rules for a non-2xx answer.
@@ -605,11 +752,11 @@ impl Provider {
     /// A rate-limit answer pauses the whole provider for its `Retry-After` (the header's, else
     /// the adapter's, else [`DEFAULT_429_PAUSE`]): in this process, and in the shared call
     /// budget for every process on the ledger.
-    async fn note_rate_limit(
+    async fn note_rate_limit<T>(
         &self,
-        answer: Result<Answer, Error>,
+        answer: Result<T, Error>,
         header: Option<Duration>,
-    ) -> Result<Answer, Error> {
+    ) -> Result<T, Error> {
         match answer {
             Err(Error::RateLimited { retry_after }) => {
                 let pause = header.or(retry_after).unwrap_or(DEFAULT_429_PAUSE);

@@ -11,8 +11,10 @@ use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::kinds::{CallbackSignature, CallbackSpec, KindSpec, SecretNeeds};
-use super::{Adapter, Answer, Error, Mapped, ProviderFacts, StatusUrl, clip, ProviderConfig};
+use super::kinds::{CallbackSignature, CallbackSpec, KindSpec, ListSpec, ListUse, SecretNeeds};
+use super::{
+    Adapter, Answer, Error, ListPage, Listed, Mapped, ProviderConfig, ProviderFacts, StatusUrl, clip,
+};
 use crate::secret::Secret;
 
 /// What the configuration needs to know of this kind (docs/providers.md).
@@ -39,22 +41,47 @@ pub const SPEC: KindSpec = KindSpec {
         signature: Some(CallbackSignature::StandardWebhooks),
         id_pointers: &["/data/id", "/id", "/data/transactionId", "/transactionId"],
     },
+    // `GET /v1/transactions` [docs]: ids `trxn_…` [docs]. Decided from the list by default: the
+    // list carries status, amount and currency, compared exactly as a status answer's, and ties
+    // by the transaction id the ledger holds; it lacks `accountReference` [docs], which the
+    // event's `compared` then leaves out. Confirming each with a status call would cap a shop
+    // at Moflay's 200 calls an hour again (docs/providers.md "Lists").
+    list: Some(ListSpec {
+        default_use: ListUse::Decide,
+        id_prefix: "trxn_",
+        // `limit` 1–100 on the list-transactions page, 1–10 on another [docs, they disagree]:
+        // 100, and 10 once a page of 100 is refused.
+        page_limits: (LIST_LIMIT, 10),
+    }),
     secrets: SecretNeeds::ApiKey,
-    keys: &["api_key_env", "webhook_secret_env"],
+    keys: &[
+        "api_key_env",
+        "webhook_secret_env",
+        "list",
+        "list_window",
+        "unmatched_after",
+    ],
 };
 
 
 const STATUS_PATH: &[&str] = &["v1", "payments"]; // [docs]
+const LIST_PATH: &[&str] = &["v1", "transactions"]; // [docs]
+
+/// The most items a page of `GET /v1/transactions` asks for (see `SPEC.list`).
+pub const LIST_LIMIT: u32 = 100;
 
 pub struct Moflay {
     status: StatusUrl,
+    list: reqwest::Url,
     api_key: Option<Secret>,
 }
 
 impl Moflay {
     pub fn new(cfg: &ProviderConfig) -> Self {
+        let list = StatusUrl::new(&cfg.base_url, &LIST_PATH[..1]).with(LIST_PATH[1]);
         Self {
             status: StatusUrl::new(&cfg.base_url, STATUS_PATH),
+            list,
             api_key: cfg.api_key.clone(),
         }
     }
@@ -132,23 +159,6 @@ fn facts_of(
     Ok(f)
 }
 
-/// One page of `GET /v1/transactions` [docs]: the payments listed, each named by its `trxn_…`
-/// transaction id, and the cursor of the next page when there is one.
-#[derive(Debug)]
-pub struct ListPage {
-    pub items: Vec<Listed>,
-    /// `meta.cursor` when `meta.hasNextPage` [docs].
-    pub next_cursor: Option<String>,
-}
-
-/// One listed payment: its transaction id and what the list says of it, read as a status answer
-/// is. A list item carries no `accountReference` [docs], so `facts.reference` is `None`.
-#[derive(Debug)]
-pub struct Listed {
-    pub transaction_id: String,
-    pub facts: ProviderFacts,
-}
-
 #[derive(Debug, Deserialize)]
 struct MoflayListPage {
     data: Option<Vec<MoflayTransaction>>,
@@ -171,11 +181,16 @@ struct MoflayTransaction {
     amount: Option<Value>,
     currency: Option<String>,
     receipt_number: Option<String>,
+    created_at: Option<String>,
     paid_at: Option<String>,
 }
 
-/// Reads one page of Moflay's transaction list. A page with no `data` array is malformed; an
-/// item without a `trxn_…` id names nothing and is left out.
+/// Reads one page of Moflay's transaction list, `GET /v1/transactions` [docs]: each payment
+/// named by its `trxn_…` transaction id, read as a status answer is (the same status table and
+/// minor units, by [`facts_of`]), and the cursor of the next page (`meta.cursor` when
+/// `meta.hasNextPage`). A list item carries no `accountReference` [docs], so `facts.reference`
+/// is `None`. A page with no `data` array is malformed; an item without an id names nothing and
+/// is left out.
 pub fn parse_list(body: &[u8]) -> Result<ListPage, Error> {
     let page: MoflayListPage = super::json_body(body)?;
     let data = page
@@ -192,7 +207,8 @@ pub fn parse_list(body: &[u8]) -> Result<ListPage, Error> {
         facts.payment_method = Some("mpesa".into());
         facts.completed_at = t.paid_at;
         items.push(Listed {
-            transaction_id: id,
+            id,
+            created_at: t.created_at.as_deref().and_then(crate::clock::parse),
             facts,
         });
     }
@@ -219,6 +235,33 @@ impl Adapter for Moflay {
 
     fn endpoint(&self) -> String {
         self.status.endpoint()
+    }
+
+    /// `GET /v1/transactions?limit=N[&cursor=C]`, newest first [docs]. No `statuses[]` filter:
+    /// it has no `canceled` [docs], and a sweep must see cancellations too.
+    fn list_request(
+        &self,
+        client: &reqwest::Client,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Option<reqwest::RequestBuilder> {
+        let mut url = self.list.clone();
+        {
+            let mut q = url.query_pairs_mut();
+            q.append_pair("limit", &limit.clamp(1, LIST_LIMIT).to_string());
+            if let Some(c) = cursor {
+                q.append_pair("cursor", c);
+            }
+        }
+        Some(super::json_get(
+            client,
+            url,
+            &[("authorization", "Bearer ", self.api_key.as_ref())],
+        ))
+    }
+
+    fn parse_list(&self, body: &[u8]) -> Result<ListPage, Error> {
+        parse_list(body)
     }
 
     fn parse(&self, session_id: &str, body: &[u8]) -> Result<ProviderFacts, Error> {
@@ -305,7 +348,11 @@ mod tests {
         assert_eq!(page.next_cursor.as_deref(), Some("eyJpZCI6IjEyMyJ9"));
         assert_eq!(page.items.len(), 1);
         let item = &page.items[0];
-        assert_eq!(item.transaction_id, "trxn_ABC123DEF456GHI");
+        assert_eq!(item.id, "trxn_ABC123DEF456GHI");
+        assert_eq!(
+            item.created_at.map(crate::clock::format).as_deref(),
+            Some("2024-12-19T10:25:00.000Z")
+        );
         assert_eq!(item.facts.mapped, Mapped::Paid);
         assert_eq!(item.facts.amount.map(|a| a.to_string()).as_deref(), Some("10.00"));
         assert_eq!(item.facts.currency.as_deref(), Some("KES"));
@@ -325,7 +372,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(page.next_cursor, None, "no next page");
-        let ids: Vec<&str> = page.items.iter().map(|i| i.transaction_id.as_str()).collect();
+        let ids: Vec<&str> = page.items.iter().map(|i| i.id.as_str()).collect();
         assert_eq!(ids, ["trxn_1", "trxn_2", "trxn_3"], "an item with no id names nothing");
         assert_eq!(page.items[0].facts.mapped, Mapped::Unrecognised, "refunded is not in the table");
         assert_eq!(page.items[1].facts.mapped, Mapped::Unsure);
@@ -340,6 +387,7 @@ mod tests {
                 &reqwest::Url::parse("http://127.0.0.1:1").unwrap(),
                 STATUS_PATH,
             ),
+            list: reqwest::Url::parse("http://127.0.0.1:1/v1/transactions").unwrap(),
             api_key: None,
         }
     }

@@ -29,6 +29,7 @@ pub const SPEC: KindSpec = KindSpec {
         signature: None,
         id_pointers: &["/sessionId", "/session/sessionId", "/data/sessionId"],
     },
+    list: None,
     secrets: SecretNeeds::OptionalApiKey,
     keys: &["api_key_env"],
 };

@@ -36,6 +36,7 @@ pub const SPEC: KindSpec = KindSpec {
         signature: None,
         id_pointers: &[],
     },
+    list: None,
     secrets: SecretNeeds::KeyPair,
     keys: &[
         "public_key_env",

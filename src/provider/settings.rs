@@ -56,6 +56,12 @@ pub struct ProviderConfig {
     pub timeout: Duration,
     /// Mopay Nigeria's configured status lookup.
     pub mopay_ng: MopayNgConfig,
+    /// How sweeps of its list take a tied payment (`Off` for a kind without a list).
+    pub list: super::ListUse,
+    /// How far back a sweep reads the list at most: older open sessions are checked one by one.
+    pub list_window: Duration,
+    /// How long a listed paid payment no session holds waits before its lookup and report.
+    pub unmatched_after: Duration,
 }
 
 impl ProviderConfig {

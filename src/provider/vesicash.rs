@@ -39,6 +39,7 @@ pub const SPEC: KindSpec = KindSpec {
             "/reference",
         ],
     },
+    list: None,
     secrets: SecretNeeds::KeyPair,
     keys: &["public_key_env", "secret_key_env", "webhook_secret_env"],
 };

@@ -6,9 +6,11 @@
 //! It is the only place that maps provider answers onto ledger states.
 
 mod decide;
+mod sweep;
 mod verify;
 
 pub use decide::{Refused, contradiction, decide, decide_late, manual};
+pub use sweep::{SweepPolicy, SweepReport};
 pub use verify::{VERIFY_WAIT, Verified, take_answer, verify};
 
 use std::collections::{BTreeMap, HashSet};
@@ -118,6 +120,10 @@ pub struct PassReport {
     pub anomalies: u64,
     /// Rows set aside because payrecon cannot read them.
     pub unreadable: u64,
+    /// Pages of providers' lists read by sweeps.
+    pub list_pages: u64,
+    /// Payments no session holds, reported.
+    pub unmatched: u64,
     pub ledger_errors: u64,
     pub elapsed: Duration,
 }
@@ -158,6 +164,15 @@ impl PassReport {
         }
         if self.unreadable > 0 {
             parts.push(format!("{} unreadable rows set aside", self.unreadable));
+        }
+        if self.list_pages > 0 {
+            parts.push(format!("{} list pages read", self.list_pages));
+        }
+        if self.unmatched > 0 {
+            parts.push(format!(
+                "{} payments no session holds reported",
+                self.unmatched
+            ));
         }
         if self.late_checks > 0 {
             parts.push(format!(
@@ -205,10 +220,32 @@ pub async fn run_pass(
     let pass_start = clock::now();
     seed_providers(ledger, providers, pass_start).await?;
     let report = Mutex::new(PassReport::default());
+    if !opts.all {
+        sweep_lists(ledger, providers, cfg, opts, shutdown, &report).await;
+    }
     let notes = Mutex::new(ProviderNotes::default());
     let claimer = Claimer::new(ledger, providers, cfg, opts, pass_start);
     let claim = || claimer.next(&report, &notes);
-    let work = |s: Session| check_one(s, providers, cfg, opts, shutdown, &notes);
+    let work = |s: Session| async {
+        // A session a sweep answers for is not asked about on its own (SweepPolicy, rule 3).
+        if !opts.all
+            && s.status == Status::Pending
+            && let Some(until) = providers
+                .get(&s.provider)
+                .and_then(|p| SweepPolicy::put_off(p, &s, clock::now()))
+        {
+            return Record::Reschedule {
+                rowid: s.rowid,
+                next_check_at: until,
+                last_error: None,
+                answered: false,
+                not_found: None,
+                charged: false,
+                facts: None,
+            };
+        }
+        check_one(s, providers, cfg, opts, shutdown, &notes).await
+    };
     let record = |records: Vec<Record>| async {
         report_mut(&report).count(&records);
         if let Some(bar) = &opts.progress {
@@ -247,6 +284,35 @@ pub async fn run_pass(
     claimed.map(|()| r)
 }
 
+/// Sweeps the list of each provider that has one, when its sweep is due and this process
+/// claims it (SweepPolicy): before the per-session checks, in the same budget. A sweep that
+/// fails is logged and the pass goes on; its sessions are checked one by one meanwhile.
+async fn sweep_lists(
+    ledger: &Ledger,
+    providers: &Providers,
+    cfg: &Config,
+    opts: &PassOptions,
+    shutdown: &CancellationToken,
+    report: &Mutex<PassReport>,
+) {
+    for pc in &cfg.providers {
+        let Some(p) = providers.get(&pc.name).filter(|p| p.list.is_some()) else {
+            continue;
+        };
+        match sweep::sweep(ledger, p, cfg, opts, shutdown).await {
+            Ok(Some(r)) => {
+                let mut rep = report_mut(report);
+                rep.list_pages += u64::from(r.pages);
+                rep.unmatched += r.reported;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(provider = %pc.name, error = %e, "could not sweep the provider's list; its sessions are checked one by one meanwhile");
+            }
+        }
+    }
+}
+
 /// What every process on the ledger learned of each provider before this pass: a pause a 429
 /// set still holds; whether a provider's 404s are believed starts from what all have seen.
 async fn seed_providers(
@@ -263,6 +329,11 @@ async fn seed_providers(
         {
             p.pause_for(rest);
         }
+        *lock(&p.sweeps) = provider::SweepView {
+            next_due: state.sweep_due_at,
+            swept_at: state.swept_at,
+            error: state.sweep_error.clone(),
+        };
         if state.misdirected_at.is_none()
             && state.last_answer_at.is_some()
             && state.answered_endpoint.as_deref() == Some(p.endpoint().as_str())
@@ -320,6 +391,12 @@ async fn record(
     let written = ledger
         .call(move |l| l.record(&owner, clock::now(), &records, contradiction))
         .await?;
+    announce(cfg, opts, &written);
+    Ok(written)
+}
+
+/// Logs events the ledger committed and wakes the outbox for them.
+fn announce(cfg: &Config, opts: &PassOptions, written: &[Written]) {
     if cfg.events_log {
         written.iter().for_each(events::log);
     }
@@ -328,7 +405,6 @@ async fn record(
     {
         wake.notify_one();
     }
-    Ok(written)
 }
 
 /// What a pass claims next.

@@ -35,6 +35,17 @@ struct SimSession {
     behaviour: Behaviour,
     polls: u32,
     registered: std::time::Instant,
+    /// The provider's second id (Moflay's `trxn_…`), for a session its list shows.
+    transaction_id: Option<String>,
+    created: chrono::DateTime<chrono::Utc>,
+}
+
+/// The payments a provider's list shows, in the order they were created: each `(transaction
+/// id, session id)`, and where each transaction id stands.
+#[derive(Default)]
+struct ListedPayments {
+    order: Vec<(String, String)>,
+    at: HashMap<String, usize>,
 }
 
 const SHARDS: usize = 64;
@@ -49,6 +60,10 @@ pub struct Sim {
     by_kind: [AtomicU64; Kind::COUNT],
     /// When set, status and create calls need `Authorization: Bearer <key>`.
     api_key: Option<String>,
+    /// Sessions registered with a transaction id: the payments Moflay's list shows.
+    listed: Mutex<ListedPayments>,
+    /// List pages answered, for tests and benchmarks.
+    pub list_requests: AtomicU64,
 }
 
 impl Sim {
@@ -59,6 +74,8 @@ impl Sim {
             status_requests: AtomicU64::new(0),
             by_kind: Default::default(),
             api_key,
+            listed: Mutex::new(ListedPayments::default()),
+            list_requests: AtomicU64::new(0),
         })
     }
 
@@ -82,6 +99,47 @@ impl Sim {
         currency: &str,
         behaviour: Behaviour,
     ) {
+        self.register_session(session_id, amount, reference, currency, behaviour, None);
+    }
+
+    /// Registers a payment the provider's list shows under `transaction_id` (Moflay's
+    /// `trxn_…`), besides its session id: its status endpoint answers to either id.
+    pub fn insert_listed(
+        &self,
+        session_id: &str,
+        transaction_id: &str,
+        amount: &str,
+        reference: &str,
+        currency: &str,
+        behaviour: Behaviour,
+    ) {
+        self.register_session(
+            session_id,
+            amount,
+            reference,
+            currency,
+            behaviour,
+            Some(transaction_id.to_string()),
+        );
+    }
+
+    fn register_session(
+        &self,
+        session_id: &str,
+        amount: &str,
+        reference: &str,
+        currency: &str,
+        behaviour: Behaviour,
+        transaction_id: Option<String>,
+    ) {
+        if let Some(t) = &transaction_id {
+            let mut l = self.listed.lock().unwrap_or_else(|p| p.into_inner());
+            if !l.at.contains_key(t) {
+                let at = l.order.len();
+                l.order.push((t.clone(), session_id.to_string()));
+                l.at.insert(t.clone(), at);
+            }
+        }
         self.shard(session_id).insert(
             session_id.to_string(),
             SimSession {
@@ -91,8 +149,16 @@ impl Sim {
                 behaviour,
                 polls: 0,
                 registered: std::time::Instant::now(),
+                transaction_id,
+                created: chrono::Utc::now(),
             },
         );
+    }
+
+    /// The session a listed transaction id belongs to.
+    fn session_of_transaction(&self, transaction_id: &str) -> Option<String> {
+        let l = self.listed.lock().unwrap_or_else(|p| p.into_inner());
+        l.at.get(transaction_id).map(|&i| l.order[i].1.clone())
     }
 
     /// Status requests answered for one provider shape.
@@ -140,6 +206,8 @@ fn implicit_session(id: &str) -> SimSession {
         behaviour,
         polls: 0,
         registered: std::time::Instant::now(),
+        transaction_id: None,
+        created: chrono::Utc::now(),
     }
 }
 
@@ -148,7 +216,8 @@ fn implicit_session(id: &str) -> SimSession {
 pub fn router(sim: Arc<Sim>) -> Router {
     let mut router = Router::new()
         .route("/api/external/payment", post(create))
-        .route("/_sim/sessions", post(register));
+        .route("/_sim/sessions", post(register))
+        .route("/v1/transactions", get(list_transactions));
     for kind in Kind::ALL {
         let path = shape(kind).path();
         router = if path.contains("{id}") {
@@ -352,6 +421,8 @@ async fn create(
 #[derive(Deserialize)]
 struct RegisterRequest {
     session_id: String,
+    /// The provider's second id: the payment then shows in Moflay's list under it.
+    transaction_id: Option<String>,
     amount: Option<String>,
     reference: Option<String>,
     currency: Option<String>,
@@ -372,12 +443,13 @@ async fn register(
         Ok(b) => b.unwrap_or_default(),
         Err(e) => return json_response(StatusCode::BAD_REQUEST, json!({"error": e})),
     };
-    sim.insert_in(
+    sim.register_session(
         &req.session_id,
         req.amount.as_deref().unwrap_or("100.00"),
         req.reference.as_deref().unwrap_or("REF"),
         req.currency.as_deref().unwrap_or("LSL"),
         behaviour,
+        req.transaction_id.filter(|t| !t.is_empty()),
     );
     json_response(StatusCode::CREATED, json!({"session_id": req.session_id}))
 }
@@ -405,6 +477,11 @@ async fn poll(
     if !sim.authorised(kind, &headers) {
         return shape(kind).unauthorised();
     }
+    // Moflay's status endpoint takes a payment's transaction id as well as its id [docs].
+    let id = match kind {
+        Kind::Moflay => sim.session_of_transaction(&id).unwrap_or(id),
+        _ => id,
+    };
     let started = tokio::time::Instant::now();
     loop {
         // Count the poll and take what is needed under the shard lock; answer outside it.
@@ -435,6 +512,63 @@ async fn poll(
         }
         return render(kind, &id, &s, n, outcome);
     }
+}
+
+/// The most items a page of Moflay's list holds, and how many it gives when `limit` is not set
+/// (docs.moflay.com/api-reference/transactions/list-transactions).
+const LIST_MOST: usize = 100;
+const LIST_DEFAULT: usize = 10;
+
+/// `GET /v1/transactions?limit=&cursor=`: Moflay's list of payments, newest first, cursor
+/// paginated. Each payment is shown as its next status answer would show it, without counting
+/// a poll (so a behaviour that waits a number of polls never ends here; `.after-MS` does).
+async fn list_transactions(
+    State(sim): State<Arc<Sim>>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    sim.list_requests.fetch_add(1, Ordering::Relaxed);
+    sim.by_kind[Kind::Moflay as usize].fetch_add(1, Ordering::Relaxed);
+    let moflay = shape(Kind::Moflay);
+    if !sim.authorised(Kind::Moflay, &headers) {
+        return moflay.unauthorised();
+    }
+    let limit = match q.get("limit").map(|l| l.parse::<usize>()) {
+        None => LIST_DEFAULT,
+        Some(Ok(n)) if (1..=LIST_MOST).contains(&n) => n,
+        Some(_) => return moflay.invalid_request("limit must be an integer from 1 to 100"),
+    };
+    let page: Vec<(String, String)> = {
+        let l = sim.listed.lock().unwrap_or_else(|p| p.into_inner());
+        // Newest first: positions counted from the end; the cursor names the last one given.
+        let start = match q.get("cursor") {
+            None => l.order.len(),
+            Some(c) => match shapes::cursor_position(c).and_then(|t| l.at.get(&t).copied()) {
+                Some(at) => at,
+                None => return moflay.invalid_request("invalid cursor"),
+            },
+        };
+        l.order[..start].iter().rev().take(limit).cloned().collect()
+    };
+    let mut items = Vec::with_capacity(page.len());
+    for (transaction_id, session_id) in &page {
+        let Some(s) = sim.shard(session_id).get(session_id).cloned() else {
+            continue;
+        };
+        if let Some(item) = shapes::list_item(Kind::Moflay, session_id, transaction_id, &s) {
+            items.push(item);
+        }
+    }
+    let more = page.len() == limit
+        && page
+            .last()
+            .is_some_and(|(t, _)| sim.listed.lock().map(|l| l.at[t] > 0).unwrap_or(false));
+    let cursor = page.last().map(|(t, _)| shapes::cursor_of(t));
+    json_response(
+        StatusCode::OK,
+        json!({"data": items, "meta": {"cursor": cursor, "hasPreviousPage": q.contains_key("cursor"),
+                                       "hasNextPage": more}}),
+    )
 }
 
 #[cfg(test)]

@@ -55,6 +55,8 @@ pub struct View<'a> {
     pub reference: String,
     pub paid: bool,
     pub txn: String,
+    /// The provider's second id, when the payment was registered with one.
+    pub transaction_id: Option<&'a str>,
 }
 
 /// Everything the simulator knows of one provider kind.
@@ -96,6 +98,14 @@ pub trait Shape: Sync {
     }
     /// The status body for the session as `v` shows it.
     fn body(&self, v: &View) -> Response;
+    /// One payment as the kind's list of payments shows it (kinds with a list).
+    fn list_item(&self, _v: &View, _created_at: &str) -> Option<serde_json::Value> {
+        None
+    }
+    /// A 400 for a request the kind's validation refuses.
+    fn invalid_request(&self, message: &str) -> Response {
+        plain_error(StatusCode::BAD_REQUEST, message)
+    }
     /// The settings of a config table for this kind (beside `kind`, `base_url` and
     /// `rate_limit`), with `{key_env}`, `{public_env}` and `{status_map}` to fill in.
     fn table(&self) -> &'static str;
@@ -189,6 +199,49 @@ pub(super) fn render(
         Outcome::NotFound => return shape.not_found(),
         Outcome::State(st) => st,
     };
+    shape.body(&view(id, s, poll, state))
+}
+
+/// One listed payment as its next status answer would show it (no poll counted): faults show
+/// as not yet paid; a payment the provider would not find is not listed.
+pub(super) fn list_item(
+    kind: Kind,
+    id: &str,
+    transaction_id: &str,
+    s: &SimSession,
+) -> Option<serde_json::Value> {
+    let state = match outcome(s, s.polls) {
+        Outcome::NotFound => return None,
+        Outcome::Fault(_) => SimState::Processing,
+        Outcome::State(st) => st,
+    };
+    let v = View {
+        transaction_id: Some(transaction_id),
+        ..view(id, s, s.polls, state)
+    };
+    let created = s.created.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
+    shape(kind).list_item(&v, &created)
+}
+
+/// A list cursor: base64 of `{"id": …}`, as the documented example's
+/// (`eyJpZCI6IjEyMyJ9` is `{"id":"123"}`).
+pub(super) fn cursor_of(transaction_id: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(json!({"id": transaction_id}).to_string())
+}
+
+/// The transaction id a cursor names.
+pub(super) fn cursor_position(cursor: &str) -> Option<String> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(cursor)
+        .ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    v.get("id")?.as_str().map(String::from)
+}
+
+/// A session at one poll in `state`, before a kind renders it.
+fn view<'a>(id: &'a str, s: &'a SimSession, poll: u32, state: SimState) -> View<'a> {
     let amount = match state {
         SimState::AmountMismatch => "1.00".to_string(),
         SimState::Underpaid => underpaid(&s.amount),
@@ -212,7 +265,7 @@ pub(super) fn render(
             | SimState::Underpaid
             | SimState::CurrencyMismatch
     );
-    shape.body(&View {
+    View {
         id,
         state,
         amount,
@@ -221,7 +274,8 @@ pub(super) fn render(
         reference,
         paid,
         txn: format!("TXN{}", id.len() * 7919 + poll as usize),
-    })
+        transaction_id: s.transaction_id.as_deref(),
+    }
 }
 
 /// The ledger's amount as an underpaying provider reports it: floored to whole units, or one

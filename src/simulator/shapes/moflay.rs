@@ -5,6 +5,33 @@ use super::*;
 pub(crate) struct Moflay;
 
 impl Moflay {
+    fn status_word(v: &View) -> &'static str {
+        match v.state {
+            SimState::Created => "initiating",
+            SimState::Processing => "pending",
+            SimState::Failed => "failed",
+            SimState::Cancelled => "canceled",
+            SimState::Expired => "expired",
+            SimState::Unknown => "on_hold",
+            SimState::Unpaid => "unknown",
+            _ => "completed",
+        }
+    }
+
+    /// Smallest currency unit: "amount: 1000 means KES 10.00" (docs.moflay.com). The
+    /// simulator's own digits, not the adapter's.
+    fn minor(v: &View) -> String {
+        let digits = iso_minor_digits(&v.ledger_currency);
+        v.amount
+            .parse::<rust_decimal::Decimal>()
+            .map(|a| {
+                (a * rust_decimal::Decimal::from(10u64.pow(digits)))
+                    .trunc()
+                    .to_string()
+            })
+            .unwrap_or_else(|_| "0".into())
+    }
+
     fn error(code: StatusCode, name: &str, message: &str) -> Response {
         json_response(
             code,
@@ -63,33 +90,16 @@ impl Shape for Moflay {
     }
 
     fn body(&self, v: &View) -> Response {
-        let status = match v.state {
-            SimState::Created => "initiating",
-            SimState::Processing => "pending",
-            SimState::Failed => "failed",
-            SimState::Cancelled => "canceled",
-            SimState::Expired => "expired",
-            SimState::Unknown => "on_hold",
-            SimState::Unpaid => "unknown",
-            _ => "completed",
-        };
-        // Smallest currency unit: "amount: 1000 means KES 10.00" (docs.moflay.com). The
-        // simulator's own digits, not the adapter's.
-        let digits = iso_minor_digits(&v.ledger_currency);
-        let minor = v
-            .amount
-            .parse::<rust_decimal::Decimal>()
-            .map(|a| {
-                (a * rust_decimal::Decimal::from(10u64.pow(digits)))
-                    .trunc()
-                    .to_string()
-            })
-            .unwrap_or_else(|_| "0".into());
+        let status = Self::status_word(v);
+        let minor = Self::minor(v);
         let paid = v.paid;
+        let transaction_id = v
+            .transaction_id
+            .map_or_else(|| format!("trxn_{}", v.id.len()), String::from);
         json_response(
             StatusCode::OK,
             // The get-payment example's fields (docs.moflay.com/api-reference/payments/get-payment).
-            json!({"id": v.id, "transactionId": format!("trxn_{}", v.id.len()),
+            json!({"id": v.id, "transactionId": transaction_id,
                    "customerId": "cus_GqfKXLmg61LURZhB", "merchantRequestId": "29115-34620561-1",
                    "checkoutRequestId": "ws_CO_191220241030123456789", "status": status,
                    "statusDetail": "The service request is processed successfully.",
@@ -102,6 +112,30 @@ impl Shape for Moflay {
                    "failedAt": (status == "failed").then_some("2024-12-19T10:32:00.000Z"),
                    "unknownAt": (status == "unknown").then_some("2024-12-19T10:40:00.000Z")}),
         )
+    }
+
+    /// A transaction as the list-transactions example shows one: `id` is the `trxn_…` id, and
+    /// there is no `accountReference` and no payment id
+    /// (docs.moflay.com/api-reference/transactions/list-transactions).
+    fn list_item(&self, v: &View, created_at: &str) -> Option<serde_json::Value> {
+        let status = Self::status_word(v);
+        let minor = Self::minor(v);
+        let paid = v.paid;
+        Some(
+            json!({"id": v.transaction_id?, "customerId": "cus_MNO345PQR678STU",
+                    "object": "transaction", "environment": "development", "type": "payment",
+                    "amount": number(&minor), "description": "Premium plan", "currency": v.currency,
+                    "status": status, "phoneNumber": "254712345678",
+                    "receiptNumber": paid.then_some(&v.txn), "fee": 0, "netAmount": number(&minor),
+                    "failureReason": null, "metadata": {}, "source": "api",
+                    "processedAt": created_at, "createdAt": created_at,
+                    "paidAt": paid.then_some(created_at),
+                    "failedAt": (status == "failed").then_some(created_at)}),
+        )
+    }
+
+    fn invalid_request(&self, message: &str) -> Response {
+        Self::error(StatusCode::BAD_REQUEST, "validation_error", message)
     }
 
     fn table(&self) -> &'static str {

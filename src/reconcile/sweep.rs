@@ -1,0 +1,386 @@
+//! Sweeps: reading a provider's list of payments, newest first, back over the open sessions it
+//! can name, within the same call budget as the per-session checks ([`SweepPolicy`]).
+//!
+//! A listed payment is tied to a session only by an id the ledger holds (`session_id` or
+//! `provider_ref`), never by amount, phone or time. A tied payment is an answer: `decide`d as a
+//! status answer is (`list = "decide"`), or its session made due for a status call to confirm
+//! (`list = "confirm"`). A listed paid payment no session holds is sighted; after
+//! `unmatched_after` it is looked up once by its own id (which gives its other id), then matched
+//! to the session that holds either id, or reported as an unmatched payment.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::{PassOptions, lock};
+use crate::clock::{self, Timestamp};
+use crate::config::Config;
+use crate::ledger::{self, Ledger, Record, Settled, Sighting, Tied};
+use crate::provider::{self, Answer, ListUse, Mapped, Provider};
+
+/// How sweeps and per-session checks share one provider's call budget (docs/operations.md
+/// "One budget, two ways to ask", beside [`ledger::DueOrder`], which orders the per-session
+/// checks):
+///
+/// 1. A sweep goes first when it is due: its pages take their slots from the budget like any
+///    call, so together nothing exceeds the `rate_limit`.
+/// 2. Its cadence follows the open set: the next sweep is due after the pages this one read,
+///    at the budget's pace, divided by [`SweepPolicy::SHARE`] (so at least the rest is left for
+///    per-session checks), never sooner than [`SweepPolicy::FASTEST`]; with no open session it
+///    sweeps every [`SweepPolicy::IDLE`], for payments the ledger never heard of.
+/// 3. A session within a sweep's reach (its `session_id` or `provider_ref` has the form of the
+///    list's ids, created within `list_window`) is not checked on its own while sweeps read their
+///    pages, when the last full sweep either began after the session was written or answered
+///    for it: its check is put off to after the next sweep, uncharged. Every other session — out
+///    of reach, older than the window, one a full sweep since its INSERT did not list, or any
+///    session while sweeps stop short — is checked one status call at a time, in
+///    [`ledger::DueOrder`].
+pub struct SweepPolicy;
+
+impl SweepPolicy {
+    /// The part of the budget's pace sweeps plan to use at most.
+    pub const SHARE: f64 = 0.8;
+    /// The shortest time between two sweeps of one provider.
+    pub const FASTEST: Duration = Duration::from_secs(10);
+    /// The time between sweeps while no session of the provider is open.
+    pub const IDLE: Duration = Duration::from_secs(120);
+    /// The most pages one sweep reads: at 100 a page, 2,000 payments.
+    pub const MAX_PAGES: u32 = 20;
+    /// How much earlier than the open sessions (and the last sweep) a sweep reads: the
+    /// provider's clock and ours may differ, and a payment may be listed a little after it was
+    /// created.
+    pub const SKEW: Duration = Duration::from_secs(120);
+    /// Unmatched payments looked up per sweep at most (each is one status call).
+    pub const LOOKUPS: u32 = 4;
+    /// How long a claimed sweep is held before another process may take it over (one that
+    /// stopped mid-sweep).
+    pub const HOLD: Duration = Duration::from_secs(300);
+
+    /// When the sweep after one that read `pages` pages is due, `open` sessions being open.
+    pub fn next_after(pages: u32, open: i64, interval: Option<Duration>) -> Duration {
+        let paced = interval
+            .map(|i| i.mul_f64(f64::from(pages.max(1)) / Self::SHARE))
+            .unwrap_or_default();
+        let next = paced.max(Self::FASTEST);
+        if open == 0 {
+            next.max(Self::IDLE)
+        } else {
+            next
+        }
+    }
+
+    /// Until when a claimed session's own check is put off, if a sweep will answer for it
+    /// (rule 3): after the next sweep, when the last read its pages and the session is within
+    /// reach.
+    pub fn put_off(p: &Provider, s: &ledger::Session, now: Timestamp) -> Option<Timestamp> {
+        let reach = p.list.as_ref()?;
+        if !reach.reaches(&s.session_id, s.provider_ref.as_deref())
+            || s.created_at < clock::sub(now, reach.window)
+        {
+            return None;
+        }
+        let view = lock(&p.sweeps);
+        let swept_at = view.swept_at.filter(|_| view.error.is_none())?;
+        let answered_by_it = s.listed_at.is_some_and(|t| t >= swept_at);
+        if s.created_at < swept_at && !answered_by_it {
+            return None;
+        }
+        let next = view.next_due?;
+        Some(clock::add(next.max(now), Duration::from_secs(5)))
+    }
+}
+
+/// What one sweep did, for the log and the pass's report.
+#[derive(Debug, Default, Clone)]
+pub struct SweepReport {
+    pub pages: u32,
+    pub listed: u64,
+    /// Tied payments decided as answers, or made due to be confirmed.
+    pub tied: u64,
+    /// Listed payments in a paid state no session holds, sighted.
+    pub sighted: u64,
+    pub reported: u64,
+    pub matched: u64,
+    /// Why it stopped short.
+    pub error: Option<String>,
+}
+
+/// Sweeps `p`'s list when it is due and this process claims it; `None` when it is not due, or
+/// another process sweeps. Returns the events written.
+pub async fn sweep(
+    ledger: &Ledger,
+    p: &Provider,
+    cfg: &Config,
+    opts: &PassOptions,
+    shutdown: &CancellationToken,
+) -> Result<Option<SweepReport>, ledger::Error> {
+    let Some(reach) = p.list else {
+        return Ok(None);
+    };
+    let started = clock::now();
+    let name = p.name.clone();
+    let claimed = {
+        let name = name.clone();
+        let hold = clock::add(started, SweepPolicy::HOLD);
+        ledger
+            .call(move |l| l.claim_sweep(&name, started, hold))
+            .await?
+    };
+    let Some(swept_at) = claimed else {
+        return Ok(None);
+    };
+    let (open, oldest) = {
+        let name = name.clone();
+        ledger.call(move |l| l.open_of(&name)).await?
+    };
+    // Back to the oldest open session or the last full sweep, whichever is older, within the
+    // window.
+    let floor = clock::sub(started, reach.window);
+    let back_to = oldest.unwrap_or(started).min(swept_at.unwrap_or(floor));
+    let horizon = clock::sub(back_to, SweepPolicy::SKEW).max(floor);
+
+    let mut report = SweepReport::default();
+    let mut cursor: Option<String> = None;
+    loop {
+        if shutdown.is_cancelled() {
+            report.error = Some("stopped by a signal".into());
+            break;
+        }
+        if report.pages >= SweepPolicy::MAX_PAGES {
+            report.error = Some(format!(
+                "read {} pages, the most one sweep reads, before reaching {}; older payments in \
+                 the window were not read (sessions beyond are checked one by one)",
+                report.pages,
+                clock::format(horizon)
+            ));
+            break;
+        }
+        let limit = p.list_limit.load(Ordering::Relaxed);
+        let page = match p.list_page(cursor.as_deref(), limit).await {
+            Ok(page) => page,
+            Err(provider::Error::Status(400 | 422)) if limit > reach.page_limits.1 => {
+                // The provider's pages disagree on the most a page may hold: ask for less.
+                tracing::warn!(provider = %name, limit, smaller = reach.page_limits.1,
+                    "the provider refused a list page of this size; asking for smaller pages from now on");
+                p.list_limit.store(reach.page_limits.1, Ordering::Relaxed);
+                continue;
+            }
+            Err(e) => {
+                report.error = Some(format!("reading the list: {e}"));
+                break;
+            }
+        };
+        report.pages += 1;
+        report.listed += page.items.len() as u64;
+        let reached_horizon = page
+            .items
+            .iter()
+            .filter_map(|i| i.created_at)
+            .any(|t| t < horizon);
+        let last = page.items.is_empty() || page.next_cursor.is_none() || reached_horizon;
+        take_page(ledger, p, cfg, opts, page.items, &mut report).await?;
+        if last {
+            break;
+        }
+        cursor = page.next_cursor;
+    }
+
+    settle_sighted(ledger, p, cfg, opts, reach.unmatched_after, &mut report).await?;
+    let matched = ledger.call(|l| l.match_unmatched(clock::now())).await?;
+    report.matched += matched.len() as u64;
+    super::announce(cfg, opts, &matched);
+
+    let interval = p
+        .budget
+        .as_ref()
+        .map(|b| Duration::from_micros(b.interval_us.max(0) as u64));
+    let next = clock::add(
+        clock::now(),
+        SweepPolicy::next_after(report.pages, open, interval),
+    );
+    {
+        let mut view = lock(&p.sweeps);
+        view.next_due = Some(next);
+        view.error = report.error.clone();
+        if report.error.is_none() {
+            view.swept_at = Some(started);
+        }
+    }
+    let error = report.error.clone();
+    ledger
+        .call(move |l| l.finish_sweep(&name, started, next, error.as_deref()))
+        .await?;
+    match &report.error {
+        Some(e) => {
+            tracing::warn!(provider = %p.name, pages = report.pages, "sweep stopped short: {e}")
+        }
+        None => tracing::debug!(provider = %p.name, pages = report.pages, listed = report.listed,
+            tied = report.tied, sighted = report.sighted, "swept the list"),
+    }
+    crate::metrics::sweep(&p.name, report.pages, report.error.is_none());
+    Ok(Some(report))
+}
+
+/// Ties one page's payments to sessions and takes what each says: an answer for its PENDING
+/// session, a sighting when it is paid and no session holds it.
+async fn take_page(
+    ledger: &Ledger,
+    p: &Provider,
+    cfg: &Config,
+    opts: &PassOptions,
+    items: Vec<provider::Listed>,
+    report: &mut SweepReport,
+) -> Result<(), ledger::Error> {
+    let Some(reach) = p.list else {
+        return Ok(());
+    };
+    let ids: Vec<String> = items.iter().map(|i| i.id.clone()).collect();
+    let (name, owner, lease) = (p.name.clone(), opts.owner.clone(), cfg.schedule.lease);
+    let tied = ledger
+        .call(move |l| {
+            let now = clock::now();
+            let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+            l.tie_listed(&name, &ids, &owner, now, clock::add(now, lease))
+        })
+        .await?;
+    let now = clock::now();
+    let mut records = Vec::new();
+    let mut sightings = Vec::new();
+    for (item, tied) in items.into_iter().zip(tied) {
+        match tied {
+            Tied::Claimed(s) => {
+                report.tied += 1;
+                records.push(answer_of(&s, item.facts, reach.using, cfg, opts, now));
+            }
+            Tied::Several(rowids) => {
+                tracing::error!(provider = %p.name, payment_id = %provider::clip(&item.id),
+                    "a listed payment is held by more than one session (or by a row payrecon cannot read): not applied to any");
+                records.extend(rowids.into_iter().map(|rowid| Record::Release {
+                    rowid,
+                    last_error: Some(format!(
+                        "the provider's list names {} for more than one session",
+                        provider::clip(&item.id)
+                    )),
+                }));
+            }
+            Tied::Held => {}
+            Tied::Nobody if item.facts.mapped == Mapped::Paid => {
+                report.sighted += 1;
+                let f = item.facts;
+                sightings.push(Sighting {
+                    payment_id: item.id,
+                    amount: f.amount,
+                    currency: f.currency,
+                    provider_status: f.raw_status,
+                    receipt: f.transaction_id,
+                    provider_created_at: item.created_at,
+                });
+            }
+            Tied::Nobody => {}
+        }
+    }
+    if !records.is_empty() {
+        super::record(ledger, cfg, opts, records).await?;
+    }
+    if !sightings.is_empty() {
+        let name = p.name.clone();
+        ledger
+            .call(move |l| l.sight_unmatched(&name, &sightings, clock::now()))
+            .await?;
+    }
+    Ok(())
+}
+
+/// What a listed payment tied to its PENDING session `s` becomes: decided as a status answer
+/// is (`decide`; a pending one is an answered check, rescheduled by the session's schedule and
+/// then put off to the next sweep by rule 3), or, with `confirm`, a final one makes the session
+/// due now for a status call to confirm.
+fn answer_of(
+    s: &ledger::Session,
+    facts: provider::ProviderFacts,
+    using: ListUse,
+    cfg: &Config,
+    opts: &PassOptions,
+    now: Timestamp,
+) -> Record {
+    match using {
+        ListUse::Confirm if facts.mapped != Mapped::Pending => Record::Reschedule {
+            rowid: s.rowid,
+            next_check_at: now,
+            last_error: None,
+            answered: false,
+            not_found: None,
+            charged: false,
+            facts: None,
+        },
+        _ => super::decide(
+            s,
+            &Ok(Answer::Found(facts)),
+            now,
+            cfg.backoff_for(&s.provider),
+            opts.source,
+            fastrand::f64(),
+        ),
+    }
+}
+
+/// Sighted payments past `unmatched_after`: each looked up once by its own id (its other id
+/// comes back), then matched to the session holding either id — whose answer this lookup is —
+/// or reported.
+async fn settle_sighted(
+    ledger: &Ledger,
+    p: &Provider,
+    cfg: &Config,
+    opts: &PassOptions,
+    after: Duration,
+    report: &mut SweepReport,
+) -> Result<(), ledger::Error> {
+    let name = p.name.clone();
+    let due = ledger
+        .call(move |l| {
+            l.unmatched_due(&name, clock::sub(clock::now(), after), SweepPolicy::LOOKUPS)
+        })
+        .await?;
+    for u in due {
+        let u_payment_id = u.payment_id.clone();
+        let (other, facts) = match p.check(&u.payment_id, false, opts.caller).await {
+            Ok(Answer::Found(f)) => (f.provider_ref.clone(), Some(f)),
+            Ok(Answer::NotFound) => (None, None),
+            Err(e) => {
+                tracing::warn!(provider = %p.name, payment_id = %provider::clip(&u.payment_id), error = %e,
+                    "could not look up a payment no session holds; trying again at the next sweep");
+                continue;
+            }
+        };
+        let settled = ledger
+            .call(move |l| l.settle_unmatched(u.id, other.as_deref(), clock::now()))
+            .await?;
+        match settled {
+            Settled::Reported(w) => {
+                report.reported += 1;
+                crate::metrics::unmatched_reported(&p.name);
+                super::announce(cfg, opts, std::slice::from_ref(&*w));
+            }
+            Settled::Matched { session_id } => {
+                report.matched += 1;
+                // The lookup was a status answer about the session that holds it; of the
+                // payment's two ids, its `provider_ref` is the one that is not its session id.
+                if let Some(mut f) = facts {
+                    let (name, id) = (p.name.clone(), session_id.clone());
+                    if let Some(s) = ledger.call(move |l| l.get(&name, &id)).await?
+                        && s.status == ledger::Status::Pending
+                    {
+                        f.provider_ref = [Some(u_payment_id.clone()), f.provider_ref.take()]
+                            .into_iter()
+                            .flatten()
+                            .find(|id| *id != s.session_id);
+                        super::take_answer(ledger, cfg, opts, &s, Answer::Found(f)).await?;
+                    }
+                }
+            }
+            Settled::Gone => {}
+        }
+    }
+    Ok(())
+}
