@@ -253,6 +253,7 @@ mod tests {
             super::EVENTS_WAITING,
             super::EVENTS_DEAD,
             super::UNMATCHED,
+            super::SWEEPS,
         ];
         let dashboard: serde_json::Value =
             serde_json::from_str(include_str!("../config/grafana-dashboard.json"))

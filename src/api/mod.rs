@@ -80,6 +80,7 @@ pub fn router(
         .route("/v1/sessions/{provider}/{session_id}", get(read))
         .route("/v1/sessions/{provider}/{session_id}/verify", post(verify))
         .route("/v1/sessions/{provider}/{session_id}/hint", post(hint))
+        .route("/v1/unmatched", get(unmatched))
         .route("/v1/openapi.json", get(openapi))
         // Whatever else is asked, the answer is the API's JSON error too.
         .fallback(no_route)
@@ -396,6 +397,65 @@ async fn read(State(st): State<Arc<ApiState>>, path: SessionPath) -> Response {
         Err(e) => return e.into_response(),
     };
     found(st.ledger.call(move |l| l.get(&provider, &session_id)).await)
+}
+
+/// Which unmatched payments to list.
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+struct UnmatchedQuery {
+    /// Matched and dismissed ones too, and those still within their grace window
+    #[serde(default)]
+    all: bool,
+    /// The most to return (newest first), 1 to 1000; default 100
+    limit: Option<u32>,
+}
+
+/// Payments the provider lists as paid that no session holds
+///
+/// Open ones by default: reported (`payment.unmatched`), neither matched to a session since
+/// nor dismissed by a person. Newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/unmatched",
+    params(UnmatchedQuery),
+    responses(
+        (status = 200, description = "Unmatched payments, newest first", body = [schema::UnmatchedView]),
+        (status = 400, description = "A bad query", body = ErrorBody),
+        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+    )
+)]
+async fn unmatched(
+    State(st): State<Arc<ApiState>>,
+    q: Result<axum::extract::Query<UnmatchedQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(axum::extract::Query(q)) = q else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad query: all=true|false, limit=1..1000",
+            None,
+        )
+        .into_response();
+    };
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "limit must be from 1 to 1000",
+            Some("limit"),
+        )
+        .into_response();
+    }
+    let filter = if q.all {
+        crate::ledger::UnmatchedFilter::All
+    } else {
+        crate::ledger::UnmatchedFilter::Open
+    };
+    match st.ledger.call(move |l| l.unmatched(filter, limit)).await {
+        Ok(rows) => {
+            let rows: Vec<schema::UnmatchedView> = rows.into_iter().map(Into::into).collect();
+            axum::Json(rows).into_response()
+        }
+        Err(e) => internal(Some(e)),
+    }
 }
 
 /// Verify a session with its provider now

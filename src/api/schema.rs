@@ -41,6 +41,58 @@ pub(super) struct SessionView {
     provider_ref: Option<String>,
 }
 
+/// A payment a provider lists as paid that no session holds (docs/operations.md "Unmatched
+/// payments"). Times are RFC 3339 text in UTC; amounts decimal text in major units.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[schema(as = UnmatchedPayment)]
+pub(super) struct UnmatchedView {
+    id: i64,
+    provider: String,
+    /// The id the provider's list names it by (Moflay: `trxn_…`).
+    payment_id: String,
+    /// Its other id, from one status lookup (Moflay: `pay_…`).
+    other_id: Option<String>,
+    amount: Option<String>,
+    currency: Option<String>,
+    provider_status: String,
+    receipt: Option<String>,
+    provider_created_at: Option<String>,
+    first_seen_at: String,
+    last_seen_at: String,
+    /// When `payment.unmatched` was written; absent while within `unmatched_after`.
+    reported_at: Option<String>,
+    /// The session that holds it now, once matched.
+    matched_session_id: Option<String>,
+    matched_at: Option<String>,
+    dismissed_at: Option<String>,
+    dismissed_by: Option<String>,
+    dismiss_reason: Option<String>,
+}
+
+impl From<crate::ledger::Unmatched> for UnmatchedView {
+    fn from(u: crate::ledger::Unmatched) -> Self {
+        Self {
+            id: u.id,
+            provider: u.provider,
+            payment_id: u.payment_id,
+            other_id: u.other_id,
+            amount: u.amount,
+            currency: u.currency,
+            provider_status: u.provider_status,
+            receipt: u.receipt,
+            provider_created_at: u.provider_created_at,
+            first_seen_at: u.first_seen_at,
+            last_seen_at: u.last_seen_at,
+            reported_at: u.reported_at,
+            matched_session_id: u.matched_session,
+            matched_at: u.matched_at,
+            dismissed_at: u.dismissed_at,
+            dismissed_by: u.dismissed_by,
+            dismiss_reason: u.dismiss_reason,
+        }
+    }
+}
+
 /// A session's state (README "The state machine").
 #[derive(serde::Serialize, utoipa::ToSchema)]
 #[schema(as = Status)]
@@ -152,8 +204,16 @@ pub(super) struct SessionKey {
         title = "payrecon",
         description = "Enqueue a payment session, read it, and verify it with its provider now."
     ),
-    paths(create, read, verify, hint, super::callbacks::callback, openapi),
-    components(schemas(SessionView, StatusView, SessionRequest, ErrorBody))
+    paths(
+        create,
+        read,
+        verify,
+        hint,
+        unmatched,
+        super::callbacks::callback,
+        openapi
+    ),
+    components(schemas(SessionView, StatusView, SessionRequest, ErrorBody, UnmatchedView))
 )]
 struct ApiDoc;
 

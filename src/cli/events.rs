@@ -1,4 +1,4 @@
-//! `events list` and `events replay`.
+//! `events list` and `events replay`; `unmatched` and `unmatched dismiss`.
 
 use std::process::ExitCode;
 
@@ -52,4 +52,91 @@ pub(super) fn events(cli: &Cli, command: &EventsCommand) -> anyhow::Result<ExitC
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `payrecon unmatched`: the payments a provider lists as paid that no session holds, and a
+/// person's dismissal of one.
+pub(super) fn unmatched(
+    cli: &Cli,
+    command: Option<&UnmatchedCommand>,
+    all: bool,
+    limit: u32,
+) -> anyhow::Result<ExitCode> {
+    let cfg = load(cli)?;
+    let ledger = daemon::open_ledger(&cfg)?;
+    if let Some(UnmatchedCommand::Dismiss { id, by, reason }) = command {
+        let (by, reason) = (by.trim(), reason.trim());
+        for (name, value) in [("--by", by), ("--reason", reason)] {
+            if value.is_empty() || value.len() > 256 || value.chars().any(char::is_control) {
+                return Err(
+                    UsageError::new(format!("{name}: 1 to 256 characters of plain text")).into(),
+                );
+            }
+        }
+        let u = match ledger.dismiss_unmatched(*id, by, reason, clock::now()) {
+            Ok(u) => u,
+            Err(crate::ledger::DismissError::Ledger(e)) => return Err(e.into()),
+            Err(e) => return Err(UsageError::new(e.to_string()).into()),
+        };
+        outln!(
+            "dismissed unmatched payment {} ({} {} at {}) by {}: {}",
+            u.id,
+            crate::escape::shown(&u.payment_id),
+            crate::escape::shown(&amount_of(&u)),
+            crate::escape::shown(&u.provider),
+            crate::escape::shown(by),
+            crate::escape::shown(reason)
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let filter = if all {
+        crate::ledger::UnmatchedFilter::All
+    } else {
+        crate::ledger::UnmatchedFilter::Open
+    };
+    outln!(
+        "{:>6} {:<10} {:<24} {:<24} {:>16} {:<10} {:<14} {:<24} state",
+        "id",
+        "provider",
+        "payment_id",
+        "other_id",
+        "amount",
+        "status",
+        "receipt",
+        "first seen"
+    );
+    for u in ledger.unmatched(filter, limit)? {
+        let state = match (&u.matched_session, &u.dismissed_by, &u.reported_at) {
+            (Some(s), _, _) => format!("matched to session {}", crate::escape::shown(s)),
+            (_, Some(by), _) => format!(
+                "dismissed by {} at {}: {}",
+                crate::escape::shown(by),
+                u.dismissed_at.as_deref().unwrap_or(""),
+                crate::escape::shown(u.dismiss_reason.as_deref().unwrap_or(""))
+            ),
+            (_, _, Some(at)) => format!("OPEN since {at}"),
+            (_, _, None) => "within its grace window".to_string(),
+        };
+        outln!(
+            "{:>6} {:<10} {:<24} {:<24} {:>16} {:<10} {:<14} {:<24} {state}",
+            u.id,
+            crate::escape::shown(&u.provider),
+            crate::escape::shown(&u.payment_id),
+            crate::escape::shown_or_dash(u.other_id.as_deref()),
+            crate::escape::shown(&amount_of(&u)),
+            crate::escape::shown(&u.provider_status),
+            crate::escape::shown_or_dash(u.receipt.as_deref()),
+            u.first_seen_at,
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `12.50 KES`, or what of it the provider gave.
+fn amount_of(u: &crate::ledger::Unmatched) -> String {
+    match (&u.amount, &u.currency) {
+        (Some(a), Some(c)) => format!("{a} {c}"),
+        (Some(a), None) => a.clone(),
+        (None, _) => "-".into(),
+    }
 }

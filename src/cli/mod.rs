@@ -145,6 +145,16 @@ pub enum Command {
         #[command(subcommand)]
         command: EventsCommand,
     },
+    /// Payments a provider lists as paid that no session holds (open ones unless --all)
+    Unmatched {
+        #[command(subcommand)]
+        command: Option<UnmatchedCommand>,
+        /// Matched and dismissed ones too, and those still within their grace window
+        #[arg(long)]
+        all: bool,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
     /// The ledger itself
     Ledger {
         #[command(subcommand)]
@@ -186,6 +196,21 @@ pub enum LedgerCommand {
         /// The environment variable holding its password (not on the command line)
         #[arg(long)]
         password_env: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UnmatchedCommand {
+    /// Close an open one: a person's decision, recorded with their name, the reason and the time
+    Dismiss {
+        /// Its id (the first column of `payrecon unmatched`)
+        id: i64,
+        /// Who decides [default: $USER]
+        #[arg(long, env = "USER", hide_env_values = true)]
+        by: String,
+        /// Why (a refund made by hand, a test payment, …)
+        #[arg(long)]
+        reason: String,
     },
 }
 
@@ -426,5 +451,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             command: LedgerCommand::Copy { to, password_env },
         } => ledger::copy(&cli, to, password_env.as_deref()),
         Command::Events { command } => events::events(&cli, command),
+        Command::Unmatched {
+            command,
+            all,
+            limit,
+        } => events::unmatched(&cli, command.as_ref(), *all, *limit),
     }
 }

@@ -45,6 +45,13 @@ pub(super) fn stats(cli: &Cli) -> anyhow::Result<ExitCode> {
         st.late_checks_waiting,
         st.anomalies
     );
+    if st.unmatched_open > 0 {
+        outln!(
+            "UNMATCHED PAYMENTS: {} payments the provider lists as paid are held by no session \
+             (`payrecon unmatched`)",
+            st.unmatched_open
+        );
+    }
     if st.unreadable > 0 {
         outln!(
             "UNREADABLE ROWS: {} PENDING sessions rows payrecon cannot read are set aside \

@@ -892,8 +892,8 @@ pub enum Tied {
     /// A session holds it, but it is not this sweep's to decide: final, or leased by another
     /// check.
     Held,
-    /// More than one session holds it, or the one that does cannot be read (the rowids, whose
-    /// leases the sweep gives back): no answer is applied to any of them.
+    /// More than one session holds it, or the one that does cannot be read (their rowids): no
+    /// answer is applied to any of them; they are given back, due now, with the reason.
     Several(Vec<i64>),
     /// No session holds it.
     Nobody,

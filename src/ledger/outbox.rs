@@ -102,9 +102,10 @@ impl Ledger {
         self.tx(Mode::Read, "listing events", |tx| {
             tx.query(
                 concat!(
-                    "SELECT s.session_id, ",
+                    "SELECT coalesce(s.session_id, u.payment_id), ",
                     event_cols!(),
-                    " FROM events e JOIN sessions s ON s.id = e.session \
+                    " FROM events e LEFT JOIN sessions s ON s.id = e.session \
+                     LEFT JOIN unmatched_payments u ON u.id = e.payment \
                      WHERE (?1 = 0 OR e.dead_at IS NOT NULL) ORDER BY e.seq DESC LIMIT ?2"
                 ),
                 vals![i64::from(filter == EventFilter::Dead), limit],

@@ -127,24 +127,31 @@ impl Ledger {
         })
     }
 
-    /// Claims the next sweep of `provider`'s list when it is due (`sweep_due_at` passed, or
-    /// never set): due again at `hold_until` in case this process stops mid-sweep. Returns
-    /// `Some(swept_at)` — how far the list was known before — to the one process that claimed
-    /// it, `None` to every other.
+    /// Claims the next sweep of `provider`'s list when it is due (`sweep_due_at` passed, never
+    /// set, or later than `latest` — no sweep is ever due that far ahead, so such a row was
+    /// written by hand or by a clock that ran ahead, and is not obeyed): due again at
+    /// `hold_until` in case this process stops mid-sweep. Returns `Some(swept_at)` — how far
+    /// the list was known before — to the one process that claimed it, `None` to every other.
     pub fn claim_sweep(
         &self,
         provider: &str,
         now: Timestamp,
         hold_until: Timestamp,
+        latest: Timestamp,
     ) -> Result<Option<Option<Timestamp>>, Error> {
-        let (now, hold) = (clock::format(now), clock::format(hold_until));
+        let (now, hold, latest) = (
+            clock::format(now),
+            clock::format(hold_until),
+            clock::format(latest),
+        );
         self.tx(Mode::Write, "claiming a sweep", |tx| {
             let claimed = tx.query_opt(
                 "INSERT INTO provider_state (provider, sweep_due_at, sweep_started_at) VALUES (?1, ?2, ?3) \
                  ON CONFLICT (provider) DO UPDATE SET sweep_due_at = ?2, sweep_started_at = ?3 \
                  WHERE provider_state.sweep_due_at IS NULL OR provider_state.sweep_due_at <= ?3 \
+                    OR provider_state.sweep_due_at > ?4 \
                  RETURNING swept_at",
-                vals![provider, &hold, &now],
+                vals![provider, &hold, &now, &latest],
                 |r| super::rows::opt_time("swept_at", r.get(0)?),
             )?;
             Ok(claimed)

@@ -506,15 +506,31 @@ impl Ledger {
                     vals![owner, &lease, provider, *id, &now],
                     super::rows::read_session,
                 )?;
+                let rowids: Vec<i64> = claimed
+                    .iter()
+                    .map(|s| s.as_ref().map_or_else(|u| u.rowid, |s| s.rowid))
+                    .collect();
                 let mut claimed = claimed.into_iter();
                 tied.push(match (claimed.next(), claimed.next()) {
                     (Some(Ok(s)), None) => Tied::Claimed(Box::new(s)),
-                    (Some(first), Some(second)) => {
-                        let rowids = [first, second]
-                            .map(|s| s.map_or_else(|u| u.rowid, |s| s.rowid));
-                        Tied::Several(rowids.to_vec())
+                    (Some(_), _) => {
+                        // Two sessions named by one payment, or one payrecon cannot read: given
+                        // back at once, due now, not answered for by the list.
+                        for rowid in &rowids {
+                            tx.exec(
+                                "UPDATE sessions SET lease_owner = NULL, lease_until = NULL, \
+                                 next_check_at = ?1, listed_at = NULL, last_error = ?2 \
+                                 WHERE id = ?3 AND lease_owner = ?4",
+                                vals![
+                                    &now,
+                                    "the provider's list names this payment for more than one session",
+                                    *rowid,
+                                    owner
+                                ],
+                            )?;
+                        }
+                        Tied::Several(rowids)
                     }
-                    (Some(Err(u)), None) => Tied::Several(vec![u.rowid]),
                     (None, _) => {
                         let held: Option<i64> = tx.query_opt(
                             "SELECT id FROM sessions WHERE provider = ?1 AND session_id = ?2 \

@@ -56,6 +56,10 @@ impl SweepPolicy {
     /// How long a claimed sweep is held before another process may take it over (one that
     /// stopped mid-sweep).
     pub const HOLD: Duration = Duration::from_secs(300);
+    /// The longest time between two sweeps. A `sweep_due_at` further ahead than this (and
+    /// [`SweepPolicy::HOLD`]) was not written by a sweep — a hand edit, a clock that ran
+    /// ahead — and is neither waited for nor trusted to put checks off.
+    pub const LONGEST: Duration = Duration::from_secs(600);
 
     /// When the sweep after one that read `pages` pages is due, `open` sessions being open.
     pub fn next_after(pages: u32, open: i64, interval: Option<Duration>) -> Duration {
@@ -63,11 +67,18 @@ impl SweepPolicy {
             .map(|i| i.mul_f64(f64::from(pages.max(1)) / Self::SHARE))
             .unwrap_or_default();
         let next = paced.max(Self::FASTEST);
-        if open == 0 {
+        let next = if open == 0 {
             next.max(Self::IDLE)
         } else {
             next
-        }
+        };
+        next.min(Self::LONGEST)
+    }
+
+    /// The latest a sweep can be due now, by [`SweepPolicy::LONGEST`] and
+    /// [`SweepPolicy::HOLD`].
+    pub fn latest_due(now: Timestamp) -> Timestamp {
+        clock::add(now, Self::LONGEST.max(Self::HOLD) + Duration::from_secs(60))
     }
 
     /// Until when a claimed session's own check is put off, if a sweep will answer for it
@@ -86,7 +97,7 @@ impl SweepPolicy {
         if s.created_at < swept_at && !answered_by_it {
             return None;
         }
-        let next = view.next_due?;
+        let next = view.next_due.filter(|t| *t <= Self::latest_due(now))?;
         Some(clock::add(next.max(now), Duration::from_secs(5)))
     }
 }
@@ -123,8 +134,9 @@ pub async fn sweep(
     let claimed = {
         let name = name.clone();
         let hold = clock::add(started, SweepPolicy::HOLD);
+        let latest = SweepPolicy::latest_due(started);
         ledger
-            .call(move |l| l.claim_sweep(&name, started, hold))
+            .call(move |l| l.claim_sweep(&name, started, hold, latest))
             .await?
     };
     let Some(swept_at) = claimed else {
@@ -179,17 +191,31 @@ pub async fn sweep(
             .filter_map(|i| i.created_at)
             .any(|t| t < horizon);
         let last = page.items.is_empty() || page.next_cursor.is_none() || reached_horizon;
-        take_page(ledger, p, cfg, opts, page.items, &mut report).await?;
+        if let Err(e) = take_page(ledger, p, cfg, opts, page.items, &mut report).await {
+            report.error = Some(format!("recording what the list says: {e}"));
+            break;
+        }
         if last {
             break;
         }
         cursor = page.next_cursor;
     }
 
-    settle_sighted(ledger, p, cfg, opts, reach.unmatched_after, &mut report).await?;
-    let matched = ledger.call(|l| l.match_unmatched(clock::now())).await?;
-    report.matched += matched.len() as u64;
-    super::announce(cfg, opts, &matched);
+    // Payments no session holds: a failure here is logged; the sweep itself still ends, so
+    // the next one comes on time.
+    let unmatched = async {
+        settle_sighted(ledger, p, cfg, opts, reach.unmatched_after, &mut report).await?;
+        ledger.call(|l| l.match_unmatched(clock::now())).await
+    };
+    match unmatched.await {
+        Ok(matched) => {
+            report.matched += matched.len() as u64;
+            super::announce(cfg, opts, &matched);
+        }
+        Err(e) => {
+            tracing::error!(provider = %p.name, error = %e, "could not settle payments no session holds; trying again at the next sweep");
+        }
+    }
 
     let interval = p
         .budget
@@ -254,15 +280,8 @@ async fn take_page(
                 records.push(answer_of(&s, item.facts, reach.using, cfg, opts, now));
             }
             Tied::Several(rowids) => {
-                tracing::error!(provider = %p.name, payment_id = %provider::clip(&item.id),
-                    "a listed payment is held by more than one session (or by a row payrecon cannot read): not applied to any");
-                records.extend(rowids.into_iter().map(|rowid| Record::Release {
-                    rowid,
-                    last_error: Some(format!(
-                        "the provider's list names {} for more than one session",
-                        provider::clip(&item.id)
-                    )),
-                }));
+                tracing::error!(provider = %p.name, payment_id = %provider::clip(&item.id), rowids = ?rowids,
+                    "a listed payment is held by more than one session (or by a row payrecon cannot read): applied to none; they are checked one by one");
             }
             Tied::Held => {}
             Tied::Nobody if item.facts.mapped == Mapped::Paid => {

@@ -16,3 +16,4 @@ mod providers;
 mod reconcile;
 mod rules;
 mod support;
+mod sweeps;

@@ -681,7 +681,8 @@ async fn the_api_publishes_the_document_it_answers_by() {
             "/v1/sessions",
             "/v1/sessions/{provider}/{session_id}",
             "/v1/sessions/{provider}/{session_id}/hint",
-            "/v1/sessions/{provider}/{session_id}/verify"
+            "/v1/sessions/{provider}/{session_id}/verify",
+            "/v1/unmatched"
         ]
     );
     let request = &doc["components"]["schemas"]["SessionRequest"];

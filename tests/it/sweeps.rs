@@ -1,0 +1,558 @@
+//! Sweeps of a provider's list of payments (Moflay's `GET /v1/transactions`): listed payments
+//! tied to sessions only by an id the ledger holds and decided as answers, sessions a sweep
+//! answers for not asked about one by one, payments no session holds reported and matched, and
+//! the bounds on a hostile list. Against the simulator, the documented page served verbatim,
+//! and hostile servers, over loopback.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::extract::Query;
+use axum::routing::get;
+use serde_json::json;
+
+use crate::support::canned::Canned;
+use crate::support::{DirectSql, Engine, Env, count, one, output, text};
+use payrecon::ledger::Ledger;
+
+fn status(l: &Ledger, id: &str) -> String {
+    one(
+        l,
+        &format!("SELECT status FROM sessions WHERE session_id = '{id}'"),
+    )
+}
+
+/// The simulator's five providers, `rate_limit = "off"`, with these lines added to Moflay's
+/// table.
+fn with_moflay(env: &mut Env, moflay_lines: &str) {
+    let providers = payrecon::simulator::providers_toml(&env.base_url, "SIM_KEY", "SIM_PUB", "off")
+        .replace(
+            "kind = \"moflay\"\n",
+            &format!("kind = \"moflay\"\n{moflay_lines}\n"),
+        );
+    std::fs::write(
+        &env.config_path,
+        crate::support::config_with(&env.location, &providers),
+    )
+    .unwrap();
+    env.vars.push(("SIM_KEY".into(), "k".into()));
+    env.vars.push(("SIM_PUB".into(), "p".into()));
+}
+
+/// A payment Moflay lists (`trxn_…`) with its `pay_…` id, registered at the simulator.
+fn listed(env: &Env, pay: &str, trxn: &str, amount: &str, behaviour: &str) {
+    env.sim
+        .insert_listed(pay, trxn, amount, "ORD", "KES", behaviour.parse().unwrap());
+}
+
+/// The real binary with this env's config and `args`.
+fn cmd(env: &Env, args: &[&str]) -> std::process::Command {
+    let mut c = env.cmd();
+    c.args(args);
+    c
+}
+
+/// The next sweep is due now (sweeps between passes are otherwise seconds to minutes apart).
+fn sweep_due_now(l: &Ledger) {
+    l.execute_batch("UPDATE provider_state SET sweep_due_at = NULL")
+        .unwrap();
+}
+
+async fn listed_payments_are_answers_tied_only_by_an_id_the_ledger_holds(engine: Engine) {
+    let mut env = Env::start_on(engine).await;
+    with_moflay(&mut env, "");
+    let l = env.ledger();
+    listed(&env, "pay_a", "trxn_a", "100.00", "complete");
+    listed(&env, "pay_b", "trxn_b", "100.00", "fail");
+    listed(&env, "pay_c", "trxn_c", "100.00", "complete.after-600000");
+    listed(&env, "trxn_d", "trxn_d", "100.00", "complete");
+    listed(&env, "pay_f", "trxn_f", "100.00", "amount");
+    // Listed too, but the ledger holds only its `pay_…` id: the list cannot name it.
+    listed(&env, "pay_e", "trxn_e", "100.00", "complete");
+    l.execute_batch(
+        "INSERT INTO sessions (provider, session_id, provider_ref, amount, currency, reference) VALUES \
+           ('moflay', 'pay_a', 'trxn_a', '100.00', 'KES', 'ORD'), \
+           ('moflay', 'pay_b', 'trxn_b', '100.00', 'KES', 'ORD'), \
+           ('moflay', 'pay_c', 'trxn_c', '100.00', 'KES', 'ORD'), \
+           ('moflay', 'pay_f', 'trxn_f', '100.00', 'KES', 'ORD'), \
+           ('moflay', 'pay_e', NULL, '100.00', 'KES', 'ORD'); \
+         INSERT INTO sessions (provider, session_id, amount, currency) VALUES ('moflay', 'trxn_d', '100.00', 'KES');",
+    )
+    .unwrap();
+    let report = env.pass(&l, "p").await;
+    assert!(report.list_pages >= 1, "{report:?}");
+    assert_eq!(status(&l, "pay_a"), "COMPLETED");
+    assert_eq!(status(&l, "pay_b"), "FAILED");
+    assert_eq!(status(&l, "pay_c"), "PENDING");
+    assert_eq!(status(&l, "trxn_d"), "COMPLETED");
+    assert_eq!(status(&l, "pay_f"), "REVIEW", "the list's amount is 1.00");
+    assert_eq!(status(&l, "pay_e"), "COMPLETED", "checked on its own");
+    // Decided from the list: no status call for them; the list carries no accountReference,
+    // so the event says amount and currency were compared, not the reference.
+    for id in ["pay_a", "pay_b", "pay_c", "trxn_d", "pay_f"] {
+        assert_eq!(env.sim.polls(id), 0, "{id} was asked about on its own");
+    }
+    assert_eq!(env.sim.polls("pay_e"), 1);
+    let compared = one(
+        &l,
+        "SELECT e.payload FROM events e JOIN sessions s ON s.id = e.session WHERE s.session_id = 'pay_a'",
+    );
+    assert!(
+        compared.contains(r#""compared":["amount","currency"]"#),
+        "{compared}"
+    );
+    assert_eq!(
+        one(
+            &l,
+            "SELECT reason FROM transitions t JOIN sessions s ON s.id = t.session WHERE s.session_id = 'pay_f'"
+        ),
+        "amount differs: ledger 100.00, provider 1.00 (underpaid by 99.00)"
+    );
+    // pay_c is still pending at the provider: an answered check, and not asked about on its
+    // own while sweeps answer for it — even once it is due.
+    assert_eq!(
+        one(
+            &l,
+            "SELECT answered_checks FROM sessions WHERE session_id = 'pay_c'"
+        ),
+        "1"
+    );
+    l.execute_batch(
+        "UPDATE sessions SET next_check_at = '2000-01-01T00:00:00.000Z' WHERE session_id = 'pay_c'",
+    )
+    .unwrap();
+    env.pass(&l, "p").await;
+    assert_eq!(env.sim.polls("pay_c"), 0, "put off to the next sweep");
+    assert!(
+        one(
+            &l,
+            "SELECT next_check_at FROM sessions WHERE session_id = 'pay_c'"
+        )
+        .as_str()
+            > "2001",
+        "due again after the next sweep"
+    );
+    // The paid trxn_e no session holds by that id was sighted, then matched once pay_e's own
+    // answer filled its provider_ref: never reported.
+    sweep_due_now(&l);
+    env.pass(&l, "p").await;
+    assert_eq!(
+        count(
+            &l,
+            "SELECT count(*) FROM events WHERE type LIKE 'payment.%'"
+        ),
+        0
+    );
+}
+
+async fn a_payment_no_session_holds_is_reported_matched_or_dismissed(engine: Engine) {
+    let mut env = Env::start_on(engine).await;
+    with_moflay(&mut env, "unmatched_after = \"1s\"");
+    let l = env.ledger();
+    // Paid at the provider; the application crashed before its INSERT.
+    listed(&env, "pay_lost", "trxn_lost", "250.00", "complete");
+    listed(&env, "pay_gone", "trxn_gone", "75.50", "complete");
+    // Not paid: never reported.
+    listed(
+        &env,
+        "pay_wait",
+        "trxn_wait",
+        "10.00",
+        "complete.after-600000",
+    );
+    env.pass(&l, "p").await;
+    assert_eq!(
+        count(
+            &l,
+            "SELECT count(*) FROM unmatched_payments WHERE reported_at IS NULL"
+        ),
+        2,
+        "sighted, within the grace window"
+    );
+    assert_eq!(count(&l, "SELECT count(*) FROM events"), 0);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    sweep_due_now(&l);
+    let report = env.pass(&l, "p").await;
+    assert_eq!(report.unmatched, 2, "{report:?}");
+    // One lookup each, by the listed id: it gave the other id.
+    assert_eq!(
+        one(
+            &l,
+            "SELECT other_id FROM unmatched_payments WHERE payment_id = 'trxn_lost'"
+        ),
+        "pay_lost"
+    );
+    let event = one(
+        &l,
+        "SELECT e.payload FROM events e JOIN unmatched_payments u ON u.id = e.payment \
+         WHERE u.payment_id = 'trxn_lost' AND e.type = 'payment.unmatched'",
+    );
+    let v: serde_json::Value = serde_json::from_str(&event).unwrap();
+    assert_eq!(v["data"]["amount"], "250.00");
+    assert_eq!(v["data"]["currency"], "KES");
+    assert_eq!(v["data"]["provider_status"], "completed");
+    assert_eq!(v["data"]["other_id"], "pay_lost");
+    // The command line lists them; stats says so.
+    let (out, _) = text(&output(cmd(&env, &["unmatched"])).await);
+    assert!(
+        out.contains("trxn_lost") && out.contains("250.00 KES") && out.contains("OPEN"),
+        "{out}"
+    );
+    let (stats, _) = text(&output(cmd(&env, &["stats"])).await);
+    assert!(stats.contains("UNMATCHED PAYMENTS: 2"), "{stats}");
+    // The application writes its session late, by the `pay_…` id only: matched, with an event.
+    l.execute_batch(
+        "INSERT INTO sessions (provider, session_id, amount, currency) VALUES ('moflay', 'pay_lost', '250.00', 'KES')",
+    )
+    .unwrap();
+    sweep_due_now(&l);
+    env.pass(&l, "p").await;
+    let matched = one(
+        &l,
+        "SELECT e.payload FROM events e WHERE e.type = 'payment.matched'",
+    );
+    assert!(matched.contains(r#""session_id":"pay_lost""#), "{matched}");
+    // A person dismisses the other, with their name and reason; twice is refused.
+    let id = one(
+        &l,
+        "SELECT id FROM unmatched_payments WHERE payment_id = 'trxn_gone'",
+    );
+    let o = output(cmd(
+        &env,
+        &[
+            "unmatched",
+            "dismiss",
+            &id,
+            "--by",
+            "alice",
+            "--reason",
+            "refunded by hand",
+        ],
+    ))
+    .await;
+    assert!(o.status.success(), "{:?}", text(&o));
+    assert_eq!(
+        one(
+            &l,
+            "SELECT dismissed_by || ' / ' || dismiss_reason FROM unmatched_payments WHERE payment_id = 'trxn_gone'"
+        ),
+        "alice / refunded by hand"
+    );
+    let again = output(cmd(
+        &env,
+        &[
+            "unmatched",
+            "dismiss",
+            &id,
+            "--by",
+            "bob",
+            "--reason",
+            "again",
+        ],
+    ))
+    .await;
+    assert_eq!(again.status.code(), Some(2), "{:?}", text(&again));
+    assert!(text(&again).1.contains("already dismissed"));
+    assert_eq!(
+        count(
+            &l,
+            "SELECT count(*) FROM unmatched_payments WHERE reported_at IS NOT NULL \
+             AND matched_at IS NULL AND dismissed_at IS NULL"
+        ),
+        0
+    );
+    // Never a session transition, and the unpaid one was never recorded.
+    assert_eq!(
+        count(
+            &l,
+            "SELECT count(*) FROM unmatched_payments WHERE payment_id = 'trxn_wait'"
+        ),
+        0
+    );
+}
+
+crate::on_both_engines!(
+    listed_payments_are_answers_tied_only_by_an_id_the_ledger_holds,
+    a_payment_no_session_holds_is_reported_matched_or_dismissed,
+);
+
+/// The list page of docs.moflay.com served verbatim (one completed payment of 1000 minor units
+/// of KES, a next page): a session holding its `trxn_…` id completes from it, compared on amount
+/// and currency, with its receipt; the sweep stops at the page whose payments are older than
+/// the open sessions, though the page says there is a next one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_documented_list_page_is_read_as_moflay_publishes_it() {
+    let body = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/lists/moflay/docs-list-transactions.json"),
+    )
+    .unwrap();
+    let server = Canned::start(200, vec![], body).await;
+    let mut env = Env::start().await;
+    let table = format!(
+        "[providers.moflay]\nkind = \"moflay\"\nbase_url = \"{}\"\napi_key_env = \"K\"\nrate_limit = \"off\"\n",
+        server.url
+    );
+    std::fs::write(
+        &env.config_path,
+        crate::support::config_with(&env.location, &table),
+    )
+    .unwrap();
+    env.vars.push(("K".into(), "mof_live_k".into()));
+    let l = env.ledger();
+    l.execute_batch(
+        "INSERT INTO sessions (provider, session_id, provider_ref, amount, currency, reference) \
+         VALUES ('moflay', 'pay_docs', 'trxn_ABC123DEF456GHI', '10.00', 'KES', 'Order12345')",
+    )
+    .unwrap();
+    let report = env.pass(&l, "p").await;
+    assert_eq!(report.list_pages, 1, "{report:?}");
+    assert_eq!(
+        server.requests.load(Ordering::Relaxed),
+        1,
+        "one list call, no status call"
+    );
+    assert_eq!(status(&l, "pay_docs"), "COMPLETED");
+    assert_eq!(
+        one(
+            &l,
+            "SELECT transaction_id FROM sessions WHERE session_id = 'pay_docs'"
+        ),
+        "QMF7MBB5ED"
+    );
+    let payload = one(&l, "SELECT payload FROM events");
+    assert!(
+        payload.contains(r#""compared":["amount","currency"]"#),
+        "{payload}"
+    );
+}
+
+/// What a hostile list server does.
+#[derive(Clone, Copy)]
+enum ListServer {
+    /// A new page of 100 fresh payments, always with a next page.
+    Endless,
+    /// 400 `validation_error` for `limit` above 10 (the other documented reading), else a page.
+    TenAtMost,
+    /// One payment named by the ids of two sessions at once.
+    Twice,
+}
+
+async fn list_server(mode: ListServer) -> (String, Arc<AtomicU64>) {
+    let calls = Arc::new(AtomicU64::new(0));
+    let c = calls.clone();
+    let handler = move |Query(q): Query<std::collections::HashMap<String, String>>| {
+        let c = c.clone();
+        async move {
+            let n = c.fetch_add(1, Ordering::Relaxed);
+            let now = payrecon::clock::format(payrecon::clock::now());
+            let item = |id: String| {
+                json!({"id": id, "status": "completed", "amount": 10000, "currency": "KES",
+                       "createdAt": now, "paidAt": now})
+            };
+            let limit: usize = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(10);
+            let (code, body) = match mode {
+                ListServer::Endless => (
+                    200,
+                    json!({"data": (0..limit).map(|i| item(format!("trxn_p{n}_{i}"))).collect::<Vec<_>>(),
+                           "meta": {"cursor": format!("c{n}"), "hasNextPage": true}}),
+                ),
+                ListServer::TenAtMost if limit > 10 => (
+                    400,
+                    json!({"error": {"status": 400, "code": "validation_error", "message": "limit must be at most 10"}}),
+                ),
+                ListServer::TenAtMost => (
+                    200,
+                    json!({"data": [item("trxn_ten".into())], "meta": {"hasNextPage": false}}),
+                ),
+                ListServer::Twice => (
+                    200,
+                    json!({"data": [item("trxn_twice".into())], "meta": {"hasNextPage": false}}),
+                ),
+            };
+            (
+                axum::http::StatusCode::from_u16(code).unwrap(),
+                [("content-type", "application/json")],
+                body.to_string(),
+            )
+        }
+    };
+    let app = axum::Router::new().route("/v1/transactions", get(handler));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, calls)
+}
+
+async fn env_on(url: &str) -> Env {
+    let mut env = Env::start().await;
+    let table = format!(
+        "[providers.moflay]\nkind = \"moflay\"\nbase_url = \"{url}\"\napi_key_env = \"K\"\nrate_limit = \"off\"\n"
+    );
+    std::fs::write(
+        &env.config_path,
+        crate::support::config_with(&env.location, &table),
+    )
+    .unwrap();
+    env.vars.push(("K".into(), "mof_live_k".into()));
+    env
+}
+
+/// A list that never ends is read 20 pages at most per sweep; the sweep says it stopped short,
+/// and while it does, sessions in reach are checked one by one again (not put off).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endless_list_is_read_a_bounded_number_of_pages() {
+    let (url, calls) = list_server(ListServer::Endless).await;
+    let env = env_on(&url).await;
+    let l = env.ledger();
+    l.execute_batch(
+        "INSERT INTO sessions (provider, session_id, provider_ref) VALUES ('moflay', 'pay_x', 'trxn_x')",
+    )
+    .unwrap();
+    let report = env.pass(&l, "p").await;
+    assert_eq!(report.list_pages, 20, "{report:?}");
+    assert_eq!(calls.load(Ordering::Relaxed), 20);
+    assert!(
+        one(
+            &l,
+            "SELECT sweep_error FROM provider_state WHERE provider = 'moflay'"
+        )
+        .contains("the most one sweep reads")
+    );
+    // 2,000 paid payments no session holds: sighted, bounded by what was read.
+    assert_eq!(count(&l, "SELECT count(*) FROM unmatched_payments"), 2000);
+    // pay_x was asked about on its own (the server has no status route: a 404 without
+    // Moflay's envelope, a failed call), not put off to a sweep that stops short.
+    assert_eq!(
+        one(&l, "SELECT checks FROM sessions WHERE session_id = 'pay_x'"),
+        "1"
+    );
+}
+
+/// Moflay's pages disagree on the most a page may hold (100 or 10): a provider that refuses 100
+/// is asked for 10 from then on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_page_size_is_asked_again_smaller() {
+    let (url, calls) = list_server(ListServer::TenAtMost).await;
+    let env = env_on(&url).await;
+    let l = env.ledger();
+    l.execute_batch(
+        "INSERT INTO sessions (provider, session_id, provider_ref, amount, currency) \
+         VALUES ('moflay', 'pay_ten', 'trxn_ten', '100.00', 'KES')",
+    )
+    .unwrap();
+    env.pass(&l, "p").await;
+    assert_eq!(calls.load(Ordering::Relaxed), 2, "100 refused, then 10");
+    assert_eq!(status(&l, "pay_ten"), "COMPLETED");
+}
+
+/// One listed payment that two sessions hold (one by its id, one by its provider_ref): the
+/// answer is applied to neither; both are given back with the reason, to be checked one by one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_two_sessions_hold_is_applied_to_neither() {
+    let (url, _) = list_server(ListServer::Twice).await;
+    let env = env_on(&url).await;
+    let l = env.ledger();
+    l.execute_batch(
+        "INSERT INTO sessions (provider, session_id) VALUES ('moflay', 'trxn_twice'); \
+         INSERT INTO sessions (provider, session_id, provider_ref) VALUES ('moflay', 'pay_twice', 'trxn_twice');",
+    )
+    .unwrap();
+    env.pass(&l, "p").await;
+    assert_eq!(
+        count(&l, "SELECT count(*) FROM sessions WHERE status = 'PENDING'"),
+        2
+    );
+    assert_eq!(count(&l, "SELECT count(*) FROM transitions"), 0);
+    assert_eq!(count(&l, "SELECT count(*) FROM unmatched_payments"), 0);
+}
+
+/// A `provider_state` row that says the next sweep is due in 9999 (a hand edit, a clock that
+/// ran ahead) neither stops sweeps nor puts sessions off until then: the sweep runs, and the
+/// session completes from the list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sweep_due_in_the_far_future_is_not_obeyed() {
+    let mut env = Env::start().await;
+    with_moflay(&mut env, "");
+    let l = env.ledger();
+    listed(&env, "pay_far", "trxn_far", "100.00", "complete");
+    l.execute_batch(
+        "INSERT INTO provider_state (provider, sweep_due_at, swept_at) \
+           VALUES ('moflay', '9999-12-31T00:00:00.000Z', '2000-01-01T00:00:00.000Z'); \
+         INSERT INTO sessions (provider, session_id, provider_ref, amount, currency) \
+           VALUES ('moflay', 'pay_far', 'trxn_far', '100.00', 'KES');",
+    )
+    .unwrap();
+    let report = env.pass(&l, "p").await;
+    assert!(report.list_pages >= 1, "{report:?}");
+    assert_eq!(status(&l, "pay_far"), "COMPLETED");
+    assert!(
+        one(
+            &l,
+            "SELECT sweep_due_at FROM provider_state WHERE provider = 'moflay'"
+        )
+        .as_str()
+            < "9999",
+        "a sweep's own due time replaced it"
+    );
+}
+
+/// `GET /v1/unmatched` lists open unmatched payments behind the API's token, newest first;
+/// `?all=true` shows the settled ones too; a bad query is a 400.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_lists_unmatched_payments_behind_its_token() {
+    let mut env = Env::start().await;
+    with_moflay(&mut env, "");
+    env.set("cron", "\"0 0 0 1 1 *\""); // no scheduled pass
+    env.vars
+        .push(("PAYRECON_TEST_API_TOKEN".into(), "tok_unmatched".into()));
+    let (admin, api) = crate::ops::listeners(&env, true);
+    let l = env.ledger();
+    l.execute_batch(
+        "INSERT INTO unmatched_payments (provider, payment_id, other_id, amount, currency, provider_status, \
+           first_seen_at, last_seen_at, reported_at) VALUES \
+           ('moflay', 'trxn_open', 'pay_open', '12.50', 'KES', 'completed', \
+            '2026-12-01T10:00:00.000Z', '2026-12-01T10:05:00.000Z', '2026-12-01T10:05:00.000Z'), \
+           ('moflay', 'trxn_young', NULL, '1.00', 'KES', 'completed', \
+            '2026-12-01T10:00:00.000Z', '2026-12-01T10:00:00.000Z', NULL);",
+    )
+    .unwrap();
+    let _d = crate::ops::daemon(&env, &[&admin, &api]).await;
+    let client = reqwest::Client::new();
+    let get = |q: &str, token: Option<&str>| {
+        let mut r = client.get(format!("{api}/v1/unmatched{q}"));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send()
+    };
+    assert_eq!(get("", None).await.unwrap().status(), 401);
+    let open: serde_json::Value = serde_json::from_str(
+        &get("", Some("tok_unmatched"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(open.as_array().unwrap().len(), 1, "{open}");
+    assert_eq!(open[0]["payment_id"], "trxn_open");
+    assert_eq!(open[0]["other_id"], "pay_open");
+    assert_eq!(open[0]["amount"], "12.50");
+    let all: serde_json::Value = serde_json::from_str(
+        &get("?all=true", Some("tok_unmatched"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(all.as_array().unwrap().len(), 2, "{all}");
+    for bad in ["?limit=0", "?limit=1001", "?all=maybe"] {
+        let r = get(bad, Some("tok_unmatched")).await.unwrap();
+        assert_eq!(r.status(), 400, "{bad}");
+    }
+}
