@@ -12,6 +12,7 @@
 
 mod bench;
 mod flood;
+mod moflay;
 mod soak;
 mod truth;
 
@@ -58,6 +59,15 @@ struct Cli {
     /// Run only row 9, a flood of callbacks (under a minute)
     #[arg(long)]
     flood_only: bool,
+    /// Run only row 10, Moflay at its production limits (a few minutes)
+    #[arg(long)]
+    moflay_only: bool,
+    /// Row 10: real minutes of session arrivals
+    #[arg(long, default_value_t = 30.0)]
+    moflay_minutes: f64,
+    /// Row 10: time compression
+    #[arg(long, default_value_t = 30.0)]
+    moflay_compress: f64,
     /// Row 8: time compression (delays and schedules divided, limits multiplied)
     #[arg(long, default_value_t = 10.0)]
     compress: f64,
@@ -156,6 +166,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 output: cli.output,
                 truth_only: cli.truth_only,
                 flood_only: cli.flood_only,
+                moflay_only: cli.moflay_only,
+                moflay: moflay::MoflayOptions {
+                    compress: cli.moflay_compress,
+                    arrivals: std::time::Duration::from_secs_f64(cli.moflay_minutes * 60.0),
+                    ..moflay::MoflayOptions::default()
+                },
                 truth: truth::TruthOptions {
                     compress: cli.compress,
                     arrivals: std::time::Duration::from_secs_f64(cli.truth_minutes * 60.0),

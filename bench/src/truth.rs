@@ -166,6 +166,11 @@ pub(crate) async fn provider(limit: usize, stop: &CancellationToken) -> anyhow::
 }
 
 impl Provider {
+    /// When each request arrived, after `since`.
+    pub(crate) fn arrivals_since(&self, since: Instant) -> Vec<Duration> {
+        self.arrivals.times_since(since)
+    }
+
     /// Requests the simulator answered 429 (beyond the limit).
     pub(crate) fn refused(&self) -> u64 {
         self.limiter.refused.load(Ordering::Relaxed)

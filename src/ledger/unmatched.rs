@@ -216,6 +216,26 @@ impl Ledger {
         })
     }
 
+    /// Whether some PENDING session of `provider` is named by neither form of the list's ids
+    /// (`id_prefix`): its `session_id` is not one and it has no `provider_ref`. Only then might
+    /// the ledger hold a listed payment under its other id, and a lookup is worth its call.
+    pub fn pending_out_of_reach(&self, provider: &str, id_prefix: &str) -> Result<bool, Error> {
+        self.tx(
+            Mode::Read,
+            "looking for sessions out of a list's reach",
+            |tx| {
+                let n: i64 = tx.query_one(
+                    "SELECT count(*) FROM (SELECT 1 FROM sessions WHERE status = 'PENDING' \
+                 AND provider = ?1 AND provider_ref IS NULL \
+                 AND substr(session_id, 1, length(?2)) <> ?2 LIMIT 1) AS out_of_reach",
+                    vals![provider, id_prefix],
+                    |r| r.get(0),
+                )?;
+                Ok(n > 0)
+            },
+        )
+    }
+
     /// Settles a sighted payment after its grace window, with its other id when the lookup gave
     /// one: matched when a session holds either id, else reported with `payment.unmatched`.
     pub fn settle_unmatched(

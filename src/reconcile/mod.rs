@@ -122,6 +122,8 @@ pub struct PassReport {
     pub unreadable: u64,
     /// Pages of providers' lists read by sweeps.
     pub list_pages: u64,
+    /// Sessions answered for by those pages (counted in `transitions` and `still_pending` too).
+    pub from_lists: u64,
     /// Payments no session holds, reported.
     pub unmatched: u64,
     pub ledger_errors: u64,
@@ -166,7 +168,10 @@ impl PassReport {
             parts.push(format!("{} unreadable rows set aside", self.unreadable));
         }
         if self.list_pages > 0 {
-            parts.push(format!("{} list pages read", self.list_pages));
+            parts.push(format!(
+                "{} list pages read, answering for {} sessions",
+                self.list_pages, self.from_lists
+            ));
         }
         if self.unmatched > 0 {
             parts.push(format!(
@@ -304,6 +309,12 @@ async fn sweep_lists(
                 let mut rep = report_mut(report);
                 rep.list_pages += u64::from(r.pages);
                 rep.unmatched += r.reported;
+                for (status, n) in &r.recorded.transitions {
+                    *rep.transitions.entry(*status).or_default() += n;
+                }
+                rep.still_pending += r.recorded.still_pending;
+                rep.released += r.recorded.released;
+                rep.from_lists += r.recorded.resolved() + r.recorded.still_pending;
             }
             Ok(None) => {}
             Err(e) => {

@@ -27,8 +27,10 @@ use crate::provider::{self, Answer, ListUse, Mapped, Provider};
 ///    call, so together nothing exceeds the `rate_limit`.
 /// 2. Its cadence follows the open set: the next sweep is due after the pages this one read,
 ///    at the budget's pace, divided by [`SweepPolicy::SHARE`] (so at least the rest is left for
-///    per-session checks), never sooner than [`SweepPolicy::FASTEST`]; with no open session it
-///    sweeps every [`SweepPolicy::IDLE`], for payments the ledger never heard of.
+///    per-session checks), never sooner than a 90th of `list_window` (10 s at the default 15
+///    minutes); with no open session, every 7.5th of it (2 minutes), for payments the ledger
+///    never heard of. (Every span of a sweep is a part of `list_window`, so a benchmark that
+///    compresses time compresses them with it.)
 /// 3. A session within a sweep's reach (its `session_id` or `provider_ref` has the form of the
 ///    list's ids, created within `list_window`) is not checked on its own while sweeps read their
 ///    pages, when the last full sweep either began after the session was written or answered
@@ -41,16 +43,17 @@ pub struct SweepPolicy;
 impl SweepPolicy {
     /// The part of the budget's pace sweeps plan to use at most.
     pub const SHARE: f64 = 0.8;
-    /// The shortest time between two sweeps of one provider.
-    pub const FASTEST: Duration = Duration::from_secs(10);
-    /// The time between sweeps while no session of the provider is open.
-    pub const IDLE: Duration = Duration::from_secs(120);
+    /// The shortest time between two sweeps, as a part of `list_window`.
+    pub const FASTEST: f64 = 1.0 / 90.0;
+    /// The time between sweeps while no session of the provider is open, as a part of
+    /// `list_window`.
+    pub const IDLE: f64 = 1.0 / 7.5;
     /// The most pages one sweep reads: at 100 a page, 2,000 payments.
     pub const MAX_PAGES: u32 = 20;
-    /// How much earlier than the open sessions (and the last sweep) a sweep reads: the
-    /// provider's clock and ours may differ, and a payment may be listed a little after it was
-    /// created.
-    pub const SKEW: Duration = Duration::from_secs(120);
+    /// How much earlier than the open sessions (and the last sweep) a sweep reads, as a part of
+    /// `list_window`: the provider's clock and ours may differ, and a payment may be listed a
+    /// little after it was created.
+    pub const SKEW: f64 = 1.0 / 7.5;
     /// Unmatched payments looked up per sweep at most (each is one status call).
     pub const LOOKUPS: u32 = 4;
     /// How long a claimed sweep is held before another process may take it over (one that
@@ -61,14 +64,20 @@ impl SweepPolicy {
     /// ahead — and is neither waited for nor trusted to put checks off.
     pub const LONGEST: Duration = Duration::from_secs(600);
 
-    /// When the sweep after one that read `pages` pages is due, `open` sessions being open.
-    pub fn next_after(pages: u32, open: i64, interval: Option<Duration>) -> Duration {
+    /// When the sweep after one that read `pages` pages is due, `open` sessions being open, at
+    /// a budget that spaces calls `interval` apart (`None`: no budget), for a `window`.
+    pub fn next_after(
+        pages: u32,
+        open: i64,
+        interval: Option<Duration>,
+        window: Duration,
+    ) -> Duration {
         let paced = interval
             .map(|i| i.mul_f64(f64::from(pages.max(1)) / Self::SHARE))
             .unwrap_or_default();
-        let next = paced.max(Self::FASTEST);
+        let next = paced.max(window.mul_f64(Self::FASTEST));
         let next = if open == 0 {
-            next.max(Self::IDLE)
+            next.max(window.mul_f64(Self::IDLE))
         } else {
             next
         };
@@ -106,6 +115,8 @@ impl SweepPolicy {
 #[derive(Debug, Default, Clone)]
 pub struct SweepReport {
     pub pages: u32,
+    /// What the listed answers it recorded did, as a pass counts its own.
+    pub recorded: super::PassReport,
     pub listed: u64,
     /// Tied payments decided as answers, or made due to be confirmed.
     pub tied: u64,
@@ -150,7 +161,7 @@ pub async fn sweep(
     // window.
     let floor = clock::sub(started, reach.window);
     let back_to = oldest.unwrap_or(started).min(swept_at.unwrap_or(floor));
-    let horizon = clock::sub(back_to, SweepPolicy::SKEW).max(floor);
+    let horizon = clock::sub(back_to, reach.window.mul_f64(SweepPolicy::SKEW)).max(floor);
 
     let mut report = SweepReport::default();
     let mut cursor: Option<String> = None;
@@ -203,15 +214,15 @@ pub async fn sweep(
 
     // Payments no session holds: a failure here is logged; the sweep itself still ends, so
     // the next one comes on time.
+    // Matched first: a sighted payment a session now holds needs no lookup.
     let unmatched = async {
-        settle_sighted(ledger, p, cfg, opts, reach.unmatched_after, &mut report).await?;
-        ledger.call(|l| l.match_unmatched(clock::now())).await
+        let matched = ledger.call(|l| l.match_unmatched(clock::now())).await?;
+        report.matched += matched.len() as u64;
+        super::announce(cfg, opts, &matched);
+        settle_sighted(ledger, p, cfg, opts, reach.unmatched_after, &mut report).await
     };
     match unmatched.await {
-        Ok(matched) => {
-            report.matched += matched.len() as u64;
-            super::announce(cfg, opts, &matched);
-        }
+        Ok(()) => {}
         Err(e) => {
             tracing::error!(provider = %p.name, error = %e, "could not settle payments no session holds; trying again at the next sweep");
         }
@@ -223,7 +234,7 @@ pub async fn sweep(
         .map(|b| Duration::from_micros(b.interval_us.max(0) as u64));
     let next = clock::add(
         clock::now(),
-        SweepPolicy::next_after(report.pages, open, interval),
+        SweepPolicy::next_after(report.pages, open, interval, reach.window),
     );
     {
         let mut view = lock(&p.sweeps);
@@ -300,6 +311,7 @@ async fn take_page(
         }
     }
     if !records.is_empty() {
+        report.recorded.count(&records);
         super::record(ledger, cfg, opts, records).await?;
     }
     if !sightings.is_empty() {
@@ -344,9 +356,12 @@ fn answer_of(
     }
 }
 
-/// Sighted payments past `unmatched_after`: each looked up once by its own id (its other id
-/// comes back), then matched to the session holding either id — whose answer this lookup is —
-/// or reported.
+/// Sighted payments past `unmatched_after`: matched to the session holding either id, or
+/// reported. Each is first looked up once by its own id (its other id comes back, and the
+/// answer is the holder's status answer) — but only while the ledger might hold it under that
+/// other id, that is while some PENDING session of the provider is out of the list's reach; at
+/// most [`SweepPolicy::LOOKUPS`] such calls a sweep. Without that, each is settled at once, no
+/// call made.
 async fn settle_sighted(
     ledger: &Ledger,
     p: &Provider,
@@ -355,15 +370,25 @@ async fn settle_sighted(
     after: Duration,
     report: &mut SweepReport,
 ) -> Result<(), ledger::Error> {
+    let Some(reach) = p.list else {
+        return Ok(());
+    };
+    let name = p.name.clone();
+    let lookups = ledger
+        .call(move |l| l.pending_out_of_reach(&name, reach.id_prefix))
+        .await?;
+    let most = if lookups { SweepPolicy::LOOKUPS } else { 100 };
     let name = p.name.clone();
     let due = ledger
-        .call(move |l| {
-            l.unmatched_due(&name, clock::sub(clock::now(), after), SweepPolicy::LOOKUPS)
-        })
+        .call(move |l| l.unmatched_due(&name, clock::sub(clock::now(), after), most))
         .await?;
     for u in due {
         let u_payment_id = u.payment_id.clone();
-        let (other, facts) = match p.check(&u.payment_id, false, opts.caller).await {
+        let looked_up = match lookups {
+            false => Ok(Answer::NotFound),
+            true => p.check(&u.payment_id, false, opts.caller).await,
+        };
+        let (other, facts) = match looked_up {
             Ok(Answer::Found(f)) => (f.provider_ref.clone(), Some(f)),
             Ok(Answer::NotFound) => (None, None),
             Err(e) => {
@@ -402,4 +427,33 @@ async fn settle_sighted(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The cadence, by hand: pages at the budget's pace over 0.8, bounded by the window's
+    /// parts and the longest gap.
+    #[test]
+    fn sweeps_follow_the_pages_they_read_at_the_budgets_pace() {
+        let w = Duration::from_secs(15 * 60);
+        let s = Duration::from_secs;
+        // 200/h: a call every 18 s; one page: 18 / 0.8 = 22.5 s.
+        assert_eq!(
+            SweepPolicy::next_after(1, 5, Some(s(18)), w),
+            Duration::from_millis(22_500)
+        );
+        assert_eq!(SweepPolicy::next_after(4, 5, Some(s(18)), w), s(90));
+        // Nothing open: every 2 minutes at least.
+        assert_eq!(SweepPolicy::next_after(1, 0, Some(s(18)), w), s(120));
+        // No budget, or a generous one: no sooner than 10 s.
+        assert_eq!(SweepPolicy::next_after(1, 5, None, w), s(10));
+        assert_eq!(
+            SweepPolicy::next_after(1, 5, Some(Duration::from_millis(10)), w),
+            s(10)
+        );
+        // Never later than 10 minutes.
+        assert_eq!(SweepPolicy::next_after(20, 5, Some(s(36)), w), s(600));
+    }
 }

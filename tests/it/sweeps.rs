@@ -161,6 +161,16 @@ async fn a_payment_no_session_holds_is_reported_matched_or_dismissed(engine: Eng
         "10.00",
         "complete.after-600000",
     );
+    // A PENDING session the list cannot name (a `pay_…` id, no provider_ref, no answer yet):
+    // the ledger might hold a listed payment under its other id, so each is looked up once.
+    env.sim.insert(
+        "pay_someone",
+        "5.00",
+        "ORD",
+        "5xx-50.pending".parse().unwrap(),
+    );
+    l.execute_batch("INSERT INTO sessions (provider, session_id) VALUES ('moflay', 'pay_someone')")
+        .unwrap();
     env.pass(&l, "p").await;
     assert_eq!(
         count(
@@ -272,7 +282,41 @@ async fn a_payment_no_session_holds_is_reported_matched_or_dismissed(engine: Eng
     );
 }
 
+/// When every PENDING session of the provider is within the list's reach, the ledger cannot
+/// hold a listed payment under its other id: it is reported without a lookup.
+async fn a_ledger_all_in_reach_reports_without_a_lookup(engine: Engine) {
+    let mut env = Env::start_on(engine).await;
+    with_moflay(&mut env, "unmatched_after = \"1s\"");
+    let l = env.ledger();
+    listed(&env, "pay_solo", "trxn_solo", "40.00", "complete");
+    listed(
+        &env,
+        "pay_mine",
+        "trxn_mine",
+        "40.00",
+        "complete.after-600000",
+    );
+    l.execute_batch(
+        "INSERT INTO sessions (provider, session_id, provider_ref) VALUES ('moflay', 'pay_mine', 'trxn_mine')",
+    )
+    .unwrap();
+    env.pass(&l, "p").await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    sweep_due_now(&l);
+    let report = env.pass(&l, "p").await;
+    assert_eq!(report.unmatched, 1, "{report:?}");
+    assert_eq!(env.sim.polls("pay_solo"), 0, "no lookup");
+    assert_eq!(
+        one(
+            &l,
+            "SELECT coalesce(other_id, '-') FROM unmatched_payments WHERE payment_id = 'trxn_solo'"
+        ),
+        "-"
+    );
+}
+
 crate::on_both_engines!(
+    a_ledger_all_in_reach_reports_without_a_lookup,
     listed_payments_are_answers_tied_only_by_an_id_the_ledger_holds,
     a_payment_no_session_holds_is_reported_matched_or_dismissed,
 );
