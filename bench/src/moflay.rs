@@ -412,7 +412,9 @@ async fn run_one(
     for t in tasks {
         let _ = t.await;
     }
-    let (rows, reports): (Vec<(String, String)>, Vec<(String, String)>) = {
+    // (session or payment id, time) pairs: transitions, and unmatched payments reported.
+    type Times = Vec<(String, String)>;
+    let (rows, reports): (Times, Times) = {
         let c = conn.lock().unwrap_or_else(|e| e.into_inner());
         let mut stmt = c.prepare(
             "SELECT s.session_id, t.at FROM transitions t JOIN sessions s ON s.id = t.session",

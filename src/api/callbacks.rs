@@ -97,6 +97,83 @@ fn standard_webhooks<'a>(
     }
 }
 
+/// What a provider's callbacks are checked with: the shared secret in `webhook_secret_env`, or
+/// the provider's public key (`webhook_public_key`).
+#[derive(Clone, Copy)]
+enum Key<'a> {
+    Secret(&'a crate::config::Secret),
+    Public(&'a [u8]),
+}
+
+/// How `pc`'s callbacks are checked, when its table configures it; `None`: hints only.
+fn signing_of(pc: &crate::provider::ProviderConfig) -> Option<(Key<'_>, CallbackSignature)> {
+    let scheme = pc.kind.spec().callback.signature?;
+    match scheme {
+        CallbackSignature::RsaSha256 { .. } => pc
+            .webhook_public_key
+            .as_deref()
+            .map(|k| (Key::Public(k), scheme)),
+        _ => pc.webhook_secret.as_ref().map(|s| (Key::Secret(s), scheme)),
+    }
+}
+
+/// Whether a callback signed with RSA-SHA256 verifies under `key`: both headers present, the
+/// timestamp within [`SIGNED_TOLERANCE_SECS`] of now [assumed: Little states no tolerance], and
+/// the signature one of `timestamp + "." + JSON` — the JSON being the body as sent, or the same
+/// without the whitespace between its tokens (the signer's `JSON.stringify` of the payload, when
+/// it sent it formatted) [assumed: the docs sign the re-serialised payload, not the bytes].
+fn rsa_sha256<'a>(
+    key: &[u8],
+    (signature, timestamp): (&str, &str),
+    h: &impl Fn(&[&str]) -> Option<&'a str>,
+    body: &[u8],
+) -> Result<(), String> {
+    let (Some(sig), Some(ts)) = (h(&[signature]), h(&[timestamp])) else {
+        return Err(format!("{signature} and {timestamp} are required"));
+    };
+    let fresh = ts
+        .trim()
+        .parse::<i64>()
+        .is_ok_and(|t| (chrono::Utc::now().timestamp() - t).abs() <= SIGNED_TOLERANCE_SECS);
+    if !fresh {
+        return Err(format!("{timestamp} is not within five minutes of now"));
+    }
+    let compact = compact_json(body);
+    let verifies = |json: &[u8]| {
+        let message = [ts.trim().as_bytes(), b".", json].concat();
+        crate::secret::rsa_sha256_matches(key, &message, sig)
+    };
+    if verifies(body) || (compact.as_slice() != body && verifies(&compact)) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{signature} does not verify with the provider's public key (webhook_public_key)"
+        ))
+    }
+}
+
+/// `body` without the whitespace between JSON tokens (strings kept as they are): what
+/// `JSON.stringify` writes of a payload sent formatted.
+fn compact_json(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for &b in body {
+        if in_string {
+            out.push(b);
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+        } else if !matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
+            in_string = b == b'"';
+            out.push(b);
+        }
+    }
+    out
+}
+
 /// The provider's answer a verified callback carries for `s`: its kind's payment object (at the
 /// kind's `answer_pointer`) read by the kind's own adapter exactly as a status answer is — the
 /// same whitelisted fields, the same check that it names this session. `None`: a hint only.
@@ -111,7 +188,11 @@ fn answer_in_body(
     // A body that only names the session (no status of its own) is a hint, not an answer.
     object.get("status").and_then(Value::as_str)?;
     let object = serde_json::to_vec(object).ok()?;
-    let facts = pc.kind.adapter(pc).parse(&s.session_id, &object).ok()?;
+    let facts = pc
+        .kind
+        .adapter(pc)
+        .parse_callback(&s.session_id, &object)
+        .ok()?;
     Some(crate::provider::Answer::Found(facts))
 }
 
@@ -176,11 +257,9 @@ pub(super) async fn callback(
     };
     let pc = st.cfg.provider(&provider);
     let spec = pc.map(|pc| pc.kind.spec());
-    let signing = pc
-        .and_then(|pc| pc.webhook_secret.as_ref())
-        .zip(spec.and_then(|s| s.callback.signature));
-    if let Some((secret, scheme)) = signing
-        && let Some(refusal) = st.signed_refusal(&provider, secret, scheme, &headers, &body)
+    let signing = pc.and_then(signing_of);
+    if let Some((key, scheme)) = signing
+        && let Some(refusal) = st.signed_refusal(&provider, key, scheme, &headers, &body)
     {
         return refusal;
     }
@@ -238,7 +317,7 @@ impl ApiState {
     fn signed_refusal(
         &self,
         provider: &str,
-        secret: &crate::config::Secret,
+        key: Key<'_>,
         scheme: CallbackSignature,
         headers: &HeaderMap,
         body: &[u8],
@@ -249,14 +328,33 @@ impl ApiState {
                 .find_map(|n| headers.get(*n).and_then(|v| v.to_str().ok()))
         };
         // What is counted once: the signed body (Vesicash's carries no id), or the message id.
-        let (verified, once): (Result<(), String>, Vec<u8>) = match scheme {
-            CallbackSignature::HmacHex(header) => {
+        let no_key = || Err("no key for this provider's signature scheme".to_string());
+        let (verified, once): (Result<(), String>, Vec<u8>) = match (scheme, key) {
+            (
+                CallbackSignature::RsaSha256 {
+                    signature,
+                    timestamp,
+                    ..
+                },
+                Key::Public(k),
+            ) => (
+                rsa_sha256(k, (signature, timestamp), &h, body),
+                [
+                    b"signature ".as_slice(),
+                    h(&[signature]).unwrap_or_default().as_bytes(),
+                ]
+                .concat(),
+            ),
+            (CallbackSignature::RsaSha256 { .. }, Key::Secret(_)) | (_, Key::Public(_)) => {
+                (no_key(), body.to_vec())
+            }
+            (CallbackSignature::HmacHex(header), Key::Secret(secret)) => {
                 let ok = h(&[header])
                     .is_some_and(|sig| crate::secret::hmac_sha256_hex_matches(secret, body, sig));
                 let why = format!("{header} does not verify with the secret in webhook_secret_env");
                 (if ok { Ok(()) } else { Err(why) }, body.to_vec())
             }
-            CallbackSignature::StandardWebhooks => {
+            (CallbackSignature::StandardWebhooks, Key::Secret(secret)) => {
                 let id = h(&["svix-id", "webhook-id"]).unwrap_or_default();
                 let verified = standard_webhooks(secret, &h, id, body);
                 (

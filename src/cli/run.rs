@@ -256,6 +256,9 @@ fn describe_provider(
             &p.webhook_secret_env,
             p.webhook_secret.is_some(),
         ),
+        p.webhook_public_key
+            .as_ref()
+            .map(|_| "callbacks verified with its public key".to_string()),
     ]
     .into_iter()
     .flatten()

@@ -237,6 +237,8 @@ pub struct RawProvider {
     pub secret_key_env: Option<String>,
     /// vesicash: the variable holding the webhook secret its callbacks are signed with.
     pub webhook_secret_env: Option<String>,
+    /// little: "published" (the key in Little's docs) or a PEM file with its public key.
+    pub webhook_public_key: Option<String>,
     pub rate_limit: Option<RateLimitSpec>,
     /// This provider's delays between checks, instead of `[backoff]`'s.
     pub schedule: Option<Vec<String>>,
@@ -270,6 +272,7 @@ impl RawProvider {
         note(self.public_key_env.is_some(), "public_key_env");
         note(self.secret_key_env.is_some(), "secret_key_env");
         note(self.webhook_secret_env.is_some(), "webhook_secret_env");
+        note(self.webhook_public_key.is_some(), "webhook_public_key");
         note(self.list.is_some(), "list");
         note(self.list_window.is_some(), "list_window");
         note(self.unmatched_after.is_some(), "unmatched_after");

@@ -175,6 +175,7 @@ pub(super) fn provider(
         secret_key,
         webhook_secret_env: p.webhook_secret_env.clone(),
         webhook_secret,
+        webhook_public_key: webhook_public_key(name, p, spec)?,
         rate_limits,
         long_poll,
         timeout,
@@ -200,6 +201,36 @@ pub(super) fn provider(
             .unwrap_or(DEFAULT_UNMATCHED_AFTER),
     };
     Ok((config, own_backoff))
+}
+
+/// `webhook_public_key`: `"published"` (the key the provider publishes, built in) or a PEM file
+/// with an RSA public key, read and checked now.
+fn webhook_public_key(
+    name: &str,
+    p: &RawProvider,
+    spec: &crate::provider::KindSpec,
+) -> Result<Option<Vec<u8>>, UsageError> {
+    let key = format!("providers.{name}.webhook_public_key");
+    let Some(value) = &p.webhook_public_key else {
+        return Ok(None);
+    };
+    let Some(crate::provider::CallbackSignature::RsaSha256 { published, .. }) =
+        spec.callback.signature
+    else {
+        return Err(UsageError::new(format!(
+            "{key}: kind {:?} signs its callbacks with no public key",
+            p.kind
+        )));
+    };
+    let pem = if value == "published" {
+        published.to_string()
+    } else {
+        std::fs::read_to_string(value)
+            .map_err(|e| UsageError::new(format!("{key}: reading {value:?}: {e}")))?
+    };
+    crate::secret::rsa_public_key_from_pem(&pem)
+        .map(Some)
+        .map_err(|e| UsageError::new(format!("{key}: {e}")))
 }
 
 /// A provider table's name and `kind`, and that it sets only the settings of its kind.

@@ -40,6 +40,14 @@ pub enum CallbackSignature {
     /// `id.timestamp.body` with the `whsec_…` secret, base64), within five minutes of the
     /// signed timestamp, each message id taken once.
     StandardWebhooks,
+    /// An RSA-SHA256 signature (base64, in `signature`) of `timestamp + "." + JSON` (the
+    /// timestamp from `timestamp`), under the provider's public key — the one it publishes
+    /// (`published`, PEM), or one the table names (`webhook_public_key`).
+    RsaSha256 {
+        signature: &'static str,
+        timestamp: &'static str,
+        published: &'static str,
+    },
 }
 
 /// How a sweep takes a listed payment tied to a PENDING session (a provider table's `list`).

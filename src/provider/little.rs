@@ -8,7 +8,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::kinds::{CallbackSpec, KindSpec, SecretNeeds};
+use super::kinds::{CallbackSignature, CallbackSpec, KindSpec, SecretNeeds};
 use super::{Adapter, Error, Mapped, ProviderFacts, StatusUrl, ProviderConfig};
 use crate::secret::Secret;
 
@@ -25,17 +25,43 @@ pub const SPEC: KindSpec = KindSpec {
         "10s", "10s", "10s", "10s", "10s", "10s", "10s", "10s", "10s", "10s", "10s", "10s", "30s",
         "1m", "2m", "5m", "10m", "15m", "1h",
     ],
-    // Callbacks are RSA-SHA256 signed (X-LittlePay-Signature) [docs]: not checked by this build;
-    // the body is assumed to be the status answer's (`data.reference`, `data.key`) [assumed].
+    // Callbacks are `{reference, status (COMPLETED|FAILED), payload, amount, key, currency,
+    // provider, date}`, RSA-SHA256 signed: `X-LittlePay-Signature` (base64) over
+    // `X-LittlePay-Timestamp + "." + JSON.stringify(payload)`, with the key Little publishes
+    // (pay.little.africa/documentation/docs/rest-api/payment-callback) [docs]. With
+    // `webhook_public_key` set, a callback that verifies is decided as a status answer (its
+    // amount and currency compared); unset, callbacks are hints.
     callback: CallbackSpec {
-        answer_pointer: None,
-        signature: None,
-        id_pointers: &["/data/reference", "/data/key", "/reference", "/key"],
+        answer_pointer: Some(""),
+        signature: Some(CallbackSignature::RsaSha256 {
+            signature: "x-littlepay-signature",
+            timestamp: "x-littlepay-timestamp",
+            published: PUBLISHED_KEY,
+        }),
+        id_pointers: &["/reference", "/key", "/data/reference", "/data/key"],
     },
-    list: None,
+    list: None, // none documented [docs]
     secrets: SecretNeeds::ApiKey,
-    keys: &["api_key_env", "long_poll", "long_poll_timeout"],
+    keys: &[
+        "api_key_env",
+        "long_poll",
+        "long_poll_timeout",
+        "webhook_public_key",
+    ],
 };
+
+/// The public key Little publishes for its callbacks' signatures
+/// (pay.little.africa/documentation/docs/rest-api/payment-callback) [docs].
+pub const PUBLISHED_KEY: &str = "-----BEGIN PUBLIC KEY-----
+MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAlU1L1fPzOO9Y3qFsP9K+
+0iqCrN9xpDf/SG7a9O2Ma8mJSpvxpBq2lyjP0ncJiBCqgjMEIQIqWr4fbG7gErJp
+MuKobiuGo9zS+CpjCY9tJxQgfx7fAGkL1sKN0E1UR9NqQmIAOEfPLCEbIRDC6n0F
+1wpTEPiixmdAsJKm1aWlftubOBQjMlJucnksoXK7LHd5Tc6Pne6UhFNgt24Nt2Tu
+zYKeWVtqnlP3cw66FVytrPsynQuVN4s7iQai0HxD4loEuX19hrT2AAFZT5P6xRac
+wzb/eBPp3yAa/96JFkG3AcUVrjtHlltNWQ9aWvbA9Qx2BNEEmhkzdWfN/ARwv4Wh
+NQIDAQAB
+-----END PUBLIC KEY-----
+";
 
 
 const STATUS_PATH: &[&str] = &["api", "payments-v2"]; // [seed 001]
@@ -150,6 +176,30 @@ impl Adapter for Little {
     fn long_polls(&self) -> bool {
         self.long_poll
     }
+
+    /// A callback's body: the intent's fields at the top level, with its `currency` [docs].
+    fn parse_callback(&self, session_id: &str, body: &[u8]) -> Result<ProviderFacts, Error> {
+        let c: LittleCallback = super::json_body(body)?;
+        let intent = serde_json::json!({"data": {
+            "reference": c.reference, "status": c.status, "amount": c.amount, "key": c.key,
+            "payment": {"provider": c.provider}}});
+        let mut f = self.parse(session_id, intent.to_string().as_bytes())?;
+        f.currency = c.currency.filter(|c| !c.is_empty());
+        f.completed_at = c.date;
+        Ok(f)
+    }
+}
+
+/// The whitelisted fields of a callback [docs].
+#[derive(Debug, Deserialize)]
+struct LittleCallback {
+    reference: Option<String>,
+    status: Option<Value>,
+    amount: Option<Value>,
+    key: Option<String>,
+    currency: Option<String>,
+    provider: Option<String>,
+    date: Option<String>,
 }
 
 #[cfg(test)]

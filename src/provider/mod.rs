@@ -251,6 +251,12 @@ pub trait Adapter: Send + Sync {
     }
     /// Interprets a 2xx body of the status endpoint for `session_id`.
     fn parse(&self, session_id: &str, body: &[u8]) -> Result<ProviderFacts, Error>;
+    /// Interprets the provider's payment object a verified callback carries (where its kind's
+    /// `answer_pointer` says), for `session_id`; most kinds' callbacks carry their status
+    /// answer's shape.
+    fn parse_callback(&self, session_id: &str, body: &[u8]) -> Result<ProviderFacts, Error> {
+        self.parse(session_id, body)
+    }
     /// Interprets a 2xx body that may also say "not found" (an envelope with an error code);
     /// most providers only have [`Adapter::parse`].
     fn parse_answer(&self, session_id: &str, body: &[u8]) -> Result<Answer, Error> {

@@ -47,6 +47,9 @@ pub struct ProviderConfig {
     /// The secret the provider signs its callbacks with (`webhook_secret_env`): when set, a
     /// callback whose signature does not verify is refused.
     pub webhook_secret: Option<Secret>,
+    /// The provider's public key its callbacks are signed with (RSA, DER), when the table sets
+    /// `webhook_public_key`: then a callback whose signature does not verify is refused.
+    pub webhook_public_key: Option<Vec<u8>>,
     /// Each window is `(count, per)`; all must be honoured together.
     pub rate_limits: Vec<(NonZeroU32, Duration)>,
     /// Little: hold status calls open until the status changes.

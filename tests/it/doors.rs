@@ -919,3 +919,183 @@ async fn a_moflay_callback_needs_a_fresh_signature_and_counts_once() {
         "a message id counts once"
     );
 }
+
+/// An RSA-SHA256 signature by `openssl` with the private key in `key_pem`, base64: how Little
+/// signs `timestamp + "." + JSON.stringify(payload)` [docs].
+fn openssl_rsa_sha256(key_pem: &std::path::Path, message: &str) -> String {
+    use base64::Engine as _;
+    let mut child = std::process::Command::new("openssl")
+        .args(["dgst", "-sha256", "-sign"])
+        .arg(key_pem)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(message.as_bytes())
+        .unwrap();
+    let sig = child.wait_with_output().unwrap().stdout;
+    assert!(!sig.is_empty(), "openssl signed");
+    base64::engine::general_purpose::STANDARD.encode(sig)
+}
+
+/// Little's callbacks with `webhook_public_key` set (a key pair made here with `openssl`, as
+/// Little's published key has no private half we hold): the documented callback body, signed
+/// over `timestamp.JSON`, is decided as a status answer with no status call; one signed over
+/// its formatted bytes' `JSON.stringify` verifies too; unsigned, another key's, a stale one
+/// and a replay are refused or counted once. Without the setting a Little callback is a hint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_little_callback_verifies_with_its_rsa_key() {
+    let mut env = crate::ops::hints_only_env().await;
+    let dir = env.dir.path().to_path_buf();
+    let ours = dir.join("little.key");
+    let theirs = dir.join("other.key");
+    for k in [&ours, &theirs] {
+        let ok = std::process::Command::new("openssl")
+            .args([
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:2048",
+                "-out",
+            ])
+            .arg(k)
+            .stderr(Stdio::null())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "openssl genpkey");
+    }
+    let public = dir.join("little.pub");
+    assert!(
+        std::process::Command::new("openssl")
+            .args(["pkey", "-pubout", "-in"])
+            .arg(&ours)
+            .arg("-out")
+            .arg(&public)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let text = std::fs::read_to_string(&env.config_path).unwrap().replace(
+        "kind = \"little\"\n",
+        &format!(
+            "kind = \"little\"\nwebhook_public_key = {:?}\n",
+            public.display().to_string()
+        ),
+    );
+    std::fs::write(&env.config_path, text).unwrap();
+    let (admin, api) = listeners(&env, true);
+    env.vars
+        .push(("PAYRECON_TEST_API_TOKEN".into(), "api-token".into()));
+    let _d = daemon(&env, &[&admin, &api]).await;
+    let l = env.ledger();
+    l.execute_batch(
+        "INSERT INTO sessions (provider, session_id, amount, currency) VALUES \
+           ('little', '1cbfffbc-b365-45f6-9e5d-13e445c125cd', '1.00', 'KES'), \
+           ('little', 'lit_pretty', '1.00', 'KES'), \
+           ('little', 'lit_under', '2.00', 'KES');",
+    )
+    .unwrap();
+    let client = reqwest::Client::new();
+    let post = |body: String, headers: Vec<(&'static str, String)>| {
+        let mut r = client
+            .post(format!("{api}/v1/callbacks/little"))
+            .header("content-type", "application/json")
+            .body(body);
+        for (k, v) in headers {
+            r = r.header(k, v);
+        }
+        async move { r.send().await.unwrap().status().as_u16() }
+    };
+    let now = chrono::Utc::now().timestamp();
+    let signed = |key: &std::path::Path, ts: i64, json: &str| {
+        vec![
+            (
+                "x-littlepay-signature",
+                openssl_rsa_sha256(key, &format!("{ts}.{json}")),
+            ),
+            ("x-littlepay-timestamp", ts.to_string()),
+        ]
+    };
+    // The documented example (pay.little.africa: payment-callback), as JSON.stringify writes it.
+    let doc = r#"{"reference":"1cbfffbc-b365-45f6-9e5d-13e445c125cd","status":"COMPLETED","payload":{"billingAddress":{"firstName":"","lastName":"","address1":"","locality":"","administrativeArea":"","postalCode":"","country":"","email":"","phoneNumber":""}},"amount":1,"key":"","currency":"KES","provider":"MPESA","date":"2025-02-03T13:49:46.000Z"}"#;
+    let calls = || {
+        env.sim
+            .status_requests
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let before = calls();
+    assert_eq!(post(doc.into(), vec![]).await, 401, "unsigned");
+    assert_eq!(
+        post(doc.into(), signed(&theirs, now, doc)).await,
+        401,
+        "another key"
+    );
+    assert_eq!(
+        post(doc.into(), signed(&ours, now - 600, doc)).await,
+        401,
+        "stale"
+    );
+    let mut tampered = signed(&ours, now, doc);
+    tampered[1].1 = (now + 1).to_string();
+    assert_eq!(
+        post(doc.into(), tampered).await,
+        401,
+        "the timestamp is signed"
+    );
+    assert_eq!(
+        one(
+            &l,
+            "SELECT status FROM sessions WHERE session_id = '1cbfffbc-b365-45f6-9e5d-13e445c125cd'"
+        ),
+        "PENDING",
+        "nothing refused was acted on"
+    );
+    let good = signed(&ours, now, doc);
+    assert_eq!(post(doc.into(), good.clone()).await, 202);
+    assert_eq!(
+        one(
+            &l,
+            "SELECT status FROM sessions WHERE session_id = '1cbfffbc-b365-45f6-9e5d-13e445c125cd'"
+        ),
+        "COMPLETED",
+        "decided on the callback itself"
+    );
+    assert_eq!(
+        post(doc.into(), good).await,
+        202,
+        "a replay is taken and does nothing"
+    );
+    // Sent formatted, signed over its JSON.stringify (no whitespace between tokens).
+    let pretty = "{\n  \"reference\": \"lit_pretty\",\n  \"status\": \"COMPLETED\",\n  \"amount\": 1,\n  \"key\": \"\",\n  \"currency\": \"KES\",\n  \"provider\": \"MPESA\"\n}";
+    let compact = r#"{"reference":"lit_pretty","status":"COMPLETED","amount":1,"key":"","currency":"KES","provider":"MPESA"}"#;
+    assert_eq!(post(pretty.into(), signed(&ours, now, compact)).await, 202);
+    let under = r#"{"reference":"lit_under","status":"COMPLETED","amount":1,"key":"","currency":"KES","provider":"MPESA"}"#;
+    assert_eq!(post(under.into(), signed(&ours, now, under)).await, 202);
+    let status = |id: &str| {
+        one(
+            &l,
+            &format!("SELECT status FROM sessions WHERE session_id = '{id}'"),
+        )
+    };
+    assert_eq!(status("lit_pretty"), "COMPLETED");
+    assert_eq!(
+        status("lit_under"),
+        "REVIEW",
+        "an underpayment is never COMPLETED"
+    );
+    assert_eq!(
+        calls(),
+        before,
+        "no status call: the signed callbacks were the answers"
+    );
+    assert_eq!(
+        one(&l, "SELECT group_concat(DISTINCT source) FROM transitions"),
+        "api"
+    );
+}
