@@ -329,6 +329,7 @@ async fn run_one(
             plan.change.as_millis().max(1)
         );
         p.sim.insert_listed(
+            payrecon::provider::Kind::Moflay,
             &pay,
             &trxn,
             "100.00",

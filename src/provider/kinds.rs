@@ -97,6 +97,9 @@ pub struct ListSpec {
     /// The items one page asks for, and the smaller count asked instead once the provider
     /// refuses that (where its pages disagree on the most a page may hold).
     pub page_limits: (u32, u32),
+    /// Whether the list is asked for payments since a time (so a sweep reads every page it
+    /// gives), rather than read newest first until it passes one.
+    pub filters_by_time: bool,
 }
 
 /// What the rest of the program needs to know about a provider kind.

@@ -139,11 +139,24 @@ pub struct Listed {
     pub facts: ProviderFacts,
 }
 
+/// What one page of a provider's list is asked for.
+#[derive(Debug, Clone, Copy)]
+pub struct ListAsk<'a> {
+    /// Where the page starts: the provider's cursor, or the page number for a list paged by
+    /// number (`None`: the first page).
+    pub cursor: Option<&'a str>,
+    /// The most items the page holds.
+    pub limit: u32,
+    /// Payments created before this are not needed (a list that filters by time is asked
+    /// for no older ones).
+    pub since: crate::clock::Timestamp,
+}
+
 /// What one call to a provider asks.
 #[derive(Clone, Copy)]
 enum Call<'a> {
     Status { session_id: &'a str, hold: bool },
-    List { cursor: Option<&'a str>, limit: u32 },
+    List(ListAsk<'a>),
 }
 
 /// What one call got: a 2xx body, or what a non-2xx answer means. One per call, moved once.
@@ -278,18 +291,16 @@ pub trait Adapter: Send + Sync {
     }
     /// The endpoint this adapter calls, without credentials or query (see [`Provider::endpoint`]).
     fn endpoint(&self) -> String;
-    /// The request for one page of the provider's list of payments, `limit` items after
-    /// `cursor` (`None`: the first page).
+    /// The request for one page of the provider's list of payments.
     fn list_request(
         &self,
         _client: &reqwest::Client,
-        _cursor: Option<&str>,
-        _limit: u32,
+        _ask: ListAsk<'_>,
     ) -> Option<reqwest::RequestBuilder> {
         None
     }
-    /// Interprets a 2xx body of the list endpoint.
-    fn parse_list(&self, _body: &[u8]) -> Result<ListPage, Error> {
+    /// Interprets a 2xx body of the list endpoint, the page `ask` asked for.
+    fn parse_list(&self, _body: &[u8], _ask: ListAsk<'_>) -> Result<ListPage, Error> {
         Err(Error::NotConfigured("this kind documents no list".into()))
     }
     /// How long a 429 without `Retry-After` asks us to wait, read from the provider's own
@@ -419,6 +430,7 @@ pub struct ListReach {
     pub using: ListUse,
     pub id_prefix: &'static str,
     pub page_limits: (u32, u32),
+    pub filters_by_time: bool,
     pub window: Duration,
     pub unmatched_after: Duration,
 }
@@ -544,6 +556,7 @@ impl Provider {
                     using: cfg.list,
                     id_prefix: l.id_prefix,
                     page_limits: l.page_limits,
+                    filters_by_time: l.filters_by_time,
                     window: cfg.list_window,
                     unmatched_after: cfg.unmatched_after,
                 }),
@@ -606,22 +619,18 @@ impl Provider {
         }))
     }
 
-    /// Reads one page of the provider's list of payments (newest first where the provider says
-    /// so), `limit` items at most, after `cursor`: with the same budget slot, pause, timeout,
-    /// body cap and retries as a status call. A 404 is no answer here (the list always exists).
-    pub fn list_page<'a>(
-        &'a self,
-        cursor: Option<&'a str>,
-        limit: u32,
-    ) -> BoxFuture<'a, Result<ListPage, Error>> {
+    /// Reads one page of the provider's list of payments, as `ask` says: with the same budget
+    /// slot, pause, timeout, body cap and retries as a status call. A 404 is no answer here
+    /// (the list always exists).
+    pub fn list_page<'a>(&'a self, ask: ListAsk<'a>) -> BoxFuture<'a, Result<ListPage, Error>> {
         Box::pin(self.retrying("(list)", move || async move {
             match self
-                .exchange(Call::List { cursor, limit }, budget::Caller::Regular)
+                .exchange(Call::List(ask), budget::Caller::Regular)
                 .await?
             {
                 Reply::Answer(_) => Err(Error::Status(404)),
                 Reply::Body(body) => {
-                    self.note_rate_limit(self.adapter.parse_list(&body), None)
+                    self.note_rate_limit(self.adapter.parse_list(&body, ask), None)
                         .await
                 }
             }
@@ -702,12 +711,10 @@ impl Provider {
                 };
                 (request, held)
             }
-            Call::List { cursor, limit } => {
-                match self.adapter.list_request(&self.client, cursor, limit) {
-                    Some(r) => (r.timeout(self.plain_timeout), false),
-                    None => return Err(Error::NotConfigured("this kind documents no list".into())),
-                }
-            }
+            Call::List(ask) => match self.adapter.list_request(&self.client, ask) {
+                Some(r) => (r.timeout(self.plain_timeout), false),
+                None => return Err(Error::NotConfigured("this kind documents no list".into())),
+            },
         };
         let response = match request.send().await {
             Ok(r) => r,

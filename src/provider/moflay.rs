@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::kinds::{CallbackSignature, CallbackSpec, KindSpec, ListSpec, ListUse, SecretNeeds};
 use super::{
-    Adapter, Answer, Error, ListPage, Listed, Mapped, ProviderConfig, ProviderFacts, StatusUrl, clip,
+    Adapter, Answer, Error, ListAsk, ListPage, Listed, Mapped, ProviderConfig, ProviderFacts, StatusUrl, clip,
 };
 use crate::secret::Secret;
 
@@ -52,6 +52,8 @@ pub const SPEC: KindSpec = KindSpec {
         // `limit` 1–100 on the list-transactions page, 1–10 on another [docs, they disagree]:
         // 100, and 10 once a page of 100 is refused.
         page_limits: (LIST_LIMIT, 10),
+        // No date filter on the stored page [unverified elsewhere]: read newest first [docs].
+        filters_by_time: false,
     }),
     secrets: SecretNeeds::ApiKey,
     keys: &[
@@ -242,14 +244,13 @@ impl Adapter for Moflay {
     fn list_request(
         &self,
         client: &reqwest::Client,
-        cursor: Option<&str>,
-        limit: u32,
+        ask: ListAsk<'_>,
     ) -> Option<reqwest::RequestBuilder> {
         let mut url = self.list.clone();
         {
             let mut q = url.query_pairs_mut();
-            q.append_pair("limit", &limit.clamp(1, LIST_LIMIT).to_string());
-            if let Some(c) = cursor {
+            q.append_pair("limit", &ask.limit.clamp(1, LIST_LIMIT).to_string());
+            if let Some(c) = ask.cursor {
                 q.append_pair("cursor", c);
             }
         }
@@ -260,7 +261,7 @@ impl Adapter for Moflay {
         ))
     }
 
-    fn parse_list(&self, body: &[u8]) -> Result<ListPage, Error> {
+    fn parse_list(&self, body: &[u8], _ask: ListAsk<'_>) -> Result<ListPage, Error> {
         parse_list(body)
     }
 

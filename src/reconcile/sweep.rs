@@ -180,7 +180,12 @@ pub async fn sweep(
             break;
         }
         let limit = p.list_limit.load(Ordering::Relaxed);
-        let page = match p.list_page(cursor.as_deref(), limit).await {
+        let ask = provider::ListAsk {
+            cursor: cursor.as_deref(),
+            limit,
+            since: horizon,
+        };
+        let page = match p.list_page(ask).await {
             Ok(page) => page,
             Err(provider::Error::Status(400 | 422)) if limit > reach.page_limits.1 => {
                 // The provider's pages disagree on the most a page may hold: ask for less.
@@ -196,11 +201,14 @@ pub async fn sweep(
         };
         report.pages += 1;
         report.listed += page.items.len() as u64;
-        let reached_horizon = page
-            .items
-            .iter()
-            .filter_map(|i| i.created_at)
-            .any(|t| t < horizon);
+        // A list filtered by time holds nothing older; one newest first ends where it passes the
+        // horizon.
+        let reached_horizon = !reach.filters_by_time
+            && page
+                .items
+                .iter()
+                .filter_map(|i| i.created_at)
+                .any(|t| t < horizon);
         let last = page.items.is_empty() || page.next_cursor.is_none() || reached_horizon;
         if let Err(e) = take_page(ledger, p, cfg, opts, page.items, &mut report).await {
             report.error = Some(format!("recording what the list says: {e}"));

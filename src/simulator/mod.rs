@@ -60,8 +60,8 @@ pub struct Sim {
     by_kind: [AtomicU64; Kind::COUNT],
     /// When set, status and create calls need `Authorization: Bearer <key>`.
     api_key: Option<String>,
-    /// Sessions registered with a transaction id: the payments Moflay's list shows.
-    listed: Mutex<ListedPayments>,
+    /// Sessions registered with a transaction id: the payments each kind's list shows.
+    listed: Mutex<HashMap<Kind, ListedPayments>>,
     /// List pages answered, for tests and benchmarks.
     pub list_requests: AtomicU64,
 }
@@ -74,7 +74,7 @@ impl Sim {
             status_requests: AtomicU64::new(0),
             by_kind: Default::default(),
             api_key,
-            listed: Mutex::new(ListedPayments::default()),
+            listed: Mutex::new(HashMap::new()),
             list_requests: AtomicU64::new(0),
         })
     }
@@ -102,10 +102,13 @@ impl Sim {
         self.register_session(session_id, amount, reference, currency, behaviour, None);
     }
 
-    /// Registers a payment the provider's list shows under `transaction_id` (Moflay's
-    /// `trxn_…`), besides its session id: its status endpoint answers to either id.
+    /// Registers a payment `kind`'s list shows under `transaction_id` (Moflay's `trxn_…`;
+    /// Vesicash's list names it by its session id), besides its session id: Moflay's status
+    /// endpoint answers to either id.
+    #[allow(clippy::too_many_arguments)]
     pub fn insert_listed(
         &self,
+        kind: Kind,
         session_id: &str,
         transaction_id: &str,
         amount: &str,
@@ -119,7 +122,7 @@ impl Sim {
             reference,
             currency,
             behaviour,
-            Some(transaction_id.to_string()),
+            Some((kind, transaction_id.to_string())),
         );
     }
 
@@ -130,10 +133,11 @@ impl Sim {
         reference: &str,
         currency: &str,
         behaviour: Behaviour,
-        transaction_id: Option<String>,
+        listed: Option<(Kind, String)>,
     ) {
-        if let Some(t) = &transaction_id {
-            let mut l = self.listed.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((kind, t)) = &listed {
+            let mut all = self.listed.lock().unwrap_or_else(|p| p.into_inner());
+            let l = all.entry(*kind).or_default();
             if !l.at.contains_key(t) {
                 let at = l.order.len();
                 l.order.push((t.clone(), session_id.to_string()));
@@ -149,16 +153,23 @@ impl Sim {
                 behaviour,
                 polls: 0,
                 registered: std::time::Instant::now(),
-                transaction_id,
+                transaction_id: listed.map(|(_, t)| t),
                 created: chrono::Utc::now(),
             },
         );
     }
 
-    /// The session a listed transaction id belongs to.
-    fn session_of_transaction(&self, transaction_id: &str) -> Option<String> {
-        let l = self.listed.lock().unwrap_or_else(|p| p.into_inner());
+    /// The session a transaction id `kind`'s list shows belongs to.
+    fn session_of_transaction(&self, kind: Kind, transaction_id: &str) -> Option<String> {
+        let all = self.listed.lock().unwrap_or_else(|p| p.into_inner());
+        let l = all.get(&kind)?;
         l.at.get(transaction_id).map(|&i| l.order[i].1.clone())
+    }
+
+    /// The payments `kind`'s list shows, oldest first: `(transaction id, session id)`.
+    fn listed_by(&self, kind: Kind) -> Vec<(String, String)> {
+        let all = self.listed.lock().unwrap_or_else(|p| p.into_inner());
+        all.get(&kind).map(|l| l.order.clone()).unwrap_or_default()
     }
 
     /// Status requests answered for one provider shape.
@@ -217,7 +228,8 @@ pub fn router(sim: Arc<Sim>) -> Router {
     let mut router = Router::new()
         .route("/api/external/payment", post(create))
         .route("/_sim/sessions", post(register))
-        .route("/v1/transactions", get(list_transactions));
+        .route("/v1/transactions", get(list_transactions))
+        .route("/v1/payment/", get(list_payments));
     for kind in Kind::ALL {
         let path = shape(kind).path();
         router = if path.contains("{id}") {
@@ -421,8 +433,10 @@ async fn create(
 #[derive(Deserialize)]
 struct RegisterRequest {
     session_id: String,
-    /// The provider's second id: the payment then shows in Moflay's list under it.
+    /// The provider's second id: the payment then shows in a list under it (Moflay's, unless
+    /// `listed_by` names another kind).
     transaction_id: Option<String>,
+    listed_by: Option<String>,
     amount: Option<String>,
     reference: Option<String>,
     currency: Option<String>,
@@ -443,13 +457,20 @@ async fn register(
         Ok(b) => b.unwrap_or_default(),
         Err(e) => return json_response(StatusCode::BAD_REQUEST, json!({"error": e})),
     };
+    let listed_by = match req.listed_by.as_deref().map(str::parse::<Kind>) {
+        None => Kind::Moflay,
+        Some(Ok(k)) => k,
+        Some(Err(e)) => return json_response(StatusCode::BAD_REQUEST, json!({"error": e})),
+    };
     sim.register_session(
         &req.session_id,
         req.amount.as_deref().unwrap_or("100.00"),
         req.reference.as_deref().unwrap_or("REF"),
         req.currency.as_deref().unwrap_or("LSL"),
         behaviour,
-        req.transaction_id.filter(|t| !t.is_empty()),
+        req.transaction_id
+            .filter(|t| !t.is_empty())
+            .map(|t| (listed_by, t)),
     );
     json_response(StatusCode::CREATED, json!({"session_id": req.session_id}))
 }
@@ -479,7 +500,7 @@ async fn poll(
     }
     // Moflay's status endpoint takes a payment's transaction id as well as its id [docs].
     let id = match kind {
-        Kind::Moflay => sim.session_of_transaction(&id).unwrap_or(id),
+        Kind::Moflay => sim.session_of_transaction(Kind::Moflay, &id).unwrap_or(id),
         _ => id,
     };
     let started = tokio::time::Instant::now();
@@ -538,18 +559,18 @@ async fn list_transactions(
         Some(Ok(n)) if (1..=LIST_MOST).contains(&n) => n,
         Some(_) => return moflay.invalid_request("limit must be an integer from 1 to 100"),
     };
-    let page: Vec<(String, String)> = {
-        let l = sim.listed.lock().unwrap_or_else(|p| p.into_inner());
-        // Newest first: positions counted from the end; the cursor names the last one given.
-        let start = match q.get("cursor") {
-            None => l.order.len(),
-            Some(c) => match shapes::cursor_position(c).and_then(|t| l.at.get(&t).copied()) {
-                Some(at) => at,
-                None => return moflay.invalid_request("invalid cursor"),
-            },
-        };
-        l.order[..start].iter().rev().take(limit).cloned().collect()
+    let order = sim.listed_by(Kind::Moflay);
+    // Newest first: positions counted from the end; the cursor names the last one given.
+    let start = match q.get("cursor") {
+        None => order.len(),
+        Some(c) => match shapes::cursor_position(c)
+            .and_then(|t| order.iter().position(|(id, _)| *id == t))
+        {
+            Some(at) => at,
+            None => return moflay.invalid_request("invalid cursor"),
+        },
     };
+    let page: Vec<(String, String)> = order[..start].iter().rev().take(limit).cloned().collect();
     let mut items = Vec::with_capacity(page.len());
     for (transaction_id, session_id) in &page {
         let Some(s) = sim.shard(session_id).get(session_id).cloned() else {
@@ -559,15 +580,57 @@ async fn list_transactions(
             items.push(item);
         }
     }
-    let more = page.len() == limit
-        && page
-            .last()
-            .is_some_and(|(t, _)| sim.listed.lock().map(|l| l.at[t] > 0).unwrap_or(false));
+    let more = page.len() == limit && start > limit;
     let cursor = page.last().map(|(t, _)| shapes::cursor_of(t));
     json_response(
         StatusCode::OK,
         json!({"data": items, "meta": {"cursor": cursor, "hasPreviousPage": q.contains_key("cursor"),
                                        "hasNextPage": more}}),
+    )
+}
+
+/// `GET /v1/payment/?page=&limit=&from=`: Vesicash's payments for the business, paged by
+/// number, `from` a Unix time in seconds. Oldest first (the order is not documented: a sweep
+/// must not depend on it); a page shorter than `limit` is the last.
+async fn list_payments(
+    State(sim): State<Arc<Sim>>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    sim.list_requests.fetch_add(1, Ordering::Relaxed);
+    sim.by_kind[Kind::Vesicash as usize].fetch_add(1, Ordering::Relaxed);
+    let vesicash = shape(Kind::Vesicash);
+    if !sim.authorised(Kind::Vesicash, &headers) {
+        return vesicash.unauthorised();
+    }
+    let number = |k: &str, default: i64| q.get(k).map_or(Ok(default), |v| v.parse::<i64>());
+    let (Ok(page), Ok(limit), Ok(from)) =
+        (number("page", 1), number("limit", 10), number("from", 0))
+    else {
+        return vesicash.invalid_request("page, limit and from are integers");
+    };
+    if page < 1 || !(1..=LIST_MOST as i64).contains(&limit) {
+        return vesicash.invalid_request("page from 1, limit from 1 to 100");
+    }
+    let listed = sim.listed_by(Kind::Vesicash);
+    let mut items = Vec::new();
+    for (transaction_id, session_id) in &listed {
+        let Some(s) = sim.shard(session_id).get(session_id).cloned() else {
+            continue;
+        };
+        if s.created.timestamp() < from {
+            continue;
+        }
+        if let Some(item) = shapes::list_item(Kind::Vesicash, session_id, transaction_id, &s) {
+            items.push(item);
+        }
+    }
+    let start = ((page - 1) * limit) as usize;
+    let data: Vec<_> = items.into_iter().skip(start).take(limit as usize).collect();
+    json_response(
+        StatusCode::OK,
+        json!({"status": "success", "code": 200, "message": "success", "data": data,
+               "pagination": {"current_page": page, "page_count": data.len()}}),
     )
 }
 

@@ -15,6 +15,7 @@ use serde_json::json;
 use crate::support::canned::Canned;
 use crate::support::{DirectSql, Engine, Env, count, one, output, text};
 use payrecon::ledger::Ledger;
+use payrecon::provider::Kind;
 
 fn status(l: &Ledger, id: &str) -> String {
     one(
@@ -42,8 +43,15 @@ fn with_moflay(env: &mut Env, moflay_lines: &str) {
 
 /// A payment Moflay lists (`trxn_…`) with its `pay_…` id, registered at the simulator.
 fn listed(env: &Env, pay: &str, trxn: &str, amount: &str, behaviour: &str) {
-    env.sim
-        .insert_listed(pay, trxn, amount, "ORD", "KES", behaviour.parse().unwrap());
+    env.sim.insert_listed(
+        Kind::Moflay,
+        pay,
+        trxn,
+        amount,
+        "ORD",
+        "KES",
+        behaviour.parse().unwrap(),
+    );
 }
 
 /// The real binary with this env's config and `args`.
@@ -316,6 +324,7 @@ async fn a_ledger_all_in_reach_reports_without_a_lookup(engine: Engine) {
 }
 
 crate::on_both_engines!(
+    vesicash_lists_are_read_page_by_page,
     a_ledger_all_in_reach_reports_without_a_lookup,
     listed_payments_are_answers_tied_only_by_an_id_the_ledger_holds,
     a_payment_no_session_holds_is_reported_matched_or_dismissed,
@@ -599,4 +608,91 @@ async fn the_api_lists_unmatched_payments_behind_its_token() {
         let r = get(bad, Some("tok_unmatched")).await.unwrap();
         assert_eq!(r.status(), 400, "{bad}");
     }
+}
+
+/// Vesicash's list ("get payments for business"), paged by number and asked `from` a time, in
+/// an order it does not state (the simulator gives oldest first): listed payments tied by the
+/// `reference` init returned are answers; a paid one no session holds is reported with no
+/// lookup (the list names payments by the one id the ledger holds).
+async fn vesicash_lists_are_read_page_by_page(engine: Engine) {
+    let mut env = Env::start_on(engine).await;
+    let providers = payrecon::simulator::providers_toml(&env.base_url, "SIM_KEY", "SIM_PUB", "off")
+        .replace(
+            "kind = \"vesicash\"\n",
+            "kind = \"vesicash\"\nunmatched_after = \"1s\"\n",
+        );
+    std::fs::write(
+        &env.config_path,
+        crate::support::config_with(&env.location, &providers),
+    )
+    .unwrap();
+    env.vars.push(("SIM_KEY".into(), "k".into()));
+    env.vars.push(("SIM_PUB".into(), "p".into()));
+    let l = env.ledger();
+    // 150 payments: two pages of 100.
+    let mut rows = Vec::new();
+    for i in 0..150 {
+        let (id, b) = (
+            format!("PY_{i:03}"),
+            if i % 3 == 0 { "fail" } else { "complete" },
+        );
+        env.sim.insert_listed(
+            Kind::Vesicash,
+            &id,
+            &id,
+            "25.00",
+            "R",
+            "ZMW",
+            b.parse().unwrap(),
+        );
+        rows.push(format!("('vesicash', '{id}', '25.00', 'ZMW')"));
+    }
+    env.sim.insert_listed(
+        Kind::Vesicash,
+        "PY_lost",
+        "PY_lost",
+        "9.00",
+        "R",
+        "ZMW",
+        "complete".parse().unwrap(),
+    );
+    l.execute_batch(&format!(
+        "INSERT INTO sessions (provider, session_id, amount, currency) VALUES {};",
+        rows.join(", ")
+    ))
+    .unwrap();
+    env.pass(&l, "p").await;
+    assert_eq!(
+        env.sim.requests_for(Kind::Vesicash),
+        2,
+        "two pages (100 and 51), no status call"
+    );
+    assert_eq!(
+        count(
+            &l,
+            "SELECT count(*) FROM sessions WHERE status = 'COMPLETED'"
+        ),
+        100
+    );
+    assert_eq!(
+        count(&l, "SELECT count(*) FROM sessions WHERE status = 'FAILED'"),
+        50
+    );
+    assert_eq!(
+        env.sim.polls("PY_001") + env.sim.polls("PY_000"),
+        0,
+        "answered by the list, no status call"
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    sweep_due_now(&l);
+    let report = env.pass(&l, "p").await;
+    assert_eq!(report.unmatched, 1, "{report:?}");
+    assert_eq!(env.sim.polls("PY_lost"), 0, "no lookup");
+    assert_eq!(
+        one(
+            &l,
+            "SELECT amount || ' ' || currency FROM unmatched_payments WHERE payment_id = 'PY_lost'"
+        ),
+        "9.00 ZMW"
+    );
 }

@@ -4,6 +4,17 @@ use super::*;
 
 pub(crate) struct Vesicash;
 
+fn status_word(v: &View) -> &'static str {
+    match v.state {
+        SimState::Created | SimState::Processing | SimState::Unpaid => "pending",
+        SimState::Failed => "failed",
+        SimState::Cancelled => "cancelled",
+        SimState::Expired => "expired",
+        SimState::Unknown => "on_hold",
+        _ => "success",
+    }
+}
+
 impl Shape for Vesicash {
     fn path(&self) -> &'static str {
         "/v1/payment/{id}"
@@ -22,14 +33,7 @@ impl Shape for Vesicash {
     }
 
     fn body(&self, v: &View) -> Response {
-        let status = match v.state {
-            SimState::Created | SimState::Processing | SimState::Unpaid => "pending",
-            SimState::Failed => "failed",
-            SimState::Cancelled => "cancelled",
-            SimState::Expired => "expired",
-            SimState::Unknown => "on_hold",
-            _ => "success",
-        };
+        let status = status_word(v);
         json_response(
             StatusCode::OK,
             // The get-payment-details example's shape
@@ -42,6 +46,21 @@ impl Shape for Vesicash {
                 "redirect_url": "http://www.google.com", "email": "customer@example.com",
                 "customer_first_name": "", "customer_last_name": "", "phone_number": "",
             }}),
+        )
+    }
+
+    /// A payment as "get payments for business" shows one
+    /// (docs.vesicash.com/api-documentation/payment/get-payments-for-business): named by the
+    /// `reference` init returned.
+    fn list_item(&self, v: &View, created_at: &str) -> Option<serde_json::Value> {
+        Some(
+            json!({"id": format!("sim-{}", v.id.len()), "amount": number(&v.amount),
+                    "environment": "test", "type": "payment", "method": "mobilemoney",
+                    "status": status_word(v), "currency": v.currency, "reference": v.id,
+                    "narration": "", "provider_transaction_id": "",
+                    "customer_details": "00000000-0000-0000-0000-000000000000",
+                    "business_id": "8f212284-3a4d-4c2d-ad27-d0e8703c89cf",
+                    "created_at": created_at, "updated_at": created_at}),
         )
     }
 
