@@ -173,6 +173,11 @@ pub enum Command {
         /// Write a config for all five providers against this simulator to FILE, then serve
         #[arg(long = "write-config", value_name = "FILE")]
         write_config: Option<PathBuf>,
+        /// Send providers' signed callbacks to this payrecon API (http://127.0.0.1:9188) for
+        /// sessions registered with "callback"; Moflay's and Vesicash's signed with
+        /// $PAYRECON_SIM_WEBHOOK_SECRET (a whsec_ secret), Little's with the simulator's own key
+        #[arg(long = "callbacks-to", value_name = "URL")]
+        callbacks_to: Option<String>,
     },
     /// The embedded demo: simulator + temporary ledger + sample sessions, reconciled to the end
     Demo,
@@ -388,7 +393,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             listen,
             api_key_env,
             write_config,
-        } => tools::simulate(&cli, listen, api_key_env, write_config),
+            callbacks_to,
+        } => tools::simulate(&cli, listen, api_key_env, write_config, callbacks_to),
         Command::CheckConfig => run::check_config(&cli),
         Command::Run => run::run(&cli),
         Command::Once { all } => run::once(&cli, all),

@@ -41,6 +41,7 @@ pub(super) fn simulate(
     listen: &str,
     api_key_env: &Option<String>,
     write_config: &Option<PathBuf>,
+    callbacks_to: &Option<String>,
 ) -> anyhow::Result<ExitCode> {
     init_logging(log_format(cli, LogFormat::Text), "info");
     let key = match api_key_env {
@@ -50,6 +51,26 @@ pub(super) fn simulate(
                 "--api-key-env: environment variable {var} is not set"
             ))
         })?),
+    };
+    let callbacks = match callbacks_to {
+        None => None,
+        Some(api) => {
+            reqwest::Url::parse(api)
+                .map_err(|e| UsageError::new(format!("--callbacks-to {api:?}: {e}")))?;
+            let secret = config::process_env(simulator::SIM_WEBHOOK_SECRET_ENV)
+                .unwrap_or_else(|| simulator::SIM_WEBHOOK_SECRET.to_string());
+            if crate::config::SigningKey::from_whsec(&secret).is_none() {
+                return Err(UsageError::new(format!(
+                    "{}: a whsec_ secret (whsec_ and base64)",
+                    simulator::SIM_WEBHOOK_SECRET_ENV
+                ))
+                .into());
+            }
+            Some(simulator::CallbackTarget {
+                api: api.clone(),
+                secret,
+            })
+        }
     };
     runtime()?.block_on(async {
         let listener = tokio::net::TcpListener::bind(listen)
@@ -66,8 +87,16 @@ pub(super) fn simulate(
             "  Mopay NG status: GET  /?req={}&reference={{id}}",
             simulator::NG_STATUS_ENDPOINT
         );
+        outln!("  Moflay   list:   GET  /v1/transactions?limit=&cursor=");
+        outln!("  Vesicash list:   GET  /v1/payment/?page=&limit=&from=");
         if let Some(path) = write_config {
-            let text = simulator::sample_config(&format!("http://{addr}"));
+            let little_key = callbacks.as_ref().map(|_| path.with_extension("little.pem"));
+            if let Some(pem) = &little_key {
+                std::fs::write(pem, simulator::SIM_LITTLE_PUBLIC_KEY).map_err(|e| {
+                    UsageError::new(format!("--write-config {}: {e}", pem.display()))
+                })?;
+            }
+            let text = simulator::sample_config(&format!("http://{addr}"), little_key.as_deref());
             std::fs::write(path, text)
                 .map_err(|e| UsageError::new(format!("--write-config {}: {e}", path.display())))?;
             outln!(
@@ -77,6 +106,13 @@ pub(super) fn simulate(
             );
         }
         let sim = Sim::new(key);
+        if let Some(target) = callbacks {
+            outln!(
+                "  signed callbacks go to {}/v1/callbacks/KIND for sessions registered with \"callback\"",
+                target.api.trim_end_matches('/')
+            );
+            sim.send_callbacks_to(target);
+        }
         // One line per second with status requests in it: what a provider's rate limit sees.
         let counter = sim.clone();
         tokio::spawn(async move {

@@ -64,7 +64,21 @@ pub struct Sim {
     listed: Mutex<HashMap<Kind, ListedPayments>>,
     /// List pages answered, for tests and benchmarks.
     pub list_requests: AtomicU64,
+    /// Where signed callbacks go, once set.
+    callbacks: std::sync::OnceLock<CallbackTarget>,
 }
+
+/// Where the simulator sends providers' signed callbacks (`simulate --callbacks-to`): a
+/// payrecon API, and the shared webhook secret Moflay's (`whsec_…`) and Vesicash's are signed
+/// with. Little's are signed with the simulator's own RSA key ([`SIM_LITTLE_PUBLIC_KEY`]).
+#[derive(Debug, Clone)]
+pub struct CallbackTarget {
+    pub api: String,
+    pub secret: String,
+}
+
+/// The public key the simulator signs Little's callbacks with, for `webhook_public_key`.
+pub const SIM_LITTLE_PUBLIC_KEY: &str = shapes::SIM_LITTLE_PUBLIC_KEY;
 
 impl Sim {
     pub fn new(api_key: Option<String>) -> Arc<Sim> {
@@ -76,6 +90,7 @@ impl Sim {
             api_key,
             listed: Mutex::new(HashMap::new()),
             list_requests: AtomicU64::new(0),
+            callbacks: std::sync::OnceLock::new(),
         })
     }
 
@@ -157,6 +172,58 @@ impl Sim {
                 created: chrono::Utc::now(),
             },
         );
+    }
+
+    /// From now on, sessions registered with a callback kind have it sent to `target` (set once).
+    pub fn send_callbacks_to(&self, target: CallbackTarget) {
+        let _ = self.callbacks.set(target);
+    }
+
+    /// Sends `kind`'s signed callback for `session_id` when its answer changes (its `.after-MS`
+    /// moment, else at once), as the provider would: POST `{api}/v1/callbacks/{kind}`. Nothing
+    /// without a target, or for a session still pending then.
+    pub fn callback_when_it_changes(self: &Arc<Self>, kind: Kind, session_id: &str) {
+        let Some(target) = self.callbacks.get().cloned() else {
+            return;
+        };
+        let Some(after) = self
+            .shard(session_id)
+            .get(session_id)
+            .map(|s| Duration::from_millis(s.behaviour.after_ms))
+        else {
+            return;
+        };
+        let (sim, id) = (self.clone(), session_id.to_string());
+        tokio::spawn(async move {
+            tokio::time::sleep(after + Duration::from_millis(20)).await;
+            let Some(s) = sim.shard(&id).get(&id).cloned() else {
+                return;
+            };
+            let Some((headers, body)) = shapes::callback_for(kind, &id, &s, &target.secret) else {
+                return;
+            };
+            let Ok(client) = crate::http::client(Duration::from_secs(10)) else {
+                return;
+            };
+            let mut request = client
+                .post(format!(
+                    "{}/v1/callbacks/{kind}",
+                    target.api.trim_end_matches('/')
+                ))
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(body);
+            for (name, value) in headers {
+                request = request.header(name, value);
+            }
+            match request.send().await {
+                Ok(r) => {
+                    tracing::info!(kind = %kind, session_id = %id, status = r.status().as_u16(), "sent a signed callback")
+                }
+                Err(e) => {
+                    tracing::warn!(kind = %kind, session_id = %id, error = %e, "could not send a callback")
+                }
+            }
+        });
     }
 
     /// The session a transaction id `kind`'s list shows belongs to.
@@ -301,9 +368,43 @@ pub fn providers_toml(base_url: &str, key_env: &str, public_env: &str, rate_limi
         .join("\n")
 }
 
+/// The variable `simulate --callbacks-to` reads the webhook secret from, and the secret it
+/// signs with when it is not set (the Standard Webhooks test vector's: not a secret).
+pub const SIM_WEBHOOK_SECRET_ENV: &str = "PAYRECON_SIM_WEBHOOK_SECRET";
+pub const SIM_WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
 /// A whole config for trying payrecon against a simulator on `base_url`: a ledger file in the
-/// working directory, a pass every five seconds, short backoff, all five providers.
-pub fn sample_config(base_url: &str) -> String {
+/// working directory, a pass every five seconds, short backoff, all five providers. With
+/// `little_key` (the file holding [`SIM_LITTLE_PUBLIC_KEY`]), the providers that sign their
+/// callbacks check them: an `[api]` on 127.0.0.1:9188 for them to arrive at.
+pub fn sample_config(base_url: &str, little_key: Option<&std::path::Path>) -> String {
+    let mut providers = providers_toml(
+        base_url,
+        "PAYRECON_SIM_KEY",
+        "PAYRECON_SIM_PUBLIC_KEY",
+        "100/s",
+    );
+    let mut api = String::new();
+    if let Some(pem) = little_key {
+        for kind in ["moflay", "vesicash"] {
+            providers = providers.replace(
+                &format!("kind = \"{kind}\"\n"),
+                &format!("kind = \"{kind}\"\nwebhook_secret_env = \"{SIM_WEBHOOK_SECRET_ENV}\"\n"),
+            );
+        }
+        providers = providers.replace(
+            "kind = \"little\"\n",
+            &format!(
+                "kind = \"little\"\nwebhook_public_key = {:?}\n",
+                pem.display().to_string()
+            ),
+        );
+        api = format!(
+            "# Signed callbacks from the simulator arrive here; export {SIM_WEBHOOK_SECRET_ENV}\n\
+             # (the simulator's: {SIM_WEBHOOK_SECRET} unless you set another).\n\
+             [api]\nlisten = \"127.0.0.1:9188\"\n\n"
+        );
+    }
     format!(
         r#"# Written by `payrecon simulate --write-config`: every provider against the simulator.
 # The credentials come from PAYRECON_SIM_KEY and PAYRECON_SIM_PUBLIC_KEY (any values unless the
@@ -319,13 +420,7 @@ initial = "2s"
 max = "30s"
 max_age = "10m"
 
-{}"#,
-        providers_toml(
-            base_url,
-            "PAYRECON_SIM_KEY",
-            "PAYRECON_SIM_PUBLIC_KEY",
-            "100/s"
-        )
+{api}{providers}"#
     )
 }
 
@@ -437,6 +532,8 @@ struct RegisterRequest {
     /// `listed_by` names another kind).
     transaction_id: Option<String>,
     listed_by: Option<String>,
+    /// The kind whose signed callback is sent when the answer changes (`--callbacks-to`).
+    callback: Option<String>,
     amount: Option<String>,
     reference: Option<String>,
     currency: Option<String>,
@@ -462,6 +559,10 @@ async fn register(
         Some(Ok(k)) => k,
         Some(Err(e)) => return json_response(StatusCode::BAD_REQUEST, json!({"error": e})),
     };
+    let callback = match req.callback.as_deref().map(str::parse::<Kind>).transpose() {
+        Ok(k) => k,
+        Err(e) => return json_response(StatusCode::BAD_REQUEST, json!({"error": e})),
+    };
     sim.register_session(
         &req.session_id,
         req.amount.as_deref().unwrap_or("100.00"),
@@ -472,6 +573,9 @@ async fn register(
             .filter(|t| !t.is_empty())
             .map(|t| (listed_by, t)),
     );
+    if let Some(kind) = callback {
+        sim.callback_when_it_changes(kind, &req.session_id);
+    }
     json_response(StatusCode::CREATED, json!({"session_id": req.session_id}))
 }
 

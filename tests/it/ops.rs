@@ -1064,3 +1064,98 @@ async fn a_signed_provider_callback_is_a_hint() {
         "a final session and a replay cost no call"
     );
 }
+
+/// The simulator sends each provider's signed callback in its documented scheme when a
+/// payment's answer changes (`simulate --callbacks-to`): Moflay's Standard Webhooks and Little's
+/// RSA-SHA256 (under the simulator's own key, named by `webhook_public_key`) verify and are
+/// decided with no status call; Vesicash's `mor-signature` verifies and has its session
+/// checked (its event body is not published, so it is a hint).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_simulator_sends_signed_callbacks_that_verify() {
+    let mut env = hints_only_env().await;
+    let pem = env.dir.path().join("sim-little.pem");
+    std::fs::write(&pem, payrecon::simulator::SIM_LITTLE_PUBLIC_KEY).unwrap();
+    let text = std::fs::read_to_string(&env.config_path).unwrap();
+    let text = text
+        .replace(
+            "kind = \"moflay\"\n",
+            "kind = \"moflay\"\nwebhook_secret_env = \"PAYRECON_TEST_SIM_WH\"\n",
+        )
+        .replace(
+            "kind = \"vesicash\"\n",
+            "kind = \"vesicash\"\nwebhook_secret_env = \"PAYRECON_TEST_SIM_WH\"\n",
+        )
+        .replace(
+            "kind = \"little\"\n",
+            &format!(
+                "kind = \"little\"\nwebhook_public_key = {:?}\n",
+                pem.display().to_string()
+            ),
+        );
+    std::fs::write(&env.config_path, text).unwrap();
+    env.vars.push((
+        "PAYRECON_TEST_SIM_WH".into(),
+        payrecon::simulator::SIM_WEBHOOK_SECRET.into(),
+    ));
+    env.vars
+        .push(("PAYRECON_TEST_API_TOKEN".into(), "api-token".into()));
+    let (admin, api) = listeners(&env, true);
+    let _d = daemon(&env, &[&admin, &api]).await;
+    env.sim
+        .send_callbacks_to(payrecon::simulator::CallbackTarget {
+            api: api.clone(),
+            secret: payrecon::simulator::SIM_WEBHOOK_SECRET.into(),
+        });
+    let l = env.ledger();
+    crate::support::DirectSql::execute_batch(
+        &l,
+        "INSERT INTO sessions (provider, session_id, amount, currency) VALUES \
+           ('moflay', 'pay_cbsim', '100.00', 'KES'), ('little', 'lit_cbsim', '100.00', 'KES'), \
+           ('vesicash', 'VS_cbsim', '100.00', 'KES');",
+    )
+    .unwrap();
+    use payrecon::provider::Kind;
+    let before = [Kind::Moflay, Kind::Little].map(|k| env.sim.requests_for(k));
+    for (kind, id) in [
+        (Kind::Moflay, "pay_cbsim"),
+        (Kind::Little, "lit_cbsim"),
+        (Kind::Vesicash, "VS_cbsim"),
+    ] {
+        env.sim.insert_in(
+            id,
+            "100.00",
+            "R",
+            "KES",
+            "complete.after-300".parse().unwrap(),
+        );
+        env.sim.callback_when_it_changes(kind, id);
+    }
+    let status = |id: &str| {
+        one(
+            &l,
+            &format!("SELECT status FROM sessions WHERE session_id = '{id}'"),
+        )
+    };
+    let done = wait_for(Duration::from_secs(20), || {
+        ["pay_cbsim", "lit_cbsim", "VS_cbsim"]
+            .iter()
+            .all(|id| status(id) == "COMPLETED")
+    })
+    .await;
+    assert!(
+        done,
+        "{} {} {}",
+        status("pay_cbsim"),
+        status("lit_cbsim"),
+        status("VS_cbsim")
+    );
+    assert_eq!(
+        [Kind::Moflay, Kind::Little].map(|k| env.sim.requests_for(k)),
+        before,
+        "Moflay's and Little's callbacks were their answers: no status call"
+    );
+    assert!(
+        env.sim.requests_for(Kind::Vesicash) >= 1,
+        "Vesicash's is a hint: checked"
+    );
+}

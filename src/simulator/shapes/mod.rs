@@ -17,6 +17,7 @@ mod mopay;
 mod mopay_ng;
 mod vesicash;
 
+pub use little::SIM_PUBLIC_KEY as SIM_LITTLE_PUBLIC_KEY;
 #[cfg(test)]
 pub(super) use mopay_ng::mopay_ng_signal;
 pub use mopay_ng::{NG_STATUS_ENDPOINT, NG_STATUS_MAP};
@@ -100,6 +101,12 @@ pub trait Shape: Sync {
     fn body(&self, v: &View) -> Response;
     /// One payment as the kind's list of payments shows it (kinds with a list).
     fn list_item(&self, _v: &View, _created_at: &str) -> Option<serde_json::Value> {
+        None
+    }
+    /// The signed callback this kind sends when a payment reaches `v`'s state: its headers
+    /// and body, in the provider's documented scheme (`secret`: the shared webhook secret of
+    /// kinds that sign with one). `None`: the kind documents none, or this state sends none.
+    fn callback(&self, _v: &View, _secret: &str) -> Option<(Vec<(&'static str, String)>, String)> {
         None
     }
     /// A 400 for a request the kind's validation refuses.
@@ -221,6 +228,20 @@ pub(super) fn list_item(
     };
     let created = s.created.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
     shape(kind).list_item(&v, &created)
+}
+
+/// The signed callback `kind` sends for session `id` as it stands now (no poll counted):
+/// headers and body, or `None` while it is pending, faulty, or the kind sends none.
+pub(super) fn callback_for(
+    kind: Kind,
+    id: &str,
+    s: &SimSession,
+    secret: &str,
+) -> Option<(Vec<(&'static str, String)>, String)> {
+    let Outcome::State(state) = outcome(s, s.polls) else {
+        return None;
+    };
+    shape(kind).callback(&view(id, s, s.polls, state), secret)
 }
 
 /// A list cursor: base64 of `{"id": …}`, as the documented example's

@@ -5,6 +5,29 @@ use super::*;
 pub(crate) struct Moflay;
 
 impl Moflay {
+    /// A payment as the get-payment example shows one
+    /// (docs.moflay.com/api-reference/payments/get-payment).
+    fn payment(v: &View) -> serde_json::Value {
+        let status = Self::status_word(v);
+        let minor = Self::minor(v);
+        let paid = v.paid;
+        let transaction_id = v
+            .transaction_id
+            .map_or_else(|| format!("trxn_{}", v.id.len()), String::from);
+        json!({"id": v.id, "transactionId": transaction_id,
+               "customerId": "cus_GqfKXLmg61LURZhB", "merchantRequestId": "29115-34620561-1",
+               "checkoutRequestId": "ws_CO_191220241030123456789", "status": status,
+               "statusDetail": "The service request is processed successfully.",
+               "failureReason": (status == "unknown").then_some("Missing or non-final Daraja signal"),
+               "amount": number(&minor), "currency": v.currency, "description": "Premium plan",
+               "accountReference": v.reference, "receiptNumber": paid.then_some(&v.txn),
+               "environment": "sandbox", "createdAt": "2024-12-19T10:25:00.000Z",
+               "updatedAt": "2024-12-19T10:32:00.000Z", "processedAt": "2024-12-19T10:32:00.000Z",
+               "completedAt": paid.then_some("2024-12-19T10:32:00.000Z"),
+               "failedAt": (status == "failed").then_some("2024-12-19T10:32:00.000Z"),
+               "unknownAt": (status == "unknown").then_some("2024-12-19T10:40:00.000Z")})
+    }
+
     fn status_word(v: &View) -> &'static str {
         match v.state {
             SimState::Created => "initiating",
@@ -90,28 +113,33 @@ impl Shape for Moflay {
     }
 
     fn body(&self, v: &View) -> Response {
-        let status = Self::status_word(v);
-        let minor = Self::minor(v);
-        let paid = v.paid;
-        let transaction_id = v
-            .transaction_id
-            .map_or_else(|| format!("trxn_{}", v.id.len()), String::from);
-        json_response(
-            StatusCode::OK,
-            // The get-payment example's fields (docs.moflay.com/api-reference/payments/get-payment).
-            json!({"id": v.id, "transactionId": transaction_id,
-                   "customerId": "cus_GqfKXLmg61LURZhB", "merchantRequestId": "29115-34620561-1",
-                   "checkoutRequestId": "ws_CO_191220241030123456789", "status": status,
-                   "statusDetail": "The service request is processed successfully.",
-                   "failureReason": (status == "unknown").then_some("Missing or non-final Daraja signal"),
-                   "amount": number(&minor), "currency": v.currency, "description": "Premium plan",
-                   "accountReference": v.reference, "receiptNumber": paid.then_some(&v.txn),
-                   "environment": "sandbox", "createdAt": "2024-12-19T10:25:00.000Z",
-                   "updatedAt": "2024-12-19T10:32:00.000Z", "processedAt": "2024-12-19T10:32:00.000Z",
-                   "completedAt": paid.then_some("2024-12-19T10:32:00.000Z"),
-                   "failedAt": (status == "failed").then_some("2024-12-19T10:32:00.000Z"),
-                   "unknownAt": (status == "unknown").then_some("2024-12-19T10:40:00.000Z")}),
-        )
+        json_response(StatusCode::OK, Self::payment(v))
+    }
+
+    /// `payment.completed`, `payment.failed` or `payment.canceled` with the payment object,
+    /// signed in the Standard Webhooks scheme with Moflay's `svix-` headers
+    /// (docs.moflay.com/webhooks) [docs; the event body is not shown: the payment object is
+    /// assumed as its `data`]. No webhook for `unknown` [docs], nor while pending.
+    fn callback(&self, v: &View, secret: &str) -> Option<(Vec<(&'static str, String)>, String)> {
+        let kind = match Self::status_word(v) {
+            "completed" => "payment.completed",
+            "failed" => "payment.failed",
+            "canceled" => "payment.canceled",
+            _ => return None,
+        };
+        let body = json!({"type": kind, "data": Self::payment(v)}).to_string();
+        let key = crate::config::SigningKey::from_whsec(secret)?;
+        let id = crate::ledger::event::new_id().replacen("evt_", "msg_", 1);
+        let ts = chrono::Utc::now().timestamp();
+        let sig = crate::outbox::sign::signature(&[key], &id, ts, body.as_bytes());
+        Some((
+            vec![
+                ("svix-id", id),
+                ("svix-timestamp", ts.to_string()),
+                ("svix-signature", sig),
+            ],
+            body,
+        ))
     }
 
     /// A transaction as the list-transactions example shows one: `id` is the `trxn_…` id, and
