@@ -104,6 +104,13 @@ pub(super) fn simulate(
                  export PAYRECON_SIM_KEY and PAYRECON_SIM_PUBLIC_KEY (any values) before using it",
                 path.display()
             );
+            if callbacks.is_some() {
+                outln!(
+                    "  and {} (this simulator signs with {} unless it is set), for the signed callbacks",
+                    simulator::SIM_WEBHOOK_SECRET_ENV,
+                    simulator::SIM_WEBHOOK_SECRET
+                );
+            }
         }
         let sim = Sim::new(key);
         if let Some(target) = callbacks {

@@ -182,4 +182,17 @@ impl Ledger {
             Ok(())
         })
     }
+
+    /// The next sweep of `provider` is due by `at` at the latest (a later due time moves up;
+    /// a sweep under way keeps its claim only while its hold is sooner).
+    pub fn bring_sweep_forward(&self, provider: &str, at: Timestamp) -> Result<(), Error> {
+        self.tx(Mode::Write, "bringing a sweep forward", |tx| {
+            tx.exec(
+                "UPDATE provider_state SET sweep_due_at = ?1 \
+                 WHERE provider = ?2 AND sweep_due_at > ?1",
+                vals![&clock::format(at), provider],
+            )?;
+            Ok(())
+        })
+    }
 }

@@ -236,6 +236,18 @@ impl Ledger {
         )
     }
 
+    /// When the oldest sighted payment of `provider` not yet settled was first seen.
+    pub fn oldest_unsettled(&self, provider: &str) -> Result<Option<Timestamp>, Error> {
+        self.tx(Mode::Read, "reading unmatched payments", |tx| {
+            tx.query_one(
+                "SELECT min(first_seen_at) FROM unmatched_payments WHERE provider = ?1 \
+                 AND reported_at IS NULL AND matched_at IS NULL AND dismissed_at IS NULL",
+                vals![provider],
+                |r| super::rows::opt_time("first_seen_at", r.get(0)?),
+            )
+        })
+    }
+
     /// Settles a sighted payment after its grace window, with its other id when the lookup gave
     /// one: matched when a session holds either id, else reported with `payment.unmatched`.
     pub fn settle_unmatched(

@@ -10,7 +10,7 @@ mod sweep;
 mod verify;
 
 pub use decide::{Refused, contradiction, decide, decide_late, manual};
-pub use sweep::{SweepPolicy, SweepReport};
+pub use sweep::{PutOff, SweepPolicy, SweepReport};
 pub use verify::{VERIFY_WAIT, Verified, take_answer, verify};
 
 use std::collections::{BTreeMap, HashSet};
@@ -235,13 +235,19 @@ pub async fn run_pass(
         // A session a sweep answers for is not asked about on its own (SweepPolicy, rule 3).
         if !opts.all
             && s.status == Status::Pending
-            && let Some(until) = providers
+            && let Some(off) = providers
                 .get(&s.provider)
                 .and_then(|p| SweepPolicy::put_off(p, &s, clock::now()))
         {
+            if let Some(at) = off.sooner {
+                let name = s.provider.clone();
+                if let Err(e) = ledger.call(move |l| l.bring_sweep_forward(&name, at)).await {
+                    tracing::warn!(provider = %s.provider, error = %e, "could not bring the next sweep forward");
+                }
+            }
             return Record::Reschedule {
                 rowid: s.rowid,
-                next_check_at: until,
+                next_check_at: off.until,
                 last_error: None,
                 answered: false,
                 not_found: None,

@@ -93,22 +93,50 @@ impl SweepPolicy {
     /// Until when a claimed session's own check is put off, if a sweep will answer for it
     /// (rule 3): after the next sweep, when the last read its pages and the session is within
     /// reach.
-    pub fn put_off(p: &Provider, s: &ledger::Session, now: Timestamp) -> Option<Timestamp> {
+    pub fn put_off(p: &Provider, s: &ledger::Session, now: Timestamp) -> Option<PutOff> {
         let reach = p.list.as_ref()?;
         if !reach.reaches(&s.session_id, s.provider_ref.as_deref())
             || s.created_at < clock::sub(now, reach.window)
         {
             return None;
         }
-        let view = lock(&p.sweeps);
+        let mut view = lock(&p.sweeps);
         let swept_at = view.swept_at.filter(|_| view.error.is_none())?;
         let answered_by_it = s.listed_at.is_some_and(|t| t >= swept_at);
         if s.created_at < swept_at && !answered_by_it {
             return None;
         }
         let next = view.next_due.filter(|t| *t <= Self::latest_due(now))?;
-        Some(clock::add(next.max(now), Duration::from_secs(5)))
+        // A session waiting on a sweep that an idle provider put minutes away brings it
+        // forward to the pace of a sweep with something open.
+        let interval = budget_interval(p);
+        let soon = clock::add(now, Self::next_after(1, 1, interval, reach.window));
+        let sooner = (next > soon).then(|| {
+            view.next_due = Some(soon);
+            soon
+        });
+        Some(PutOff {
+            until: clock::add(next.min(soon).max(now), Duration::from_secs(5)),
+            sooner,
+        })
     }
+}
+
+/// The spacing of `p`'s call budget (`None`: `rate_limit = "off"`).
+fn budget_interval(p: &Provider) -> Option<Duration> {
+    p.budget
+        .as_ref()
+        .map(|b| Duration::from_micros(b.interval_us.max(0) as u64))
+}
+
+/// A claimed session's own check put off because a sweep answers for it ([`SweepPolicy::put_off`]).
+#[derive(Debug, Clone, Copy)]
+pub struct PutOff {
+    /// When it is due again: after the next sweep.
+    pub until: Timestamp,
+    /// The next sweep brought forward to this time (to be written to the ledger, for every
+    /// process), when it was further away.
+    pub sooner: Option<Timestamp>,
 }
 
 /// What one sweep did, for the log and the pass's report.
@@ -236,14 +264,20 @@ pub async fn sweep(
         }
     }
 
-    let interval = p
-        .budget
-        .as_ref()
-        .map(|b| Duration::from_micros(b.interval_us.max(0) as u64));
-    let next = clock::add(
-        clock::now(),
+    let interval = budget_interval(p);
+    let now = clock::now();
+    let mut next = clock::add(
+        now,
         SweepPolicy::next_after(report.pages, open, interval, reach.window),
     );
+    // A payment sighted and waiting out `unmatched_after` is settled by the first sweep after
+    // it, not by one an idle cadence puts minutes later.
+    let name_ = name.clone();
+    if let Ok(Some(first_seen)) = ledger.call(move |l| l.oldest_unsettled(&name_)).await {
+        let settle = clock::add(first_seen, reach.unmatched_after);
+        let fastest = clock::add(now, SweepPolicy::next_after(1, 1, interval, reach.window));
+        next = next.min(settle.max(fastest));
+    }
     {
         let mut view = lock(&p.sweeps);
         view.next_due = Some(next);

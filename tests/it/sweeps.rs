@@ -696,3 +696,65 @@ async fn vesicash_lists_are_read_page_by_page(engine: Engine) {
         "9.00 ZMW"
     );
 }
+
+/// A provider with nothing open sweeps every two minutes; a session that arrives then is not
+/// left waiting for that: its own check is put off to a sweep brought forward to the pace of
+/// one with something open (10 s with no budget), shared through the ledger.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_arriving_at_an_idle_provider_brings_the_sweep_forward() {
+    let mut env = Env::start().await;
+    with_moflay(&mut env, "");
+    let l = env.ledger();
+    env.pass(&l, "p").await;
+    let idle = one(
+        &l,
+        "SELECT sweep_due_at FROM provider_state WHERE provider = 'moflay'",
+    );
+    let now = payrecon::clock::now();
+    let in_secs = |t: &str| (payrecon::clock::parse(t).unwrap() - now).num_seconds();
+    assert!(in_secs(&idle) >= 100, "idle: two minutes away ({idle})");
+    listed(
+        &env,
+        "pay_new",
+        "trxn_new",
+        "100.00",
+        "complete.after-600000",
+    );
+    l.execute_batch(
+        "INSERT INTO sessions (provider, session_id, provider_ref) VALUES ('moflay', 'pay_new', 'trxn_new')",
+    )
+    .unwrap();
+    env.pass(&l, "p").await;
+    assert_eq!(env.sim.polls("pay_new"), 0, "put off to the sweep");
+    let sooner = one(
+        &l,
+        "SELECT sweep_due_at FROM provider_state WHERE provider = 'moflay'",
+    );
+    assert!(in_secs(&sooner) <= 11, "brought forward to 10 s ({sooner})");
+    let due = one(
+        &l,
+        "SELECT next_check_at FROM sessions WHERE session_id = 'pay_new'",
+    );
+    assert!(in_secs(&due) <= 16, "due again after that sweep ({due})");
+}
+
+/// A sighted payment is settled by the first sweep after its `unmatched_after`, not by one an
+/// idle provider's two-minute cadence puts later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sighted_payment_brings_the_next_sweep_to_its_grace() {
+    let mut env = Env::start().await;
+    with_moflay(&mut env, "unmatched_after = \"20s\"");
+    let l = env.ledger();
+    listed(&env, "pay_seen", "trxn_seen", "12.00", "complete");
+    env.pass(&l, "p").await;
+    assert_eq!(count(&l, "SELECT count(*) FROM unmatched_payments"), 1);
+    let due = one(
+        &l,
+        "SELECT sweep_due_at FROM provider_state WHERE provider = 'moflay'",
+    );
+    let secs = (payrecon::clock::parse(&due).unwrap() - payrecon::clock::now()).num_seconds();
+    assert!(
+        (10..=21).contains(&secs),
+        "the next sweep in {secs} s ({due})"
+    );
+}
