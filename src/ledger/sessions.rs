@@ -477,13 +477,14 @@ impl Ledger {
 
     /// What the ledger holds for each id a provider's list names, in `ids`' order: the PENDING
     /// session that holds it (by `session_id`, else `provider_ref`), leased to `owner` until
-    /// `lease_until`, when no other check holds it; or that some session holds it (final,
-    /// leased elsewhere, unreadable, or two sessions at once); or that none does. One write
-    /// transaction.
+    /// `lease_until`, when no other check holds it — its `listed_at` set to now when the id's
+    /// flag says the list answers for it, cleared otherwise; or that some session holds it
+    /// (final, leased elsewhere, unreadable, or two sessions at once); or that none does. One
+    /// write transaction.
     pub fn tie_listed(
         &self,
         provider: &str,
-        ids: &[&str],
+        ids: &[(&str, bool)],
         owner: &str,
         now: Timestamp,
         lease_until: Timestamp,
@@ -491,11 +492,11 @@ impl Ledger {
         let (now, lease) = (clock::format(now), clock::format(lease_until));
         self.tx(Mode::Lease, "tying listed payments to sessions", |tx| {
             let mut tied = Vec::with_capacity(ids.len());
-            for id in ids {
+            for (id, answers) in ids {
                 let claimed = tx.query(
                     concat!(
                         "UPDATE sessions SET lease_owner = ?1, lease_until = ?2, next_check_at = ?2, \
-                         listed_at = ?5 \
+                         listed_at = CASE WHEN ?6 = 1 THEN ?5 END \
                          WHERE id IN (SELECT id FROM sessions WHERE provider = ?3 AND session_id = ?4 \
                                       UNION ALL \
                                       SELECT id FROM sessions WHERE provider = ?3 AND provider_ref = ?4) \
@@ -503,7 +504,7 @@ impl Ledger {
                          RETURNING ",
                         session_cols!()
                     ),
-                    vals![owner, &lease, provider, *id, &now],
+                    vals![owner, &lease, provider, *id, &now, i64::from(*answers)],
                     super::rows::read_session,
                 )?;
                 let rowids: Vec<i64> = claimed

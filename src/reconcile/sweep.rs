@@ -314,12 +314,19 @@ async fn take_page(
     let Some(reach) = p.list else {
         return Ok(());
     };
-    let ids: Vec<String> = items.iter().map(|i| i.id.clone()).collect();
+    // The list answers for a session unless it only makes it due for a status call to confirm.
+    let ids: Vec<(String, bool)> = items
+        .iter()
+        .map(|i| {
+            let confirm = reach.using == ListUse::Confirm && i.facts.mapped != Mapped::Pending;
+            (i.id.clone(), !confirm)
+        })
+        .collect();
     let (name, owner, lease) = (p.name.clone(), opts.owner.clone(), cfg.schedule.lease);
     let tied = ledger
         .call(move |l| {
             let now = clock::now();
-            let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+            let ids: Vec<(&str, bool)> = ids.iter().map(|(id, a)| (id.as_str(), *a)).collect();
             l.tie_listed(&name, &ids, &owner, now, clock::add(now, lease))
         })
         .await?;

@@ -758,3 +758,35 @@ async fn a_sighted_payment_brings_the_next_sweep_to_its_grace() {
         "the next sweep in {secs} s ({due})"
     );
 }
+
+/// With `list = "confirm"`, a listed final payment is not decided from the list: it makes its
+/// session due now, and the status call that follows decides it with everything the status
+/// answer carries (the reference compared too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_confirming_sweep_has_a_status_call_decide() {
+    let mut env = Env::start().await;
+    with_moflay(&mut env, "list = \"confirm\"");
+    let l = env.ledger();
+    listed(&env, "pay_conf", "trxn_conf", "100.00", "complete");
+    l.execute_batch(
+        "INSERT INTO sessions (provider, session_id, provider_ref, amount, currency, reference) \
+         VALUES ('moflay', 'pay_conf', 'trxn_conf', '100.00', 'KES', 'ORD')",
+    )
+    .unwrap();
+    env.pass(&l, "p").await;
+    assert_eq!(
+        status(&l, "pay_conf"),
+        "PENDING",
+        "not decided from the list"
+    );
+    assert_eq!(env.sim.polls("pay_conf"), 0);
+    // Due now: the next pass (a daemon's follows at once) confirms it.
+    env.pass(&l, "p").await;
+    assert_eq!(status(&l, "pay_conf"), "COMPLETED");
+    assert_eq!(env.sim.polls("pay_conf"), 1, "confirmed by one status call");
+    let payload = one(&l, "SELECT payload FROM events");
+    assert!(
+        payload.contains(r#""compared":["amount","reference","currency","provider_ref"]"#),
+        "{payload}"
+    );
+}
