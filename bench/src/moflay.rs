@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::truth::provider;
+use crate::truth::{provider, schedule_line, squeeze};
 
 /// The scenario, in real time (divided by `compress` when run).
 #[derive(Debug, Clone)]
@@ -164,13 +164,6 @@ fn plan(o: &MoflayOptions, per_hour: u32, seed: u64) -> Vec<Planned> {
         .collect()
 }
 
-fn squeeze(d: Duration, c: f64) -> String {
-    format!(
-        "{}ms",
-        ((d.as_secs_f64() * 1000.0 / c).round() as u64).max(1)
-    )
-}
-
 fn config(
     dir: &Path,
     slug: &str,
@@ -182,11 +175,7 @@ fn config(
     let c = o.compress;
     let ledger = dir.join(format!("moflay_{slug}.db"));
     let path = dir.join(format!("moflay_{slug}.toml"));
-    let schedule: Vec<String> = payrecon::provider::moflay::SPEC
-        .default_schedule
-        .iter()
-        .map(|d| Ok(format!("{:?}", squeeze(humantime::parse_duration(d)?, c))))
-        .collect::<anyhow::Result<_>>()?;
+    let schedule = schedule_line(payrecon::provider::moflay::SPEC.default_schedule, c)?;
     let text = format!(
         r#"[ledger]
 path = {ledger:?}
@@ -206,7 +195,7 @@ kind = "moflay"
 base_url = "{url}"
 api_key_env = "BENCH_MOFLAY_KEY"
 rate_limit = ["{per_min}/min", "{per_hour}/h"]
-schedule = [{schedule}]
+{schedule}
 list = "{list}"
 list_window = {window:?}
 unmatched_after = {after:?}
@@ -216,7 +205,6 @@ unmatched_after = {after:?}
         ageing = squeeze(Duration::from_secs(600), c),
         per_min = (100.0 * c).round() as u64,
         per_hour = (200.0 * c).round() as u64,
-        schedule = schedule.join(", "),
         list = if case.lists { "decide" } else { "off" },
         window = squeeze(Duration::from_secs(15 * 60), c),
         after = squeeze(Duration::from_secs(5 * 60), c),

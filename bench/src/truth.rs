@@ -217,14 +217,14 @@ pub(crate) fn daemon(payrecon: &Path, config: &Path) -> anyhow::Result<Daemon> {
 }
 
 /// `d` divided by the compression, as milliseconds text for the config.
-fn squeeze(d: Duration, compress: f64) -> String {
+pub(crate) fn squeeze(d: Duration, compress: f64) -> String {
     format!(
         "{}ms",
         ((d.as_secs_f64() * 1000.0 / compress).round() as u64).max(1)
     )
 }
 
-fn schedule_line(delays: &[&str], compress: f64) -> anyhow::Result<String> {
+pub(crate) fn schedule_line(delays: &[&str], compress: f64) -> anyhow::Result<String> {
     let list: Vec<String> = delays
         .iter()
         .map(|d| {

@@ -226,6 +226,40 @@ impl Sim {
         });
     }
 
+    /// A request for a page of `kind`'s list: counted, and its credentials checked (`Err`: the
+    /// kind's refusal).
+    fn list_request(
+        &self,
+        kind: Kind,
+        headers: &HeaderMap,
+    ) -> Result<&'static dyn Shape, Box<Response>> {
+        self.list_requests.fetch_add(1, Ordering::Relaxed);
+        self.by_kind[kind as usize].fetch_add(1, Ordering::Relaxed);
+        let shape = shape(kind);
+        if !self.authorised(kind, headers) {
+            return Err(Box::new(shape.unauthorised()));
+        }
+        Ok(shape)
+    }
+
+    /// `kind`'s list items for these `(transaction id, session id)` pairs, as each payment
+    /// stands now, those `keep` keeps.
+    fn list_items(
+        &self,
+        kind: Kind,
+        pairs: &[(String, String)],
+        keep: impl Fn(&SimSession) -> bool,
+    ) -> Vec<serde_json::Value> {
+        pairs
+            .iter()
+            .filter_map(|(transaction_id, session_id)| {
+                let s = self.shard(session_id).get(session_id).cloned()?;
+                keep(&s).then_some(())?;
+                shapes::list_item(kind, session_id, transaction_id, &s)
+            })
+            .collect()
+    }
+
     /// The session a transaction id `kind`'s list shows belongs to.
     fn session_of_transaction(&self, kind: Kind, transaction_id: &str) -> Option<String> {
         let all = self.listed.lock().unwrap_or_else(|p| p.into_inner());
@@ -652,12 +686,10 @@ async fn list_transactions(
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    sim.list_requests.fetch_add(1, Ordering::Relaxed);
-    sim.by_kind[Kind::Moflay as usize].fetch_add(1, Ordering::Relaxed);
-    let moflay = shape(Kind::Moflay);
-    if !sim.authorised(Kind::Moflay, &headers) {
-        return moflay.unauthorised();
-    }
+    let moflay = match sim.list_request(Kind::Moflay, &headers) {
+        Ok(shape) => shape,
+        Err(refused) => return *refused,
+    };
     let limit = match q.get("limit").map(|l| l.parse::<usize>()) {
         None => LIST_DEFAULT,
         Some(Ok(n)) if (1..=LIST_MOST).contains(&n) => n,
@@ -675,15 +707,7 @@ async fn list_transactions(
         },
     };
     let page: Vec<(String, String)> = order[..start].iter().rev().take(limit).cloned().collect();
-    let mut items = Vec::with_capacity(page.len());
-    for (transaction_id, session_id) in &page {
-        let Some(s) = sim.shard(session_id).get(session_id).cloned() else {
-            continue;
-        };
-        if let Some(item) = shapes::list_item(Kind::Moflay, session_id, transaction_id, &s) {
-            items.push(item);
-        }
-    }
+    let items = sim.list_items(Kind::Moflay, &page, |_| true);
     let more = page.len() == limit && start > limit;
     let cursor = page.last().map(|(t, _)| shapes::cursor_of(t));
     json_response(
@@ -701,12 +725,10 @@ async fn list_payments(
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    sim.list_requests.fetch_add(1, Ordering::Relaxed);
-    sim.by_kind[Kind::Vesicash as usize].fetch_add(1, Ordering::Relaxed);
-    let vesicash = shape(Kind::Vesicash);
-    if !sim.authorised(Kind::Vesicash, &headers) {
-        return vesicash.unauthorised();
-    }
+    let vesicash = match sim.list_request(Kind::Vesicash, &headers) {
+        Ok(shape) => shape,
+        Err(refused) => return *refused,
+    };
     let number = |k: &str, default: i64| q.get(k).map_or(Ok(default), |v| v.parse::<i64>());
     let (Ok(page), Ok(limit), Ok(from)) =
         (number("page", 1), number("limit", 10), number("from", 0))
@@ -717,18 +739,7 @@ async fn list_payments(
         return vesicash.invalid_request("page from 1, limit from 1 to 100");
     }
     let listed = sim.listed_by(Kind::Vesicash);
-    let mut items = Vec::new();
-    for (transaction_id, session_id) in &listed {
-        let Some(s) = sim.shard(session_id).get(session_id).cloned() else {
-            continue;
-        };
-        if s.created.timestamp() < from {
-            continue;
-        }
-        if let Some(item) = shapes::list_item(Kind::Vesicash, session_id, transaction_id, &s) {
-            items.push(item);
-        }
-    }
+    let items = sim.list_items(Kind::Vesicash, &listed, |s| s.created.timestamp() >= from);
     let start = ((page - 1) * limit) as usize;
     let data: Vec<_> = items.into_iter().skip(start).take(limit as usize).collect();
     json_response(

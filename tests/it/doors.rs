@@ -746,20 +746,18 @@ fn openssl_standard_webhooks(key_b64: &str, id: &str, ts: &str, body: &str) -> S
         .decode(key_b64)
         .unwrap();
     let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
-    let mut child = std::process::Command::new("openssl")
-        .args(["dgst", "-sha256", "-binary", "-mac", "HMAC", "-macopt"])
-        .arg(format!("hexkey:{hex}"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{id}.{ts}.{body}").as_bytes())
-        .unwrap();
-    let mac = child.wait_with_output().unwrap().stdout;
+    let mac = crate::support::openssl(
+        &[
+            "dgst".to_string(),
+            "-sha256".into(),
+            "-binary".into(),
+            "-mac".into(),
+            "HMAC".into(),
+            "-macopt".into(),
+            format!("hexkey:{hex}"),
+        ],
+        format!("{id}.{ts}.{body}").as_bytes(),
+    );
     format!(
         "v1,{}",
         base64::engine::general_purpose::STANDARD.encode(mac)
@@ -924,21 +922,16 @@ async fn a_moflay_callback_needs_a_fresh_signature_and_counts_once() {
 /// signs `timestamp + "." + JSON.stringify(payload)` [docs].
 fn openssl_rsa_sha256(key_pem: &std::path::Path, message: &str) -> String {
     use base64::Engine as _;
-    let mut child = std::process::Command::new("openssl")
-        .args(["dgst", "-sha256", "-sign"])
-        .arg(key_pem)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(message.as_bytes())
-        .unwrap();
-    let sig = child.wait_with_output().unwrap().stdout;
-    assert!(!sig.is_empty(), "openssl signed");
+    let key = key_pem.as_os_str();
+    let sig = crate::support::openssl(
+        &[
+            std::ffi::OsStr::new("dgst"),
+            "-sha256".as_ref(),
+            "-sign".as_ref(),
+            key,
+        ],
+        message.as_bytes(),
+    );
     base64::engine::general_purpose::STANDARD.encode(sig)
 }
 

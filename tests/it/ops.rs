@@ -871,21 +871,14 @@ async fn a_hint_checks_now_and_never_sets_a_state() {
 
 /// The hex HMAC-SHA256 of `body` keyed with `secret`, computed by `openssl` (not by payrecon).
 fn openssl_hmac(secret: &str, body: &str) -> String {
-    use std::io::Write as _;
-    let mut child = std::process::Command::new("openssl")
-        .args(["dgst", "-sha256", "-hmac", secret])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
+    let out = crate::support::openssl(&["dgst", "-sha256", "-hmac", secret], body.as_bytes());
+    String::from_utf8(out)
         .unwrap()
-        .write_all(body.as_bytes())
-        .unwrap();
-    let out = String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap();
-    out.trim().rsplit(' ').next().unwrap().to_string()
+        .trim()
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .to_string()
 }
 
 /// Every provider kind with no scheduled pass: only hints and callbacks act.

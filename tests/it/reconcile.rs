@@ -291,14 +291,7 @@ async fn transition_update_and_event_commit_together_or_not_at_all(engine: Engin
 /// (the simulator's `trxn_<length of the id>`) beside the `pay_…` id asked about.
 async fn the_providers_second_id_is_filled_or_held(engine: Engine) {
     let mut env = Env::start_on(engine).await;
-    let providers = payrecon::simulator::providers_toml(&env.base_url, "SIM_KEY", "SIM_PUB", "off");
-    std::fs::write(
-        &env.config_path,
-        crate::support::config_with(&env.location, &providers),
-    )
-    .unwrap();
-    env.vars.push(("SIM_KEY".into(), "k".into()));
-    env.vars.push(("SIM_PUB".into(), "p".into()));
+    env.with_all_providers(&[]);
     let l = env.ledger();
     // As an application writes them: no amount, reference or currency to compare.
     l.execute_batch(

@@ -27,18 +27,7 @@ fn status(l: &Ledger, id: &str) -> String {
 /// The simulator's five providers, `rate_limit = "off"`, with these lines added to Moflay's
 /// table.
 fn with_moflay(env: &mut Env, moflay_lines: &str) {
-    let providers = payrecon::simulator::providers_toml(&env.base_url, "SIM_KEY", "SIM_PUB", "off")
-        .replace(
-            "kind = \"moflay\"\n",
-            &format!("kind = \"moflay\"\n{moflay_lines}\n"),
-        );
-    std::fs::write(
-        &env.config_path,
-        crate::support::config_with(&env.location, &providers),
-    )
-    .unwrap();
-    env.vars.push(("SIM_KEY".into(), "k".into()));
-    env.vars.push(("SIM_PUB".into(), "p".into()));
+    env.with_all_providers(&[("moflay", moflay_lines)]);
 }
 
 /// A payment Moflay lists (`trxn_…`) with its `pay_…` id, registered at the simulator.
@@ -616,18 +605,7 @@ async fn the_api_lists_unmatched_payments_behind_its_token() {
 /// lookup (the list names payments by the one id the ledger holds).
 async fn vesicash_lists_are_read_page_by_page(engine: Engine) {
     let mut env = Env::start_on(engine).await;
-    let providers = payrecon::simulator::providers_toml(&env.base_url, "SIM_KEY", "SIM_PUB", "off")
-        .replace(
-            "kind = \"vesicash\"\n",
-            "kind = \"vesicash\"\nunmatched_after = \"1s\"\n",
-        );
-    std::fs::write(
-        &env.config_path,
-        crate::support::config_with(&env.location, &providers),
-    )
-    .unwrap();
-    env.vars.push(("SIM_KEY".into(), "k".into()));
-    env.vars.push(("SIM_PUB".into(), "p".into()));
+    env.with_all_providers(&[("vesicash", "unmatched_after = \"1s\"")]);
     let l = env.ledger();
     // 150 payments: two pages of 100.
     let mut rows = Vec::new();

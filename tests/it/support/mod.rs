@@ -186,6 +186,22 @@ impl Env {
         env
     }
 
+    /// Points the config at every provider kind of the simulator, `rate_limit = "off"`, with
+    /// `(kind, lines)` added to that kind's table.
+    pub fn with_all_providers(&mut self, extra: &[(&str, &str)]) {
+        let mut providers =
+            payrecon::simulator::providers_toml(&self.base_url, "SIM_KEY", "SIM_PUB", "off");
+        for (kind, lines) in extra {
+            providers = providers.replace(
+                &format!("kind = \"{kind}\"\n"),
+                &format!("kind = \"{kind}\"\n{lines}\n"),
+            );
+        }
+        std::fs::write(&self.config_path, config_with(&self.location, &providers)).unwrap();
+        self.vars.push(("SIM_KEY".into(), "k".into()));
+        self.vars.push(("SIM_PUB".into(), "p".into()));
+    }
+
     /// Enqueues a session for `provider` whose behaviour the simulator knows (100.00 LSL,
     /// reference REF plus the id's length).
     pub fn session_at(&self, ledger: &Ledger, provider: &str, id: &str, behaviour: &str) {
@@ -422,4 +438,26 @@ pub async fn wait_for(deadline: Duration, mut cond: impl FnMut() -> bool) -> boo
 /// Runs a future to its end from synchronous code inside a multi-threaded test runtime.
 pub fn block<F: std::future::Future>(f: F) -> F::Output {
     tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
+}
+
+/// Runs `openssl` with `args`, `input` on its stdin, and returns its stdout: how the tests sign
+/// what a provider would, with nobody's code but OpenSSL's.
+pub fn openssl<S: AsRef<std::ffi::OsStr>>(args: &[S], input: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new("openssl")
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {:?}",
+        args.iter()
+            .map(|a| a.as_ref().to_owned())
+            .collect::<Vec<_>>()
+    );
+    out.stdout
 }
