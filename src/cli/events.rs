@@ -39,8 +39,10 @@ pub(super) fn events(cli: &Cli, command: &EventsCommand) -> anyhow::Result<ExitC
                 );
             }
         }
-        EventsCommand::Replay { id, dead } => {
-            let n = ledger.replay(if *dead { None } else { id.as_deref() }, clock::now())?;
+        EventsCommand::Replay { id, dead, by } => {
+            let by = actor(by);
+            let by = plain_name("--by", &by)?;
+            let n = ledger.replay(if *dead { None } else { id.as_deref() }, by, clock::now())?;
             if n == 0 && id.is_some() && !dead {
                 return Err(UsageError::new(format!(
                     "no event {:?} in the ledger",
@@ -65,14 +67,8 @@ pub(super) fn unmatched(
     let cfg = load(cli)?;
     let ledger = daemon::open_ledger(&cfg)?;
     if let Some(UnmatchedCommand::Dismiss { id, by, reason }) = command {
-        let (by, reason) = (by.trim(), reason.trim());
-        for (name, value) in [("--by", by), ("--reason", reason)] {
-            if value.is_empty() || value.len() > 256 || value.chars().any(char::is_control) {
-                return Err(
-                    UsageError::new(format!("{name}: 1 to 256 characters of plain text")).into(),
-                );
-            }
-        }
+        let by = actor(by);
+        let (by, reason) = (plain_name("--by", &by)?, plain_name("--reason", reason)?);
         let u = match ledger.dismiss_unmatched(*id, by, reason, clock::now()) {
             Ok(u) => u,
             Err(crate::ledger::DismissError::Ledger(e)) => return Err(e.into()),
@@ -139,4 +135,37 @@ fn amount_of(u: &crate::ledger::Unmatched) -> String {
         (Some(a), None) => a.clone(),
         (None, _) => "-".into(),
     }
+}
+
+/// `value` trimmed, when it is 1 to 256 characters of plain text (a name, a reason).
+fn plain_name<'a>(flag: &str, value: &'a str) -> anyhow::Result<&'a str> {
+    let value = value.trim();
+    if value.is_empty() || value.len() > 256 || value.chars().any(char::is_control) {
+        return Err(UsageError::new(format!("{flag}: 1 to 256 characters of plain text")).into());
+    }
+    Ok(value)
+}
+
+/// `payrecon audit`: the audit log, newest first.
+pub(super) fn audit(cli: &Cli, limit: u32) -> anyhow::Result<ExitCode> {
+    let cfg = load(cli)?;
+    let ledger = daemon::open_ledger(&cfg)?;
+    outln!(
+        "{:<24} {:<16} {:<10} {:<40} detail",
+        "at",
+        "actor",
+        "action",
+        "target"
+    );
+    for a in ledger.audit_log(limit)? {
+        outln!(
+            "{:<24} {:<16} {:<10} {:<40} {}",
+            a.at,
+            crate::escape::shown(&a.actor),
+            crate::escape::shown(&a.action),
+            crate::escape::shown_or_dash(a.target.as_deref()),
+            crate::escape::shown(a.detail.as_deref().unwrap_or(""))
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -114,9 +114,18 @@ pub enum Command {
         /// Why; recorded on the transition and in the event
         #[arg(long)]
         reason: String,
+        /// Who decides; recorded on the transition, in the event and the audit log [default: the
+        /// Unix user running the command]
+        #[arg(long)]
+        by: Option<String>,
         /// Needed when two providers have the same session id
         #[arg(long)]
         provider: Option<String>,
+    },
+    /// The audit log: people's decisions and actions, newest first
+    Audit {
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
     },
     /// One row per session for accounting
     Export {
@@ -210,9 +219,9 @@ pub enum UnmatchedCommand {
     Dismiss {
         /// Its id (the first column of `payrecon unmatched`)
         id: i64,
-        /// Who decides [default: $USER]
-        #[arg(long, env = "USER", hide_env_values = true)]
-        by: String,
+        /// Who decides [default: the Unix user running the command]
+        #[arg(long)]
+        by: Option<String>,
         /// Why (a refund made by hand, a test payment, …)
         #[arg(long)]
         reason: String,
@@ -237,6 +246,9 @@ pub enum EventsCommand {
         /// Every dead event
         #[arg(long)]
         dead: bool,
+        /// Who asks; recorded in the audit log [default: the Unix user running the command]
+        #[arg(long)]
+        by: Option<String>,
     },
 }
 
@@ -279,6 +291,28 @@ pub fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// Who a command acts as: `--by`, else the Unix user running it (by the process's uid in
+/// `/etc/passwd`, else `uid N`), so every decision names a person.
+pub(crate) fn actor(by: &Option<String>) -> String {
+    if let Some(by) = by {
+        return by.clone();
+    }
+    use std::os::unix::fs::MetadataExt as _;
+    let Ok(uid) = std::fs::metadata("/proc/self").map(|m| m.uid()) else {
+        return "unknown user".into();
+    };
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|passwd| {
+            passwd.lines().find_map(|l| {
+                let mut f = l.split(':');
+                let name = f.next()?;
+                (f.nth(1)? == uid.to_string()).then(|| name.to_string())
+            })
+        })
+        .unwrap_or_else(|| format!("uid {uid}"))
 }
 
 /// The most threads blocking calls (the ledger's, mostly) run on at once.
@@ -433,8 +467,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             session_id,
             to,
             reason,
+            by,
             provider,
-        } => sessions::resolve(&cli, session_id, to, reason, provider),
+        } => sessions::resolve(&cli, session_id, to, reason, &actor(by), provider),
+        Command::Audit { limit } => events::audit(&cli, *limit),
         Command::Export {
             format,
             since,

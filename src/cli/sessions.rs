@@ -179,6 +179,7 @@ pub(super) fn resolve(
     session_id: &str,
     to: &str,
     reason: &str,
+    by: &str,
     provider: &Option<String>,
 ) -> anyhow::Result<ExitCode> {
     let cfg = load(cli)?;
@@ -188,16 +189,22 @@ pub(super) fn resolve(
     let ledger = daemon::open_ledger(&cfg)?;
     let s = one_session(&ledger, session_id, provider.as_deref())?;
     let from = s.status;
-    let record = crate::reconcile::manual(&s, to, reason, clock::now(), cfg.backoff.late_check)
+    let record = crate::reconcile::manual(&s, to, reason, by, clock::now(), cfg.backoff.late_check)
         .map_err(|e| match e.field() {
             Some(field) => UsageError::new(format!("--{field}: {e}")),
             None => UsageError::new(e.to_string()),
         })?;
-    let written = ledger.record(
-        "manual",
+    let audit = crate::ledger::Audit {
+        actor: by.trim(),
+        action: "resolve",
+        target: Some(format!("{}/{}", s.provider, s.session_id)),
+        detail: Some(format!("{from} -> {to}: {}", reason.trim())),
+    };
+    let written = ledger.record_decision(
         clock::now(),
         &[record],
         crate::reconcile::contradiction,
+        &audit,
     )?;
     let Some(event) = written.first() else {
         anyhow::bail!(
@@ -208,9 +215,10 @@ pub(super) fn resolve(
         crate::events::log(event);
     }
     outln!(
-        "{} {}: {from} -> {to} (event {})",
+        "{} {}: {from} -> {to} by {} (event {})",
         s.provider,
         crate::escape::shown(&s.session_id),
+        crate::escape::shown(by.trim()),
         event.id
     );
     Ok(ExitCode::SUCCESS)

@@ -31,7 +31,7 @@ const TABLES: &[(&str, &str, &str)] = &[
         "transitions",
         "id, session, from_status, to_status, at, source, reason, provider_status, \
          transaction_id, payment_method, provider_amount, provider_reference, provider_currency, \
-         provider_completed_at",
+         provider_completed_at, actor",
         "id",
     ),
     ("unmatched_payments", super::rows::unmatched_cols!(), "id"),
@@ -49,6 +49,7 @@ const TABLES: &[(&str, &str, &str)] = &[
         "provider",
     ),
     ("call_budget", "credential, next_at", "credential"),
+    ("audit_log", "id, at, actor, action, target, detail", "id"),
 ];
 
 /// Rows sent to PostgreSQL per `COPY` chunk.
@@ -113,7 +114,7 @@ pub fn copy(
                 copied.rows.push((table, n));
             }
             dst.batch("ALTER TABLE sessions ENABLE TRIGGER new_session_is_pending")?;
-            for (table, key) in [("sessions", "id"), ("transitions", "id"), ("events", "seq"), ("unmatched_payments", "id")] {
+            for (table, key) in [("sessions", "id"), ("transitions", "id"), ("events", "seq"), ("unmatched_payments", "id"), ("audit_log", "id")] {
                 dst.batch(&format!(
                     "SELECT setval(pg_get_serial_sequence('{table}', '{key}'), \
                      (SELECT coalesce(max({key}), 0) + 1 FROM {table}), false)"

@@ -58,6 +58,8 @@ pub struct TransitionEvent<'a> {
     pub from: Status,
     pub to: Status,
     pub reason: Option<&'a str>,
+    /// The person who decided it, for a manual decision.
+    pub actor: Option<&'a str>,
     pub facts: &'a Facts,
     pub compared: &'a [&'static str],
 }
@@ -114,6 +116,8 @@ struct TransitionData<'a> {
     checks: i64,
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     compared: &'a [&'static str],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    actor: Option<&'a str>,
 }
 
 /// The event JSON text for a transition.
@@ -139,6 +143,7 @@ pub fn transition_payload(e: &TransitionEvent<'_>) -> String {
             provider_completed_at: f.provider_completed_at.as_deref(),
             checks: e.checks,
             compared: e.compared,
+            actor: e.actor,
         },
     };
     to_text(&envelope)
@@ -341,6 +346,7 @@ mod tests {
             from: Status::Pending,
             to: Status::Completed,
             reason: None,
+            actor: None,
             facts: &facts,
             compared: &["amount", "reference"],
         });

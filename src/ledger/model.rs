@@ -571,6 +571,8 @@ pub enum Record {
         compared: Vec<&'static str>,
         /// For EXPIRED: when to ask the provider once more.
         late_check_at: Option<Timestamp>,
+        /// The person who decided it (a manual decision); `None` for payrecon's own.
+        actor: Option<String>,
     },
     /// The late check of an EXPIRED session: no state change, perhaps an anomaly.
     LateCheck {
@@ -897,4 +899,26 @@ pub enum Tied {
     Several(Vec<i64>),
     /// No session holds it.
     Nobody,
+}
+
+/// One entry of the append-only audit log: a person's action (or a login), by whom, on what.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at: String,
+    pub actor: String,
+    /// `resolve`, `dismiss`, `replay`, …
+    pub action: String,
+    /// What it acted on (`mopay/MOP_1`, `unmatched 4`, an event id).
+    pub target: Option<String>,
+    pub detail: Option<String>,
+}
+
+/// An action to write to the audit log with the change it records, in the same transaction.
+#[derive(Debug, Clone)]
+pub struct Audit<'a> {
+    pub actor: &'a str,
+    pub action: &'static str,
+    pub target: Option<String>,
+    pub detail: Option<String>,
 }

@@ -116,15 +116,46 @@ impl Ledger {
 
     /// Puts events back in line with a fresh schedule: one by id (dead, delivered or waiting),
     /// or every dead one. Returns how many.
-    pub fn replay(&self, id: Option<&str>, now: Timestamp) -> Result<usize, Error> {
+    pub fn replay(&self, id: Option<&str>, actor: &str, now: Timestamp) -> Result<usize, Error> {
+        let now_s = clock::format(now);
         let n = self.tx(Mode::Write, "replaying events", |tx| {
-            tx.exec(
+            let n = tx.exec(
                 "UPDATE events SET dead_at = NULL, delivered_at = NULL, attempts = 0, last_error = NULL, \
                  next_attempt_at = ?1, lease_owner = NULL, lease_until = NULL \
                  WHERE (CAST(?2 AS TEXT) IS NULL AND dead_at IS NOT NULL) OR id = ?2",
-                vals![&clock::format(now), id],
-            )
+                vals![&now_s, id],
+            )?;
+            if n > 0 {
+                let audit = Audit {
+                    actor,
+                    action: "replay",
+                    target: Some(id.map_or_else(|| "every dead event".to_string(), String::from)),
+                    detail: Some(format!("{n} event(s) back in line")),
+                };
+                super::record::audit_in(tx, &now_s, &audit)?;
+            }
+            Ok(n)
         })?;
         Ok(n as usize)
+    }
+
+    /// The audit log, newest first.
+    pub fn audit_log(&self, limit: u32) -> Result<Vec<AuditEntry>, Error> {
+        self.tx(Mode::Read, "reading the audit log", |tx| {
+            tx.query(
+                "SELECT id, at, actor, action, target, detail FROM audit_log ORDER BY id DESC LIMIT ?1",
+                vals![limit],
+                |r| {
+                    Ok(AuditEntry {
+                        id: r.get(0)?,
+                        at: r.get(1)?,
+                        actor: r.get(2)?,
+                        action: r.get(3)?,
+                        target: r.get(4)?,
+                        detail: r.get(5)?,
+                    })
+                },
+            )
+        })
     }
 }

@@ -44,7 +44,8 @@ pub(super) fn transition_fields<'a>(
     source: Source,
     reason: Option<&'a str>,
     facts: &'a Facts,
-) -> [Option<&'a str>; 11] {
+    actor: Option<&'a str>,
+) -> [Option<&'a str>; 12] {
     [
         Some(from.as_str()),
         Some(to.as_str()),
@@ -57,6 +58,7 @@ pub(super) fn transition_fields<'a>(
         facts.reference.as_deref(),
         facts.currency.as_deref(),
         facts.provider_completed_at.as_deref(),
+        actor,
     ]
 }
 
@@ -105,7 +107,7 @@ pub(super) fn transition_event(
     session: event::Subject<'_>,
     checks: i64,
     (from, to): (Status, Status),
-    reason: Option<&str>,
+    (reason, actor): (Option<&str>, Option<&str>),
     facts: &Facts,
     compared: &[&'static str],
 ) -> Written {
@@ -118,6 +120,7 @@ pub(super) fn transition_event(
         from,
         to,
         reason,
+        actor,
         facts,
         compared,
     };
@@ -135,8 +138,8 @@ macro_rules! insert_transition {
     () => {
         "INSERT INTO transitions (session, from_status, to_status, source, reason, \
          provider_status, transaction_id, payment_method, provider_amount, \
-         provider_reference, provider_currency, provider_completed_at, at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+         provider_reference, provider_currency, provider_completed_at, actor, at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
     };
 }
 
@@ -174,15 +177,16 @@ pub(super) const PG_TRANSITIONS_CAS: &str = "UPDATE sessions s SET status = v.to
 
 pub(super) const PG_INSERT_TRANSITIONS: &str = "INSERT INTO transitions (session, from_status, to_status, at, \
      source, reason, provider_status, transaction_id, payment_method, provider_amount, \
-     provider_reference, provider_currency, provider_completed_at) \
+     provider_reference, provider_currency, provider_completed_at, actor) \
      SELECT v.session, v.from_status, v.to_status, ?1, v.source, v.reason, v.provider_status, \
             v.transaction_id, v.payment_method, v.provider_amount, v.provider_reference, \
-            v.provider_currency, v.provider_completed_at \
+            v.provider_currency, v.provider_completed_at, v.actor \
      FROM unnest(?2::bigint[], ?3::text[], ?4::text[], ?5::text[], ?6::text[], ?7::text[], \
-                 ?8::text[], ?9::text[], ?10::text[], ?11::text[], ?12::text[], ?13::text[]) \
+                 ?8::text[], ?9::text[], ?10::text[], ?11::text[], ?12::text[], ?13::text[], \
+                 ?14::text[]) \
           AS v(session, from_status, to_status, source, reason, provider_status, transaction_id, \
                payment_method, provider_amount, provider_reference, provider_currency, \
-               provider_completed_at)";
+               provider_completed_at, actor)";
 
 pub(super) const PG_INSERT_EVENTS: &str = "INSERT INTO events (id, type, session, payload, created_at, \
      next_attempt_at) \
@@ -202,7 +206,7 @@ pub(super) fn record_transitions_pg(
         .collect();
     let moved = compare_and_set_pg(tx, now_s, &transitions)?;
     let mut t_sessions = Vec::new();
-    let mut t_cols: [Vec<Option<&str>>; 11] = Default::default();
+    let mut t_cols: [Vec<Option<&str>>; 12] = Default::default();
     let mut events: Vec<(i64, Written)> = Vec::new();
     for r in &transitions {
         let Record::Transition {
@@ -213,6 +217,7 @@ pub(super) fn record_transitions_pg(
             reason,
             facts,
             compared,
+            actor,
             ..
         } = r
         else {
@@ -224,7 +229,14 @@ pub(super) fn record_transitions_pg(
             continue;
         };
         t_sessions.push(*rowid);
-        let fields = transition_fields(*from, *to, *source, reason.as_deref(), facts);
+        let fields = transition_fields(
+            *from,
+            *to,
+            *source,
+            reason.as_deref(),
+            facts,
+            actor.as_deref(),
+        );
         for (col, v) in t_cols.iter_mut().zip(fields) {
             col.push(v);
         }
@@ -234,7 +246,7 @@ pub(super) fn record_transitions_pg(
             session.into(),
             checks,
             (*from, *to),
-            reason,
+            (reason, actor.as_deref()),
             facts,
             compared,
         );
@@ -417,6 +429,7 @@ fn transition_one(
         charged,
         compared,
         late_check_at,
+        actor,
     } = rec
     else {
         return Ok(());
@@ -454,13 +467,15 @@ fn transition_one(
         moved.subject(),
         moved.checks,
         (*from, *to),
-        reason,
+        (reason, actor.as_deref()),
         facts,
         compared,
     );
     let mut row = Vec::with_capacity(16);
     row.push(Val::Int(*rowid));
-    row.extend(transition_fields(*from, *to, *source, reason, facts).map(Val::from));
+    row.extend(
+        transition_fields(*from, *to, *source, reason, facts, actor.as_deref()).map(Val::from),
+    );
     row.push(Val::Text(now_s));
     tx.exec(INSERT_TRANSITION, &row)?;
     insert_event(tx, &event.id, event.kind, *rowid, &event.payload, now_s)?;
@@ -563,27 +578,73 @@ impl Ledger {
     ) -> Result<Vec<Written>, Error> {
         let now_s = clock::format(now);
         self.tx(Mode::Write, "recording outcomes", |tx| {
-            let mut written = Vec::new();
-            // PostgreSQL pays per statement (a round trip, and its CHECK and index predicates
-            // prepared per execution): its transitions go in three set-based statements, however
-            // many there are. SQLite records them one by one (`record_one`).
-            let pg = tx.is_pg();
-            if pg
-                && records
-                    .iter()
-                    .any(|r| matches!(r, Record::Transition { .. }))
-            {
-                record_transitions_pg(tx, &now_s, records, judge, &mut written)?;
-            }
-            for rec in records {
-                if pg && matches!(rec, Record::Transition { .. }) {
-                    continue;
-                }
-                record_one(tx, owner, &now_s, rec, judge, &mut written)?;
+            record_in(tx, owner, &now_s, records, judge)
+        })
+    }
+
+    /// [`Ledger::record`] of a person's decision, with its entry in the audit log in the same
+    /// transaction — written only when the decision was (a session another check closed first
+    /// records nothing, and no entry).
+    pub fn record_decision(
+        &self,
+        now: Timestamp,
+        records: &[Record],
+        judge: Judge,
+        audit: &Audit<'_>,
+    ) -> Result<Vec<Written>, Error> {
+        let now_s = clock::format(now);
+        self.tx(Mode::Write, "recording a decision", |tx| {
+            let written = record_in(tx, "manual", &now_s, records, judge)?;
+            if !written.is_empty() {
+                audit_in(tx, &now_s, audit)?;
             }
             Ok(written)
         })
     }
+}
+
+/// Records outcomes inside `tx` (see [`Ledger::record`]).
+fn record_in(
+    tx: &mut Tx<'_>,
+    owner: &str,
+    now_s: &str,
+    records: &[Record],
+    judge: Judge,
+) -> Result<Vec<Written>, DbError> {
+    let mut written = Vec::new();
+    // PostgreSQL pays per statement (a round trip, and its CHECK and index predicates prepared
+    // per execution): its transitions go in three set-based statements, however many there
+    // are. SQLite records them one by one (`record_one`).
+    let pg = tx.is_pg();
+    if pg
+        && records
+            .iter()
+            .any(|r| matches!(r, Record::Transition { .. }))
+    {
+        record_transitions_pg(tx, now_s, records, judge, &mut written)?;
+    }
+    for rec in records {
+        if pg && matches!(rec, Record::Transition { .. }) {
+            continue;
+        }
+        record_one(tx, owner, now_s, rec, judge, &mut written)?;
+    }
+    Ok(written)
+}
+
+/// Appends one entry to the audit log.
+pub(super) fn audit_in(tx: &mut Tx<'_>, now_s: &str, a: &Audit<'_>) -> Result<(), DbError> {
+    tx.exec(
+        "INSERT INTO audit_log (at, actor, action, target, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+        vals![
+            now_s,
+            a.actor,
+            a.action,
+            a.target.as_deref(),
+            a.detail.as_deref()
+        ],
+    )?;
+    Ok(())
 }
 
 #[cfg(test)]

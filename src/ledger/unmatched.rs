@@ -359,7 +359,20 @@ impl Ledger {
                  dismiss_reason = ?3 WHERE id = ?4 AND matched_at IS NULL AND dismissed_at IS NULL",
                 vals![&now, by, reason, id],
             )?;
-            Ok((n, by_id(tx, id)?))
+            let u = by_id(tx, id)?;
+            if let (1, Some(u)) = (n, &u) {
+                let audit = Audit {
+                    actor: by,
+                    action: "dismiss",
+                    target: Some(format!(
+                        "unmatched {} ({}/{})",
+                        u.id, u.provider, u.payment_id
+                    )),
+                    detail: Some(reason.to_string()),
+                };
+                super::record::audit_in(tx, &now, &audit)?;
+            }
+            Ok((n, u))
         })?;
         match outcome {
             (_, None) => Err(DismissError::NotFound(id)),

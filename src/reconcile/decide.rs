@@ -185,6 +185,7 @@ impl Decider<'_> {
             facts,
             charged: true,
             compared,
+            actor: None,
             late_check_at: (to == Status::Expired)
                 .then(|| clock::add(self.now, self.backoff.late_check)),
         }
@@ -518,6 +519,8 @@ pub enum Refused {
     NotAFinalState,
     #[error("say why, for the audit trail")]
     NoReason,
+    #[error("say who decides: 1 to 256 characters of plain text")]
+    NoActor,
     #[error(
         "session {:?} is {status}, which is final; only PENDING or REVIEW sessions can be resolved",
         crate::escape::shown(session_id)
@@ -532,19 +535,22 @@ impl Refused {
         match self {
             Refused::NotAFinalState => Some("to"),
             Refused::NoReason => Some("reason"),
+            Refused::NoActor => Some("by"),
             Refused::AlreadyFinal { .. } => None,
         }
     }
 }
 
-/// A person's decision on a session (`payrecon resolve`): the transition to record, or why it
-/// cannot be. Only a PENDING or REVIEW session is resolved, only to a final state the daemon
-/// could reach (COMPLETED, FAILED, CANCELLED, EXPIRED), and only with a reason for the audit
-/// trail; a person's EXPIRED is asked once more `late_check` later, as the daemon's is.
+/// A person's decision on a session (`payrecon resolve`, the console): the transition to
+/// record, or why it cannot be. Only a PENDING or REVIEW session is resolved, only to a final
+/// state the daemon could reach (COMPLETED, FAILED, CANCELLED, EXPIRED), only with a reason for
+/// the audit trail and the name of who decides (`actor`: 1–256 characters of plain text); a
+/// person's EXPIRED is asked once more `late_check` later, as the daemon's is.
 pub fn manual(
     s: &Session,
     to: Status,
     reason: &str,
+    actor: &str,
     now: Timestamp,
     late_check: Duration,
 ) -> Result<Record, Refused> {
@@ -554,6 +560,10 @@ pub fn manual(
     let reason = reason.trim();
     if reason.is_empty() {
         return Err(Refused::NoReason);
+    }
+    let actor = actor.trim();
+    if actor.is_empty() || actor.len() > 256 || actor.chars().any(char::is_control) {
+        return Err(Refused::NoActor);
     }
     if !matches!(s.status, Status::Pending | Status::Review) {
         return Err(Refused::AlreadyFinal {
@@ -571,6 +581,7 @@ pub fn manual(
         charged: false,
         compared: vec![],
         late_check_at: (to == Status::Expired).then(|| clock::add(now, late_check)),
+        actor: Some(actor.to_string()),
     })
 }
 

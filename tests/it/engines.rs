@@ -257,6 +257,7 @@ async fn a_group_with_a_lost_compare_and_set(engine: Engine) {
         charged: true,
         compared: vec![],
         late_check_at: None,
+        actor: None,
     };
     let now = payrecon::clock::now();
     l.record(
@@ -527,9 +528,11 @@ async fn the_ledger_refuses_what_payrecon_cannot_use(engine: Engine) {
 /// never fatal, and never forgotten, on both engines: every claim writes the row it takes, and a
 /// rule that re-checked the whole row (PostgreSQL's CHECK constraints did) failed every pass on
 /// one bad time; a next_check_at that is not a time was never due.
-/// What migration 9 adds, taken away on SQLite so that it runs again (SQLite cannot add a
-/// column twice; PostgreSQL's migration runs again as it is).
-const UNDO_9_ON_SQLITE: &str = "DROP TABLE unmatched_payments; \
+/// What migrations 9 and 10 add, taken away on SQLite so that they run again (SQLite cannot add
+/// a column twice; PostgreSQL's migrations run again as they are).
+const UNDO_9_ON_SQLITE: &str = "DROP TABLE audit_log; \
+     ALTER TABLE transitions DROP COLUMN actor; \
+     DROP TABLE unmatched_payments; \
      ALTER TABLE sessions DROP COLUMN listed_at; \
      ALTER TABLE provider_state DROP COLUMN sweep_due_at; \
      ALTER TABLE provider_state DROP COLUMN swept_at; \

@@ -209,9 +209,95 @@ async fn resolve_moves_pending_or_review_once_and_nothing_else(engine: Engine) {
     let v: serde_json::Value = serde_json::from_str(&payload).unwrap();
     assert_eq!(v["data"]["from"], "PENDING");
     assert_eq!(v["data"]["reason"], "checked with the customer's bank");
+    // Without --by, the decision names the Unix user who ran the command.
+    let me = unix_user();
+    assert_eq!(v["data"]["actor"], me.as_str());
+    assert_eq!(
+        one(
+            &l,
+            "SELECT actor FROM transitions t JOIN sessions s ON s.id = t.session WHERE s.session_id = 'pend1'"
+        ),
+        me
+    );
+}
+
+/// The Unix user running the tests, by uid in /etc/passwd (written here, not payrecon's).
+fn unix_user() -> String {
+    let uid = std::process::Command::new("id")
+        .arg("-un")
+        .output()
+        .unwrap();
+    String::from_utf8(uid.stdout).unwrap().trim().to_string()
+}
+
+/// Every person's decision names them — the transition, the event's `actor`, an entry in the
+/// audit log (`payrecon audit`) — and the audit log is append-only, for applications and for
+/// hand edits alike: an UPDATE, a DELETE (and on PostgreSQL a TRUNCATE) are refused by name.
+async fn decisions_name_their_maker_in_an_append_only_audit_log(engine: Engine) {
+    let env = Env::start_on(engine).await;
+    let l = env.ledger();
+    env.session(&l, "aud1", "amount");
+    env.pass(&l, "p").await;
+    let run = |args: &[&str]| {
+        let mut c = env.cmd();
+        c.args(args);
+        output(c)
+    };
+    let o = run(&[
+        "resolve", "aud1", "--to", "FAILED", "--reason", "refunded", "--by", "alice",
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    assert!(text(&o).0.contains("by alice"));
+    let bad = run(&[
+        "resolve", "aud1", "--to", "FAILED", "--reason", "x", "--by", " ",
+    ])
+    .await;
+    assert_eq!(bad.status.code(), Some(2), "an empty name is refused");
+    let payload = one(
+        &l,
+        "SELECT payload FROM events WHERE type = 'session.failed'",
+    );
+    let v: serde_json::Value = serde_json::from_str(&payload).unwrap();
+    assert_eq!(v["data"]["actor"], "alice");
+    assert_eq!(
+        one(
+            &l,
+            "SELECT actor || ' ' || action || ' ' || target || ' ' || detail FROM audit_log"
+        ),
+        "alice resolve mopay/aud1 REVIEW -> FAILED: refunded"
+    );
+    // The daemon's own transitions name nobody.
+    env.session(&l, "aud2", "complete");
+    env.pass(&l, "p").await;
+    assert_eq!(
+        count(&l, "SELECT count(*) FROM transitions WHERE actor IS NULL"),
+        2
+    );
+    let (listed, _) = text(&run(&["audit"]).await);
+    assert!(
+        listed.contains("alice") && listed.contains("mopay/aud1"),
+        "{listed}"
+    );
+    for sql in [
+        "UPDATE audit_log SET actor = 'mallory'",
+        "DELETE FROM audit_log",
+    ] {
+        let e = l.execute_batch(sql).expect_err(sql);
+        assert!(e.contains("audit_log_is_append_only"), "{sql}: {e}");
+    }
+    if engine.is_pg() {
+        let e = l.execute_batch("TRUNCATE audit_log").expect_err("truncate");
+        assert!(e.contains("audit_log_is_append_only"), "{e}");
+    }
+    assert_eq!(
+        count(&l, "SELECT count(*) FROM audit_log WHERE actor = 'alice'"),
+        1
+    );
 }
 
 crate::on_both_engines!(
+    decisions_name_their_maker_in_an_append_only_audit_log,
     csv_and_jsonl_exports_match_byte_for_byte,
     completed_totals_in_stats_and_export_agree,
     resolve_moves_pending_or_review_once_and_nothing_else,
