@@ -375,7 +375,8 @@ async fn more_handles(
 ) -> anyhow::Result<Result<Vec<Ledger>, Stop>> {
     let wanted = usize::from(cfg.webhook.is_some())
         + usize::from(cfg.admin_listen.is_some())
-        + usize::from(cfg.api.is_some());
+        + usize::from(cfg.api.is_some())
+        + usize::from(cfg.console.is_some());
     let mut handles = Vec::new();
     for _ in 0..wanted {
         match reach_ledger(cfg, stopping).await? {
@@ -459,6 +460,11 @@ async fn listeners(
         );
         servers.push(crate::listen::serve(listener, app, token, "api"));
         servers.extend(workers);
+    }
+    if let Some(console) = &cfg.console {
+        let listener = bind("console.listen", console.listen).await?;
+        let app = crate::console::router(handle()?, cfg.clone(), console.clone());
+        servers.push(crate::listen::serve(listener, app, token, "console"));
     }
     Ok(servers)
 }

@@ -221,6 +221,34 @@ fn describe_listeners(cfg: &Config, out: &mut String) {
                 .map_or(String::new(), |v| format!(", token from ${v}"))
         ))
     ));
+    out.push_str(&format!(
+        "console.listen       {}\n",
+        cfg.console.as_ref().map_or("off".to_string(), |c| {
+            let who: Vec<String> = c
+                .operators
+                .iter()
+                .map(|o| {
+                    format!(
+                        "{} ({}, token from ${}{})",
+                        o.name,
+                        o.role.as_str(),
+                        o.token_env,
+                        if o.token.is_some() { "" } else { ", NOT SET" }
+                    )
+                })
+                .collect();
+            format!(
+                "{}{}, operators: {}",
+                c.listen,
+                if c.secure_cookies {
+                    ", Secure cookies"
+                } else {
+                    ""
+                },
+                who.join(", ")
+            )
+        })
+    ));
     if let Some(w) = &cfg.webhook {
         out.push_str(&format!(
             "events.webhook       {} ({} secret(s) from ${}, {} attempts)\n",

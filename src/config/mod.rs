@@ -55,6 +55,8 @@ pub struct Config {
     pub admin_token: Option<Secret>,
     /// `[api]`: the HTTP API for applications, when `listen` is set.
     pub api: Option<ApiConfig>,
+    /// `[console]`: the web console, when `listen` is set.
+    pub console: Option<ConsoleConfig>,
     /// Settings that leave a provider unable to reach a final state (e.g. Mopay Nigeria without
     /// a status table): `check-config` fails on them, `run` warns.
     pub warnings: Vec<String>,
@@ -73,6 +75,118 @@ pub struct ApiConfig {
     /// Every request must carry `Authorization: Bearer <token>` when set; required beyond
     /// loopback.
     pub token: Option<Secret>,
+}
+
+/// `[console]` and its `[operators.NAME]`, validated.
+#[derive(Debug, Clone)]
+pub struct ConsoleConfig {
+    pub listen: std::net::SocketAddr,
+    pub secure_cookies: bool,
+    pub session_ttl: Duration,
+    pub operators: Vec<Operator>,
+}
+
+/// One person of the console.
+#[derive(Debug, Clone)]
+pub struct Operator {
+    pub name: String,
+    pub role: Role,
+    pub token_env: String,
+    /// Their login token (`None`: the variable is not set; they cannot log in).
+    pub token: Option<Secret>,
+}
+
+/// What an operator may do in the console.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Reads every page.
+    Viewer,
+    /// Also verifies, resolves, replays and dismisses.
+    Resolver,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Resolver => "resolver",
+        }
+    }
+}
+
+/// `[console]`: off without `listen`; with it, at least one operator, each with a role and a
+/// token variable; beyond loopback only with `secure_cookies` (TLS terminated by a proxy).
+fn console(
+    raw: &RawConfig,
+    env: EnvLookup<'_>,
+    secret_problems: &mut Vec<String>,
+) -> Result<Option<ConsoleConfig>, UsageError> {
+    let Some(addr) = listen("console.listen", raw.console.listen.as_deref())? else {
+        if let Some(name) = raw.operators.keys().next() {
+            return Err(UsageError::new(format!(
+                "operators.{name}: operators need [console] listen"
+            )));
+        }
+        return Ok(None);
+    };
+    if !addr.ip().is_loopback() && !raw.console.secure_cookies {
+        return Err(UsageError::new(format!(
+            "console.secure_cookies: required when console.listen ({addr}) is beyond loopback: \
+             serve the console through a reverse proxy that terminates TLS (docs/console.md)"
+        )));
+    }
+    if raw.operators.is_empty() {
+        return Err(UsageError::new(
+            "operators: [console] listen is set but no [operators.NAME] table names who may log in",
+        ));
+    }
+    let mut operators = Vec::new();
+    for (name, o) in &raw.operators {
+        let key = |k: &str| format!("operators.{name}.{k}");
+        if name.is_empty()
+            || name.len() > 64
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        {
+            return Err(UsageError::new(format!(
+                "operators.{name}: a name is 1 to 64 letters, digits, '.', '_' or '-'"
+            )));
+        }
+        let role = match o.role.as_str() {
+            "viewer" => Role::Viewer,
+            "resolver" => Role::Resolver,
+            other => {
+                return Err(UsageError::new(format!(
+                    "{}: {other:?} is not \"viewer\" or \"resolver\"",
+                    key("role")
+                )));
+            }
+        };
+        let token = match env(&o.token_env).filter(|v| v.trim().len() >= 16) {
+            Some(v) => Some(Secret::new(v.trim().to_string())),
+            None => {
+                secret_problems.push(format!(
+                    "{}: environment variable {} is not set (or shorter than 16 characters)",
+                    key("token_env"),
+                    o.token_env
+                ));
+                None
+            }
+        };
+        operators.push(Operator {
+            name: name.clone(),
+            role,
+            token_env: o.token_env.clone(),
+            token,
+        });
+    }
+    Ok(Some(ConsoleConfig {
+        listen: addr,
+        secure_cookies: raw.console.secure_cookies,
+        session_ttl: RawConsole::key("session_ttl").duration(&raw.console.session_ttl)?,
+        operators,
+    }))
 }
 
 /// Parses `host:port` (or `off`) for a listen key.
@@ -266,6 +380,7 @@ impl Config {
             admin_token,
             api,
         } = listeners(&raw, env, &mut secret_problems)?;
+        let console = console(&raw, env, &mut secret_problems)?;
         let warnings = providers
             .iter()
             .flat_map(|p| {
@@ -294,6 +409,7 @@ impl Config {
             admin_listen,
             admin_token,
             api,
+            console,
             warnings,
             secret_problems,
             log_format,
@@ -697,6 +813,7 @@ mod tests {
                 // Every provider table is one section: `providers.*`.
                 section = match name.split_once('.') {
                     Some(("providers", _)) => "providers.*".to_string(),
+                    Some(("operators", _)) => "operators.*".to_string(),
                     _ => name.to_string(),
                 };
                 continue;
@@ -725,6 +842,12 @@ mod tests {
             ),
             ("admin", "admin", ""),
             ("api", "api", ""),
+            ("console", "console", ""),
+            (
+                "operators.*",
+                "operators.o",
+                "role = \"viewer\"\ntoken_env = \"T\"\n",
+            ),
             ("log", "log", ""),
         ];
         for (name, table, needed) in sections {
@@ -754,6 +877,7 @@ mod tests {
             RawEvents::KEYS,
             RawAdmin::KEYS,
             RawApi::KEYS,
+            RawConsole::KEYS,
             RawLog::KEYS,
         ]
         .into_iter()

@@ -152,7 +152,20 @@ pub struct RawConfig {
     pub events: RawEvents,
     pub admin: RawAdmin,
     pub api: RawApi,
+    pub console: RawConsole,
+    /// `[operators.NAME]`: the people who use the console.
+    pub operators: BTreeMap<String, RawOperator>,
     pub log: RawLog,
+}
+
+/// `[operators.NAME]`: one person of the console, their role and where their token is.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOperator {
+    /// `"viewer"` (reads) or `"resolver"` (also decides).
+    pub role: String,
+    /// The variable holding their login token.
+    pub token_env: String,
 }
 
 section! {
@@ -353,6 +366,19 @@ section! {
         /// The variable holding the bearer token every API request carries; required beyond
         /// loopback.
         token_env: Option<String> = None, Bound::Text;
+    }
+}
+
+section! {
+    /// `[console]`: the web console for the people who decide.
+    RawConsole "console" {
+        /// `host:port`, or absent/"off".
+        listen: Option<String> = None, Bound::Text;
+        /// Mark the session cookie `Secure` (behind a reverse proxy that terminates TLS);
+        /// required beyond loopback.
+        secure_cookies: bool = false, Bound::Flag;
+        /// How long a login lasts.
+        session_ttl: String = "8h", Bound::Duration(WEEK);
     }
 }
 

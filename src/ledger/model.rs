@@ -714,6 +714,18 @@ pub struct TransitionRow {
     pub reason: Option<String>,
     pub provider_status: Option<String>,
     pub transaction_id: Option<String>,
+    /// The amount the provider reported with it (decimal text, major units), when it did.
+    pub provider_amount: Option<String>,
+    /// Who made it, for a person's decision.
+    pub actor: Option<String>,
+}
+
+/// A session in REVIEW, with why it is there and since when (the console's queue).
+#[derive(Debug, Clone)]
+pub struct ReviewItem {
+    pub session: Session,
+    pub reason: Option<String>,
+    pub provider_amount: Option<String>,
 }
 
 /// What `enqueue` did.

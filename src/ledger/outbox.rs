@@ -139,6 +139,14 @@ impl Ledger {
         Ok(n as usize)
     }
 
+    /// Appends one entry to the audit log (a login, a logout: what changes nothing else).
+    pub fn append_audit(&self, now: Timestamp, entry: &Audit<'_>) -> Result<(), Error> {
+        let now_s = clock::format(now);
+        self.tx(Mode::Write, "writing the audit log", |tx| {
+            super::record::audit_in(tx, &now_s, entry)
+        })
+    }
+
     /// The audit log, newest first.
     pub fn audit_log(&self, limit: u32) -> Result<Vec<AuditEntry>, Error> {
         self.tx(Mode::Read, "reading the audit log", |tx| {

@@ -85,12 +85,45 @@ impl Ledger {
         })
     }
 
+    /// Sessions in REVIEW (of `provider`, or all), longest waiting first, `limit` after
+    /// `offset`, each with the reason it went there and the amount the provider reported.
+    pub fn review_queue(
+        &self,
+        provider: Option<&str>,
+        limit: u32,
+        offset: u32,
+    ) -> Result<Vec<ReviewItem>, Error> {
+        self.tx(Mode::Read, "reading the REVIEW queue", |tx| {
+            tx.query(
+                concat!(
+                    "SELECT ",
+                    session_cols!(),
+                    ", (SELECT reason FROM transitions t WHERE t.session = sessions.id \
+                        AND t.to_status = 'REVIEW' ORDER BY t.id DESC LIMIT 1), \
+                       (SELECT provider_amount FROM transitions t WHERE t.session = sessions.id \
+                        AND t.to_status = 'REVIEW' ORDER BY t.id DESC LIMIT 1) \
+                     FROM sessions WHERE status = 'REVIEW' \
+                     AND (CAST(?1 AS TEXT) IS NULL OR provider = ?1) \
+                     ORDER BY resolved_at, id LIMIT ?2 OFFSET ?3"
+                ),
+                vals![provider, limit, offset],
+                |r| {
+                    Ok(ReviewItem {
+                        session: session_from_row(r)?,
+                        reason: r.get(24)?,
+                        provider_amount: r.get(25)?,
+                    })
+                },
+            )
+        })
+    }
+
     /// A session's transitions, oldest first.
     pub fn transitions(&self, rowid: i64) -> Result<Vec<TransitionRow>, Error> {
         self.tx(Mode::Read, "reading transitions", |tx| {
             tx.query(
-                "SELECT from_status, to_status, at, source, reason, provider_status, transaction_id \
-                 FROM transitions WHERE session = ?1 ORDER BY id",
+                "SELECT from_status, to_status, at, source, reason, provider_status, transaction_id, \
+                 provider_amount, actor FROM transitions WHERE session = ?1 ORDER BY id",
                 vals![rowid],
                 |r| {
                     // Typed as they leave the database: a row payrecon did not write names
@@ -107,6 +140,8 @@ impl Ledger {
                         reason: r.get(4)?,
                         provider_status: r.get(5)?,
                         transaction_id: r.get(6)?,
+                        provider_amount: r.get(7)?,
+                        actor: r.get(8)?,
                     })
                 },
             )

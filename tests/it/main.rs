@@ -5,6 +5,7 @@
 mod architecture;
 mod cli;
 mod conformance;
+mod console;
 mod crash;
 mod doors;
 mod engines;

@@ -1,0 +1,574 @@
+//! The console on `[console] listen`: server-rendered pages for the people who decide (the
+//! REVIEW queue, a session's story, resolutions with their names, the audit log), every one
+//! working without JavaScript (docs/console.md).
+//!
+//! Who can reach it and what bounds them is docs/security.md "Listeners": named operators with
+//! a token each, a role (`viewer` reads, `resolver` decides); a login gives an HttpOnly,
+//! SameSite=Strict session cookie (Secure where configured) that expires; every form that
+//! changes something carries the session's CSRF token; failed logins are throttled; every page
+//! has a strict Content-Security-Policy (no script at all, no inline style, no framing) and
+//! escapes what applications and providers wrote (maud escapes every value it renders).
+
+// A handler's refusal is the page it answers with, built once per request: boxing it would
+// cost an allocation for nothing.
+#![allow(clippy::result_large_err)]
+
+mod pages;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+
+use crate::clock;
+use crate::config::{Config, ConsoleConfig, Role};
+use crate::ledger::{Audit, Ledger, Status};
+
+/// The session cookie's name.
+const COOKIE: &str = "payrecon_console";
+
+/// The largest form body the console reads.
+const MAX_FORM: usize = 8 * 1024;
+
+/// Failed logins allowed in [`FAILURE_WINDOW`] before every login waits out the window.
+const MOST_FAILURES: usize = 5;
+const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+
+/// Rows a queue page shows.
+const PAGE: u32 = 50;
+
+/// The console's state: the ledger, the config, and the logged-in sessions of this process.
+pub struct Console {
+    ledger: Ledger,
+    cfg: Config,
+    console: ConsoleConfig,
+    logins: Mutex<HashMap<String, Login>>,
+    failures: Mutex<VecDeque<Instant>>,
+    random: ring::rand::SystemRandom,
+}
+
+/// One operator's login.
+#[derive(Debug, Clone)]
+struct Login {
+    operator: String,
+    role: Role,
+    csrf: String,
+    expires: Instant,
+}
+
+/// The console's router.
+pub fn router(ledger: Ledger, cfg: Config, console: ConsoleConfig) -> Router {
+    let state = Arc::new(Console {
+        ledger,
+        cfg,
+        console,
+        logins: Mutex::default(),
+        failures: Mutex::default(),
+        random: ring::rand::SystemRandom::new(),
+    });
+    Router::new()
+        .route("/", get(overview))
+        .route("/login", get(login_form).post(login))
+        .route("/logout", post(logout))
+        .route("/review", get(review))
+        .route("/audit", get(audit))
+        .route("/sessions/{provider}/{session_id}", get(story))
+        .route("/sessions/{provider}/{session_id}/resolve", post(resolve))
+        .route("/static/console.css", get(css))
+        .fallback(|| async { page_error(StatusCode::NOT_FOUND, "No such page.") })
+        .with_state(state)
+        .layer(axum::middleware::map_response(security_headers))
+}
+
+/// Every answer: no script, no inline style, no framing, nothing cached, no referrer.
+async fn security_headers(mut r: Response) -> Response {
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
+             frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+async fn css() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        include_str!("console.css"),
+    )
+        .into_response()
+}
+
+fn html(code: StatusCode, markup: maud::Markup) -> Response {
+    (
+        code,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        markup.into_string(),
+    )
+        .into_response()
+}
+
+fn page_error(code: StatusCode, message: &str) -> Response {
+    html(code, pages::message(code, message))
+}
+
+/// 32 random bytes as hex: a session id or a CSRF token.
+fn random_token(random: &ring::rand::SystemRandom) -> Option<String> {
+    let bytes: [u8; 32] = ring::rand::generate(random).ok()?.expose();
+    Some(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Whether two secrets are equal, in time that does not depend on where they differ.
+fn same(a: &str, b: &str) -> bool {
+    use sha2::Digest as _;
+    let (x, y) = (
+        sha2::Sha256::digest(a.as_bytes()),
+        sha2::Sha256::digest(b.as_bytes()),
+    );
+    x.iter()
+        .zip(y.iter())
+        .fold(0u8, |acc, (p, q)| acc | (p ^ q))
+        == 0
+}
+
+impl Console {
+    /// The login a request's cookie names, while it has not expired.
+    fn login_of(&self, headers: &HeaderMap) -> Option<(String, Login)> {
+        let id = headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .find_map(|c| {
+                c.trim()
+                    .strip_prefix(&format!("{COOKIE}="))
+                    .map(String::from)
+            })?;
+        let mut logins = self.logins.lock().unwrap_or_else(|p| p.into_inner());
+        logins.retain(|_, l| l.expires > Instant::now());
+        logins.get(&id).cloned().map(|l| (id, l))
+    }
+
+    /// The logged-in operator, or the answer for a request without one (to the login page).
+    fn require(&self, headers: &HeaderMap) -> Result<(String, Login), Response> {
+        self.login_of(headers)
+            .ok_or_else(|| Redirect::to("/login").into_response())
+    }
+
+    /// A state-changing request's login: logged in, and the form's CSRF token that login's.
+    fn require_post(
+        &self,
+        headers: &HeaderMap,
+        csrf: Option<&str>,
+    ) -> Result<(String, Login), Response> {
+        let Some((id, login)) = self.login_of(headers) else {
+            return Err(page_error(
+                StatusCode::UNAUTHORIZED,
+                "Log in first: this session has ended.",
+            ));
+        };
+        if !csrf.is_some_and(|c| same(c, &login.csrf)) {
+            return Err(page_error(
+                StatusCode::FORBIDDEN,
+                "This form did not come from this console (its CSRF token does not match): nothing was done.",
+            ));
+        }
+        Ok((id, login))
+    }
+
+    async fn audit(
+        &self,
+        actor: &str,
+        action: &'static str,
+        target: Option<String>,
+        detail: Option<String>,
+    ) {
+        let actor = actor.to_string();
+        let written = self
+            .ledger
+            .call(move |l| {
+                let entry = Audit {
+                    actor: &actor,
+                    action,
+                    target,
+                    detail,
+                };
+                l.append_audit(clock::now(), &entry)
+            })
+            .await;
+        if let Err(e) = written {
+            tracing::error!(error = %e, action, "could not write the audit log");
+        }
+    }
+}
+
+/// A form body, read within the listener's bounds.
+async fn form<T: serde::de::DeserializeOwned>(body: Body) -> Result<T, Response> {
+    let bytes = crate::listen::body(body, MAX_FORM).await.map_err(|_| {
+        page_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "The form was too large or too slow.",
+        )
+    })?;
+    serde_urlencoded::from_bytes(&bytes)
+        .map_err(|_| page_error(StatusCode::BAD_REQUEST, "The form could not be read."))
+}
+
+async fn login_form(State(st): State<Arc<Console>>, headers: HeaderMap) -> Response {
+    if st.login_of(&headers).is_some() {
+        return Redirect::to("/").into_response();
+    }
+    html(StatusCode::OK, pages::login(None))
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    name: String,
+    token: String,
+}
+
+async fn login(State(st): State<Arc<Console>>, body: Body) -> Response {
+    let f: LoginForm = match form(body).await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    {
+        let mut failures = st.failures.lock().unwrap_or_else(|p| p.into_inner());
+        while failures
+            .front()
+            .is_some_and(|t| t.elapsed() >= FAILURE_WINDOW)
+        {
+            failures.pop_front();
+        }
+        if failures.len() >= MOST_FAILURES {
+            return html(
+                StatusCode::TOO_MANY_REQUESTS,
+                pages::login(Some(
+                    "Too many failed logins: wait a minute, then try again.",
+                )),
+            );
+        }
+    }
+    let claimed: String = f.name.trim().chars().take(64).collect();
+    let operator = st.console.operators.iter().find(|o| {
+        o.name == claimed
+            && o.token
+                .as_ref()
+                .is_some_and(|t| same(t.expose(), f.token.trim()))
+    });
+    let Some(operator) = operator else {
+        st.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push_back(Instant::now());
+        tracing::warn!(name = %crate::escape::shown(&claimed), "a console login was refused");
+        st.audit(&claimed, "login refused", None, None).await;
+        return html(
+            StatusCode::UNAUTHORIZED,
+            pages::login(Some("That name and token do not match an operator.")),
+        );
+    };
+    let (Some(id), Some(csrf)) = (random_token(&st.random), random_token(&st.random)) else {
+        return page_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "No randomness for a session.",
+        );
+    };
+    st.logins.lock().unwrap_or_else(|p| p.into_inner()).insert(
+        id.clone(),
+        Login {
+            operator: operator.name.clone(),
+            role: operator.role,
+            csrf,
+            expires: Instant::now() + st.console.session_ttl,
+        },
+    );
+    st.audit(
+        &operator.name,
+        "login",
+        None,
+        Some(operator.role.as_str().into()),
+    )
+    .await;
+    let cookie = format!(
+        "{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
+        st.console.session_ttl.as_secs(),
+        if st.console.secure_cookies {
+            "; Secure"
+        } else {
+            ""
+        }
+    );
+    let mut r = Redirect::to("/").into_response();
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    r
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    csrf: Option<String>,
+}
+
+async fn logout(State(st): State<Arc<Console>>, headers: HeaderMap, body: Body) -> Response {
+    let f: CsrfForm = match form(body).await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let (id, login) = match st.require_post(&headers, f.csrf.as_deref()) {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    st.logins
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&id);
+    st.audit(&login.operator, "logout", None, None).await;
+    let mut r = Redirect::to("/login").into_response();
+    r.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static("payrecon_console=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
+    );
+    r
+}
+
+async fn overview(State(st): State<Arc<Console>>, headers: HeaderMap) -> Response {
+    let (_, login) = match st.require(&headers) {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    let ledger = st.ledger.clone();
+    match ledger.call(|l| l.stats(clock::now())).await {
+        Ok(stats) => html(StatusCode::OK, pages::overview(&login.nav(), &stats)),
+        Err(e) => ledger_error(&e),
+    }
+}
+
+#[derive(Deserialize)]
+struct QueueQuery {
+    provider: Option<String>,
+    page: Option<u32>,
+}
+
+async fn review(
+    State(st): State<Arc<Console>>,
+    headers: HeaderMap,
+    q: Result<Query<QueueQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let (_, login) = match st.require(&headers) {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    let Ok(Query(q)) = q else {
+        return page_error(StatusCode::BAD_REQUEST, "The filter could not be read.");
+    };
+    let provider = q.provider.filter(|p| !p.is_empty());
+    let page = q.page.unwrap_or(0).min(100_000);
+    let (p, ledger) = (provider.clone(), st.ledger.clone());
+    match ledger
+        .call(move |l| l.review_queue(p.as_deref(), PAGE, page * PAGE))
+        .await
+    {
+        Ok(items) => html(
+            StatusCode::OK,
+            pages::review(
+                &login.nav(),
+                &items,
+                provider.as_deref(),
+                page,
+                PAGE,
+                clock::now(),
+            ),
+        ),
+        Err(e) => ledger_error(&e),
+    }
+}
+
+async fn audit(State(st): State<Arc<Console>>, headers: HeaderMap) -> Response {
+    let (_, login) = match st.require(&headers) {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    let ledger = st.ledger.clone();
+    match ledger.call(|l| l.audit_log(200)).await {
+        Ok(entries) => html(StatusCode::OK, pages::audit(&login.nav(), &entries)),
+        Err(e) => ledger_error(&e),
+    }
+}
+
+async fn story(
+    State(st): State<Arc<Console>>,
+    headers: HeaderMap,
+    Path((provider, session_id)): Path<(String, String)>,
+) -> Response {
+    let (_, login) = match st.require(&headers) {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    let ledger = st.ledger.clone();
+    let found = ledger
+        .call(move |l| {
+            let Some(s) = l.get(&provider, &session_id)? else {
+                return Ok(None);
+            };
+            let transitions = l.transitions(s.rowid)?;
+            let events = l.session_events(s.rowid)?;
+            Ok::<_, crate::ledger::Error>(Some((s, transitions, events)))
+        })
+        .await;
+    match found {
+        Ok(Some((s, transitions, events))) => html(
+            StatusCode::OK,
+            pages::story(&login.nav(), &s, &transitions, &events),
+        ),
+        Ok(None) => page_error(StatusCode::NOT_FOUND, "No such session."),
+        Err(e) => ledger_error(&e),
+    }
+}
+
+#[derive(Deserialize)]
+struct ResolveForm {
+    csrf: Option<String>,
+    to: String,
+    reason: String,
+    confirm: Option<String>,
+}
+
+/// A resolver's decision: first a confirmation showing the ledger's and the provider's amounts
+/// side by side, then — confirmed — the transition, named, with its audit entry.
+async fn resolve(
+    State(st): State<Arc<Console>>,
+    headers: HeaderMap,
+    Path((provider, session_id)): Path<(String, String)>,
+    body: Body,
+) -> Response {
+    let f: ResolveForm = match form(body).await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let (_, login) = match st.require_post(&headers, f.csrf.as_deref()) {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    if login.role != Role::Resolver {
+        return page_error(
+            StatusCode::FORBIDDEN,
+            "A viewer reads; only a resolver decides. Nothing was done.",
+        );
+    }
+    let ledger = st.ledger.clone();
+    let (p, id) = (provider.clone(), session_id.clone());
+    let found = ledger
+        .call(move |l| {
+            let Some(s) = l.get(&p, &id)? else {
+                return Ok(None);
+            };
+            let transitions = l.transitions(s.rowid)?;
+            Ok::<_, crate::ledger::Error>(Some((s, transitions)))
+        })
+        .await;
+    let (s, transitions) = match found {
+        Ok(Some(found)) => found,
+        Ok(None) => return page_error(StatusCode::NOT_FOUND, "No such session."),
+        Err(e) => return ledger_error(&e),
+    };
+    let to: Result<Status, _> = f.to.parse();
+    let record = to.map_err(|e| e.to_string()).and_then(|to| {
+        crate::reconcile::manual(
+            &s,
+            to,
+            &f.reason,
+            &login.operator,
+            clock::now(),
+            st.cfg.backoff.late_check,
+        )
+        .map(|r| (to, r))
+        .map_err(|e| e.to_string())
+    });
+    let (to, record) = match record {
+        Ok(r) => r,
+        Err(why) => return page_error(StatusCode::UNPROCESSABLE_ENTITY, &why),
+    };
+    if f.confirm.as_deref() != Some("yes") {
+        return html(
+            StatusCode::OK,
+            pages::confirm(&login.nav(), &s, &transitions, to, f.reason.trim()),
+        );
+    }
+    let audit_target = format!("{}/{}", s.provider, s.session_id);
+    let detail = format!("{} -> {to}: {}", s.status, f.reason.trim());
+    let operator = login.operator.clone();
+    let written = ledger
+        .call(move |l| {
+            let audit = Audit {
+                actor: &operator,
+                action: "resolve",
+                target: Some(audit_target),
+                detail: Some(detail),
+            };
+            l.record_decision(
+                clock::now(),
+                &[record],
+                crate::reconcile::contradiction,
+                &audit,
+            )
+        })
+        .await;
+    match written {
+        Ok(w) if !w.is_empty() => {
+            if st.cfg.events_log {
+                w.iter().for_each(crate::events::log);
+            }
+            let to = format!(
+                "/sessions/{}/{}",
+                pages::path_segment(&provider),
+                pages::path_segment(&session_id)
+            );
+            Redirect::to(&to).into_response()
+        }
+        Ok(_) => page_error(
+            StatusCode::CONFLICT,
+            "The session changed while you decided (another check closed it): look at it again.",
+        ),
+        Err(e) => ledger_error(&e),
+    }
+}
+
+fn ledger_error(e: &crate::ledger::Error) -> Response {
+    tracing::error!(error = %e, "the console could not read or write the ledger");
+    page_error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "The ledger could not be read or written; the log says why.",
+    )
+}
+
+impl Login {
+    /// What every page's header needs of the login.
+    fn nav(&self) -> pages::Nav<'_> {
+        pages::Nav {
+            operator: &self.operator,
+            role: self.role,
+            csrf: &self.csrf,
+        }
+    }
+}

@@ -1,0 +1,331 @@
+//! The console's pages (maud: every value rendered is escaped). No script, no inline style:
+//! each page works as plain HTML forms and links.
+
+use maud::{DOCTYPE, Markup, html};
+
+use crate::clock::{self, Timestamp};
+use crate::config::Role;
+use crate::ledger::{AuditEntry, Event, ReviewItem, Session, Stats, Status, TransitionRow};
+
+/// What every page's header needs: who is logged in, and the CSRF token of their forms.
+pub struct Nav<'a> {
+    pub operator: &'a str,
+    pub role: Role,
+    pub csrf: &'a str,
+}
+
+/// A value as one percent-encoded URL path segment (every byte but RFC 3986's unreserved ones).
+pub fn path_segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn session_url(provider: &str, session_id: &str) -> String {
+    format!(
+        "/sessions/{}/{}",
+        path_segment(provider),
+        path_segment(session_id)
+    )
+}
+
+fn layout(title: &str, nav: Option<&Nav<'_>>, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                meta name="color-scheme" content="light dark";
+                title { (title) " · payrecon" }
+                link rel="stylesheet" href="/static/console.css";
+            }
+            body {
+                header {
+                    strong { "payrecon" }
+                    @if let Some(nav) = nav {
+                        nav {
+                            a href="/" { "Overview" }
+                            a href="/review" { "REVIEW" }
+                            a href="/audit" { "Audit log" }
+                        }
+                        form.logout method="post" action="/logout" {
+                            span { (nav.operator) " (" (nav.role.as_str()) ")" }
+                            input type="hidden" name="csrf" value=(nav.csrf);
+                            button type="submit" { "Log out" }
+                        }
+                    }
+                }
+                main { h1 { (title) } (body) }
+            }
+        }
+    }
+}
+
+pub fn message(code: axum::http::StatusCode, message: &str) -> Markup {
+    layout(
+        code.canonical_reason().unwrap_or("Error"),
+        None,
+        html! { p { (message) } p { a href="/" { "Back to the console" } } },
+    )
+}
+
+pub fn login(problem: Option<&str>) -> Markup {
+    layout(
+        "Log in",
+        None,
+        html! {
+            @if let Some(p) = problem { p.problem { (p) } }
+            form method="post" action="/login" {
+                label { "Name" input name="name" autocomplete="username" required; }
+                label { "Token" input name="token" type="password" autocomplete="current-password" required; }
+                button type="submit" { "Log in" }
+            }
+        },
+    )
+}
+
+pub fn overview(nav: &Nav<'_>, st: &Stats) -> Markup {
+    let count = |status: &str| -> i64 {
+        st.sessions
+            .iter()
+            .filter(|(_, s, _)| s == status)
+            .map(|(_, _, n)| n)
+            .sum()
+    };
+    layout(
+        "Overview",
+        Some(nav),
+        html! {
+            section.cards {
+                a.card href="/review" { strong { (count("REVIEW")) } " sessions wait in REVIEW" }
+                div.card { strong { (st.unmatched_open) } " unmatched payments open" }
+                div.card { strong { (st.events_dead) } " dead events" }
+                div.card { strong { (st.unreadable) } " unreadable rows" }
+                div.card { strong { (st.anomalies) } " anomalies" }
+            }
+            h2 { "Sessions by provider and status" }
+            table {
+                thead { tr { th { "provider" } th { "status" } th.num { "sessions" } } }
+                tbody {
+                    @for (provider, status, n) in &st.sessions {
+                        tr { td { (provider) } td { (status) } td.num { (n) } }
+                    }
+                }
+            }
+            h2 { "Completed, by currency" }
+            table {
+                thead { tr { th { "currency" } th.num { "sessions" } th.num { "sum" } } }
+                tbody {
+                    @for (currency, n, sum) in &st.completed {
+                        tr { td { (currency) } td.num { (n) } td.num { (sum) } }
+                    }
+                }
+            }
+            @for p in &st.providers {
+                @if let Some(e) = &p.auth_error { p.problem { (p.provider) ": credentials refused: " (e) } }
+                @if let Some(e) = &p.misdirected_error { p.problem { (p.provider) ": " (e) } }
+                @if let Some(e) = &p.sweep_error { p.problem { (p.provider) ": the last sweep stopped short: " (e) } }
+            }
+        },
+    )
+}
+
+/// How long ago, in words a person reads at a glance.
+fn age(since: Timestamp, now: Timestamp) -> String {
+    let secs = (now - since).num_seconds().max(0);
+    match secs {
+        s if s < 120 => format!("{s} s"),
+        s if s < 7200 => format!("{} min", s / 60),
+        s if s < 172_800 => format!("{} h", s / 3600),
+        s => format!("{} days", s / 86_400),
+    }
+}
+
+pub fn review(
+    nav: &Nav<'_>,
+    items: &[ReviewItem],
+    provider: Option<&str>,
+    page: u32,
+    page_size: u32,
+    now: Timestamp,
+) -> Markup {
+    layout(
+        "REVIEW",
+        Some(nav),
+        html! {
+            p { "Paid-but-different sessions and answers payrecon cannot act on: a person decides. Longest waiting first." }
+            form.filter method="get" action="/review" {
+                label { "Provider" input name="provider" value=(provider.unwrap_or("")); }
+                button type="submit" { "Filter" }
+            }
+            @if items.is_empty() {
+                p { "Nothing waits in REVIEW." }
+            } @else {
+                table {
+                    thead { tr {
+                        th { "session" } th { "provider" } th.num { "ledger amount" }
+                        th.num { "provider amount" } th { "why" } th { "waiting" }
+                    } }
+                    tbody {
+                        @for i in items {
+                            @let s = &i.session;
+                            tr {
+                                td { a href=(session_url(&s.provider, &s.session_id)) { (s.session_id) } }
+                                td { (s.provider) }
+                                td.num { (s.amount.map(|a| a.to_string()).unwrap_or_default()) " " (s.currency.as_deref().unwrap_or("")) }
+                                td.num { (i.provider_amount.as_deref().unwrap_or("—")) }
+                                td { (i.reason.as_deref().unwrap_or("")) }
+                                td { (s.resolved_at.map(|t| age(t, now)).unwrap_or_default()) }
+                            }
+                        }
+                    }
+                }
+            }
+            nav.pages {
+                @if page > 0 {
+                    a href=(format!("/review?provider={}&page={}", path_segment(provider.unwrap_or("")), page - 1)) { "← newer" }
+                }
+                @if items.len() as u32 == page_size {
+                    a href=(format!("/review?provider={}&page={}", path_segment(provider.unwrap_or("")), page + 1)) { "older →" }
+                }
+            }
+        },
+    )
+}
+
+pub fn audit(nav: &Nav<'_>, entries: &[AuditEntry]) -> Markup {
+    layout(
+        "Audit log",
+        Some(nav),
+        html! {
+            p { "Every person's decision and login, newest first. Append-only: the ledger refuses to change or remove an entry." }
+            table {
+                thead { tr { th { "at" } th { "who" } th { "action" } th { "on" } th { "detail" } } }
+                tbody {
+                    @for a in entries {
+                        tr {
+                            td { (a.at) } td { (a.actor) } td { (a.action) }
+                            td { (a.target.as_deref().unwrap_or("")) } td { (a.detail.as_deref().unwrap_or("")) }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+fn facts(s: &Session) -> Markup {
+    html! {
+        dl.facts {
+            dt { "provider" } dd { (s.provider) }
+            dt { "session id" } dd { (s.session_id) }
+            dt { "status" } dd { span class=(format!("status {}", s.status.as_str().to_lowercase())) { (s.status) } }
+            dt { "reference" } dd { (s.reference.as_deref().unwrap_or("—")) }
+            dt { "amount" } dd { (s.amount.map(|a| a.to_string()).unwrap_or_else(|| "—".into())) " " (s.currency.as_deref().unwrap_or("")) }
+            dt { "provider's second id" } dd { (s.provider_ref.as_deref().unwrap_or("—")) }
+            dt { "created" } dd { (clock::format(s.created_at)) }
+            dt { "checks" } dd { (s.checks) " (" (s.answered_checks) " answered)" }
+            dt { "provider status" } dd { (s.provider_status.as_deref().unwrap_or("—")) }
+            dt { "transaction id" } dd { (s.transaction_id.as_deref().unwrap_or("—")) }
+            dt { "last error" } dd { (s.last_error.as_deref().unwrap_or("—")) }
+        }
+    }
+}
+
+pub fn story(
+    nav: &Nav<'_>,
+    s: &Session,
+    transitions: &[TransitionRow],
+    events: &[Event],
+) -> Markup {
+    let open = matches!(s.status, Status::Pending | Status::Review);
+    layout(
+        &format!("Session {}", s.session_id),
+        Some(nav),
+        html! {
+            (facts(s))
+            h2 { "Its story" }
+            ol.story {
+                li { time { (clock::format(s.created_at)) } " written to the ledger" }
+                @for t in transitions {
+                    li {
+                        time { (clock::format(t.at)) } " "
+                        (t.from) " → " strong { (t.to) } " (" (t.source.as_str())
+                        @if let Some(a) = &t.actor { ", by " strong { (a) } }
+                        ")"
+                        @if let Some(r) = &t.reason { ": " (r) }
+                        @if let Some(p) = &t.provider_status { " — provider said " code { (p) } }
+                        @if let Some(a) = &t.provider_amount { ", amount " (a) }
+                    }
+                }
+                @for e in events {
+                    li {
+                        time { (e.created_at) } " event " code { (e.kind) } " " (e.id) ": " (e.state())
+                        " after " (e.attempts) " attempt(s)"
+                        @if let Some(err) = &e.last_error { " — " (err) }
+                    }
+                }
+            }
+            @if open && nav.role == Role::Resolver {
+                h2 { "Decide" }
+                form.decide method="post" action=(format!("{}/resolve", session_url(&s.provider, &s.session_id))) {
+                    input type="hidden" name="csrf" value=(nav.csrf);
+                    label { "To"
+                        select name="to" {
+                            option value="COMPLETED" { "COMPLETED" }
+                            option value="FAILED" { "FAILED" }
+                            option value="CANCELLED" { "CANCELLED" }
+                            option value="EXPIRED" { "EXPIRED" }
+                        }
+                    }
+                    label { "Why (recorded with your name)" textarea name="reason" required {} }
+                    button type="submit" { "Review the decision" }
+                }
+            }
+        },
+    )
+}
+
+pub fn confirm(
+    nav: &Nav<'_>,
+    s: &Session,
+    transitions: &[TransitionRow],
+    to: Status,
+    reason: &str,
+) -> Markup {
+    let provider_amount = transitions
+        .iter()
+        .rev()
+        .find_map(|t| t.provider_amount.as_deref());
+    layout(
+        "Confirm the decision",
+        Some(nav),
+        html! {
+            p { "You are about to move " strong { (s.session_id) } " from " (s.status) " to " strong { (to) } ", as " strong { (nav.operator) } "." }
+            table.side {
+                thead { tr { th {} th.num { "ledger" } th.num { "provider" } } }
+                tbody {
+                    tr { th { "amount" } td.num { (s.amount.map(|a| a.to_string()).unwrap_or_else(|| "—".into())) } td.num { (provider_amount.unwrap_or("—")) } }
+                    tr { th { "currency" } td.num { (s.currency.as_deref().unwrap_or("—")) } td.num { "" } }
+                    tr { th { "reference" } td.num { (s.reference.as_deref().unwrap_or("—")) } td.num { "" } }
+                }
+            }
+            p { "Why: " (reason) }
+            form method="post" action=(format!("{}/resolve", session_url(&s.provider, &s.session_id))) {
+                input type="hidden" name="csrf" value=(nav.csrf);
+                input type="hidden" name="to" value=(to.as_str());
+                input type="hidden" name="reason" value=(reason);
+                input type="hidden" name="confirm" value="yes";
+                button type="submit" { "Confirm: " (to) }
+                " "
+                a href=(session_url(&s.provider, &s.session_id)) { "Cancel" }
+            }
+        },
+    )
+}

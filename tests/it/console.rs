@@ -1,0 +1,290 @@
+//! The console over HTTP, as a browser would use it (a real browser suite is issue 29's next
+//! part): named operators log in with their token, a viewer reads, a resolver decides through
+//! a confirmation, every form carries the CSRF token, every page escapes what applications
+//! wrote and forbids script, and a logout ends the login.
+
+use crate::ops::daemon;
+use crate::support::{Env, count, one};
+use payrecon::ledger::NewSession;
+
+const ALICE: &str = "alice-token-0123456789";
+const VICTOR: &str = "victor-token-0123456789";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A daemon with the console on, two operators (alice resolves, victor views), no passes.
+async fn console_env() -> (Env, String) {
+    let mut env = Env::start().await;
+    env.set("cron", "\"0 0 0 1 1 *\"");
+    env.set("poll", "\"off\"");
+    let port = free_port();
+    let text = std::fs::read_to_string(&env.config_path).unwrap();
+    let at = text.find("[providers.").unwrap();
+    let extra = format!(
+        "[console]\nlisten = \"127.0.0.1:{port}\"\n\
+         [operators.alice]\nrole = \"resolver\"\ntoken_env = \"PAYRECON_TEST_ALICE\"\n\
+         [operators.victor]\nrole = \"viewer\"\ntoken_env = \"PAYRECON_TEST_VICTOR\"\n"
+    );
+    std::fs::write(
+        &env.config_path,
+        format!("{}{extra}{}", &text[..at], &text[at..]),
+    )
+    .unwrap();
+    env.vars.push(("PAYRECON_TEST_ALICE".into(), ALICE.into()));
+    env.vars
+        .push(("PAYRECON_TEST_VICTOR".into(), VICTOR.into()));
+    (env, format!("http://127.0.0.1:{port}"))
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// Logs in; the session cookie (`name=value`) and the Set-Cookie line.
+async fn log_in(console: &str, name: &str, token: &str) -> (u16, Option<(String, String)>) {
+    let r = client()
+        .post(format!("{console}/login"))
+        .form(&[("name", name), ("token", token)])
+        .send()
+        .await
+        .unwrap();
+    let code = r.status().as_u16();
+    let cookie = r
+        .headers()
+        .get("set-cookie")
+        .map(|v| v.to_str().unwrap().to_string())
+        .map(|line| (line.split(';').next().unwrap().to_string(), line));
+    (code, cookie)
+}
+
+async fn get(
+    console: &str,
+    path: &str,
+    cookie: Option<&str>,
+) -> (u16, reqwest::header::HeaderMap, String) {
+    let mut r = client().get(format!("{console}{path}"));
+    if let Some(c) = cookie {
+        r = r.header("cookie", c);
+    }
+    let r = r.send().await.unwrap();
+    let (code, headers) = (r.status().as_u16(), r.headers().clone());
+    (code, headers, r.text().await.unwrap())
+}
+
+async fn post(console: &str, path: &str, cookie: &str, form: &[(&str, &str)]) -> (u16, String) {
+    let r = client()
+        .post(format!("{console}{path}"))
+        .header("cookie", cookie)
+        .form(form)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// The CSRF token in a page's forms.
+fn csrf_of(page: &str) -> String {
+    let at = page
+        .find("name=\"csrf\" value=\"")
+        .expect("a form with a CSRF token")
+        + 19;
+    page[at..].split('"').next().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resolver_decides_through_a_confirmation_and_a_viewer_cannot() {
+    let (env, console) = console_env().await;
+    let l = env.ledger();
+    // An underpaid session whose reference an application wrote with markup in it.
+    let hostile = "<script>alert(1)</script>";
+    env.sim
+        .insert("rev_x", "100.00", hostile, "amount".parse().unwrap());
+    l.enqueue(&NewSession {
+        provider: "mopay".into(),
+        session_id: "rev_x".into(),
+        reference: Some(hostile.into()),
+        amount: Some("100.00".parse().unwrap()),
+        currency: Some("LSL".into()),
+        created_at: None,
+        provider_ref: None,
+    })
+    .unwrap();
+    env.pass(&l, "p").await;
+    assert_eq!(
+        one(&l, "SELECT status FROM sessions WHERE session_id = 'rev_x'"),
+        "REVIEW"
+    );
+    let _d = daemon(&env, &[&console]).await;
+
+    // Not logged in: to the login page; every answer forbids script and framing.
+    let (code, headers, _) = get(&console, "/review", None).await;
+    assert_eq!(code, 303);
+    let csp = headers["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    assert!(!csp.contains("unsafe-inline"));
+
+    // A wrong token is refused, and said in the audit log.
+    let (code, cookie) = log_in(&console, "alice", "not-the-token-at-all").await;
+    assert_eq!((code, cookie.is_none()), (401, true));
+    assert_eq!(
+        count(
+            &l,
+            "SELECT count(*) FROM audit_log WHERE action = 'login refused' AND actor = 'alice'"
+        ),
+        1
+    );
+
+    // A viewer reads the queue (the reference escaped), and cannot decide.
+    let (code, victor) = log_in(&console, "victor", VICTOR).await;
+    assert_eq!(code, 303);
+    let (victor, _) = victor.unwrap();
+    let (code, _, page) = get(&console, "/review", Some(&victor)).await;
+    assert_eq!(code, 200);
+    assert!(page.contains("rev_x") && page.contains("1.00"), "{page}");
+    let (_, _, story) = get(&console, "/sessions/mopay/rev_x", Some(&victor)).await;
+    assert!(
+        story.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{story}"
+    );
+    assert!(
+        !story.contains("<script>"),
+        "no markup an application wrote runs"
+    );
+    assert!(
+        !story.contains("Review the decision"),
+        "a viewer is not offered the form"
+    );
+    let victor_csrf = csrf_of(&story);
+    let (code, _) = post(
+        &console,
+        "/sessions/mopay/rev_x/resolve",
+        &victor,
+        &[
+            ("csrf", &victor_csrf),
+            ("to", "COMPLETED"),
+            ("reason", "x"),
+            ("confirm", "yes"),
+        ],
+    )
+    .await;
+    assert_eq!(code, 403, "a viewer cannot resolve");
+
+    // A resolver: the cookie is HttpOnly and SameSite=Strict.
+    let (code, alice) = log_in(&console, "alice", ALICE).await;
+    assert_eq!(code, 303);
+    let (alice, line) = alice.unwrap();
+    assert!(
+        line.contains("HttpOnly") && line.contains("SameSite=Strict"),
+        "{line}"
+    );
+    let (_, _, story) = get(&console, "/sessions/mopay/rev_x", Some(&alice)).await;
+    assert!(story.contains("Review the decision"));
+    let csrf = csrf_of(&story);
+    // Without its CSRF token (a forged cross-site form), or with another login's: refused.
+    for token in ["", victor_csrf.as_str()] {
+        let (code, _) = post(
+            &console,
+            "/sessions/mopay/rev_x/resolve",
+            &alice,
+            &[
+                ("csrf", token),
+                ("to", "COMPLETED"),
+                ("reason", "x"),
+                ("confirm", "yes"),
+            ],
+        )
+        .await;
+        assert_eq!(code, 403, "csrf {token:?}");
+    }
+    // First the confirmation: the ledger's and the provider's amounts side by side.
+    let (code, confirm) = post(
+        &console,
+        "/sessions/mopay/rev_x/resolve",
+        &alice,
+        &[
+            ("csrf", &csrf),
+            ("to", "COMPLETED"),
+            ("reason", "paid the rest in cash, receipt 77"),
+        ],
+    )
+    .await;
+    assert_eq!(code, 200);
+    assert!(
+        confirm.contains("100.00")
+            && confirm.contains("1.00")
+            && confirm.contains("Confirm: COMPLETED"),
+        "{confirm}"
+    );
+    assert_eq!(
+        one(&l, "SELECT status FROM sessions WHERE session_id = 'rev_x'"),
+        "REVIEW",
+        "not yet"
+    );
+    let (code, _) = post(
+        &console,
+        "/sessions/mopay/rev_x/resolve",
+        &alice,
+        &[
+            ("csrf", &csrf),
+            ("to", "COMPLETED"),
+            ("reason", "paid the rest in cash, receipt 77"),
+            ("confirm", "yes"),
+        ],
+    )
+    .await;
+    assert_eq!(code, 303);
+    assert_eq!(
+        one(&l, "SELECT status FROM sessions WHERE session_id = 'rev_x'"),
+        "COMPLETED"
+    );
+    assert_eq!(
+        one(
+            &l,
+            "SELECT actor || ': ' || reason FROM transitions WHERE source = 'manual'"
+        ),
+        "alice: paid the rest in cash, receipt 77"
+    );
+    let (_, _, queue) = get(&console, "/review", Some(&alice)).await;
+    assert!(!queue.contains("rev_x"), "it left the queue");
+    let (_, _, audit) = get(&console, "/audit", Some(&alice)).await;
+    assert!(
+        audit.contains("resolve") && audit.contains("mopay/rev_x"),
+        "{audit}"
+    );
+
+    // Logout ends the login: the old cookie leads to the login page.
+    let (code, _) = post(&console, "/logout", &alice, &[("csrf", &csrf)]).await;
+    assert_eq!(code, 303);
+    let (code, _, _) = get(&console, "/", Some(&alice)).await;
+    assert_eq!(code, 303);
+    assert!(
+        count(
+            &l,
+            "SELECT count(*) FROM audit_log WHERE action IN ('login', 'logout')"
+        ) >= 3
+    );
+}
+
+/// Failed logins are throttled: after five in a minute, every login waits (the right token
+/// too), so a token cannot be guessed at the speed of the network.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_logins_are_throttled() {
+    let (env, console) = console_env().await;
+    let _d = daemon(&env, &[&console]).await;
+    for _ in 0..5 {
+        assert_eq!(log_in(&console, "alice", "wrong-wrong-wrong").await.0, 401);
+    }
+    assert_eq!(log_in(&console, "alice", ALICE).await.0, 429);
+}
