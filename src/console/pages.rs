@@ -238,6 +238,46 @@ fn facts(s: &Session) -> Markup {
     }
 }
 
+/// A session's story, in the order it happened: its creation, each transition, each event.
+fn story_lines(
+    s: &Session,
+    transitions: &[TransitionRow],
+    events: &[Event],
+) -> Vec<(String, Markup)> {
+    let mut lines = vec![(
+        clock::format(s.created_at),
+        html! { time { (clock::format(s.created_at)) } " written to the ledger" },
+    )];
+    for t in transitions {
+        let at = clock::format(t.at);
+        lines.push((
+            at.clone(),
+            html! {
+                time { (at) } " "
+                (t.from) " → " strong { (t.to) } " (" (t.source.as_str())
+                @if let Some(a) = &t.actor { ", by " strong { (a) } }
+                ")"
+                @if let Some(r) = &t.reason { ": " (r) }
+                @if let Some(p) = &t.provider_status { " — provider said " code { (p) } }
+                @if let Some(a) = &t.provider_amount { ", amount " (a) }
+            },
+        ));
+    }
+    for e in events {
+        lines.push((
+            e.created_at.clone(),
+            html! {
+                time { (e.created_at) } " event " code { (e.kind) } " " (e.id) ": " (e.state())
+                " after " (e.attempts) " attempt(s)"
+                @if let Some(err) = &e.last_error { " — " (err) }
+            },
+        ));
+    }
+    // Ledger times sort as text; a transition and its event share a time and keep this order.
+    lines.sort_by(|a, b| a.0.cmp(&b.0));
+    lines
+}
+
 pub fn story(
     nav: &Nav<'_>,
     s: &Session,
@@ -252,24 +292,8 @@ pub fn story(
             (facts(s))
             h2 { "Its story" }
             ol.story {
-                li { time { (clock::format(s.created_at)) } " written to the ledger" }
-                @for t in transitions {
-                    li {
-                        time { (clock::format(t.at)) } " "
-                        (t.from) " → " strong { (t.to) } " (" (t.source.as_str())
-                        @if let Some(a) = &t.actor { ", by " strong { (a) } }
-                        ")"
-                        @if let Some(r) = &t.reason { ": " (r) }
-                        @if let Some(p) = &t.provider_status { " — provider said " code { (p) } }
-                        @if let Some(a) = &t.provider_amount { ", amount " (a) }
-                    }
-                }
-                @for e in events {
-                    li {
-                        time { (e.created_at) } " event " code { (e.kind) } " " (e.id) ": " (e.state())
-                        " after " (e.attempts) " attempt(s)"
-                        @if let Some(err) = &e.last_error { " — " (err) }
-                    }
+                @for (_, line) in story_lines(s, transitions, events) {
+                    li { (line) }
                 }
             }
             @if open && nav.role == Role::Resolver {
