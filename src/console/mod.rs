@@ -78,6 +78,13 @@ pub fn router(ledger: Ledger, cfg: Config, console: ConsoleConfig) -> Router {
         .route("/login", get(login_form).post(login))
         .route("/logout", post(logout))
         .route("/review", get(review))
+        .route("/anomalies", get(anomalies))
+        .route("/unmatched", get(unmatched))
+        .route("/unmatched/{id}/dismiss", post(dismiss))
+        .route("/events/dead", get(dead_events))
+        .route("/events/{id}/replay", post(replay))
+        .route("/unreadable", get(unreadable))
+        .route("/search", get(search))
         .route("/audit", get(audit))
         .route("/sessions/{provider}/{session_id}", get(story))
         .route("/sessions/{provider}/{session_id}/resolve", post(resolve))
@@ -193,6 +200,18 @@ impl Console {
             ));
         }
         Ok((id, login))
+    }
+
+    /// A resolver's state-changing request: logged in, the CSRF token theirs, the role theirs.
+    fn require_resolver(&self, headers: &HeaderMap, csrf: Option<&str>) -> Result<Login, Response> {
+        let (_, login) = self.require_post(headers, csrf)?;
+        if login.role != Role::Resolver {
+            return Err(page_error(
+                StatusCode::FORBIDDEN,
+                "A viewer reads; only a resolver decides. Nothing was done.",
+            ));
+        }
+        Ok(login)
     }
 
     async fn audit(
@@ -404,6 +423,161 @@ async fn review(
     }
 }
 
+async fn anomalies(State(st): State<Arc<Console>>, headers: HeaderMap) -> Response {
+    let (_, login) = match st.require(&headers) {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    let ledger = st.ledger.clone();
+    match ledger
+        .call(|l| l.list_events(crate::ledger::EventFilter::Anomalies, 200))
+        .await
+    {
+        Ok(events) => html(StatusCode::OK, pages::anomalies(&login.nav(), &events)),
+        Err(e) => ledger_error(&e),
+    }
+}
+
+async fn unmatched(State(st): State<Arc<Console>>, headers: HeaderMap) -> Response {
+    let (_, login) = match st.require(&headers) {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    let ledger = st.ledger.clone();
+    match ledger
+        .call(|l| l.unmatched(crate::ledger::UnmatchedFilter::All, 200))
+        .await
+    {
+        Ok(rows) => html(StatusCode::OK, pages::unmatched(&login.nav(), &rows)),
+        Err(e) => ledger_error(&e),
+    }
+}
+
+#[derive(Deserialize)]
+struct ReasonForm {
+    csrf: Option<String>,
+    reason: Option<String>,
+}
+
+/// A resolver closes an open unmatched payment, with a reason (named in the audit log).
+async fn dismiss(
+    State(st): State<Arc<Console>>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    body: Body,
+) -> Response {
+    let f: ReasonForm = match form(body).await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let login = match st.require_resolver(&headers, f.csrf.as_deref()) {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    let reason = f.reason.unwrap_or_default().trim().to_string();
+    if reason.is_empty() || reason.len() > 256 || reason.chars().any(char::is_control) {
+        return page_error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Say why: 1 to 256 characters of plain text.",
+        );
+    }
+    let ledger = st.ledger.clone();
+    let operator = login.operator.clone();
+    // The dismissal's own refusal travels inside the ledger call's result.
+    let dismissed = ledger
+        .call(move |l| Ok(l.dismiss_unmatched(id, &operator, &reason, clock::now())))
+        .await;
+    match dismissed {
+        Ok(Ok(_)) => Redirect::to("/unmatched").into_response(),
+        Ok(Err(crate::ledger::DismissError::Ledger(e))) | Err(e) => ledger_error(&e),
+        Ok(Err(e)) => page_error(StatusCode::CONFLICT, &e.to_string()),
+    }
+}
+
+async fn dead_events(State(st): State<Arc<Console>>, headers: HeaderMap) -> Response {
+    let (_, login) = match st.require(&headers) {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    let ledger = st.ledger.clone();
+    match ledger
+        .call(|l| l.list_events(crate::ledger::EventFilter::Dead, 200))
+        .await
+    {
+        Ok(events) => html(StatusCode::OK, pages::dead_events(&login.nav(), &events)),
+        Err(e) => ledger_error(&e),
+    }
+}
+
+/// A resolver puts a dead event back in line (named in the audit log).
+async fn replay(
+    State(st): State<Arc<Console>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> Response {
+    let f: CsrfForm = match form(body).await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let login = match st.require_resolver(&headers, f.csrf.as_deref()) {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    let ledger = st.ledger.clone();
+    let operator = login.operator.clone();
+    match ledger
+        .call(move |l| l.replay(Some(&id), &operator, clock::now()))
+        .await
+    {
+        Ok(0) => page_error(StatusCode::NOT_FOUND, "No such event."),
+        Ok(_) => Redirect::to("/events/dead").into_response(),
+        Err(e) => ledger_error(&e),
+    }
+}
+
+async fn unreadable(State(st): State<Arc<Console>>, headers: HeaderMap) -> Response {
+    let (_, login) = match st.require(&headers) {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    let ledger = st.ledger.clone();
+    match ledger.call(|l| l.unreadable_rows(200)).await {
+        Ok(rows) => html(StatusCode::OK, pages::unreadable(&login.nav(), &rows)),
+        Err(e) => ledger_error(&e),
+    }
+}
+
+#[derive(Deserialize)]
+struct SearchQuery {
+    q: Option<String>,
+}
+
+/// Sessions by their session id or their provider's second id.
+async fn search(
+    State(st): State<Arc<Console>>,
+    headers: HeaderMap,
+    q: Result<Query<SearchQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let (_, login) = match st.require(&headers) {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    let q = q
+        .ok()
+        .and_then(|Query(q)| q.q)
+        .map(|q| q.trim().chars().take(256).collect::<String>())
+        .filter(|q| !q.is_empty());
+    let Some(q) = q else {
+        return html(StatusCode::OK, pages::search(&login.nav(), "", &[]));
+    };
+    let (ledger, id) = (st.ledger.clone(), q.clone());
+    match ledger.call(move |l| l.search(&id, 50)).await {
+        Ok(found) => html(StatusCode::OK, pages::search(&login.nav(), &q, &found)),
+        Err(e) => ledger_error(&e),
+    }
+}
+
 async fn audit(State(st): State<Arc<Console>>, headers: HeaderMap) -> Response {
     let (_, login) = match st.require(&headers) {
         Ok(l) => l,
@@ -466,16 +640,10 @@ async fn resolve(
         Ok(f) => f,
         Err(r) => return r,
     };
-    let (_, login) = match st.require_post(&headers, f.csrf.as_deref()) {
+    let login = match st.require_resolver(&headers, f.csrf.as_deref()) {
         Ok(l) => l,
         Err(r) => return r,
     };
-    if login.role != Role::Resolver {
-        return page_error(
-            StatusCode::FORBIDDEN,
-            "A viewer reads; only a resolver decides. Nothing was done.",
-        );
-    }
     let ledger = st.ledger.clone();
     let (p, id) = (provider.clone(), session_id.clone());
     let found = ledger

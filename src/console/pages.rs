@@ -5,7 +5,9 @@ use maud::{DOCTYPE, Markup, html};
 
 use crate::clock::{self, Timestamp};
 use crate::config::Role;
-use crate::ledger::{AuditEntry, Event, ReviewItem, Session, Stats, Status, TransitionRow};
+use crate::ledger::{
+    AuditEntry, Event, ReviewItem, Session, Stats, Status, TransitionRow, Unmatched, Unreadable,
+};
 
 /// What every page's header needs: who is logged in, and the CSRF token of their forms.
 pub struct Nav<'a> {
@@ -52,7 +54,14 @@ fn layout(title: &str, nav: Option<&Nav<'_>>, body: Markup) -> Markup {
                         nav {
                             a href="/" { "Overview" }
                             a href="/review" { "REVIEW" }
+                            a href="/anomalies" { "Anomalies" }
+                            a href="/unmatched" { "Unmatched" }
+                            a href="/events/dead" { "Dead events" }
+                            a href="/unreadable" { "Unreadable" }
                             a href="/audit" { "Audit log" }
+                            form.search method="get" action="/search" {
+                                input name="q" placeholder="session or second id" aria-label="Search";
+                            }
                         }
                         form.logout method="post" action="/logout" {
                             span { (nav.operator) " (" (nav.role.as_str()) ")" }
@@ -104,10 +113,10 @@ pub fn overview(nav: &Nav<'_>, st: &Stats) -> Markup {
         html! {
             section.cards {
                 a.card href="/review" { strong { (count("REVIEW")) } " sessions wait in REVIEW" }
-                div.card { strong { (st.unmatched_open) } " unmatched payments open" }
-                div.card { strong { (st.events_dead) } " dead events" }
-                div.card { strong { (st.unreadable) } " unreadable rows" }
-                div.card { strong { (st.anomalies) } " anomalies" }
+                a.card href="/unmatched" { strong { (st.unmatched_open) } " unmatched payments open" }
+                a.card href="/events/dead" { strong { (st.events_dead) } " dead events" }
+                a.card href="/unreadable" { strong { (st.unreadable) } " unreadable rows" }
+                a.card href="/anomalies" { strong { (st.anomalies) } " anomalies" }
             }
             h2 { "Sessions by provider and status" }
             table {
@@ -349,6 +358,163 @@ pub fn confirm(
                 button type="submit" { "Confirm: " (to) }
                 " "
                 a href=(session_url(&s.provider, &s.session_id)) { "Cancel" }
+            }
+        },
+    )
+}
+
+/// The id an event is about, linked to the session's story when it is a session's.
+fn event_subject(e: &Event, id: &str) -> Markup {
+    let provider = serde_json::from_str::<serde_json::Value>(&e.payload)
+        .ok()
+        .and_then(|v| v["data"]["provider"].as_str().map(String::from));
+    html! {
+        @match provider.filter(|_| e.kind.starts_with("session.")) {
+            Some(p) => a href=(session_url(&p, id)) { (id) },
+            None => (id),
+        }
+    }
+}
+
+pub fn anomalies(nav: &Nav<'_>, events: &[(String, Event)]) -> Markup {
+    layout(
+        "Anomalies",
+        Some(nav),
+        html! {
+            p { "A provider's later answer contradicts a session already closed (a payment after EXPIRED, say). No state changed: a person looks." }
+            @if events.is_empty() { p { "No anomaly." } } @else {
+                table {
+                    thead { tr { th { "at" } th { "session" } th { "what the provider now says" } } }
+                    tbody {
+                        @for (id, e) in events {
+                            @let v: serde_json::Value = serde_json::from_str(&e.payload).unwrap_or_default();
+                            tr {
+                                td { (e.created_at) }
+                                td { (event_subject(e, id)) }
+                                td { (v["data"]["status"].as_str().unwrap_or("")) " → " (v["data"]["provider_says"].as_str().unwrap_or("")) ": " (v["data"]["reason"].as_str().unwrap_or("")) }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+pub fn unmatched(nav: &Nav<'_>, rows: &[Unmatched]) -> Markup {
+    layout(
+        "Unmatched payments",
+        Some(nav),
+        html! {
+            p { "Payments a provider lists as paid that no session holds. Create the order or refund the customer, then dismiss with why; one a session comes to hold is matched by itself." }
+            @if rows.is_empty() { p { "None." } } @else {
+                table {
+                    thead { tr { th { "provider" } th { "payment" } th { "other id" } th.num { "amount" } th { "receipt" } th { "state" } th {} } }
+                    tbody {
+                        @for u in rows {
+                            tr {
+                                td { (u.provider) } td { (u.payment_id) } td { (u.other_id.as_deref().unwrap_or("—")) }
+                                td.num { (u.amount.as_deref().unwrap_or("—")) " " (u.currency.as_deref().unwrap_or("")) }
+                                td { (u.receipt.as_deref().unwrap_or("—")) }
+                                td {
+                                    @if let Some(s) = &u.matched_session { "matched to " (s) }
+                                    @else if let Some(by) = &u.dismissed_by { "dismissed by " (by) ": " (u.dismiss_reason.as_deref().unwrap_or("")) }
+                                    @else if u.reported_at.is_some() { strong { "open" } " since " (u.reported_at.as_deref().unwrap_or("")) }
+                                    @else { "within its grace window" }
+                                }
+                                td {
+                                    @if u.is_open() && nav.role == Role::Resolver {
+                                        form method="post" action=(format!("/unmatched/{}/dismiss", u.id)) {
+                                            input type="hidden" name="csrf" value=(nav.csrf);
+                                            input name="reason" placeholder="why" required;
+                                            button type="submit" { "Dismiss" }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+pub fn dead_events(nav: &Nav<'_>, events: &[(String, Event)]) -> Markup {
+    layout(
+        "Dead events",
+        Some(nav),
+        html! {
+            p { "Events the webhook receiver never took after every attempt. Fix the receiver, then put them back in line." }
+            @if events.is_empty() { p { "No dead event." } } @else {
+                table {
+                    thead { tr { th { "event" } th { "type" } th { "about" } th.num { "attempts" } th { "last error" } th {} } }
+                    tbody {
+                        @for (id, e) in events {
+                            tr {
+                                td { (e.id) } td { (e.kind) } td { (event_subject(e, id)) }
+                                td.num { (e.attempts) } td { (e.last_error.as_deref().unwrap_or("")) }
+                                td {
+                                    @if nav.role == Role::Resolver {
+                                        form method="post" action=(format!("/events/{}/replay", path_segment(&e.id))) {
+                                            input type="hidden" name="csrf" value=(nav.csrf);
+                                            button type="submit" { "Replay" }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+pub fn unreadable(nav: &Nav<'_>, rows: &[Unreadable]) -> Markup {
+    layout(
+        "Unreadable rows",
+        Some(nav),
+        html! {
+            p { "Rows of sessions payrecon cannot read (a value of the wrong type, a time or amount it cannot read). They are set aside, never checked: fix or delete them with SQL." }
+            @if rows.is_empty() { p { "None." } } @else {
+                table {
+                    thead { tr { th.num { "row id" } th { "provider" } th { "why" } } }
+                    tbody {
+                        @for u in rows {
+                            tr { td.num { (u.rowid) } td { (u.provider) } td { (u.error) } }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+pub fn search(nav: &Nav<'_>, q: &str, found: &[Session]) -> Markup {
+    layout(
+        "Search",
+        Some(nav),
+        html! {
+            form.filter method="get" action="/search" {
+                label { "Session id or the provider's second id" input name="q" value=(q); }
+                button type="submit" { "Search" }
+            }
+            @if !q.is_empty() {
+                @if found.is_empty() { p { "No session is named " code { (q) } "." } } @else {
+                    table {
+                        thead { tr { th { "session" } th { "provider" } th { "status" } th.num { "amount" } } }
+                        tbody {
+                            @for s in found {
+                                tr {
+                                    td { a href=(session_url(&s.provider, &s.session_id)) { (s.session_id) } }
+                                    td { (s.provider) } td { (s.status) }
+                                    td.num { (s.amount.map(|a| a.to_string()).unwrap_or_default()) " " (s.currency.as_deref().unwrap_or("")) }
+                                }
+                            }
+                        }
+                    }
+                }
             }
         },
     )

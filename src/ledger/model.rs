@@ -676,6 +676,8 @@ pub enum Delivery {
 pub enum EventFilter {
     All,
     Dead,
+    /// `session.anomaly` events only.
+    Anomalies,
 }
 
 /// Filter for `export`.

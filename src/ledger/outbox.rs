@@ -93,7 +93,8 @@ impl Ledger {
         })
     }
 
-    /// Events, newest first; `Dead` shows only dead ones.
+    /// Events with the id (session id, or payment id) of what they are about, newest first;
+    /// `Dead` shows only dead ones, `Anomalies` only `session.anomaly` events.
     pub fn list_events(
         &self,
         filter: EventFilter,
@@ -106,9 +107,14 @@ impl Ledger {
                     event_cols!(),
                     " FROM events e LEFT JOIN sessions s ON s.id = e.session \
                      LEFT JOIN unmatched_payments u ON u.id = e.payment \
-                     WHERE (?1 = 0 OR e.dead_at IS NOT NULL) ORDER BY e.seq DESC LIMIT ?2"
+                     WHERE (?1 = 0 OR e.dead_at IS NOT NULL) \
+                     AND (?3 = 0 OR e.type = 'session.anomaly') ORDER BY e.seq DESC LIMIT ?2"
                 ),
-                vals![i64::from(filter == EventFilter::Dead), limit],
+                vals![
+                    i64::from(filter == EventFilter::Dead),
+                    limit,
+                    i64::from(filter == EventFilter::Anomalies)
+                ],
                 |r| Ok((r.get(0)?, event_from_row(r, 1)?)),
             )
         })

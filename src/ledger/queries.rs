@@ -85,6 +85,54 @@ impl Ledger {
         })
     }
 
+    /// Sessions named `id` by their session id or their provider's second id (`provider_ref`),
+    /// at any provider: what a search by an id finds (both are indexed).
+    pub fn search(&self, id: &str, limit: u32) -> Result<Vec<Session>, Error> {
+        self.tx(Mode::Read, "searching sessions", |tx| {
+            tx.query(
+                concat!(
+                    "SELECT ",
+                    session_cols!(),
+                    " FROM sessions WHERE session_id = ?1 \
+                     UNION SELECT ",
+                    session_cols!(),
+                    " FROM sessions WHERE provider_ref = ?1 AND provider_ref IS NOT NULL \
+                     ORDER BY 1 DESC LIMIT ?2"
+                ),
+                vals![id, limit],
+                session_from_row,
+            )
+        })
+    }
+
+    /// Rows set aside because payrecon cannot read them, newest first.
+    pub fn unreadable_rows(&self, limit: u32) -> Result<Vec<Unreadable>, Error> {
+        self.tx(Mode::Read, "listing unreadable rows", |tx| {
+            let rows = tx.query(
+                concat!(
+                    "SELECT ",
+                    session_cols!(),
+                    " FROM sessions WHERE status = 'PENDING' \
+                     AND substr(CAST(last_error AS TEXT), 1, 16) = ?1 ORDER BY id DESC LIMIT ?2"
+                ),
+                vals![UNREADABLE_MARK, limit],
+                read_session,
+            )?;
+            Ok(rows
+                .into_iter()
+                // A row fixed by hand since reads again, still marked: shown with its mark.
+                .map(|r| match r {
+                    Ok(s) => Unreadable {
+                        rowid: s.rowid,
+                        provider: s.provider,
+                        error: s.last_error.unwrap_or_default(),
+                    },
+                    Err(u) => u,
+                })
+                .collect())
+        })
+    }
+
     /// Sessions in REVIEW (of `provider`, or all), longest waiting first, `limit` after
     /// `offset`, each with the reason it went there and the amount the provider reported.
     pub fn review_queue(

@@ -288,3 +288,99 @@ async fn failed_logins_are_throttled() {
     }
     assert_eq!(log_in(&console, "alice", ALICE).await.0, 429);
 }
+
+/// The other queues: anomalies, unmatched payments (a resolver dismisses one with a reason),
+/// dead events (a resolver replays one), unreadable rows, and search by either id; each
+/// decision named in the audit log, a viewer offered no form.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_queue_is_worked_and_named() {
+    let (env, console) = console_env().await;
+    let l = env.ledger();
+    crate::support::DirectSql::execute_batch(
+        &l,
+        "INSERT INTO sessions (provider, session_id, provider_ref) VALUES ('mopay', 's_any', 'second_77'); \
+         INSERT INTO events (id, type, session, payload, created_at, next_attempt_at, dead_at, attempts, last_error) \
+           SELECT 'evt_dead1', 'session.completed', id, '{\"data\":{\"provider\":\"mopay\"}}', \
+                  '2026-12-01T10:00:00.000Z', '2026-12-01T10:00:00.000Z', '2026-12-01T11:00:00.000Z', 8, 'HTTP 500 from the receiver' \
+           FROM sessions WHERE session_id = 's_any'; \
+         INSERT INTO events (id, type, session, payload, created_at, next_attempt_at, delivered_at) \
+           SELECT 'evt_anom1', 'session.anomaly', id, \
+                  '{\"data\":{\"provider\":\"mopay\",\"status\":\"EXPIRED\",\"provider_says\":\"COMPLETED\",\"reason\":\"late payment\"}}', \
+                  '2026-12-01T10:00:00.000Z', '2026-12-01T10:00:00.000Z', '2026-12-01T10:00:01.000Z' \
+           FROM sessions WHERE session_id = 's_any'; \
+         INSERT INTO unmatched_payments (provider, payment_id, amount, currency, provider_status, \
+           first_seen_at, last_seen_at, reported_at) VALUES ('moflay', 'trxn_lost9', '42.00', 'KES', \
+           'completed', '2026-12-01T10:00:00.000Z', '2026-12-01T10:05:00.000Z', '2026-12-01T10:05:00.000Z'); \
+         INSERT INTO sessions (provider, session_id, last_error) VALUES ('mopay', 's_bad', 'unreadable row: amount 1e400');",
+    )
+    .unwrap();
+    let _d = daemon(&env, &[&console]).await;
+    let (_, victor) = log_in(&console, "victor", VICTOR).await;
+    let (victor, _) = victor.unwrap();
+    let (_, alice) = log_in(&console, "alice", ALICE).await;
+    let (alice, _) = alice.unwrap();
+
+    let (_, _, page) = get(&console, "/anomalies", Some(&victor)).await;
+    assert!(
+        page.contains("s_any") && page.contains("late payment"),
+        "{page}"
+    );
+    let (_, _, page) = get(&console, "/unreadable", Some(&victor)).await;
+    assert!(page.contains("1e400"), "{page}");
+    let (_, _, page) = get(&console, "/search?q=second_77", Some(&victor)).await;
+    assert!(
+        page.contains("/sessions/mopay/s_any"),
+        "found by its second id: {page}"
+    );
+    let (_, _, page) = get(&console, "/unmatched", Some(&victor)).await;
+    assert!(
+        page.contains("trxn_lost9") && !page.contains("Dismiss"),
+        "{page}"
+    );
+    let (_, _, page) = get(&console, "/events/dead", Some(&victor)).await;
+    assert!(
+        page.contains("evt_dead1") && !page.contains(">Replay<"),
+        "{page}"
+    );
+
+    let (_, _, page) = get(&console, "/unmatched", Some(&alice)).await;
+    let csrf = csrf_of(&page);
+    let id = one(&l, "SELECT id FROM unmatched_payments");
+    let (code, _) = post(
+        &console,
+        &format!("/unmatched/{id}/dismiss"),
+        &alice,
+        &[("csrf", &csrf), ("reason", "a test payment")],
+    )
+    .await;
+    assert_eq!(code, 303);
+    assert_eq!(
+        one(
+            &l,
+            "SELECT dismissed_by || ': ' || dismiss_reason FROM unmatched_payments"
+        ),
+        "alice: a test payment"
+    );
+    let (code, _) = post(
+        &console,
+        "/events/evt_dead1/replay",
+        &alice,
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(code, 303);
+    assert_eq!(
+        count(
+            &l,
+            "SELECT count(*) FROM events WHERE id = 'evt_dead1' AND dead_at IS NULL"
+        ),
+        1
+    );
+    assert_eq!(
+        count(
+            &l,
+            "SELECT count(*) FROM audit_log WHERE actor = 'alice' AND action IN ('dismiss', 'replay')"
+        ),
+        2
+    );
+}
