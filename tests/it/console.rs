@@ -7,8 +7,8 @@ use crate::ops::daemon;
 use crate::support::{Env, count, one};
 use payrecon::ledger::NewSession;
 
-const ALICE: &str = "alice-token-0123456789";
-const VICTOR: &str = "victor-token-0123456789";
+pub(crate) const ALICE: &str = "alice-token-0123456789";
+pub(crate) const VICTOR: &str = "victor-token-0123456789";
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -19,7 +19,7 @@ fn free_port() -> u16 {
 }
 
 /// A daemon with the console on, two operators (alice resolves, victor views), no passes.
-async fn console_env() -> (Env, String) {
+pub(crate) async fn console_env() -> (Env, String) {
     let mut env = Env::start().await;
     env.set("cron", "\"0 0 0 1 1 *\"");
     env.set("poll", "\"off\"");

@@ -3,6 +3,7 @@
 //! line. No mocks of our own code.
 
 mod architecture;
+mod browser;
 mod cli;
 mod conformance;
 mod console;

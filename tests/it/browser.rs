@@ -1,0 +1,278 @@
+//! The console in a real browser: Debian's `chromium`, headless, driven through
+//! `chromedriver`'s WebDriver protocol (plain HTTP, no client library) against a daemon and the
+//! simulator. A finance person's path — log in, open the REVIEW queue, read a session's story,
+//! resolve it through the confirmation, see it leave the queue and the audit entry appear — and
+//! an attacker's: a viewer who cannot resolve, a forged cross-site form (the SameSite=Strict
+//! cookie is not sent with it: nothing happens), a reference with `<script>` that never runs.
+//!
+//! `.ci/run` installs `chromium` and `chromium-driver` when missing. With
+//! `PAYRECON_SCREENSHOTS=DIR` the pages are saved there as PNG (docs/console.md shows them:
+//! `PAYRECON_SCREENSHOTS=docs/console cargo test --test it browser`).
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::console::{ALICE, VICTOR, console_env};
+use crate::ops::daemon;
+use crate::support::{Guard, one, wait_for};
+use payrecon::ledger::NewSession;
+
+/// A headless Chromium session through a chromedriver of its own.
+struct Browser {
+    _driver: Guard,
+    base: String,
+    session: String,
+    http: reqwest::Client,
+    shots: Option<std::path::PathBuf>,
+}
+
+impl Browser {
+    async fn start(width: u32, height: u32) -> Browser {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let driver = Guard(
+            Command::new("chromedriver")
+                .arg(format!("--port={port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("chromedriver (Debian's chromium-driver) on PATH"),
+        );
+        let base = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        let up = wait_for(Duration::from_secs(20), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        })
+        .await;
+        assert!(up, "chromedriver did not come up");
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                         "--disable-dev-shm-usage", format!("--window-size={width},{height}")]
+            }
+        }}});
+        let r = http
+            .post(format!("{base}/session"))
+            .header("content-type", "application/json")
+            .body(caps.to_string())
+            .send()
+            .await
+            .unwrap();
+        let r: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+        let session = r["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no browser session: {r}"))
+            .to_string();
+        Browser {
+            _driver: driver,
+            base,
+            session,
+            http,
+            shots: std::env::var_os("PAYRECON_SCREENSHOTS").map(Into::into),
+        }
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
+        let url = format!("{}/session/{}{path}", self.base, self.session);
+        let r = self
+            .http
+            .request(method, url)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        let v: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap_or_default();
+        v["value"].clone()
+    }
+
+    async fn go(&self, url: &str) {
+        self.call(reqwest::Method::POST, "/url", json!({"url": url}))
+            .await;
+    }
+
+    async fn source(&self) -> String {
+        self.call(reqwest::Method::GET, "/source", json!({}))
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    async fn find(&self, css: &str) -> String {
+        let v = self
+            .call(
+                reqwest::Method::POST,
+                "/element",
+                json!({"using": "css selector", "value": css}),
+            )
+            .await;
+        v.as_object()
+            .and_then(|o| o.values().next())
+            .and_then(Value::as_str)
+            .unwrap_or_else(|| panic!("no element {css}: {v}"))
+            .to_string()
+    }
+
+    async fn type_in(&self, css: &str, text: &str) {
+        let el = self.find(css).await;
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{el}/value"),
+            json!({"text": text}),
+        )
+        .await;
+    }
+
+    /// Clicks, then waits until the page shows `then`.
+    async fn click(&self, css: &str, then: &str) {
+        let el = self.find(css).await;
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{el}/click"),
+            json!({}),
+        )
+        .await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !self.source().await.contains(then) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "after clicking {css}, no {then:?} in: {}",
+                self.source().await
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn shot(&self, name: &str) {
+        use base64::Engine as _;
+        let Some(dir) = &self.shots else { return };
+        let png = self
+            .call(reqwest::Method::GET, "/screenshot", json!({}))
+            .await;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(png.as_str().unwrap_or_default())
+            .unwrap();
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join(format!("{name}.png")), bytes).unwrap();
+    }
+
+    async fn log_in(&self, console: &str, name: &str, token: &str) {
+        self.go(&format!("{console}/login")).await;
+        self.type_in("input[name=name]", name).await;
+        self.type_in("input[name=token]", token).await;
+        self.click("button[type=submit]", "Log out").await;
+    }
+
+    async fn quit(&self) {
+        self.call(reqwest::Method::DELETE, "", json!({})).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finance_person_works_review_in_a_browser_and_an_attacker_gets_nowhere() {
+    let (env, console) = console_env().await;
+    let l = env.ledger();
+    for (id, reference) in [
+        ("MOP_rev1", "ORDER1"),
+        ("MOP_xss", "<script>document.title='owned'</script>"),
+    ] {
+        env.sim
+            .insert(id, "250.00", reference, "amount".parse().unwrap());
+        l.enqueue(&NewSession {
+            provider: "mopay".into(),
+            session_id: id.into(),
+            reference: Some(reference.into()),
+            amount: Some("250.00".parse().unwrap()),
+            currency: Some("LSL".into()),
+            created_at: None,
+            provider_ref: None,
+        })
+        .unwrap();
+    }
+    env.pass(&l, "p").await;
+    let _d = daemon(&env, &[&console]).await;
+
+    let b = Browser::start(1280, 900).await;
+    b.go(&format!("{console}/login")).await;
+    b.shot("login").await;
+    b.log_in(&console, "alice", ALICE).await;
+    b.shot("overview").await;
+    b.go(&format!("{console}/review")).await;
+    let queue = b.source().await;
+    assert!(
+        queue.contains("MOP_rev1") && queue.contains("MOP_xss"),
+        "{queue}"
+    );
+    b.shot("review").await;
+    b.click("a[href='/sessions/mopay/MOP_xss']", "Its story")
+        .await;
+    let title = b.call(reqwest::Method::GET, "/title", json!({})).await;
+    assert_ne!(title, "owned", "the reference's script never ran");
+    assert!(b.source().await.contains("&lt;script&gt;"));
+    b.type_in(
+        "textarea[name=reason]",
+        "customer paid the rest in cash, receipt 4471",
+    )
+    .await;
+    b.shot("story").await;
+    b.click("form.decide button", "Confirm the decision").await;
+    let confirm = b.source().await;
+    assert!(
+        confirm.contains("250.00") && confirm.contains("1.00"),
+        "both amounts: {confirm}"
+    );
+    b.shot("confirm").await;
+    b.click("main form button", "(manual, by").await;
+    assert_eq!(
+        one(
+            &l,
+            "SELECT status || ' ' || coalesce((SELECT actor FROM transitions t WHERE t.session = sessions.id AND source = 'manual'), '') FROM sessions WHERE session_id = 'MOP_xss'"
+        ),
+        "COMPLETED alice"
+    );
+    b.go(&format!("{console}/review")).await;
+    assert!(!b.source().await.contains("MOP_xss"), "it left the queue");
+    b.go(&format!("{console}/audit")).await;
+    assert!(b.source().await.contains("mopay/MOP_xss"));
+    b.shot("audit").await;
+
+    // A forged cross-site form, submitted from another origin while alice is logged in: the
+    // SameSite=Strict cookie stays home, so the console sees nobody and does nothing.
+    let forged = format!(
+        "data:text/html,<form method=post action='{console}/sessions/mopay/MOP_rev1/resolve'>\
+         <input name=to value=COMPLETED><input name=reason value=forged>\
+         <input name=confirm value=yes><button id=go>go</button></form>"
+    );
+    b.go(&forged).await;
+    b.click("#go", "Log in first").await;
+    assert_eq!(
+        one(
+            &l,
+            "SELECT status FROM sessions WHERE session_id = 'MOP_rev1'"
+        ),
+        "REVIEW"
+    );
+    // Logout ends the login.
+    b.go(&format!("{console}/")).await;
+    b.click("form.logout button", "Name").await;
+    b.go(&format!("{console}/review")).await;
+    assert!(b.source().await.contains("Token"), "back at the login page");
+    b.quit().await;
+
+    // A viewer is offered no decision.
+    let v = Browser::start(390, 844).await;
+    v.log_in(&console, "victor", VICTOR).await;
+    v.go(&format!("{console}/sessions/mopay/MOP_rev1")).await;
+    let story = v.source().await;
+    assert!(story.contains("MOP_rev1") && !story.contains("Review the decision"));
+    v.shot("story-viewer-phone").await;
+    v.quit().await;
+}
