@@ -463,7 +463,15 @@ async fn listeners(
     }
     if let Some(console) = &cfg.console {
         let listener = bind("console.listen", console.listen).await?;
-        let app = crate::console::router(handle()?, cfg.clone(), console.clone());
+        let checker = crate::console::Checker {
+            providers: providers.clone(),
+            opts: PassOptions {
+                source: Source::Api,
+                ..opts.clone()
+            },
+            shutdown: token.clone(),
+        };
+        let app = crate::console::router(handle()?, cfg.clone(), console.clone(), checker);
         servers.push(crate::listen::serve(listener, app, token, "console"));
     }
     Ok(servers)

@@ -83,6 +83,10 @@ pub struct ConsoleConfig {
     pub listen: std::net::SocketAddr,
     pub secure_cookies: bool,
     pub session_ttl: Duration,
+    /// A REVIEW session of at least this amount, or waiting longer than `severe_after`, is
+    /// marked severe in the queue.
+    pub severe_amount: rust_decimal::Decimal,
+    pub severe_after: Duration,
     pub operators: Vec<Operator>,
 }
 
@@ -185,6 +189,16 @@ fn console(
         listen: addr,
         secure_cookies: raw.console.secure_cookies,
         session_ttl: RawConsole::key("session_ttl").duration(&raw.console.session_ttl)?,
+        severe_amount: crate::ledger::validate_amount(&raw.console.severe_amount)
+            .ok()
+            .and_then(|_| raw.console.severe_amount.parse().ok())
+            .ok_or_else(|| {
+                UsageError::new(format!(
+                    "console.severe_amount: {:?} is not decimal text such as \"1000.00\"",
+                    raw.console.severe_amount
+                ))
+            })?,
+        severe_after: RawConsole::key("severe_after").duration(&raw.console.severe_after)?,
         operators,
     }))
 }

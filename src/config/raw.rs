@@ -379,6 +379,10 @@ section! {
         secure_cookies: bool = false, Bound::Flag;
         /// How long a login lasts.
         session_ttl: String = "8h", Bound::Duration(WEEK);
+        /// A REVIEW session of at least this amount is marked severe (decimal text).
+        severe_amount: String = "1000.00", Bound::Text;
+        /// A REVIEW session waiting longer than this is marked severe.
+        severe_after: String = "24h", Bound::Duration(WEEK);
     }
 }
 

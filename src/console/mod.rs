@@ -47,6 +47,10 @@ const PAGE: u32 = 50;
 /// The console's state: the ledger, the config, and the logged-in sessions of this process.
 pub struct Console {
     ledger: Ledger,
+    /// The providers and the pass options `verify` checks a session with (source `api`).
+    providers: crate::provider::Providers,
+    opts: crate::reconcile::PassOptions,
+    shutdown: tokio_util::sync::CancellationToken,
     cfg: Config,
     console: ConsoleConfig,
     logins: Mutex<HashMap<String, Login>>,
@@ -63,10 +67,21 @@ struct Login {
     expires: Instant,
 }
 
+/// What the console checks a session with, when a resolver asks: the daemon's providers (and
+/// their shared budgets), its pass options, its shutdown.
+pub struct Checker {
+    pub providers: crate::provider::Providers,
+    pub opts: crate::reconcile::PassOptions,
+    pub shutdown: tokio_util::sync::CancellationToken,
+}
+
 /// The console's router.
-pub fn router(ledger: Ledger, cfg: Config, console: ConsoleConfig) -> Router {
+pub fn router(ledger: Ledger, cfg: Config, console: ConsoleConfig, checker: Checker) -> Router {
     let state = Arc::new(Console {
         ledger,
+        providers: checker.providers,
+        opts: checker.opts,
+        shutdown: checker.shutdown,
         cfg,
         console,
         logins: Mutex::default(),
@@ -88,6 +103,7 @@ pub fn router(ledger: Ledger, cfg: Config, console: ConsoleConfig) -> Router {
         .route("/audit", get(audit))
         .route("/sessions/{provider}/{session_id}", get(story))
         .route("/sessions/{provider}/{session_id}/resolve", post(resolve))
+        .route("/sessions/{provider}/{session_id}/verify", post(verify))
         .route("/static/console.css", get(css))
         .fallback(|| async { page_error(StatusCode::NOT_FOUND, "No such page.") })
         .with_state(state)
@@ -386,6 +402,12 @@ async fn overview(State(st): State<Arc<Console>>, headers: HeaderMap) -> Respons
 #[derive(Deserialize)]
 struct QueueQuery {
     provider: Option<String>,
+    /// Decimal text: only sessions of at least this amount.
+    min_amount: Option<String>,
+    /// A duration (`2h`, `3d`): only sessions waiting longer.
+    older_than: Option<String>,
+    /// `amount`: largest first; else longest waiting first.
+    sort: Option<String>,
     page: Option<u32>,
 }
 
@@ -401,11 +423,47 @@ async fn review(
     let Ok(Query(q)) = q else {
         return page_error(StatusCode::BAD_REQUEST, "The filter could not be read.");
     };
-    let provider = q.provider.filter(|p| !p.is_empty());
+    let nonempty = |v: Option<String>| v.map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+    let shown = pages::QueueFilter {
+        provider: nonempty(q.provider),
+        min_amount: nonempty(q.min_amount),
+        older_than: nonempty(q.older_than),
+        by_amount: q.sort.as_deref() == Some("amount"),
+    };
+    let min_amount = match &shown.min_amount {
+        None => None,
+        Some(a) => match a.parse::<rust_decimal::Decimal>() {
+            Ok(d) => Some(d),
+            Err(_) => {
+                return page_error(
+                    StatusCode::BAD_REQUEST,
+                    "The amount is not a decimal number.",
+                );
+            }
+        },
+    };
+    let before = match &shown.older_than {
+        None => None,
+        Some(t) => match humantime::parse_duration(t) {
+            Ok(d) => Some(clock::sub(clock::now(), d)),
+            Err(_) => {
+                return page_error(
+                    StatusCode::BAD_REQUEST,
+                    "The age is not a duration such as 2h or 3d.",
+                );
+            }
+        },
+    };
+    let filter = crate::ledger::ReviewFilter {
+        provider: shown.provider.clone(),
+        min_amount,
+        before,
+        by_amount: shown.by_amount,
+    };
     let page = q.page.unwrap_or(0).min(100_000);
-    let (p, ledger) = (provider.clone(), st.ledger.clone());
+    let ledger = st.ledger.clone();
     match ledger
-        .call(move |l| l.review_queue(p.as_deref(), PAGE, page * PAGE))
+        .call(move |l| l.review_queue(&filter, PAGE, page * PAGE))
         .await
     {
         Ok(items) => html(
@@ -413,9 +471,9 @@ async fn review(
             pages::review(
                 &login.nav(),
                 &items,
-                provider.as_deref(),
-                page,
-                PAGE,
+                &shown,
+                (page, PAGE),
+                (st.console.severe_amount, st.console.severe_after),
                 clock::now(),
             ),
         ),
@@ -618,6 +676,55 @@ async fn story(
         Ok(None) => page_error(StatusCode::NOT_FOUND, "No such session."),
         Err(e) => ledger_error(&e),
     }
+}
+
+/// A resolver asks the provider about a session now, through the budget, as the API's verify
+/// does (source `api`); the story then shows what it answered.
+async fn verify(
+    State(st): State<Arc<Console>>,
+    headers: HeaderMap,
+    Path((provider, session_id)): Path<(String, String)>,
+    body: Body,
+) -> Response {
+    let f: CsrfForm = match form(body).await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let login = match st.require_resolver(&headers, f.csrf.as_deref()) {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    let verified = crate::reconcile::verify(
+        &st.ledger,
+        &st.providers,
+        &st.cfg,
+        &st.opts,
+        &provider,
+        &session_id,
+        &st.shutdown,
+    )
+    .await;
+    let detail = match &verified {
+        Ok(v) => match (&v.session, &v.unchecked) {
+            (None, _) => return page_error(StatusCode::NOT_FOUND, "No such session."),
+            (Some(s), None) => format!("answered: {}", s.status),
+            (Some(_), Some(why)) => format!("not checked: {why}"),
+        },
+        Err(e) => return ledger_error(e),
+    };
+    st.audit(
+        &login.operator,
+        "verify",
+        Some(format!("{provider}/{session_id}")),
+        Some(detail),
+    )
+    .await;
+    let to = format!(
+        "/sessions/{}/{}",
+        pages::path_segment(&provider),
+        pages::path_segment(&session_id)
+    );
+    Redirect::to(&to).into_response()
 }
 
 #[derive(Deserialize)]

@@ -156,35 +156,79 @@ fn age(since: Timestamp, now: Timestamp) -> String {
     }
 }
 
+/// The REVIEW queue's filters as the person wrote them.
+#[derive(Debug, Clone, Default)]
+pub struct QueueFilter {
+    pub provider: Option<String>,
+    pub min_amount: Option<String>,
+    pub older_than: Option<String>,
+    pub by_amount: bool,
+}
+
+impl QueueFilter {
+    /// This filter's query, at `page`, sorted `by_amount` or not.
+    fn link(&self, page: u32, by_amount: bool) -> String {
+        let pairs = [
+            ("provider", self.provider.clone()),
+            ("min_amount", self.min_amount.clone()),
+            ("older_than", self.older_than.clone()),
+            ("sort", by_amount.then(|| "amount".to_string())),
+            ("page", (page > 0).then(|| page.to_string())),
+        ];
+        let query: Vec<String> = pairs
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| format!("{k}={}", path_segment(&v))))
+            .collect();
+        format!("/review?{}", query.join("&"))
+    }
+}
+
 pub fn review(
     nav: &Nav<'_>,
     items: &[ReviewItem],
-    provider: Option<&str>,
-    page: u32,
-    page_size: u32,
+    f: &QueueFilter,
+    (page, page_size): (u32, u32),
+    (severe_amount, severe_after): (rust_decimal::Decimal, std::time::Duration),
     now: Timestamp,
 ) -> Markup {
+    let severe = |s: &Session| {
+        s.amount.is_some_and(|a| a >= severe_amount)
+            || s.resolved_at
+                .is_some_and(|t| (now - t).to_std().is_ok_and(|w| w > severe_after))
+    };
     layout(
         "REVIEW",
         Some(nav),
         html! {
-            p { "Paid-but-different sessions and answers payrecon cannot act on: a person decides. Longest waiting first." }
+            p { "Paid-but-different sessions and answers payrecon cannot act on: a person decides. "
+                "Severe: " (severe_amount) " or more, or waiting over " (humantime::format_duration(severe_after)) "." }
             form.filter method="get" action="/review" {
-                label { "Provider" input name="provider" value=(provider.unwrap_or("")); }
+                label { "Provider" input name="provider" value=(f.provider.as_deref().unwrap_or("")); }
+                label { "Amount at least" input name="min_amount" inputmode="decimal" value=(f.min_amount.as_deref().unwrap_or("")); }
+                label { "Waiting longer than" input name="older_than" placeholder="2h" value=(f.older_than.as_deref().unwrap_or("")); }
+                label { "Order"
+                    select name="sort" {
+                        option value="age" selected[!f.by_amount] { "longest waiting" }
+                        option value="amount" selected[f.by_amount] { "largest amount" }
+                    }
+                }
                 button type="submit" { "Filter" }
             }
             @if items.is_empty() {
-                p { "Nothing waits in REVIEW." }
+                p { "Nothing waits in REVIEW" @if f.provider.is_some() || f.min_amount.is_some() || f.older_than.is_some() { " that matches" } "." }
             } @else {
                 table {
                     thead { tr {
-                        th { "session" } th { "provider" } th.num { "ledger amount" }
-                        th.num { "provider amount" } th { "why" } th { "waiting" }
+                        th {} th { "session" } th { "provider" }
+                        th.num { a href=(f.link(0, true)) { "ledger amount" } }
+                        th.num { "provider amount" } th { "why" }
+                        th { a href=(f.link(0, false)) { "waiting" } }
                     } }
                     tbody {
                         @for i in items {
                             @let s = &i.session;
-                            tr {
+                            tr class=[severe(s).then_some("severe")] {
+                                td { @if severe(s) { strong.severity { "severe" } } }
                                 td { a href=(session_url(&s.provider, &s.session_id)) { (s.session_id) } }
                                 td { (s.provider) }
                                 td.num { (s.amount.map(|a| a.to_string()).unwrap_or_default()) " " (s.currency.as_deref().unwrap_or("")) }
@@ -197,12 +241,8 @@ pub fn review(
                 }
             }
             nav.pages {
-                @if page > 0 {
-                    a href=(format!("/review?provider={}&page={}", path_segment(provider.unwrap_or("")), page - 1)) { "← newer" }
-                }
-                @if items.len() as u32 == page_size {
-                    a href=(format!("/review?provider={}&page={}", path_segment(provider.unwrap_or("")), page + 1)) { "older →" }
-                }
+                @if page > 0 { a href=(f.link(page - 1, f.by_amount)) { "← previous" } }
+                @if items.len() as u32 == page_size { a href=(f.link(page + 1, f.by_amount)) { "next →" } }
             }
         },
     )
@@ -306,6 +346,10 @@ pub fn story(
                 }
             }
             @if open && nav.role == Role::Resolver {
+                form.verify method="post" action=(format!("{}/verify", session_url(&s.provider, &s.session_id))) {
+                    input type="hidden" name="csrf" value=(nav.csrf);
+                    button type="submit" { "Ask the provider now" }
+                }
                 h2 { "Decide" }
                 form.decide method="post" action=(format!("{}/resolve", session_url(&s.provider, &s.session_id))) {
                     input type="hidden" name="csrf" value=(nav.csrf);

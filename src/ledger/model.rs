@@ -722,6 +722,19 @@ pub struct TransitionRow {
     pub actor: Option<String>,
 }
 
+/// Which sessions of the REVIEW queue, in which order (the console's filters).
+#[derive(Debug, Clone, Default)]
+pub struct ReviewFilter {
+    pub provider: Option<String>,
+    /// Only sessions of at least this amount (ordered and compared as numbers for display: on
+    /// SQLite through a floating-point cast, never used for money).
+    pub min_amount: Option<rust_decimal::Decimal>,
+    /// Only sessions in REVIEW since before this time.
+    pub before: Option<Timestamp>,
+    /// Largest amount first, instead of longest waiting.
+    pub by_amount: bool,
+}
+
 /// A session in REVIEW, with why it is there and since when (the console's queue).
 #[derive(Debug, Clone)]
 pub struct ReviewItem {

@@ -133,28 +133,53 @@ impl Ledger {
         })
     }
 
-    /// Sessions in REVIEW (of `provider`, or all), longest waiting first, `limit` after
-    /// `offset`, each with the reason it went there and the amount the provider reported.
+    /// Sessions in REVIEW as `f` filters and orders them (longest waiting first by default),
+    /// `limit` after `offset`, each with the reason it went there and the amount the provider
+    /// reported.
     pub fn review_queue(
         &self,
-        provider: Option<&str>,
+        f: &ReviewFilter,
         limit: u32,
         offset: u32,
     ) -> Result<Vec<ReviewItem>, Error> {
+        // Amounts as numbers for filtering and ordering only: PostgreSQL's numeric is exact;
+        // SQLite has no decimal type, so its cast is a float (a display order, never money).
+        let number = self.dialect(&["CAST(amount AS REAL)", "CAST(amount AS NUMERIC)"]);
+        let order = if f.by_amount {
+            format!("{number} DESC, id")
+        } else {
+            "resolved_at, id".to_string()
+        };
+        let sql = format!(
+            concat!(
+                "SELECT ",
+                session_cols!(),
+                ", (SELECT reason FROM transitions t WHERE t.session = sessions.id \
+                    AND t.to_status = 'REVIEW' ORDER BY t.id DESC LIMIT 1), \
+                   (SELECT provider_amount FROM transitions t WHERE t.session = sessions.id \
+                    AND t.to_status = 'REVIEW' ORDER BY t.id DESC LIMIT 1) \
+                 FROM sessions WHERE status = 'REVIEW' \
+                 AND (CAST(?1 AS TEXT) IS NULL OR provider = ?1) \
+                 AND (CAST(?4 AS TEXT) IS NULL OR {number} >= CAST(?4 AS {numeric})) \
+                 AND (CAST(?5 AS TEXT) IS NULL OR resolved_at < ?5) \
+                 ORDER BY {order} LIMIT ?2 OFFSET ?3"
+            ),
+            number = number,
+            numeric = if self.is_pg() { "NUMERIC" } else { "REAL" },
+            order = order,
+        );
+        let min = f.min_amount.map(|a| a.to_string());
+        let before = f.before.map(clock::format);
         self.tx(Mode::Read, "reading the REVIEW queue", |tx| {
             tx.query(
-                concat!(
-                    "SELECT ",
-                    session_cols!(),
-                    ", (SELECT reason FROM transitions t WHERE t.session = sessions.id \
-                        AND t.to_status = 'REVIEW' ORDER BY t.id DESC LIMIT 1), \
-                       (SELECT provider_amount FROM transitions t WHERE t.session = sessions.id \
-                        AND t.to_status = 'REVIEW' ORDER BY t.id DESC LIMIT 1) \
-                     FROM sessions WHERE status = 'REVIEW' \
-                     AND (CAST(?1 AS TEXT) IS NULL OR provider = ?1) \
-                     ORDER BY resolved_at, id LIMIT ?2 OFFSET ?3"
-                ),
-                vals![provider, limit, offset],
+                &sql,
+                vals![
+                    f.provider.as_deref(),
+                    limit,
+                    offset,
+                    min.as_deref(),
+                    before.as_deref()
+                ],
                 |r| {
                     Ok(ReviewItem {
                         session: session_from_row(r)?,

@@ -20,7 +20,12 @@ fn free_port() -> u16 {
 
 /// A daemon with the console on, two operators (alice resolves, victor views), no passes.
 pub(crate) async fn console_env() -> (Env, String) {
-    let mut env = Env::start().await;
+    console_env_on(crate::support::Engine::Sqlite).await
+}
+
+/// [`console_env`] with the ledger on `engine`.
+async fn console_env_on(engine: crate::support::Engine) -> (Env, String) {
+    let mut env = Env::start_on(engine).await;
     env.set("cron", "\"0 0 0 1 1 *\"");
     env.set("poll", "\"off\"");
     let port = free_port();
@@ -384,3 +389,91 @@ async fn every_queue_is_worked_and_named() {
         2
     );
 }
+
+/// The queue filters and orders (amount at least, waiting longer than, largest first), marks
+/// severe sessions by the configured thresholds, and a resolver asks the provider now.
+async fn the_queue_filters_and_a_resolver_asks_the_provider_now(engine: crate::support::Engine) {
+    let (env, console) = console_env_on(engine).await;
+    let l = env.ledger();
+    for (id, amount) in [("small", "5.00"), ("big", "5000.00"), ("mid", "300.00")] {
+        env.sim.insert(id, amount, "R", "amount".parse().unwrap());
+        l.enqueue(&NewSession {
+            provider: "mopay".into(),
+            session_id: id.into(),
+            reference: Some("R".into()),
+            amount: Some(amount.parse().unwrap()),
+            currency: Some("LSL".into()),
+            created_at: None,
+            provider_ref: None,
+        })
+        .unwrap();
+    }
+    env.pass(&l, "p").await;
+    // One has waited two days.
+    crate::support::DirectSql::execute_batch(
+        &l,
+        "UPDATE sessions SET resolved_at = '2026-01-01T00:00:00.000Z' WHERE session_id = 'small'",
+    )
+    .unwrap();
+    env.sim
+        .insert("pend_v", "100.00", "R", "complete".parse().unwrap());
+    crate::support::DirectSql::execute_batch(
+        &l,
+        "INSERT INTO sessions (provider, session_id, next_check_at) VALUES ('mopay', 'pend_v', '2999-01-01T00:00:00.000Z')",
+    )
+    .unwrap();
+    let _d = daemon(&env, &[&console]).await;
+    let (_, alice) = log_in(&console, "alice", ALICE).await;
+    let (alice, _) = alice.unwrap();
+    let order = |page: &str| -> Vec<&'static str> {
+        let mut at: Vec<(usize, &'static str)> = ["small", "big", "mid"]
+            .into_iter()
+            .filter_map(|id| page.find(&format!(">{id}</a>")).map(|i| (i, id)))
+            .collect();
+        at.sort();
+        at.into_iter().map(|(_, id)| id).collect()
+    };
+    let (_, _, page) = get(&console, "/review", Some(&alice)).await;
+    assert_eq!(
+        order(&page),
+        ["small", "big", "mid"],
+        "longest waiting first"
+    );
+    assert_eq!(
+        page.matches("class=\"severe\"").count(),
+        2,
+        "5000.00, and two days waiting"
+    );
+    let (_, _, page) = get(&console, "/review?sort=amount", Some(&alice)).await;
+    assert_eq!(order(&page), ["big", "mid", "small"]);
+    let (_, _, page) = get(&console, "/review?min_amount=300&sort=amount", Some(&alice)).await;
+    assert_eq!(order(&page), ["big", "mid"]);
+    let (_, _, page) = get(&console, "/review?older_than=1d", Some(&alice)).await;
+    assert_eq!(order(&page), ["small"]);
+    let (code, _, _) = get(&console, "/review?min_amount=lots", Some(&alice)).await;
+    assert_eq!(code, 400);
+
+    let (_, _, story) = get(&console, "/sessions/mopay/pend_v", Some(&alice)).await;
+    let csrf = csrf_of(&story);
+    let (code, _) = post(
+        &console,
+        "/sessions/mopay/pend_v/verify",
+        &alice,
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(code, 303);
+    assert_eq!(
+        one(
+            &l,
+            "SELECT status FROM sessions WHERE session_id = 'pend_v'"
+        ),
+        "COMPLETED"
+    );
+    assert_eq!(
+        one(&l, "SELECT detail FROM audit_log WHERE action = 'verify'"),
+        "answered: COMPLETED"
+    );
+}
+
+crate::on_both_engines!(the_queue_filters_and_a_resolver_asks_the_provider_now);
