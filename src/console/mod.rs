@@ -388,15 +388,13 @@ async fn logout(State(st): State<Arc<Console>>, headers: HeaderMap, body: Body) 
 }
 
 async fn overview(State(st): State<Arc<Console>>, headers: HeaderMap) -> Response {
-    let (_, login) = match st.require(&headers) {
-        Ok(l) => l,
-        Err(r) => return r,
-    };
-    let ledger = st.ledger.clone();
-    match ledger.call(|l| l.stats(clock::now())).await {
-        Ok(stats) => html(StatusCode::OK, pages::overview(&login.nav(), &stats)),
-        Err(e) => ledger_error(&e),
-    }
+    read_page(
+        &st,
+        &headers,
+        |l| l.stats(clock::now()),
+        pages::overview,
+    )
+    .await
 }
 
 #[derive(Deserialize)]
@@ -481,34 +479,41 @@ async fn review(
     }
 }
 
-async fn anomalies(State(st): State<Arc<Console>>, headers: HeaderMap) -> Response {
-    let (_, login) = match st.require(&headers) {
+/// A page that only reads: logged in, what `read` reads from the ledger, rendered.
+async fn read_page<T: Send + 'static>(
+    st: &Console,
+    headers: &HeaderMap,
+    read: impl FnOnce(&Ledger) -> Result<T, crate::ledger::Error> + Send + 'static,
+    render: impl FnOnce(&pages::Nav<'_>, &T) -> maud::Markup,
+) -> Response {
+    let (_, login) = match st.require(headers) {
         Ok(l) => l,
         Err(r) => return r,
     };
-    let ledger = st.ledger.clone();
-    match ledger
-        .call(|l| l.list_events(crate::ledger::EventFilter::Anomalies, 200))
-        .await
-    {
-        Ok(events) => html(StatusCode::OK, pages::anomalies(&login.nav(), &events)),
+    match st.ledger.call(read).await {
+        Ok(found) => html(StatusCode::OK, render(&login.nav(), &found)),
         Err(e) => ledger_error(&e),
     }
 }
 
+async fn anomalies(State(st): State<Arc<Console>>, headers: HeaderMap) -> Response {
+    read_page(
+        &st,
+        &headers,
+        |l| l.list_events(crate::ledger::EventFilter::Anomalies, 200),
+        |nav, events: &Vec<_>| pages::anomalies(nav, events),
+    )
+    .await
+}
+
 async fn unmatched(State(st): State<Arc<Console>>, headers: HeaderMap) -> Response {
-    let (_, login) = match st.require(&headers) {
-        Ok(l) => l,
-        Err(r) => return r,
-    };
-    let ledger = st.ledger.clone();
-    match ledger
-        .call(|l| l.unmatched(crate::ledger::UnmatchedFilter::All, 200))
-        .await
-    {
-        Ok(rows) => html(StatusCode::OK, pages::unmatched(&login.nav(), &rows)),
-        Err(e) => ledger_error(&e),
-    }
+    read_page(
+        &st,
+        &headers,
+        |l| l.unmatched(crate::ledger::UnmatchedFilter::All, 200),
+        |nav, rows| pages::unmatched(nav, rows),
+    )
+    .await
 }
 
 #[derive(Deserialize)]
@@ -553,18 +558,13 @@ async fn dismiss(
 }
 
 async fn dead_events(State(st): State<Arc<Console>>, headers: HeaderMap) -> Response {
-    let (_, login) = match st.require(&headers) {
-        Ok(l) => l,
-        Err(r) => return r,
-    };
-    let ledger = st.ledger.clone();
-    match ledger
-        .call(|l| l.list_events(crate::ledger::EventFilter::Dead, 200))
-        .await
-    {
-        Ok(events) => html(StatusCode::OK, pages::dead_events(&login.nav(), &events)),
-        Err(e) => ledger_error(&e),
-    }
+    read_page(
+        &st,
+        &headers,
+        |l| l.list_events(crate::ledger::EventFilter::Dead, 200),
+        |nav, events| pages::dead_events(nav, events),
+    )
+    .await
 }
 
 /// A resolver puts a dead event back in line (named in the audit log).
@@ -595,15 +595,13 @@ async fn replay(
 }
 
 async fn unreadable(State(st): State<Arc<Console>>, headers: HeaderMap) -> Response {
-    let (_, login) = match st.require(&headers) {
-        Ok(l) => l,
-        Err(r) => return r,
-    };
-    let ledger = st.ledger.clone();
-    match ledger.call(|l| l.unreadable_rows(200)).await {
-        Ok(rows) => html(StatusCode::OK, pages::unreadable(&login.nav(), &rows)),
-        Err(e) => ledger_error(&e),
-    }
+    read_page(
+        &st,
+        &headers,
+        |l| l.unreadable_rows(200),
+        |nav, rows| pages::unreadable(nav, rows),
+    )
+    .await
 }
 
 #[derive(Deserialize)]
@@ -637,15 +635,13 @@ async fn search(
 }
 
 async fn audit(State(st): State<Arc<Console>>, headers: HeaderMap) -> Response {
-    let (_, login) = match st.require(&headers) {
-        Ok(l) => l,
-        Err(r) => return r,
-    };
-    let ledger = st.ledger.clone();
-    match ledger.call(|l| l.audit_log(200)).await {
-        Ok(entries) => html(StatusCode::OK, pages::audit(&login.nav(), &entries)),
-        Err(e) => ledger_error(&e),
-    }
+    read_page(
+        &st,
+        &headers,
+        |l| l.audit_log(200),
+        |nav, entries| pages::audit(nav, entries),
+    )
+    .await
 }
 
 async fn story(

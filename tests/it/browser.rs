@@ -17,7 +17,6 @@ use serde_json::{Value, json};
 use crate::console::{ALICE, VICTOR, console_env};
 use crate::ops::daemon;
 use crate::support::{Guard, one, wait_for};
-use payrecon::ledger::NewSession;
 
 /// A headless Chromium session through a chromedriver of its own.
 struct Browser {
@@ -184,18 +183,7 @@ async fn a_finance_person_works_review_in_a_browser_and_an_attacker_gets_nowhere
         ("MOP_rev1", "ORDER1"),
         ("MOP_xss", "<script>document.title='owned'</script>"),
     ] {
-        env.sim
-            .insert(id, "250.00", reference, "amount".parse().unwrap());
-        l.enqueue(&NewSession {
-            provider: "mopay".into(),
-            session_id: id.into(),
-            reference: Some(reference.into()),
-            amount: Some("250.00".parse().unwrap()),
-            currency: Some("LSL".into()),
-            created_at: None,
-            provider_ref: None,
-        })
-        .unwrap();
+        crate::console::enqueue(&env, id, "250.00", reference, "amount");
     }
     env.pass(&l, "p").await;
     let _d = daemon(&env, &[&console]).await;

@@ -3,19 +3,28 @@
 //! a confirmation, every form carries the CSRF token, every page escapes what applications
 //! wrote and forbids script, and a logout ends the login.
 
-use crate::ops::daemon;
+use crate::ops::{daemon, free_port};
 use crate::support::{Env, count, one};
 use payrecon::ledger::NewSession;
 
 pub(crate) const ALICE: &str = "alice-token-0123456789";
 pub(crate) const VICTOR: &str = "victor-token-0123456789";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// Writes a session as an application would, registered at the simulator with `behaviour`.
+pub(crate) fn enqueue(env: &Env, id: &str, amount: &str, reference: &str, behaviour: &str) {
+    env.sim
+        .insert(id, amount, reference, behaviour.parse().unwrap());
+    env.ledger()
+        .enqueue(&NewSession {
+            provider: "mopay".into(),
+            session_id: id.into(),
+            reference: Some(reference.into()),
+            amount: Some(amount.parse().unwrap()),
+            currency: Some("LSL".into()),
+            created_at: None,
+            provider_ref: None,
+        })
+        .unwrap();
 }
 
 /// A daemon with the console on, two operators (alice resolves, victor views), no passes.
@@ -110,19 +119,13 @@ async fn a_resolver_decides_through_a_confirmation_and_a_viewer_cannot() {
     let (env, console) = console_env().await;
     let l = env.ledger();
     // An underpaid session whose reference an application wrote with markup in it.
-    let hostile = "<script>alert(1)</script>";
-    env.sim
-        .insert("rev_x", "100.00", hostile, "amount".parse().unwrap());
-    l.enqueue(&NewSession {
-        provider: "mopay".into(),
-        session_id: "rev_x".into(),
-        reference: Some(hostile.into()),
-        amount: Some("100.00".parse().unwrap()),
-        currency: Some("LSL".into()),
-        created_at: None,
-        provider_ref: None,
-    })
-    .unwrap();
+    enqueue(
+        &env,
+        "rev_x",
+        "100.00",
+        "<script>alert(1)</script>",
+        "amount",
+    );
     env.pass(&l, "p").await;
     assert_eq!(
         one(&l, "SELECT status FROM sessions WHERE session_id = 'rev_x'"),
@@ -396,17 +399,7 @@ async fn the_queue_filters_and_a_resolver_asks_the_provider_now(engine: crate::s
     let (env, console) = console_env_on(engine).await;
     let l = env.ledger();
     for (id, amount) in [("small", "5.00"), ("big", "5000.00"), ("mid", "300.00")] {
-        env.sim.insert(id, amount, "R", "amount".parse().unwrap());
-        l.enqueue(&NewSession {
-            provider: "mopay".into(),
-            session_id: id.into(),
-            reference: Some("R".into()),
-            amount: Some(amount.parse().unwrap()),
-            currency: Some("LSL".into()),
-            created_at: None,
-            provider_ref: None,
-        })
-        .unwrap();
+        enqueue(&env, id, amount, "R", "amount");
     }
     env.pass(&l, "p").await;
     // One has waited two days.

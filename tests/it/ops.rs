@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::support::{Engine, Env, Guard, bin, count, one, output, text, wait_for};
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
