@@ -388,13 +388,7 @@ async fn logout(State(st): State<Arc<Console>>, headers: HeaderMap, body: Body) 
 }
 
 async fn overview(State(st): State<Arc<Console>>, headers: HeaderMap) -> Response {
-    read_page(
-        &st,
-        &headers,
-        |l| l.stats(clock::now()),
-        pages::overview,
-    )
-    .await
+    read_page(&st, &headers, |l| l.stats(clock::now()), pages::overview).await
 }
 
 #[derive(Deserialize)]
