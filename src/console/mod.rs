@@ -603,7 +603,8 @@ struct SearchQuery {
     q: Option<String>,
 }
 
-/// Sessions by their session id or their provider's second id.
+/// Sessions by their session id, the provider's second id, their reference or the provider's
+/// transaction id.
 async fn search(
     State(st): State<Arc<Console>>,
     headers: HeaderMap,

@@ -60,7 +60,7 @@ fn layout(title: &str, nav: Option<&Nav<'_>>, body: Markup) -> Markup {
                             a href="/unreadable" { "Unreadable" }
                             a href="/audit" { "Audit log" }
                             form.search method="get" action="/search" {
-                                input name="q" placeholder="session or second id" aria-label="Search";
+                                input name="q" placeholder="id, reference, transaction" aria-label="Search";
                             }
                         }
                         form.logout method="post" action="/logout" {
@@ -541,11 +541,11 @@ pub fn search(nav: &Nav<'_>, q: &str, found: &[Session]) -> Markup {
         Some(nav),
         html! {
             form.filter method="get" action="/search" {
-                label { "Session id or the provider's second id" input name="q" value=(q); }
+                label { "Session id, the provider's second id, a reference or a transaction id" input name="q" value=(q); }
                 button type="submit" { "Search" }
             }
             @if !q.is_empty() {
-                @if found.is_empty() { p { "No session is named " code { (q) } "." } } @else {
+                @if found.is_empty() { p { "No session is named " code { (q) } " by any of these." } } @else {
                     table {
                         thead { tr { th { "session" } th { "provider" } th { "status" } th.num { "amount" } } }
                         tbody {

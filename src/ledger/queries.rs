@@ -85,21 +85,22 @@ impl Ledger {
         })
     }
 
-    /// Sessions named `id` by their session id or their provider's second id (`provider_ref`),
-    /// at any provider: what a search by an id finds (both are indexed).
-    pub fn search(&self, id: &str, limit: u32) -> Result<Vec<Session>, Error> {
+    /// Sessions `q` names: by their session id, their provider's second id (`provider_ref`),
+    /// their reference or their provider's transaction id, at any provider — each indexed.
+    pub fn search(&self, q: &str, limit: u32) -> Result<Vec<Session>, Error> {
         self.tx(Mode::Read, "searching sessions", |tx| {
             tx.query(
                 concat!(
                     "SELECT ",
                     session_cols!(),
-                    " FROM sessions WHERE session_id = ?1 \
-                     UNION SELECT ",
-                    session_cols!(),
-                    " FROM sessions WHERE provider_ref = ?1 AND provider_ref IS NOT NULL \
-                     ORDER BY 1 DESC LIMIT ?2"
+                    " FROM sessions WHERE id IN ( \
+                       SELECT id FROM sessions WHERE session_id = ?1 \
+                       UNION SELECT id FROM sessions WHERE provider_ref = ?1 AND provider_ref IS NOT NULL \
+                       UNION SELECT id FROM sessions WHERE reference = ?1 AND reference IS NOT NULL \
+                       UNION SELECT id FROM sessions WHERE transaction_id = ?1 AND transaction_id IS NOT NULL) \
+                     ORDER BY id DESC LIMIT ?2"
                 ),
-                vals![id, limit],
+                vals![q, limit],
                 session_from_row,
             )
         })

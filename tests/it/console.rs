@@ -402,10 +402,12 @@ async fn the_queue_filters_and_a_resolver_asks_the_provider_now(engine: crate::s
         enqueue(&env, id, amount, "R", "amount");
     }
     env.pass(&l, "p").await;
-    // One has waited two days.
+    // One has waited since January; one went to REVIEW last (a time to come: the order does
+    // not hang on which the pass recorded first).
     crate::support::DirectSql::execute_batch(
         &l,
-        "UPDATE sessions SET resolved_at = '2026-01-01T00:00:00.000Z' WHERE session_id = 'small'",
+        "UPDATE sessions SET resolved_at = '2026-01-01T00:00:00.000Z' WHERE session_id = 'small'; \
+         UPDATE sessions SET resolved_at = '2999-01-01T00:00:00.000Z' WHERE session_id = 'mid'",
     )
     .unwrap();
     env.sim

@@ -531,6 +531,7 @@ async fn the_ledger_refuses_what_payrecon_cannot_use(engine: Engine) {
 /// What migrations 9 and 10 add, taken away on SQLite so that they run again (SQLite cannot add
 /// a column twice; PostgreSQL's migrations run again as they are).
 const UNDO_9_ON_SQLITE: &str = "DROP TABLE audit_log; \
+     DROP INDEX sessions_by_reference; DROP INDEX sessions_by_transaction_id; \
      ALTER TABLE transitions DROP COLUMN actor; \
      DROP TABLE unmatched_payments; \
      ALTER TABLE sessions DROP COLUMN listed_at; \
