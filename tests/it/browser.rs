@@ -18,9 +18,11 @@ use crate::console::{ALICE, VICTOR, console_env};
 use crate::ops::daemon;
 use crate::support::{Guard, one, wait_for};
 
-/// A headless Chromium session through a chromedriver of its own.
+/// A headless Chromium session through a chromedriver of its own, in a process group of its
+/// own: dropped (the test passed or failed), the browser session is ended and the whole group
+/// — chromedriver and every Chromium process it started — is killed.
 struct Browser {
-    _driver: Guard,
+    driver: Guard,
     base: String,
     session: String,
     http: reqwest::Client,
@@ -34,9 +36,11 @@ impl Browser {
             .local_addr()
             .unwrap()
             .port();
+        use std::os::unix::process::CommandExt as _;
         let driver = Guard(
             Command::new("chromedriver")
                 .arg(format!("--port={port}"))
+                .process_group(0)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
@@ -70,7 +74,7 @@ impl Browser {
             .unwrap_or_else(|| panic!("no browser session: {r}"))
             .to_string();
         Browser {
-            _driver: driver,
+            driver,
             base,
             session,
             http,
@@ -172,6 +176,26 @@ impl Browser {
 
     async fn quit(&self) {
         self.call(reqwest::Method::DELETE, "", json!({})).await;
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        // The browser session's end, by hand (Drop cannot wait on async), then the group.
+        use std::io::Write as _;
+        let port = self.base.rsplit(':').next().unwrap_or_default().to_string();
+        if let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", port.parse().unwrap_or(0))) {
+            let _ = write!(
+                c,
+                "DELETE /session/{} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+                self.session
+            );
+            let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
+            let _ = std::io::Read::read(&mut c, &mut [0u8; 256]);
+        }
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.driver.0.id())])
+            .status();
     }
 }
 
