@@ -203,6 +203,16 @@ async fn healthz(State(st): State<AdminState>) -> Response {
         .into_response()
 }
 
+/// Every problem `/healthz` names now — the daemon's own and what `stats` shows — in the same
+/// words, for the console's overview.
+pub fn problems(health: &Health, stats: &Stats, is_pg: bool, now: Timestamp) -> Vec<String> {
+    let last = *health.last_pass.lock().unwrap_or_else(|p| p.into_inner());
+    let age = last.map(|(at, _)| (now - at).to_std().unwrap_or_default());
+    let mut problems = health.problems(age);
+    ledger_report(stats, is_pg, health, now, &mut problems);
+    problems
+}
+
 impl Health {
     /// The daemon's own problems: passes failing in a row, or none finished for too long
     /// (`age`: since the last one finished).

@@ -470,6 +470,7 @@ async fn listeners(
                 ..opts.clone()
             },
             shutdown: token.clone(),
+            health: health.clone(),
         };
         let app = crate::console::router(handle()?, cfg.clone(), console.clone(), checker);
         servers.push(crate::listen::serve(listener, app, token, "console"));

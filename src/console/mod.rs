@@ -51,6 +51,9 @@ pub struct Console {
     providers: crate::provider::Providers,
     opts: crate::reconcile::PassOptions,
     shutdown: tokio_util::sync::CancellationToken,
+    health: Arc<crate::admin::Health>,
+    /// One `stats` reading serves every overview for two seconds (as `/healthz`'s does).
+    stats: Arc<crate::admin::StatsCache>,
     cfg: Config,
     console: ConsoleConfig,
     logins: Mutex<HashMap<String, Login>>,
@@ -73,15 +76,19 @@ pub struct Checker {
     pub providers: crate::provider::Providers,
     pub opts: crate::reconcile::PassOptions,
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// The daemon's health, whose problems the overview names as `/healthz` does.
+    pub health: Arc<crate::admin::Health>,
 }
 
 /// The console's router.
 pub fn router(ledger: Ledger, cfg: Config, console: ConsoleConfig, checker: Checker) -> Router {
     let state = Arc::new(Console {
+        stats: crate::admin::StatsCache::new(ledger.clone()),
         ledger,
         providers: checker.providers,
         opts: checker.opts,
         shutdown: checker.shutdown,
+        health: checker.health,
         cfg,
         console,
         logins: Mutex::default(),
@@ -388,7 +395,28 @@ async fn logout(State(st): State<Arc<Console>>, headers: HeaderMap, body: Body) 
 }
 
 async fn overview(State(st): State<Arc<Console>>, headers: HeaderMap) -> Response {
-    read_page(&st, &headers, |l| l.stats(clock::now()), pages::overview).await
+    let (_, login) = match st.require(&headers) {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    let reading = st.stats.read().await;
+    match &*reading {
+        Ok(stats) => {
+            let problems =
+                crate::admin::problems(&st.health, stats, st.ledger.is_pg(), clock::now());
+            html(
+                StatusCode::OK,
+                pages::overview(&login.nav(), stats, &problems),
+            )
+        }
+        Err(e) => {
+            tracing::error!(error = %crate::escape::shown(e), "the console could not read stats");
+            page_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "The ledger could not be read; the log says why.",
+            )
+        }
+    }
 }
 
 #[derive(Deserialize)]

@@ -99,7 +99,7 @@ pub fn login(problem: Option<&str>) -> Markup {
     )
 }
 
-pub fn overview(nav: &Nav<'_>, st: &Stats) -> Markup {
+pub fn overview(nav: &Nav<'_>, st: &Stats, problems: &[String]) -> Markup {
     let count = |status: &str| -> i64 {
         st.sessions
             .iter()
@@ -111,6 +111,11 @@ pub fn overview(nav: &Nav<'_>, st: &Stats) -> Markup {
         "Overview",
         Some(nav),
         html! {
+            @if problems.is_empty() {
+                p.ok { "Healthy: nothing /healthz would name." }
+            } @else {
+                ul.problems { @for p in problems { li.problem { (p) } } }
+            }
             section.cards {
                 a.card href="/review" { strong { (count("REVIEW")) } " sessions wait in REVIEW" }
                 a.card href="/unmatched" { strong { (st.unmatched_open) } " unmatched payments open" }
@@ -137,8 +142,6 @@ pub fn overview(nav: &Nav<'_>, st: &Stats) -> Markup {
                 }
             }
             @for p in &st.providers {
-                @if let Some(e) = &p.auth_error { p.problem { (p.provider) ": credentials refused: " (e) } }
-                @if let Some(e) = &p.misdirected_error { p.problem { (p.provider) ": " (e) } }
                 @if let Some(e) = &p.sweep_error { p.problem { (p.provider) ": the last sweep stopped short: " (e) } }
             }
         },

@@ -3,6 +3,8 @@
 //! a confirmation, every form carries the CSRF token, every page escapes what applications
 //! wrote and forbids script, and a logout ends the login.
 
+use std::time::Duration;
+
 use crate::ops::{daemon, free_port};
 use crate::support::{Env, count, one};
 use payrecon::ledger::NewSession;
@@ -328,6 +330,29 @@ async fn every_queue_is_worked_and_named() {
     let (_, alice) = log_in(&console, "alice", ALICE).await;
     let (alice, _) = alice.unwrap();
 
+    // The overview names what /healthz names, in its words.
+    let (_, _, page) = get(&console, "/", Some(&victor)).await;
+    assert!(
+        page.contains("1 sessions rows payrecon cannot read are set aside"),
+        "{page}"
+    );
+    assert!(!page.contains("refused the credentials"), "{page}");
+    crate::support::DirectSql::execute_batch(
+        &l,
+        "INSERT INTO provider_state (provider, auth_refused_at, auth_error) \
+         VALUES ('mopay', '2026-12-01T10:00:00.000Z', 'HTTP 401')",
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(2100)).await; // the stats reading is 2 s fresh
+    let (_, _, page) = get(&console, "/", Some(&victor)).await;
+    assert!(
+        page.contains("provider mopay refused the credentials"),
+        "{page}"
+    );
+    assert!(
+        page.contains("1 sessions rows payrecon cannot read are set aside"),
+        "{page}"
+    );
     let (_, _, page) = get(&console, "/anomalies", Some(&victor)).await;
     assert!(
         page.contains("s_any") && page.contains("late payment"),
