@@ -170,7 +170,9 @@ fn outbox(cfg: &Config, owner: &str, ledger: Option<Ledger>) -> anyhow::Result<O
         None => open_ledger(cfg)?,
     };
     Ok(Some(
-        Outbox::new(ledger, w.clone(), owner.to_string()).context("building the webhook client")?,
+        Outbox::new(ledger, w.clone(), owner.to_string())
+            .context("building the webhook client")?
+            .keep_history(cfg.history.is_some()),
     ))
 }
 
@@ -214,6 +216,7 @@ pub async fn once(cfg: &Config, all: bool) -> anyhow::Result<OnceReport> {
             Some(outbox.counters.snapshot())
         }
     };
+    prune_history(&ledger, cfg).await;
     watcher.abort();
     let interrupted = token
         .is_cancelled()
@@ -320,6 +323,7 @@ pub async fn run(cfg: &Config) -> anyhow::Result<Stop> {
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     let watchdog = watchdog(ledger.clone(), token.clone());
     servers.push(clock_watch(ledger.clone(), token.clone()));
+    servers.push(history_pruner(ledger.clone(), cfg.clone(), token.clone()));
     let due = || async {
         let next = ledger.call(|l| l.next_due()).await;
         next.ok().flatten()
@@ -518,6 +522,38 @@ fn clock_watch(ledger: Ledger, token: CancellationToken) -> tokio::task::JoinHan
             tokio::select! {
                 () = token.cancelled() => return,
                 () = tokio::time::sleep(CLOCK_WATCH_EVERY) => {}
+            }
+        }
+    })
+}
+
+/// How often `run` removes history older than `[ledger] history`.
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
+
+/// Removes checks and delivery attempts older than `[ledger] history` (all of them when it
+/// is off), a bounded batch per transaction; a failure is logged and tried again next time.
+async fn prune_history(ledger: &Ledger, cfg: &Config) {
+    let keep = cfg.history.unwrap_or(Duration::ZERO);
+    let before = crate::clock::sub(crate::clock::now(), keep);
+    match ledger.call(move |l| l.prune_history(before)).await {
+        Ok(0) => {}
+        Ok(n) => tracing::debug!(rows = n, "pruned the history of checks and deliveries"),
+        Err(e) => tracing::warn!(error = %e, "could not prune the history; trying again later"),
+    }
+}
+
+/// `run`'s pruning of the history, at start and every [`PRUNE_EVERY`].
+fn history_pruner(
+    ledger: Ledger,
+    cfg: Config,
+    token: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            prune_history(&ledger, &cfg).await;
+            tokio::select! {
+                () = token.cancelled() => return,
+                () = tokio::time::sleep(PRUNE_EVERY) => {}
             }
         }
     })

@@ -39,6 +39,9 @@ pub use values::{duration, duration_within, rate_limit};
 pub struct Config {
     /// The SQLite file or PostgreSQL database of `[ledger]`.
     pub ledger: Location,
+    /// `[ledger] history`: how long checks and delivery attempts are kept for the console's
+    /// stories (`None`: not kept).
+    pub history: Option<Duration>,
     pub schedule: ScheduleConfig,
     pub backoff: BackoffConfig,
     /// `[backoff]` with a provider's own `schedule` in place of its own, per provider whose
@@ -353,6 +356,10 @@ impl Config {
     /// Validates a parsed config.
     pub fn from_raw(raw: RawConfig, env: EnvLookup<'_>) -> Result<Config, UsageError> {
         let ledger = ledger_location(&raw.ledger, env)?;
+        let history = match raw.ledger.history.as_str() {
+            "off" => None,
+            text => Some(RawLedger::key("history").duration(text)?).filter(|d| !d.is_zero()),
+        };
         let s = &raw.schedule;
         let schedule = schedule_config(s)?;
         let b = &raw.backoff;
@@ -413,6 +420,7 @@ impl Config {
         let log_format = log_format(&raw.log.format)?;
         Ok(Config {
             ledger,
+            history,
             schedule,
             backoff,
             provider_backoff,

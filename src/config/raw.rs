@@ -177,6 +177,9 @@ section! {
         url: Option<String> = None, Bound::Text;
         /// The environment variable holding the PostgreSQL password (kept out of the file).
         password_env: Option<String> = None, Bound::Text;
+        /// How long each check and delivery attempt is kept for the console's stories
+        /// (`"off"`: none kept).
+        history: String = "7d", Bound::Duration(super::LONGEST);
     }
 }
 

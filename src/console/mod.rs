@@ -667,6 +667,10 @@ async fn audit(State(st): State<Arc<Console>>, headers: HeaderMap) -> Response {
     .await
 }
 
+/// The most checks a story shows (the newest; a session is checked a few dozen times at most
+/// by the default schedules).
+const STORY_CHECKS: u32 = 500;
+
 async fn story(
     State(st): State<Arc<Console>>,
     headers: HeaderMap,
@@ -682,16 +686,17 @@ async fn story(
             let Some(s) = l.get(&provider, &session_id)? else {
                 return Ok(None);
             };
-            let transitions = l.transitions(s.rowid)?;
-            let events = l.session_events(s.rowid)?;
-            Ok::<_, crate::ledger::Error>(Some((s, transitions, events)))
+            let story = pages::Story {
+                transitions: l.transitions(s.rowid)?,
+                events: l.session_events(s.rowid)?,
+                checks: l.checks(s.rowid, STORY_CHECKS)?,
+                attempts: l.delivery_attempts(s.rowid)?,
+            };
+            Ok::<_, crate::ledger::Error>(Some((s, story)))
         })
         .await;
     match found {
-        Ok(Some((s, transitions, events))) => html(
-            StatusCode::OK,
-            pages::story(&login.nav(), &s, &transitions, &events),
-        ),
+        Ok(Some((s, story))) => html(StatusCode::OK, pages::story(&login.nav(), &s, &story)),
         Ok(None) => page_error(StatusCode::NOT_FOUND, "No such session."),
         Err(e) => ledger_error(&e),
     }

@@ -6,7 +6,8 @@ use maud::{DOCTYPE, Markup, html};
 use crate::clock::{self, Timestamp};
 use crate::config::Role;
 use crate::ledger::{
-    AuditEntry, Event, ReviewItem, Session, Stats, Status, TransitionRow, Unmatched, Unreadable,
+    AttemptRow, AuditEntry, CheckRow, Event, ReviewItem, Session, Stats, Status, TransitionRow,
+    Unmatched, Unreadable,
 };
 
 /// What every page's header needs: who is logged in, and the CSRF token of their forms.
@@ -290,16 +291,52 @@ fn facts(s: &Session) -> Markup {
     }
 }
 
-/// A session's story, in the order it happened: its creation, each transition, each event.
-fn story_lines(
-    s: &Session,
-    transitions: &[TransitionRow],
-    events: &[Event],
-) -> Vec<(String, Markup)> {
+/// What a session's story is told from.
+pub struct Story {
+    pub transitions: Vec<TransitionRow>,
+    pub events: Vec<Event>,
+    /// Its checks still in the history (`[ledger] history`).
+    pub checks: Vec<CheckRow>,
+    /// Its events' delivery attempts still in the history.
+    pub attempts: Vec<AttemptRow>,
+}
+
+/// A session's story, in the order it happened: its creation, each check, each transition,
+/// each event and each of its delivery attempts.
+fn story_lines(s: &Session, story: &Story) -> Vec<(String, Markup)> {
+    let Story {
+        transitions,
+        events,
+        checks,
+        attempts,
+    } = story;
     let mut lines = vec![(
         clock::format(s.created_at),
         html! { time { (clock::format(s.created_at)) } " written to the ledger" },
     )];
+    for c in checks {
+        lines.push((
+            c.at.clone(),
+            html! {
+                time { (c.at) } " "
+                span.check { "checked" } " (" (c.via) ", " (c.source) "): " strong { (c.outcome) }
+                @if let Some(h) = c.http_status { ", HTTP " (h) }
+                @if let Some(p) = &c.provider_status { ", provider said " code { (p) } }
+                @if let Some(t) = c.took_ms { ", " (t) " ms" }
+                @if let Some(e) = &c.error { " — " (e) }
+            },
+        ));
+    }
+    for a in attempts {
+        lines.push((
+            a.at.clone(),
+            html! {
+                time { (a.at) } " delivery of " (a.event_id) ": " strong { (a.outcome) }
+                @if let Some(t) = a.took_ms { ", " (t) " ms" }
+                @if let Some(e) = &a.error { " — " (e) }
+            },
+        ));
+    }
     for t in transitions {
         let at = clock::format(t.at);
         lines.push((
@@ -330,12 +367,7 @@ fn story_lines(
     lines
 }
 
-pub fn story(
-    nav: &Nav<'_>,
-    s: &Session,
-    transitions: &[TransitionRow],
-    events: &[Event],
-) -> Markup {
+pub fn story(nav: &Nav<'_>, s: &Session, story: &Story) -> Markup {
     let open = matches!(s.status, Status::Pending | Status::Review);
     layout(
         &format!("Session {}", s.session_id),
@@ -344,7 +376,7 @@ pub fn story(
             (facts(s))
             h2 { "Its story" }
             ol.story {
-                @for (_, line) in story_lines(s, transitions, events) {
+                @for (_, line) in story_lines(s, story) {
                     li { (line) }
                 }
             }

@@ -18,6 +18,7 @@
 pub mod copy;
 pub mod db;
 pub mod event;
+mod history;
 mod model;
 mod outbox;
 mod pg;
@@ -31,6 +32,7 @@ mod sessions;
 mod unmatched;
 
 pub use event::{ANOMALY, MATCHED, UNMATCHED, Written};
+pub use history::{AttemptNote, AttemptRow, CheckNote, CheckRow, PRUNE_BATCH, Via};
 pub use model::*;
 pub use queries::ExportError;
 pub use rows::UNREADABLE_MARK;

@@ -49,16 +49,19 @@ impl Ledger {
         Ok(events)
     }
 
-    /// Writes delivery results in one transaction. `Delivered` is written whoever holds the
-    /// lease (the receiver has the event); the others only while `owner` still holds it.
+    /// Writes delivery results in one transaction, with `attempts` in the history of deliveries.
+    /// `Delivered` is written whoever holds the lease (the receiver has the event); the others
+    /// only while `owner` still holds it.
     pub fn record_deliveries(
         &self,
         owner: &str,
         now: Timestamp,
         results: &[Delivery],
+        attempts: &[super::AttemptNote],
     ) -> Result<(), Error> {
         let now_s = clock::format(now);
         self.tx(Mode::Write, "recording deliveries", |tx| {
+            super::history::attempts_in(tx, attempts)?;
             for d in results {
                 match d {
                     Delivery::Delivered { seq } => tx.exec(

@@ -568,17 +568,21 @@ impl Ledger {
     /// Records a group of outcomes in one transaction. Transitions are compare-and-set on the
     /// status, each written with its transition row and event; reschedules and releases apply
     /// while `owner` still holds the lease; a transition that loses its compare-and-set is an
-    /// anomaly when `judge` says so. Returns the events written.
+    /// anomaly when `judge` says so; `checks` go to the history of checks in the same
+    /// transaction. Returns the events written.
     pub fn record(
         &self,
         owner: &str,
         now: Timestamp,
         records: &[Record],
+        checks: &[super::CheckNote],
         judge: Judge,
     ) -> Result<Vec<Written>, Error> {
         let now_s = clock::format(now);
         self.tx(Mode::Write, "recording outcomes", |tx| {
-            record_in(tx, owner, &now_s, records, judge)
+            let written = record_in(tx, owner, &now_s, records, judge)?;
+            super::history::checks_in(tx, checks)?;
+            Ok(written)
         })
     }
 

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clock;
 use crate::config::WebhookConfig;
 use crate::http;
-use crate::ledger::{self, Delivery, Ledger, OutboxEvent};
+use crate::ledger::{self, AttemptNote, Delivery, Ledger, OutboxEvent};
 use crate::pipeline;
 
 /// How often the outbox looks for due events when nothing wakes it (events committed by another
@@ -67,6 +67,8 @@ pub struct Outbox {
     client: reqwest::Client,
     cfg: WebhookConfig,
     owner: String,
+    /// Whether attempts go to the history of deliveries (`[ledger] history`).
+    history: bool,
     pub counters: Arc<Counters>,
 }
 
@@ -90,8 +92,15 @@ impl Outbox {
             client,
             cfg,
             owner,
+            history: true,
             counters: Arc::default(),
         })
+    }
+
+    /// Whether delivery attempts are kept in the history (`[ledger] history`; on by default).
+    pub fn keep_history(mut self, keep: bool) -> Outbox {
+        self.history = keep;
+        self
     }
 
     /// Delivers every event due now, then returns. On shutdown, claimed events not yet sent
@@ -109,11 +118,17 @@ impl Outbox {
         let work = |e: OutboxEvent| async move {
             tokio::select! {
                 biased;
-                () = shutdown.cancelled() => Delivery::Release { seq: e.seq },
+                () = shutdown.cancelled() => (Delivery::Release { seq: e.seq }, None),
                 d = self.deliver(&e) => d,
             }
         };
-        let record = |results: Vec<Delivery>| async move {
+        let record = |done: Vec<(Delivery, Option<AttemptNote>)>| async move {
+            let (results, attempts): (Vec<Delivery>, Vec<Option<AttemptNote>>) =
+                done.into_iter().unzip();
+            let attempts: Vec<AttemptNote> = match self.history {
+                true => attempts.into_iter().flatten().collect(),
+                false => Vec::new(),
+            };
             for d in &results {
                 let c = match d {
                     Delivery::Delivered { .. } => &self.counters.delivered,
@@ -130,9 +145,10 @@ impl Outbox {
             let mut wait = RECORD_RETRY_FIRST;
             loop {
                 let (owner, results) = (self.owner.clone(), results.clone());
+                let attempts = attempts.clone();
                 let e = match self
                     .ledger
-                    .call(move |l| l.record_deliveries(&owner, clock::now(), &results))
+                    .call(move |l| l.record_deliveries(&owner, clock::now(), &results, &attempts))
                     .await
                 {
                     Ok(()) => break,
@@ -178,18 +194,27 @@ impl Outbox {
         }
     }
 
-    /// One attempt at one event, turned into what to record.
-    async fn deliver(&self, e: &OutboxEvent) -> Delivery {
-        let began = std::time::Instant::now();
+    /// One attempt at one event, turned into what to record and its line in the history of
+    /// deliveries (none for an attempt not made).
+    async fn deliver(&self, e: &OutboxEvent) -> (Delivery, Option<AttemptNote>) {
+        let (at, began) = (clock::now(), std::time::Instant::now());
         let d = self.deliver_inner(e).await;
-        let result = match &d {
-            Delivery::Delivered { .. } => "delivered",
-            Delivery::Retry { .. } => "retried",
-            Delivery::Dead { .. } => "dead",
-            Delivery::Release { .. } => return d,
+        let (result, error) = match &d {
+            Delivery::Delivered { .. } => ("delivered", None),
+            Delivery::Retry { error, .. } => ("retried", Some(error.clone())),
+            Delivery::Dead { error, .. } => ("dead", Some(error.clone())),
+            Delivery::Release { .. } => return (d, None),
         };
-        crate::metrics::delivery(result, began.elapsed());
-        d
+        let took = began.elapsed();
+        crate::metrics::delivery(result, took);
+        let note = AttemptNote {
+            event: e.seq,
+            at,
+            outcome: result,
+            error,
+            took_ms: took.as_millis() as u64,
+        };
+        (d, Some(note))
     }
 
     async fn deliver_inner(&self, e: &OutboxEvent) -> Delivery {

@@ -25,6 +25,7 @@ kinds::registry! {
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
@@ -120,6 +121,14 @@ pub enum Answer {
     Found(ProviderFacts),
     /// 404: the provider does not know this session.
     NotFound,
+}
+
+/// What [`Provider::check`] got, and the HTTP status of its last call (`None` when no call
+/// got a response: a transport failure, no budget slot).
+#[derive(Debug)]
+pub struct Checked {
+    pub result: Result<Answer, Error>,
+    pub http_status: Option<u16>,
 }
 
 /// One page of a provider's list of payments (docs/providers.md "Lists").
@@ -603,10 +612,29 @@ impl Provider {
         session_id: &'a str,
         hold: bool,
         caller: budget::Caller,
-    ) -> BoxFuture<'a, Result<Answer, Error>> {
-        Box::pin(self.retrying(session_id, move || async move {
+    ) -> BoxFuture<'a, Checked> {
+        Box::pin(async move {
+            let seen = AtomicU16::new(0);
+            let result = self.status(session_id, hold, caller, &seen).await;
+            let http_status = Some(seen.load(Ordering::Relaxed)).filter(|s| *s != 0);
+            Checked {
+                result,
+                http_status,
+            }
+        })
+    }
+
+    /// [`Provider::check`]'s calls, the last one's HTTP status left in `seen`.
+    async fn status(
+        &self,
+        session_id: &str,
+        hold: bool,
+        caller: budget::Caller,
+        seen: &AtomicU16,
+    ) -> Result<Answer, Error> {
+        self.retrying(session_id, move || async move {
             let body = self
-                .exchange(Call::Status { session_id, hold }, caller)
+                .exchange(Call::Status { session_id, hold }, caller, seen)
                 .await?;
             match body {
                 Reply::Answer(answer) => Ok(answer),
@@ -616,7 +644,8 @@ impl Provider {
                         .await
                 }
             }
-        }))
+        })
+        .await
     }
 
     /// Reads one page of the provider's list of payments, as `ask` says: with the same budget
@@ -625,7 +654,7 @@ impl Provider {
     pub fn list_page<'a>(&'a self, ask: ListAsk<'a>) -> BoxFuture<'a, Result<ListPage, Error>> {
         Box::pin(self.retrying("(list)", move || async move {
             match self
-                .exchange(Call::List(ask), budget::Caller::Regular)
+                .exchange(Call::List(ask), budget::Caller::Regular, &AtomicU16::new(0))
                 .await?
             {
                 Reply::Answer(_) => Err(Error::Status(404)),
@@ -669,7 +698,14 @@ impl Provider {
 
     /// One call: waits out a pause and for a budget slot, sends, and gives back a 2xx body, or
     /// what the provider's error envelope (or the shared rules) make of any other answer.
-    async fn exchange(&self, call: Call<'_>, caller: budget::Caller) -> Result<Reply, Error> {
+    async fn exchange(
+        &self,
+        call: Call<'_>,
+        caller: budget::Caller,
+        seen: &AtomicU16,
+    ) -> Result<Reply, Error> {
+        // Only this call's own response counts (a retry after a 503 that then times out has none).
+        seen.store(0, Ordering::Relaxed);
         if let Some(why) = self.adapter.not_ready() {
             return Err(Error::NotConfigured(why));
         }
@@ -726,6 +762,7 @@ impl Provider {
             Err(e) => return Err(Error::from(http::transport(e))),
         };
         let status = response.status();
+        seen.store(status.as_u16(), Ordering::Relaxed);
         if !status.is_success() {
             // Error envelopes are small; read a bounded amount for the adapter's classification.
             let now = chrono::Utc::now();

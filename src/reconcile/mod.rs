@@ -23,7 +23,9 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::{self, Timestamp};
 use crate::config::Config;
 use crate::events;
-use crate::ledger::{self, ClaimMode, Ledger, Record, Session, Source, Status, Written};
+use crate::ledger::{
+    self, CheckNote, ClaimMode, Ledger, Record, Session, Source, Status, Via, Written,
+};
 use crate::pipeline;
 use crate::provider::{self, Answer, MISDIRECTED_AFTER, Mapped, Providers};
 
@@ -245,7 +247,7 @@ pub async fn run_pass(
                     tracing::warn!(provider = %s.provider, error = %e, "could not bring the next sweep forward");
                 }
             }
-            return Record::Reschedule {
+            let put_off = Record::Reschedule {
                 rowid: s.rowid,
                 next_check_at: off.until,
                 last_error: None,
@@ -254,16 +256,19 @@ pub async fn run_pass(
                 charged: false,
                 facts: None,
             };
+            return (put_off, None);
         }
         check_one(s, providers, cfg, opts, shutdown, &notes).await
     };
-    let record = |records: Vec<Record>| async {
+    let record = |done: Vec<(Record, Option<CheckNote>)>| async {
+        let (records, checks): (Vec<Record>, Vec<Option<CheckNote>>) = done.into_iter().unzip();
+        let checks: Vec<CheckNote> = checks.into_iter().flatten().collect();
         report_mut(&report).count(&records);
         if let Some(bar) = &opts.progress {
             bar.inc(records.len() as u64);
         }
         let n = records.len() as u64;
-        match record(ledger, cfg, opts, records).await {
+        match record(ledger, cfg, opts, records, checks).await {
             Ok(written) => {
                 report_mut(&report).anomalies += written
                     .iter()
@@ -396,17 +401,22 @@ async fn note_providers(
     Ok(())
 }
 
-/// Records outcomes in one transaction, logs the events it wrote and wakes the outbox for
-/// them: the one path a pass and [`verify`] share.
+/// Records outcomes in one transaction, with their checks in the history when
+/// `[ledger] history` keeps one, logs the events it wrote and wakes the outbox for them: the
+/// one path a pass, a sweep, [`verify`] and a callback share.
 async fn record(
     ledger: &Ledger,
     cfg: &Config,
     opts: &PassOptions,
     records: Vec<Record>,
+    mut checks: Vec<CheckNote>,
 ) -> Result<Vec<Written>, ledger::Error> {
+    if cfg.history.is_none() {
+        checks.clear();
+    }
     let owner = opts.owner.clone();
     let written = ledger
-        .call(move |l| l.record(&owner, clock::now(), &records, contradiction))
+        .call(move |l| l.record(&owner, clock::now(), &records, &checks, contradiction))
         .await?;
     announce(cfg, opts, &written);
     Ok(written)
@@ -688,7 +698,7 @@ async fn check_one(
     opts: &PassOptions,
     shutdown: &CancellationToken,
     notes: &Mutex<ProviderNotes>,
-) -> Record {
+) -> (Record, Option<CheckNote>) {
     // Only late claims hand out sessions that left PENDING (EXPIRED, or REVIEW on an answer
     // payrecon could not act on).
     let late = s.status != Status::Pending;
@@ -698,14 +708,15 @@ async fn check_one(
         tracing::warn!(provider = %s.provider, session_id = %s.session_id, "{msg}");
         let next = clock::add(clock::now(), cfg.backoff.max);
         if late {
-            return Record::LateCheck {
+            let again = Record::LateCheck {
                 rowid: s.rowid,
                 next: Some(next),
                 last_error: None,
                 anomaly: None,
             };
+            return (again, None);
         }
-        return Record::Reschedule {
+        let again = Record::Reschedule {
             rowid: s.rowid,
             next_check_at: next,
             last_error: Some(msg),
@@ -714,6 +725,7 @@ async fn check_one(
             charged: false,
             facts: None,
         };
+        return (again, None);
     };
     let refused = || {
         notes
@@ -721,35 +733,77 @@ async fn check_one(
             .map(|n| n.refused.contains_key(&s.provider))
             .unwrap_or(false)
     };
-    if refused() || shutdown.is_cancelled() {
-        return Record::Release {
+    let release = || {
+        let r = Record::Release {
             rowid: s.rowid,
             last_error: None,
         };
+        (r, None)
+    };
+    if refused() || shutdown.is_cancelled() {
+        return release();
     }
     // Past max_age only an answer closes a session, and a held long poll we cut is none: ask
     // plainly then (and in late checks).
     let hold = !late && clock::add(s.created_at, cfg.backoff.max_age) > clock::now();
-    let began = Instant::now();
-    let result = tokio::select! {
+    let (at, began) = (clock::now(), Instant::now());
+    let checked = tokio::select! {
         biased;
-        () = shutdown.cancelled() => return Record::Release { rowid: s.rowid, last_error: None },
+        () = shutdown.cancelled() => return release(),
         r = provider.check(&s.session_id, hold, opts.caller) => r,
     };
-    crate::metrics::check(&s.provider, outcome_label(&result), began.elapsed());
+    let took = began.elapsed();
+    let result = checked.result;
+    crate::metrics::check(&s.provider, outcome_label(&result), took);
     notes_of(&result, &s, notes);
     let result = judge_not_found(result, provider, &s);
+    let note = CheckNote {
+        http_status: checked.http_status,
+        took_ms: Some(took.as_millis() as u64),
+        ..check_note(&s, at, Via::Call, opts.source, &result)
+    };
     if late {
-        return decide_late(&s, &result, clock::now(), &cfg.backoff);
+        return (
+            decide_late(&s, &result, clock::now(), &cfg.backoff),
+            Some(note),
+        );
     }
-    decide(
+    let record = decide(
         &s,
         &result,
         clock::now(),
         cfg.backoff_for(&s.provider),
         opts.source,
         fastrand::f64(),
-    )
+    );
+    (record, Some(note))
+}
+
+/// A check's line in the history: what came of it, the provider's word, our words for a
+/// failure. The caller adds the HTTP status and the time a call took.
+fn check_note(
+    s: &Session,
+    at: Timestamp,
+    via: Via,
+    source: Source,
+    result: &Result<Answer, provider::Error>,
+) -> CheckNote {
+    let (provider_status, error) = match result {
+        Ok(Answer::Found(f)) => (Some(f.raw_status.clone()), None),
+        Ok(Answer::NotFound) => (None, None),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    CheckNote {
+        session: s.rowid,
+        at,
+        via,
+        source,
+        outcome: outcome_label(result),
+        http_status: None,
+        provider_status,
+        error,
+        took_ms: None,
+    }
 }
 
 /// What one check's result tells of its provider as a whole (credentials refused, reached,

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::{PassOptions, lock};
 use crate::clock::{self, Timestamp};
 use crate::config::Config;
-use crate::ledger::{self, Ledger, Record, Settled, Sighting, Tied};
+use crate::ledger::{self, Ledger, Record, Settled, Sighting, Tied, Via};
 use crate::provider::{self, Answer, ListUse, Mapped, Provider};
 
 /// How sweeps and per-session checks share one provider's call budget (docs/operations.md
@@ -332,12 +332,15 @@ async fn take_page(
         .await?;
     let now = clock::now();
     let mut records = Vec::new();
+    let mut checks = Vec::new();
     let mut sightings = Vec::new();
     for (item, tied) in items.into_iter().zip(tied) {
         match tied {
             Tied::Claimed(s) => {
                 report.tied += 1;
-                records.push(answer_of(&s, item.facts, reach.using, cfg, opts, now));
+                let answer = Ok(Answer::Found(item.facts));
+                checks.push(super::check_note(&s, now, Via::List, opts.source, &answer));
+                records.push(answer_of(&s, answer, reach.using, cfg, opts, now));
             }
             Tied::Several(rowids) => {
                 tracing::error!(provider = %p.name, payment_id = %provider::clip(&item.id), rowids = ?rowids,
@@ -361,7 +364,7 @@ async fn take_page(
     }
     if !records.is_empty() {
         report.recorded.count(&records);
-        super::record(ledger, cfg, opts, records).await?;
+        super::record(ledger, cfg, opts, records, checks).await?;
     }
     if !sightings.is_empty() {
         let name = p.name.clone();
@@ -378,14 +381,15 @@ async fn take_page(
 /// due now for a status call to confirm.
 fn answer_of(
     s: &ledger::Session,
-    facts: provider::ProviderFacts,
+    answer: Result<Answer, provider::Error>,
     using: ListUse,
     cfg: &Config,
     opts: &PassOptions,
     now: Timestamp,
 ) -> Record {
+    let pending = matches!(&answer, Ok(Answer::Found(f)) if f.mapped == Mapped::Pending);
     match using {
-        ListUse::Confirm if facts.mapped != Mapped::Pending => Record::Reschedule {
+        ListUse::Confirm if !pending => Record::Reschedule {
             rowid: s.rowid,
             next_check_at: now,
             last_error: None,
@@ -396,7 +400,7 @@ fn answer_of(
         },
         _ => super::decide(
             s,
-            &Ok(Answer::Found(facts)),
+            &answer,
             now,
             cfg.backoff_for(&s.provider),
             opts.source,
@@ -435,7 +439,7 @@ async fn settle_sighted(
         let u_payment_id = u.payment_id.clone();
         let looked_up = match lookups {
             false => Ok(Answer::NotFound),
-            true => p.check(&u.payment_id, false, opts.caller).await,
+            true => p.check(&u.payment_id, false, opts.caller).await.result,
         };
         let (other, facts) = match looked_up {
             Ok(Answer::Found(f)) => (f.provider_ref.clone(), Some(f)),

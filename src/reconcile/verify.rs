@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use super::{PassOptions, ProviderNotes, check_one};
 use crate::clock;
 use crate::config::Config;
-use crate::ledger::{self, Ledger, Record, Session, Status};
+use crate::ledger::{self, Ledger, Record, Session, Status, Via};
 use crate::provider::Providers;
 
 /// What [`verify`] found: the session as recorded afterwards (`None` if absent), and why it
@@ -50,9 +50,9 @@ pub async fn verify(
     loop {
         if let Some(s) = claim_now(ledger, cfg, opts, provider, session_id).await? {
             let notes = Mutex::new(ProviderNotes::default());
-            let record = check_one(s, providers, cfg, opts, shutdown, &notes).await;
+            let (record, note) = check_one(s, providers, cfg, opts, shutdown, &notes).await;
             let unchecked = unchecked(&record, shutdown);
-            super::record(ledger, cfg, opts, vec![record]).await?;
+            super::record(ledger, cfg, opts, vec![record], note.into_iter().collect()).await?;
             let session = get().await?;
             let unchecked = unchecked.filter(|_| session.as_ref().is_some_and(pending));
             return Ok(Verified { session, unchecked });
@@ -102,15 +102,18 @@ pub async fn take_answer(
     let Some(s) = claim_now(ledger, cfg, opts, &s.provider, &s.session_id).await? else {
         return Ok(false);
     };
+    let now = clock::now();
+    let answer = Ok(answer);
+    let note = super::check_note(&s, now, Via::Callback, opts.source, &answer);
     let record = super::decide::decide(
         &s,
-        &Ok(answer),
-        clock::now(),
+        &answer,
+        now,
         cfg.backoff_for(&s.provider),
         opts.source,
         fastrand::f64(),
     );
-    super::record(ledger, cfg, opts, vec![record]).await?;
+    super::record(ledger, cfg, opts, vec![record], vec![note]).await?;
     Ok(true)
 }
 

@@ -180,7 +180,8 @@ async fn every_documented_answer_gives_its_hand_written_outcome() {
                     true,
                     payrecon::provider::budget::Caller::Regular,
                 )
-                .await;
+                .await
+                .result;
             let rec = reconcile::decide(&s, &result, clock::now(), &cfg.backoff, Source::Poll, 0.5);
             let got = outcome(&result, &rec);
             let label = format!(

@@ -494,6 +494,24 @@ async fn the_queue_filters_and_a_resolver_asks_the_provider_now(engine: crate::s
         one(&l, "SELECT detail FROM audit_log WHERE action = 'verify'"),
         "answered: COMPLETED"
     );
+    // The story tells the check: asked through the API, MoPay's word for a paid session
+    // (`"status": "COMPLETED"`, HTTP 200 [docs]); a provider's word is text, never markup.
+    crate::support::DirectSql::execute_batch(
+        &l,
+        "INSERT INTO checks (session, at, via, source, outcome, provider_status) \
+         SELECT id, '2999-01-01T00:00:00.000Z', 'call', 'poll', 'unrecognised', '<script>alert(1)</script>' \
+         FROM sessions WHERE session_id = 'pend_v'",
+    )
+    .unwrap();
+    let (_, _, story) = get(&console, "/sessions/mopay/pend_v", Some(&alice)).await;
+    assert!(
+        story.contains(
+            "checked</span> (call, api): <strong>paid</strong>, HTTP 200, provider said <code>COMPLETED</code>"
+        ),
+        "{story}"
+    );
+    assert!(story.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    assert!(!story.contains("<script>alert"));
 }
 
 crate::on_both_engines!(the_queue_filters_and_a_resolver_asks_the_provider_now);

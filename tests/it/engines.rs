@@ -264,6 +264,7 @@ async fn a_group_with_a_lost_compare_and_set(engine: Engine) {
         "a",
         now,
         &[moved("g3", Status::Failed)],
+        &[],
         payrecon::reconcile::contradiction,
     )
     .unwrap();
@@ -276,6 +277,7 @@ async fn a_group_with_a_lost_compare_and_set(engine: Engine) {
                 moved("g2", Status::Completed),
                 moved("g3", Status::Completed),
             ],
+            &[],
             payrecon::reconcile::contradiction,
         )
         .unwrap();
@@ -528,9 +530,10 @@ async fn the_ledger_refuses_what_payrecon_cannot_use(engine: Engine) {
 /// never fatal, and never forgotten, on both engines: every claim writes the row it takes, and a
 /// rule that re-checked the whole row (PostgreSQL's CHECK constraints did) failed every pass on
 /// one bad time; a next_check_at that is not a time was never due.
-/// What migrations 9 and 10 add, taken away on SQLite so that they run again (SQLite cannot add
+/// What migrations 9 to 11 add, taken away on SQLite so that they run again (SQLite cannot add
 /// a column twice; PostgreSQL's migrations run again as they are).
-const UNDO_9_ON_SQLITE: &str = "DROP TABLE audit_log; \
+const UNDO_9_ON_SQLITE: &str = "DROP TABLE checks; DROP TABLE delivery_attempts; \
+     DROP TABLE audit_log; \
      DROP INDEX sessions_by_reference; DROP INDEX sessions_by_transaction_id; \
      ALTER TABLE transitions DROP COLUMN actor; \
      DROP TABLE unmatched_payments; \

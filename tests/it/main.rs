@@ -11,6 +11,7 @@ mod crash;
 mod doors;
 mod engines;
 mod export;
+mod history;
 mod ops;
 mod outbox;
 mod pgtls;

@@ -313,8 +313,11 @@ async fn a_long_poll_we_cut_is_no_answer() {
     std::fs::write(&env.config_path, text_cfg.replace(&hang.url, &env.base_url)).unwrap();
     env.sim
         .insert("old", "100.00", "REF3", "pending".parse().unwrap());
-    l.execute_batch("DELETE FROM sessions WHERE session_id = 'cut'")
-        .unwrap();
+    l.execute_batch(
+        "DELETE FROM checks WHERE session IN (SELECT id FROM sessions WHERE session_id = 'cut'); \
+         DELETE FROM sessions WHERE session_id = 'cut'",
+    )
+    .unwrap();
     l.enqueue(&payrecon::ledger::NewSession {
         provider: "little".into(),
         session_id: "old".into(),

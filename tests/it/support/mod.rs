@@ -288,7 +288,9 @@ impl Env {
     /// The outbox this env's config describes, on its own ledger connection.
     pub fn outbox(&self, owner: &str) -> payrecon::outbox::Outbox {
         let cfg = self.config();
-        payrecon::outbox::Outbox::new(self.ledger(), cfg.webhook.unwrap(), owner.into()).unwrap()
+        payrecon::outbox::Outbox::new(self.ledger(), cfg.webhook.unwrap(), owner.into())
+            .unwrap()
+            .keep_history(cfg.history.is_some())
     }
 
     /// Rewrites one `key = value` line of the config file.

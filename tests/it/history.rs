@@ -1,0 +1,149 @@
+//! The bounded history of checks and delivery attempts (`[ledger] history`): each check's
+//! whitelisted facts kept with its outcome, each delivery attempt kept, a provider's word
+//! clipped, old rows pruned in bounded batches, nothing kept when it is off.
+
+use crate::support::receiver::{Answer, Receiver};
+use crate::support::{DirectSql, Engine, Env, count, one};
+use payrecon::clock;
+use payrecon::ledger::{CheckNote, PRUNE_BATCH, Source, Via};
+
+/// A pass's checks and the outbox's attempts are in the history, as the providers' documents
+/// say they answered: MoPay's paid session is `"status": "COMPLETED"` with HTTP 200 [docs].
+async fn checks_and_deliveries_are_kept(engine: Engine) {
+    let mut env = Env::start_on(engine).await;
+    let receiver = Receiver::start(|_, n| match n {
+        1 => Answer::Status(503),
+        _ => Answer::Status(204),
+    })
+    .await;
+    env.webhook(&receiver.url, "[\"10ms\", \"10ms\"]", "2s");
+    let l = env.ledger();
+    env.session(&l, "h_paid", "complete");
+    env.pass(&l, "p").await;
+    // After an answer: a provider that only ever said 404 might be a misdirected base URL.
+    env.session(&l, "h_gone", "notfound");
+    env.pass(&l, "p").await;
+    assert_eq!(
+        l.query_strings(
+            "SELECT c.via || ' ' || c.source || ' ' || c.outcome || ' ' || c.http_status || ' ' || c.provider_status \
+             FROM checks c JOIN sessions s ON s.id = c.session WHERE s.session_id = 'h_paid'"
+        )
+        .unwrap(),
+        ["call poll paid 200 COMPLETED"]
+    );
+    assert_eq!(
+        count(&l, "SELECT count(*) FROM checks WHERE took_ms IS NULL"),
+        0
+    );
+    // A 404 is an answer: its HTTP status is kept, and no status word (none was said).
+    assert_eq!(
+        one(
+            &l,
+            "SELECT c.outcome || ' ' || c.http_status || ' ' || coalesce(c.provider_status, '-') \
+             FROM checks c JOIN sessions s ON s.id = c.session WHERE s.session_id = 'h_gone'"
+        ),
+        "not_found 404 -"
+    );
+    let outbox = env.outbox("o");
+    let stop = tokio_util::sync::CancellationToken::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while count(&l, "SELECT count(*) FROM events WHERE delivered_at IS NULL") > 0 {
+        assert!(std::time::Instant::now() < deadline, "delivered in time");
+        outbox.deliver_due(&stop).await.unwrap();
+    }
+    let rowid: i64 = one(&l, "SELECT id FROM sessions WHERE session_id = 'h_paid'")
+        .parse()
+        .unwrap();
+    let attempts = l.delivery_attempts(rowid).unwrap();
+    let outcomes: Vec<(&str, Option<&str>)> = attempts
+        .iter()
+        .map(|a| (a.outcome.as_str(), a.error.as_deref()))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [("retried", Some("HTTP 503")), ("delivered", None)]
+    );
+}
+
+/// What a provider says is clipped before it is kept, and history older than the window goes,
+/// in batches that never hold the ledger long, however much there is.
+async fn the_history_is_bounded(engine: Engine) {
+    let env = Env::start_on(engine).await;
+    let l = env.ledger();
+    env.session(&l, "h_many", "complete");
+    let rowid: i64 = one(&l, "SELECT id FROM sessions WHERE session_id = 'h_many'")
+        .parse()
+        .unwrap();
+    let old = clock::sub(clock::now(), std::time::Duration::from_secs(30 * 86_400));
+    let note = |at, word: &str| CheckNote {
+        session: rowid,
+        at,
+        via: Via::Call,
+        source: Source::Poll,
+        outcome: "unrecognised",
+        http_status: Some(200),
+        provider_status: Some(word.into()),
+        error: Some("e".repeat(10_000)),
+        took_ms: Some(5),
+    };
+    let hostile = format!("<script>alert(1)</script>{}", "x".repeat(100_000));
+    let many = PRUNE_BATCH as usize * 2 + 345;
+    let old_notes: Vec<CheckNote> = (0..many).map(|_| note(old, "OLD")).collect();
+    l.record(
+        "t",
+        clock::now(),
+        &[],
+        &old_notes,
+        payrecon::reconcile::contradiction,
+    )
+    .unwrap();
+    l.record(
+        "t",
+        clock::now(),
+        &[],
+        &[note(clock::now(), &hostile)],
+        payrecon::reconcile::contradiction,
+    )
+    .unwrap();
+    assert_eq!(
+        one(
+            &l,
+            "SELECT length(provider_status) || ' ' || length(error) FROM checks WHERE provider_status <> 'OLD'"
+        ),
+        "64 200",
+        "a provider's word is kept to 64 characters, our error to 200"
+    );
+    let removed = l
+        .prune_history(clock::sub(
+            clock::now(),
+            std::time::Duration::from_secs(7 * 86_400),
+        ))
+        .unwrap();
+    assert_eq!(removed, many as u64);
+    assert_eq!(count(&l, "SELECT count(*) FROM checks"), 1);
+}
+
+/// `history = "off"`: a pass keeps no checks.
+async fn no_history_when_off(engine: Engine) {
+    let env = Env::start_on(engine).await;
+    let text = std::fs::read_to_string(&env.config_path).unwrap();
+    std::fs::write(
+        &env.config_path,
+        text.replacen("[ledger]\n", "[ledger]\nhistory = \"off\"\n", 1),
+    )
+    .unwrap();
+    let l = env.ledger();
+    env.session(&l, "h_off", "complete");
+    env.pass(&l, "p").await;
+    assert_eq!(
+        one(&l, "SELECT status FROM sessions WHERE session_id = 'h_off'"),
+        "COMPLETED"
+    );
+    assert_eq!(count(&l, "SELECT count(*) FROM checks"), 0);
+}
+
+crate::on_both_engines!(
+    checks_and_deliveries_are_kept,
+    the_history_is_bounded,
+    no_history_when_off
+);
