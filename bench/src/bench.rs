@@ -59,6 +59,7 @@ pub struct BenchOptions {
     /// Only row 9.
     pub flood_only: bool,
     pub moflay_only: bool,
+    pub throughput_only: bool,
     pub moflay: crate::moflay::MoflayOptions,
     pub truth: crate::truth::TruthOptions,
 }
@@ -164,6 +165,9 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<String> {
         opts.rounds, opts.sessions
     );
     rows.extend(b.throughput(opts.sessions, opts.rounds).await?);
+    if opts.throughput_only {
+        return b.finish(opts, &rows, &truth_table, started);
+    }
     eprintln!(
         "2/7 cost of a pass: {} due in {} rows and in {} rows",
         opts.due, opts.due, opts.large

@@ -62,6 +62,9 @@ struct Cli {
     /// Run only row 10, Moflay at its production limits (a few minutes)
     #[arg(long)]
     moflay_only: bool,
+    /// Run only row 1, throughput (a minute at the quick sizes)
+    #[arg(long)]
+    throughput_only: bool,
     /// Row 10: real minutes of session arrivals
     #[arg(long, default_value_t = 30.0)]
     moflay_minutes: f64,
@@ -167,6 +170,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 truth_only: cli.truth_only,
                 flood_only: cli.flood_only,
                 moflay_only: cli.moflay_only,
+                throughput_only: cli.throughput_only,
                 moflay: moflay::MoflayOptions {
                     compress: cli.moflay_compress,
                     arrivals: std::time::Duration::from_secs_f64(cli.moflay_minutes * 60.0),

@@ -13,6 +13,7 @@
 // cost an allocation for nothing.
 #![allow(clippy::result_large_err)]
 
+mod charts;
 mod pages;
 
 use std::collections::{HashMap, VecDeque};
@@ -54,6 +55,8 @@ pub struct Console {
     health: Arc<crate::admin::Health>,
     /// One `stats` reading serves every overview for two seconds (as `/healthz`'s does).
     stats: Arc<crate::admin::StatsCache>,
+    /// One reading of recent activity serves every overview for [`ACTIVITY_FRESH`].
+    activity: tokio::sync::Mutex<Option<(Instant, Arc<crate::ledger::Activity>)>>,
     cfg: Config,
     console: ConsoleConfig,
     logins: Mutex<HashMap<String, Login>>,
@@ -84,6 +87,7 @@ pub struct Checker {
 pub fn router(ledger: Ledger, cfg: Config, console: ConsoleConfig, checker: Checker) -> Router {
     let state = Arc::new(Console {
         stats: crate::admin::StatsCache::new(ledger.clone()),
+        activity: tokio::sync::Mutex::default(),
         ledger,
         providers: checker.providers,
         opts: checker.opts,
@@ -400,13 +404,22 @@ async fn overview(State(st): State<Arc<Console>>, headers: HeaderMap) -> Respons
         Err(r) => return r,
     };
     let reading = st.stats.read().await;
+    let activity = match st.activity().await {
+        Ok(a) => a,
+        Err(e) => return ledger_error(&e),
+    };
     match &*reading {
         Ok(stats) => {
-            let problems =
-                crate::admin::problems(&st.health, stats, st.ledger.is_pg(), clock::now());
+            let now = clock::now();
+            let problems = crate::admin::problems(&st.health, stats, st.ledger.is_pg(), now);
+            let recent = pages::Recent {
+                budgets: budget_use(&st.cfg, &activity),
+                truth: charts::truth_by_hour(&activity, now),
+                resolutions: charts::resolutions_by_hour(&activity, now),
+            };
             html(
                 StatusCode::OK,
-                pages::overview(&login.nav(), stats, &problems),
+                pages::overview(&login.nav(), stats, &problems, &recent),
             )
         }
         Err(e) => {
@@ -417,6 +430,64 @@ async fn overview(State(st): State<Arc<Console>>, headers: HeaderMap) -> Respons
             )
         }
     }
+}
+
+/// How long one reading of recent activity serves the overview: the charts are by the hour,
+/// and a busy day's transitions are many rows.
+const ACTIVITY_FRESH: Duration = Duration::from_secs(30);
+
+impl Console {
+    /// Recent activity, read at most every [`ACTIVITY_FRESH`].
+    async fn activity(&self) -> Result<Arc<crate::ledger::Activity>, crate::ledger::Error> {
+        let mut last = self.activity.lock().await;
+        if let Some((at, a)) = &*last
+            && at.elapsed() < ACTIVITY_FRESH
+        {
+            return Ok(a.clone());
+        }
+        let a = Arc::new(
+            self.ledger
+                .call(|l| {
+                    let now = clock::now();
+                    let day = Duration::from_secs(charts::HOURS as u64 * 3600);
+                    l.activity(clock::sub(now, day), now)
+                })
+                .await?,
+        );
+        *last = Some((Instant::now(), a.clone()));
+        Ok(a)
+    }
+}
+
+/// Each configured provider's status calls in the last hour against what its `rate_limit`
+/// allows in an hour (`None`: no limit).
+fn budget_use(cfg: &Config, a: &crate::ledger::Activity) -> Vec<pages::BudgetUse> {
+    cfg.providers
+        .iter()
+        .map(|p| {
+            let per_hour = p
+                .rate_limits
+                .iter()
+                .map(|(n, per)| u64::from(n.get()) * 3600 / per.as_secs().max(1))
+                .min();
+            let calls = a
+                .calls_last_hour
+                .iter()
+                .find(|(name, _)| *name == p.name)
+                .map_or(0, |(_, n)| *n);
+            pages::BudgetUse {
+                provider: p.name.clone(),
+                limit: p
+                    .rate_limits
+                    .iter()
+                    .map(|(n, per)| format!("{n}/{}", humantime::format_duration(*per)))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                calls,
+                per_hour,
+            }
+        })
+        .collect()
 }
 
 #[derive(Deserialize)]

@@ -100,7 +100,25 @@ pub fn login(problem: Option<&str>) -> Markup {
     )
 }
 
-pub fn overview(nav: &Nav<'_>, st: &Stats, problems: &[String]) -> Markup {
+/// One provider's use of its call budget.
+pub struct BudgetUse {
+    pub provider: String,
+    /// Its `rate_limit`, as configured (empty: none).
+    pub limit: String,
+    /// Status calls in the last hour, by every process on the ledger.
+    pub calls: i64,
+    /// What the limit allows in an hour.
+    pub per_hour: Option<u64>,
+}
+
+/// The overview's recent activity: budget use and the two charts' figures.
+pub struct Recent {
+    pub budgets: Vec<BudgetUse>,
+    pub truth: Vec<(String, [Option<f64>; super::charts::HOURS])>,
+    pub resolutions: [(u32, u32); super::charts::HOURS],
+}
+
+pub fn overview(nav: &Nav<'_>, st: &Stats, problems: &[String], recent: &Recent) -> Markup {
     let count = |status: &str| -> i64 {
         st.sessions
             .iter()
@@ -145,6 +163,35 @@ pub fn overview(nav: &Nav<'_>, st: &Stats, problems: &[String]) -> Markup {
             @for p in &st.providers {
                 @if let Some(e) = &p.sweep_error { p.problem { (p.provider) ": the last sweep stopped short: " (e) } }
             }
+            h2 { "Call budgets, last hour" }
+            table {
+                thead { tr { th { "provider" } th { "rate_limit" } th.num { "status calls" } th { "of an hour's allowance" } } }
+                tbody {
+                    @for b in &recent.budgets {
+                        tr {
+                            td { (b.provider) }
+                            td { @if b.limit.is_empty() { "off" } @else { (b.limit) } }
+                            td.num { (b.calls) }
+                            td {
+                                @if let Some(most) = b.per_hour {
+                                    meter min="0" max=(most) high=(most * 9 / 10) value=(b.calls) {}
+                                    " " (b.calls * 100 / most.max(1) as i64) "% of " (most)
+                                } @else { "no limit" }
+                            }
+                        }
+                    }
+                }
+            }
+            p.hint { "Status calls of every process on this ledger, from the history of checks; list pages are not counted." }
+            h2 { "Time to truth, last day" }
+            p.hint { "Median time from a session's creation to the provider's final answer, per hour in which it came (people's decisions left out)." }
+            @if recent.truth.is_empty() {
+                p { "No answers in the last day." }
+            } @else {
+                (super::charts::truth_chart(&recent.truth))
+            }
+            h2 { "Resolutions per hour, last day" }
+            (super::charts::resolutions_chart(&recent.resolutions))
         },
     )
 }

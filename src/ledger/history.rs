@@ -124,6 +124,31 @@ pub(super) fn checks_in(tx: &mut Tx<'_>, notes: &[CheckNote]) -> Result<(), DbEr
     if notes.is_empty() {
         return Ok(());
     }
+    let word = |n: &'_ CheckNote| -> Option<String> {
+        n.provider_status
+            .as_deref()
+            .map(|w| clip(w, MAX_WORD).to_string())
+    };
+    if !tx.is_pg() {
+        for n in notes {
+            tx.exec(
+                LITE_INSERT_CHECK,
+                vals![
+                    n.session,
+                    &clock::format(n.at),
+                    n.via.as_str(),
+                    n.source.as_str(),
+                    n.outcome,
+                    n.http_status.map(i64::from),
+                    n.provider_status.as_deref().map(|w| clip(w, MAX_WORD)),
+                    error_of(n),
+                    n.took_ms.map(|t| t as i64)
+                ],
+            )?;
+        }
+        return Ok(());
+    }
+    // PostgreSQL: one statement for the batch, every column an array.
     let texts: Vec<[Option<String>; 4]> = notes
         .iter()
         .map(|n| {
@@ -131,53 +156,31 @@ pub(super) fn checks_in(tx: &mut Tx<'_>, notes: &[CheckNote]) -> Result<(), DbEr
                 Some(clock::format(n.at)),
                 n.http_status.map(|h| h.to_string()),
                 n.took_ms.map(|t| t.to_string()),
-                n.provider_status
-                    .as_deref()
-                    .map(|w| clip(w, MAX_WORD).to_string()),
+                word(n),
             ]
         })
         .collect();
-    if tx.is_pg() {
-        let sessions: Vec<i64> = notes.iter().map(|n| n.session).collect();
-        let col =
-            |i: usize| -> Vec<Option<&str>> { texts.iter().map(|t| t[i].as_deref()).collect() };
-        let (at, http, took, word) = (col(0), col(1), col(2), col(3));
-        let via: Vec<Option<&str>> = notes.iter().map(|n| Some(n.via.as_str())).collect();
-        let source: Vec<Option<&str>> = notes.iter().map(|n| Some(n.source.as_str())).collect();
-        let outcome: Vec<Option<&str>> = notes.iter().map(|n| Some(n.outcome)).collect();
-        let errors: Vec<Option<&str>> = notes.iter().map(error_of).collect();
-        tx.exec(
-            PG_INSERT_CHECKS,
-            vals![
-                &sessions[..],
-                &at[..],
-                &via[..],
-                &source[..],
-                &outcome[..],
-                &http[..],
-                &word[..],
-                &errors[..],
-                &took[..]
-            ],
-        )?;
-        return Ok(());
-    }
-    for (n, t) in notes.iter().zip(&texts) {
-        tx.exec(
-            LITE_INSERT_CHECK,
-            vals![
-                n.session,
-                t[0].as_deref(),
-                n.via.as_str(),
-                n.source.as_str(),
-                n.outcome,
-                n.http_status.map(i64::from),
-                t[3].as_deref(),
-                error_of(n),
-                n.took_ms.map(|t| t as i64)
-            ],
-        )?;
-    }
+    let sessions: Vec<i64> = notes.iter().map(|n| n.session).collect();
+    let col = |i: usize| -> Vec<Option<&str>> { texts.iter().map(|t| t[i].as_deref()).collect() };
+    let (at, http, took, words) = (col(0), col(1), col(2), col(3));
+    let via: Vec<Option<&str>> = notes.iter().map(|n| Some(n.via.as_str())).collect();
+    let source: Vec<Option<&str>> = notes.iter().map(|n| Some(n.source.as_str())).collect();
+    let outcome: Vec<Option<&str>> = notes.iter().map(|n| Some(n.outcome)).collect();
+    let errors: Vec<Option<&str>> = notes.iter().map(error_of).collect();
+    tx.exec(
+        PG_INSERT_CHECKS,
+        vals![
+            &sessions[..],
+            &at[..],
+            &via[..],
+            &source[..],
+            &outcome[..],
+            &http[..],
+            &words[..],
+            &errors[..],
+            &took[..]
+        ],
+    )?;
     Ok(())
 }
 

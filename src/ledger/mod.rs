@@ -15,6 +15,7 @@
 //! queue on `busy_timeout` instead of failing on a lock upgrade; claims on PostgreSQL lock the
 //! rows they take with `FOR UPDATE SKIP LOCKED`, so two daemons never claim one row at once.
 
+mod activity;
 pub mod copy;
 pub mod db;
 pub mod event;
@@ -31,6 +32,7 @@ pub mod schema;
 mod sessions;
 mod unmatched;
 
+pub use activity::{Activity, Moved};
 pub use event::{ANOMALY, MATCHED, UNMATCHED, Written};
 pub use history::{AttemptNote, AttemptRow, CheckNote, CheckRow, PRUNE_BATCH, Via};
 pub use model::*;

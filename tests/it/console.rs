@@ -499,7 +499,7 @@ async fn the_queue_filters_and_a_resolver_asks_the_provider_now(engine: crate::s
     crate::support::DirectSql::execute_batch(
         &l,
         "INSERT INTO checks (session, at, via, source, outcome, provider_status) \
-         SELECT id, '2999-01-01T00:00:00.000Z', 'call', 'poll', 'unrecognised', '<script>alert(1)</script>' \
+         SELECT id, '2999-01-01T00:00:00.000Z', 'callback', 'api', 'unrecognised', '<script>alert(1)</script>' \
          FROM sessions WHERE session_id = 'pend_v'",
     )
     .unwrap();
@@ -512,6 +512,19 @@ async fn the_queue_filters_and_a_resolver_asks_the_provider_now(engine: crate::s
     );
     assert!(story.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
     assert!(!story.contains("<script>alert"));
+
+    // The overview: three answers to REVIEW and one COMPLETED in the last hour, all of them
+    // status calls (three by the pass, one asked now); one resolution (REVIEW is none).
+    let (_, _, page) = get(&console, "/", Some(&alice)).await;
+    assert_eq!(page.matches("<svg class=\"chart\"").count(), 2, "{page}");
+    assert!(
+        page.contains(
+            "<tr><td>mopay</td><td>off</td><td class=\"num\">4</td><td>no limit</td></tr>"
+        ),
+        "{page}"
+    );
+    assert!(page.contains("<title>1 by payrecon</title>"), "{page}");
+    assert!(!page.contains(" by people</title></rect>"), "{page}");
 }
 
 crate::on_both_engines!(the_queue_filters_and_a_resolver_asks_the_provider_now);

@@ -142,8 +142,71 @@ async fn no_history_when_off(engine: Engine) {
     assert_eq!(count(&l, "SELECT count(*) FROM checks"), 0);
 }
 
+/// The overview's recent activity reads the window's rows only: transitions of the last day
+/// and status calls of the last hour, found by their ids (no index on time), on both engines.
+async fn recent_activity_is_the_window(engine: Engine) {
+    let env = Env::start_on(engine).await;
+    let l = env.ledger();
+    let now = clock::now();
+    let ago = |mins: u64| clock::format(clock::sub(now, std::time::Duration::from_secs(mins * 60)));
+    let mut sql = String::new();
+    // Five transitions two days ago, three three hours ago, one person's decision 30 min ago.
+    for (i, mins, from, source) in [
+        (0, 2880, "PENDING", "poll"),
+        (1, 2880, "PENDING", "poll"),
+        (2, 2880, "PENDING", "poll"),
+        (3, 2880, "PENDING", "poll"),
+        (4, 2880, "PENDING", "poll"),
+        (5, 180, "PENDING", "poll"),
+        (6, 180, "PENDING", "api"),
+        (7, 180, "PENDING", "poll"),
+        (7, 30, "REVIEW", "manual"),
+    ] {
+        if from == "PENDING" {
+            env.session(&l, &format!("act{i}"), "complete");
+        }
+        sql.push_str(&format!(
+            "INSERT INTO transitions (session, from_status, to_status, at, source) \
+             SELECT id, '{from}', 'COMPLETED', '{}', '{source}' FROM sessions WHERE session_id = 'act{i}';",
+            ago(mins)
+        ));
+    }
+    // Checks: four two hours ago, two status calls and one list item ten minutes ago.
+    for (mins, via) in [
+        (120, "call"),
+        (120, "call"),
+        (120, "call"),
+        (120, "call"),
+        (10, "call"),
+        (10, "call"),
+        (10, "list"),
+    ] {
+        sql.push_str(&format!(
+            "INSERT INTO checks (session, at, via, source, outcome) \
+             SELECT id, '{}', '{via}', 'poll', 'pending' FROM sessions WHERE session_id = 'act0';",
+            ago(mins)
+        ));
+    }
+    l.execute_batch(&sql).unwrap();
+    let a = l
+        .activity(
+            clock::sub(now, std::time::Duration::from_secs(24 * 3600)),
+            now,
+        )
+        .unwrap();
+    let sources: Vec<&str> = a.transitions.iter().map(|m| m.source.as_str()).collect();
+    assert_eq!(sources, ["poll", "api", "poll", "manual"]);
+    assert_eq!(a.calls_last_hour, [("mopay".to_string(), 2)]);
+    // Nothing that new: an empty window, not an error.
+    let none = l
+        .activity(clock::add(now, std::time::Duration::from_secs(60)), now)
+        .unwrap();
+    assert!(none.transitions.is_empty());
+}
+
 crate::on_both_engines!(
     checks_and_deliveries_are_kept,
     the_history_is_bounded,
-    no_history_when_off
+    no_history_when_off,
+    recent_activity_is_the_window
 );
