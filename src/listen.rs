@@ -52,7 +52,7 @@ pub fn serve(
                     // Reap finished connections as they end.
                     Some(_) = connections.join_next(), if !connections.is_empty() => continue,
                 };
-                let (stream, _) = match accepted {
+                let (stream, peer) = match accepted {
                     Ok(a) => a,
                     Err(e) => {
                         // Out of file descriptors, mostly: wait a moment rather than spin.
@@ -76,7 +76,12 @@ pub fn serve(
                     continue;
                 };
                 let _ = stream.set_nodelay(true);
-                let service = TowerToHyperService::new(app.clone());
+                // The peer's address, for a handler that trusts a proxy's header only from
+                // the proxy (the console's `trusted_proxies`).
+                let service = TowerToHyperService::new(
+                    app.clone()
+                        .layer(axum::Extension(axum::extract::ConnectInfo(peer))),
+                );
                 let stop = stop.clone();
                 connections.spawn(async move {
                     let _slot = slot;

@@ -91,6 +91,10 @@ pub struct ConsoleConfig {
     pub severe_amount: rust_decimal::Decimal,
     pub severe_after: Duration,
     pub operators: Vec<Operator>,
+    /// Proxies whose `operator_header` names the operator (none: logins by token only).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// The header a trusted proxy names the operator in (lower case).
+    pub operator_header: String,
 }
 
 /// One person of the console.
@@ -101,6 +105,8 @@ pub struct Operator {
     pub token_env: String,
     /// Their login token (`None`: the variable is not set; they cannot log in).
     pub token: Option<Secret>,
+    /// The user a trusted proxy names them by (their name when unset).
+    pub proxy_user: Option<String>,
 }
 
 /// What an operator may do in the console.
@@ -181,12 +187,45 @@ fn console(
                 None
             }
         };
+        if let Some(u) = &o.proxy_user
+            && (u.is_empty() || u.len() > 256 || !u.chars().all(|c| c.is_ascii_graphic()))
+        {
+            return Err(UsageError::new(format!(
+                "{}: 1 to 256 visible ASCII characters, as the proxy sends them",
+                key("proxy_user")
+            )));
+        }
         operators.push(Operator {
             name: name.clone(),
             role,
             token_env: o.token_env.clone(),
             token,
+            proxy_user: o.proxy_user.clone(),
         });
+    }
+    let trusted_proxies = raw
+        .console
+        .trusted_proxies
+        .as_deref()
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(|a| {
+            a.parse::<std::net::IpAddr>().map_err(|_| {
+                UsageError::new(format!(
+                    "console.trusted_proxies: {a:?} is not an IP address (the proxy's, as this \
+                     daemon sees it connect)"
+                ))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let operator_header = raw.console.operator_header.trim().to_ascii_lowercase();
+    if axum::http::HeaderName::from_bytes(operator_header.as_bytes()).is_err() {
+        return Err(UsageError::new(format!(
+            "console.operator_header: {:?} is not a header name",
+            raw.console.operator_header
+        )));
     }
     Ok(Some(ConsoleConfig {
         listen: addr,
@@ -203,6 +242,8 @@ fn console(
             })?,
         severe_after: RawConsole::key("severe_after").duration(&raw.console.severe_after)?,
         operators,
+        trusted_proxies,
+        operator_header,
     }))
 }
 

@@ -166,6 +166,8 @@ pub struct RawOperator {
     pub role: String,
     /// The variable holding their login token.
     pub token_env: String,
+    /// The user a trusted proxy's header names them by (their name when unset).
+    pub proxy_user: Option<String>,
 }
 
 section! {
@@ -382,6 +384,11 @@ section! {
         secure_cookies: bool = false, Bound::Flag;
         /// How long a login lasts.
         session_ttl: String = "8h", Bound::Duration(WEEK);
+        /// Addresses (comma-separated IPs) of an authenticating proxy whose `operator_header`
+        /// names the operator; from any other address the header is ignored.
+        trusted_proxies: Option<String> = None, Bound::Text;
+        /// The header the trusted proxy names the operator in.
+        operator_header: String = "X-Forwarded-User", Bound::Text;
         /// A REVIEW session of at least this amount is marked severe (decimal text).
         severe_amount: String = "1000.00", Bound::Text;
         /// A REVIEW session waiting longer than this is marked severe.

@@ -60,6 +60,8 @@ pub struct Console {
     cfg: Config,
     console: ConsoleConfig,
     logins: Mutex<HashMap<String, Login>>,
+    /// The login of each operator a trusted proxy named (operator → login id).
+    proxied: Mutex<HashMap<String, String>>,
     failures: Mutex<VecDeque<Instant>>,
     random: ring::rand::SystemRandom,
 }
@@ -96,9 +98,11 @@ pub fn router(ledger: Ledger, cfg: Config, console: ConsoleConfig, checker: Chec
         cfg,
         console,
         logins: Mutex::default(),
+        proxied: Mutex::default(),
         failures: Mutex::default(),
         random: ring::rand::SystemRandom::new(),
     });
+    let proxy = axum::middleware::from_fn_with_state(state.clone(), proxy_login);
     Router::new()
         .route("/", get(overview))
         .route("/login", get(login_form).post(login))
@@ -118,7 +122,84 @@ pub fn router(ledger: Ledger, cfg: Config, console: ConsoleConfig, checker: Chec
         .route("/static/console.css", get(css))
         .fallback(|| async { page_error(StatusCode::NOT_FOUND, "No such page.") })
         .with_state(state)
+        .layer(proxy)
         .layer(axum::middleware::map_response(security_headers))
+}
+
+/// A request from a trusted proxy (`[console] trusted_proxies`) whose `operator_header` names
+/// an operator is theirs: it goes on as that operator's login (one per operator, made on their
+/// first request, so that their forms' CSRF token holds from one request to the next). The
+/// header from any other address is removed unread; a proxy naming no operator is refused.
+async fn proxy_login(
+    State(st): State<Arc<Console>>,
+    mut req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let name = axum::http::HeaderName::from_bytes(st.console.operator_header.as_bytes()).ok();
+    let Some(name) = name else {
+        return next.run(req).await;
+    };
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    let trusted = peer.is_some_and(|ip| st.console.trusted_proxies.contains(&ip));
+    if !trusted {
+        req.headers_mut().remove(&name);
+        return next.run(req).await;
+    }
+    let Some(user) = req.headers().get(&name).map(|v| v.to_str().unwrap_or("")) else {
+        // The proxy sent no user: the console's own login applies.
+        return next.run(req).await;
+    };
+    let user = user.trim().to_string();
+    let operator = st
+        .console
+        .operators
+        .iter()
+        .find(|o| !user.is_empty() && o.proxy_user.as_deref().unwrap_or(&o.name) == user);
+    let Some(operator) = operator.cloned() else {
+        let shown: String = user.chars().take(64).collect();
+        tracing::warn!(user = %crate::escape::shown(&shown), "the trusted proxy named no operator of the console");
+        st.audit(
+            &shown,
+            "login refused",
+            None,
+            Some("named by the proxy".into()),
+        )
+        .await;
+        return page_error(
+            StatusCode::FORBIDDEN,
+            "The proxy named a user who is no operator of this console.",
+        );
+    };
+    let id = match st.proxied_login(&operator) {
+        Some((id, new)) => {
+            if new {
+                st.audit(
+                    &operator.name,
+                    "login",
+                    None,
+                    Some(format!("{} (named by the proxy)", operator.role.as_str())),
+                )
+                .await;
+            }
+            id
+        }
+        None => {
+            return page_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "No randomness for a session.",
+            );
+        }
+    };
+    // The operator the proxy names is the one this request acts as, whatever cookie it has.
+    let h = req.headers_mut();
+    h.remove(header::COOKIE);
+    if let Ok(v) = HeaderValue::from_str(&format!("{COOKIE}={id}")) {
+        h.insert(header::COOKIE, v);
+    }
+    next.run(req).await
 }
 
 /// Every answer: no script, no inline style, no framing, nothing cached, no referrer.
@@ -185,6 +266,31 @@ fn same(a: &str, b: &str) -> bool {
 }
 
 impl Console {
+    /// The login of an operator a trusted proxy named: theirs while it lasts, else a new one
+    /// (`true`). `None` without randomness.
+    fn proxied_login(&self, operator: &crate::config::Operator) -> Option<(String, bool)> {
+        let mut proxied = self.proxied.lock().unwrap_or_else(|p| p.into_inner());
+        let mut logins = self.logins.lock().unwrap_or_else(|p| p.into_inner());
+        logins.retain(|_, l| l.expires > Instant::now());
+        if let Some(id) = proxied.get(&operator.name)
+            && logins.contains_key(id)
+        {
+            return Some((id.clone(), false));
+        }
+        let (id, csrf) = (random_token(&self.random)?, random_token(&self.random)?);
+        logins.insert(
+            id.clone(),
+            Login {
+                operator: operator.name.clone(),
+                role: operator.role,
+                csrf,
+                expires: Instant::now() + self.console.session_ttl,
+            },
+        );
+        proxied.insert(operator.name.clone(), id.clone());
+        Some((id, true))
+    }
+
     /// The login a request's cookie names, while it has not expired.
     fn login_of(&self, headers: &HeaderMap) -> Option<(String, Login)> {
         let id = headers

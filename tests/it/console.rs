@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use crate::ops::{daemon, free_port};
-use crate::support::{Env, count, one};
+use crate::support::{DirectSql, Env, count, one};
 use payrecon::ledger::NewSession;
 
 pub(crate) const ALICE: &str = "alice-token-0123456789";
@@ -306,7 +306,7 @@ async fn failed_logins_are_throttled() {
 async fn every_queue_is_worked_and_named() {
     let (env, console) = console_env().await;
     let l = env.ledger();
-    crate::support::DirectSql::execute_batch(
+    DirectSql::execute_batch(
         &l,
         "INSERT INTO sessions (provider, session_id, provider_ref) VALUES ('mopay', 's_any', 'second_77'); \
          INSERT INTO events (id, type, session, payload, created_at, next_attempt_at, dead_at, attempts, last_error) \
@@ -337,7 +337,7 @@ async fn every_queue_is_worked_and_named() {
         "{page}"
     );
     assert!(!page.contains("refused the credentials"), "{page}");
-    crate::support::DirectSql::execute_batch(
+    DirectSql::execute_batch(
         &l,
         "INSERT INTO provider_state (provider, auth_refused_at, auth_error) \
          VALUES ('mopay', '2026-12-01T10:00:00.000Z', 'HTTP 401')",
@@ -429,7 +429,7 @@ async fn the_queue_filters_and_a_resolver_asks_the_provider_now(engine: crate::s
     env.pass(&l, "p").await;
     // One has waited since January; one went to REVIEW last (a time to come: the order does
     // not hang on which the pass recorded first).
-    crate::support::DirectSql::execute_batch(
+    DirectSql::execute_batch(
         &l,
         "UPDATE sessions SET resolved_at = '2026-01-01T00:00:00.000Z' WHERE session_id = 'small'; \
          UPDATE sessions SET resolved_at = '2999-01-01T00:00:00.000Z' WHERE session_id = 'mid'",
@@ -437,7 +437,7 @@ async fn the_queue_filters_and_a_resolver_asks_the_provider_now(engine: crate::s
     .unwrap();
     env.sim
         .insert("pend_v", "100.00", "R", "complete".parse().unwrap());
-    crate::support::DirectSql::execute_batch(
+    DirectSql::execute_batch(
         &l,
         "INSERT INTO sessions (provider, session_id, next_check_at) VALUES ('mopay', 'pend_v', '2999-01-01T00:00:00.000Z')",
     )
@@ -496,7 +496,7 @@ async fn the_queue_filters_and_a_resolver_asks_the_provider_now(engine: crate::s
     );
     // The story tells the check: asked through the API, MoPay's word for a paid session
     // (`"status": "COMPLETED"`, HTTP 200 [docs]); a provider's word is text, never markup.
-    crate::support::DirectSql::execute_batch(
+    DirectSql::execute_batch(
         &l,
         "INSERT INTO checks (session, at, via, source, outcome, provider_status) \
          SELECT id, '2999-01-01T00:00:00.000Z', 'callback', 'api', 'unrecognised', '<script>alert(1)</script>' \
@@ -528,3 +528,90 @@ async fn the_queue_filters_and_a_resolver_asks_the_provider_now(engine: crate::s
 }
 
 crate::on_both_engines!(the_queue_filters_and_a_resolver_asks_the_provider_now);
+
+/// An authenticating proxy (oauth2-proxy) names the operator in `X-Forwarded-User`: believed
+/// from the configured proxy's address only. From anywhere else the header is ignored (the
+/// login page); a name that is no operator is refused; a request the proxy forwards still
+/// needs its form's CSRF token, and what it does is in the operator's name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_trusted_proxy_names_the_operator() {
+    let (env, console) = console_env().await;
+    let text = std::fs::read_to_string(&env.config_path).unwrap();
+    std::fs::write(
+        &env.config_path,
+        text.replacen(
+            "[console]\n",
+            "[console]\ntrusted_proxies = \"127.0.0.2\"\n",
+            1,
+        )
+        .replacen(
+            "[operators.alice]\n",
+            "[operators.alice]\nproxy_user = \"alice@example.com\"\n",
+            1,
+        ),
+    )
+    .unwrap();
+    enqueue(&env, "prx_1", "10.00", "R", "complete");
+    let _d = daemon(&env, &[&console]).await;
+    let from = |ip: [u8; 4]| {
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .local_address(std::net::IpAddr::from(ip))
+            .build()
+            .unwrap()
+    };
+    let (proxy, elsewhere) = (from([127, 0, 0, 2]), from([127, 0, 0, 1]));
+    let as_user = |c: &reqwest::Client, path: &str, user: &str| {
+        c.get(format!("{console}{path}"))
+            .header("X-Forwarded-User", user)
+    };
+    // Not from the proxy: the header is nobody's word.
+    let r = as_user(&elsewhere, "/", "alice@example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 303);
+    assert_eq!(r.headers()["location"], "/login");
+    // From the proxy: alice, by the user the proxy knows her as; her name, not the proxy's.
+    let r = as_user(&proxy, "/sessions/mopay/prx_1", "alice@example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let page = r.text().await.unwrap();
+    assert!(page.contains("alice (resolver)"), "{page}");
+    // Her name alone is not how the proxy knows her; a stranger is refused.
+    for stranger in ["alice", "mallory@example.com"] {
+        let r = as_user(&proxy, "/", stranger).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 403, "{stranger}");
+    }
+    // A forged cross-site form through the proxy carries her header but not her token.
+    let post = |form: Vec<(&'static str, String)>| {
+        proxy
+            .post(format!("{console}/sessions/mopay/prx_1/verify"))
+            .header("X-Forwarded-User", "alice@example.com")
+            .form(&form)
+            .send()
+    };
+    let r = post(vec![]).await.unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    let r = post(vec![("csrf", csrf_of(&page))]).await.unwrap();
+    assert_eq!(r.status().as_u16(), 303);
+    let l = env.ledger();
+    assert_eq!(
+        one(&l, "SELECT status FROM sessions WHERE session_id = 'prx_1'"),
+        "COMPLETED"
+    );
+    assert_eq!(
+        l.query_strings(
+            "SELECT actor || ' ' || action || ' ' || coalesce(detail, '') FROM audit_log ORDER BY id"
+        )
+        .unwrap(),
+        [
+            "alice login resolver (named by the proxy)",
+            "alice login refused named by the proxy",
+            "mallory@example.com login refused named by the proxy",
+            "alice verify answered: COMPLETED",
+        ]
+    );
+}
