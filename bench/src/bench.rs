@@ -60,17 +60,20 @@ pub struct BenchOptions {
     pub flood_only: bool,
     pub moflay_only: bool,
     pub throughput_only: bool,
+    /// Only row 11.
+    pub console_only: bool,
+    pub console_sessions: u64,
     pub moflay: crate::moflay::MoflayOptions,
     pub truth: crate::truth::TruthOptions,
 }
 
 /// One row of the table.
-struct Row {
-    name: &'static str,
-    value: String,
-    goal: String,
-    met: Option<bool>,
-    json: serde_json::Value,
+pub(crate) struct Row {
+    pub(crate) name: &'static str,
+    pub(crate) value: String,
+    pub(crate) goal: String,
+    pub(crate) met: Option<bool>,
+    pub(crate) json: serde_json::Value,
 }
 
 /// The plain load generator: `n` status requests for fresh ids (`prefix`) at the simulator's
@@ -146,6 +149,14 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<String> {
         rows.push(b.moflay(&opts.moflay, &mut truth_table).await?);
         return b.finish(opts, &rows, &truth_table, started);
     }
+    if opts.console_only {
+        eprintln!("11/11 console pages at {} sessions", opts.console_sessions);
+        rows.push(
+            crate::console::row(&b.payrecon, &b.dir, opts.console_sessions, &mut truth_table)
+                .await?,
+        );
+        return b.finish(opts, &rows, &truth_table, started);
+    }
     if opts.flood_only {
         eprintln!("9/9 a flood of callbacks");
         rows.push(b.flood(&mut truth_table).await?);
@@ -195,10 +206,14 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<String> {
     }
     eprintln!("8/8 time to truth");
     rows.push(b.truth(&opts.truth, &mut truth_table).await?);
-    eprintln!("9/10 a flood of callbacks");
+    eprintln!("9/11 a flood of callbacks");
     rows.push(b.flood(&mut truth_table).await?);
-    eprintln!("10/10 Moflay at its production limits");
+    eprintln!("10/11 Moflay at its production limits");
     rows.push(b.moflay(&opts.moflay, &mut truth_table).await?);
+    eprintln!("11/11 console pages at {} sessions", opts.console_sessions);
+    rows.push(
+        crate::console::row(&b.payrecon, &b.dir, opts.console_sessions, &mut truth_table).await?,
+    );
     stop.cancel();
     b.finish(opts, &rows, &truth_table, started)
 }
@@ -1172,7 +1187,7 @@ fn cpu_seconds() -> Option<f64> {
 
 /// Runs SQL on the ledger at `location` (created and migrated by payrecon first) over a
 /// connection of the benchmark's own, as an application writing its rows would.
-fn sql(location: &Location, text: &str) -> anyhow::Result<()> {
+pub(crate) fn sql(location: &Location, text: &str) -> anyhow::Result<()> {
     drop(Ledger::connect(location)?);
     payrecon_testkit::sql::execute_batch(db(location), text).map_err(anyhow::Error::msg)
 }

@@ -11,6 +11,7 @@
 //! `load` and `ideal` are this program's own roles in child processes of its own.
 
 mod bench;
+mod console;
 mod flood;
 mod moflay;
 mod soak;
@@ -65,6 +66,12 @@ struct Cli {
     /// Run only row 1, throughput (a minute at the quick sizes)
     #[arg(long)]
     throughput_only: bool,
+    /// Run only row 11, console pages on a large ledger (a few minutes)
+    #[arg(long)]
+    console_only: bool,
+    /// Row 11: sessions in the ledger the console serves
+    #[arg(long, default_value_t = 1_000_000)]
+    console_sessions: u64,
     /// Row 10: real minutes of session arrivals
     #[arg(long, default_value_t = 30.0)]
     moflay_minutes: f64,
@@ -171,6 +178,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 flood_only: cli.flood_only,
                 moflay_only: cli.moflay_only,
                 throughput_only: cli.throughput_only,
+                console_only: cli.console_only,
+                console_sessions: cli.console_sessions,
                 moflay: moflay::MoflayOptions {
                     compress: cli.moflay_compress,
                     arrivals: std::time::Duration::from_secs_f64(cli.moflay_minutes * 60.0),

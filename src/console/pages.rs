@@ -37,6 +37,18 @@ fn session_url(provider: &str, session_id: &str) -> String {
     )
 }
 
+/// htmx (from the npm registry's `htmx.org` 2.0.11, Zero-Clause BSD; `vendor/`), embedded in
+/// the binary and served from `/static/`. Pages use it only to refresh or filter in place;
+/// every page and action works without it.
+pub const HTMX: &[u8] = include_bytes!("vendor/htmx-2.0.11.min.js");
+pub const HTMX_PATH: &str = "/static/htmx-2.0.11.min.js";
+/// `HTMX`'s Subresource Integrity hash (a unit test holds it to the file).
+pub const HTMX_INTEGRITY: &str =
+    "sha384-2OatzQy1H+Zd/IIrjr1TcuDGqLXeHhbooAyJY1KdQMKnr4LZ22k31GBLdYKHmVjg";
+/// htmx's settings for this console: no inline styles (the CSP refuses them), no `eval`, no
+/// script from swapped content, requests to this origin only.
+const HTMX_CONFIG: &str = r#"{"includeIndicatorStyles":false,"allowEval":false,"allowScriptTags":false,"selfRequestsOnly":true,"historyCacheSize":0}"#;
+
 fn layout(title: &str, nav: Option<&Nav<'_>>, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
@@ -45,8 +57,10 @@ fn layout(title: &str, nav: Option<&Nav<'_>>, body: Markup) -> Markup {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 meta name="color-scheme" content="light dark";
+                meta name="htmx-config" content=(HTMX_CONFIG);
                 title { (title) " · payrecon" }
                 link rel="stylesheet" href="/static/console.css";
+                script src=(HTMX_PATH) integrity=(HTMX_INTEGRITY) defer {}
             }
             body {
                 header {
@@ -116,6 +130,8 @@ pub struct Recent {
     pub budgets: Vec<BudgetUse>,
     pub truth: Vec<(String, [Option<f64>; super::charts::HOURS])>,
     pub resolutions: [(u32, u32); super::charts::HOURS],
+    /// How old the reading is.
+    pub age: std::time::Duration,
 }
 
 pub fn overview(nav: &Nav<'_>, st: &Stats, problems: &[String], recent: &Recent) -> Markup {
@@ -130,6 +146,9 @@ pub fn overview(nav: &Nav<'_>, st: &Stats, problems: &[String], recent: &Recent)
         "Overview",
         Some(nav),
         html! {
+            // With htmx: the overview reads itself again every 30 s, in place.
+            div #live hx-get="/" hx-trigger="every 30s" hx-select="#live" hx-target="this" hx-swap="outerHTML" {
+            p.hint { "Read from the ledger " (recent.age.as_secs()) " s ago; read again at most every 30 s." }
             @if problems.is_empty() {
                 p.ok { "Healthy: nothing /healthz would name." }
             } @else {
@@ -184,7 +203,7 @@ pub fn overview(nav: &Nav<'_>, st: &Stats, problems: &[String], recent: &Recent)
             }
             p.hint { "Status calls of every process on this ledger, from the history of checks; list pages are not counted." }
             h2 { "Time to truth, last day" }
-            p.hint { "Median time from a session's creation to the provider's final answer, per hour in which it came (people's decisions left out)." }
+            p.hint { "Median time from a session's creation to the answer that closed it or sent it to REVIEW, per hour in which it came (people's decisions left out)." }
             @if recent.truth.is_empty() {
                 p { "No answers in the last day." }
             } @else {
@@ -192,6 +211,7 @@ pub fn overview(nav: &Nav<'_>, st: &Stats, problems: &[String], recent: &Recent)
             }
             h2 { "Resolutions per hour, last day" }
             (super::charts::resolutions_chart(&recent.resolutions))
+            }
         },
     )
 }
@@ -253,7 +273,8 @@ pub fn review(
         html! {
             p { "Paid-but-different sessions and answers payrecon cannot act on: a person decides. "
                 "Severe: " (severe_amount) " or more, or waiting over " (humantime::format_duration(severe_after)) "." }
-            form.filter method="get" action="/review" {
+            // With htmx: the filtered queue replaces this one in place, and the address follows.
+            form.filter method="get" action="/review" hx-get="/review" hx-select="main" hx-target="main" hx-swap="outerHTML" hx-push-url="true" {
                 label { "Provider" input name="provider" value=(f.provider.as_deref().unwrap_or("")); }
                 label { "Amount at least" input name="min_amount" inputmode="decimal" value=(f.min_amount.as_deref().unwrap_or("")); }
                 label { "Waiting longer than" input name="older_than" placeholder="2h" value=(f.older_than.as_deref().unwrap_or("")); }
@@ -644,4 +665,16 @@ pub fn search(nav: &Nav<'_>, q: &str, found: &[Session]) -> Markup {
             }
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_embedded_htmx_is_the_one_its_integrity_hash_names() {
+        use base64::Engine as _;
+        use sha2::Digest as _;
+        let digest = sha2::Sha384::digest(super::HTMX);
+        let b64 = base64::engine::general_purpose::STANDARD.encode(digest);
+        assert_eq!(super::HTMX_INTEGRITY, format!("sha384-{b64}"));
+    }
 }

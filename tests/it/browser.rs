@@ -210,6 +210,27 @@ async fn a_finance_person_works_review_in_a_browser_and_an_attacker_gets_nowhere
         crate::console::enqueue(&env, id, "250.00", reference, "amount");
     }
     env.pass(&l, "p").await;
+    // A day of answers for the overview's charts: a session every 40 minutes, answered after
+    // a few seconds to half an hour; every fifth decided by a person.
+    let now = payrecon::clock::now();
+    let ago =
+        |secs: u64| payrecon::clock::format(payrecon::clock::sub(now, Duration::from_secs(secs)));
+    let mut day = String::new();
+    for i in 0..36u64 {
+        let answered = i * 2400 + 60;
+        let took = [5, 40, 300, 1800][(i % 4) as usize] + i * 7;
+        let source = if i % 5 == 0 { "manual" } else { "poll" };
+        day.push_str(&format!(
+            "INSERT INTO sessions (provider, session_id, reference, amount, currency, created_at) \
+             VALUES ('mopay', 'MOP_day{i}', 'DAY{i}', '10.00', 'LSL', '{created}'); \
+             INSERT INTO transitions (session, from_status, to_status, at, source) \
+             SELECT id, 'PENDING', 'COMPLETED', '{at}', '{source}' FROM sessions WHERE session_id = 'MOP_day{i}'; \
+             UPDATE sessions SET status = 'COMPLETED', resolved_at = '{at}' WHERE session_id = 'MOP_day{i}';",
+            created = ago(answered + took),
+            at = ago(answered),
+        ));
+    }
+    crate::support::DirectSql::execute_batch(&l, &day).unwrap();
     let _d = daemon(&env, &[&console]).await;
 
     let b = Browser::start(1280, 900).await;
@@ -217,6 +238,13 @@ async fn a_finance_person_works_review_in_a_browser_and_an_attacker_gets_nowhere
     b.shot("login").await;
     b.log_in(&console, "alice", ALICE).await;
     b.shot("overview").await;
+    b.call(
+        reqwest::Method::POST,
+        "/execute/sync",
+        json!({"script": "document.querySelector('svg.chart').scrollIntoView(); return null;", "args": []}),
+    )
+    .await;
+    b.shot("overview-charts").await;
     b.go(&format!("{console}/review")).await;
     let queue = b.source().await;
     assert!(
@@ -224,6 +252,35 @@ async fn a_finance_person_works_review_in_a_browser_and_an_attacker_gets_nowhere
         "{queue}"
     );
     b.shot("review").await;
+    // With htmx (embedded, under its integrity hash and the CSP): the filtered queue replaces
+    // this one in place — the page is not loaded again — and the address follows.
+    let script = |js: &str| json!({"script": js, "args": []});
+    b.call(
+        reqwest::Method::POST,
+        "/execute/sync",
+        script("window.kept = 'still here'; return null;"),
+    )
+    .await;
+    b.type_in("input[name=min_amount]", "1000").await;
+    b.click("form.filter button", "value=\"1000\"").await;
+    let kept = b
+        .call(
+            reqwest::Method::POST,
+            "/execute/sync",
+            script("return window.kept || null;"),
+        )
+        .await;
+    assert_eq!(kept, "still here", "htmx swapped the queue in place");
+    let url = b.call(reqwest::Method::GET, "/url", json!({})).await;
+    assert!(
+        url.as_str().unwrap_or_default().contains("min_amount=1000"),
+        "{url}"
+    );
+    assert!(
+        !b.source().await.contains("MOP_rev1"),
+        "250.00 is under 1000"
+    );
+    b.go(&format!("{console}/review")).await;
     b.click("a[href='/sessions/mopay/MOP_xss']", "Its story")
         .await;
     let title = b.call(reqwest::Method::GET, "/title", json!({})).await;
