@@ -85,6 +85,32 @@ pub(super) fn unmatched(
         );
         return Ok(ExitCode::SUCCESS);
     }
+    if let Some(UnmatchedCommand::Match {
+        id,
+        session,
+        by,
+        reason,
+    }) = command
+    {
+        let by = actor(by);
+        let (by, reason) = (plain_name("--by", &by)?, plain_name("--reason", reason)?);
+        let (u, _) = match ledger.match_unmatched_by_hand(*id, session, by, reason, clock::now()) {
+            Ok(done) => done,
+            Err(crate::ledger::DismissError::Ledger(e)) => return Err(e.into()),
+            Err(e) => return Err(UsageError::new(e.to_string()).into()),
+        };
+        outln!(
+            "matched unmatched payment {} ({} {} at {}) to session {} by {}: {}",
+            u.id,
+            crate::escape::shown(&u.payment_id),
+            crate::escape::shown(&amount_of(&u)),
+            crate::escape::shown(&u.provider),
+            crate::escape::shown(session),
+            crate::escape::shown(by),
+            crate::escape::shown(reason)
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let filter = if all {
         crate::ledger::UnmatchedFilter::All
     } else {

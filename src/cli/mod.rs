@@ -226,6 +226,21 @@ pub enum UnmatchedCommand {
         #[arg(long)]
         reason: String,
     },
+    /// Tie an open one to the PENDING or REVIEW session it belongs to (its id becomes the
+    /// session's provider_ref; the provider's answer still decides the session)
+    Match {
+        /// Its id (the first column of `payrecon unmatched`)
+        id: i64,
+        /// The session id, at the payment's provider
+        #[arg(long)]
+        session: String,
+        /// Who decides [default: the Unix user running the command]
+        #[arg(long)]
+        by: Option<String>,
+        /// Why (the order it paid for, how it was found, …)
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -111,6 +111,7 @@ pub fn router(ledger: Ledger, cfg: Config, console: ConsoleConfig, checker: Chec
         .route("/anomalies", get(anomalies))
         .route("/unmatched", get(unmatched))
         .route("/unmatched/{id}/dismiss", post(dismiss))
+        .route("/unmatched/{id}/match", post(match_by_hand))
         .route("/events/dead", get(dead_events))
         .route("/events/{id}/replay", post(replay))
         .route("/unreadable", get(unreadable))
@@ -798,6 +799,64 @@ async fn dismiss(
         .await;
     match dismissed {
         Ok(Ok(_)) => Redirect::to("/unmatched").into_response(),
+        Ok(Err(crate::ledger::DismissError::Ledger(e))) | Err(e) => ledger_error(&e),
+        Ok(Err(e)) => page_error(StatusCode::CONFLICT, &e.to_string()),
+    }
+}
+
+#[derive(Deserialize)]
+struct MatchForm {
+    csrf: Option<String>,
+    session_id: Option<String>,
+    reason: Option<String>,
+}
+
+/// A resolver ties an unmatched payment to the session it belongs to (the ledger's rules,
+/// as `payrecon unmatched match`; named in the audit log).
+async fn match_by_hand(
+    State(st): State<Arc<Console>>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    body: Body,
+) -> Response {
+    let f: MatchForm = match form(body).await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let login = match st.require_resolver(&headers, f.csrf.as_deref()) {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    let plain = |t: Option<String>| {
+        let t = t.unwrap_or_default().trim().to_string();
+        (!t.is_empty() && t.len() <= 256 && !t.chars().any(char::is_control)).then_some(t)
+    };
+    let (Some(session_id), Some(reason)) = (plain(f.session_id), plain(f.reason)) else {
+        return page_error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Name the session and say why: 1 to 256 characters of plain text each.",
+        );
+    };
+    let operator = login.operator.clone();
+    let matched = st
+        .ledger
+        .clone()
+        .call(move |l| {
+            Ok(l.match_unmatched_by_hand(id, &session_id, &operator, &reason, clock::now()))
+        })
+        .await;
+    match matched {
+        Ok(Ok((_, written))) => {
+            if let Some(w) = written {
+                if st.cfg.events_log {
+                    crate::events::log(&w);
+                }
+                if let Some(wake) = &st.opts.wake_outbox {
+                    wake.notify_one();
+                }
+            }
+            Redirect::to("/unmatched").into_response()
+        }
         Ok(Err(crate::ledger::DismissError::Ledger(e))) | Err(e) => ledger_error(&e),
         Ok(Err(e)) => page_error(StatusCode::CONFLICT, &e.to_string()),
     }

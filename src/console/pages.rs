@@ -553,7 +553,7 @@ pub fn unmatched(nav: &Nav<'_>, rows: &[Unmatched]) -> Markup {
         "Unmatched payments",
         Some(nav),
         html! {
-            p { "Payments a provider lists as paid that no session holds. Create the order or refund the customer, then dismiss with why; one a session comes to hold is matched by itself." }
+            p { "Payments a provider lists as paid that no session holds. Create the order or refund the customer, then dismiss with why; or match it to the session it paid for (the provider's answer then decides that session). One a session comes to hold is matched by itself." }
             @if rows.is_empty() { p { "None." } } @else {
                 table {
                     thead { tr { th { "provider" } th { "payment" } th { "other id" } th.num { "amount" } th { "receipt" } th { "state" } th {} } }
@@ -575,6 +575,12 @@ pub fn unmatched(nav: &Nav<'_>, rows: &[Unmatched]) -> Markup {
                                             input type="hidden" name="csrf" value=(nav.csrf);
                                             input name="reason" placeholder="why" required;
                                             button type="submit" { "Dismiss" }
+                                        }
+                                        form method="post" action=(format!("/unmatched/{}/match", u.id)) {
+                                            input type="hidden" name="csrf" value=(nav.csrf);
+                                            input name="session_id" placeholder="its session id" required;
+                                            input name="reason" placeholder="why" required;
+                                            button type="submit" { "Match" }
                                         }
                                     }
                                 }

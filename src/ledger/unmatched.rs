@@ -71,6 +71,10 @@ pub enum DismissError {
     NotOpen(i64, &'static str),
     #[error(transparent)]
     Ledger(#[from] Error),
+    /// A match a person asked for that the rules refuse (the session is absent, closed, or
+    /// holds another payment).
+    #[error("{0}")]
+    Refused(String),
 }
 
 const HOLDER: &str = "SELECT id, session_id FROM sessions WHERE provider = ?1 AND session_id = ?2 \
@@ -342,6 +346,84 @@ impl Ledger {
                 |r| r.get(0),
             )
         })
+    }
+
+    /// A person ties an open unmatched payment to the PENDING or REVIEW session of its
+    /// provider it belongs to (an order the application wrote under another id): the payment's
+    /// id becomes the session's `provider_ref` (the provider's second id, as if the application
+    /// had written it), the payment is matched (`payment.matched` when it had been reported),
+    /// a PENDING session is due at once, and the audit log names `by` and `reason`. What the
+    /// payment means for the session is still the provider's word: its answer is decided as
+    /// any other, and compared with the id. Refused for a session that holds another payment's
+    /// id or is closed.
+    pub fn match_unmatched_by_hand(
+        &self,
+        id: i64,
+        session_id: &str,
+        by: &str,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<(Unmatched, Option<Written>), DismissError> {
+        let now = clock::format(now);
+        let done = self.tx(Mode::Write, "matching an unmatched payment by hand", |tx| {
+            let Some(u) = by_id(tx, id)? else {
+                return Ok(Err(DismissError::NotFound(id)));
+            };
+            if u.matched_at.is_some() {
+                return Ok(Err(DismissError::NotOpen(id, "matched")));
+            }
+            if u.dismissed_at.is_some() {
+                return Ok(Err(DismissError::NotOpen(id, "dismissed")));
+            }
+            let session: Option<(i64, String, Option<String>)> = tx.query_opt(
+                "SELECT id, status, provider_ref FROM sessions WHERE provider = ?1 AND session_id = ?2",
+                vals![&u.provider, session_id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )?;
+            let Some((rowid, status, held)) = session else {
+                return Ok(Err(DismissError::Refused(format!(
+                    "no {} session {session_id:?} in the ledger",
+                    u.provider
+                ))));
+            };
+            if status != "PENDING" && status != "REVIEW" {
+                return Ok(Err(DismissError::Refused(format!(
+                    "session {session_id} is {status}: only a PENDING or REVIEW session takes a payment"
+                ))));
+            }
+            let ids = std::iter::once(&u.payment_id).chain(u.other_id.as_ref());
+            match held {
+                Some(h) if !ids.clone().any(|i| *i == h) => {
+                    return Ok(Err(DismissError::Refused(format!(
+                        "session {session_id} holds another payment ({h})"
+                    ))));
+                }
+                Some(_) => {}
+                None => {
+                    tx.exec(
+                        "UPDATE sessions SET provider_ref = ?1, \
+                         next_check_at = CASE WHEN status = 'PENDING' THEN ?2 ELSE next_check_at END \
+                         WHERE id = ?3",
+                        vals![&u.payment_id, &now, rowid],
+                    )?;
+                }
+            }
+            let written = match_one(tx, &u, (rowid, session_id.to_string()), &now)?;
+            let audit = Audit {
+                actor: by,
+                action: "match",
+                target: Some(format!("unmatched {} ({}/{})", u.id, u.provider, u.payment_id)),
+                detail: Some(format!("to {session_id}: {reason}")),
+            };
+            super::record::audit_in(tx, &now, &audit)?;
+            let u = by_id(tx, id)?.unwrap_or(u);
+            Ok(Ok((u, written)))
+        })?;
+        if let Ok((u, _)) = &done {
+            tracing::info!(provider = %u.provider, payment_id = %u.payment_id, session_id, by, reason,
+                "an unmatched payment was matched by hand");
+        }
+        done
     }
 
     /// A person closes an open unmatched payment: `by` and `reason` are recorded with the time.

@@ -432,6 +432,67 @@ async fn every_queue_is_worked_and_named() {
         ),
         2
     );
+
+    // A payment the application wrote under its own id only: a resolver matches it to its
+    // session. The id becomes the session's provider_ref, the session is due now (the
+    // provider's answer decides it), `payment.matched` is written, and her name is on it.
+    DirectSql::execute_batch(
+        &l,
+        "INSERT INTO sessions (provider, session_id, amount, currency, next_check_at) \
+           VALUES ('moflay', 'pay_order5', '42.00', 'KES', '2999-01-01T00:00:00.000Z'); \
+         INSERT INTO unmatched_payments (provider, payment_id, amount, currency, provider_status, \
+           first_seen_at, last_seen_at, reported_at) VALUES ('moflay', 'trxn_found3', '42.00', 'KES', \
+           'completed', '2026-12-01T10:00:00.000Z', '2026-12-01T10:05:00.000Z', '2026-12-01T10:05:00.000Z')",
+    )
+    .unwrap();
+    let id = one(
+        &l,
+        "SELECT id FROM unmatched_payments WHERE payment_id = 'trxn_found3'",
+    );
+    let path = format!("/unmatched/{id}/match");
+    for (session, why) in [
+        ("pay_nobody", "no such session"),
+        ("s_any", "a mopay session"),
+    ] {
+        let (code, page) = post(
+            &console,
+            &path,
+            &alice,
+            &[("csrf", &csrf), ("session_id", session), ("reason", why)],
+        )
+        .await;
+        assert_eq!(code, 409, "{why}: {page}");
+    }
+    let (code, _) = post(
+        &console,
+        &path,
+        &alice,
+        &[
+            ("csrf", &csrf),
+            ("session_id", "pay_order5"),
+            ("reason", "order 5 paid by M-Pesa"),
+        ],
+    )
+    .await;
+    assert_eq!(code, 303);
+    assert_eq!(
+        one(
+            &l,
+            "SELECT provider_ref || ' ' || status || ' ' || (next_check_at < '2999') FROM sessions WHERE session_id = 'pay_order5'"
+        ),
+        "trxn_found3 PENDING 1"
+    );
+    assert_eq!(
+        count(
+            &l,
+            "SELECT count(*) FROM events WHERE type = 'payment.matched'"
+        ),
+        1
+    );
+    assert_eq!(
+        one(&l, "SELECT detail FROM audit_log WHERE action = 'match'"),
+        "to pay_order5: order 5 paid by M-Pesa"
+    );
 }
 
 /// The queue filters and orders (amount at least, waiting longer than, largest first), marks

@@ -312,11 +312,88 @@ async fn a_ledger_all_in_reach_reports_without_a_lookup(engine: Engine) {
     );
 }
 
+/// A person matches an unmatched payment to the session it paid for, by the command line: the
+/// payment's id becomes the session's `provider_ref` and the session is due now, with
+/// `payment.matched` and an audit entry; a session that is absent, of another provider or
+/// already holding another payment is refused, and a settled payment cannot be matched again.
+async fn a_person_matches_an_unmatched_payment_by_hand(engine: Engine) {
+    let mut env = Env::start_on(engine).await;
+    with_moflay(&mut env, "");
+    let l = env.ledger();
+    l.execute_batch(
+        "INSERT INTO sessions (provider, session_id, amount, currency, next_check_at) \
+           VALUES ('moflay', 'pay_order5', '42.00', 'KES', '2999-01-01T00:00:00.000Z'); \
+         INSERT INTO sessions (provider, session_id, provider_ref) \
+           VALUES ('moflay', 'pay_taken', 'trxn_other'); \
+         INSERT INTO unmatched_payments (provider, payment_id, amount, currency, provider_status, \
+           first_seen_at, last_seen_at, reported_at) VALUES ('moflay', 'trxn_found3', '42.00', 'KES', \
+           'completed', '2026-12-01T10:00:00.000Z', '2026-12-01T10:05:00.000Z', '2026-12-01T10:05:00.000Z')",
+    )
+    .unwrap();
+    let id = one(&l, "SELECT id FROM unmatched_payments");
+    let by_hand = |session: &str| {
+        cmd(
+            &env,
+            &[
+                "unmatched",
+                "match",
+                &id,
+                "--session",
+                session,
+                "--by",
+                "alice",
+                "--reason",
+                "order 5, paid by M-Pesa",
+            ],
+        )
+    };
+    for (session, refusal) in [
+        ("pay_nobody", "no moflay session"),
+        ("pay_taken", "holds another payment (trxn_other)"),
+    ] {
+        let o = output(by_hand(session)).await;
+        assert_eq!(o.status.code(), Some(2), "{:?}", text(&o));
+        assert!(text(&o).1.contains(refusal), "{:?}", text(&o));
+    }
+    let o = output(by_hand("pay_order5")).await;
+    assert!(o.status.success(), "{:?}", text(&o));
+    assert_eq!(
+        count(
+            &l,
+            "SELECT count(*) FROM sessions WHERE session_id = 'pay_order5' \
+             AND provider_ref = 'trxn_found3' AND next_check_at < '2999'"
+        ),
+        1
+    );
+    assert_eq!(
+        count(
+            &l,
+            "SELECT count(*) FROM events WHERE type = 'payment.matched'"
+        ),
+        1
+    );
+    assert_eq!(
+        one(
+            &l,
+            "SELECT actor || ': ' || detail FROM audit_log WHERE action = 'match'"
+        ),
+        "alice: to pay_order5: order 5, paid by M-Pesa"
+    );
+    let again = output(by_hand("pay_order5")).await;
+    assert_eq!(again.status.code(), Some(2));
+    assert!(
+        text(&again).1.contains("already matched"),
+        "{:?}",
+        text(&again)
+    );
+}
+
 crate::on_both_engines!(
     vesicash_lists_are_read_page_by_page,
     a_ledger_all_in_reach_reports_without_a_lookup,
     listed_payments_are_answers_tied_only_by_an_id_the_ledger_holds,
     a_payment_no_session_holds_is_reported_matched_or_dismissed,
+    a_person_matches_an_unmatched_payment_by_hand,
 );
 
 /// The list page of docs.moflay.com served verbatim (one completed payment of 1000 minor units
