@@ -665,47 +665,22 @@ async fn review(
         Ok(l) => l,
         Err(r) => return r,
     };
-    let Ok(Query(q)) = q else {
-        return page_error(StatusCode::BAD_REQUEST, "The filter could not be read.");
+    let (shown, parsed) = match parse_queue(q, "/review") {
+        Ok(p) => p,
+        Err(r) => return r,
     };
-    let nonempty = |v: Option<String>| v.map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
-    let shown = pages::QueueFilter {
-        provider: nonempty(q.provider),
-        min_amount: nonempty(q.min_amount),
-        older_than: nonempty(q.older_than),
-        by_amount: q.sort.as_deref() == Some("amount"),
-    };
-    let min_amount = match &shown.min_amount {
-        None => None,
-        Some(a) => match a.parse::<rust_decimal::Decimal>() {
-            Ok(d) => Some(d),
-            Err(_) => {
-                return page_error(
-                    StatusCode::BAD_REQUEST,
-                    "The amount is not a decimal number.",
-                );
-            }
-        },
-    };
-    let before = match &shown.older_than {
-        None => None,
-        Some(t) => match humantime::parse_duration(t) {
-            Ok(d) => Some(clock::sub(clock::now(), d)),
-            Err(_) => {
-                return page_error(
-                    StatusCode::BAD_REQUEST,
-                    "The age is not a duration such as 2h or 3d.",
-                );
-            }
-        },
-    };
+    let Parsed {
+        min_amount,
+        before,
+        page,
+        ..
+    } = parsed;
     let filter = crate::ledger::ReviewFilter {
         provider: shown.provider.clone(),
         min_amount,
         before,
         by_amount: shown.by_amount,
     };
-    let page = q.page.unwrap_or(0).min(100_000);
     let ledger = st.ledger.clone();
     match ledger
         .call(move |l| l.review_queue(&filter, PAGE, page * PAGE))
@@ -726,6 +701,171 @@ async fn review(
     }
 }
 
+/// A queue's filter as read from the query: what the form shows, and what it means.
+struct Parsed {
+    provider: Option<String>,
+    min_amount: Option<rust_decimal::Decimal>,
+    /// Only what has waited since before this.
+    before: Option<clock::Timestamp>,
+    by_amount: bool,
+    page: u32,
+}
+
+/// Reads a queue page's filter (`provider`, `min_amount`, `older_than`, `sort`, `page`); a
+/// value that cannot be read is a 400 naming it.
+fn parse_queue(
+    q: Result<Query<QueueQuery>, axum::extract::rejection::QueryRejection>,
+    path: &'static str,
+) -> Result<(pages::QueueFilter, Parsed), Response> {
+    let Ok(Query(q)) = q else {
+        return Err(page_error(
+            StatusCode::BAD_REQUEST,
+            "The filter could not be read.",
+        ));
+    };
+    let nonempty = |v: Option<String>| v.map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+    let shown = pages::QueueFilter {
+        path,
+        provider: nonempty(q.provider),
+        min_amount: nonempty(q.min_amount),
+        older_than: nonempty(q.older_than),
+        by_amount: q.sort.as_deref() == Some("amount"),
+    };
+    let min_amount = match &shown.min_amount {
+        None => None,
+        Some(a) => Some(a.parse::<rust_decimal::Decimal>().map_err(|_| {
+            page_error(
+                StatusCode::BAD_REQUEST,
+                "The amount is not a decimal number.",
+            )
+        })?),
+    };
+    let before = match &shown.older_than {
+        None => None,
+        Some(t) => Some(clock::sub(
+            clock::now(),
+            humantime::parse_duration(t).map_err(|_| {
+                page_error(
+                    StatusCode::BAD_REQUEST,
+                    "The age is not a duration such as 2h or 3d.",
+                )
+            })?,
+        )),
+    };
+    let parsed = Parsed {
+        provider: shown.provider.clone(),
+        min_amount,
+        before,
+        by_amount: shown.by_amount,
+        page: q.page.unwrap_or(0).min(100_000),
+    };
+    Ok((shown, parsed))
+}
+
+/// The most rows of a queue other than REVIEW that its page filters and orders: the newest
+/// this many (those queues are short when payrecon is healthy; REVIEW is filtered in SQL).
+const QUEUE_WINDOW: u32 = 5_000;
+
+/// What a queue filters and orders one of its rows by.
+struct QueueKey {
+    provider: String,
+    /// Since when it has waited (`None`: not known).
+    since: Option<clock::Timestamp>,
+    amount: Option<rust_decimal::Decimal>,
+}
+
+/// One page of `rows` under filter `f` — the provider's, amount at least, waiting since before
+/// — longest waiting first or largest amount first, each with whether it is severe and how
+/// long it has waited; and whether a next page follows.
+fn work_queue<T>(
+    rows: Vec<T>,
+    key: impl Fn(&T) -> QueueKey,
+    f: &Parsed,
+    (severe_amount, severe_after): (rust_decimal::Decimal, Duration),
+) -> (Vec<pages::Queued<T>>, bool) {
+    let now = clock::now();
+    let mut kept: Vec<(T, Option<clock::Timestamp>, Option<rust_decimal::Decimal>)> = rows
+        .into_iter()
+        .filter_map(|r| {
+            let k = key(&r);
+            let keep = f.provider.as_deref().is_none_or(|p| p == k.provider)
+                && f.min_amount
+                    .is_none_or(|m| k.amount.is_some_and(|a| a >= m))
+                && f.before.is_none_or(|b| k.since.is_some_and(|s| s <= b));
+            let (since, amount) = (k.since, k.amount);
+            keep.then_some((r, since, amount))
+        })
+        .collect();
+    if f.by_amount {
+        kept.sort_by(|a, b| b.2.cmp(&a.2));
+    } else {
+        // Oldest first; what has no known time last.
+        kept.sort_by_key(|(_, since, _)| (since.is_none(), *since));
+    }
+    let skip = (f.page * PAGE) as usize;
+    let more = kept.len() > skip + PAGE as usize;
+    let page = kept
+        .into_iter()
+        .skip(skip)
+        .take(PAGE as usize)
+        .map(|(row, since, amount)| pages::Queued {
+            severe: amount.is_some_and(|a| a >= severe_amount)
+                || since.is_some_and(|t| (now - t).to_std().is_ok_and(|w| w > severe_after)),
+            waiting: since.map(|t| pages::age(t, now)),
+            row,
+        })
+        .collect();
+    (page, more)
+}
+
+/// A queue page other than REVIEW: its newest [`QUEUE_WINDOW`] rows read, then filtered,
+/// ordered and paged by [`work_queue`].
+async fn queue_page<T: Send + 'static>(
+    st: &Console,
+    headers: &HeaderMap,
+    q: Result<Query<QueueQuery>, axum::extract::rejection::QueryRejection>,
+    path: &'static str,
+    read: impl FnOnce(&Ledger) -> Result<Vec<T>, crate::ledger::Error> + Send + 'static,
+    key: impl Fn(&T) -> QueueKey,
+    render: impl FnOnce(&pages::Nav<'_>, &pages::Worked<'_, T>) -> maud::Markup,
+) -> Response {
+    let (_, login) = match st.require(headers) {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    let (shown, parsed) = match parse_queue(q, path) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let rows = match st.ledger.call(read).await {
+        Ok(rows) => rows,
+        Err(e) => return ledger_error(&e),
+    };
+    let (rows, more) = work_queue(
+        rows,
+        key,
+        &parsed,
+        (st.console.severe_amount, st.console.severe_after),
+    );
+    let worked = pages::Worked {
+        rows: &rows,
+        filter: &shown,
+        page: parsed.page,
+        more,
+    };
+    html(StatusCode::OK, render(&login.nav(), &worked))
+}
+
+/// An event's place in a queue: its payload's provider and amount, and `since`.
+fn event_key(e: &crate::ledger::Event, since: Option<&str>) -> QueueKey {
+    let v: serde_json::Value = serde_json::from_str(&e.payload).unwrap_or_default();
+    QueueKey {
+        provider: v["data"]["provider"].as_str().unwrap_or("").to_string(),
+        since: since.and_then(clock::parse),
+        amount: v["data"]["amount"].as_str().and_then(|a| a.parse().ok()),
+    }
+}
+
 /// A page that only reads: logged in, what `read` reads from the ledger, rendered.
 async fn read_page<T: Send + 'static>(
     st: &Console,
@@ -743,22 +883,40 @@ async fn read_page<T: Send + 'static>(
     }
 }
 
-async fn anomalies(State(st): State<Arc<Console>>, headers: HeaderMap) -> Response {
-    read_page(
+async fn anomalies(
+    State(st): State<Arc<Console>>,
+    headers: HeaderMap,
+    q: Result<Query<QueueQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    queue_page(
         &st,
         &headers,
-        |l| l.list_events(crate::ledger::EventFilter::Anomalies, 200),
-        |nav, events: &Vec<_>| pages::anomalies(nav, events),
+        q,
+        "/anomalies",
+        |l| l.list_events(crate::ledger::EventFilter::Anomalies, QUEUE_WINDOW),
+        |(_, e)| event_key(e, Some(&e.created_at)),
+        pages::anomalies,
     )
     .await
 }
 
-async fn unmatched(State(st): State<Arc<Console>>, headers: HeaderMap) -> Response {
-    read_page(
+async fn unmatched(
+    State(st): State<Arc<Console>>,
+    headers: HeaderMap,
+    q: Result<Query<QueueQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    queue_page(
         &st,
         &headers,
-        |l| l.unmatched(crate::ledger::UnmatchedFilter::All, 200),
-        |nav, rows| pages::unmatched(nav, rows),
+        q,
+        "/unmatched",
+        |l| l.unmatched(crate::ledger::UnmatchedFilter::All, QUEUE_WINDOW),
+        |u| QueueKey {
+            provider: u.provider.clone(),
+            since: clock::parse(u.reported_at.as_deref().unwrap_or(&u.first_seen_at)),
+            amount: u.amount.as_deref().and_then(|a| a.parse().ok()),
+        },
+        pages::unmatched,
     )
     .await
 }
@@ -862,12 +1020,19 @@ async fn match_by_hand(
     }
 }
 
-async fn dead_events(State(st): State<Arc<Console>>, headers: HeaderMap) -> Response {
-    read_page(
+async fn dead_events(
+    State(st): State<Arc<Console>>,
+    headers: HeaderMap,
+    q: Result<Query<QueueQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    queue_page(
         &st,
         &headers,
-        |l| l.list_events(crate::ledger::EventFilter::Dead, 200),
-        |nav, events| pages::dead_events(nav, events),
+        q,
+        "/events/dead",
+        |l| l.list_events(crate::ledger::EventFilter::Dead, QUEUE_WINDOW),
+        |(_, e)| event_key(e, e.dead_at.as_deref()),
+        pages::dead_events,
     )
     .await
 }
@@ -899,12 +1064,24 @@ async fn replay(
     }
 }
 
-async fn unreadable(State(st): State<Arc<Console>>, headers: HeaderMap) -> Response {
-    read_page(
+async fn unreadable(
+    State(st): State<Arc<Console>>,
+    headers: HeaderMap,
+    q: Result<Query<QueueQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    // An unreadable row's time and amount are what could not be read: by provider only.
+    queue_page(
         &st,
         &headers,
-        |l| l.unreadable_rows(200),
-        |nav, rows| pages::unreadable(nav, rows),
+        q,
+        "/unreadable",
+        |l| l.unreadable_rows(QUEUE_WINDOW),
+        |u| QueueKey {
+            provider: u.provider.clone(),
+            since: None,
+            amount: None,
+        },
+        pages::unreadable,
     )
     .await
 }

@@ -217,7 +217,7 @@ pub fn overview(nav: &Nav<'_>, st: &Stats, problems: &[String], recent: &Recent)
 }
 
 /// How long ago, in words a person reads at a glance.
-fn age(since: Timestamp, now: Timestamp) -> String {
+pub fn age(since: Timestamp, now: Timestamp) -> String {
     let secs = (now - since).num_seconds().max(0);
     match secs {
         s if s < 120 => format!("{s} s"),
@@ -230,6 +230,8 @@ fn age(since: Timestamp, now: Timestamp) -> String {
 /// The REVIEW queue's filters as the person wrote them.
 #[derive(Debug, Clone, Default)]
 pub struct QueueFilter {
+    /// The queue's page.
+    pub path: &'static str,
     pub provider: Option<String>,
     pub min_amount: Option<String>,
     pub older_than: Option<String>,
@@ -250,8 +252,61 @@ impl QueueFilter {
             .into_iter()
             .filter_map(|(k, v)| v.map(|v| format!("{k}={}", path_segment(&v))))
             .collect();
-        format!("/review?{}", query.join("&"))
+        format!("{}?{}", self.path, query.join("&"))
     }
+
+    fn narrowed(&self) -> bool {
+        self.provider.is_some() || self.min_amount.is_some() || self.older_than.is_some()
+    }
+}
+
+/// A row of a queue with whether it is severe and how long it has waited.
+pub struct Queued<T> {
+    pub row: T,
+    pub severe: bool,
+    pub waiting: Option<String>,
+}
+
+/// One page of a queue other than REVIEW, worked (filtered, ordered, paged).
+pub struct Worked<'a, T> {
+    pub rows: &'a [Queued<T>],
+    pub filter: &'a QueueFilter,
+    pub page: u32,
+    /// Whether a next page follows.
+    pub more: bool,
+}
+
+/// A queue's filter form. With htmx, the filtered queue replaces this one in place and the
+/// address follows; without, it is a plain GET.
+fn filter_form(f: &QueueFilter, waiting: &str) -> Markup {
+    html! {
+        form.filter method="get" action=(f.path) hx-get=(f.path) hx-select="main" hx-target="main" hx-swap="outerHTML" hx-push-url="true" {
+            label { "Provider" input name="provider" value=(f.provider.as_deref().unwrap_or("")); }
+            label { "Amount at least" input name="min_amount" inputmode="decimal" value=(f.min_amount.as_deref().unwrap_or("")); }
+            label { (waiting) " longer than" input name="older_than" placeholder="2h" value=(f.older_than.as_deref().unwrap_or("")); }
+            label { "Order"
+                select name="sort" {
+                    option value="age" selected[!f.by_amount] { "longest waiting" }
+                    option value="amount" selected[f.by_amount] { "largest amount" }
+                }
+            }
+            button type="submit" { "Filter" }
+        }
+    }
+}
+
+fn pager(f: &QueueFilter, page: u32, more: bool) -> Markup {
+    html! {
+        nav.pages {
+            @if page > 0 { a href=(f.link(page - 1, f.by_amount)) { "← previous" } }
+            @if more { a href=(f.link(page + 1, f.by_amount)) { "next →" } }
+        }
+    }
+}
+
+/// The severity cell of a queue's row.
+fn severity(severe: bool) -> Markup {
+    html! { td { @if severe { strong.severity { "severe" } } } }
 }
 
 pub fn review(
@@ -273,21 +328,9 @@ pub fn review(
         html! {
             p { "Paid-but-different sessions and answers payrecon cannot act on: a person decides. "
                 "Severe: " (severe_amount) " or more, or waiting over " (humantime::format_duration(severe_after)) "." }
-            // With htmx: the filtered queue replaces this one in place, and the address follows.
-            form.filter method="get" action="/review" hx-get="/review" hx-select="main" hx-target="main" hx-swap="outerHTML" hx-push-url="true" {
-                label { "Provider" input name="provider" value=(f.provider.as_deref().unwrap_or("")); }
-                label { "Amount at least" input name="min_amount" inputmode="decimal" value=(f.min_amount.as_deref().unwrap_or("")); }
-                label { "Waiting longer than" input name="older_than" placeholder="2h" value=(f.older_than.as_deref().unwrap_or("")); }
-                label { "Order"
-                    select name="sort" {
-                        option value="age" selected[!f.by_amount] { "longest waiting" }
-                        option value="amount" selected[f.by_amount] { "largest amount" }
-                    }
-                }
-                button type="submit" { "Filter" }
-            }
+            (filter_form(f, "Waiting"))
             @if items.is_empty() {
-                p { "Nothing waits in REVIEW" @if f.provider.is_some() || f.min_amount.is_some() || f.older_than.is_some() { " that matches" } "." }
+                p { "Nothing waits in REVIEW" @if f.narrowed() { " that matches" } "." }
             } @else {
                 table {
                     thead { tr {
@@ -312,10 +355,7 @@ pub fn review(
                     }
                 }
             }
-            nav.pages {
-                @if page > 0 { a href=(f.link(page - 1, f.by_amount)) { "← previous" } }
-                @if items.len() as u32 == page_size { a href=(f.link(page + 1, f.by_amount)) { "next →" } }
-            }
+            (pager(f, page, items.len() as u32 == page_size))
         },
     )
 }
@@ -523,43 +563,51 @@ fn event_subject(e: &Event, id: &str) -> Markup {
     }
 }
 
-pub fn anomalies(nav: &Nav<'_>, events: &[(String, Event)]) -> Markup {
+pub fn anomalies(nav: &Nav<'_>, w: &Worked<'_, (String, Event)>) -> Markup {
     layout(
         "Anomalies",
         Some(nav),
         html! {
             p { "A provider's later answer contradicts a session already closed (a payment after EXPIRED, say). No state changed: a person looks." }
-            @if events.is_empty() { p { "No anomaly." } } @else {
+            (filter_form(w.filter, "Seen"))
+            @if w.rows.is_empty() { p { "No anomaly" @if w.filter.narrowed() { " that matches" } "." } } @else {
                 table {
-                    thead { tr { th { "at" } th { "session" } th { "what the provider now says" } } }
+                    thead { tr { th {} th { "at" } th { "session" } th { "what the provider now says" } th { "for" } } }
                     tbody {
-                        @for (id, e) in events {
+                        @for q in w.rows {
+                            @let (id, e) = &q.row;
                             @let v: serde_json::Value = serde_json::from_str(&e.payload).unwrap_or_default();
-                            tr {
+                            tr class=[q.severe.then_some("severe")] {
+                                (severity(q.severe))
                                 td { (e.created_at) }
                                 td { (event_subject(e, id)) }
                                 td { (v["data"]["status"].as_str().unwrap_or("")) " → " (v["data"]["provider_says"].as_str().unwrap_or("")) ": " (v["data"]["reason"].as_str().unwrap_or("")) }
+                                td { (q.waiting.as_deref().unwrap_or("")) }
                             }
                         }
                     }
                 }
             }
+            (pager(w.filter, w.page, w.more))
         },
     )
 }
 
-pub fn unmatched(nav: &Nav<'_>, rows: &[Unmatched]) -> Markup {
+pub fn unmatched(nav: &Nav<'_>, w: &Worked<'_, Unmatched>) -> Markup {
     layout(
         "Unmatched payments",
         Some(nav),
         html! {
             p { "Payments a provider lists as paid that no session holds. Create the order or refund the customer, then dismiss with why; or match it to the session it paid for (the provider's answer then decides that session). One a session comes to hold is matched by itself." }
-            @if rows.is_empty() { p { "None." } } @else {
+            (filter_form(w.filter, "Open"))
+            @if w.rows.is_empty() { p { "None" @if w.filter.narrowed() { " that matches" } "." } } @else {
                 table {
-                    thead { tr { th { "provider" } th { "payment" } th { "other id" } th.num { "amount" } th { "receipt" } th { "state" } th {} } }
+                    thead { tr { th {} th { "provider" } th { "payment" } th { "other id" } th.num { "amount" } th { "receipt" } th { "state" } th { "for" } th {} } }
                     tbody {
-                        @for u in rows {
-                            tr {
+                        @for q in w.rows {
+                            @let u = &q.row;
+                            tr class=[(q.severe && u.is_open()).then_some("severe")] {
+                                (severity(q.severe && u.is_open()))
                                 td { (u.provider) } td { (u.payment_id) } td { (u.other_id.as_deref().unwrap_or("—")) }
                                 td.num { (u.amount.as_deref().unwrap_or("—")) " " (u.currency.as_deref().unwrap_or("")) }
                                 td { (u.receipt.as_deref().unwrap_or("—")) }
@@ -569,6 +617,7 @@ pub fn unmatched(nav: &Nav<'_>, rows: &[Unmatched]) -> Markup {
                                     @else if u.reported_at.is_some() { strong { "open" } " since " (u.reported_at.as_deref().unwrap_or("")) }
                                     @else { "within its grace window" }
                                 }
+                                td { @if u.is_open() { (q.waiting.as_deref().unwrap_or("")) } }
                                 td {
                                     @if u.is_open() && nav.role == Role::Resolver {
                                         form method="post" action=(format!("/unmatched/{}/dismiss", u.id)) {
@@ -589,24 +638,29 @@ pub fn unmatched(nav: &Nav<'_>, rows: &[Unmatched]) -> Markup {
                     }
                 }
             }
+            (pager(w.filter, w.page, w.more))
         },
     )
 }
 
-pub fn dead_events(nav: &Nav<'_>, events: &[(String, Event)]) -> Markup {
+pub fn dead_events(nav: &Nav<'_>, w: &Worked<'_, (String, Event)>) -> Markup {
     layout(
         "Dead events",
         Some(nav),
         html! {
             p { "Events the webhook receiver never took after every attempt. Fix the receiver, then put them back in line." }
-            @if events.is_empty() { p { "No dead event." } } @else {
+            (filter_form(w.filter, "Dead"))
+            @if w.rows.is_empty() { p { "No dead event" @if w.filter.narrowed() { " that matches" } "." } } @else {
                 table {
-                    thead { tr { th { "event" } th { "type" } th { "about" } th.num { "attempts" } th { "last error" } th {} } }
+                    thead { tr { th {} th { "event" } th { "type" } th { "about" } th.num { "attempts" } th { "last error" } th { "dead for" } th {} } }
                     tbody {
-                        @for (id, e) in events {
-                            tr {
+                        @for q in w.rows {
+                            @let (id, e) = &q.row;
+                            tr class=[q.severe.then_some("severe")] {
+                                (severity(q.severe))
                                 td { (e.id) } td { (e.kind) } td { (event_subject(e, id)) }
                                 td.num { (e.attempts) } td { (e.last_error.as_deref().unwrap_or("")) }
+                                td { (q.waiting.as_deref().unwrap_or("")) }
                                 td {
                                     @if nav.role == Role::Resolver {
                                         form method="post" action=(format!("/events/{}/replay", path_segment(&e.id))) {
@@ -620,26 +674,30 @@ pub fn dead_events(nav: &Nav<'_>, events: &[(String, Event)]) -> Markup {
                     }
                 }
             }
+            (pager(w.filter, w.page, w.more))
         },
     )
 }
 
-pub fn unreadable(nav: &Nav<'_>, rows: &[Unreadable]) -> Markup {
+pub fn unreadable(nav: &Nav<'_>, w: &Worked<'_, Unreadable>) -> Markup {
     layout(
         "Unreadable rows",
         Some(nav),
         html! {
             p { "Rows of sessions payrecon cannot read (a value of the wrong type, a time or amount it cannot read). They are set aside, never checked: fix or delete them with SQL." }
-            @if rows.is_empty() { p { "None." } } @else {
+            (filter_form(w.filter, "Set aside"))
+            @if w.rows.is_empty() { p { "None" @if w.filter.narrowed() { " that matches" } "." } } @else {
                 table {
                     thead { tr { th.num { "row id" } th { "provider" } th { "why" } } }
                     tbody {
-                        @for u in rows {
+                        @for q in w.rows {
+                            @let u = &q.row;
                             tr { td.num { (u.rowid) } td { (u.provider) } td { (u.error) } }
                         }
                     }
                 }
             }
+            (pager(w.filter, w.page, w.more))
         },
     )
 }

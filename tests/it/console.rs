@@ -392,6 +392,40 @@ async fn every_queue_is_worked_and_named() {
         "{page}"
     );
 
+    // Every queue filters by provider, age and amount, and marks what is severe (here: dead
+    // since 2026-12-01, past `severe_after`'s 24 h).
+    for (path, shown) in [
+        ("/unmatched?provider=moflay", true),
+        ("/unmatched?provider=mopay", false),
+        ("/unmatched?min_amount=42", true),
+        ("/unmatched?min_amount=42.01", false),
+        ("/events/dead?older_than=1d", true),
+        ("/events/dead?provider=moflay", false),
+        ("/anomalies?provider=mopay&older_than=2d", true),
+        ("/anomalies?min_amount=1", false),
+        ("/unreadable?provider=mopay", true),
+        ("/unreadable?provider=little", false),
+    ] {
+        let (code, _, page) = get(&console, path, Some(&victor)).await;
+        assert_eq!(code, 200, "{path}");
+        let listed = [
+            "trxn_lost9",
+            "evt_dead1",
+            "late payment",
+            "unreadable row: amount 1e400",
+        ]
+        .iter()
+        .any(|what| page.contains(what));
+        assert_eq!(listed, shown, "{path}: {page}");
+    }
+    let (_, _, page) = get(&console, "/events/dead", Some(&victor)).await;
+    assert!(
+        page.contains("<strong class=\"severity\">severe</strong>"),
+        "{page}"
+    );
+    let (code, _, _) = get(&console, "/anomalies?older_than=soon", Some(&victor)).await;
+    assert_eq!(code, 400);
+
     let (_, _, page) = get(&console, "/unmatched", Some(&alice)).await;
     let csrf = csrf_of(&page);
     let id = one(&l, "SELECT id FROM unmatched_payments");
