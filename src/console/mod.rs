@@ -797,7 +797,7 @@ fn work_queue<T>(
         })
         .collect();
     if f.by_amount {
-        kept.sort_by(|a, b| b.2.cmp(&a.2));
+        kept.sort_by_key(|k| std::cmp::Reverse(k.2));
     } else {
         // Oldest first; what has no known time last.
         kept.sort_by_key(|(_, since, _)| (since.is_none(), *since));
