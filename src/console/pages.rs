@@ -163,10 +163,18 @@ pub fn overview(nav: &Nav<'_>, st: &Stats, problems: &[String], recent: &Recent)
             }
             h2 { "Sessions by provider and status" }
             table {
-                thead { tr { th { "provider" } th { "status" } th.num { "sessions" } } }
+                thead { tr { th { "provider" } th { "status" } th.num { "sessions" } th.num { "amounts, per currency" } } }
                 tbody {
                     @for (provider, status, n) in &st.sessions {
-                        tr { td { (provider) } td { (status) } td.num { (n) } }
+                        tr {
+                            td { (provider) } td { (status) } td.num { (n) }
+                            td.num {
+                                @for (i, (_, _, currency, _, sum)) in st.sums.iter().filter(|r| &r.0 == provider && &r.1 == status).enumerate() {
+                                    @if i > 0 { br; }
+                                    (sum) " " (currency)
+                                }
+                            }
+                        }
                     }
                 }
             }

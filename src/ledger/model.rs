@@ -806,6 +806,9 @@ pub struct Stats {
     pub events_total: i64,
     /// `(currency, count, sum)` of COMPLETED sessions, summed as decimals.
     pub completed: Vec<(String, u64, Decimal)>,
+    /// `(provider, status, currency, count, sum)` of every session with an amount, summed as
+    /// decimals, in that order.
+    pub sums: Vec<(String, String, String, u64, Decimal)>,
     pub providers: Vec<ProviderState>,
     /// EXPIRED sessions still waiting for their late check.
     pub late_checks_waiting: i64,

@@ -23,26 +23,47 @@ impl From<DbError> for ExportStep {
 /// through floats).
 pub(super) fn sum_completed(
     tx: &mut Tx<'_>,
-) -> Result<Vec<(String, u64, rust_decimal::Decimal)>, DbError> {
-    let mut completed: Vec<(String, u64, rust_decimal::Decimal)> = Vec::new();
+) -> Result<Vec<(String, String, String, u64, rust_decimal::Decimal)>, DbError> {
+    // One pass over every session, summed here as exact decimals (no ORDER BY: a sort of the
+    // whole ledger cost more than the sums).
+    let mut sums: std::collections::BTreeMap<
+        (String, String, String),
+        (u64, rust_decimal::Decimal),
+    > = Default::default();
     tx.each(
-        "SELECT coalesce(currency, ''), amount FROM sessions WHERE status = 'COMPLETED' ORDER BY 1",
+        "SELECT provider, status, coalesce(currency, ''), amount FROM sessions WHERE amount IS NOT NULL",
         &[],
         |r| {
-            let currency: String = r.get(0)?;
-            let amount: Option<String> = r.get(1)?;
-            let amount = amount.and_then(|a| a.parse().ok()).unwrap_or_default();
-            match completed.last_mut() {
-                Some((c, n, sum)) if *c == currency => {
-                    *n += 1;
-                    *sum += amount;
-                }
-                _ => completed.push((currency, 1, amount)),
-            }
+            let provider = r.get::<AnyText>(0)?.0.unwrap_or_default();
+            let key = (provider.escape_debug().to_string(), r.get(1)?, r.get(2)?);
+            let amount: Option<String> = r.get::<AnyText>(3)?.0;
+            let amount: rust_decimal::Decimal =
+                amount.and_then(|a| a.parse().ok()).unwrap_or_default();
+            let e = sums.entry(key).or_default();
+            e.0 += 1;
+            e.1 += amount;
             Ok::<_, DbError>(())
         },
     )?;
-    Ok(completed)
+    Ok(sums
+        .into_iter()
+        .map(|((p, s, c), (n, sum))| (p, s, c, n, sum))
+        .collect())
+}
+
+/// The COMPLETED sums per currency, from [`sum_completed`]'s per provider and status.
+fn completed_by_currency(
+    sums: &[(String, String, String, u64, rust_decimal::Decimal)],
+) -> Vec<(String, u64, rust_decimal::Decimal)> {
+    let mut by: std::collections::BTreeMap<&str, (u64, rust_decimal::Decimal)> = Default::default();
+    for (_, _, currency, n, sum) in sums.iter().filter(|r| r.1 == "COMPLETED") {
+        let e = by.entry(currency).or_default();
+        e.0 += n;
+        e.1 += sum;
+    }
+    by.into_iter()
+        .map(|(c, (n, sum))| (c.to_string(), n, sum))
+        .collect()
 }
 
 /// An export failed reading the ledger or writing the output.
@@ -289,7 +310,8 @@ impl Ledger {
                 &[],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )?;
-            let completed = sum_completed(tx)?;
+            let sums = sum_completed(tx)?;
+            let completed = completed_by_currency(&sums);
             let (late_checks_waiting, anomalies, unmatched_open) = tx.query_one(
                 "SELECT (SELECT count(*) FROM sessions WHERE late_check_at IS NOT NULL AND status <> 'PENDING'), \
                         (SELECT count(*) FROM events WHERE type = 'session.anomaly'), \
@@ -305,6 +327,7 @@ impl Ledger {
                 events_dead,
                 events_total,
                 completed,
+                sums,
                 providers,
                 late_checks_waiting,
                 anomalies,

@@ -628,6 +628,11 @@ async fn the_queue_filters_and_a_resolver_asks_the_provider_now(engine: crate::s
     // status calls (three by the pass, one asked now); one resolution (REVIEW is none).
     let (_, _, page) = get(&console, "/", Some(&alice)).await;
     assert_eq!(page.matches("<svg class=\"chart\"").count(), 2, "{page}");
+    // Sums per currency beside each provider and status: 5.00 + 5000.00 + 300.00 in REVIEW.
+    assert!(
+        page.contains("<td>mopay</td><td>REVIEW</td><td class=\"num\">3</td><td class=\"num\">5305.00 LSL</td>"),
+        "{page}"
+    );
     assert!(
         page.contains(
             "<tr><td>mopay</td><td>off</td><td class=\"num\">4</td><td>no limit</td></tr>"
