@@ -169,9 +169,9 @@ pub fn overview(nav: &Nav<'_>, st: &Stats, problems: &[String], recent: &Recent)
                         tr {
                             td { (provider) } td { (status) } td.num { (n) }
                             td.num {
-                                @for (i, (_, _, currency, _, sum)) in st.sums.iter().filter(|r| &r.0 == provider && &r.1 == status).enumerate() {
+                                @for (i, sum) in st.sums.iter().filter(|r| &r.provider == provider && &r.status == status).enumerate() {
                                     @if i > 0 { br; }
-                                    (sum) " " (currency)
+                                    (sum.sum) " " (sum.currency)
                                 }
                             }
                         }

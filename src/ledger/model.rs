@@ -806,9 +806,9 @@ pub struct Stats {
     pub events_total: i64,
     /// `(currency, count, sum)` of COMPLETED sessions, summed as decimals.
     pub completed: Vec<(String, u64, Decimal)>,
-    /// `(provider, status, currency, count, sum)` of every session with an amount, summed as
-    /// decimals, in that order.
-    pub sums: Vec<(String, String, String, u64, Decimal)>,
+    /// Every session with an amount, counted and summed as decimals per provider, status and
+    /// currency, in that order.
+    pub sums: Vec<StatusSum>,
     pub providers: Vec<ProviderState>,
     /// EXPIRED sessions still waiting for their late check.
     pub late_checks_waiting: i64,
@@ -822,6 +822,16 @@ pub struct Stats {
     /// The ledger's clock: PostgreSQL's `now()`, or on SQLite when the newest transition was
     /// recorded (by any process); `None` on an empty SQLite ledger.
     pub ledger_clock: Option<crate::clock::Timestamp>,
+}
+
+/// The sessions of one provider, status and currency: how many, and their amounts' sum.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusSum {
+    pub provider: String,
+    pub status: String,
+    pub currency: String,
+    pub count: u64,
+    pub sum: Decimal,
 }
 
 /// Filter for `list`.

@@ -19,11 +19,9 @@ impl From<DbError> for ExportStep {
     }
 }
 
-/// COMPLETED sessions counted and summed per currency, as decimals (SQLite's `sum()` would go
-/// through floats).
-pub(super) fn sum_completed(
-    tx: &mut Tx<'_>,
-) -> Result<Vec<(String, String, String, u64, rust_decimal::Decimal)>, DbError> {
+/// Sessions counted and summed per provider, status and currency, as decimals (SQLite's `sum()`
+/// would go through floats).
+pub(super) fn sum_by_status(tx: &mut Tx<'_>) -> Result<Vec<StatusSum>, DbError> {
     // One pass over every session, summed here as exact decimals (no ORDER BY: a sort of the
     // whole ledger cost more than the sums).
     let mut sums: std::collections::BTreeMap<
@@ -47,19 +45,23 @@ pub(super) fn sum_completed(
     )?;
     Ok(sums
         .into_iter()
-        .map(|((p, s, c), (n, sum))| (p, s, c, n, sum))
+        .map(|((provider, status, currency), (count, sum))| StatusSum {
+            provider,
+            status,
+            currency,
+            count,
+            sum,
+        })
         .collect())
 }
 
-/// The COMPLETED sums per currency, from [`sum_completed`]'s per provider and status.
-fn completed_by_currency(
-    sums: &[(String, String, String, u64, rust_decimal::Decimal)],
-) -> Vec<(String, u64, rust_decimal::Decimal)> {
+/// The COMPLETED sums per currency, from [`sum_by_status`]'s per provider and status.
+fn completed_by_currency(sums: &[StatusSum]) -> Vec<(String, u64, rust_decimal::Decimal)> {
     let mut by: std::collections::BTreeMap<&str, (u64, rust_decimal::Decimal)> = Default::default();
-    for (_, _, currency, n, sum) in sums.iter().filter(|r| r.1 == "COMPLETED") {
-        let e = by.entry(currency).or_default();
-        e.0 += n;
-        e.1 += sum;
+    for s in sums.iter().filter(|s| s.status == "COMPLETED") {
+        let e = by.entry(&s.currency).or_default();
+        e.0 += s.count;
+        e.1 += s.sum;
     }
     by.into_iter()
         .map(|(c, (n, sum))| (c.to_string(), n, sum))
@@ -310,7 +312,7 @@ impl Ledger {
                 &[],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )?;
-            let sums = sum_completed(tx)?;
+            let sums = sum_by_status(tx)?;
             let completed = completed_by_currency(&sums);
             let (late_checks_waiting, anomalies, unmatched_open) = tx.query_one(
                 "SELECT (SELECT count(*) FROM sessions WHERE late_check_at IS NOT NULL AND status <> 'PENDING'), \
