@@ -150,8 +150,13 @@ pub(super) fn show(
     out!("{}", show_session(s));
     outln!("\ntransitions:");
     for t in ledger.transitions(s.rowid)? {
+        let by = t
+            .actor
+            .as_deref()
+            .map(|a| format!(" by={}", crate::escape::shown(a)))
+            .unwrap_or_default();
         outln!(
-            "  {}  {} -> {}  source={}  {}",
+            "  {}  {} -> {}  source={}{by}  {}",
             clock::format(t.at),
             t.from,
             t.to,

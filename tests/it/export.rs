@@ -279,6 +279,11 @@ async fn decisions_name_their_maker_in_an_append_only_audit_log(engine: Engine) 
         listed.contains("alice") && listed.contains("mopay/aud1"),
         "{listed}"
     );
+    let (shown, _) = text(&run(&["show", "aud1"]).await);
+    assert!(
+        shown.contains("REVIEW -> FAILED  source=manual by=alice  refunded"),
+        "{shown}"
+    );
     for sql in [
         "UPDATE audit_log SET actor = 'mallory'",
         "DELETE FROM audit_log",
