@@ -72,6 +72,24 @@ fn fill_sql(n: u64, sessions: &str) -> String {
     )
 }
 
+/// The sessions' INSERT, from `rows` (a source of `i`), with the engine's expression `at` for
+/// a time that many seconds before session `i`'s place in the month.
+fn insert_sessions(rows: &str, at: impl Fn(&str) -> String) -> String {
+    format!(
+        "INSERT INTO sessions (id, provider, session_id, reference, amount, currency, status,
+                               created_at, next_check_at, resolved_at, transaction_id, checks, answered_checks)
+         SELECT i, 'mopay', 'MOP_' || i, 'R' || i, (i % 5000 + 1) || '.00', 'LSL',
+                CASE WHEN i % 100 < 90 THEN 'COMPLETED' WHEN i % 100 < 95 THEN 'REVIEW'
+                     WHEN i % 100 < 99 THEN 'PENDING' ELSE 'FAILED' END,
+                {created}, '2999-01-01T00:00:00.000Z',
+                CASE WHEN i % 100 < 95 OR i % 100 = 99 THEN {resolved} END,
+                CASE WHEN i % 100 < 90 THEN 'TX' || i END, 1, 1
+         FROM {rows};",
+        created = at("120"),
+        resolved = at("60"),
+    )
+}
+
 /// SQLite: sessions by a recursive count; the rule that a new session starts PENDING is dropped
 /// from this throwaway ledger (its rows are written as a finished ledger holds them).
 fn sqlite_sql(n: u64) -> String {
@@ -83,18 +101,8 @@ fn sqlite_sql(n: u64) -> String {
     };
     let sessions = format!(
         "DROP TRIGGER sessions_rules_insert;
-         WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < {n})
-         INSERT INTO sessions (id, provider, session_id, reference, amount, currency, status,
-                               created_at, next_check_at, resolved_at, transaction_id, checks, answered_checks)
-         SELECT i, 'mopay', 'MOP_' || i, 'R' || i, (i % 5000 + 1) || '.00', 'LSL',
-                CASE WHEN i % 100 < 90 THEN 'COMPLETED' WHEN i % 100 < 95 THEN 'REVIEW'
-                     WHEN i % 100 < 99 THEN 'PENDING' ELSE 'FAILED' END,
-                {created}, '2999-01-01T00:00:00.000Z',
-                CASE WHEN i % 100 < 95 OR i % 100 = 99 THEN {resolved} END,
-                CASE WHEN i % 100 < 90 THEN 'TX' || i END, 1, 1
-         FROM c;",
-        created = at("120"),
-        resolved = at("60"),
+         WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < {n}) {}",
+        insert_sessions("c", at)
     );
     fill_sql(n, &sessions)
 }
@@ -111,19 +119,10 @@ fn pg_sql(n: u64) -> String {
     };
     let sessions = format!(
         "ALTER TABLE sessions DISABLE TRIGGER USER;
-         INSERT INTO sessions (id, provider, session_id, reference, amount, currency, status,
-                               created_at, next_check_at, resolved_at, transaction_id, checks, answered_checks)
-         SELECT i, 'mopay', 'MOP_' || i, 'R' || i, (i % 5000 + 1) || '.00', 'LSL',
-                CASE WHEN i % 100 < 90 THEN 'COMPLETED' WHEN i % 100 < 95 THEN 'REVIEW'
-                     WHEN i % 100 < 99 THEN 'PENDING' ELSE 'FAILED' END,
-                {created}, '2999-01-01T00:00:00.000Z',
-                CASE WHEN i % 100 < 95 OR i % 100 = 99 THEN {resolved} END,
-                CASE WHEN i % 100 < 90 THEN 'TX' || i END, 1, 1
-         FROM generate_series(1, {n}) AS i;
+         {}
          ALTER TABLE sessions ENABLE TRIGGER USER;
          SELECT setval(pg_get_serial_sequence('sessions', 'id'), {n});",
-        created = at("120"),
-        resolved = at("60"),
+        insert_sessions(&format!("generate_series(1, {n}) AS i"), at)
     );
     fill_sql(n, &sessions)
 }

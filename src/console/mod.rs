@@ -403,6 +403,33 @@ async fn form<T: serde::de::DeserializeOwned>(body: Body) -> Result<T, Response>
         .map_err(|_| page_error(StatusCode::BAD_REQUEST, "The form could not be read."))
 }
 
+/// A form that changes something: it carries the login's CSRF token.
+trait Guarded: serde::de::DeserializeOwned {
+    fn csrf(&self) -> Option<&str>;
+}
+
+macro_rules! guarded {
+    ($($form:ident),*) => {
+        $(impl Guarded for $form {
+            fn csrf(&self) -> Option<&str> {
+                self.csrf.as_deref()
+            }
+        })*
+    };
+}
+guarded!(CsrfForm, SettleForm, ResolveForm);
+
+/// A resolver's form: read, its CSRF token the login's, the login a resolver's.
+async fn resolver_form<F: Guarded>(
+    st: &Console,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(F, Login), Response> {
+    let f: F = form(body).await?;
+    let login = st.require_resolver(headers, f.csrf())?;
+    Ok((f, login))
+}
+
 async fn login_form(State(st): State<Arc<Console>>, headers: HeaderMap) -> Response {
     if st.login_of(&headers).is_some() {
         return Redirect::to("/").into_response();
@@ -922,89 +949,86 @@ async fn unmatched(
 }
 
 #[derive(Deserialize)]
-struct ReasonForm {
+struct SettleForm {
     csrf: Option<String>,
     reason: Option<String>,
+    /// Matching: the session the payment paid for.
+    session_id: Option<String>,
 }
 
-/// A resolver closes an open unmatched payment, with a reason (named in the audit log).
+/// A resolver closes an open unmatched payment with a reason (named in the audit log).
 async fn dismiss(
     State(st): State<Arc<Console>>,
     headers: HeaderMap,
     Path(id): Path<i64>,
     body: Body,
 ) -> Response {
-    let f: ReasonForm = match form(body).await {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
-    let login = match st.require_resolver(&headers, f.csrf.as_deref()) {
-        Ok(l) => l,
-        Err(r) => return r,
-    };
-    let reason = f.reason.unwrap_or_default().trim().to_string();
-    if reason.is_empty() || reason.len() > 256 || reason.chars().any(char::is_control) {
-        return page_error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "Say why: 1 to 256 characters of plain text.",
-        );
-    }
-    let ledger = st.ledger.clone();
-    let operator = login.operator.clone();
-    // The dismissal's own refusal travels inside the ledger call's result.
-    let dismissed = ledger
-        .call(move |l| Ok(l.dismiss_unmatched(id, &operator, &reason, clock::now())))
-        .await;
-    match dismissed {
-        Ok(Ok(_)) => Redirect::to("/unmatched").into_response(),
-        Ok(Err(crate::ledger::DismissError::Ledger(e))) | Err(e) => ledger_error(&e),
-        Ok(Err(e)) => page_error(StatusCode::CONFLICT, &e.to_string()),
-    }
+    settle_by_hand(&st, &headers, id, body, false).await
 }
 
-#[derive(Deserialize)]
-struct MatchForm {
-    csrf: Option<String>,
-    session_id: Option<String>,
-    reason: Option<String>,
-}
-
-/// A resolver ties an unmatched payment to the session it belongs to (the ledger's rules,
-/// as `payrecon unmatched match`; named in the audit log).
+/// A resolver ties an unmatched payment to the session it paid for (the ledger's rules, as
+/// `payrecon unmatched match`; named in the audit log).
 async fn match_by_hand(
     State(st): State<Arc<Console>>,
     headers: HeaderMap,
     Path(id): Path<i64>,
     body: Body,
 ) -> Response {
-    let f: MatchForm = match form(body).await {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
-    let login = match st.require_resolver(&headers, f.csrf.as_deref()) {
-        Ok(l) => l,
+    settle_by_hand(&st, &headers, id, body, true).await
+}
+
+/// A person's dismissal or match of an unmatched payment: a resolver's, with a reason (and the
+/// session, to match), each 1 to 256 characters of plain text.
+async fn settle_by_hand(
+    st: &Console,
+    headers: &HeaderMap,
+    id: i64,
+    body: Body,
+    matching: bool,
+) -> Response {
+    let (f, login) = match resolver_form::<SettleForm>(&st, headers, body).await {
+        Ok(v) => v,
         Err(r) => return r,
     };
     let plain = |t: Option<String>| {
         let t = t.unwrap_or_default().trim().to_string();
         (!t.is_empty() && t.len() <= 256 && !t.chars().any(char::is_control)).then_some(t)
     };
-    let (Some(session_id), Some(reason)) = (plain(f.session_id), plain(f.reason)) else {
+    let (Some(reason), session_id) = (plain(f.reason), plain(f.session_id)) else {
         return page_error(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "Name the session and say why: 1 to 256 characters of plain text each.",
+            "Say why: 1 to 256 characters of plain text.",
         );
     };
+    let session_id = match (matching, session_id) {
+        (false, _) => None,
+        (true, Some(s)) => Some(s),
+        (true, None) => {
+            return page_error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Name the session: 1 to 256 characters of plain text.",
+            );
+        }
+    };
     let operator = login.operator.clone();
-    let matched = st
+    // The ledger's own refusal travels inside the call's result.
+    let settled = st
         .ledger
         .clone()
         .call(move |l| {
-            Ok(l.match_unmatched_by_hand(id, &session_id, &operator, &reason, clock::now()))
+            let now = clock::now();
+            Ok(match &session_id {
+                Some(s) => l
+                    .match_unmatched_by_hand(id, s, &operator, &reason, now)
+                    .map(|(_, written)| written),
+                None => l
+                    .dismiss_unmatched(id, &operator, &reason, now)
+                    .map(|_| None),
+            })
         })
         .await;
-    match matched {
-        Ok(Ok((_, written))) => {
+    match settled {
+        Ok(Ok(written)) => {
             if let Some(w) = written {
                 if st.cfg.events_log {
                     crate::events::log(&w);
@@ -1044,12 +1068,8 @@ async fn replay(
     Path(id): Path<String>,
     body: Body,
 ) -> Response {
-    let f: CsrfForm = match form(body).await {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
-    let login = match st.require_resolver(&headers, f.csrf.as_deref()) {
-        Ok(l) => l,
+    let (_, login) = match resolver_form::<CsrfForm>(&st, &headers, body).await {
+        Ok(v) => v,
         Err(r) => return r,
     };
     let ledger = st.ledger.clone();
@@ -1170,12 +1190,8 @@ async fn verify(
     Path((provider, session_id)): Path<(String, String)>,
     body: Body,
 ) -> Response {
-    let f: CsrfForm = match form(body).await {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
-    let login = match st.require_resolver(&headers, f.csrf.as_deref()) {
-        Ok(l) => l,
+    let (_, login) = match resolver_form::<CsrfForm>(&st, &headers, body).await {
+        Ok(v) => v,
         Err(r) => return r,
     };
     let verified = crate::reconcile::verify(
@@ -1227,12 +1243,8 @@ async fn resolve(
     Path((provider, session_id)): Path<(String, String)>,
     body: Body,
 ) -> Response {
-    let f: ResolveForm = match form(body).await {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
-    let login = match st.require_resolver(&headers, f.csrf.as_deref()) {
-        Ok(l) => l,
+    let (f, login) = match resolver_form::<ResolveForm>(&st, &headers, body).await {
+        Ok(v) => v,
         Err(r) => return r,
     };
     let ledger = st.ledger.clone();
