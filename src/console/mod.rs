@@ -986,7 +986,7 @@ async fn settle_by_hand(
     body: Body,
     matching: bool,
 ) -> Response {
-    let (f, login) = match resolver_form::<SettleForm>(&st, headers, body).await {
+    let (f, login) = match resolver_form::<SettleForm>(st, headers, body).await {
         Ok(v) => v,
         Err(r) => return r,
     };
