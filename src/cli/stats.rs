@@ -39,6 +39,34 @@ pub(super) fn stats(cli: &Cli) -> anyhow::Result<ExitCode> {
             crate::escape::shown_or_dash(Some(currency.as_str()).filter(|c| !c.is_empty()))
         );
     }
+    let learned = crate::reconcile::timing::learn_all(&cfg, &ledger, clock::now())?;
+    if !learned.is_empty() {
+        outln!(
+            "\nanswers, learned  answers expired    p50      p90      p95      p99  never  (last {}, half-life {})",
+            humantime::format_duration(crate::reconcile::timing::WINDOW),
+            humantime::format_duration(crate::reconcile::timing::HALF_LIFE)
+        );
+        for l in &learned {
+            let q = l.quantiles.map(crate::reconcile::timing::shown);
+            outln!(
+                "{:<17} {:>7} {:>7} {:>8} {:>8} {:>8} {:>8} {:>6}{}",
+                crate::escape::shown(&l.provider),
+                l.answers,
+                l.expired,
+                q[0],
+                q[1],
+                q[2],
+                q[3],
+                l.never
+                    .map_or("-".to_string(), |n| format!("{:.0}%", n * 100.0)),
+                if l.mostly_prior() {
+                    "  (mostly the schedule's guess)"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
     outln!("\ndue now: {}", st.due_now);
     outln!(
         "late checks waiting: {}; anomalies: {}",

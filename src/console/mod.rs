@@ -574,7 +574,10 @@ async fn overview(State(st): State<Arc<Console>>, headers: HeaderMap) -> Respons
     };
     let now = clock::now();
     let OverviewReading {
-        stats, activity, ..
+        stats,
+        activity,
+        learned,
+        ..
     } = &*reading;
     let problems = crate::admin::problems(&st.health, stats, st.ledger.is_pg(), now);
     let recent = pages::Recent {
@@ -582,6 +585,7 @@ async fn overview(State(st): State<Arc<Console>>, headers: HeaderMap) -> Respons
         truth: charts::truth_by_hour(activity, now),
         resolutions: charts::resolutions_by_hour(activity, now),
         age: age(&reading),
+        learned,
     };
     html(
         StatusCode::OK,
@@ -594,6 +598,7 @@ struct OverviewReading {
     at: Instant,
     stats: crate::ledger::Stats,
     activity: crate::ledger::Activity,
+    learned: Vec<crate::reconcile::timing::Learned>,
 }
 
 /// A reading younger than this is shown as it is. On a large ledger a reading scans every
@@ -619,14 +624,16 @@ impl Console {
         {
             return Ok(r);
         }
-        let (stats, activity) = self
+        let cfg = self.cfg.clone();
+        let (stats, activity, learned) = self
             .ledger
-            .call(|l| {
+            .call(move |l| {
                 let now = clock::now();
                 let day = Duration::from_secs(charts::HOURS as u64 * 3600);
                 Ok::<_, crate::ledger::Error>((
                     l.stats(now)?,
                     l.activity(clock::sub(now, day), now)?,
+                    crate::reconcile::timing::learn_all(&cfg, l, now)?,
                 ))
             })
             .await?;
@@ -634,6 +641,7 @@ impl Console {
             at: Instant::now(),
             stats,
             activity,
+            learned,
         });
         *self.reading.lock().unwrap_or_else(|p| p.into_inner()) = Some(r.clone());
         Ok(r)

@@ -126,15 +126,17 @@ pub struct BudgetUse {
 }
 
 /// The overview's recent activity: budget use and the two charts' figures.
-pub struct Recent {
+pub struct Recent<'a> {
     pub budgets: Vec<BudgetUse>,
     pub truth: Vec<(String, [Option<f64>; super::charts::HOURS])>,
     pub resolutions: [(u32, u32); super::charts::HOURS],
     /// How old the reading is.
     pub age: std::time::Duration,
+    /// Each provider's learned answer times.
+    pub learned: &'a [crate::reconcile::timing::Learned],
 }
 
-pub fn overview(nav: &Nav<'_>, st: &Stats, problems: &[String], recent: &Recent) -> Markup {
+pub fn overview(nav: &Nav<'_>, st: &Stats, problems: &[String], recent: &Recent<'_>) -> Markup {
     let count = |status: &str| -> i64 {
         st.sessions
             .iter()
@@ -219,6 +221,21 @@ pub fn overview(nav: &Nav<'_>, st: &Stats, problems: &[String], recent: &Recent)
             }
             h2 { "Resolutions per hour, last day" }
             (super::charts::resolutions_chart(&recent.resolutions))
+            h2 { "When answers come, learned" }
+            p.hint { "Time from a session's creation to the answer that closed it or sent it to REVIEW, from the last week's answers, each weighing half as much every 6 h of its age; until there are enough, the provider's schedule is the guess. Never: the share that expired. Shown only: checks still follow each provider's schedule." }
+            table {
+                thead { tr { th { "provider" } th.num { "answers" } th.num { "p50" } th.num { "p90" } th.num { "p95" } th.num { "p99" } th.num { "never" } th {} } }
+                tbody {
+                    @for l in recent.learned {
+                        tr {
+                            td { (l.provider) } td.num { (l.answers) }
+                            @for q in l.quantiles { td.num { (crate::reconcile::timing::shown(q)) } }
+                            td.num { (l.never.map_or("—".to_string(), |n| format!("{:.0}%", n * 100.0))) }
+                            td { @if l.mostly_prior() { "mostly the schedule's guess" } }
+                        }
+                    }
+                }
+            }
             }
         },
     )

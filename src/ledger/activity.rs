@@ -83,38 +83,48 @@ fn first_id_since(tx: &mut Tx<'_>, table: Timed, since: &str) -> Result<Option<i
     Ok(Some(lo))
 }
 
+/// The transitions since `since` (at most the newest `most`), oldest first, with their
+/// sessions' provider and creation time.
+fn moved_since(tx: &mut Tx<'_>, since: &str, most: u32) -> Result<Vec<Moved>, DbError> {
+    let Some(first) = first_id_since(tx, Timed::Transitions, since)? else {
+        return Ok(Vec::new());
+    };
+    let rows = tx.query(
+        "SELECT s.provider, t.to_status, t.source, t.at, s.created_at \
+         FROM transitions t JOIN sessions s ON s.id = t.session \
+         WHERE t.id >= ?1 AND t.at >= ?2 ORDER BY t.id DESC LIMIT ?3",
+        vals![first, since, most],
+        |r| {
+            let text = |i: usize| r.get::<String>(i);
+            Ok((text(0)?, text(1)?, text(2)?, text(3)?, text(4)?))
+        },
+    )?;
+    Ok(rows
+        .into_iter()
+        .rev()
+        .filter_map(|(provider, to, source, at, created)| {
+            // A row payrecon cannot read is the queues' business, not a chart's.
+            Some(Moved {
+                provider,
+                to: to.parse().ok()?,
+                source: source.parse().ok()?,
+                at: clock::parse(&at)?,
+                created_at: clock::parse(&created)?,
+            })
+        })
+        .collect())
+}
+
 impl Ledger {
     /// Transitions since `since` and each provider's status calls in the hour before `now`.
     pub fn activity(&self, since: Timestamp, now: Timestamp) -> Result<Activity, Error> {
         let since_s = clock::format(since);
         let hour_s = clock::format(clock::sub(now, std::time::Duration::from_secs(3600)));
         self.tx(Mode::Read, "reading recent activity", |tx| {
-            let mut activity = Activity::default();
-            if let Some(first) = first_id_since(tx, Timed::Transitions, &since_s)? {
-                let rows = tx.query(
-                    "SELECT s.provider, t.to_status, t.source, t.at, s.created_at \
-                     FROM transitions t JOIN sessions s ON s.id = t.session \
-                     WHERE t.id >= ?1 AND t.at >= ?2 ORDER BY t.id",
-                    vals![first, since_s.as_str()],
-                    |r| {
-                        let text = |i: usize| r.get::<String>(i);
-                        Ok((text(0)?, text(1)?, text(2)?, text(3)?, text(4)?))
-                    },
-                )?;
-                activity.transitions = rows
-                    .into_iter()
-                    .filter_map(|(provider, to, source, at, created)| {
-                        // A row payrecon cannot read is the queues' business, not a chart's.
-                        Some(Moved {
-                            provider,
-                            to: to.parse().ok()?,
-                            source: source.parse().ok()?,
-                            at: clock::parse(&at)?,
-                            created_at: clock::parse(&created)?,
-                        })
-                    })
-                    .collect();
-            }
+            let mut activity = Activity {
+                transitions: moved_since(tx, &since_s, u32::MAX)?,
+                ..Activity::default()
+            };
             if let Some(first) = first_id_since(tx, Timed::Checks, &hour_s)? {
                 activity.calls_last_hour = tx.query(
                     "SELECT s.provider, count(*) FROM checks c JOIN sessions s ON s.id = c.session \
@@ -125,6 +135,15 @@ impl Ledger {
                 )?;
             }
             Ok(activity)
+        })
+    }
+
+    /// The newest `most` transitions since `since`, oldest first: what answer times are learned
+    /// from (`reconcile::timing`).
+    pub fn answers(&self, since: Timestamp, most: u32) -> Result<Vec<Moved>, Error> {
+        let since = clock::format(since);
+        self.tx(Mode::Read, "reading recent answers", |tx| {
+            moved_since(tx, &since, most)
         })
     }
 }

@@ -380,6 +380,18 @@ fn cannot_act(f: &ProviderFacts) -> String {
     }
 }
 
+/// The delay before the check after the `nth` (from 0), in seconds, before jitter: the
+/// schedule's (its last delay repeating), or the exponential form's, capped at `backoff.max`.
+pub(crate) fn base_delay(b: &BackoffConfig, nth: usize) -> f64 {
+    match b.schedule.get(nth).or(b.schedule.last()) {
+        Some(delay) => delay.as_secs_f64(),
+        None => {
+            let exp = b.multiplier.powi(nth.min(64) as i32);
+            (b.initial.as_secs_f64() * exp).min(b.max.as_secs_f64())
+        }
+    }
+}
+
 /// The next check after the `checks_after`-th: the schedule's delay for it (its last delay
 /// repeating), or else exponential backoff capped at `backoff.max`; with jitter, and never past
 /// the moment the session reaches `max_age` (so an answer then closes it on time).
@@ -390,14 +402,7 @@ fn next_check_at(
     b: &BackoffConfig,
     jitter_sample: f64,
 ) -> Timestamp {
-    let nth = usize::try_from(checks_after - 1).unwrap_or(0);
-    let base = match b.schedule.get(nth).or(b.schedule.last()) {
-        Some(delay) => delay.as_secs_f64(),
-        None => {
-            let exp = b.multiplier.powi((checks_after - 1).clamp(0, 64) as i32);
-            (b.initial.as_secs_f64() * exp).min(b.max.as_secs_f64())
-        }
-    };
+    let base = base_delay(b, usize::try_from(checks_after - 1).unwrap_or(0));
     let jittered = base * (1.0 + b.jitter * (2.0 * jitter_sample - 1.0));
     let next = clock::add(now, Duration::from_secs_f64(jittered.max(0.001)));
     let deadline = clock::add(s.created_at, b.max_age);

@@ -7,6 +7,7 @@
 
 mod decide;
 mod sweep;
+pub mod timing;
 mod verify;
 
 pub use decide::{Refused, contradiction, decide, decide_late, manual};

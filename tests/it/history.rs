@@ -204,9 +204,52 @@ async fn recent_activity_is_the_window(engine: Engine) {
     assert!(none.transitions.is_empty());
 }
 
+/// `payrecon stats` shows each provider's answer times learned from its recent transitions:
+/// half of 100 fresh answers after 30 s, half after 10 minutes, 25 sessions that expired; the
+/// test config's schedule (100 ms, ×1.5, to 300 ms) puts the prior's 20 under a second.
+async fn stats_show_the_learned_answer_times(engine: Engine) {
+    let env = Env::start_on(engine).await;
+    let l = env.ledger();
+    let now = clock::now();
+    let ago = |secs: u64| clock::format(clock::sub(now, std::time::Duration::from_secs(secs)));
+    let mut sql = String::new();
+    for i in 0..125 {
+        let (took, to) = match i {
+            0..50 => (30, "COMPLETED"),
+            50..100 => (600, "FAILED"),
+            _ => (3600, "EXPIRED"),
+        };
+        sql.push_str(&format!(
+            "INSERT INTO sessions (provider, session_id, created_at) VALUES ('mopay', 'lrn{i}', '{}'); \
+             INSERT INTO transitions (session, from_status, to_status, at, source) \
+             SELECT id, 'PENDING', '{to}', '{}', 'poll' FROM sessions WHERE session_id = 'lrn{i}';",
+            ago(took),
+            ago(0)
+        ));
+    }
+    l.execute_batch(&sql).unwrap();
+    let mut stats = env.cmd();
+    stats.arg("stats");
+    let (out, _) = crate::support::text(&crate::support::output(stats).await);
+    let line = out
+        .lines()
+        .skip_while(|l| !l.starts_with("answers, learned"))
+        .find(|l| l.starts_with("mopay"))
+        .unwrap_or_else(|| panic!("{out}"));
+    let words: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(
+        words,
+        [
+            "mopay", "100", "25", "30", "s", "10.0", "min", "10.0", "min", "10.0", "min", "20%"
+        ],
+        "{out}"
+    );
+}
+
 crate::on_both_engines!(
     checks_and_deliveries_are_kept,
     the_history_is_bounded,
     no_history_when_off,
-    recent_activity_is_the_window
+    recent_activity_is_the_window,
+    stats_show_the_learned_answer_times
 );
