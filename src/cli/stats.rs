@@ -43,8 +43,10 @@ pub(super) fn stats(cli: &Cli) -> anyhow::Result<ExitCode> {
     if !learned.is_empty() {
         outln!(
             "\nanswers, learned  answers expired    p50      p90      p95      p99  never  (last {}, half-life {})",
-            humantime::format_duration(crate::reconcile::timing::WINDOW),
-            humantime::format_duration(crate::reconcile::timing::HALF_LIFE)
+            humantime::format_duration(crate::reconcile::timing::window(
+                cfg.schedule.learn_half_life
+            )),
+            humantime::format_duration(cfg.schedule.learn_half_life)
         );
         for l in &learned {
             let q = l.quantiles.map(crate::reconcile::timing::shown);
@@ -65,6 +67,20 @@ pub(super) fn stats(cli: &Cli) -> anyhow::Result<ExitCode> {
                     ""
                 }
             );
+        }
+        for l in &learned {
+            let b = cfg.backoff_for(&l.provider);
+            if b.pace == crate::config::Pace::Learned {
+                let first = match b.first_check {
+                    crate::config::FirstCheck::Plausible => l.plausible(),
+                    crate::config::FirstCheck::After(d) => d,
+                };
+                outln!(
+                    "{}: checks timed by these (schedule = \"learned\"); first check {} after a session is added",
+                    crate::escape::shown(&l.provider),
+                    crate::reconcile::timing::shown(first)
+                );
+            }
         }
     }
     outln!("\ndue now: {}", st.due_now);

@@ -295,6 +295,9 @@ pub struct ScheduleConfig {
     /// session overdue by more than `ageing` waits behind them (ledger::DueOrder).
     pub young: Duration,
     pub ageing: Duration,
+    /// How fast learned answer times forget: an answer weighs half as much this much later
+    /// (`reconcile::timing`).
+    pub learn_half_life: Duration,
 }
 
 impl fmt::Debug for ScheduleConfig {
@@ -308,6 +311,7 @@ impl fmt::Debug for ScheduleConfig {
             .field("poll", &self.poll)
             .field("young", &self.young)
             .field("ageing", &self.ageing)
+            .field("learn_half_life", &self.learn_half_life)
             .finish()
     }
 }
@@ -324,6 +328,32 @@ pub struct BackoffConfig {
     pub max_age: Duration,
     pub not_found_after: u32,
     pub late_check: Duration,
+    /// Whether the delays above are the checks' times (`Fixed`), or the floor, the prior and
+    /// the ceiling of times learned from the provider's own answers (`schedule = "learned"`,
+    /// `reconcile::timing`).
+    pub pace: Pace,
+    /// When a session added without any signal is first checked.
+    pub first_check: FirstCheck,
+}
+
+/// How a provider's checks are timed (`schedule` in its table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Pace {
+    /// The schedule's delays, or the exponential form's.
+    #[default]
+    Fixed,
+    /// Learned from the provider's own answers (`reconcile::timing`).
+    Learned,
+}
+
+/// When a session's first check is due (`first_check` in its provider's table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FirstCheck {
+    /// This long after it was created (zero: when it is added).
+    After(Duration),
+    /// When an answer is plausible: the learned time by which one answer in ten has come
+    /// (`reconcile::timing::Learned::plausible`).
+    Plausible,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -603,6 +633,7 @@ fn schedule_config(s: &RawSchedule) -> Result<ScheduleConfig, UsageError> {
         },
         young: RawSchedule::key("young").duration(&s.young)?,
         ageing: RawSchedule::key("ageing").duration(&s.ageing)?,
+        learn_half_life: RawSchedule::key("learn_half_life").duration(&s.learn_half_life)?,
     })
 }
 
@@ -623,6 +654,8 @@ fn backoff_config(b: &RawBackoff) -> Result<BackoffConfig, UsageError> {
         max_age: key("max_age").duration(&b.max_age)?,
         not_found_after: key("not_found_after").count(b.not_found_after)?,
         late_check: key("late_check").duration(&b.late_check)?,
+        pace: Pace::Fixed,
+        first_check: FirstCheck::After(Duration::ZERO),
     };
     if backoff.max < backoff.initial {
         return Err(UsageError::new(format!(
@@ -750,6 +783,7 @@ mod tests {
             ("schedule", "poll"),
             ("schedule", "young"),
             ("schedule", "ageing"),
+            ("schedule", "learn_half_life"),
             ("backoff", "initial"),
             ("backoff", "multiplier"),
             ("backoff", "max"),
@@ -1115,6 +1149,44 @@ mod tests {
     }
 
     /// A provider's own `schedule` replaces `[backoff] schedule` for its sessions only.
+    /// `schedule = "learned"` keeps the kind's default delays as the floor, prior and ceiling
+    /// of learned ones, and waits for a plausible answer before the first check.
+    #[test]
+    fn a_learned_schedule_keeps_the_kind_s_delays_as_its_bounds() {
+        let text = "[providers.m]\nkind = \"mopay\"\nschedule = \"learned\"\n\
+                    [providers.n]\nkind = \"mopay\"\nfirst_check = \"15s\"\n\
+                    [providers.o]\nkind = \"mopay\"\nschedule = \"learned\"\nfirst_check = \"0s\"\n";
+        let cfg = Config::parse(text, &no_env).unwrap();
+        let m = cfg.backoff_for("m");
+        assert_eq!(m.pace, Pace::Learned);
+        assert_eq!(m.first_check, FirstCheck::Plausible);
+        assert_eq!(m.schedule.len(), 10, "MoPay's default schedule");
+        let n = cfg.backoff_for("n");
+        assert_eq!(n.pace, Pace::Fixed);
+        assert_eq!(n.first_check, FirstCheck::After(Duration::from_secs(15)));
+        assert_eq!(
+            cfg.backoff_for("o").first_check,
+            FirstCheck::After(Duration::ZERO)
+        );
+        let err = Config::parse(
+            "[providers.m]\nkind = \"mopay\"\nschedule = \"clever\"\n",
+            &no_env,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("providers.m.schedule") && err.contains("\"learned\""),
+            "{err}"
+        );
+        let err = Config::parse(
+            "[providers.m]\nkind = \"mopay\"\nfirst_check = \"soon\"\n",
+            &no_env,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("providers.m.first_check"), "{err}");
+    }
+
     #[test]
     fn a_provider_schedule_overrides_the_default() {
         let text = "[backoff]\nschedule = [\"1m\", \"5m\"]\n\

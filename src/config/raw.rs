@@ -202,6 +202,8 @@ section! {
         young: String = "10m", Bound::Duration(WEEK);
         /// Sessions overdue by more than this go first.
         ageing: String = "10m", Bound::Duration(WEEK);
+        /// Learned answer times forget: an answer weighs half as much this much later.
+        learn_half_life: String = "6h", Bound::Duration(WEEK);
     }
 }
 
@@ -258,8 +260,10 @@ pub struct RawProvider {
     /// little: "published" (the key in Little's docs) or a PEM file with its public key.
     pub webhook_public_key: Option<String>,
     pub rate_limit: Option<RateLimitSpec>,
-    /// This provider's delays between checks, instead of `[backoff]`'s.
-    pub schedule: Option<Vec<String>>,
+    /// This provider's delays between checks, instead of `[backoff]`'s, or `"learned"`.
+    pub schedule: Option<RawPace>,
+    /// When a session added without any signal is first checked: `"plausible"` or a delay.
+    pub first_check: Option<String>,
     // kinds with a list of payments (moflay)
     pub list: Option<String>,
     pub list_window: Option<String>,
@@ -275,6 +279,14 @@ pub struct RawProvider {
     pub reference_pointer: Option<String>,
     pub currency_pointer: Option<String>,
     pub status_map: Option<BTreeMap<String, String>>,
+}
+
+/// A provider's `schedule`: a list of delays, or a word (`"learned"`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawPace {
+    Delays(Vec<String>),
+    Word(String),
 }
 
 impl RawProvider {

@@ -145,24 +145,53 @@ pub(super) fn provider(
     } else {
         http_timeout
     };
-    let schedule = match &p.schedule {
-        Some(list) => Some(list.clone()),
-        None if kind_schedules => Some(
-            spec.default_schedule
-                .iter()
-                .map(|d| d.to_string())
-                .collect(),
-        ),
-        None => None,
+    let default_delays = || -> Vec<String> {
+        spec.default_schedule
+            .iter()
+            .map(|d| d.to_string())
+            .collect()
     };
-    let own_backoff = schedule
-        .map(|list| -> Result<_, UsageError> {
-            Ok(BackoffConfig {
-                schedule: delays(&key("schedule"), Some(&list))?,
-                ..backoff.clone()
-            })
+    // The delays, and whether they are the checks' times or the bounds of learned ones.
+    let (schedule, pace) = match &p.schedule {
+        Some(RawPace::Delays(list)) => (Some(list.clone()), Pace::Fixed),
+        Some(RawPace::Word(w)) if w == "learned" => {
+            (kind_schedules.then(default_delays), Pace::Learned)
+        }
+        Some(RawPace::Word(w)) => {
+            return Err(UsageError::new(format!(
+                "{}: give a list of delays such as [\"10s\", \"30s\"] or \"learned\", got {w:?}",
+                key("schedule")
+            )));
+        }
+        None if kind_schedules => (Some(default_delays()), Pace::Fixed),
+        None => (None, Pace::Fixed),
+    };
+    let first_check = match p.first_check.as_deref() {
+        None if pace == Pace::Learned => FirstCheck::Plausible,
+        None => FirstCheck::After(Duration::ZERO),
+        Some("plausible") => FirstCheck::Plausible,
+        Some("0s" | "0") => FirstCheck::After(Duration::ZERO),
+        Some(text) => FirstCheck::After(duration_within(
+            &key("first_check"),
+            text,
+            Duration::from_secs(86_400),
+        )?),
+    };
+    let own_backoff = (schedule.is_some()
+        || pace != Pace::Fixed
+        || first_check != FirstCheck::After(Duration::ZERO))
+    .then(|| -> Result<_, UsageError> {
+        Ok(BackoffConfig {
+            schedule: match &schedule {
+                Some(list) => delays(&key("schedule"), Some(list))?,
+                None => backoff.schedule.clone(),
+            },
+            pace,
+            first_check,
+            ..backoff.clone()
         })
-        .transpose()?;
+    })
+    .transpose()?;
     let config = ProviderConfig {
         name: name.to_string(),
         kind,

@@ -431,6 +431,11 @@ pub struct Provider {
     /// The items a list page asks for now (the smaller of [`ListSpec::page_limits`] once the
     /// provider refused the larger).
     pub list_limit: std::sync::atomic::AtomicU32,
+    /// Its learned answer times and when they were learned (`schedule = "learned"` only).
+    pub learned:
+        std::sync::Mutex<Option<(std::time::Instant, Arc<crate::reconcile::timing::Learned>)>>,
+    /// When its call budget last bound a claim: due sessions filled every slot it had.
+    pub bound_at: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 /// How one provider's list is swept (its kind's [`ListSpec`] and its table's settings).
@@ -573,6 +578,8 @@ impl Provider {
             list_limit: std::sync::atomic::AtomicU32::new(
                 cfg.kind.spec().list.as_ref().map_or(0, |l| l.page_limits.0),
             ),
+            learned: std::sync::Mutex::new(None),
+            bound_at: std::sync::Mutex::new(None),
         }
     }
 

@@ -607,6 +607,8 @@ mod tests {
             max_age: Duration::from_secs(48 * 3600),
             not_found_after: 3,
             late_check: Duration::from_secs(7 * 86400),
+            pace: crate::config::Pace::Fixed,
+            first_check: crate::config::FirstCheck::After(Duration::ZERO),
         }
     }
 

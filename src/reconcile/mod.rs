@@ -227,6 +227,7 @@ pub async fn run_pass(
     let started = Instant::now();
     let pass_start = clock::now();
     seed_providers(ledger, providers, pass_start).await?;
+    timing::refresh(ledger, providers, cfg).await;
     let report = Mutex::new(PassReport::default());
     if !opts.all {
         sweep_lists(ledger, providers, cfg, opts, shutdown, &report).await;
@@ -235,6 +236,25 @@ pub async fn run_pass(
     let claimer = Claimer::new(ledger, providers, cfg, opts, pass_start);
     let claim = || claimer.next(&report, &notes);
     let work = |s: Session| async {
+        // A session added without any signal is first asked about when an answer is
+        // plausible (timing, `first_check`).
+        if !opts.all
+            && s.status == Status::Pending
+            && let Some(at) = providers.get(&s.provider).and_then(|p| {
+                timing::first_check_at(p, cfg.backoff_for(&s.provider), &s, clock::now())
+            })
+        {
+            let wait = Record::Reschedule {
+                rowid: s.rowid,
+                next_check_at: at,
+                last_error: None,
+                answered: false,
+                not_found: None,
+                charged: false,
+                facts: None,
+            };
+            return (wait, None);
+        }
         // A session a sweep answers for is not asked about on its own (SweepPolicy, rule 3).
         if !opts.all
             && s.status == Status::Pending
@@ -602,6 +622,17 @@ impl<'a> Claimer<'a> {
                 crate::metrics::unreadable_row();
             }
             report_mut(report).unreadable += claimed.unreadable.len() as u64;
+            if let Turn::Provider(i) = turn
+                && let Some(p) = self.providers.get(&self.names[i])
+            {
+                // The budget binds when it, not the batch size, limited the claim and the due
+                // sessions filled it (timing: schedules may then grow sparser than the fixed).
+                let limited = batch < self.cfg.schedule.batch_size;
+                let full = claimed.sessions.len() + claimed.unreadable.len() >= batch as usize;
+                if limited && full {
+                    *lock(&p.bound_at) = Some(Instant::now());
+                }
+            }
             let in_cycle = matches!(turn, Turn::Provider(_) | Turn::Unconfigured);
             {
                 let mut st = lock(&self.state);
@@ -769,15 +800,12 @@ async fn check_one(
             Some(note),
         );
     }
-    let record = decide(
-        &s,
-        &result,
-        clock::now(),
-        cfg.backoff_for(&s.provider),
-        opts.source,
-        fastrand::f64(),
-    );
-    (record, Some(note))
+    let (now, backoff) = (clock::now(), cfg.backoff_for(&s.provider));
+    let record = decide(&s, &result, now, backoff, opts.source, fastrand::f64());
+    (
+        timing::retime(record, provider, backoff, &s, now),
+        Some(note),
+    )
 }
 
 /// A check's line in the history: what came of it, the provider's word, our words for a

@@ -1,15 +1,17 @@
-//! When answers come, learned per provider from the ledger's own recent transitions: the
-//! distribution of time from a session's creation to the provider's answer that closed it or
-//! sent it to REVIEW, and the share of sessions whose customer never acted (EXPIRED).
+//! When answers come, learned per provider from the ledger's own recent transitions, and when
+//! to ask a provider whose `schedule = "learned"`: the one place that policy lives, beside
+//! [`crate::ledger::DueOrder`] (which orders what is due when the budget cannot serve it all).
+//! docs/operations.md "Learned check times" says the same for operators.
 //!
-//! This is issue 30's first part: learned and shown (`payrecon stats`, the console's overview).
-//! No schedule uses it yet; every check is still timed by the provider's schedule.
-//!
-//! How, and why:
-//! * **The window.** The newest [`MOST`] transitions of the last [`WINDOW`] (both engines, found
-//!   by id as the overview's activity is). Decisions by people are not answers and are left out.
-//! * **Following change.** Each answer weighs half as much every [`HALF_LIFE`] of its age, so a
-//!   provider whose customers get slower shows it within hours, not after a week of old answers.
+//! **What is learned.** The distribution of time from a session's creation to the provider's
+//! answer that closed it or sent it to REVIEW, and the share of sessions whose customer never
+//! acted (EXPIRED):
+//! * **The window.** The newest [`MOST`] transitions of the last [`WINDOW_HALF_LIVES`]
+//!   half-lives (a week at the default `[schedule] learn_half_life` of 6 h), found by id as the
+//!   overview's activity is, on both engines. Decisions by people are not answers and are left
+//!   out.
+//! * **Following change.** Each answer weighs half as much every `learn_half_life` of its age, so
+//!   a provider whose customers get slower shows it within hours, not after a week of old answers.
 //! * **The prior.** Until there are answers, the provider's own schedule says where answers are
 //!   expected: one pseudo-answer at each check time the schedule lists (its delays added up, the
 //!   repeating last delay once), [`PRIOR_WEIGHT`] of them in all. Checks are dense where the
@@ -18,6 +20,22 @@
 //! * **An upper bound.** The time learned is when payrecon *saw* the answer, not when the
 //!   customer acted: it includes the wait for the next check. It is the time to truth payrecon
 //!   achieved, which is what a schedule must beat.
+//!
+//! **When to ask** ([`Learned::next_gap`]). After a check that left a session PENDING, the next
+//! one is when the chance that its answer has come since — given that it had not come by now —
+//! reaches [`SHARE`] (one in ten): dense where the provider's answers come, sparse where they
+//! rarely do, and sparser still as a session ages past the answers, where the sessions still
+//! waiting are mostly ones whose customer never acts (web-crawl scheduling's rule: look in
+//! proportion to the chance of change since the last look). Bounds:
+//! * never sooner than the shortest delay of the provider's fixed schedule (the floor);
+//! * while the provider's budget is not binding, never later than the fixed schedule's own
+//!   next check: with calls to spare, schedules never get sparser than the kind's default;
+//! * while it binds, never later than the fixed schedule's longest delay;
+//! * never past the moment the session reaches `max_age`, as with fixed schedules.
+//!
+//! The first check of a session added without any signal (`first_check = "plausible"`, the
+//! default with `"learned"`) waits until [`SHARE`] of the answers have come
+//! ([`Learned::plausible`]): nothing can have happened before a customer acts.
 
 use std::time::Duration;
 
@@ -25,16 +43,25 @@ use crate::clock::Timestamp;
 use crate::config::BackoffConfig;
 use crate::ledger::{Moved, Source, Status};
 
-/// How far back answers are read.
-pub const WINDOW: Duration = Duration::from_secs(7 * 86_400);
+/// How far back answers are read, in half-lives.
+pub const WINDOW_HALF_LIVES: u32 = 28;
 /// The most transitions read (the newest of the window).
 pub const MOST: u32 = 20_000;
-/// An answer's weight halves every this much of its age.
-pub const HALF_LIFE: Duration = Duration::from_secs(6 * 3600);
 /// What the schedule's prior weighs in all, in answers.
 pub const PRIOR_WEIGHT: f64 = 20.0;
 /// The quantiles shown.
 pub const QUANTILES: [f64; 4] = [0.5, 0.9, 0.95, 0.99];
+/// The chance of an answer since the last check at which the next check is due.
+pub const SHARE: f64 = 0.1;
+/// How long a budget counts as binding after a claim it limited was full.
+pub const BINDING_FOR: Duration = Duration::from_secs(10);
+/// Points on the learned curve (its quantiles, evenly spaced).
+const KNOTS: usize = 200;
+
+/// How far back answers are read with this half-life.
+pub fn window(half_life: Duration) -> Duration {
+    half_life * WINDOW_HALF_LIVES
+}
 
 /// One provider's learned answer times.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,6 +78,9 @@ pub struct Learned {
     /// The weighted share of sessions whose customer never acted (expired), of all that
     /// ended; `None` before any did.
     pub never: Option<f64>,
+    /// The chance that a session's answer has come by an age: `(age in seconds, chance)`,
+    /// rising, from `(0, 0)` to the share that ever answers.
+    curve: Vec<(f64, f64)>,
 }
 
 impl Learned {
@@ -58,6 +88,91 @@ impl Learned {
     pub fn mostly_prior(&self) -> bool {
         self.weight < PRIOR_WEIGHT
     }
+
+    /// The chance that the answer has come by `age` seconds.
+    fn by(&self, age: f64) -> f64 {
+        let c = &self.curve;
+        let i = c.partition_point(|k| k.0 < age);
+        match (i.checked_sub(1).map(|j| c[j]), c.get(i)) {
+            (Some((a0, g0)), Some(&(a1, g1))) if a1 > a0 => g0 + (g1 - g0) * (age - a0) / (a1 - a0),
+            (_, Some(&(_, g))) => g,
+            (Some((_, g)), None) => g,
+            (None, None) => 0.0,
+        }
+    }
+
+    /// The first age (seconds) by which the chance reaches `chance`; `None` if it never does.
+    fn age_at(&self, chance: f64) -> Option<f64> {
+        let c = &self.curve;
+        let i = c.partition_point(|k| k.1 < chance);
+        let &(a1, g1) = c.get(i)?;
+        Some(match i.checked_sub(1).map(|j| c[j]) {
+            Some((a0, g0)) if g1 > g0 => a0 + (a1 - a0) * (chance - g0) / (g1 - g0),
+            _ => a1,
+        })
+    }
+
+    /// When a session added without any signal is first worth asking about: the age by which
+    /// [`SHARE`] of all sessions have their answer.
+    pub fn plausible(&self) -> Duration {
+        Duration::from_secs_f64(self.age_at(SHARE).unwrap_or(0.0).max(0.0))
+    }
+
+    /// The wait after a check at `age` (seconds since creation) that left the session
+    /// PENDING, before the chance of an answer since reaches [`SHARE`]; `None` when it never
+    /// does (past every answer the provider gives). Unbounded: [`next_gap`] bounds it.
+    fn learned_gap(&self, age: f64) -> Option<f64> {
+        let now = self.by(age);
+        if 1.0 - now < 1e-9 {
+            return None;
+        }
+        let target = now + SHARE * (1.0 - now);
+        self.age_at(target).map(|at| (at - age).max(0.0))
+    }
+}
+
+/// Whether a provider's call budget binds: in the last [`BINDING_FOR`], its due sessions
+/// filled every slot a claim had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Budget {
+    Spare,
+    Binding,
+}
+
+/// The wait after a check at `age` that left a session PENDING, for a provider with
+/// `schedule = "learned"`: the learned gap within the module's bounds. `fixed` is the wait the
+/// fixed schedule gives (`decide`'s, jitter and `max_age` included).
+pub fn next_gap(
+    learned: &Learned,
+    b: &BackoffConfig,
+    age: Duration,
+    fixed: Duration,
+    budget: Budget,
+) -> Duration {
+    let floor = floor(b);
+    let ceiling = match budget {
+        Budget::Spare => fixed,
+        Budget::Binding => fixed.max(longest(b)),
+    };
+    let learned = learned
+        .learned_gap(age.as_secs_f64())
+        .map_or(ceiling, Duration::from_secs_f64);
+    let gap = learned.max(floor).min(ceiling);
+    // Never past max_age: an answer then closes the session on time.
+    match b.max_age.checked_sub(age) {
+        Some(left) if !left.is_zero() => gap.min(left),
+        _ => gap,
+    }
+}
+
+/// The shortest delay of the fixed schedule (the exponential form's first).
+pub fn floor(b: &BackoffConfig) -> Duration {
+    b.schedule.iter().min().copied().unwrap_or(b.initial)
+}
+
+/// The longest delay of the fixed schedule (the exponential form's cap).
+pub fn longest(b: &BackoffConfig) -> Duration {
+    b.schedule.iter().max().copied().unwrap_or(b.max)
 }
 
 /// The prior's answer times: the schedule's check times, the repeating last delay once, up to
@@ -101,9 +216,16 @@ fn quantile(samples: &[(f64, f64)], q: f64) -> f64 {
 }
 
 /// Learns `provider`'s answer times from `moved` (any providers', oldest first) at `now`, with
-/// `prior` (from [`prior_times`]) as the prior.
-pub fn learn(provider: &str, moved: &[Moved], prior: &[f64], now: Timestamp) -> Learned {
-    let half_life = HALF_LIFE.as_secs_f64();
+/// `prior` (from [`prior_times`]) as the prior and answers halving in weight every
+/// `half_life`.
+pub fn learn(
+    provider: &str,
+    moved: &[Moved],
+    prior: &[f64],
+    half_life: Duration,
+    now: Timestamp,
+) -> Learned {
+    let half_life = half_life.as_secs_f64().max(1e-3);
     let mut samples: Vec<(f64, f64)> = Vec::new();
     let (mut answers, mut expired) = (0u64, 0u64);
     let (mut acted_weight, mut expired_weight) = (0.0, 0.0);
@@ -128,13 +250,28 @@ pub fn learn(provider: &str, moved: &[Moved], prior: &[f64], now: Timestamp) -> 
     samples.sort_by(|a, b| a.0.total_cmp(&b.0));
     let quantiles = QUANTILES.map(|q| Duration::from_secs_f64(quantile(&samples, q).max(0.0)));
     let ended = acted_weight + expired_weight;
+    let never = (expired > 0).then(|| expired_weight / ended);
+    // The curve: the answers' quantiles, scaled by the share that ever answers.
+    let answering = 1.0 - never.unwrap_or(0.0);
+    let mut curve: Vec<(f64, f64)> = vec![(0.0, 0.0)];
+    for i in 1..=KNOTS {
+        let q = i as f64 / KNOTS as f64;
+        let at = quantile(&samples, q).max(0.0);
+        let point: (f64, f64) = (at, q * answering);
+        match curve.last_mut() {
+            // One point per age: the highest chance reached by it.
+            Some(last) if last.0 >= at => last.1 = last.1.max(point.1),
+            _ => curve.push(point),
+        }
+    }
     Learned {
         provider: provider.to_string(),
         answers,
         expired,
         weight: acted_weight,
         quantiles,
-        never: (expired > 0).then(|| expired_weight / ended),
+        never,
+        curve,
     }
 }
 
@@ -144,12 +281,123 @@ pub fn learn_all(
     ledger: &crate::ledger::Ledger,
     now: Timestamp,
 ) -> Result<Vec<Learned>, crate::ledger::Error> {
-    let moved = ledger.answers(crate::clock::sub(now, WINDOW), MOST)?;
+    let half_life = cfg.schedule.learn_half_life;
+    let moved = ledger.answers(crate::clock::sub(now, window(half_life)), MOST)?;
     Ok(cfg
         .providers
         .iter()
-        .map(|p| learn(&p.name, &moved, &prior_times(cfg.backoff_for(&p.name)), now))
+        .map(|p| {
+            let prior = prior_times(cfg.backoff_for(&p.name));
+            learn(&p.name, &moved, &prior, half_life, now)
+        })
         .collect())
+}
+
+/// How often a daemon learns again: a 360th of the half-life, between 1 s and a minute.
+fn refresh_every(half_life: Duration) -> Duration {
+    (half_life / 360).clamp(Duration::from_secs(1), Duration::from_secs(60))
+}
+
+/// Learns again the answer times of each provider with `schedule = "learned"` whose are older
+/// than [`refresh_every`] (one read of the ledger for all). A failed read is logged and the
+/// last learned times kept; a provider with none yet is timed by its fixed schedule.
+pub async fn refresh(
+    ledger: &crate::ledger::Ledger,
+    providers: &crate::provider::Providers,
+    cfg: &crate::config::Config,
+) {
+    let half_life = cfg.schedule.learn_half_life;
+    let stale: Vec<&std::sync::Arc<crate::provider::Provider>> = cfg
+        .providers
+        .iter()
+        .filter(|p| cfg.backoff_for(&p.name).pace == crate::config::Pace::Learned)
+        .filter_map(|p| providers.get(&p.name))
+        .filter(|p| {
+            lock(&p.learned)
+                .as_ref()
+                .is_none_or(|(at, _)| at.elapsed() >= refresh_every(half_life))
+        })
+        .collect();
+    if stale.is_empty() {
+        return;
+    }
+    let now = crate::clock::now();
+    let since = crate::clock::sub(now, window(half_life));
+    let moved = match ledger.call(move |l| l.answers(since, MOST)).await {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the answers to learn check times from; the last learned are kept");
+            return;
+        }
+    };
+    for p in stale {
+        let prior = prior_times(cfg.backoff_for(&p.name));
+        let learned = learn(&p.name, &moved, &prior, half_life, now);
+        *lock(&p.learned) = Some((std::time::Instant::now(), std::sync::Arc::new(learned)));
+    }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn learned_of(p: &crate::provider::Provider) -> Option<std::sync::Arc<Learned>> {
+    lock(&p.learned).as_ref().map(|(_, l)| l.clone())
+}
+
+/// When a never-checked session `s` is first worth a call, if that is after `now`:
+/// `first_check` after its creation (`"plausible"`: [`Learned::plausible`], or at once while
+/// nothing is learned yet).
+pub fn first_check_at(
+    p: &crate::provider::Provider,
+    b: &BackoffConfig,
+    s: &crate::ledger::Session,
+    now: Timestamp,
+) -> Option<Timestamp> {
+    if s.checks > 0 {
+        return None;
+    }
+    let wait = match b.first_check {
+        crate::config::FirstCheck::After(d) => d,
+        crate::config::FirstCheck::Plausible => learned_of(p)?.plausible(),
+    };
+    let at = crate::clock::add(s.created_at, wait);
+    (at > now).then_some(at)
+}
+
+/// `decide`'s record with the next check learned, for a provider with `schedule = "learned"`
+/// ([`next_gap`]): only a check that reached the provider or failed as a check (charged) and
+/// left the session PENDING is retimed; every other record is as `decide` made it.
+pub fn retime(
+    mut record: crate::ledger::Record,
+    p: &crate::provider::Provider,
+    b: &BackoffConfig,
+    s: &crate::ledger::Session,
+    now: Timestamp,
+) -> crate::ledger::Record {
+    if b.pace != crate::config::Pace::Learned {
+        return record;
+    }
+    let Some(learned) = learned_of(p) else {
+        return record;
+    };
+    if let crate::ledger::Record::Reschedule {
+        next_check_at,
+        charged: true,
+        ..
+    } = &mut record
+    {
+        let fixed = (*next_check_at - now).to_std().unwrap_or_default();
+        let age = (now - s.created_at).to_std().unwrap_or_default();
+        let bound = *lock(&p.bound_at);
+        let budget = if bound.is_some_and(|at| at.elapsed() < BINDING_FOR) {
+            Budget::Binding
+        } else {
+            Budget::Spare
+        };
+        *next_check_at = crate::clock::add(now, next_gap(&learned, b, age, fixed, budget));
+    }
+    record
 }
 
 /// A duration as a person reads it in a table: `45 s`, `4.5 min`, `2.1 h`.
@@ -166,6 +414,9 @@ pub fn shown(d: Duration) -> String {
 mod tests {
     use super::*;
     use crate::clock;
+    use crate::config::{FirstCheck, Pace};
+
+    const HALF: Duration = Duration::from_secs(6 * 3600);
 
     fn moved(provider: &str, to: Status, source: Source, took: u64, ago: u64) -> Moved {
         let now = clock::now();
@@ -179,10 +430,29 @@ mod tests {
         }
     }
 
+    fn secs(list: &[u64]) -> Vec<Duration> {
+        list.iter().map(|s| Duration::from_secs(*s)).collect()
+    }
+
+    fn backoff(schedule: &[u64], max_age: u64) -> BackoffConfig {
+        BackoffConfig {
+            schedule: secs(schedule),
+            initial: Duration::from_secs(30),
+            multiplier: 2.0,
+            max: Duration::from_secs(3600),
+            jitter: 0.0,
+            max_age: Duration::from_secs(max_age),
+            not_found_after: 3,
+            late_check: Duration::from_secs(86_400),
+            pace: Pace::Learned,
+            first_check: FirstCheck::Plausible,
+        }
+    }
+
     #[test]
     fn with_no_answer_the_schedule_is_the_guess() {
         // Checks at 10 s, 30 s (10 + 20), 70 s (30 + 40): each a third of the prior.
-        let got = learn("p", &[], &[10.0, 30.0, 70.0], clock::now());
+        let got = learn("p", &[], &[10.0, 30.0, 70.0], HALF, clock::now());
         assert_eq!(got.answers, 0);
         assert!(got.mostly_prior());
         assert_eq!(got.quantiles[0], Duration::from_secs(30));
@@ -204,10 +474,10 @@ mod tests {
             .collect();
         all.push(moved("p", Status::Completed, Source::Manual, 9_999, 0));
         all.push(moved("q", Status::Completed, Source::Poll, 9_999, 0));
-        let got = learn("p", &all, &[1000.0], now);
+        let got = learn("p", &all, &[1000.0], HALF, now);
         assert_eq!(got.answers, 80);
         assert!(!got.mostly_prior());
-        // Of 100 in all: the median is among the 5 s ones (40 ≥ 50? no: 40 < 50, so 100 s).
+        // Of 100 in all, 40 at 5 s: the median is among the 100 s ones.
         assert_eq!(got.quantiles[0], Duration::from_secs(100));
         // p90 and above: the prior's 1000 s (80 of 100 are answers).
         assert_eq!(got.quantiles[1], Duration::from_secs(1000));
@@ -216,13 +486,13 @@ mod tests {
     #[test]
     fn an_answer_a_half_life_old_weighs_half_and_expiries_are_the_never_share() {
         let now = clock::now();
-        let h = HALF_LIFE.as_secs();
+        let h = HALF.as_secs();
         let all = [
             moved("p", Status::Completed, Source::Poll, 10, 0),
             moved("p", Status::Completed, Source::Poll, 10, h),
             moved("p", Status::Expired, Source::Poll, 3600, 0),
         ];
-        let got = learn("p", &all, &[60.0], now);
+        let got = learn("p", &all, &[60.0], HALF, now);
         assert_eq!(got.answers, 2);
         assert_eq!(got.expired, 1);
         assert!((got.weight - 1.5).abs() < 1e-3, "{}", got.weight);
@@ -233,17 +503,8 @@ mod tests {
     #[test]
     fn the_prior_is_the_schedule_s_check_times() {
         let b = BackoffConfig {
-            schedule: ["10s", "20s", "40s"]
-                .iter()
-                .map(|d| humantime::parse_duration(d).unwrap())
-                .collect(),
-            initial: Duration::from_secs(30),
-            multiplier: 2.0,
-            max: Duration::from_secs(3600),
-            jitter: 0.0,
-            max_age: Duration::from_secs(60),
-            not_found_after: 3,
-            late_check: Duration::from_secs(86_400),
+            pace: Pace::Fixed,
+            ..backoff(&[10, 20, 40], 60)
         };
         // 10, 30; 70 is past max_age.
         assert_eq!(prior_times(&b), [10.0, 30.0]);
@@ -255,6 +516,105 @@ mod tests {
         };
         // 30, 90 (+60), 210 (+120 = max): then the delay stays at max.
         assert_eq!(prior_times(&exp), [30.0, 90.0, 210.0]);
+    }
+
+    /// 1,000 answers spread evenly over 100–200 s and no prior to speak of: the chance of an
+    /// answer by an age is a straight line from 100 s to 200 s, scaled by who ever answers.
+    fn even(never: u64) -> Learned {
+        let now = clock::now();
+        let mut all: Vec<Moved> = (0..1000)
+            .map(|i| moved("p", Status::Completed, Source::Poll, 100 + i / 10, 0))
+            .collect();
+        all.extend((0..never).map(|_| moved("p", Status::Expired, Source::Poll, 9_000, 0)));
+        // The prior's 20 at 150 s changes no quantile of a line through 150 s by much.
+        learn("p", &all, &[150.0], HALF, now)
+    }
+
+    #[test]
+    fn the_first_check_waits_until_one_answer_in_ten_has_come() {
+        // A tenth of 1,000 answers have come by 110 s.
+        let p = even(0).plausible().as_secs_f64();
+        assert!((p - 110.0).abs() <= 1.5, "{p}");
+        // With a fifth never answering, a tenth of all by 112.5 s (0.1 / 0.8 of the line).
+        let p = even(250).plausible().as_secs_f64();
+        assert!((p - 112.5).abs() <= 1.5, "{p}");
+    }
+
+    #[test]
+    fn checks_are_dense_where_answers_come_and_bounded_by_the_fixed_schedule() {
+        let l = even(0);
+        let b = backoff(&[5, 60, 600], 86_400);
+        let gap = |age: u64, fixed: u64, budget| {
+            next_gap(
+                &l,
+                &b,
+                Duration::from_secs(age),
+                Duration::from_secs(fixed),
+                budget,
+            )
+            .as_secs_f64()
+        };
+        // At 100 s none has come: a tenth of the line is 10 s away.
+        assert!((gap(100, 600, Budget::Binding) - 10.0).abs() <= 1.5);
+        // At 150 s half have come: a tenth of the other half is 5 s away.
+        assert!((gap(150, 600, Budget::Binding) - 5.0).abs() <= 1.5);
+        // Never sooner than the shortest fixed delay.
+        let b_floor = backoff(&[8, 60, 600], 86_400);
+        let g = next_gap(
+            &l,
+            &b_floor,
+            Duration::from_secs(150),
+            Duration::from_secs(600),
+            Budget::Binding,
+        );
+        assert_eq!(g, Duration::from_secs(8));
+        // At 20 s nothing comes before 100 s (90 s away): the budget spare, never later than
+        // the fixed schedule's next (60 s); binding, the learned 90 s.
+        assert_eq!(gap(20, 60, Budget::Spare), 60.0);
+        assert!((gap(20, 60, Budget::Binding) - 90.0).abs() <= 1.5);
+        // Past every answer: the fixed schedule's next, or while binding its longest delay.
+        assert_eq!(gap(300, 60, Budget::Spare), 60.0);
+        assert_eq!(gap(300, 60, Budget::Binding), 600.0);
+        // Never past max_age.
+        let short = backoff(&[5, 60, 600], 330);
+        let g = next_gap(
+            &l,
+            &short,
+            Duration::from_secs(300),
+            Duration::from_secs(30),
+            Budget::Binding,
+        );
+        assert_eq!(g, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn sessions_that_outlive_the_answers_are_asked_less_as_they_age() {
+        // A long tail: answer i after 10 × 1.01^i s (ever thinner), and a fifth never answer.
+        let now = clock::now();
+        let mut all: Vec<Moved> = (0..500)
+            .map(|i| {
+                let took = (10.0 * 1.01f64.powi(i)) as u64;
+                moved("p", Status::Completed, Source::Poll, took, 0)
+            })
+            .collect();
+        all.extend((0..125).map(|_| moved("p", Status::Expired, Source::Poll, 9_000, 0)));
+        let l = learn("p", &all, &[100.0], HALF, now);
+        let b = backoff(&[1, 60, 3600], 86_400);
+        let at = |age: u64| {
+            next_gap(
+                &l,
+                &b,
+                Duration::from_secs(age),
+                Duration::from_secs(3600),
+                Budget::Binding,
+            )
+            .as_secs_f64()
+        };
+        // The wait grows as the answers left thin out.
+        let waits = [at(20), at(100), at(500), at(1000)];
+        assert!(waits.windows(2).all(|w| w[0] < w[1]), "{waits:?}");
+        // Past every answer (1,440 s): the fixed schedule's longest delay.
+        assert_eq!(at(2000), 3600.0);
     }
 
     #[test]

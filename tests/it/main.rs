@@ -12,6 +12,7 @@ mod doors;
 mod engines;
 mod export;
 mod history;
+mod learned;
 mod ops;
 mod outbox;
 mod pgtls;
