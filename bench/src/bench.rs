@@ -62,6 +62,8 @@ pub struct BenchOptions {
     pub throughput_only: bool,
     /// Only row 11.
     pub console_only: bool,
+    /// Only row 12.
+    pub pace_only: bool,
     pub console_sessions: u64,
     pub moflay: crate::moflay::MoflayOptions,
     pub truth: crate::truth::TruthOptions,
@@ -157,6 +159,11 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<String> {
         );
         return b.finish(opts, &rows, &truth_table, started);
     }
+    if opts.pace_only {
+        eprintln!("12/12 when to ask: fixed and learned schedules (about 20 minutes)");
+        rows.push(b.pace(opts.truth.compress, &mut truth_table).await?);
+        return b.finish(opts, &rows, &truth_table, started);
+    }
     if opts.flood_only {
         eprintln!("9/9 a flood of callbacks");
         rows.push(b.flood(&mut truth_table).await?);
@@ -214,6 +221,8 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<String> {
     rows.push(
         crate::console::row(&b.payrecon, &b.dir, opts.console_sessions, &mut truth_table).await?,
     );
+    eprintln!("12/12 when to ask: fixed and learned schedules (about 20 minutes)");
+    rows.push(b.pace(opts.truth.compress, &mut truth_table).await?);
     stop.cancel();
     b.finish(opts, &rows, &truth_table, started)
 }
@@ -260,6 +269,25 @@ impl Bench {
                 json["callback_seconds"]["p99"].as_f64().unwrap_or(f64::NAN)
             ),
             goal: "< 180 s, < 300 s; < 1 s; no limit exceeded; unmatched in 10 min".into(),
+            met: Some(met),
+            json,
+        })
+    }
+
+    /// Row 12 (its own table goes to `table`).
+    async fn pace(&self, compress: f64, table: &mut String) -> anyhow::Result<Row> {
+        let (json, text, met) = crate::pace::row(&self.payrecon, &self.dir, compress).await?;
+        table.push_str(&text);
+        let r = |k: &str| json["ratios"][k].as_f64().unwrap_or(f64::NAN);
+        Ok(Row {
+            name: "12 when to ask: learned/fixed p95 and never-acting calls (budget-bound); p95 (row 8's)",
+            value: format!(
+                "{:.2}, {:.2}; {:.2}",
+                r("budget_bound_p95"),
+                r("budget_bound_never_calls"),
+                r("row8_p95")
+            ),
+            goal: "≤ 0.50, ≤ 0.50; ≤ 1.05".into(),
             met: Some(met),
             json,
         })

@@ -14,6 +14,7 @@ mod bench;
 mod console;
 mod flood;
 mod moflay;
+mod pace;
 mod soak;
 mod truth;
 
@@ -69,6 +70,10 @@ struct Cli {
     /// Run only row 11, console pages on a large ledger (a few minutes)
     #[arg(long)]
     console_only: bool,
+    /// Run only row 12, when to ask: fixed and learned schedules side by side (about 20
+    /// minutes)
+    #[arg(long)]
+    pace_only: bool,
     /// Row 11: sessions in the ledger the console serves
     #[arg(long, default_value_t = 1_000_000)]
     console_sessions: u64,
@@ -179,6 +184,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 moflay_only: cli.moflay_only,
                 throughput_only: cli.throughput_only,
                 console_only: cli.console_only,
+                pace_only: cli.pace_only,
                 console_sessions: cli.console_sessions,
                 moflay: moflay::MoflayOptions {
                     compress: cli.moflay_compress,

@@ -44,6 +44,33 @@ pub struct TruthOptions {
     pub never: f64,
     pub act_min: Duration,
     pub act_max: Duration,
+    /// How long customers take to act (`Uniform`: between `act_min` and `act_max`).
+    pub delay: Delay,
+    /// Arrivals in bursts instead of at a steady `per_second` (which then applies between
+    /// bursts).
+    pub bursts: Option<Bursts>,
+    /// Customers who arrive in the second half take this many times as long to act.
+    pub shift: Option<f64>,
+    /// `[schedule] learn_half_life`, in real time.
+    pub learn_half_life: Duration,
+}
+
+/// How long customers take to act.
+#[derive(Debug, Clone, Copy)]
+pub enum Delay {
+    /// Uniform between `act_min` and `act_max`.
+    Uniform,
+    /// Lognormal: half act within `median`; `sigma` is the spread of its logarithm (1.0: one
+    /// in twenty takes more than 5.2 × the median).
+    LogNormal { median: Duration, sigma: f64 },
+}
+
+/// Arrivals in bursts: `on_per_second` for `on` at the start of every `period`.
+#[derive(Debug, Clone, Copy)]
+pub struct Bursts {
+    pub on: Duration,
+    pub on_per_second: f64,
+    pub period: Duration,
 }
 
 impl Default for TruthOptions {
@@ -56,29 +83,33 @@ impl Default for TruthOptions {
             never: 0.2,
             act_min: Duration::from_secs(10),
             act_max: Duration::from_secs(120),
+            delay: Delay::Uniform,
+            bursts: None,
+            shift: None,
+            learn_half_life: Duration::from_secs(6 * 3600),
         }
     }
 }
 
 /// One schedule under test.
-struct Scenario {
-    name: &'static str,
+pub(crate) struct Scenario {
+    pub(crate) name: &'static str,
     /// `[backoff]` lines.
-    backoff: String,
+    pub(crate) backoff: String,
     /// The provider table's `schedule = …` line, if any.
-    schedule: String,
+    pub(crate) schedule: String,
     /// When the first check is due after creation (`None`: at once, as payrecon does).
-    first: Option<Duration>,
+    pub(crate) first: Option<Duration>,
     /// Hints sent at the moment of change for every other acting session.
-    hints: bool,
+    pub(crate) hints: bool,
 }
 
 /// One planned session: when it arrives and when its customer acts, from the run's start, in
 /// compressed time.
 #[derive(Clone, Copy)]
-struct Planned {
-    at: Duration,
-    acts: Option<Duration>,
+pub(crate) struct Planned {
+    pub(crate) at: Duration,
+    pub(crate) acts: Option<Duration>,
 }
 
 /// The simulator's own enforcement of the limit: a sliding one-second log of the status
@@ -284,23 +315,40 @@ fn scenarios(o: &TruthOptions) -> anyhow::Result<Vec<Scenario>> {
     ])
 }
 
-/// The sessions of a run: arrivals at a steady rate, acting after a uniform delay, a share
-/// never acting (a fixed seed, so every schedule gets the same ones).
-fn plan(o: &TruthOptions) -> Vec<Planned> {
+/// The sessions of a run: arrivals at a steady rate (or in bursts), acting after a uniform
+/// (or lognormal) delay, a share never acting (a fixed seed, so every schedule gets the same
+/// ones).
+pub(crate) fn plan(o: &TruthOptions) -> Vec<Planned> {
     let mut rng = fastrand::Rng::with_seed(19);
-    let n = (o.arrivals.as_secs_f64() * o.per_second).round() as u64;
-    let gap = 1.0 / o.per_second / o.compress;
     let (lo, hi) = (o.act_min.as_secs_f64(), o.act_max.as_secs_f64());
-    (0..n)
-        .map(|i| {
-            let acts = rng.f64() >= o.never;
-            let delay = (lo + rng.f64() * (hi - lo)) / o.compress;
-            Planned {
-                at: Duration::from_secs_f64(i as f64 * gap),
-                acts: acts.then(|| Duration::from_secs_f64(delay)),
+    let end = o.arrivals.as_secs_f64();
+    let mut out = Vec::new();
+    let mut t = 0.0;
+    while t < end {
+        let rate = match o.bursts {
+            Some(b) if t % b.period.as_secs_f64() < b.on.as_secs_f64() => b.on_per_second,
+            _ => o.per_second,
+        };
+        let acts = rng.f64() >= o.never;
+        let mut delay = match o.delay {
+            Delay::Uniform => lo + rng.f64() * (hi - lo),
+            Delay::LogNormal { median, sigma } => {
+                // Box–Muller: a standard normal from two uniforms.
+                let (u1, u2) = (rng.f64().max(1e-12), rng.f64());
+                let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+                median.as_secs_f64() * (sigma * z).exp()
             }
-        })
-        .collect()
+        };
+        if let Some(factor) = o.shift.filter(|_| t >= end / 2.0) {
+            delay *= factor;
+        }
+        out.push(Planned {
+            at: Duration::from_secs_f64(t / o.compress),
+            acts: acts.then(|| Duration::from_secs_f64(delay.max(0.5) / o.compress)),
+        });
+        t += 1.0 / rate;
+    }
+    out
 }
 
 fn config(
@@ -325,6 +373,7 @@ cron = "* * * * * *"
 poll = "1s"
 young = {young:?}
 ageing = {ageing:?}
+learn_half_life = {half_life:?}
 [backoff]
 {backoff}
 [http]
@@ -340,6 +389,7 @@ rate_limit = "{limit}/s"
 "#,
         young = squeeze(Duration::from_secs(600), c),
         ageing = squeeze(Duration::from_secs(600), c),
+        half_life = squeeze(o.learn_half_life, c),
         backoff = s.backoff,
         limit = (f64::from(o.limit) * c).round() as u64,
         schedule = s.schedule,
@@ -379,26 +429,40 @@ fn now_ms() -> i64 {
 }
 
 /// What one schedule's run measured.
-struct Measured {
-    name: &'static str,
-    sessions: usize,
-    acting: usize,
+pub(crate) struct Measured {
+    pub(crate) name: &'static str,
+    pub(crate) sessions: usize,
+    pub(crate) acting: usize,
     /// Lags in real seconds (× compress), sorted; unresolved acting sessions excluded.
-    lags: Vec<f64>,
-    unresolved: usize,
-    calls: u64,
-    refused: u64,
+    pub(crate) lags: Vec<f64>,
+    /// Each resolved acting session's moment of change (real seconds from the start) and lag.
+    pub(crate) lag_at: Vec<(f64, f64)>,
+    pub(crate) unresolved: usize,
+    pub(crate) calls: u64,
+    /// Calls on the sessions whose customer never acts, and those sessions.
+    pub(crate) never_calls: u64,
+    pub(crate) never_sessions: usize,
+    pub(crate) refused: u64,
     /// The most requests the simulator saw in any second (sliding).
-    most: usize,
+    pub(crate) most: usize,
     /// Calls in one-second windows while work was waiting, and those windows.
-    busy_calls: u64,
-    busy_windows: u64,
-    limit_per_window: u64,
+    pub(crate) busy_calls: u64,
+    pub(crate) busy_windows: u64,
+    pub(crate) limit_per_window: u64,
     /// Hint to committed transition, actual seconds, sorted.
-    hint_lags: Vec<f64>,
+    pub(crate) hint_lags: Vec<f64>,
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+impl Measured {
+    /// Calls in the seconds when work was waiting, over the limit in those seconds.
+    pub(crate) fn budget_used(&self) -> Option<f64> {
+        (self.busy_windows > 0).then(|| {
+            self.busy_calls as f64 / (self.busy_windows * self.limit_per_window) as f64
+        })
+    }
+}
+
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
@@ -407,7 +471,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 #[allow(clippy::too_many_lines)]
-async fn run_one(
+pub(crate) async fn run_one(
     payrecon: PathBuf,
     dir: PathBuf,
     s: Scenario,
@@ -525,9 +589,12 @@ async fn run_one(
             }
         }
     }
-    // Drain: until every acting session is resolved, or the slowest schedule's reach.
+    // Drain: until every acting session is resolved, or the slowest schedule's reach past the
+    // slowest customer.
     let acting = changes.lock().unwrap_or_else(|p| p.into_inner()).len() as i64;
-    let drain_until = Instant::now() + (o.act_max + Duration::from_secs(900)).div_f64(o.compress);
+    let slowest = planned.iter().filter_map(|p| p.acts).max().unwrap_or_default();
+    let drain_until =
+        Instant::now() + slowest + Duration::from_secs(900).div_f64(o.compress);
     loop {
         let resolved: i64 = on_db(&conn, |c| {
             c.query_row("SELECT count(*) FROM transitions", [], |r| r.get(0))
@@ -555,13 +622,16 @@ async fn run_one(
     let changes = changes.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let hints = hints.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let mut lags = Vec::new();
+    let mut lag_at = Vec::new();
     let mut hint_lags = Vec::new();
     for (id, at) in &rows {
         let Some(at) = payrecon::clock::parse(at).map(epoch_ms) else {
             continue;
         };
         if let Some(change) = changes.get(id) {
-            lags.push((at - change).max(0) as f64 / 1000.0 * o.compress);
+            let lag = (at - change).max(0) as f64 / 1000.0 * o.compress;
+            lags.push(lag);
+            lag_at.push(((change - start_ms) as f64 / 1000.0 * o.compress, lag));
         }
         if let Some(sent) = hints.get(id) {
             hint_lags.push((at - sent).max(0) as f64 / 1000.0);
@@ -599,12 +669,21 @@ async fn run_one(
         .iter()
         .map(|w| per_window.get(w).copied().unwrap_or(0))
         .sum();
+    let never_ids: Vec<String> = planned
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.acts.is_none())
+        .map(|(i, _)| format!("LIT_{i}_R{i}"))
+        .collect();
     Ok(Measured {
         name: s.name,
         sessions: planned.len(),
         acting: acting as usize,
         unresolved: (acting as usize).saturating_sub(lags.len()),
         lags,
+        lag_at,
+        never_calls: never_ids.iter().map(|id| u64::from(p.sim.polls(id))).sum(),
+        never_sessions: never_ids.len(),
         calls: arrivals.len() as u64,
         most: {
             if std::env::var_os("TRUTH_DEBUG").is_some() {

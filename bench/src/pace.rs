@@ -1,0 +1,278 @@
+//! Row 12, when to ask: the Little kind's fixed default schedule beside `schedule = "learned"`
+//! (reconcile::timing), side by side at one budget — each with a simulator of its own that
+//! enforces the limit and a `payrecon run` daemon on a ledger of its own, fed the same sessions
+//! at the same moments (row 8's machinery) — on three scenarios:
+//!
+//! * **row 8's**: 1.5 sessions a second for 10 minutes, 20% never act, the rest after 10–120 s
+//!   (uniform);
+//! * **budget-bound**: 30 minutes of arrivals in bursts above the budget (4 a second for 30 s
+//!   every 150 s, 0.3 a second between), customers acting after a lognormal delay (median
+//!   90 s, σ 1.0: one in twenty after 7.8 minutes), 15% never acting;
+//! * **shift**: the budget-bound arrivals for 40 minutes, the median delay 45 s for customers
+//!   arriving in the first half and 4× that (3 minutes) in the second, with
+//!   `learn_half_life = "5m"`: how long until the learned schedule's p95 is back within 10% of
+//!   where it settles.
+//!
+//! Calls on sessions that never act are the simulator's own count of status requests for them.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::truth::{
+    Bursts, Delay, Measured, Scenario, TruthOptions, percentile, plan, run_one, schedule_line,
+};
+
+/// The kind whose default schedule both runs start from.
+const DEFAULT: &[&str] = payrecon::provider::little::SPEC.default_schedule;
+
+fn fixed(c: f64) -> anyhow::Result<Scenario> {
+    Ok(Scenario {
+        name: "fixed default",
+        backoff: String::new(),
+        schedule: schedule_line(DEFAULT, c)?,
+        first: None,
+        hints: false,
+    })
+}
+
+fn learned(c: f64) -> anyhow::Result<Scenario> {
+    Ok(Scenario {
+        name: "learned",
+        // The same delays as the floor, prior and ceiling; the first check when plausible.
+        backoff: schedule_line(DEFAULT, c)?,
+        schedule: "schedule = \"learned\"".into(),
+        first: None,
+        hints: false,
+    })
+}
+
+fn budget_bound(compress: f64) -> TruthOptions {
+    TruthOptions {
+        compress,
+        arrivals: Duration::from_secs(30 * 60),
+        per_second: 0.3,
+        never: 0.15,
+        delay: Delay::LogNormal {
+            median: Duration::from_secs(90),
+            sigma: 1.0,
+        },
+        bursts: Some(Bursts {
+            on: Duration::from_secs(30),
+            on_per_second: 4.0,
+            period: Duration::from_secs(150),
+        }),
+        ..TruthOptions::default()
+    }
+}
+
+fn shifted(compress: f64) -> TruthOptions {
+    TruthOptions {
+        arrivals: Duration::from_secs(40 * 60),
+        delay: Delay::LogNormal {
+            median: Duration::from_secs(45),
+            sigma: 1.0,
+        },
+        shift: Some(4.0),
+        learn_half_life: Duration::from_secs(5 * 60),
+        ..budget_bound(compress)
+    }
+}
+
+/// The fixed default and the learned schedule side by side on `o`.
+async fn pair(payrecon: &Path, dir: &Path, o: &TruthOptions) -> anyhow::Result<Vec<Measured>> {
+    let stop = CancellationToken::new();
+    let planned = Arc::new(plan(o));
+    let runs = futures_util::future::join_all(
+        [fixed(o.compress)?, learned(o.compress)?]
+            .into_iter()
+            .map(|s| {
+                run_one(
+                    payrecon.to_path_buf(),
+                    dir.to_path_buf(),
+                    s,
+                    o.clone(),
+                    planned.clone(),
+                    stop.clone(),
+                )
+            }),
+    )
+    .await;
+    stop.cancel();
+    runs.into_iter().collect()
+}
+
+fn p95(m: &Measured) -> f64 {
+    percentile(&m.lags, 95.0)
+}
+
+/// The p95 lag of the sessions whose customer acted in each window of `width` real seconds.
+fn windows(m: &Measured, width: f64, end: f64) -> Vec<(f64, f64)> {
+    let mut out = Vec::new();
+    let mut from = 0.0;
+    while from < end {
+        let mut lags: Vec<f64> = m
+            .lag_at
+            .iter()
+            .filter(|(at, _)| (from..from + width).contains(at))
+            .map(|(_, lag)| *lag)
+            .collect();
+        lags.sort_by(f64::total_cmp);
+        if lags.len() >= 20 {
+            out.push((from, percentile(&lags, 95.0)));
+        }
+        from += width;
+    }
+    out
+}
+
+/// After the shift at `shift_at`: the settled p95 (of the last third of the run's changes) and
+/// how long after the shift until every window's p95 is within 10% of it.
+fn recovery(m: &Measured, shift_at: f64, end: f64, width: f64) -> (f64, Option<f64>) {
+    let settle_from = shift_at + (end - shift_at) * 2.0 / 3.0;
+    let mut late: Vec<f64> = m
+        .lag_at
+        .iter()
+        .filter(|(at, _)| *at >= settle_from && *at < end)
+        .map(|(_, l)| *l)
+        .collect();
+    late.sort_by(f64::total_cmp);
+    let settled = percentile(&late, 95.0);
+    let after: Vec<(f64, f64)> = windows(m, width, end)
+        .into_iter()
+        .filter(|(from, _)| *from >= shift_at)
+        .collect();
+    let back = (0..after.len())
+        .find(|&i| after[i..].iter().all(|(_, p)| *p <= settled * 1.1))
+        .map(|i| after[i].0 - shift_at);
+    (settled, back)
+}
+
+fn line(table: &mut String, scenario: &str, m: &Measured) {
+    let used = m
+        .budget_used()
+        .map_or("no wait".to_string(), |u| format!("{:.0}% of {} s", u * 100.0, m.busy_windows));
+    let _ = writeln!(
+        table,
+        "  {:<14} {:<14} {:>7.1} {:>7.1} {:>7.1} {:>6} {:>9.2} {:>12} {:>7} {:>16}",
+        scenario,
+        m.name,
+        percentile(&m.lags, 50.0),
+        p95(m),
+        percentile(&m.lags, 99.0),
+        m.unresolved,
+        m.calls as f64 / m.sessions as f64,
+        format!(
+            "{} ({:.1})",
+            m.never_calls,
+            m.never_calls as f64 / m.never_sessions.max(1) as f64
+        ),
+        m.refused,
+        used
+    );
+}
+
+fn as_json(m: &Measured) -> serde_json::Value {
+    json!({
+        "name": m.name, "sessions": m.sessions, "acting": m.acting, "unresolved": m.unresolved,
+        "p50": percentile(&m.lags, 50.0), "p95": p95(m), "p99": percentile(&m.lags, 99.0),
+        "calls": m.calls, "calls_per_session": m.calls as f64 / m.sessions as f64,
+        "never_calls": m.never_calls, "never_sessions": m.never_sessions, "429s": m.refused,
+        "budget_used": m.budget_used(), "max_in_any_second": m.most,
+    })
+}
+
+/// Row 12 and its table.
+pub async fn row(
+    payrecon: &Path,
+    dir: &Path,
+    compress: f64,
+) -> anyhow::Result<(serde_json::Value, String, bool)> {
+    let row8 = TruthOptions {
+        compress,
+        ..TruthOptions::default()
+    };
+    let bound = budget_bound(compress);
+    let shift = shifted(compress);
+    eprintln!("  12a row 8's scenario");
+    let a = pair(payrecon, dir, &row8).await?;
+    eprintln!("  12b budget-bound");
+    let b = pair(payrecon, dir, &bound).await?;
+    eprintln!("  12c a shift halfway");
+    let c = pair(payrecon, dir, &shift).await?;
+
+    let mut table = String::new();
+    let _ = writeln!(
+        table,
+        "\n12 when to ask: the little kind's fixed default beside schedule = \"learned\", limit {}/s, time compressed {}×",
+        row8.limit, compress
+    );
+    let _ = writeln!(
+        table,
+        "  {:<14} {:<14} {:>7} {:>7} {:>7} {:>6} {:>9} {:>12} {:>7} {:>16}",
+        "scenario",
+        "schedule",
+        "p50 s",
+        "p95 s",
+        "p99 s",
+        "unres",
+        "calls/ses",
+        "never (each)",
+        "429s",
+        "budget used"
+    );
+    for (name, runs) in [("row 8's", &a), ("budget-bound", &b), ("shift", &c)] {
+        for m in runs.iter() {
+            line(&mut table, name, m);
+        }
+    }
+    let end = shift.arrivals.as_secs_f64();
+    let shift_at = end / 2.0;
+    let width = 240.0;
+    let _ = writeln!(
+        table,
+        "  shift at {:.0} min (median 45 s → 3 min), learn_half_life 5 min; p95 by 4-minute window of the customers' acting:",
+        shift_at / 60.0
+    );
+    let mut recovered = Vec::new();
+    for m in &c {
+        let (settled, back) = recovery(m, shift_at, end, width);
+        let series: Vec<String> = windows(m, width, end)
+            .iter()
+            .map(|(from, p)| format!("{:.0}m {:.0}", from / 60.0, p))
+            .collect();
+        let _ = writeln!(
+            table,
+            "    {:<14} {} | settled p95 {:.0} s, within 10% of it {} after the shift",
+            m.name,
+            series.join(" · "),
+            settled,
+            back.map_or("never".into(), |s| format!("{:.0} min", s / 60.0))
+        );
+        recovered.push(json!({"name": m.name, "settled_p95": settled, "back_within_10pct_seconds": back}));
+    }
+    let ratio = |runs: &[Measured], f: fn(&Measured) -> f64| f(&runs[1]) / f(&runs[0]);
+    let never = |m: &Measured| m.never_calls as f64;
+    let p95_bound = ratio(&b, p95);
+    let never_bound = ratio(&b, never);
+    let p95_row8 = ratio(&a, p95);
+    let _ = writeln!(
+        table,
+        "  goals: budget-bound p95 learned/fixed {p95_bound:.2} (≤ 0.50), calls on never-acting {never_bound:.2} (≤ 0.50); row 8's p95 {p95_row8:.2} (≤ 1.05: no worse, within noise)"
+    );
+    let no_429 = [&a, &b, &c].iter().all(|r| r.iter().all(|m| m.refused == 0));
+    let met = p95_bound <= 0.5 && never_bound <= 0.5 && p95_row8 <= 1.05 && no_429;
+    let json = json!({
+        "compress": compress,
+        "row8": a.iter().map(as_json).collect::<Vec<_>>(),
+        "budget_bound": b.iter().map(as_json).collect::<Vec<_>>(),
+        "shift": c.iter().map(as_json).collect::<Vec<_>>(),
+        "shift_recovery": recovered,
+        "ratios": {"budget_bound_p95": p95_bound, "budget_bound_never_calls": never_bound, "row8_p95": p95_row8},
+    });
+    Ok((json, table, met))
+}
