@@ -83,14 +83,21 @@ fn shifted(compress: f64) -> TruthOptions {
     }
 }
 
-/// The fixed default and the learned schedule side by side on `o`.
-async fn pair(payrecon: &Path, dir: &Path, o: &TruthOptions) -> anyhow::Result<Vec<Measured>> {
+/// The fixed default and the learned schedule side by side on `o`, their ledgers in `dir`'s
+/// folder `label`.
+async fn pair(
+    payrecon: &Path,
+    dir: &Path,
+    label: &str,
+    o: &TruthOptions,
+) -> anyhow::Result<Vec<Measured>> {
+    let dir = dir.join(label);
+    std::fs::create_dir_all(&dir)?;
     let stop = CancellationToken::new();
     let planned = Arc::new(plan(o));
-    let runs = futures_util::future::join_all(
-        [fixed(o.compress)?, learned(o.compress)?]
-            .into_iter()
-            .map(|s| {
+    let runs =
+        futures_util::future::join_all([fixed(o.compress)?, learned(o.compress)?].into_iter().map(
+            |s| {
                 run_one(
                     payrecon.to_path_buf(),
                     dir.to_path_buf(),
@@ -99,9 +106,9 @@ async fn pair(payrecon: &Path, dir: &Path, o: &TruthOptions) -> anyhow::Result<V
                     planned.clone(),
                     stop.clone(),
                 )
-            }),
-    )
-    .await;
+            },
+        ))
+        .await;
     stop.cancel();
     runs.into_iter().collect()
 }
@@ -153,9 +160,9 @@ fn recovery(m: &Measured, shift_at: f64, end: f64, width: f64) -> (f64, Option<f
 }
 
 fn line(table: &mut String, scenario: &str, m: &Measured) {
-    let used = m
-        .budget_used()
-        .map_or("no wait".to_string(), |u| format!("{:.0}% of {} s", u * 100.0, m.busy_windows));
+    let used = m.budget_used().map_or("no wait".to_string(), |u| {
+        format!("{:.0}% of {} s", u * 100.0, m.busy_windows)
+    });
     let _ = writeln!(
         table,
         "  {:<14} {:<14} {:>7.1} {:>7.1} {:>7.1} {:>6} {:>9.2} {:>12} {:>7} {:>16}",
@@ -199,11 +206,11 @@ pub async fn row(
     let bound = budget_bound(compress);
     let shift = shifted(compress);
     eprintln!("  12a row 8's scenario");
-    let a = pair(payrecon, dir, &row8).await?;
+    let a = pair(payrecon, dir, "row8", &row8).await?;
     eprintln!("  12b budget-bound");
-    let b = pair(payrecon, dir, &bound).await?;
+    let b = pair(payrecon, dir, "bound", &bound).await?;
     eprintln!("  12c a shift halfway");
-    let c = pair(payrecon, dir, &shift).await?;
+    let c = pair(payrecon, dir, "shift", &shift).await?;
 
     let mut table = String::new();
     let _ = writeln!(
@@ -253,7 +260,9 @@ pub async fn row(
             settled,
             back.map_or("never".into(), |s| format!("{:.0} min", s / 60.0))
         );
-        recovered.push(json!({"name": m.name, "settled_p95": settled, "back_within_10pct_seconds": back}));
+        recovered.push(
+            json!({"name": m.name, "settled_p95": settled, "back_within_10pct_seconds": back}),
+        );
     }
     let ratio = |runs: &[Measured], f: fn(&Measured) -> f64| f(&runs[1]) / f(&runs[0]);
     let never = |m: &Measured| m.never_calls as f64;
@@ -264,7 +273,9 @@ pub async fn row(
         table,
         "  goals: budget-bound p95 learned/fixed {p95_bound:.2} (≤ 0.50), calls on never-acting {never_bound:.2} (≤ 0.50); row 8's p95 {p95_row8:.2} (≤ 1.05: no worse, within noise)"
     );
-    let no_429 = [&a, &b, &c].iter().all(|r| r.iter().all(|m| m.refused == 0));
+    let no_429 = [&a, &b, &c]
+        .iter()
+        .all(|r| r.iter().all(|m| m.refused == 0));
     let met = p95_bound <= 0.5 && never_bound <= 0.5 && p95_row8 <= 1.05 && no_429;
     let json = json!({
         "compress": compress,

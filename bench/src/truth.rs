@@ -456,9 +456,8 @@ pub(crate) struct Measured {
 impl Measured {
     /// Calls in the seconds when work was waiting, over the limit in those seconds.
     pub(crate) fn budget_used(&self) -> Option<f64> {
-        (self.busy_windows > 0).then(|| {
-            self.busy_calls as f64 / (self.busy_windows * self.limit_per_window) as f64
-        })
+        (self.busy_windows > 0)
+            .then(|| self.busy_calls as f64 / (self.busy_windows * self.limit_per_window) as f64)
     }
 }
 
@@ -592,9 +591,12 @@ pub(crate) async fn run_one(
     // Drain: until every acting session is resolved, or the slowest schedule's reach past the
     // slowest customer.
     let acting = changes.lock().unwrap_or_else(|p| p.into_inner()).len() as i64;
-    let slowest = planned.iter().filter_map(|p| p.acts).max().unwrap_or_default();
-    let drain_until =
-        Instant::now() + slowest + Duration::from_secs(900).div_f64(o.compress);
+    let slowest = planned
+        .iter()
+        .filter_map(|p| p.acts)
+        .max()
+        .unwrap_or_default();
+    let drain_until = Instant::now() + slowest + Duration::from_secs(900).div_f64(o.compress);
     loop {
         let resolved: i64 = on_db(&conn, |c| {
             c.query_row("SELECT count(*) FROM transitions", [], |r| r.get(0))

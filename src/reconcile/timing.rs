@@ -81,6 +81,8 @@ pub struct Learned {
     /// The chance that a session's answer has come by an age: `(age in seconds, chance)`,
     /// rising, from `(0, 0)` to the share that ever answers.
     curve: Vec<(f64, f64)>,
+    /// The latest a first check waits (seconds): the fixed schedule's median check time.
+    first_cap: f64,
 }
 
 impl Learned {
@@ -113,9 +115,11 @@ impl Learned {
     }
 
     /// When a session added without any signal is first worth asking about: the age by which
-    /// [`SHARE`] of all sessions have their answer.
+    /// [`SHARE`] of all sessions have their answer, at most the fixed schedule's median check
+    /// time (answer times written by hand cannot put a first check off further).
     pub fn plausible(&self) -> Duration {
-        Duration::from_secs_f64(self.age_at(SHARE).unwrap_or(0.0).max(0.0))
+        let at = self.age_at(SHARE).unwrap_or(0.0).clamp(0.0, self.first_cap);
+        Duration::from_secs_f64(at)
     }
 
     /// The wait after a check at `age` (seconds since creation) that left the session
@@ -246,7 +250,10 @@ pub fn learn(
         acted_weight += weight;
     }
     let each = PRIOR_WEIGHT / prior.len().max(1) as f64;
-    samples.extend(prior.iter().map(|t| (*t, each)));
+    let mut guessed: Vec<(f64, f64)> = prior.iter().map(|t| (*t, each)).collect();
+    guessed.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let first_cap = quantile(&guessed, 0.5);
+    samples.extend(guessed);
     samples.sort_by(|a, b| a.0.total_cmp(&b.0));
     let quantiles = QUANTILES.map(|q| Duration::from_secs_f64(quantile(&samples, q).max(0.0)));
     let ended = acted_weight + expired_weight;
@@ -272,6 +279,7 @@ pub fn learn(
         quantiles,
         never,
         curve,
+        first_cap,
     }
 }
 

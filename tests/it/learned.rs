@@ -7,29 +7,36 @@ use crate::support::{DirectSql, Engine, Env, config_with, one};
 use payrecon::clock;
 use payrecon::provider::Kind;
 
-/// A MoPay provider with `schedule = "learned"` over fixed delays of 1 s then 10 min, at
-/// `rate_limit`, and 100 answers in the ledger that came 20, 21, … 119 s after their
-/// sessions were created.
+/// A MoPay provider with `schedule = "learned"` over fixed delays of 1 s, 40 s, then 10 min
+/// (their check times, 1 s, 41 s and 641 s, are the prior), at `rate_limit`, and 100 answers
+/// in the ledger that came 20, 21, … 119 s after their sessions were created.
 fn learned_env(env: &Env, rate_limit: &str) {
+    let took: Vec<u64> = (20..120).collect();
+    learned_env_with(env, rate_limit, "[\"1s\", \"40s\", \"10m\"]", &took);
+}
+
+/// A MoPay provider with `schedule = "learned"` over the fixed `delays`, at `rate_limit`, and
+/// answers that came `took` seconds after their sessions' creation.
+fn learned_env_with(env: &Env, rate_limit: &str, delays: &str, took: &[u64]) {
     let providers = format!(
         "[providers.mopay]\nkind = \"mopay\"\nbase_url = \"{}\"\nrate_limit = \"{rate_limit}\"\nschedule = \"learned\"\n",
         env.base_url
     );
-    let text = config_with(&env.location, &providers).replace(
-        "initial = \"100ms\"\nmultiplier = 1.5\nmax = \"300ms\"\n",
-        "schedule = [\"1s\", \"10m\"]\n",
-    );
-    assert!(text.contains("schedule = [\"1s\", \"10m\"]"));
+    let form = "initial = \"100ms\"\nmultiplier = 1.5\nmax = \"300ms\"\n";
+    let text = config_with(&env.location, &providers);
+    assert!(text.contains(form));
+    let text = text.replace(form, &format!("schedule = {delays}\n"));
     std::fs::write(&env.config_path, text).unwrap();
     let now = clock::now();
     let ago = |secs: u64| clock::format(clock::sub(now, Duration::from_secs(secs)));
     let mut sql = String::new();
-    for took in 20..120 {
+    for (i, took) in took.iter().enumerate() {
+        let took = *took;
         sql.push_str(&format!(
-            "INSERT INTO sessions (provider, session_id, created_at) VALUES ('mopay', 'old{took}', '{}'); \
+            "INSERT INTO sessions (provider, session_id, created_at) VALUES ('mopay', 'old{i}', '{}'); \
              INSERT INTO transitions (session, from_status, to_status, at, source) \
-             SELECT id, 'PENDING', 'COMPLETED', '{now}', 'poll' FROM sessions WHERE session_id = 'old{took}'; \
-             UPDATE sessions SET status = 'COMPLETED', resolved_at = '{now}' WHERE session_id = 'old{took}';",
+             SELECT id, 'PENDING', 'COMPLETED', '{now}', 'poll' FROM sessions WHERE session_id = 'old{i}'; \
+             UPDATE sessions SET status = 'COMPLETED', resolved_at = '{now}' WHERE session_id = 'old{i}';",
             ago(took),
             now = ago(0)
         ));
@@ -43,10 +50,12 @@ fn secs_between(from: &str, to: &str) -> f64 {
     (b - a).num_milliseconds() as f64 / 1000.0
 }
 
-/// The first check waits until one answer in ten has come (about 21 s: the prior's 10 at 1 s,
-/// then 2 of the answers), with no call before; after a pending answer at 25 s, while the
-/// budget binds (one call a second, two sessions due), the next check is when the chance of an
-/// answer since reaches one in ten — about 10 s later, not the fixed schedule's 1 s.
+/// The first check waits until one answer in ten has come: 12 of the 120 answers and
+/// pseudo-answers, the prior's 6.7 at 1 s and then the answers of 20–25 s, so about 25 s, with
+/// no call before. After a pending answer at 30 s (17.7 have come), while the budget binds
+/// (one call a second, two sessions due), the next check is when the chance of an answer since
+/// reaches one in ten (27.9 of 120: the answers to 40 s and the prior's 41 s): about 11 s
+/// later, not the fixed schedule's 1 s.
 async fn a_learned_schedule_waits_for_a_plausible_answer_then_asks_where_answers_come(
     engine: Engine,
 ) {
@@ -68,14 +77,14 @@ async fn a_learned_schedule_waits_for_a_plausible_answer_then_asks_where_answers
     };
     let first = secs_between(&row("created_at"), &row("next_check_at"));
     assert!(
-        (19.0..=23.0).contains(&first),
+        (22.0..=28.0).contains(&first),
         "first check {first} s after creation"
     );
     assert_eq!(row("checks"), "0");
 
-    // 25 s later (moved back in the ledger), it and another are checked: still pending.
+    // 30 s later (moved back in the ledger), it and another are checked: still pending.
     env.session(&l, "lrn_two", "pending");
-    let back = clock::format(clock::sub(clock::now(), Duration::from_secs(25)));
+    let back = clock::format(clock::sub(clock::now(), Duration::from_secs(30)));
     l.execute_batch(&format!(
         "UPDATE sessions SET created_at = '{back}', next_check_at = '{back}' WHERE session_id LIKE 'lrn_%'"
     ))
@@ -92,20 +101,20 @@ async fn a_learned_schedule_waits_for_a_plausible_answer_then_asks_where_answers
         assert_eq!(row("status"), "PENDING");
         let gap = secs_between(&row("last_checked_at"), &row("next_check_at"));
         assert!(
-            (7.0..=14.0).contains(&gap),
+            (8.0..=15.0).contains(&gap),
             "{id}: next check {gap} s after the last"
         );
     }
 }
 
 /// With calls to spare (no limit), a learned schedule is never sparser than the fixed one:
-/// the same pending answer at 25 s is followed by the fixed schedule's 1 s.
+/// the same pending answer at 30 s is followed by the fixed schedule's 1 s.
 async fn with_calls_to_spare_a_learned_schedule_is_never_sparser_than_the_fixed(engine: Engine) {
     let env = Env::start_on(engine).await;
     learned_env(&env, "off");
     let l = env.ledger();
     env.session(&l, "lrn_spare", "pending");
-    let back = clock::format(clock::sub(clock::now(), Duration::from_secs(25)));
+    let back = clock::format(clock::sub(clock::now(), Duration::from_secs(30)));
     l.execute_batch(&format!(
         "UPDATE sessions SET created_at = '{back}', next_check_at = '{back}' WHERE session_id = 'lrn_spare'"
     ))
@@ -126,7 +135,44 @@ async fn with_calls_to_spare_a_learned_schedule_is_never_sparser_than_the_fixed(
     );
 }
 
+/// Answer times written by hand ("every payment took a month") cannot put checks off: the
+/// first check waits at most the fixed schedule's median check time (1 s here: the prior is
+/// 1 s and 10 min), and while the budget binds no check waits longer than the fixed schedule's
+/// longest delay (10 min). Without the bounds both would wait about a month.
+async fn hostile_answer_times_cannot_put_checks_off(engine: Engine) {
+    let env = Env::start_on(engine).await;
+    learned_env_with(&env, "1/s", "[\"1s\", \"10m\"]", &[30 * 86_400; 300]);
+    let l = env.ledger();
+    env.session(&l, "lrn_h1", "pending");
+    env.pass(&l, "p").await;
+    let row = |id: &str, col: &str| {
+        one(
+            &l,
+            &format!("SELECT {col} FROM sessions WHERE session_id = '{id}'"),
+        )
+    };
+    let first = secs_between(
+        &row("lrn_h1", "created_at"),
+        &row("lrn_h1", "next_check_at"),
+    );
+    assert!(first <= 1.5, "first check {first} s after creation");
+
+    env.session(&l, "lrn_h2", "pending");
+    let back = clock::format(clock::sub(clock::now(), Duration::from_secs(25)));
+    l.execute_batch(&format!(
+        "UPDATE sessions SET created_at = '{back}', next_check_at = '{back}' WHERE session_id LIKE 'lrn_h%'"
+    ))
+    .unwrap();
+    env.pass(&l, "p").await;
+    for id in ["lrn_h1", "lrn_h2"] {
+        assert_eq!(row(id, "status"), "PENDING");
+        let gap = secs_between(&row(id, "last_checked_at"), &row(id, "next_check_at"));
+        assert!(gap <= 601.0, "{id}: next check {gap} s after the last");
+    }
+}
+
 crate::on_both_engines!(
     a_learned_schedule_waits_for_a_plausible_answer_then_asks_where_answers_come,
-    with_calls_to_spare_a_learned_schedule_is_never_sparser_than_the_fixed
+    with_calls_to_spare_a_learned_schedule_is_never_sparser_than_the_fixed,
+    hostile_answer_times_cannot_put_checks_off
 );
