@@ -61,7 +61,7 @@ pub enum Delay {
     /// Uniform between `act_min` and `act_max`.
     Uniform,
     /// Lognormal: half act within `median`; `sigma` is the spread of its logarithm (1.0: one
-    /// in twenty takes more than 5.2 × the median).
+    /// in twenty takes more than 5.2 × the median); none takes more than 30 minutes.
     LogNormal { median: Duration, sigma: f64 },
 }
 
@@ -336,7 +336,8 @@ pub(crate) fn plan(o: &TruthOptions) -> Vec<Planned> {
                 // Box–Muller: a standard normal from two uniforms.
                 let (u1, u2) = (rng.f64().max(1e-12), rng.f64());
                 let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
-                median.as_secs_f64() * (sigma * z).exp()
+                // Truncated at 30 minutes, which bounds the run's drain.
+                (median.as_secs_f64() * (sigma * z).exp()).min(1800.0)
             }
         };
         if let Some(factor) = o.shift.filter(|_| t >= end / 2.0) {

@@ -44,7 +44,20 @@ pub(super) fn check_config(cli: &Cli) -> anyhow::Result<ExitCode> {
     let cfg = load_with_secrets(cli)?;
     out!("{}", describe(&cfg));
     let mut problems = cfg.warnings.clone();
-    problems.extend(ledger_problem(&cfg.ledger));
+    let ledger = ledger_problem(&cfg.ledger);
+    // What the ledger has taught, when it exists and opens (nothing is created here).
+    let exists = match &cfg.ledger {
+        crate::ledger::Location::Path(p) => p.exists(),
+        crate::ledger::Location::Url(_) => true,
+    };
+    if ledger.is_none()
+        && exists
+        && let Ok(l) = crate::ledger::Ledger::connect(&cfg.ledger)
+    {
+        super::stats::learned(&cfg, &l)?;
+        outln!();
+    }
+    problems.extend(ledger);
     if !problems.is_empty() {
         let path = cli.config.clone().unwrap_or_else(config::default_path);
         return Err(UsageError::new(format!("{}: {}", path.display(), problems.join("; "))).into());
@@ -141,6 +154,7 @@ pub(super) fn describe(cfg: &Config) -> String {
     }
     for p in &cfg.providers {
         out.push_str(&describe_provider(p, cfg.own_schedule(&p.name)));
+        out.push_str(&describe_pace(&p.name, cfg.backoff_for(&p.name)));
     }
     describe_listeners(cfg, &mut out);
     out
@@ -259,6 +273,26 @@ fn describe_listeners(cfg: &Config, out: &mut String) {
         ));
     }
     out.push_str(&format!("log.format           {:?}\n", cfg.log_format));
+}
+
+/// How a provider's checks are timed, when not simply by its schedule: learned, or a first
+/// check that waits.
+fn describe_pace(name: &str, b: &crate::config::BackoffConfig) -> String {
+    use crate::config::{FirstCheck, Pace};
+    let d = |d: std::time::Duration| humantime::format_duration(d).to_string();
+    let first = match b.first_check {
+        FirstCheck::Plausible => "when an answer is plausible (one in ten has come)".to_string(),
+        FirstCheck::After(w) if w.is_zero() => "when added".to_string(),
+        FirstCheck::After(w) => format!("{} after it is added", d(w)),
+    };
+    match (b.pace, b.first_check) {
+        (Pace::Learned, _) => format!(
+            "providers.{name:<10} checks learned from its answers, within its schedule (never sooner than {}; with calls to spare never later than it); first check {first}\n",
+            d(crate::reconcile::timing::floor(b))
+        ),
+        (Pace::Fixed, FirstCheck::After(w)) if w.is_zero() => String::new(),
+        (Pace::Fixed, _) => format!("providers.{name:<10} first check {first}\n"),
+    }
 }
 
 /// One provider's lines of `check-config`: its kind, endpoint, where its keys come from (set or

@@ -39,50 +39,7 @@ pub(super) fn stats(cli: &Cli) -> anyhow::Result<ExitCode> {
             crate::escape::shown_or_dash(Some(currency.as_str()).filter(|c| !c.is_empty()))
         );
     }
-    let learned = crate::reconcile::timing::learn_all(&cfg, &ledger, clock::now())?;
-    if !learned.is_empty() {
-        outln!(
-            "\nanswers, learned  answers expired    p50      p90      p95      p99  never  (last {}, half-life {})",
-            humantime::format_duration(crate::reconcile::timing::window(
-                cfg.schedule.learn_half_life
-            )),
-            humantime::format_duration(cfg.schedule.learn_half_life)
-        );
-        for l in &learned {
-            let q = l.quantiles.map(crate::reconcile::timing::shown);
-            outln!(
-                "{:<17} {:>7} {:>7} {:>8} {:>8} {:>8} {:>8} {:>6}{}",
-                crate::escape::shown(&l.provider),
-                l.answers,
-                l.expired,
-                q[0],
-                q[1],
-                q[2],
-                q[3],
-                l.never
-                    .map_or("-".to_string(), |n| format!("{:.0}%", n * 100.0)),
-                if l.mostly_prior() {
-                    "  (mostly the schedule's guess)"
-                } else {
-                    ""
-                }
-            );
-        }
-        for l in &learned {
-            let b = cfg.backoff_for(&l.provider);
-            if b.pace == crate::config::Pace::Learned {
-                let first = match b.first_check {
-                    crate::config::FirstCheck::Plausible => l.plausible(),
-                    crate::config::FirstCheck::After(d) => d,
-                };
-                outln!(
-                    "{}: checks timed by these (schedule = \"learned\"); first check {} after a session is added",
-                    crate::escape::shown(&l.provider),
-                    crate::reconcile::timing::shown(first)
-                );
-            }
-        }
-    }
+    learned(&cfg, &ledger)?;
     outln!("\ndue now: {}", st.due_now);
     outln!(
         "late checks waiting: {}; anomalies: {}",
@@ -133,4 +90,57 @@ pub(super) fn stats(cli: &Cli) -> anyhow::Result<ExitCode> {
         st.events_dead
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The answer times learned per provider from the ledger (`reconcile::timing`), and for each
+/// provider with `schedule = "learned"` when its first check comes: `stats` and `check-config`.
+pub(super) fn learned(
+    cfg: &crate::config::Config,
+    ledger: &crate::ledger::Ledger,
+) -> anyhow::Result<()> {
+    let learned = crate::reconcile::timing::learn_all(cfg, ledger, clock::now())?;
+    if !learned.is_empty() {
+        outln!(
+            "\nanswers, learned  answers expired    p50      p90      p95      p99  never  (last {}, half-life {})",
+            humantime::format_duration(crate::reconcile::timing::window(
+                cfg.schedule.learn_half_life
+            )),
+            humantime::format_duration(cfg.schedule.learn_half_life)
+        );
+        for l in &learned {
+            let q = l.quantiles.map(crate::reconcile::timing::shown);
+            outln!(
+                "{:<17} {:>7} {:>7} {:>8} {:>8} {:>8} {:>8} {:>6}{}",
+                crate::escape::shown(&l.provider),
+                l.answers,
+                l.expired,
+                q[0],
+                q[1],
+                q[2],
+                q[3],
+                l.never
+                    .map_or("-".to_string(), |n| format!("{:.0}%", n * 100.0)),
+                if l.mostly_prior() {
+                    "  (mostly the schedule's guess)"
+                } else {
+                    ""
+                }
+            );
+        }
+        for l in &learned {
+            let b = cfg.backoff_for(&l.provider);
+            if b.pace == crate::config::Pace::Learned {
+                let first = match b.first_check {
+                    crate::config::FirstCheck::Plausible => l.plausible(),
+                    crate::config::FirstCheck::After(d) => d,
+                };
+                outln!(
+                    "{}: checks timed by these (schedule = \"learned\"); first check {} after a session is added",
+                    crate::escape::shown(&l.provider),
+                    crate::reconcile::timing::shown(first)
+                );
+            }
+        }
+    }
+    Ok(())
 }

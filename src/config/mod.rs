@@ -528,6 +528,7 @@ impl Config {
         self.provider_backoff
             .get(provider)
             .map(|b| b.schedule.as_slice())
+            .filter(|s| !s.is_empty())
     }
 
     /// The backoff a session of `provider` is checked by: `[backoff]`, with the provider's own

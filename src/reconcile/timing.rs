@@ -3,9 +3,10 @@
 //! [`crate::ledger::DueOrder`] (which orders what is due when the budget cannot serve it all).
 //! docs/operations.md "Learned check times" says the same for operators.
 //!
-//! **What is learned.** The distribution of time from a session's creation to the provider's
-//! answer that closed it or sent it to REVIEW, and the share of sessions whose customer never
-//! acted (EXPIRED):
+//! **What is learned.** The chance that a session's answer has come by each age: from the
+//! provider's answers that closed a session or sent it to REVIEW, the sessions that expired
+//! without one, and the sessions still PENDING — a weighted Kaplan–Meier estimate, so a session
+//! waiting for an hour counts as "not by an hour" and the share that never answers shows:
 //! * **The window.** The newest [`MOST`] transitions of the last [`WINDOW_HALF_LIVES`]
 //!   half-lives (a week at the default `[schedule] learn_half_life` of 6 h), found by id as the
 //!   overview's activity is, on both engines. Decisions by people are not answers and are left
@@ -219,67 +220,142 @@ fn quantile(samples: &[(f64, f64)], q: f64) -> f64 {
     samples.last().map_or(0.0, |s| s.0)
 }
 
-/// Learns `provider`'s answer times from `moved` (any providers', oldest first) at `now`, with
-/// `prior` (from [`prior_times`]) as the prior and answers halving in weight every
-/// `half_life`.
+/// One observation of a session: at `age` seconds it was answered (`answered`), or it was
+/// still waiting (PENDING now, or EXPIRED then) — weighing `weight`.
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    age: f64,
+    weight: f64,
+    answered: bool,
+}
+
+/// The chance of an answer by each age, from observations some of which are still waiting:
+/// the (weighted) Kaplan–Meier estimate. A session still PENDING at an hour says an answer
+/// can take an hour or never come, without saying which; counting only the answers would
+/// believe every session answers soon, and ask the ones that never will again and again.
+fn answered_by(mut seen: Vec<Seen>) -> Vec<(f64, f64)> {
+    // At one age, answers before the waiting (the usual tie rule).
+    seen.sort_by(|a, b| a.age.total_cmp(&b.age).then(b.answered.cmp(&a.answered)));
+    let mut at_risk: f64 = seen.iter().map(|s| s.weight).sum();
+    let mut survive = 1.0;
+    let mut curve: Vec<(f64, f64)> = vec![(0.0, 0.0)];
+    let mut i = 0;
+    while i < seen.len() {
+        let age = seen[i].age;
+        let (mut answered, mut left) = (0.0, 0.0);
+        while i < seen.len() && seen[i].age == age {
+            if seen[i].answered {
+                answered += seen[i].weight;
+            }
+            left += seen[i].weight;
+            i += 1;
+        }
+        if answered > 0.0 && at_risk > 0.0 {
+            survive *= (1.0 - answered / at_risk).max(0.0);
+            let point = (age, 1.0 - survive);
+            match curve.last_mut() {
+                Some(last) if last.0 >= age => *last = point,
+                _ => curve.push(point),
+            }
+        }
+        at_risk -= left;
+    }
+    thin(curve)
+}
+
+/// At most about [`KNOTS`] points of a rising curve: one each time it has risen by a
+/// [`KNOTS`]th of its height, and its last.
+fn thin(curve: Vec<(f64, f64)>) -> Vec<(f64, f64)> {
+    let top = curve.last().map_or(0.0, |p| p.1);
+    if curve.len() <= KNOTS || top <= 0.0 {
+        return curve;
+    }
+    let step = top / KNOTS as f64;
+    let mut out: Vec<(f64, f64)> = Vec::with_capacity(KNOTS + 2);
+    for (n, p) in curve.iter().enumerate() {
+        let keep = match out.last() {
+            None => true,
+            Some(last) => p.1 - last.1 >= step || n + 1 == curve.len(),
+        };
+        if keep {
+            out.push(*p);
+        }
+    }
+    out
+}
+
+/// Learns `provider`'s answer times at `now` from `moved` (any providers' transitions, oldest
+/// first) and `waiting` (any providers' PENDING sessions and their creation), with `prior`
+/// (from [`prior_times`]) as the prior and answers halving in weight every `half_life`.
 pub fn learn(
     provider: &str,
     moved: &[Moved],
+    waiting: &[(String, Timestamp)],
     prior: &[f64],
     half_life: Duration,
     now: Timestamp,
 ) -> Learned {
     let half_life = half_life.as_secs_f64().max(1e-3);
-    let mut samples: Vec<(f64, f64)> = Vec::new();
+    let secs = |d: chrono::TimeDelta| d.num_milliseconds().max(0) as f64 / 1000.0;
+    let mut seen: Vec<Seen> = Vec::new();
+    let mut answer_times: Vec<(f64, f64)> = Vec::new();
     let (mut answers, mut expired) = (0u64, 0u64);
-    let (mut acted_weight, mut expired_weight) = (0.0, 0.0);
+    let mut acted_weight = 0.0;
     for m in moved.iter().filter(|m| m.provider == provider) {
         if m.source == Source::Manual {
             continue;
         }
-        let age = (now - m.at).num_milliseconds().max(0) as f64 / 1000.0;
-        let weight = 0.5f64.powf(age / half_life);
-        if m.to == Status::Expired {
+        let weight = 0.5f64.powf(secs(now - m.at) / half_life);
+        let age = secs(m.at - m.created_at);
+        let answered = m.to != Status::Expired;
+        seen.push(Seen {
+            age,
+            weight,
+            answered,
+        });
+        if answered {
+            answer_times.push((age, weight));
+            answers += 1;
+            acted_weight += weight;
+        } else {
             expired += 1;
-            expired_weight += weight;
-            continue;
         }
-        let took = (m.at - m.created_at).num_milliseconds().max(0) as f64 / 1000.0;
-        samples.push((took, weight));
-        answers += 1;
-        acted_weight += weight;
     }
+    let still = waiting.iter().filter(|(p, _)| p == provider);
+    seen.extend(still.map(|(_, created)| Seen {
+        age: secs(now - *created),
+        weight: 1.0,
+        answered: false,
+    }));
     let each = PRIOR_WEIGHT / prior.len().max(1) as f64;
     let mut guessed: Vec<(f64, f64)> = prior.iter().map(|t| (*t, each)).collect();
     guessed.sort_by(|a, b| a.0.total_cmp(&b.0));
     let first_cap = quantile(&guessed, 0.5);
-    samples.extend(guessed);
-    samples.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let quantiles = QUANTILES.map(|q| Duration::from_secs_f64(quantile(&samples, q).max(0.0)));
-    let ended = acted_weight + expired_weight;
-    let never = (expired > 0).then(|| expired_weight / ended);
-    // The curve: the answers' quantiles, scaled by the share that ever answers.
-    let answering = 1.0 - never.unwrap_or(0.0);
-    let mut curve: Vec<(f64, f64)> = vec![(0.0, 0.0)];
-    for i in 1..=KNOTS {
-        let q = i as f64 / KNOTS as f64;
-        let at = quantile(&samples, q).max(0.0);
-        let point: (f64, f64) = (at, q * answering);
-        match curve.last_mut() {
-            // One point per age: the highest chance reached by it.
-            Some(last) if last.0 >= at => last.1 = last.1.max(point.1),
-            _ => curve.push(point),
-        }
-    }
-    Learned {
+    seen.extend(guessed.iter().map(|(age, weight)| Seen {
+        age: *age,
+        weight: *weight,
+        answered: true,
+    }));
+    let waited = seen.iter().any(|s| !s.answered);
+    let curve = answered_by(seen);
+    let learned = Learned {
         provider: provider.to_string(),
         answers,
         expired,
         weight: acted_weight,
-        quantiles,
-        never,
+        quantiles: [Duration::ZERO; 4],
+        never: None,
         curve,
         first_cap,
+    };
+    // Shown: the times by which each share of the sessions that do answer have answered.
+    let top = learned.curve.last().map_or(0.0, |p| p.1);
+    let quantiles =
+        QUANTILES.map(|q| Duration::from_secs_f64(learned.age_at(q * top).unwrap_or(0.0)));
+    Learned {
+        quantiles,
+        never: waited.then_some(1.0 - top),
+        ..learned
     }
 }
 
@@ -290,13 +366,15 @@ pub fn learn_all(
     now: Timestamp,
 ) -> Result<Vec<Learned>, crate::ledger::Error> {
     let half_life = cfg.schedule.learn_half_life;
-    let moved = ledger.answers(crate::clock::sub(now, window(half_life)), MOST)?;
+    let since = crate::clock::sub(now, window(half_life));
+    let moved = ledger.answers(since, MOST)?;
+    let waiting = ledger.waiting(since, MOST)?;
     Ok(cfg
         .providers
         .iter()
         .map(|p| {
             let prior = prior_times(cfg.backoff_for(&p.name));
-            learn(&p.name, &moved, &prior, half_life, now)
+            learn(&p.name, &moved, &waiting, &prior, half_life, now)
         })
         .collect())
 }
@@ -331,7 +409,10 @@ pub async fn refresh(
     }
     let now = crate::clock::now();
     let since = crate::clock::sub(now, window(half_life));
-    let moved = match ledger.call(move |l| l.answers(since, MOST)).await {
+    let read = ledger
+        .call(move |l| Ok((l.answers(since, MOST)?, l.waiting(since, MOST)?)))
+        .await;
+    let (moved, waiting) = match read {
         Ok(m) => m,
         Err(e) => {
             tracing::warn!(error = %e, "could not read the answers to learn check times from; the last learned are kept");
@@ -340,7 +421,7 @@ pub async fn refresh(
     };
     for p in stale {
         let prior = prior_times(cfg.backoff_for(&p.name));
-        let learned = learn(&p.name, &moved, &prior, half_life, now);
+        let learned = learn(&p.name, &moved, &waiting, &prior, half_life, now);
         *lock(&p.learned) = Some((std::time::Instant::now(), std::sync::Arc::new(learned)));
     }
 }
@@ -459,12 +540,15 @@ mod tests {
 
     #[test]
     fn with_no_answer_the_schedule_is_the_guess() {
-        // Checks at 10 s, 30 s (10 + 20), 70 s (30 + 40): each a third of the prior.
-        let got = learn("p", &[], &[10.0, 30.0, 70.0], HALF, clock::now());
+        // Checks at 10 s, 30 s (10 + 20), 70 s (30 + 40): each a third of the prior, the
+        // chance rising in straight lines between them.
+        let got = learn("p", &[], &[], &[10.0, 30.0, 70.0], HALF, clock::now());
         assert_eq!(got.answers, 0);
         assert!(got.mostly_prior());
-        assert_eq!(got.quantiles[0], Duration::from_secs(30));
-        assert_eq!(got.quantiles[1], Duration::from_secs(70));
+        // Half between a third (10 s) and two thirds (30 s); nine tenths 0.7 of the way from
+        // 30 s to 70 s.
+        assert_eq!(got.quantiles[0], Duration::from_secs(20));
+        assert_eq!(got.quantiles[1], Duration::from_secs(58));
         assert_eq!(got.never, None);
     }
 
@@ -482,17 +566,17 @@ mod tests {
             .collect();
         all.push(moved("p", Status::Completed, Source::Manual, 9_999, 0));
         all.push(moved("q", Status::Completed, Source::Poll, 9_999, 0));
-        let got = learn("p", &all, &[1000.0], HALF, now);
+        let got = learn("p", &all, &[], &[1000.0], HALF, now);
         assert_eq!(got.answers, 80);
         assert!(!got.mostly_prior());
-        // Of 100 in all, 40 at 5 s: the median is among the 100 s ones.
-        assert_eq!(got.quantiles[0], Duration::from_secs(100));
-        // p90 and above: the prior's 1000 s (80 of 100 are answers).
-        assert_eq!(got.quantiles[1], Duration::from_secs(1000));
+        // Of 100 in all: 0.4 by 5 s, 0.8 by 100 s, all by 1000 s (the prior). The median is
+        // a quarter of the way from 5 s to 100 s; nine tenths half way from 100 s to 1000 s.
+        assert_eq!(got.quantiles[0], Duration::from_secs_f64(28.75));
+        assert_eq!(got.quantiles[1], Duration::from_secs(550));
     }
 
     #[test]
-    fn an_answer_a_half_life_old_weighs_half_and_expiries_are_the_never_share() {
+    fn an_answer_a_half_life_old_weighs_half_and_sessions_that_wait_are_counted() {
         let now = clock::now();
         let h = HALF.as_secs();
         let all = [
@@ -500,12 +584,42 @@ mod tests {
             moved("p", Status::Completed, Source::Poll, 10, h),
             moved("p", Status::Expired, Source::Poll, 3600, 0),
         ];
-        let got = learn("p", &all, &[60.0], HALF, now);
+        let got = learn("p", &all, &[], &[60.0], HALF, now);
         assert_eq!(got.answers, 2);
         assert_eq!(got.expired, 1);
         assert!((got.weight - 1.5).abs() < 1e-3, "{}", got.weight);
-        // 1 expired of 2.5 ended.
-        assert!((got.never.unwrap() - 0.4).abs() < 1e-3);
+        // At 10 s 1.5 of 22.5 answer; at 60 s the prior's 20 of the 21 left; the expired one
+        // never: 14/15 × 1/21 never answer.
+        let never = 14.0 / 15.0 / 21.0;
+        assert!((got.never.unwrap() - never).abs() < 1e-6, "{:?}", got.never);
+
+        // 100 answers after 10 s, and 100 sessions PENDING for an hour now: about half never
+        // answer, and none was answered after 10 s — the wait after a check at a minute is
+        // past every answer, so it is the fixed schedule's.
+        let answered: Vec<Moved> = (0..100)
+            .map(|_| moved("p", Status::Completed, Source::Poll, 10, 0))
+            .collect();
+        let waiting: Vec<(String, Timestamp)> = (0..100)
+            .map(|_| ("p".to_string(), clock::sub(now, Duration::from_secs(3600))))
+            .collect();
+        let got = learn("p", &answered, &waiting, &[10.0], HALF, now);
+        assert!(
+            (got.never.unwrap() - 100.0 / 220.0).abs() < 1e-6,
+            "{:?}",
+            got.never
+        );
+        let b = backoff(&[5, 3600], 86_400);
+        let gap = next_gap(
+            &got,
+            &b,
+            Duration::from_secs(60),
+            Duration::from_secs(5),
+            Budget::Binding,
+        );
+        assert_eq!(gap, Duration::from_secs(3600));
+        // Counted only by their answers, every session would be thought to answer.
+        let blind = learn("p", &answered, &[], &[10.0], HALF, now);
+        assert_eq!(blind.never, None);
     }
 
     #[test]
@@ -535,7 +649,7 @@ mod tests {
             .collect();
         all.extend((0..never).map(|_| moved("p", Status::Expired, Source::Poll, 9_000, 0)));
         // The prior's 20 at 150 s changes no quantile of a line through 150 s by much.
-        learn("p", &all, &[150.0], HALF, now)
+        learn("p", &all, &[], &[150.0], HALF, now)
     }
 
     #[test]
@@ -606,7 +720,7 @@ mod tests {
             })
             .collect();
         all.extend((0..125).map(|_| moved("p", Status::Expired, Source::Poll, 9_000, 0)));
-        let l = learn("p", &all, &[100.0], HALF, now);
+        let l = learn("p", &all, &[], &[100.0], HALF, now);
         let b = backoff(&[1, 60, 3600], 86_400);
         let at = |age: u64| {
             next_gap(
