@@ -102,6 +102,8 @@ pub(crate) struct Scenario {
     pub(crate) first: Option<Duration>,
     /// Hints sent at the moment of change for every other acting session.
     pub(crate) hints: bool,
+    /// `[schedule]` lines of its own.
+    pub(crate) schedule_extra: String,
 }
 
 /// One planned session: when it arrives and when its customer acts, from the run's start, in
@@ -279,6 +281,7 @@ fn scenarios(o: &TruthOptions) -> anyhow::Result<Vec<Scenario>> {
             schedule: ours.clone(),
             first: None,
             hints: false,
+            schedule_extra: String::new(),
         },
         Scenario {
             name: "exponential 30s x2 to 1h",
@@ -290,6 +293,7 @@ fn scenarios(o: &TruthOptions) -> anyhow::Result<Vec<Scenario>> {
             schedule: String::new(),
             first: None,
             hints: false,
+            schedule_extra: String::new(),
         },
         Scenario {
             name: "Hyperswitch 60s, every 5m",
@@ -297,6 +301,7 @@ fn scenarios(o: &TruthOptions) -> anyhow::Result<Vec<Scenario>> {
             schedule: schedule_line(&["5m"], c)?,
             first: Some(Duration::from_secs(60)),
             hints: false,
+            schedule_extra: String::new(),
         },
         Scenario {
             name: "Kill Bill 15s, 1m, 3m, 1h",
@@ -304,6 +309,7 @@ fn scenarios(o: &TruthOptions) -> anyhow::Result<Vec<Scenario>> {
             schedule: schedule_line(&["1m", "3m", "1h"], c)?,
             first: Some(Duration::from_secs(15)),
             hints: false,
+            schedule_extra: String::new(),
         },
         Scenario {
             name: "payrecon default + hints",
@@ -311,6 +317,7 @@ fn scenarios(o: &TruthOptions) -> anyhow::Result<Vec<Scenario>> {
             schedule: ours,
             first: None,
             hints: true,
+            schedule_extra: String::new(),
         },
     ])
 }
@@ -375,6 +382,7 @@ poll = "1s"
 young = {young:?}
 ageing = {ageing:?}
 learn_half_life = {half_life:?}
+{schedule_extra}
 [backoff]
 {backoff}
 [http]
@@ -391,6 +399,7 @@ rate_limit = "{limit}/s"
         young = squeeze(Duration::from_secs(600), c),
         ageing = squeeze(Duration::from_secs(600), c),
         half_life = squeeze(o.learn_half_life, c),
+        schedule_extra = s.schedule_extra,
         backoff = s.backoff,
         limit = (f64::from(o.limit) * c).round() as u64,
         schedule = s.schedule,
@@ -750,6 +759,7 @@ async fn daemons_on_one_ledger(
         schedule: "schedule = [\"50ms\"]".into(),
         first: None,
         hints: false,
+        schedule_extra: String::new(),
     };
     let o = TruthOptions {
         compress: 1.0,

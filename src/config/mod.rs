@@ -298,6 +298,9 @@ pub struct ScheduleConfig {
     /// How fast learned answer times forget: an answer weighs half as much this much later
     /// (`reconcile::timing`).
     pub learn_half_life: Duration,
+    /// With `schedule = "learned"`, the chance of an answer since the last check at which the
+    /// next check is due (`reconcile::timing`).
+    pub learn_share: f64,
 }
 
 impl fmt::Debug for ScheduleConfig {
@@ -312,6 +315,8 @@ impl fmt::Debug for ScheduleConfig {
             .field("young", &self.young)
             .field("ageing", &self.ageing)
             .field("learn_half_life", &self.learn_half_life)
+            .field("learn_share", &self.learn_share)
+            .field("learn_share", &self.learn_share)
             .finish()
     }
 }
@@ -635,6 +640,7 @@ fn schedule_config(s: &RawSchedule) -> Result<ScheduleConfig, UsageError> {
         young: RawSchedule::key("young").duration(&s.young)?,
         ageing: RawSchedule::key("ageing").duration(&s.ageing)?,
         learn_half_life: RawSchedule::key("learn_half_life").duration(&s.learn_half_life)?,
+        learn_share: RawSchedule::key("learn_share").number(s.learn_share)?,
     })
 }
 
@@ -785,6 +791,8 @@ mod tests {
             ("schedule", "young"),
             ("schedule", "ageing"),
             ("schedule", "learn_half_life"),
+            ("schedule", "learn_share"),
+            ("schedule", "learn_share"),
             ("backoff", "initial"),
             ("backoff", "multiplier"),
             ("backoff", "max"),

@@ -204,6 +204,9 @@ section! {
         ageing: String = "10m", Bound::Duration(WEEK);
         /// Learned answer times forget: an answer weighs half as much this much later.
         learn_half_life: String = "6h", Bound::Duration(WEEK);
+        /// With `schedule = "learned"`: the chance of an answer since the last check at which
+        /// the next check is due (larger asks less often).
+        learn_share: f64 = 0.1, Bound::Range(0.01, 0.5);
     }
 }
 

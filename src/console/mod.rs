@@ -586,6 +586,14 @@ async fn overview(State(st): State<Arc<Console>>, headers: HeaderMap) -> Respons
         resolutions: charts::resolutions_by_hour(activity, now),
         age: age(&reading),
         learned,
+        half_life: st.cfg.schedule.learn_half_life,
+        paced: st
+            .cfg
+            .providers
+            .iter()
+            .filter(|p| st.cfg.backoff_for(&p.name).pace == crate::config::Pace::Learned)
+            .map(|p| p.name.as_str())
+            .collect(),
     };
     html(
         StatusCode::OK,

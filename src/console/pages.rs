@@ -134,6 +134,10 @@ pub struct Recent<'a> {
     pub age: std::time::Duration,
     /// Each provider's learned answer times.
     pub learned: &'a [crate::reconcile::timing::Learned],
+    /// `[schedule] learn_half_life`.
+    pub half_life: std::time::Duration,
+    /// The providers whose checks are timed by them (`schedule = "learned"`).
+    pub paced: Vec<&'a str>,
 }
 
 pub fn overview(nav: &Nav<'_>, st: &Stats, problems: &[String], recent: &Recent<'_>) -> Markup {
@@ -222,15 +226,19 @@ pub fn overview(nav: &Nav<'_>, st: &Stats, problems: &[String], recent: &Recent<
             h2 { "Resolutions per hour, last day" }
             (super::charts::resolutions_chart(&recent.resolutions))
             h2 { "When answers come, learned" }
-            p.hint { "Time from a session's creation to the answer that closed it or sent it to REVIEW, from the last week's answers, each weighing half as much every 6 h of its age; until there are enough, the provider's schedule is the guess. Never: the share that expired. Shown only: checks still follow each provider's schedule." }
+            p.hint {
+                "Time from a session's creation to the answer that closed it or sent it to REVIEW, counting the sessions still waiting; each answer weighs half as much every "
+                (humantime::format_duration(recent.half_life)) " of its age; until there are enough, the provider's schedule is the guess. p50–p99: by when that share of the sessions that answer have. Never: the estimated share that never answers. Checks: timed by these (schedule = \"learned\") or by the schedule."
+            }
             table {
-                thead { tr { th { "provider" } th.num { "answers" } th.num { "p50" } th.num { "p90" } th.num { "p95" } th.num { "p99" } th.num { "never" } th {} } }
+                thead { tr { th { "provider" } th.num { "answers" } th.num { "p50" } th.num { "p90" } th.num { "p95" } th.num { "p99" } th.num { "never" } th { "checks" } th {} } }
                 tbody {
                     @for l in recent.learned {
                         tr {
                             td { (l.provider) } td.num { (l.answers) }
                             @for q in l.quantiles { td.num { (crate::reconcile::timing::shown(q)) } }
                             td.num { (l.never.map_or("—".to_string(), |n| format!("{:.0}%", n * 100.0))) }
+                            td { @if recent.paced.contains(&l.provider.as_str()) { "learned" } @else { "schedule" } }
                             td { @if l.mostly_prior() { "mostly the schedule's guess" } }
                         }
                     }

@@ -803,7 +803,7 @@ async fn check_one(
     let (now, backoff) = (clock::now(), cfg.backoff_for(&s.provider));
     let record = decide(&s, &result, now, backoff, opts.source, fastrand::f64());
     (
-        timing::retime(record, provider, backoff, &s, now),
+        timing::retime(record, provider, backoff, cfg.schedule.learn_share, &s, now),
         Some(note),
     )
 }

@@ -52,7 +52,9 @@ pub const MOST: u32 = 20_000;
 pub const PRIOR_WEIGHT: f64 = 20.0;
 /// The quantiles shown.
 pub const QUANTILES: [f64; 4] = [0.5, 0.9, 0.95, 0.99];
-/// The chance of an answer since the last check at which the next check is due.
+/// The chance of an answer by which a first check is plausible, and the default of
+/// `[schedule] learn_share` (the chance of an answer since the last check at which the next
+/// check is due).
 pub const SHARE: f64 = 0.1;
 /// How long a budget counts as binding after a claim it limited was full.
 pub const BINDING_FOR: Duration = Duration::from_secs(10);
@@ -76,8 +78,8 @@ pub struct Learned {
     pub weight: f64,
     /// Time to an answer at each of [`QUANTILES`].
     pub quantiles: [Duration; 4],
-    /// The weighted share of sessions whose customer never acted (expired), of all that
-    /// ended; `None` before any did.
+    /// The estimated share of sessions that never answer (the Kaplan–Meier estimate's floor);
+    /// `None` while no session has waited past the last answer.
     pub never: Option<f64>,
     /// The chance that a session's answer has come by an age: `(age in seconds, chance)`,
     /// rising, from `(0, 0)` to the share that ever answers.
@@ -124,14 +126,14 @@ impl Learned {
     }
 
     /// The wait after a check at `age` (seconds since creation) that left the session
-    /// PENDING, before the chance of an answer since reaches [`SHARE`]; `None` when it never
+    /// PENDING, before the chance of an answer since reaches `share`; `None` when it never
     /// does (past every answer the provider gives). Unbounded: [`next_gap`] bounds it.
-    fn learned_gap(&self, age: f64) -> Option<f64> {
+    fn learned_gap(&self, age: f64, share: f64) -> Option<f64> {
         let now = self.by(age);
         if 1.0 - now < 1e-9 {
             return None;
         }
-        let target = now + SHARE * (1.0 - now);
+        let target = now + share * (1.0 - now);
         self.age_at(target).map(|at| (at - age).max(0.0))
     }
 }
@@ -145,11 +147,13 @@ pub enum Budget {
 }
 
 /// The wait after a check at `age` that left a session PENDING, for a provider with
-/// `schedule = "learned"`: the learned gap within the module's bounds. `fixed` is the wait the
-/// fixed schedule gives (`decide`'s, jitter and `max_age` included).
+/// `schedule = "learned"`: the learned gap for `share` (`[schedule] learn_share`) within the
+/// module's bounds. `fixed` is the wait the fixed schedule gives (`decide`'s, jitter and
+/// `max_age` included).
 pub fn next_gap(
     learned: &Learned,
     b: &BackoffConfig,
+    share: f64,
     age: Duration,
     fixed: Duration,
     budget: Budget,
@@ -160,7 +164,7 @@ pub fn next_gap(
         Budget::Binding => fixed.max(longest(b)),
     };
     let learned = learned
-        .learned_gap(age.as_secs_f64())
+        .learned_gap(age.as_secs_f64(), share)
         .map_or(ceiling, Duration::from_secs_f64);
     let gap = learned.max(floor).min(ceiling);
     // Never past max_age: an answer then closes the session on time.
@@ -331,6 +335,16 @@ pub fn learn(
     let mut guessed: Vec<(f64, f64)> = prior.iter().map(|t| (*t, each)).collect();
     guessed.sort_by(|a, b| a.0.total_cmp(&b.0));
     let first_cap = quantile(&guessed, 0.5);
+    // The guess speaks only where sessions were seen: past the oldest, its answers would be
+    // the only ones left and claim that every session answers by its last check time.
+    let seen_until =
+        seen.iter().map(|s| s.age).fold(
+            f64::INFINITY,
+            |m, a| {
+                if m.is_infinite() { a } else { m.max(a) }
+            },
+        );
+    guessed.retain(|(age, _)| seen_until.is_infinite() || *age <= seen_until);
     seen.extend(guessed.iter().map(|(age, weight)| Seen {
         age: *age,
         weight: *weight,
@@ -354,7 +368,8 @@ pub fn learn(
         QUANTILES.map(|q| Duration::from_secs_f64(learned.age_at(q * top).unwrap_or(0.0)));
     Learned {
         quantiles,
-        never: waited.then_some(1.0 - top),
+        // Sessions only seen young say nothing yet of a share that never answers.
+        never: (waited && top < 1.0 - 1e-9).then_some(1.0 - top),
         ..learned
     }
 }
@@ -461,6 +476,7 @@ pub fn retime(
     mut record: crate::ledger::Record,
     p: &crate::provider::Provider,
     b: &BackoffConfig,
+    share: f64,
     s: &crate::ledger::Session,
     now: Timestamp,
 ) -> crate::ledger::Record {
@@ -484,7 +500,7 @@ pub fn retime(
         } else {
             Budget::Spare
         };
-        *next_check_at = crate::clock::add(now, next_gap(&learned, b, age, fixed, budget));
+        *next_check_at = crate::clock::add(now, next_gap(&learned, b, share, age, fixed, budget));
     }
     record
 }
@@ -612,6 +628,7 @@ mod tests {
         let gap = next_gap(
             &got,
             &b,
+            SHARE,
             Duration::from_secs(60),
             Duration::from_secs(5),
             Budget::Binding,
@@ -670,6 +687,7 @@ mod tests {
             next_gap(
                 &l,
                 &b,
+                SHARE,
                 Duration::from_secs(age),
                 Duration::from_secs(fixed),
                 budget,
@@ -685,6 +703,7 @@ mod tests {
         let g = next_gap(
             &l,
             &b_floor,
+            SHARE,
             Duration::from_secs(150),
             Duration::from_secs(600),
             Budget::Binding,
@@ -702,6 +721,7 @@ mod tests {
         let g = next_gap(
             &l,
             &short,
+            SHARE,
             Duration::from_secs(300),
             Duration::from_secs(30),
             Budget::Binding,
@@ -726,6 +746,7 @@ mod tests {
             next_gap(
                 &l,
                 &b,
+                SHARE,
                 Duration::from_secs(age),
                 Duration::from_secs(3600),
                 Budget::Binding,
