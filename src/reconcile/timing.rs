@@ -4,9 +4,12 @@
 //! docs/operations.md "Learned check times" says the same for operators.
 //!
 //! **What is learned.** The chance that a session's answer has come by each age: from the
-//! provider's answers that closed a session or sent it to REVIEW, the sessions that expired
-//! without one, and the sessions still PENDING — a weighted Kaplan–Meier estimate, so a session
-//! waiting for an hour counts as "not by an hour" and the share that never answers shows:
+//! provider's answers that closed a session or sent it to REVIEW and the sessions that expired
+//! without one — a weighted Kaplan–Meier estimate, an expired session counting as "no answer
+//! by its age", so the share that never answers shows. Sessions still PENDING are not counted:
+//! counted, they taught the schedule that answers stop where the recent answers stopped, so
+//! after customers got slower their checks thinned out and their answers were seen up to an
+//! hour late, which kept the lesson from being unlearned (docs/benchmark.md row 12):
 //! * **The window.** The newest [`MOST`] transitions of the last [`WINDOW_HALF_LIVES`]
 //!   half-lives (a week at the default `[schedule] learn_half_life` of 6 h), found by id as the
 //!   overview's activity is, on both engines. Decisions by people are not answers and are left
@@ -289,12 +292,11 @@ fn thin(curve: Vec<(f64, f64)>) -> Vec<(f64, f64)> {
 }
 
 /// Learns `provider`'s answer times at `now` from `moved` (any providers' transitions, oldest
-/// first) and `waiting` (any providers' PENDING sessions and their creation), with `prior`
+/// first), with `prior`
 /// (from [`prior_times`]) as the prior and answers halving in weight every `half_life`.
 pub fn learn(
     provider: &str,
     moved: &[Moved],
-    waiting: &[(String, Timestamp)],
     prior: &[f64],
     half_life: Duration,
     now: Timestamp,
@@ -325,26 +327,10 @@ pub fn learn(
             expired += 1;
         }
     }
-    let still = waiting.iter().filter(|(p, _)| p == provider);
-    seen.extend(still.map(|(_, created)| Seen {
-        age: secs(now - *created),
-        weight: 1.0,
-        answered: false,
-    }));
     let each = PRIOR_WEIGHT / prior.len().max(1) as f64;
     let mut guessed: Vec<(f64, f64)> = prior.iter().map(|t| (*t, each)).collect();
     guessed.sort_by(|a, b| a.0.total_cmp(&b.0));
     let first_cap = quantile(&guessed, 0.5);
-    // The guess speaks only where sessions were seen: past the oldest, its answers would be
-    // the only ones left and claim that every session answers by its last check time.
-    let seen_until =
-        seen.iter().map(|s| s.age).fold(
-            f64::INFINITY,
-            |m, a| {
-                if m.is_infinite() { a } else { m.max(a) }
-            },
-        );
-    guessed.retain(|(age, _)| seen_until.is_infinite() || *age <= seen_until);
     seen.extend(guessed.iter().map(|(age, weight)| Seen {
         age: *age,
         weight: *weight,
@@ -383,13 +369,12 @@ pub fn learn_all(
     let half_life = cfg.schedule.learn_half_life;
     let since = crate::clock::sub(now, window(half_life));
     let moved = ledger.answers(since, MOST)?;
-    let waiting = ledger.waiting(since, MOST)?;
     Ok(cfg
         .providers
         .iter()
         .map(|p| {
             let prior = prior_times(cfg.backoff_for(&p.name));
-            learn(&p.name, &moved, &waiting, &prior, half_life, now)
+            learn(&p.name, &moved, &prior, half_life, now)
         })
         .collect())
 }
@@ -424,10 +409,8 @@ pub async fn refresh(
     }
     let now = crate::clock::now();
     let since = crate::clock::sub(now, window(half_life));
-    let read = ledger
-        .call(move |l| Ok((l.answers(since, MOST)?, l.waiting(since, MOST)?)))
-        .await;
-    let (moved, waiting) = match read {
+    let read = ledger.call(move |l| l.answers(since, MOST)).await;
+    let moved = match read {
         Ok(m) => m,
         Err(e) => {
             tracing::warn!(error = %e, "could not read the answers to learn check times from; the last learned are kept");
@@ -436,7 +419,7 @@ pub async fn refresh(
     };
     for p in stale {
         let prior = prior_times(cfg.backoff_for(&p.name));
-        let learned = learn(&p.name, &moved, &waiting, &prior, half_life, now);
+        let learned = learn(&p.name, &moved, &prior, half_life, now);
         *lock(&p.learned) = Some((std::time::Instant::now(), std::sync::Arc::new(learned)));
     }
 }
@@ -558,7 +541,7 @@ mod tests {
     fn with_no_answer_the_schedule_is_the_guess() {
         // Checks at 10 s, 30 s (10 + 20), 70 s (30 + 40): each a third of the prior, the
         // chance rising in straight lines between them.
-        let got = learn("p", &[], &[], &[10.0, 30.0, 70.0], HALF, clock::now());
+        let got = learn("p", &[], &[10.0, 30.0, 70.0], HALF, clock::now());
         assert_eq!(got.answers, 0);
         assert!(got.mostly_prior());
         // Half between a third (10 s) and two thirds (30 s); nine tenths 0.7 of the way from
@@ -582,7 +565,7 @@ mod tests {
             .collect();
         all.push(moved("p", Status::Completed, Source::Manual, 9_999, 0));
         all.push(moved("q", Status::Completed, Source::Poll, 9_999, 0));
-        let got = learn("p", &all, &[], &[1000.0], HALF, now);
+        let got = learn("p", &all, &[1000.0], HALF, now);
         assert_eq!(got.answers, 80);
         assert!(!got.mostly_prior());
         // Of 100 in all: 0.4 by 5 s, 0.8 by 100 s, all by 1000 s (the prior). The median is
@@ -592,7 +575,7 @@ mod tests {
     }
 
     #[test]
-    fn an_answer_a_half_life_old_weighs_half_and_sessions_that_wait_are_counted() {
+    fn an_answer_a_half_life_old_weighs_half_and_expired_sessions_are_counted() {
         let now = clock::now();
         let h = HALF.as_secs();
         let all = [
@@ -600,7 +583,7 @@ mod tests {
             moved("p", Status::Completed, Source::Poll, 10, h),
             moved("p", Status::Expired, Source::Poll, 3600, 0),
         ];
-        let got = learn("p", &all, &[], &[60.0], HALF, now);
+        let got = learn("p", &all, &[60.0], HALF, now);
         assert_eq!(got.answers, 2);
         assert_eq!(got.expired, 1);
         assert!((got.weight - 1.5).abs() < 1e-3, "{}", got.weight);
@@ -608,35 +591,6 @@ mod tests {
         // never: 14/15 × 1/21 never answer.
         let never = 14.0 / 15.0 / 21.0;
         assert!((got.never.unwrap() - never).abs() < 1e-6, "{:?}", got.never);
-
-        // 100 answers after 10 s, and 100 sessions PENDING for an hour now: about half never
-        // answer, and none was answered after 10 s — the wait after a check at a minute is
-        // past every answer, so it is the fixed schedule's.
-        let answered: Vec<Moved> = (0..100)
-            .map(|_| moved("p", Status::Completed, Source::Poll, 10, 0))
-            .collect();
-        let waiting: Vec<(String, Timestamp)> = (0..100)
-            .map(|_| ("p".to_string(), clock::sub(now, Duration::from_secs(3600))))
-            .collect();
-        let got = learn("p", &answered, &waiting, &[10.0], HALF, now);
-        assert!(
-            (got.never.unwrap() - 100.0 / 220.0).abs() < 1e-6,
-            "{:?}",
-            got.never
-        );
-        let b = backoff(&[5, 3600], 86_400);
-        let gap = next_gap(
-            &got,
-            &b,
-            SHARE,
-            Duration::from_secs(60),
-            Duration::from_secs(5),
-            Budget::Binding,
-        );
-        assert_eq!(gap, Duration::from_secs(3600));
-        // Counted only by their answers, every session would be thought to answer.
-        let blind = learn("p", &answered, &[], &[10.0], HALF, now);
-        assert_eq!(blind.never, None);
     }
 
     #[test]
@@ -666,7 +620,7 @@ mod tests {
             .collect();
         all.extend((0..never).map(|_| moved("p", Status::Expired, Source::Poll, 9_000, 0)));
         // The prior's 20 at 150 s changes no quantile of a line through 150 s by much.
-        learn("p", &all, &[], &[150.0], HALF, now)
+        learn("p", &all, &[150.0], HALF, now)
     }
 
     #[test]
@@ -740,7 +694,7 @@ mod tests {
             })
             .collect();
         all.extend((0..125).map(|_| moved("p", Status::Expired, Source::Poll, 9_000, 0)));
-        let l = learn("p", &all, &[], &[100.0], HALF, now);
+        let l = learn("p", &all, &[100.0], HALF, now);
         let b = backoff(&[1, 60, 3600], 86_400);
         let at = |age: u64| {
             next_gap(
