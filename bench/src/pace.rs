@@ -24,7 +24,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::truth::{
-    Bursts, Delay, Measured, Scenario, TruthOptions, percentile, plan, run_one, schedule_line,
+    Bursts, Delay, Measured, Scenario, TruthOptions, percentile, plan, schedule_line, side_by_side,
 };
 
 /// The kind whose default schedule both runs start from.
@@ -98,27 +98,14 @@ async fn pair(
     std::fs::create_dir_all(&dir)?;
     let stop = CancellationToken::new();
     let planned = Arc::new(plan(o));
-    let runs = futures_util::future::join_all(
-        [
-            fixed(o.compress)?,
-            learned(o.compress, "learned 0.1", 0.1)?,
-            learned(o.compress, "learned 0.2", 0.2)?,
-        ]
-        .into_iter()
-        .map(|s| {
-            run_one(
-                payrecon.to_path_buf(),
-                dir.to_path_buf(),
-                s,
-                o.clone(),
-                planned.clone(),
-                stop.clone(),
-            )
-        }),
-    )
-    .await;
+    let arms = vec![
+        fixed(o.compress)?,
+        learned(o.compress, "learned 0.1", 0.1)?,
+        learned(o.compress, "learned 0.2", 0.2)?,
+    ];
+    let runs = side_by_side(payrecon, &dir, arms, o, &planned, &stop).await;
     stop.cancel();
-    runs.into_iter().collect()
+    runs
 }
 
 fn p95(m: &Measured) -> f64 {

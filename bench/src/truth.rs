@@ -733,6 +733,29 @@ pub(crate) async fn run_one(
     })
 }
 
+/// `scenarios` run at once, each fed `planned`, in the order given.
+pub(crate) async fn side_by_side(
+    payrecon: &Path,
+    dir: &Path,
+    scenarios: Vec<Scenario>,
+    o: &TruthOptions,
+    planned: &Arc<Vec<Planned>>,
+    stop: &CancellationToken,
+) -> anyhow::Result<Vec<Measured>> {
+    let done = futures_util::future::join_all(scenarios.into_iter().map(|s| {
+        run_one(
+            payrecon.to_path_buf(),
+            dir.to_path_buf(),
+            s,
+            o.clone(),
+            planned.clone(),
+            stop.clone(),
+        )
+    }))
+    .await;
+    done.into_iter().collect()
+}
+
 /// What a run with far more due than the budget allows measured.
 struct Saturated {
     most: usize,
@@ -810,20 +833,7 @@ pub async fn row(
         scenarios(o)?.into_iter().partition(|s| !s.hints);
     let mut runs: Vec<Measured> = Vec::new();
     for group in [side, hinted] {
-        let done = futures_util::future::join_all(group.into_iter().map(|s| {
-            run_one(
-                payrecon.to_path_buf(),
-                dir.to_path_buf(),
-                s,
-                o.clone(),
-                planned.clone(),
-                stop.clone(),
-            )
-        }))
-        .await;
-        for r in done {
-            runs.push(r?);
-        }
+        runs.extend(side_by_side(payrecon, dir, group, o, &planned, &stop).await?);
     }
     let limit = (f64::from(o.limit) * o.compress).round() as usize;
     let mut many = Vec::new();

@@ -214,25 +214,14 @@ async fn recent_activity_is_the_window(engine: Engine) {
 async fn stats_show_the_learned_answer_times(engine: Engine) {
     let env = Env::start_on(engine).await;
     let l = env.ledger();
-    let now = clock::now();
-    let ago = |secs: u64| clock::format(clock::sub(now, std::time::Duration::from_secs(secs)));
-    let mut sql = String::new();
-    for i in 0..125 {
-        let (took, to) = match i {
+    let rows: Vec<(u64, &str)> = (0..125)
+        .map(|i| match i {
             0..50 => (30, "COMPLETED"),
             50..100 => (600, "FAILED"),
             _ => (3600, "EXPIRED"),
-        };
-        sql.push_str(&format!(
-            "INSERT INTO sessions (provider, session_id, created_at) VALUES ('mopay', 'lrn{i}', '{}'); \
-             INSERT INTO transitions (session, from_status, to_status, at, source) \
-             SELECT id, 'PENDING', '{to}', '{now}', 'poll' FROM sessions WHERE session_id = 'lrn{i}'; \
-             UPDATE sessions SET status = '{to}', resolved_at = '{now}' WHERE session_id = 'lrn{i}';",
-            ago(took),
-            now = ago(0)
-        ));
-    }
-    l.execute_batch(&sql).unwrap();
+        })
+        .collect();
+    crate::support::closed_sessions(&l, "mopay", "lrn", &rows);
     let mut stats = env.cmd();
     stats.arg("stats");
     let (out, _) = crate::support::text(&crate::support::output(stats).await);

@@ -27,21 +27,8 @@ fn learned_env_with(env: &Env, rate_limit: &str, delays: &str, took: &[u64]) {
     assert!(text.contains(form));
     let text = text.replace(form, &format!("schedule = {delays}\n"));
     std::fs::write(&env.config_path, text).unwrap();
-    let now = clock::now();
-    let ago = |secs: u64| clock::format(clock::sub(now, Duration::from_secs(secs)));
-    let mut sql = String::new();
-    for (i, took) in took.iter().enumerate() {
-        let took = *took;
-        sql.push_str(&format!(
-            "INSERT INTO sessions (provider, session_id, created_at) VALUES ('mopay', 'old{i}', '{}'); \
-             INSERT INTO transitions (session, from_status, to_status, at, source) \
-             SELECT id, 'PENDING', 'COMPLETED', '{now}', 'poll' FROM sessions WHERE session_id = 'old{i}'; \
-             UPDATE sessions SET status = 'COMPLETED', resolved_at = '{now}' WHERE session_id = 'old{i}';",
-            ago(took),
-            now = ago(0)
-        ));
-    }
-    env.ledger().execute_batch(&sql).unwrap();
+    let rows: Vec<(u64, &str)> = took.iter().map(|t| (*t, "COMPLETED")).collect();
+    crate::support::closed_sessions(&env.ledger(), "mopay", "old", &rows);
 }
 
 /// Seconds from `from` to `to`, both ledger times.

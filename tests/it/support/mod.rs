@@ -379,6 +379,27 @@ impl Drop for Guard {
 }
 
 /// A single integer from SQL.
+/// Writes, as an application with SQL would, one closed session of `provider` per `(took, to)`:
+/// created `took` seconds ago and moved to `to` by a poll just now (ids `{prefix}0`, `{prefix}1`,
+/// …): answer times for `reconcile::timing` to learn from.
+pub fn closed_sessions(ledger: &Ledger, provider: &str, prefix: &str, rows: &[(u64, &str)]) {
+    let now = payrecon::clock::now();
+    let ago =
+        |secs: u64| payrecon::clock::format(payrecon::clock::sub(now, Duration::from_secs(secs)));
+    let mut sql = String::new();
+    for (i, (took, to)) in rows.iter().enumerate() {
+        sql.push_str(&format!(
+            "INSERT INTO sessions (provider, session_id, created_at) VALUES ('{provider}', '{prefix}{i}', '{}'); \
+             INSERT INTO transitions (session, from_status, to_status, at, source) \
+             SELECT id, 'PENDING', '{to}', '{now}', 'poll' FROM sessions WHERE session_id = '{prefix}{i}'; \
+             UPDATE sessions SET status = '{to}', resolved_at = '{now}' WHERE session_id = '{prefix}{i}';",
+            ago(*took),
+            now = ago(0)
+        ));
+    }
+    ledger.execute_batch(&sql).unwrap();
+}
+
 pub fn count(ledger: &Ledger, sql: &str) -> i64 {
     ledger.query_strings(sql).unwrap()[0].parse().unwrap()
 }
