@@ -431,9 +431,10 @@ pub struct Provider {
     /// The items a list page asks for now (the smaller of [`ListSpec::page_limits`] once the
     /// provider refused the larger).
     pub list_limit: std::sync::atomic::AtomicU32,
-    /// Its learned answer times and when they were learned (`schedule = "learned"` only).
+    /// What the reconciler learned of its answer times, and when (`reconcile::timing` keeps
+    /// its own type here: `provider` never imports the reconciler).
     pub learned:
-        std::sync::Mutex<Option<(std::time::Instant, Arc<crate::reconcile::timing::Learned>)>>,
+        std::sync::Mutex<Option<(std::time::Instant, Arc<dyn std::any::Any + Send + Sync>)>>,
     /// When its call budget last bound a claim: due sessions filled every slot it had.
     pub bound_at: std::sync::Mutex<Option<std::time::Instant>>,
 }

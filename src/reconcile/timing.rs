@@ -420,7 +420,8 @@ pub async fn refresh(
     for p in stale {
         let prior = prior_times(cfg.backoff_for(&p.name));
         let learned = learn(&p.name, &moved, &prior, half_life, now);
-        *lock(&p.learned) = Some((std::time::Instant::now(), std::sync::Arc::new(learned)));
+        let learned: std::sync::Arc<dyn std::any::Any + Send + Sync> = std::sync::Arc::new(learned);
+        *lock(&p.learned) = Some((std::time::Instant::now(), learned));
     }
 }
 
@@ -429,7 +430,8 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 fn learned_of(p: &crate::provider::Provider) -> Option<std::sync::Arc<Learned>> {
-    lock(&p.learned).as_ref().map(|(_, l)| l.clone())
+    let any = lock(&p.learned).as_ref().map(|(_, l)| l.clone())?;
+    any.downcast::<Learned>().ok()
 }
 
 /// When a never-checked session `s` is first worth a call, if that is after `now`:
