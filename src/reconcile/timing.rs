@@ -43,6 +43,7 @@
 
 use std::time::Duration;
 
+use super::lock;
 use crate::clock::Timestamp;
 use crate::config::BackoffConfig;
 use crate::ledger::{Moved, Source, Status};
@@ -366,17 +367,29 @@ pub fn learn_all(
     ledger: &crate::ledger::Ledger,
     now: Timestamp,
 ) -> Result<Vec<Learned>, crate::ledger::Error> {
-    let half_life = cfg.schedule.learn_half_life;
-    let since = crate::clock::sub(now, window(half_life));
-    let moved = ledger.answers(since, MOST)?;
+    let moved = ledger.answers(read_since(cfg, now), MOST)?;
     Ok(cfg
         .providers
         .iter()
-        .map(|p| {
-            let prior = prior_times(cfg.backoff_for(&p.name));
-            learn(&p.name, &moved, &prior, half_life, now)
-        })
+        .map(|p| learn_for(cfg, &p.name, &moved, now))
         .collect())
+}
+
+/// Where the answers learned from begin: [`WINDOW_HALF_LIVES`] half-lives before `now`.
+fn read_since(cfg: &crate::config::Config, now: Timestamp) -> Timestamp {
+    crate::clock::sub(now, window(cfg.schedule.learn_half_life))
+}
+
+/// `provider`'s answer times from `moved`, with its own schedule as the prior and the
+/// configured half-life.
+fn learn_for(
+    cfg: &crate::config::Config,
+    provider: &str,
+    moved: &[Moved],
+    now: Timestamp,
+) -> Learned {
+    let prior = prior_times(cfg.backoff_for(provider));
+    learn(provider, moved, &prior, cfg.schedule.learn_half_life, now)
 }
 
 /// How often a daemon learns again: a 360th of the half-life, between 1 s and a minute.
@@ -408,7 +421,7 @@ pub async fn refresh(
         return;
     }
     let now = crate::clock::now();
-    let since = crate::clock::sub(now, window(half_life));
+    let since = read_since(cfg, now);
     let read = ledger.call(move |l| l.answers(since, MOST)).await;
     let moved = match read {
         Ok(m) => m,
@@ -418,15 +431,10 @@ pub async fn refresh(
         }
     };
     for p in stale {
-        let prior = prior_times(cfg.backoff_for(&p.name));
-        let learned = learn(&p.name, &moved, &prior, half_life, now);
-        let learned: std::sync::Arc<dyn std::any::Any + Send + Sync> = std::sync::Arc::new(learned);
+        let learned: std::sync::Arc<dyn std::any::Any + Send + Sync> =
+            std::sync::Arc::new(learn_for(cfg, &p.name, &moved, now));
         *lock(&p.learned) = Some((std::time::Instant::now(), learned));
     }
-}
-
-fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn learned_of(p: &crate::provider::Provider) -> Option<std::sync::Arc<Learned>> {
