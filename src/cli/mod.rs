@@ -201,6 +201,12 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum LedgerCommand {
+    /// Copy the SQLite ledger of [ledger] path to FILE while daemons run (SQLite's online
+    /// backup), checked (integrity_check, rows per table, sums per status); FILE must not exist
+    Backup {
+        /// The new file to write (never overwritten)
+        file: PathBuf,
+    },
     /// Copy the SQLite ledger of [ledger] path into an empty PostgreSQL ledger, verified (stop
     /// the daemons first)
     Copy {
@@ -507,6 +513,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ledger {
             command: LedgerCommand::Copy { to, password_env },
         } => ledger::copy(&cli, to, password_env.as_deref()),
+        Command::Ledger {
+            command: LedgerCommand::Backup { file },
+        } => ledger::backup(&cli, file),
         Command::Events { command } => events::events(&cli, command),
         Command::Unmatched {
             command,

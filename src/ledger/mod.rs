@@ -16,6 +16,7 @@
 //! rows they take with `FOR UPDATE SKIP LOCKED`, so two daemons never claim one row at once.
 
 mod activity;
+pub mod backup;
 pub mod copy;
 pub mod db;
 pub mod event;
@@ -48,7 +49,7 @@ use std::time::Duration;
 use db::{DbError, Engine, Mode, Tx};
 
 /// How long a writer waits for another process's transaction before giving up.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// PostgreSQL connections one process opens at most (claims, records and the outbox overlap).
 const PG_CONNECTIONS: usize = 4;

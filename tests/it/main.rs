@@ -3,6 +3,7 @@
 //! line. No mocks of our own code.
 
 mod architecture;
+mod backup;
 mod browser;
 mod cli;
 mod conformance;

@@ -1,0 +1,252 @@
+//! `payrecon ledger backup FILE`: a consistent copy of a SQLite ledger while daemons write it,
+//! with SQLite's online backup API, checked before it is given its name.
+//!
+//! * **Consistent.** The copy is read inside one read transaction on the ledger: in WAL mode
+//!   that is a snapshot of one moment, which writers do not disturb and which does not block
+//!   them (they append to the WAL; only a checkpoint cannot pass the snapshot until it ends).
+//!   The pages are copied a slice at a time, so a progress bar moves and the ledger's own lock is
+//!   never held.
+//! * **Untouched source.** The ledger is opened as it is: not created, not migrated (a backup
+//!   before an upgrade is the one that matters), never written.
+//! * **Checked.** The copy is written to a hidden file beside `FILE`, closed (its WAL folded in:
+//!   one self-contained file), opened again and checked: `PRAGMA integrity_check`, and the rows
+//!   of every table and the sessions per status and currency with the sum of their amounts, the
+//!   same as the snapshot's. Only then is it renamed to `FILE`, which is never overwritten; a
+//!   failed or interrupted backup leaves no `FILE`.
+//! * **Private.** The copy is mode 0600, as the ledger's state directory is.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+use super::copy::Totals;
+
+/// Pages copied per step of the backup.
+const PAGES_PER_STEP: i32 = 1024;
+
+/// What a backup wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backed {
+    pub file: PathBuf,
+    /// The ledger's schema version (`PRAGMA user_version`).
+    pub schema: i64,
+    pub pages: u64,
+    pub bytes: u64,
+    /// Rows per table, by table name.
+    pub rows: Vec<(String, u64)>,
+    pub totals: Totals,
+}
+
+/// Why a backup was not written.
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    /// Nothing was written: the ledger or the target is not usable.
+    #[error("{0}")]
+    Refused(String),
+    /// The copy did not check; it was removed.
+    #[error("{0}")]
+    Mismatch(String),
+    #[error("{what}: {cause}")]
+    Sqlite {
+        what: String,
+        cause: rusqlite::Error,
+    },
+    #[error("{what}: {cause}")]
+    Io { what: String, cause: std::io::Error },
+}
+
+fn lite(what: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> BackupError {
+    let what = what.into();
+    move |cause| BackupError::Sqlite { what, cause }
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> BackupError {
+    let what = what.into();
+    move |cause| BackupError::Io { what, cause }
+}
+
+/// Progress of a backup: the pages in all, then the pages copied so far.
+#[derive(Debug, Clone, Copy)]
+pub enum Progress {
+    Total(u64),
+    Copied(u64),
+}
+
+/// Copies the SQLite ledger at `ledger` to `to`, checked; `busy` is how long a step waits for a
+/// writer's lock.
+pub fn backup(
+    ledger: &Path,
+    to: &Path,
+    busy: Duration,
+    mut progress: impl FnMut(Progress),
+) -> Result<Backed, BackupError> {
+    if !ledger.is_file() {
+        return Err(BackupError::Refused(format!(
+            "{}: no ledger there (a backup never creates one)",
+            ledger.display()
+        )));
+    }
+    if to.exists() {
+        return Err(BackupError::Refused(format!(
+            "{} exists; a backup never overwrites a file (name a new one)",
+            to.display()
+        )));
+    }
+    let name = ledger.display().to_string();
+    let src = Connection::open_with_flags(
+        ledger,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(lite(format!("opening {name}")))?;
+    src.busy_timeout(busy)
+        .map_err(lite("setting busy_timeout"))?;
+    let mode: String = src
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .map_err(lite(format!("reading {name} (is it a SQLite file?)")))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(BackupError::Refused(format!(
+            "{name}: journal mode {mode}, not a payrecon ledger (payrecon's are WAL)"
+        )));
+    }
+    let dir = match to.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let partial = tempfile::Builder::new()
+        .prefix(".payrecon-backup-")
+        .suffix(".partial")
+        .tempfile_in(&dir)
+        .map_err(io(format!("creating a file in {}", dir.display())))?;
+    // The snapshot: one read transaction from here to the last page.
+    src.execute_batch("BEGIN")
+        .map_err(lite("beginning the snapshot"))?;
+    let schema: i64 = src
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(lite("reading the schema version"))?;
+    let rows = counts(&src).map_err(lite(format!("counting the rows of {name}")))?;
+    let totals = totals(&src).map_err(lite(format!("summing the sessions of {name}")))?;
+    let pages = {
+        let mut dst = Connection::open(partial.path()).map_err(lite("opening the copy"))?;
+        let b =
+            rusqlite::backup::Backup::new(&src, &mut dst).map_err(lite("starting the backup"))?;
+        let mut told = false;
+        loop {
+            match b.step(PAGES_PER_STEP).map_err(lite("copying pages"))? {
+                rusqlite::backup::StepResult::Done => break,
+                rusqlite::backup::StepResult::More => {}
+                // A writer holds a lock the step needs: wait a moment, as busy_timeout would.
+                _ => std::thread::sleep(Duration::from_millis(20)),
+            }
+            let p = b.progress();
+            if !told {
+                progress(Progress::Total(p.pagecount.max(0) as u64));
+                told = true;
+            }
+            progress(Progress::Copied((p.pagecount - p.remaining).max(0) as u64));
+        }
+        let p = b.progress();
+        progress(Progress::Copied(p.pagecount.max(0) as u64));
+        drop(b);
+        // Closing the copy's last connection folds its WAL into the file.
+        dst.close().map_err(|(_, e)| lite("closing the copy")(e))?;
+        p.pagecount.max(0) as u64
+    };
+    src.execute_batch("COMMIT")
+        .map_err(lite("ending the snapshot"))?;
+    drop(src);
+    check(partial.path(), &rows, &totals)?;
+    let bytes = std::fs::metadata(partial.path())
+        .map_err(io("reading the copy's size"))?
+        .len();
+    partial
+        .as_file()
+        .sync_all()
+        .map_err(io("syncing the copy"))?;
+    partial
+        .persist_noclobber(to)
+        .map_err(|e| io(format!("naming the copy {}", to.display()))(e.error))?;
+    if let Ok(d) = std::fs::File::open(&dir) {
+        let _ = d.sync_all();
+    }
+    Ok(Backed {
+        file: to.to_path_buf(),
+        schema,
+        pages,
+        bytes,
+        rows,
+        totals,
+    })
+}
+
+/// The copy at `path` is sound and holds what the snapshot held.
+fn check(path: &Path, rows: &[(String, u64)], totals: &Totals) -> Result<(), BackupError> {
+    // Read-write (never written): a WAL file opened read-only needs its -shm beside it.
+    let c = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(lite("opening the copy to check it"))?;
+    let found: Vec<String> = c
+        .prepare("PRAGMA integrity_check")
+        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+        .map_err(lite("checking the copy"))?;
+    if found != ["ok"] {
+        return Err(BackupError::Mismatch(format!(
+            "the copy failed integrity_check ({}); it was removed",
+            found.join("; ")
+        )));
+    }
+    let theirs = counts(&c).map_err(lite("counting the copy's rows"))?;
+    if theirs != rows {
+        return Err(BackupError::Mismatch(format!(
+            "the copy's rows differ from the ledger's ({theirs:?} against {rows:?}); it was removed"
+        )));
+    }
+    if &self::totals(&c).map_err(lite("summing the copy's sessions"))? != totals {
+        return Err(BackupError::Mismatch(
+            "the copy's sessions per status and currency differ from the ledger's; it was removed"
+                .into(),
+        ));
+    }
+    c.close().map_err(|(_, e)| lite("closing the copy")(e))
+}
+
+/// The rows of every table, by name.
+fn counts(c: &Connection) -> rusqlite::Result<Vec<(String, u64)>> {
+    let tables: Vec<String> = c
+        .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    tables
+        .into_iter()
+        .map(|t| {
+            let n: i64 = c.query_row(&format!("SELECT count(*) FROM \"{t}\""), [], |r| r.get(0))?;
+            Ok((t, n.max(0) as u64))
+        })
+        .collect()
+}
+
+/// Sessions and the decimal sum of their amounts per `(status, currency)`; an amount that is
+/// not a decimal (a row payrecon sets aside) counts as its session and adds nothing.
+fn totals(c: &Connection) -> rusqlite::Result<Totals> {
+    let mut out = Totals::new();
+    let mut stmt = c.prepare(
+        "SELECT CAST(status AS TEXT), coalesce(CAST(currency AS TEXT), ''), CAST(amount AS TEXT) FROM sessions",
+    )?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let key = (
+            r.get::<_, Option<String>>(0)?.unwrap_or_default(),
+            r.get::<_, String>(1)?,
+        );
+        let amount = r
+            .get::<_, Option<String>>(2)?
+            .and_then(|a| a.parse::<rust_decimal::Decimal>().ok())
+            .unwrap_or_default();
+        let e = out.entry(key).or_default();
+        e.0 += 1;
+        e.1 += amount;
+    }
+    Ok(out)
+}
