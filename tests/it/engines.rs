@@ -9,7 +9,7 @@ use crate::support::{DirectSql, Engine, Env, count, one, output, text};
 
 /// `table.column type not-null` for every column, and the named indexes, normalised across
 /// engines (INTEGER/BIGINT → int, TEXT → text; primary keys are not null on both).
-fn shape(l: &Ledger) -> Vec<String> {
+pub(crate) fn shape(l: &Ledger) -> Vec<String> {
     let mut out = Vec::new();
     for table in [
         "sessions",

@@ -22,3 +22,4 @@ mod reconcile;
 mod rules;
 mod support;
 mod sweeps;
+mod upgrades;

@@ -22,6 +22,18 @@ impl DirectSql for Ledger {
     }
 }
 
+/// Direct SQL on the database a ledger location names, before any `Ledger` has opened (and so
+/// migrated) it.
+impl DirectSql for Location {
+    fn execute_batch(&self, text: &str) -> Result<(), String> {
+        sql::execute_batch(db(self), text)
+    }
+
+    fn query_strings(&self, text: &str) -> Result<Vec<String>, String> {
+        sql::query_strings(db(self), text)
+    }
+}
+
 fn db(location: &Location) -> Db<'_> {
     match location {
         Location::Path(p) => Db::Sqlite(p),
