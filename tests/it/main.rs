@@ -16,6 +16,7 @@ mod history;
 mod learned;
 mod ops;
 mod outbox;
+mod package;
 mod pgtls;
 mod providers;
 mod reconcile;

@@ -466,7 +466,7 @@ async fn the_unit_file_verifies_and_stays_hardened() {
     let copy = dir.path().join("payrecon.service");
     std::fs::write(
         &copy,
-        unit.replace("/usr/local/bin/payrecon", env!("CARGO_BIN_EXE_payrecon")),
+        unit.replace("/usr/bin/payrecon", env!("CARGO_BIN_EXE_payrecon")),
     )
     .unwrap();
     let mut c = std::process::Command::new("systemd-analyze");
