@@ -255,6 +255,24 @@ async fn backup_refuses_an_existing_file_a_missing_ledger_and_postgresql() {
     assert!(err.contains("never overwrites"), "{err}");
     assert_eq!(std::fs::read(&there).unwrap(), b"keep me");
 
+    // A dangling symlink where the copy would go: not followed, not replaced.
+    let link = env.dir.path().join("link.db");
+    let aim = env.dir.path().join("aimed-at.db");
+    std::os::unix::fs::symlink(&aim, &link).unwrap();
+    let mut c = env.cmd();
+    c.args(["ledger", "backup"]).arg(&link);
+    let o = output(c).await;
+    let (out, err) = text(&o);
+    assert!(!o.status.success(), "{out}{err}");
+    assert!(!aim.exists(), "the backup followed a symlink");
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+    let left: Vec<String> = std::fs::read_dir(env.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("partial"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+
     // A ledger path with nothing there: no ledger is created by a backup.
     env.set("path", "\"/nonexistent/ledger.db\"");
     let mut c = env.cmd();
