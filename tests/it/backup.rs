@@ -265,7 +265,12 @@ async fn backup_refuses_an_existing_file_a_missing_ledger_and_postgresql() {
     let (out, err) = text(&o);
     assert!(!o.status.success(), "{out}{err}");
     assert!(!aim.exists(), "the backup followed a symlink");
-    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
     let left: Vec<String> = std::fs::read_dir(env.dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

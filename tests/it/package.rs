@@ -132,8 +132,7 @@ fn the_debian_package_installs_runs_as_its_user_and_removes_keeping_the_ledger()
     assert!(Path::new(&deb).is_file(), "{deb}");
     assert_eq!(must("id", &["-u"]).trim(), "0", "dpkg -i needs root");
     assert!(
-        !Path::new("/var/lib/payrecon/ledger.db").exists()
-            && !run("dpkg", &["-s", "payrecon"]).0,
+        !Path::new("/var/lib/payrecon/ledger.db").exists() && !run("dpkg", &["-s", "payrecon"]).0,
         "payrecon is installed here already: this test would remove it"
     );
     let _cleanup = Uninstall;
