@@ -166,6 +166,9 @@ _payrecon() {
             payrecon__subcmd__help__subcmd__ledger,copy)
                 cmd="payrecon__subcmd__help__subcmd__ledger__subcmd__copy"
                 ;;
+            payrecon__subcmd__help__subcmd__ledger,restore)
+                cmd="payrecon__subcmd__help__subcmd__ledger__subcmd__restore"
+                ;;
             payrecon__subcmd__help__subcmd__unmatched,dismiss)
                 cmd="payrecon__subcmd__help__subcmd__unmatched__subcmd__dismiss"
                 ;;
@@ -181,6 +184,9 @@ _payrecon() {
             payrecon__subcmd__ledger,help)
                 cmd="payrecon__subcmd__ledger__subcmd__help"
                 ;;
+            payrecon__subcmd__ledger,restore)
+                cmd="payrecon__subcmd__ledger__subcmd__restore"
+                ;;
             payrecon__subcmd__ledger__subcmd__help,backup)
                 cmd="payrecon__subcmd__ledger__subcmd__help__subcmd__backup"
                 ;;
@@ -189,6 +195,9 @@ _payrecon() {
                 ;;
             payrecon__subcmd__ledger__subcmd__help,help)
                 cmd="payrecon__subcmd__ledger__subcmd__help__subcmd__help"
+                ;;
+            payrecon__subcmd__ledger__subcmd__help,restore)
+                cmd="payrecon__subcmd__ledger__subcmd__help__subcmd__restore"
                 ;;
             payrecon__subcmd__unmatched,dismiss)
                 cmd="payrecon__subcmd__unmatched__subcmd__dismiss"
@@ -727,7 +736,7 @@ _payrecon() {
             return 0
             ;;
         payrecon__subcmd__help__subcmd__ledger)
-            opts="backup copy"
+            opts="backup restore copy"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -755,6 +764,20 @@ _payrecon() {
             return 0
             ;;
         payrecon__subcmd__help__subcmd__ledger__subcmd__copy)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        payrecon__subcmd__help__subcmd__ledger__subcmd__restore)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -959,7 +982,7 @@ _payrecon() {
             return 0
             ;;
         payrecon__subcmd__ledger)
-            opts="-h --config --log-format --help backup copy help"
+            opts="-h --config --log-format --help backup restore copy help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1033,7 +1056,7 @@ _payrecon() {
             return 0
             ;;
         payrecon__subcmd__ledger__subcmd__help)
-            opts="backup copy help"
+            opts="backup restore copy help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1081,6 +1104,42 @@ _payrecon() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        payrecon__subcmd__ledger__subcmd__help__subcmd__restore)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        payrecon__subcmd__ledger__subcmd__restore)
+            opts="-h --config --log-format --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

@@ -167,17 +167,22 @@ complete -c payrecon -n "__fish_payrecon_using_subcommand unmatched; and __fish_
 complete -c payrecon -n "__fish_payrecon_using_subcommand unmatched; and __fish_seen_subcommand_from help" -f -a "dismiss" -d 'Close an open one: a person\'s decision, recorded with their name, the reason and the time'
 complete -c payrecon -n "__fish_payrecon_using_subcommand unmatched; and __fish_seen_subcommand_from help" -f -a "match" -d 'Tie an open one to the PENDING or REVIEW session it belongs to (its id becomes the session\'s provider_ref; the provider\'s answer still decides the session)'
 complete -c payrecon -n "__fish_payrecon_using_subcommand unmatched; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c payrecon -n "__fish_payrecon_using_subcommand ledger; and not __fish_seen_subcommand_from backup copy help" -l config -d 'Config file [default: $PAYRECON_CONFIG, then /etc/payrecon/payrecon.toml]' -r -F
-complete -c payrecon -n "__fish_payrecon_using_subcommand ledger; and not __fish_seen_subcommand_from backup copy help" -l log-format -d 'Log format, overriding `[log] format` (logs go to stderr; filter with RUST_LOG)' -r -f -a "text\t''
+complete -c payrecon -n "__fish_payrecon_using_subcommand ledger; and not __fish_seen_subcommand_from backup restore copy help" -l config -d 'Config file [default: $PAYRECON_CONFIG, then /etc/payrecon/payrecon.toml]' -r -F
+complete -c payrecon -n "__fish_payrecon_using_subcommand ledger; and not __fish_seen_subcommand_from backup restore copy help" -l log-format -d 'Log format, overriding `[log] format` (logs go to stderr; filter with RUST_LOG)' -r -f -a "text\t''
 json\t''"
-complete -c payrecon -n "__fish_payrecon_using_subcommand ledger; and not __fish_seen_subcommand_from backup copy help" -s h -l help -d 'Print help'
-complete -c payrecon -n "__fish_payrecon_using_subcommand ledger; and not __fish_seen_subcommand_from backup copy help" -f -a "backup" -d 'Copy the SQLite ledger of [ledger] path to FILE while daemons run (SQLite\'s online backup), checked (integrity_check, rows per table, sums per status); FILE must not exist'
-complete -c payrecon -n "__fish_payrecon_using_subcommand ledger; and not __fish_seen_subcommand_from backup copy help" -f -a "copy" -d 'Copy the SQLite ledger of [ledger] path into an empty PostgreSQL ledger, verified (stop the daemons first)'
-complete -c payrecon -n "__fish_payrecon_using_subcommand ledger; and not __fish_seen_subcommand_from backup copy help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c payrecon -n "__fish_payrecon_using_subcommand ledger; and not __fish_seen_subcommand_from backup restore copy help" -s h -l help -d 'Print help'
+complete -c payrecon -n "__fish_payrecon_using_subcommand ledger; and not __fish_seen_subcommand_from backup restore copy help" -f -a "backup" -d 'Copy the SQLite ledger of [ledger] path to FILE while daemons run (SQLite\'s online backup), checked (integrity_check, rows per table, sums per status); FILE must not exist'
+complete -c payrecon -n "__fish_payrecon_using_subcommand ledger; and not __fish_seen_subcommand_from backup restore copy help" -f -a "restore" -d 'Write a backup back into the SQLite ledger of [ledger] path (stop every daemon first): checked first, the ledger as it was kept beside it as a backup'
+complete -c payrecon -n "__fish_payrecon_using_subcommand ledger; and not __fish_seen_subcommand_from backup restore copy help" -f -a "copy" -d 'Copy the SQLite ledger of [ledger] path into an empty PostgreSQL ledger, verified (stop the daemons first)'
+complete -c payrecon -n "__fish_payrecon_using_subcommand ledger; and not __fish_seen_subcommand_from backup restore copy help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c payrecon -n "__fish_payrecon_using_subcommand ledger; and __fish_seen_subcommand_from backup" -l config -d 'Config file [default: $PAYRECON_CONFIG, then /etc/payrecon/payrecon.toml]' -r -F
 complete -c payrecon -n "__fish_payrecon_using_subcommand ledger; and __fish_seen_subcommand_from backup" -l log-format -d 'Log format, overriding `[log] format` (logs go to stderr; filter with RUST_LOG)' -r -f -a "text\t''
 json\t''"
 complete -c payrecon -n "__fish_payrecon_using_subcommand ledger; and __fish_seen_subcommand_from backup" -s h -l help -d 'Print help'
+complete -c payrecon -n "__fish_payrecon_using_subcommand ledger; and __fish_seen_subcommand_from restore" -l config -d 'Config file [default: $PAYRECON_CONFIG, then /etc/payrecon/payrecon.toml]' -r -F
+complete -c payrecon -n "__fish_payrecon_using_subcommand ledger; and __fish_seen_subcommand_from restore" -l log-format -d 'Log format, overriding `[log] format` (logs go to stderr; filter with RUST_LOG)' -r -f -a "text\t''
+json\t''"
+complete -c payrecon -n "__fish_payrecon_using_subcommand ledger; and __fish_seen_subcommand_from restore" -s h -l help -d 'Print help'
 complete -c payrecon -n "__fish_payrecon_using_subcommand ledger; and __fish_seen_subcommand_from copy" -l to -d 'The PostgreSQL ledger, postgres://user@host/db' -r
 complete -c payrecon -n "__fish_payrecon_using_subcommand ledger; and __fish_seen_subcommand_from copy" -l password-env -d 'The environment variable holding its password (not on the command line)' -r
 complete -c payrecon -n "__fish_payrecon_using_subcommand ledger; and __fish_seen_subcommand_from copy" -l config -d 'Config file [default: $PAYRECON_CONFIG, then /etc/payrecon/payrecon.toml]' -r -F
@@ -185,6 +190,7 @@ complete -c payrecon -n "__fish_payrecon_using_subcommand ledger; and __fish_see
 json\t''"
 complete -c payrecon -n "__fish_payrecon_using_subcommand ledger; and __fish_seen_subcommand_from copy" -s h -l help -d 'Print help'
 complete -c payrecon -n "__fish_payrecon_using_subcommand ledger; and __fish_seen_subcommand_from help" -f -a "backup" -d 'Copy the SQLite ledger of [ledger] path to FILE while daemons run (SQLite\'s online backup), checked (integrity_check, rows per table, sums per status); FILE must not exist'
+complete -c payrecon -n "__fish_payrecon_using_subcommand ledger; and __fish_seen_subcommand_from help" -f -a "restore" -d 'Write a backup back into the SQLite ledger of [ledger] path (stop every daemon first): checked first, the ledger as it was kept beside it as a backup'
 complete -c payrecon -n "__fish_payrecon_using_subcommand ledger; and __fish_seen_subcommand_from help" -f -a "copy" -d 'Copy the SQLite ledger of [ledger] path into an empty PostgreSQL ledger, verified (stop the daemons first)'
 complete -c payrecon -n "__fish_payrecon_using_subcommand ledger; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c payrecon -n "__fish_payrecon_using_subcommand check-config" -l config -d 'Config file [default: $PAYRECON_CONFIG, then /etc/payrecon/payrecon.toml]' -r -F
@@ -236,4 +242,5 @@ complete -c payrecon -n "__fish_payrecon_using_subcommand help; and __fish_seen_
 complete -c payrecon -n "__fish_payrecon_using_subcommand help; and __fish_seen_subcommand_from unmatched" -f -a "dismiss" -d 'Close an open one: a person\'s decision, recorded with their name, the reason and the time'
 complete -c payrecon -n "__fish_payrecon_using_subcommand help; and __fish_seen_subcommand_from unmatched" -f -a "match" -d 'Tie an open one to the PENDING or REVIEW session it belongs to (its id becomes the session\'s provider_ref; the provider\'s answer still decides the session)'
 complete -c payrecon -n "__fish_payrecon_using_subcommand help; and __fish_seen_subcommand_from ledger" -f -a "backup" -d 'Copy the SQLite ledger of [ledger] path to FILE while daemons run (SQLite\'s online backup), checked (integrity_check, rows per table, sums per status); FILE must not exist'
+complete -c payrecon -n "__fish_payrecon_using_subcommand help; and __fish_seen_subcommand_from ledger" -f -a "restore" -d 'Write a backup back into the SQLite ledger of [ledger] path (stop every daemon first): checked first, the ledger as it was kept beside it as a backup'
 complete -c payrecon -n "__fish_payrecon_using_subcommand help; and __fish_seen_subcommand_from ledger" -f -a "copy" -d 'Copy the SQLite ledger of [ledger] path into an empty PostgreSQL ledger, verified (stop the daemons first)'

@@ -207,6 +207,12 @@ pub enum LedgerCommand {
         /// The new file to write (never overwritten)
         file: PathBuf,
     },
+    /// Write a backup back into the SQLite ledger of [ledger] path (stop every daemon first):
+    /// checked first, the ledger as it was kept beside it as a backup
+    Restore {
+        /// The backup to restore (from `ledger backup`)
+        file: PathBuf,
+    },
     /// Copy the SQLite ledger of [ledger] path into an empty PostgreSQL ledger, verified (stop
     /// the daemons first)
     Copy {
@@ -516,6 +522,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ledger {
             command: LedgerCommand::Backup { file },
         } => ledger::backup(&cli, file),
+        Command::Ledger {
+            command: LedgerCommand::Restore { file },
+        } => ledger::restore(&cli, file),
         Command::Events { command } => events::events(&cli, command),
         Command::Unmatched {
             command,

@@ -14,6 +14,9 @@
 //!   same as the snapshot's. Only then is it renamed to `FILE`, which is never overwritten; a
 //!   failed or interrupted backup leaves no `FILE`.
 //! * **Private.** The copy is mode 0600, as the ledger's state directory is.
+//!
+//! `payrecon ledger restore FILE` is [`restore`]: the backup written back into the ledger's own
+//! file with the same API, after the ledger as it was is itself backed up beside it.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -249,4 +252,142 @@ fn totals(c: &Connection) -> rusqlite::Result<Totals> {
         e.1 += amount;
     }
     Ok(out)
+}
+
+/// What a restore did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Restored {
+    /// The backup's schema version (the next command that opens the ledger migrates it).
+    pub schema: i64,
+    /// Where the ledger as it was before the restore was kept (a checked backup), if there was
+    /// one.
+    pub kept: Option<PathBuf>,
+    pub rows: Vec<(String, u64)>,
+    pub totals: Totals,
+}
+
+/// Writes the backup `from` into the ledger at `ledger` with SQLite's backup API, through the
+/// ledger's own WAL (so no `-wal` file left beside it can be applied to the wrong database),
+/// keeping the file's owner and mode. Refused, with nothing changed, when the backup does not
+/// check or is newer than this build, or while a daemon holds a lease on the ledger. The ledger
+/// as it was is first backed up beside it (`keep`).
+pub fn restore(
+    from: &Path,
+    ledger: &Path,
+    busy: Duration,
+    keep: &Path,
+    mut progress: impl FnMut(Progress),
+) -> Result<Restored, BackupError> {
+    if !from.is_file() {
+        return Err(BackupError::Refused(format!(
+            "{}: no backup there",
+            from.display()
+        )));
+    }
+    let src = Connection::open_with_flags(
+        from,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(lite(format!("opening {}", from.display())))?;
+    let found: Vec<String> = src
+        .prepare("PRAGMA integrity_check")
+        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+        .map_err(lite(format!(
+            "checking {} (is it a SQLite file?)",
+            from.display()
+        )))?;
+    if found != ["ok"] {
+        return Err(BackupError::Refused(format!(
+            "{} failed integrity_check ({}); nothing was restored",
+            from.display(),
+            found.join("; ")
+        )));
+    }
+    let schema: i64 = src
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(lite("reading the backup's schema version"))?;
+    if schema > super::schema::VERSION {
+        return Err(BackupError::Refused(format!(
+            "{}: schema version {schema} is newer than this build's {}; restore it with the release that wrote it (nothing was restored)",
+            from.display(),
+            super::schema::VERSION
+        )));
+    }
+    if schema == 0 {
+        return Err(BackupError::Refused(format!(
+            "{}: not a payrecon ledger (schema version 0); nothing was restored",
+            from.display()
+        )));
+    }
+    let rows = counts(&src).map_err(lite("counting the backup's rows"))?;
+    let totals = totals(&src).map_err(lite("summing the backup's sessions"))?;
+    let kept = if ledger.is_file() {
+        let name = ledger.display().to_string();
+        let c = Connection::open_with_flags(
+            ledger,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(lite(format!("opening {name}")))?;
+        c.busy_timeout(busy).map_err(lite("setting busy_timeout"))?;
+        let now = crate::clock::format(crate::clock::now());
+        let leased: i64 = c
+            .query_row(
+                "SELECT (SELECT count(*) FROM sessions WHERE lease_owner IS NOT NULL AND lease_until > ?1) \
+                 + (SELECT count(*) FROM events WHERE lease_owner IS NOT NULL AND lease_until > ?1)",
+                [&now],
+                |r| r.get(0),
+            )
+            .unwrap_or(0);
+        if leased > 0 {
+            return Err(BackupError::Refused(format!(
+                "{name}: a daemon holds {leased} leases on it now; stop every daemon on this ledger first (nothing was restored)"
+            )));
+        }
+        drop(c);
+        backup(ledger, keep, busy, |_| {})?;
+        Some(keep.to_path_buf())
+    } else {
+        None
+    };
+    let mut dst =
+        Connection::open(ledger).map_err(lite(format!("opening {}", ledger.display())))?;
+    dst.busy_timeout(busy)
+        .map_err(lite("setting busy_timeout"))?;
+    {
+        let b =
+            rusqlite::backup::Backup::new(&src, &mut dst).map_err(lite("starting the restore"))?;
+        let mut told = false;
+        loop {
+            match b.step(PAGES_PER_STEP).map_err(lite("restoring pages"))? {
+                rusqlite::backup::StepResult::Done => break,
+                rusqlite::backup::StepResult::More => {}
+                _ => std::thread::sleep(Duration::from_millis(20)),
+            }
+            let p = b.progress();
+            if !told {
+                progress(Progress::Total(p.pagecount.max(0) as u64));
+                told = true;
+            }
+            progress(Progress::Copied((p.pagecount - p.remaining).max(0) as u64));
+        }
+    }
+    // The restored ledger holds what the backup held.
+    if counts(&dst).map_err(lite("counting the restored rows"))? != rows
+        || self::totals(&dst).map_err(lite("summing the restored sessions"))? != totals
+    {
+        return Err(BackupError::Mismatch(format!(
+            "the restored ledger differs from {}; the ledger as it was is kept in {}",
+            from.display(),
+            kept.as_ref()
+                .map_or("(none)".into(), |k| k.display().to_string())
+        )));
+    }
+    dst.close()
+        .map_err(|(_, e)| lite("closing the ledger")(e))?;
+    Ok(Restored {
+        schema,
+        kept,
+        rows,
+        totals,
+    })
 }

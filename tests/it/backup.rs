@@ -152,12 +152,25 @@ async fn a_backup_taken_while_run_works_restores_and_reconciliation_goes_on() {
     stop(daemon).await;
     drop(l);
     let before_restore = received(&rx).len();
-    for suffix in ["", "-wal", "-shm"] {
-        let mut p = env.ledger_path.clone().into_os_string();
-        p.push(suffix);
-        let _ = std::fs::remove_file(p);
-    }
-    std::fs::copy(&copy, &env.ledger_path).unwrap();
+    // Restored with the command, over the ledger as the first run left it (its -wal and -shm
+    // beside it): the restore writes through the ledger's own WAL.
+    let mut c = env.cmd();
+    c.args(["ledger", "restore"]).arg(&copy);
+    let o = output(c).await;
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}{err}");
+    assert!(out.contains("the ledger as it was is kept in"), "{out}");
+    let kept: Vec<std::path::PathBuf> = std::fs::read_dir(env.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains(".before-restore-"))
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(
+        strings(&kept[0], "SELECT CAST(count(*) AS TEXT) FROM transitions"),
+        vec![SESSIONS.to_string()],
+        "the ledger as it was, kept"
+    );
 
     let daemon = spawn(&env);
     let l = env.ledger();
@@ -338,5 +351,89 @@ async fn a_backup_is_private_and_complete() {
             "SELECT session_id || ' ' || amount FROM sessions ORDER BY id"
         ),
         vec!["b1 12.50".to_string(), "b2 0.75".to_string()]
+    );
+}
+
+/// A restore refuses, changing nothing, while a daemon holds leases, and a backup that is not a
+/// sound payrecon ledger of this build's schema or older.
+#[tokio::test]
+async fn restore_refuses_a_busy_ledger_a_bad_backup_and_a_newer_one() {
+    let env = Env::start().await;
+    let l = env.ledger();
+    l.execute_batch("INSERT INTO sessions (provider, session_id, amount, currency) VALUES ('mopay', 'r1', '1.00', 'LSL')")
+        .unwrap();
+    let copy = env.dir.path().join("copy.db");
+    let mut c = env.cmd();
+    c.args(["ledger", "backup"]).arg(&copy);
+    assert!(output(c).await.status.success());
+    l.execute_batch("INSERT INTO sessions (provider, session_id, amount, currency) VALUES ('mopay', 'r2', '2.00', 'LSL')")
+        .unwrap();
+    let restore = |file: &std::path::Path| {
+        let mut c = env.cmd();
+        c.args(["ledger", "restore"]).arg(file);
+        c
+    };
+    let sessions = || count(&l, "SELECT count(*) FROM sessions");
+
+    // A daemon's lease: refused.
+    l.execute_batch("UPDATE sessions SET lease_owner = 'daemon-1', lease_until = '2999-01-01T00:00:00.000Z' WHERE session_id = 'r2'")
+        .unwrap();
+    let o = output(restore(&copy)).await;
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{out}{err}");
+    assert!(
+        err.contains("holds 1 leases") && err.contains("stop every daemon"),
+        "{err}"
+    );
+    assert_eq!(sessions(), 2);
+    l.execute_batch("UPDATE sessions SET lease_owner = NULL, lease_until = NULL")
+        .unwrap();
+
+    // Not a SQLite file, and a damaged one: refused.
+    let junk = env.dir.path().join("junk.db");
+    std::fs::write(&junk, vec![b'x'; 8192]).unwrap();
+    let o = output(restore(&junk)).await;
+    let (out, err) = text(&o);
+    assert!(!o.status.success(), "{out}{err}");
+    assert_eq!(sessions(), 2);
+    let damaged = env.dir.path().join("damaged.db");
+    let mut bytes = std::fs::read(&copy).unwrap();
+    let page = 4096;
+    for b in &mut bytes[page * 2..page * 3] {
+        *b = 0xA5;
+    }
+    std::fs::write(&damaged, bytes).unwrap();
+    let o = output(restore(&damaged)).await;
+    let (out, err) = text(&o);
+    assert!(!o.status.success(), "{out}{err}");
+    assert_eq!(sessions(), 2);
+
+    // From a newer release: refused naming both versions.
+    let newer = env.dir.path().join("newer.db");
+    std::fs::copy(&copy, &newer).unwrap();
+    let v = payrecon::ledger::schema::VERSION + 1;
+    rusqlite::Connection::open(&newer)
+        .unwrap()
+        .pragma_update(None, "user_version", v)
+        .unwrap();
+    let o = output(restore(&newer)).await;
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{out}{err}");
+    assert!(
+        err.contains(&format!(
+            "schema version {v} is newer than this build's {}",
+            payrecon::ledger::schema::VERSION
+        )),
+        "{err}"
+    );
+    assert_eq!(sessions(), 2);
+
+    // The sound backup: restored, the session added after it gone, the ledger as it was kept.
+    let o = output(restore(&copy)).await;
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}{err}");
+    assert_eq!(
+        l.query_strings("SELECT session_id FROM sessions").unwrap(),
+        vec!["r1".to_string()]
     );
 }
