@@ -131,29 +131,11 @@ pub fn backup(
     let totals = totals(&src).map_err(lite(format!("summing the sessions of {name}")))?;
     let pages = {
         let mut dst = Connection::open(partial.path()).map_err(lite("opening the copy"))?;
-        let b =
-            rusqlite::backup::Backup::new(&src, &mut dst).map_err(lite("starting the backup"))?;
-        let mut told = false;
-        loop {
-            match b.step(PAGES_PER_STEP).map_err(lite("copying pages"))? {
-                rusqlite::backup::StepResult::Done => break,
-                rusqlite::backup::StepResult::More => {}
-                // A writer holds a lock the step needs: wait a moment, as busy_timeout would.
-                _ => std::thread::sleep(Duration::from_millis(20)),
-            }
-            let p = b.progress();
-            if !told {
-                progress(Progress::Total(p.pagecount.max(0) as u64));
-                told = true;
-            }
-            progress(Progress::Copied((p.pagecount - p.remaining).max(0) as u64));
-        }
-        let p = b.progress();
-        progress(Progress::Copied(p.pagecount.max(0) as u64));
-        drop(b);
+        let pages = copy_pages(&src, &mut dst, &mut progress)
+            .map_err(lite("copying the ledger's pages"))?;
         // Closing the copy's last connection folds its WAL into the file.
         dst.close().map_err(|(_, e)| lite("closing the copy")(e))?;
-        p.pagecount.max(0) as u64
+        pages
     };
     src.execute_batch("COMMIT")
         .map_err(lite("ending the snapshot"))?;
@@ -180,6 +162,35 @@ pub fn backup(
         rows,
         totals,
     })
+}
+
+/// Copies every page of `src` into `dst` with SQLite's online backup API, a slice at a time;
+/// returns the pages copied.
+fn copy_pages(
+    src: &Connection,
+    dst: &mut Connection,
+    progress: &mut impl FnMut(Progress),
+) -> rusqlite::Result<u64> {
+    let b = rusqlite::backup::Backup::new(src, dst)?;
+    let mut told = false;
+    loop {
+        match b.step(PAGES_PER_STEP)? {
+            rusqlite::backup::StepResult::Done => break,
+            rusqlite::backup::StepResult::More => {}
+            // Another connection holds a lock the step needs: wait a moment, as busy_timeout
+            // would.
+            _ => std::thread::sleep(Duration::from_millis(20)),
+        }
+        let p = b.progress();
+        if !told {
+            progress(Progress::Total(p.pagecount.max(0) as u64));
+            told = true;
+        }
+        progress(Progress::Copied((p.pagecount - p.remaining).max(0) as u64));
+    }
+    let pages = b.progress().pagecount.max(0) as u64;
+    progress(Progress::Copied(pages));
+    Ok(pages)
 }
 
 /// The copy at `path` is sound and holds what the snapshot held.
@@ -353,24 +364,7 @@ pub fn restore(
         Connection::open(ledger).map_err(lite(format!("opening {}", ledger.display())))?;
     dst.busy_timeout(busy)
         .map_err(lite("setting busy_timeout"))?;
-    {
-        let b =
-            rusqlite::backup::Backup::new(&src, &mut dst).map_err(lite("starting the restore"))?;
-        let mut told = false;
-        loop {
-            match b.step(PAGES_PER_STEP).map_err(lite("restoring pages"))? {
-                rusqlite::backup::StepResult::Done => break,
-                rusqlite::backup::StepResult::More => {}
-                _ => std::thread::sleep(Duration::from_millis(20)),
-            }
-            let p = b.progress();
-            if !told {
-                progress(Progress::Total(p.pagecount.max(0) as u64));
-                told = true;
-            }
-            progress(Progress::Copied((p.pagecount - p.remaining).max(0) as u64));
-        }
-    }
+    copy_pages(&src, &mut dst, &mut progress).map_err(lite("restoring the backup's pages"))?;
     // The restored ledger holds what the backup held.
     if counts(&dst).map_err(lite("counting the restored rows"))? != rows
         || self::totals(&dst).map_err(lite("summing the restored sessions"))? != totals

@@ -8,7 +8,9 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use crate::support::receiver::{Answer, Receiver};
-use crate::support::{DirectSql, Env, Guard, count, output, text, wait_for};
+use crate::support::{
+    DirectSql, Env, Guard, count, output, settled, sigterm_and_wait, text, wait_for,
+};
 
 use payrecon_testkit::BEHAVIOURS as MIX;
 
@@ -22,24 +24,6 @@ fn strings(path: &std::path::Path, sql: &str) -> Vec<String> {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap()
-}
-
-async fn stop(mut d: Guard) {
-    let ok = std::process::Command::new("kill")
-        .args(["-TERM", &d.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(ok.success());
-    assert!(
-        wait_for(Duration::from_secs(10), || d
-            .0
-            .try_wait()
-            .unwrap()
-            .is_some())
-        .await,
-        "no exit after SIGTERM"
-    );
-    assert_eq!(d.0.wait().unwrap().code(), Some(0));
 }
 
 /// Each event the receiver got: (event id, session id, the state it announced).
@@ -138,18 +122,10 @@ async fn a_backup_taken_while_run_works_restores_and_reconciliation_goes_on() {
 
     // The original ledger runs on to the end, then is lost; the backup takes its place.
     assert!(
-        wait_for(Duration::from_secs(90), || count(
-            &l,
-            "SELECT count(*) FROM sessions WHERE status = 'PENDING'"
-        ) == 0
-            && count(
-                &l,
-                "SELECT count(*) FROM events WHERE delivered_at IS NULL"
-            ) == 0)
-        .await,
+        settled(&l, Duration::from_secs(90)).await,
         "the first run did not settle"
     );
-    stop(daemon).await;
+    sigterm_and_wait(daemon).await;
     drop(l);
     let before_restore = received(&rx).len();
     // Restored with the command, over the ledger as the first run left it (its -wal and -shm
@@ -175,19 +151,11 @@ async fn a_backup_taken_while_run_works_restores_and_reconciliation_goes_on() {
     let daemon = spawn(&env);
     let l = env.ledger();
     assert!(
-        wait_for(Duration::from_secs(90), || count(
-            &l,
-            "SELECT count(*) FROM sessions WHERE status = 'PENDING'"
-        ) == 0
-            && count(
-                &l,
-                "SELECT count(*) FROM events WHERE delivered_at IS NULL"
-            ) == 0)
-        .await,
+        settled(&l, Duration::from_secs(90)).await,
         "the restored ledger did not settle: {} pending",
         count(&l, "SELECT count(*) FROM sessions WHERE status = 'PENDING'")
     );
-    stop(daemon).await;
+    sigterm_and_wait(daemon).await;
 
     // Nothing the copy held was lost: its transitions and events are all there, unchanged.
     let now_transitions: BTreeSet<String> = l

@@ -7,21 +7,13 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::support::receiver::{Answer, Receiver};
-use crate::support::{DirectSql, Engine, Env, Guard, count, wait_for};
+use crate::support::{DirectSql, Engine, Env, Guard, count, settled, sigterm_and_wait};
 
 /// Behaviours and the state each must end in (written by hand from the simulator's documents).
 use payrecon_testkit::BEHAVIOURS as MIX;
 
 const SESSIONS: usize = 2400;
 const KILLS: usize = 5;
-
-fn sigterm(child: &std::process::Child) {
-    let ok = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(ok.success());
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_daemons_on_sqlite_and_sigkill_lose_and_double_nothing() {
@@ -82,25 +74,11 @@ async fn daemons_and_sigkill(engine: Engine, daemons: usize) {
         victim.0.wait().unwrap();
         *victim = spawn(&env);
     }
-    let settled = wait_for(Duration::from_secs(90), || {
-        count(&l, "SELECT count(*) FROM sessions WHERE status = 'PENDING'") == 0
-            && count(&l, "SELECT count(*) FROM events WHERE delivered_at IS NULL") == 0
-    })
-    .await;
+    let settled = settled(&l, Duration::from_secs(90)).await;
     let settle_time = started.elapsed();
     // SIGTERM stops each daemon with exit 0.
-    for mut d in running {
-        sigterm(&d.0);
-        assert!(
-            wait_for(Duration::from_secs(10), || d
-                .0
-                .try_wait()
-                .unwrap()
-                .is_some())
-            .await,
-            "no exit after SIGTERM"
-        );
-        assert_eq!(d.0.wait().unwrap().code(), Some(0));
+    for d in running {
+        sigterm_and_wait(d).await;
     }
     assert!(
         settled,

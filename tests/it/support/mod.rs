@@ -378,6 +378,40 @@ impl Drop for Guard {
     }
 }
 
+/// Stops a daemon with SIGTERM and asserts it exits 0 within 10 s.
+pub async fn sigterm_and_wait(mut d: Guard) {
+    let ok = std::process::Command::new("kill")
+        .args(["-TERM", &d.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    assert!(
+        wait_for(Duration::from_secs(10), || d
+            .0
+            .try_wait()
+            .unwrap()
+            .is_some())
+        .await,
+        "no exit after SIGTERM"
+    );
+    assert_eq!(d.0.wait().unwrap().code(), Some(0));
+}
+
+/// Waits until no session is PENDING and every event is delivered; whether that came first.
+pub async fn settled(ledger: &Ledger, deadline: Duration) -> bool {
+    wait_for(deadline, || {
+        count(
+            ledger,
+            "SELECT count(*) FROM sessions WHERE status = 'PENDING'",
+        ) == 0
+            && count(
+                ledger,
+                "SELECT count(*) FROM events WHERE delivered_at IS NULL",
+            ) == 0
+    })
+    .await
+}
+
 /// A single integer from SQL.
 /// Writes, as an application with SQL would, one closed session of `provider` per `(took, to)`:
 /// created `took` seconds ago and moved to `to` by a poll just now (ids `{prefix}0`, `{prefix}1`,
