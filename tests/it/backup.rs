@@ -26,6 +26,13 @@ fn strings(path: &std::path::Path, sql: &str) -> Vec<String> {
         .unwrap()
 }
 
+/// `payrecon ledger backup|restore FILE` with this env's config.
+async fn ledger_cmd(env: &Env, what: &str, file: &std::path::Path) -> std::process::Output {
+    let mut c = env.cmd();
+    c.args(["ledger", what]).arg(file);
+    output(c).await
+}
+
 /// Each event the receiver got: (event id, session id, the state it announced).
 fn received(rx: &Receiver) -> Vec<(String, String, String)> {
     rx.requests()
@@ -46,14 +53,7 @@ fn received(rx: &Receiver) -> Vec<(String, String, String)> {
 async fn a_backup_taken_while_run_works_restores_and_reconciliation_goes_on() {
     let mut env = Env::start().await;
     // The first delivery of every event fails: at any moment some are waiting.
-    let rx = Receiver::start(|_, n| {
-        if n == 1 {
-            Answer::Status(503)
-        } else {
-            Answer::Status(204)
-        }
-    })
-    .await;
+    let rx = Receiver::first_then_ok(Answer::Status(503)).await;
     env.webhook(&rx.url, r#"["200ms", "400ms", "800ms"]"#, "1s");
     let l = env.ledger();
     let mut expected = BTreeMap::new();
@@ -83,9 +83,7 @@ async fn a_backup_taken_while_run_works_restores_and_reconciliation_goes_on() {
         "the daemon made no progress"
     );
     let copy = env.dir.path().join("backup.db");
-    let mut c = env.cmd();
-    c.args(["ledger", "backup"]).arg(&copy);
-    let o = output(c).await;
+    let o = ledger_cmd(&env, "backup", &copy).await;
     let (out, err) = text(&o);
     assert!(o.status.success(), "{out}{err}");
     assert!(out.contains("integrity_check ok"), "{out}");
@@ -130,9 +128,7 @@ async fn a_backup_taken_while_run_works_restores_and_reconciliation_goes_on() {
     let before_restore = received(&rx).len();
     // Restored with the command, over the ledger as the first run left it (its -wal and -shm
     // beside it): the restore writes through the ledger's own WAL.
-    let mut c = env.cmd();
-    c.args(["ledger", "restore"]).arg(&copy);
-    let o = output(c).await;
+    let o = ledger_cmd(&env, "restore", &copy).await;
     let (out, err) = text(&o);
     assert!(o.status.success(), "{out}{err}");
     assert!(out.contains("the ledger as it was is kept in"), "{out}");
@@ -228,9 +224,7 @@ async fn backup_refuses_an_existing_file_a_missing_ledger_and_postgresql() {
     drop(env.ledger());
     let there = env.dir.path().join("there.db");
     std::fs::write(&there, b"keep me").unwrap();
-    let mut c = env.cmd();
-    c.args(["ledger", "backup"]).arg(&there);
-    let o = output(c).await;
+    let o = ledger_cmd(&env, "backup", &there).await;
     let (out, err) = text(&o);
     assert_eq!(o.status.code(), Some(2), "{out}{err}");
     assert!(err.contains("never overwrites"), "{err}");
@@ -240,9 +234,7 @@ async fn backup_refuses_an_existing_file_a_missing_ledger_and_postgresql() {
     let link = env.dir.path().join("link.db");
     let aim = env.dir.path().join("aimed-at.db");
     std::os::unix::fs::symlink(&aim, &link).unwrap();
-    let mut c = env.cmd();
-    c.args(["ledger", "backup"]).arg(&link);
-    let o = output(c).await;
+    let o = ledger_cmd(&env, "backup", &link).await;
     let (out, err) = text(&o);
     assert!(!o.status.success(), "{out}{err}");
     assert!(!aim.exists(), "the backup followed a symlink");
@@ -261,10 +253,7 @@ async fn backup_refuses_an_existing_file_a_missing_ledger_and_postgresql() {
 
     // A ledger path with nothing there: no ledger is created by a backup.
     env.set("path", "\"/nonexistent/ledger.db\"");
-    let mut c = env.cmd();
-    c.args(["ledger", "backup"])
-        .arg(env.dir.path().join("new.db"));
-    let o = output(c).await;
+    let o = ledger_cmd(&env, "backup", &env.dir.path().join("new.db")).await;
     let (out, err) = text(&o);
     assert_eq!(o.status.code(), Some(2), "{out}{err}");
     assert!(err.contains("no ledger there"), "{err}");
@@ -275,10 +264,7 @@ async fn backup_refuses_an_existing_file_a_missing_ledger_and_postgresql() {
 #[tokio::test]
 async fn backup_of_a_postgresql_ledger_points_to_postgresql_s_tools() {
     let env = Env::start_on(crate::support::Engine::Postgres).await;
-    let mut c = env.cmd();
-    c.args(["ledger", "backup"])
-        .arg(env.dir.path().join("new.db"));
-    let o = output(c).await;
+    let o = ledger_cmd(&env, "backup", &env.dir.path().join("new.db")).await;
     let (out, err) = text(&o);
     assert_eq!(o.status.code(), Some(2), "{out}{err}");
     assert!(err.contains("PostgreSQL's own tools"), "{err}");
@@ -294,9 +280,7 @@ async fn a_backup_is_private_and_complete() {
     l.execute_batch("INSERT INTO sessions (provider, session_id, amount, currency) VALUES ('mopay', 'b1', '12.50', 'LSL'), ('mopay', 'b2', '0.75', 'LSL')")
         .unwrap();
     let copy = env.dir.path().join("copy.db");
-    let mut c = env.cmd();
-    c.args(["ledger", "backup"]).arg(&copy);
-    let o = output(c).await;
+    let o = ledger_cmd(&env, "backup", &copy).await;
     let (out, err) = text(&o);
     assert!(o.status.success(), "{out}{err}");
     assert!(out.contains("PENDING    LSL           2 sessions"), "{out}");
@@ -331,22 +315,15 @@ async fn restore_refuses_a_busy_ledger_a_bad_backup_and_a_newer_one() {
     l.execute_batch("INSERT INTO sessions (provider, session_id, amount, currency) VALUES ('mopay', 'r1', '1.00', 'LSL')")
         .unwrap();
     let copy = env.dir.path().join("copy.db");
-    let mut c = env.cmd();
-    c.args(["ledger", "backup"]).arg(&copy);
-    assert!(output(c).await.status.success());
+    assert!(ledger_cmd(&env, "backup", &copy).await.status.success());
     l.execute_batch("INSERT INTO sessions (provider, session_id, amount, currency) VALUES ('mopay', 'r2', '2.00', 'LSL')")
         .unwrap();
-    let restore = |file: &std::path::Path| {
-        let mut c = env.cmd();
-        c.args(["ledger", "restore"]).arg(file);
-        c
-    };
     let sessions = || count(&l, "SELECT count(*) FROM sessions");
 
     // A daemon's lease: refused.
     l.execute_batch("UPDATE sessions SET lease_owner = 'daemon-1', lease_until = '2999-01-01T00:00:00.000Z' WHERE session_id = 'r2'")
         .unwrap();
-    let o = output(restore(&copy)).await;
+    let o = ledger_cmd(&env, "restore", &copy).await;
     let (out, err) = text(&o);
     assert_eq!(o.status.code(), Some(2), "{out}{err}");
     assert!(
@@ -360,7 +337,7 @@ async fn restore_refuses_a_busy_ledger_a_bad_backup_and_a_newer_one() {
     // Not a SQLite file, and a damaged one: refused.
     let junk = env.dir.path().join("junk.db");
     std::fs::write(&junk, vec![b'x'; 8192]).unwrap();
-    let o = output(restore(&junk)).await;
+    let o = ledger_cmd(&env, "restore", &junk).await;
     let (out, err) = text(&o);
     assert!(!o.status.success(), "{out}{err}");
     assert_eq!(sessions(), 2);
@@ -371,7 +348,7 @@ async fn restore_refuses_a_busy_ledger_a_bad_backup_and_a_newer_one() {
         *b = 0xA5;
     }
     std::fs::write(&damaged, bytes).unwrap();
-    let o = output(restore(&damaged)).await;
+    let o = ledger_cmd(&env, "restore", &damaged).await;
     let (out, err) = text(&o);
     assert!(!o.status.success(), "{out}{err}");
     assert_eq!(sessions(), 2);
@@ -384,7 +361,7 @@ async fn restore_refuses_a_busy_ledger_a_bad_backup_and_a_newer_one() {
         .unwrap()
         .pragma_update(None, "user_version", v)
         .unwrap();
-    let o = output(restore(&newer)).await;
+    let o = ledger_cmd(&env, "restore", &newer).await;
     let (out, err) = text(&o);
     assert_eq!(o.status.code(), Some(2), "{out}{err}");
     assert!(
@@ -397,7 +374,7 @@ async fn restore_refuses_a_busy_ledger_a_bad_backup_and_a_newer_one() {
     assert_eq!(sessions(), 2);
 
     // The sound backup: restored, the session added after it gone, the ledger as it was kept.
-    let o = output(restore(&copy)).await;
+    let o = ledger_cmd(&env, "restore", &copy).await;
     let (out, err) = text(&o);
     assert!(o.status.success(), "{out}{err}");
     assert_eq!(

@@ -29,14 +29,7 @@ async fn daemons_and_sigkill(engine: Engine, daemons: usize) {
     let started = Instant::now();
     let mut env = Env::start_on(engine).await;
     // Every event's first delivery fails; the retry succeeds.
-    let rx = Receiver::start(|_, n| {
-        if n == 1 {
-            Answer::Status(503)
-        } else {
-            Answer::Status(204)
-        }
-    })
-    .await;
+    let rx = Receiver::first_then_ok(Answer::Status(503)).await;
     env.webhook(
         &rx.url,
         r#"["100ms", "200ms", "400ms", "800ms", "1s"]"#,

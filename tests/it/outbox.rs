@@ -197,14 +197,7 @@ async fn two_outboxes_never_send_one_event_at_the_same_time(engine: Engine) {
 async fn a_crash_between_send_and_mark_resends_the_same_id(engine: Engine) {
     let mut env = Env::start_on(engine).await;
     // The first attempt is held open: the daemon has sent it but not seen an answer.
-    let rx = Receiver::start(|_, n| {
-        if n == 1 {
-            Answer::Hang
-        } else {
-            Answer::Status(204)
-        }
-    })
-    .await;
+    let rx = Receiver::first_then_ok(Answer::Hang).await;
     env.webhook(&rx.url, r#"["100ms"]"#, "3s");
     let l = env.ledger();
     env.session(&l, "crash1", "complete");

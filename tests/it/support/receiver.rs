@@ -77,6 +77,12 @@ impl Receiver {
         Receiver { url, state, stop }
     }
 
+    /// Starts a receiver that answers the first request for each event id with `first` and every
+    /// later one with 204.
+    pub async fn first_then_ok(first: Answer) -> Receiver {
+        Receiver::start(move |_, n| if n == 1 { first } else { Answer::Status(204) }).await
+    }
+
     /// Changes the answers from now on.
     pub fn set_plan(&self, plan: impl Fn(&str, usize) -> Answer + Send + Sync + 'static) {
         self.state.lock().unwrap().plan = Arc::new(plan);
