@@ -135,8 +135,17 @@ pub(super) fn restore(cli: &Cli, file: &std::path::Path) -> anyhow::Result<ExitC
     bar.finish_and_clear();
     let restored = restored.map_err(refused)?;
     print_held(&restored.rows, &restored.totals);
-    if let Some(kept) = &restored.kept {
-        outln!("the ledger as it was is kept in {}", kept.display());
+    match &restored.kept {
+        crate::ledger::backup::Kept::Nothing => {}
+        crate::ledger::backup::Kept::Checked(kept) => {
+            outln!("the ledger as it was is kept in {}", kept.display());
+        }
+        crate::ledger::backup::Kept::AsFound(kept, why) => {
+            outln!(
+                "the ledger as it was did not check ({why}); its files were moved aside as found: {}",
+                kept.display()
+            );
+        }
     }
     outln!(
         "restored {} (schema {}) into {}: integrity_check ok, rows and sums as in the backup; start the daemons (events the backup held undelivered are sent again)",

@@ -265,14 +265,24 @@ fn totals(c: &Connection) -> rusqlite::Result<Totals> {
     Ok(out)
 }
 
+/// Where a restore kept the ledger it replaced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kept {
+    /// There was none.
+    Nothing,
+    /// A checked backup of it.
+    Checked(PathBuf),
+    /// It did not check (the reason): its files, moved aside as they were.
+    AsFound(PathBuf, String),
+}
+
 /// What a restore did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Restored {
     /// The backup's schema version (the next command that opens the ledger migrates it).
     pub schema: i64,
-    /// Where the ledger as it was before the restore was kept (a checked backup), if there was
-    /// one.
-    pub kept: Option<PathBuf>,
+    /// Where the ledger as it was before the restore was kept.
+    pub kept: Kept,
     pub rows: Vec<(String, u64)>,
     pub totals: Totals,
 }
@@ -334,31 +344,48 @@ pub fn restore(
     let totals = totals(&src).map_err(lite("summing the backup's sessions"))?;
     let kept = if ledger.is_file() {
         let name = ledger.display().to_string();
-        let c = Connection::open_with_flags(
+        // A ledger that cannot be read (the reason to restore, often) has no leases to count:
+        // it is moved aside below as found.
+        let leased: i64 = Connection::open_with_flags(
             ledger,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
-        .map_err(lite(format!("opening {name}")))?;
-        c.busy_timeout(busy).map_err(lite("setting busy_timeout"))?;
-        let now = crate::clock::format(crate::clock::now());
-        let leased: i64 = c
-            .query_row(
+        .and_then(|c| {
+            c.busy_timeout(busy)?;
+            let now = crate::clock::format(crate::clock::now());
+            c.query_row(
                 "SELECT (SELECT count(*) FROM sessions WHERE lease_owner IS NOT NULL AND lease_until > ?1) \
                  + (SELECT count(*) FROM events WHERE lease_owner IS NOT NULL AND lease_until > ?1)",
                 [&now],
                 |r| r.get(0),
             )
-            .unwrap_or(0);
+        })
+        .unwrap_or(0);
         if leased > 0 {
             return Err(BackupError::Refused(format!(
                 "{name}: a daemon holds {leased} leases on it now; stop every daemon on this ledger first (nothing was restored)"
             )));
         }
-        drop(c);
-        backup(ledger, keep, busy, |_| {})?;
-        Some(keep.to_path_buf())
+        match backup(ledger, keep, busy, |_| {}) {
+            Ok(_) => Kept::Checked(keep.to_path_buf()),
+            // It does not check: its files are moved aside as they are (the ledger, its -wal
+            // and -shm, renamed together), and the backup goes into a new file.
+            Err(e) => {
+                for suffix in ["", "-wal", "-shm"] {
+                    let (mut from, mut to) =
+                        (ledger.as_os_str().to_owned(), keep.as_os_str().to_owned());
+                    from.push(suffix);
+                    to.push(suffix);
+                    if Path::new(&from).exists() {
+                        std::fs::rename(&from, &to)
+                            .map_err(io(format!("moving {} aside", Path::new(&from).display())))?;
+                    }
+                }
+                Kept::AsFound(keep.to_path_buf(), e.to_string())
+            }
+        }
     } else {
-        None
+        Kept::Nothing
     };
     let mut dst =
         Connection::open(ledger).map_err(lite(format!("opening {}", ledger.display())))?;
@@ -370,10 +397,8 @@ pub fn restore(
         || self::totals(&dst).map_err(lite("summing the restored sessions"))? != totals
     {
         return Err(BackupError::Mismatch(format!(
-            "the restored ledger differs from {}; the ledger as it was is kept in {}",
+            "the restored ledger differs from {}; the ledger as it was is kept: {kept:?}",
             from.display(),
-            kept.as_ref()
-                .map_or("(none)".into(), |k| k.display().to_string())
         )));
     }
     dst.close()

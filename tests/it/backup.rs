@@ -382,3 +382,47 @@ async fn restore_refuses_a_busy_ledger_a_bad_backup_and_a_newer_one() {
         vec!["r1".to_string()]
     );
 }
+
+/// A ledger that no longer reads (the usual reason to restore) does not stand in the way: its
+/// files are moved aside as they were, and the backup becomes the ledger.
+#[tokio::test]
+async fn restore_over_a_damaged_ledger_moves_it_aside_as_found() {
+    let env = Env::start().await;
+    let l = env.ledger();
+    l.execute_batch("INSERT INTO sessions (provider, session_id, amount, currency) VALUES ('mopay', 'd1', '3.00', 'LSL')")
+        .unwrap();
+    let copy = env.dir.path().join("copy.db");
+    assert!(ledger_cmd(&env, "backup", &copy).await.status.success());
+    drop(l);
+    // Every page after the header's, overwritten.
+    let mut bytes = std::fs::read(&env.ledger_path).unwrap();
+    let len = bytes.len();
+    for b in &mut bytes[4096..len] {
+        *b = 0x5A;
+    }
+    std::fs::write(&env.ledger_path, &bytes).unwrap();
+    let o = ledger_cmd(&env, "restore", &copy).await;
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}{err}");
+    assert!(out.contains("moved aside as found"), "{out}");
+    let aside: Vec<std::path::PathBuf> = std::fs::read_dir(env.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let name = p.to_string_lossy();
+            name.contains(".before-restore-") && !name.ends_with("-wal") && !name.ends_with("-shm")
+        })
+        .collect();
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    assert_eq!(
+        std::fs::read(&aside[0]).unwrap(),
+        bytes,
+        "the damaged ledger, as found"
+    );
+    assert_eq!(
+        env.ledger()
+            .query_strings("SELECT session_id || ' ' || amount FROM sessions")
+            .unwrap(),
+        vec!["d1 3.00".to_string()]
+    );
+}
