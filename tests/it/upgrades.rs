@@ -235,9 +235,18 @@ fn migrations_once_landed_are_never_edited() {
         );
         seen += 1;
     }
+    let lines: Vec<String> = [("sqlite", MIGRATIONS), ("postgresql", PG_MIGRATIONS)]
+        .iter()
+        .flat_map(|(engine, list)| {
+            list.iter()
+                .enumerate()
+                .map(move |(i, m)| format!("{engine} {} {}", i + 1, hex(m)))
+        })
+        .collect();
     assert_eq!(
         seen,
         2 * MIGRATIONS.len(),
-        "pin every migration in tests/fixtures/upgrade/migrations.sha256"
+        "pin every migration in tests/fixtures/upgrade/migrations.sha256; its lines are:\n{}",
+        lines.join("\n")
     );
 }
