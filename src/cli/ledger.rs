@@ -34,10 +34,7 @@ pub(super) fn copy(cli: &Cli, to: &str, password_env: Option<&str>) -> anyhow::R
     for (table, n) in &copied.rows {
         outln!("{table:<15} {n:>10} rows");
     }
-    for ((status, currency), (n, sum)) in &copied.totals {
-        let currency = crate::escape::shown(currency);
-        outln!("{status:<10} {currency:<4} {n:>10} sessions {sum:>18}");
-    }
+    print_totals(&copied.totals);
     outln!(
         "copied and verified into {} in {:.1}s; point [ledger] url at it",
         crate::ledger::db::redact(to),
@@ -70,10 +67,16 @@ fn refused(e: crate::ledger::backup::BackupError) -> anyhow::Error {
 }
 
 /// What a backup or a restore holds: rows per table, then sessions per status and currency.
-fn print_held(rows: &[(String, u64)], totals: &crate::ledger::copy::Totals) {
-    for (table, n) in rows {
+fn print_held(held: &crate::ledger::backup::Held) {
+    for (table, n) in &held.rows {
         outln!("{table:<20} {n:>10} rows");
     }
+    print_totals(&held.totals);
+}
+
+/// Per status and currency, the sessions and the sum of their amounts (what `ledger copy`,
+/// `backup` and `restore` verify).
+fn print_totals(totals: &crate::ledger::copy::Totals) {
     for ((status, currency), (n, sum)) in totals {
         let currency = crate::escape::shown(currency);
         outln!("{status:<10} {currency:<4} {n:>10} sessions {sum:>18}");
@@ -104,7 +107,7 @@ pub(super) fn backup(cli: &Cli, file: &std::path::Path) -> anyhow::Result<ExitCo
         crate::ledger::backup::backup(path, file, crate::ledger::BUSY_TIMEOUT, on_bar(&bar));
     bar.finish_and_clear();
     let backed = backed.map_err(refused)?;
-    print_held(&backed.rows, &backed.totals);
+    print_held(&backed.held);
     outln!(
         "backed up {} (schema {}) to {}: {} pages, {} bytes, integrity_check ok, rows and sums as in the ledger, in {:.1}s",
         path.display(),
@@ -134,7 +137,7 @@ pub(super) fn restore(cli: &Cli, file: &std::path::Path) -> anyhow::Result<ExitC
     );
     bar.finish_and_clear();
     let restored = restored.map_err(refused)?;
-    print_held(&restored.rows, &restored.totals);
+    print_held(&restored.held);
     match &restored.kept {
         crate::ledger::backup::Kept::Nothing => {}
         crate::ledger::backup::Kept::Checked(kept) => {

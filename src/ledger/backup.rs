@@ -36,7 +36,13 @@ pub struct Backed {
     pub schema: i64,
     pub pages: u64,
     pub bytes: u64,
-    /// Rows per table, by table name.
+    pub held: Held,
+}
+
+/// What a ledger file holds, as a backup and a restore compare it: the rows of every table (by
+/// table name), and per status and currency the sessions and the sum of their amounts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
     pub rows: Vec<(String, u64)>,
     pub totals: Totals,
 }
@@ -97,11 +103,7 @@ pub fn backup(
         )));
     }
     let name = ledger.display().to_string();
-    let src = Connection::open_with_flags(
-        ledger,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(lite(format!("opening {name}")))?;
+    let src = open_existing(ledger).map_err(lite(format!("opening {name}")))?;
     src.busy_timeout(busy)
         .map_err(lite("setting busy_timeout"))?;
     let mode: String = src
@@ -127,8 +129,7 @@ pub fn backup(
     let schema: i64 = src
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(lite("reading the schema version"))?;
-    let rows = counts(&src).map_err(lite(format!("counting the rows of {name}")))?;
-    let totals = totals(&src).map_err(lite(format!("summing the sessions of {name}")))?;
+    let held = held(&src).map_err(lite(format!("counting and summing the rows of {name}")))?;
     let pages = {
         let mut dst = Connection::open(partial.path()).map_err(lite("opening the copy"))?;
         let pages = copy_pages(&src, &mut dst, &mut progress)
@@ -140,7 +141,7 @@ pub fn backup(
     src.execute_batch("COMMIT")
         .map_err(lite("ending the snapshot"))?;
     drop(src);
-    check(partial.path(), &rows, &totals)?;
+    check(partial.path(), &held)?;
     let bytes = std::fs::metadata(partial.path())
         .map_err(io("reading the copy's size"))?
         .len();
@@ -159,8 +160,7 @@ pub fn backup(
         schema,
         pages,
         bytes,
-        rows,
-        totals,
+        held,
     })
 }
 
@@ -194,36 +194,53 @@ fn copy_pages(
 }
 
 /// The copy at `path` is sound and holds what the snapshot held.
-fn check(path: &Path, rows: &[(String, u64)], totals: &Totals) -> Result<(), BackupError> {
+fn check(path: &Path, snapshot: &Held) -> Result<(), BackupError> {
     // Read-write (never written): a WAL file opened read-only needs its -shm beside it.
-    let c = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(lite("opening the copy to check it"))?;
-    let found: Vec<String> = c
-        .prepare("PRAGMA integrity_check")
-        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
-        .map_err(lite("checking the copy"))?;
+    let c = open_existing(path).map_err(lite("opening the copy to check it"))?;
+    let found = integrity(&c).map_err(lite("checking the copy"))?;
     if found != ["ok"] {
         return Err(BackupError::Mismatch(format!(
             "the copy failed integrity_check ({}); it was removed",
             found.join("; ")
         )));
     }
-    let theirs = counts(&c).map_err(lite("counting the copy's rows"))?;
-    if theirs != rows {
+    let theirs = held(&c).map_err(lite("counting and summing the copy's rows"))?;
+    if theirs.rows != snapshot.rows {
         return Err(BackupError::Mismatch(format!(
-            "the copy's rows differ from the ledger's ({theirs:?} against {rows:?}); it was removed"
+            "the copy's rows differ from the ledger's ({:?} against {:?}); it was removed",
+            theirs.rows, snapshot.rows
         )));
     }
-    if &self::totals(&c).map_err(lite("summing the copy's sessions"))? != totals {
+    if theirs.totals != snapshot.totals {
         return Err(BackupError::Mismatch(
             "the copy's sessions per status and currency differ from the ledger's; it was removed"
                 .into(),
         ));
     }
     c.close().map_err(|(_, e)| lite("closing the copy")(e))
+}
+
+/// An existing SQLite file, read-write, never created.
+fn open_existing(path: &Path) -> rusqlite::Result<Connection> {
+    Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+}
+
+/// `PRAGMA integrity_check`'s lines (`["ok"]` for a sound file).
+fn integrity(c: &Connection) -> rusqlite::Result<Vec<String>> {
+    c.prepare("PRAGMA integrity_check")?
+        .query_map([], |r| r.get(0))?
+        .collect()
+}
+
+/// What the file behind `c` holds.
+fn held(c: &Connection) -> rusqlite::Result<Held> {
+    Ok(Held {
+        rows: counts(c)?,
+        totals: totals(c)?,
+    })
 }
 
 /// The rows of every table, by name.
@@ -283,8 +300,7 @@ pub struct Restored {
     pub schema: i64,
     /// Where the ledger as it was before the restore was kept.
     pub kept: Kept,
-    pub rows: Vec<(String, u64)>,
-    pub totals: Totals,
+    pub held: Held,
 }
 
 /// Writes the backup `from` into the ledger at `ledger` with SQLite's backup API, through the
@@ -305,18 +321,11 @@ pub fn restore(
             from.display()
         )));
     }
-    let src = Connection::open_with_flags(
-        from,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(lite(format!("opening {}", from.display())))?;
-    let found: Vec<String> = src
-        .prepare("PRAGMA integrity_check")
-        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
-        .map_err(lite(format!(
-            "checking {} (is it a SQLite file?)",
-            from.display()
-        )))?;
+    let src = open_existing(from).map_err(lite(format!("opening {}", from.display())))?;
+    let found = integrity(&src).map_err(lite(format!(
+        "checking {} (is it a SQLite file?)",
+        from.display()
+    )))?;
     if found != ["ok"] {
         return Err(BackupError::Refused(format!(
             "{} failed integrity_check ({}); nothing was restored",
@@ -340,17 +349,13 @@ pub fn restore(
             from.display()
         )));
     }
-    let rows = counts(&src).map_err(lite("counting the backup's rows"))?;
-    let totals = totals(&src).map_err(lite("summing the backup's sessions"))?;
+    let held = held(&src).map_err(lite("counting and summing the backup's rows"))?;
     let kept = if ledger.is_file() {
         let name = ledger.display().to_string();
         // A ledger that cannot be read (the reason to restore, often) has no leases to count:
         // it is moved aside below as found.
-        let leased: i64 = Connection::open_with_flags(
-            ledger,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .and_then(|c| {
+        let leased: i64 = open_existing(ledger)
+            .and_then(|c| {
             c.busy_timeout(busy)?;
             let now = crate::clock::format(crate::clock::now());
             c.query_row(
@@ -393,9 +398,7 @@ pub fn restore(
         .map_err(lite("setting busy_timeout"))?;
     copy_pages(&src, &mut dst, &mut progress).map_err(lite("restoring the backup's pages"))?;
     // The restored ledger holds what the backup held.
-    if counts(&dst).map_err(lite("counting the restored rows"))? != rows
-        || self::totals(&dst).map_err(lite("summing the restored sessions"))? != totals
-    {
+    if self::held(&dst).map_err(lite("counting and summing the restored rows"))? != held {
         return Err(BackupError::Mismatch(format!(
             "the restored ledger differs from {}; the ledger as it was is kept: {kept:?}",
             from.display(),
@@ -403,10 +406,5 @@ pub fn restore(
     }
     dst.close()
         .map_err(|(_, e)| lite("closing the ledger")(e))?;
-    Ok(Restored {
-        schema,
-        kept,
-        rows,
-        totals,
-    })
+    Ok(Restored { schema, kept, held })
 }
