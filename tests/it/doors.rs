@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::ops::{daemon, daemon_with, healthz, listeners, signing_env};
 use crate::support::sql::DirectSql;
-use crate::support::{Env, Guard, count, one, output, text, wait_for};
+use crate::support::{Env, Guard, count, one, output, signal_and_wait, text, wait_for};
 
 /// A series' value in a `/metrics` answer (`name{labels}` as written there).
 async fn metric(client: &reqwest::Client, admin: &str, series: &str) -> Option<f64> {
@@ -23,23 +23,6 @@ async fn metric(client: &reqwest::Client, admin: &str, series: &str) -> Option<f
         .ok()?;
     body.lines()
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-}
-
-/// Sends `signal` to the daemon and waits for it to exit; its exit status.
-async fn signal_and_wait(d: &mut Guard, signal: &str) -> std::process::ExitStatus {
-    let pid = d.0.id().to_string();
-    let sent = std::process::Command::new("kill")
-        .args([&format!("-{signal}"), &pid])
-        .status()
-        .unwrap();
-    assert!(sent.success());
-    let mut status = None;
-    wait_for(Duration::from_secs(30), || {
-        status = d.0.try_wait().unwrap();
-        status.is_some()
-    })
-    .await;
-    status.expect("the daemon did not exit within 30 s")
 }
 
 /// A provider's callback route answers alike for a known PENDING, a final and an unknown
@@ -233,7 +216,7 @@ async fn a_flood_of_callbacks_starves_neither_the_pass_nor_verify() {
         .unwrap();
     assert!(threads < 64, "{threads} threads after the flood");
     // The backlog is still being worked: SIGTERM gives back every lease and exits 0.
-    let exit = signal_and_wait(&mut d, "TERM").await;
+    let exit = signal_and_wait(&mut d, "TERM", Duration::from_secs(30)).await;
     assert_eq!(exit.code(), Some(0));
     assert_eq!(
         count(
@@ -347,7 +330,7 @@ async fn listeners_bound_what_clients_hold_open() {
     // New half-open ones, then stop with everything still open.
     let mut again = TcpStream::connect(("127.0.0.1", api_port)).unwrap();
     again.write_all(b"POST /v1/sessions HTTP/1.1\r\n").unwrap();
-    let exit = signal_and_wait(&mut d, "TERM").await;
+    let exit = signal_and_wait(&mut d, "TERM", Duration::from_secs(30)).await;
     assert_eq!(exit.code(), Some(0), "a stop never waits on clients");
     drop(idle);
 }
@@ -408,7 +391,7 @@ async fn sighup_stops_cleanly_to_be_restarted() {
         .await
     );
     assert_eq!(healthz(&client, &admin).await.0, 200, "still running");
-    let exit = signal_and_wait(&mut d, "HUP").await;
+    let exit = signal_and_wait(&mut d, "HUP", Duration::from_secs(30)).await;
     assert_eq!(exit.code(), Some(payrecon::daemon::RESTART_EXIT as i32));
     assert!(std::fs::read_to_string(&log).unwrap().contains("SIGHUP"));
     assert_eq!(
@@ -709,7 +692,7 @@ async fn ctrl_c_on_verify_gives_the_session_back() {
         .await,
         "verify claimed the session"
     );
-    let exit = signal_and_wait(&mut child, "INT").await;
+    let exit = signal_and_wait(&mut child, "INT", Duration::from_secs(30)).await;
     let mut err = String::new();
     child
         .0

@@ -378,23 +378,32 @@ impl Drop for Guard {
     }
 }
 
-/// Stops a daemon with SIGTERM and asserts it exits 0 within 10 s.
-pub async fn sigterm_and_wait(mut d: Guard) {
-    let ok = std::process::Command::new("kill")
-        .args(["-TERM", &d.0.id().to_string()])
+/// Sends `signal` (`"TERM"`, `"HUP"`, …) to the daemon and waits up to `within` for it to exit;
+/// its exit status.
+pub async fn signal_and_wait(
+    d: &mut Guard,
+    signal: &str,
+    within: Duration,
+) -> std::process::ExitStatus {
+    let pid = d.0.id().to_string();
+    let sent = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid])
         .status()
         .unwrap();
-    assert!(ok.success());
-    assert!(
-        wait_for(Duration::from_secs(10), || d
-            .0
-            .try_wait()
-            .unwrap()
-            .is_some())
-        .await,
-        "no exit after SIGTERM"
-    );
-    assert_eq!(d.0.wait().unwrap().code(), Some(0));
+    assert!(sent.success());
+    let mut status = None;
+    wait_for(within, || {
+        status = d.0.try_wait().unwrap();
+        status.is_some()
+    })
+    .await;
+    status.unwrap_or_else(|| panic!("no exit within {within:?} after SIG{signal}"))
+}
+
+/// Stops a daemon with SIGTERM and asserts it exits 0 within 10 s.
+pub async fn sigterm_and_wait(mut d: Guard) {
+    let status = signal_and_wait(&mut d, "TERM", Duration::from_secs(10)).await;
+    assert_eq!(status.code(), Some(0));
 }
 
 /// Waits until no session is PENDING and every event is delivered; whether that came first.
