@@ -8,10 +8,11 @@
 //! * **budget-bound**: 30 minutes of arrivals in bursts above the budget (4 a second for 30 s
 //!   every 150 s, 0.3 a second between), customers acting after a lognormal delay (median
 //!   90 s, σ 1.0: one in twenty after 7.8 minutes), 15% never acting;
-//! * **shift**: the budget-bound arrivals for 40 minutes, the median delay 45 s for customers
+//! * **shift**: the budget-bound arrivals for 80 minutes, the median delay 45 s for customers
 //!   arriving in the first half and 4× that (3 minutes) in the second, with
 //!   `learn_half_life = "5m"`: how long until the learned schedule's p95 is back within 10% of
-//!   where it settles.
+//!   where it settles (40 minutes after the shift, so that the slow customers' backlog has
+//!   settled too).
 //!
 //! Calls on sessions that never act are the simulator's own count of status requests for them.
 
@@ -75,7 +76,7 @@ fn budget_bound(compress: f64) -> TruthOptions {
 
 fn shifted(compress: f64) -> TruthOptions {
     TruthOptions {
-        arrivals: Duration::from_secs(40 * 60),
+        arrivals: Duration::from_secs(80 * 60),
         delay: Delay::LogNormal {
             median: Duration::from_secs(45),
             sigma: 1.0,
@@ -86,7 +87,7 @@ fn shifted(compress: f64) -> TruthOptions {
     }
 }
 
-/// The fixed default and the learned schedule (`learn_share` 0.1, the default, and 0.2) side
+/// The fixed default and the learned schedule (`learn_share` 0.1, the default, and 0.3) side
 /// by side on `o`, their ledgers in `dir`'s folder `label`.
 async fn pair(
     payrecon: &Path,
@@ -101,7 +102,7 @@ async fn pair(
     let arms = vec![
         fixed(o.compress)?,
         learned(o.compress, "learned 0.1", 0.1)?,
-        learned(o.compress, "learned 0.2", 0.2)?,
+        learned(o.compress, "learned 0.3", 0.3)?,
     ];
     let runs = side_by_side(payrecon, &dir, arms, o, &planned, &stop).await;
     stop.cancel();
@@ -112,11 +113,12 @@ fn p95(m: &Measured) -> f64 {
     percentile(&m.lags, 95.0)
 }
 
-/// The p95 lag of the sessions whose customer acted in each window of `width` real seconds.
-fn windows(m: &Measured, width: f64, end: f64) -> Vec<(f64, f64)> {
+/// The p95 lag of the sessions whose customer acted in each window of `width` real seconds,
+/// one starting every `step`: `(start, p95)`, windows with fewer than 20 answers left out.
+fn windows(m: &Measured, width: f64, step: f64, end: f64) -> Vec<(f64, f64)> {
     let mut out = Vec::new();
     let mut from = 0.0;
-    while from < end {
+    while from + width <= end + 1e-9 {
         let mut lags: Vec<f64> = m
             .lag_at
             .iter()
@@ -127,14 +129,19 @@ fn windows(m: &Measured, width: f64, end: f64) -> Vec<(f64, f64)> {
         if lags.len() >= 20 {
             out.push((from, percentile(&lags, 95.0)));
         }
-        from += width;
+        from += step;
     }
     out
 }
 
+/// The windows of the shift's p95 series: 8 minutes wide (about 400 answers each at the
+/// budget-bound arrivals, so a p95 rests on some 20 of them), one every 4 minutes.
+const WIDTH: f64 = 480.0;
+const STEP: f64 = 240.0;
+
 /// After the shift at `shift_at`: the settled p95 (of the last third of the run's changes) and
 /// how long after the shift until every window's p95 is within 10% of it.
-fn recovery(m: &Measured, shift_at: f64, end: f64, width: f64) -> (f64, Option<f64>) {
+fn recovery(m: &Measured, shift_at: f64, end: f64) -> (f64, Option<f64>) {
     let settle_from = shift_at + (end - shift_at) * 2.0 / 3.0;
     let mut late: Vec<f64> = m
         .lag_at
@@ -144,7 +151,7 @@ fn recovery(m: &Measured, shift_at: f64, end: f64, width: f64) -> (f64, Option<f
         .collect();
     late.sort_by(f64::total_cmp);
     let settled = percentile(&late, 95.0);
-    let after: Vec<(f64, f64)> = windows(m, width, end)
+    let after: Vec<(f64, f64)> = windows(m, WIDTH, STEP, end)
         .into_iter()
         .filter(|(from, _)| *from >= shift_at)
         .collect();
@@ -160,7 +167,7 @@ fn line(table: &mut String, scenario: &str, m: &Measured) {
     });
     let _ = writeln!(
         table,
-        "  {:<14} {:<14} {:>7.1} {:>7.1} {:>7.1} {:>6} {:>9.2} {:>12} {:>7} {:>16}",
+        "  {:<14} {:<14} {:>7.1} {:>7.1} {:>7.1} {:>6} {:>9.2} {:>12} {:>10} {:>7} {:>16}",
         scenario,
         m.name,
         percentile(&m.lags, 50.0),
@@ -173,6 +180,7 @@ fn line(table: &mut String, scenario: &str, m: &Measured) {
             m.never_calls,
             m.never_calls as f64 / m.never_sessions.max(1) as f64
         ),
+        m.never_busy_calls,
         m.refused,
         used
     );
@@ -183,7 +191,8 @@ fn as_json(m: &Measured) -> serde_json::Value {
         "name": m.name, "sessions": m.sessions, "acting": m.acting, "unresolved": m.unresolved,
         "p50": percentile(&m.lags, 50.0), "p95": p95(m), "p99": percentile(&m.lags, 99.0),
         "calls": m.calls, "calls_per_session": m.calls as f64 / m.sessions as f64,
-        "never_calls": m.never_calls, "never_sessions": m.never_sessions, "429s": m.refused,
+        "never_calls": m.never_calls, "never_sessions": m.never_sessions,
+        "never_busy_calls": m.never_busy_calls, "429s": m.refused,
         "budget_used": m.budget_used(), "max_in_any_second": m.most,
     })
 }
@@ -231,7 +240,7 @@ pub async fn row(
     );
     let _ = writeln!(
         table,
-        "  {:<14} {:<14} {:>7} {:>7} {:>7} {:>6} {:>9} {:>12} {:>7} {:>16}",
+        "  {:<14} {:<14} {:>7} {:>7} {:>7} {:>6} {:>9} {:>12} {:>10} {:>7} {:>16}",
         "scenario",
         "schedule",
         "p50 s",
@@ -240,6 +249,7 @@ pub async fn row(
         "unres",
         "calls/ses",
         "never (each)",
+        "never busy",
         "429s",
         "budget used"
     );
@@ -250,16 +260,15 @@ pub async fn row(
     }
     let end = shift.arrivals.as_secs_f64();
     let shift_at = end / 2.0;
-    let width = 240.0;
     let _ = writeln!(
         table,
-        "  shift at {:.0} min (median 45 s → 3 min), learn_half_life 5 min; p95 by 4-minute window of the customers' acting:",
+        "  shift at {:.0} min (median 45 s → 3 min), learn_half_life 5 min; p95 of the customers acting in 8-minute windows, one every 4 minutes:",
         shift_at / 60.0
     );
     let mut recovered = Vec::new();
     for m in &c {
-        let (settled, back) = recovery(m, shift_at, end, width);
-        let series: Vec<String> = windows(m, width, end)
+        let (settled, back) = recovery(m, shift_at, end);
+        let series: Vec<String> = windows(m, WIDTH, STEP, end)
             .iter()
             .map(|(from, p)| format!("{:.0}m {:.0}", from / 60.0, p))
             .collect();
@@ -275,27 +284,31 @@ pub async fn row(
             json!({"name": m.name, "settled_p95": settled, "back_within_10pct_seconds": back}),
         );
     }
-    // The goals are read for the default share (0.1); 0.2 is shown beside it.
+    // The goals are read for the default share (0.1); 0.3 is shown beside it. Calls on
+    // sessions that never act are read where they cost an answer: in the seconds the budget
+    // was busy (docs/benchmark.md row 12, "Which calls count"); the total is shown too.
     let ratio = |runs: &[Measured], f: fn(&Measured) -> f64| f(&runs[1]) / f(&runs[0]);
     let never = |m: &Measured| m.never_calls as f64;
+    let never_busy = |m: &Measured| m.never_busy_calls as f64;
     let p95_bound = ratio(&b, p95);
     let never_bound = ratio(&b, never);
+    let never_busy_bound = ratio(&b, never_busy);
     let p95_row8 = ratio(&a, p95);
     let _ = writeln!(
         table,
-        "  goals: budget-bound p95 learned/fixed {p95_bound:.2} (≤ 0.50), calls on never-acting {never_bound:.2} (≤ 0.50); row 8's p95 {p95_row8:.2} (≤ 1.05: no worse, within noise)"
+        "  goals: budget-bound p95 learned/fixed {p95_bound:.2} (≤ 0.50), calls on never-acting while the budget was busy {never_busy_bound:.2} (≤ 0.50; all of them {never_bound:.2}); row 8's p95 {p95_row8:.2} (≤ 1.05: no worse, within noise)"
     );
     let no_429 = [&a, &b, &c]
         .iter()
         .all(|r| r.iter().all(|m| m.refused == 0));
-    let met = p95_bound <= 0.5 && never_bound <= 0.5 && p95_row8 <= 1.05 && no_429;
+    let met = p95_bound <= 0.5 && never_busy_bound <= 0.5 && p95_row8 <= 1.05 && no_429;
     let json = json!({
         "compress": compress,
         "row8": a.iter().map(as_json).collect::<Vec<_>>(),
         "budget_bound": b.iter().map(as_json).collect::<Vec<_>>(),
         "shift": c.iter().map(as_json).collect::<Vec<_>>(),
         "shift_recovery": recovered,
-        "ratios": {"budget_bound_p95": p95_bound, "budget_bound_never_calls": never_bound, "row8_p95": p95_row8},
+        "ratios": {"budget_bound_p95": p95_bound, "budget_bound_never_calls": never_bound, "budget_bound_never_busy_calls": never_busy_bound, "row8_p95": p95_row8},
     });
     Ok((json, table, met))
 }

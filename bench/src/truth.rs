@@ -17,7 +17,7 @@
 //! compressed), and 1, 2 and 4 daemons on one ledger with far more due than the budget
 //! allows (the most requests the simulator saw in any second).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -121,6 +121,8 @@ struct Limiter {
     limit: usize,
     log: Arc<Mutex<VecDeque<Instant>>>,
     refused: Arc<AtomicU64>,
+    /// Every request let through: when, and its path (which names the session).
+    admitted: Arc<Mutex<Vec<(Instant, String)>>>,
 }
 
 impl Limiter {
@@ -129,6 +131,7 @@ impl Limiter {
             limit,
             log: Arc::default(),
             refused: Arc::default(),
+            admitted: Arc::default(),
         }
     }
 
@@ -151,6 +154,10 @@ impl Limiter {
                             let over = log.len() >= me.limit;
                             if !over {
                                 log.push_back(now);
+                                me.admitted
+                                    .lock()
+                                    .unwrap_or_else(|p| p.into_inner())
+                                    .push((now, request.uri().path().to_string()));
                             }
                             over
                         };
@@ -452,6 +459,9 @@ pub(crate) struct Measured {
     /// Calls on the sessions whose customer never acts, and those sessions.
     pub(crate) never_calls: u64,
     pub(crate) never_sessions: usize,
+    /// Of those calls, the ones made in the seconds when work was waiting (`busy_windows`):
+    /// each one a call taken from a session that could have answered.
+    pub(crate) never_busy_calls: u64,
     pub(crate) refused: u64,
     /// The most requests the simulator saw in any second (sliding).
     pub(crate) most: usize,
@@ -687,6 +697,17 @@ pub(crate) async fn run_one(
         .filter(|(_, p)| p.acts.is_none())
         .map(|(i, _)| format!("LIT_{i}_R{i}"))
         .collect();
+    let never_busy_calls = {
+        let never: HashSet<&str> = never_ids.iter().map(String::as_str).collect();
+        let busy: HashSet<i64> = busy.iter().copied().collect();
+        let admitted = p.limiter.admitted.lock().unwrap_or_else(|p| p.into_inner());
+        admitted
+            .iter()
+            .filter(|(at, _)| *at >= started)
+            .filter(|(at, _)| busy.contains(&((*at - started).as_millis() as i64 / 1000)))
+            .filter(|(_, path)| path.split('/').any(|seg| never.contains(seg)))
+            .count() as u64
+    };
     Ok(Measured {
         name: s.name,
         sessions: planned.len(),
@@ -696,6 +717,7 @@ pub(crate) async fn run_one(
         lag_at,
         never_calls: never_ids.iter().map(|id| u64::from(p.sim.polls(id))).sum(),
         never_sessions: never_ids.len(),
+        never_busy_calls,
         calls: arrivals.len() as u64,
         most: {
             if std::env::var_os("TRUTH_DEBUG").is_some() {

@@ -316,7 +316,6 @@ impl fmt::Debug for ScheduleConfig {
             .field("ageing", &self.ageing)
             .field("learn_half_life", &self.learn_half_life)
             .field("learn_share", &self.learn_share)
-            .field("learn_share", &self.learn_share)
             .finish()
     }
 }
@@ -791,7 +790,6 @@ mod tests {
             ("schedule", "young"),
             ("schedule", "ageing"),
             ("schedule", "learn_half_life"),
-            ("schedule", "learn_share"),
             ("schedule", "learn_share"),
             ("backoff", "initial"),
             ("backoff", "multiplier"),

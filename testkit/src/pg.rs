@@ -173,6 +173,13 @@ pub struct Options {
     pub tls: Option<(PathBuf, PathBuf)>,
 }
 
+/// A directory removed when this process is gone (by a watchdog that outlives it), for what a
+/// `static` holds for the whole test run and so never drops. Hold the child as long as the
+/// directory is used.
+pub fn removed_at_exit(dir: &Path) -> Result<std::process::Child, String> {
+    watchdog(&dir.join("no pid file: nothing to stop"), dir)
+}
+
 /// Outlives us: when this process is gone, it stops the server whose pid is the first line of
 /// `pid_file` (SIGINT first — PostgreSQL's fast shutdown, PgBouncer's safe one — then SIGQUIT,
 /// then SIGKILL) and removes `dir`.

@@ -112,7 +112,9 @@ fn openssl(args: &[&str]) {
 }
 
 struct TlsServer {
-    dir: tempfile::TempDir,
+    /// The certificates: held by a `static`, so removed by a watchdog after the run.
+    dir: std::path::PathBuf,
+    _removed_at_exit: std::process::Child,
     pg: TempPg,
 }
 
@@ -121,16 +123,21 @@ struct TlsServer {
 fn server() -> &'static TlsServer {
     static SERVER: OnceLock<TlsServer> = OnceLock::new();
     SERVER.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        make_ca(dir.path(), "ca");
-        make_ca(dir.path(), "other");
-        let tls = make_server_cert(dir.path(), "ca", "localhost");
+        let dir = tempfile::tempdir().unwrap().keep();
+        let removed = pg::removed_at_exit(&dir).unwrap_or_else(|e| panic!("{e}"));
+        make_ca(&dir, "ca");
+        make_ca(&dir, "other");
+        let tls = make_server_cert(&dir, "ca", "localhost");
         let pg = pg::start_with(pg::Options {
             durable: false,
             tls: Some(tls),
         })
         .unwrap_or_else(|e| panic!("{e}"));
-        TlsServer { dir, pg }
+        TlsServer {
+            dir,
+            _removed_at_exit: removed,
+            pg,
+        }
     })
 }
 
@@ -142,11 +149,11 @@ impl TlsServer {
         let query = query
             .replace(
                 "CA:ca",
-                &self.dir.path().join("ca.pem").display().to_string(),
+                &self.dir.join("ca.pem").display().to_string(),
             )
             .replace(
                 "CA:other",
-                &self.dir.path().join("other.pem").display().to_string(),
+                &self.dir.join("other.pem").display().to_string(),
             );
         format!("postgres://postgres@{host}:{}/{db}?{query}", self.pg.port())
     }
