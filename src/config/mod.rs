@@ -295,8 +295,8 @@ pub struct ScheduleConfig {
     /// session overdue by more than `ageing` waits behind them (ledger::DueOrder).
     pub young: Duration,
     pub ageing: Duration,
-    /// How fast learned answer times forget: an answer weighs half as much this much later
-    /// (`reconcile::timing`).
+    /// How fast learned answer times forget: a session weighs half as much this much after its
+    /// creation (`reconcile::timing`).
     pub learn_half_life: Duration,
     /// With `schedule = "learned"`, the chance of an answer since the last check at which the
     /// next check is due (`reconcile::timing`).

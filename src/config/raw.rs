@@ -202,7 +202,8 @@ section! {
         young: String = "10m", Bound::Duration(WEEK);
         /// Sessions overdue by more than this go first.
         ageing: String = "10m", Bound::Duration(WEEK);
-        /// Learned answer times forget: an answer weighs half as much this much later.
+        /// Learned answer times forget: a session weighs half as much this much after its
+        /// creation.
         learn_half_life: String = "6h", Bound::Duration(WEEK);
         /// With `schedule = "learned"`: the chance of an answer since the last check at which
         /// the next check is due (larger asks less often).

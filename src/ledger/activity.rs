@@ -4,7 +4,7 @@
 //! — but both tables' ids grow with time, so the first row of a window is found by a binary
 //! search on the id (a few dozen point reads) and only the window's rows are read.
 
-use super::db::{DbError, Mode, Tx, vals};
+use super::db::{AnyText, DbError, Mode, Tx, vals};
 use super::*;
 use crate::clock::{self, Timestamp};
 
@@ -145,5 +145,32 @@ impl Ledger {
         self.tx(Mode::Read, "reading recent answers", |tx| {
             moved_since(tx, &since, most)
         })
+    }
+
+    /// The newest `most` PENDING sessions (by the partial index `sessions_pending_by_id`) as
+    /// `(provider, created_at)`, those created before `since` left out: the sessions still
+    /// waiting for an answer, which learned answer times count (a session pending for an hour
+    /// says an answer can take that long, or never come).
+    pub fn waiting(&self, since: Timestamp, most: u32) -> Result<Vec<(String, Timestamp)>, Error> {
+        let since = clock::format(since);
+        self.tx(
+            Mode::Read,
+            "reading the sessions waiting for an answer",
+            |tx| {
+                let rows = tx.query(
+                    "SELECT provider, created_at FROM sessions WHERE status = 'PENDING' \
+                 ORDER BY id DESC LIMIT ?1",
+                    vals![most],
+                    // A row payrecon cannot read is the queues' business: left out here.
+                    |r| Ok((r.get::<AnyText>(0)?.0, r.get::<AnyText>(1)?.0)),
+                )?;
+                Ok(rows
+                    .into_iter()
+                    .filter_map(|(p, created)| Some((p?, created?)))
+                    .filter(|(_, created)| created.as_str() >= since.as_str())
+                    .filter_map(|(p, created)| Some((p, clock::parse(&created)?)))
+                    .collect())
+            },
+        )
     }
 }

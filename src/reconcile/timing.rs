@@ -3,29 +3,33 @@
 //! [`crate::ledger::DueOrder`] (which orders what is due when the budget cannot serve it all).
 //! docs/operations.md "Learned check times" says the same for operators.
 //!
-//! **What is learned.** The chance that a session's answer has come by each age: from the
-//! provider's answers that closed a session or sent it to REVIEW and the sessions that expired
-//! without one — a weighted Kaplan–Meier estimate, an expired session counting as "no answer
-//! by its age", so the share that never answers shows. Sessions still PENDING are not counted:
-//! counted, they taught the schedule that answers stop where the recent answers stopped, so
-//! after customers got slower their checks thinned out and their answers were seen up to an
-//! hour late, which kept the lesson from being unlearned (docs/benchmark.md row 12):
-//! * **The window.** The newest [`MOST`] transitions of the last [`WINDOW_HALF_LIVES`]
+//! **What is learned.** The chance that a session's answer has come by each age: a weighted
+//! Kaplan–Meier estimate over the provider's sessions — answered (closed, or sent to REVIEW) at
+//! their age, or still without an answer at their age: expired, or PENDING now. Counting the
+//! waiting sessions shows the share that never answers from the start (an estimate from
+//! answers and expiries alone believes, until sessions reach `max_age`, that every session
+//! answers, and asks the ones that never will again and again: docs/benchmark.md row 12).
+//! * **The window.** The newest [`MOST`] transitions and [`MOST`] waiting sessions of the last [`WINDOW_HALF_LIVES`]
 //!   half-lives (a week at the default `[schedule] learn_half_life` of 6 h), found by id as the
 //!   overview's activity is, on both engines. Decisions by people are not answers and are left
 //!   out.
-//! * **Following change.** Each answer weighs half as much every `learn_half_life` of its age, so
-//!   a provider whose customers get slower shows it within hours, not after a week of old answers.
+//! * **Following change.** Each session weighs half as much every `learn_half_life` since it
+//!   was created, answered or still waiting — so a cohort counts as one whatever became of each
+//!   (weighing the waiting fully and answers by their age let the waiting swamp the answers
+//!   after customers got slower, and the schedule stopped asking: row 12) — and a provider whose
+//!   customers get slower shows it within hours, not after a week of old answers.
 //! * **The prior.** Until there are answers, the provider's own schedule says where answers are
 //!   expected: one pseudo-answer at each check time the schedule lists (its delays added up, the
 //!   repeating last delay once), [`PRIOR_WEIGHT`] of them in all. Checks are dense where the
 //!   schedule's author expected answers, so their times are a fair first guess; as answers come
-//!   the prior weighs less and less (with 200 recent answers, a tenth).
+//!   the prior weighs less and less (with 200 recent answers, a tenth). It speaks only up to
+//!   the oldest session seen: past it, its pseudo-answers would be the only ones left and
+//!   claim that every session answers by the schedule's last check time.
 //! * **An upper bound.** The time learned is when payrecon *saw* the answer, not when the
 //!   customer acted: it includes the wait for the next check. It is the time to truth payrecon
 //!   achieved, which is what a schedule must beat.
 //!
-//! **When to ask** ([`Learned::next_gap`]). After a check that left a session PENDING, the next
+//! **When to ask** ([`next_gap`]). After a check that left a session PENDING, the next
 //! one is when the chance that its answer has come since — given that it had not come by now —
 //! reaches [`SHARE`] (one in ten): dense where the provider's answers come, sparse where they
 //! rarely do, and sparser still as a session ages past the answers, where the sessions still
@@ -35,6 +39,8 @@
 //! * while the provider's budget is not binding, never later than the fixed schedule's own
 //!   next check: with calls to spare, schedules never get sparser than the kind's default;
 //! * while it binds, never later than the fixed schedule's longest delay;
+//! * past every answer learned, the fixed schedule's own next check, also while it binds: a
+//!   customer slower than any seen so far is found as the fixed schedule would find them;
 //! * never past the moment the session reaches `max_age`, as with fixed schedules.
 //!
 //! The first check of a session added without any signal (`first_check = "plausible"`, the
@@ -167,10 +173,13 @@ pub fn next_gap(
         Budget::Spare => fixed,
         Budget::Binding => fixed.max(longest(b)),
     };
-    let learned = learned
-        .learned_gap(age.as_secs_f64(), share)
-        .map_or(ceiling, Duration::from_secs_f64);
-    let gap = learned.max(floor).min(ceiling);
+    let gap = match learned.learned_gap(age.as_secs_f64(), share) {
+        Some(learned) => Duration::from_secs_f64(learned).max(floor).min(ceiling),
+        // Past every answer learned: the fixed schedule's own next check, also while the
+        // budget binds — a customer slower than any seen so far is found as the fixed
+        // schedule would find them, not a longest delay later (docs/benchmark.md row 12).
+        None => fixed,
+    };
     // Never past max_age: an answer then closes the session on time.
     match b.max_age.checked_sub(age) {
         Some(left) if !left.is_zero() => gap.min(left),
@@ -298,6 +307,7 @@ fn thin(curve: Vec<(f64, f64)>) -> Vec<(f64, f64)> {
 pub fn learn(
     provider: &str,
     moved: &[Moved],
+    waiting: &[(String, Timestamp)],
     prior: &[f64],
     half_life: Duration,
     now: Timestamp,
@@ -312,7 +322,9 @@ pub fn learn(
         if m.source == Source::Manual {
             continue;
         }
-        let weight = 0.5f64.powf(secs(now - m.at) / half_life);
+        // Every session weighs by when it was created, answered or still waiting: a cohort
+        // of sessions counts as one, whatever became of each.
+        let weight = 0.5f64.powf(secs(now - m.created_at) / half_life);
         let age = secs(m.at - m.created_at);
         let answered = m.to != Status::Expired;
         seen.push(Seen {
@@ -328,10 +340,25 @@ pub fn learn(
             expired += 1;
         }
     }
+    let still = waiting.iter().filter(|(p, _)| p == provider);
+    seen.extend(still.map(|(_, created)| {
+        let age = secs(now - *created);
+        Seen {
+            age,
+            weight: 0.5f64.powf(age / half_life),
+            answered: false,
+        }
+    }));
     let each = PRIOR_WEIGHT / prior.len().max(1) as f64;
     let mut guessed: Vec<(f64, f64)> = prior.iter().map(|t| (*t, each)).collect();
     guessed.sort_by(|a, b| a.0.total_cmp(&b.0));
     let first_cap = quantile(&guessed, 0.5);
+    // The guess speaks only where sessions were seen: past the oldest, its answers would be
+    // the only ones left and claim that every session answers by the schedule's last check.
+    // Past the answers the fixed schedule times the checks ([`next_gap`]).
+    if let Some(oldest) = seen.iter().map(|s| s.age).max_by(f64::total_cmp) {
+        guessed.retain(|(age, _)| *age <= oldest);
+    }
     seen.extend(guessed.iter().map(|(age, weight)| Seen {
         age: *age,
         weight: *weight,
@@ -367,11 +394,13 @@ pub fn learn_all(
     ledger: &crate::ledger::Ledger,
     now: Timestamp,
 ) -> Result<Vec<Learned>, crate::ledger::Error> {
-    let moved = ledger.answers(read_since(cfg, now), MOST)?;
+    let since = read_since(cfg, now);
+    let moved = ledger.answers(since, MOST)?;
+    let waiting = ledger.waiting(since, MOST)?;
     Ok(cfg
         .providers
         .iter()
-        .map(|p| learn_for(cfg, &p.name, &moved, now))
+        .map(|p| learn_for(cfg, &p.name, &moved, &waiting, now))
         .collect())
 }
 
@@ -386,10 +415,18 @@ fn learn_for(
     cfg: &crate::config::Config,
     provider: &str,
     moved: &[Moved],
+    waiting: &[(String, Timestamp)],
     now: Timestamp,
 ) -> Learned {
     let prior = prior_times(cfg.backoff_for(provider));
-    learn(provider, moved, &prior, cfg.schedule.learn_half_life, now)
+    learn(
+        provider,
+        moved,
+        waiting,
+        &prior,
+        cfg.schedule.learn_half_life,
+        now,
+    )
 }
 
 /// How often a daemon learns again: a 360th of the half-life, between 1 s and a minute.
@@ -422,8 +459,10 @@ pub async fn refresh(
     }
     let now = crate::clock::now();
     let since = read_since(cfg, now);
-    let read = ledger.call(move |l| l.answers(since, MOST)).await;
-    let moved = match read {
+    let read = ledger
+        .call(move |l| Ok((l.answers(since, MOST)?, l.waiting(since, MOST)?)))
+        .await;
+    let (moved, waiting) = match read {
         Ok(m) => m,
         Err(e) => {
             tracing::warn!(error = %e, "could not read the answers to learn check times from; the last learned are kept");
@@ -432,7 +471,7 @@ pub async fn refresh(
     };
     for p in stale {
         let learned: std::sync::Arc<dyn std::any::Any + Send + Sync> =
-            std::sync::Arc::new(learn_for(cfg, &p.name, &moved, now));
+            std::sync::Arc::new(learn_for(cfg, &p.name, &moved, &waiting, now));
         *lock(&p.learned) = Some((std::time::Instant::now(), learned));
     }
 }
@@ -516,15 +555,15 @@ mod tests {
 
     const HALF: Duration = Duration::from_secs(6 * 3600);
 
+    /// A session created `ago` seconds before now that moved `took` seconds after.
     fn moved(provider: &str, to: Status, source: Source, took: u64, ago: u64) -> Moved {
-        let now = clock::now();
-        let at = clock::sub(now, Duration::from_secs(ago));
+        let created_at = clock::sub(clock::now(), Duration::from_secs(ago));
         Moved {
             provider: provider.into(),
             to,
             source,
-            at,
-            created_at: clock::sub(at, Duration::from_secs(took)),
+            at: clock::add(created_at, Duration::from_secs(took)),
+            created_at,
         }
     }
 
@@ -551,7 +590,7 @@ mod tests {
     fn with_no_answer_the_schedule_is_the_guess() {
         // Checks at 10 s, 30 s (10 + 20), 70 s (30 + 40): each a third of the prior, the
         // chance rising in straight lines between them.
-        let got = learn("p", &[], &[10.0, 30.0, 70.0], HALF, clock::now());
+        let got = learn("p", &[], &[], &[10.0, 30.0, 70.0], HALF, clock::now());
         assert_eq!(got.answers, 0);
         assert!(got.mostly_prior());
         // Half between a third (10 s) and two thirds (30 s); nine tenths 0.7 of the way from
@@ -575,17 +614,20 @@ mod tests {
             .collect();
         all.push(moved("p", Status::Completed, Source::Manual, 9_999, 0));
         all.push(moved("q", Status::Completed, Source::Poll, 9_999, 0));
-        let got = learn("p", &all, &[1000.0], HALF, now);
+        // One session waiting for 2,000 s: the prior speaks up to there.
+        let waiting = [("p".to_string(), clock::sub(now, Duration::from_secs(2000)))];
+        let got = learn("p", &all, &waiting, &[1000.0], HALF, now);
         assert_eq!(got.answers, 80);
         assert!(!got.mostly_prior());
-        // Of 100 in all: 0.4 by 5 s, 0.8 by 100 s, all by 1000 s (the prior). The median is
-        // a quarter of the way from 5 s to 100 s; nine tenths half way from 100 s to 1000 s.
+        // Of 101 in all: 40 by 5 s, 80 by 100 s, 100 by 1000 s (the prior), one still
+        // waiting. Of those that answer, the median is a quarter of the way from 5 s to 100 s;
+        // nine tenths half way from 100 s to 1000 s.
         assert_eq!(got.quantiles[0], Duration::from_secs_f64(28.75));
         assert_eq!(got.quantiles[1], Duration::from_secs(550));
     }
 
     #[test]
-    fn an_answer_a_half_life_old_weighs_half_and_expired_sessions_are_counted() {
+    fn a_session_created_a_half_life_ago_weighs_half_and_expired_sessions_are_counted() {
         let now = clock::now();
         let h = HALF.as_secs();
         let all = [
@@ -593,7 +635,7 @@ mod tests {
             moved("p", Status::Completed, Source::Poll, 10, h),
             moved("p", Status::Expired, Source::Poll, 3600, 0),
         ];
-        let got = learn("p", &all, &[60.0], HALF, now);
+        let got = learn("p", &all, &[], &[60.0], HALF, now);
         assert_eq!(got.answers, 2);
         assert_eq!(got.expired, 1);
         assert!((got.weight - 1.5).abs() < 1e-3, "{}", got.weight);
@@ -601,6 +643,44 @@ mod tests {
         // never: 14/15 × 1/21 never answer.
         let never = 14.0 / 15.0 / 21.0;
         assert!((got.never.unwrap() - never).abs() < 1e-6, "{:?}", got.never);
+    }
+
+    #[test]
+    fn sessions_still_waiting_count_and_the_prior_speaks_only_where_sessions_were_seen() {
+        let now = clock::now();
+        // 100 answers after 10 s, and 100 sessions PENDING for an hour now, each weighing
+        // w = 2^(-1/6) (created a sixth of a half-life ago). The prior is 10 at 10 s and 10 at
+        // two hours, past every session seen, so left out: of 110 + 100w, 100w never
+        // answered by an hour. Another provider's waiting session is not counted.
+        let answered: Vec<Moved> = (0..100)
+            .map(|_| moved("p", Status::Completed, Source::Poll, 10, 0))
+            .collect();
+        let waiting: Vec<(String, Timestamp)> = (0..100)
+            .map(|_| ("p".to_string(), clock::sub(now, Duration::from_secs(3600))))
+            .chain([("q".to_string(), clock::sub(now, Duration::from_secs(9)))])
+            .collect();
+        let got = learn("p", &answered, &waiting, &[10.0, 7200.0], HALF, now);
+        let w = 2f64.powf(-1.0 / 6.0);
+        let never = 100.0 * w / (110.0 + 100.0 * w);
+        assert!((got.never.unwrap() - never).abs() < 1e-6, "{:?}", got.never);
+        // Past every answer (at a minute) the fixed schedule's own next check, even while
+        // the budget binds.
+        let b = backoff(&[5, 3600], 86_400);
+        let gap = |budget| {
+            next_gap(
+                &got,
+                &b,
+                SHARE,
+                Duration::from_secs(60),
+                Duration::from_secs(5),
+                budget,
+            )
+        };
+        assert_eq!(gap(Budget::Binding), Duration::from_secs(5));
+        assert_eq!(gap(Budget::Spare), Duration::from_secs(5));
+        // Counted only by their answers, every session would be thought to answer.
+        let blind = learn("p", &answered, &[], &[10.0], HALF, now);
+        assert_eq!(blind.never, None);
     }
 
     #[test]
@@ -630,7 +710,7 @@ mod tests {
             .collect();
         all.extend((0..never).map(|_| moved("p", Status::Expired, Source::Poll, 9_000, 0)));
         // The prior's 20 at 150 s changes no quantile of a line through 150 s by much.
-        learn("p", &all, &[150.0], HALF, now)
+        learn("p", &all, &[], &[150.0], HALF, now)
     }
 
     #[test]
@@ -677,9 +757,9 @@ mod tests {
         // the fixed schedule's next (60 s); binding, the learned 90 s.
         assert_eq!(gap(20, 60, Budget::Spare), 60.0);
         assert!((gap(20, 60, Budget::Binding) - 90.0).abs() <= 1.5);
-        // Past every answer: the fixed schedule's next, or while binding its longest delay.
+        // Past every answer: the fixed schedule's next, also while the budget binds.
         assert_eq!(gap(300, 60, Budget::Spare), 60.0);
-        assert_eq!(gap(300, 60, Budget::Binding), 600.0);
+        assert_eq!(gap(300, 60, Budget::Binding), 60.0);
         // Never past max_age.
         let short = backoff(&[5, 60, 600], 330);
         let g = next_gap(
@@ -704,7 +784,7 @@ mod tests {
             })
             .collect();
         all.extend((0..125).map(|_| moved("p", Status::Expired, Source::Poll, 9_000, 0)));
-        let l = learn("p", &all, &[100.0], HALF, now);
+        let l = learn("p", &all, &[], &[100.0], HALF, now);
         let b = backoff(&[1, 60, 3600], 86_400);
         let at = |age: u64| {
             next_gap(

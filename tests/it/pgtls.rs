@@ -147,10 +147,7 @@ impl TlsServer {
     fn url(&self, host: &str, query: &str) -> String {
         let db = self.pg.new_database_name().unwrap();
         let query = query
-            .replace(
-                "CA:ca",
-                &self.dir.join("ca.pem").display().to_string(),
-            )
+            .replace("CA:ca", &self.dir.join("ca.pem").display().to_string())
             .replace(
                 "CA:other",
                 &self.dir.join("other.pem").display().to_string(),
