@@ -355,8 +355,12 @@ pub fn learn(
     let first_cap = quantile(&guessed, 0.5);
     // The guess speaks only where sessions were seen: past the oldest, its answers would be
     // the only ones left and claim that every session answers by the schedule's last check.
-    // Past the answers the fixed schedule times the checks ([`next_gap`]).
-    if let Some(oldest) = seen.iter().map(|s| s.age).max_by(f64::total_cmp) {
+    // Past the answers the fixed schedule times the checks ([`next_gap`]). With no session
+    // closed yet (only young ones waiting), nothing contradicts it: it stays whole.
+    let closed = answers + expired > 0;
+    if let Some(oldest) = seen.iter().map(|s| s.age).max_by(f64::total_cmp)
+        && closed
+    {
         guessed.retain(|(age, _)| *age <= oldest);
     }
     seen.extend(guessed.iter().map(|(age, weight)| Seen {
@@ -364,7 +368,13 @@ pub fn learn(
         weight: *weight,
         answered: true,
     }));
-    let waited = seen.iter().any(|s| !s.answered);
+    // A share that never answers shows only once sessions have waited past every answer.
+    let last_answer = seen
+        .iter()
+        .filter(|s| s.answered)
+        .map(|s| s.age)
+        .fold(0.0, f64::max);
+    let waited = seen.iter().any(|s| !s.answered && s.age > last_answer);
     let curve = answered_by(seen);
     let learned = Learned {
         provider: provider.to_string(),
@@ -382,7 +392,8 @@ pub fn learn(
         QUANTILES.map(|q| Duration::from_secs_f64(learned.age_at(q * top).unwrap_or(0.0)));
     Learned {
         quantiles,
-        // Sessions only seen young say nothing yet of a share that never answers.
+        // Sessions only seen younger than the answers say nothing yet of a share that never
+        // answers.
         never: (waited && top < 1.0 - 1e-9).then_some(1.0 - top),
         ..learned
     }
@@ -681,6 +692,23 @@ mod tests {
         // Counted only by their answers, every session would be thought to answer.
         let blind = learn("p", &answered, &[], &[10.0], HALF, now);
         assert_eq!(blind.never, None);
+    }
+
+    #[test]
+    fn young_waiting_sessions_alone_leave_the_guess_whole_and_claim_no_never() {
+        // 100 sessions added a second ago, none closed: nothing contradicts the schedule's
+        // guess (its times are all past the oldest session seen), and a second's wait says
+        // nothing of a share that never answers.
+        let now = clock::now();
+        let waiting: Vec<(String, Timestamp)> = (0..100)
+            .map(|_| ("p".to_string(), clock::sub(now, Duration::from_secs(1))))
+            .collect();
+        let prior = [10.0, 30.0, 70.0];
+        let got = learn("p", &[], &waiting, &prior, HALF, now);
+        assert_eq!(got.never, None);
+        let guess = learn("p", &[], &[], &prior, HALF, now);
+        assert_eq!(got.quantiles, guess.quantiles);
+        assert_eq!(got.plausible(), guess.plausible());
     }
 
     #[test]
