@@ -9,9 +9,9 @@
 //! waiting sessions shows the share that never answers from the start (an estimate from
 //! answers and expiries alone believes, until sessions reach `max_age`, that every session
 //! answers, and asks the ones that never will again and again: docs/benchmark.md row 12).
-//! * **The window.** The newest [`MOST`] transitions and [`MOST`] waiting sessions of the last [`WINDOW_HALF_LIVES`]
-//!   half-lives (a week at the default `[schedule] learn_half_life` of 6 h), found by id as the
-//!   overview's activity is, on both engines. Decisions by people are not answers and are left
+//! * **The window.** The newest [`MOST`] transitions and [`MOST`] waiting sessions of the last
+//!   [`WINDOW_HALF_LIVES`] half-lives (a week at the default `[schedule] learn_half_life` of
+//!   6 h), found by id as the overview's activity is, on both engines. Decisions by people are not answers and are left
 //!   out.
 //! * **Following change.** Each session weighs half as much every `learn_half_life` since it
 //!   was created, answered or still waiting — so a cohort counts as one whatever became of each
@@ -22,9 +22,9 @@
 //!   expected: one pseudo-answer at each check time the schedule lists (its delays added up, the
 //!   repeating last delay once), [`PRIOR_WEIGHT`] of them in all. Checks are dense where the
 //!   schedule's author expected answers, so their times are a fair first guess; as answers come
-//!   the prior weighs less and less (with 200 recent answers, a tenth). It speaks only up to
-//!   the oldest session seen: past it, its pseudo-answers would be the only ones left and
-//!   claim that every session answers by the schedule's last check time.
+//!   the prior weighs less and less (with 200 recent answers, a tenth). Once a session has
+//!   closed it speaks only up to the oldest session seen: past it, its pseudo-answers would be
+//!   the only ones left and claim that every session answers by the schedule's last check.
 //! * **An upper bound.** The time learned is when payrecon *saw* the answer, not when the
 //!   customer acted: it includes the wait for the next check. It is the time to truth payrecon
 //!   achieved, which is what a schedule must beat.
