@@ -115,6 +115,9 @@ fn moved_since(tx: &mut Tx<'_>, since: &str, most: u32) -> Result<Vec<Moved>, Db
         .collect())
 }
 
+/// Sessions still waiting for an answer, as `(provider, created_at)`.
+pub type Waiting = Vec<(String, Timestamp)>;
+
 impl Ledger {
     /// Transitions since `since` and each provider's status calls in the hour before `now`.
     pub fn activity(&self, since: Timestamp, now: Timestamp) -> Result<Activity, Error> {
@@ -138,25 +141,22 @@ impl Ledger {
         })
     }
 
-    /// The newest `most` transitions since `since`, oldest first: what answer times are learned
-    /// from (`reconcile::timing`).
-    pub fn answers(&self, since: Timestamp, most: u32) -> Result<Vec<Moved>, Error> {
-        let since = clock::format(since);
-        self.tx(Mode::Read, "reading recent answers", |tx| {
-            moved_since(tx, &since, most)
-        })
-    }
-
-    /// The newest `most` PENDING sessions (by the partial index `sessions_pending_by_id`) as
-    /// `(provider, created_at)`, those created before `since` left out: the sessions still
-    /// waiting for an answer, which learned answer times count (a session pending for an hour
-    /// says an answer can take that long, or never come).
-    pub fn waiting(&self, since: Timestamp, most: u32) -> Result<Vec<(String, Timestamp)>, Error> {
+    /// What answer times are learned from (`reconcile::timing`), read in one transaction so that
+    /// no session is both answered and waiting: the newest `most` transitions since `since`,
+    /// oldest first, and the newest `most` PENDING sessions (by the partial index
+    /// `sessions_pending_by_id`) as `(provider, created_at)`, those created before `since` left
+    /// out — a session pending for an hour says an answer can take that long, or never come.
+    pub fn answers_and_waiting(
+        &self,
+        since: Timestamp,
+        most: u32,
+    ) -> Result<(Vec<Moved>, Waiting), Error> {
         let since = clock::format(since);
         self.tx(
             Mode::Read,
-            "reading the sessions waiting for an answer",
+            "reading recent answers and waiting sessions",
             |tx| {
+                let moved = moved_since(tx, &since, most)?;
                 let rows = tx.query(
                     "SELECT provider, created_at FROM sessions WHERE status = 'PENDING' \
                  ORDER BY id DESC LIMIT ?1",
@@ -164,12 +164,13 @@ impl Ledger {
                     // A row payrecon cannot read is the queues' business: left out here.
                     |r| Ok((r.get::<AnyText>(0)?.0, r.get::<AnyText>(1)?.0)),
                 )?;
-                Ok(rows
+                let waiting = rows
                     .into_iter()
                     .filter_map(|(p, created)| Some((p?, created?)))
                     .filter(|(_, created)| created.as_str() >= since.as_str())
                     .filter_map(|(p, created)| Some((p, clock::parse(&created)?)))
-                    .collect())
+                    .collect();
+                Ok((moved, waiting))
             },
         )
     }

@@ -33,7 +33,7 @@ pub mod schema;
 mod sessions;
 mod unmatched;
 
-pub use activity::{Activity, Moved};
+pub use activity::{Activity, Moved, Waiting};
 pub use event::{ANOMALY, MATCHED, UNMATCHED, Written};
 pub use history::{AttemptNote, AttemptRow, CheckNote, CheckRow, PRUNE_BATCH, Via};
 pub use model::*;

@@ -314,6 +314,9 @@ pub fn learn(
 ) -> Learned {
     let half_life = half_life.as_secs_f64().max(1e-3);
     let secs = |d: chrono::TimeDelta| d.num_milliseconds().max(0) as f64 / 1000.0;
+    // Every session weighs by when it was created, answered or still waiting: a cohort of
+    // sessions counts as one, whatever became of each.
+    let weight_of = |created: Timestamp| 0.5f64.powf(secs(now - created) / half_life);
     let mut seen: Vec<Seen> = Vec::new();
     let mut answer_times: Vec<(f64, f64)> = Vec::new();
     let (mut answers, mut expired) = (0u64, 0u64);
@@ -322,9 +325,7 @@ pub fn learn(
         if m.source == Source::Manual {
             continue;
         }
-        // Every session weighs by when it was created, answered or still waiting: a cohort
-        // of sessions counts as one, whatever became of each.
-        let weight = 0.5f64.powf(secs(now - m.created_at) / half_life);
+        let weight = weight_of(m.created_at);
         let age = secs(m.at - m.created_at);
         let answered = m.to != Status::Expired;
         seen.push(Seen {
@@ -341,13 +342,10 @@ pub fn learn(
         }
     }
     let still = waiting.iter().filter(|(p, _)| p == provider);
-    seen.extend(still.map(|(_, created)| {
-        let age = secs(now - *created);
-        Seen {
-            age,
-            weight: 0.5f64.powf(age / half_life),
-            answered: false,
-        }
+    seen.extend(still.map(|(_, created)| Seen {
+        age: secs(now - *created),
+        weight: weight_of(*created),
+        answered: false,
     }));
     let each = PRIOR_WEIGHT / prior.len().max(1) as f64;
     let mut guessed: Vec<(f64, f64)> = prior.iter().map(|t| (*t, each)).collect();
@@ -405,9 +403,7 @@ pub fn learn_all(
     ledger: &crate::ledger::Ledger,
     now: Timestamp,
 ) -> Result<Vec<Learned>, crate::ledger::Error> {
-    let since = read_since(cfg, now);
-    let moved = ledger.answers(since, MOST)?;
-    let waiting = ledger.waiting(since, MOST)?;
+    let (moved, waiting) = ledger.answers_and_waiting(read_since(cfg, now), MOST)?;
     Ok(cfg
         .providers
         .iter()
@@ -471,7 +467,7 @@ pub async fn refresh(
     let now = crate::clock::now();
     let since = read_since(cfg, now);
     let read = ledger
-        .call(move |l| Ok((l.answers(since, MOST)?, l.waiting(since, MOST)?)))
+        .call(move |l| l.answers_and_waiting(since, MOST))
         .await;
     let (moved, waiting) = match read {
         Ok(m) => m,
