@@ -33,6 +33,23 @@ async fn ledger_cmd(env: &Env, what: &str, file: &std::path::Path) -> std::proce
     output(c).await
 }
 
+/// A ledger holding one PENDING MoPay session `id` of `amount` LSL, backed up to `copy.db` in
+/// the env's folder: the backup's path.
+async fn one_session_backed_up(
+    env: &Env,
+    l: &payrecon::ledger::Ledger,
+    id: &str,
+    amount: &str,
+) -> std::path::PathBuf {
+    l.execute_batch(&format!(
+        "INSERT INTO sessions (provider, session_id, amount, currency) VALUES ('mopay', '{id}', '{amount}', 'LSL')"
+    ))
+    .unwrap();
+    let copy = env.dir.path().join("copy.db");
+    assert!(ledger_cmd(env, "backup", &copy).await.status.success());
+    copy
+}
+
 /// Each event the receiver got: (event id, session id, the state it announced).
 fn received(rx: &Receiver) -> Vec<(String, String, String)> {
     rx.requests()
@@ -312,10 +329,7 @@ async fn a_backup_is_private_and_complete() {
 async fn restore_refuses_a_busy_ledger_a_bad_backup_and_a_newer_one() {
     let env = Env::start().await;
     let l = env.ledger();
-    l.execute_batch("INSERT INTO sessions (provider, session_id, amount, currency) VALUES ('mopay', 'r1', '1.00', 'LSL')")
-        .unwrap();
-    let copy = env.dir.path().join("copy.db");
-    assert!(ledger_cmd(&env, "backup", &copy).await.status.success());
+    let copy = one_session_backed_up(&env, &l, "r1", "1.00").await;
     l.execute_batch("INSERT INTO sessions (provider, session_id, amount, currency) VALUES ('mopay', 'r2', '2.00', 'LSL')")
         .unwrap();
     let sessions = || count(&l, "SELECT count(*) FROM sessions");
@@ -389,10 +403,7 @@ async fn restore_refuses_a_busy_ledger_a_bad_backup_and_a_newer_one() {
 async fn restore_over_a_damaged_ledger_moves_it_aside_as_found() {
     let env = Env::start().await;
     let l = env.ledger();
-    l.execute_batch("INSERT INTO sessions (provider, session_id, amount, currency) VALUES ('mopay', 'd1', '3.00', 'LSL')")
-        .unwrap();
-    let copy = env.dir.path().join("copy.db");
-    assert!(ledger_cmd(&env, "backup", &copy).await.status.success());
+    let copy = one_session_backed_up(&env, &l, "d1", "3.00").await;
     drop(l);
     // Every page after the header's, overwritten.
     let mut bytes = std::fs::read(&env.ledger_path).unwrap();
