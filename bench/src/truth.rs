@@ -18,6 +18,7 @@
 //! allows (the most requests the simulator saw in any second).
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -236,7 +237,9 @@ pub(crate) fn daemon(payrecon: &Path, config: &Path) -> anyhow::Result<Daemon> {
         .env("BENCH_API_TOKEN", "bench-api-token")
         .env(
             "RUST_LOG",
-            if std::env::var_os("TRUTH_DEBUG").is_some() {
+            if std::env::var_os("TRUTH_DEBUG").is_some_and(|v| v == "timing") {
+                "payrecon::reconcile::timing=trace,error"
+            } else if std::env::var_os("TRUTH_DEBUG").is_some() {
                 "payrecon::provider=trace,error"
             } else {
                 "error"
@@ -454,6 +457,8 @@ pub(crate) struct Measured {
     pub(crate) lags: Vec<f64>,
     /// Each resolved acting session's moment of change (real seconds from the start) and lag.
     pub(crate) lag_at: Vec<(f64, f64)>,
+    /// `(created, lag)` in real seconds from the start, per acting session resolved.
+    pub(crate) lag_created: Vec<(f64, f64)>,
     pub(crate) unresolved: usize,
     pub(crate) calls: u64,
     /// Calls on the sessions whose customer never acts, and those sessions.
@@ -645,6 +650,7 @@ pub(crate) async fn run_one(
     let hints = hints.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let mut lags = Vec::new();
     let mut lag_at = Vec::new();
+    let mut lag_created = Vec::new();
     let mut hint_lags = Vec::new();
     for (id, at) in &rows {
         let Some(at) = payrecon::clock::parse(at).map(epoch_ms) else {
@@ -654,6 +660,13 @@ pub(crate) async fn run_one(
             let lag = (at - change).max(0) as f64 / 1000.0 * o.compress;
             lags.push(lag);
             lag_at.push(((change - start_ms) as f64 / 1000.0 * o.compress, lag));
+            let created = id
+                .strip_prefix("LIT_")
+                .and_then(|rest| rest.split('_').next())
+                .and_then(|i| i.parse::<usize>().ok())
+                .and_then(|i| planned.get(i))
+                .map_or(f64::NAN, |p| p.at.as_secs_f64() * o.compress);
+            lag_created.push((created, lag));
         }
         if let Some(sent) = hints.get(id) {
             hint_lags.push((at - sent).max(0) as f64 / 1000.0);
@@ -697,6 +710,9 @@ pub(crate) async fn run_one(
         .filter(|(_, p)| p.acts.is_none())
         .map(|(i, _)| format!("LIT_{i}_R{i}"))
         .collect();
+    if let Some(dir) = std::env::var_os("TRUTH_TRACE") {
+        trace(Path::new(&dir), &slug, &o, &planned, started, &p.limiter)?;
+    }
     let never_busy_calls = {
         let never: HashSet<&str> = never_ids.iter().map(String::as_str).collect();
         let busy: HashSet<i64> = busy.iter().copied().collect();
@@ -715,6 +731,7 @@ pub(crate) async fn run_one(
         unresolved: (acting as usize).saturating_sub(lags.len()),
         lags,
         lag_at,
+        lag_created,
         never_calls: never_ids.iter().map(|id| u64::from(p.sim.polls(id))).sum(),
         never_sessions: never_ids.len(),
         never_busy_calls,
@@ -753,6 +770,45 @@ pub(crate) async fn run_one(
         limit_per_window: limit as u64,
         hint_lags,
     })
+}
+
+/// With `TRUTH_TRACE=dir`, for study: `dir/{slug}.csv` with a line per session
+/// (`session,id,created s,acts s or empty`) and per request let through (`call,id,at s`), in
+/// scenario seconds from the start.
+fn trace(
+    dir: &Path,
+    slug: &str,
+    o: &TruthOptions,
+    planned: &[Planned],
+    started: Instant,
+    limiter: &Limiter,
+) -> anyhow::Result<()> {
+    let mut out = String::new();
+    for (i, plan) in planned.iter().enumerate() {
+        let acts = plan.acts.map_or(String::new(), |d| {
+            format!("{:.3}", (plan.at + d).as_secs_f64() * o.compress)
+        });
+        let _ = writeln!(
+            out,
+            "session,LIT_{i}_R{i},{:.3},{acts}",
+            plan.at.as_secs_f64() * o.compress
+        );
+    }
+    let admitted = limiter.admitted.lock().unwrap_or_else(|p| p.into_inner());
+    for (at, path) in admitted.iter().filter(|(at, _)| *at >= started) {
+        let id = path
+            .rsplit('/')
+            .find(|seg| seg.starts_with("LIT_"))
+            .unwrap_or("");
+        let _ = writeln!(
+            out,
+            "call,{id},{:.3}",
+            (*at - started).as_secs_f64() * o.compress
+        );
+    }
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join(format!("{slug}.csv")), out)?;
+    Ok(())
 }
 
 /// `scenarios` run at once, each fed `planned`, in the order given.
@@ -868,7 +924,6 @@ pub async fn row(
     stop.cancel();
 
     let mut table = String::new();
-    use std::fmt::Write as _;
     let _ = writeln!(
         table,
         "\n8 time to truth: {} sessions over {:.0} real minutes ({:.1}/s), {:.0}% never act, the rest after {}–{} s; limit {}/s; time compressed {}×",

@@ -291,7 +291,8 @@ pub struct ScheduleConfig {
     /// How often `run` looks, between cron ticks, for a session whose check is due (`None`:
     /// `poll = "off"`, cron ticks only).
     pub poll: Option<Duration>,
-    /// When more is due than the budget allows: sessions younger than this go first, and no
+    /// When more is due than the budget allows: sessions younger than this go first (for a
+    /// provider with learned check times, every session younger than its `max_age`), and no
     /// session overdue by more than `ageing` waits behind them (ledger::DueOrder).
     pub young: Duration,
     pub ageing: Duration,

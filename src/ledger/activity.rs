@@ -16,6 +16,9 @@ pub struct Moved {
     pub source: Source,
     pub at: Timestamp,
     pub created_at: Timestamp,
+    /// The last moment before the answer that the session was known PENDING, when a scheduled
+    /// check found it (see `Record::Transition`); `None` when unknown or exact.
+    pub pending_since: Option<Timestamp>,
 }
 
 /// The overview's recent activity.
@@ -90,19 +93,20 @@ fn moved_since(tx: &mut Tx<'_>, since: &str, most: u32) -> Result<Vec<Moved>, Db
         return Ok(Vec::new());
     };
     let rows = tx.query(
-        "SELECT s.provider, t.to_status, t.source, t.at, s.created_at \
+        "SELECT s.provider, t.to_status, t.source, t.at, s.created_at, t.pending_since \
          FROM transitions t JOIN sessions s ON s.id = t.session \
          WHERE t.id >= ?1 AND t.at >= ?2 ORDER BY t.id DESC LIMIT ?3",
         vals![first, since, most],
         |r| {
             let text = |i: usize| r.get::<String>(i);
-            Ok((text(0)?, text(1)?, text(2)?, text(3)?, text(4)?))
+            let pending = r.get::<AnyText>(5)?.0;
+            Ok((text(0)?, text(1)?, text(2)?, text(3)?, text(4)?, pending))
         },
     )?;
     Ok(rows
         .into_iter()
         .rev()
-        .filter_map(|(provider, to, source, at, created)| {
+        .filter_map(|(provider, to, source, at, created, pending)| {
             // A row payrecon cannot read is the queues' business, not a chart's.
             Some(Moved {
                 provider,
@@ -110,13 +114,21 @@ fn moved_since(tx: &mut Tx<'_>, since: &str, most: u32) -> Result<Vec<Moved>, Db
                 source: source.parse().ok()?,
                 at: clock::parse(&at)?,
                 created_at: clock::parse(&created)?,
+                // Unreadable: as if unknown (the answer's own time is used).
+                pending_since: pending.as_deref().and_then(clock::parse),
             })
         })
         .collect())
 }
 
-/// Sessions still waiting for an answer, as `(provider, created_at)`.
-pub type Waiting = Vec<(String, Timestamp)>;
+/// A session still waiting for an answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Waiting {
+    pub provider: String,
+    pub created_at: Timestamp,
+    /// When it was last known PENDING: its last check, or its creation if never checked.
+    pub pending_at: Timestamp,
+}
 
 impl Ledger {
     /// Transitions since `since` and each provider's status calls in the hour before `now`.
@@ -150,7 +162,7 @@ impl Ledger {
         &self,
         since: Timestamp,
         most: u32,
-    ) -> Result<(Vec<Moved>, Waiting), Error> {
+    ) -> Result<(Vec<Moved>, Vec<Waiting>), Error> {
         let since = clock::format(since);
         self.tx(
             Mode::Read,
@@ -158,17 +170,33 @@ impl Ledger {
             |tx| {
                 let moved = moved_since(tx, &since, most)?;
                 let rows = tx.query(
-                    "SELECT provider, created_at FROM sessions WHERE status = 'PENDING' \
-                 ORDER BY id DESC LIMIT ?1",
+                    "SELECT provider, created_at, last_checked_at FROM sessions \
+                     WHERE status = 'PENDING' ORDER BY id DESC LIMIT ?1",
                     vals![most],
                     // A row payrecon cannot read is the queues' business: left out here.
-                    |r| Ok((r.get::<AnyText>(0)?.0, r.get::<AnyText>(1)?.0)),
+                    |r| {
+                        let text = |i: usize| r.get::<AnyText>(i).map(|t| t.0);
+                        Ok((text(0)?, text(1)?, text(2)?))
+                    },
                 )?;
                 let waiting = rows
                     .into_iter()
-                    .filter_map(|(p, created)| Some((p?, created?)))
-                    .filter(|(_, created)| created.as_str() >= since.as_str())
-                    .filter_map(|(p, created)| Some((p, clock::parse(&created)?)))
+                    .filter_map(|(p, created, checked)| Some((p?, created?, checked)))
+                    .filter(|(_, created, _)| created.as_str() >= since.as_str())
+                    .filter_map(|(provider, created, checked)| {
+                        let created_at = clock::parse(&created)?;
+                        // Known PENDING at its last check; a check time before its creation
+                        // or unreadable counts as none.
+                        let pending_at = checked
+                            .as_deref()
+                            .and_then(clock::parse)
+                            .map_or(created_at, |c| c.max(created_at));
+                        Some(Waiting {
+                            provider,
+                            created_at,
+                            pending_at,
+                        })
+                    })
                     .collect();
                 Ok((moved, waiting))
             },

@@ -31,7 +31,7 @@ const TABLES: &[(&str, &str, &str)] = &[
         "transitions",
         "id, session, from_status, to_status, at, source, reason, provider_status, \
          transaction_id, payment_method, provider_amount, provider_reference, provider_currency, \
-         provider_completed_at, actor",
+         provider_completed_at, actor, pending_since",
         "id",
     ),
     ("unmatched_payments", super::rows::unmatched_cols!(), "id"),

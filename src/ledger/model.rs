@@ -573,6 +573,11 @@ pub enum Record {
         late_check_at: Option<Timestamp>,
         /// The person who decided it (a manual decision); `None` for payrecon's own.
         actor: Option<String>,
+        /// When a scheduled check found the answer: the last moment before it the session was
+        /// known PENDING (its previous check, or its creation). The customer acted in between;
+        /// learned check times read it (`reconcile::timing`). `None` when a signal
+        /// brought the check (the answer is about as old as the signal) or a person decided.
+        pending_since: Option<Timestamp>,
     },
     /// The late check of an EXPIRED session: no state change, perhaps an anomaly.
     LateCheck {

@@ -138,8 +138,8 @@ macro_rules! insert_transition {
     () => {
         "INSERT INTO transitions (session, from_status, to_status, source, reason, \
          provider_status, transaction_id, payment_method, provider_amount, \
-         provider_reference, provider_currency, provider_completed_at, actor, at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+         provider_reference, provider_currency, provider_completed_at, actor, at, pending_since) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
     };
 }
 
@@ -177,16 +177,16 @@ pub(super) const PG_TRANSITIONS_CAS: &str = "UPDATE sessions s SET status = v.to
 
 pub(super) const PG_INSERT_TRANSITIONS: &str = "INSERT INTO transitions (session, from_status, to_status, at, \
      source, reason, provider_status, transaction_id, payment_method, provider_amount, \
-     provider_reference, provider_currency, provider_completed_at, actor) \
+     provider_reference, provider_currency, provider_completed_at, actor, pending_since) \
      SELECT v.session, v.from_status, v.to_status, ?1, v.source, v.reason, v.provider_status, \
             v.transaction_id, v.payment_method, v.provider_amount, v.provider_reference, \
-            v.provider_currency, v.provider_completed_at, v.actor \
+            v.provider_currency, v.provider_completed_at, v.actor, v.pending_since \
      FROM unnest(?2::bigint[], ?3::text[], ?4::text[], ?5::text[], ?6::text[], ?7::text[], \
                  ?8::text[], ?9::text[], ?10::text[], ?11::text[], ?12::text[], ?13::text[], \
-                 ?14::text[]) \
+                 ?14::text[], ?15::text[]) \
           AS v(session, from_status, to_status, source, reason, provider_status, transaction_id, \
                payment_method, provider_amount, provider_reference, provider_currency, \
-               provider_completed_at, actor)";
+               provider_completed_at, actor, pending_since)";
 
 pub(super) const PG_INSERT_EVENTS: &str = "INSERT INTO events (id, type, session, payload, created_at, \
      next_attempt_at) \
@@ -205,10 +205,18 @@ pub(super) fn record_transitions_pg(
         .filter(|r| matches!(r, Record::Transition { .. }))
         .collect();
     let moved = compare_and_set_pg(tx, now_s, &transitions)?;
+    let pending: Vec<Option<String>> = transitions
+        .iter()
+        .map(|r| match r {
+            Record::Transition { pending_since, .. } => pending_since.map(clock::format),
+            _ => None,
+        })
+        .collect();
+    let mut t_pending: Vec<Option<&str>> = Vec::new();
     let mut t_sessions = Vec::new();
     let mut t_cols: [Vec<Option<&str>>; 12] = Default::default();
     let mut events: Vec<(i64, Written)> = Vec::new();
-    for r in &transitions {
+    for (r, pending) in transitions.iter().zip(&pending) {
         let Record::Transition {
             rowid,
             from,
@@ -229,6 +237,7 @@ pub(super) fn record_transitions_pg(
             continue;
         };
         t_sessions.push(*rowid);
+        t_pending.push(pending.as_deref());
         let fields = transition_fields(
             *from,
             *to,
@@ -257,6 +266,7 @@ pub(super) fn record_transitions_pg(
     }
     let mut params: Vec<Val<'_>> = vec![Val::from(now_s), Val::from(&t_sessions[..])];
     params.extend(t_cols.iter().map(|c| Val::from(&c[..])));
+    params.push(Val::from(&t_pending[..]));
     tx.exec(PG_INSERT_TRANSITIONS, &params)?;
     let e_ids: Vec<Option<&str>> = events.iter().map(|e| Some(e.1.id.as_str())).collect();
     let e_types: Vec<Option<&str>> = events.iter().map(|e| Some(e.1.kind)).collect();
@@ -430,11 +440,13 @@ fn transition_one(
         compared,
         late_check_at,
         actor,
+        pending_since,
     } = rec
     else {
         return Ok(());
     };
     let late = late_check_at.map(clock::format);
+    let pending_since = pending_since.map(clock::format);
     let all: &[Val<'_>] = vals![
         to.as_str(),
         now_s,
@@ -477,6 +489,7 @@ fn transition_one(
         transition_fields(*from, *to, *source, reason, facts, actor.as_deref()).map(Val::from),
     );
     row.push(Val::Text(now_s));
+    row.push(Val::from(pending_since.as_deref()));
     tx.exec(INSERT_TRANSITION, &row)?;
     insert_event(tx, &event.id, event.kind, *rowid, &event.payload, now_s)?;
     written.push(event);

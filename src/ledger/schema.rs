@@ -457,6 +457,12 @@ CREATE TABLE delivery_attempts (
 );
 CREATE INDEX delivery_attempts_by_event ON delivery_attempts (event, id);
 "#,
+    // 12: when a scheduled check found the answer, the last moment before it that the session
+    // was known PENDING (its previous check, or its creation): the customer acted in between,
+    // which is what learned check times estimate (reconcile::timing).
+    r#"
+ALTER TABLE transitions ADD COLUMN pending_since TEXT;
+"#,
 ];
 
 /// The PostgreSQL migrations, numbered as [`MIGRATIONS`]. Integers are `BIGINT`; times are
@@ -782,6 +788,10 @@ CREATE TABLE IF NOT EXISTS delivery_attempts (
     took_ms BIGINT
 );
 CREATE INDEX IF NOT EXISTS delivery_attempts_by_event ON delivery_attempts (event, id);
+"#,
+    // 12: as in SQLite.
+    r#"
+ALTER TABLE transitions ADD COLUMN IF NOT EXISTS pending_since TEXT COLLATE "C";
 "#,
 ];
 

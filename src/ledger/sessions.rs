@@ -56,8 +56,27 @@ impl Due {
 ///    acting now, and their answer is the one most likely to have changed.
 /// 3. The rest, most overdue first.
 ///
+/// For a provider whose checks are timed by learned answer times every session younger than
+/// its `max_age` counts as young ([`DueOrder::young`]): most overdue first after the aged.
+///
 /// Sessions not claimed keep their due time and are not charged.
 pub struct DueOrder;
+
+impl DueOrder {
+    /// The span within which a provider's sessions count as young: `[schedule] young`, or for
+    /// a provider with learned check times (`learned`) its whole `max_age`. The learned times
+    /// already put a young session's checks where its answer is likely; claiming the young
+    /// first as well kept slow customers' sessions waiting up to `ageing` past their time
+    /// (docs/benchmark.md row 12). (Not "none young": that tier would then scan every due row
+    /// to find none.)
+    pub fn young(
+        young: std::time::Duration,
+        learned: bool,
+        max_age: std::time::Duration,
+    ) -> std::time::Duration {
+        if learned { max_age.max(young) } else { young }
+    }
+}
 
 /// One tier of [`DueOrder`]: `($tier, $cond)` over PENDING sessions due by `?3`, of provider
 /// `?5` (or all), none of the providers in `$except`, most overdue first, at most `?4`. Each

@@ -188,6 +188,10 @@ impl Decider<'_> {
             actor: None,
             late_check_at: (to == Status::Expired)
                 .then(|| clock::add(self.now, self.backoff.late_check)),
+            // A check on a signal (`verify`, a hint, a callback) asks when the customer has just
+            // acted: its answer's time is the moment. A scheduled one only bounds it.
+            pending_since: (self.source != Source::Api)
+                .then(|| self.s.last_checked_at.unwrap_or(self.s.created_at)),
         }
     }
 
@@ -587,6 +591,7 @@ pub fn manual(
         compared: vec![],
         late_check_at: (to == Status::Expired).then(|| clock::add(now, late_check)),
         actor: Some(actor.to_string()),
+        pending_since: None,
     })
 }
 
@@ -1000,6 +1005,31 @@ mod tests {
             ),
             Record::Release { .. }
         ));
+    }
+
+    #[test]
+    fn a_transition_keeps_when_a_scheduled_check_last_saw_the_session_pending() {
+        let mut s = session(Duration::from_secs(60));
+        let now = clock::now();
+        let since = |s: &Session, source| match decide(
+            s,
+            &found(Mapped::Failed),
+            now,
+            &backoff(),
+            source,
+            0.5,
+        ) {
+            Record::Transition { pending_since, .. } => pending_since,
+            other => panic!("{other:?}"),
+        };
+        // Never checked: since its creation.
+        assert_eq!(since(&s, Source::Poll), Some(s.created_at));
+        let checked = clock::sub(now, Duration::from_secs(10));
+        s.last_checked_at = Some(checked);
+        assert_eq!(since(&s, Source::Poll), Some(checked));
+        assert_eq!(since(&s, Source::Backfill), Some(checked));
+        // A check on a signal: the answer is as old as the signal.
+        assert_eq!(since(&s, Source::Api), None);
     }
 
     /// The delay, in ms, before the next check after a "still pending" answer at `now`.

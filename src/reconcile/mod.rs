@@ -581,9 +581,13 @@ impl<'a> Claimer<'a> {
                 if lock(notes).refused.contains_key(name) {
                     return None;
                 }
+                let b = self.cfg.backoff_for(name);
+                let learned = b.pace == crate::config::Pace::Learned;
+                let young = ledger::DueOrder::young(schedule.young, learned, b.max_age);
                 Some((
                     ClaimMode::Due(ledger::Due {
                         provider: Some(name.clone()),
+                        young,
                         ..due()
                     }),
                     batch,

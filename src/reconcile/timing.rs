@@ -3,9 +3,9 @@
 //! [`crate::ledger::DueOrder`] (which orders what is due when the budget cannot serve it all).
 //! docs/operations.md "Learned check times" says the same for operators.
 //!
-//! **What is learned.** The chance that a session's answer has come by each age: a weighted
+//! **What is learned.** The chance that a session's customer has acted by each age: a weighted
 //! Kaplan–Meier estimate over the provider's sessions — answered (closed, or sent to REVIEW) at
-//! their age, or still without an answer at their age: expired, or PENDING now. Counting the
+//! their age, or still without an answer at their age: expired, or PENDING. Counting the
 //! waiting sessions shows the share that never answers from the start (an estimate from
 //! answers and expiries alone believes, until sessions reach `max_age`, that every session
 //! answers, and asks the ones that never will again and again: docs/benchmark.md row 12).
@@ -25,18 +25,23 @@
 //!   the prior weighs less and less (with 200 recent answers, a tenth). Once a session has
 //!   closed it speaks only up to the oldest session seen: past it, its pseudo-answers would be
 //!   the only ones left and claim that every session answers by the schedule's last check.
-//! * **An upper bound.** The time learned is when payrecon *saw* the answer, not when the
-//!   customer acted: it includes the wait for the next check. It is the time to truth payrecon
-//!   achieved, which is what a schedule must beat.
+//! * **When the customer acted.** A scheduled check only tells that the customer acted since
+//!   the check before: its answer counts midway between them (`Moved::pending_since`, kept on
+//!   the transition), and a session still PENDING counts as unanswered by its last check, not
+//!   by now. An answer a signal brought (`verify`, a hint, a callback) counts at its own time.
+//!   Counting answers when a check saw them made the schedule chase its own checks: every answer
+//!   between checks at 240 s and 340 s was seen at 340 s, the estimate said none comes between,
+//!   and the next sessions were asked at 240 s and 340 s again (docs/benchmark.md row 12).
 //!
 //! **When to ask** ([`next_gap`]). After a check that left a session PENDING, the next
 //! one is when the chance that its answer has come since — given that it had not come by now —
 //! reaches [`SHARE`] (one in ten): dense where the provider's answers come, sparse where they
 //! rarely do, and sparser still as a session ages past the answers, where the sessions still
 //! waiting are mostly ones whose customer never acts (web-crawl scheduling's rule: look in
-//! proportion to the chance of change since the last look). Bounds:
+//! proportion to the chance of change since the last look). Bounds, from the provider's fixed
+//! schedule read by age ([`fixed_next`]: its next check time after the session's age):
 //! * never sooner than the shortest delay of the provider's fixed schedule (the floor);
-//! * while the provider's budget is not binding, never later than the fixed schedule's own
+//! * while the provider's budget is not binding, never later than the fixed schedule's
 //!   next check: with calls to spare, schedules never get sparser than the kind's default;
 //! * while it binds, never later than the fixed schedule's longest delay;
 //! * past every answer learned, the fixed schedule's own next check, also while it binds: a
@@ -52,7 +57,7 @@ use std::time::Duration;
 use super::lock;
 use crate::clock::Timestamp;
 use crate::config::BackoffConfig;
-use crate::ledger::{Moved, Source, Status};
+use crate::ledger::{Moved, Source, Status, Waiting};
 
 /// How far back answers are read, in half-lives.
 pub const WINDOW_HALF_LIVES: u32 = 28;
@@ -158,17 +163,16 @@ pub enum Budget {
 
 /// The wait after a check at `age` that left a session PENDING, for a provider with
 /// `schedule = "learned"`: the learned gap for `share` (`[schedule] learn_share`) within the
-/// module's bounds. `fixed` is the wait the fixed schedule gives (`decide`'s, jitter and
-/// `max_age` included).
+/// module's bounds, which are the fixed schedule's by age ([`fixed_next`]).
 pub fn next_gap(
     learned: &Learned,
     b: &BackoffConfig,
     share: f64,
     age: Duration,
-    fixed: Duration,
     budget: Budget,
 ) -> Duration {
     let floor = floor(b);
+    let fixed = fixed_next(b, age);
     let ceiling = match budget {
         Budget::Spare => fixed,
         Budget::Binding => fixed.max(longest(b)),
@@ -185,6 +189,31 @@ pub fn next_gap(
         Some(left) if !left.is_zero() => gap.min(left),
         _ => gap,
     }
+}
+
+/// The wait from `age` to the fixed schedule's next check time after it — its delays added up
+/// from creation, the last repeating — at least its shortest delay. By age, not by the number
+/// of checks made: a learned schedule asks at other times, and its tenth check may come at any
+/// age (by count, a session asked often while young got the fixed schedule's 15-minute delay
+/// at five minutes old: docs/benchmark.md row 12).
+pub fn fixed_next(b: &BackoffConfig, age: Duration) -> Duration {
+    let age = age.as_secs_f64();
+    // The listed delays, or the exponential form until it reaches its cap.
+    let steps = b.schedule.len().max(64);
+    let mut at = 0.0;
+    for nth in 0..steps {
+        at += super::decide::base_delay(b, nth);
+        if at > age {
+            return Duration::from_secs_f64(at - age).max(floor(b));
+        }
+    }
+    // Past them, the last delay repeating.
+    let last = super::decide::base_delay(b, steps);
+    if last <= 0.0 {
+        return floor(b);
+    }
+    let next = at + ((age - at) / last).floor().max(0.0) * last + last;
+    Duration::from_secs_f64(next - age).max(floor(b))
 }
 
 /// The shortest delay of the fixed schedule (the exponential form's first).
@@ -307,7 +336,7 @@ fn thin(curve: Vec<(f64, f64)>) -> Vec<(f64, f64)> {
 pub fn learn(
     provider: &str,
     moved: &[Moved],
-    waiting: &[(String, Timestamp)],
+    waiting: &[Waiting],
     prior: &[f64],
     half_life: Duration,
     now: Timestamp,
@@ -326,8 +355,18 @@ pub fn learn(
             continue;
         }
         let weight = weight_of(m.created_at);
-        let age = secs(m.at - m.created_at);
+        let seen_at = secs(m.at - m.created_at);
         let answered = m.to != Status::Expired;
+        // The customer acted between the last check that found the session PENDING and the
+        // one that found the answer: midway is the estimate (an answer seen by a signal, or
+        // with no such time, is taken at its own time).
+        let age = match m.pending_since {
+            Some(p) if answered => {
+                let before = secs(p - m.created_at).min(seen_at);
+                (before + seen_at) / 2.0
+            }
+            _ => seen_at,
+        };
         seen.push(Seen {
             age,
             weight,
@@ -341,10 +380,12 @@ pub fn learn(
             expired += 1;
         }
     }
-    let still = waiting.iter().filter(|(p, _)| p == provider);
-    seen.extend(still.map(|(_, created)| Seen {
-        age: secs(now - *created),
-        weight: weight_of(*created),
+    // A session still waiting is known to have had no answer by its last check (or its
+    // creation): later, it may have, unseen.
+    let still = waiting.iter().filter(|w| w.provider == provider);
+    seen.extend(still.map(|w| Seen {
+        age: secs(w.pending_at - w.created_at).min(secs(now - w.created_at)),
+        weight: weight_of(w.created_at),
         answered: false,
     }));
     let each = PRIOR_WEIGHT / prior.len().max(1) as f64;
@@ -422,7 +463,7 @@ fn learn_for(
     cfg: &crate::config::Config,
     provider: &str,
     moved: &[Moved],
-    waiting: &[(String, Timestamp)],
+    waiting: &[Waiting],
     now: Timestamp,
 ) -> Learned {
     let prior = prior_times(cfg.backoff_for(provider));
@@ -531,7 +572,6 @@ pub fn retime(
         ..
     } = &mut record
     {
-        let fixed = (*next_check_at - now).to_std().unwrap_or_default();
         let age = (now - s.created_at).to_std().unwrap_or_default();
         let bound = *lock(&p.bound_at);
         let budget = if bound.is_some_and(|at| at.elapsed() < BINDING_FOR) {
@@ -539,7 +579,8 @@ pub fn retime(
         } else {
             Budget::Spare
         };
-        *next_check_at = crate::clock::add(now, next_gap(&learned, b, share, age, fixed, budget));
+        let gap = next_gap(&learned, b, share, age, budget);
+        *next_check_at = crate::clock::add(now, gap);
     }
     record
 }
@@ -571,6 +612,17 @@ mod tests {
             source,
             at: clock::add(created_at, Duration::from_secs(took)),
             created_at,
+            pending_since: None,
+        }
+    }
+
+    /// A session of `provider` created `ago` seconds before `now`, still PENDING when checked
+    /// just now.
+    fn waiting(provider: &str, now: Timestamp, ago: u64) -> Waiting {
+        Waiting {
+            provider: provider.into(),
+            created_at: clock::sub(now, Duration::from_secs(ago)),
+            pending_at: now,
         }
     }
 
@@ -622,7 +674,7 @@ mod tests {
         all.push(moved("p", Status::Completed, Source::Manual, 9_999, 0));
         all.push(moved("q", Status::Completed, Source::Poll, 9_999, 0));
         // One session waiting for 2,000 s: the prior speaks up to there.
-        let waiting = [("p".to_string(), clock::sub(now, Duration::from_secs(2000)))];
+        let waiting = [waiting("p", now, 2000)];
         let got = learn("p", &all, &waiting, &[1000.0], HALF, now);
         assert_eq!(got.answers, 80);
         assert!(!got.mostly_prior());
@@ -662,29 +714,20 @@ mod tests {
         let answered: Vec<Moved> = (0..100)
             .map(|_| moved("p", Status::Completed, Source::Poll, 10, 0))
             .collect();
-        let waiting: Vec<(String, Timestamp)> = (0..100)
-            .map(|_| ("p".to_string(), clock::sub(now, Duration::from_secs(3600))))
-            .chain([("q".to_string(), clock::sub(now, Duration::from_secs(9)))])
+        let waiting: Vec<Waiting> = (0..100)
+            .map(|_| waiting("p", now, 3600))
+            .chain([waiting("q", now, 9)])
             .collect();
         let got = learn("p", &answered, &waiting, &[10.0, 7200.0], HALF, now);
         let w = 2f64.powf(-1.0 / 6.0);
         let never = 100.0 * w / (110.0 + 100.0 * w);
         assert!((got.never.unwrap() - never).abs() < 1e-6, "{:?}", got.never);
-        // Past every answer (at a minute) the fixed schedule's own next check, even while
-        // the budget binds.
+        // Past every answer (at a minute) the fixed schedule's own next check by age — it
+        // checks at 5 s and 3,605 s — even while the budget binds.
         let b = backoff(&[5, 3600], 86_400);
-        let gap = |budget| {
-            next_gap(
-                &got,
-                &b,
-                SHARE,
-                Duration::from_secs(60),
-                Duration::from_secs(5),
-                budget,
-            )
-        };
-        assert_eq!(gap(Budget::Binding), Duration::from_secs(5));
-        assert_eq!(gap(Budget::Spare), Duration::from_secs(5));
+        let gap = |budget| next_gap(&got, &b, SHARE, Duration::from_secs(60), budget);
+        assert_eq!(gap(Budget::Binding), Duration::from_secs(3545));
+        assert_eq!(gap(Budget::Spare), Duration::from_secs(3545));
         // Counted only by their answers, every session would be thought to answer.
         let blind = learn("p", &answered, &[], &[10.0], HALF, now);
         assert_eq!(blind.never, None);
@@ -696,15 +739,64 @@ mod tests {
         // guess (its times are all past the oldest session seen), and a second's wait says
         // nothing of a share that never answers.
         let now = clock::now();
-        let waiting: Vec<(String, Timestamp)> = (0..100)
-            .map(|_| ("p".to_string(), clock::sub(now, Duration::from_secs(1))))
-            .collect();
+        let waiting: Vec<Waiting> = (0..100).map(|_| waiting("p", now, 1)).collect();
         let prior = [10.0, 30.0, 70.0];
         let got = learn("p", &[], &waiting, &prior, HALF, now);
         assert_eq!(got.never, None);
         let guess = learn("p", &[], &[], &prior, HALF, now);
         assert_eq!(got.quantiles, guess.quantiles);
         assert_eq!(got.plausible(), guess.plausible());
+    }
+
+    #[test]
+    fn an_answer_a_check_found_counts_midway_from_the_check_before_and_waiting_ones_at_their_last_check()
+     {
+        let now = clock::now();
+        // 100 answers found by a check 100 s after creation, the check before at 20 s: the
+        // customer acted between, 60 s is the estimate. 100 more found by a check on a signal
+        // (no earlier time: the answer is as old as the signal) at 30 s. Hostile times — a
+        // check before creation, one after the answer — are held to the session's life.
+        let mut all: Vec<Moved> = (0..100)
+            .map(|_| {
+                let mut m = moved("p", Status::Completed, Source::Poll, 100, 0);
+                m.pending_since = Some(clock::add(m.created_at, Duration::from_secs(20)));
+                m
+            })
+            .collect();
+        all.extend((0..100).map(|_| moved("p", Status::Completed, Source::Api, 30, 0)));
+        let mut early = moved("p", Status::Completed, Source::Poll, 40, 0);
+        early.pending_since = Some(clock::sub(early.created_at, Duration::from_secs(3600)));
+        let mut late = moved("p", Status::Completed, Source::Poll, 40, 0);
+        late.pending_since = Some(clock::add(late.created_at, Duration::from_secs(3600)));
+        all.extend([early, late]);
+        // Created an hour ago, last found PENDING at 10 minutes: by 10 minutes is all it says.
+        let mut w = waiting("p", now, 3600);
+        w.pending_at = clock::add(w.created_at, Duration::from_secs(600));
+        let got = learn("p", &all, &[w], &[5.0], HALF, now);
+        // With the prior's 20 at 5 s, of W = 222 + w (the waiting one weighs w = 2^(-1/6),
+        // created a sixth of a half-life ago): 20 by 5 s, one at 20 s (the early one, midway
+        // from 0 s), 100 at 30 s, one at 40 s (the late one, at its answer), 100 at 60 s; the
+        // waiting one never by 600 s. Of the 222 that answer, the median (111) lies nine
+        // tenths of the way from 20 s (21) to 30 s (121): 29 s; nine tenths (199.8) 0.778 of
+        // the way from 40 s (122) to 60 s (222): 55.56 s.
+        let secs = |d: Duration| d.as_secs_f64();
+        assert!((secs(got.quantiles[0]) - 29.0).abs() < 0.01, "{got:?}");
+        assert!((secs(got.quantiles[1]) - 55.56).abs() < 0.01, "{got:?}");
+        let w = 2f64.powf(-1.0 / 6.0);
+        let never = w / (222.0 + w);
+        assert!((got.never.unwrap() - never).abs() < 1e-6, "{:?}", got.never);
+        // Taken when a check saw them, the 100 would be at 100 s, and nine tenths (199.8 of
+        // 222) 0.778 of the way from 40 s (122) to 100 s (222): 86.68 s.
+        let seen: Vec<Moved> = all
+            .iter()
+            .cloned()
+            .map(|m| Moved {
+                pending_since: None,
+                ..m
+            })
+            .collect();
+        let blind = learn("p", &seen, &[], &[5.0], HALF, now);
+        assert!((secs(blind.quantiles[1]) - 86.68).abs() < 0.01, "{blind:?}");
     }
 
     #[test]
@@ -751,21 +843,14 @@ mod tests {
     fn checks_are_dense_where_answers_come_and_bounded_by_the_fixed_schedule() {
         let l = even(0);
         let b = backoff(&[5, 60, 600], 86_400);
-        let gap = |age: u64, fixed: u64, budget| {
-            next_gap(
-                &l,
-                &b,
-                SHARE,
-                Duration::from_secs(age),
-                Duration::from_secs(fixed),
-                budget,
-            )
-            .as_secs_f64()
+        // The fixed schedule checks at 5 s, 65 s, 665 s, then every 600 s.
+        let gap = |age: u64, budget| {
+            next_gap(&l, &b, SHARE, Duration::from_secs(age), budget).as_secs_f64()
         };
         // At 100 s none has come: a tenth of the line is 10 s away.
-        assert!((gap(100, 600, Budget::Binding) - 10.0).abs() <= 1.5);
+        assert!((gap(100, Budget::Binding) - 10.0).abs() <= 1.5);
         // At 150 s half have come: a tenth of the other half is 5 s away.
-        assert!((gap(150, 600, Budget::Binding) - 5.0).abs() <= 1.5);
+        assert!((gap(150, Budget::Binding) - 5.0).abs() <= 1.5);
         // Never sooner than the shortest fixed delay.
         let b_floor = backoff(&[8, 60, 600], 86_400);
         let g = next_gap(
@@ -773,27 +858,21 @@ mod tests {
             &b_floor,
             SHARE,
             Duration::from_secs(150),
-            Duration::from_secs(600),
             Budget::Binding,
         );
         assert_eq!(g, Duration::from_secs(8));
         // At 20 s nothing comes before 100 s (90 s away): the budget spare, never later than
-        // the fixed schedule's next (60 s); binding, the learned 90 s.
-        assert_eq!(gap(20, 60, Budget::Spare), 60.0);
-        assert!((gap(20, 60, Budget::Binding) - 90.0).abs() <= 1.5);
-        // Past every answer: the fixed schedule's next, also while the budget binds.
-        assert_eq!(gap(300, 60, Budget::Spare), 60.0);
-        assert_eq!(gap(300, 60, Budget::Binding), 60.0);
+        // the fixed schedule's next check (at 65 s, 45 s away); binding, the learned 90 s.
+        assert_eq!(gap(20, Budget::Spare), 45.0);
+        assert!((gap(20, Budget::Binding) - 90.0).abs() <= 1.5);
+        // Past every answer: the fixed schedule's next (at 665 s), also while it binds.
+        assert_eq!(gap(300, Budget::Spare), 365.0);
+        assert_eq!(gap(300, Budget::Binding), 365.0);
+        // Past its listed delays, the last repeating: 665 + 2 × 600 = 1,865 s.
+        assert_eq!(gap(1500, Budget::Binding), 365.0);
         // Never past max_age.
         let short = backoff(&[5, 60, 600], 330);
-        let g = next_gap(
-            &l,
-            &short,
-            SHARE,
-            Duration::from_secs(300),
-            Duration::from_secs(30),
-            Budget::Binding,
-        );
+        let g = next_gap(&l, &short, SHARE, Duration::from_secs(300), Budget::Binding);
         assert_eq!(g, Duration::from_secs(30));
     }
 
@@ -811,21 +890,13 @@ mod tests {
         let l = learn("p", &all, &[], &[100.0], HALF, now);
         let b = backoff(&[1, 60, 3600], 86_400);
         let at = |age: u64| {
-            next_gap(
-                &l,
-                &b,
-                SHARE,
-                Duration::from_secs(age),
-                Duration::from_secs(3600),
-                Budget::Binding,
-            )
-            .as_secs_f64()
+            next_gap(&l, &b, SHARE, Duration::from_secs(age), Budget::Binding).as_secs_f64()
         };
         // The wait grows as the answers left thin out.
         let waits = [at(20), at(100), at(500), at(1000)];
         assert!(waits.windows(2).all(|w| w[0] < w[1]), "{waits:?}");
-        // Past every answer (1,440 s): the fixed schedule's longest delay.
-        assert_eq!(at(2000), 3600.0);
+        // Past every answer (1,440 s): the fixed schedule's next check, at 3,661 s.
+        assert_eq!(at(2000), 1661.0);
     }
 
     #[test]

@@ -258,6 +258,7 @@ async fn a_group_with_a_lost_compare_and_set(engine: Engine) {
         compared: vec![],
         late_check_at: None,
         actor: None,
+        pending_since: None,
     };
     let now = payrecon::clock::now();
     l.record(
@@ -530,9 +531,10 @@ async fn the_ledger_refuses_what_payrecon_cannot_use(engine: Engine) {
 /// never fatal, and never forgotten, on both engines: every claim writes the row it takes, and a
 /// rule that re-checked the whole row (PostgreSQL's CHECK constraints did) failed every pass on
 /// one bad time; a next_check_at that is not a time was never due.
-/// What migrations 9 to 11 add, taken away on SQLite so that they run again (SQLite cannot add
+/// What migrations 9 to 12 add, taken away on SQLite so that they run again (SQLite cannot add
 /// a column twice; PostgreSQL's migrations run again as they are).
 const UNDO_9_ON_SQLITE: &str = "DROP TABLE checks; DROP TABLE delivery_attempts; \
+     ALTER TABLE transitions DROP COLUMN pending_since; \
      DROP TABLE audit_log; \
      DROP INDEX sessions_by_reference; DROP INDEX sessions_by_transaction_id; \
      ALTER TABLE transitions DROP COLUMN actor; \
