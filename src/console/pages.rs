@@ -227,7 +227,7 @@ pub fn overview(nav: &Nav<'_>, st: &Stats, problems: &[String], recent: &Recent<
             (super::charts::resolutions_chart(&recent.resolutions))
             h2 { "When answers come, learned" }
             p.hint {
-                "Time from a session's creation to the answer that closed it or sent it to REVIEW, sessions that expired or still wait counting as no answer by their age; each session weighs half as much every "
+                "Time from a session's creation to its customer acting: midway between the check that found the answer (closing it or sending it to REVIEW) and the check before, or when a hint or callback brought it; sessions that expired or still wait count as no answer by their last check. Each session weighs half as much every "
                 (humantime::format_duration(recent.half_life)) " since its creation; until there are enough, the provider's schedule is the guess. p50–p99: by when that share of the sessions that answer have. Never: the estimated share that never answers. Checks: timed by these (schedule = \"learned\") or by the schedule."
             }
             table {

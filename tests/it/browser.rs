@@ -143,12 +143,20 @@ impl Browser {
             json!({}),
         )
         .await;
+        self.wait_for(then, &format!("after clicking {css}")).await;
+    }
+
+    /// The page's source once it holds `text` (within 10 s; `when` names the moment if not).
+    async fn wait_for(&self, text: &str, when: &str) -> String {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while !self.source().await.contains(then) {
+        loop {
+            let source = self.source().await;
+            if source.contains(text) {
+                return source;
+            }
             assert!(
                 std::time::Instant::now() < deadline,
-                "after clicking {css}, no {then:?} in: {}",
-                self.source().await
+                "{when}, no {text:?} in: {source}"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -340,8 +348,8 @@ async fn a_finance_person_works_review_in_a_browser_and_an_attacker_gets_nowhere
     let v = Browser::start(390, 844).await;
     v.log_in(&console, "victor", VICTOR).await;
     v.go(&format!("{console}/sessions/mopay/MOP_rev1")).await;
-    let story = v.source().await;
-    assert!(story.contains("MOP_rev1") && !story.contains("Review the decision"));
+    let story = v.wait_for("MOP_rev1", "the viewer's story").await;
+    assert!(!story.contains("Review the decision"), "{story}");
     v.shot("story-viewer-phone").await;
     v.quit().await;
 }
