@@ -160,7 +160,7 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<String> {
         return b.finish(opts, &rows, &truth_table, started);
     }
     if opts.pace_only {
-        eprintln!("12/12 when to ask: fixed and learned schedules (about 27 minutes)");
+        eprintln!("12/12 when to ask: fixed and learned schedules (about 25 minutes)");
         rows.push(b.pace(opts.truth.compress, &mut truth_table).await?);
         return b.finish(opts, &rows, &truth_table, started);
     }
@@ -221,7 +221,7 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<String> {
     rows.push(
         crate::console::row(&b.payrecon, &b.dir, opts.console_sessions, &mut truth_table).await?,
     );
-    eprintln!("12/12 when to ask: fixed and learned schedules (about 27 minutes)");
+    eprintln!("12/12 when to ask: fixed and learned schedules (about 25 minutes)");
     rows.push(b.pace(opts.truth.compress, &mut truth_table).await?);
     stop.cancel();
     b.finish(opts, &rows, &truth_table, started)

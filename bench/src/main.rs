@@ -70,7 +70,7 @@ struct Cli {
     /// Run only row 11, console pages on a large ledger (a few minutes)
     #[arg(long)]
     console_only: bool,
-    /// Run only row 12, when to ask: fixed and learned schedules side by side (about 20
+    /// Run only row 12, when to ask: fixed and learned schedules side by side (about 25
     /// minutes)
     #[arg(long)]
     pace_only: bool,
