@@ -201,13 +201,14 @@ pub fn fixed_next(b: &BackoffConfig, age: Duration) -> Duration {
     // The listed delays, or the exponential form until it reaches its cap.
     let steps = b.schedule.len().max(64);
     let mut at = 0.0;
-    for nth in 0..steps {
-        at += super::decide::base_delay(b, nth);
-        if at > age {
-            return Duration::from_secs_f64(at - age).max(floor(b));
+    for (_, t) in check_times(b).take(steps) {
+        if t > age {
+            return Duration::from_secs_f64(t - age).max(floor(b));
         }
+        at = t;
     }
-    // Past them, the last delay repeating.
+    // Past them, the last delay repeating (by arithmetic: a short last delay and a long
+    // `max_age` would be many steps on every reschedule).
     let last = super::decide::base_delay(b, steps);
     if last <= 0.0 {
         return floor(b);
@@ -226,24 +227,33 @@ pub fn longest(b: &BackoffConfig) -> Duration {
     b.schedule.iter().max().copied().unwrap_or(b.max)
 }
 
+/// The fixed schedule's check times from a session's creation, each with the delay before it:
+/// the listed delays added up, the last repeating, or the exponential form's growing to its cap
+/// and then repeating. Endless: the prior and [`fixed_next`] take what each needs, so both read
+/// the same check times.
+fn check_times(b: &BackoffConfig) -> impl Iterator<Item = (f64, f64)> + '_ {
+    (0..).scan(0.0, move |at, nth| {
+        let delay = super::decide::base_delay(b, nth);
+        *at += delay;
+        Some((delay, *at))
+    })
+}
+
 /// The prior's answer times: the schedule's check times, the repeating last delay once, up to
 /// `max_age` (for the exponential form: until its delay reaches `max`).
 pub fn prior_times(b: &BackoffConfig) -> Vec<f64> {
     let mut times = Vec::new();
-    let mut at = 0.0;
     let listed = if b.schedule.is_empty() {
         64
     } else {
         b.schedule.len()
     };
-    for nth in 0..listed {
-        let d = super::decide::base_delay(b, nth);
-        at += d;
+    for (delay, at) in check_times(b).take(listed) {
         if at > b.max_age.as_secs_f64() {
             break;
         }
         times.push(at);
-        if b.schedule.is_empty() && d >= b.max.as_secs_f64() {
+        if b.schedule.is_empty() && delay >= b.max.as_secs_f64() {
             break;
         }
     }
