@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
-use crate::support::{DirectSql, Engine, Env, config_with, one};
+use crate::support::{DirectSql, Engine, Env, col, config_with, one};
 use payrecon::clock;
+use payrecon::ledger::Ledger;
 use payrecon::provider::Kind;
 
 /// A MoPay provider with `schedule = "learned"` over fixed delays of 1 s, 40 s, then 10 min
@@ -29,6 +30,11 @@ fn learned_env_with(env: &Env, rate_limit: &str, delays: &str, took: &[u64]) {
     std::fs::write(&env.config_path, text).unwrap();
     let rows: Vec<(u64, &str)> = took.iter().map(|t| (*t, "COMPLETED")).collect();
     crate::support::closed_sessions(&env.ledger(), "mopay", "old", &rows);
+}
+
+/// Seconds from session `id`'s `from` (a ledger time) to its next check.
+fn until_next_check(l: &Ledger, id: &str, from: &str) -> f64 {
+    secs_between(&col(l, id, from), &col(l, id, "next_check_at"))
 }
 
 /// Seconds from `from` to `to`, both ledger times.
@@ -58,18 +64,12 @@ async fn a_learned_schedule_waits_for_a_plausible_answer_then_asks_where_answers
         0,
         "no call before an answer is plausible"
     );
-    let row = |col: &str| {
-        one(
-            &l,
-            &format!("SELECT {col} FROM sessions WHERE session_id = 'lrn_new'"),
-        )
-    };
-    let first = secs_between(&row("created_at"), &row("next_check_at"));
+    let first = until_next_check(&l, "lrn_new", "created_at");
     assert!(
         (22.0..=28.0).contains(&first),
         "first check {first} s after creation"
     );
-    assert_eq!(row("checks"), "0");
+    assert_eq!(col(&l, "lrn_new", "checks"), "0");
 
     // 30 s later (moved back in the ledger), it and another are checked: still pending.
     env.session(&l, "lrn_two", "pending");
@@ -81,14 +81,8 @@ async fn a_learned_schedule_waits_for_a_plausible_answer_then_asks_where_answers
     env.pass(&l, "p").await;
     assert_eq!(env.sim.requests_for(Kind::Mopay), 2);
     for id in ["lrn_new", "lrn_two"] {
-        let row = |col: &str| {
-            one(
-                &l,
-                &format!("SELECT {col} FROM sessions WHERE session_id = '{id}'"),
-            )
-        };
-        assert_eq!(row("status"), "PENDING");
-        let gap = secs_between(&row("last_checked_at"), &row("next_check_at"));
+        assert_eq!(col(&l, id, "status"), "PENDING");
+        let gap = until_next_check(&l, id, "last_checked_at");
         assert!(
             (8.0..=15.0).contains(&gap),
             "{id}: next check {gap} s after the last"
@@ -115,13 +109,7 @@ async fn with_calls_to_spare_a_learned_schedule_is_never_sparser_than_the_fixed(
     .unwrap();
     env.pass(&l, "p").await;
     assert_eq!(env.sim.requests_for(Kind::Mopay), 1);
-    let row = |col: &str| {
-        one(
-            &l,
-            &format!("SELECT {col} FROM sessions WHERE session_id = 'lrn_spare'"),
-        )
-    };
-    let gap = secs_between(&row("last_checked_at"), &row("next_check_at"));
+    let gap = until_next_check(&l, "lrn_spare", "last_checked_at");
     assert!(
         (0.95..=1.05).contains(&gap),
         "next check {gap} s after the last"
@@ -150,16 +138,7 @@ async fn hostile_answer_times_cannot_put_checks_off(engine: Engine) {
     .unwrap();
     env.session(&l, "lrn_h1", "pending");
     env.pass(&l, "p").await;
-    let row = |id: &str, col: &str| {
-        one(
-            &l,
-            &format!("SELECT {col} FROM sessions WHERE session_id = '{id}'"),
-        )
-    };
-    let first = secs_between(
-        &row("lrn_h1", "created_at"),
-        &row("lrn_h1", "next_check_at"),
-    );
+    let first = until_next_check(&l, "lrn_h1", "created_at");
     assert!(first <= 1.5, "first check {first} s after creation");
 
     env.session(&l, "lrn_h2", "pending");
@@ -170,8 +149,8 @@ async fn hostile_answer_times_cannot_put_checks_off(engine: Engine) {
     .unwrap();
     env.pass(&l, "p").await;
     for id in ["lrn_h1", "lrn_h2"] {
-        assert_eq!(row(id, "status"), "PENDING");
-        let gap = secs_between(&row(id, "last_checked_at"), &row(id, "next_check_at"));
+        assert_eq!(col(&l, id, "status"), "PENDING");
+        let gap = until_next_check(&l, id, "last_checked_at");
         assert!(gap <= 601.0, "{id}: next check {gap} s after the last");
     }
 }
@@ -185,12 +164,6 @@ async fn an_answer_keeps_when_the_session_was_last_seen_pending(engine: Engine) 
     env.session(&l, "ps_two", "complete-1");
     env.session(&l, "ps_one", "complete");
     env.pass(&l, "p").await;
-    let session = |id: &str, col: &str| {
-        one(
-            &l,
-            &format!("SELECT {col} FROM sessions WHERE session_id = '{id}'"),
-        )
-    };
     let pending_since = |id: &str| {
         one(
             &l,
@@ -200,18 +173,18 @@ async fn an_answer_keeps_when_the_session_was_last_seen_pending(engine: Engine) 
             ),
         )
     };
-    assert_eq!(session("ps_two", "status"), "PENDING");
-    let first_check = session("ps_two", "last_checked_at");
-    assert_eq!(pending_since("ps_one"), session("ps_one", "created_at"));
+    assert_eq!(col(&l, "ps_two", "status"), "PENDING");
+    let first_check = col(&l, "ps_two", "last_checked_at");
+    assert_eq!(pending_since("ps_one"), col(&l, "ps_one", "created_at"));
     let past = clock::format(clock::sub(clock::now(), Duration::from_secs(1)));
     l.execute_batch(&format!(
         "UPDATE sessions SET next_check_at = '{past}' WHERE session_id = 'ps_two'"
     ))
     .unwrap();
     env.pass(&l, "p").await;
-    assert_eq!(session("ps_two", "status"), "COMPLETED");
+    assert_eq!(col(&l, "ps_two", "status"), "COMPLETED");
     assert_eq!(pending_since("ps_two"), first_check);
-    assert_ne!(first_check, session("ps_two", "last_checked_at"));
+    assert_ne!(first_check, col(&l, "ps_two", "last_checked_at"));
 }
 
 crate::on_both_engines!(

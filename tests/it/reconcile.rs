@@ -2,21 +2,11 @@
 
 use std::time::Duration;
 
-use crate::support::{DirectSql, Engine, Env, count, due_now, one};
+use crate::support::{DirectSql, Engine, Env, col, count, due_now, one};
 use payrecon::ledger::{Ledger, NewSession};
 
 fn status(l: &Ledger, id: &str) -> String {
-    one(
-        l,
-        &format!("SELECT status FROM sessions WHERE session_id = '{id}'"),
-    )
-}
-
-fn col(l: &Ledger, id: &str, col: &str) -> String {
-    one(
-        l,
-        &format!("SELECT {col} FROM sessions WHERE session_id = '{id}'"),
-    )
+    col(l, id, "status")
 }
 
 async fn every_outcome_is_reached_over_http(engine: Engine) {

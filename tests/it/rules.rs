@@ -5,15 +5,8 @@ use std::time::Duration;
 
 use crate::support::hostile::{Hostile, Mode};
 use crate::support::receiver::{Answer, Receiver};
-use crate::support::{DirectSql, Env, SECRET_A, SECRET_B, count, one, output, text, wait_for};
+use crate::support::{DirectSql, Env, SECRET_A, SECRET_B, col, count, one, output, text, wait_for};
 use payrecon::ledger::{Ledger, NewSession};
-
-fn col(l: &Ledger, id: &str, col: &str) -> String {
-    one(
-        l,
-        &format!("SELECT {col} FROM sessions WHERE session_id = '{id}'"),
-    )
-}
 
 /// Enqueues a session for `provider` whose behaviour the simulator knows.
 fn session_for(env: &Env, l: &Ledger, provider: &str, id: &str, behaviour: &str) {

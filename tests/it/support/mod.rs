@@ -458,6 +458,14 @@ pub fn due_now(ledger: &Ledger) -> i64 {
     )
 }
 
+/// One column of the session whose id is `id` (as text; empty when NULL or absent).
+pub fn col(ledger: &Ledger, id: &str, column: &str) -> String {
+    one(
+        ledger,
+        &format!("SELECT {column} FROM sessions WHERE session_id = '{id}'"),
+    )
+}
+
 /// One column of one row from SQL.
 pub fn one(ledger: &Ledger, sql: &str) -> String {
     ledger
