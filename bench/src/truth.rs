@@ -237,9 +237,7 @@ pub(crate) fn daemon(payrecon: &Path, config: &Path) -> anyhow::Result<Daemon> {
         .env("BENCH_API_TOKEN", "bench-api-token")
         .env(
             "RUST_LOG",
-            if std::env::var_os("TRUTH_DEBUG").is_some_and(|v| v == "timing") {
-                "payrecon::reconcile::timing=trace,error"
-            } else if std::env::var_os("TRUTH_DEBUG").is_some() {
+            if std::env::var_os("TRUTH_DEBUG").is_some() {
                 "payrecon::provider=trace,error"
             } else {
                 "error"
@@ -521,8 +519,8 @@ pub(crate) async fn run_one(
     let conn = Arc::new(Mutex::new(connection(&ledger)?));
     let started = Instant::now();
     let start_ms = now_ms();
-    // change moment (epoch ms) per session id, for those that act.
-    let changes: Arc<Mutex<HashMap<String, i64>>> = Arc::default();
+    // change moment and creation (epoch ms) per session id, for those that act.
+    let changes: Arc<Mutex<HashMap<String, (i64, i64)>>> = Arc::default();
     let hints: Arc<Mutex<HashMap<String, i64>>> = Arc::default();
     let client = payrecon::http::client(Duration::from_secs(10))?;
     // The sampler: is work waiting (due, or leased and not yet checked)?
@@ -589,7 +587,7 @@ pub(crate) async fn run_one(
             changes
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .insert(id.clone(), change);
+                .insert(id.clone(), (change, epoch_ms(created)));
             if let (Some(port), true) = (api_port, i % 2 == 0) {
                 let (client, hints, id) = (client.clone(), hints.clone(), id.clone());
                 hint_tasks.push(tokio::spawn(async move {
@@ -656,17 +654,12 @@ pub(crate) async fn run_one(
         let Some(at) = payrecon::clock::parse(at).map(epoch_ms) else {
             continue;
         };
-        if let Some(change) = changes.get(id) {
+        if let Some(&(change, created)) = changes.get(id) {
             let lag = (at - change).max(0) as f64 / 1000.0 * o.compress;
+            let since_start = |ms: i64| (ms - start_ms) as f64 / 1000.0 * o.compress;
             lags.push(lag);
-            lag_at.push(((change - start_ms) as f64 / 1000.0 * o.compress, lag));
-            let created = id
-                .strip_prefix("LIT_")
-                .and_then(|rest| rest.split('_').next())
-                .and_then(|i| i.parse::<usize>().ok())
-                .and_then(|i| planned.get(i))
-                .map_or(f64::NAN, |p| p.at.as_secs_f64() * o.compress);
-            lag_created.push((created, lag));
+            lag_at.push((since_start(change), lag));
+            lag_created.push((since_start(created), lag));
         }
         if let Some(sent) = hints.get(id) {
             hint_lags.push((at - sent).max(0) as f64 / 1000.0);

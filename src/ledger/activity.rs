@@ -156,8 +156,9 @@ impl Ledger {
     /// What answer times are learned from (`reconcile::timing`), read in one transaction so that
     /// no session is both answered and waiting: the newest `most` transitions since `since`,
     /// oldest first, and the newest `most` PENDING sessions (by the partial index
-    /// `sessions_pending_by_id`) as `(provider, created_at)`, those created before `since` left
-    /// out — a session pending for an hour says an answer can take that long, or never come.
+    /// `sessions_pending_by_id`) with when each was last known PENDING, those created before
+    /// `since` left out — a session pending for an hour says an answer can take that long, or
+    /// never come.
     pub fn answers_and_waiting(
         &self,
         since: Timestamp,
